@@ -1,0 +1,106 @@
+# Tasked — one non-recursive Makefile.
+#   make            build bin/tasked-controller and bin/tasked-runner
+#   make test       install what is missing, then unit (ASan+UBSan), fuzz replay, integration
+#   make demo       local cluster in a box running examples/
+#   make up / down  start / stop that cluster (state in .tasked/)
+
+CC       ?= cc
+PKGS     := libcurl jansson yaml-0.1 libwebsockets libseccomp openssl
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wcast-qual \
+            -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wnull-dereference \
+            -Wimplicit-fallthrough -Wundef -Wno-unused-parameter -Wno-missing-field-initializers
+HARDEN   := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protection -fPIE \
+            -fcf-protection
+CFLAGS   ?= -O2 -g
+BASEFLAGS := -std=gnu17 -D_GNU_SOURCE -Icommon $(WARN) $(PKG_CFLAGS)
+LDHARDEN := -pie -Wl,-z,relro,-z,now,-z,noexecstack
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+BASEFLAGS += -DTASKED_VERSION='"$(VERSION)"'
+
+COMMON_SRC     := $(wildcard common/*.c)
+CONTROLLER_SRC := $(wildcard controller/*.c)
+RUNNER_SRC     := $(wildcard runner/*.c)
+UNIT_SRC       := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC       := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,build/rel/%.o,$(1))
+san = $(patsubst %.c,build/san/%.o,$(1))
+
+.PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench
+all: bin/tasked-controller bin/tasked-runner
+
+build/rel/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(HARDEN) $(CFLAGS) -MMD -MP -c $< -o $@
+
+build/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) -Itests/unit -Icontroller -Irunner -MMD -MP -c $< -o $@
+
+bin/tasked-controller: $(call obj,$(COMMON_SRC) $(CONTROLLER_SRC))
+	@mkdir -p bin
+	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread
+
+bin/tasked-runner: $(call obj,$(COMMON_SRC) $(RUNNER_SRC))
+	@mkdir -p bin
+	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread
+
+# Unit tests link the module under test (everything but main.c) with the sanitizers on.
+LIB_SAN := $(call san,$(COMMON_SRC) $(filter-out %/main.c,$(CONTROLLER_SRC) $(RUNNER_SRC)))
+UNIT_BIN := $(patsubst tests/unit/%.c,build/san/tests/unit/%,$(UNIT_SRC))
+build/san/tests/unit/%: build/san/tests/unit/%.o $(LIB_SAN)
+	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS) -lpthread
+
+# Fuzz targets: libFuzzer binaries for `make fuzz`; a replay driver (sanitized gcc build)
+# runs every corpus file through each target in `make test`.
+FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,build/san/tests/fuzz/%-replay,$(FUZZ_SRC))
+build/san/tests/fuzz/%-replay: build/san/tests/fuzz/%.o build/san/tests/fuzz/replay_main.o $(LIB_SAN)
+	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS) -lpthread
+build/san/tests/fuzz/replay_main.o: tests/fuzz/replay_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) -c $< -o $@
+
+deps:
+	@tests/deps.sh
+
+unit: $(UNIT_BIN)
+	prove -v --exec '' $(UNIT_BIN)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for f in $(FUZZ_REPLAY); do \
+	  t=$$(basename $$f -replay); t=$${t#fuzz_}; \
+	  echo "replay $$t"; $$f tests/fuzz/corpus/$$t; done
+
+fuzz:
+	@tests/fuzz/run.sh
+
+kube: deps
+	@tests/cluster/build-kube.sh >/dev/null
+
+integration: all kube
+	tests/integration/run.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) fuzz-replay
+	$(MAKE) integration
+
+up: deps all kube
+	@tests/cluster/up.sh
+
+down:
+	@tests/cluster/down.sh
+
+demo: up
+	@tests/cluster/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

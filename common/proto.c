@@ -1,0 +1,333 @@
+#include "proto.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const proto_names[PROTO__COUNT] = {
+	[PROTO_HELLO] = "hello",       [PROTO_READY] = "ready",     [PROTO_STARTED] = "started",
+	[PROTO_LOG] = "log",           [PROTO_RESULT] = "result",   [PROTO_PONG] = "pong",
+	[PROTO_WELCOME] = "welcome",   [PROTO_DISPATCH] = "dispatch", [PROTO_CANCEL] = "cancel",
+	[PROTO_ACK] = "ack",           [PROTO_DRAIN] = "drain",     [PROTO_PING] = "ping",
+};
+
+const char *proto_type_name(enum proto_type t)
+{
+	return (unsigned)t < PROTO__COUNT ? proto_names[t] : "unknown";
+}
+
+static int proto_fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+	if (err && errsz) {
+		va_start(ap, fmt);
+		vsnprintf(err, errsz, fmt, ap);
+		va_end(ap);
+	}
+	return -EBADMSG;
+}
+
+/* Field accessors: return 0 and set *ret, or fail with a reason naming the field. */
+static int get_str(json_t *o, const char *k, int required, size_t maxlen, const char **ret,
+		   char *err, size_t errsz)
+{
+	json_t *v = json_object_get(o, k);
+	if (!v) {
+		*ret = NULL;
+		return required ? proto_fail(err, errsz, "missing field %s", k) : 0;
+	}
+	if (!json_is_string(v))
+		return proto_fail(err, errsz, "field %s must be a string", k);
+	if (json_string_length(v) > maxlen || strlen(json_string_value(v)) != json_string_length(v))
+		return proto_fail(err, errsz, "field %s too long or contains NUL", k);
+	*ret = json_string_value(v);
+	return 0;
+}
+
+static int get_int(json_t *o, const char *k, int required, int64_t min, int64_t max, int64_t dflt,
+		   int64_t *ret, char *err, size_t errsz)
+{
+	json_t *v = json_object_get(o, k);
+	if (!v) {
+		*ret = dflt;
+		return required ? proto_fail(err, errsz, "missing field %s", k) : 0;
+	}
+	if (!json_is_integer(v))
+		return proto_fail(err, errsz, "field %s must be an integer", k);
+	if (json_integer_value(v) < min || json_integer_value(v) > max)
+		return proto_fail(err, errsz, "field %s out of range", k);
+	*ret = json_integer_value(v);
+	return 0;
+}
+
+static int get_task(json_t *o, struct proto_msg *m, char *err, size_t errsz)
+{
+	int r = get_str(o, "taskUid", 1, PROTO_MAX_ID, &m->task_uid, err, errsz);
+	if (r == 0 && m->task_uid[0] == '\0')
+		r = proto_fail(err, errsz, "field taskUid is empty");
+	if (r == 0)
+		r = get_int(o, "attempt", 1, 1, 1000000, 0, &m->attempt, err, errsz);
+	return r;
+}
+
+static int check_string_array(json_t *a, const char *k, size_t maxn, size_t maxlen, int nonempty,
+			      char *err, size_t errsz)
+{
+	size_t i;
+	json_t *v;
+	if (!json_is_array(a))
+		return proto_fail(err, errsz, "field %s must be an array", k);
+	if (json_array_size(a) > maxn)
+		return proto_fail(err, errsz, "field %s has too many items", k);
+	if (nonempty && json_array_size(a) == 0)
+		return proto_fail(err, errsz, "field %s is empty", k);
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v) || json_string_length(v) > maxlen ||
+		    strlen(json_string_value(v)) != json_string_length(v))
+			return proto_fail(err, errsz, "field %s[%zu] must be a string without NUL", k, i);
+	}
+	return 0;
+}
+
+static int decode_hello(json_t *o, struct proto_msg *m, char *err, size_t errsz)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	int r;
+
+	if ((r = get_str(o, "runnerId", 1, 63, &m->runner_id, err, errsz)) < 0 ||
+	    (r = get_str(o, "version", 1, 64, &m->version, err, errsz)) < 0 ||
+	    (r = get_int(o, "capacity", 1, 1, PROTO_MAX_CAPACITY, 0, &m->capacity, err, errsz)) < 0)
+		return r;
+	if (m->runner_id[0] == '\0')
+		return proto_fail(err, errsz, "field runnerId is empty");
+	for (const char *p = m->runner_id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+		      *p == '_' || (*p >= 'A' && *p <= 'Z')))
+			return proto_fail(err, errsz, "field runnerId has invalid characters");
+	m->labels = json_object_get(o, "labels");
+	if (m->labels) {
+		if (!json_is_object(m->labels) || json_object_size(m->labels) > PROTO_MAX_LABELS)
+			return proto_fail(err, errsz, "field labels must be an object of at most %d strings",
+					  PROTO_MAX_LABELS);
+		json_object_foreach(m->labels, k, v) {
+			if (strlen(k) > 63 || !json_is_string(v) || json_string_length(v) > 63)
+				return proto_fail(err, errsz, "label values must be strings of at most 63 bytes");
+		}
+	}
+	m->executors = json_object_get(o, "executors");
+	if (m->executors && (r = check_string_array(m->executors, "executors", 16, 32, 0, err, errsz)) < 0)
+		return r;
+	m->running = json_object_get(o, "running");
+	if (m->running) {
+		if (!json_is_array(m->running) || json_array_size(m->running) > PROTO_MAX_HELD)
+			return proto_fail(err, errsz, "field running must be an array");
+		json_array_foreach(m->running, i, v) {
+			struct proto_msg t = { 0 };
+			if (!json_is_object(v) || get_task(v, &t, err, errsz) < 0)
+				return proto_fail(err, errsz, "field running[%zu] must be {taskUid, attempt}", i);
+		}
+	}
+	return 0;
+}
+
+static int decode_result(json_t *o, struct proto_msg *m, char *err, size_t errsz)
+{
+	json_t *t;
+	int r;
+
+	if ((r = get_task(o, m, err, errsz)) < 0 ||
+	    (r = get_str(o, "phase", 1, 32, &m->phase, err, errsz)) < 0 ||
+	    (r = get_str(o, "reason", 0, 64, &m->reason, err, errsz)) < 0 ||
+	    (r = get_str(o, "message", 0, 4096, &m->message, err, errsz)) < 0 ||
+	    (r = get_str(o, "logTail", 0, 64 * 1024, &m->log_tail, err, errsz)) < 0 ||
+	    (r = get_int(o, "exitCode", 0, -1, 255, -1, &m->exit_code, err, errsz)) < 0 ||
+	    (r = get_int(o, "startTime", 0, 0, INT64_MAX, 0, &m->start_ms, err, errsz)) < 0 ||
+	    (r = get_int(o, "completionTime", 0, 0, INT64_MAX, 0, &m->end_ms, err, errsz)) < 0)
+		return r;
+	if (strcmp(m->phase, "Succeeded") != 0 && strcmp(m->phase, "Failed") != 0 &&
+	    strcmp(m->phase, "Cancelled") != 0)
+		return proto_fail(err, errsz, "field phase must be Succeeded, Failed or Cancelled");
+	m->output = json_object_get(o, "output");
+	t = json_object_get(o, "truncated");
+	if (t && !json_is_boolean(t))
+		return proto_fail(err, errsz, "field truncated must be a boolean");
+	m->truncated = t ? json_is_true(t) : 0;
+	return 0;
+}
+
+static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t errsz)
+{
+	json_t *shell, *limits, *v;
+	size_t i;
+	int r;
+
+	if ((r = get_task(o, m, err, errsz)) < 0 ||
+	    (r = get_str(o, "namespace", 1, 253, &m->namespace_, err, errsz)) < 0 ||
+	    (r = get_str(o, "name", 1, 253, &m->name, err, errsz)) < 0 ||
+	    (r = get_int(o, "deadline", 0, 0, INT64_MAX, 0, &m->deadline_ms, err, errsz)) < 0)
+		return r;
+	shell = json_object_get(o, "shell");
+	if (!json_is_object(shell))
+		return proto_fail(err, errsz, "field shell must be an object");
+	m->command = json_object_get(shell, "command");
+	if ((r = check_string_array(m->command, "shell.command", PROTO_MAX_ARGS, 64 * 1024, 1, err, errsz)) < 0)
+		return r;
+	if ((r = get_str(shell, "workingDir", 0, 1024, &m->working_dir, err, errsz)) < 0)
+		return r;
+	m->env = json_object_get(o, "env");
+	if (m->env) {
+		if (!json_is_array(m->env) || json_array_size(m->env) > PROTO_MAX_ENV)
+			return proto_fail(err, errsz, "field env must be an array of at most %d", PROTO_MAX_ENV);
+		json_array_foreach(m->env, i, v) {
+			const char *n, *val;
+			if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
+			    get_str(v, "value", 1, 128 * 1024, &val, err, errsz) < 0 || n[0] == '\0' ||
+			    strchr(n, '='))
+				return proto_fail(err, errsz, "field env[%zu] must be {name, value}", i);
+		}
+	}
+	m->input = json_object_get(o, "input");
+	m->max_output = 10 * 1024 * 1024;
+	m->log_tail_max = 4096;
+	limits = json_object_get(o, "limits");
+	if (limits) {
+		if (!json_is_object(limits))
+			return proto_fail(err, errsz, "field limits must be an object");
+		if ((r = get_int(limits, "maxOutputBytes", 0, 0, INT64_C(1) << 32, m->max_output,
+				 &m->max_output, err, errsz)) < 0 ||
+		    (r = get_int(limits, "logTailBytes", 0, 0, 64 * 1024, m->log_tail_max,
+				 &m->log_tail_max, err, errsz)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int decode_body(json_t *o, struct proto_msg *m, char *err, size_t errsz)
+{
+	int r;
+	switch (m->type) {
+	case PROTO_HELLO:
+		return decode_hello(o, m, err, errsz);
+	case PROTO_READY:
+		return get_int(o, "slots", 1, 0, PROTO_MAX_CAPACITY, 0, &m->slots, err, errsz);
+	case PROTO_STARTED:
+		if ((r = get_task(o, m, err, errsz)) < 0)
+			return r;
+		return get_int(o, "startTime", 0, 0, INT64_MAX, 0, &m->start_ms, err, errsz);
+	case PROTO_LOG:
+		if ((r = get_task(o, m, err, errsz)) < 0 ||
+		    (r = get_int(o, "seq", 1, 0, INT64_MAX, 0, &m->seq, err, errsz)) < 0 ||
+		    (r = get_str(o, "stream", 1, 16, &m->stream, err, errsz)) < 0 ||
+		    (r = get_str(o, "data", 1, PROTO_MAX_MESSAGE_DEFAULT, &m->data, err, errsz)) < 0)
+			return r;
+		if (strcmp(m->stream, "stdout") != 0 && strcmp(m->stream, "stderr") != 0)
+			return proto_fail(err, errsz, "field stream must be stdout or stderr");
+		return 0;
+	case PROTO_RESULT:
+		return decode_result(o, m, err, errsz);
+	case PROTO_WELCOME:
+		if ((r = get_str(o, "runnerId", 1, 63, &m->runner_id, err, errsz)) < 0 ||
+		    (r = get_int(o, "heartbeatSeconds", 0, 1, 3600, 10, &m->heartbeat_s, err, errsz)) < 0)
+			return r;
+		return get_int(o, "maxMessageBytes", 0, 1024, INT64_C(1) << 30, PROTO_MAX_MESSAGE_DEFAULT,
+			       &m->max_message, err, errsz);
+	case PROTO_DISPATCH:
+		return decode_dispatch(o, m, err, errsz);
+	case PROTO_CANCEL:
+	case PROTO_ACK:
+		return get_task(o, m, err, errsz);
+	case PROTO_PONG:
+	case PROTO_DRAIN:
+	case PROTO_PING:
+		return 0;
+	case PROTO__COUNT:
+		break;
+	}
+	return proto_fail(err, errsz, "unknown message type");
+}
+
+int proto_decode(const char *data, size_t len, size_t max, enum proto_dir dir,
+		 struct proto_msg *ret, char *err, size_t errsz)
+{
+	json_error_t jerr;
+	json_t *root, *jt;
+	const char *t;
+	int r, i;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->exit_code = -1;
+	if (len > max) {
+		proto_fail(err, errsz, "message of %zu bytes exceeds the %zu byte cap", len, max);
+		return -EMSGSIZE;
+	}
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return proto_fail(err, errsz, "invalid JSON at line %d column %d", jerr.line, jerr.column);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return proto_fail(err, errsz, "message must be a JSON object");
+	}
+	jt = json_object_get(root, "type");
+	if (!json_is_string(jt)) {
+		json_decref(root);
+		return proto_fail(err, errsz, "missing field type");
+	}
+	t = json_string_value(jt);
+	for (i = 0; i < PROTO__COUNT; i++)
+		if (strcmp(t, proto_names[i]) == 0)
+			break;
+	if (i == PROTO__COUNT) {
+		json_decref(root);
+		return proto_fail(err, errsz, "unknown message type");
+	}
+	if ((dir == PROTO_FROM_RUNNER) != (i < PROTO_WELCOME)) {
+		json_decref(root);
+		return proto_fail(err, errsz, "message type %s not allowed in this direction", proto_names[i]);
+	}
+	ret->type = (enum proto_type)i;
+	ret->root = root;
+	r = decode_body(root, ret, err, errsz);
+	if (r < 0) {
+		json_decref(root);
+		memset(ret, 0, sizeof(*ret));
+		return r;
+	}
+	return 0;
+}
+
+void proto_msg_free(struct proto_msg *m)
+{
+	json_decref(m->root);
+	m->root = NULL;
+}
+
+json_t *proto_new(enum proto_type t)
+{
+	return json_pack("{ss}", "type", proto_type_name(t));
+}
+
+json_t *proto_new_task(enum proto_type t, const char *task_uid, int64_t attempt)
+{
+	return json_pack("{sssssI}", "type", proto_type_name(t), "taskUid", task_uid, "attempt",
+			 (json_int_t)attempt);
+}
+
+int proto_encode(const json_t *msg, size_t max, char **ret, size_t *ret_len)
+{
+	char *s = json_dumps(msg, JSON_COMPACT);
+	size_t n;
+	if (!s)
+		return -ENOMEM;
+	n = strlen(s);
+	if (n > max) {
+		free(s);
+		return -EMSGSIZE;
+	}
+	*ret = s;
+	*ret_len = n;
+	return 0;
+}

@@ -1,0 +1,282 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t util_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int util_fmt_time(int64_t ms, char *out, size_t outsz, int digits)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	char base[32];
+	int n;
+
+	if (!gmtime_r(&secs, &tm) || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		return -EINVAL;
+	if (digits == 0)
+		n = snprintf(out, outsz, "%sZ", base);
+	else if (digits == 3)
+		n = snprintf(out, outsz, "%s.%03dZ", base, (int)(ms % 1000));
+	else
+		n = snprintf(out, outsz, "%s.%03d000Z", base, (int)(ms % 1000));
+	return n < 0 || (size_t)n >= outsz ? -ENOBUFS : 0;
+}
+
+int util_rfc3339(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 0); }
+int util_rfc3339_ms(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 3); }
+int util_rfc3339_us(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 6); }
+
+int util_parse_rfc3339(const char *s, int64_t *ret_ms)
+{
+	struct tm tm = { 0 };
+	const char *p;
+	int64_t frac = 0, scale = 1000;
+
+	if (!s)
+		return -EINVAL;
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++) {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			}
+		}
+	}
+	if (strcmp(p, "Z") != 0)
+		return -EINVAL;
+	*ret_ms = (int64_t)timegm(&tm) * 1000 + frac;
+	return 0;
+}
+
+int util_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int util_random_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[64];
+	int r;
+
+	if (nbytes > sizeof(raw))
+		return -EINVAL;
+	r = util_random(raw, nbytes);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nbytes; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 15];
+	}
+	out[2 * nbytes] = '\0';
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return 0;
+}
+
+int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
+	int eq;
+
+	SHA256(a, alen, da);
+	SHA256(b, blen, db);
+	eq = CRYPTO_memcmp(da, db, sizeof(da)) == 0;
+	return eq;
+}
+
+int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+	struct buf b;
+	char chunk[4096];
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	buf_init(&b, max);
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		r = buf_append(&b, chunk, (size_t)n);
+		if (r < 0) {
+			r = r == -ENOBUFS ? -EFBIG : r;
+			break;
+		}
+	}
+	close(fd);
+	if (r == 0 && !b.data)
+		r = buf_append(&b, "", 0);
+	if (r < 0) {
+		buf_free(&b);
+		return r;
+	}
+	*ret = b.data;
+	if (ret_len)
+		*ret_len = b.len;
+	return 0;
+}
+
+int util_write_file(const char *path, const void *data, size_t len, int mode)
+{
+	char tmp[PATH_MAX];
+	const char *p = data;
+	int fd, n;
+
+	n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, (mode_t)mode) < 0)
+		goto fail;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	n = -errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return n;
+}
+
+void util_rstrip(char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		s[--n] = '\0';
+}
+
+int util_parse_long(const char *s, long min, long max, long *ret)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+void buf_init(struct buf *b, size_t max)
+{
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->max = max;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (n > b->max || b->len > b->max - n)
+		return -ENOBUFS;
+	if (b->len + n + 1 > b->cap) {
+		size_t ncap = b->cap ? b->cap : 256;
+		char *nd;
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		if (ncap > b->max + 1)
+			ncap = b->max + 1;
+		nd = realloc(b->data, ncap);
+		if (!nd)
+			return -ENOMEM;
+		b->data = nd;
+		b->cap = ncap;
+	}
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+void buf_reset(struct buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		buf_reset(b);
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	b->data[b->len] = '\0';
+}

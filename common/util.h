@@ -1,0 +1,48 @@
+#pragma once
+/* Small helpers both binaries share: time, randomness, constant-time compare, bounded buffers,
+ * files. Functions returning int give 0 or a negative errno. */
+#include <stddef.h>
+#include <stdint.h>
+
+int64_t util_now_ms(void);            /* CLOCK_REALTIME in milliseconds */
+int64_t util_mono_ms(void);           /* CLOCK_MONOTONIC in milliseconds */
+/* Formats "2006-01-02T15:04:05Z" (Kubernetes metav1.Time, second precision). */
+int util_rfc3339(int64_t ms, char *out, size_t outsz);
+/* Formats "2006-01-02T15:04:05.000Z" for logs. */
+int util_rfc3339_ms(int64_t ms, char *out, size_t outsz);
+/* Formats metav1.MicroTime "2006-01-02T15:04:05.000000Z". */
+int util_rfc3339_us(int64_t ms, char *out, size_t outsz);
+/* Parses "YYYY-MM-DDTHH:MM:SS[.frac]Z" into ms; -EINVAL on anything else. */
+int util_parse_rfc3339(const char *s, int64_t *ret_ms);
+
+int util_random(void *buf, size_t len);           /* getrandom, never blocks after boot */
+int util_random_hex(char *out, size_t nbytes);    /* writes 2*nbytes hex chars + NUL */
+/* Constant-time equality of two byte strings of possibly different lengths: both are hashed
+ * with SHA-256 first, so neither content nor length leaks through timing. */
+int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Reads a whole file (O_CLOEXEC) up to max bytes; NUL-terminated; -EFBIG past max. */
+int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Writes a file atomically (temp + rename) with the given mode. */
+int util_write_file(const char *path, const void *data, size_t len, int mode);
+/* Strips trailing whitespace/newlines in place. */
+void util_rstrip(char *s);
+/* Parses a decimal integer in [min, max]; -EINVAL / -ERANGE. */
+int util_parse_long(const char *s, long min, long max, long *ret);
+
+/* A growing byte buffer with a hard maximum (curl's dynbuf idea). Always NUL-terminated. */
+struct buf {
+	char *data;
+	size_t len, cap, max;
+};
+void buf_init(struct buf *b, size_t max);
+int buf_append(struct buf *b, const void *p, size_t n);   /* -ENOBUFS past max, -ENOMEM */
+void buf_reset(struct buf *b);                             /* len = 0, keeps memory */
+void buf_free(struct buf *b);
+/* Removes the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+
+#define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void util_freep(void *p) { extern void free(void *); free(*(void **)p); }
+#define _cleanup_free_ __attribute__((cleanup(util_freep)))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what `make` needs and is missing: Debian -dev packages for the libraries, and the
+# test tools. Quiet when everything is present, so `make test` can run it every time.
+set -euo pipefail
+need=()
+pkgs=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev libwebsockets-dev
+      libssl-dev libseccomp-dev openssl perl curl ca-certificates apparmor clang
+      libclang-rt-14-dev procps psmisc iproute2)
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if ! command -v kubectl >/dev/null; then need+=(kubernetes-client); fi
+if [ ${#need[@]} -gt 0 ]; then
+	echo "deps: installing ${need[*]}" >&2
+	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || {
+	echo "deps: Go >= 1.24 is required to build the test control plane (https://go.dev/dl)" >&2; exit 1; }
