@@ -31,6 +31,7 @@ FUZZ_SRC       := $(wildcard tests/fuzz/fuzz_*.c)
 obj = $(patsubst %.c,build/rel/%.o,$(1))
 san = $(patsubst %.c,build/san/%.o,$(1))
 
+.SECONDARY:
 .PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench
 all: bin/tasked-controller bin/tasked-runner
 

@@ -1,0 +1,835 @@
+#include "broker.h"
+#include "log.h"
+#include "proto.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BROKER_MAX_GRANTS 64
+#define BROKER_GRANT_TTL_MS 30000
+#define BROKER_MAX_AUTH_BODY 4096
+#define BROKER_MAX_OUTBOX 4096
+#define BROKER_HELLO_TIMEOUT_S 10
+#define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once */
+#define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
+
+struct outmsg {
+	struct outmsg *next;
+	size_t len;
+	unsigned char data[];   /* LWS_PRE headroom + payload */
+};
+
+struct runner {
+	struct runner *next;
+	char id[64];
+	struct lws *wsi;        /* NULL while disconnected */
+	json_t *labels;
+	int capacity;
+	json_t *inflight;       /* "uid/attempt" -> {uid, attempt} */
+	struct outmsg *out_head, *out_tail;
+	size_t out_count;
+};
+
+struct rsess {                  /* per WebSocket, zeroed by lws */
+	struct runner *r;
+	struct buf rx;
+	int rx_init;
+	int64_t last_rx_ms;
+};
+
+struct hsess {                  /* per HTTP request on the broker listener */
+	struct buf body;
+	int body_init;
+	char *resp;
+	size_t resp_len;
+};
+
+struct grant {
+	char hex[65];
+	int64_t expires_ms;
+};
+
+struct broker {
+	struct broker_cfg cfg;
+	struct broker_ops ops;
+	void *ud;
+	struct lws_context *ctx;
+	pthread_mutex_t lock;   /* guards runners, grants, token */
+	struct runner *runners;
+	struct grant grants[BROKER_MAX_GRANTS];
+	char *token;
+	struct timespec token_mtime;
+	double auth_tokens;
+	int64_t auth_ms;
+	volatile int stop;
+	int listening;
+};
+
+int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port)
+{
+	const char *colon;
+	long p;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(close - s - 1);
+		if (hl >= hostsz)
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+		if (hl >= hostsz)
+			return -EINVAL;
+		memcpy(host, s, hl);
+	}
+	host[hl] = '\0';
+	if (util_parse_long(colon + 1, 1, 65535, &p) < 0)
+		return -EINVAL;
+	if (host[0] == '\0')
+		snprintf(host, hostsz, "0.0.0.0");
+	*port = (int)p;
+	return 0;
+}
+
+int broker_addr_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+/* --- token and grants ------------------------------------------------------------------- */
+
+/* Re-reads the token file when its mtime changed, so the token can rotate. Caller holds lock. */
+static void broker_token_refresh(struct broker *b)
+{
+	struct stat st;
+	char *t = NULL;
+	if (!b->cfg.token_file || stat(b->cfg.token_file, &st) < 0)
+		return;
+	if (b->token && st.st_mtim.tv_sec == b->token_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == b->token_mtime.tv_nsec)
+		return;
+	if (util_read_file(b->cfg.token_file, 4096, &t, NULL) < 0)
+		return;
+	util_rstrip(t);
+	free(b->token);
+	b->token = t;
+	b->token_mtime = st.st_mtim;
+}
+
+/* Returns 0 and a fresh grant, -EACCES for a wrong token, -EAGAIN when rate limited. */
+static int broker_auth(struct broker *b, const char *token, char *grant_out)
+{
+	int64_t now = util_mono_ms();
+	int ok, r = 0, slot = -1;
+
+	pthread_mutex_lock(&b->lock);
+	b->auth_tokens += (double)(now - b->auth_ms) * BROKER_AUTH_REFILL / 1000.0;
+	if (b->auth_tokens > BROKER_AUTH_BURST)
+		b->auth_tokens = BROKER_AUTH_BURST;
+	b->auth_ms = now;
+	if (b->auth_tokens < 1.0) {
+		pthread_mutex_unlock(&b->lock);
+		return -EAGAIN;
+	}
+	broker_token_refresh(b);
+	ok = b->token && b->token[0] && token &&
+	     util_ct_equal(token, strlen(token), b->token, strlen(b->token));
+	if (!ok) {
+		b->auth_tokens -= 1.0;
+		r = -EACCES;
+		goto out;
+	}
+	for (int i = 0; i < BROKER_MAX_GRANTS; i++) {
+		if (b->grants[i].expires_ms <= now) {
+			slot = i;
+			break;
+		}
+	}
+	if (slot < 0) {
+		r = -EAGAIN;
+		goto out;
+	}
+	if (util_random_hex(b->grants[slot].hex, 32) < 0) {
+		r = -EIO;
+		goto out;
+	}
+	b->grants[slot].expires_ms = now + BROKER_GRANT_TTL_MS;
+	memcpy(grant_out, b->grants[slot].hex, 65);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+/* Consumes a grant: valid once, within its TTL. */
+static int broker_take_grant(struct broker *b, const char *grant)
+{
+	int64_t now = util_mono_ms();
+	int found = 0;
+	pthread_mutex_lock(&b->lock);
+	for (int i = 0; i < BROKER_MAX_GRANTS; i++) {
+		struct grant *g = &b->grants[i];
+		/* Compare every live slot in constant time; do not stop early. */
+		if (g->expires_ms > now && util_ct_equal(g->hex, 64, grant, strlen(grant)) && !found) {
+			found = 1;
+			g->expires_ms = 0;
+			OPENSSL_cleanse(g->hex, sizeof(g->hex));
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	return found ? 0 : -EACCES;
+}
+
+/* --- outbox ------------------------------------------------------------------------------ */
+
+/* Queues a serialised message for a runner. Caller holds lock. */
+static int broker_queue_locked(struct broker *b, struct runner *r, const json_t *msg)
+{
+	size_t max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
+	char *s;
+	size_t n;
+	struct outmsg *m;
+	int rc;
+
+	if (!r->wsi)
+		return -ENOTCONN;
+	if (r->out_count >= BROKER_MAX_OUTBOX)
+		return -ENOBUFS;
+	rc = proto_encode(msg, max, &s, &n);
+	if (rc < 0)
+		return rc;
+	m = malloc(sizeof(*m) + LWS_PRE + n);
+	if (!m) {
+		free(s);
+		return -ENOMEM;
+	}
+	m->next = NULL;
+	m->len = n;
+	memcpy(m->data + LWS_PRE, s, n);
+	free(s);
+	if (r->out_tail)
+		r->out_tail->next = m;
+	else
+		r->out_head = m;
+	r->out_tail = m;
+	r->out_count++;
+	return 0;
+}
+
+static void broker_outbox_clear(struct runner *r)
+{
+	while (r->out_head) {
+		struct outmsg *m = r->out_head;
+		r->out_head = m->next;
+		free(m);
+	}
+	r->out_tail = NULL;
+	r->out_count = 0;
+}
+
+static struct runner *broker_find(struct broker *b, const char *id)
+{
+	for (struct runner *r = b->runners; r; r = r->next)
+		if (strcmp(r->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+static void broker_inflight_key(const char *uid, int64_t attempt, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/%lld", uid, (long long)attempt);
+}
+
+/* --- public, thread-safe ----------------------------------------------------------------- */
+
+static int broker_labels_match(json_t *labels, json_t *selector)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(selector, k, v) {
+		const char *have = json_string_value(json_object_get(labels, k));
+		if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *selector,
+		    json_t *msg, char *runner_out, size_t outsz)
+{
+	struct runner *best = NULL;
+	int matched = 0, best_free = 0, r;
+	char key[192];
+
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *x = b->runners; x; x = x->next) {
+		int free_slots;
+		if (!x->wsi || !broker_labels_match(x->labels, selector))
+			continue;
+		matched = 1;
+		free_slots = x->capacity - (int)json_object_size(x->inflight);
+		if (free_slots > best_free) {
+			best = x;
+			best_free = free_slots;
+		}
+	}
+	if (!best) {
+		pthread_mutex_unlock(&b->lock);
+		return matched ? -EAGAIN : -ENODEV;
+	}
+	r = broker_queue_locked(b, best, msg);
+	if (r == 0) {
+		broker_inflight_key(uid, attempt, key, sizeof(key));
+		json_object_set_new(best->inflight, key, json_pack("{sssI}", "uid", uid, "attempt", (json_int_t)attempt));
+		snprintf(runner_out, outsz, "%s", best->id);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (r == 0)
+		lws_cancel_service(b->ctx);
+	return r;
+}
+
+static int broker_send_task(struct broker *b, enum proto_type t, const char *runner,
+			    const char *uid, int64_t attempt)
+{
+	json_t *msg = proto_new_task(t, uid, attempt);
+	struct runner *r;
+	int rc = -ENOTCONN;
+
+	if (!msg)
+		return -ENOMEM;
+	pthread_mutex_lock(&b->lock);
+	r = broker_find(b, runner);
+	if (r)
+		rc = broker_queue_locked(b, r, msg);
+	pthread_mutex_unlock(&b->lock);
+	json_decref(msg);
+	if (rc == 0)
+		lws_cancel_service(b->ctx);
+	return rc;
+}
+
+int broker_cancel(struct broker *b, const char *runner, const char *uid, int64_t attempt)
+{
+	return broker_send_task(b, PROTO_CANCEL, runner, uid, attempt);
+}
+
+int broker_ack(struct broker *b, const char *runner, const char *uid, int64_t attempt)
+{
+	return broker_send_task(b, PROTO_ACK, runner, uid, attempt);
+}
+
+void broker_counts(struct broker *b, int *runners, int *free_slots)
+{
+	int n = 0, f = 0;
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *r = b->runners; r; r = r->next) {
+		if (!r->wsi)
+			continue;
+		n++;
+		f += r->capacity - (int)json_object_size(r->inflight);
+	}
+	pthread_mutex_unlock(&b->lock);
+	*runners = n;
+	*free_slots = f;
+}
+
+int broker_listening(struct broker *b)
+{
+	return b->listening;
+}
+
+/* --- HTTP: POST /runners/auth ------------------------------------------------------------ */
+
+static int broker_http_reply(struct lws *wsi, struct hsess *hs, unsigned int status, json_t *body)
+{
+	unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+	char *s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!s)
+		return -1;
+	free(hs->resp);
+	hs->resp_len = strlen(s);
+	hs->resp = malloc(LWS_PRE + hs->resp_len);
+	if (!hs->resp) {
+		free(s);
+		return -1;
+	}
+	memcpy(hs->resp + LWS_PRE, s, hs->resp_len);
+	free(s);
+	if (lws_add_http_common_headers(wsi, status, "application/json", hs->resp_len, &p, end) ||
+	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+					(const unsigned char *)"no-store", 8, &p, end) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static json_t *broker_err(const char *err, const char *msg)
+{
+	return json_pack("{ssss}", "error", err, "message", msg);
+}
+
+static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct broker *b = lws_context_user(lws_get_context(wsi));
+	struct hsess *hs = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return -1;   /* WebSocket upgrades must name our subprotocol */
+	case LWS_CALLBACK_HTTP: {
+		const char *uri = in;
+		if (strcmp(uri, "/runners/auth") == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+			buf_init(&hs->body, BROKER_MAX_AUTH_BODY);
+			hs->body_init = 1;
+			return 0;   /* wait for the body */
+		}
+		if (strcmp(uri, "/runners/ws") == 0)
+			return broker_http_reply(wsi, hs, 400, broker_err("BadRequest", "WebSocket upgrade with subprotocol " PROTO_SUBPROTOCOL " required"));
+		return broker_http_reply(wsi, hs, 404, broker_err("NotFound", "no such endpoint"));
+	}
+	case LWS_CALLBACK_HTTP_BODY:
+		if (hs->body_init && buf_append(&hs->body, in, len) < 0) {
+			hs->body_init = 0;
+			buf_free(&hs->body);
+			return broker_http_reply(wsi, hs, 413, broker_err("PayloadTooLarge", "auth body too large"));
+		}
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+		json_t *req;
+		char grant[65];
+		int r;
+		if (!hs->body_init)
+			return 0;
+		req = json_loadb(hs->body.data ? hs->body.data : "", hs->body.len, 0, NULL);
+		buf_free(&hs->body);
+		hs->body_init = 0;
+		r = broker_auth(b, json_string_value(json_object_get(req, "token")), grant);
+		json_decref(req);
+		if (r == -EAGAIN) {
+			log_warn("runner auth rate limited");
+			return broker_http_reply(wsi, hs, 429, broker_err("TooManyRequests", "too many failed runner authentications; retry later"));
+		}
+		if (r < 0) {
+			log_warn("runner auth refused", "reason", "invalid token");
+			return broker_http_reply(wsi, hs, 403, broker_err("Forbidden", "invalid runner token"));
+		}
+		r = broker_http_reply(wsi, hs, 200, json_pack("{sssi}", "grant", grant, "expiresInSeconds", BROKER_GRANT_TTL_MS / 1000));
+		OPENSSL_cleanse(grant, sizeof(grant));
+		return r;
+	}
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if (!hs->resp)
+			return 0;
+		if (lws_write(wsi, (unsigned char *)hs->resp + LWS_PRE, hs->resp_len, LWS_WRITE_HTTP_FINAL) < 0)
+			return -1;
+		free(hs->resp);
+		hs->resp = NULL;
+		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	case LWS_CALLBACK_CLOSED_HTTP:
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		if (hs) {
+			if (hs->body_init)
+				buf_free(&hs->body);
+			hs->body_init = 0;
+			free(hs->resp);
+			hs->resp = NULL;
+		}
+		return 0;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* --- WebSocket: runners ------------------------------------------------------------------ */
+
+static int broker_close(struct lws *wsi, int code, const char *why)
+{
+	unsigned char reason[124];
+	size_t n = strlen(why) < sizeof(reason) ? strlen(why) : sizeof(reason);
+	memcpy(reason, why, n);
+	lws_close_reason(wsi, (enum lws_close_status)code, reason, n);
+	return -1;
+}
+
+static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, struct proto_msg *m)
+{
+	struct runner *r;
+	json_t *held = json_object(), *welcome, *lost = json_array(), *v;
+	const char *k;
+	char key[192];
+	size_t i;
+
+	pthread_mutex_lock(&b->lock);
+	r = broker_find(b, m->runner_id);
+	if (r && r->wsi && r->wsi != wsi) {
+		pthread_mutex_unlock(&b->lock);
+		json_decref(held);
+		json_decref(lost);
+		log_warn("runner id already connected", "runner", m->runner_id);
+		return broker_close(wsi, PROTO_CLOSE_POLICY, "runner id already connected");
+	}
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			pthread_mutex_unlock(&b->lock);
+			json_decref(held);
+			json_decref(lost);
+			return -1;
+		}
+		snprintf(r->id, sizeof(r->id), "%s", m->runner_id);
+		r->inflight = json_object();
+		r->next = b->runners;
+		b->runners = r;
+	}
+	r->wsi = wsi;
+	r->capacity = (int)m->capacity;
+	json_decref(r->labels);
+	r->labels = m->labels ? json_deep_copy(m->labels) : json_object();
+	json_array_foreach(m->running, i, v) {
+		broker_inflight_key(json_string_value(json_object_get(v, "taskUid")),
+				    json_integer_value(json_object_get(v, "attempt")), key, sizeof(key));
+		json_object_set_new(held, key, json_pack("{sOsO}", "uid", json_object_get(v, "taskUid"),
+							 "attempt", json_object_get(v, "attempt")));
+	}
+	/* What we had given this runner but it no longer holds is lost. */
+	json_object_foreach(r->inflight, k, v) {
+		if (!json_object_get(held, k))
+			json_array_append(lost, v);
+	}
+	json_decref(r->inflight);
+	r->inflight = held;
+	s->r = r;
+	welcome = json_pack("{sssssisi}", "type", "welcome", "runnerId", r->id, "heartbeatSeconds",
+			    b->cfg.heartbeat_s, "maxMessageBytes",
+			    (int)(b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT));
+	broker_queue_locked(b, r, welcome);
+	json_decref(welcome);
+	json_object_foreach(held, k, v) {
+		(void)k;
+		b->ops.held(b->ud, json_string_value(json_object_get(v, "uid")),
+			    json_integer_value(json_object_get(v, "attempt")), r->id);
+	}
+	pthread_mutex_unlock(&b->lock);
+	json_array_foreach(lost, i, v)
+		b->ops.lost(b->ud, json_string_value(json_object_get(v, "uid")),
+			    json_integer_value(json_object_get(v, "attempt")), m->runner_id);
+	json_decref(lost);
+	{
+		char cap[16];
+		snprintf(cap, sizeof(cap), "%d", (int)m->capacity);
+		log_info("runner connected", "runner", m->runner_id, "version", m->version, "capacity", cap);
+	}
+	lws_callback_on_writable(wsi);
+	b->ops.capacity(b->ud);
+	return 0;
+}
+
+static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
+{
+	size_t max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
+	struct proto_msg m;
+	char err[160], key[192];
+	int r = 0;
+
+	r = proto_decode(s->rx.data, s->rx.len, max, PROTO_FROM_RUNNER, &m, err, sizeof(err));
+	buf_reset(&s->rx);
+	if (r < 0) {
+		log_warn("closing runner connection: malformed message", "runner", s->r ? s->r->id : "", "reason", err);
+		return broker_close(wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
+	}
+	if (!s->r && m.type != PROTO_HELLO) {
+		proto_msg_free(&m);
+		log_warn("closing runner connection: message before hello");
+		return broker_close(wsi, PROTO_CLOSE_MALFORMED, "hello expected first");
+	}
+	switch (m.type) {
+	case PROTO_HELLO:
+		if (s->r) {
+			r = broker_close(wsi, PROTO_CLOSE_MALFORMED, "duplicate hello");
+			break;
+		}
+		r = broker_on_hello(b, wsi, s, &m);
+		break;
+	case PROTO_STARTED:
+		b->ops.started(b->ud, m.task_uid, m.attempt, m.start_ms, s->r->id);
+		break;
+	case PROTO_RESULT:
+		pthread_mutex_lock(&b->lock);
+		broker_inflight_key(m.task_uid, m.attempt, key, sizeof(key));
+		json_object_del(s->r->inflight, key);
+		pthread_mutex_unlock(&b->lock);
+		b->ops.result(b->ud, m.task_uid, m.attempt, s->r->id, m.root);
+		b->ops.capacity(b->ud);
+		break;
+	case PROTO_LOG:     /* full log storage is served by the controller API */
+	case PROTO_READY:
+	case PROTO_PONG:
+		break;
+	default:
+		r = broker_close(wsi, PROTO_CLOSE_MALFORMED, "unexpected message type");
+	}
+	proto_msg_free(&m);
+	return r;
+}
+
+static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct broker *b = lws_context_user(lws_get_context(wsi));
+	struct rsess *s = user;
+	size_t max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		char auth[256], uri[64];
+		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/runners/ws") != 0)
+			return -1;
+		if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
+		    strncmp(auth, "Bearer ", 7) != 0 || broker_take_grant(b, auth + 7) < 0) {
+			OPENSSL_cleanse(auth, sizeof(auth));
+			log_warn("runner WebSocket refused", "reason", "missing, expired or replayed grant");
+			return -1;
+		}
+		OPENSSL_cleanse(auth, sizeof(auth));
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED:
+		buf_init(&s->rx, max);
+		s->rx_init = 1;
+		s->last_rx_ms = util_mono_ms();
+		lws_set_timer_usecs(wsi, (lws_usec_t)BROKER_HELLO_TIMEOUT_S * LWS_USEC_PER_SEC);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		s->last_rx_ms = util_mono_ms();
+		if (lws_frame_is_binary(wsi))
+			return broker_close(wsi, PROTO_CLOSE_MALFORMED, "binary frames are not accepted");
+		if (buf_append(&s->rx, in, len) < 0) {
+			log_warn("closing runner connection: message too large", "runner", s->r ? s->r->id : "");
+			return broker_close(wsi, PROTO_CLOSE_TOO_BIG, "message exceeds the size cap");
+		}
+		if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
+			return broker_on_message(b, wsi, s);
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE: {
+		struct outmsg *m;
+		pthread_mutex_lock(&b->lock);
+		m = s->r ? s->r->out_head : NULL;
+		if (m) {
+			s->r->out_head = m->next;
+			if (!s->r->out_head)
+				s->r->out_tail = NULL;
+			s->r->out_count--;
+		}
+		pthread_mutex_unlock(&b->lock);
+		if (!m)
+			return 0;
+		if (lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT) < (int)m->len) {
+			free(m);
+			return -1;
+		}
+		free(m);
+		pthread_mutex_lock(&b->lock);
+		if (s->r && s->r->out_head)
+			lws_callback_on_writable(wsi);
+		pthread_mutex_unlock(&b->lock);
+		return 0;
+	}
+	case LWS_CALLBACK_TIMER: {
+		int64_t silent = util_mono_ms() - s->last_rx_ms;
+		json_t *ping;
+		if (!s->r)
+			return broker_close(wsi, PROTO_CLOSE_POLICY, "no hello in time");
+		if (silent > (int64_t)b->cfg.heartbeat_s * 3000) {
+			log_warn("runner missed heartbeats; closing", "runner", s->r->id);
+			return broker_close(wsi, PROTO_CLOSE_POLICY, "heartbeat timeout");
+		}
+		ping = proto_new(PROTO_PING);
+		pthread_mutex_lock(&b->lock);
+		broker_queue_locked(b, s->r, ping);
+		pthread_mutex_unlock(&b->lock);
+		json_decref(ping);
+		lws_callback_on_writable(wsi);
+		lws_set_timer_usecs(wsi, (lws_usec_t)b->cfg.heartbeat_s * LWS_USEC_PER_SEC);
+		return 0;
+	}
+	case LWS_CALLBACK_CLOSED:
+		if (s->rx_init)
+			buf_free(&s->rx);
+		s->rx_init = 0;
+		if (s->r) {
+			pthread_mutex_lock(&b->lock);
+			s->r->wsi = NULL;
+			broker_outbox_clear(s->r);
+			pthread_mutex_unlock(&b->lock);
+			/* The record and its in-flight attempts stay: a runner that reconnects
+			 * reports what it still holds. */
+			log_info("runner disconnected", "runner", s->r->id);
+			s->r = NULL;
+		}
+		return 0;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		pthread_mutex_lock(&b->lock);
+		for (struct runner *r = b->runners; r; r = r->next)
+			if (r->wsi && r->out_head)
+				lws_callback_on_writable(r->wsi);
+		pthread_mutex_unlock(&b->lock);
+		return 0;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols broker_protocols[] = {
+	{ "http", broker_http_cb, sizeof(struct hsess), 0, 0, NULL, 0 },
+	{ PROTO_SUBPROTOCOL, broker_ws_cb, sizeof(struct rsess), 16 * 1024, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static void broker_lws_log(int level, const char *line)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", line);
+	util_rstrip(msg);
+	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg, (char *)NULL);
+}
+
+static int broker_vhost(struct broker *b, const char *name, const char *addr,
+			const struct lws_protocols *protos, void *user)
+{
+	struct lws_context_creation_info vi;
+	char host[128];
+	int port;
+
+	if (broker_parse_addr(addr, host, sizeof(host), &port) < 0) {
+		log_error("invalid listen address", "addr", addr);
+		return -EINVAL;
+	}
+	memset(&vi, 0, sizeof(vi));
+	vi.vhost_name = name;
+	vi.port = port;
+	vi.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? NULL : host;
+	vi.protocols = protos;
+	vi.user = user;
+	vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	if (b->cfg.tls_cert && b->cfg.tls_key) {
+		vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		vi.ssl_cert_filepath = b->cfg.tls_cert;
+		vi.ssl_private_key_filepath = b->cfg.tls_key;
+	}
+	if (!lws_create_vhost(b->ctx, &vi)) {
+		log_error("cannot listen", "addr", addr, "listener", name);
+		return -EADDRINUSE;
+	}
+	log_info("listening", "addr", addr, "listener", name);
+	return 0;
+}
+
+int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret)
+{
+	struct lws_context_creation_info info;
+	struct broker *b = calloc(1, sizeof(*b));
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	b->cfg = *cfg;
+	if (b->cfg.heartbeat_s <= 0)
+		b->cfg.heartbeat_s = 10;
+	b->ops = *ops;
+	b->ud = ud;
+	b->auth_tokens = BROKER_AUTH_BURST;
+	b->auth_ms = util_mono_ms();
+	pthread_mutex_init(&b->lock, NULL);
+	broker_token_refresh(b);
+	if (!b->token || !b->token[0]) {
+		log_error("runner token file is missing or empty", "file", cfg->token_file ? cfg->token_file : "");
+		broker_free(b);
+		return -ENOENT;
+	}
+	lws_set_log_level(LLL_ERR | LLL_WARN, broker_lws_log);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.user = b;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	if (cfg->tls_cert)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	b->ctx = lws_create_context(&info);
+	if (!b->ctx) {
+		broker_free(b);
+		return -ENOMEM;
+	}
+	r = broker_vhost(b, "broker", cfg->broker_addr, broker_protocols, b);
+	if (r == 0 && cfg->api_addr && cfg->api_protocols)
+		r = broker_vhost(b, "api", cfg->api_addr, cfg->api_protocols, cfg->api_user);
+	if (r < 0) {
+		broker_free(b);
+		return r;
+	}
+	b->listening = 1;
+	*ret = b;
+	return 0;
+}
+
+int broker_run(struct broker *b)
+{
+	while (!b->stop)
+		if (lws_service(b->ctx, 0) < 0)
+			return -EIO;
+	return 0;
+}
+
+void broker_stop(struct broker *b)
+{
+	b->stop = 1;
+	if (b->ctx)
+		lws_cancel_service(b->ctx);
+}
+
+void broker_free(struct broker *b)
+{
+	if (!b)
+		return;
+	if (b->ctx)
+		lws_context_destroy(b->ctx);
+	while (b->runners) {
+		struct runner *r = b->runners;
+		b->runners = r->next;
+		broker_outbox_clear(r);
+		json_decref(r->labels);
+		json_decref(r->inflight);
+		free(r);
+	}
+	if (b->token)
+		OPENSSL_cleanse(b->token, strlen(b->token));
+	free(b->token);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}

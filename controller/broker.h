@@ -1,0 +1,53 @@
+#pragma once
+/* The runner broker (docs/protocol.md): token → single-use grant over HTTP, then one WebSocket
+ * per runner. Owns the libwebsockets context (which also serves the controller API vhost) and
+ * runs its loop on the calling thread. broker_dispatch/cancel/ack may be called from any
+ * thread; callbacks run on the loop thread and must only record and queue work. */
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lws_protocols;
+struct broker;
+
+struct broker_cfg {
+	const char *broker_addr;      /* "127.0.0.1:8081" */
+	const char *api_addr;         /* "127.0.0.1:8080"; NULL = no API listener */
+	const struct lws_protocols *api_protocols;
+	void *api_user;               /* vhost user pointer for the API protocols */
+	const char *token_file;       /* runner token; re-read when it changes */
+	size_t max_message;           /* 0 = PROTO_MAX_MESSAGE_DEFAULT */
+	int heartbeat_s;              /* ping interval; a runner silent 3 intervals is dropped */
+	const char *tls_cert, *tls_key; /* optional TLS for both listeners */
+};
+
+struct broker_ops {
+	void (*started)(void *ud, const char *uid, int64_t attempt, int64_t start_ms, const char *runner);
+	/* msg is the decoded result message (borrowed). */
+	void (*result)(void *ud, const char *uid, int64_t attempt, const char *runner, json_t *msg);
+	/* A (re)connecting runner still holds this attempt. */
+	void (*held)(void *ud, const char *uid, int64_t attempt, const char *runner);
+	/* Slots became free or a runner joined: queued tasks may now fit. */
+	void (*capacity)(void *ud);
+	/* A runner reconnected without an attempt it had been given. */
+	void (*lost)(void *ud, const char *uid, int64_t attempt, const char *runner);
+};
+
+int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret);
+/* Serves until broker_stop(); returns 0 or a negative errno. */
+int broker_run(struct broker *b);
+void broker_stop(struct broker *b);   /* async-signal-safe enough: sets a flag and wakes the loop */
+void broker_free(struct broker *b);
+int broker_listening(struct broker *b);
+
+/* Sends a dispatch (msg borrowed) to a connected runner whose labels match selector (object of
+ * strings, may be NULL) and that has a free slot. Writes the runner id into runner_out.
+ * -EAGAIN: matching runners are all busy; -ENODEV: no connected runner matches. */
+int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *selector,
+		    json_t *msg, char *runner_out, size_t outsz);
+int broker_cancel(struct broker *b, const char *runner, const char *uid, int64_t attempt);
+int broker_ack(struct broker *b, const char *runner, const char *uid, int64_t attempt);
+void broker_counts(struct broker *b, int *runners, int *free_slots);
+/* Parses "host:port" / "[v6]:port"; host must be an address. */
+int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port);
+int broker_addr_is_loopback(const char *host);

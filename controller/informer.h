@@ -1,0 +1,40 @@
+#pragma once
+/* List-and-watch cache for one resource, after client-go's reflector: paged list (500 per page),
+ * watch from the list's resourceVersion with bookmarks and a randomized 5-10 min timeout,
+ * re-watch without relisting after a clean end or a dropped connection (with backoff
+ * 0.8 s doubling to 30 s), relist after 410 Gone, and periodic resync. The cache holds objects
+ * with managedFields and the last-applied annotation stripped. Objects handed out are shared
+ * and must be treated as read-only. */
+#include "kube.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct informer;
+
+enum informer_event { INFORMER_ADDED, INFORMER_UPDATED, INFORMER_DELETED, INFORMER_RESYNC };
+
+/* Called on the informer thread after the cache changed. obj is borrowed. Keep it short: the
+ * usual handler just queues the key. */
+typedef void (*informer_handler_fn)(enum informer_event ev, const char *key, json_t *obj, void *ud);
+
+struct informer_stats { uint64_t lists, relists_expired, watches, watch_errors, events; };
+
+/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. */
+struct informer *informer_new(struct kube_client *kc, const char *path, int64_t resync_ms,
+			      informer_handler_fn fn, void *ud);
+int informer_start(struct informer *inf);
+void informer_stop(struct informer *inf);
+void informer_free(struct informer *inf);
+int informer_synced(struct informer *inf);
+/* New reference to the cached object, or NULL. */
+json_t *informer_get(struct informer *inf, const char *key);
+/* New string with the key of the object with that UID, or NULL. */
+char *informer_key_by_uid(struct informer *inf, const char *uid);
+/* Calls fn for every cached object (borrowed, under the cache lock: do not call back in). */
+void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud), void *ud);
+size_t informer_count(struct informer *inf);
+void informer_stats_get(struct informer *inf, struct informer_stats *ret);
+
+/* "namespace/name" of an object into out. */
+int informer_key_of(json_t *obj, char *out, size_t outsz);

@@ -1,0 +1,45 @@
+#pragma once
+/* A thin Kubernetes REST client on libcurl + jansson. One client is shared by all threads; each
+ * thread gets its own keep-alive connection. Tokens from a file are re-read every minute and
+ * after a 401 (client-go's cached file token source). */
+#include "kubeconfig.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+#define KUBE_MAX_RESPONSE (64 * 1024 * 1024)
+#define KUBE_MAX_WATCH_LINE (16 * 1024 * 1024)
+
+struct kube_client;
+
+struct kube_resp {
+	long status;            /* HTTP status; 0 when the request never got an answer */
+	json_t *body;           /* parsed JSON body (new reference) or NULL */
+	char reason[64];        /* Status.reason for errors, e.g. "Conflict", "Expired" */
+	char message[512];      /* Status.message, or the transport error */
+};
+
+/* Takes ownership of cfg's contents. */
+struct kube_client *kube_client_new(struct kube_config *cfg);
+void kube_client_free(struct kube_client *c);
+
+/* Performs one request. body may be NULL. Returns 0 when an HTTP answer arrived (any status;
+ * check ret->status), or a negative errno when the transport failed (message says why). */
+int kube_request(struct kube_client *c, const char *method, const char *path,
+		 const char *content_type, const json_t *body, struct kube_resp *ret);
+void kube_resp_free(struct kube_resp *r);
+
+/* Called with each watch event (borrowed); return nonzero to stop the watch. */
+typedef int (*kube_event_fn)(json_t *event, void *userdata);
+/* Streams a watch. Returns 0 when the server ended the stream normally (ret->status 200),
+ * a positive-status answer in ret for refusals, or a negative errno for transport errors.
+ * *stop is polled about every 100 ms; when it becomes nonzero the watch ends with -ECANCELED. */
+int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *userdata,
+	       volatile int *stop, struct kube_resp *ret);
+
+/* Percent-encodes s for a query value or path segment into out; -ENOBUFS when it does not fit. */
+int kube_escape(const char *s, char *out, size_t outsz);
+
+/* Count of requests by verb, for metrics and the API-writes benchmark. */
+struct kube_stats { uint64_t get, list, watch, create, update, patch, delete_; };
+void kube_stats_get(struct kube_client *c, struct kube_stats *ret);

@@ -1,0 +1,262 @@
+/* tasked-controller: watches Tasks, dispatches them to runners, writes their status. */
+#include "api.h"
+#include "broker.h"
+#include "informer.h"
+#include "kube.h"
+#include "kubeconfig.h"
+#include "log.h"
+#include "taskctl.h"
+#include "util.h"
+#include "workqueue.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_WORKERS 16
+
+struct opts {
+	const char *kubeconfig, *namespace_, *listen, *broker_listen, *api_key, *api_key_file;
+	const char *token_file, *tls_cert, *tls_key, *log_level;
+	long workers, max_sse, lost_grace_s;
+	int insecure_no_auth, check_config;
+};
+
+static struct broker *g_broker;
+
+static void on_signal(int sig)
+{
+	if (g_broker)
+		broker_stop(g_broker);
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: tasked-controller [options]\n"
+	      "  --kubeconfig FILE          kubeconfig (default: in-cluster, then $KUBECONFIG)\n"
+	      "  --namespace NS             watch one namespace (default: all)\n"
+	      "  --listen ADDR              API, /healthz, /readyz (default 127.0.0.1:8080)\n"
+	      "  --broker-listen ADDR       runner broker (default 127.0.0.1:8081)\n"
+	      "  --runner-token-file FILE   token runners authenticate with (required)\n"
+	      "  --api-key KEY              API key (or TASKED_API_KEY, or --api-key-file)\n"
+	      "  --api-key-file FILE        API key file, re-read when it changes\n"
+	      "  --insecure-no-auth         allow a non-loopback --listen without an API key\n"
+	      "  --tls-cert FILE --tls-key FILE   serve both listeners over TLS\n"
+	      "  --max-sse-connections N    cap on event streams (default 100)\n"
+	      "  --workers N                reconcile workers (default 4)\n"
+	      "  --lost-grace-seconds N     after a restart, wait this long for runners to report (default 15)\n"
+	      "  --log-level LEVEL          debug|info|warn|error (default info)\n"
+	      "  --check-config             validate options and kubeconfig, then exit\n"
+	      "  --version, --help\n", f);
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
+	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP };
+	static const struct option lo[] = {
+		{ "kubeconfig", required_argument, NULL, O_KC },
+		{ "namespace", required_argument, NULL, O_NS },
+		{ "listen", required_argument, NULL, O_LISTEN },
+		{ "broker-listen", required_argument, NULL, O_BROKER },
+		{ "runner-token-file", required_argument, NULL, O_TOKEN },
+		{ "api-key", required_argument, NULL, O_KEY },
+		{ "api-key-file", required_argument, NULL, O_KEYFILE },
+		{ "insecure-no-auth", no_argument, NULL, O_INSECURE },
+		{ "tls-cert", required_argument, NULL, O_CERT },
+		{ "tls-key", required_argument, NULL, O_TLSKEY },
+		{ "max-sse-connections", required_argument, NULL, O_SSE },
+		{ "workers", required_argument, NULL, O_WORKERS },
+		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "check-config", no_argument, NULL, O_CHECK },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct opts){ .listen = "127.0.0.1:8080", .broker_listen = "127.0.0.1:8081",
+			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .log_level = "info" };
+	o->api_key = getenv("TASKED_API_KEY");
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case O_KC: o->kubeconfig = optarg; break;
+		case O_NS: o->namespace_ = optarg; break;
+		case O_LISTEN: o->listen = optarg; break;
+		case O_BROKER: o->broker_listen = optarg; break;
+		case O_TOKEN: o->token_file = optarg; break;
+		case O_KEY: o->api_key = optarg; break;
+		case O_KEYFILE: o->api_key_file = optarg; break;
+		case O_INSECURE: o->insecure_no_auth = 1; break;
+		case O_CERT: o->tls_cert = optarg; break;
+		case O_TLSKEY: o->tls_key = optarg; break;
+		case O_SSE:
+			if (util_parse_long(optarg, 1, 100000, &o->max_sse) < 0)
+				goto bad;
+			break;
+		case O_WORKERS:
+			if (util_parse_long(optarg, 1, MAX_WORKERS, &o->workers) < 0)
+				goto bad;
+			break;
+		case O_GRACE:
+			if (util_parse_long(optarg, 0, 3600, &o->lost_grace_s) < 0)
+				goto bad;
+			break;
+		case O_LOG: o->log_level = optarg; break;
+		case O_CHECK: o->check_config = 1; break;
+		case O_VERSION: printf("tasked-controller %s\n", TASKED_VERSION); exit(0);
+		case O_HELP: usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tasked-controller: unexpected argument %s\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "tasked-controller: invalid value %s\n", optarg);
+	return -EINVAL;
+}
+
+static enum log_level parse_level(const char *s)
+{
+	if (strcmp(s, "debug") == 0) return LOG_LVL_DEBUG;
+	if (strcmp(s, "warn") == 0) return LOG_LVL_WARN;
+	if (strcmp(s, "error") == 0) return LOG_LVL_ERROR;
+	return LOG_LVL_INFO;
+}
+
+struct app {
+	struct informer *inf;
+	struct broker *broker;
+};
+
+static int app_ready(void *ud, char *why, size_t whysz)
+{
+	struct app *a = ud;
+	if (!a->inf || !informer_synced(a->inf)) {
+		snprintf(why, whysz, "task informer has not synced yet");
+		return 0;
+	}
+	if (!a->broker || !broker_listening(a->broker)) {
+		snprintf(why, whysz, "broker is not listening");
+		return 0;
+	}
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct kube_config kcfg;
+	struct kube_client *kc = NULL;
+	struct wq *q = NULL;
+	struct taskctl *tc = NULL;
+	struct api *api = NULL;
+	struct app app = { 0 };
+	pthread_t workers[MAX_WORKERS];
+	char err[512], host[128], path[512];
+	int port, r, nworkers = 0, rc = 1;
+
+	if (parse_opts(argc, argv, &o) < 0)
+		return 2;
+	log_init("controller", parse_level(o.log_level));
+	if (!o.token_file) {
+		fprintf(stderr, "tasked-controller: --runner-token-file is required\n");
+		return 2;
+	}
+	if (broker_parse_addr(o.listen, host, sizeof(host), &port) < 0 ||
+	    broker_parse_addr(o.broker_listen, host + 64, sizeof(host) - 64, &port) < 0) {
+		fprintf(stderr, "tasked-controller: --listen and --broker-listen take HOST:PORT\n");
+		return 2;
+	}
+	broker_parse_addr(o.listen, host, sizeof(host), &port);
+	if (!broker_addr_is_loopback(host) && !o.insecure_no_auth &&
+	    !(o.api_key && *o.api_key) && !o.api_key_file) {
+		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
+				"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n", o.listen);
+		return 2;
+	}
+	if (!!o.tls_cert != !!o.tls_key) {
+		fprintf(stderr, "tasked-controller: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	r = o.kubeconfig || getenv("KUBECONFIG") || !getenv("KUBERNETES_SERVICE_HOST")
+		    ? kubeconfig_load(o.kubeconfig, &kcfg, err, sizeof(err))
+		    : kubeconfig_incluster(NULL, &kcfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "tasked-controller: %s\n", err);
+		return 2;
+	}
+	if (o.check_config) {
+		printf("configuration ok: API server %s\n", kcfg.server);
+		kubeconfig_free(&kcfg);
+		return 0;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	kc = kube_client_new(&kcfg);
+	q = wq_new();
+	if (!kc || !q)
+		goto out;
+	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q,
+						.lost_grace_ms = o.lost_grace_s * 1000 });
+	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
+					 .ready = app_ready, .ud = &app });
+	if (!tc || !api)
+		goto out;
+	if (o.namespace_) {
+		char ns[256];
+		if (kube_escape(o.namespace_, ns, sizeof(ns)) < 0)
+			goto out;
+		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks", ns);
+	} else {
+		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/tasks");
+	}
+	app.inf = informer_new(kc, path, 10 * 60 * 1000, taskctl_on_event, tc);
+	if (!app.inf)
+		goto out;
+	taskctl_set_informer(tc, app.inf);
+	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
+					     .api_protocols = api_protocols(), .api_user = api,
+					     .token_file = o.token_file, .heartbeat_s = 10,
+					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
+		       &taskctl_broker_ops, tc, &app.broker);
+	if (r < 0)
+		goto out;
+	taskctl_set_broker(tc, app.broker);
+	g_broker = app.broker;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	log_info("starting", "version", TASKED_VERSION, "watch", path);
+	if (informer_start(app.inf) < 0)
+		goto out;
+	for (nworkers = 0; nworkers < o.workers; nworkers++)
+		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)
+			break;
+	rc = broker_run(app.broker) < 0 ? 1 : 0;
+	log_info("shutting down");
+out:
+	if (q)
+		wq_shutdown(q);
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i], NULL);
+	if (app.inf)
+		informer_stop(app.inf);
+	g_broker = NULL;
+	broker_free(app.broker);
+	informer_free(app.inf);
+	taskctl_free(tc);
+	api_free(api);
+	wq_free(q);
+	kube_client_free(kc);
+	curl_global_cleanup();
+	return rc;
+}

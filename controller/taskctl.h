@@ -1,0 +1,41 @@
+#pragma once
+/* The Task reconciler. Level-based: each pass compares what the cache says with what the
+ * controller knows about the task's current attempt (dispatched, started, finished) and makes
+ * at most one status write. The common path costs two writes per attempt (Running, then the
+ * terminal phase), one when the result arrives before Running was written. */
+#include "broker.h"
+#include "informer.h"
+#include "kube.h"
+#include "workqueue.h"
+
+struct taskctl;
+
+struct taskctl_cfg {
+	struct kube_client *kc;
+	struct wq *queue;
+	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
+	int log_tail_max;          /* bytes of logTail kept in status (≤ 4096) */
+};
+
+struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);
+void taskctl_free(struct taskctl *t);
+/* Wiring: the informer and broker are created after the reconciler. */
+void taskctl_set_informer(struct taskctl *t, struct informer *inf);
+void taskctl_set_broker(struct taskctl *t, struct broker *b);
+/* Informer handler and broker callbacks. */
+void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
+extern const struct broker_ops taskctl_broker_ops;
+/* Reconciles one key; returns 0, or a negative errno to retry with backoff. */
+int taskctl_reconcile(struct taskctl *t, const char *key);
+/* Runs a worker loop on the calling thread until the queue shuts down. */
+void *taskctl_worker(void *t);
+
+/* Pure helpers, exposed for unit tests. */
+/* Builds the dispatch message for an attempt, or returns NULL with a reason in err (InvalidSpec). */
+json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz);
+/* Builds {"status": {...}} for a finished attempt from the runner's result message; history is
+ * the attemptHistory to extend (NULL: the task's own). */
+json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, const char *runner,
+				json_t *history, int64_t now_ms, int log_tail_max);
+/* Cuts s to at most max bytes at a UTF-8 character boundary, keeping the end. */
+const char *taskctl_utf8_tail(const char *s, size_t max);
