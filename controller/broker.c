@@ -36,6 +36,7 @@ struct runner {
 	json_t *inflight;       /* "uid/attempt" -> {uid, attempt} */
 	struct outmsg *out_head, *out_tail;
 	size_t out_count;
+	int64_t gone_ms;        /* when it disconnected (monotonic), 0 while connected */
 };
 
 struct rsess {                  /* per WebSocket, zeroed by lws */
@@ -71,6 +72,7 @@ struct broker {
 	int64_t auth_ms;
 	volatile int stop;
 	int listening;
+	lws_sorted_usec_list_t sweep;
 };
 
 int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port)
@@ -510,6 +512,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 		b->runners = r;
 	}
 	r->wsi = wsi;
+	r->gone_ms = 0;
 	r->capacity = (int)m->capacity;
 	json_decref(r->labels);
 	r->labels = m->labels ? json_deep_copy(m->labels) : json_object();
@@ -686,6 +689,7 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 		if (s->r) {
 			pthread_mutex_lock(&b->lock);
 			s->r->wsi = NULL;
+			s->r->gone_ms = util_mono_ms();
 			broker_outbox_clear(s->r);
 			pthread_mutex_unlock(&b->lock);
 			/* The record and its in-flight attempts stay: a runner that reconnects
@@ -752,6 +756,47 @@ static int broker_vhost(struct broker *b, const char *name, const char *addr,
 	return 0;
 }
 
+/* Runs every second on the loop: a runner that stayed away longer than the grace period has
+ * lost what it held; its attempts are reported so they can run elsewhere. */
+static void broker_sweep(lws_sorted_usec_list_t *sul)
+{
+	struct broker *b = lws_container_of(sul, struct broker, sweep);
+	int64_t now = util_mono_ms(), grace = (int64_t)b->cfg.heartbeat_s * 3000;
+	json_t *lost = json_array(), *v;
+	char ids[1024] = "";
+	size_t i;
+
+	pthread_mutex_lock(&b->lock);
+	for (struct runner **pp = &b->runners; *pp;) {
+		struct runner *r = *pp;
+		const char *k;
+		if (r->wsi || now - r->gone_ms < grace) {
+			pp = &r->next;
+			continue;
+		}
+		json_object_foreach(r->inflight, k, v) {
+			json_object_set_new(v, "runner", json_string(r->id));
+			json_array_append(lost, v);
+		}
+		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "", r->id);
+		*pp = r->next;
+		broker_outbox_clear(r);
+		json_decref(r->labels);
+		json_decref(r->inflight);
+		free(r);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (ids[0])
+		log_warn("runner did not come back; its attempts are lost", "runners", ids);
+	json_array_foreach(lost, i, v)
+		b->ops.lost(b->ud, json_string_value(json_object_get(v, "uid")),
+			    json_integer_value(json_object_get(v, "attempt")),
+			    json_string_value(json_object_get(v, "runner")));
+	json_decref(lost);
+	if (!b->stop)
+		lws_sul_schedule(b->ctx, 0, &b->sweep, broker_sweep, LWS_USEC_PER_SEC);
+}
+
 int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret)
 {
 	struct lws_context_creation_info info;
@@ -794,6 +839,7 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 		return r;
 	}
 	b->listening = 1;
+	lws_sul_schedule(b->ctx, 0, &b->sweep, broker_sweep, LWS_USEC_PER_SEC);
 	*ret = b;
 	return 0;
 }

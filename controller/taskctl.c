@@ -597,12 +597,22 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	pthread_mutex_unlock(&t->lock);
 	if (r != -EAGAIN && r != -ENODEV)
 		return r;
-	if (phase && strcmp(phase, "Queued") == 0)
+	if (phase && strcmp(phase, "Queued") == 0 &&
+	    json_integer_value(json_object_get(status, "attempts")) == attempt - 1)
 		return 0;
-	return taskctl_write_simple(t, task, "Queued", "Queued",
-				    r == -ENODEV ? "waiting for a runner that matches runnerSelector"
-						 : "waiting for a free runner slot",
-				    "Unknown", NULL);
+	/* Queued carries the attempt count and history, so an attempt lost before it was ever
+	 * reported still advances the (task UID, attempt) key. */
+	{
+		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(attempt - 1));
+		if (json_array_size(history) > 0)
+			json_object_set(extra, "attemptHistory", history);
+		r = taskctl_write_simple(t, task, "Queued", "Queued",
+					 r == -ENODEV ? "waiting for a runner that matches runnerSelector"
+						      : "waiting for a free runner slot",
+					 "Unknown", extra);
+		json_decref(extra);
+		return r;
+	}
 }
 
 int taskctl_reconcile(struct taskctl *t, const char *key)

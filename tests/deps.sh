@@ -9,7 +9,6 @@ pkgs=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev libweb
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
-if ! command -v kubectl >/dev/null; then need+=(kubernetes-client); fi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "deps: installing ${need[*]}" >&2
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

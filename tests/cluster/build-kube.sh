@@ -17,7 +17,8 @@ fi
 
 cache=${TASKED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasked}
 out="$cache/kube-$KV-etcd-$EV"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kube-controller-manager" ]; then
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kube-controller-manager" ] &&
+   { command -v kubectl >/dev/null || [ -x "$out/kubectl" ]; }; then
 	echo "$out"
 	exit 0
 fi
@@ -27,6 +28,22 @@ mkdir -p "$out"
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log() { echo "build-kube: $*" >&2; }
+
+# A wrapper module requiring k8s.io/kubernetes, whose go.mod asks for its staging modules at
+# v0.0.0: replace each with the published v0.Y.Z tag.
+kube_module() {
+	mkdir -p "$1" && cd "$1"
+	go mod init kubebins.invalid >/dev/null 2>&1
+	go mod edit -require="k8s.io/kubernetes@v$KV"
+	for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go \
+		cloud-provider cluster-bootstrap code-generator component-base component-helpers \
+		controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation \
+		endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy \
+		kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission \
+		sample-apiserver sample-cli-plugin sample-controller; do
+		go mod edit -replace="k8s.io/$m=k8s.io/$m@v$SV"
+	done
+}
 
 # etcd: its server module carries replace directives, so wrap etcdmain in a module of our own.
 if [ ! -x "$out/etcd" ]; then
@@ -40,21 +57,10 @@ if [ ! -x "$out/etcd" ]; then
 	mv "$out/etcd.tmp" "$out/etcd"
 fi
 
-# kube-apiserver and kube-controller-manager: k8s.io/kubernetes requires its staging modules at
-# v0.0.0, so replace each with the published v0.Y.Z tag.
+# kube-apiserver and kube-controller-manager
 if [ ! -x "$out/kube-apiserver" ] || [ ! -x "$out/kube-controller-manager" ]; then
 	log "building kube-apiserver and kube-controller-manager v$KV (first time only, several minutes)"
-	mkdir "$work/kube" && cd "$work/kube"
-	go mod init kubebins.invalid >/dev/null 2>&1
-	go mod edit -require="k8s.io/kubernetes@v$KV"
-	for m in api apiextensions-apiserver apimachinery apiserver cli-runtime client-go \
-		cloud-provider cluster-bootstrap code-generator component-base component-helpers \
-		controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation \
-		endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy \
-		kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission \
-		sample-apiserver sample-cli-plugin sample-controller; do
-		go mod edit -replace="k8s.io/$m=k8s.io/$m@v$SV"
-	done
+	kube_module "$work/kube"
 	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' >tools.go
 	go mod tidy >&2
 	V=k8s.io/component-base/version
@@ -63,5 +69,19 @@ if [ ! -x "$out/kube-apiserver" ] || [ ! -x "$out/kube-controller-manager" ]; th
 	mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
 	CGO_ENABLED=0 go build -trimpath -ldflags "$LDF" -o "$out/kube-controller-manager.tmp" k8s.io/kubernetes/cmd/kube-controller-manager >&2
 	mv "$out/kube-controller-manager.tmp" "$out/kube-controller-manager"
+	cd "$work" && rm -rf "$work/kube"
+fi
+
+# kubectl: the machine's own is used when present; otherwise build the matching one, which the
+# cluster scripts put on PATH.
+if ! command -v kubectl >/dev/null && [ ! -x "$out/kubectl" ]; then
+	log "building kubectl v$KV (kubectl not found on PATH)"
+	kube_module "$work/kubectl"
+	printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' >tools.go
+	go mod tidy >&2
+	V=k8s.io/component-base/version
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $V.gitVersion=v$KV -X $V.gitMajor=1 -X $V.gitMinor=$MINOR" \
+		-o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl >&2
+	mv "$out/kubectl.tmp" "$out/kubectl"
 fi
 echo "$out"
