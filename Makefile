@@ -83,7 +83,13 @@ fuzz:
 kube: deps
 	@tests/cluster/build-kube.sh >/dev/null
 
-integration: all kube
+# Test tools (raw protocol clients and probes) are plain programs, never shipped.
+TOOLS := build/tools/wsprobe
+build/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O1 -g -o $@ $<
+
+integration: all kube $(TOOLS)
 	tests/integration/run.sh
 
 test: deps
