@@ -11,7 +11,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-export TASKED_STATE_DIR=$root/build/it
+# TASKED_IT_DIR picks another state directory, so several suites can run side by side.
+export TASKED_STATE_DIR=${TASKED_IT_DIR:-$root/build/it}
 
 command -v prove >/dev/null || { echo "run.sh: prove (perl) is required" >&2; exit 1; }
 
