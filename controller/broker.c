@@ -592,7 +592,10 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 		b->ops.result(b->ud, m.task_uid, m.attempt, s->r->id, m.root);
 		b->ops.capacity(b->ud);
 		break;
-	case PROTO_LOG:     /* full log storage is served by the controller API */
+	case PROTO_LOG:
+		if (b->ops.log)
+			b->ops.log(b->ud, m.task_uid, m.attempt, m.seq, m.stream, m.data, s->r->id);
+		break;
 	case PROTO_READY:
 	case PROTO_PONG:
 		break;

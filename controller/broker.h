@@ -31,6 +31,9 @@ struct broker_ops {
 	void (*capacity)(void *ud);
 	/* A runner reconnected without an attempt it had been given. */
 	void (*lost)(void *ud, const char *uid, int64_t attempt, const char *runner);
+	/* A chunk of task output (data is borrowed, NUL-terminated; may be NULL in ops). */
+	void (*log)(void *ud, const char *uid, int64_t attempt, int64_t seq, const char *stream,
+		    const char *data, const char *runner);
 };
 
 int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret);

@@ -243,7 +243,25 @@ static void cb_capacity(void *ud)
 	json_decref(w);
 }
 
+static void cb_log(void *ud, const char *uid, int64_t attempt, int64_t seq, const char *stream,
+		   const char *data, const char *runner)
+{
+	struct taskctl *t = ud;
+	char key[512] = "";
+	struct attempt *a;
+
+	if (!t->cfg.on_log)
+		return;
+	pthread_mutex_lock(&t->lock);
+	a = att_find(t, uid);
+	if (a)
+		snprintf(key, sizeof(key), "%s", a->key);
+	pthread_mutex_unlock(&t->lock);
+	t->cfg.on_log(t->cfg.observer_ud, key[0] ? key : NULL, uid, attempt, seq, stream, data);
+}
+
 const struct broker_ops taskctl_broker_ops = {
+	.log = cb_log,
 	.started = cb_started,
 	.result = cb_result,
 	.held = cb_held,
@@ -461,6 +479,8 @@ static int taskctl_patch_status(struct taskctl *t, json_t *task, json_t *patch)
 		kube_resp_free(&resp);
 		return -ENOENT;
 	}
+	if (resp.status < 300 && t->cfg.on_status)
+		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	if (resp.status >= 300) {
 		log_warn("status write refused", "namespace", json_string_value(json_object_get(md, "namespace")),
 			 "task", json_string_value(json_object_get(md, "name")), "reason", resp.reason, "error", resp.message);

@@ -15,6 +15,14 @@ struct taskctl_cfg {
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int log_tail_max;          /* bytes of logTail kept in status (≤ 4096) */
+	/* Observers (optional; called on worker or broker threads, must not block):
+	 * on_status after every successful status write, with the task as cached before the write
+	 * (borrowed) and the status that was written (borrowed); on_log for each output chunk,
+	 * with the task's key when known. */
+	void (*on_status)(void *ud, json_t *task, json_t *status);
+	void (*on_log)(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
+		       const char *stream, const char *data);
+	void *observer_ud;
 };
 
 struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);
