@@ -21,6 +21,7 @@
 #define PROTO_CLOSE_TOO_BIG 1009
 #define PROTO_CLOSE_POLICY 1008
 #define PROTO_CLOSE_DRAIN 4001
+#define PROTO_CLOSE_STANDBY 4003   /* a standby controller; reconnect (to the leader) */
 
 enum proto_dir { PROTO_FROM_RUNNER, PROTO_FROM_CONTROLLER };
 

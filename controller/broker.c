@@ -489,6 +489,12 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	char key[192];
 	size_t i;
 
+	if (b->cfg.admit && !b->cfg.admit(b->cfg.admit_ud)) {
+		json_decref(held);
+		json_decref(lost);
+		log_info("runner sent away: this controller is standing by", "runner", m->runner_id);
+		return broker_close(wsi, PROTO_CLOSE_STANDBY, "standby: not the leader");
+	}
 	pthread_mutex_lock(&b->lock);
 	r = broker_find(b, m->runner_id);
 	if (r && r->wsi && r->wsi != wsi) {

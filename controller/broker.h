@@ -19,6 +19,10 @@ struct broker_cfg {
 	size_t max_message;           /* 0 = PROTO_MAX_MESSAGE_DEFAULT */
 	int heartbeat_s;              /* ping interval; a runner silent 3 intervals is dropped */
 	const char *tls_cert, *tls_key; /* optional TLS for both listeners */
+	/* Whether runners are accepted now (leader election: a standby sends them away so they
+	 * find the leader); NULL = always. */
+	int (*admit)(void *ud);
+	void *admit_ud;
 };
 
 struct broker_ops {

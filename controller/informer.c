@@ -89,6 +89,18 @@ static const char *inf_uid(json_t *obj)
 	return json_string_value(json_object_get(json_object_get(obj, "metadata"), "uid"));
 }
 
+/* resourceVersion as an integer, or -1 when absent or not numeric. */
+static long long inf_rv(json_t *obj)
+{
+	const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	char *end;
+	long long v;
+	if (!rv || !*rv)
+		return -1;
+	v = strtoll(rv, &end, 10);
+	return *end ? -1 : v;
+}
+
 static void inf_store(struct informer *inf, enum informer_event ev, json_t *obj)
 {
 	char key[512];
@@ -101,6 +113,13 @@ static void inf_store(struct informer *inf, enum informer_event ev, json_t *obj)
 	pthread_mutex_lock(&inf->lock);
 	inf->stats.events++;
 	old = json_object_get(inf->cache, key);
+	/* A watch event older than what the controller itself wrote (informer_mutate) must not
+	 * roll the cache back. */
+	if (ev == INFORMER_UPDATED && old && inf_rv(old) >= 0 && inf_rv(obj) >= 0 && inf_rv(obj) < inf_rv(old) &&
+	    uid && inf_uid(old) && strcmp(uid, inf_uid(old)) == 0) {
+		pthread_mutex_unlock(&inf->lock);
+		return;
+	}
 	if (old && inf_uid(old) && (!uid || strcmp(inf_uid(old), uid) != 0))
 		json_object_del(inf->uids, inf_uid(old));
 	if (ev == INFORMER_DELETED) {
@@ -407,6 +426,22 @@ size_t informer_count(struct informer *inf)
 	n = json_object_size(inf->cache);
 	pthread_mutex_unlock(&inf->lock);
 	return n;
+}
+
+void informer_mutate(struct informer *inf, json_t *obj)
+{
+	char key[512];
+	json_t *old;
+	const char *uid = inf_uid(obj);
+
+	if (!uid || informer_key_of(obj, key, sizeof(key)) < 0)
+		return;
+	inf_trim(obj);
+	pthread_mutex_lock(&inf->lock);
+	old = json_object_get(inf->cache, key);
+	if (old && inf_uid(old) && strcmp(inf_uid(old), uid) == 0 && inf_rv(obj) > inf_rv(old))
+		json_object_set(inf->cache, key, obj);
+	pthread_mutex_unlock(&inf->lock);
 }
 
 void informer_stats_get(struct informer *inf, struct informer_stats *ret)

@@ -34,6 +34,11 @@ char *informer_key_by_uid(struct informer *inf, const char *uid);
 /* Calls fn for every cached object (borrowed, under the cache lock: do not call back in). */
 void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud), void *ud);
 size_t informer_count(struct informer *inf);
+/* Puts an object the controller just wrote (e.g. a status patch response) into the cache if it
+ * is newer than the cached one, so the next reconcile does not act on a stale copy (client-go's
+ * MutationCache; resourceVersions compare as integers, as etcd3 issues them). Takes a reference
+ * of its own. */
+void informer_mutate(struct informer *inf, json_t *obj);
 void informer_stats_get(struct informer *inf, struct informer_stats *ret);
 
 /* "namespace/name" of an object into out. */

@@ -4,7 +4,9 @@
 #include "informer.h"
 #include "kube.h"
 #include "kubeconfig.h"
+#include "lease.h"
 #include "log.h"
+#include "recorder.h"
 #include "taskctl.h"
 #include "util.h"
 #include "workqueue.h"
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_WORKERS 16
 
@@ -25,6 +28,10 @@ struct opts {
 	const char *token_file, *tls_cert, *tls_key, *log_level;
 	long workers, max_sse, lost_grace_s;
 	int insecure_no_auth, check_config;
+	/* leader election */
+	int leader_elect;
+	const char *le_namespace, *le_name;
+	long le_duration_s, le_renew_s, le_retry_s;
 };
 
 static struct broker *g_broker;
@@ -50,6 +57,10 @@ static void usage(FILE *f)
 	      "  --max-sse-connections N    cap on event streams (default 100)\n"
 	      "  --workers N                reconcile workers (default 4)\n"
 	      "  --lost-grace-seconds N     after a restart, wait this long for runners to report (default 15)\n"
+	      "  --leader-elect             run as one of several replicas; only the Lease holder acts\n"
+	      "  --leader-elect-namespace NS  Lease namespace (default: the service account's, else default)\n"
+	      "  --leader-elect-name NAME   Lease name (default tasked-controller)\n"
+	      "  --leader-elect-lease-seconds N / -renew-seconds N / -retry-seconds N   (15 / 10 / 2)\n"
 	      "  --log-level LEVEL          debug|info|warn|error (default info)\n"
 	      "  --check-config             validate options and kubeconfig, then exit\n"
 	      "  --version, --help\n", f);
@@ -58,7 +69,8 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
-	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP };
+	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP,
+	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY };
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -73,6 +85,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "max-sse-connections", required_argument, NULL, O_SSE },
 		{ "workers", required_argument, NULL, O_WORKERS },
 		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
+		{ "leader-elect", no_argument, NULL, O_LE },
+		{ "leader-elect-namespace", required_argument, NULL, O_LE_NS },
+		{ "leader-elect-name", required_argument, NULL, O_LE_NAME },
+		{ "leader-elect-lease-seconds", required_argument, NULL, O_LE_DUR },
+		{ "leader-elect-renew-seconds", required_argument, NULL, O_LE_RENEW },
+		{ "leader-elect-retry-seconds", required_argument, NULL, O_LE_RETRY },
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "check-config", no_argument, NULL, O_CHECK },
 		{ "version", no_argument, NULL, O_VERSION },
@@ -82,7 +100,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	int c;
 
 	*o = (struct opts){ .listen = "127.0.0.1:8080", .broker_listen = "127.0.0.1:8081",
-			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .log_level = "info" };
+			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .log_level = "info",
+			    .le_name = "tasked-controller", .le_duration_s = 15, .le_renew_s = 10, .le_retry_s = 2 };
 	o->api_key = getenv("TASKED_API_KEY");
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -109,6 +128,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				goto bad;
 			break;
 		case O_LOG: o->log_level = optarg; break;
+		case O_LE: o->leader_elect = 1; break;
+		case O_LE_NS: o->le_namespace = optarg; break;
+		case O_LE_NAME: o->le_name = optarg; break;
+		case O_LE_DUR:
+			if (util_parse_long(optarg, 2, 3600, &o->le_duration_s) < 0)
+				goto bad;
+			break;
+		case O_LE_RENEW:
+			if (util_parse_long(optarg, 1, 3600, &o->le_renew_s) < 0)
+				goto bad;
+			break;
+		case O_LE_RETRY:
+			if (util_parse_long(optarg, 1, 3600, &o->le_retry_s) < 0)
+				goto bad;
+			break;
 		case O_CHECK: o->check_config = 1; break;
 		case O_VERSION: printf("tasked-controller %s\n", TASKED_VERSION); exit(0);
 		case O_HELP: usage(stdout); exit(0);
@@ -136,7 +170,30 @@ static enum log_level parse_level(const char *s)
 struct app {
 	struct informer *inf;
 	struct broker *broker;
+	struct lease *lease;
+	struct taskctl *tc;
 };
+
+static int app_leads(void *ud)
+{
+	struct app *a = ud;
+	return lease_is_leader(a->lease);
+}
+
+static void app_lease_started(void *ud)
+{
+	struct app *a = ud;
+	log_info("leading: dispatching tasks");
+	taskctl_resume(a->tc);
+}
+
+/* Like controller-runtime: a controller that lost its lease exits, and its replacement starts
+ * from the API server's state. Runners keep their tasks and report them to the new leader. */
+static void app_lease_lost(void *ud)
+{
+	log_error("exiting after losing leadership");
+	_exit(1);
+}
 
 static int app_ready(void *ud, char *why, size_t whysz)
 {
@@ -160,7 +217,9 @@ int main(int argc, char **argv)
 	struct wq *q = NULL;
 	struct taskctl *tc = NULL;
 	struct api *api = NULL;
+	struct recorder *recorder = NULL;
 	struct app app = { 0 };
+	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
 	char err[512], host[128], path[512];
 	int port, r, nworkers = 0, rc = 1;
@@ -195,6 +254,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tasked-controller: %s\n", err);
 		return 2;
 	}
+	if (kcfg.namespace_)
+		snprintf(lease_ns, sizeof(lease_ns), "%s", kcfg.namespace_);
+	/* Identity as controller-runtime makes it: hostname_random. */
+	if (gethostname(identity, 96) < 0)
+		snprintf(identity, sizeof(identity), "tasked");
+	identity[95] = '\0';
+	util_random_hex(rnd, 8);
+	snprintf(identity + strlen(identity), sizeof(identity) - strlen(identity), "_%s", rnd);
 	if (o.check_config) {
 		printf("configuration ok: API server %s\n", kcfg.server);
 		kubeconfig_free(&kcfg);
@@ -205,8 +272,12 @@ int main(int argc, char **argv)
 	q = wq_new();
 	if (!kc || !q)
 		goto out;
-	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q,
-						.lost_grace_ms = o.lost_grace_s * 1000 });
+	recorder = recorder_new(kc, identity);
+	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q, .recorder = recorder,
+						.lost_grace_ms = o.lost_grace_s * 1000,
+						.startup_hold_ms = o.lost_grace_s * 1000,
+						.may_act = o.leader_elect ? app_leads : NULL, .may_act_ud = &app });
+	app.tc = tc;
 	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
 					 .ready = app_ready, .ud = &app });
 	if (!tc || !api)
@@ -226,6 +297,7 @@ int main(int argc, char **argv)
 	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
 					     .api_protocols = api_protocols(), .api_user = api,
 					     .token_file = o.token_file, .heartbeat_s = 10,
+					     .admit = o.leader_elect ? app_leads : NULL, .admit_ud = &app,
 					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
 		       &taskctl_broker_ops, tc, &app.broker);
 	if (r < 0)
@@ -238,6 +310,20 @@ int main(int argc, char **argv)
 	log_info("starting", "version", TASKED_VERSION, "watch", path);
 	if (informer_start(app.inf) < 0)
 		goto out;
+	if (o.leader_elect) {
+		const char *ns = o.le_namespace ? o.le_namespace : lease_ns[0] ? lease_ns : "default";
+		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = o.le_name,
+						     .identity = identity,
+						     .duration_ms = o.le_duration_s * 1000,
+						     .renew_deadline_ms = o.le_renew_s * 1000,
+						     .retry_ms = o.le_retry_s * 1000,
+						     .on_started = app_lease_started, .on_lost = app_lease_lost,
+						     .ud = &app },
+				&app.lease);
+		if (r < 0)
+			goto out;
+		log_info("leader election on", "lease", o.le_name, "namespace", ns, "identity", identity);
+	}
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)
 			break;
@@ -248,12 +334,15 @@ out:
 		wq_shutdown(q);
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(workers[i], NULL);
+	if (app.lease)
+		lease_stop(app.lease);
 	if (app.inf)
 		informer_stop(app.inf);
 	g_broker = NULL;
 	broker_free(app.broker);
 	informer_free(app.inf);
 	taskctl_free(tc);
+	recorder_free(recorder);
 	api_free(api);
 	wq_free(q);
 	kube_client_free(kc);

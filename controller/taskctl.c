@@ -11,6 +11,10 @@
 
 #define TASKCTL_HISTORY_MAX 10
 #define TASKCTL_OUTPUT_MAX (32 * 1024)
+#define TASKCTL_DEADLINE_GRACE_MS 10000  /* runner's own timeout gets this long to report */
+#define TASKCTL_CANCEL_GRACE_MS 5000     /* a cancel waits this long for the runner's result */
+#define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
+#define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
 
 enum att_state { ATT_DISPATCHED, ATT_STARTED, ATT_DONE, ATT_LOST };
 enum att_written { W_NONE, W_RUNNING, W_TERMINAL };
@@ -25,6 +29,8 @@ struct attempt {
 	enum att_state state;
 	enum att_written written;
 	int64_t start_ms;
+	int64_t deadline_ms;    /* wall clock; 0 = none */
+	int64_t cancel_sent_ms; /* monotonic; 0 = not sent */
 	json_t *result;         /* the runner's result message, once done */
 	json_t *history;        /* attemptHistory before this attempt, when the controller changed it */
 };
@@ -36,7 +42,9 @@ struct taskctl {
 	pthread_mutex_t lock;   /* guards attempts and waiting */
 	struct attempt *attempts;
 	json_t *waiting;        /* keys queued for a free runner slot */
-	int64_t started_ms;
+	json_t *standby;        /* keys seen while not leading */
+	json_t *orphans;        /* uid -> {attempt, runner} held by runners, task not (yet) known */
+	int64_t started_ms, started_wall_ms;
 };
 
 static const char *const terminal_phases[] = { "Succeeded", "Failed", "Skipped", "Cancelled" };
@@ -59,7 +67,10 @@ struct taskctl *taskctl_new(const struct taskctl_cfg *cfg)
 		t->cfg.log_tail_max = 4096;
 	pthread_mutex_init(&t->lock, NULL);
 	t->waiting = json_object();
+	t->standby = json_object();
+	t->orphans = json_object();
 	t->started_ms = util_mono_ms();
+	t->started_wall_ms = util_now_ms();
 	return t;
 }
 
@@ -75,6 +86,8 @@ void taskctl_free(struct taskctl *t)
 		free(a);
 	}
 	json_decref(t->waiting);
+	json_decref(t->standby);
+	json_decref(t->orphans);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -176,8 +189,8 @@ static void cb_result(void *ud, const char *uid, int64_t attempt, const char *ru
 		json_decref(a->result);
 		a->result = json_incref(msg);
 		snprintf(key, sizeof(key), "%s", a->key);
-	} else if (!a || a->attempt != attempt) {
-		stale = 1;
+	} else if (!a || a->attempt != attempt || a->written == W_TERMINAL) {
+		stale = 1;   /* superseded, or already settled by the controller (cancel, timeout) */
 	}
 	pthread_mutex_unlock(&t->lock);
 	free(k);
@@ -201,10 +214,13 @@ static void cb_held(void *ud, const char *uid, int64_t attempt, const char *runn
 		a = att_new(t, uid, k, attempt, runner);
 		if (a)
 			a->state = ATT_STARTED;
+	} else if (!a) {
+		/* No such task in the cache: deleted while no controller was watching, or the
+		 * cache is not synced yet. Decided in reconcile_orphans. */
+		json_object_set_new(t->orphans, uid, json_pack("{sIss}", "attempt", (json_int_t)attempt, "runner", runner));
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (k)
-		wq_add(t->cfg.queue, k);
+	wq_add(t->cfg.queue, k ? k : TASKCTL_ORPHANS_KEY);
 	free(k);
 }
 
@@ -455,7 +471,8 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 /* --- status writes ---------------------------------------------------------------------- */
 
 /* Merge-patches the status subresource. Returns 0, -ENOENT when the task is gone, -EAGAIN to
- * retry (conflict, throttling, server errors). */
+ * retry (conflict, throttling, server errors). The response goes into the cache at once so the
+ * next pass does not act on a stale copy. */
 static int taskctl_patch_status(struct taskctl *t, json_t *task, json_t *patch)
 {
 	json_t *md = json_object_get(task, "metadata");
@@ -479,14 +496,17 @@ static int taskctl_patch_status(struct taskctl *t, json_t *task, json_t *patch)
 		kube_resp_free(&resp);
 		return -ENOENT;
 	}
-	if (resp.status < 300 && t->cfg.on_status)
-		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	if (resp.status >= 300) {
 		log_warn("status write refused", "namespace", json_string_value(json_object_get(md, "namespace")),
 			 "task", json_string_value(json_object_get(md, "name")), "reason", resp.reason, "error", resp.message);
 		kube_resp_free(&resp);
+		/* 422 means our own status is invalid: retrying the same write cannot help. */
 		return resp.status == 422 || resp.status == 400 ? -EINVAL : -EAGAIN;
 	}
+	if (t->inf && json_is_object(resp.body))
+		informer_mutate(t->inf, resp.body);
+	if (t->cfg.on_status)
+		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	kube_resp_free(&resp);
 	return 0;
 }
@@ -505,7 +525,7 @@ static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *pha
 		return -ENOMEM;
 	if (extra)
 		json_object_update(status, extra);
-	if (strcmp(cond_status, "Unknown") != 0) {
+	if (strcmp(cond_status, "Unknown") != 0 && !json_object_get(status, "completionTime")) {
 		char ts[40];
 		util_rfc3339(now, ts, sizeof(ts));
 		json_object_set_new(status, "completionTime", json_string(ts));
@@ -526,49 +546,221 @@ static void log_task(const char *msg, json_t *task, const char *k1, const char *
 		 "uid", json_string_value(json_object_get(md, "uid")), k1, v1);
 }
 
-static int reconcile_attempt(struct taskctl *t, json_t *task, const char *uid, struct attempt *snap)
+static void emit(struct taskctl *t, json_t *task, const char *type, const char *reason, const char *note)
 {
-	json_t *status = json_object_get(task, "status");
-	const char *phase = json_string_value(json_object_get(status, "phase"));
-	int r;
+	if (t->cfg.recorder)
+		recorder_emit(t->cfg.recorder, task, type, reason, reason, note);
+}
 
-	if (snap->state == ATT_DONE && snap->written != W_TERMINAL) {
-		json_t *patch = taskctl_terminal_status(task, snap->result, snap->attempt, snap->runner,
-							snap->history, util_now_ms(), t->cfg.log_tail_max);
-		if (!patch)
-			return -ENOMEM;
+/* Updates the live record for uid (if it still is the same attempt). */
+static void att_mark_written(struct taskctl *t, const char *uid, int64_t attempt, enum att_written w)
+{
+	struct attempt *a;
+	pthread_mutex_lock(&t->lock);
+	a = att_find(t, uid);
+	if (a && a->attempt == attempt && a->written < w)
+		a->written = w;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int64_t json_int_at(json_t *o, const char *k1, const char *k2)
+{
+	json_t *v = json_object_get(o, k1);
+	return json_integer_value(k2 ? json_object_get(v, k2) : v);
+}
+
+/* Failures that count against retries.limit: every recorded attempt except runner losses. */
+static int count_failures(json_t *history)
+{
+	json_t *e;
+	size_t i;
+	int n = 0;
+	json_array_foreach(history, i, e) {
+		const char *reason = json_string_value(json_object_get(e, "reason"));
+		if (!reason || (strcmp(reason, "RunnerLost") != 0 && strcmp(reason, "Succeeded") != 0))
+			n++;
+	}
+	return n;
+}
+
+static int count_lost(json_t *history)
+{
+	json_t *e;
+	size_t i;
+	int n = 0;
+	json_array_foreach(history, i, e) {
+		const char *reason = json_string_value(json_object_get(e, "reason"));
+		if (reason && strcmp(reason, "RunnerLost") == 0)
+			n++;
+	}
+	return n;
+}
+
+int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd)
+{
+	json_t *b = json_object_get(retries, "backoff"), *j = json_object_get(b, "jitter");
+	double initial = json_is_number(json_object_get(b, "initialDelaySeconds"))
+				 ? json_number_value(json_object_get(b, "initialDelaySeconds")) : 1.0;
+	double maxd = json_is_number(json_object_get(b, "maxDelaySeconds"))
+			      ? json_number_value(json_object_get(b, "maxDelaySeconds")) : 300.0;
+	double factor = json_is_number(json_object_get(b, "factor")) ? json_number_value(json_object_get(b, "factor")) : 2.0;
+	double d = initial;
+
+	if (factor < 1.0)
+		factor = 1.0;
+	for (int i = 1; i < failures && d < maxd; i++)
+		d *= factor;
+	if (d > maxd)
+		d = maxd;
+	if (!j || json_is_true(j))   /* jitter (default on): "equal jitter", half fixed, half random */
+		d = d / 2 + d / 2 * (double)(rnd % 1001) / 1000.0;
+	return (int64_t)(d * 1000.0);
+}
+
+int taskctl_should_retry(json_t *spec, json_t *result, int failures)
+{
+	json_t *retries = json_object_get(spec, "retries"), *codes = json_object_get(retries, "onExitCodes"), *c;
+	const char *reason = json_string_value(json_object_get(result, "reason"));
+	const char *phase = json_string_value(json_object_get(result, "phase"));
+	json_t *exit_code = json_object_get(result, "exitCode");
+	size_t i;
+
+	if (!phase || strcmp(phase, "Failed") != 0)
+		return 0;
+	if (reason && (strcmp(reason, "Cancelled") == 0 || strcmp(reason, "InvalidSpec") == 0))
+		return 0;
+	if (failures > json_integer_value(json_object_get(retries, "limit")))
+		return 0;
+	if (json_array_size(codes) == 0)
+		return 1;
+	json_array_foreach(codes, i, c)
+		if (json_is_integer(exit_code) && json_integer_value(c) == json_integer_value(exit_code))
+			return 1;
+	return 0;
+}
+
+/* The attempt finished: write the terminal status, or a Retrying status and a timer. */
+static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, const char *uid,
+			      struct attempt *snap)
+{
+	json_t *spec = spec_of(task), *patch, *st, *hist;
+	const char *phase, *reason;
+	int failures, r;
+	int64_t limit = json_int_at(spec, "retries", "limit");
+
+	patch = taskctl_terminal_status(task, snap->result, snap->attempt, snap->runner, snap->history,
+					util_now_ms(), t->cfg.log_tail_max);
+	if (!patch)
+		return -ENOMEM;
+	st = json_object_get(patch, "status");
+	hist = json_object_get(st, "attemptHistory");
+	failures = count_failures(hist);
+	phase = json_string_value(json_object_get(st, "phase"));
+	reason = json_string_value(json_object_get(st, "reason"));
+	if (taskctl_should_retry(spec, snap->result, failures)) {
+		unsigned rnd;
+		int64_t delay;
+		char ts[40], msg[512];
+		util_random(&rnd, sizeof(rnd));
+		delay = taskctl_retry_delay_ms(json_object_get(spec, "retries"), failures, rnd);
+		util_rfc3339(util_now_ms() + delay, ts, sizeof(ts));
+		snprintf(msg, sizeof(msg), "attempt %lld failed (%s: %s); retry %d of %lld at %s",
+			 (long long)snap->attempt, reason, json_string_value(json_object_get(st, "message")),
+			 failures, (long long)limit, ts);
+		/* Retrying: the attempt's facts stay visible, the phase says it will run again. */
+		json_object_set_new(st, "phase", json_string("Queued"));
+		json_object_set_new(st, "reason", json_string("Retrying"));
+		json_object_set_new(st, "message", json_string(msg));
+		json_object_set_new(st, "nextRetryTime", json_string(ts));
+		json_object_set_new(st, "conditions", succeeded_condition(task, "Unknown", "Retrying", msg, util_now_ms()));
+		json_object_del(st, "completionTime");
 		r = taskctl_patch_status(t, task, patch);
 		if (r == 0) {
-			log_task("task finished", task, "phase",
-				 json_string_value(json_object_get(json_object_get(patch, "status"), "phase")));
+			log_task("attempt failed; retrying", task, "at", ts);
+			emit(t, task, "Warning", "Retrying", msg);
 			pthread_mutex_lock(&t->lock);
 			struct attempt *a = att_find(t, uid);
 			if (a && a->attempt == snap->attempt)
 				a->written = W_TERMINAL;
 			pthread_mutex_unlock(&t->lock);
 			broker_ack(t->broker, snap->runner, uid, snap->attempt);
+			wq_add_after(t->cfg.queue, key, delay);
 		}
 		json_decref(patch);
 		return r;
 	}
+	if (limit > 0 && strcmp(phase, "Failed") == 0 && failures > limit &&
+	    strcmp(reason, "Cancelled") != 0 && strcmp(reason, "InvalidSpec") != 0) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%lld attempts failed; the last: %s", (long long)failures,
+			 json_string_value(json_object_get(st, "message")));
+		json_object_set_new(st, "reason", json_string("RetriesExhausted"));
+		json_object_set_new(st, "message", json_string(msg));
+		json_object_set_new(st, "conditions", succeeded_condition(task, "False", "RetriesExhausted", msg, util_now_ms()));
+	}
+	r = taskctl_patch_status(t, task, patch);
+	if (r == 0) {
+		phase = json_string_value(json_object_get(st, "phase"));
+		log_task("task finished", task, "phase", phase);
+		emit(t, task, strcmp(phase, "Succeeded") == 0 ? "Normal" : "Warning", phase,
+		     json_string_value(json_object_get(st, "message")));
+		att_mark_written(t, uid, snap->attempt, W_TERMINAL);
+		broker_ack(t->broker, snap->runner, uid, snap->attempt);
+	}
+	json_decref(patch);
+	return r;
+}
+
+static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, const char *uid,
+			     struct attempt *snap)
+{
+	json_t *status = json_object_get(task, "status");
+	const char *phase = json_string_value(json_object_get(status, "phase"));
+	int64_t now = util_now_ms();
+	int r;
+
+	if (snap->state == ATT_DONE)
+		return snap->written == W_TERMINAL ? 0 : reconcile_finished(t, task, key, uid, snap);
+	/* Backstop for the runner's own timeout: if no result arrives well after the deadline,
+	 * stop the attempt and fail it here. */
+	if (snap->deadline_ms && now > snap->deadline_ms + TASKCTL_DEADLINE_GRACE_MS) {
+		json_t *res = json_pack("{sssssssi}", "phase", "Failed", "reason", "TimedOut", "message",
+					"exceeded timeoutSeconds and the runner did not report in time", "exitCode", -1);
+		struct attempt *a;
+		if (snap->runner[0])
+			broker_cancel(t->broker, snap->runner, uid, snap->attempt);
+		pthread_mutex_lock(&t->lock);
+		a = att_find(t, uid);
+		if (a && a->attempt == snap->attempt && a->state != ATT_DONE) {
+			a->state = ATT_DONE;
+			json_decref(a->result);
+			a->result = json_incref(res);
+		}
+		pthread_mutex_unlock(&t->lock);
+		snap->state = ATT_DONE;
+		json_decref(snap->result);
+		snap->result = res;
+		log_task("attempt timed out without a result from its runner", task, "runner", snap->runner);
+		return reconcile_finished(t, task, key, uid, snap);
+	}
+	if (snap->deadline_ms)
+		wq_add_after(t->cfg.queue, key, snap->deadline_ms + TASKCTL_DEADLINE_GRACE_MS - now + 10);
 	if (snap->state == ATT_STARTED && snap->written == W_NONE &&
 	    !(phase && strcmp(phase, "Running") == 0 &&
 	      json_integer_value(json_object_get(status, "attempts")) == snap->attempt)) {
 		char ts[40], msg[160];
 		json_t *extra;
-		util_rfc3339(snap->start_ms ? snap->start_ms : util_now_ms(), ts, sizeof(ts));
+		util_rfc3339(snap->start_ms ? snap->start_ms : now, ts, sizeof(ts));
 		snprintf(msg, sizeof(msg), "running on %s", snap->runner);
-		extra = json_pack("{sssssI}", "startTime", ts, "runner", snap->runner, "attempts", (json_int_t)snap->attempt);
+		extra = json_pack("{sssssIsn}", "startTime", ts, "runner", snap->runner,
+				  "attempts", (json_int_t)snap->attempt, "nextRetryTime");
 		if (snap->history)
 			json_object_set(extra, "attemptHistory", snap->history);
 		r = taskctl_write_simple(t, task, "Running", "Running", msg, "Unknown", extra);
 		json_decref(extra);
 		if (r == 0) {
-			pthread_mutex_lock(&t->lock);
-			struct attempt *a = att_find(t, uid);
-			if (a && a->attempt == snap->attempt && a->written == W_NONE)
-				a->written = W_RUNNING;
-			pthread_mutex_unlock(&t->lock);
+			att_mark_written(t, uid, snap->attempt, W_RUNNING);
+			emit(t, task, "Normal", "Started", msg);
 		}
 		return r;
 	}
@@ -580,6 +772,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 {
 	json_t *status = json_object_get(task, "status");
 	const char *phase = json_string_value(json_object_get(status, "phase"));
+	const char *sreason = json_string_value(json_object_get(status, "reason"));
 	json_t *msg, *selector = json_object_get(spec_of(task), "runnerSelector");
 	char err[512], runner[64];
 	int r;
@@ -587,21 +780,26 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	msg = taskctl_build_dispatch(task, attempt, util_now_ms(), err, sizeof(err));
 	if (!msg) {
 		log_task("task refused", task, "reason", err);
-		return taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
+		if (r == 0)
+			emit(t, task, "Warning", "Failed", err);
+		return r;
 	}
 	/* Record first, so a result racing the dispatch finds its attempt. */
 	pthread_mutex_lock(&t->lock);
 	att_drop(t, uid);
 	struct attempt *a = att_new(t, uid, key, attempt, NULL);
-	if (a && json_array_size(history) > 0)
-		a->history = json_incref(history);
+	if (a) {
+		if (json_array_size(history) > 0)
+			a->history = json_incref(history);
+		a->deadline_ms = json_integer_value(json_object_get(msg, "deadline"));
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (!a) {
 		json_decref(msg);
 		return -ENOMEM;
 	}
 	r = broker_dispatch(t->broker, uid, attempt, selector, msg, runner, sizeof(runner));
-	json_decref(msg);
 	if (r == 0) {
 		pthread_mutex_lock(&t->lock);
 		a = att_find(t, uid);
@@ -609,63 +807,189 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 			snprintf(a->runner, sizeof(a->runner), "%s", runner);
 		pthread_mutex_unlock(&t->lock);
 		log_task("task dispatched", task, "runner", runner);
+		if (json_integer_value(json_object_get(msg, "deadline")))
+			wq_add_after(t->cfg.queue, key,
+				     json_integer_value(json_object_get(msg, "deadline")) - util_now_ms() +
+					     TASKCTL_DEADLINE_GRACE_MS + 10);
+		json_decref(msg);
 		return 0;
 	}
+	json_decref(msg);
 	pthread_mutex_lock(&t->lock);
 	att_drop(t, uid);
 	json_object_set_new(t->waiting, key, json_true());
 	pthread_mutex_unlock(&t->lock);
 	if (r != -EAGAIN && r != -ENODEV)
 		return r;
-	if (phase && strcmp(phase, "Queued") == 0 &&
+	if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
 	    json_integer_value(json_object_get(status, "attempts")) == attempt - 1)
 		return 0;
 	/* Queued carries the attempt count and history, so an attempt lost before it was ever
 	 * reported still advances the (task UID, attempt) key. */
 	{
-		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(attempt - 1));
+		const char *why = r == -ENODEV ? "waiting for a runner that matches runnerSelector"
+					       : "waiting for a free runner slot";
+		json_t *extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
 			json_object_set(extra, "attemptHistory", history);
-		r = taskctl_write_simple(t, task, "Queued", "Queued",
-					 r == -ENODEV ? "waiting for a runner that matches runnerSelector"
-						      : "waiting for a free runner slot",
-					 "Unknown", extra);
+		r = taskctl_write_simple(t, task, "Queued", "Queued", why, "Unknown", extra);
 		json_decref(extra);
+		if (r == 0)
+			emit(t, task, "Normal", "Queued", why);
 		return r;
 	}
 }
 
+/* The task is gone: stop whatever still runs for it. */
+static void reconcile_deleted(struct taskctl *t, const char *key)
+{
+	struct attempt *a;
+	pthread_mutex_lock(&t->lock);
+	for (a = t->attempts; a; a = a->next) {
+		if (strcmp(a->key, key) != 0)
+			continue;
+		if (a->state != ATT_DONE && a->runner[0]) {
+			log_info("task deleted; cancelling its attempt", "task", key, "runner", a->runner);
+			broker_cancel(t->broker, a->runner, a->uid, a->attempt);
+		} else if (a->state == ATT_DONE) {
+			broker_ack(t->broker, a->runner, a->uid, a->attempt);
+		}
+		att_drop(t, a->uid);
+		break;
+	}
+	json_object_del(t->waiting, key);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ttlSecondsAfterFinished: delete on time (with a UID precondition). */
+static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
+{
+	json_t *ttl = json_object_get(spec_of(task), "ttlSecondsAfterFinished"), *md = json_object_get(task, "metadata");
+	const char *done = json_string_value(json_object_get(json_object_get(task, "status"), "completionTime"));
+	int64_t done_ms, due, now = util_now_ms();
+	char path[1024], ns[256], name[512];
+	struct kube_resp resp;
+	json_t *body;
+	int r;
+
+	if (!json_is_integer(ttl) || !done || util_parse_rfc3339(done, &done_ms) < 0 ||
+	    json_object_get(md, "deletionTimestamp"))
+		return 0;
+	due = done_ms + json_integer_value(ttl) * 1000;
+	if (now < due) {
+		wq_add_after(t->cfg.queue, key, due - now);
+		return 0;
+	}
+	kube_escape(json_string_value(json_object_get(md, "namespace")), ns, sizeof(ns));
+	kube_escape(json_string_value(json_object_get(md, "name")), name, sizeof(name));
+	snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks/%s", ns, name);
+	body = json_pack("{sss{s{sO}}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
+			 "uid", json_object_get(md, "uid"), "propagationPolicy", "Background");
+	json_object_set_new(body, "preconditions", json_pack("{sO}", "uid", json_object_get(md, "uid")));
+	r = kube_request(t->cfg.kc, "DELETE", path, NULL, body, &resp);
+	json_decref(body);
+	if (r == 0 && (resp.status < 300 || resp.status == 404 || resp.status == 409)) {
+		log_task("deleted after ttlSecondsAfterFinished", task, "ttl", "expired");
+		kube_resp_free(&resp);
+		return 0;
+	}
+	kube_resp_free(&resp);
+	return -EAGAIN;
+}
+
+static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, struct attempt *snap, int have)
+{
+	if (have && (snap->state == ATT_DISPATCHED || snap->state == ATT_STARTED)) {
+		int64_t now = util_mono_ms();
+		pthread_mutex_lock(&t->lock);
+		struct attempt *a = att_find(t, uid);
+		int send = a && !a->cancel_sent_ms;
+		if (send)
+			a->cancel_sent_ms = now;
+		int64_t sent = a ? a->cancel_sent_ms : now;
+		pthread_mutex_unlock(&t->lock);
+		if (send) {
+			log_task("cancelling", task, "runner", snap->runner);
+			broker_cancel(t->broker, snap->runner, uid, snap->attempt);
+		}
+		if (now - sent < TASKCTL_CANCEL_GRACE_MS) {
+			wq_add_after(t->cfg.queue, snap->key, TASKCTL_CANCEL_GRACE_MS - (now - sent) + 10);
+			return 0;
+		}
+		/* The runner did not confirm in time (gone, or partitioned): record the cancel
+		 * ourselves; a late result is acknowledged and ignored. */
+	}
+	{
+		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(have ? snap->attempt : json_int_at(json_object_get(task, "status"), "attempts", NULL)));
+		int r = taskctl_write_simple(t, task, "Cancelled", "Cancelled",
+					     have ? "cancelled; the runner did not confirm" : "cancelled before it started",
+					     "False", extra);
+		json_decref(extra);
+		if (r == 0) {
+			emit(t, task, "Normal", "Cancelled", "cancelled by spec.cancel");
+			if (have)
+				att_mark_written(t, uid, snap->attempt, W_TERMINAL);
+		}
+		return r;
+	}
+}
+
+/* Attempts runners hold for tasks the cache does not know: once the cache has synced, such a
+ * task was deleted while no controller was watching, so its process tree is stopped. */
+static int reconcile_orphans(struct taskctl *t)
+{
+	json_t *o, *v;
+	const char *uid;
+
+	if (!informer_synced(t->inf)) {
+		wq_add_after(t->cfg.queue, TASKCTL_ORPHANS_KEY, 500);
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	o = t->orphans;
+	t->orphans = json_object();
+	pthread_mutex_unlock(&t->lock);
+	json_object_foreach(o, uid, v) {
+		char *k = informer_key_by_uid(t->inf, uid);
+		const char *runner = json_string_value(json_object_get(v, "runner"));
+		int64_t attempt = json_integer_value(json_object_get(v, "attempt"));
+		if (k) {
+			cb_held(t, uid, attempt, runner);
+		} else {
+			log_info("runner holds an attempt of a deleted task; cancelling it", "uid", uid, "runner", runner);
+			broker_cancel(t->broker, runner, uid, attempt);
+		}
+		free(k);
+	}
+	json_decref(o);
+	return 0;
+}
+
 int taskctl_reconcile(struct taskctl *t, const char *key)
 {
-	json_t *task = informer_get(t->inf, key), *status;
-	const char *uid, *phase;
+	json_t *task = informer_get(t->inf, key), *status, *spec;
+	const char *uid, *phase, *reason;
 	struct attempt snap, *a;
 	int have = 0, r = 0;
 	int64_t attempts;
 
+	if (strcmp(key, TASKCTL_ORPHANS_KEY) == 0) {
+		json_decref(task);
+		return reconcile_orphans(t);
+	}
 	if (!task) {
-		/* Deleted: stop whatever still runs for it. */
-		pthread_mutex_lock(&t->lock);
-		for (a = t->attempts; a; a = a->next) {
-			if (strcmp(a->key, key) == 0) {
-				if (a->state != ATT_DONE && a->runner[0])
-					broker_cancel(t->broker, a->runner, a->uid, a->attempt);
-				else if (a->state == ATT_DONE)
-					broker_ack(t->broker, a->runner, a->uid, a->attempt);
-				att_drop(t, a->uid);
-				break;
-			}
-		}
-		json_object_del(t->waiting, key);
-		pthread_mutex_unlock(&t->lock);
+		reconcile_deleted(t, key);
 		return 0;
 	}
 	uid = json_string_value(json_object_get(json_object_get(task, "metadata"), "uid"));
 	status = json_object_get(task, "status");
+	spec = spec_of(task);
 	phase = json_string_value(json_object_get(status, "phase"));
+	reason = json_string_value(json_object_get(status, "reason"));
 	attempts = json_integer_value(json_object_get(status, "attempts"));
 	if (!uid)
 		goto out;
+	memset(&snap, 0, sizeof(snap));
 	pthread_mutex_lock(&t->lock);
 	a = att_find(t, uid);
 	if (a) {
@@ -676,45 +1000,71 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 	}
 	if (is_terminal(phase) && (!a || a->written == W_TERMINAL || a->state != ATT_DONE)) {
 		/* The API server has the final word; nothing more to do for this task. */
-		if (a && a->state == ATT_DONE && a->written != W_TERMINAL)
+		if (a && a->state == ATT_DONE)
 			broker_ack(t->broker, a->runner, a->uid, a->attempt);
+		else if (a && a->runner[0])
+			broker_cancel(t->broker, a->runner, a->uid, a->attempt);
 		att_drop(t, uid);
 		json_object_del(t->waiting, key);
 		pthread_mutex_unlock(&t->lock);
+		r = reconcile_ttl(t, task, key);
 		goto out;
 	}
 	pthread_mutex_unlock(&t->lock);
 
-	if (have && snap.state != ATT_LOST) {
-		r = reconcile_attempt(t, task, uid, &snap);
+	if (json_is_true(json_object_get(spec, "cancel")) && !(have && snap.state == ATT_DONE)) {
+		r = reconcile_cancel(t, task, uid, &snap, have);
 		goto out;
 	}
-	if (!have && phase && strcmp(phase, "Running") == 0) {
-		/* Running before a controller restart: give its runner time to reconnect and
-		 * report what it holds before declaring the attempt lost. */
-		int64_t left = t->cfg.lost_grace_ms - (util_mono_ms() - t->started_ms);
-		if (left > 0) {
+	if (have && snap.state != ATT_LOST) {
+		r = reconcile_attempt(t, task, key, uid, &snap);
+		goto out;
+	}
+	if (!have && phase && strcmp(phase, "Queued") == 0 && reason && strcmp(reason, "Retrying") == 0) {
+		int64_t at;
+		const char *next = json_string_value(json_object_get(status, "nextRetryTime"));
+		if (next && util_parse_rfc3339(next, &at) == 0 && at > util_now_ms()) {
+			wq_add_after(t->cfg.queue, key, at - util_now_ms());
+			goto out;
+		}
+	}
+	if (!have && t->cfg.startup_hold_ms > 0) {
+		/* Tasks that existed before this controller started may have been dispatched by the
+		 * previous instance: give runners time to reconnect and report what they hold. */
+		int64_t left = t->cfg.startup_hold_ms - (util_mono_ms() - t->started_ms), created;
+		const char *ct = json_string_value(json_object_get(json_object_get(task, "metadata"), "creationTimestamp"));
+		if (left > 0 && ct && util_parse_rfc3339(ct, &created) == 0 && created <= t->started_wall_ms) {
 			wq_add_after(t->cfg.queue, key, left);
 			goto out;
 		}
-		log_task("running attempt has no runner; starting a new attempt", task, "reason", "RunnerLost");
 	}
-	if (have && snap.state == ATT_LOST)
-		log_task("attempt lost with its runner; starting a new attempt", task, "runner", snap.runner);
 	{
 		json_t *base = json_incref(json_object_get(status, "attemptHistory"));
 		int64_t next = attempts;
 		if (have && snap.attempt > next)
 			next = snap.attempt;
 		if ((phase && strcmp(phase, "Running") == 0) || (have && snap.state == ATT_LOST)) {
-			/* Disruptions do not count against retries; they show in the history. */
-			json_t *lost = json_pack("{sIssss}", "attempt", (json_int_t)next, "runner",
-						 have ? snap.runner : json_string_value(json_object_get(status, "runner")) ?: "",
+			/* Disruptions do not count against retries; they show in the history and are
+			 * bounded on their own. */
+			const char *rn = have ? snap.runner : json_string_value(json_object_get(status, "runner"));
+			json_t *lost = json_pack("{sIssss}", "attempt", (json_int_t)next, "runner", rn ? rn : "",
 						 "reason", "RunnerLost", "message", "the runner holding this attempt went away");
 			json_t *nb = history_with(base, lost);
 			json_decref(base);
 			json_decref(lost);
 			base = nb;
+			log_task("attempt lost with its runner", task, "runner", rn ? rn : "");
+			emit(t, task, "Warning", "RunnerLost", "the runner holding this attempt went away; starting a new attempt");
+			if (count_lost(base) > TASKCTL_MAX_LOST) {
+				json_t *extra = json_pack("{sIsO}", "attempts", (json_int_t)next, "attemptHistory", base);
+				r = taskctl_write_simple(t, task, "Failed", "RunnerLost",
+							 "runners were lost too many times while running this task", "False", extra);
+				json_decref(extra);
+				json_decref(base);
+				if (r == 0)
+					emit(t, task, "Warning", "Failed", "runners were lost too many times");
+				goto out;
+			}
 		}
 		r = reconcile_dispatch(t, task, key, uid, next + 1, base);
 		json_decref(base);
@@ -734,7 +1084,17 @@ void *taskctl_worker(void *arg)
 	char *key;
 
 	while ((key = wq_get(t->cfg.queue))) {
-		int r = taskctl_reconcile(t, key);
+		int r;
+		if (t->cfg.may_act && !t->cfg.may_act(t->cfg.may_act_ud)) {
+			/* Standing by: leave the key for when we lead. */
+			pthread_mutex_lock(&t->lock);
+			json_object_set_new(t->standby, key, json_true());
+			pthread_mutex_unlock(&t->lock);
+			wq_done(t->cfg.queue, key);
+			free(key);
+			continue;
+		}
+		r = taskctl_reconcile(t, key);
 		if (r == -EAGAIN || r == -ENOMEM || r == -EIO)
 			wq_add_rate_limited(t->cfg.queue, key);
 		else
@@ -743,4 +1103,22 @@ void *taskctl_worker(void *arg)
 		free(key);
 	}
 	return NULL;
+}
+
+void taskctl_resume(struct taskctl *t)
+{
+	json_t *w;
+	const char *key;
+	json_t *v;
+
+	pthread_mutex_lock(&t->lock);
+	w = t->standby;
+	t->standby = json_object();
+	t->orphans = json_object();
+	t->started_ms = util_mono_ms();
+	t->started_wall_ms = util_now_ms();
+	pthread_mutex_unlock(&t->lock);
+	json_object_foreach(w, key, v)
+		wq_add(t->cfg.queue, key);
+	json_decref(w);
 }

@@ -6,6 +6,7 @@
 #include "broker.h"
 #include "informer.h"
 #include "kube.h"
+#include "recorder.h"
 #include "workqueue.h"
 
 struct taskctl;
@@ -14,6 +15,11 @@ struct taskctl_cfg {
 	struct kube_client *kc;
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
+	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
+	struct recorder *recorder; /* Events; may be NULL */
+	/* Leader election: workers act only while this returns nonzero (NULL = always). */
+	int (*may_act)(void *ud);
+	void *may_act_ud;
 	int log_tail_max;          /* bytes of logTail kept in status (≤ 4096) */
 	/* Observers (optional; called on worker or broker threads, must not block):
 	 * on_status after every successful status write, with the task as cached before the write
@@ -37,6 +43,9 @@ extern const struct broker_ops taskctl_broker_ops;
 int taskctl_reconcile(struct taskctl *t, const char *key);
 /* Runs a worker loop on the calling thread until the queue shuts down. */
 void *taskctl_worker(void *t);
+/* Called when this controller becomes the leader: re-queues keys seen while standing by and
+ * restarts the grace periods (runners need time to reconnect to the new leader). */
+void taskctl_resume(struct taskctl *t);
 
 /* Pure helpers, exposed for unit tests. */
 /* Builds the dispatch message for an attempt, or returns NULL with a reason in err (InvalidSpec). */
@@ -45,5 +54,9 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
  * the attemptHistory to extend (NULL: the task's own). */
 json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, const char *runner,
 				json_t *history, int64_t now_ms, int log_tail_max);
+/* Retry policy: whether a failed result is retried given the failures so far (this one
+ * included), and the backoff delay for the next attempt (rnd: random bits for jitter). */
+int taskctl_should_retry(json_t *spec, json_t *result, int failures);
+int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd);
 /* Cuts s to at most max bytes at a UTF-8 character boundary, keeping the end. */
 const char *taskctl_utf8_tail(const char *s, size_t max);
