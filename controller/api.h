@@ -1,21 +1,57 @@
 #pragma once
-/* The controller's HTTP API vhost (served on the broker's libwebsockets loop): /healthz,
- * /readyz, and the authenticated /api/v1 endpoints. Health endpoints need no key. */
+/* The controller's HTTP API (docs/api.md), served as a vhost on the broker's libwebsockets
+ * loop: /healthz, /readyz and /metrics without a key; /api/v1/tasks, .../logs and the SSE
+ * /api/v1/events behind the API key. Optionally /metrics (and the health endpoints) on a
+ * listener of their own (--metrics-listen), served by a small loop on its own thread.
+ *
+ * The API owns the task log store, the event ring and the metrics, and fans out taskctl's
+ * observer hooks: status writes become events in the SSE ring, finish task logs in the log
+ * store and feed the metrics; streamed output goes to the log store. Those hooks run on worker
+ * and broker threads and only record and wake the loop. */
+#include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct lws_protocols;
 struct api;
+struct metrics;
 
 struct api_cfg {
 	const char *api_key;        /* static key (flag or TASKED_API_KEY); may be NULL */
 	const char *api_key_file;   /* re-read when it changes; may be NULL */
 	int (*ready)(void *ud, char *why, size_t whysz);  /* 1 when ready, else 0 and a reason */
 	void *ud;
+	size_t log_max_per_task;    /* log store bounds (logstore.h); 0 = defaults */
+	size_t log_max_total;
+	size_t log_max_tasks;
+	size_t event_buffer;        /* events kept for Last-Event-ID resume; 0 = 4096 */
+	int max_sse;                /* concurrent SSE streams (events + log follows); 0 = 100 */
+	int sse_keepalive_s;        /* keep-alive comment interval; 0 = 15 */
+	int sse_stall_s;            /* drop a stream whose pending output made no progress this long; 0 = 60 */
+	const char *metrics_listen; /* "HOST:PORT" for a separate /metrics listener, or NULL */
+	const char *tls_cert, *tls_key;   /* TLS for the separate metrics listener */
 };
 
+/* Returns NULL on allocation failure, or when api_key_file is set but cannot be read or is
+ * empty (a configured key file that yields no key must not leave the API open). */
 struct api *api_new(const struct api_cfg *cfg);
 void api_free(struct api *a);
 const struct lws_protocols *api_protocols(void);
+/* What the API reads tasks from and the metrics describe, once they exist (borrowed). */
+struct metrics_sources;
+void api_set_sources(struct api *a, const struct metrics_sources *src);
+/* The API's metrics (borrowed), e.g. for a kube request hook. */
+struct metrics *api_metrics(struct api *a);
+/* Starts the separate metrics listener when configured; 0 or a negative errno. */
+int api_start(struct api *a);
+
 /* 1 when the presented key matches (constant time, by SHA-256 digest), or no key is configured. */
 int api_check_key(struct api *a, const char *presented);
 int api_has_key(struct api *a);
+
+/* Observer hooks for taskctl_cfg (ud is the struct api *). */
+void api_on_status(void *ud, json_t *task, json_t *status);
+void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
+		const char *stream, const char *data);
+/* Wakes the loop so SSE streams pick up new events or output; any thread (ud: struct api *). */
+void api_wake(void *ud);

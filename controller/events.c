@@ -155,6 +155,8 @@ int events_read(struct events *ev, uint64_t *cursor, const struct events_filter 
 		gap->last_id = *cursor;
 		gap->oldest_id = oldest;
 		*cursor = oldest - 1;
+		if (events_gap_frame(gap, out) == 0)
+			n++;
 	}
 	while (*cursor < last) {
 		const struct ev_slot *s = &ev->ring[(ev->head + (*cursor + 1 - oldest)) % ev->cfg.max_events];

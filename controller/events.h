@@ -51,8 +51,9 @@ uint64_t events_last_id(struct events *ev);
 /* Appends the SSE frames ("id: N\nevent: T\ndata: {...}\n\n") of events newer than *cursor
  * that match f to out, stopping before max_bytes would be passed (but always taking at least
  * one frame when there is one, if out has room for it), and advances *cursor past every event
- * it looked at. When the cursor is no longer in the ring, gap is filled in and reading starts
- * at the oldest event held. Returns the number of frames appended, or a negative errno. */
+ * it looked at. When the cursor is no longer in the ring, gap is filled in, a gap frame is
+ * appended first and reading continues at the oldest event held. Returns the number of frames
+ * appended (the gap frame included). */
 int events_read(struct events *ev, uint64_t *cursor, const struct events_filter *f,
 		struct buf *out, size_t max_bytes, struct events_gap *gap);
 

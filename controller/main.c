@@ -26,7 +26,7 @@
 struct opts {
 	const char *kubeconfig, *namespace_, *listen, *broker_listen, *api_key, *api_key_file;
 	const char *token_file, *tls_cert, *tls_key, *log_level;
-	long workers, max_sse, lost_grace_s;
+	long workers, max_sse, lost_grace_s, heartbeat_s;
 	int insecure_no_auth, check_config;
 	/* leader election */
 	int leader_elect;
@@ -57,6 +57,7 @@ static void usage(FILE *f)
 	      "  --max-sse-connections N    cap on event streams (default 100)\n"
 	      "  --workers N                reconcile workers (default 4)\n"
 	      "  --lost-grace-seconds N     after a restart, wait this long for runners to report (default 15)\n"
+	      "  --runner-heartbeat-seconds N  ping interval; a runner silent or away 3 intervals is lost (default 10)\n"
 	      "  --leader-elect             run as one of several replicas; only the Lease holder acts\n"
 	      "  --leader-elect-namespace NS  Lease namespace (default: the service account's, else default)\n"
 	      "  --leader-elect-name NAME   Lease name (default tasked-controller)\n"
@@ -70,7 +71,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
 	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP,
-	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY };
+	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY, O_HB };
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -86,6 +87,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "workers", required_argument, NULL, O_WORKERS },
 		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
 		{ "leader-elect", no_argument, NULL, O_LE },
+		{ "runner-heartbeat-seconds", required_argument, NULL, O_HB },
 		{ "leader-elect-namespace", required_argument, NULL, O_LE_NS },
 		{ "leader-elect-name", required_argument, NULL, O_LE_NAME },
 		{ "leader-elect-lease-seconds", required_argument, NULL, O_LE_DUR },
@@ -100,7 +102,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	int c;
 
 	*o = (struct opts){ .listen = "127.0.0.1:8080", .broker_listen = "127.0.0.1:8081",
-			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .log_level = "info",
+			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .heartbeat_s = 10, .log_level = "info",
 			    .le_name = "tasked-controller", .le_duration_s = 15, .le_renew_s = 10, .le_retry_s = 2 };
 	o->api_key = getenv("TASKED_API_KEY");
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -129,6 +131,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_LOG: o->log_level = optarg; break;
 		case O_LE: o->leader_elect = 1; break;
+		case O_HB:
+			if (util_parse_long(optarg, 1, 300, &o->heartbeat_s) < 0)
+				goto bad;
+			break;
 		case O_LE_NS: o->le_namespace = optarg; break;
 		case O_LE_NAME: o->le_name = optarg; break;
 		case O_LE_DUR:
@@ -296,7 +302,7 @@ int main(int argc, char **argv)
 	taskctl_set_informer(tc, app.inf);
 	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
 					     .api_protocols = api_protocols(), .api_user = api,
-					     .token_file = o.token_file, .heartbeat_s = 10,
+					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
 					     .admit = o.leader_elect ? app_leads : NULL, .admit_ud = &app,
 					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
 		       &taskctl_broker_ops, tc, &app.broker);

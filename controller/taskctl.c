@@ -164,6 +164,20 @@ static void cb_started(void *ud, const char *uid, int64_t attempt, int64_t start
 		wq_add(t->cfg.queue, key);
 }
 
+static int is_terminal(const char *phase);
+
+/* Whether the cached status shows this attempt finished (later attempt, terminal, or retrying). */
+static int taskctl_attempt_settled(struct taskctl *t, const char *key, int64_t attempt)
+{
+	json_t *task = informer_get(t->inf, key), *st = json_object_get(task, "status");
+	const char *phase = json_string_value(json_object_get(st, "phase"));
+	int64_t n = json_integer_value(json_object_get(st, "attempts"));
+	int settled = n > attempt || (n == attempt && phase && strcmp(phase, "Running") != 0) ||
+		      is_terminal(phase);
+	json_decref(task);
+	return settled;
+}
+
 static void cb_result(void *ud, const char *uid, int64_t attempt, const char *runner, json_t *msg)
 {
 	struct taskctl *t = ud;
@@ -175,9 +189,14 @@ static void cb_result(void *ud, const char *uid, int64_t attempt, const char *ru
 	pthread_mutex_lock(&t->lock);
 	a = att_find(t, uid);
 	if (!a) {
-		/* A result from before a controller restart: find the task by UID. */
+		/* A result from before a controller restart: find the task by UID, unless its
+		 * status already records this attempt as settled (a duplicate). */
 		pthread_mutex_unlock(&t->lock);
 		k = taskctl_key_for(t, uid);
+		if (k && taskctl_attempt_settled(t, k, attempt)) {
+			free(k);
+			k = NULL;
+		}
 		pthread_mutex_lock(&t->lock);
 		a = att_find(t, uid);
 		if (!a && k)
@@ -458,7 +477,7 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 		free(s);
 	}
 	json_object_set_new(status, "nextRetryTime", json_null());
-	entry = json_pack("{sIssssss}", "attempt", (json_int_t)attempt, "runner", runner,
+	entry = json_pack("{sIssssssss}", "attempt", (json_int_t)attempt, "runner", runner,
 			  "startTime", st, "completionTime", et, "reason", reason);
 	if (json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
 		json_object_set(entry, "exitCode", exit_code);
@@ -678,10 +697,12 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 		if (r == 0) {
 			log_task("attempt failed; retrying", task, "at", ts);
 			emit(t, task, "Warning", "Retrying", msg);
+			/* The attempt is settled; the next pass (after the delay) starts a new one
+			 * from the status just written. */
 			pthread_mutex_lock(&t->lock);
 			struct attempt *a = att_find(t, uid);
 			if (a && a->attempt == snap->attempt)
-				a->written = W_TERMINAL;
+				att_drop(t, uid);
 			pthread_mutex_unlock(&t->lock);
 			broker_ack(t->broker, snap->runner, uid, snap->attempt);
 			wq_add_after(t->cfg.queue, key, delay);
@@ -883,9 +904,8 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 	kube_escape(json_string_value(json_object_get(md, "namespace")), ns, sizeof(ns));
 	kube_escape(json_string_value(json_object_get(md, "name")), name, sizeof(name));
 	snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks/%s", ns, name);
-	body = json_pack("{sss{s{sO}}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
+	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
 			 "uid", json_object_get(md, "uid"), "propagationPolicy", "Background");
-	json_object_set_new(body, "preconditions", json_pack("{sO}", "uid", json_object_get(md, "uid")));
 	r = kube_request(t->cfg.kc, "DELETE", path, NULL, body, &resp);
 	json_decref(body);
 	if (r == 0 && (resp.status < 300 || resp.status == 404 || resp.status == 409)) {
@@ -893,6 +913,7 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 		kube_resp_free(&resp);
 		return 0;
 	}
+	log_warn("ttl delete failed", "task", key, "error", resp.message);
 	kube_resp_free(&resp);
 	return -EAGAIN;
 }

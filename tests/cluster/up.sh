@@ -8,7 +8,8 @@
 # chosen the first time (remembered in the state directory).
 #
 # Environment: TASKED_STATE_DIR, TASKED_READY_TIMEOUT (seconds to wait for the controller's
-# /readyz, default 30), plus those of controlplane.sh (TASKED_KUBE_BIN, TASKED_KCM, ...).
+# /readyz, default 30), TASKED_CONTROLLER_ARGS / TASKED_RUNNER_ARGS (extra flags, split on
+# spaces), plus those of controlplane.sh (TASKED_KUBE_BIN, TASKED_KCM, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -106,12 +107,14 @@ else
 		port_in_use "$p" && die "port $p (tasked-controller) is in use by another process;" \
 			"stop it, or remove $STATE/tasked-ports.env to pick new ports"
 	done
+	# shellcheck disable=SC2086 # extra flags are meant to split on spaces
 	start_bg "$STATE/controller.pid" "$STATE/controller.log" "$CONTROLLER" \
 		--kubeconfig "$STATE/kubeconfig" \
 		--listen "127.0.0.1:$API_PORT" \
 		--broker-listen "127.0.0.1:$BROKER_PORT" \
 		--runner-token-file "$STATE/runner-token" \
-		--api-key-file "$STATE/api-key"
+		--api-key-file "$STATE/api-key" \
+		${TASKED_CONTROLLER_ARGS:-}
 	echo "started tasked-controller (pid $(cat "$STATE/controller.pid"), API $API_URL, broker port $BROKER_PORT)"
 fi
 wait_until "$READY_TIMEOUT" "$STATE/controller.pid" "$CONTROLLER" tasked-controller \
@@ -122,11 +125,13 @@ if pidfile_alive "$STATE/runner.pid" "$RUNNER" "$STATE/"; then
 	echo "tasked-runner already running (pid $(cat "$STATE/runner.pid"))"
 	rebuilt_note "$STATE/runner.pid" "$RUNNER" tasked-runner
 else
+	# shellcheck disable=SC2086 # extra flags are meant to split on spaces
 	start_bg "$STATE/runner.pid" "$STATE/runner.log" "$RUNNER" \
 		--controller "ws://127.0.0.1:$BROKER_PORT" \
 		--token-file "$STATE/runner-token" \
 		--concurrency 8 \
-		--labels pool=default
+		--labels pool=default \
+		${TASKED_RUNNER_ARGS:-}
 	echo "started tasked-runner (pid $(cat "$STATE/runner.pid"))"
 	# TODO: wait for the controller to report the runner connected once it exposes that.
 	sleep 1
