@@ -723,7 +723,8 @@ static int parse_call(struct parser *ps, const struct token *tk, int recv)
 	want = is_has || f == F_INT || f == F_STRING || f == F_DOUBLE || f == F_SIZE ? 1 : 2;
 	if (ps->p->nodes[idx].nkids != want) {
 		int self = recv >= 0 ? 1 : 0;
-		return perr(ps, -EINVAL, tk->pos, "%s() takes %d argument%s, got %d", is_has ? "has" : fn_text[f], want - self, want - self == 1 ? "" : "s", ps->p->nodes[idx].nkids - self);
+		return perr(ps, -EINVAL, tk->pos, "%s() takes %d argument%s, got %d", is_has ? "has" : fn_text[f],
+			    want - self, want - self == 1 ? "" : "s", ps->p->nodes[idx].nkids - self);
 	}
 	if (is_has) {
 		/* has() is a macro over a field selection, not a function of a value */
@@ -1174,8 +1175,8 @@ static int cmp_int_double(int64_t i, double d)
 		return -1;
 	if (d < -9223372036854775808.0)
 		return 1;
-	t = trunc(d);
-	ti = (int64_t)t;
+	ti = (int64_t)d;      /* in range now: truncation toward zero is exact, and needs no libm */
+	t = (double)ti;
 	if (i != ti)
 		return i < ti ? -1 : 1;
 	return d > t ? -1 : d < t ? 1 : 0;
