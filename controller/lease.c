@@ -103,8 +103,6 @@ int lease_try(struct lease *l)
 	if (r == 0 && resp.status == 200) {
 		kube_resp_free(&resp);
 		l->last_renew_ms = now;
-		if (!ours)
-			log_info("acquired leadership", "lease", l->name, "identity", l->identity);
 		return 1;
 	}
 	kube_resp_free(&resp);
@@ -133,8 +131,11 @@ static void *lease_run(void *arg)
 			lost = 1;
 		}
 		pthread_mutex_unlock(&l->lock);
-		if (!was && r == 1 && l->cfg.on_started)
-			l->cfg.on_started(l->cfg.ud);
+		if (!was && r == 1) {
+			log_info("acquired leadership", "lease", l->name, "identity", l->identity);
+			if (l->cfg.on_started)
+				l->cfg.on_started(l->cfg.ud);
+		}
 		if (lost) {
 			log_error("leadership lost: could not renew the lease within the renew deadline", "lease", l->name);
 			if (l->cfg.on_lost)
