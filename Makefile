@@ -84,7 +84,7 @@ kube: deps
 	@tests/cluster/build-kube.sh >/dev/null
 
 # Test tools (raw protocol clients and probes) are plain programs, never shipped.
-TOOLS := build/tools/wsprobe
+TOOLS := build/tools/wsprobe build/tools/ssehold
 build/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O1 -g -o $@ $<
@@ -110,4 +110,50 @@ demo: up
 clean:
 	rm -rf build bin
 
+# --- kubectl plugin and install (issue 7) -------------------------------------------------------
+# bin/kubectl-tasked: `kubectl tasked logs|wait|cancel|get|events` (controller/kubectl-tasked/,
+# a subdirectory so controller/*.c does not pull it into the controller).
+PLUGIN_SRC := $(wildcard controller/kubectl-tasked/*.c)
+all: bin/kubectl-tasked
+bin/kubectl-tasked: $(call obj,$(PLUGIN_SRC) common/util.c)
+	@mkdir -p bin
+	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binaries, the plugin on PATH.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+.PHONY: install
+install: bin/tasked-controller bin/tasked-runner bin/kubectl-tasked
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $^ $(DESTDIR)$(BINDIR)/
+# --- end kubectl plugin and install -------------------------------------------------------------
+
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------------------------------------
+# Packaging: images, Helm chart, deploy/ manifests, AppArmor profile (docs/install.md).
+#   make images            tasked-controller and tasked-runner images FROM scratch (Docker)
+#   make helm              Helm v3.18 built from the Go module proxy into the cache
+#   make chart-lint        helm lint --strict charts/tasked
+#   make chart-sync        copy deploy/crds/ and apparmor/tasked-runner into the chart
+#   make deploy-manifests  render deploy/base and deploy/apparmor-loader from the chart
+# Their tests are tests/integration/6*.t (65-images.t builds the images itself).
+.PHONY: images helm chart-lint chart-sync deploy-manifests
+images: all
+	@images/build.sh
+
+helm:
+	@tests/helm/build-helm.sh >/dev/null
+
+chart-lint: helm
+	@"$$(tests/helm/build-helm.sh)" lint --strict charts/tasked
+
+chart-sync:
+	cp deploy/crds/tasked.dev_*.yaml charts/tasked/crds/
+	cp apparmor/tasked-runner charts/tasked/files/tasked-runner
+
+deploy-manifests: helm chart-sync
+	@tests/helm/render-deploy.sh
+
+# The chart tests need Helm; build it before the suite starts its cluster.
+integration: helm
