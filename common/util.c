@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,33 @@ int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 	SHA256(b, blen, db);
 	eq = CRYPTO_memcmp(da, db, sizeof(da)) == 0;
 	return eq;
+}
+
+int util_base64_decode(const char *in, char **ret, size_t *ret_len)
+{
+	size_t n = strlen(in);
+	unsigned char *out = malloc(n / 4 * 3 + 4);
+	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+	int outl = 0, fin = 0;
+
+	if (!out || !ctx) {
+		free(out);
+		EVP_ENCODE_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	EVP_DecodeInit(ctx);
+	if (n > INT_MAX || EVP_DecodeUpdate(ctx, out, &outl, (const unsigned char *)in, (int)n) < 0 ||
+	    EVP_DecodeFinal(ctx, out + outl, &fin) < 0) {
+		free(out);
+		EVP_ENCODE_CTX_free(ctx);
+		return -EINVAL;
+	}
+	EVP_ENCODE_CTX_free(ctx);
+	out[outl + fin] = '\0';
+	*ret = (char *)out;
+	if (ret_len)
+		*ret_len = (size_t)(outl + fin);
+	return 0;
 }
 
 int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len)

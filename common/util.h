@@ -21,6 +21,8 @@ int util_random_hex(char *out, size_t nbytes);    /* writes 2*nbytes hex chars +
  * with SHA-256 first, so neither content nor length leaks through timing. */
 int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* Decodes standard base64 (newlines allowed) into a new NUL-terminated buffer. */
+int util_base64_decode(const char *in, char **ret, size_t *ret_len);
 /* Reads a whole file (O_CLOEXEC) up to max bytes; NUL-terminated; -EFBIG past max. */
 int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Writes a file atomically (temp + rename) with the given mode. */

@@ -358,6 +358,16 @@ void broker_counts(struct broker *b, int *runners, int *free_slots)
 	*free_slots = f;
 }
 
+int broker_has_runner(struct broker *b, json_t *selector)
+{
+	int found = 0;
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *r = b->runners; r && !found; r = r->next)
+		found = r->wsi && broker_labels_match(r->labels, selector);
+	pthread_mutex_unlock(&b->lock);
+	return found;
+}
+
 int broker_listening(struct broker *b)
 {
 	return b->listening;

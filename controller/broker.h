@@ -55,6 +55,8 @@ int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *
 int broker_cancel(struct broker *b, const char *runner, const char *uid, int64_t attempt);
 int broker_ack(struct broker *b, const char *runner, const char *uid, int64_t attempt);
 void broker_counts(struct broker *b, int *runners, int *free_slots);
+/* Whether any connected runner's labels match selector (NULL or empty matches any). */
+int broker_has_runner(struct broker *b, json_t *selector);
 /* Parses "host:port" / "[v6]:port"; host must be an address. */
 int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port);
 int broker_addr_is_loopback(const char *host);

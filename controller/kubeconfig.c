@@ -21,32 +21,6 @@ static int kc_fail(char *err, size_t errsz, int r, const char *fmt, ...)
 	return r;
 }
 
-static int kc_b64(const char *in, char **ret, size_t *ret_len)
-{
-	size_t n = strlen(in);
-	unsigned char *out = malloc(n / 4 * 3 + 4);
-	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-	int outl = 0, fin = 0;
-
-	if (!out || !ctx) {
-		free(out);
-		EVP_ENCODE_CTX_free(ctx);
-		return -ENOMEM;
-	}
-	EVP_DecodeInit(ctx);
-	if (n > INT_MAX || EVP_DecodeUpdate(ctx, out, &outl, (const unsigned char *)in, (int)n) < 0 ||
-	    EVP_DecodeFinal(ctx, out + outl, &fin) < 0) {
-		free(out);
-		EVP_ENCODE_CTX_free(ctx);
-		return -EINVAL;
-	}
-	EVP_ENCODE_CTX_free(ctx);
-	out[outl + fin] = '\0';
-	*ret = (char *)out;
-	*ret_len = (size_t)(outl + fin);
-	return 0;
-}
-
 static int kc_path(const char *dir, const char *p, char *out, size_t outsz)
 {
 	int n = p[0] == '/' || !dir ? snprintf(out, outsz, "%s", p) : snprintf(out, outsz, "%s/%s", dir, p);
@@ -64,7 +38,7 @@ static int kc_blob(json_t *obj, const char *key, const char *dir, char **ret, si
 	snprintf(k, sizeof(k), "%s-data", key);
 	v = json_string_value(json_object_get(obj, k));
 	if (v && *v) {
-		r = kc_b64(v, ret, ret_len);
+		r = util_base64_decode(v, ret, ret_len);
 		return r < 0 ? kc_fail(err, errsz, r, "kubeconfig: %s is not valid base64", k) : 0;
 	}
 	v = json_string_value(json_object_get(obj, key));

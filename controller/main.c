@@ -4,8 +4,12 @@
 #include "informer.h"
 #include "kube.h"
 #include "kubeconfig.h"
+#include "deps.h"
+#include "flowctl.h"
 #include "lease.h"
+#include "queues.h"
 #include "log.h"
+#include "metrics.h"
 #include "recorder.h"
 #include "taskctl.h"
 #include "util.h"
@@ -32,6 +36,9 @@ struct opts {
 	int leader_elect;
 	const char *le_namespace, *le_name;
 	long le_duration_s, le_renew_s, le_retry_s;
+	/* API: log store and event ring bounds, separate metrics listener */
+	const char *metrics_listen;
+	long log_max_task_kib, log_max_total_mib, event_buffer;
 };
 
 static struct broker *g_broker;
@@ -55,6 +62,10 @@ static void usage(FILE *f)
 	      "  --insecure-no-auth         allow a non-loopback --listen without an API key\n"
 	      "  --tls-cert FILE --tls-key FILE   serve both listeners over TLS\n"
 	      "  --max-sse-connections N    cap on event streams (default 100)\n"
+	      "  --metrics-listen ADDR      also serve /metrics (no key) on this address\n"
+	      "  --log-store-task-kib N     task output kept per task for the API (default 1024)\n"
+	      "  --log-store-total-mib N    task output kept in all (default 64)\n"
+	      "  --event-buffer N           events kept for Last-Event-ID resume (default 4096)\n"
 	      "  --workers N                reconcile workers (default 4)\n"
 	      "  --lost-grace-seconds N     after a restart, wait this long for runners to report (default 15)\n"
 	      "  --runner-heartbeat-seconds N  ping interval; a runner silent or away 3 intervals is lost (default 10)\n"
@@ -71,7 +82,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
 	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP,
-	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY, O_HB };
+	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY, O_HB,
+	       O_METRICS, O_LOGTASK, O_LOGTOTAL, O_EVBUF };
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -84,6 +96,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "tls-cert", required_argument, NULL, O_CERT },
 		{ "tls-key", required_argument, NULL, O_TLSKEY },
 		{ "max-sse-connections", required_argument, NULL, O_SSE },
+		{ "metrics-listen", required_argument, NULL, O_METRICS },
+		{ "log-store-task-kib", required_argument, NULL, O_LOGTASK },
+		{ "log-store-total-mib", required_argument, NULL, O_LOGTOTAL },
+		{ "event-buffer", required_argument, NULL, O_EVBUF },
 		{ "workers", required_argument, NULL, O_WORKERS },
 		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
 		{ "leader-elect", no_argument, NULL, O_LE },
@@ -119,6 +135,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_TLSKEY: o->tls_key = optarg; break;
 		case O_SSE:
 			if (util_parse_long(optarg, 1, 100000, &o->max_sse) < 0)
+				goto bad;
+			break;
+		case O_METRICS: o->metrics_listen = optarg; break;
+		case O_LOGTASK:
+			if (util_parse_long(optarg, 1, 1024 * 1024, &o->log_max_task_kib) < 0)
+				goto bad;
+			break;
+		case O_LOGTOTAL:
+			if (util_parse_long(optarg, 1, 1024 * 1024, &o->log_max_total_mib) < 0)
+				goto bad;
+			break;
+		case O_EVBUF:
+			if (util_parse_long(optarg, 16, 1000000, &o->event_buffer) < 0)
 				goto bad;
 			break;
 		case O_WORKERS:
@@ -174,11 +203,38 @@ static enum log_level parse_level(const char *s)
 }
 
 struct app {
-	struct informer *inf;
+	struct informer *inf, *queues_inf, *flows_inf;
 	struct broker *broker;
 	struct lease *lease;
 	struct taskctl *tc;
+	struct flowctl *flows;
+	struct queues *queues;
+	volatile int stop;
+	pthread_t status_thread;
+	int status_started;
 };
+
+/* Task events feed the task reconciler and wake the Flow a child belongs to. */
+static void app_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	struct app *a = ud;
+	taskctl_on_event(ev, key, obj, a->tc);
+	if (ev != INFORMER_RESYNC)
+		flowctl_on_task(a->flows, obj);
+}
+
+/* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
+static void *app_status_loop(void *ud)
+{
+	struct app *a = ud;
+	while (!a->stop) {
+		for (int i = 0; i < 20 && !a->stop; i++)
+			usleep(100000);
+		if (!a->stop && lease_is_leader(a->lease))
+			queues_write_status(a->queues);
+	}
+	return NULL;
+}
 
 static int app_leads(void *ud)
 {
@@ -191,6 +247,7 @@ static void app_lease_started(void *ud)
 	struct app *a = ud;
 	log_info("leading: dispatching tasks");
 	taskctl_resume(a->tc);
+	flowctl_resume(a->flows);
 }
 
 /* Like controller-runtime: a controller that lost its lease exits, and its replacement starts
@@ -204,8 +261,9 @@ static void app_lease_lost(void *ud)
 static int app_ready(void *ud, char *why, size_t whysz)
 {
 	struct app *a = ud;
-	if (!a->inf || !informer_synced(a->inf)) {
-		snprintf(why, whysz, "task informer has not synced yet");
+	if (!a->inf || !a->queues_inf || !a->flows_inf || !informer_synced(a->inf) ||
+	    !informer_synced(a->queues_inf) || !informer_synced(a->flows_inf)) {
+		snprintf(why, whysz, "the Task, TaskQueue and Flow caches have not synced yet");
 		return 0;
 	}
 	if (!a->broker || !broker_listening(a->broker)) {
@@ -224,6 +282,7 @@ int main(int argc, char **argv)
 	struct taskctl *tc = NULL;
 	struct api *api = NULL;
 	struct recorder *recorder = NULL;
+	struct deps_index *deps = NULL;
 	struct app app = { 0 };
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
@@ -279,14 +338,28 @@ int main(int argc, char **argv)
 	if (!kc || !q)
 		goto out;
 	recorder = recorder_new(kc, identity);
+	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
+					 .ready = app_ready, .ud = &app, .max_sse = (int)o.max_sse,
+					 .log_max_per_task = (size_t)o.log_max_task_kib * 1024,
+					 .log_max_total = (size_t)o.log_max_total_mib * 1024 * 1024,
+					 .event_buffer = (size_t)o.event_buffer,
+					 .metrics_listen = o.metrics_listen,
+					 .tls_cert = o.tls_cert, .tls_key = o.tls_key });
+	if (!api)
+		goto out;
+	deps = deps_index_new();
+	app.queues = queues_new(kc, q);
+	if (!deps || !app.queues)
+		goto out;
 	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q, .recorder = recorder,
+						.queues = app.queues, .deps = deps,
 						.lost_grace_ms = o.lost_grace_s * 1000,
 						.startup_hold_ms = o.lost_grace_s * 1000,
-						.may_act = o.leader_elect ? app_leads : NULL, .may_act_ud = &app });
+						.may_act = o.leader_elect ? app_leads : NULL, .may_act_ud = &app,
+						.on_status = api_on_status, .on_log = api_on_log,
+						.observer_ud = api });
 	app.tc = tc;
-	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
-					 .ready = app_ready, .ud = &app });
-	if (!tc || !api)
+	if (!tc)
 		goto out;
 	if (o.namespace_) {
 		char ns[256];
@@ -296,10 +369,32 @@ int main(int argc, char **argv)
 	} else {
 		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/tasks");
 	}
-	app.inf = informer_new(kc, path, 10 * 60 * 1000, taskctl_on_event, tc);
+	api_chain_informer(api, app_task_event, &app);
+	app.inf = informer_new(kc, path, 10 * 60 * 1000, api_on_informer_event, api);
 	if (!app.inf)
 		goto out;
 	taskctl_set_informer(tc, app.inf);
+	app.flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = app.inf,
+						       .may_act = o.leader_elect ? app_leads : NULL,
+						       .may_act_ud = &app });
+	if (!app.flows)
+		goto out;
+	{
+		char qpath[512], fpath[512], *p;
+		snprintf(qpath, sizeof(qpath), "%s", path);
+		snprintf(fpath, sizeof(fpath), "%s", path);
+		/* Same scope as the Task watch: ".../tasks" becomes ".../taskqueues" and ".../flows". */
+		p = strrchr(qpath, '/');
+		snprintf(p + 1, sizeof(qpath) - (size_t)(p + 1 - qpath), "taskqueues");
+		p = strrchr(fpath, '/');
+		snprintf(p + 1, sizeof(fpath) - (size_t)(p + 1 - fpath), "flows");
+		app.queues_inf = informer_new(kc, qpath, 0, queues_on_event, app.queues);
+		app.flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, flowctl_on_event, app.flows);
+		if (!app.queues_inf || !app.flows_inf)
+			goto out;
+	}
+	queues_set_informers(app.queues, app.queues_inf, app.inf);
+	flowctl_set_informer(app.flows, app.flows_inf);
 	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
 					     .api_protocols = api_protocols(), .api_user = api,
 					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
@@ -309,13 +404,21 @@ int main(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	taskctl_set_broker(tc, app.broker);
+	queues_set_broker(app.queues, app.broker);
+	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .broker = app.broker,
+							.kc = kc, .queue = q });
+	if (api_start(api) < 0)
+		goto out;
 	g_broker = app.broker;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	log_info("starting", "version", TASKED_VERSION, "watch", path);
-	if (informer_start(app.inf) < 0)
+	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
+	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0)
 		goto out;
+	if (pthread_create(&app.status_thread, NULL, app_status_loop, &app) == 0)
+		app.status_started = 1;
 	if (o.leader_elect) {
 		const char *ns = o.le_namespace ? o.le_namespace : lease_ns[0] ? lease_ns : "default";
 		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = o.le_name,
@@ -336,6 +439,11 @@ int main(int argc, char **argv)
 	rc = broker_run(app.broker) < 0 ? 1 : 0;
 	log_info("shutting down");
 out:
+	app.stop = 1;
+	if (app.status_started)
+		pthread_join(app.status_thread, NULL);
+	if (app.flows)
+		flowctl_stop(app.flows);
 	if (q)
 		wq_shutdown(q);
 	for (int i = 0; i < nworkers; i++)
@@ -344,10 +452,19 @@ out:
 		lease_stop(app.lease);
 	if (app.inf)
 		informer_stop(app.inf);
+	if (app.queues_inf)
+		informer_stop(app.queues_inf);
+	if (app.flows_inf)
+		informer_stop(app.flows_inf);
 	g_broker = NULL;
 	broker_free(app.broker);
 	informer_free(app.inf);
+	informer_free(app.queues_inf);
+	informer_free(app.flows_inf);
+	flowctl_free(app.flows);
 	taskctl_free(tc);
+	queues_free(app.queues);
+	deps_index_free(deps);
 	recorder_free(recorder);
 	api_free(api);
 	wq_free(q);

@@ -1,9 +1,13 @@
 #include "taskctl.h"
+#include "cel.h"
+#include "deps.h"
 #include "log.h"
+#include "queues.h"
 #include "proto.h"
 #include "util.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 #define TASKCTL_DEADLINE_GRACE_MS 10000  /* runner's own timeout gets this long to report */
 #define TASKCTL_CANCEL_GRACE_MS 5000     /* a cancel waits this long for the runner's result */
 #define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
+#define TASKCTL_MASK_MIN 4                /* shorter secret values would mask ordinary text */
 #define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
 
 enum att_state { ATT_DISPATCHED, ATT_STARTED, ATT_DONE, ATT_LOST };
@@ -33,6 +38,7 @@ struct attempt {
 	int64_t cancel_sent_ms; /* monotonic; 0 = not sent */
 	json_t *result;         /* the runner's result message, once done */
 	json_t *history;        /* attemptHistory before this attempt, when the controller changed it */
+	json_t *secrets;        /* queue secret values sent with this attempt, to mask in status */
 };
 
 struct taskctl {
@@ -83,6 +89,7 @@ void taskctl_free(struct taskctl *t)
 		t->attempts = a->next;
 		json_decref(a->result);
 		json_decref(a->history);
+		json_decref(a->secrets);
 		free(a);
 	}
 	json_decref(t->waiting);
@@ -127,6 +134,7 @@ static void att_drop(struct taskctl *t, const char *uid)
 			*pp = a->next;
 			json_decref(a->result);
 			json_decref(a->history);
+			json_decref(a->secrets);
 			free(a);
 			return;
 		}
@@ -135,10 +143,32 @@ static void att_drop(struct taskctl *t, const char *uid)
 
 /* --- informer and broker callbacks (other threads; record and queue only) ----------------- */
 
-void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+static void wake_key(const char *key, void *ud)
 {
 	struct taskctl *t = ud;
 	wq_add(t->cfg.queue, key);
+}
+
+void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	struct taskctl *t = ud;
+	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+
+	wq_add(t->cfg.queue, key);
+	if (ev == INFORMER_RESYNC)
+		return;
+	if (t->cfg.deps) {
+		deps_index_update(t->cfg.deps, key, ev == INFORMER_DELETED ? NULL : obj);
+		/* A task that finished (or vanished) may unblock the tasks that wait for it. */
+		if (ev == INFORMER_DELETED || is_terminal(phase))
+			deps_index_dependents(t->cfg.deps, key, wake_key, t);
+	}
+	/* After a restart, running tasks hold their queue slots before anything is admitted. */
+	if (t->cfg.queues && ev != INFORMER_DELETED && phase && strcmp(phase, "Running") == 0) {
+		char qkey[512];
+		queues_key_of(obj, qkey, sizeof(qkey));
+		queues_set_holder(t->cfg.queues, qkey, key, 1);
+	}
 }
 
 static char *taskctl_key_for(struct taskctl *t, const char *uid)
@@ -163,8 +193,6 @@ static void cb_started(void *ud, const char *uid, int64_t attempt, int64_t start
 	if (key[0])
 		wq_add(t->cfg.queue, key);
 }
-
-static int is_terminal(const char *phase);
 
 /* Whether the cached status shows this attempt finished (later attempt, terminal, or retrying). */
 static int taskctl_attempt_settled(struct taskctl *t, const char *key, int64_t attempt)
@@ -334,10 +362,6 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 			return NULL;
 		}
 	}
-	if (json_array_size(json_object_get(spec, "dependsOn")) > 0 || json_object_get(spec, "when")) {
-		snprintf(err, errsz, "dependsOn and when are not supported by this controller version");
-		return NULL;
-	}
 	shell = json_object_get(spec, "shell");
 	if (!json_is_object(shell) || !json_is_array(json_object_get(shell, "command")) ||
 	    json_array_size(json_object_get(shell, "command")) == 0) {
@@ -354,11 +378,8 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 			json_decref(outenv);
 			return NULL;
 		}
-		if (json_object_get(e, "valueFrom")) {
-			snprintf(err, errsz, "spec.env[%zu] (%s): valueFrom.queueSecret needs a TaskQueue with secrets, which this controller version does not support", i, name);
-			json_decref(outenv);
-			return NULL;
-		}
+		if (json_object_get(e, "valueFrom"))
+			continue;   /* queue secrets are resolved at dispatch (apply_queue) */
 		json_array_append_new(outenv, json_pack("{ssss}", "name", name, "value",
 							json_is_string(val) ? json_string_value(val) : ""));
 	}
@@ -485,6 +506,61 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 			    history_with(history ? history : json_object_get(json_object_get(task, "status"), "attemptHistory"), entry));
 	json_decref(entry);
 	return json_pack("{so}", "status", status);
+}
+
+/* Replaces every known secret value in s with "***"; returns a new string or NULL if none. */
+static char *mask_string(const char *s, json_t *secrets)
+{
+	struct buf b;
+	const char *p = s;
+	json_t *v;
+	size_t i;
+	int hit = 0;
+
+	json_array_foreach(secrets, i, v)
+		if (json_string_length(v) >= TASKCTL_MASK_MIN && strstr(s, json_string_value(v)))
+			hit = 1;
+	if (!hit)
+		return NULL;
+	buf_init(&b, strlen(s) + 1);
+	while (*p) {
+		size_t best = 0;
+		json_array_foreach(secrets, i, v) {
+			size_t n = json_string_length(v);
+			if (n >= TASKCTL_MASK_MIN && n > best && strncmp(p, json_string_value(v), n) == 0)
+				best = n;
+		}
+		if (best) {
+			buf_append(&b, "***", best >= 3 ? 3 : best);
+			p += best;
+		} else {
+			buf_append(&b, p, 1);
+			p++;
+		}
+	}
+	return b.data;
+}
+
+void taskctl_mask(json_t *status, json_t *secrets)
+{
+	const char *fields[] = { "logTail", "message" };
+	if (json_array_size(secrets) == 0)
+		return;
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(fields); i++) {
+		const char *v = json_string_value(json_object_get(status, fields[i]));
+		char *m = v ? mask_string(v, secrets) : NULL;
+		if (m)
+			json_object_set_new(status, fields[i], json_string(m));
+		free(m);
+	}
+	if (json_object_get(status, "output")) {
+		char *out = json_dumps(json_object_get(status, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+		char *m = out ? mask_string(out, secrets) : NULL;
+		if (m)   /* a secret inside the output: keep it out, say why */
+			json_object_set_new(status, "output", json_pack("{ss}", "masked", "output contained a queue secret"));
+		free(m);
+		free(out);
+	}
 }
 
 /* --- status writes ---------------------------------------------------------------------- */
@@ -672,6 +748,7 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 	if (!patch)
 		return -ENOMEM;
 	st = json_object_get(patch, "status");
+	taskctl_mask(st, snap->secrets);
 	hist = json_object_get(st, "attemptHistory");
 	failures = count_failures(hist);
 	phase = json_string_value(json_object_get(st, "phase"));
@@ -788,20 +865,256 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 	return 0;
 }
 
+/* --- queues, dependencies, conditions ------------------------------------------------------- */
+
+static const char *executor_of(json_t *spec)
+{
+	static const char *const kinds[] = { "shell", "http", "remote", "container" };
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(kinds); i++)
+		if (json_object_get(spec, kinds[i]))
+			return kinds[i];
+	return "none";
+}
+
+/* Writes a waiting phase (Pending or Queued) once; later passes with the same reason and message
+ * cost nothing. */
+static int write_waiting(struct taskctl *t, json_t *task, const char *phase, const char *reason, const char *msg)
+{
+	json_t *st = json_object_get(task, "status");
+	const char *p = json_string_value(json_object_get(st, "phase"));
+	const char *m = json_string_value(json_object_get(st, "message"));
+	int r;
+	if (p && strcmp(p, phase) == 0 && m && strcmp(m, msg) == 0)
+		return 0;
+	r = taskctl_write_simple(t, task, phase, reason, msg, "Unknown", NULL);
+	if (r == 0 && strcmp(phase, "Queued") == 0)
+		emit(t, task, "Normal", "Queued", msg);
+	return r;
+}
+
+static void cel_limits_of(json_t *queue, struct cel_limits *l)
+{
+	json_t *c = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"), "conditions");
+	cel_limits_default(l);
+	if (json_is_integer(json_object_get(c, "timeoutMilliseconds")))
+		l->timeout_ms = json_integer_value(json_object_get(c, "timeoutMilliseconds"));
+	if (json_is_integer(json_object_get(c, "maxCost")))
+		l->max_cost = json_integer_value(json_object_get(c, "maxCost"));
+	if (json_is_integer(json_object_get(c, "maxDepth")))
+		l->max_depth = (int)json_integer_value(json_object_get(c, "maxDepth"));
+}
+
+/* Everything that must hold before an attempt may start: the queue exists, its policy allows the
+ * executor, dependencies are done, `when` is true, and the queue admits the task. Returns 1 to go
+ * on (with *ret_queue and *ret_vars set, new references), or 0 / a negative errno after writing
+ * why the task waits or fails. */
+static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int64_t attempt,
+			  json_t **ret_queue, json_t **ret_vars)
+{
+	json_t *spec = spec_of(task), *queue = NULL, *vars = NULL, *allowed, *e;
+	const char *exec = executor_of(spec), *when = json_string_value(json_object_get(spec, "when"));
+	char qkey[512], why[512], msg[768];
+	enum deps_state ds;
+	int64_t retry_ms, created = 0;
+	int r = 0, ok;
+	size_t i;
+
+	*ret_queue = *ret_vars = NULL;
+	queues_key_of(task, qkey, sizeof(qkey));
+	if (t->cfg.queues) {
+		queue = queues_get(t->cfg.queues, qkey);
+		if (!queue && strcmp(strchr(qkey, '/') + 1, "default") != 0) {
+			queues_wait_for(t->cfg.queues, qkey, key);
+			snprintf(msg, sizeof(msg), "TaskQueue %s does not exist; the task starts when it is created",
+				 strchr(qkey, '/') + 1);
+			return write_waiting(t, task, "Pending", "QueueNotFound", msg);
+		}
+	}
+	/* Executors: the queue's allow-list, else shell and http. */
+	allowed = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"), "executors");
+	ok = 0;
+	if (json_is_array(allowed)) {
+		json_array_foreach(allowed, i, e)
+			ok |= json_is_string(e) && strcmp(json_string_value(e), exec) == 0;
+	} else {
+		ok = strcmp(exec, "shell") == 0 || strcmp(exec, "http") == 0;
+	}
+	if (!ok) {
+		snprintf(msg, sizeof(msg), "the %s executor is not allowed by TaskQueue %s (policy.executors)",
+			 exec, strchr(qkey, '/') + 1);
+		r = taskctl_write_simple(t, task, "Failed", "PolicyDenied", msg, "False", NULL);
+		if (r == 0)
+			emit(t, task, "Warning", "Failed", msg);
+		goto out;
+	}
+	ds = deps_check(t->inf, task, &vars, why, sizeof(why));
+	if (ds == DEPS_WAIT) {
+		r = write_waiting(t, task, "Pending", "WaitingForDependencies", why);
+		goto out;
+	}
+	if (when && *when) {
+		struct cel_limits lim;
+		struct cel_program *prog = NULL;
+		json_t *cvars;
+		int val = 0;
+		char err[512];
+		cel_limits_of(queue, &lim);
+		cvars = deps_condition_vars(task, json_incref(vars), attempt);
+		r = cel_compile(when, &lim, &prog, err, sizeof(err));
+		if (r == 0)
+			r = cel_eval_bool(prog, cvars, &lim, &val, err, sizeof(err));
+		cel_program_free(prog);
+		json_decref(cvars);
+		if (r < 0) {
+			snprintf(msg, sizeof(msg), "when: %s", err);
+			r = taskctl_write_simple(t, task, "Failed", "ConditionError", msg, "False", NULL);
+			if (r == 0)
+				emit(t, task, "Warning", "Failed", msg);
+			goto out;
+		}
+		if (!val) {
+			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse", "when evaluated to false", "False", NULL);
+			if (r == 0)
+				emit(t, task, "Normal", "Skipped", "when evaluated to false");
+			goto out;
+		}
+	} else if (ds == DEPS_FAILED) {
+		r = taskctl_write_simple(t, task, "Failed", "DependencyFailed", why, "False", NULL);
+		if (r == 0)
+			emit(t, task, "Warning", "Failed", why);
+		goto out;
+	}
+	if (t->cfg.queues && queue) {
+		const char *ct = json_string_value(json_object_get(json_object_get(task, "metadata"), "creationTimestamp"));
+		if (ct)
+			util_parse_rfc3339(ct, &created);
+		switch (queues_admit(t->cfg.queues, qkey, queue, key,
+				     json_integer_value(json_object_get(spec, "priority")), created, &retry_ms)) {
+		case QUEUE_ADMITTED:
+			break;
+		case QUEUE_RATE_LIMITED:
+			wq_add_after(t->cfg.queue, key, retry_ms);
+			snprintf(msg, sizeof(msg), "waiting for TaskQueue %s's rate limit", strchr(qkey, '/') + 1);
+			r = write_waiting(t, task, "Queued", "RateLimited", msg);
+			goto out;
+		case QUEUE_NO_SLOT:
+			snprintf(msg, sizeof(msg), "waiting for a slot in TaskQueue %s", strchr(qkey, '/') + 1);
+			r = write_waiting(t, task, "Queued", "Queued", msg);
+			goto out;
+		}
+	}
+	*ret_queue = queue;
+	*ret_vars = vars;
+	return 1;
+out:
+	json_decref(queue);
+	json_decref(vars);
+	return r;
+}
+
+/* Reads one key of a Kubernetes Secret. Never logs the value. */
+static int read_secret(struct taskctl *t, const char *ns, const char *name, const char *k, char **ret)
+{
+	char path[1024], ens[256], ename[512];
+	struct kube_resp resp;
+	const char *b64;
+	int r;
+
+	kube_escape(ns, ens, sizeof(ens));
+	kube_escape(name, ename, sizeof(ename));
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ens, ename);
+	r = kube_request(t->cfg.kc, "GET", path, NULL, NULL, &resp);
+	if (r < 0 || resp.status != 200) {
+		kube_resp_free(&resp);
+		return r < 0 ? -EAGAIN : -ENOENT;
+	}
+	b64 = json_string_value(json_object_get(json_object_get(resp.body, "data"), k));
+	r = b64 ? util_base64_decode(b64, ret, NULL) : -ENOENT;
+	kube_resp_free(&resp);
+	return r;
+}
+
+/* Applies the queue (defaults, policy, selector) and queue secrets to a dispatch, and resolves
+ * $(tasks.…) references. On a task error writes the reason into reason/err and returns -EINVAL;
+ * -EAGAIN when the API server could not be asked. */
+static int apply_queue(struct taskctl *t, json_t *task, json_t *msg, json_t *queue, json_t *vars,
+		       const char **reason, char *err, size_t errsz)
+{
+	json_t *qspec = json_object_get(queue, "spec"), *env = json_object_get(spec_of(task), "env"), *e;
+	json_t *defaults = json_object_get(qspec, "defaults"), *policy = json_object_get(qspec, "policy");
+	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+	size_t i;
+	int r;
+
+	if (!json_integer_value(json_object_get(msg, "deadline")) &&
+	    json_integer_value(json_object_get(defaults, "timeoutSeconds")) > 0)
+		json_object_set_new(msg, "deadline", json_integer(util_now_ms() +
+			json_integer_value(json_object_get(defaults, "timeoutSeconds")) * 1000));
+	if (json_is_object(policy))
+		json_object_set(msg, "policy", policy);
+	if (json_integer_value(json_object_get(json_object_get(policy, "shell"), "maxOutputBytes")) > 0)
+		json_object_set(json_object_get(msg, "limits"), "maxOutputBytes",
+				json_object_get(json_object_get(policy, "shell"), "maxOutputBytes"));
+	/* Queue secrets: only names the queue declares, read now, marked so the runner masks them. */
+	json_array_foreach(env, i, e) {
+		const char *sname = json_string_value(json_object_get(json_object_get(e, "valueFrom"), "queueSecret"));
+		const char *name = json_string_value(json_object_get(e, "name"));
+		json_t *decl = NULL, *d;
+		char *value = NULL;
+		size_t j;
+		if (!sname)
+			continue;
+		json_array_foreach(json_object_get(qspec, "secrets"), j, d)
+			if (json_is_string(json_object_get(d, "name")) && strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
+				decl = d;
+		if (!decl) {
+			*reason = "SecretNotFound";
+			snprintf(err, errsz, "env %s: queue secret %s is not declared by the task's TaskQueue", name, sname);
+			return -EINVAL;
+		}
+		r = read_secret(t, ns, json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "name")),
+				json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "key")), &value);
+		if (r == -EAGAIN)
+			return r;
+		if (r < 0) {
+			*reason = "SecretNotFound";
+			snprintf(err, errsz, "env %s: queue secret %s refers to a Secret key that does not exist", name, sname);
+			return -EINVAL;
+		}
+		json_array_append_new(json_object_get(msg, "env"), json_pack("{sssssb}", "name", name, "value", value, "secret", 1));
+		OPENSSL_cleanse(value, strlen(value));
+		free(value);
+	}
+	if (deps_resolve_dispatch(msg, vars, err, errsz) < 0) {
+		*reason = "InvalidSpec";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, const char *uid,
-			      int64_t attempt, json_t *history)
+			      int64_t attempt, json_t *history, json_t *queue, json_t *vars)
 {
 	json_t *status = json_object_get(task, "status");
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	const char *sreason = json_string_value(json_object_get(status, "reason"));
 	json_t *msg, *selector = json_object_get(spec_of(task), "runnerSelector");
+	const char *reason = "InvalidSpec";
 	char err[512], runner[64];
 	int r;
 
+	if (!json_is_object(selector) || json_object_size(selector) == 0)
+		selector = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
 	msg = taskctl_build_dispatch(task, attempt, util_now_ms(), err, sizeof(err));
+	if (msg && (r = apply_queue(t, task, msg, queue, vars, &reason, err, sizeof(err))) < 0) {
+		json_decref(msg);
+		if (r == -EAGAIN)
+			return r;
+		msg = NULL;
+	}
 	if (!msg) {
 		log_task("task refused", task, "reason", err);
-		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", reason, err, "False", NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", err);
 		return r;
@@ -811,9 +1124,18 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	att_drop(t, uid);
 	struct attempt *a = att_new(t, uid, key, attempt, NULL);
 	if (a) {
+		json_t *e;
+		size_t i;
 		if (json_array_size(history) > 0)
 			a->history = json_incref(history);
 		a->deadline_ms = json_integer_value(json_object_get(msg, "deadline"));
+		json_array_foreach(json_object_get(msg, "env"), i, e) {
+			if (!json_is_true(json_object_get(e, "secret")))
+				continue;
+			if (!a->secrets)
+				a->secrets = json_array();
+			json_array_append(a->secrets, json_object_get(e, "value"));
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (!a) {
@@ -986,6 +1308,24 @@ static int reconcile_orphans(struct taskctl *t)
 	return 0;
 }
 
+/* A task holds a queue slot while its attempt is dispatched or running (or, with no record yet,
+ * while the cache says Running: after a restart, before its runner reported). */
+static void sync_holder(struct taskctl *t, json_t *task, const char *key, const char *uid)
+{
+	const char *phase = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	struct attempt *a;
+	char qkey[512];
+	int holds;
+
+	pthread_mutex_lock(&t->lock);
+	a = uid ? att_find(t, uid) : NULL;
+	holds = a ? (a->state == ATT_DISPATCHED || a->state == ATT_STARTED) && a->written != W_TERMINAL
+		  : phase && strcmp(phase, "Running") == 0;
+	pthread_mutex_unlock(&t->lock);
+	queues_key_of(task, qkey, sizeof(qkey));
+	queues_set_holder(t->cfg.queues, qkey, key, holds);
+}
+
 int taskctl_reconcile(struct taskctl *t, const char *key)
 {
 	json_t *task = informer_get(t->inf, key), *status, *spec;
@@ -1000,6 +1340,8 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 	}
 	if (!task) {
 		reconcile_deleted(t, key);
+		if (t->cfg.queues)
+			queues_forget(t->cfg.queues, key);
 		return 0;
 	}
 	uid = json_string_value(json_object_get(json_object_get(task, "metadata"), "uid"));
@@ -1017,6 +1359,7 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 		snap = *a;
 		snap.result = json_incref(a->result);
 		snap.history = json_incref(a->history);
+		snap.secrets = json_incref(a->secrets);
 		have = 1;
 	}
 	if (is_terminal(phase) && (!a || a->written == W_TERMINAL || a->state != ATT_DONE)) {
@@ -1068,7 +1411,7 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 			/* Disruptions do not count against retries; they show in the history and are
 			 * bounded on their own. */
 			const char *rn = have ? snap.runner : json_string_value(json_object_get(status, "runner"));
-			json_t *lost = json_pack("{sIssss}", "attempt", (json_int_t)next, "runner", rn ? rn : "",
+			json_t *lost = json_pack("{sIssssss}", "attempt", (json_int_t)next, "runner", rn ? rn : "",
 						 "reason", "RunnerLost", "message", "the runner holding this attempt went away");
 			json_t *nb = history_with(base, lost);
 			json_decref(base);
@@ -1087,13 +1430,23 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 				goto out;
 			}
 		}
-		r = reconcile_dispatch(t, task, key, uid, next + 1, base);
+		{
+			json_t *queue = NULL, *vars = NULL;
+			r = reconcile_gate(t, task, key, next + 1, &queue, &vars);
+			if (r == 1)
+				r = reconcile_dispatch(t, task, key, uid, next + 1, base, queue, vars);
+			json_decref(queue);
+			json_decref(vars);
+		}
 		json_decref(base);
 	}
 out:
+	if (t->cfg.queues)
+		sync_holder(t, task, key, uid);
 	if (have) {
 		json_decref(snap.result);
 		json_decref(snap.history);
+		json_decref(snap.secrets);
 	}
 	json_decref(task);
 	return r;

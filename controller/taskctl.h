@@ -6,6 +6,8 @@
 #include "broker.h"
 #include "informer.h"
 #include "kube.h"
+#include "deps.h"
+#include "queues.h"
 #include "recorder.h"
 #include "workqueue.h"
 
@@ -17,6 +19,8 @@ struct taskctl_cfg {
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
 	struct recorder *recorder; /* Events; may be NULL */
+	struct queues *queues;     /* TaskQueues; NULL = built-in defaults only */
+	struct deps_index *deps;   /* who depends on whom; may be NULL */
 	/* Leader election: workers act only while this returns nonzero (NULL = always). */
 	int (*may_act)(void *ud);
 	void *may_act_ud;
@@ -58,5 +62,8 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
  * included), and the backoff delay for the next attempt (rnd: random bits for jitter). */
 int taskctl_should_retry(json_t *spec, json_t *result, int failures);
 int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd);
+/* Replaces known secret values (array of strings) in status.logTail and .message with "***",
+ * and withholds an output that contains one. */
+void taskctl_mask(json_t *status, json_t *secrets);
 /* Cuts s to at most max bytes at a UTF-8 character boundary, keeping the end. */
 const char *taskctl_utf8_tail(const char *s, size_t max);

@@ -1,0 +1,323 @@
+#include "deps.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEPS_MAX_RESOLVED (128 * 1024)
+
+static const char *flow_of(json_t *task)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(task, "metadata"), "labels"),
+						 "tasked.dev/flow"));
+}
+
+int deps_key(json_t *task, const char *name, char *out, size_t outsz)
+{
+	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+	const char *flow = flow_of(task);
+	int n = flow ? snprintf(out, outsz, "%s/%s-%s", ns ? ns : "", flow, name)
+		     : snprintf(out, outsz, "%s/%s", ns ? ns : "", name);
+	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
+}
+
+static json_t *task_facts(json_t *obj)
+{
+	json_t *st = json_object_get(obj, "status"), *f;
+	const char *phase = json_string_value(json_object_get(st, "phase"));
+	f = json_pack("{ss}", "phase", phase ? phase : "Pending");
+	if (json_object_get(st, "exitCode"))
+		json_object_set(f, "exitCode", json_object_get(st, "exitCode"));
+	else
+		json_object_set_new(f, "exitCode", json_null());
+	json_object_set(f, "output", json_object_get(st, "output") ? json_object_get(st, "output") : json_object());
+	return f;
+}
+
+struct sibling_ctx {
+	const char *ns, *flow;
+	size_t prefix;
+	json_t *vars;
+};
+
+static void add_sibling(const char *key, json_t *obj, void *ud)
+{
+	struct sibling_ctx *c = ud;
+	json_t *md = json_object_get(obj, "metadata");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+	const char *flow = flow_of(obj);
+	if (!ns || !name || !flow || strcmp(ns, c->ns) != 0 || strcmp(flow, c->flow) != 0 ||
+	    strlen(name) <= c->prefix)
+		return;
+	json_object_set_new(c->vars, name + c->prefix, task_facts(obj));
+}
+
+enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz)
+{
+	json_t *deps = json_object_get(json_object_get(task, "spec"), "dependsOn"), *d;
+	enum deps_state st = DEPS_READY;
+	const char *flow = flow_of(task);
+	size_t i;
+
+	*vars = json_object();
+	why[0] = '\0';
+	if (flow) {
+		struct sibling_ctx c = {
+			.ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace")),
+			.flow = flow, .prefix = strlen(flow) + 1, .vars = *vars };
+		if (c.ns)
+			informer_foreach(inf, add_sibling, &c);
+	}
+	json_array_foreach(deps, i, d) {
+		const char *name = json_string_value(d), *phase;
+		char key[512];
+		json_t *obj;
+		if (!name || deps_key(task, name, key, sizeof(key)) < 0)
+			continue;
+		obj = informer_get(inf, key);
+		if (!obj) {
+			if (st == DEPS_READY) {
+				snprintf(why, whysz, "waiting for task %s, which does not exist (yet)", name);
+				st = DEPS_WAIT;
+			}
+			continue;
+		}
+		json_object_set_new(*vars, name, task_facts(obj));
+		phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+		if (phase && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Cancelled") == 0)) {
+			if (st != DEPS_FAILED)
+				snprintf(why, whysz, "dependency %s %s", name, strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
+			st = DEPS_FAILED;
+		} else if (!phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0)) {
+			if (st == DEPS_READY) {
+				snprintf(why, whysz, "waiting for task %s (%s)", name, phase ? phase : "Pending");
+				st = DEPS_WAIT;
+			}
+		}
+		json_decref(obj);
+	}
+	/* A failed dependency decides only once nothing else is running: a `when` may still
+	 * want to look at the others. */
+	if (st == DEPS_FAILED) {
+		json_array_foreach(deps, i, d) {
+			json_t *f = json_object_get(*vars, json_string_value(d));
+			const char *phase = json_string_value(json_object_get(f, "phase"));
+			if (!f || !phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0 &&
+					     strcmp(phase, "Failed") != 0 && strcmp(phase, "Cancelled") != 0)) {
+				snprintf(why, whysz, "waiting for task %s (%s)", json_string_value(d), phase ? phase : "missing");
+				return DEPS_WAIT;
+			}
+		}
+	}
+	return st;
+}
+
+json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt)
+{
+	json_t *md = json_object_get(task, "metadata");
+	json_t *labels = json_object_get(md, "labels");
+	return json_pack("{so s{ss?ss?sOsI}}", "tasks", tasks, "task",
+			 "name", json_string_value(json_object_get(md, "name")),
+			 "namespace", json_string_value(json_object_get(md, "namespace")),
+			 "labels", labels ? labels : json_object(), "attempt", (json_int_t)attempt);
+}
+
+/* Looks up tasks.NAME.FIELD[.PATH] (ref without "tasks." and without the parentheses). */
+static int deps_lookup(const char *ref, size_t len, json_t *tasks, struct buf *out, char *err, size_t errsz)
+{
+	char path[512], *name, *field, *rest, *save = NULL;
+	json_t *t, *v;
+
+	if (len >= sizeof(path)) {
+		snprintf(err, errsz, "reference too long");
+		return -EINVAL;
+	}
+	memcpy(path, ref, len);
+	path[len] = '\0';
+	name = strtok_r(path, ".", &save);
+	field = strtok_r(NULL, ".", &save);
+	rest = strtok_r(NULL, "", &save);
+	t = name ? json_object_get(tasks, name) : NULL;
+	if (!t) {
+		snprintf(err, errsz, "$(tasks.%.*s): no task %s among this task's dependencies", (int)len, ref, name ? name : "");
+		return -EINVAL;
+	}
+	if (!field || (strcmp(field, "output") != 0 && strcmp(field, "exitCode") != 0 && strcmp(field, "phase") != 0) ||
+	    (strcmp(field, "output") != 0 && rest)) {
+		snprintf(err, errsz, "$(tasks.%.*s): only output.PATH, exitCode and phase can be referenced", (int)len, ref);
+		return -EINVAL;
+	}
+	v = json_object_get(t, field);
+	for (char *seg = rest ? strtok_r(rest, ".", &save) : NULL; seg; seg = strtok_r(NULL, ".", &save)) {
+		char *end;
+		long idx = strtol(seg, &end, 10);
+		v = json_is_array(v) && *end == '\0' ? json_array_get(v, (size_t)idx) : json_object_get(v, seg);
+		if (!v)
+			break;
+	}
+	if (!v) {
+		snprintf(err, errsz, "$(tasks.%.*s): the value does not exist", (int)len, ref);
+		return -EINVAL;
+	}
+	if (json_is_string(v))
+		return buf_append(out, json_string_value(v), json_string_length(v));
+	{
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		int r = s ? buf_append(out, s, strlen(s)) : -ENOMEM;
+		free(s);
+		return r;
+	}
+}
+
+char *deps_resolve_refs(const char *s, json_t *tasks, char *err, size_t errsz)
+{
+	struct buf b;
+	const char *p = s;
+	int r = 0;
+
+	buf_init(&b, DEPS_MAX_RESOLVED);
+	while (*p && r == 0) {
+		const char *d = strchr(p, '$'), *end;
+		if (!d) {
+			r = buf_append(&b, p, strlen(p));
+			break;
+		}
+		r = buf_append(&b, p, (size_t)(d - p));
+		if (r < 0)
+			break;
+		if (d[1] == '$') {               /* keep the escape for the runner */
+			r = buf_append(&b, "$$", 2);
+			p = d + 2;
+		} else if (strncmp(d, "$(tasks.", 8) == 0 && (end = strchr(d, ')'))) {
+			r = deps_lookup(d + 8, (size_t)(end - d - 8), tasks, &b, err, errsz);
+			p = end + 1;
+		} else {
+			r = buf_append(&b, "$", 1);
+			p = d + 1;
+		}
+	}
+	if (r == 0 && !b.data)
+		r = buf_append(&b, "", 0);
+	if (r < 0) {
+		if (r == -ENOBUFS)
+			snprintf(err, errsz, "resolved value exceeds %d bytes", DEPS_MAX_RESOLVED);
+		buf_free(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+static int resolve_in(json_t *parent, const char *key, json_t *tasks, char *err, size_t errsz)
+{
+	json_t *v = json_object_get(parent, key);
+	char *s;
+	if (!json_is_string(v) || !strstr(json_string_value(v), "$(tasks."))
+		return 0;
+	s = deps_resolve_refs(json_string_value(v), tasks, err, errsz);
+	if (!s)
+		return -EINVAL;
+	json_object_set_new(parent, key, json_string(s));
+	free(s);
+	return 0;
+}
+
+int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
+{
+	json_t *cmd = json_object_get(json_object_get(msg, "shell"), "command"), *e, *http;
+	size_t i;
+	int r;
+
+	json_array_foreach(cmd, i, e) {
+		char *s;
+		if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
+			continue;
+		s = deps_resolve_refs(json_string_value(e), tasks, err, errsz);
+		if (!s)
+			return -EINVAL;
+		json_array_set_new(cmd, i, json_string(s));
+		free(s);
+	}
+	json_array_foreach(json_object_get(msg, "env"), i, e)
+		if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+			return r;
+	http = json_object_get(msg, "http");
+	if ((r = resolve_in(http, "url", tasks, err, errsz)) < 0 || (r = resolve_in(http, "body", tasks, err, errsz)) < 0)
+		return r;
+	json_array_foreach(json_object_get(http, "headers"), i, e)
+		if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+			return r;
+	return 0;
+}
+
+struct deps_index {
+	pthread_mutex_t lock;
+	json_t *rev;    /* dep key -> {dependent key: true} */
+	json_t *fwd;    /* key -> [dep keys] */
+};
+
+struct deps_index *deps_index_new(void)
+{
+	struct deps_index *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	pthread_mutex_init(&x->lock, NULL);
+	x->rev = json_object();
+	x->fwd = json_object();
+	return x;
+}
+
+void deps_index_free(struct deps_index *x)
+{
+	if (!x)
+		return;
+	json_decref(x->rev);
+	json_decref(x->fwd);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+}
+
+void deps_index_update(struct deps_index *x, const char *key, json_t *obj)
+{
+	json_t *old, *d, *deps = obj ? json_object_get(json_object_get(obj, "spec"), "dependsOn") : NULL;
+	size_t i;
+
+	pthread_mutex_lock(&x->lock);
+	old = json_object_get(x->fwd, key);
+	json_array_foreach(old, i, d)
+		json_object_del(json_object_get(x->rev, json_string_value(d)), key);
+	json_object_del(x->fwd, key);
+	if (json_array_size(deps) > 0) {
+		json_t *keys = json_array();
+		json_array_foreach(deps, i, d) {
+			char dk[512];
+			json_t *set;
+			if (i >= DEPS_MAX || !json_is_string(d) || deps_key(obj, json_string_value(d), dk, sizeof(dk)) < 0)
+				continue;
+			set = json_object_get(x->rev, dk);
+			if (!set) {
+				set = json_object();
+				json_object_set_new(x->rev, dk, set);
+			}
+			json_object_set_new(set, key, json_true());
+			json_array_append_new(keys, json_string(dk));
+		}
+		json_object_set_new(x->fwd, key, keys);
+	}
+	pthread_mutex_unlock(&x->lock);
+}
+
+void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(const char *dep, void *ud), void *ud)
+{
+	json_t *set, *v;
+	const char *k;
+	pthread_mutex_lock(&x->lock);
+	set = json_copy(json_object_get(x->rev, key));
+	pthread_mutex_unlock(&x->lock);
+	json_object_foreach(set, k, v)
+		fn(k, ud);
+	json_decref(set);
+}

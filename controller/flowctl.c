@@ -1,0 +1,483 @@
+#include "flowctl.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLOW_MAX_TASKS 256
+#define FLOW_LABEL "tasked.dev/flow"
+
+struct flowctl {
+	struct flowctl_cfg cfg;
+	struct informer *flows;
+	struct wq *q;
+	pthread_t thread;
+	int started;
+};
+
+struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
+{
+	struct flowctl *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->cfg = *cfg;
+	f->q = wq_new();
+	if (!f->q) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
+void flowctl_free(struct flowctl *f)
+{
+	if (!f)
+		return;
+	flowctl_stop(f);
+	wq_free(f->q);
+	free(f);
+}
+
+void flowctl_set_informer(struct flowctl *f, struct informer *flows) { f->flows = flows; }
+
+void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	struct flowctl *f = ud;
+	wq_add(f->q, key);
+}
+
+void flowctl_on_task(struct flowctl *f, json_t *task)
+{
+	json_t *md = json_object_get(task, "metadata");
+	const char *flow = json_string_value(json_object_get(json_object_get(md, "labels"), FLOW_LABEL));
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	char key[512];
+	if (!f || !flow || !ns)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ns, flow);
+	wq_add(f->q, key);
+}
+
+/* --- validation ------------------------------------------------------------------------------ */
+
+static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt, ...)
+{
+	va_list ap;
+	*reason = r;
+	va_start(ap, fmt);
+	vsnprintf(msg, msgsz, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Iterative DFS with colours; names a task on the cycle. */
+static int fv_cycle(json_t *tasks, json_t *index, char *on_cycle, size_t sz)
+{
+	size_t n = json_array_size(tasks);
+	int colour[FLOW_MAX_TASKS] = { 0 };     /* 0 white, 1 grey, 2 black */
+	size_t stack[FLOW_MAX_TASKS], edge[FLOW_MAX_TASKS];
+
+	for (size_t root = 0; root < n; root++) {
+		size_t sp = 0;
+		if (colour[root])
+			continue;
+		stack[sp] = root;
+		edge[sp] = 0;
+		colour[root] = 1;
+		sp++;
+		while (sp > 0) {
+			size_t v = stack[sp - 1];
+			json_t *deps = json_object_get(json_array_get(tasks, v), "dependsOn");
+			if (edge[sp - 1] < json_array_size(deps)) {
+				const char *d = json_string_value(json_array_get(deps, edge[sp - 1]++));
+				size_t w = (size_t)json_integer_value(json_object_get(index, d ? d : ""));
+				if (colour[w] == 1) {
+					snprintf(on_cycle, sz, "%s", d);
+					return 1;
+				}
+				if (colour[w] == 0) {
+					colour[w] = 1;
+					stack[sp] = w;
+					edge[sp] = 0;
+					sp++;
+				}
+			} else {
+				colour[v] = 2;
+				sp--;
+			}
+		}
+	}
+	return 0;
+}
+
+int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz)
+{
+	json_t *index = json_object(), *t, *d;
+	size_t i, j;
+	char cyc[256];
+	int r = 0;
+
+	if (json_array_size(tasks) == 0) {
+		json_decref(index);
+		return fv_fail(reason, "Empty", msg, msgsz, "spec.tasks is empty");
+	}
+	if (json_array_size(tasks) > FLOW_MAX_TASKS) {
+		json_decref(index);
+		return fv_fail(reason, "TooManyTasks", msg, msgsz, "a Flow holds at most %d tasks", FLOW_MAX_TASKS);
+	}
+	json_array_foreach(tasks, i, t) {
+		const char *name = json_string_value(json_object_get(t, "name"));
+		if (!name || !*name) {
+			r = fv_fail(reason, "InvalidSpec", msg, msgsz, "spec.tasks[%zu] has no name", i);
+			goto out;
+		}
+		if (json_object_get(index, name)) {
+			r = fv_fail(reason, "DuplicateName", msg, msgsz, "task name %s is used twice", name);
+			goto out;
+		}
+		json_object_set_new(index, name, json_integer((json_int_t)i));
+	}
+	json_array_foreach(tasks, i, t) {
+		json_array_foreach(json_object_get(t, "dependsOn"), j, d) {
+			if (!json_is_string(d) || !json_object_get(index, json_string_value(d))) {
+				r = fv_fail(reason, "UnknownDependency", msg, msgsz, "task %s depends on %s, which is not in this Flow",
+					    json_string_value(json_object_get(t, "name")), json_is_string(d) ? json_string_value(d) : "?");
+				goto out;
+			}
+		}
+	}
+	if (fv_cycle(tasks, index, cyc, sizeof(cyc))) {
+		r = fv_fail(reason, "Cycle", msg, msgsz, "the dependencies form a cycle through task %s", cyc);
+		goto out;
+	}
+out:
+	json_decref(index);
+	return r;
+}
+
+/* --- reconcile ------------------------------------------------------------------------------- */
+
+struct children_ctx {
+	const char *ns, *flow;
+	json_t *list;
+};
+
+static void collect_child(const char *key, json_t *obj, void *ud)
+{
+	struct children_ctx *c = ud;
+	json_t *md = json_object_get(obj, "metadata");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *flow = json_string_value(json_object_get(json_object_get(md, "labels"), FLOW_LABEL));
+	if (ns && flow && strcmp(ns, c->ns) == 0 && strcmp(flow, c->flow) == 0)
+		json_array_append(c->list, obj);
+}
+
+static json_t *children_of(struct flowctl *f, const char *ns, const char *flow)
+{
+	struct children_ctx c = { .ns = ns, .flow = flow, .list = json_array() };
+	informer_foreach(f->cfg.tasks, collect_child, &c);
+	return c.list;
+}
+
+static int task_path(const char *ns, const char *name, char *out, size_t outsz, const char *suffix)
+{
+	char ens[256], ename[512];
+	if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0)
+		return -ENAMETOOLONG;
+	snprintf(out, outsz, "/apis/tasked.dev/v1alpha1/namespaces/%s/%s%s%s", ens, suffix, name[0] ? "/" : "", ename);
+	return 0;
+}
+
+static void delete_children(struct flowctl *f, const char *ns, const char *flow)
+{
+	json_t *kids = children_of(f, ns, flow), *k;
+	size_t i;
+	json_array_foreach(kids, i, k) {
+		const char *name = json_string_value(json_object_get(json_object_get(k, "metadata"), "name"));
+		char path[1024];
+		struct kube_resp resp;
+		if (!name || task_path(ns, name, path, sizeof(path), "tasks") < 0)
+			continue;
+		if (kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp) == 0 && resp.status < 300)
+			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow, "task", name);
+		kube_resp_free(&resp);
+	}
+	json_decref(kids);
+}
+
+static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
+{
+	json_t *md = json_object_get(flow, "metadata"), *spec = json_deep_copy(entry), *body;
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *fname = json_string_value(json_object_get(md, "name"));
+	const char *tname = json_string_value(json_object_get(entry, "name"));
+	json_t *fq = json_object_get(json_object_get(flow, "spec"), "queue");
+	char name[300], path[1024];
+	struct kube_resp resp;
+	int r;
+
+	snprintf(name, sizeof(name), "%s-%s", fname, tname);
+	json_object_del(spec, "name");
+	if (json_is_string(fq) && !json_object_get(spec, "queue"))
+		json_object_set(spec, "queue", fq);
+	body = json_pack("{sssss{sss{ssss}s[{sssssssOsbsb}]}so}", "apiVersion", "tasked.dev/v1alpha1", "kind", "Task",
+			 "metadata", "name", name, "labels", FLOW_LABEL, fname, "tasked.dev/flow-task", tname,
+			 "ownerReferences", "apiVersion", "tasked.dev/v1alpha1", "kind", "Flow", "name", fname,
+			 "uid", json_object_get(md, "uid"), "controller", 1, "blockOwnerDeletion", 1,
+			 "spec", spec);
+	if (!body || task_path(ns, "", path, sizeof(path), "tasks") < 0) {
+		json_decref(body);
+		return -ENOMEM;
+	}
+	r = kube_request(f->cfg.kc, "POST", path, NULL, body, &resp);
+	json_decref(body);
+	if (r == 0 && (resp.status < 300 || resp.status == 409)) {
+		kube_resp_free(&resp);
+		return 0;
+	}
+	log_warn("could not create a Flow's task", "namespace", ns, "flow", fname, "task", name, "error", resp.message);
+	r = resp.status == 422 || resp.status == 400 ? -EINVAL : -EAGAIN;
+	kube_resp_free(&resp);
+	return r;
+}
+
+static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
+{
+	json_t *md = json_object_get(flow, "metadata"), *patch;
+	char path[1024];
+	struct kube_resp resp;
+	int r;
+
+	if (task_path(json_string_value(json_object_get(md, "namespace")),
+		      json_string_value(json_object_get(md, "name")), path, sizeof(path), "flows") < 0)
+		return -EINVAL;
+	strncat(path, "/status", sizeof(path) - strlen(path) - 1);
+	patch = json_pack("{sOs{sO}}", "status", status, "metadata", "uid", json_object_get(md, "uid"));
+	r = kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+	json_decref(patch);
+	r = r == 0 && resp.status < 300 ? 0 : resp.status == 404 ? -ENOENT : -EAGAIN;
+	if (r == 0 && json_is_object(resp.body))
+		informer_mutate(f->flows, resp.body);
+	kube_resp_free(&resp);
+	return r;
+}
+
+static json_t *condition(json_t *old_status, const char *type, const char *status, const char *reason,
+			 const char *msg, json_int_t gen)
+{
+	json_t *c;
+	size_t i;
+	char ts[40];
+	const char *ltt = NULL;
+	json_array_foreach(json_object_get(old_status, "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *s = json_string_value(json_object_get(c, "status"));
+		if (t && s && strcmp(t, type) == 0 && strcmp(s, status) == 0)
+			ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
+	}
+	util_rfc3339(util_now_ms(), ts, sizeof(ts));
+	return json_pack("{sssssssssssI}", "type", type, "status", status, "reason", reason, "message", msg,
+			 "lastTransitionTime", ltt ? ltt : ts, "observedGeneration", gen);
+}
+
+/* Writes the status only when it changed in substance (phase, counts, reason, message). */
+static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
+{
+	json_t *old = json_object_get(flow, "status");
+	const char *keys[] = { "phase", "reason", "message" };
+	int same = json_equal(json_object_get(old, "counts"), json_object_get(status, "counts")) &&
+		   json_equal(json_object_get(old, "observedGeneration"), json_object_get(status, "observedGeneration"));
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(keys); i++)
+		same = same && json_equal(json_object_get(old, keys[i]) ? json_object_get(old, keys[i]) : json_null(),
+					  json_object_get(status, keys[i]) ? json_object_get(status, keys[i]) : json_null());
+	return same ? 0 : patch_flow_status(f, flow, status);
+}
+
+static int is_done(const char *p)
+{
+	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
+		     strcmp(p, "Cancelled") == 0);
+}
+
+static int flow_reconcile(struct flowctl *f, const char *key)
+{
+	json_t *flow = informer_get(f->flows, key), *md, *spec, *tasks, *kids = NULL, *counts, *status, *e;
+	const char *ns, *fname, *reason = NULL, *phase;
+	json_int_t gen;
+	char msg[512], ns_buf[256], nm[256], ts[40];
+	int r = 0, total, done = 0, failed = 0, started = 0, missing = 0;
+	size_t i;
+
+	if (!flow) {
+		const char *slash = strchr(key, '/');
+		if (!slash || (size_t)(slash - key) >= sizeof(ns_buf))
+			return 0;
+		snprintf(ns_buf, sizeof(ns_buf), "%.*s", (int)(slash - key), key);
+		snprintf(nm, sizeof(nm), "%s", slash + 1);
+		delete_children(f, ns_buf, nm);
+		return 0;
+	}
+	md = json_object_get(flow, "metadata");
+	spec = json_object_get(flow, "spec");
+	tasks = json_object_get(spec, "tasks");
+	ns = json_string_value(json_object_get(md, "namespace"));
+	fname = json_string_value(json_object_get(md, "name"));
+	gen = json_integer_value(json_object_get(md, "generation"));
+	if (!ns || !fname || json_object_get(md, "deletionTimestamp"))
+		goto out;
+	if (flowctl_validate(tasks, &reason, msg, sizeof(msg)) < 0) {
+		status = json_pack("{sssssssIso}", "phase", "Failed", "reason", reason, "message", msg,
+				   "observedGeneration", gen, "conditions", json_pack("[o]",
+				   condition(json_object_get(flow, "status"), "Succeeded", "False", reason, msg, gen)));
+		r = write_if_changed(f, flow, status);
+		json_decref(status);
+		goto out;
+	}
+	kids = children_of(f, ns, fname);
+	/* Create what is missing. */
+	json_array_foreach(tasks, i, e) {
+		char child[600];
+		json_t *obj;
+		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname, json_string_value(json_object_get(e, "name")));
+		obj = informer_get(f->cfg.tasks, child);
+		if (!obj) {
+			missing++;
+			if ((r = create_child(f, flow, e)) < 0 && r != -EINVAL)
+				goto out;
+		}
+		json_decref(obj);
+	}
+	counts = json_object();
+	total = (int)json_array_size(tasks);
+	json_array_foreach(kids, i, e) {
+		json_t *st = json_object_get(e, "status");
+		const char *p = json_string_value(json_object_get(st, "phase"));
+		json_t *c;
+		p = p ? p : "Pending";
+		c = json_object_get(counts, p);
+		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
+		done += is_done(p);
+		failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
+		started += strcmp(p, "Pending") != 0;
+	}
+	/* failFast: the first failure cancels everything not yet finished. */
+	if (failed && json_is_true(json_object_get(spec, "failFast"))) {
+		json_array_foreach(kids, i, e) {
+			const char *p = json_string_value(json_object_get(json_object_get(e, "status"), "phase"));
+			const char *name = json_string_value(json_object_get(json_object_get(e, "metadata"), "name"));
+			char path[1024];
+			struct kube_resp resp;
+			json_t *patch;
+			if (is_done(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
+			    task_path(ns, name, path, sizeof(path), "tasks") < 0)
+				continue;
+			patch = json_pack("{s{sb}}", "spec", "cancel", 1);
+			kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+			kube_resp_free(&resp);
+			json_decref(patch);
+			log_info("failFast: cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name);
+		}
+	}
+	if (done == total && missing == 0) {
+		phase = failed ? "Failed" : "Succeeded";
+		reason = failed ? "TaskFailed" : "Succeeded";
+		snprintf(msg, sizeof(msg), "%d of %d tasks failed or were cancelled", failed, total);
+		if (!failed)
+			snprintf(msg, sizeof(msg), "all %d tasks finished", total);
+	} else {
+		phase = started ? "Running" : "Pending";
+		reason = phase;
+		snprintf(msg, sizeof(msg), "%d of %d tasks finished", done, total);
+	}
+	status = json_pack("{sssssssOsI}", "phase", phase, "reason", reason, "message", msg, "counts", counts,
+			   "observedGeneration", gen);
+	json_decref(counts);
+	json_object_set_new(status, "conditions", json_pack("[o]", condition(json_object_get(flow, "status"), "Succeeded",
+		strcmp(phase, "Succeeded") == 0 ? "True" : strcmp(phase, "Failed") == 0 ? "False" : "Unknown", reason, msg, gen)));
+	util_rfc3339(util_now_ms(), ts, sizeof(ts));
+	if (!json_object_get(json_object_get(flow, "status"), "startTime"))
+		json_object_set_new(status, "startTime", json_string(ts));
+	if (is_done(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
+		json_object_set_new(status, "completionTime", json_string(ts));
+	r = write_if_changed(f, flow, status);
+	json_decref(status);
+	/* ttlSecondsAfterFinished: delete the Flow (its children follow). */
+	if (r == 0 && is_done(phase) && json_is_integer(json_object_get(spec, "ttlSecondsAfterFinished"))) {
+		const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
+		int64_t at, due;
+		if (ct && util_parse_rfc3339(ct, &at) == 0) {
+			due = at + json_integer_value(json_object_get(spec, "ttlSecondsAfterFinished")) * 1000;
+			if (util_now_ms() >= due) {
+				char path[1024];
+				struct kube_resp resp;
+				if (task_path(ns, fname, path, sizeof(path), "flows") == 0 &&
+				    kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp) == 0)
+					kube_resp_free(&resp);
+			} else {
+				wq_add_after(f->q, key, due - util_now_ms());
+			}
+		} else {
+			wq_add_after(f->q, key, 1000);
+		}
+	}
+out:
+	json_decref(kids);
+	json_decref(flow);
+	return r;
+}
+
+static void *flow_worker(void *arg)
+{
+	struct flowctl *f = arg;
+	char *key;
+	while ((key = wq_get(f->q))) {
+		int r = 0;
+		if (f->cfg.may_act && !f->cfg.may_act(f->cfg.may_act_ud))
+			wq_add_after(f->q, key, 2000);
+		else
+			r = flow_reconcile(f, key);
+		if (r == -EAGAIN)
+			wq_add_rate_limited(f->q, key);
+		else
+			wq_forget(f->q, key);
+		wq_done(f->q, key);
+		free(key);
+	}
+	return NULL;
+}
+
+int flowctl_start(struct flowctl *f)
+{
+	if (pthread_create(&f->thread, NULL, flow_worker, f) != 0)
+		return -EAGAIN;
+	f->started = 1;
+	return 0;
+}
+
+void flowctl_stop(struct flowctl *f)
+{
+	if (!f->started)
+		return;
+	wq_shutdown(f->q);
+	pthread_join(f->thread, NULL);
+	f->started = 0;
+}
+
+static void requeue_flow(const char *key, json_t *obj, void *ud)
+{
+	struct flowctl *f = ud;
+	wq_add(f->q, key);
+}
+
+void flowctl_resume(struct flowctl *f)
+{
+	if (f->flows)
+		informer_foreach(f->flows, requeue_flow, f);
+}

@@ -1,0 +1,37 @@
+#pragma once
+/* The Flow reconciler: a Flow is a DAG of tasks applied as one object. It validates the graph
+ * (duplicate names, unknown dependencies, cycles) before creating anything, creates one child
+ * Task per entry named "<flow>-<task>", labelled tasked.dev/flow=<flow> and owned by the Flow,
+ * aggregates the children's phases into the Flow's status, cancels unfinished children after the
+ * first failure when failFast is set, and deletes the children when the Flow is deleted (even
+ * without kube-controller-manager's garbage collector). */
+#include "informer.h"
+#include "kube.h"
+#include "workqueue.h"
+
+#include <jansson.h>
+
+struct flowctl;
+
+struct flowctl_cfg {
+	struct kube_client *kc;
+	struct informer *tasks;       /* the Task cache */
+	int (*may_act)(void *ud);     /* leader election; NULL = always */
+	void *may_act_ud;
+};
+
+struct flowctl *flowctl_new(const struct flowctl_cfg *cfg);
+void flowctl_free(struct flowctl *f);
+void flowctl_set_informer(struct flowctl *f, struct informer *flows);
+/* Flow informer handler. */
+void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
+/* To be called for Task events: a child's change wakes its Flow. */
+void flowctl_on_task(struct flowctl *f, json_t *task);
+int flowctl_start(struct flowctl *f);   /* worker thread */
+void flowctl_stop(struct flowctl *f);
+/* Re-queues every Flow (after becoming leader). */
+void flowctl_resume(struct flowctl *f);
+
+/* Graph validation, exposed for unit tests: 0, or -EINVAL with reason (DuplicateName,
+ * UnknownDependency, Cycle, Empty) and a message naming the problem. */
+int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz);

@@ -1,0 +1,140 @@
+/* Pure parts of orchestration: $(tasks.…) references, condition variables, Flow graph
+ * validation, secret masking, and the retry policy. */
+#include "deps.h"
+#include "flowctl.h"
+#include "tap.h"
+#include "taskctl.h"
+
+static json_t *load(const char *s)
+{
+	json_error_t e;
+	json_t *j = json_loads(s, 0, &e);
+	if (!j)
+		diag("bad test JSON: %s", e.text);
+	return j;
+}
+
+static void check_refs(json_t *tasks, const char *in, const char *want, const char *name)
+{
+	char err[256] = "";
+	char *out = deps_resolve_refs(in, tasks, err, sizeof(err));
+	is_str(out ? out : err, want, name);
+	free(out);
+}
+
+static void check_flow(const char *tasks_json, const char *want_reason, const char *want_msg)
+{
+	json_t *t = load(tasks_json);
+	const char *reason = "";
+	char msg[256] = "";
+	int r = flowctl_validate(t, &reason, msg, sizeof(msg));
+	if (!want_reason) {
+		is_int(r, 0, "valid graph accepted");
+	} else {
+		ok(r < 0 && strcmp(reason, want_reason) == 0, "%s refused as %s (%s)", tasks_json, want_reason, reason);
+		ok(strstr(msg, want_msg) != NULL, "message names it: %s", msg);
+	}
+	json_decref(t);
+}
+
+int main(void)
+{
+	json_t *tasks = load("{\"build\": {\"phase\": \"Succeeded\", \"exitCode\": 0,"
+			     " \"output\": {\"ok\": true, \"n\": 3, \"name\": \"x\", \"list\": [\"a\", {\"b\": 1}]}}}");
+	json_t *task, *vars, *st, *secrets, *retries;
+
+	check_refs(tasks, "v=$(tasks.build.output.name)", "v=x", "string output value");
+	check_refs(tasks, "$(tasks.build.output.n)+$(tasks.build.output.ok)", "3+true", "numbers and bools as JSON text");
+	check_refs(tasks, "$(tasks.build.output.list.1)", "{\"b\":1}", "objects as compact JSON; list index");
+	check_refs(tasks, "$(tasks.build.phase)/$(tasks.build.exitCode)", "Succeeded/0", "phase and exitCode");
+	check_refs(tasks, "$$(tasks.build.phase) $(NAME)", "$$(tasks.build.phase) $(NAME)",
+		   "$$ and env references are left for the runner");
+	check_refs(tasks, "$(tasks.other.phase)", "$(tasks.other.phase): no task other among this task's dependencies",
+		   "unknown task is an error naming it");
+	check_refs(tasks, "$(tasks.build.output.missing)", "$(tasks.build.output.missing): the value does not exist",
+		   "missing output path is an error");
+	check_refs(tasks, "$(tasks.build.spec)", "$(tasks.build.spec): only output.PATH, exitCode and phase can be referenced",
+		   "only output, exitCode and phase");
+
+	task = load("{\"metadata\": {\"name\": \"t\", \"namespace\": \"ns\", \"labels\": {\"env\": \"prod\"}},"
+		    " \"spec\": {\"shell\": {\"command\": [\"echo\", \"$(tasks.build.output.name)\"]},"
+		    " \"env\": [{\"name\": \"A\", \"value\": \"$(tasks.build.exitCode)\"}]}}");
+	vars = deps_condition_vars(task, json_incref(tasks), 2);
+	is_str(json_string_value(json_object_get(json_object_get(vars, "task"), "namespace")), "ns", "task.namespace");
+	is_int(json_integer_value(json_object_get(json_object_get(vars, "task"), "attempt")), 2, "task.attempt");
+	is_str(json_string_value(json_object_get(json_object_get(json_object_get(vars, "task"), "labels"), "env")), "prod",
+	       "task.labels");
+	ok(json_object_get(json_object_get(vars, "tasks"), "build") != NULL, "tasks.build");
+	json_decref(vars);
+	{
+		char key[512];
+		json_t *flowchild = load("{\"metadata\": {\"name\": \"f-b\", \"namespace\": \"ns\", \"labels\": {\"tasked.dev/flow\": \"f\"}}}");
+		deps_key(flowchild, "a", key, sizeof(key));
+		is_str(key, "ns/f-a", "inside a Flow, names are siblings");
+		deps_key(task, "a", key, sizeof(key));
+		is_str(key, "ns/a", "outside, names are Tasks in the namespace");
+		json_decref(flowchild);
+	}
+	{
+		json_t *msg = load("{\"shell\": {\"command\": [\"echo\", \"$(tasks.build.output.name)\"]},"
+				   " \"env\": [{\"name\": \"A\", \"value\": \"$(tasks.build.exitCode)\"}],"
+				   " \"http\": {\"url\": \"https://x/$(tasks.build.output.n)\", \"headers\": [{\"name\": \"H\", \"value\": \"$(tasks.build.phase)\"}]}}");
+		char err[256];
+		is_int(deps_resolve_dispatch(msg, tasks, err, sizeof(err)), 0, "dispatch references resolve");
+		is_str(json_string_value(json_array_get(json_object_get(json_object_get(msg, "shell"), "command"), 1)), "x", "in command");
+		is_str(json_string_value(json_object_get(json_array_get(json_object_get(msg, "env"), 0), "value")), "0", "in env");
+		is_str(json_string_value(json_object_get(json_object_get(msg, "http"), "url")), "https://x/3", "in the http url");
+		is_str(json_string_value(json_object_get(json_array_get(json_object_get(json_object_get(msg, "http"), "headers"), 0), "value")),
+		       "Succeeded", "in http headers");
+		json_decref(msg);
+	}
+
+	check_flow("[{\"name\": \"a\"}, {\"name\": \"b\", \"dependsOn\": [\"a\"]}, {\"name\": \"c\", \"dependsOn\": [\"a\", \"b\"]}]", NULL, NULL);
+	check_flow("[{\"name\": \"a\"}, {\"name\": \"a\"}]", "DuplicateName", "a is used twice");
+	check_flow("[{\"name\": \"a\", \"dependsOn\": [\"zz\"]}]", "UnknownDependency", "zz");
+	check_flow("[{\"name\": \"a\", \"dependsOn\": [\"c\"]}, {\"name\": \"b\", \"dependsOn\": [\"a\"]}, {\"name\": \"c\", \"dependsOn\": [\"b\"]}]",
+		   "Cycle", "cycle through task");
+	check_flow("[{\"name\": \"a\", \"dependsOn\": [\"a\"]}]", "Cycle", "cycle through task a");
+	check_flow("[]", "Empty", "empty");
+
+	st = load("{\"logTail\": \"token=s3cr3t-value and again s3cr3t-value\", \"message\": \"failed: s3cr3t-value\","
+		  " \"output\": {\"leak\": \"s3cr3t-value\"}}");
+	secrets = load("[\"s3cr3t-value\", \"ab\"]");
+	taskctl_mask(st, secrets);
+	is_str(json_string_value(json_object_get(st, "logTail")), "token=*** and again ***", "secrets masked in logTail");
+	is_str(json_string_value(json_object_get(st, "message")), "failed: ***", "and in message");
+	{
+		char *out = json_dumps(json_object_get(st, "output"), 0);
+		ok(out && !strstr(out, "s3cr3t"), "an output holding a secret is withheld");
+		free(out);
+	}
+	json_decref(st);
+	json_decref(secrets);
+
+	retries = load("{\"limit\": 3, \"backoff\": {\"initialDelaySeconds\": 2, \"factor\": 3, \"maxDelaySeconds\": 10, \"jitter\": false}}");
+	is_int(taskctl_retry_delay_ms(retries, 1, 0), 2000, "first delay = initialDelaySeconds");
+	is_int(taskctl_retry_delay_ms(retries, 2, 0), 6000, "times factor");
+	is_int(taskctl_retry_delay_ms(retries, 3, 0), 10000, "capped at maxDelaySeconds");
+	json_object_set_new(json_object_get(retries, "backoff"), "jitter", json_true());
+	ok(taskctl_retry_delay_ms(retries, 1, 0) == 1000 && taskctl_retry_delay_ms(retries, 1, 1000) == 2000,
+	   "jitter spreads the delay over [d/2, d]");
+	{
+		json_t *spec = json_pack("{sO}", "retries", retries);
+		json_t *failed = load("{\"phase\": \"Failed\", \"reason\": \"ExitCode\", \"exitCode\": 3}");
+		json_t *cancelled = load("{\"phase\": \"Failed\", \"reason\": \"Cancelled\"}");
+		ok(taskctl_should_retry(spec, failed, 1) && taskctl_should_retry(spec, failed, 3), "failures within the limit retry");
+		ok(!taskctl_should_retry(spec, failed, 4), "beyond the limit they do not");
+		ok(!taskctl_should_retry(spec, cancelled, 1), "cancelled attempts never retry");
+		json_object_set_new(retries, "onExitCodes", json_pack("[i]", 7));
+		ok(!taskctl_should_retry(spec, failed, 1), "onExitCodes filters exit codes");
+		json_object_set_new(failed, "exitCode", json_integer(7));
+		ok(taskctl_should_retry(spec, failed, 1), "a listed exit code retries");
+		json_decref(spec);
+		json_decref(failed);
+		json_decref(cancelled);
+	}
+	json_decref(retries);
+	json_decref(task);
+	json_decref(tasks);
+	return done_testing();
+}
