@@ -119,10 +119,20 @@ ensure_pki() {
 }
 
 load_ports() {
-	local f=$DIR/ports.env
+	local f=$DIR/ports.env c alive=0
 	if [ -s "$f" ]; then
 		# shellcheck disable=SC1090
 		. "$f"
+		# Nothing of ours runs, but a remembered port is taken by another process (ports
+		# are only reserved while we run): choose new ones rather than fail.
+		for c in etcd kube-apiserver kube-controller-manager; do
+			[ -s "$DIR/$c.pid" ] && kill -0 "$(cat "$DIR/$c.pid")" 2>/dev/null && alive=1
+		done
+		if [ "$alive" -eq 0 ] && { port_in_use "${ETCD_PORT:-0}" || port_in_use "${ETCD_PEER_PORT:-0}" ||
+			port_in_use "${APISERVER_PORT:-0}" || port_in_use "${KCM_PORT:-0}"; }; then
+			note "ports remembered in $f are in use by other processes; choosing new ones"
+			ETCD_PORT=
+		fi
 	fi
 	if [ -z "${ETCD_PORT:-}" ] || [ -z "${ETCD_PEER_PORT:-}" ] || [ -z "${APISERVER_PORT:-}" ] ||
 		[ -z "${KCM_PORT:-}" ]; then

@@ -71,6 +71,16 @@ if [ -s "$STATE/tasked-ports.env" ]; then
 	# shellcheck disable=SC1091
 	. "$STATE/tasked-ports.env"
 fi
+# Ports are only ours while the controller runs: if it does not and another process took one,
+# choose again (the runner is restarted below to follow the new broker port).
+if [ -n "${API_PORT:-}" ] && ! pidfile_alive "$STATE/controller.pid" "$CONTROLLER" "$STATE/" &&
+	{ port_in_use "$API_PORT" || port_in_use "${BROKER_PORT:-0}"; }; then
+	note "ports remembered in $STATE/tasked-ports.env are in use by other processes; choosing new ones"
+	API_PORT=
+	if pidfile_alive "$STATE/runner.pid" "$RUNNER" "$STATE/"; then
+		stop_pidfile "$STATE/runner.pid" "$RUNNER" tasked-runner 40 "$STATE/"
+	fi
+fi
 if [ -z "${API_PORT:-}" ] || [ -z "${BROKER_PORT:-}" ]; then
 	# Keep clear of the control plane's ports.
 	# shellcheck disable=SC1091
