@@ -5,7 +5,7 @@
 #   make up / down  start / stop that cluster (state in .tasked/)
 
 CC       ?= cc
-PKGS     := libcurl jansson yaml-0.1 libwebsockets libseccomp openssl
+PKGS     := libcurl jansson yaml-0.1 libwebsockets libseccomp openssl zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -84,10 +84,17 @@ kube: deps
 	@tests/cluster/build-kube.sh >/dev/null
 
 # Test tools (raw protocol clients and probes) are plain programs, never shipped.
-TOOLS := build/tools/wsprobe build/tools/ssehold
+TOOLS := build/tools/wsprobe build/tools/ssehold build/tools/probe build/tools/httpcount
 build/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O1 -g -o $@ $<
+# The escape probe is static: the same binary runs as a task here and inside any image.
+build/tools/probe: tests/tools/probe.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O1 -g -static -o $@ $<
+# Unit tests that run these tools (order-only: not linked in).
+build/san/tests/unit/test_runner_sandbox: | build/tools/probe
+build/san/tests/unit/test_runner_http: | build/tools/httpcount
 
 integration: all kube $(TOOLS)
 	tests/integration/run.sh
@@ -126,6 +133,13 @@ BINDIR ?= $(PREFIX)/bin
 install: bin/tasked-controller bin/tasked-runner bin/kubectl-tasked
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $^ $(DESTDIR)$(BINDIR)/
+
+# promtool (for tests/integration/75-metrics.t) is built once into the cache before the suite
+# starts its cluster: about 5 minutes cold on 2 CPUs, nothing afterwards.
+.PHONY: promtool
+promtool:
+	@tests/tools/promtool.sh >/dev/null
+integration: promtool
 # --- end kubectl plugin and install -------------------------------------------------------------
 
 -include $(shell find build -name '*.d' 2>/dev/null)
@@ -157,3 +171,34 @@ deploy-manifests: helm chart-sync
 
 # The chart tests need Helm; build it before the suite starts its cluster.
 integration: helm
+
+# --- benchmarks (issue 8) ----------------------------------------------------------------------
+# make bench: bench/run.sh builds nothing itself; these are its programs. It starts its own
+# cluster in build/bench/state, runs every measurement, always tears the cluster down, and writes
+# docs/benchmarks.md, docs/benchmarks.json and docs/bench-*.png. Never part of `make test`.
+#   build/bench/tasked-bench-load   load generator on the controller's REST client (controller/kube.c)
+#   build/bench/tasked-bench-runner a stand-in broker that drives one tasked-runner directly
+#   build/bench/stamp               the trivial task: prints when it started (static)
+BENCH_LIBSRC := controller/kube.c controller/kubeconfig.c controller/yamljson.c $(COMMON_SRC) bench/stats.c
+BENCH_BIN := build/bench/tasked-bench-load build/bench/tasked-bench-runner build/bench/stamp
+build/rel/bench/%.o: BASEFLAGS += -Icontroller -Ibench
+
+build/bench/tasked-bench-load: $(call obj,bench/loadgen.c $(BENCH_LIBSRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+build/bench/tasked-bench-runner: $(call obj,bench/runnerbench.c $(COMMON_SRC) bench/stats.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+# Static and, on x86-64/arm64, without a C library: nothing runs between execve and its clock
+# read (bench/stamp.c says why that matters in a VM).
+STAMP_FLAGS := $(if $(filter x86_64 aarch64,$(shell uname -m)),-nostdlib -fno-stack-protector -fno-pie -no-pie -fcf-protection=none)
+build/bench/stamp: bench/stamp.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O2 -static $(STAMP_FLAGS) -o $@ $<
+
+bench: deps
+	$(MAKE) all kube $(BENCH_BIN)
+	@bench/run.sh
+# --- end benchmarks ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,7 +45,7 @@ struct api_sess {                       /* per HTTP transaction; zeroed by lws *
 	size_t out_off;
 	int out_init;
 	uint64_t cursor;                /* events: last id sent; logs: next byte offset */
-	char ns[254], queue[254], key[512], uid[64];
+	char ns[API_ARG_MAX], queue[API_ARG_MAX], key[512], uid[64];
 	int64_t attempt;
 	int first_read, task_final, ending, keepalive_due;
 	int64_t last_progress_ms, last_check_ms;
@@ -55,10 +57,14 @@ struct api {
 	pthread_mutex_t lock;           /* guards the key state */
 	char *file_key;
 	struct timespec file_mtime;
+	ino_t file_ino;
+	off_t file_size;
 	struct logstore *logs;
 	struct events *events;
 	struct metrics *metrics;
 	_Atomic(struct informer *) inf;
+	informer_handler_fn next;       /* the reconciler's informer handler */
+	void *next_ud;
 	_Atomic(struct lws_context *) ctx;
 	atomic_int wake_pending;
 	/* loop thread only */
@@ -66,6 +72,7 @@ struct api {
 	int sse_count;
 	lws_sorted_usec_list_t sweep;
 	int sweep_on;
+	SSL_CTX *ssl_ctx;               /* the API vhost's, when it serves TLS */
 	/* the separate metrics listener */
 	struct lws_context *mctx;
 	pthread_t mthread;
@@ -92,8 +99,10 @@ static void api_refresh_file_key(struct api *a)
 
 	if (!a->cfg.api_key_file || stat(a->cfg.api_key_file, &st) < 0)
 		return;
+	/* mtime alone can miss a quick rewrite (coarse timestamps); a rename changes the inode. */
 	if (a->file_key && st.st_mtim.tv_sec == a->file_mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == a->file_mtime.tv_nsec)
+	    st.st_mtim.tv_nsec == a->file_mtime.tv_nsec && st.st_ino == a->file_ino &&
+	    st.st_size == a->file_size)
 		return;
 	if (util_read_file(a->cfg.api_key_file, API_KEY_MAX, &k, NULL) < 0)
 		return;
@@ -105,6 +114,8 @@ static void api_refresh_file_key(struct api *a)
 	api_key_cleanse_free(a->file_key);
 	a->file_key = k;
 	a->file_mtime = st.st_mtim;
+	a->file_ino = st.st_ino;
+	a->file_size = st.st_size;
 }
 
 /* Caller holds lock. The file's key wins over the static one. */
@@ -257,7 +268,7 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 	if (!ns || !name || !uid)
 		return;
 	util_rfc3339_ms(util_now_ms(), when, sizeof(when));
-	ev = json_pack("{ss ss ss ss ss* ss* ss}", "namespace", ns, "name", name, "uid", uid,
+	ev = json_pack("{ss ss ss ss ss ss* ss* ss}", "type", "status", "namespace", ns, "name", name, "uid", uid,
 		       "queue", task_queue(task), "phase", phase, "previousPhase", prev, "time", when);
 	if (!ev)
 		return;
@@ -270,6 +281,44 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		logstore_finish(a->logs, uid, key);
 	}
+}
+
+void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud)
+{
+	a->next = next;
+	a->next_ud = next_ud;
+}
+
+void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	struct api *a = ud;
+	struct informer *inf = atomic_load(&a->inf);
+	json_t *md = json_object_get(obj, "metadata"), *e;
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *uid = json_string_value(json_object_get(md, "uid"));
+	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	char when[40];
+
+	if (a->next)
+		a->next(ev, key, obj, a->next_ud);
+	if ((ev != INFORMER_ADDED && ev != INFORMER_DELETED) || !uid || !ns)
+		return;
+	/* The first list (and a relist) delivers every existing task as added: not news. */
+	if (ev == INFORMER_ADDED && (!inf || !informer_synced(inf)))
+		return;
+	if (ev == INFORMER_ADDED)
+		metrics_task_seen(a->metrics, uid, util_now_ms());
+	else
+		metrics_task_gone(a->metrics, uid);
+	util_rfc3339_ms(util_now_ms(), when, sizeof(when));
+	e = json_pack("{ss ss ss ss ss ss* ss}", "type", ev == INFORMER_ADDED ? "created" : "deleted",
+		      "namespace", ns, "name", json_string_value(json_object_get(md, "name")) ?: "",
+		      "uid", uid, "queue", task_queue(obj), "phase", phase, "time", when);
+	if (e)
+		events_publish(a->events, "task", ns, task_queue(obj), e);
+	json_decref(e);
+	if (ev == INFORMER_DELETED)
+		logstore_forget(a->logs, uid);
 }
 
 void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
@@ -342,24 +391,43 @@ static int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigne
 	return api_reply_json(a, wsi, s, code, json_pack("{ssss}", "error", err, "message", msg), NULL);
 }
 
+/* Writes up to n bytes: at most API_CHUNK (which bounds what lws buffers when the socket
+ * is full) and at most what an HTTP/2 peer's window allows. final marks the end of the body
+ * when all n bytes go. Returns the bytes written, or -1. */
+static long api_write_some(struct lws *wsi, const char *p, size_t n, int final)
+{
+	unsigned char tmp[LWS_PRE + API_CHUNK];
+	lws_fileofs_t allow = lws_get_peer_write_allowance(wsi);
+
+	if (n > API_CHUNK) {
+		n = API_CHUNK;
+		final = 0;
+	}
+	if (allow >= 0 && (lws_fileofs_t)n > allow) {
+		n = (size_t)allow;
+		final = 0;
+	}
+	if (n == 0 && !final)
+		return 0;
+	if (n)
+		memcpy(tmp + LWS_PRE, p, n);
+	if (lws_write(wsi, tmp + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
+		return -1;
+	return (long)n;
+}
+
 /* Writes the next piece of a plain answer. */
 static int api_write_plain(struct lws *wsi, struct api_sess *s)
 {
-	unsigned char tmp[LWS_PRE + API_CHUNK];
-	size_t n = s->body_len - s->body_off;
-	int final;
+	long n;
 
 	if (!s->body && s->body_len)
 		return 0;
-	if (n > API_CHUNK)
-		n = API_CHUNK;
-	final = s->body_off + n == s->body_len;
-	if (n)
-		memcpy(tmp + LWS_PRE, s->body + s->body_off, n);
-	if (lws_write(wsi, tmp + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
+	n = api_write_some(wsi, s->body + s->body_off, s->body_len - s->body_off, 1);
+	if (n < 0)
 		return -1;
-	s->body_off += n;
-	if (!final) {
+	s->body_off += (size_t)n;
+	if (s->body_off < s->body_len || (n == 0 && s->body_len)) {
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
@@ -416,7 +484,9 @@ static void api_presented_key(struct lws *wsi, char *out, size_t outsz)
 		memmove(out, out + 7, strlen(out + 7) + 1);
 		return;
 	}
-	if (lws_hdr_custom_copy(wsi, out, (int)outsz, "x-api-key:", 10) <= 0)
+	/* HTTP/1 keeps custom header names with their colon, HPACK without. */
+	if (lws_hdr_custom_copy(wsi, out, (int)outsz, "x-api-key:", 10) <= 0 &&
+	    lws_hdr_custom_copy(wsi, out, (int)outsz, "x-api-key", 9) <= 0)
 		out[0] = '\0';
 }
 
@@ -587,9 +657,9 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		source = "logTail";
 	}
 	if (api_wants_json(wsi)) {
-		json_t *o = json_pack("{ss ss ss* ss sb sb sI s#}", "namespace", ns, "name", name, "uid", uid,
+		json_t *o = json_pack("{ss ss ss* ss sb sb sI ss#}", "namespace", ns, "name", name, "uid", uid,
 				      "source", source, "complete", complete,
-				      "truncated", pos.dropped > 0 || strcmp(source, "logTail") == 0,
+				      "truncated", pos.dropped > 0,
 				      "droppedBytes", (json_int_t)pos.dropped, "log", text.data ? text.data : "",
 				      (int)text.len);
 		if (o && attempt)
@@ -672,7 +742,14 @@ static int sse_start(struct api *a, struct lws *wsi, struct api_sess *s, enum se
 	metrics_api_request(a->metrics, 200);
 	if (api_headers(wsi, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN, extra) < 0)
 		return -1;
-	lws_http_mark_sse(wsi);
+	if (lws_get_network_wsi(wsi) != wsi) {
+		lws_http_mark_sse(wsi);   /* an HTTP/2 stream: keep its connection immortal too */
+	} else {
+		/* What lws_http_mark_sse() does for HTTP/1 (without its h2-only complaint in
+		 * 4.1): release the request headers and lift the idle timeout. */
+		lws_http_headers_detach(wsi);
+		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	}
 	sse_link(a, s);
 	metrics_sse_opened(a->metrics, kind == SK_LOGS ? METRICS_SSE_LOGS : METRICS_SSE_EVENTS);
 	lws_callback_on_writable(wsi);
@@ -711,7 +788,7 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 			   const char *name, int64_t attempt)
 {
 	struct informer *inf = atomic_load(&a->inf);
-	char key[512], msg[600];
+	char key[512], msg[600], last[32] = "";
 	json_t *t;
 	const char *uid;
 
@@ -727,7 +804,16 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 	snprintf(s->key, sizeof(s->key), "%s", key);
 	snprintf(s->uid, sizeof(s->uid), "%s", uid ? uid : "");
 	s->attempt = attempt;
-	s->cursor = 0;
+	/* A reconnecting EventSource sends the offset it got to as Last-Event-ID. */
+	if (lws_hdr_custom_copy(wsi, last, sizeof(last), "last-event-id:", 14) > 0) {
+		char *end;
+		unsigned long long off;
+		errno = 0;
+		off = strtoull(last, &end, 10);
+		if (errno || *end || end == last)
+			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset");
+		s->cursor = off;
+	}
 	s->task_final = phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
 	json_decref(t);
 	return sse_start(a, wsi, s, SK_LOGS);
@@ -741,7 +827,7 @@ struct frame_ctx {
 static int log_frame(void *ud, const struct logstore_chunk *c)
 {
 	struct frame_ctx *f = ud;
-	json_t *o = json_pack("{sIsIsss#}", "attempt", (json_int_t)c->attempt, "seq", (json_int_t)c->seq,
+	json_t *o = json_pack("{sIsIssss#}", "attempt", (json_int_t)c->attempt, "seq", (json_int_t)c->seq,
 			      "stream", c->stream, "data", c->data, (int)c->len);
 	char *js = o ? json_dumps(o, JSON_COMPACT) : NULL, head[64];
 	int stop = 0;
@@ -776,6 +862,32 @@ static void sse_logs_from_status(struct api *a, struct api_sess *s)
 	json_decref(t);
 }
 
+/* The last frame of a log follow: the task's phase as the cache has it, when it has it. */
+static void sse_end_frame(struct api *a, struct api_sess *s)
+{
+	struct informer *inf = atomic_load(&a->inf);
+	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = json_object_get(t, "status");
+	const char *uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	json_t *o = json_pack("{sb}", "complete", 1);
+	char *js;
+
+	if (o && t && uid && strcmp(uid, s->uid) == 0) {
+		static const char *const copy[] = { "phase", "reason", "exitCode", "attempts" };
+		for (size_t i = 0; i < UTIL_ARRAY_SIZE(copy); i++)
+			if (json_object_get(st, copy[i]))
+				json_object_set(o, copy[i], json_object_get(st, copy[i]));
+	} else if (o) {
+		json_object_set_new(o, "message", json_string("the task was deleted"));
+	}
+	js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	buf_append(&s->out, "event: end\ndata: ", 17);
+	buf_append(&s->out, js ? js : "{\"complete\":true}", js ? strlen(js) : 17);
+	buf_append(&s->out, "\n\n", 2);
+	free(js);
+	json_decref(o);
+	json_decref(t);
+}
+
 /* Refills s->out; returns 1 when more may be ready right away. */
 static int sse_fill(struct api *a, struct api_sess *s)
 {
@@ -796,6 +908,8 @@ static int sse_fill(struct api *a, struct api_sess *s)
 			if (!s->first_read) {
 				/* The store dropped output this client had not read yet: it is too slow. */
 				s->end_why = METRICS_SSE_SLOW;
+				log_warn("dropping a slow SSE client", "stream", "logs", "task", s->key,
+					 "reason", "fell behind the task's stored output");
 				return -1;
 			}
 			snprintf(note, sizeof(note), "event: truncated\ndata: {\"droppedBytes\":%llu}\n\n",
@@ -806,11 +920,11 @@ static int sse_fill(struct api *a, struct api_sess *s)
 		s->cursor = pos.next;
 		more = pos.next < pos.end;
 		if (!more && (pos.finished || s->task_final)) {
-			char end[160];
-			if (!pos.found)
+			/* Nothing streamed reached this controller (it restarted since): the
+			 * status keeps the end of the output. */
+			if (!pos.found || pos.end == 0)
 				sse_logs_from_status(a, s);
-			snprintf(end, sizeof(end), "event: end\ndata: {\"complete\":true}\n\n");
-			buf_append(&s->out, end, strlen(end));
+			sse_end_frame(a, s);
 			s->ending = 1;
 		}
 	}
@@ -822,14 +936,17 @@ static int sse_fill(struct api *a, struct api_sess *s)
 
 static int sse_writeable(struct api *a, struct lws *wsi, struct api_sess *s)
 {
-	unsigned char tmp[LWS_PRE + API_CHUNK];
-	size_t n;
+	long n;
 	int more = 0;
 
 	if (s->out_off >= s->out.len) {
 		if (s->ending) {
+			/* Everything was written: end the stream (an HTTP/2 stream ends cleanly, an
+			 * HTTP/1 answer without a length ends with the connection). */
 			s->end_why = METRICS_SSE_DONE;
-			return -1;  /* everything was written: end the stream */
+			if (api_write_some(wsi, "", 0, 1) < 0)
+				return -1;
+			return lws_http_transaction_completed(wsi) ? -1 : 0;
 		}
 		buf_reset(&s->out);
 		s->out_off = 0;
@@ -837,19 +954,29 @@ static int sse_writeable(struct api *a, struct lws *wsi, struct api_sess *s)
 		if (more < 0)
 			return -1;
 	}
-	n = s->out.len - s->out_off;
-	if (n == 0)
+	if (s->out_off >= s->out.len)
 		return 0;
-	if (n > API_CHUNK)
-		n = API_CHUNK;
-	memcpy(tmp + LWS_PRE, s->out.data + s->out_off, n);
-	if (lws_write(wsi, tmp + LWS_PRE, n, LWS_WRITE_HTTP) < 0)
+	n = api_write_some(wsi, s->out.data + s->out_off, s->out.len - s->out_off, 0);
+	if (n < 0)
 		return -1;
-	s->out_off += n;
-	s->last_progress_ms = util_mono_ms();
-	if (s->out_off < s->out.len || more || s->ending)
+	if (n > 0)
+		s->last_progress_ms = util_mono_ms();
+	s->out_off += (size_t)n;
+	/* Come back: to write the rest, or to look for more once this was written. */
+	if (n > 0 || more || s->ending)
 		lws_callback_on_writable(wsi);
 	return 0;
+}
+
+/* lws 4.1 does not read an HTTP/1 connection while its answer is in progress, so it only
+ * notices a client that left an SSE stream when a write fails (the next keep-alive). Ask the
+ * socket instead: POLLRDHUP says the peer closed its side, even with unread bytes queued. */
+static int sse_peer_gone(struct lws *wsi)
+{
+	struct pollfd p = { .fd = lws_get_socket_fd(lws_get_network_wsi(wsi)), .events = POLLRDHUP };
+	if (p.fd < 0)
+		return 1;
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 /* Once a second on the loop: keep-alives, slow and stalled streams, log follows whose task
@@ -863,14 +990,24 @@ static void api_sweep(lws_sorted_usec_list_t *sul)
 
 	for (struct api_sess *s = a->sse; s; s = s->next) {
 		int drop = 0;
+		if (sse_peer_gone(s->wsi)) {
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
 		if (s->out_off < s->out.len && now - s->last_progress_ms > (int64_t)a->cfg.sse_stall_s * 1000)
-			drop = 1;   /* could not write for too long */
+			drop = 2;   /* could not write for too long */
 		else if (s->kind == SK_EVENTS && events_backlog(a->events, s->cursor) == UINT64_MAX)
 			drop = 1;   /* fell out of the ring: it would miss events */
+		else if (s->kind == SK_LOGS && !s->first_read) {
+			struct logstore_pos pos;
+			logstore_bounds(a->logs, s->uid[0] ? s->uid : NULL, s->key, &pos);
+			/* The store dropped output this client had not read yet. */
+			drop = pos.found && s->cursor < pos.first && s->cursor <= pos.end;
+		}
 		if (drop) {
 			s->end_why = METRICS_SSE_SLOW;
 			log_warn("dropping a slow SSE client", "stream", s->kind == SK_LOGS ? "logs" : "events",
-				 "task", s->key);
+				 "task", s->key, "reason", drop == 2 ? "no write progress" : "fell behind the buffer");
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			continue;
 		}
@@ -1004,15 +1141,44 @@ static void api_sess_end(struct api *a, struct api_sess *s)
 	s->kind = SK_NONE;
 }
 
+/* Some callbacks (e.g. LWS_CALLBACK_GET_THREAD_ID) come with a wsi that has no vhost. */
+static struct api *api_of(struct lws *wsi)
+{
+	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
+	return vh ? lws_get_vhost_user(vh) : NULL;
+}
+
+/* ALPN for the API: HTTP/1.1 only. lws 4.1 passes no custom headers (X-API-Key) through
+ * HTTP/2 and its h2 flow control would need more care for long SSE streams, so a client that
+ * offers h2 is answered in HTTP/1.1, as when no ALPN is offered. */
+static int api_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h1[] = "\x08http/1.1";
+	unsigned char *sel = NULL;
+	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct api *a = lws_get_vhost_user(lws_get_vhost(wsi));
+	struct api *a = api_of(wsi);
 	struct api_sess *s = user;
 
 	switch (reason) {
-	case LWS_CALLBACK_PROTOCOL_INIT:
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+		/* The vhost's TLS context; lws installs its own ALPN choice right after this. */
 		if (a)
+			a->ssl_ctx = user;
+		return 0;
+	case LWS_CALLBACK_PROTOCOL_INIT:
+		if (a) {
 			api_capture_ctx(a, wsi);
+			if (a->ssl_ctx)
+				SSL_CTX_set_alpn_select_cb(a->ssl_ctx, api_alpn_h1, NULL);
+		}
 		return 0;
 	case LWS_CALLBACK_PROTOCOL_DESTROY:
 		if (a && a->sweep_on) {
@@ -1027,6 +1193,8 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		char key[API_KEY_MAX + 16], peer[64] = "";
 		int ret = 0;
 
+		if (!a || !s)
+			return -1;
 		api_sess_end(a, s);
 		memset(s, 0, sizeof(*s));
 		api_capture_ctx(a, wsi);
@@ -1053,7 +1221,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		if (!s)
+		if (!s || !a)
 			return 0;
 		if (s->kind == SK_PLAIN)
 			return api_write_plain(wsi, s);
@@ -1069,7 +1237,8 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-		api_sess_end(a, s);
+		if (a)
+			api_sess_end(a, s);
 		return 0;
 	default:
 		break;
@@ -1080,7 +1249,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 /* The separate metrics listener: /metrics, /healthz and /readyz only. */
 static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct api *a = lws_get_vhost_user(lws_get_vhost(wsi));
+	struct api *a = api_of(wsi);
 	struct api_sess *s = user;
 
 	switch (reason) {
@@ -1088,6 +1257,8 @@ static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		return -1;
 	case LWS_CALLBACK_HTTP: {
 		int ret = 0;
+		if (!a || !s)
+			return -1;
 		sess_reset(s);
 		memset(s, 0, sizeof(*s));
 		if (!api_is_get(wsi))
@@ -1139,6 +1310,7 @@ int api_start(struct api *a)
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.alpn = "http/1.1";
 	if (a->cfg.tls_cert && a->cfg.tls_key)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	a->mctx = lws_create_context(&info);
@@ -1146,6 +1318,7 @@ int api_start(struct api *a)
 		return -ENOMEM;
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "metrics";
+	info.alpn = "http/1.1";
 	info.port = port;
 	info.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? NULL : host;
 	info.protocols = api_metrics_protos;

@@ -8,6 +8,8 @@
  * observer hooks: status writes become events in the SSE ring, finish task logs in the log
  * store and feed the metrics; streamed output goes to the log store. Those hooks run on worker
  * and broker threads and only record and wake the loop. */
+#include "informer.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,5 +55,10 @@ int api_has_key(struct api *a);
 void api_on_status(void *ud, json_t *task, json_t *status);
 void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
 		const char *stream, const char *data);
+/* An informer handler to install in front of the reconciler's: it calls next first, then
+ * publishes task creation and deletion (after the first sync) and remembers when each new task
+ * was first seen, which gives the dispatch latency millisecond precision. */
+void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud);
+void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 /* Wakes the loop so SSE streams pick up new events or output; any thread (ud: struct api *). */
 void api_wake(void *ud);

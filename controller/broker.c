@@ -843,6 +843,8 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.user = b;
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	/* HTTP/1.1 only: lws 4.1 loses custom headers (X-API-Key) and truncates large bodies on h2. */
+	info.alpn = "http/1.1";
 	if (cfg->tls_cert)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	b->ctx = lws_create_context(&info);

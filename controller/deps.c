@@ -37,25 +37,6 @@ static json_t *task_facts(json_t *obj)
 	return f;
 }
 
-struct sibling_ctx {
-	const char *ns, *flow;
-	size_t prefix;
-	json_t *vars;
-};
-
-static void add_sibling(const char *key, json_t *obj, void *ud)
-{
-	struct sibling_ctx *c = ud;
-	json_t *md = json_object_get(obj, "metadata");
-	const char *ns = json_string_value(json_object_get(md, "namespace"));
-	const char *name = json_string_value(json_object_get(md, "name"));
-	const char *flow = flow_of(obj);
-	if (!ns || !name || !flow || strcmp(ns, c->ns) != 0 || strcmp(flow, c->flow) != 0 ||
-	    strlen(name) <= c->prefix)
-		return;
-	json_object_set_new(c->vars, name + c->prefix, task_facts(obj));
-}
-
 enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz)
 {
 	json_t *deps = json_object_get(json_object_get(task, "spec"), "dependsOn"), *d;
@@ -66,11 +47,20 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 	*vars = json_object();
 	why[0] = '\0';
 	if (flow) {
-		struct sibling_ctx c = {
-			.ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace")),
-			.flow = flow, .prefix = strlen(flow) + 1, .vars = *vars };
-		if (c.ns)
-			informer_foreach(inf, add_sibling, &c);
+		/* Inside a Flow, `when` sees every sibling (through the label index, no scan). */
+		const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+		json_t *keys = ns ? informer_keys_by_label(inf, ns, flow) : json_array(), *k;
+		size_t prefix = strlen(ns ? ns : "") + 1 + strlen(flow) + 1;
+		json_array_foreach(keys, i, k) {
+			json_t *obj;
+			if (strlen(json_string_value(k)) <= prefix)
+				continue;
+			obj = informer_get(inf, json_string_value(k));
+			if (obj)
+				json_object_set_new(*vars, json_string_value(k) + prefix, task_facts(obj));
+			json_decref(obj);
+		}
+		json_decref(keys);
 	}
 	json_array_foreach(deps, i, d) {
 		const char *name = json_string_value(d), *phase;

@@ -164,26 +164,18 @@ out:
 
 /* --- reconcile ------------------------------------------------------------------------------- */
 
-struct children_ctx {
-	const char *ns, *flow;
-	json_t *list;
-};
-
-static void collect_child(const char *key, json_t *obj, void *ud)
-{
-	struct children_ctx *c = ud;
-	json_t *md = json_object_get(obj, "metadata");
-	const char *ns = json_string_value(json_object_get(md, "namespace"));
-	const char *flow = json_string_value(json_object_get(json_object_get(md, "labels"), FLOW_LABEL));
-	if (ns && flow && strcmp(ns, c->ns) == 0 && strcmp(flow, c->flow) == 0)
-		json_array_append(c->list, obj);
-}
-
+/* The Flow's children, through the task cache's label index (no scan). */
 static json_t *children_of(struct flowctl *f, const char *ns, const char *flow)
 {
-	struct children_ctx c = { .ns = ns, .flow = flow, .list = json_array() };
-	informer_foreach(f->cfg.tasks, collect_child, &c);
-	return c.list;
+	json_t *keys = informer_keys_by_label(f->cfg.tasks, ns, flow), *list = json_array(), *k;
+	size_t i;
+	json_array_foreach(keys, i, k) {
+		json_t *o = informer_get(f->cfg.tasks, json_string_value(k));
+		if (o)
+			json_array_append_new(list, o);
+	}
+	json_decref(keys);
+	return list;
 }
 
 static int task_path(const char *ns, const char *name, char *out, size_t outsz, const char *suffix)

@@ -1,6 +1,7 @@
 #include "informer.h"
 #include "log.h"
 #include "util.h"
+#include "hmap.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -8,10 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define INF_PAGE 500
 #define INF_BACKOFF_MIN_MS 800
 #define INF_BACKOFF_MAX_MS 30000
+
+/* One cached object: its JSON, deflated. */
+struct ientry {
+	char *key, *uid;
+	unsigned char *blob;
+	uint32_t blen, rawlen;
+	long long rv;
+	char *tag;              /* from the tagger, counted in tag_counts */
+	char *idx;              /* "namespace/labelvalue" in the label index, or NULL */
+};
 
 struct informer {
 	struct kube_client *kc;
@@ -22,14 +34,121 @@ struct informer {
 	pthread_t thread;
 	int started;
 	volatile int stop;
-	pthread_mutex_t lock;   /* guards cache, uids, synced, stats */
-	json_t *cache;          /* key -> object */
-	json_t *uids;           /* uid -> key */
+	pthread_mutex_t lock;   /* guards everything below */
+	struct hmap *cache;     /* key -> struct ientry */
+	struct hmap *uids;      /* uid -> struct ientry */
+	z_stream zs;            /* deflate state, reused under lock */
+	int zs_ok;
+	int (*tagger)(json_t *obj, char *out, size_t outsz);
+	json_t *tag_counts;     /* tag -> count */
+	char *label;
+	json_t *label_index;    /* "ns/value" -> {key: true} */
 	int synced;
 	char rv[64];
 	int64_t backoff_ms;
 	struct informer_stats stats;
 };
+
+/* Strings every Task (and TaskQueue, Flow) repeats, so even a small object compresses well.
+ * zlib prefers the most frequent strings at the end. */
+static const char inf_dict[] =
+	"\"ownerReferences\":[{\"apiVersion\":\"tasked.dev/v1alpha1\",\"blockOwnerDeletion\":true,\"controller\":true,"
+	"\"kind\":\"Flow\",\"tasked.dev/flow-task\":\"tasked.dev/flow\":\"labels\":{\"dependsOn\":[\"when\":\"env\":[{\"name\":"
+	"\"value\":\"valueFrom\":{\"queueSecret\":\"queue\":\"priority\":\"retries\":{\"limit\":\"timeoutSeconds\":"
+	"\"runnerSelector\":{\"pool\":\"default\"},\"input\":\"output\":{},\"outputTruncated\":false,\"httpStatus\":"
+	"\"nextRetryTime\":null,\"message\":\"exited with code \",\"reason\":\"ExitCode\",\"reason\":\"Succeeded\","
+	"\"message\":\"completed\",\"logTail\":\"\",\"exitCode\":0,\"attempts\":1,\"observedGeneration\":1,"
+	"\"attemptHistory\":[{\"attempt\":1,\"completionTime\":\"2026-01-01T00:00:00Z\",\"exitCode\":0,\"reason\":"
+	"\"Succeeded\",\"runner\":\"\",\"startTime\":\"2026-01-01T00:00:00Z\"}],\"completionTime\":\"2026-01-01T00:00:00Z\","
+	"\"conditions\":[{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"completed\",\"observedGeneration\":1,"
+	"\"reason\":\"Succeeded\",\"status\":\"True\",\"type\":\"Succeeded\"}],\"phase\":\"Succeeded\",\"startTime\":"
+	"\"spec\":{\"shell\":{\"command\":[\"status\":{\"phase\":\"Running\",\"runner\":\""
+	"{\"apiVersion\":\"tasked.dev/v1alpha1\",\"kind\":\"Task\",\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\","
+	"\"generation\":1,\"name\":\"\",\"namespace\":\"default\",\"resourceVersion\":\"\",\"uid\":\"";
+
+static int ie_pack(struct informer *inf, json_t *obj, struct ientry *e)
+{
+	char *txt = json_dumps(obj, JSON_COMPACT);
+	size_t n, cap;
+	unsigned char *out;
+
+	if (!txt)
+		return -ENOMEM;
+	n = strlen(txt);
+	if (!inf->zs_ok) {
+		memset(&inf->zs, 0, sizeof(inf->zs));
+		if (deflateInit2(&inf->zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(txt);
+			return -ENOMEM;
+		}
+		inf->zs_ok = 1;
+	} else {
+		deflateReset(&inf->zs);
+	}
+	deflateSetDictionary(&inf->zs, (const Bytef *)inf_dict, sizeof(inf_dict) - 1);
+	cap = deflateBound(&inf->zs, (uLong)n);
+	out = malloc(cap);
+	if (!out) {
+		free(txt);
+		return -ENOMEM;
+	}
+	inf->zs.next_in = (Bytef *)txt;
+	inf->zs.avail_in = (uInt)n;
+	inf->zs.next_out = out;
+	inf->zs.avail_out = (uInt)cap;
+	if (deflate(&inf->zs, Z_FINISH) != Z_STREAM_END) {
+		free(out);
+		free(txt);
+		return -EIO;
+	}
+	free(txt);
+	e->blen = (uint32_t)(cap - inf->zs.avail_out);
+	e->rawlen = (uint32_t)n;
+	e->blob = realloc(out, e->blen) ?: out;
+	return 0;
+}
+
+static json_t *ie_unpack(const struct ientry *e)
+{
+	z_stream zs;
+	char *txt;
+	json_t *obj = NULL;
+	int r;
+
+	if (!e)
+		return NULL;
+	txt = malloc((size_t)e->rawlen + 1);
+	if (!txt)
+		return NULL;
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, -15) != Z_OK) {
+		free(txt);
+		return NULL;
+	}
+	inflateSetDictionary(&zs, (const Bytef *)inf_dict, sizeof(inf_dict) - 1);
+	zs.next_in = e->blob;
+	zs.avail_in = e->blen;
+	zs.next_out = (Bytef *)txt;
+	zs.avail_out = e->rawlen;
+	r = inflate(&zs, Z_FINISH);
+	inflateEnd(&zs);
+	if (r == Z_STREAM_END)
+		obj = json_loadb(txt, e->rawlen, 0, NULL);
+	free(txt);
+	return obj;
+}
+
+static void ie_free(struct ientry *e)
+{
+	if (!e)
+		return;
+	free(e->key);
+	free(e->uid);
+	free(e->blob);
+	free(e->tag);
+	free(e->idx);
+	free(e);
+}
 
 int informer_key_of(json_t *obj, char *out, size_t outsz)
 {
@@ -54,8 +173,10 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	inf->resync_ms = resync_ms;
 	inf->fn = fn;
 	inf->ud = ud;
-	inf->cache = json_object();
-	inf->uids = json_object();
+	inf->cache = hmap_new();
+	inf->uids = hmap_new();
+	inf->tag_counts = json_object();
+	inf->label_index = json_object();
 	pthread_mutex_init(&inf->lock, NULL);
 	if (!inf->path || !inf->cache || !inf->uids) {
 		informer_free(inf);
@@ -64,16 +185,39 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	return inf;
 }
 
+static void ie_free_cb(const char *key, void *value, void *ud)
+{
+	ie_free(value);
+}
+
 void informer_free(struct informer *inf)
 {
 	if (!inf)
 		return;
 	informer_stop(inf);
-	json_decref(inf->cache);
-	json_decref(inf->uids);
+	if (inf->cache)
+		hmap_foreach(inf->cache, ie_free_cb, NULL);
+	hmap_free(inf->cache);
+	hmap_free(inf->uids);
+	if (inf->zs_ok)
+		deflateEnd(&inf->zs);
+	json_decref(inf->tag_counts);
+	json_decref(inf->label_index);
+	free(inf->label);
 	pthread_mutex_destroy(&inf->lock);
 	free(inf->path);
 	free(inf);
+}
+
+void informer_set_tagger(struct informer *inf, int (*tagger)(json_t *obj, char *out, size_t outsz))
+{
+	inf->tagger = tagger;
+}
+
+void informer_index_label(struct informer *inf, const char *label)
+{
+	free(inf->label);
+	inf->label = strdup(label);
 }
 
 /* Drops what a controller never reads, so the cache stays small. */
@@ -82,6 +226,8 @@ static void inf_trim(json_t *obj)
 	json_t *md = json_object_get(obj, "metadata");
 	json_object_del(md, "managedFields");
 	json_object_del(json_object_get(md, "annotations"), "kubectl.kubernetes.io/last-applied-configuration");
+	if (json_object_size(json_object_get(md, "annotations")) == 0)
+		json_object_del(md, "annotations");
 }
 
 static const char *inf_uid(json_t *obj)
@@ -101,63 +247,136 @@ static long long inf_rv(json_t *obj)
 	return *end ? -1 : v;
 }
 
+/* Caller holds lock: take e's tag and index entries out of the books. */
+static void ie_unaccount(struct informer *inf, struct ientry *e)
+{
+	if (e->tag) {
+		json_int_t n = json_integer_value(json_object_get(inf->tag_counts, e->tag)) - 1;
+		if (n > 0)
+			json_object_set_new(inf->tag_counts, e->tag, json_integer(n));
+		else
+			json_object_del(inf->tag_counts, e->tag);
+	}
+	if (e->idx) {
+		json_t *set = json_object_get(inf->label_index, e->idx);
+		json_object_del(set, e->key);
+		if (json_object_size(set) == 0)
+			json_object_del(inf->label_index, e->idx);
+	}
+	if (e->uid && hmap_get(inf->uids, e->uid) == e)
+		hmap_del(inf->uids, e->uid);
+}
+
+static void ie_account(struct informer *inf, struct ientry *e, json_t *obj)
+{
+	char tag[256];
+	json_t *md = json_object_get(obj, "metadata");
+	if (inf->tagger && inf->tagger(obj, tag, sizeof(tag)) == 0) {
+		e->tag = strdup(tag);
+		if (e->tag)
+			json_object_set_new(inf->tag_counts, tag,
+					    json_integer(json_integer_value(json_object_get(inf->tag_counts, tag)) + 1));
+	}
+	if (inf->label) {
+		const char *v = json_string_value(json_object_get(json_object_get(md, "labels"), inf->label));
+		const char *ns = json_string_value(json_object_get(md, "namespace"));
+		char ik[512];
+		if (v && ns && snprintf(ik, sizeof(ik), "%s/%s", ns, v) < (int)sizeof(ik) && (e->idx = strdup(ik))) {
+			json_t *set = json_object_get(inf->label_index, ik);
+			if (!set) {
+				set = json_object();
+				json_object_set_new(inf->label_index, ik, set);
+			}
+			json_object_set_new(set, e->key, json_true());
+		}
+	}
+	if (e->uid)
+		hmap_put(inf->uids, e->uid, e);
+}
+
+/* Caller holds lock. Replaces (or adds) key's entry with obj. Returns 0 or -ENOMEM. */
+static int ie_replace(struct informer *inf, const char *key, json_t *obj)
+{
+	struct ientry *e = calloc(1, sizeof(*e)), *old;
+	const char *uid = inf_uid(obj);
+	if (!e || !(e->key = strdup(key)) || (uid && !(e->uid = strdup(uid))) || ie_pack(inf, obj, e) < 0) {
+		ie_free(e);
+		return -ENOMEM;
+	}
+	e->rv = inf_rv(obj);
+	old = hmap_get(inf->cache, key);
+	if (old)
+		ie_unaccount(inf, old);
+	if (hmap_put(inf->cache, key, e) == (void *)-1) {
+		if (old)
+			ie_account(inf, old, obj);
+		ie_free(e);
+		return -ENOMEM;
+	}
+	ie_account(inf, e, obj);
+	ie_free(old);
+	return 0;
+}
+
 static void inf_store(struct informer *inf, enum informer_event ev, json_t *obj)
 {
 	char key[512];
 	const char *uid = inf_uid(obj);
-	json_t *old;
+	struct ientry *old;
 
 	if (informer_key_of(obj, key, sizeof(key)) < 0)
 		return;
 	inf_trim(obj);
 	pthread_mutex_lock(&inf->lock);
 	inf->stats.events++;
-	old = json_object_get(inf->cache, key);
+	old = hmap_get(inf->cache, key);
 	/* A watch event older than what the controller itself wrote (informer_mutate) must not
 	 * roll the cache back. */
-	if (ev == INFORMER_UPDATED && old && inf_rv(old) >= 0 && inf_rv(obj) >= 0 && inf_rv(obj) < inf_rv(old) &&
-	    uid && inf_uid(old) && strcmp(uid, inf_uid(old)) == 0) {
+	if (ev == INFORMER_UPDATED && old && old->rv >= 0 && inf_rv(obj) >= 0 && inf_rv(obj) < old->rv &&
+	    uid && old->uid && strcmp(uid, old->uid) == 0) {
 		pthread_mutex_unlock(&inf->lock);
 		return;
 	}
-	if (old && inf_uid(old) && (!uid || strcmp(inf_uid(old), uid) != 0))
-		json_object_del(inf->uids, inf_uid(old));
 	if (ev == INFORMER_DELETED) {
-		json_incref(obj);
-		json_object_del(inf->cache, key);
-		if (uid)
-			json_object_del(inf->uids, uid);
+		if (old) {
+			ie_unaccount(inf, old);
+			hmap_del(inf->cache, key);
+			ie_free(old);
+		}
 	} else {
-		json_object_set(inf->cache, key, obj);
-		if (uid)
-			json_object_set_new(inf->uids, uid, json_string(key));
 		if (ev == INFORMER_ADDED && old)
 			ev = INFORMER_UPDATED;
+		ie_replace(inf, key, obj);
 	}
 	pthread_mutex_unlock(&inf->lock);
 	if (inf->fn)
 		inf->fn(ev, key, obj, inf->ud);
-	if (ev == INFORMER_DELETED)
-		json_decref(obj);
+}
+
+static void collect_key(const char *key, void *value, void *ud)
+{
+	json_array_append_new(ud, json_string(key));
 }
 
 /* Replaces the cache with a fresh list; objects that vanished are delivered as DELETED. */
 static void inf_replace(struct informer *inf, json_t *items)
 {
-	json_t *fresh = json_object(), *obj, *gone = json_array();
-	const char *key;
-	char k[512];
+	json_t *fresh = json_object(), *obj, *keys = json_array(), *gone = json_array(), *k;
+	char kb[512];
 	size_t i;
-	void *tmp;
 
 	json_array_foreach(items, i, obj) {
-		if (informer_key_of(obj, k, sizeof(k)) == 0)
-			json_object_set(fresh, k, obj);
+		if (informer_key_of(obj, kb, sizeof(kb)) == 0)
+			json_object_set_new(fresh, kb, json_true());
 	}
 	pthread_mutex_lock(&inf->lock);
-	json_object_foreach_safe(inf->cache, tmp, key, obj) {
-		if (!json_object_get(fresh, key))
-			json_array_append(gone, obj);
+	hmap_foreach(inf->cache, collect_key, keys);
+	json_array_foreach(keys, i, k) {
+		if (!json_object_get(fresh, json_string_value(k))) {
+			json_t *o = ie_unpack(hmap_get(inf->cache, json_string_value(k)));
+			if (o)
+				json_array_append_new(gone, o);
+		}
 	}
 	pthread_mutex_unlock(&inf->lock);
 	json_array_foreach(gone, i, obj)
@@ -165,6 +384,7 @@ static void inf_replace(struct informer *inf, json_t *items)
 	json_array_foreach(items, i, obj)
 		inf_store(inf, INFORMER_ADDED, obj);
 	json_decref(fresh);
+	json_decref(keys);
 	json_decref(gone);
 }
 
@@ -276,15 +496,11 @@ static void inf_backoff(struct informer *inf)
 
 static void inf_resync(struct informer *inf)
 {
-	json_t *snap;
-	const char *key;
-	json_t *obj;
-	pthread_mutex_lock(&inf->lock);
-	snap = json_copy(inf->cache);
-	pthread_mutex_unlock(&inf->lock);
-	json_object_foreach(snap, key, obj)
-		inf->fn(INFORMER_RESYNC, key, obj, inf->ud);
-	json_decref(snap);
+	json_t *keys = informer_keys(inf), *k;
+	size_t i;
+	json_array_foreach(keys, i, k)
+		inf->fn(INFORMER_RESYNC, json_string_value(k), NULL, inf->ud);
+	json_decref(keys);
 }
 
 static void *inf_run(void *arg)
@@ -393,37 +609,80 @@ json_t *informer_get(struct informer *inf, const char *key)
 {
 	json_t *o;
 	pthread_mutex_lock(&inf->lock);
-	o = json_incref(json_object_get(inf->cache, key));
+	o = ie_unpack(hmap_get(inf->cache, key));
 	pthread_mutex_unlock(&inf->lock);
 	return o;
 }
 
 char *informer_key_by_uid(struct informer *inf, const char *uid)
 {
-	const char *k;
+	struct ientry *e;
 	char *r;
 	pthread_mutex_lock(&inf->lock);
-	k = json_string_value(json_object_get(inf->uids, uid));
-	r = k ? strdup(k) : NULL;
+	e = hmap_get(inf->uids, uid);
+	r = e ? strdup(e->key) : NULL;
 	pthread_mutex_unlock(&inf->lock);
 	return r;
 }
 
+struct foreach_ctx {
+	void (*fn)(const char *key, json_t *obj, void *ud);
+	void *ud;
+};
+
+static void foreach_one(const char *key, void *value, void *ud)
+{
+	struct foreach_ctx *c = ud;
+	json_t *o = ie_unpack(value);
+	if (o)
+		c->fn(key, o, c->ud);
+	json_decref(o);
+}
+
 void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud), void *ud)
 {
-	const char *key;
-	json_t *obj;
+	struct foreach_ctx c = { .fn = fn, .ud = ud };
 	pthread_mutex_lock(&inf->lock);
-	json_object_foreach(inf->cache, key, obj)
-		fn(key, obj, ud);
+	hmap_foreach(inf->cache, foreach_one, &c);
 	pthread_mutex_unlock(&inf->lock);
+}
+
+json_t *informer_keys(struct informer *inf)
+{
+	json_t *keys = json_array();
+	pthread_mutex_lock(&inf->lock);
+	hmap_foreach(inf->cache, collect_key, keys);
+	pthread_mutex_unlock(&inf->lock);
+	return keys;
+}
+
+json_t *informer_tag_counts(struct informer *inf)
+{
+	json_t *c;
+	pthread_mutex_lock(&inf->lock);
+	c = json_deep_copy(inf->tag_counts);
+	pthread_mutex_unlock(&inf->lock);
+	return c;
+}
+
+json_t *informer_keys_by_label(struct informer *inf, const char *ns, const char *value)
+{
+	json_t *keys = json_array(), *v;
+	const char *k;
+	char ik[512];
+	snprintf(ik, sizeof(ik), "%s/%s", ns, value);
+	pthread_mutex_lock(&inf->lock);
+	json_object_foreach(json_object_get(inf->label_index, ik), k, v)
+		json_array_append_new(keys, json_string(k));
+	pthread_mutex_unlock(&inf->lock);
+	return keys;
 }
 
 size_t informer_count(struct informer *inf)
 {
 	size_t n;
 	pthread_mutex_lock(&inf->lock);
-	n = json_object_size(inf->cache);
+	n = hmap_size(inf->cache);
 	pthread_mutex_unlock(&inf->lock);
 	return n;
 }
@@ -431,16 +690,16 @@ size_t informer_count(struct informer *inf)
 void informer_mutate(struct informer *inf, json_t *obj)
 {
 	char key[512];
-	json_t *old;
+	struct ientry *old;
 	const char *uid = inf_uid(obj);
 
 	if (!uid || informer_key_of(obj, key, sizeof(key)) < 0)
 		return;
 	inf_trim(obj);
 	pthread_mutex_lock(&inf->lock);
-	old = json_object_get(inf->cache, key);
-	if (old && inf_uid(old) && strcmp(inf_uid(old), uid) == 0 && inf_rv(obj) > inf_rv(old))
-		json_object_set(inf->cache, key, obj);
+	old = hmap_get(inf->cache, key);
+	if (old && old->uid && strcmp(old->uid, uid) == 0 && inf_rv(obj) > old->rv)
+		ie_replace(inf, key, obj);
 	pthread_mutex_unlock(&inf->lock);
 }
 

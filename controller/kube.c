@@ -18,7 +18,38 @@ struct kube_client {
 	int64_t token_read_ms;
 	pthread_key_t handle_key;
 	struct kube_stats stats;
+	void (*observe)(void *ud, const char *verb, long code, double seconds);
+	void *observe_ud;
 };
+
+void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, const char *verb, long code,
+								      double seconds), void *ud)
+{
+	c->observe = observe;
+	c->observe_ud = ud;
+}
+
+/* Kubernetes' verb for a request. */
+static const char *kube_verb(const char *method, const char *path)
+{
+	if (strcmp(method, "GET") == 0)
+		return strstr(path, "watch=1") ? "watch" : strchr(path, '?') || path[strlen(path) - 1] == 's' ? "list" : "get";
+	if (strcmp(method, "POST") == 0)
+		return "create";
+	if (strcmp(method, "PUT") == 0)
+		return "update";
+	if (strcmp(method, "PATCH") == 0)
+		return "patch";
+	if (strcmp(method, "DELETE") == 0)
+		return "delete";
+	return "unknown";
+}
+
+static void kube_observe(struct kube_client *c, const char *method, const char *path, long code, int64_t start_ms)
+{
+	if (c->observe)
+		c->observe(c->observe_ud, kube_verb(method, path), code, (double)(util_mono_ms() - start_ms) / 1000.0);
+}
 
 static void kube_handle_free(void *h)
 {
@@ -195,6 +226,7 @@ static int kube_perform(struct kube_client *c, CURL *h, const char *method, cons
 	char url[4096], auth[8192], ctype[128];
 	struct curl_slist *hdrs = NULL;
 	CURLcode cc;
+	int64_t start_ms;
 	int n;
 
 	n = snprintf(url, sizeof(url), "%s%s", c->cfg.server, path);
@@ -219,10 +251,12 @@ static int kube_perform(struct kube_client *c, CURL *h, const char *method, cons
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kube_write_buf);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
 	kube_count(c, method, path);
+	start_ms = util_mono_ms();
 	cc = curl_easy_perform(h);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+	kube_observe(c, method, path, cc == CURLE_OK ? ret->status : 0, start_ms);
 	if (cc != CURLE_OK) {
 		snprintf(ret->message, sizeof(ret->message), "%s %s: %s", method, path, curl_easy_strerror(cc));
 		return cc == CURLE_WRITE_ERROR ? -EFBIG : -ECONNREFUSED;
@@ -367,8 +401,12 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 	curl_easy_setopt(w.h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(w.h, CURLOPT_LOW_SPEED_TIME, 120L);
 	kube_count(c, "GET", path);
-	cc = curl_easy_perform(w.h);
-	curl_easy_getinfo(w.h, CURLINFO_RESPONSE_CODE, &ret->status);
+	{
+		int64_t start_ms = util_mono_ms();
+		cc = curl_easy_perform(w.h);
+		curl_easy_getinfo(w.h, CURLINFO_RESPONSE_CODE, &ret->status);
+		kube_observe(c, "GET", path, ret->status, start_ms);
+	}
 	if (w.errbody.len) {
 		ret->body = json_loadb(w.errbody.data, w.errbody.len, 0, NULL);
 		kube_parse_status(ret);

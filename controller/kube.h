@@ -40,6 +40,11 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 /* Percent-encodes s for a query value or path segment into out; -ENOBUFS when it does not fit. */
 int kube_escape(const char *s, char *out, size_t outsz);
 
+/* Called once per request (and per watch) with the verb (get, list, watch, create, update,
+ * patch, delete), the HTTP status (0 when no answer arrived) and the duration. */
+void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, const char *verb, long code,
+								      double seconds), void *ud);
+
 /* Count of requests by verb, for metrics and the API-writes benchmark. */
 struct kube_stats { uint64_t get, list, watch, create, update, patch, delete_; };
 void kube_stats_get(struct kube_client *c, struct kube_stats *ret);

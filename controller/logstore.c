@@ -387,6 +387,24 @@ out:
 	pthread_mutex_unlock(&ls->lock);
 }
 
+void logstore_bounds(struct logstore *ls, const char *uid, const char *key, struct logstore_pos *pos)
+{
+	struct ls_entry *e;
+	memset(pos, 0, sizeof(*pos));
+	pthread_mutex_lock(&ls->lock);
+	e = ls_find_uid(ls, uid);
+	if (!e)
+		e = ls_find_key(ls, key);
+	if (e) {
+		pos->found = 1;
+		pos->finished = e->finished;
+		pos->first = e->first;
+		pos->end = pos->next = e->end;
+		pos->last_attempt = e->attempt;
+	}
+	pthread_mutex_unlock(&ls->lock);
+}
+
 void logstore_stats_get(struct logstore *ls, struct logstore_stats *ret)
 {
 	pthread_mutex_lock(&ls->lock);

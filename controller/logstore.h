@@ -66,5 +66,8 @@ void logstore_read(struct logstore *ls, const char *uid, const char *key, int64_
 		   int (*fn)(void *ud, const struct logstore_chunk *c), void *ud,
 		   struct logstore_pos *pos);
 
+/* Just the positions (found, finished, first, end, last_attempt), without walking the chunks. */
+void logstore_bounds(struct logstore *ls, const char *uid, const char *key, struct logstore_pos *pos);
+
 struct logstore_stats { uint64_t tasks, bytes, chunks, evicted_tasks, dropped_bytes; };
 void logstore_stats_get(struct logstore *ls, struct logstore_stats *ret);

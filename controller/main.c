@@ -374,6 +374,8 @@ int main(int argc, char **argv)
 	if (!app.inf)
 		goto out;
 	taskctl_set_informer(tc, app.inf);
+	informer_set_tagger(app.inf, queues_task_tag);
+	informer_index_label(app.inf, "tasked.dev/flow");
 	app.flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = app.inf,
 						       .may_act = o.leader_elect ? app_leads : NULL,
 						       .may_act_ud = &app });
@@ -405,6 +407,7 @@ int main(int argc, char **argv)
 		goto out;
 	taskctl_set_broker(tc, app.broker);
 	queues_set_broker(app.queues, app.broker);
+	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .broker = app.broker,
 							.kc = kc, .queue = q });
 	if (api_start(api) < 0)

@@ -51,6 +51,7 @@ struct metrics {
 	struct metrics_sources src;
 	int64_t start_ms;
 	json_t *running;                 /* uid -> ms when Running was written */
+	json_t *seen;                    /* uid -> ms when the informer first delivered it */
 	json_t *api_by_code;             /* "code" -> count */
 	json_t *kube_codes;              /* "verb code" -> count */
 	struct metrics_counters c;
@@ -70,9 +71,10 @@ struct metrics *metrics_new(void)
 	for (int i = 0; i < KUBE_VERBS; i++)
 		m->c.kube_latency[i] = (struct metrics_hist){ .bounds = kube_bounds, .nbounds = (int)UTIL_ARRAY_SIZE(kube_bounds) };
 	m->running = json_object();
+	m->seen = json_object();
 	m->api_by_code = json_object();
 	m->kube_codes = json_object();
-	if (!m->running || !m->api_by_code || !m->kube_codes) {
+	if (!m->running || !m->seen || !m->api_by_code || !m->kube_codes) {
 		metrics_free(m);
 		return NULL;
 	}
@@ -84,6 +86,7 @@ void metrics_free(struct metrics *m)
 	if (!m)
 		return;
 	json_decref(m->running);
+	json_decref(m->seen);
 	json_decref(m->api_by_code);
 	json_decref(m->kube_codes);
 	pthread_mutex_destroy(&m->lock);
@@ -133,7 +136,7 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 	const char *prev = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	const char *reason = json_string_value(json_object_get(status, "reason"));
-	int64_t now = util_now_ms(), created = ts_ms(json_object_get(md, "creationTimestamp"));
+	int64_t now = util_now_ms(), created = ts_ms(json_object_get(md, "creationTimestamp")), seen;
 	json_int_t attempts = json_integer_value(json_object_get(status, "attempts"));
 	int fi = final_index(phase), was_final = final_index(prev) >= 0;
 	int was_running = prev && strcmp(prev, "Running") == 0;
@@ -141,9 +144,12 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 	if (!phase || !uid)
 		return;
 	pthread_mutex_lock(&m->lock);
+	seen = json_integer_value(json_object_get(m->seen, uid));
+	/* creationTimestamp has whole seconds: when the informer saw the task arrive, that time
+	 * (a few ms after the create) is the better start. */
+	if (seen > 0 && (created <= 0 || (seen >= created && seen < created + 2000)))
+		created = seen;
 	if (strcmp(phase, "Running") == 0 && !was_running) {
-		/* Creation time has second precision: the latency is accurate to about a second
-		 * for slow dispatches and an upper bound for fast ones. */
 		if (created > 0 && attempts <= 1)
 			metrics_hist_observe(&m->c.dispatch, (double)(now - created) / 1000.0);
 		if (json_object_size(m->running) < METRICS_MAX_RUNNING)
@@ -153,14 +159,18 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 		int64_t start = ts_ms(json_object_get(status, "startTime"));
 		int64_t end = ts_ms(json_object_get(status, "completionTime"));
 		m->c.finished[fi]++;
-		if (!was_running && start > 0 && created > 0 && attempts <= 1)
-			/* The result arrived before Running was written. */
-			metrics_hist_observe(&m->c.dispatch, (double)(start - created) / 1000.0);
+		if (!was_running && start > 0 && created > 0 && attempts <= 1) {
+			/* The result arrived before Running was written. startTime has whole
+			 * seconds: the start lies in [start, min(now, start + 1s)). */
+			int64_t at = now < start + 1000 ? now : start + 500;
+			metrics_hist_observe(&m->c.dispatch, (double)(at - created) / 1000.0);
+		}
 		if (since)
 			metrics_hist_observe(&m->c.runtime, (double)(now - json_integer_value(since)) / 1000.0);
 		else if (start > 0 && end >= start)
 			metrics_hist_observe(&m->c.runtime, (double)(end - start) / 1000.0);
 		json_object_del(m->running, uid);
+		json_object_del(m->seen, uid);
 	} else if (strcmp(phase, "Queued") == 0 && reason && strcmp(reason, "Retrying") == 0 &&
 		   !(prev && strcmp(prev, "Queued") == 0 &&
 		     json_string_value(json_object_get(json_object_get(task, "status"), "reason")) &&
@@ -168,6 +178,22 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 		m->c.retries++;
 		json_object_del(m->running, uid);
 	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_task_seen(struct metrics *m, const char *uid, int64_t now_ms)
+{
+	pthread_mutex_lock(&m->lock);
+	if (json_object_size(m->seen) < METRICS_MAX_RUNNING && !json_object_get(m->seen, uid))
+		json_object_set_new(m->seen, uid, json_integer(now_ms));
+	pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_task_gone(struct metrics *m, const char *uid)
+{
+	pthread_mutex_lock(&m->lock);
+	json_object_del(m->seen, uid);
+	json_object_del(m->running, uid);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -240,6 +266,11 @@ void metrics_kube_observe(struct metrics *m, const char *verb, long code, double
 	pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_kube_observer(void *m, const char *verb, long code, double seconds)
+{
+	metrics_kube_observe(m, verb, code, seconds);
+}
+
 /* --- rendering ----------------------------------------------------------------------------- */
 
 static int mput(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -292,7 +323,7 @@ int metrics_escape_label(const char *v, char *out, size_t outsz)
 /* Prometheus floats: integers print without a fraction, others with enough digits. */
 static void fmt_float(double v, char *out, size_t outsz)
 {
-	snprintf(out, outsz, "%.17g", v);
+	snprintf(out, outsz, "%.15g", v);
 }
 
 int metrics_hist_render(const struct metrics_hist *h, const char *name, const char *labels,
@@ -329,31 +360,11 @@ struct task_tally {
 	json_t *keys;       /* array of keys, for the workqueue requeue gauge */
 };
 
-static void tally_task(const char *key, json_t *obj, void *ud)
-{
-	struct task_tally *t = ud;
-	json_t *md = json_object_get(obj, "metadata"), *v;
-	const char *ns = json_string_value(json_object_get(md, "namespace"));
-	const char *q = json_string_value(json_object_get(json_object_get(obj, "spec"), "queue"));
-	const char *ph = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
-	char k[768];
-
-	snprintf(k, sizeof(k), "%s\037%s\037%s", ns ? ns : "", q && q[0] ? q : "default",
-		 ph && ph[0] ? ph : "Pending");
-	v = json_object_get(t->by_phase, k);
-	if (v)
-		json_integer_set(v, json_integer_value(v) + 1);
-	else
-		json_object_set_new(t->by_phase, k, json_integer(1));
-	json_array_append_new(t->keys, json_string(key));
-}
-
 static int render_tasks(struct metrics *m, const struct metrics_sources *src, struct buf *out)
 {
 	struct task_tally t = { json_object(), json_array() };
 	json_t *depth = json_object(), *v;
 	const char *k;
-	size_t i;
 	int r = 0;
 	long long requeues = 0, retrying = 0;
 
@@ -361,8 +372,20 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		r = -ENOMEM;
 		goto out;
 	}
-	if (src->inf)
-		informer_foreach(src->inf, tally_task, &t);
+	/* Counts come from the cache's per-task tags ("ns/queue|phase"), kept up to date as events
+	 * arrive: a scrape never walks (or inflates) the whole cache. */
+	if (src->inf) {
+		json_t *tags = informer_tag_counts(src->inf), *tv;
+		const char *tk;
+		json_object_foreach(tags, tk, tv) {
+			char tns[256], tq[256], tph[64], kk[600];
+			if (sscanf(tk, "%255[^/]/%255[^|]|%63s", tns, tq, tph) != 3)
+				continue;
+			snprintf(kk, sizeof(kk), "%s\037%s\037%s", tns, tq, tph);
+			json_object_set(t.by_phase, kk, tv);
+		}
+		json_decref(tags);
+	}
 	r = mhead(out, "tasked_tasks", "gauge",
 		  "Tasks in the controller's cache by namespace, queue and phase (no status yet counts as Pending).");
 	json_object_foreach(t.by_phase, k, v) {
@@ -376,13 +399,17 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 			continue;
 		r = mput(out, "tasked_tasks{namespace=\"%s\",queue=\"%s\",phase=\"%s\"} %lld\n", ens, eq, eph,
 			 (long long)json_integer_value(v));
+		/* Every queue that has tasks gets a depth, zero included. */
+		{
+			char dk[600];
+			snprintf(dk, sizeof(dk), "%s\037%s", ns, q);
+			if (!json_object_get(depth, dk))
+				json_object_set_new(depth, dk, json_pack("[II]", (json_int_t)0, (json_int_t)0));
+		}
 		if (strcmp(ph, "Queued") == 0 || strcmp(ph, "Pending") == 0) {
 			char dk[600];
 			json_t *d;
 			snprintf(dk, sizeof(dk), "%s\037%s", ns, q);
-			d = json_object_get(depth, dk);
-			if (!d)
-				json_object_set_new(depth, dk, json_pack("[II]", (json_int_t)0, (json_int_t)0));
 			d = json_object_get(depth, dk);
 			json_array_set_new(d, strcmp(ph, "Queued") == 0 ? 0 : 1,
 					   json_integer(json_integer_value(json_array_get(d, strcmp(ph, "Queued") == 0 ? 0 : 1)) +
@@ -415,24 +442,22 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		r = mput(out, "tasked_queue_waiting{namespace=\"%s\",queue=\"%s\"} %lld\n", ens, eq,
 			 (long long)json_integer_value(json_array_get(v, 1)));
 	}
-	/* Outside the cache lock: the workqueue's per-key failure counts. */
 	if (src->queue) {
-		json_array_foreach(t.keys, i, v) {
-			int n = wq_num_requeues(src->queue, json_string_value(v));
-			requeues += n;
-			retrying += n > 0;
-		}
+		int ready, delayed;
+		wq_len(src->queue, &ready, &delayed);
+		retrying = delayed;
+		requeues = (long long)wq_retries_total(src->queue);
 	}
 	if (r == 0)
-		r = mhead(out, "tasked_workqueue_retrying_keys", "gauge",
-			  "Task keys the workqueue is currently retrying with backoff.");
+		r = mhead(out, "tasked_workqueue_delayed_keys", "gauge",
+			  "Task keys waiting in the workqueue for a delay (backoff after an error, or a timer).");
 	if (r == 0)
-		r = mput(out, "tasked_workqueue_retrying_keys %lld\n", retrying);
+		r = mput(out, "tasked_workqueue_delayed_keys %lld\n", retrying);
 	if (r == 0)
-		r = mhead(out, "tasked_workqueue_key_failures", "gauge",
-			  "Sum of the consecutive failure counts of the keys the workqueue is retrying.");
+		r = mhead(out, "tasked_workqueue_retries_total", "counter",
+			  "Times a key was queued again with backoff after a failed reconcile.");
 	if (r == 0)
-		r = mput(out, "tasked_workqueue_key_failures %lld\n", requeues);
+		r = mput(out, "tasked_workqueue_retries_total %lld\n", requeues);
 	(void)m;
 out:
 	json_decref(t.by_phase);
@@ -525,7 +550,7 @@ int metrics_render(struct metrics *m, struct buf *out)
 
 	if (r == 0)
 		r = mhead(out, "tasked_task_dispatch_latency_seconds", "histogram",
-			  "Time from a task's creation to its first attempt running (creation time has second precision).") ?:
+			  "Time from a task's creation (as first seen by the controller) to its first attempt running.") ?:
 		    metrics_hist_render(&snap.dispatch, "tasked_task_dispatch_latency_seconds", "", out);
 	if (r == 0)
 		r = mhead(out, "tasked_task_run_duration_seconds", "histogram",

@@ -38,6 +38,10 @@ void metrics_set_sources(struct metrics *m, const struct metrics_sources *src);
 /* taskctl's on_status observer: task as cached before the write, status as written (both
  * borrowed). Feeds the dispatch-latency and run-time histograms and the finish counters. */
 void metrics_observe_status(struct metrics *m, json_t *task, json_t *status);
+/* The informer delivered a new task (after the first sync) / a deletion: first-seen times
+ * make the dispatch latency precise where creationTimestamp has whole seconds. */
+void metrics_task_seen(struct metrics *m, const char *uid, int64_t now_ms);
+void metrics_task_gone(struct metrics *m, const char *uid);
 /* One API answer with its status code (codes outside 100-599 are counted as 0). */
 void metrics_api_request(struct metrics *m, unsigned code);
 void metrics_auth_failure(struct metrics *m);
@@ -48,6 +52,8 @@ void metrics_sse_closed(struct metrics *m, enum metrics_sse_kind k, enum metrics
 /* For a future kube.c hook: one API-server request (verb "get", "list", ...; code 0 when no
  * answer arrived) and how long it took. */
 void metrics_kube_observe(struct metrics *m, const char *verb, long code, double seconds);
+/* The same with the metrics as a void *, the shape of a callback kube.c could take. */
+void metrics_kube_observer(void *m, const char *verb, long code, double seconds);
 
 /* Renders every metric into out. Returns 0 or a negative errno (-ENOBUFS past out's max). */
 int metrics_render(struct metrics *m, struct buf *out);

@@ -314,31 +314,14 @@ int queues_running(struct queues *q, const char *qkey)
 
 /* --- status -------------------------------------------------------------------------------- */
 
-struct count_ctx {
-	json_t *counts;   /* queue key -> [pending, queued] */
-};
-
-static void count_task(const char *key, json_t *obj, void *ud)
+int queues_task_tag(json_t *task, char *out, size_t outsz)
 {
-	struct count_ctx *c = ud;
-	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	const char *phase = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
 	char qk[512];
-	json_t *a;
-	int idx;
-
-	if (!phase || strcmp(phase, "Pending") == 0)
-		idx = 0;
-	else if (strcmp(phase, "Queued") == 0)
-		idx = 1;
-	else
-		return;
-	queues_key_of(obj, qk, sizeof(qk));
-	a = json_object_get(c->counts, qk);
-	if (!a) {
-		a = json_pack("[ii]", 0, 0);
-		json_object_set_new(c->counts, qk, a);
-	}
-	json_array_set_new(a, (size_t)idx, json_integer(json_integer_value(json_array_get(a, (size_t)idx)) + 1));
+	int n;
+	queues_key_of(task, qk, sizeof(qk));
+	n = snprintf(out, outsz, "%s|%s", qk, phase && *phase ? phase : "Pending");
+	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
 }
 
 struct qlist_ctx {
@@ -353,34 +336,37 @@ static void collect_queue(const char *key, json_t *obj, void *ud)
 
 void queues_write_status(struct queues *q)
 {
-	struct count_ctx cc = { .counts = json_object() };
 	struct qlist_ctx ql = { .list = json_array() };
+	json_t *tags = NULL;
 	json_t *queue;
 	size_t i;
 
 	if (!q->qinf || !q->tinf || !informer_synced(q->qinf) || !informer_synced(q->tinf))
 		goto out;
-	informer_foreach(q->tinf, count_task, &cc);
+	/* Counts come from the task cache's tags ("queue|phase"), kept as events arrive. */
+	tags = informer_tag_counts(q->tinf);
 	informer_foreach(q->qinf, collect_queue, &ql);
 	json_array_foreach(ql.list, i, queue) {
-		json_t *md = json_object_get(queue, "metadata"), *counts, *patch, *sel;
+		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));
-		char qk[512], sig[512], path[1024], ens[256], ename[256], ts[40];
+		char qk[512], sig[512], path[1024], ens[256], ename[256], ts[40], tk[600];
 		int running, matched;
+		json_int_t pending, queued;
 		struct kube_resp resp;
 		struct qstate *s;
 
 		if (!ns || !name)
 			continue;
 		snprintf(qk, sizeof(qk), "%s/%s", ns, name);
-		counts = json_object_get(cc.counts, qk);
+		snprintf(tk, sizeof(tk), "%s|Pending", qk);
+		pending = json_integer_value(json_object_get(tags, tk));
+		snprintf(tk, sizeof(tk), "%s|Queued", qk);
+		queued = json_integer_value(json_object_get(tags, tk));
 		running = queues_running(q, qk);
 		sel = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
 		matched = q->broker ? broker_has_runner(q->broker, sel) : 1;
-		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%lld",
-			 (long long)json_integer_value(json_array_get(counts, 0)),
-			 (long long)json_integer_value(json_array_get(counts, 1)), running, matched,
+		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%lld", (long long)pending, (long long)queued, running, matched,
 			 (long long)json_integer_value(json_object_get(md, "generation")));
 		pthread_mutex_lock(&q->lock);
 		s = qs_get(q, qk);
@@ -391,8 +377,7 @@ void queues_write_status(struct queues *q)
 		pthread_mutex_unlock(&q->lock);
 		util_rfc3339(util_now_ms(), ts, sizeof(ts));
 		patch = json_pack("{s{sIsIsisIs[{sssssssssssI}]}}", "status",
-				  "pending", (json_int_t)json_integer_value(json_array_get(counts, 0)),
-				  "queued", (json_int_t)json_integer_value(json_array_get(counts, 1)),
+				  "pending", pending, "queued", queued,
 				  "running", running,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")),
 				  "conditions", "type", "RunnersAvailable", "status", matched ? "True" : "False",
@@ -416,6 +401,6 @@ void queues_write_status(struct queues *q)
 		json_decref(patch);
 	}
 out:
-	json_decref(cc.counts);
+	json_decref(tags);
 	json_decref(ql.list);
 }

@@ -44,5 +44,7 @@ void queues_set_holder(struct queues *q, const char *qkey, const char *task_key,
 void queues_forget(struct queues *q, const char *task_key);
 int queues_running(struct queues *q, const char *qkey);
 
+/* Tagger for the task informer: "ns/queue|phase", so queue counts never scan the cache. */
+int queues_task_tag(json_t *task, char *out, size_t outsz);
 /* Writes changed queue statuses; call every second or two from a timer thread. */
 void queues_write_status(struct queues *q);

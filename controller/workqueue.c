@@ -33,6 +33,7 @@ struct wq {
 	double tokens;       /* global bucket */
 	int64_t bucket_ms;
 	int shutdown;
+	uint64_t retries;
 };
 
 #define WQ_BUCKET_QPS 10.0
@@ -197,6 +198,7 @@ void wq_add_rate_limited(struct wq *q, const char *key)
 	int failures;
 
 	pthread_mutex_lock(&q->lock);
+	q->retries++;
 	failures = (int)json_integer_value(json_object_get(q->failures, key));
 	json_object_set_new(q->failures, key, json_integer(failures + 1));
 	per_key = wq_backoff_ms(failures);
@@ -297,6 +299,15 @@ void wq_shutdown(struct wq *q)
 	q->shutdown = 1;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
+}
+
+uint64_t wq_retries_total(struct wq *q)
+{
+	uint64_t n;
+	pthread_mutex_lock(&q->lock);
+	n = q->retries;
+	pthread_mutex_unlock(&q->lock);
+	return n;
 }
 
 void wq_len(struct wq *q, int *ready, int *delayed)

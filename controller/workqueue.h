@@ -24,5 +24,7 @@ void wq_done(struct wq *q, const char *key);
 void wq_shutdown(struct wq *q);
 /* Keys ready now (queue depth) and keys waiting on a delay. */
 void wq_len(struct wq *q, int *ready, int *delayed);
+/* How many times keys were re-queued with backoff, in total (a metrics counter). */
+uint64_t wq_retries_total(struct wq *q);
 /* Computes the per-key backoff for a failure count; exposed for unit tests. */
 int64_t wq_backoff_ms(int failures);

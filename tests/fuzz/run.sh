@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${FUZZ_SECONDS:-60}
 flags="-std=gnu17 -D_GNU_SOURCE -Icommon -Icontroller -Irunner -g -O1 -fsanitize=fuzzer,address,undefined"
-libs=$(pkg-config --libs libcurl jansson yaml-0.1 libwebsockets libseccomp openssl)
-cflags=$(pkg-config --cflags libcurl jansson yaml-0.1 libwebsockets libseccomp openssl)
+libs=$(pkg-config --libs libcurl jansson yaml-0.1 libwebsockets libseccomp openssl zlib)
+cflags=$(pkg-config --cflags libcurl jansson yaml-0.1 libwebsockets libseccomp openssl zlib)
 lib_src=$(ls common/*.c; ls controller/*.c runner/*.c | grep -v '/main.c$')
 mkdir -p build/fuzz
 for t in tests/fuzz/fuzz_*.c; do

@@ -34,14 +34,24 @@ int main(void)
 	json_decref(msg);
 
 	/* Unsupported or invalid specs give a reason for the InvalidSpec condition. */
-	json_object_set_new(json_object_get(task, "spec"), "http", json_pack("{ss}", "url", "https://x"));
+	json_object_del(json_object_get(task, "spec"), "shell");
+	json_object_set_new(json_object_get(task, "spec"), "container", json_pack("{ss}", "image", "busybox"));
 	msg = taskctl_build_dispatch(task, 1, 0, err, sizeof(err));
-	ok(!msg && strstr(err, "http executor"), "http executor reported as unsupported: %s", err);
+	ok(!msg && strstr(err, "container"), "the container executor is reported as unsupported: %s", err);
+	json_object_del(json_object_get(task, "spec"), "container");
+	json_object_set_new(json_object_get(task, "spec"), "http", json_pack("{ss}", "url", "https://example.com/x"));
+	msg = taskctl_build_dispatch(task, 1, 0, err, sizeof(err));
+	is_str(msg ? json_string_value(json_object_get(json_object_get(msg, "http"), "url")) : err, "https://example.com/x",
+	       "an http spec becomes an http dispatch");
+	json_decref(msg);
 	json_object_del(json_object_get(task, "spec"), "http");
+	json_object_set_new(json_object_get(task, "spec"), "shell", json_pack("{s[ss]}", "command", "echo", "hello $(NAME)"));
 	json_array_append_new(json_object_get(json_object_get(task, "spec"), "env"),
 			      json_pack("{ss s{ss}}", "name", "TOKEN", "valueFrom", "queueSecret", "api"));
 	msg = taskctl_build_dispatch(task, 1, 0, err, sizeof(err));
-	ok(!msg && strstr(err, "TOKEN"), "queueSecret without a queue names the variable: %s", err);
+	ok(msg && json_array_size(json_object_get(msg, "env")) == 1,
+	   "a queueSecret entry is left for the queue to resolve at dispatch, never copied as a value");
+	json_decref(msg);
 	json_array_remove(json_object_get(json_object_get(task, "spec"), "env"), 1);
 
 	/* A failed result becomes a Failed status with a False condition. */
