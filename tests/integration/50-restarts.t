@@ -53,6 +53,9 @@ rm -rf "$mark"
 kill "$(cat "$STATE/kube-apiserver.pid")"
 while kill -0 "$(cat "$STATE/kube-apiserver.pid")" 2>/dev/null; do sleep 0.1; done
 ok "kube-apiserver restarted" "$IT_ROOT/tests/cluster/controlplane.sh" start "$STATE"
+# /readyz can pass a moment before the CRD handlers serve again.
+crd_served() { local end=$(($(date +%s) + 60)); until k get tasks >/dev/null 2>&1; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.2; done; }
+ok "Tasks are served again" crd_served
 for i in 1 2 3; do
 	k apply -f - >/dev/null <<EOF2
 apiVersion: tasked.dev/v1alpha1
@@ -86,6 +89,7 @@ like "$compacted" '"header"' "etcd compacted at revision $rev"
 kill "$(cat "$STATE/kube-apiserver.pid")"
 while kill -0 "$(cat "$STATE/kube-apiserver.pid")" 2>/dev/null; do sleep 0.1; done
 "$IT_ROOT/tests/cluster/controlplane.sh" start "$STATE" >/dev/null
+crd_served
 before=$(grep -c '"msg":"relist after 410 Gone"' "$STATE/controller.log")
 kill -CONT "$cpid"
 ok_phase after-compaction Succeeded 90
