@@ -153,8 +153,18 @@ integration: promtool
 #   make deploy-manifests  render deploy/base and deploy/apparmor-loader from the chart
 # Their tests are tests/integration/6*.t (65-images.t builds the images itself).
 .PHONY: images helm chart-lint chart-sync deploy-manifests
-images: all
-	@images/build.sh
+# The images link a static, HTTP(S)-only libcurl built from Debian's curl source (same version
+# and patches), so they carry none of Debian libcurl's GnuTLS/Kerberos/LDAP chain.
+IMAGE_LIBS = $(filter-out -lcurl,$(PKG_LIBS))
+build/image-bin/tasked-%: FORCE_CURL
+	@mkdir -p build/image-bin
+	$(MAKE) --no-print-directory bin/tasked-$*
+	$(CC) $(LDHARDEN) -o $@ $(call obj,$(COMMON_SRC)) \
+	  $(call obj,$(if $(filter runner,$*),$(RUNNER_SRC),$(CONTROLLER_SRC))) \
+	  "$$(images/build-curl.sh)/lib/libcurl.a" $(IMAGE_LIBS) -lpthread
+.PHONY: FORCE_CURL
+images: all build/image-bin/tasked-runner build/image-bin/tasked-controller
+	@TASKED_IMAGE_BIN=build/image-bin images/build.sh
 
 helm:
 	@tests/helm/build-helm.sh >/dev/null

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <malloc.h>
 
 #define INF_PAGE 500
 #define INF_BACKOFF_MIN_MS 800
@@ -358,21 +359,17 @@ static void collect_key(const char *key, void *value, void *ud)
 	json_array_append_new(ud, json_string(key));
 }
 
-/* Replaces the cache with a fresh list; objects that vanished are delivered as DELETED. */
-static void inf_replace(struct informer *inf, json_t *items)
+/* After a complete list: what the cache holds but the list did not have is delivered as
+ * DELETED. */
+static void inf_drop_unseen(struct informer *inf, json_t *seen)
 {
-	json_t *fresh = json_object(), *obj, *keys = json_array(), *gone = json_array(), *k;
-	char kb[512];
+	json_t *keys = json_array(), *gone = json_array(), *k, *obj;
 	size_t i;
 
-	json_array_foreach(items, i, obj) {
-		if (informer_key_of(obj, kb, sizeof(kb)) == 0)
-			json_object_set_new(fresh, kb, json_true());
-	}
 	pthread_mutex_lock(&inf->lock);
 	hmap_foreach(inf->cache, collect_key, keys);
 	json_array_foreach(keys, i, k) {
-		if (!json_object_get(fresh, json_string_value(k))) {
+		if (!json_object_get(seen, json_string_value(k))) {
 			json_t *o = ie_unpack(hmap_get(inf->cache, json_string_value(k)));
 			if (o)
 				json_array_append_new(gone, o);
@@ -381,9 +378,6 @@ static void inf_replace(struct informer *inf, json_t *items)
 	pthread_mutex_unlock(&inf->lock);
 	json_array_foreach(gone, i, obj)
 		inf_store(inf, INFORMER_DELETED, obj);
-	json_array_foreach(items, i, obj)
-		inf_store(inf, INFORMER_ADDED, obj);
-	json_decref(fresh);
 	json_decref(keys);
 	json_decref(gone);
 }
@@ -391,7 +385,7 @@ static void inf_replace(struct informer *inf, json_t *items)
 /* Paged list. Returns 0, -ESTALE on 410, or another negative errno. */
 static int inf_list(struct informer *inf, int consistent)
 {
-	json_t *all = json_array();
+	json_t *seen = json_object();
 	char path[2048], cont[1024] = "", esc[1024];
 	const char *rv = NULL;
 	int r = 0;
@@ -418,8 +412,19 @@ static int inf_list(struct informer *inf, int consistent)
 			kube_resp_free(&resp);
 			break;
 		}
+		/* Store each page as it arrives and free it before the next: holding a whole
+		 * large list as parsed trees costs ~8 KiB per object at peak. */
 		items = json_object_get(resp.body, "items");
-		json_array_extend(all, json_is_array(items) ? items : json_array());
+		{
+			json_t *it;
+			size_t i;
+			char kb[512];
+			json_array_foreach(items, i, it) {
+				if (informer_key_of(it, kb, sizeof(kb)) == 0)
+					json_object_set_new(seen, kb, json_true());
+				inf_store(inf, INFORMER_ADDED, it);
+			}
+		}
 		rv = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "resourceVersion"));
 		next = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "continue"));
 		if (rv)
@@ -430,12 +435,14 @@ static int inf_list(struct informer *inf, int consistent)
 			break;
 	}
 	if (r == 0) {
-		inf_replace(inf, all);
+		inf_drop_unseen(inf, seen);
 		pthread_mutex_lock(&inf->lock);
 		inf->synced = 1;
 		pthread_mutex_unlock(&inf->lock);
 	}
-	json_decref(all);
+	json_decref(seen);
+	/* Give the parse garbage of a big list back to the system. */
+	malloc_trim(0);
 	return r;
 }
 

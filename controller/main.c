@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -227,11 +228,14 @@ static void app_task_event(enum informer_event ev, const char *key, json_t *obj,
 static void *app_status_loop(void *ud)
 {
 	struct app *a = ud;
-	while (!a->stop) {
+	for (unsigned n = 1; !a->stop; n++) {
 		for (int i = 0; i < 20 && !a->stop; i++)
 			usleep(100000);
 		if (!a->stop && lease_is_leader(a->lease))
 			queues_write_status(a->queues);
+		/* glibc keeps freed heap after bursts; hand it back now and then. */
+		if (n % 30 == 0)
+			malloc_trim(0);
 	}
 	return NULL;
 }

@@ -56,8 +56,13 @@ copy_file() {
 
 # assemble NAME: build/images/NAME/rootfs from bin/tasked-NAME.
 assemble() {
-	local name=$1 bin=$root/bin/tasked-$1 ctx=$root/build/images/$1 rootfs interp lib
-	[ -x "$bin" ] || die "bin/tasked-$name is missing: build it first with 'make'"
+	local name=$1 bin ctx=$root/build/images/$1 rootfs interp lib
+	# TASKED_IMAGE_BIN: where the binaries come from (`make images` links them against a
+	# minimal static libcurl in build/image-bin; plain bin/ works too, just bigger).
+	bin=${TASKED_IMAGE_BIN:-$root/bin}
+	case "$bin" in /*) ;; *) bin=$root/$bin ;; esac
+	bin=$bin/tasked-$1
+	[ -x "$bin" ] || die "$bin is missing: build it first with 'make images' (or 'make')"
 	rootfs=$ctx/rootfs
 	rm -rf "$ctx" "$ctx.log"
 	mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs"
