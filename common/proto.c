@@ -145,6 +145,7 @@ static int decode_result(json_t *o, struct proto_msg *m, char *err, size_t errsz
 	    (r = get_str(o, "message", 0, 4096, &m->message, err, errsz)) < 0 ||
 	    (r = get_str(o, "logTail", 0, 64 * 1024, &m->log_tail, err, errsz)) < 0 ||
 	    (r = get_int(o, "exitCode", 0, -1, 255, -1, &m->exit_code, err, errsz)) < 0 ||
+	    (r = get_int(o, "httpStatus", 0, 100, 599, 0, &m->http_status, err, errsz)) < 0 ||
 	    (r = get_int(o, "startTime", 0, 0, INT64_MAX, 0, &m->start_ms, err, errsz)) < 0 ||
 	    (r = get_int(o, "completionTime", 0, 0, INT64_MAX, 0, &m->end_ms, err, errsz)) < 0)
 		return r;
@@ -156,6 +157,151 @@ static int decode_result(json_t *o, struct proto_msg *m, char *err, size_t errsz
 	if (t && !json_is_boolean(t))
 		return proto_fail(err, errsz, "field truncated must be a boolean");
 	m->truncated = t ? json_is_true(t) : 0;
+	t = json_object_get(o, "retryable");
+	if (t && !json_is_boolean(t))
+		return proto_fail(err, errsz, "field retryable must be a boolean");
+	m->retryable = t ? json_is_true(t) : -1;
+	return 0;
+}
+
+static int get_bool(json_t *o, const char *k, int dflt, int *ret, char *err, size_t errsz)
+{
+	json_t *v = json_object_get(o, k);
+	if (!v) {
+		*ret = dflt;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return proto_fail(err, errsz, "field %s must be a boolean", k);
+	*ret = json_is_true(v);
+	return 0;
+}
+
+/* An optional object field: NULL when absent, an error when present but not an object. */
+static int get_obj(json_t *o, const char *k, json_t **ret, char *err, size_t errsz)
+{
+	*ret = json_object_get(o, k);
+	if (*ret && !json_is_object(*ret))
+		return proto_fail(err, errsz, "field %s must be an object", k);
+	return 0;
+}
+
+/* RFC 9110 token characters (header names). */
+static int proto_is_token(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *s)))
+			return 0;
+	return 1;
+}
+
+/* [{name, value, secret}]: names are tokens; values carry no CR, LF or NUL (no header
+ * injection; the runner checks again after $(VAR) expansion). */
+static int check_headers(json_t *a, const char *k, char *err, size_t errsz)
+{
+	size_t i;
+	json_t *v;
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > PROTO_MAX_HEADERS)
+		return proto_fail(err, errsz, "field %s must be an array of at most %d", k, PROTO_MAX_HEADERS);
+	json_array_foreach(a, i, v) {
+		const char *n, *val;
+		int secret;
+		if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
+		    get_str(v, "value", 1, PROTO_MAX_HEADER_VALUE, &val, err, errsz) < 0 ||
+		    get_bool(v, "secret", 0, &secret, err, errsz) < 0 || !proto_is_token(n) ||
+		    strpbrk(val, "\r\n"))
+			return proto_fail(err, errsz, "field %s[%zu] must be {name, value, secret} with a token "
+					  "name and a value without CR or LF", k, i);
+	}
+	return 0;
+}
+
+static int check_url(json_t *o, const char *k, char *err, size_t errsz)
+{
+	const char *u;
+	int r = get_str(o, k, 1, PROTO_MAX_URL, &u, err, errsz);
+	if (r == 0 && u[0] == '\0')
+		r = proto_fail(err, errsz, "field %s is empty", k);
+	return r;
+}
+
+static int decode_http(json_t *h, char *err, size_t errsz)
+{
+	static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+	const char *method, *body, *s;
+	json_t *codes, *oauth, *v;
+	int64_t n;
+	int b, r, ok = 0;
+	size_t i;
+
+	if ((r = check_url(h, "url", err, errsz)) < 0 ||
+	    (r = get_str(h, "method", 0, 16, &method, err, errsz)) < 0 ||
+	    (r = check_headers(json_object_get(h, "headers"), "http.headers", err, errsz)) < 0 ||
+	    (r = get_str(h, "body", 0, PROTO_MAX_MESSAGE_DEFAULT, &body, err, errsz)) < 0 ||
+	    (r = get_bool(h, "followRedirects", 1, &b, err, errsz)) < 0 ||
+	    (r = get_int(h, "maxRedirects", 0, 0, PROTO_MAX_REDIRECTS, 0, &n, err, errsz)) < 0 ||
+	    (r = get_int(h, "maxResponseBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0 ||
+	    (r = get_int(h, "timeoutSeconds", 0, 1, INT32_MAX, 1, &n, err, errsz)) < 0 ||
+	    (r = get_obj(h, "oauth2", &oauth, err, errsz)) < 0)
+		return r;
+	for (i = 0; method && i < sizeof(methods) / sizeof(methods[0]); i++)
+		ok |= strcmp(method, methods[i]) == 0;
+	if (method && !ok)
+		return proto_fail(err, errsz, "field http.method must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+	codes = json_object_get(h, "successCodes");
+	if (codes) {
+		if (!json_is_array(codes) || json_array_size(codes) > PROTO_MAX_CODES)
+			return proto_fail(err, errsz, "field http.successCodes must be an array of at most %d", PROTO_MAX_CODES);
+		json_array_foreach(codes, i, v)
+			if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 599)
+				return proto_fail(err, errsz, "field http.successCodes[%zu] must be an integer from 100 to 599", i);
+	}
+	if (oauth) {
+		json_t *scopes = json_object_get(oauth, "scopes");
+		if ((r = check_url(oauth, "tokenURL", err, errsz)) < 0 ||
+		    (r = get_str(oauth, "clientID", 0, 1024, &s, err, errsz)) < 0 ||
+		    (r = get_str(oauth, "clientSecret", 0, PROTO_MAX_HEADER_VALUE, &s, err, errsz)) < 0)
+			return r;
+		if (scopes && (r = check_string_array(scopes, "http.oauth2.scopes", PROTO_MAX_SCOPES, 256, 0,
+						      err, errsz)) < 0)
+			return r;
+		/* RFC 6749 scope-token: printable ASCII without space, '"' or '\\' */
+		json_array_foreach(scopes, i, v) {
+			const unsigned char *p = (const unsigned char *)json_string_value(v);
+			if (!*p)
+				return proto_fail(err, errsz, "field http.oauth2.scopes[%zu] is empty", i);
+			for (; *p; p++)
+				if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
+					return proto_fail(err, errsz, "field http.oauth2.scopes[%zu] is not a scope token", i);
+		}
+	}
+	return 0;
+}
+
+static int decode_policy(json_t *p, char *err, size_t errsz)
+{
+	json_t *h, *sh;
+	int64_t n;
+	int b, r;
+
+	if ((r = get_obj(p, "http", &h, err, errsz)) < 0 || (r = get_obj(p, "shell", &sh, err, errsz)) < 0)
+		return r;
+	if (h) {
+		json_t *c = json_object_get(h, "allowedCIDRs");
+		if ((r = get_bool(h, "allowPrivateNetworks", 0, &b, err, errsz)) < 0 ||
+		    (r = get_int(h, "maxResponseBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0 ||
+		    (r = get_int(h, "maxRedirects", 0, 0, PROTO_MAX_REDIRECTS, 0, &n, err, errsz)) < 0)
+			return r;
+		if (c && (r = check_string_array(c, "policy.http.allowedCIDRs", PROTO_MAX_CIDRS, 64, 0, err, errsz)) < 0)
+			return r;
+	}
+	if (sh && (r = get_int(sh, "maxOutputBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0)
+		return r;
 	return 0;
 }
 
@@ -163,20 +309,38 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 {
 	json_t *shell, *limits, *v;
 	size_t i;
-	int r;
+	int r, kinds;
 
 	if ((r = get_task(o, m, err, errsz)) < 0 ||
 	    (r = get_str(o, "namespace", 1, 253, &m->namespace_, err, errsz)) < 0 ||
 	    (r = get_str(o, "name", 1, 253, &m->name, err, errsz)) < 0 ||
-	    (r = get_int(o, "deadline", 0, 0, INT64_MAX, 0, &m->deadline_ms, err, errsz)) < 0)
+	    (r = get_int(o, "deadline", 0, 0, INT64_MAX, 0, &m->deadline_ms, err, errsz)) < 0 ||
+	    (r = get_obj(o, "shell", &shell, err, errsz)) < 0 ||
+	    (r = get_obj(o, "http", &m->http, err, errsz)) < 0 ||
+	    (r = get_obj(o, "remote", &m->remote, err, errsz)) < 0 ||
+	    (r = get_obj(o, "policy", &m->policy, err, errsz)) < 0)
 		return r;
-	shell = json_object_get(o, "shell");
-	if (!json_is_object(shell))
-		return proto_fail(err, errsz, "field shell must be an object");
-	m->command = json_object_get(shell, "command");
-	if ((r = check_string_array(m->command, "shell.command", PROTO_MAX_ARGS, 64 * 1024, 1, err, errsz)) < 0)
-		return r;
-	if ((r = get_str(shell, "workingDir", 0, 1024, &m->working_dir, err, errsz)) < 0)
+	kinds = !!shell + !!m->http + !!m->remote;
+	if (kinds != 1)
+		return proto_fail(err, errsz, "exactly one of the fields shell, http and remote must be an object");
+	if (shell) {
+		m->executor = PROTO_EXEC_SHELL;
+		m->command = json_object_get(shell, "command");
+		if ((r = check_string_array(m->command, "shell.command", PROTO_MAX_ARGS, 64 * 1024, 1, err, errsz)) < 0)
+			return r;
+		if ((r = get_str(shell, "workingDir", 0, 1024, &m->working_dir, err, errsz)) < 0)
+			return r;
+	} else if (m->http) {
+		m->executor = PROTO_EXEC_HTTP;
+		if ((r = decode_http(m->http, err, errsz)) < 0)
+			return r;
+	} else {
+		m->executor = PROTO_EXEC_REMOTE;
+		if ((r = check_url(m->remote, "url", err, errsz)) < 0 ||
+		    (r = check_headers(json_object_get(m->remote, "headers"), "remote.headers", err, errsz)) < 0)
+			return r;
+	}
+	if (m->policy && (r = decode_policy(m->policy, err, errsz)) < 0)
 		return r;
 	m->env = json_object_get(o, "env");
 	if (m->env) {
@@ -184,10 +348,11 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 			return proto_fail(err, errsz, "field env must be an array of at most %d", PROTO_MAX_ENV);
 		json_array_foreach(m->env, i, v) {
 			const char *n, *val;
+			int secret;
 			if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
 			    get_str(v, "value", 1, 128 * 1024, &val, err, errsz) < 0 || n[0] == '\0' ||
-			    strchr(n, '='))
-				return proto_fail(err, errsz, "field env[%zu] must be {name, value}", i);
+			    strchr(n, '=') || get_bool(v, "secret", 0, &secret, err, errsz) < 0)
+				return proto_fail(err, errsz, "field env[%zu] must be {name, value, secret}", i);
 		}
 	}
 	m->input = json_object_get(o, "input");
@@ -200,7 +365,10 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 		if ((r = get_int(limits, "maxOutputBytes", 0, 0, INT64_C(1) << 32, m->max_output,
 				 &m->max_output, err, errsz)) < 0 ||
 		    (r = get_int(limits, "logTailBytes", 0, 0, 64 * 1024, m->log_tail_max,
-				 &m->log_tail_max, err, errsz)) < 0)
+				 &m->log_tail_max, err, errsz)) < 0 ||
+		    (r = get_int(limits, "memoryBytes", 0, 0, INT64_C(1) << 50, 0, &m->memory_bytes,
+				 err, errsz)) < 0 ||
+		    (r = get_int(limits, "cpuSeconds", 0, 0, INT32_MAX, 0, &m->cpu_seconds, err, errsz)) < 0)
 			return r;
 	}
 	return 0;

@@ -15,6 +15,13 @@
 #define PROTO_MAX_LABELS 32
 #define PROTO_MAX_CAPACITY 1024
 #define PROTO_MAX_HELD 4096
+#define PROTO_MAX_URL 8192
+#define PROTO_MAX_HEADERS 128
+#define PROTO_MAX_HEADER_VALUE (8 * 1024)
+#define PROTO_MAX_CODES 64
+#define PROTO_MAX_SCOPES 64
+#define PROTO_MAX_CIDRS 256
+#define PROTO_MAX_REDIRECTS 20
 
 /* WebSocket close codes used on protocol errors (4000-4999 are application codes). */
 #define PROTO_CLOSE_MALFORMED 4400
@@ -32,6 +39,8 @@ enum proto_type {
 	PROTO_WELCOME, PROTO_DISPATCH, PROTO_CANCEL, PROTO_ACK, PROTO_DRAIN, PROTO_PING,
 	PROTO__COUNT
 };
+
+enum proto_executor { PROTO_EXEC_SHELL, PROTO_EXEC_HTTP, PROTO_EXEC_REMOTE };
 
 /* A decoded message. `root` is owned; every pointer below is borrowed from it. Only the fields
  * of the message's type are set. */
@@ -52,19 +61,28 @@ struct proto_msg {
 	/* result */
 	const char *phase, *reason, *message, *log_tail;
 	int64_t exit_code;        /* -1 when absent */
+	int64_t http_status;      /* http and remote executors; 0 when absent */
+	int retryable;            /* remote executor's verdict: 1, 0, or -1 when absent */
 	json_t *output;           /* may be NULL */
 	int truncated;
 	int64_t start_ms, end_ms; /* started, result */
 	/* welcome */
 	int64_t heartbeat_s, max_message;
-	/* dispatch */
+	/* dispatch: exactly one of shell (command set), http or remote */
 	const char *namespace_, *name;
 	int64_t deadline_ms;      /* 0 = none */
-	json_t *command;          /* array of strings */
+	enum proto_executor executor;
+	json_t *command;          /* shell: array of strings */
 	const char *working_dir;
-	json_t *env;              /* [{name, value}] */
+	json_t *http;             /* {method, url, headers[{name, value, secret}], body, successCodes[],
+				   *  followRedirects, maxRedirects, maxResponseBytes, timeoutSeconds,
+				   *  oauth2{tokenURL, clientID, clientSecret, scopes[]}} */
+	json_t *remote;           /* {url, headers[{name, value, secret}]} */
+	json_t *env;              /* [{name, value, secret}] */
 	json_t *input;            /* may be NULL */
+	json_t *policy;           /* the queue's policy object (other keys ignored); may be NULL */
 	int64_t max_output, log_tail_max;
+	int64_t memory_bytes, cpu_seconds; /* limits; 0 = none */
 };
 
 const char *proto_type_name(enum proto_type t);

@@ -351,22 +351,112 @@ static json_t *spec_of(json_t *task) { return json_object_get(task, "spec"); }
 json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz)
 {
 	json_t *md = json_object_get(task, "metadata"), *spec = spec_of(task), *shell, *env, *e;
-	json_t *msg, *outenv;
-	const char *unsupported[] = { "http", "remote", "container" };
+	json_t *msg, *outenv, *exec_obj = NULL;
+	const char *kinds[] = { "shell", "http", "remote" }, *kind = NULL;
 	json_int_t timeout;
 	size_t i;
 
-	for (i = 0; i < UTIL_ARRAY_SIZE(unsupported); i++) {
-		if (json_object_get(spec, unsupported[i])) {
-			snprintf(err, errsz, "the %s executor is not supported by this controller version", unsupported[i]);
+	if (json_object_get(spec, "container")) {
+		snprintf(err, errsz, "the container executor is not supported by this controller version");
+		return NULL;
+	}
+	for (i = 0; i < UTIL_ARRAY_SIZE(kinds); i++) {
+		if (!json_object_get(spec, kinds[i]))
+			continue;
+		if (kind) {
+			snprintf(err, errsz, "exactly one of spec.shell, spec.http and spec.remote must be set");
 			return NULL;
 		}
+		kind = kinds[i];
 	}
 	shell = json_object_get(spec, "shell");
-	if (!json_is_object(shell) || !json_is_array(json_object_get(shell, "command")) ||
-	    json_array_size(json_object_get(shell, "command")) == 0) {
-		snprintf(err, errsz, "spec.shell.command must be a non-empty list");
-		return NULL;
+	if (!kind || strcmp(kind, "shell") == 0) {
+		if (!json_is_object(shell) || !json_is_array(json_object_get(shell, "command")) ||
+		    json_array_size(json_object_get(shell, "command")) == 0) {
+			snprintf(err, errsz, "spec.shell.command must be a non-empty list");
+			return NULL;
+		}
+		exec_obj = json_incref(shell);
+	} else {
+		/* http and remote: the dispatch carries the spec's fields (docs/protocol.md); values
+		 * from queue secrets are not resolved for headers or oauth2 yet, so refused. */
+		json_t *src = json_object_get(spec, kind), *hdrs = json_array(), *h, *v;
+		static const char *const http_fields[] = { "method", "body", "successCodes", "followRedirects",
+							   "maxRedirects", "maxResponseBytes", "timeoutSeconds" };
+		const char *u = json_string_value(json_object_get(src, "url"));
+
+		if (!json_is_object(src) || !u || !*u || strlen(u) > PROTO_MAX_URL) {
+			snprintf(err, errsz, "spec.%s.url is required (at most %d bytes)", kind, PROTO_MAX_URL);
+			json_decref(hdrs);
+			return NULL;
+		}
+		exec_obj = json_pack("{ss}", "url", u);
+		json_array_foreach(json_object_get(src, "headers"), i, h) {
+			const char *hn = json_string_value(json_object_get(h, "name"));
+			if (!hn || json_object_get(h, "valueFrom")) {
+				snprintf(err, errsz, "spec.%s.headers[%zu]%s%s%s: %s", kind, i, hn ? " (" : "", hn ? hn : "",
+					 hn ? ")" : "", hn ? "valueFrom.queueSecret is not supported for headers by this "
+					 "controller version; put the secret in env and use $(NAME) in the value" :
+					 "name is required");
+				json_decref(hdrs);
+				json_decref(exec_obj);
+				return NULL;
+			}
+			v = json_object_get(h, "value");
+			if (json_is_string(v) && (strpbrk(json_string_value(v), "\r\n") ||
+						  json_string_length(v) > PROTO_MAX_HEADER_VALUE)) {
+				snprintf(err, errsz, "spec.%s.headers[%zu] (%s): the value must be at most %d bytes "
+					 "without CR or LF", kind, i, hn, PROTO_MAX_HEADER_VALUE);
+				json_decref(hdrs);
+				json_decref(exec_obj);
+				return NULL;
+			}
+			json_array_append_new(hdrs, json_pack("{ssss}", "name", hn, "value",
+							      json_is_string(v) ? json_string_value(v) : ""));
+		}
+		if (json_array_size(hdrs) > 0)
+			json_object_set(exec_obj, "headers", hdrs);
+		json_decref(hdrs);
+		if (strcmp(kind, "http") == 0) {
+			json_t *o = json_object_get(src, "oauth2");
+			for (i = 0; i < UTIL_ARRAY_SIZE(http_fields); i++)
+				if ((v = json_object_get(src, http_fields[i])))
+					json_object_set(exec_obj, http_fields[i], v);
+			/* What the runner's decoder would refuse must be refused here, as InvalidSpec. */
+			if (json_integer_value(json_object_get(src, "timeoutSeconds")) > INT32_MAX ||
+			    json_integer_value(json_object_get(src, "maxResponseBytes")) > (INT64_C(1) << 40) ||
+			    json_string_length(json_object_get(src, "body")) > PROTO_MAX_MESSAGE_DEFAULT / 2) {
+				snprintf(err, errsz, "spec.http: body, timeoutSeconds or maxResponseBytes out of range");
+				json_decref(exec_obj);
+				return NULL;
+			}
+			json_array_foreach(json_object_get(o, "scopes"), i, v) {
+				const unsigned char *sc = (const unsigned char *)json_string_value(v);
+				int bad = !sc || !*sc;
+				for (; sc && *sc; sc++)
+					bad |= *sc <= 0x20 || *sc >= 0x7f || *sc == '"' || *sc == '\\';
+				if (bad) {
+					snprintf(err, errsz, "spec.http.oauth2.scopes[%zu] is not an OAuth2 scope token", i);
+					json_decref(exec_obj);
+					return NULL;
+				}
+			}
+			if (o) {
+				if (json_object_get(o, "clientSecret")) {
+					snprintf(err, errsz, "spec.http.oauth2.clientSecret: queue secrets for oauth2 are not "
+						 "supported by this controller version");
+					json_decref(exec_obj);
+					return NULL;
+				}
+				v = json_pack("{ss}", "tokenURL", json_string_value(json_object_get(o, "tokenURL")) ?
+						  json_string_value(json_object_get(o, "tokenURL")) : "");
+				if (json_is_string(json_object_get(o, "clientID")))
+					json_object_set(v, "clientID", json_object_get(o, "clientID"));
+				if (json_is_array(json_object_get(o, "scopes")))
+					json_object_set(v, "scopes", json_object_get(o, "scopes"));
+				json_object_set_new(exec_obj, "oauth2", v);
+			}
+		}
 	}
 	outenv = json_array();
 	env = json_object_get(spec, "env");
@@ -376,6 +466,7 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 		if (!name) {
 			snprintf(err, errsz, "spec.env[%zu].name is required", i);
 			json_decref(outenv);
+			json_decref(exec_obj);
 			return NULL;
 		}
 		if (json_object_get(e, "valueFrom"))
@@ -384,14 +475,14 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 							json_is_string(val) ? json_string_value(val) : ""));
 	}
 	timeout = json_integer_value(json_object_get(spec, "timeoutSeconds"));
-	msg = json_pack("{sssssIssss sI sO so}",
+	msg = json_pack("{sssssIssss sI so so}",
 			"type", "dispatch",
 			"taskUid", json_string_value(json_object_get(md, "uid")),
 			"attempt", (json_int_t)attempt,
 			"namespace", json_string_value(json_object_get(md, "namespace")),
 			"name", json_string_value(json_object_get(md, "name")),
 			"deadline", (json_int_t)(timeout > 0 ? now_ms + timeout * 1000 : 0),
-			"shell", shell,
+			kind ? kind : "shell", exec_obj,
 			"env", outenv);
 	if (!msg) {
 		snprintf(err, errsz, "task metadata incomplete");
@@ -491,6 +582,8 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 	json_object_set_new(status, "outputTruncated", json_boolean(json_is_true(json_object_get(result, "truncated"))));
 	if (json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
 		json_object_set(status, "exitCode", exit_code);
+	if (json_is_integer(json_object_get(result, "httpStatus")))
+		json_object_set(status, "httpStatus", json_object_get(result, "httpStatus"));
 	if (output) {
 		char *s = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (s && strlen(s) <= TASKCTL_OUTPUT_MAX)
@@ -502,6 +595,8 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 			  "startTime", st, "completionTime", et, "reason", reason);
 	if (json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
 		json_object_set(entry, "exitCode", exit_code);
+	if (json_is_integer(json_object_get(result, "httpStatus")))
+		json_object_set(entry, "httpStatus", json_object_get(result, "httpStatus"));
 	json_object_set_new(status, "attemptHistory",
 			    history_with(history ? history : json_object_get(json_object_get(task, "status"), "attemptHistory"), entry));
 	json_decref(entry);

@@ -343,6 +343,37 @@ static int conn_close(struct conn *c, struct lws *wsi, int code, const char *rea
 	return -1;
 }
 
+/* A dispatch whose envelope is sound (type, taskUid, attempt) but whose task fields the decoder
+ * refuses is the task's problem, not the connection's: it fails as InvalidSpec instead of
+ * closing the connection (which would only bring the same dispatch back). Returns 1 when
+ * handled. */
+static int conn_refuse_bad_dispatch(struct conn *c, const char *data, size_t len, const char *err)
+{
+	json_t *o = c->state == CONN_ONLINE ? json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *uid = json_object_get(o, "taskUid"), *at = json_object_get(o, "attempt");
+	char msg[256], attempt[24];
+	int r, handled = 0;
+
+	if (json_is_string(json_object_get(o, "type")) &&
+	    strcmp(json_string_value(json_object_get(o, "type")), "dispatch") == 0 && json_is_string(uid) &&
+	    json_string_length(uid) > 0 && json_string_length(uid) <= PROTO_MAX_ID &&
+	    strlen(json_string_value(uid)) == json_string_length(uid) && json_is_integer(at) &&
+	    json_integer_value(at) >= 1 && json_integer_value(at) <= 1000000) {
+		handled = 1;
+		snprintf(attempt, sizeof(attempt), "%" PRId64, (int64_t)json_integer_value(at));
+		log_warn("invalid dispatch refused", "taskUid", json_string_value(uid), "attempt", attempt,
+			 "error", err);
+		/* Claim-and-finish like any refusal; an attempt already held here is left alone. */
+		r = reg_begin(c->reg, json_string_value(uid), json_integer_value(at), NULL);
+		if (r != -EEXIST) {
+			snprintf(msg, sizeof(msg), "the runner refused the dispatch: %s", err);
+			conn_refuse(c, json_string_value(uid), json_integer_value(at), "Failed", "InvalidSpec", msg);
+		}
+	}
+	json_decref(o);
+	return handled;
+}
+
 static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t len)
 {
 	struct proto_msg m;
@@ -350,6 +381,10 @@ static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t
 	int r;
 
 	r = proto_decode(data, len, conn_max_message(c), PROTO_FROM_CONTROLLER, &m, err, sizeof(err));
+	if (r == -EBADMSG && conn_refuse_bad_dispatch(c, data, len, err)) {
+		c->last_rx = util_mono_ms();
+		return 0;
+	}
 	if (r < 0) {
 		log_warn("protocol error from controller; closing", "error", err);
 		return conn_close(c, wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
@@ -450,7 +485,7 @@ static int conn_writable(struct conn *c, struct lws *wsi)
 	int r;
 
 	if (c->hello_pending) {
-		json_t *o = proto_new(PROTO_HELLO), *exe = json_pack("[s]", "shell");
+		json_t *o = proto_new(PROTO_HELLO), *exe = json_pack("[sss]", "shell", "http", "remote");
 		c->hello_pending = 0;
 		if (!o || !exe) {
 			json_decref(o);

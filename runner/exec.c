@@ -3,7 +3,9 @@
  * fork() and execve() only makes async-signal-safe calls. */
 #include "exec.h"
 #include "expand.h"
+#include "http.h"
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -20,9 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/seccomp.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -39,6 +43,11 @@
 #define EXEC_REAP_MS 2000                  /* and this long for the process group to be reaped */
 #define EXEC_RM_DEPTH 256
 #define EXEC_MAX_LIVE 2048
+#define EXEC_MASK_MIN 4                    /* secrets shorter than this are not masked */
+#define EXEC_MASK_HOLD 4096                /* bytes held back so a secret split between two
+					    * chunks is still masked */
+#define EXEC_SWEEP_ROUNDS 5000             /* the init's kill-and-reap rounds, ~1 ms each */
+#define EXEC_INIT_GRACE_MS 10000           /* after a kill request, SIGKILL an init still there */
 
 /* ---- process-wide state ---------------------------------------------------------------- */
 
@@ -65,7 +74,8 @@ int exec_init(void)
 	 * reaps the whole tree and no zombie outlives its attempt. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		return -errno;
-	return 0;
+	/* The tasks' seccomp filter, compiled once here; children only load it. */
+	return sbx_init();
 }
 
 static int exec_live_add_locked(pid_t pid)
@@ -210,6 +220,8 @@ struct exec_capture {
 	int64_t pend_since[2];   /* monotonic ms of the oldest pending byte, 0 when none */
 	int64_t seq;
 	struct buf scratch;
+	const char *const *secrets; /* values to mask as "***" (borrowed) */
+	size_t nsecrets;
 };
 
 static const char *const exec_stream_names[2] = { "stdout", "stderr" };
@@ -237,16 +249,72 @@ static void exec_capture_free(struct exec_capture *c)
 	buf_free(&c->scratch);
 }
 
+/* Replaces every occurrence of each secret in b by "***", in place (it only shrinks). */
+static void exec_mask_buf(const char *const *secrets, size_t n, struct buf *b)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t sl = strlen(secrets[i]), w = 0, r = 0;
+		if (sl < EXEC_MASK_MIN || !b->data)
+			continue;
+		while (r < b->len) {
+			char *hit = memmem(b->data + r, b->len - r, secrets[i], sl);
+			size_t pre = hit ? (size_t)(hit - (b->data + r)) : b->len - r;
+			memmove(b->data + w, b->data + r, pre);
+			w += pre;
+			r += pre;
+			if (!hit)
+				break;
+			memcpy(b->data + w, "***", 3);
+			w += 3;
+			r += sl;
+		}
+		b->len = w;
+		if (b->cap > w)
+			b->data[w] = '\0';
+	}
+}
+
+/* The longest end of data that is the beginning (not the whole) of a secret: those bytes wait
+ * for the next chunk, so a secret written in two pieces is still masked whole. */
+static size_t exec_mask_pending(const struct exec_capture *c, const char *data, size_t len)
+{
+	size_t hold = 0;
+	for (size_t i = 0; i < c->nsecrets; i++) {
+		const char *sec = c->secrets[i];
+		size_t sl = strlen(sec), from;
+		if (sl < EXEC_MASK_MIN || sl > EXEC_MASK_HOLD)
+			continue;
+		from = len > sl - 1 ? len - (sl - 1) : 0;
+		for (const char *p = data + from; p < data + len && (size_t)(data + len - p) > hold;) {
+			const char *hit = memchr(p, sec[0], (size_t)(data + len - p));
+			if (!hit)
+				break;
+			if (memcmp(hit, sec, (size_t)(data + len - hit)) == 0) {
+				hold = (size_t)(data + len - hit);
+				break;
+			}
+			p = hit + 1;
+		}
+	}
+	return hold;
+}
+
 static void exec_capture_flush(struct exec_capture *c, int s, int final)
 {
 	struct buf *p = &c->pend[s];
 	size_t cut = final ? p->len : exec_utf8_complete(p->data, p->len);
 	int r;
 
+	if (!final && c->nsecrets && cut > 0) {
+		size_t hold = exec_mask_pending(c, p->data, cut);
+		cut = exec_utf8_complete(p->data, cut - hold);
+	}
 	if (!c->hooks || cut == 0)
 		return;
 	buf_reset(&c->scratch);
 	r = exec_utf8_sanitize(p->data, cut, &c->scratch);
+	if (r == 0)
+		exec_mask_buf(c->secrets, c->nsecrets, &c->scratch);
 	/* Replacement characters can grow the chunk: send it in pieces of at most
 	 * EXEC_LOG_CHUNK_MAX bytes, never splitting a character. */
 	for (size_t off = 0; r == 0 && off < c->scratch.len;) {
@@ -292,7 +360,7 @@ static void exec_capture_add(struct exec_capture *c, int s, const char *data, si
 		if (space == 0) {
 			exec_capture_flush(c, s, 0);
 			space = p->max - p->len;
-			if (space == 0) /* cannot happen: a flush leaves at most 3 bytes */
+			if (space == 0) /* cannot happen: a flush leaves at most 3 + EXEC_MASK_HOLD bytes */
 				break;
 		}
 		m = keep < space ? keep : space;
@@ -329,6 +397,20 @@ static char *exec_capture_tail(struct exec_capture *c)
 		buf_free(&out);
 		return strdup("");
 	}
+	exec_mask_buf(c->secrets, c->nsecrets, &out);
+	/* The tail may begin inside a secret: mask a leading piece of 3 bytes or more that ends
+	 * one. */
+	if (c->total > c->ring_cap)
+		for (size_t i = 0; i < c->nsecrets && out.data; i++) {
+			size_t sl = strlen(c->secrets[i]);
+			for (size_t k = sl > 1 ? sl - 1 : 0; sl >= EXEC_MASK_MIN && k >= 3; k--)
+				if (k <= out.len && memcmp(out.data, c->secrets[i] + sl - k, k) == 0) {
+					memcpy(out.data, "***", 3);
+					memmove(out.data + 3, out.data + k, out.len - k + 1);
+					out.len -= k - 3;
+					break;
+				}
+		}
 	/* Replacement characters can make it longer than the cap: keep the end. */
 	while (out.len - start > c->ring_cap) {
 		start++;
@@ -345,6 +427,7 @@ static char *exec_capture_tail(struct exec_capture *c)
 
 struct exec_env {
 	char *name, *value;
+	int secret;
 };
 
 struct exec_task {
@@ -362,6 +445,11 @@ struct exec_task {
 	int drop_uid;
 	int killfd;            /* eventfd: exec_task_kill() wakes the poll loop */
 	atomic_int kill_why;
+	enum proto_executor kind;
+	struct httpx_spec *http;  /* http and remote executors */
+	int64_t memory_bytes, cpu_seconds;
+	const char **secrets;  /* env values and spec values marked secret (borrowed) */
+	size_t nsecrets;
 };
 
 const char *exec_task_uid(const struct exec_task *t) { return t->task_uid; }
@@ -396,7 +484,16 @@ int exec_task_new(const struct proto_msg *m, const struct exec_opts *opts, struc
 	t->attempt = m->attempt;
 	t->deadline_ms = m->deadline_ms;
 	t->max_output = m->max_output;
+	/* The queue's cap wins over a larger one in limits. */
+	{
+		json_t *po = json_object_get(json_object_get(m->policy, "shell"), "maxOutputBytes");
+		if (json_integer_value(po) > 0 && json_integer_value(po) < t->max_output)
+			t->max_output = json_integer_value(po);
+	}
 	t->tail_max = m->log_tail_max;
+	t->kind = m->executor;
+	t->memory_bytes = m->memory_bytes;
+	t->cpu_seconds = m->cpu_seconds;
 	t->drop_uid = opts->drop_uid;
 	t->task_uid = strdup(m->task_uid ? m->task_uid : "");
 	t->namespace_ = strdup(m->namespace_ ? m->namespace_ : "");
@@ -415,8 +512,24 @@ int exec_task_new(const struct proto_msg *m, const struct exec_opts *opts, struc
 	json_array_foreach(m->env, i, v) {
 		t->env[i].name = strdup(json_string_value(json_object_get(v, "name")));
 		t->env[i].value = strdup(json_string_value(json_object_get(v, "value")));
+		t->env[i].secret = json_is_true(json_object_get(v, "secret"));
 		if (!t->env[i].name || !t->env[i].value)
 			goto oom;
+	}
+	if (t->kind != PROTO_EXEC_SHELL && httpx_spec_new(m, &t->http) < 0)
+		goto oom;
+	{
+		const char *const *hs = NULL;
+		size_t nh = t->http ? httpx_spec_secrets(t->http, &hs) : 0, n = 0;
+		t->secrets = calloc(t->nenv + nh + 1, sizeof(char *));
+		if (!t->secrets)
+			goto oom;
+		for (i = 0; i < t->nenv; i++)
+			if (t->env[i].secret)
+				t->secrets[n++] = t->env[i].value;
+		for (i = 0; i < nh; i++)
+			t->secrets[n++] = hs[i];
+		t->nsecrets = n;
 	}
 	if (m->working_dir && m->working_dir[0] && !(t->working_dir = strdup(m->working_dir)))
 		goto oom;
@@ -429,7 +542,9 @@ int exec_task_new(const struct proto_msg *m, const struct exec_opts *opts, struc
 
 	if (t->ncommand > 0)
 		snprintf(t->cmd_label, sizeof(t->cmd_label), "%s", t->command[0]);
-	if (t->ncommand == 0)
+	if (t->kind != PROTO_EXEC_SHELL)
+		; /* the http executor checks its own spec */
+	else if (t->ncommand == 0)
 		snprintf(t->spec_error, sizeof(t->spec_error), "shell.command is empty");
 	else if (t->command[0][0] == '\0')
 		snprintf(t->spec_error, sizeof(t->spec_error), "shell.command[0] is empty");
@@ -461,6 +576,8 @@ void exec_task_free(struct exec_task *t)
 	free(t->env);
 	free(t->working_dir);
 	free(t->input);
+	httpx_spec_free(t->http);
+	free(t->secrets);
 	if (t->killfd >= 0)
 		close(t->killfd);
 	free(t);
@@ -502,6 +619,10 @@ json_t *exec_result_json(const char *task_uid, int64_t attempt, const struct exe
 	json_object_set_new(o, "reason", json_string(r->reason));
 	if (r->exit_code >= 0)
 		json_object_set_new(o, "exitCode", json_integer(r->exit_code));
+	if (r->http_status >= 100 && r->http_status <= 599)
+		json_object_set_new(o, "httpStatus", json_integer(r->http_status));
+	if (r->retryable >= 0)
+		json_object_set_new(o, "retryable", json_boolean(r->retryable));
 	if (r->output)
 		json_object_set(o, "output", r->output);
 	json_object_set_new(o, "logTail", json_string(r->log_tail ? r->log_tail : ""));
@@ -850,17 +971,41 @@ static int exec_resolve(const char *cmd, char *out, size_t outsz)
 
 /* ---- the child ------------------------------------------------------------------------- */
 
+/* The runner forks a small per-task init (bubblewrap's --die-with-parent done so that it also
+ * reaches grandchildren), and the init forks the task:
+ *
+ *   runner ── init (runner's uid; setsid; child subreaper; PDEATHSIG = SIGTERM)
+ *               └─ task (own process group; 65532 when the runner is root; no_new_privs;
+ *                        seccomp; execve)
+ *
+ * The init waits for the task. When the task's main process exits, when the runner asks
+ * (SIGTERM: cancel, timeout, shutdown) or when the runner dies (even by SIGKILL: the parent-death
+ * signal is catchable on purpose), it kills the task's process group and then every process
+ * that still is its child — the ones that left the group with setsid or setpgid come back to it
+ * as subreaper — until none is left, and reports the main process's wait status. Everything in
+ * both children runs after fork() in a copy of a multithreaded process: async-signal-safe calls
+ * on data prepared before the fork, only. */
+
 enum exec_step {
 	STEP_PDEATHSIG, STEP_SETSID, STEP_RLIMIT, STEP_STDIO, STEP_FDS, STEP_SIGNALS, STEP_UID,
-	STEP_NNP, STEP_CHDIR, STEP_EXEC,
+	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP,
 };
 static const char *const exec_step_names[] = {
 	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
-	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec",
+	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
+	"seccomp",
 };
 
+/* task -> init: why the task did not exec (nothing on success: the pipe closes on execve) */
 struct exec_child_status {
 	int32_t step, err;
+};
+
+/* init -> runner, in order: STARTED or FAILED, then EXIT once the task and its processes are
+ * gone. Small fixed records: each write is atomic. */
+enum { INIT_STARTED = 1, INIT_FAILED, INIT_EXIT };
+struct exec_init_msg {
+	int32_t kind, pid, step, val; /* FAILED: val = errno; EXIT: val = the task's wait status */
 };
 
 struct exec_child {
@@ -875,9 +1020,17 @@ struct exec_child {
 	struct {
 		int res;
 		struct rlimit lim;
-	} rl[4];
-	sigset_t empty;
+	} rl[8];
+	sigset_t empty, all, initsigs;
+	const struct sock_fprog *filter;
 };
+
+static void exec_put_msg(int fd, int kind, pid_t pid, int step, int val)
+{
+	struct exec_init_msg m = { kind, (int32_t)pid, step, val };
+	while (write(fd, &m, sizeof(m)) < 0 && errno == EINTR)
+		;
+}
 
 static __attribute__((noreturn)) void exec_child_fail(int fd, int step, int err)
 {
@@ -886,40 +1039,42 @@ static __attribute__((noreturn)) void exec_child_fail(int fd, int step, int err)
 	_exit(127);
 }
 
-/* Between fork() and execve(): async-signal-safe calls only, on data prepared by the parent. */
-static __attribute__((noreturn)) void exec_child_run(const struct exec_child *c)
+static void exec_close_from(unsigned from, unsigned max_fd)
+{
+	if (syscall(SYS_close_range, from, ~0U, 0U) < 0)
+		for (unsigned fd = from; fd < max_fd; fd++)
+			(void)close((int)fd);
+}
+
+/* The task: from the init's fork to execve. */
+static __attribute__((noreturn)) void exec_task_child(const struct exec_child *c, pid_t init, int sfd)
 {
 	struct sigaction dfl;
-	int sfd = c->status_w;
 
-	/* 1. Die with the runner (PDEATHSIG fires when the forking thread exits), and close the
-	 *    race where the parent died before prctl(). */
+	/* 1. Die with the init (which outlives the task unless killed itself). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		exec_child_fail(sfd, STEP_PDEATHSIG, errno);
-	if (getppid() != c->parent)
+	if (getppid() != init)
 		_exit(127);
-	/* 2. Own session and process group: the parent kills the whole tree with kill(-pid). */
-	if (setsid() < 0)
-		exec_child_fail(sfd, STEP_SETSID, errno);
-	/* 3. Resource limits (hard = soft, so the task cannot raise them back). */
+	/* 2. Own process group in the init's session: kill(-pgid) reaches the whole task and not
+	 *    the init. */
+	if (setpgid(0, 0) < 0)
+		exec_child_fail(sfd, STEP_PGID, errno);
+	/* 3. Resource limits (hard = soft, so the task cannot raise them back; CPU: soft gives
+	 *    SIGXCPU, hard one second later SIGKILL). */
 	for (size_t i = 0; i < c->nrl; i++)
 		if (setrlimit((__rlimit_resource_t)c->rl[i].res, &c->rl[i].lim) < 0)
 			exec_child_fail(sfd, STEP_RLIMIT, errno);
-	/* 4. stdin from /dev/null, stdout/stderr into the capture pipes. */
-	if (dup2(c->null_r, STDIN_FILENO) < 0 || dup2(c->out_w, STDOUT_FILENO) < 0 ||
-	    dup2(c->err_w, STDERR_FILENO) < 0)
-		exec_child_fail(sfd, STEP_STDIO, errno);
-	/* 5. Nothing else of the runner's leaks: the status pipe moves to 3 (still close-on-exec)
-	 *    and every fd above it is closed. */
+	/* 4. fds 0-2 are /dev/null and the capture pipes already (the init's). The status pipe
+	 *    moves to 3 (close-on-exec), over the init's pipe to the runner, and everything above
+	 *    is closed. */
 	if (sfd != 3) {
 		if (dup3(sfd, 3, O_CLOEXEC) < 0)
 			exec_child_fail(sfd, STEP_FDS, errno);
 		sfd = 3;
 	}
-	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
-		for (unsigned fd = 4; fd < c->max_fd; fd++)
-			(void)close((int)fd);
-	/* 6. Default signal dispositions and an empty mask (ignored signals survive execve). */
+	exec_close_from(4, c->max_fd);
+	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). */
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++)
@@ -927,7 +1082,7 @@ static __attribute__((noreturn)) void exec_child_run(const struct exec_child *c)
 			(void)sigaction(sig, &dfl, NULL);
 	if (sigprocmask(SIG_SETMASK, &c->empty, NULL) < 0)
 		exec_child_fail(sfd, STEP_SIGNALS, errno);
-	/* 7. Never run a task as root. Raw syscalls: only this thread exists in the child. A
+	/* 6. Never run a task as root. Raw syscalls: only this thread exists in the child. A
 	 *    credential change clears PDEATHSIG, so set it again. */
 	if (c->drop_uid) {
 		if (syscall(SYS_setgroups, 0, NULL) < 0 ||
@@ -936,33 +1091,278 @@ static __attribute__((noreturn)) void exec_child_run(const struct exec_child *c)
 			exec_child_fail(sfd, STEP_UID, errno);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 			exec_child_fail(sfd, STEP_PDEATHSIG, errno);
-		if (getppid() != c->parent)
+		if (getppid() != init)
 			_exit(127);
 	}
-	/* 8. No setuid binary or file capability can give privileges back. */
+	/* 7. No setuid binary or file capability can give privileges back (and seccomp needs it). */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		exec_child_fail(sfd, STEP_NNP, errno);
-	/* 9. The task's working directory, checked with the task's own credentials. */
+	/* 8. The task's working directory, checked with the task's own credentials. */
 	if (chdir(c->cwd) < 0)
 		exec_child_fail(sfd, STEP_CHDIR, errno);
-	/* 10. execve: a success closes the status pipe (O_CLOEXEC) and the parent reads EOF.
-	 *     The task's seccomp filter (not yet implemented) belongs right here, last before
-	 *     execve, compiled in the parent before fork. */
+	/* 9. The seccomp filter, compiled by the runner before fork, loaded last: after it
+	 *    nothing but execve (and the failure report). */
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c->filter, 0, 0) < 0)
+		exec_child_fail(sfd, STEP_SECCOMP, errno);
+	/* 10. execve: a success closes the status pipe (O_CLOEXEC) and the init reads EOF. */
 	execve(c->path, c->argv, c->envp);
 	exec_child_fail(sfd, STEP_EXEC, errno);
 }
 
-static void exec_rlimit(struct exec_child *c, int res, uint64_t want)
+/* Decimal for paths, without stdio (not async-signal-safe). */
+static char *exec_utoa(char *end, unsigned long v)
+{
+	*--end = '\0';
+	do
+		*--end = (char)('0' + v % 10);
+	while ((v /= 10) > 0);
+	return end;
+}
+
+static void exec_init_kill_one(pid_t pid)
+{
+	/* pid is our unreaped child, so neither it nor a group it leads can be a reused id. */
+	if (pid > 1) {
+		(void)kill(pid, SIGKILL);
+		(void)kill(-pid, SIGKILL);
+	}
+}
+
+/* Fallback when /proc/PID/task/TID/children is missing: every /proc/N/stat whose ppid is ours. */
+static void exec_init_scan_proc(pid_t self)
+{
+	char dents[4096], path[64], stat[512], num[24];
+	int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long n;
+
+	if (dfd < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
+		for (long off = 0; off < n;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(dents + off);
+			unsigned long pid = 0, ppid = 0;
+			const char *q;
+			int fd, ok = d->name[0] != '\0';
+			ssize_t len;
+
+			off += d->reclen;
+			for (q = d->name; *q && ok; q++)
+				ok = *q >= '0' && *q <= '9';
+			if (!ok)
+				continue;
+			for (q = d->name; *q; q++)
+				pid = pid * 10 + (unsigned long)(*q - '0');
+			memcpy(path, "/proc/", 6);
+			q = exec_utoa(num + sizeof(num), pid);
+			memcpy(path + 6, q, strlen(q));
+			memcpy(path + 6 + strlen(q), "/stat", 6);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			len = read(fd, stat, sizeof(stat) - 1);
+			close(fd);
+			if (len <= 0)
+				continue;
+			stat[len] = '\0';
+			q = strrchr(stat, ')'); /* comm may hold spaces and parentheses */
+			if (!q || q[1] != ' ' || !q[2] || q[3] != ' ')
+				continue;
+			for (q += 4; *q >= '0' && *q <= '9'; q++)
+				ppid = ppid * 10 + (unsigned long)(*q - '0');
+			if (ppid == (unsigned long)self)
+				exec_init_kill_one((pid_t)pid);
+		}
+	}
+	close(dfd);
+}
+
+/* SIGKILL to every child of the init: the task's processes that left its group and orphans
+ * reparented to the init as subreaper. */
+static void exec_init_kill_children(pid_t self)
+{
+	char path[80], buf[4096], num[24];
+	const char *s = exec_utoa(num + sizeof(num), (unsigned long)self);
+	size_t sl = strlen(s);
+	unsigned long cur = 0;
+	int fd, in = 0;
+	ssize_t n;
+
+	memcpy(path, "/proc/self/task/", 16);
+	memcpy(path + 16, s, sl);
+	memcpy(path + 16 + sl, "/children", 10);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		exec_init_scan_proc(self);
+		return;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] >= '0' && buf[i] <= '9') {
+				cur = cur * 10 + (unsigned long)(buf[i] - '0');
+				in = 1;
+			} else if (in) {
+				exec_init_kill_one((pid_t)cur);
+				cur = 0;
+				in = 0;
+			}
+		}
+	if (in)
+		exec_init_kill_one((pid_t)cur);
+	close(fd);
+}
+
+/* Kills and reaps everything the task left. Returns once the init has no child, or after
+ * EXEC_SWEEP_ROUNDS rounds (processes stuck in the kernel go to the runner, which reaps). */
+static void exec_init_sweep(pid_t self, pid_t task, int *task_status)
+{
+	struct timespec ms = { 0, 1000000L };
+	pid_t r;
+	int st;
+
+	/* The task's group first, while its leader is unreaped: the pgid cannot be reused yet. */
+	(void)kill(-task, SIGKILL);
+	for (int round = 0; round < EXEC_SWEEP_ROUNDS; round++) {
+		exec_init_kill_children(self);
+		while ((r = waitpid(-1, &st, WNOHANG)) > 0)
+			if (r == task)
+				*task_status = st;
+		if (r < 0 && errno == ECHILD)
+			return;
+		(void)nanosleep(&ms, NULL);
+	}
+}
+
+/* Reads the task's exec status (a record: it failed; EOF: it exec'd) and tells the runner. */
+static void exec_init_report(int tst, int sfd, pid_t task)
+{
+	struct exec_child_status cs;
+	ssize_t n;
+	do
+		n = read(tst, &cs, sizeof(cs));
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(cs))
+		exec_put_msg(sfd, INIT_FAILED, task, cs.step, cs.err);
+	else
+		exec_put_msg(sfd, INIT_STARTED, task, 0, 0);
+}
+
+/* The per-task init: from the runner's fork to _exit. */
+static __attribute__((noreturn)) void exec_init_run(const struct exec_child *c)
+{
+	int sfd = c->status_w, sigfd, tp[2], killreq = 0, texited = 0, tstatus = (128 + SIGKILL) << 8;
+	pid_t self, task;
+
+	/* 1. Every signal blocked: SIGTERM and SIGCHLD are read from a signalfd. */
+	(void)sigprocmask(SIG_SETMASK, &c->all, NULL);
+	/* 2. The runner's death (its forking thread's, in fact) arrives as SIGTERM, catchable, so
+	 *    the task tree is killed before the init goes; then close the race with the parent
+	 *    dying before prctl(). */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_PDEATHSIG, errno);
+		_exit(127);
+	}
+	if (getppid() != c->parent)
+		_exit(127);
+	/* 3. Own session: no terminal, and away from the runner's process group. */
+	if (setsid() < 0) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_SETSID, errno);
+		_exit(127);
+	}
+	/* 4. Orphans of the task come back here rather than to the runner. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
+		_exit(127);
+	}
+	/* 5. The task's stdio on 0-2, the pipe to the runner on 3, nothing else: this copy of the
+	 *    runner holds its sockets and other tasks' pipes, and O_CLOEXEC does not help a
+	 *    process that never execs. */
+	if (dup2(c->null_r, STDIN_FILENO) < 0 || dup2(c->out_w, STDOUT_FILENO) < 0 ||
+	    dup2(c->err_w, STDERR_FILENO) < 0 || (sfd != 3 && dup2(sfd, 3) < 0)) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_STDIO, errno);
+		_exit(127);
+	}
+	sfd = 3;
+	exec_close_from(4, c->max_fd);
+	sigfd = signalfd(-1, &c->initsigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0 || pipe2(tp, O_CLOEXEC) < 0) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
+		_exit(127);
+	}
+	self = getpid();
+	/* 6. The task. A raw clone: glibc's fork() would run atfork handlers that may take locks
+	 *    some runner thread held when the init was forked. */
+	task = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+	if (task == 0) {
+		close(tp[0]);
+		exec_task_child(c, self, tp[1]);
+	}
+	if (task < 0) {
+		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
+		_exit(127);
+	}
+	close(tp[1]);
+	/* No end of the capture pipes stays here: the runner sees EOF once the task's processes
+	 * are gone. */
+	(void)dup2(STDIN_FILENO, STDOUT_FILENO);
+	(void)dup2(STDIN_FILENO, STDERR_FILENO);
+
+	/* 7. Wait: for the exec status, then for the task's exit or a SIGTERM. */
+	for (int tst = tp[0];;) {
+		struct pollfd p[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = tst, .events = POLLIN } };
+		struct signalfd_siginfo si;
+
+		if (poll(p, tst >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			_exit(126);
+		if (tst >= 0 && p[1].revents) {
+			exec_init_report(tst, sfd, task);
+			close(tst);
+			tst = -1;
+		}
+		while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			if (si.ssi_signo == SIGTERM)
+				killreq = 1;
+		/* Reap the others as they go; the task itself stays unreaped (so its pgid stays
+		 * valid for the sweep) and is only noted. */
+		for (;;) {
+			siginfo_t wi;
+			memset(&wi, 0, sizeof(wi));
+			if (waitid(P_ALL, 0, &wi, WEXITED | WNOHANG | WNOWAIT) < 0 || wi.si_pid == 0)
+				break;
+			if (wi.si_pid == task) {
+				texited = 1;
+				break;
+			}
+			(void)waitpid(wi.si_pid, NULL, WNOHANG);
+		}
+		if (killreq || (texited && tst < 0)) {
+			exec_init_sweep(self, task, &tstatus);
+			if (tst >= 0) /* killed before the exec was reported: nobody waits for it */
+				exec_init_report(tst, sfd, task);
+			exec_put_msg(sfd, INIT_EXIT, task, 0, tstatus);
+			_exit(0);
+		}
+	}
+}
+
+static void exec_rlimit(struct exec_child *c, int res, uint64_t soft, uint64_t hard)
 {
 	struct rlimit cur;
-	rlim_t v = (rlim_t)want;
-	if (getrlimit((__rlimit_resource_t)res, &cur) < 0)
+	rlim_t s = (rlim_t)soft, h = (rlim_t)hard;
+	if (getrlimit((__rlimit_resource_t)res, &cur) < 0 || c->nrl == UTIL_ARRAY_SIZE(c->rl))
 		return;
-	if (cur.rlim_max != RLIM_INFINITY && cur.rlim_max < v)
-		v = cur.rlim_max;
+	if (cur.rlim_max != RLIM_INFINITY && cur.rlim_max < h)
+		h = cur.rlim_max;
+	if (s > h)
+		s = h;
 	c->rl[c->nrl].res = res;
-	c->rl[c->nrl].lim.rlim_cur = v;
-	c->rl[c->nrl].lim.rlim_max = v;
+	c->rl[c->nrl].lim.rlim_cur = s;
+	c->rl[c->nrl].lim.rlim_max = h;
 	c->nrl++;
 }
 
@@ -997,7 +1397,7 @@ static void exec_sleep_ms(int ms)
 		;
 }
 
-/* Reaps what is left of the process group (grandchildren come back to us as subreaper). */
+/* Reaps what is left of a process group that came back to us (the init died early). */
 static void exec_reap_group(pid_t pgid)
 {
 	int64_t until = util_mono_ms() + EXEC_REAP_MS;
@@ -1020,18 +1420,22 @@ struct exec_run {
 	char **argv, **envp;
 	char path[PATH_MAX];
 	int out_r, err_r, status_r, pidfd;
-	pid_t pid;
-	int status;          /* wait status of the main child */
+	pid_t pid;           /* the init */
+	pid_t task_pid;      /* the task's main process (and its pgid) */
+	int status;          /* wait status of the task's main process */
+	int64_t kill_sent;   /* monotonic ms of the first kill request; 0 = none */
 	enum { KILLED_NONE, KILLED_CANCEL, KILLED_SHUTDOWN, KILLED_TIMEOUT } killed;
 };
 
+/* Asks the init to kill the task tree (it answers with EXIT). */
 static void exec_kill_group(struct exec_run *x)
 {
-	(void)kill(-x->pid, SIGKILL);
-	(void)kill(x->pid, SIGKILL);
+	if (!x->kill_sent)
+		x->kill_sent = util_mono_ms();
+	(void)kill(x->pid, SIGTERM);
 }
 
-/* Forks the child. Returns 0 (x->pid set), or a negative errno with x->status_r reporting. */
+/* Forks the init. Returns 0 (x->pid set), or a negative errno with the result set. */
 static int exec_spawn(struct exec_run *x, struct exec_result *res)
 {
 	struct exec_task *t = x->t;
@@ -1039,6 +1443,11 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	struct rlimit nofile;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 }, null_r = -1, r = 0;
 
+	c.filter = sbx_filter();
+	if (!c.filter) {
+		exec_set(res, "Failed", "Internal", -1, "spawn: the seccomp filter is not available");
+		return -ENOSYS;
+	}
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
 	    (null_r = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
 		r = -errno;
@@ -1058,12 +1467,22 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	c.max_fd = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY &&
 			   nofile.rlim_max < (1U << 20) ? (unsigned)nofile.rlim_max : (1U << 20);
 	sigemptyset(&c.empty);
-	exec_rlimit(&c, RLIMIT_CORE, 0);
-	exec_rlimit(&c, RLIMIT_NOFILE, EXEC_NOFILE);
-	exec_rlimit(&c, RLIMIT_FSIZE, (uint64_t)(t->max_output > EXEC_FSIZE_MIN ? t->max_output :
-										 EXEC_FSIZE_MIN));
+	sigfillset(&c.all);
+	sigemptyset(&c.initsigs);
+	sigaddset(&c.initsigs, SIGTERM);
+	sigaddset(&c.initsigs, SIGCHLD);
+	exec_rlimit(&c, RLIMIT_CORE, 0, 0);
+	exec_rlimit(&c, RLIMIT_NOFILE, EXEC_NOFILE, EXEC_NOFILE);
+	{
+		uint64_t fsz = (uint64_t)(t->max_output > EXEC_FSIZE_MIN ? t->max_output : EXEC_FSIZE_MIN);
+		exec_rlimit(&c, RLIMIT_FSIZE, fsz, fsz);
+	}
 	if (t->drop_uid)
-		exec_rlimit(&c, RLIMIT_NPROC, EXEC_NPROC);
+		exec_rlimit(&c, RLIMIT_NPROC, EXEC_NPROC, EXEC_NPROC);
+	if (t->memory_bytes > 0)
+		exec_rlimit(&c, RLIMIT_AS, (uint64_t)t->memory_bytes, (uint64_t)t->memory_bytes);
+	if (t->cpu_seconds > 0)
+		exec_rlimit(&c, RLIMIT_CPU, (uint64_t)t->cpu_seconds, (uint64_t)t->cpu_seconds + 1);
 
 	pthread_mutex_lock(&exec_lock);
 	if (exec_nlive == EXEC_MAX_LIVE) {
@@ -1074,7 +1493,7 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	}
 	x->pid = fork();
 	if (x->pid == 0)
-		exec_child_run(&c);
+		exec_init_run(&c);
 	if (x->pid < 0) {
 		r = -errno;
 		pthread_mutex_unlock(&exec_lock);
@@ -1122,12 +1541,27 @@ static void exec_pump(struct exec_run *x, int *fd, int s)
 
 /* Marks the main child as exited: kills what is left of its group while the zombie still holds
  * the pgid (so the number cannot have been reused), then reaps it. */
+/* The init exited: reap it and take the task's wait status from its EXIT record. */
 static void exec_on_exit(struct exec_run *x)
 {
-	exec_kill_group(x);
-	while (waitpid(x->pid, &x->status, 0) < 0 && errno == EINTR)
+	struct exec_init_msg im = { 0 };
+	int st = 0;
+
+	while (waitpid(x->pid, &st, 0) < 0 && errno == EINTR)
 		;
 	exec_live_del(x->pid);
+	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) && im.kind == INIT_EXIT) {
+		x->status = im.val;
+		return;
+	}
+	/* The init died without sweeping (killed by the OOM killer, or by a task running as the
+	 * runner's own uid). The task's main process died with it (PDEATHSIG); what is left of its
+	 * group came back to us as subreaper. */
+	log_warn("task init died before reporting; killing the task's process group", "taskUid",
+		 x->t->task_uid);
+	(void)kill(-x->task_pid, SIGKILL);
+	x->status = WIFSIGNALED(st) ? st : (128 + SIGKILL) << 8;
+	exec_reap_group(x->task_pid);
 }
 
 static int exec_child_exited(struct exec_run *x)
@@ -1173,6 +1607,16 @@ static void exec_loop(struct exec_run *x)
 			timeout = (int)(drain_until - now);
 		if (!exited && x->pidfd < 0 && (timeout < 0 || timeout > 20))
 			timeout = 20; /* no pidfd: poll for the exit */
+		if (!exited && x->kill_sent) {
+			/* the init sweeps in well under a second; this is the backstop */
+			int64_t left = x->kill_sent + EXEC_INIT_GRACE_MS - now;
+			if (left <= 0) {
+				(void)kill(x->pid, SIGKILL);
+				left = 1000;
+			}
+			if (timeout < 0 || left < timeout)
+				timeout = (int)left;
+		}
 
 		if (x->out_r >= 0) {
 			ip_out = np;
@@ -1219,7 +1663,6 @@ static void exec_loop(struct exec_run *x)
 	exec_capture_flush(&x->cap, 1, 1);
 	exec_close(&x->out_r);
 	exec_close(&x->err_r);
-	exec_reap_group(x->pid);
 }
 
 static void exec_finish(struct exec_run *x, struct exec_result *res)
@@ -1250,8 +1693,10 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 		if (WIFEXITED(st) && code == 0)
 			exec_set(res, "Succeeded", "Succeeded", 0, "exited with code 0");
 		else if (WIFSIGNALED(st))
-			exec_set(res, "Failed", "ExitCode", code, "killed by signal %d (SIG%s)",
-				 WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
+			exec_set(res, "Failed", "ExitCode", code, "killed by signal %d (SIG%s)%s",
+				 WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?",
+				 WTERMSIG(st) == SIGXCPU && x->t->cpu_seconds > 0 ?
+					 ": CPU time limit (limits.cpuSeconds) reached" : "");
 		else
 			exec_set(res, "Failed", "ExitCode", code, "exited with code %d", code);
 		break;
@@ -1262,11 +1707,106 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 		snprintf(res->message + ml, sizeof(res->message) - ml, "; %s", outmsg);
 }
 
+/* Neither output nor message may carry a secret value into the task's status: an output that
+ * contains one is dropped (with a note), a message is masked. */
+static void exec_withhold_secrets(const struct exec_task *t, struct exec_result *res)
+{
+	struct buf m;
+	size_t ml;
+
+	if (t->nsecrets == 0)
+		return;
+	if (res->output) {
+		char *s = json_dumps(res->output, JSON_COMPACT | JSON_ENCODE_ANY);
+		int hit = !s;
+		for (size_t i = 0; s && !hit && i < t->nsecrets; i++)
+			hit = strlen(t->secrets[i]) >= EXEC_MASK_MIN && strstr(s, t->secrets[i]);
+		/* The escaped form too: a secret with quotes or backslashes is spelled differently. */
+		for (size_t i = 0; s && !hit && i < t->nsecrets; i++) {
+			json_t *j = json_string(t->secrets[i]);
+			char *e = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+			if (e && strlen(e) > 2) {
+				e[strlen(e) - 1] = '\0';
+				hit = strlen(e + 1) >= EXEC_MASK_MIN && strstr(s, e + 1);
+			}
+			free(e);
+			json_decref(j);
+		}
+		free(s);
+		if (hit) {
+			json_decref(res->output);
+			res->output = NULL;
+			ml = strlen(res->message);
+			snprintf(res->message + ml, sizeof(res->message) - ml,
+				 "; output withheld: it contains a secret value");
+		}
+	}
+	buf_init(&m, sizeof(res->message));
+	if (buf_append(&m, res->message, strlen(res->message) + 1) == 0) {
+		exec_mask_buf(t->secrets, t->nsecrets, &m);
+		memcpy(res->message, m.data, strlen(m.data) + 1);
+	}
+	buf_free(&m);
+}
+
+/* ---- http and remote tasks ------------------------------------------------------------- */
+
+struct exec_http_ctx {
+	struct exec_task *t;
+	const struct exec_hooks *hooks;
+	struct exec_capture *cap;
+	struct exec_envset env;
+	struct exec_result *res;
+};
+
+static int exec_http_kill_why(void *ud)
+{
+	struct exec_http_ctx *c = ud;
+	return atomic_load(&c->t->kill_why);
+}
+
+static void exec_http_started(void *ud)
+{
+	struct exec_http_ctx *c = ud;
+	c->res->start_ms = util_now_ms();
+	if (c->hooks && c->hooks->started)
+		c->hooks->started(c->hooks->userdata, c->res->start_ms);
+}
+
+static void exec_http_out(void *ud, int stream, const char *data, size_t len)
+{
+	struct exec_http_ctx *c = ud;
+	exec_capture_add(c->cap, stream ? 1 : 0, data, len);
+	/* no poll loop here: flush what is due at each piece */
+	for (int s = 0; s < 2; s++)
+		if (c->cap->pend_since[s] && util_mono_ms() - c->cap->pend_since[s] >= EXEC_LOG_FLUSH_MS)
+			exec_capture_flush(c->cap, s, 0);
+}
+
+static void exec_run_http(struct exec_task *t, const struct exec_hooks *hooks,
+			  struct exec_capture *cap, struct exec_result *res)
+{
+	struct exec_http_ctx c = { .t = t, .hooks = hooks, .cap = cap, .res = res };
+	struct httpx_io io = {
+		.killfd = t->killfd, .kill_why = exec_http_kill_why, .started = exec_http_started,
+		.out = exec_http_out, .lookup = exec_env_lookup, .lookup_ud = &c.env,
+		.secrets = (const char *const *)t->secrets, .nsecrets = t->nsecrets, .ud = &c,
+		.deadline_ms = t->deadline_ms,
+	};
+
+	/* $(VAR) in the URL, headers and body: the task's own env entries only. */
+	for (size_t i = 0; i < t->nenv; i++)
+		exec_env_put(&c.env, t->env[i].name, t->env[i].value);
+	httpx_run(t->http, &io, res);
+	exec_capture_flush(cap, 0, 1);
+	exec_capture_flush(cap, 1, 1);
+}
+
 int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct exec_result *res)
 {
 	struct exec_run x;
 	struct exec_envset env = { .n = 0 };
-	struct exec_child_status cs;
+	struct exec_init_msg im = { 0 };
 	char attempt[24], err[256];
 	int r;
 
@@ -1277,10 +1817,13 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	x.w.rootfd = x.w.dirfd = -1;
 	res->exit_code = -1;
 
+	res->retryable = -1;
 	if (exec_capture_init(&x.cap, hooks, t->max_output, t->tail_max) < 0) {
 		exec_set(res, "Failed", "Internal", -1, "out of memory");
 		goto done;
 	}
+	x.cap.secrets = t->secrets;
+	x.cap.nsecrets = t->nsecrets;
 	if (t->spec_error[0]) {
 		exec_set(res, "Failed", "InvalidSpec", -1, "%s", t->spec_error);
 		goto done;
@@ -1297,6 +1840,10 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	}
 	if (t->deadline_ms > 0 && util_now_ms() >= t->deadline_ms) {
 		exec_set(res, "Failed", "TimedOut", -1, "deadline passed before start");
+		goto done;
+	}
+	if (t->kind != PROTO_EXEC_SHELL) {
+		exec_run_http(t, hooks, &x.cap, res);
 		goto done;
 	}
 	if (exec_workdir_make(t, &x.w, err, sizeof(err)) < 0) {
@@ -1340,24 +1887,28 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 
 	if (exec_spawn(&x, res) < 0)
 		goto done;
-	/* EOF: execve succeeded. A record: the child failed at some step and exits 127. */
-	if (exec_read_full(x.status_r, &cs, sizeof(cs)) == (int)sizeof(cs)) {
+	/* The init's first record: STARTED (the task exec'd) or FAILED (step and errno; the task
+	 * exits 127). */
+	if (exec_read_full(x.status_r, &im, sizeof(im)) != (int)sizeof(im) || im.kind != INIT_STARTED) {
+		int ok = im.kind == INIT_FAILED;
 		while (waitpid(x.pid, &x.status, 0) < 0 && errno == EINTR)
 			;
 		exec_live_del(x.pid);
-		if (cs.step == STEP_EXEC)
+		if (ok && im.step == STEP_EXEC)
 			exec_set(res, "Failed", "ExecFailed", 127, "exec \"%s\": %s", t->cmd_label,
-				 exec_strerror(cs.err));
-		else
+				 exec_strerror(im.val));
+		else if (ok)
 			exec_set(res, "Failed", "ExecFailed", 127, "task setup failed at %s: %s",
-				 (size_t)cs.step < UTIL_ARRAY_SIZE(exec_step_names) ? exec_step_names[cs.step] : "?",
-				 exec_strerror(cs.err));
-		res->pid = x.pid;
+				 (size_t)im.step < UTIL_ARRAY_SIZE(exec_step_names) ? exec_step_names[im.step] : "?",
+				 exec_strerror(im.val));
+		else
+			exec_set(res, "Failed", "Internal", -1, "the task's init exited before the task started");
+		res->pid = ok ? im.pid : 0;
 		goto done;
 	}
-	exec_close(&x.status_r);
+	x.task_pid = im.pid;
 	res->start_ms = util_now_ms();
-	res->pid = x.pid;
+	res->pid = x.task_pid;
 	if (hooks && hooks->started)
 		hooks->started(hooks->userdata, res->start_ms);
 	x.pidfd = (int)syscall(SYS_pidfd_open, x.pid, 0);
@@ -1366,6 +1917,7 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 
 done:
 	res->end_ms = util_now_ms();
+	exec_withhold_secrets(t, res);
 	res->truncated = x.cap.truncated;
 	res->log_tail = exec_capture_tail(&x.cap);
 	exec_close(&x.status_r);

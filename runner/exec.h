@@ -1,8 +1,10 @@
 #pragma once
-/* The shell executor: runs one dispatched attempt as a child process with execve (never a
- * shell), a private work dir, a cleared environment, its own session and process group, rlimits,
- * no_new_privs and, when the runner is root, uid/gid 65532. Output is captured through pipes with
- * bounded memory. See docs/runner.md.
+/* Runs one dispatched attempt. Shell tasks: a per-task init process (own session, child
+ * subreaper, dies with the runner after killing the task tree) forks the task, which gets a
+ * private work dir, a cleared environment, its own process group, rlimits, no_new_privs,
+ * uid/gid 65532 when the runner is root, and the seccomp filter of sandbox.h, then execve (never
+ * a shell). Output is captured through pipes with bounded memory; values marked secret are
+ * masked. http and remote tasks go to http.h. See docs/runner.md and docs/security.md.
  *
  * Threading: exec_task_run() blocks and is meant to run on a thread of its own (the thread that
  * forks is the "parent" PR_SET_PDEATHSIG watches, so it stays alive until the child is reaped).
@@ -46,21 +48,27 @@ struct exec_hooks {
 struct exec_result {
 	const char *phase;   /* "Succeeded", "Failed", "Cancelled" (static) */
 	const char *reason;  /* "Succeeded", "ExitCode", "TimedOut", "Cancelled", "ExecFailed",
-			      * "InvalidSpec", "RunnerShutdown", "Internal" (static) */
+			      * "InvalidSpec", "RunnerShutdown", "Internal"; http and remote add
+			      * "HTTPStatus", "SSRFBlocked", "ResponseTooLarge", "TooManyRedirects",
+			      * "RequestFailed", "OAuth2Failed", "RemoteFailed", "InvalidResponse"
+			      * (static) */
 	char message[1024];  /* never contains env values or expanded arguments */
-	int exit_code;       /* -1 when the process never ran */
+	int exit_code;       /* -1 when the process never ran (and for http and remote tasks) */
+	int http_status;     /* http and remote: the final response's status code, 0 when none */
+	int retryable;       /* remote: the service's verdict; -1 when it gave none */
 	json_t *output;      /* new reference or NULL */
 	char *log_tail;      /* valid UTF-8 without NUL, at most logTailBytes; owned */
 	int truncated;       /* output past maxOutputBytes was discarded, or log chunks dropped */
 	int64_t start_ms, end_ms; /* start 0 when never started */
-	pid_t pid;           /* the main child (and its process group id); 0 when not forked */
+	pid_t pid;           /* the task's main process (and its process group id); 0 when not
+			      * forked */
 };
 
 struct exec_task;
 
 /* Once per process before any task: makes the process a child subreaper (orphaned grandchildren
- * come back to be reaped), makes sure fds 0-2 are open, and records the runner's PATH for
- * resolving argv[0]. */
+ * come back to be reaped), makes sure fds 0-2 are open, records the runner's PATH for resolving
+ * argv[0], and compiles the tasks' seccomp filter. */
 int exec_init(void);
 
 /* Prepares an attempt from a decoded dispatch (borrowed; everything needed is copied). A spec

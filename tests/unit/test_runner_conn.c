@@ -487,8 +487,8 @@ static void test_conn(void)
 	is_str(str(m, "runnerId"), "unit-runner", "hello.runnerId");
 	ok(json_integer_value(json_object_get(m, "capacity")) == 1, "hello.capacity");
 	{
-		json_t *want = json_pack("[s]", "shell");
-		ok(json_equal(json_object_get(m, "executors"), want), "hello.executors [shell]");
+		json_t *want = json_pack("[sss]", "shell", "http", "remote");
+		ok(json_equal(json_object_get(m, "executors"), want), "hello.executors [shell, http, remote]");
 		json_decref(want);
 	}
 	is_str(str(json_object_get(m, "labels"), "pool"), "test", "hello.labels");
@@ -579,6 +579,21 @@ static void test_conn(void)
 		ok(m && strcmp(str(m, "logTail"), "fragments\n") == 0, "fragmented dispatch reassembled");
 		json_decref(m);
 		ack("t4", 1);
+	}
+
+	/* a dispatch with a sound envelope but invalid task fields: InvalidSpec, no reconnect */
+	{
+		int conns = srv_get(&S.conns);
+		srv_send("{\"type\":\"dispatch\",\"taskUid\":\"t4b\",\"attempt\":1,\"namespace\":\"ns\","
+			 "\"name\":\"t4b\",\"http\":{\"url\":\"http://example.com/\",\"method\":\"BREW\"}}");
+		i = wait_rx(0, "result", "t4b", 1, 5000);
+		m = i >= 0 ? rx_get(i) : NULL;
+		ok(m && strcmp(str(m, "reason"), "InvalidSpec") == 0 && strstr(str(m, "message"), "http.method"),
+		   "invalid dispatch fields: Failed/InvalidSpec naming the field");
+		json_decref(m);
+		usleep(200 * 1000);
+		is_int(srv_get(&S.conns), conns, "... and the connection stays up");
+		ack("t4b", 1);
 	}
 
 	/* malformed JSON: close 4400, then a reconnect */

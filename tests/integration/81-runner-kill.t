@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runner killed with SIGKILL → no task process survives. PR_SET_PDEATHSIG alone would only reach
+# the runner's direct child; the per-task init (child subreaper, catchable parent-death signal)
+# kills the task's whole tree, including processes that left its process group.
+. "$(dirname "$0")/lib.sh"
+. "$IT_ROOT/tests/cluster/lib.sh"
+test_namespace runnerkill
+
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
+. "$STATE/tasked-ports.env"
+RUN=$IT_ROOT/bin/tasked-runner
+cleanup() {
+	[ -s "$STATE/runner-sec-kill.pid" ] && kill -9 "$(cat "$STATE/runner-sec-kill.pid")" 2>/dev/null
+	rm -f "$STATE/runner-sec-kill.pid"
+	pkill -9 -f '^sleep 44[0-9][0-9]$' 2>/dev/null
+	_cleanup_namespace
+}
+trap cleanup EXIT
+count() { pgrep -c -f "^sleep $1\$"; }
+wait_count() { # PATTERN WANT SECONDS
+	local n end=$(($(date +%s) + $3))
+	while :; do
+		n=$(count "$1")
+		[ "$n" -eq "$2" ] && break
+		[ "$(date +%s)" -lt "$end" ] || break
+		sleep 0.1
+	done
+	printf '%s\n' "$n"
+}
+
+start_bg "$STATE/runner-sec-kill.pid" "$STATE/runner-sec-kill.log" "$RUN" --id it-sec-kill \
+	--controller "ws://127.0.0.1:$BROKER_PORT" --token-file "$STATE/runner-token" \
+	--labels pool=sec-kill --concurrency 4
+disown -a 2>/dev/null
+for _ in $(seq 1 100); do grep -q '"runner connected","runner":"it-sec-kill"' "$STATE/controller.log" && break; sleep 0.1; done
+ok "a dedicated runner connected" grep -q '"runner connected","runner":"it-sec-kill"' "$STATE/controller.log"
+
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: two-sleeps}
+spec:
+  runnerSelector: {pool: sec-kill}
+  shell: {command: ["sh", "-c", "sleep 4401 & sleep 4402"]}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: escapees}
+spec:
+  runnerSelector: {pool: sec-kill}
+  shell: {command: ["sh", "-c", "setsid sleep 4403 & (setsid sh -c 'sleep 4404 & sleep 4405' &) ; sleep 4406"]}
+EOF2
+ok_phase two-sleeps Running 30
+ok_phase escapees Running 30
+is "$(wait_count '440[12]' 2 10)" 2 "sleep 4401 (background) and sleep 4402 run"
+is "$(wait_count '440[3-6]' 4 10)" 4 "the escapees run: setsid'd, double-forked into a new session"
+
+RPID=$(cat "$STATE/runner-sec-kill.pid")
+kill -9 "$RPID"
+is "$(wait_count '440[12]' 0 5)" 0 "runner killed with SIGKILL: no sleep 440x of sh -c 'sleep 4401 & sleep 4402' survives"
+is "$(wait_count '440[3-6]' 0 5)" 0 "... nor any process that left the task's group or session"
+ok "the runner is gone" sh -c "! kill -0 $RPID 2>/dev/null"
+
+done_testing

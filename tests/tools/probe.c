@@ -1,0 +1,438 @@
+/* probe: what can a task do? Run it as a task (or in a container) and it reports, as JSON:
+ * identity, NoNewPrivs, seccomp mode, capabilities, rlimits, open fds, and the outcome (errno)
+ * of attempts a hostile task would make — read the runner's /proc/PID/{environ,mem}, ptrace it,
+ * read its memory, unshare namespaces, mount, bpf, keyctl, perf_event_open, userfaultfd,
+ * io_uring, ioctl(TIOCSTI), write to / and /tmp.
+ *
+ *   probe [--runner-pid PID] [--out FILE]
+ *
+ * One JSON line per fact on stdout; the same facts as one JSON object in FILE, or in
+ * $TASKED_OUTPUT when set (so a Tasked task's status.output holds the report). The runner's pid
+ * comes from --runner-pid, else $TASKED_PROBE_RUNNER_PID, else the grandparent (runner → init →
+ * task). Self-contained and meant to be linked statically (no library beyond libc), so the same
+ * binary runs inside any image. Exit status 0 unless the probe itself failed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/keyctl.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
+
+static char report[64 * 1024];
+static size_t rlen;
+static int first = 1;
+
+/* Appends "key":<value> to the report object and prints {"fact":key,...} on stdout. */
+static void fact(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fact(const char *key, const char *fmt, ...)
+{
+	char val[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof(val), fmt, ap);
+	va_end(ap);
+	printf("{\"fact\":\"%s\",\"value\":%s}\n", key, val);
+	fflush(stdout);
+	if (rlen < sizeof(report))
+		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "%s\"%s\":%s", first ? "{" : ",",
+					 key, val);
+	first = 0;
+}
+
+static const char *errname(int e)
+{
+	static char buf[16];
+	const char *n = strerrorname_np(e);
+	if (n)
+		return n;
+	snprintf(buf, sizeof(buf), "E%d", e);
+	return buf;
+}
+
+/* An attempt: ok when r >= 0; otherwise its errno. */
+static void attempt(const char *what, long r, int err)
+{
+	if (r >= 0)
+		fact(what, "{\"ok\":true}");
+	else
+		fact(what, "{\"ok\":false,\"errno\":%d,\"error\":\"%s\"}", err, errname(err));
+}
+
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int fd, n;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || strlen(p) < 4)
+		return -1;
+	return (pid_t)strtol(p + 4, NULL, 10);
+}
+
+static void status_fields(void)
+{
+	char buf[8192], out[1024] = "{";
+	const char *want[] = { "NoNewPrivs", "Seccomp", "CapEff", "CapPrm", "CapBnd", "CapAmb" };
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC), n;
+	size_t ol = 1;
+
+	if (fd < 0)
+		return;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char key[32], *p, *e;
+		snprintf(key, sizeof(key), "\n%s:", want[i]);
+		p = strstr(buf, key);
+		if (!p)
+			continue;
+		p += strlen(key);
+		while (*p == ' ' || *p == '\t')
+			p++;
+		e = strchr(p, '\n');
+		if (!e)
+			continue;
+		if (i < 2)
+			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":%.*s", ol > 1 ? "," : "",
+					       want[i], (int)(e - p), p);
+		else
+			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":\"%.*s\"", ol > 1 ? "," : "",
+					       want[i], (int)(e - p), p);
+	}
+	snprintf(out + ol, sizeof(out) - ol, "}");
+	fact("status", "%s", out);
+}
+
+static void rlimits(void)
+{
+	static const struct { const char *name; int res; } rl[] = {
+		{ "core", RLIMIT_CORE }, { "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC },
+		{ "fsize", RLIMIT_FSIZE }, { "as", RLIMIT_AS }, { "cpu", RLIMIT_CPU },
+	};
+	char out[1024] = "{";
+	size_t ol = 1;
+	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
+		struct rlimit r;
+		if (getrlimit(rl[i].res, &r) < 0)
+			continue;
+		ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":[%lld,%lld]", ol > 1 ? "," : "",
+				       rl[i].name, r.rlim_cur == RLIM_INFINITY ? -1LL : (long long)r.rlim_cur,
+				       r.rlim_max == RLIM_INFINITY ? -1LL : (long long)r.rlim_max);
+	}
+	snprintf(out + ol, sizeof(out) - ol, "}");
+	fact("rlimits", "%s", out);
+}
+
+/* Open fds, without the one used to list them. */
+static void fds(void)
+{
+	char out[4096] = "[";
+	size_t ol = 1;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd;
+		if (e->d_name[0] == '.')
+			continue;
+		fd = atoi(e->d_name);
+		if (fd == dirfd(d))
+			continue;
+		ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s%d", ol > 1 ? "," : "", fd);
+		if (ol >= sizeof(out) - 16)
+			break;
+	}
+	closedir(d);
+	snprintf(out + ol, sizeof(out) - ol, "]");
+	fact("fds", "%s", out);
+}
+
+static void try_open(const char *key, pid_t pid, const char *file)
+{
+	char path[64];
+	char buf[64];
+	int fd, err = 0;
+	long r;
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		attempt(key, -1, errno);
+		return;
+	}
+	/* Opening is not enough for mem: reading at an address proves it. */
+	r = strcmp(file, "mem") == 0 ? pread(fd, buf, sizeof(buf), 0x400000) : read(fd, buf, sizeof(buf));
+	if (r < 0)
+		err = errno;
+	close(fd);
+	/* An open that succeeded is a failure of the sandbox even if this read missed a mapping. */
+	if (r < 0 && strcmp(file, "mem") == 0 && err == EIO)
+		r = 0;
+	attempt(key, r, err);
+}
+
+static void try_ptrace(const char *key, pid_t pid)
+{
+	long r = ptrace(PTRACE_ATTACH, pid, NULL, NULL);
+	int err = errno;
+	if (r == 0) {
+		waitpid(pid, NULL, __WALL);
+		ptrace(PTRACE_DETACH, pid, NULL, NULL);
+	}
+	attempt(key, r, err);
+}
+
+static void try_vm_read(const char *key, pid_t pid)
+{
+	char buf[16];
+	struct iovec l = { buf, sizeof(buf) }, rm = { (void *)0x400000, sizeof(buf) };
+	long r = syscall(SYS_process_vm_readv, pid, &l, 1UL, &rm, 1UL, 0UL);
+	attempt(key, r < 0 && errno == EFAULT ? 0 : r, errno);
+}
+
+static void try_write(const char *key, const char *dir)
+{
+	char path[256];
+	int fd;
+	snprintf(path, sizeof(path), "%s/.tasked-probe-%d", dir, (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	attempt(key, fd, errno);
+}
+
+/* Runs one attempt in a child, so a success (as root outside any sandbox) changes nothing of
+ * the probe's own namespaces, root or credentials. */
+enum { A_UNSHARE_USER_MOUNT, A_UNSHARE_USER, A_MOUNT, A_CHROOT, A_SETUID0 };
+static void isolated(const char *key, int which)
+{
+	int p[2];
+	long res[2] = { -1, 0 };
+	pid_t pid;
+
+	if (pipe(p) < 0) {
+		attempt(key, -1, errno);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		long r = -1;
+		close(p[0]);
+		switch (which) {
+		case A_UNSHARE_USER_MOUNT: r = unshare(CLONE_NEWUSER | CLONE_NEWNS); break;
+		case A_UNSHARE_USER: r = unshare(CLONE_NEWUSER); break;
+		case A_MOUNT:
+			/* Harmless even for root outside any sandbox: a private mount namespace
+			 * when it can have one, and a target that does not exist (the kernel
+			 * looks the path up first, so an allowed mount says ENOENT and only a
+			 * filter says EPERM). */
+			(void)unshare(CLONE_NEWNS);
+			r = mount("none", "/nonexistent/tasked-probe", "tmpfs", 0, NULL);
+			break;
+		case A_CHROOT: r = chroot("/"); break;
+		case A_SETUID0: r = setuid(0); break;
+		}
+		res[0] = r;
+		res[1] = errno;
+		if (write(p[1], res, sizeof(res)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], res, sizeof(res)) != (ssize_t)sizeof(res)) {
+		res[0] = -1;
+		res[1] = pid < 0 ? errno : EIO;
+	}
+	close(p[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	attempt(key, res[0], (int)res[1]);
+}
+
+static void try_clone_ns(const char *key, unsigned long flags)
+{
+	long r = syscall(SYS_clone, flags | SIGCHLD, 0UL, 0UL, 0UL, 0UL);
+	int err = errno;
+	if (r == 0)
+		_exit(0);
+	if (r > 0)
+		waitpid((pid_t)r, NULL, 0);
+	attempt(key, r, err);
+}
+
+int main(int argc, char **argv)
+{
+	const char *out = getenv("TASKED_OUTPUT"), *rp = getenv("TASKED_PROBE_RUNNER_PID");
+	pid_t runner = rp ? (pid_t)atoi(rp) : 0, parent = getppid();
+	gid_t groups[64];
+	int ng;
+	long r;
+	int err;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--runner-pid") == 0 && i + 1 < argc)
+			runner = (pid_t)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+			out = argv[++i];
+		else {
+			fprintf(stderr, "usage: probe [--runner-pid PID] [--out FILE]\n");
+			return 2;
+		}
+	}
+	if (runner <= 0)
+		runner = parent_of(parent);
+
+	fact("pids", "{\"self\":%d,\"parent\":%d,\"runner\":%d}", (int)getpid(), (int)parent, (int)runner);
+	ng = getgroups(64, groups);
+	{
+		char g[512] = "[";
+		size_t gl = 1;
+		for (int i = 0; i < ng; i++)
+			gl += (size_t)snprintf(g + gl, sizeof(g) - gl, "%s%u", i ? "," : "", (unsigned)groups[i]);
+		snprintf(g + gl, sizeof(g) - gl, "]");
+		fact("ids", "{\"uid\":%u,\"euid\":%u,\"gid\":%u,\"egid\":%u,\"groups\":%s}", (unsigned)getuid(),
+		     (unsigned)geteuid(), (unsigned)getgid(), (unsigned)getegid(), g);
+	}
+	fact("dumpable", "%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+	status_fields();
+	rlimits();
+	fds();
+
+	/* The runner, and the process between it and us. */
+	try_open("runnerEnviron", runner, "environ");
+	try_open("runnerMem", runner, "mem");
+	try_ptrace("runnerPtrace", runner);
+	try_vm_read("runnerVmRead", runner);
+	try_open("parentEnviron", parent, "environ");
+	try_open("parentMem", parent, "mem");
+	try_ptrace("parentPtrace", parent);
+	r = kill(runner, 0);
+	attempt("runnerSignal0", r, errno);
+
+	/* Namespaces and mounts. */
+	isolated("unshareUserMount", A_UNSHARE_USER_MOUNT);
+	isolated("unshareUser", A_UNSHARE_USER);
+	try_clone_ns("cloneNewUser", CLONE_NEWUSER);
+	r = syscall(__NR_clone3, NULL, 0UL);
+	attempt("clone3", r, errno);
+	isolated("mount", A_MOUNT);
+	isolated("chroot", A_CHROOT);
+
+	/* Kernel interfaces. Where the kernel itself would answer EINVAL or EOPNOTSUPP (invalid
+	 * commands), EPERM can only come from the filter. */
+	r = syscall(SYS_bpf, 0x7fff, NULL, 0);
+	attempt("bpfInvalidCmd", r, errno);
+	{
+		union bpf_attr a;
+		memset(&a, 0, sizeof(a));
+		a.map_type = BPF_MAP_TYPE_ARRAY;
+		a.key_size = 4;
+		a.value_size = 4;
+		a.max_entries = 1;
+		r = syscall(SYS_bpf, BPF_MAP_CREATE, &a, sizeof(a));
+		err = errno;
+		if (r >= 0)
+			close((int)r);
+		attempt("bpfMapCreate", r, err);
+	}
+	r = syscall(SYS_keyctl, 0x7fff, 0, 0, 0, 0);
+	attempt("keyctlInvalidCmd", r, errno);
+	r = syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0, 0, 0);
+	attempt("keyctlSessionKeyring", r, errno);
+	r = syscall(SYS_add_key, "user", "tasked-probe", "x", 1, KEY_SPEC_PROCESS_KEYRING);
+	attempt("addKey", r, errno);
+	{
+		struct perf_event_attr pa;
+		memset(&pa, 0, sizeof(pa));
+		pa.type = PERF_TYPE_SOFTWARE;
+		pa.size = sizeof(pa);
+		pa.config = PERF_COUNT_SW_CPU_CLOCK;
+		pa.disabled = 1;
+		pa.exclude_kernel = 1;
+		r = syscall(SYS_perf_event_open, &pa, 0, -1, -1, 0UL);
+		err = errno;
+		if (r >= 0)
+			close((int)r);
+		attempt("perfEventOpen", r, err);
+	}
+	r = syscall(SYS_userfaultfd, O_CLOEXEC);
+	err = errno;
+	if (r >= 0)
+		close((int)r);
+	attempt("userfaultfd", r, err);
+	{
+		char params[120];
+		memset(params, 0, sizeof(params));
+		r = syscall(__NR_io_uring_setup, 1, params);
+		err = errno;
+		if (r >= 0)
+			close((int)r);
+		attempt("ioUringSetup", r, err);
+	}
+	{
+		char c = 'x';
+		/* stdin is /dev/null: the kernel says ENOTTY, the filter EPERM; the second call
+		 * sets high bits the kernel ignores. */
+		r = ioctl(0, TIOCSTI, &c);
+		attempt("ioctlTiocsti", r, errno);
+		r = syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI | (1UL << 32), &c);
+		attempt("ioctlTiocstiHighBits", r, errno);
+	}
+	r = syscall(SYS_init_module, NULL, 0UL, "");
+	attempt("initModule", r, errno);
+	r = syscall(SYS_reboot, 0, 0, 0, NULL); /* invalid magic: the kernel says EINVAL */
+	attempt("reboot", r, errno);
+	isolated("setuid0", A_SETUID0);
+
+	/* Files. */
+	try_write("writeRoot", "");
+	try_write("writeTmp", "/tmp");
+
+	if (rlen < sizeof(report))
+		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "}\n");
+	if (out && *out) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || write(fd, report, rlen) != (ssize_t)rlen) {
+			perror("probe: write report");
+			return 1;
+		}
+		close(fd);
+	}
+	return 0;
+}
