@@ -234,12 +234,14 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 	json_array_foreach(json_object_get(msg, "env"), i, e)
 		if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
 			return r;
-	http = json_object_get(msg, "http");
-	if ((r = resolve_in(http, "url", tasks, err, errsz)) < 0 || (r = resolve_in(http, "body", tasks, err, errsz)) < 0)
-		return r;
-	json_array_foreach(json_object_get(http, "headers"), i, e)
-		if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+	for (int k = 0; k < 2; k++) {
+		http = json_object_get(msg, k == 0 ? "http" : "remote");
+		if ((r = resolve_in(http, "url", tasks, err, errsz)) < 0 || (r = resolve_in(http, "body", tasks, err, errsz)) < 0)
 			return r;
+		json_array_foreach(json_object_get(http, "headers"), i, e)
+			if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+				return r;
+	}
 	return 0;
 }
 

@@ -378,8 +378,8 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 		}
 		exec_obj = json_incref(shell);
 	} else {
-		/* http and remote: the dispatch carries the spec's fields (docs/protocol.md); values
-		 * from queue secrets are not resolved for headers or oauth2 yet, so refused. */
+		/* http and remote: the dispatch carries the spec's fields (docs/protocol.md); header
+		 * values and the oauth2 client secret from queue secrets are added by apply_queue. */
 		json_t *src = json_object_get(spec, kind), *hdrs = json_array(), *h, *v;
 		static const char *const http_fields[] = { "method", "body", "successCodes", "followRedirects",
 							   "maxRedirects", "maxResponseBytes", "timeoutSeconds" };
@@ -393,15 +393,14 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 		exec_obj = json_pack("{ss}", "url", u);
 		json_array_foreach(json_object_get(src, "headers"), i, h) {
 			const char *hn = json_string_value(json_object_get(h, "name"));
-			if (!hn || json_object_get(h, "valueFrom")) {
-				snprintf(err, errsz, "spec.%s.headers[%zu]%s%s%s: %s", kind, i, hn ? " (" : "", hn ? hn : "",
-					 hn ? ")" : "", hn ? "valueFrom.queueSecret is not supported for headers by this "
-					 "controller version; put the secret in env and use $(NAME) in the value" :
-					 "name is required");
+			if (!hn) {
+				snprintf(err, errsz, "spec.%s.headers[%zu]: name is required", kind, i);
 				json_decref(hdrs);
 				json_decref(exec_obj);
 				return NULL;
 			}
+			if (json_object_get(h, "valueFrom"))
+				continue;   /* a queue secret: resolved at dispatch (apply_queue) */
 			v = json_object_get(h, "value");
 			if (json_is_string(v) && (strpbrk(json_string_value(v), "\r\n") ||
 						  json_string_length(v) > PROTO_MAX_HEADER_VALUE)) {
@@ -442,12 +441,6 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 				}
 			}
 			if (o) {
-				if (json_object_get(o, "clientSecret")) {
-					snprintf(err, errsz, "spec.http.oauth2.clientSecret: queue secrets for oauth2 are not "
-						 "supported by this controller version");
-					json_decref(exec_obj);
-					return NULL;
-				}
 				v = json_pack("{ss}", "tokenURL", json_string_value(json_object_get(o, "tokenURL")) ?
 						  json_string_value(json_object_get(o, "tokenURL")) : "");
 				if (json_is_string(json_object_get(o, "clientID")))
@@ -1129,6 +1122,34 @@ static int read_secret(struct taskctl *t, const char *ns, const char *name, cons
 	return r;
 }
 
+/* Resolves one queue secret by name for what (named in errors, never the value). */
+static int queue_secret(struct taskctl *t, const char *ns, json_t *qspec, const char *sname, const char *what,
+			char **ret, const char **reason, char *err, size_t errsz)
+{
+	json_t *decl = NULL, *d;
+	size_t j;
+	int r;
+
+	json_array_foreach(json_object_get(qspec, "secrets"), j, d)
+		if (json_is_string(json_object_get(d, "name")) && strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
+			decl = d;
+	if (!decl) {
+		*reason = "SecretNotFound";
+		snprintf(err, errsz, "%s: queue secret %s is not declared by the task's TaskQueue", what, sname);
+		return -EINVAL;
+	}
+	r = read_secret(t, ns, json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "name")),
+			json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "key")), ret);
+	if (r == -EAGAIN)
+		return r;
+	if (r < 0) {
+		*reason = "SecretNotFound";
+		snprintf(err, errsz, "%s: queue secret %s refers to a Secret key that does not exist", what, sname);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Applies the queue (defaults, policy, selector) and queue secrets to a dispatch, and resolves
  * $(tasks.…) references. On a task error writes the reason into reason/err and returns -EINVAL;
  * -EAGAIN when the API server could not be asked. */
@@ -1150,35 +1171,58 @@ static int apply_queue(struct taskctl *t, json_t *task, json_t *msg, json_t *que
 	if (json_integer_value(json_object_get(json_object_get(policy, "shell"), "maxOutputBytes")) > 0)
 		json_object_set(json_object_get(msg, "limits"), "maxOutputBytes",
 				json_object_get(json_object_get(policy, "shell"), "maxOutputBytes"));
-	/* Queue secrets: only names the queue declares, read now, marked so the runner masks them. */
+	/* Queue secrets: only names the queue declares, read now, marked so the runner masks them
+	 * (and strips them from what a remote executor is sent). */
 	json_array_foreach(env, i, e) {
 		const char *sname = json_string_value(json_object_get(json_object_get(e, "valueFrom"), "queueSecret"));
 		const char *name = json_string_value(json_object_get(e, "name"));
-		json_t *decl = NULL, *d;
-		char *value = NULL;
-		size_t j;
+		char *value = NULL, what[300];
 		if (!sname)
 			continue;
-		json_array_foreach(json_object_get(qspec, "secrets"), j, d)
-			if (json_is_string(json_object_get(d, "name")) && strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
-				decl = d;
-		if (!decl) {
-			*reason = "SecretNotFound";
-			snprintf(err, errsz, "env %s: queue secret %s is not declared by the task's TaskQueue", name, sname);
-			return -EINVAL;
-		}
-		r = read_secret(t, ns, json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "name")),
-				json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "key")), &value);
-		if (r == -EAGAIN)
+		snprintf(what, sizeof(what), "env %s", name);
+		if ((r = queue_secret(t, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
 			return r;
-		if (r < 0) {
-			*reason = "SecretNotFound";
-			snprintf(err, errsz, "env %s: queue secret %s refers to a Secret key that does not exist", name, sname);
-			return -EINVAL;
-		}
 		json_array_append_new(json_object_get(msg, "env"), json_pack("{sssssb}", "name", name, "value", value, "secret", 1));
 		OPENSSL_cleanse(value, strlen(value));
 		free(value);
+	}
+	for (const char *const *kind = (const char *const[]){ "http", "remote", NULL }; *kind; kind++) {
+		json_t *src = json_object_get(spec_of(task), *kind), *dst = json_object_get(msg, *kind), *h, *o;
+		if (!json_is_object(src) || !json_is_object(dst))
+			continue;
+		json_array_foreach(json_object_get(src, "headers"), i, h) {
+			const char *sname = json_string_value(json_object_get(json_object_get(h, "valueFrom"), "queueSecret"));
+			const char *name = json_string_value(json_object_get(h, "name"));
+			char *value = NULL, what[300];
+			if (!sname || !name)
+				continue;
+			snprintf(what, sizeof(what), "spec.%s.headers %s", *kind, name);
+			if ((r = queue_secret(t, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+				return r;
+			if (!json_is_array(json_object_get(dst, "headers")))
+				json_object_set_new(dst, "headers", json_array());
+			json_array_append_new(json_object_get(dst, "headers"),
+					      json_pack("{sssssb}", "name", name, "value", value, "secret", 1));
+			OPENSSL_cleanse(value, strlen(value));
+			free(value);
+		}
+		o = json_object_get(src, "oauth2");
+		if (strcmp(*kind, "http") == 0 && json_is_object(json_object_get(o, "clientSecret"))) {
+			const char *sname = json_string_value(json_object_get(json_object_get(o, "clientSecret"), "queueSecret"));
+			char *value = NULL;
+			if (!sname || (r = queue_secret(t, ns, qspec, sname, "spec.http.oauth2.clientSecret", &value,
+							reason, err, errsz)) < 0) {
+				if (!sname) {
+					*reason = "InvalidSpec";
+					snprintf(err, errsz, "spec.http.oauth2.clientSecret needs queueSecret");
+					r = -EINVAL;
+				}
+				return r;
+			}
+			json_object_set_new(json_object_get(dst, "oauth2"), "clientSecret", json_string(value));
+			OPENSSL_cleanse(value, strlen(value));
+			free(value);
+		}
 	}
 	if (deps_resolve_dispatch(msg, vars, err, errsz) < 0) {
 		*reason = "InvalidSpec";
