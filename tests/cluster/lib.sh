@@ -24,12 +24,22 @@ port_in_use() {
 	ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .
 }
 
-# pick_port [EXCLUDED...]: a free TCP port in 20000-60000 that is not listed in EXCLUDED.
+# port_range: "LOW HIGH" for listening ports, below the kernel's ephemeral range, so a port we
+# pick is never also the local end of some client connection (bind would fail with EADDRINUSE).
+port_range() {
+	local lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	[ "$lo" -gt 12000 ] 2>/dev/null || lo=32768
+	echo "10000 $((lo - 1))"
+}
+
+# pick_port [EXCLUDED...]: a free TCP port below the ephemeral range, not listed in EXCLUDED.
 pick_port() {
-	local p tries=0 x taken
+	local p tries=0 x taken lo hi
+	read -r lo hi < <(port_range)
 	while [ "$tries" -lt 200 ]; do
 		tries=$((tries + 1))
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+		p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
 		taken=0
 		for x in "$@"; do [ "$x" = "$p" ] && taken=1; done
 		[ "$taken" -eq 0 ] || continue
@@ -37,7 +47,7 @@ pick_port() {
 		printf '%s\n' "$p"
 		return 0
 	done
-	die "could not find a free TCP port in 20000-60000"
+	die "could not find a free TCP port in $lo-$hi"
 }
 
 # proc_matches PID BINARY [NEEDLE]: PID is alive, its argv[0] is BINARY and, when given, its

@@ -81,12 +81,12 @@ apiVersion: tasked.dev/v1alpha1
 kind: Task
 metadata: {name: chatty}
 spec:
-  timeoutSeconds: 6
+  timeoutSeconds: 20
   shell: {command: ["yes", "a line of output that the slow client will never read"]}
 EOF2
 wait_phase chatty Running 30 >/dev/null
 "$SSEHOLD" 127.0.0.1 "$API_PORT" "/api/v1/namespaces/$TEST_NS/tasks/chatty/logs?follow=true" --key-file "$KEY_FILE" \
-	--rcvbuf 4096 --no-read --hold-ms 8000 --drain-ms 5000 >"$TMPD/slow.out" &
+	--rcvbuf 4096 --no-read --hold-ms 15000 --drain-ms 5000 >"$TMPD/slow.out" &
 HOLD=$!
 wait "$HOLD"
 HOLD=

@@ -46,9 +46,11 @@ wait_for() {
 }
 
 free_port() {
-	local p
+	local p lo=32768
+	# Below the ephemeral range: a client connection's local port can never collide.
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (lo - 10000)))
 		ss -Hltn "( sport = :$p )" 2>/dev/null | grep -q . || {
 			echo "$p"
 			return 0
