@@ -12,7 +12,10 @@ procs() { pgrep -f "sleep $1" | wc -l; }
 wait_procs_gone() { # PATTERN TIMEOUT
 	local end=$(($(date +%s) + $2))
 	while [ "$(procs "$1")" -ne 0 ]; do
-		[ "$(date +%s)" -lt "$end" ] || return 1
+		if [ "$(date +%s)" -ge "$end" ]; then
+			ps -eo pid,ppid,pgid,sid,user,stat,etime,cmd | grep -E "sleep $1" | grep -v grep
+			return 1
+		fi
 		sleep 0.1
 	done
 }
