@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#define API_SSE_SNDBUF (64 * 1024)
 #define API_CHUNK 16384                 /* bytes per lws_write: bounds lws' own buffering */
 #define API_SSE_BATCH (64 * 1024)       /* bytes of frames gathered per refill */
 #define API_MAX_RESPONSE (64u * 1024 * 1024)
@@ -751,13 +750,6 @@ static int sse_start(struct api *a, struct lws *wsi, struct api_sess *s, enum se
 		 * 4.1): release the request headers and lift the idle timeout. */
 		lws_http_headers_detach(wsi);
 		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-	}
-	{
-		/* Long-lived streams get a small kernel send buffer: the kernel would otherwise
-		 * absorb megabytes per client before a slow reader shows (and that is memory too). */
-		int fd = (int)lws_get_socket_fd(lws_get_network_wsi(wsi)), sz = API_SSE_SNDBUF;
-		if (fd >= 0)
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	}
 	sse_link(a, s);
 	metrics_sse_opened(a->metrics, kind == SK_LOGS ? METRICS_SSE_LOGS : METRICS_SSE_EVENTS);

@@ -8,12 +8,12 @@ test_namespace lifecycle
 
 apply() { k apply -f - >/dev/null; }
 # A distinctive sleep duration per test identifies its processes with pgrep.
-procs() { pgrep -f "sleep $1" | wc -l; }
+procs() { pgrep -f "sleep $1[0-9]" | wc -l; }
 wait_procs_gone() { # PATTERN TIMEOUT
 	local end=$(($(date +%s) + $2))
 	while [ "$(procs "$1")" -ne 0 ]; do
 		if [ "$(date +%s)" -ge "$end" ]; then
-			ps -eo pid,ppid,pgid,sid,user,stat,etime,cmd | grep -E "sleep $1" | grep -v grep
+			ps -eo pid,ppid,pgid,sid,user,stat,etime,cmd | grep -E "sleep $1[0-9]" | grep -v grep
 			return 1
 		fi
 		sleep 0.1
