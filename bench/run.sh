@@ -135,7 +135,9 @@ if [ "${BENCH_SKIP_IMAGES:-0}" != 1 ]; then
 	mkdir -p "$ctx/bin"
 	cp -r "$root/images" "$ctx/"
 	cp "$root/VERSION" "$ctx/" 2>/dev/null || true
-	cp "$CONTROLLER" "$RUNNER" "$ctx/bin/"
+	# The binaries `make images` packages: linked against the minimal static libcurl.
+	make -C "$root" --no-print-directory build/image-bin/tasked-runner build/image-bin/tasked-controller >"$OUT/image-bin.log" 2>&1
+	cp "$root/build/image-bin/tasked-controller" "$root/build/image-bin/tasked-runner" "$ctx/bin/"
 	if TASKED_IMAGE_PREFIX=tasked-bench- TASKED_IMAGE_TAG=bench "$ctx/images/build.sh" >"$OUT/images.log" 2>&1; then
 		images_json=$(
 			awk '{ printf "%s %s %s\n", $1, $2, $3 }' "$ctx/build/images/sizes.txt" |
