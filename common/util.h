@@ -23,6 +23,8 @@ int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Decodes standard base64 (newlines allowed) into a new NUL-terminated buffer. */
 int util_base64_decode(const char *in, char **ret, size_t *ret_len);
+/* Whether host is "localhost" or a loopback address (127/8, ::1, ::ffff:127.x). */
+int util_host_is_loopback(const char *host);
 /* Reads a whole file (O_CLOEXEC) up to max bytes; NUL-terminated; -EFBIG past max. */
 int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Writes a file atomically (temp + rename) with the given mode. */

@@ -108,19 +108,6 @@ int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port)
 	return 0;
 }
 
-int broker_addr_is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (strcmp(host, "localhost") == 0)
-		return 1;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return 0;
-}
-
 /* --- token and grants ------------------------------------------------------------------- */
 
 /* Re-reads the token file when its mtime changed, so the token can rotate. Caller holds lock. */

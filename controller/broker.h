@@ -59,4 +59,3 @@ void broker_counts(struct broker *b, int *runners, int *free_slots);
 int broker_has_runner(struct broker *b, json_t *selector);
 /* Parses "host:port" / "[v6]:port"; host must be an address. */
 int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port);
-int broker_addr_is_loopback(const char *host);

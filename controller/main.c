@@ -306,7 +306,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	broker_parse_addr(o.listen, host, sizeof(host), &port);
-	if (!broker_addr_is_loopback(host) && !o.insecure_no_auth &&
+	if (!util_host_is_loopback(host) && !o.insecure_no_auth &&
 	    !(o.api_key && *o.api_key) && !o.api_key_file) {
 		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
 				"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n", o.listen);

@@ -123,21 +123,6 @@ int conn_parse_url(const char *url, struct conn_url *ret)
 	return 0;
 }
 
-int conn_is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (strcmp(host, "localhost") == 0)
-		return 1;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ||
-		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-	return 0;
-}
-
 int64_t conn_backoff_ms(int failures, int64_t base_ms, int64_t max_ms)
 {
 	int64_t d = base_ms;
@@ -903,7 +888,7 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		free(c);
 		return -EINVAL;
 	}
-	if (!c->url.tls && !conn_is_loopback(c->url.host))
+	if (!c->url.tls && !util_host_is_loopback(c->url.host))
 		log_warn("ws:// to a non-loopback address: the token, grant and task data travel in "
 			 "clear text; use wss://", "host", c->url.host);
 

@@ -25,8 +25,6 @@ struct conn_url {
 
 /* Parses ws://host[:port] or wss://host[:port] (path empty or "/"); -EINVAL otherwise. */
 int conn_parse_url(const char *url, struct conn_url *ret);
-/* 1 when host is "localhost", 127.0.0.0/8 or ::1. */
-int conn_is_loopback(const char *host);
 /* Jittered exponential backoff: base doubled per failure up to max, then +-25 %. */
 int64_t conn_backoff_ms(int failures, int64_t base_ms, int64_t max_ms);
 

@@ -9,9 +9,9 @@ test_namespace plugin
 TMPD=$(mktemp -d)
 trap '_cleanup_namespace; bg_stop; extra_controllers_stop; rm -rf "$TMPD"' EXIT
 
-ok "make install DESTDIR=... installs the plugin" make -s -C "$IT_ROOT" install DESTDIR="$TMPD/root" PREFIX=/usr/local
-ok "kubectl-tasked is installed" test -x "$TMPD/root/usr/local/bin/kubectl-tasked"
-export PATH="$TMPD/root/usr/local/bin:$PATH"
+ok "make install DESTDIR=... installs the plugin" make -s -C "$IT_ROOT" install DESTDIR="$TMPD/dest" PREFIX=/usr/local
+ok "kubectl-tasked is installed" test -x "$TMPD/dest/usr/local/bin/kubectl-tasked"
+export PATH="$TMPD/dest/usr/local/bin:$PATH"
 like "$(kubectl plugin list 2>&1)" 'kubectl-tasked' "kubectl plugin list finds it"
 kt() { kubectl tasked -n "$TEST_NS" "$@"; }
 

@@ -369,9 +369,9 @@ static void test_helpers(void)
 	ok(conn_parse_url("ws://x:1/path", &u) < 0, "a path is refused");
 	ok(conn_parse_url("ws://us er@x:1", &u) < 0 && conn_parse_url("ws://:1", &u) < 0,
 	   "userinfo and empty host refused");
-	ok(conn_is_loopback("127.0.0.1") && conn_is_loopback("127.9.9.9") && conn_is_loopback("::1") &&
-	   conn_is_loopback("localhost"), "loopback addresses");
-	ok(!conn_is_loopback("10.0.0.1") && !conn_is_loopback("example.com") && !conn_is_loopback("128.0.0.1"),
+	ok(util_host_is_loopback("127.0.0.1") && util_host_is_loopback("127.9.9.9") && util_host_is_loopback("::1") &&
+	   util_host_is_loopback("localhost"), "loopback addresses");
+	ok(!util_host_is_loopback("10.0.0.1") && !util_host_is_loopback("example.com") && !util_host_is_loopback("128.0.0.1"),
 	   "non-loopback addresses");
 	{
 		int good = 1;
