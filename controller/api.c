@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -29,6 +31,7 @@
 #define API_ARG_MAX 256
 #define API_KEY_MAX 4096
 #define API_LOG_CHECK_MS 1000           /* how often a log follow re-checks its task */
+#define API_SSE_MAX_LAG (1024 * 1024)   /* default bound on what a stream may owe its client */
 
 enum sess_kind { SK_NONE, SK_PLAIN, SK_EVENTS, SK_LOGS };
 
@@ -48,6 +51,7 @@ struct api_sess {                       /* per HTTP transaction; zeroed by lws *
 	uint64_t cursor;                /* events: last id sent; logs: next byte offset */
 	char ns[API_ARG_MAX], queue[API_ARG_MAX], key[512], uid[64];
 	int64_t attempt;
+	uint64_t replay_allow;          /* logs: output stored before the follow began (api_sse_lag) */
 	int first_read, task_final, ending, keepalive_due;
 	int64_t last_progress_ms, last_check_ms;
 	enum metrics_sse_end end_why;
@@ -163,6 +167,8 @@ struct api *api_new(const struct api_cfg *cfg)
 		a->cfg.sse_keepalive_s = 15;
 	if (a->cfg.sse_stall_s <= 0)
 		a->cfg.sse_stall_s = 60;
+	if (a->cfg.sse_max_lag == 0)
+		a->cfg.sse_max_lag = API_SSE_MAX_LAG;
 	pthread_mutex_init(&a->lock, NULL);
 	if (a->cfg.api_key_file) {
 		api_refresh_file_key(a);
@@ -817,6 +823,11 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 	}
 	s->task_final = phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
 	json_decref(t);
+	{
+		struct logstore_pos pos;
+		logstore_bounds(a->logs, s->uid[0] ? s->uid : NULL, s->key, &pos);
+		s->replay_allow = api_sse_backlog(&pos, s->cursor);
+	}
 	return sse_start(a, wsi, s, SK_LOGS);
 }
 
@@ -889,6 +900,27 @@ static void sse_end_frame(struct api *a, struct api_sess *s)
 	json_decref(t);
 }
 
+/* Drops a slow stream at once. On HTTP/1 the connection is reset (SO_LINGER 0), rather than
+ * flushed first: the client is not reading, and a graceful close would keep its unread bytes
+ * and the slot until lws' flush timeouts ran out. */
+static void sse_drop(struct api_sess *s, const char *reason, uint64_t lag)
+{
+	char lag_s[24];
+	snprintf(lag_s, sizeof(lag_s), "%llu", (unsigned long long)lag);
+	s->end_why = METRICS_SSE_SLOW;
+	log_warn("dropping a slow SSE client", "stream", s->kind == SK_LOGS ? "logs" : "events",
+		 "task", s->key, "reason", reason, "lagBytes", lag_s);
+	if (lws_get_network_wsi(s->wsi) == s->wsi) {
+		int fd = lws_get_socket_fd(s->wsi);
+		struct linger l = { .l_onoff = 1, .l_linger = 0 };
+		if (fd >= 0) {
+			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+			(void)shutdown(fd, SHUT_RDWR);
+		}
+	}
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 /* Refills s->out; returns 1 when more may be ready right away. */
 static int sse_fill(struct api *a, struct api_sess *s)
 {
@@ -908,9 +940,7 @@ static int sse_fill(struct api *a, struct api_sess *s)
 			char note[160];
 			if (!s->first_read) {
 				/* The store dropped output this client had not read yet: it is too slow. */
-				s->end_why = METRICS_SSE_SLOW;
-				log_warn("dropping a slow SSE client", "stream", "logs", "task", s->key,
-					 "reason", "fell behind the task's stored output");
+				sse_drop(s, "fell behind the stored output", pos.end - s->cursor);
 				return -1;
 			}
 			snprintf(note, sizeof(note), "event: truncated\ndata: {\"droppedBytes\":%llu}\n\n",
@@ -980,6 +1010,36 @@ static int sse_peer_gone(struct lws *wsi)
 	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
+uint64_t api_sse_backlog(const struct logstore_pos *pos, uint64_t cursor)
+{
+	uint64_t from = cursor > pos->first ? cursor : pos->first;
+	return pos->found && pos->end > from ? pos->end - from : 0;
+}
+
+uint64_t api_sse_lag(uint64_t *replay_allow, uint64_t backlog, uint64_t queued)
+{
+	if (*replay_allow > backlog)
+		*replay_allow = backlog;   /* caught up on the replay: the allowance shrinks for good */
+	return backlog - *replay_allow + queued;
+}
+
+/* Bytes written for the client that it has not taken yet: our frames not yet handed over,
+ * what lws keeps of a partial write, and the socket's send queue (unsent and unacknowledged).
+ * A client that stops reading shows here once its receive window closes. */
+static uint64_t sse_queued(struct api_sess *s)
+{
+	uint64_t q = s->out.len - s->out_off;
+	int outq = 0;
+
+	if (lws_partial_buffered(s->wsi))
+		q += API_CHUNK;   /* at most one write's worth (api_write_some) */
+	/* The socket is this stream's own only on HTTP/1. */
+	if (lws_get_network_wsi(s->wsi) == s->wsi &&
+	    ioctl(lws_get_socket_fd(s->wsi), SIOCOUTQ, &outq) == 0 && outq > 0)
+		q += (uint64_t)outq;
+	return q;
+}
+
 /* Once a second on the loop: keep-alives, slow and stalled streams, log follows whose task
  * finished or went away. */
 static void api_sweep(lws_sorted_usec_list_t *sul)
@@ -990,26 +1050,32 @@ static void api_sweep(lws_sorted_usec_list_t *sul)
 	struct lws_context *ctx = atomic_load(&a->ctx);
 
 	for (struct api_sess *s = a->sse; s; s = s->next) {
-		int drop = 0;
+		uint64_t queued, backlog = 0, lag;
 		if (sse_peer_gone(s->wsi)) {
 			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 			continue;
 		}
-		if (s->out_off < s->out.len && now - s->last_progress_ms > (int64_t)a->cfg.sse_stall_s * 1000)
-			drop = 2;   /* could not write for too long */
-		else if (s->kind == SK_EVENTS && events_backlog(a->events, s->cursor) == UINT64_MAX)
-			drop = 1;   /* fell out of the ring: it would miss events */
-		else if (s->kind == SK_LOGS && !s->first_read) {
+		queued = sse_queued(s);
+		if (s->kind == SK_LOGS) {
 			struct logstore_pos pos;
 			logstore_bounds(a->logs, s->uid[0] ? s->uid : NULL, s->key, &pos);
-			/* The store dropped output this client had not read yet. */
-			drop = pos.found && s->cursor < pos.first && s->cursor <= pos.end;
+			/* The store already dropped output this client had not read: it would miss data. */
+			if (!s->first_read && pos.found && s->cursor < pos.first && s->cursor <= pos.end) {
+				sse_drop(s, "fell behind the stored output", pos.end - s->cursor + queued);
+				continue;
+			}
+			backlog = api_sse_backlog(&pos, s->cursor);
+		} else if (events_backlog(a->events, s->cursor) == UINT64_MAX) {
+			sse_drop(s, "fell behind the event ring", queued);
+			continue;
 		}
-		if (drop) {
-			s->end_why = METRICS_SSE_SLOW;
-			log_warn("dropping a slow SSE client", "stream", s->kind == SK_LOGS ? "logs" : "events",
-				 "task", s->key, "reason", drop == 2 ? "no write progress" : "fell behind the buffer");
-			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		lag = api_sse_lag(&s->replay_allow, backlog, queued);
+		if (lag > a->cfg.sse_max_lag) {
+			sse_drop(s, "owes its client more than the lag bound", lag);
+			continue;
+		}
+		if (queued > 0 && now - s->last_progress_ms > (int64_t)a->cfg.sse_stall_s * 1000) {
+			sse_drop(s, "no write progress", lag);
 			continue;
 		}
 		if (s->kind == SK_LOGS && !s->task_final && inf && now - s->last_check_ms >= API_LOG_CHECK_MS) {

@@ -30,6 +30,7 @@ struct api_cfg {
 	int max_sse;                /* concurrent SSE streams (events + log follows); 0 = 100 */
 	int sse_keepalive_s;        /* keep-alive comment interval; 0 = 15 */
 	int sse_stall_s;            /* drop a stream whose pending output made no progress this long; 0 = 60 */
+	size_t sse_max_lag;         /* drop a stream that owes its client more bytes than this; 0 = 1 MiB */
 	const char *metrics_listen; /* "HOST:PORT" for a separate /metrics listener, or NULL */
 	const char *tls_cert, *tls_key;   /* TLS for the separate metrics listener */
 };
@@ -60,5 +61,15 @@ void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int
  * was first seen, which gives the dispatch latency millisecond precision. */
 void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud);
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
+/* How far behind a stream is, in bytes (pure; unit-tested). The backlog is the stored output a
+ * log follow has not taken yet (api_sse_backlog: from its cursor, or the oldest byte still held,
+ * to the end); queued is what was written for the client and not taken by it. Output stored
+ * before a follow began is its replay allowance: it may read that at its own pace, and once
+ * the backlog shrinks below the allowance, the allowance shrinks with it for good. A stream
+ * whose lag passes api_cfg.sse_max_lag is dropped. */
+struct logstore_pos;
+uint64_t api_sse_backlog(const struct logstore_pos *pos, uint64_t cursor);
+uint64_t api_sse_lag(uint64_t *replay_allow, uint64_t backlog, uint64_t queued);
+
 /* Wakes the loop so SSE streams pick up new events or output; any thread (ud: struct api *). */
 void api_wake(void *ud);

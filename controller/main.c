@@ -39,7 +39,7 @@ struct opts {
 	long le_duration_s, le_renew_s, le_retry_s;
 	/* API: log store and event ring bounds, separate metrics listener */
 	const char *metrics_listen;
-	long log_max_task_kib, log_max_total_mib, event_buffer;
+	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
 };
 
 static struct broker *g_broker;
@@ -63,6 +63,7 @@ static void usage(FILE *f)
 	      "  --insecure-no-auth         allow a non-loopback --listen without an API key\n"
 	      "  --tls-cert FILE --tls-key FILE   serve both listeners over TLS\n"
 	      "  --max-sse-connections N    cap on event streams (default 100)\n"
+	      "  --sse-max-lag-kib N        drop a stream this far behind its client (default 1024)\n"
 	      "  --metrics-listen ADDR      also serve /metrics (no key) on this address\n"
 	      "  --log-store-task-kib N     task output kept per task for the API (default 1024)\n"
 	      "  --log-store-total-mib N    task output kept in all (default 64)\n"
@@ -84,7 +85,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
 	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP,
 	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY, O_HB,
-	       O_METRICS, O_LOGTASK, O_LOGTOTAL, O_EVBUF };
+	       O_METRICS, O_LOGTASK, O_LOGTOTAL, O_EVBUF, O_SSELAG };
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -101,6 +102,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "log-store-task-kib", required_argument, NULL, O_LOGTASK },
 		{ "log-store-total-mib", required_argument, NULL, O_LOGTOTAL },
 		{ "event-buffer", required_argument, NULL, O_EVBUF },
+		{ "sse-max-lag-kib", required_argument, NULL, O_SSELAG },
 		{ "workers", required_argument, NULL, O_WORKERS },
 		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
 		{ "leader-elect", no_argument, NULL, O_LE },
@@ -145,6 +147,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_LOGTOTAL:
 			if (util_parse_long(optarg, 1, 1024 * 1024, &o->log_max_total_mib) < 0)
+				goto bad;
+			break;
+		case O_SSELAG:
+			if (util_parse_long(optarg, 64, 1024 * 1024, &o->sse_max_lag_kib) < 0)
 				goto bad;
 			break;
 		case O_EVBUF:
@@ -347,6 +353,7 @@ int main(int argc, char **argv)
 					 .log_max_per_task = (size_t)o.log_max_task_kib * 1024,
 					 .log_max_total = (size_t)o.log_max_total_mib * 1024 * 1024,
 					 .event_buffer = (size_t)o.event_buffer,
+					 .sse_max_lag = (size_t)o.sse_max_lag_kib * 1024,
 					 .metrics_listen = o.metrics_listen,
 					 .tls_cert = o.tls_cert, .tls_key = o.tls_key });
 	if (!api)

@@ -10,10 +10,12 @@
  *     --no-read        after the status line, read nothing while holding
  *     --drain-ms MS    after holding, read what is left for up to MS and report how each
  *                      connection ended (default 0: just close)
+ *     --until-closed   stop holding early once the server has closed or reset every
+ *                      connection (seen without reading, from POLLRDHUP/POLLHUP/POLLERR)
  *
  * Output: "status CODE COUNT" per distinct status, then "ready"; after holding, with
- * --drain-ms, "closed-by-server N", "still-open N" and "bytes N". Exit status 0 unless the
- * tool itself failed. */
+ * --drain-ms, "closed-by-server N", "still-open N" and "bytes N", and "held-ms N" (how long
+ * the hold lasted). Exit status 0 unless the tool itself failed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -105,7 +107,8 @@ int main(int argc, char **argv)
 {
 	const char *host, *path;
 	char key[1024] = "";
-	int port, count = 1, rcvbuf = 0, no_read = 0, codes[600] = { 0 };
+	int port, count = 1, rcvbuf = 0, no_read = 0, until_closed = 0, codes[600] = { 0 };
+	static int gone[MAX_CONN];
 	long hold_ms = -1, drain_ms = 0;
 	static int fds[MAX_CONN];
 	char req[8192];
@@ -136,6 +139,8 @@ int main(int argc, char **argv)
 			rcvbuf = (int)num(argv[++i]);
 		else if (strcmp(argv[i], "--no-read") == 0)
 			no_read = 1;
+		else if (strcmp(argv[i], "--until-closed") == 0)
+			until_closed = 1;
 		else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc)
 			drain_ms = num(argv[++i]);
 		else {
@@ -175,10 +180,22 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	{
-		int64_t end = hold_ms >= 0 ? now_ms() + hold_ms : INT64_MAX;
+		int64_t start = now_ms(), end = hold_ms >= 0 ? start + hold_ms : INT64_MAX;
 		while (!stop && now_ms() < end) {
 			if (no_read) {
-				usleep(50 * 1000);
+				/* Watch for the server closing (FIN) or resetting (RST) without reading. */
+				struct pollfd p[MAX_CONN];
+				int ngone = 0;
+				for (int i = 0; i < count; i++)
+					p[i] = (struct pollfd){ fds[i], POLLRDHUP, 0 };
+				poll(p, (nfds_t)count, 50);
+				for (int i = 0; i < count; i++) {
+					if (p[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+						gone[i] = 1;
+					ngone += gone[i];
+				}
+				if (until_closed && ngone == count)
+					break;
 				continue;
 			}
 			/* Keep reading so the server never sees a slow client. */
@@ -195,6 +212,7 @@ int main(int argc, char **argv)
 					}
 			}
 		}
+		printf("held-ms %lld\n", (long long)(now_ms() - start));
 	}
 	if (drain_ms > 0) {
 		int closed = 0, open_ = 0;
@@ -215,7 +233,7 @@ int main(int argc, char **argv)
 				}
 				bytes += r;
 			}
-			if (done)
+			if (done || gone[i])   /* gone: seen closed while holding */
 				closed++;
 			else
 				open_++;

@@ -1,6 +1,7 @@
 /* API key handling (flag, file, rotation, fail-closed) and the observer fan-out. The HTTP
  * side is tested against the real controller in tests/integration/7*.t. */
 #include "api.h"
+#include "logstore.h"
 #include "metrics.h"
 #include "tap.h"
 #include "util.h"
@@ -22,6 +23,35 @@ static void write_key(const char *path, const char *key)
 	ts[0].tv_sec += ++n;
 	ts[1] = ts[0];
 	utimensat(AT_FDCWD, path, ts, 0);
+}
+
+/* The slow-consumer arithmetic: how many bytes a stream owes its client. */
+static void test_sse_lag(void)
+{
+	struct logstore_pos pos = { .found = 1, .first = 1000, .end = 5000 };
+	uint64_t allow;
+
+	ok(api_sse_backlog(&pos, 4000) == 1000, "backlog: from the cursor to the end");
+	ok(api_sse_backlog(&pos, 0) == 4000, "backlog: a cursor before the oldest byte counts from it");
+	ok(api_sse_backlog(&pos, 6000) == 0, "backlog: a cursor past the end owes nothing");
+	pos.found = 0;
+	ok(api_sse_backlog(&pos, 0) == 0, "backlog: an unknown task owes nothing");
+
+	allow = 0;
+	ok(api_sse_lag(&allow, 0, 0) == 0, "a caught-up stream with nothing queued has no lag");
+	ok(api_sse_lag(&allow, 300, 700) == 1000, "lag is the backlog plus what is queued");
+
+	/* A follow that joined with 4000 stored bytes replays them at its own pace. */
+	allow = 4000;
+	ok(api_sse_lag(&allow, 4000, 0) == 0, "the replay allowance covers output stored before the follow");
+	ok(api_sse_lag(&allow, 3000, 500) == 500 && allow == 3000, "reading the replay shrinks the allowance");
+	ok(api_sse_lag(&allow, 10, 0) == 0 && allow == 10, "caught up: the allowance is what is left");
+	ok(api_sse_lag(&allow, 5000, 100) == 5090, "... and it does not grow back when the client stalls");
+
+	/* A client that never reads while the task keeps printing. */
+	allow = 2000;
+	ok(api_sse_lag(&allow, 2000 + (2u << 20), 65536) == (2u << 20) + 65536,
+	   "output after the follow began counts in full");
 }
 
 static double metric(struct api *a, const char *prefix)
@@ -102,5 +132,6 @@ int main(void)
 	api_free(a);
 	unlink(path);
 	rmdir(dir);
+	test_sse_lag();
 	return done_testing();
 }
