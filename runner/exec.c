@@ -2,6 +2,7 @@
  * docs/runner.md; everything the child needs is prepared before fork() so that the code between
  * fork() and execve() only makes async-signal-safe calls. */
 #include "exec.h"
+#include "landlock.h"
 #include "expand.h"
 #include "http.h"
 #include "log.h"
@@ -988,12 +989,12 @@ static int exec_resolve(const char *cmd, char *out, size_t outsz)
 
 enum exec_step {
 	STEP_PDEATHSIG, STEP_SETSID, STEP_RLIMIT, STEP_STDIO, STEP_FDS, STEP_SIGNALS, STEP_UID,
-	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP,
+	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP, STEP_LANDLOCK,
 };
 static const char *const exec_step_names[] = {
 	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
 	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
-	"seccomp",
+	"seccomp", "landlock_restrict_self",
 };
 
 /* task -> init: why the task did not exec (nothing on success: the pipe closes on execve) */
@@ -1013,6 +1014,7 @@ struct exec_child {
 	char **argv, **envp;
 	const char *cwd;
 	int null_r, out_w, err_w, status_w;
+	int ll_fd;                      /* the task's Landlock ruleset (landlock.h), or -1 */
 	pid_t parent;
 	int drop_uid;
 	unsigned max_fd;
@@ -1073,7 +1075,7 @@ static __attribute__((noreturn)) void exec_task_child(const struct exec_child *c
 			exec_child_fail(sfd, STEP_FDS, errno);
 		sfd = 3;
 	}
-	exec_close_from(4, c->max_fd);
+	exec_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
 	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). */
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
@@ -1097,6 +1099,14 @@ static __attribute__((noreturn)) void exec_task_child(const struct exec_child *c
 	/* 7. No setuid binary or file capability can give privileges back (and seccomp needs it). */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		exec_child_fail(sfd, STEP_NNP, errno);
+	/* 7b. A Landlock domain of its own (the ruleset is on fd 4, from the init): no reach
+	 *     into other tasks' or the runner's /proc, no token file. */
+	if (c->ll_fd >= 0) {
+		int e = ll_restrict(4);
+		if (e < 0)
+			exec_child_fail(sfd, STEP_LANDLOCK, -e);
+		(void)close(4);
+	}
 	/* 8. The task's working directory, checked with the task's own credentials. */
 	if (chdir(c->cwd) < 0)
 		exec_child_fail(sfd, STEP_CHDIR, errno);
@@ -1281,14 +1291,16 @@ static __attribute__((noreturn)) void exec_init_run(const struct exec_child *c)
 	}
 	/* 5. The task's stdio on 0-2, the pipe to the runner on 3, nothing else: this copy of the
 	 *    runner holds its sockets and other tasks' pipes, and O_CLOEXEC does not help a
-	 *    process that never execs. */
+	 *    process that never execs. The task's Landlock ruleset, if any, on 4 (it is numbered
+	 *    10 or more, so none of these dup2 calls overwrites it). */
 	if (dup2(c->null_r, STDIN_FILENO) < 0 || dup2(c->out_w, STDOUT_FILENO) < 0 ||
-	    dup2(c->err_w, STDERR_FILENO) < 0 || (sfd != 3 && dup2(sfd, 3) < 0)) {
+	    dup2(c->err_w, STDERR_FILENO) < 0 || (sfd != 3 && dup2(sfd, 3) < 0) ||
+	    (c->ll_fd >= 0 && dup2(c->ll_fd, 4) < 0)) {
 		exec_put_msg(sfd, INIT_FAILED, 0, STEP_STDIO, errno);
 		_exit(127);
 	}
 	sfd = 3;
-	exec_close_from(4, c->max_fd);
+	exec_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
 	sigfd = signalfd(-1, &c->initsigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sigfd < 0 || pipe2(tp, O_CLOEXEC) < 0) {
 		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
@@ -1443,6 +1455,7 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	struct rlimit nofile;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 }, null_r = -1, r = 0;
 
+	c.ll_fd = -1;
 	c.filter = sbx_filter();
 	if (!c.filter) {
 		exec_set(res, "Failed", "Internal", -1, "spawn: the seccomp filter is not available");
@@ -1454,6 +1467,16 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 		exec_set(res, "Failed", "Internal", -1, "spawn: %s", exec_strerror(-r));
 		goto out;
 	}
+	c.ll_fd = ll_ruleset(x->w.cwd);
+	if (c.ll_fd < 0 && c.ll_fd != -EOPNOTSUPP) {
+		/* Landlock is in use: never run a task without its domain. */
+		r = c.ll_fd;
+		c.ll_fd = -1;
+		exec_set(res, "Failed", "Internal", -1, "spawn: landlock ruleset: %s", exec_strerror(-r));
+		goto out;
+	}
+	if (c.ll_fd < 0)
+		c.ll_fd = -1;
 	c.path = x->path;
 	c.argv = x->argv;
 	c.envp = x->envp;
@@ -1518,6 +1541,7 @@ out:
 	exec_close(&stp[0]);
 	exec_close(&stp[1]);
 	exec_close(&null_r);
+	exec_close(&c.ll_fd);
 	return r;
 }
 

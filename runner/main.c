@@ -1,6 +1,7 @@
 /* tasked-runner: flags, process hardening, signals, wiring. See docs/runner.md. */
 #include "conn.h"
 #include "exec.h"
+#include "landlock.h"
 #include "log.h"
 #include "registry.h"
 #include "util.h"
@@ -296,6 +297,27 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		log_error("executor setup failed", "error", strerror(-r));
 		return 1;
+	}
+	{
+		/* Tasks share a uid: Landlock keeps them out of each other's (and the runner's)
+		 * /proc and, when they could read it, out of the token file. */
+		uid_t tu = geteuid() == 0 ? (uid_t)EXEC_TASK_UID : geteuid();
+		gid_t tg = geteuid() == 0 ? (gid_t)EXEC_TASK_GID : getegid();
+		char abi[16];
+		r = ll_init(f.token_file, tu, tg);
+		if (r < 0) {
+			log_error("Landlock setup failed", "error", strerror(-r));
+			return 1;
+		}
+		snprintf(abi, sizeof(abi), "%d", r);
+		if (r == 0)
+			log_warn("the kernel has no Landlock: tasks of this runner can read each other's "
+				 "/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
+				 "can read the token file if their uid can");
+		else
+			log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
+				 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",
+				 "signalScoped", r >= 6 ? "true" : "false");
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("libcurl setup failed");

@@ -2,8 +2,10 @@
 # The shell task sandbox from the inside, end to end: build/tools/probe runs as a Task and writes
 # what it could do into status.output. Once under the suite's runner (root: the task runs as
 # 65532), once under a second runner started as an unprivileged user (the task then has the
-# runner's own uid, so only non-dumpability keeps it out of the runner's /proc/PID/environ and
-# mem). Finally that runner is killed with SIGKILL mid-task: nothing of the task survives.
+# runner's own uid). Tasks share a uid, so what keeps one task out of another's (or the runner's)
+# /proc/PID/environ and mem, away from its signals, and away from a token file its uid could
+# read, is the Landlock domain each task runs in; the runner's non-dumpability backs that up.
+# Finally that runner is killed with SIGKILL mid-task: nothing of the task survives.
 . "$(dirname "$0")/lib.sh"
 . "$IT_ROOT/tests/cluster/lib.sh"
 test_namespace sandbox
@@ -83,6 +85,33 @@ is "$(field "$rep" '.ids.groups|length')" 0 "root runner: no supplementary group
 is "$(field "$rep" .pids.runner)" "$RPID" "the probe aimed at the runner's pid"
 is "$(field "$rep" '.rlimits.nproc|join("/")')" "512/512" "root runner: RLIMIT_NPROC 512"
 check_report "$rep" "root runner"
+is "$(err_of "$rep" readOwnFile)" ok "root runner: the task reads a file it wrote in its work dir"
+like "$(grep '"msg":"tasks run in Landlock domains"' "$STATE/runner.log" | tail -1)" '"signalScoped":"true"' \
+	"the runner reports Landlock with signal scoping"
+
+# Another task on the same runner has the same uid (65532) and is dumpable (it exec'd); its own
+# Landlock domain is what keeps the probe out of its environment.
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: sibling}
+spec:
+  env: [{name: SIBLING_SECRET, value: "s3cr3t-of-another-task"}]
+  shell: {command: ["sleep", "4491"]}
+EOF2
+ok_phase sibling Running 30
+SIB=
+for _ in $(seq 1 50); do SIB=$(pgrep -f '^sleep 4491$' | head -1); [ -n "$SIB" ] && break; sleep 0.1; done
+ok "the sibling task runs (pid $SIB)" test -n "$SIB"
+is "$(awk '/^Uid:/{print $2}' /proc/$SIB/status)" 65532 "... as 65532, like the probe"
+rep=$(probe_task probe-sibling default "$SIB")
+like "$(err_of "$rep" runnerEnviron)" '^E(ACCES|PERM)$' "a task cannot read another task's /proc/PID/environ"
+like "$(err_of "$rep" runnerMem)" '^E(ACCES|PERM)$' "... nor its /proc/PID/mem"
+is "$(err_of "$rep" runnerSignal0)" EPERM "... nor signal it"
+base=$(setpriv --reuid=65532 --regid=65532 --clear-groups -- "$PROBE" --runner-pid "$SIB" 2>/dev/null |
+	jq -sc 'map({(.fact): .value}) | add')
+is "$(err_of "$base" runnerEnviron)" ok "control: outside a task, the same uid reads that environ"
+k delete task sibling --wait=false >/dev/null
 
 # --- a runner started as an unprivileged user ---------------------------------------------------
 install -d -o $USER_UID -g $USER_UID -m 0700 "$TMPD/nr" "$TMPD/nr/work"
@@ -98,21 +127,42 @@ ok "an unprivileged runner connected" grep -q '"runner connected","runner":"it-s
 is "$(awk '/^Uid:/{print $2}' /proc/$NR_PID/status)" $USER_UID "it runs as uid $USER_UID"
 is "$(awk '/^CapEff:/{print $2}' /proc/$NR_PID/status)" 0000000000000000 "with no capabilities"
 
-rep=$(probe_task probe-nonroot sec-nonroot "$NR_PID")
+k apply -f - >/dev/null <<EOF2
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: probe-nonroot}
+spec:
+  runnerSelector: {pool: sec-nonroot}
+  env:
+  - {name: TASKED_PROBE_RUNNER_PID, value: "$NR_PID"}
+  - {name: TASKED_PROBE_READ_FILE, value: "$TMPD/nr/token"}
+  shell: {command: ["$PROBE"]}
+EOF2
+wait_phase probe-nonroot Succeeded 60 >/dev/null || diag "$(k get task probe-nonroot -o yaml)"
+rep=$(k get task probe-nonroot -o json | jq -c '.status.output')
 ok "the probe ran under the unprivileged runner" test -n "$rep" -a "$rep" != null
 is "$(field "$rep" .ids.uid)" $USER_UID "the task has the runner's own uid"
 check_report "$rep" "unprivileged runner"
-is "$(err_of "$rep" runnerSignal0)" ok "(same uid: signals reach the runner; documented)"
+is "$(err_of "$rep" runnerSignal0)" EPERM "same uid, but the task cannot signal the runner (Landlock scope)"
+is "$(err_of "$rep" readFile)" EACCES "the runner's token file (mode 0600, the task's own uid) cannot be read"
+is "$(err_of "$rep" readOwnFile)" ok "... while the task reads a file it wrote in its work dir"
+like "$(grep '"msg":"tasks run in Landlock domains"' "$STATE/runner-sec-nonroot.log")" '"tokenHidden":"true"' \
+	"the runner says the token is hidden"
+ok "control: outside a task, the same uid reads the token" \
+	setpriv --reuid=$USER_UID --regid=$USER_UID --clear-groups -- head -c1 "$TMPD/nr/token"
 
-# Control: a dumpable process of the same uid is readable by the same probe, so the refusals
-# above come from the runner being non-dumpable, not from the probe.
+# A dumpable process of the same uid outside any task: the same probe is refused too, by
+# Landlock (the task's domain does not contain it) - without Landlock it would be readable.
 setsid setpriv --reuid=$USER_UID --regid=$USER_UID --clear-groups -- sleep 4489 </dev/null >/dev/null 2>&1 &
 CTL=$!
 disown "$CTL" 2>/dev/null
 sleep 0.2
 rep=$(probe_task probe-control sec-nonroot "$CTL")
-is "$(err_of "$rep" runnerEnviron)" ok "control: a dumpable same-uid process's environ is readable"
-is "$(err_of "$rep" runnerMem)" ok "control: ... and its mem"
+like "$(err_of "$rep" runnerEnviron)" '^E(ACCES|PERM)$' "a dumpable same-uid process's environ is out of a task's reach"
+like "$(err_of "$rep" runnerMem)" '^E(ACCES|PERM)$' "... and its mem"
+base=$(setpriv --reuid=$USER_UID --regid=$USER_UID --clear-groups -- "$PROBE" --runner-pid "$CTL" 2>/dev/null |
+	jq -sc 'map({(.fact): .value}) | add')
+is "$(err_of "$base" runnerEnviron)" ok "control: outside a task, the same uid reads it"
 kill -9 "$CTL" 2>/dev/null
 
 # --- kill -9 that runner while a task runs -------------------------------------------------------

@@ -2,9 +2,10 @@
  * identity, NoNewPrivs, seccomp mode, capabilities, rlimits, open fds, and the outcome (errno)
  * of attempts a hostile task would make — read the runner's /proc/PID/{environ,mem}, ptrace it,
  * read its memory, unshare namespaces, mount, bpf, keyctl, perf_event_open, userfaultfd,
- * io_uring, ioctl(TIOCSTI), write to / and /tmp.
+ * io_uring, ioctl(TIOCSTI), write to / and /tmp, read a file given with --read-file (or
+ * $TASKED_PROBE_READ_FILE), and write then read back a file in its working directory.
  *
- *   probe [--runner-pid PID] [--out FILE]
+ *   probe [--runner-pid PID] [--read-file PATH] [--out FILE]
  *
  * One JSON line per fact on stdout; the same facts as one JSON object in FILE, or in
  * $TASKED_OUTPUT when set (so a Tasked task's status.output holds the report). The runner's pid
@@ -299,6 +300,7 @@ static void try_clone_ns(const char *key, unsigned long flags)
 int main(int argc, char **argv)
 {
 	const char *out = getenv("TASKED_OUTPUT"), *rp = getenv("TASKED_PROBE_RUNNER_PID");
+	const char *rf = getenv("TASKED_PROBE_READ_FILE");
 	pid_t runner = rp ? (pid_t)atoi(rp) : 0, parent = getppid();
 	gid_t groups[64];
 	int ng;
@@ -310,8 +312,10 @@ int main(int argc, char **argv)
 			runner = (pid_t)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
 			out = argv[++i];
+		else if (strcmp(argv[i], "--read-file") == 0 && i + 1 < argc)
+			rf = argv[++i];
 		else {
-			fprintf(stderr, "usage: probe [--runner-pid PID] [--out FILE]\n");
+			fprintf(stderr, "usage: probe [--runner-pid PID] [--read-file PATH] [--out FILE]\n");
 			return 2;
 		}
 	}
@@ -423,6 +427,37 @@ int main(int argc, char **argv)
 	/* Files. */
 	try_write("writeRoot", "");
 	try_write("writeTmp", "/tmp");
+	if (rf && *rf) {
+		int fd = open(rf, O_RDONLY | O_CLOEXEC);
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		attempt("readFile", fd, err);
+	}
+	{
+		/* A file of its own, in its working directory: written, then opened for reading. */
+		int fd = open("probe-own-file", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		r = fd >= 0 && write(fd, "x", 1) == 1 ? 0 : -1;
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		if (r == 0) {
+			fd = open("probe-own-file", O_RDONLY | O_CLOEXEC);
+			r = fd;
+			err = errno;
+			if (fd >= 0)
+				close(fd);
+		}
+		attempt("readOwnFile", r, err);
+		(void)unlink("probe-own-file");
+	}
+	{
+		int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		attempt("readEtcPasswd", fd, err);
+	}
 
 	if (rlen < sizeof(report))
 		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "}\n");
