@@ -231,8 +231,7 @@ is "$(val 'read:/var/run/secrets/tasked/kubeconfig')" ENOENT "the controller's A
 is "$(val 'read:/var/run/secrets/kubernetes.io/serviceaccount/token')" ENOENT "no service account token in the runner container"
 is "$(val has_shell)" no "there is no /bin/sh"
 # Known gaps, reported rather than hidden. /proc/1/mounts is readable without AppArmor (the
-# tasked-runner profile denies it; this kernel cannot load profiles). The runner's own token
-# is readable by its tasks (same uid): only confinement inside the runner can close that.
+# tasked-runner profile denies it; this kernel cannot load profiles).
 if [ "$(val read_pid1_mounts)" = ok ]; then
 	if [ -d /sys/kernel/security/apparmor ]; then
 		fail "the runner's /proc/1/mounts is readable although AppArmor is enabled"
@@ -243,12 +242,10 @@ if [ "$(val read_pid1_mounts)" = ok ]; then
 else
 	pass "the runner's /proc/1/mounts is out of reach ($(val read_pid1_mounts))"
 fi
-if [ "$(val 'read:/var/run/secrets/tasked/runner-token')" = ok ]; then
-	echo "not ok $((_tap_n + 1)) - the runner token is out of reach of tasks # TODO readable (same uid); needs confinement in the runner (e.g. Landlock)"
-else
-	echo "ok $((_tap_n + 1)) - the runner token is out of reach of tasks # TODO expected to fail until the runner confines tasks"
-fi
-_tap_n=$((_tap_n + 1))
+# The token is the runner's (same uid as the task, mode 0444 here): Landlock hides it.
+is "$(val 'read:/var/run/secrets/tasked/runner-token')" EACCES "the runner token is out of reach of tasks (Landlock)"
+like "$(docker logs "$RUN_NAME" 2>&1 | grep '"msg":"tasks run in Landlock domains"')" '"tokenHidden":"true"' \
+	"... the runner in its container says so"
 
 ok "a Task running sh can be created" task no-shell '["sh", "-c", "id"]'
 is "$(phase_of no-shell)" Failed "a task asking for sh fails: the image has no shell"
