@@ -814,6 +814,10 @@ int taskctl_should_retry(json_t *spec, json_t *result, int failures)
 		return 0;
 	if (failures > json_integer_value(json_object_get(retries, "limit")))
 		return 0;
+	/* A remote executor that says the failure is permanent is believed: retrying would only
+	 * repeat it (bad input, a refused request). */
+	if (json_is_false(json_object_get(result, "retryable")))
+		return 0;
 	if (json_array_size(codes) == 0)
 		return 1;
 	json_array_foreach(codes, i, c)

@@ -112,7 +112,16 @@ kind: Task
 metadata: {name: remote-fails}
 spec:
   queue: web
+  retries: {limit: 1, backoff: {initialDelaySeconds: 1, jitter: false}}
   remote: {url: "http://127.0.0.2:$P/remote-fail"}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: remote-final}
+spec:
+  queue: web
+  retries: {limit: 2, backoff: {initialDelaySeconds: 1, jitter: false}}
+  remote: {url: "http://127.0.0.2:$P/remote-final"}
 EOF2
 
 ok "kubectl wait --for=condition=Succeeded works for http tasks" k wait --for=condition=Succeeded task/get-json --timeout=60s
@@ -159,8 +168,13 @@ is "$(grep '"path":"/remote"' "$TMPD/requests.log" | tail -n 1 | jq -r '.headers
 is "$(k get task remote -o json | jq -r '.status.output.got.task.name')" remote "the service's output is status.output"
 
 wait_phase remote-fails Failed 60 >/dev/null
-is "$(task_field remote-fails .status.reason)" RemoteFailed "remote {status: Failed}: reason RemoteFailed"
-like "$(task_field remote-fails .status.message)" 'boom' "... with the service's error in the message"
+like "$(task_field remote-fails .status.message)" 'boom' "remote {status: Failed}: the service's error is in the message"
+is "$(task_field remote-fails .status.attempts)/$(task_field remote-fails .status.reason)" 2/RetriesExhausted \
+	"retryable: true - retried up to retries.limit (2 attempts, RetriesExhausted)"
+wait_phase remote-final Failed 60 >/dev/null
+is "$(task_field remote-final .status.reason)" RemoteFailed "remote retryable: false: reason RemoteFailed"
+like "$(task_field remote-final .status.message)" 'bad input' "... with the service's error in the message"
+is "$(task_field remote-final .status.attempts)" 1 "... and not retried although retries.limit is 2"
 
 # OAuth2 client credentials: the token URL passes the same policy; the token is cached.
 oauth_task() {

@@ -16,6 +16,7 @@
  *   /echo                         {"method","path","headers":{...},"body":"..."}
  *   /remote                       remote executor: {"status":"Succeeded","output":{"got":BODY}}
  *   /remote-fail                  {"status":"Failed","error":"boom","retryable":true}
+ *   /remote-final                 {"status":"Failed","error":"bad input","retryable":false}
  *   /slow?ms=N                    answers after N ms
  *   anything else                 200 "hello\n"
  * Log line: {"addr":"127.0.0.1","method":"GET","path":"/x","headers":{...},"body":"..."}.
@@ -330,6 +331,9 @@ static void serve(int fd, const char *addr)
 	} else if (strcmp(r.path, "/remote-fail") == 0) {
 		respond(fd, 200, "Content-Type: application/json\r\n",
 			"{\"status\":\"Failed\",\"error\":\"boom\",\"retryable\":true}");
+	} else if (strcmp(r.path, "/remote-final") == 0) {
+		respond(fd, 200, "Content-Type: application/json\r\n",
+			"{\"status\":\"Failed\",\"error\":\"bad input\",\"retryable\":false}");
 	} else if (strncmp(r.path, "/slow", 5) == 0) {
 		const char *ms = query(r.path, "ms");
 		struct timespec ts = { 0, 0 };

@@ -125,6 +125,15 @@ int main(void)
 		ok(taskctl_should_retry(spec, failed, 1) && taskctl_should_retry(spec, failed, 3), "failures within the limit retry");
 		ok(!taskctl_should_retry(spec, failed, 4), "beyond the limit they do not");
 		ok(!taskctl_should_retry(spec, cancelled, 1), "cancelled attempts never retry");
+		{
+			json_t *perm = load("{\"phase\": \"Failed\", \"reason\": \"RemoteFailed\", \"retryable\": false}");
+			json_t *temp = load("{\"phase\": \"Failed\", \"reason\": \"RemoteFailed\", \"retryable\": true}");
+			ok(!taskctl_should_retry(spec, perm, 1), "a remote executor's retryable: false is believed");
+			ok(taskctl_should_retry(spec, temp, 1), "retryable: true retries within the limit");
+			ok(!taskctl_should_retry(spec, temp, 4), "... and not beyond it");
+			json_decref(perm);
+			json_decref(temp);
+		}
 		json_object_set_new(retries, "onExitCodes", json_pack("[i]", 7));
 		ok(!taskctl_should_retry(spec, failed, 1), "onExitCodes filters exit codes");
 		json_object_set_new(failed, "exitCode", json_integer(7));
