@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -323,4 +324,58 @@ int util_host_is_loopback(const char *host)
 		return IN6_IS_ADDR_LOOPBACK(&a6) ||
 		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 	return 0;
+}
+
+#define UTIL_RM_DEPTH 256
+
+static int util_rm_below(int dfd, int depth)
+{
+	int fd, r = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (depth > UTIL_RM_DEPTH)
+		return -ELOOP;
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d))) {
+		int sub;
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (e->d_type != DT_DIR && unlinkat(dfd, e->d_name, 0) == 0)
+			continue;
+		if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN && errno != EISDIR) {
+			if (r == 0)
+				r = -errno;
+			continue;
+		}
+		sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0 && errno == EACCES && fchmodat(dfd, e->d_name, 0700, 0) == 0)
+			sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			if (unlinkat(dfd, e->d_name, 0) < 0 && r == 0)
+				r = -errno;
+			continue;
+		}
+		(void)fchmod(sub, 0700);
+		int rr = util_rm_below(sub, depth + 1);
+		close(sub);
+		if (rr < 0 && r == 0)
+			r = rr;
+		if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) < 0 && r == 0)
+			r = -errno;
+	}
+	closedir(d);
+	return r;
+}
+
+int util_rm_contents(int dfd)
+{
+	return util_rm_below(dfd, 0);
 }

@@ -50,3 +50,7 @@ void buf_consume(struct buf *b, size_t n);
 
 static inline void util_freep(void *p) { extern void free(void *); free(*(void **)p); }
 #define _cleanup_free_ __attribute__((cleanup(util_freep)))
+
+/* Removes everything below the directory dfd, never following a symlink; subdirectories a
+ * task made unreadable are chmod'ed first. 0 or the first negative errno (it goes on). */
+int util_rm_contents(int dfd);

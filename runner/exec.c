@@ -42,7 +42,6 @@
 #define EXEC_LOG_FLUSH_MS 50               /* pending output older than this is sent */
 #define EXEC_DRAIN_MS 1000                 /* after exit, wait this long for pipe EOF */
 #define EXEC_REAP_MS 2000                  /* and this long for the process group to be reaped */
-#define EXEC_RM_DEPTH 256
 #define EXEC_MAX_LIVE 2048
 #define EXEC_MASK_MIN 4                    /* secrets shorter than this are not masked */
 #define EXEC_MASK_HOLD 4096                /* bytes held back so a secret split between two
@@ -657,54 +656,6 @@ static void exec_set(struct exec_result *r, const char *phase, const char *reaso
 
 /* ---- work dir ---------------------------------------------------------------------------- */
 
-/* Removes everything below dfd without following symlinks. Returns 0 or the first error. */
-static int exec_rm_contents(int dfd, int depth)
-{
-	int fd, r = 0;
-	DIR *d;
-	struct dirent *e;
-
-	if (depth > EXEC_RM_DEPTH)
-		return -ELOOP;
-	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((e = readdir(d))) {
-		int sub;
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (e->d_type != DT_DIR && unlinkat(dfd, e->d_name, 0) == 0)
-			continue;
-		if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN && errno != EISDIR) {
-			if (r == 0)
-				r = -errno;
-			continue;
-		}
-		sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0 && errno == EACCES && fchmodat(dfd, e->d_name, 0700, 0) == 0)
-			sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0) {
-			if (unlinkat(dfd, e->d_name, 0) < 0 && r == 0)
-				r = -errno;
-			continue;
-		}
-		(void)fchmod(sub, 0700);
-		int rr = exec_rm_contents(sub, depth + 1);
-		close(sub);
-		if (rr < 0 && r == 0)
-			r = rr;
-		if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) < 0 && r == 0)
-			r = -errno;
-	}
-	closedir(d);
-	return r;
-}
-
 struct exec_workdir {
 	int rootfd, dirfd;
 	char name[32];           /* "tasked-XXXXXX" below the root */
@@ -823,7 +774,7 @@ static void exec_workdir_remove(struct exec_task *t, struct exec_workdir *w)
 
 	if (w->dirfd >= 0) {
 		(void)fchmod(w->dirfd, 0700);
-		r = exec_rm_contents(w->dirfd, 0);
+		r = util_rm_contents(w->dirfd);
 		close(w->dirfd);
 		w->dirfd = -1;
 	}

@@ -5,10 +5,12 @@
 #include "log.h"
 #include "registry.h"
 #include "util.h"
+#include "workroot.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -298,27 +300,6 @@ int main(int argc, char **argv)
 		log_error("executor setup failed", "error", strerror(-r));
 		return 1;
 	}
-	{
-		/* Tasks share a uid: Landlock keeps them out of each other's (and the runner's)
-		 * /proc and, when they could read it, out of the token file. */
-		uid_t tu = geteuid() == 0 ? (uid_t)EXEC_TASK_UID : geteuid();
-		gid_t tg = geteuid() == 0 ? (gid_t)EXEC_TASK_GID : getegid();
-		char abi[16];
-		r = ll_init(f.token_file, tu, tg);
-		if (r < 0) {
-			log_error("Landlock setup failed", "error", strerror(-r));
-			return 1;
-		}
-		snprintf(abi, sizeof(abi), "%d", r);
-		if (r == 0)
-			log_warn("the kernel has no Landlock: tasks of this runner can read each other's "
-				 "/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
-				 "can read the token file if their uid can");
-		else
-			log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
-				 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",
-				 "signalScoped", r >= 6 ? "true" : "false");
-	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("libcurl setup failed");
 		return 1;
@@ -331,7 +312,45 @@ int main(int argc, char **argv)
 	cfg.labels = labels;
 	cfg.capacity = (int)f.concurrency;
 	cfg.grace_seconds = (int)f.grace_seconds;
-	cfg.work_dir = f.work_dir;
+	{
+		static char run_dir[PATH_MAX];
+		int removed = 0;
+		char n[16];
+		r = wr_open(f.work_dir, run_dir, sizeof(run_dir), &removed);
+		if (r < 0) {
+			log_error("cannot make the runner's directory in --work-dir", "path", f.work_dir,
+				  "error", strerror(-r));
+			return 1;
+		}
+		if (removed > 0) {
+			snprintf(n, sizeof(n), "%d", removed);
+			log_info("removed work dirs of runners that are gone", "count", n, "workDir", f.work_dir);
+		}
+		cfg.work_dir = run_dir;
+	}
+	{
+		/* After the runner's directory exists, so the rules cover it. Tasks share a uid:
+		 * Landlock keeps them out of each other's (and the runner's)
+		 * /proc and, when they could read it, out of the token file. */
+		uid_t tu = geteuid() == 0 ? (uid_t)EXEC_TASK_UID : geteuid();
+		gid_t tg = geteuid() == 0 ? (gid_t)EXEC_TASK_GID : getegid();
+		char abi[16];
+		r = ll_init(f.token_file, tu, tg);
+		if (r < 0) {
+			log_error("Landlock setup failed", "error", strerror(-r));
+			wr_close();
+			return 1;
+		}
+		snprintf(abi, sizeof(abi), "%d", r);
+		if (r == 0)
+			log_warn("the kernel has no Landlock: tasks of this runner can read each other's "
+				 "/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
+				 "can read the token file if their uid can");
+		else
+			log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
+				 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",
+				 "signalScoped", r >= 6 ? "true" : "false");
+	}
 	cfg.drop_uid = geteuid() == 0;
 
 	r = reg_new((int)f.concurrency, 4 * 1024 * 1024, &reg);
@@ -348,7 +367,7 @@ int main(int argc, char **argv)
 	pthread_detach(sigth);
 	snprintf(conc, sizeof(conc), "%ld", f.concurrency);
 	log_info("runner starting", "runnerId", id, "controller", f.controller, "version",
-		 TASKED_VERSION, "concurrency", conc, "workDir", f.work_dir, "taskUser",
+		 TASKED_VERSION, "concurrency", conc, "workDir", cfg.work_dir, "taskUser",
 		 cfg.drop_uid ? "65532" : "runner's own");
 	if (conn_run(c) > 0) {
 		/* Workers still hold the registry and the lws context: leave them to the exit. */
@@ -356,6 +375,7 @@ int main(int argc, char **argv)
 	}
 	conn_free(c);
 	reg_free(reg);
+	wr_close();
 	json_decref(labels);
 	curl_global_cleanup();
 	return 0;

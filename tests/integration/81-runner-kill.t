@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runner killed with SIGKILL → no task process survives. PR_SET_PDEATHSIG alone would only reach
 # the runner's direct child; the per-task init (child subreaper, catchable parent-death signal)
-# kills the task's whole tree, including processes that left its process group.
+# kills the task's whole tree, including processes that left its process group. The tasks' work
+# dirs it leaves behind are removed by the next runner that starts on the same --work-dir.
 . "$(dirname "$0")/lib.sh"
 . "$IT_ROOT/tests/cluster/lib.sh"
 test_namespace runnerkill
@@ -13,6 +14,7 @@ RUN=$IT_ROOT/bin/tasked-runner
 cleanup() {
 	[ -s "$STATE/runner-sec-kill.pid" ] && kill -9 "$(cat "$STATE/runner-sec-kill.pid")" 2>/dev/null
 	rm -f "$STATE/runner-sec-kill.pid"
+	[ -n "${WORK:-}" ] && rm -rf "$WORK"
 	pkill -9 -f '^sleep 44[0-9][0-9]$' 2>/dev/null
 	_cleanup_namespace
 }
@@ -29,9 +31,11 @@ wait_count() { # PATTERN WANT SECONDS
 	printf '%s\n' "$n"
 }
 
+WORK=$(mktemp -d /tmp/tasked-it-kill-XXXXXX)
+chmod 0755 "$WORK"
 start_bg "$STATE/runner-sec-kill.pid" "$STATE/runner-sec-kill.log" "$RUN" --id it-sec-kill \
 	--controller "ws://127.0.0.1:$BROKER_PORT" --token-file "$STATE/runner-token" \
-	--labels pool=sec-kill --concurrency 4
+	--labels pool=sec-kill --concurrency 4 --work-dir "$WORK"
 disown -a 2>/dev/null
 for _ in $(seq 1 100); do grep -q '"runner connected","runner":"it-sec-kill"' "$STATE/controller.log" && break; sleep 0.1; done
 ok "a dedicated runner connected" grep -q '"runner connected","runner":"it-sec-kill"' "$STATE/controller.log"
@@ -61,5 +65,19 @@ kill -9 "$RPID"
 is "$(wait_count '440[12]' 0 5)" 0 "runner killed with SIGKILL: no sleep 440x of sh -c 'sleep 4401 & sleep 4402' survives"
 is "$(wait_count '440[3-6]' 0 5)" 0 "... nor any process that left the task's group or session"
 ok "the runner is gone" sh -c "! kill -0 $RPID 2>/dev/null"
+
+# What it leaves on disk: its own directory with the two tasks' work dirs.
+left=$(find "$WORK" -mindepth 2 -maxdepth 2 -type d -name 'tasked-*' | wc -l)
+is "$left" 2 "the killed runner left its two tasks' work dirs in $WORK/tasked-runner-*"
+# A new runner on the same --work-dir finds the lock free and removes them.
+start_bg "$STATE/runner-sec-kill.pid" "$STATE/runner-sec-kill2.log" "$RUN" --id it-sec-kill2 \
+	--controller "ws://127.0.0.1:$BROKER_PORT" --token-file "$STATE/runner-token" \
+	--labels pool=sec-kill --concurrency 1 --work-dir "$WORK"
+disown -a 2>/dev/null
+for _ in $(seq 1 100); do grep -q '"runner connected","runner":"it-sec-kill2"' "$STATE/controller.log" && break; sleep 0.1; done
+like "$(grep '"msg":"removed work dirs of runners that are gone"' "$STATE/runner-sec-kill2.log")" '"count":"1"' \
+	"the next runner on that --work-dir removed the dead runner's directory"
+is "$(find "$WORK" -mindepth 2 -maxdepth 2 -type d -name 'tasked-*' | wc -l)" 0 "... with the tasks' work dirs"
+is "$(find "$WORK" -mindepth 1 -maxdepth 1 -name 'tasked-runner-*' | wc -l)" 1 "... leaving only its own, live one"
 
 done_testing
