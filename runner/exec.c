@@ -871,6 +871,23 @@ static const char *exec_env_lookup(const char *name, size_t len, void *userdata)
 	return NULL;
 }
 
+/* $(VAR) in argv: like exec_env_lookup, and remembers the first secret it hands out. */
+struct exec_argv_ctx {
+	struct exec_envset *env;
+	const struct exec_task *t;
+	const char *secret;             /* the first secret variable referenced, or NULL */
+};
+
+static const char *exec_argv_lookup(const char *name, size_t len, void *userdata)
+{
+	struct exec_argv_ctx *a = userdata;
+	for (size_t i = 0; i < a->t->nenv && !a->secret; i++)
+		if (a->t->env[i].secret && strlen(a->t->env[i].name) == len &&
+		    memcmp(a->t->env[i].name, name, len) == 0)
+			a->secret = a->t->env[i].name;
+	return exec_env_lookup(name, len, a->env);
+}
+
 static char **exec_env_build(const struct exec_envset *e)
 {
 	char **envp = calloc(e->n + 1, sizeof(char *));
@@ -1845,11 +1862,22 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 		goto done;
 	}
 	for (size_t i = 0; i < t->ncommand; i++) {
-		r = expand_vars(t->command[i], exec_env_lookup, &env, EXEC_ARG_MAX, &x.argv[i]);
+		struct exec_argv_ctx ac = { &env, t, NULL };
+		r = expand_vars(t->command[i], exec_argv_lookup, &ac, EXEC_ARG_MAX, &x.argv[i]);
 		if (r < 0) {
 			exec_set(res, "Failed", r == -E2BIG ? "InvalidSpec" : "Internal", -1,
 				 "shell.command[%zu]: %s", i,
 				 r == -E2BIG ? "expands past 131071 bytes" : exec_strerror(-r));
+			goto done;
+		}
+		/* Arguments are public: /proc/PID/cmdline is readable by every process on the
+		 * node, and audit and process monitors record them. A secret stays in the env. */
+		if (ac.secret) {
+			exec_set(res, "Failed", "InvalidSpec", -1,
+				 "shell.command[%zu] uses the secret $(%s): arguments are visible to every "
+				 "process on the node (/proc/PID/cmdline); read %s from the environment "
+				 "instead (e.g. sh -c '... \"$%s\"' or in the program)",
+				 i, ac.secret, ac.secret, ac.secret);
 			goto done;
 		}
 	}

@@ -332,6 +332,18 @@ is "$(sed -n 2p <<<"$tail")" "leak:***" "a secret the task prints is masked in l
 apply <<'EOF2'
 apiVersion: tasked.dev/v1alpha1
 kind: Task
+metadata: {name: secret-in-argv}
+spec:
+  queue: secretive
+  env: [{name: TOKEN, valueFrom: {queueSecret: api-token}}]
+  shell: {command: ["echo", "token=$(TOKEN)"]}
+EOF2
+ok_phase secret-in-argv Failed 30
+is "$(task_field secret-in-argv .status.reason)" InvalidSpec "\$(SECRET) in a command argument (public in /proc/PID/cmdline): InvalidSpec"
+like "$(task_field secret-in-argv .status.message)" 'command\[1\] uses the secret \$\(TOKEN\)' "... the message names the argument and the variable"
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
 metadata: {name: undeclared}
 spec:
   queue: secretive

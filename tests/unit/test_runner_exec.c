@@ -329,6 +329,27 @@ static void test_env_and_identity(void)
 	exec_result_free(&r);
 	unsetenv("TASKED_TEST_CANARY");
 
+	/* A secret reaches the task through its environment, never through argv (public in
+	 * /proc/PID/cmdline); $(NAME) of a plain variable still expands. */
+	run_full((const char *[]){ "/bin/echo", "plain=$(PLAIN)", "token=$(TOKEN)", NULL },
+		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name", "TOKEN",
+			   "value", "s3cr3t-in-argv", "secret", 1),
+		 NULL, 0, NULL, NULL, &s, &r);
+	is_str(r.phase, "Failed", "$(SECRET) in a command argument: Failed");
+	is_str(r.reason, "InvalidSpec", "... InvalidSpec");
+	ok(strstr(r.message, "command[2]") && strstr(r.message, "$(TOKEN)") &&
+	   !strstr(r.message, "s3cr3t-in-argv"), "... naming the argument and the variable, not the value (%s)",
+	   r.message);
+	ok(s.started == 0, "... and nothing ran");
+	exec_result_free(&r);
+	run_full((const char *[]){ "/bin/sh", "-c", "echo \"plain=$(PLAIN) len=${#TOKEN}\"", NULL },
+		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name", "TOKEN",
+			   "value", "s3cr3t-in-env", "secret", 1),
+		 NULL, 0, NULL, NULL, &s, &r);
+	is_str(r.phase, "Succeeded", "the secret in the environment, a plain $(VAR) in argv: runs");
+	ok(tail_has(&r, "plain=plain-value len=13"), "... the plain value expanded, the secret read from env");
+	exec_result_free(&r);
+
 	run((const char *[]){ "/bin/sh", "-c", "id -u; id -g; ulimit -c; ulimit -n; "
 			      "grep NoNewPrivs /proc/self/status; ls /proc/self/fd | wc -l; "
 			      "stat -c %a \"$HOME\"", NULL }, &s, &r);
