@@ -1,5 +1,6 @@
 #include "conn.h"
 #include "exec.h"
+#include "health.h"
 #include "log.h"
 #include "proto.h"
 #include "util.h"
@@ -54,6 +55,8 @@ struct conn {
 	int draining, killed, done;
 	int64_t grace_deadline, kill_time, flush_deadline;
 	atomic_int workers;
+	int64_t health_at;              /* when --health-file was last written (monotonic ms) */
+	int health_err;                 /* the last write error, logged once */
 };
 
 static const char *conn_strerror(int err)
@@ -389,6 +392,7 @@ static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t
 			return conn_close(c, wsi, PROTO_CLOSE_MALFORMED, "duplicate welcome");
 		}
 		c->state = CONN_ONLINE;
+		c->health_at = 0;   /* ready now: say so at the next tick */
 		c->online_since = util_mono_ms();
 		c->heartbeat_ms = m.heartbeat_s * 1000;
 		/* Our own ceiling on what the controller may ask us to buffer. */
@@ -519,6 +523,7 @@ static void conn_lost(struct conn *c, const char *why)
 	explicit_bzero(c->grant, sizeof(c->grant));
 	c->wsi = NULL;
 	c->state = CONN_IDLE;
+	c->health_at = 0;
 	c->online_since = 0;
 	buf_free(&c->rx);
 	if (lived >= CONN_STABLE_MS)
@@ -805,6 +810,15 @@ static void conn_tick(struct conn *c)
 	int stop = atomic_load(&c->stop);
 
 	exec_reap_strays();
+	/* The exec probes' evidence that this loop runs (health.h). */
+	if (c->cfg.health_file && now - c->health_at >= HEALTH_EVERY_MS) {
+		int r = health_write(c->cfg.health_file, c->state == CONN_ONLINE, util_now_ms());
+		c->health_at = now;
+		if (r < 0 && r != c->health_err)
+			log_warn("cannot write the health file", "path", c->cfg.health_file,
+				 "error", conn_strerror(-r));
+		c->health_err = r;
+	}
 	/* A silent controller is a dead connection: three missed heartbeats. */
 	if (c->wsi && c->state == CONN_ONLINE && c->heartbeat_ms > 0 &&
 	    now - c->last_rx > 3 * c->heartbeat_ms + 1000) {

@@ -38,6 +38,7 @@ struct conn_config {
 	int grace_seconds;
 	const char *work_dir;
 	int drop_uid;
+	const char *health_file; /* rewritten every HEALTH_EVERY_MS (health.h), or NULL */
 };
 
 struct conn;

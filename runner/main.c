@@ -1,6 +1,7 @@
 /* tasked-runner: flags, process hardening, signals, wiring. See docs/runner.md. */
 #include "conn.h"
 #include "exec.h"
+#include "health.h"
 #include "landlock.h"
 #include "log.h"
 #include "registry.h"
@@ -26,13 +27,16 @@
 
 struct runner_flags {
 	const char *controller, *token_file, *ca_file, *work_dir, *labels, *id;
-	long concurrency, grace_seconds;
+	const char *health_file, *check_health;
+	long concurrency, grace_seconds, max_age;
+	int ready;
 	enum log_level level;
 };
 
 static void runner_usage(FILE *f)
 {
 	fputs("Usage: tasked-runner --token-file PATH [flags]\n"
+	      "       tasked-runner --check-health PATH [--ready] [--max-age-seconds N]\n"
 	      "\n"
 	      "Runs Tasked tasks dispatched by the controller's broker.\n"
 	      "\n"
@@ -45,6 +49,10 @@ static void runner_usage(FILE *f)
 	      "  --id NAME             runner id (default: hostname plus a random suffix)\n"
 	      "  --grace-seconds N     on SIGTERM, wait this long for running attempts (default 30)\n"
 	      "  --log-level LEVEL     debug, info, warn or error (default info)\n"
+	      "  --health-file PATH    rewrite PATH every 5 s with whether the runner is connected\n"
+	      "  --check-health PATH   exit 0 if that file is fresh (liveness probe), else 1 with why;\n"
+	      "                        with --ready it must also say connected (readiness probe);\n"
+	      "                        --max-age-seconds N: fresh means newer than N s (default 30)\n"
 	      "  --version             print the version and exit\n"
 	      "  --help                print this help and exit\n",
 	      f);
@@ -156,7 +164,7 @@ static void runner_default_id(char *out, size_t outsz)
 static void runner_parse(int argc, char **argv, struct runner_flags *f)
 {
 	enum { F_CONTROLLER = 256, F_TOKEN, F_CA, F_CONC, F_LABELS, F_WORK, F_ID, F_GRACE, F_LEVEL,
-	       F_VERSION, F_HELP };
+	       F_VERSION, F_HELP, F_HEALTH, F_CHECK, F_READY, F_MAXAGE };
 	static const struct option opts[] = {
 		{ "controller", required_argument, NULL, F_CONTROLLER },
 		{ "token-file", required_argument, NULL, F_TOKEN },
@@ -167,6 +175,10 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 		{ "id", required_argument, NULL, F_ID },
 		{ "grace-seconds", required_argument, NULL, F_GRACE },
 		{ "log-level", required_argument, NULL, F_LEVEL },
+		{ "health-file", required_argument, NULL, F_HEALTH },
+		{ "check-health", required_argument, NULL, F_CHECK },
+		{ "ready", no_argument, NULL, F_READY },
+		{ "max-age-seconds", required_argument, NULL, F_MAXAGE },
 		{ "version", no_argument, NULL, F_VERSION },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -182,6 +194,13 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 		case F_LABELS: f->labels = optarg; break;
 		case F_WORK: f->work_dir = optarg; break;
 		case F_ID: f->id = optarg; break;
+		case F_HEALTH: f->health_file = optarg; break;
+		case F_CHECK: f->check_health = optarg; break;
+		case F_READY: f->ready = 1; break;
+		case F_MAXAGE:
+			if (util_parse_long(optarg, 1, 86400, &f->max_age) < 0)
+				runner_bad_flag("--max-age-seconds: want an integer from 1 to 86400, got \"%s\"", optarg);
+			break;
 		case F_CONC:
 			if (util_parse_long(optarg, 1, PROTO_MAX_CAPACITY, &f->concurrency) < 0)
 				runner_bad_flag("--concurrency: want an integer from 1 to %d, got \"%s\"",
@@ -218,6 +237,15 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 	}
 	if (optind < argc)
 		runner_bad_flag("unexpected argument \"%s\"", argv[optind]);
+	if (f->check_health) {
+		/* The exec probe: judge the file and exit, nothing else. */
+		char why[256];
+		int r = health_check(f->check_health, f->ready, (int)f->max_age, why, sizeof(why));
+		printf("%s: %s\n", r == 0 ? "ok" : "unhealthy", why);
+		exit(r == 0 ? 0 : 1);
+	}
+	if (f->ready || f->max_age != HEALTH_MAX_AGE_S)
+		runner_bad_flag("--ready and --max-age-seconds go with --check-health");
 	if (!f->token_file)
 		runner_bad_flag("--token-file is required");
 }
@@ -247,7 +275,7 @@ int main(int argc, char **argv)
 {
 	struct runner_flags f = {
 		.controller = "ws://127.0.0.1:8081", .work_dir = "/tmp", .labels = "pool=default",
-		.concurrency = 4, .grace_seconds = 30, .level = LOG_LVL_INFO,
+		.concurrency = 4, .grace_seconds = 30, .max_age = HEALTH_MAX_AGE_S, .level = LOG_LVL_INFO,
 	};
 	struct conn_config cfg;
 	struct conn_url url;
@@ -352,6 +380,7 @@ int main(int argc, char **argv)
 				 "signalScoped", r >= 6 ? "true" : "false");
 	}
 	cfg.drop_uid = geteuid() == 0;
+	cfg.health_file = f.health_file;
 
 	r = reg_new((int)f.concurrency, 4 * 1024 * 1024, &reg);
 	if (r == 0)

@@ -172,7 +172,7 @@ ok "the runner image (with the probe) runs with the pod's restrictions" \
 	"$PROBE_IMAGE" \
 	--controller "ws://127.0.0.1:$BROKER_PORT" \
 	--token-file /var/run/secrets/tasked/runner-token \
-	--labels pool=imgtest --concurrency 2 --work-dir /tmp
+	--labels pool=imgtest --concurrency 2 --work-dir /tmp --health-file /tmp/tasked-runner.health
 cfg=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.Config.User}}' "$RUN_NAME")
 is "$cfg" "true [ALL] [no-new-privileges] 65532:65532" "the runner container is read-only, drops ALL, no-new-privileges, 65532"
 
@@ -200,6 +200,12 @@ phase_of() {
 	done
 	printf '%s\n' "${p:-<none>}"
 }
+
+# The chart's exec probes, inside the container: the runner judges its own health file.
+probe_ready() { docker exec "$RUN_NAME" /usr/local/bin/tasked-runner --check-health /tmp/tasked-runner.health --ready; }
+ok "the readiness probe passes in the container once the runner is connected" wait_for 15 probe_ready
+like "$(docker exec "$RUN_NAME" /usr/local/bin/tasked-runner --check-health /tmp/tasked-runner.health --max-age-seconds 30 2>&1)" \
+	'^ok: connected' "... and so does the liveness probe"
 
 ok "a probe Task can be created" task probe \
 	"[\"/usr/local/bin/imgprobe\", \"--canary\", \"$CANARY\", \"--read\", \"/var/run/secrets/tasked/runner-token\", \"--read\", \"/var/run/secrets/tasked/api-key\", \"--read\", \"/var/run/secrets/tasked/kubeconfig\", \"--read\", \"/var/run/secrets/kubernetes.io/serviceaccount/token\"]"

@@ -14,6 +14,8 @@ RUN=$IT_ROOT/bin/tasked-runner
 cleanup() {
 	[ -s "$STATE/runner-sec-kill.pid" ] && kill -9 "$(cat "$STATE/runner-sec-kill.pid")" 2>/dev/null
 	rm -f "$STATE/runner-sec-kill.pid"
+	[ -s "$STATE/runner-sec-lonely.pid" ] && kill -9 "$(cat "$STATE/runner-sec-lonely.pid")" 2>/dev/null
+	rm -f "$STATE/runner-sec-lonely.pid"
 	[ -n "${WORK:-}" ] && rm -rf "$WORK"
 	pkill -9 -f '^sleep 44[0-9][0-9]$' 2>/dev/null
 	_cleanup_namespace
@@ -72,12 +74,38 @@ is "$left" 2 "the killed runner left its two tasks' work dirs in $WORK/tasked-ru
 # A new runner on the same --work-dir finds the lock free and removes them.
 start_bg "$STATE/runner-sec-kill.pid" "$STATE/runner-sec-kill2.log" "$RUN" --id it-sec-kill2 \
 	--controller "ws://127.0.0.1:$BROKER_PORT" --token-file "$STATE/runner-token" \
-	--labels pool=sec-kill --concurrency 1 --work-dir "$WORK"
+	--labels pool=sec-kill --concurrency 1 --work-dir "$WORK" --health-file "$WORK/health"
 disown -a 2>/dev/null
 for _ in $(seq 1 100); do grep -q '"runner connected","runner":"it-sec-kill2"' "$STATE/controller.log" && break; sleep 0.1; done
 like "$(grep '"msg":"removed work dirs of runners that are gone"' "$STATE/runner-sec-kill2.log")" '"count":"1"' \
 	"the next runner on that --work-dir removed the dead runner's directory"
 is "$(find "$WORK" -mindepth 2 -maxdepth 2 -type d -name 'tasked-*' | wc -l)" 0 "... with the tasks' work dirs"
 is "$(find "$WORK" -mindepth 1 -maxdepth 1 -name 'tasked-runner-*' | wc -l)" 1 "... leaving only its own, live one"
+
+# The exec probes: --health-file is rewritten by the runner's loop every 5 s.
+health() { "$RUN" --check-health "$WORK/health" "$@" 2>&1; }
+ready_now() { health --ready >/dev/null; }
+ok "the connected runner becomes ready (--check-health --ready)" wait_for 10 ready_now
+like "$(health)" '^ok: connected' "... and is live (--check-health)"
+R2=$(cat "$STATE/runner-sec-kill.pid")
+kill -STOP "$R2"
+sleep 7
+out=$(health --max-age-seconds 5)
+is "$?" 1 "a stopped (hung) runner fails liveness once the file is older than --max-age-seconds"
+like "$out" 'stuck' "... saying its loop is stuck"
+kill -CONT "$R2"
+live_now() { health --max-age-seconds 5 >/dev/null; }
+ok "... and passes again once it runs" wait_for 10 live_now
+
+# A runner that cannot reach its controller keeps retrying: live, not ready.
+start_bg "$STATE/runner-sec-lonely.pid" "$STATE/runner-sec-lonely.log" "$RUN" --id it-sec-lonely \
+	--controller "ws://127.0.0.1:1" --token-file "$STATE/runner-token" --work-dir "$WORK" \
+	--health-file "$WORK/lonely"
+disown -a 2>/dev/null
+lonely_live() { "$RUN" --check-health "$WORK/lonely" >/dev/null 2>&1; }
+ok "a runner without its controller is live" wait_for 10 lonely_live
+like "$("$RUN" --check-health "$WORK/lonely" --ready 2>&1)" '^unhealthy: the runner is not connected' \
+	"... but not ready"
+kill "$(cat "$STATE/runner-sec-lonely.pid")" 2>/dev/null
 
 done_testing

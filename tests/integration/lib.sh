@@ -100,6 +100,16 @@ done_testing() {
 	exit $((_tap_failed > 254 ? 254 : _tap_failed))
 }
 
+# wait_for SECONDS CMD...: retry CMD every 0.2 s until it succeeds.
+wait_for() {
+	local deadline=$(($(date +%s) + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -lt "$deadline" ] || return 1
+		sleep 0.2
+	done
+}
+
 # k ARGS...: kubectl against the test cluster (and the test's namespace once test_namespace ran).
 k() {
 	if [ -n "${TEST_NS:-}" ]; then

@@ -35,16 +35,6 @@ metric() {
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-# wait_for SECONDS CMD...: retry CMD every 0.2 s until it succeeds.
-wait_for() {
-	local deadline=$(($(date +%s) + $1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$(date +%s)" -lt "$deadline" ] || return 1
-		sleep 0.2
-	done
-}
-
 free_port() {
 	local p lo=32768
 	# Below the ephemeral range: a client connection's local port can never collide.

@@ -118,7 +118,7 @@ appArmorProfile:
 {{- if .Values.tls.existingSecret -}}wss{{- else -}}ws{{- end -}}
 {{- end -}}
 
-{{/* Runner container: pass (dict "ctx" $ "name" NAME "controller" URL "r" MERGED-RUNNER-VALUES "tmpVolume" VOL) */}}
+{{/* Runner container: pass (dict "ctx" $ "name" NAME "controller" URL "r" MERGED-RUNNER-VALUES "tmpVolume" VOL "pool" BOOL) */}}
 {{- define "tasked.runnerContainer" -}}
 {{- $ctx := .ctx -}}
 {{- $r := .r -}}
@@ -136,31 +136,33 @@ appArmorProfile:
     - --work-dir=/tmp
     - --grace-seconds={{ $r.graceSeconds }}
     - --log-level={{ $r.logLevel }}
+    - --health-file=/tmp/tasked-runner.health
     {{- range $r.extraArgs }}
     - {{ . | quote }}
     {{- end }}
   securityContext:
     {{- include "tasked.containerSecurityContext" $ctx | nindent 4 }}
     {{- include "tasked.runnerAppArmor" $ctx | nindent 4 }}
-  # The runner serves no port. Liveness and readiness exec the runner binary itself in the
-  # container (under the same profile and limits): it fails when the image, the libraries
-  # or the container's filesystem are unusable; a dead runner process restarts the
-  # container anyway.
+  # The runner serves no port. Its event loop rewrites /tmp/tasked-runner.health every 5 s;
+  # the probes exec the runner binary to judge that file: liveness fails when the loop is
+  # stuck (the file ages past 30 s). A pool runner is ready once connected to the broker; a
+  # sidecar runner is ready when live (in a standby controller pod it is never connected, and
+  # that pod must still be Ready).
   startupProbe:
     exec:
-      command: [/usr/local/bin/tasked-runner, --version]
+      command: [/usr/local/bin/tasked-runner, --check-health, /tmp/tasked-runner.health]
     periodSeconds: 2
     failureThreshold: 15
   livenessProbe:
     exec:
-      command: [/usr/local/bin/tasked-runner, --version]
-    periodSeconds: 30
+      command: [/usr/local/bin/tasked-runner, --check-health, /tmp/tasked-runner.health, --max-age-seconds, "30"]
+    periodSeconds: 10
     timeoutSeconds: 5
     failureThreshold: 3
   readinessProbe:
     exec:
-      command: [/usr/local/bin/tasked-runner, --version]
-    periodSeconds: 10
+      command: [/usr/local/bin/tasked-runner, --check-health, /tmp/tasked-runner.health{{ if .pool }}, --ready{{ end }}]
+    periodSeconds: 5
     timeoutSeconds: 5
   resources:
     {{- toYaml $r.resources | nindent 4 }}
