@@ -29,6 +29,7 @@ static int ll_abi_v;
 static int ll_fds[LL_MAX_RULES];
 static size_t ll_nfds;
 static int ll_hide;
+static int ll_hide_err;
 
 int ll_abi(void)
 {
@@ -40,12 +41,18 @@ int ll_hides_file(void)
 	return ll_hide;
 }
 
+int ll_hide_error(void)
+{
+	return ll_hide_err;
+}
+
 void ll_free(void)
 {
 	for (size_t i = 0; i < ll_nfds; i++)
 		close(ll_fds[i]);
 	ll_nfds = 0;
 	ll_hide = 0;
+	ll_hide_err = 0;
 	ll_abi_v = 0;
 }
 
@@ -158,13 +165,15 @@ int ll_init(const char *deny_file, uid_t task_uid, gid_t task_gid)
 	    (task_uid == geteuid() ? faccessat(AT_FDCWD, deny_file, R_OK, AT_EACCESS) == 0
 				   : ll_mode_readable(&st, task_uid, task_gid))) {
 		r = ll_prepare_hide(deny_file);
-		if (r < 0) {
-			ll_free();
-			ll_abi_v = (int)v;
-			return r;
+		if (r == 0) {
+			ll_hide = 1;
+			return ll_abi_v;
 		}
-		ll_hide = 1;
-		return ll_abi_v;
+		/* Too many entries on the way, or a path gone meanwhile: the domains still keep
+		 * tasks apart; only the token stays readable (the caller says so). */
+		ll_free();
+		ll_abi_v = (int)v;
+		ll_hide_err = r;
 	}
 	fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)

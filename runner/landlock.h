@@ -24,6 +24,9 @@ int ll_init(const char *deny_file, uid_t task_uid, gid_t task_gid);
 /* The ABI found by ll_init (0: none), and whether a file is hidden. */
 int ll_abi(void);
 int ll_hides_file(void);
+/* Why the file could not be hidden although the tasks could read it (a negative errno, e.g.
+ * -E2BIG past 1024 directory entries on its path), or 0. The domains are used all the same. */
+int ll_hide_error(void);
 /* A new ruleset for one task, as an O_CLOEXEC fd numbered 10 or more; work_dir is granted
  * besides the prepared rules. -EOPNOTSUPP when Landlock is not in use, else a negative errno. */
 int ll_ruleset(const char *work_dir);

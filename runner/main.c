@@ -374,6 +374,9 @@ int main(int argc, char **argv)
 			log_warn("the kernel has no Landlock: tasks of this runner can read each other's "
 				 "/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
 				 "can read the token file if their uid can");
+		else if (ll_hide_error() < 0)
+			log_warn("tasks run in Landlock domains, but the token file cannot be hidden from them",
+				 "abi", abi, "path", f.token_file, "error", strerror(-ll_hide_error()));
 		else
 			log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
 				 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",

@@ -157,6 +157,22 @@ int main(void)
 			close(fd);
 	}
 
+	/* More entries beside the token than rules allowed: not hidden, said why, domains kept. */
+	for (int i = 0; i < 1100; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "many-%04d", i);
+		touch(name, 0600);
+	}
+	chmod(token, 0600);
+	ok(ll_init(token, geteuid(), getegid()) == abi && !ll_hides_file() && ll_hide_error() == -E2BIG,
+	   "too many entries beside the token: not hidden, and ll_hide_error says why");
+	{
+		int fd = ll_ruleset(work);
+		ok(fd >= 0, "... tasks still get a domain");
+		if (fd >= 0)
+			close(fd);
+	}
+
 	ll_free();
 	ok(ll_ruleset(work) == -EOPNOTSUPP, "after ll_free no ruleset is made");
 	{
