@@ -45,7 +45,7 @@ static void runner_usage(FILE *f)
 	      "  --ca-file PATH        CA bundle for wss:// and https:// (default: system trust store)\n"
 	      "  --concurrency N       attempts run at once, 1-1024 (default 4)\n"
 	      "  --labels K=V,...      labels advertised to the controller (default pool=default)\n"
-	      "  --work-dir DIR        parent of per-attempt work dirs (default /tmp)\n"
+	      "  --work-dir DIR        where the runner makes its directory for the tasks' work dirs (default /tmp)\n"
 	      "  --id NAME             runner id (default: hostname plus a random suffix)\n"
 	      "  --grace-seconds N     on SIGTERM, wait this long for running attempts (default 30)\n"
 	      "  --log-level LEVEL     debug, info, warn or error (default info)\n"
