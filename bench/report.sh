@@ -23,7 +23,7 @@ jq -n \
 	--argjson ceil "$(f ceiling.json)" --argjson cpu "$(f cpu-throughput.json)" \
 	--argjson idle "$(f idle.json)" --argjson live "$(f memory-live.json)" \
 	--argjson mem "$(f memory.json)" --argjson runner "$(f runner.json)" \
-	--argjson images "$(f images.json)" '
+	--argjson images "$(f images.json)" --argjson binaries "$(f binaries.json)" '
 	def r(n): if . == null then null else (. * pow(10; n) | round) / pow(10; n) end;
 	($mem // []) as $mem
 	| (($mem | map(select(.tasks > 0)) | sort_by(.tasks) | last) // null) as $big
@@ -38,6 +38,7 @@ jq -n \
 	| {
 	  generated: ($machine.date // null),
 	  machine: $machine,
+	  binaries: ($binaries.binaries // "bin"),
 	  parameters: $params,
 	  startLatency: $latency,
 	  apiWrites: {latencyRun: $wl, throughputRun: $wt},
@@ -205,6 +206,7 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		| kernel / OS | $(q '.machine.kernel') / $(q '.machine.os') |
 		| load average at start / end | $(q '.machine.loadAverageAtStart') / $(q '.parameters.loadAverageAtEnd // "?"') (other work on the machine adds noise) |
 		| build | Tasked $(q '.machine.version') at $(q '.machine.revision')$(q 'if .machine.uncommittedFiles > 0 then " + \(.machine.uncommittedFiles) uncommitted files" else "" end'), $(q '.machine.compiler') |
+		| binaries measured | $(q 'if .binaries == "build/image-bin" then "`build/image-bin/`: what the images ship (every library but glibc linked statically)" else "`bin/` (Debian shared libraries)" end') |
 
 		## Summary
 

@@ -21,6 +21,7 @@
 #   BENCH_BUDGET_SECONDS [870]  the memory step measures fewer Tasks rather than run past this
 #   BENCH_SKIP_IMAGES=1         no Docker step        BENCH_NO_DOCS=1  report to build/bench/out only
 #   BENCH_STATE_DIR [build/bench/state]  BENCH_OUT_DIR [build/bench/out]
+#   BENCH_BINARIES [image-bin]  measure build/image-bin (what the images ship); "bin" for bin/
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -157,6 +158,18 @@ if [ "${BENCH_SKIP_IMAGES:-0}" != 1 ]; then
 	fi
 fi
 printf '%s\n' "$images_json" >"$OUT/images.json"
+# Measure what the images ship (every library but glibc static) when it was built; bin/ links
+# Debian's shared libraries, whose resident pages inflate the memory figures.
+BINARIES=bin
+if [ -x "$root/build/image-bin/tasked-controller" ] && [ -x "$root/build/image-bin/tasked-runner" ] &&
+	[ "${BENCH_BINARIES:-image-bin}" = image-bin ]; then
+	BINARIES=build/image-bin
+	CONTROLLER=$root/build/image-bin/tasked-controller
+	RUNNER=$root/build/image-bin/tasked-runner
+fi
+export TASKED_BIN_DIR=$root/$BINARIES
+printf '{"binaries": "%s"}\n' "$BINARIES" >"$OUT/binaries.json"
+note "measuring the binaries in $BINARIES"
 jq -c 'map_values(if type == "object" then {bytes, gzipBytes} else . end)' "$OUT/images.json" 2>/dev/null || cat "$OUT/images.json"
 
 # --- 5 (first, while nothing else of ours runs). the runner on its own ---------------------------

@@ -9,7 +9,9 @@
 #
 # Environment: TASKED_STATE_DIR, TASKED_READY_TIMEOUT (seconds to wait for the controller's
 # /readyz, default 30), TASKED_CONTROLLER_ARGS / TASKED_RUNNER_ARGS (extra flags, split on
-# spaces), plus those of controlplane.sh (TASKED_KUBE_BIN, TASKED_KCM, ...).
+# spaces), TASKED_BIN_DIR (where tasked-controller and tasked-runner are, default bin/; the
+# benchmarks point it at build/image-bin), plus those of controlplane.sh (TASKED_KUBE_BIN,
+# TASKED_KCM, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,8 +23,9 @@ STATE=${TASKED_STATE_DIR:-.tasked}
 case "$STATE" in /*) ;; *) STATE=$root/${STATE#./} ;; esac
 STATE=${STATE%/}
 READY_TIMEOUT=${TASKED_READY_TIMEOUT:-30}
-CONTROLLER=$root/bin/tasked-controller
-RUNNER=$root/bin/tasked-runner
+BINDIR=${TASKED_BIN_DIR:-$root/bin}
+CONTROLLER=$BINDIR/tasked-controller
+RUNNER=$BINDIR/tasked-runner
 
 command -v kubectl >/dev/null || die "kubectl is required (Debian: kubernetes-client)"
 for b in "$CONTROLLER" "$RUNNER"; do
