@@ -2,37 +2,18 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 int health_write(const char *path, int connected, int64_t unix_ms)
 {
-	char tmp[PATH_MAX], body[HEALTH_MAX];
-	int fd, n, r = 0;
-
-	n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	n = snprintf(body, sizeof(body), "{\"connected\":%s,\"time\":%lld}\n", connected ? "true" : "false",
-		     (long long)unix_ms);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, body, (size_t)n) != n)
-		r = errno ? -errno : -EIO;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)unlink(tmp);
-	return r;
+	char body[HEALTH_MAX];
+	int n = snprintf(body, sizeof(body), "{\"connected\":%s,\"time\":%lld}\n",
+			 connected ? "true" : "false", (long long)unix_ms);
+	return util_write_file(path, body, (size_t)n, 0644);
 }
 
 int health_judge(const char *content, time_t mtime, time_t now, int want_ready, int max_age_s,
