@@ -6,8 +6,10 @@
 . "$IT_ROOT/tests/tools/apitest.sh"
 test_namespace api-logs
 TMPD=$(mktemp -d)
+GO=$(mktemp -d /tmp/tasked-go.XXXXXX)   # the slow-follower task waits for GO/go (below)
+chmod 755 "$GO"
 HOLD=
-trap '_cleanup_namespace; bg_stop; [ -n "$HOLD" ] && kill "$HOLD" 2>/dev/null; rm -rf "$TMPD"' EXIT
+trap '_cleanup_namespace; bg_stop; [ -n "$HOLD" ] && kill "$HOLD" 2>/dev/null; rm -rf "$TMPD" "$GO"' EXIT
 L=$API/api/v1/namespaces/$TEST_NS/tasks
 
 k apply -f - >/dev/null <<'EOF2'
@@ -78,9 +80,6 @@ is "$(code "$L/ticker/logs?follow=maybe")" 400 "a bad follow value: 400"
 # against it, and the runner streams at most 10 MiB per task, so without the handshake the
 # outcome would depend on when the client joined. The client watches for the reset without
 # reading (up to 60 s).
-GO=$(mktemp -d /tmp/tasked-go.XXXXXX)
-chmod 755 "$GO"
-trap '_cleanup_namespace; bg_stop; [ -n "$HOLD" ] && kill "$HOLD" 2>/dev/null; rm -rf "$TMPD" "$GO"' EXIT
 PID=$(controller_pid)
 rss0=$(rss_kib "$PID")
 slow0=$(metric 'tasked_sse_connections_closed_total{kind="logs",reason="slow"}')

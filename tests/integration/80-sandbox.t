@@ -47,6 +47,11 @@ EOF2
 	k get task "$1" -o json | jq -c '.status.output'
 }
 field() { printf '%s' "$1" | jq -r "$2"; }
+# probe_outside UID PID: the probe run as UID outside any task (no Landlock domain), aimed at PID.
+probe_outside() {
+	setpriv --reuid="$1" --regid="$1" --clear-groups -- "$PROBE" --runner-pid "$2" 2>/dev/null |
+		jq -sc 'map({(.fact): .value}) | add'
+}
 err_of() { printf '%s' "$1" | jq -r "if .$2.ok then \"ok\" else .$2.error end"; }
 
 # check_report REPORT LABEL: the facts every sandboxed task must show.
@@ -108,8 +113,7 @@ rep=$(probe_task probe-sibling default "$SIB")
 like "$(err_of "$rep" runnerEnviron)" '^E(ACCES|PERM)$' "a task cannot read another task's /proc/PID/environ"
 like "$(err_of "$rep" runnerMem)" '^E(ACCES|PERM)$' "... nor its /proc/PID/mem"
 is "$(err_of "$rep" runnerSignal0)" EPERM "... nor signal it"
-base=$(setpriv --reuid=65532 --regid=65532 --clear-groups -- "$PROBE" --runner-pid "$SIB" 2>/dev/null |
-	jq -sc 'map({(.fact): .value}) | add')
+base=$(probe_outside 65532 "$SIB")
 is "$(err_of "$base" runnerEnviron)" ok "control: outside a task, the same uid reads that environ"
 k delete task sibling --wait=false >/dev/null
 
@@ -160,8 +164,7 @@ sleep 0.2
 rep=$(probe_task probe-control sec-nonroot "$CTL")
 like "$(err_of "$rep" runnerEnviron)" '^E(ACCES|PERM)$' "a dumpable same-uid process's environ is out of a task's reach"
 like "$(err_of "$rep" runnerMem)" '^E(ACCES|PERM)$' "... and its mem"
-base=$(setpriv --reuid=$USER_UID --regid=$USER_UID --clear-groups -- "$PROBE" --runner-pid "$CTL" 2>/dev/null |
-	jq -sc 'map({(.fact): .value}) | add')
+base=$(probe_outside "$USER_UID" "$CTL")
 is "$(err_of "$base" runnerEnviron)" ok "control: outside a task, the same uid reads it"
 kill -9 "$CTL" 2>/dev/null
 
