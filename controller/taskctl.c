@@ -4,6 +4,7 @@
 #include "log.h"
 #include "queues.h"
 #include "proto.h"
+#include "sat.h"
 #include "util.h"
 
 #include <errno.h>
@@ -20,6 +21,8 @@
 #define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
 #define TASKCTL_MASK_MIN 4                /* shorter secret values would mask ordinary text */
 #define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
+#define TASKCTL_MAX_BACKOFF_MS (INT64_C(86400) * 1000)  /* retries wait at most a day (CRD maximum) */
+#define TASKCTL_MAX_TIMER_MS (INT64_C(3600) * 1000)     /* far timers re-check hourly */
 
 enum att_state { ATT_DISPATCHED, ATT_STARTED, ATT_DONE, ATT_LOST };
 enum att_written { W_NONE, W_RUNNING, W_TERMINAL };
@@ -474,7 +477,7 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 			"attempt", (json_int_t)attempt,
 			"namespace", json_string_value(json_object_get(md, "namespace")),
 			"name", json_string_value(json_object_get(md, "name")),
-			"deadline", (json_int_t)(timeout > 0 ? now_ms + timeout * 1000 : 0),
+			"deadline", (json_int_t)(timeout > 0 ? sat_after_s(now_ms, timeout) : 0),
 			kind ? kind : "shell", exec_obj,
 			"env", outenv);
 	if (!msg) {
@@ -797,7 +800,8 @@ int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd)
 		d = maxd;
 	if (!j || json_is_true(j))   /* jitter (default on): "equal jitter", half fixed, half random */
 		d = d / 2 + d / 2 * (double)(rnd % 1001) / 1000.0;
-	return (int64_t)(d * 1000.0);
+	/* The CRD caps the delays at a day; an older CRD or a huge factor must not overflow. */
+	return sat_ms_of_seconds(d, TASKCTL_MAX_BACKOFF_MS);
 }
 
 int taskctl_should_retry(json_t *spec, json_t *result, int failures)
@@ -913,7 +917,7 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 		return snap->written == W_TERMINAL ? 0 : reconcile_finished(t, task, key, uid, snap);
 	/* Backstop for the runner's own timeout: if no result arrives well after the deadline,
 	 * stop the attempt and fail it here. */
-	if (snap->deadline_ms && now > snap->deadline_ms + TASKCTL_DEADLINE_GRACE_MS) {
+	if (snap->deadline_ms && now > sat_add(snap->deadline_ms, TASKCTL_DEADLINE_GRACE_MS)) {
 		json_t *res = json_pack("{sssssssi}", "phase", "Failed", "reason", "TimedOut", "message",
 					"exceeded timeoutSeconds and the runner did not report in time", "exitCode", -1);
 		struct attempt *a;
@@ -934,7 +938,8 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 		return reconcile_finished(t, task, key, uid, snap);
 	}
 	if (snap->deadline_ms)
-		wq_add_after(t->cfg.queue, key, snap->deadline_ms + TASKCTL_DEADLINE_GRACE_MS - now + 10);
+		wq_add_after(t->cfg.queue, key,
+			     sat_delay(sat_add(snap->deadline_ms, TASKCTL_DEADLINE_GRACE_MS + 10), now, TASKCTL_MAX_TIMER_MS));
 	if (snap->state == ATT_STARTED && snap->written == W_NONE &&
 	    !(phase && strcmp(phase, "Running") == 0 &&
 	      json_integer_value(json_object_get(status, "attempts")) == snap->attempt)) {
@@ -1168,8 +1173,8 @@ static int apply_queue(struct taskctl *t, json_t *task, json_t *msg, json_t *que
 
 	if (!json_integer_value(json_object_get(msg, "deadline")) &&
 	    json_integer_value(json_object_get(defaults, "timeoutSeconds")) > 0)
-		json_object_set_new(msg, "deadline", json_integer(util_now_ms() +
-			json_integer_value(json_object_get(defaults, "timeoutSeconds")) * 1000));
+		json_object_set_new(msg, "deadline", json_integer(sat_after_s(util_now_ms(),
+			json_integer_value(json_object_get(defaults, "timeoutSeconds")))));
 	if (json_is_object(policy))
 		json_object_set(msg, "policy", policy);
 	if (json_integer_value(json_object_get(json_object_get(policy, "shell"), "maxOutputBytes")) > 0)
@@ -1295,8 +1300,8 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		log_task("task dispatched", task, "runner", runner);
 		if (json_integer_value(json_object_get(msg, "deadline")))
 			wq_add_after(t->cfg.queue, key,
-				     json_integer_value(json_object_get(msg, "deadline")) - util_now_ms() +
-					     TASKCTL_DEADLINE_GRACE_MS + 10);
+				     sat_delay(sat_add(json_integer_value(json_object_get(msg, "deadline")),
+						       TASKCTL_DEADLINE_GRACE_MS + 10), util_now_ms(), TASKCTL_MAX_TIMER_MS));
 		json_decref(msg);
 		return 0;
 	}
@@ -1361,9 +1366,9 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 	if (!json_is_integer(ttl) || !done || util_parse_rfc3339(done, &done_ms) < 0 ||
 	    json_object_get(md, "deletionTimestamp"))
 		return 0;
-	due = done_ms + json_integer_value(ttl) * 1000;
+	due = sat_add(done_ms, sat_mul(json_integer_value(ttl), 1000));
 	if (now < due) {
-		wq_add_after(t->cfg.queue, key, due - now);
+		wq_add_after(t->cfg.queue, key, sat_delay(due, now, TASKCTL_MAX_TIMER_MS));
 		return 0;
 	}
 	kube_escape(json_string_value(json_object_get(md, "namespace")), ns, sizeof(ns));
@@ -1531,7 +1536,7 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 		int64_t at;
 		const char *next = json_string_value(json_object_get(status, "nextRetryTime"));
 		if (next && util_parse_rfc3339(next, &at) == 0 && at > util_now_ms()) {
-			wq_add_after(t->cfg.queue, key, at - util_now_ms());
+			wq_add_after(t->cfg.queue, key, sat_delay(at, util_now_ms(), TASKCTL_MAX_TIMER_MS));
 			goto out;
 		}
 	}

@@ -1,4 +1,5 @@
 #include "workqueue.h"
+#include "sat.h"
 #include "util.h"
 
 #include <errno.h>
@@ -34,6 +35,10 @@ struct wq {
 	int64_t bucket_ms;
 	int shutdown;
 	uint64_t retries;
+	/* Keys marked dirty whose FIFO entry could not be allocated: wq_get re-pushes them (from
+	 * the dirty set, which still holds them) instead of losing them. */
+	int stranded;
+	int fail_allocs;     /* unit tests: fail this many allocations */
 };
 
 #define WQ_BUCKET_QPS 10.0
@@ -81,12 +86,31 @@ void wq_free(struct wq *q)
 	free(q);
 }
 
-static void wq_push_locked(struct wq *q, const char *key)
+void wq_debug_fail_allocs(struct wq *q, int n)
 {
-	struct wq_item *it = calloc(1, sizeof(*it));
+	pthread_mutex_lock(&q->lock);
+	q->fail_allocs = n;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static int wq_alloc_fails(struct wq *q)
+{
+	if (q->fail_allocs <= 0)
+		return 0;
+	q->fail_allocs--;
+	return 1;
+}
+
+/* Appends key to the FIFO. Returns 0 or -ENOMEM; on failure the key stays in the dirty set and
+ * is counted as stranded, so it is pushed again later rather than lost. */
+static int wq_push_locked(struct wq *q, const char *key)
+{
+	struct wq_item *it = wq_alloc_fails(q) ? NULL : calloc(1, sizeof(*it));
 	if (!it || !(it->key = strdup(key))) {
 		free(it);
-		return;
+		q->stranded = 1;
+		pthread_cond_signal(&q->cond);
+		return -ENOMEM;
 	}
 	if (q->tail)
 		q->tail->next = it;
@@ -95,16 +119,38 @@ static void wq_push_locked(struct wq *q, const char *key)
 	q->tail = it;
 	q->ready++;
 	pthread_cond_signal(&q->cond);
+	return 0;
 }
 
+/* Dirty values: true = in the FIFO, false = waiting (being processed, or stranded). */
 static void wq_add_locked(struct wq *q, const char *key)
 {
 	if (q->shutdown || json_object_get(q->dirty, key))
 		return;
-	json_object_set_new(q->dirty, key, json_true());
+	if (json_object_set_new(q->dirty, key, json_false()) < 0) {
+		/* Not even the dirty mark: push anyway; the FIFO entry alone keeps the key. */
+		(void)wq_push_locked(q, key);
+		return;
+	}
 	if (json_object_get(q->processing, key))
 		return;   /* wq_done re-queues it */
-	wq_push_locked(q, key);
+	if (wq_push_locked(q, key) == 0)
+		json_object_set_new(q->dirty, key, json_true());
+}
+
+/* Pushes dirty keys that are neither queued nor being processed (their push failed). */
+static void wq_rescue_locked(struct wq *q)
+{
+	const char *key;
+	json_t *v;
+	q->stranded = 0;
+	json_object_foreach(q->dirty, key, v) {
+		if (json_is_true(v) || json_object_get(q->processing, key))
+			continue;
+		if (wq_push_locked(q, key) < 0)
+			return;   /* still stranded; try again on the next wakeup */
+		json_object_set_new(q->dirty, key, json_true());
+	}
 }
 
 void wq_add(struct wq *q, const char *key)
@@ -121,23 +167,24 @@ static void wq_heap_swap(struct wq *q, size_t a, size_t b)
 	q->heap[b] = t;
 }
 
-static void wq_heap_push(struct wq *q, const char *key, int64_t at)
+static int wq_heap_push(struct wq *q, const char *key, int64_t at)
 {
 	size_t i;
 	if (q->nheap == q->capheap) {
 		size_t ncap = q->capheap ? q->capheap * 2 : 64;
-		struct wq_delayed *nh = realloc(q->heap, ncap * sizeof(*nh));
+		struct wq_delayed *nh = wq_alloc_fails(q) ? NULL : realloc(q->heap, ncap * sizeof(*nh));
 		if (!nh)
-			return;
+			return -ENOMEM;
 		q->heap = nh;
 		q->capheap = ncap;
 	}
-	q->heap[q->nheap].key = strdup(key);
+	q->heap[q->nheap].key = wq_alloc_fails(q) ? NULL : strdup(key);
 	if (!q->heap[q->nheap].key)
-		return;
+		return -ENOMEM;
 	q->heap[q->nheap].at_ms = at;
 	for (i = q->nheap++; i > 0 && q->heap[(i - 1) / 2].at_ms > q->heap[i].at_ms; i = (i - 1) / 2)
 		wq_heap_swap(q, i, (i - 1) / 2);
+	return 0;
 }
 
 static void wq_heap_pop(struct wq *q)
@@ -160,7 +207,7 @@ static void wq_heap_pop(struct wq *q)
 
 static void wq_add_after_locked(struct wq *q, const char *key, int64_t delay_ms)
 {
-	int64_t at = util_mono_ms() + delay_ms;
+	int64_t at = sat_add(util_mono_ms(), delay_ms);
 	json_t *cur;
 	if (q->shutdown)
 		return;
@@ -172,8 +219,16 @@ static void wq_add_after_locked(struct wq *q, const char *key, int64_t delay_ms)
 	cur = json_object_get(q->waiting_at, key);
 	if (cur && json_integer_value(cur) <= at)
 		return;
-	json_object_set_new(q->waiting_at, key, json_integer(at));
-	wq_heap_push(q, key, at);
+	if (wq_heap_push(q, key, at) < 0) {
+		/* No room to remember the delay: process the key now rather than never (reconcilers
+		 * are level-based and schedule themselves again). */
+		wq_add_locked(q, key);
+		return;
+	}
+	if (json_object_set_new(q->waiting_at, key, json_integer(at)) < 0) {
+		wq_add_locked(q, key);   /* the heap entry alone would be taken for a stale one */
+		return;
+	}
 	pthread_cond_broadcast(&q->cond);
 }
 
@@ -256,6 +311,10 @@ char *wq_get(struct wq *q)
 	for (;;) {
 		int64_t wait = wq_promote_locked(q);
 		struct timespec ts;
+		if (q->stranded)
+			wq_rescue_locked(q);
+		if (q->stranded && wait > 100)
+			wait = 100;
 		if (q->shutdown) {
 			pthread_mutex_unlock(&q->lock);
 			return NULL;
@@ -288,8 +347,8 @@ void wq_done(struct wq *q, const char *key)
 {
 	pthread_mutex_lock(&q->lock);
 	json_object_del(q->processing, key);
-	if (json_object_get(q->dirty, key))
-		wq_push_locked(q, key);
+	if (json_object_get(q->dirty, key) && wq_push_locked(q, key) == 0)
+		json_object_set_new(q->dirty, key, json_true());
 	pthread_mutex_unlock(&q->lock);
 }
 

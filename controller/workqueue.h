@@ -28,3 +28,5 @@ void wq_len(struct wq *q, int *ready, int *delayed);
 uint64_t wq_retries_total(struct wq *q);
 /* Computes the per-key backoff for a failure count; exposed for unit tests. */
 int64_t wq_backoff_ms(int failures);
+/* Unit tests: the next n allocations of the queue's own entries fail (keys must survive). */
+void wq_debug_fail_allocs(struct wq *q, int n);

@@ -55,6 +55,39 @@ int main(void)
 	wq_forget(q, "ns/f");
 	is_int(wq_num_requeues(q, "ns/f"), 0, "forget resets the count");
 
+	/* Allocation failures never lose a key. */
+	{
+		struct wq *f = wq_new();
+		char *g;
+		wq_debug_fail_allocs(f, 1);
+		wq_add(f, "ns/stranded");
+		wq_len(f, &ready, &delayed);
+		is_int(ready, 0, "a failed FIFO allocation leaves nothing queued ...");
+		g = wq_get(f);
+		is_str(g, "ns/stranded", "... but the key is handed out all the same");
+		wq_add(f, "ns/stranded");   /* while processing */
+		wq_debug_fail_allocs(f, 1);
+		wq_done(f, g);              /* its re-queue fails */
+		free(g);
+		g = wq_get(f);
+		is_str(g, "ns/stranded", "a re-queue that failed in done is retried");
+		wq_done(f, g);
+		free(g);
+		wq_debug_fail_allocs(f, 2);  /* the heap array and the key copy */
+		t0 = util_mono_ms();
+		wq_add_after(f, "ns/delayed", 60000);
+		g = wq_get(f);
+		ok(g && strcmp(g, "ns/delayed") == 0 && util_mono_ms() - t0 < 30000,
+		   "a delay that could not be stored: the key comes now instead of never (%s)", g ? g : "NULL");
+		wq_done(f, g);
+		free(g);
+		wq_add_after(f, "ns/far", INT64_MAX);   /* must not wrap into the past */
+		wq_len(f, &ready, &delayed);
+		ok(ready == 0 && delayed == 1, "a delay of INT64_MAX ms saturates instead of firing at once");
+		wq_shutdown(f);
+		wq_free(f);
+	}
+
 	wq_shutdown(q);
 	ok(wq_get(q) == NULL, "get returns NULL after shutdown");
 	wq_free(q);
