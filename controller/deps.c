@@ -116,8 +116,26 @@ json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt)
 			 "labels", labels ? labels : json_object(), "attempt", (json_int_t)attempt);
 }
 
+/* Appends s[0..n), doubling every "$" when escape is set: the runner expands $(VAR) in the
+ * fields that get escaped values, and a dependency's output is data, never a reference (an
+ * output "$(TOKEN)" must not become the queue secret TOKEN). */
+static int deps_append(struct buf *out, const char *s, size_t n, int escape)
+{
+	const char *d;
+	int r = 0;
+	while (escape && r == 0 && n > 0 && (d = memchr(s, '$', n))) {
+		size_t k = (size_t)(d - s) + 1;
+		if ((r = buf_append(out, s, k)) == 0)
+			r = buf_append(out, "$", 1);
+		s += k;
+		n -= k;
+	}
+	return r < 0 ? r : buf_append(out, s, n);
+}
+
 /* Looks up tasks.NAME.FIELD[.PATH] (ref without "tasks." and without the parentheses). */
-static int deps_lookup(const char *ref, size_t len, json_t *tasks, struct buf *out, char *err, size_t errsz)
+static int deps_lookup(const char *ref, size_t len, json_t *tasks, int escape, struct buf *out, char *err,
+		       size_t errsz)
 {
 	char path[512], *name, *field, *rest, *save = NULL;
 	json_t *t, *v;
@@ -154,16 +172,16 @@ static int deps_lookup(const char *ref, size_t len, json_t *tasks, struct buf *o
 		return -EINVAL;
 	}
 	if (json_is_string(v))
-		return buf_append(out, json_string_value(v), json_string_length(v));
+		return deps_append(out, json_string_value(v), json_string_length(v), escape);
 	{
 		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		int r = s ? buf_append(out, s, strlen(s)) : -ENOMEM;
+		int r = s ? deps_append(out, s, strlen(s), escape) : -ENOMEM;
 		free(s);
 		return r;
 	}
 }
 
-char *deps_resolve_refs(const char *s, json_t *tasks, char *err, size_t errsz)
+char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, size_t errsz)
 {
 	struct buf b;
 	const char *p = s;
@@ -183,7 +201,7 @@ char *deps_resolve_refs(const char *s, json_t *tasks, char *err, size_t errsz)
 			r = buf_append(&b, "$$", 2);
 			p = d + 2;
 		} else if (strncmp(d, "$(tasks.", 8) == 0 && (end = strchr(d, ')'))) {
-			r = deps_lookup(d + 8, (size_t)(end - d - 8), tasks, &b, err, errsz);
+			r = deps_lookup(d + 8, (size_t)(end - d - 8), tasks, escape, &b, err, errsz);
 			p = end + 1;
 		} else {
 			r = buf_append(&b, "$", 1);
@@ -201,13 +219,13 @@ char *deps_resolve_refs(const char *s, json_t *tasks, char *err, size_t errsz)
 	return b.data;
 }
 
-static int resolve_in(json_t *parent, const char *key, json_t *tasks, char *err, size_t errsz)
+static int resolve_in(json_t *parent, const char *key, json_t *tasks, int escape, char *err, size_t errsz)
 {
 	json_t *v = json_object_get(parent, key);
 	char *s;
 	if (!json_is_string(v) || !strstr(json_string_value(v), "$(tasks."))
 		return 0;
-	s = deps_resolve_refs(json_string_value(v), tasks, err, errsz);
+	s = deps_resolve_refs(json_string_value(v), tasks, escape, err, errsz);
 	if (!s)
 		return -EINVAL;
 	json_object_set_new(parent, key, json_string(s));
@@ -225,21 +243,24 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 		char *s;
 		if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
 			continue;
-		s = deps_resolve_refs(json_string_value(e), tasks, err, errsz);
+		s = deps_resolve_refs(json_string_value(e), tasks, 1, err, errsz);
 		if (!s)
 			return -EINVAL;
 		json_array_set_new(cmd, i, json_string(s));
 		free(s);
 	}
+	/* Env values reach the task as they are (the runner does not expand them); everything
+	 * else here is expanded by the runner, so inserted values are escaped. */
 	json_array_foreach(json_object_get(msg, "env"), i, e)
-		if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+		if ((r = resolve_in(e, "value", tasks, 0, err, errsz)) < 0)
 			return r;
 	for (int k = 0; k < 2; k++) {
 		http = json_object_get(msg, k == 0 ? "http" : "remote");
-		if ((r = resolve_in(http, "url", tasks, err, errsz)) < 0 || (r = resolve_in(http, "body", tasks, err, errsz)) < 0)
+		if ((r = resolve_in(http, "url", tasks, 1, err, errsz)) < 0 ||
+		    (r = resolve_in(http, "body", tasks, 1, err, errsz)) < 0)
 			return r;
 		json_array_foreach(json_object_get(http, "headers"), i, e)
-			if ((r = resolve_in(e, "value", tasks, err, errsz)) < 0)
+			if ((r = resolve_in(e, "value", tasks, 1, err, errsz)) < 0)
 				return r;
 	}
 	return 0;

@@ -23,11 +23,14 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt);
 
 /* Replaces $(tasks.NAME.output.PATH), $(tasks.NAME.exitCode) and $(tasks.NAME.phase) in s; "$$"
- * is left for the runner's own expansion. Unknown names or paths are an error (err says which).
- * Returns a new string (caller frees) or NULL. */
-char *deps_resolve_refs(const char *s, json_t *tasks, char *err, size_t errsz);
-/* Applies deps_resolve_refs to a dispatch message in place: shell.command, env values, and the
- * http url, body and header values. */
+ * is left for the runner's own expansion. With escape set, every "$" of an inserted value is
+ * doubled, so the runner's $(VAR) expansion yields the value itself and never expands a
+ * reference a dependency wrote into its output. Unknown names or paths are an error (err says
+ * which). Returns a new string (caller frees) or NULL. */
+char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, size_t errsz);
+/* Applies deps_resolve_refs to a dispatch message in place: shell.command and the http/remote
+ * url, body and header values (escaped: the runner expands them), and env values (verbatim: the
+ * runner passes them on as they are). */
 int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz);
 
 /* Reverse index: who depends on whom, so a finished task wakes its dependents. */

@@ -599,22 +599,25 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 	return json_pack("{so}", "status", status);
 }
 
-/* Replaces every known secret value in s with "***"; returns a new string or NULL if none. */
-static char *mask_string(const char *s, json_t *secrets)
+/* Replaces every known secret value in s with "***": 0 with *ret a new string, or NULL when s
+ * holds none; -ENOMEM when the masked copy could not be built (callers then drop the text:
+ * failing open would publish the secret). */
+static int mask_string(const char *s, json_t *secrets, char **ret)
 {
 	struct buf b;
 	const char *p = s;
 	json_t *v;
 	size_t i;
-	int hit = 0;
+	int hit = 0, r = 0;
 
+	*ret = NULL;
 	json_array_foreach(secrets, i, v)
 		if (json_string_length(v) >= TASKCTL_MASK_MIN && strstr(s, json_string_value(v)))
 			hit = 1;
 	if (!hit)
-		return NULL;
+		return 0;
 	buf_init(&b, strlen(s) + 1);
-	while (*p) {
+	while (*p && r == 0) {
 		size_t best = 0;
 		json_array_foreach(secrets, i, v) {
 			size_t n = json_string_length(v);
@@ -622,14 +625,21 @@ static char *mask_string(const char *s, json_t *secrets)
 				best = n;
 		}
 		if (best) {
-			buf_append(&b, "***", best >= 3 ? 3 : best);
+			r = buf_append(&b, "***", best >= 3 ? 3 : best);
 			p += best;
 		} else {
-			buf_append(&b, p, 1);
+			r = buf_append(&b, p, 1);
 			p++;
 		}
 	}
-	return b.data;
+	if (r == 0)
+		r = buf_append(&b, "", 0);   /* terminated even when s was all secret */
+	if (r < 0 || !b.data) {
+		buf_free(&b);
+		return -ENOMEM;
+	}
+	*ret = b.data;
+	return 0;
 }
 
 void taskctl_mask(json_t *status, json_t *secrets)
@@ -639,16 +649,24 @@ void taskctl_mask(json_t *status, json_t *secrets)
 		return;
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(fields); i++) {
 		const char *v = json_string_value(json_object_get(status, fields[i]));
-		char *m = v ? mask_string(v, secrets) : NULL;
-		if (m)
-			json_object_set_new(status, fields[i], json_string(m));
+		char *m = NULL;
+		int r = v ? mask_string(v, secrets, &m) : 0;
+		if (r < 0 || (m && json_object_set_new(status, fields[i], json_string(m)) < 0)) {
+			/* Fail closed: no text rather than unmasked text. */
+			json_object_del(status, fields[i]);
+			json_object_set_new(status, fields[i], json_string("[withheld: could not mask queue secrets]"));
+		}
 		free(m);
 	}
 	if (json_object_get(status, "output")) {
 		char *out = json_dumps(json_object_get(status, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
-		char *m = out ? mask_string(out, secrets) : NULL;
-		if (m)   /* a secret inside the output: keep it out, say why */
-			json_object_set_new(status, "output", json_pack("{ss}", "masked", "output contained a queue secret"));
+		char *m = NULL;
+		int r = out ? mask_string(out, secrets, &m) : -ENOMEM;
+		if (r < 0 || m) {   /* a secret inside the output (or no way to tell): keep it out, say why */
+			json_object_del(status, "output");
+			json_object_set_new(status, "output", json_pack("{ss}", "masked", r < 0 ? "output could not be checked for queue secrets"
+										   : "output contained a queue secret"));
+		}
 		free(m);
 		free(out);
 	}
@@ -1636,6 +1654,8 @@ void taskctl_resume(struct taskctl *t)
 	pthread_mutex_lock(&t->lock);
 	w = t->standby;
 	t->standby = json_object();
+	/* Runners report what they hold again to a new leader; the old set is stale. */
+	json_decref(t->orphans);
 	t->orphans = json_object();
 	t->started_ms = util_mono_ms();
 	t->started_wall_ms = util_now_ms();

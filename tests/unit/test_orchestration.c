@@ -1,6 +1,7 @@
 /* Pure parts of orchestration: $(tasks.…) references, condition variables, Flow graph
  * validation, secret masking, and the retry policy. */
 #include "deps.h"
+#include "expand.h"
 #include "flowctl.h"
 #include "tap.h"
 #include "taskctl.h"
@@ -17,7 +18,7 @@ static json_t *load(const char *s)
 static void check_refs(json_t *tasks, const char *in, const char *want, const char *name)
 {
 	char err[256] = "";
-	char *out = deps_resolve_refs(in, tasks, err, sizeof(err));
+	char *out = deps_resolve_refs(in, tasks, 0, err, sizeof(err));
 	is_str(out ? out : err, want, name);
 	free(out);
 }
@@ -88,6 +89,32 @@ int main(void)
 		       "Succeeded", "in http headers");
 		json_decref(msg);
 	}
+	{
+		/* Second-order expansion: a dependency's output holding $(TOKEN) stays data. */
+		json_t *evil = load("{\"dep\": {\"phase\": \"Succeeded\", \"output\": {\"u\": \"$(TOKEN)\", \"o\": {\"k\": \"$$(X)\"}}}}");
+		json_t *msg = load("{\"shell\": {\"command\": [\"echo\", \"$(tasks.dep.output.u)\"]},"
+				   " \"env\": [{\"name\": \"A\", \"value\": \"$(tasks.dep.output.u)\"}],"
+				   " \"http\": {\"url\": \"https://x/?q=$(tasks.dep.output.u)\", \"body\": \"$(tasks.dep.output.o)\","
+				   " \"headers\": [{\"name\": \"H\", \"value\": \"$(tasks.dep.output.u)\"}]},"
+				   " \"remote\": {\"url\": \"https://r/$(tasks.dep.output.u)\"}}");
+		char err[256], *x = NULL;
+		json_t *http = json_object_get(msg, "http");
+		is_int(deps_resolve_dispatch(msg, evil, err, sizeof(err)), 0, "references to a hostile output resolve");
+		is_str(json_string_value(json_array_get(json_object_get(json_object_get(msg, "shell"), "command"), 1)), "$$(TOKEN)",
+		       "command: the inserted $ is escaped");
+		is_str(json_string_value(json_object_get(http, "url")), "https://x/?q=$$(TOKEN)", "http url: escaped");
+		is_str(json_string_value(json_object_get(json_array_get(json_object_get(http, "headers"), 0), "value")), "$$(TOKEN)",
+		       "http header: escaped");
+		is_str(json_string_value(json_object_get(http, "body")), "{\"k\":\"$$$$(X)\"}", "http body (JSON text): every $ escaped");
+		is_str(json_string_value(json_object_get(json_object_get(msg, "remote"), "url")), "https://r/$$(TOKEN)", "remote url: escaped");
+		is_str(json_string_value(json_object_get(json_array_get(json_object_get(msg, "env"), 0), "value")), "$(TOKEN)",
+		       "env values are not expanded by the runner: inserted as they are");
+		ok(expand_vars(json_string_value(json_object_get(http, "url")), NULL, NULL, 1024, &x) == 0 &&
+		   strcmp(x, "https://x/?q=$(TOKEN)") == 0, "the runner's expansion gives back the output itself (%s)", x ? x : "");
+		free(x);
+		json_decref(msg);
+		json_decref(evil);
+	}
 
 	check_flow("[{\"name\": \"a\"}, {\"name\": \"b\", \"dependsOn\": [\"a\"]}, {\"name\": \"c\", \"dependsOn\": [\"a\", \"b\"]}]", NULL, NULL);
 	check_flow("[{\"name\": \"a\"}, {\"name\": \"a\"}]", "DuplicateName", "a is used twice");
@@ -118,6 +145,13 @@ int main(void)
 	json_object_set_new(json_object_get(retries, "backoff"), "jitter", json_true());
 	ok(taskctl_retry_delay_ms(retries, 1, 0) == 1000 && taskctl_retry_delay_ms(retries, 1, 1000) == 2000,
 	   "jitter spreads the delay over [d/2, d]");
+	{
+		json_t *huge = load("{\"backoff\": {\"initialDelaySeconds\": 9223372036854775807, \"maxDelaySeconds\": 9223372036854775807,"
+				    " \"factor\": 1e300, \"jitter\": false}}");
+		is_int(taskctl_retry_delay_ms(huge, 1, 0), 86400000, "initialDelaySeconds INT64_MAX: a day, not a wrapped negative");
+		is_int(taskctl_retry_delay_ms(huge, 50, 0), 86400000, "factor 1e300 after 50 failures: still a day");
+		json_decref(huge);
+	}
 	{
 		json_t *spec = json_pack("{sO}", "retries", retries);
 		json_t *failed = load("{\"phase\": \"Failed\", \"reason\": \"ExitCode\", \"exitCode\": 3}");
