@@ -21,6 +21,7 @@
 #define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
 #define TASKCTL_MASK_MIN 4                /* shorter secret values would mask ordinary text */
 #define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
+#define TASKCTL_QUEUE_SECRET_LABEL "tasked.dev/queue-secret"
 #define TASKCTL_MAX_BACKOFF_MS (INT64_C(86400) * 1000)  /* retries wait at most a day (CRD maximum) */
 #define TASKCTL_MAX_TIMER_MS (INT64_C(3600) * 1000)     /* far timers re-check hourly */
 
@@ -1127,12 +1128,14 @@ out:
 	return r;
 }
 
-/* Reads one key of a Kubernetes Secret. Never logs the value. */
+/* Reads one key of a Kubernetes Secret. Never logs the value. -EPERM when the Secret was not
+ * opted in for TaskQueues: the controller reads with its own rights, so without the label any
+ * Task author could have any Secret of the namespace read for them. */
 static int read_secret(struct taskctl *t, const char *ns, const char *name, const char *k, char **ret)
 {
 	char path[1024], ens[256], ename[512];
 	struct kube_resp resp;
-	const char *b64;
+	const char *b64, *label;
 	int r;
 
 	kube_escape(ns, ens, sizeof(ens));
@@ -1142,6 +1145,12 @@ static int read_secret(struct taskctl *t, const char *ns, const char *name, cons
 	if (r < 0 || resp.status != 200) {
 		kube_resp_free(&resp);
 		return r < 0 ? -EAGAIN : -ENOENT;
+	}
+	label = json_string_value(json_object_get(json_object_get(json_object_get(resp.body, "metadata"), "labels"),
+						  TASKCTL_QUEUE_SECRET_LABEL));
+	if (!label || strcmp(label, "true") != 0) {
+		kube_resp_free(&resp);
+		return -EPERM;
 	}
 	b64 = json_string_value(json_object_get(json_object_get(resp.body, "data"), k));
 	r = b64 ? util_base64_decode(b64, ret, NULL) : -ENOENT;
@@ -1169,6 +1178,14 @@ static int queue_secret(struct taskctl *t, const char *ns, json_t *qspec, const 
 			json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "key")), ret);
 	if (r == -EAGAIN)
 		return r;
+	if (r == -EPERM) {
+		*reason = "SecretNotFound";
+		snprintf(err, errsz, "%s: queue secret %s names Secret %s, which lacks the label %s: \"true\" "
+			 "(only Secrets labelled so by someone who may write Secrets are usable by TaskQueues)",
+			 what, sname, json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "name")),
+			 TASKCTL_QUEUE_SECRET_LABEL);
+		return -EINVAL;
+	}
 	if (r < 0) {
 		*reason = "SecretNotFound";
 		snprintf(err, errsz, "%s: queue secret %s refers to a Secret key that does not exist", what, sname);

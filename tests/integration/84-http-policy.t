@@ -31,6 +31,7 @@ lacks() { ! printf '%s' "$1" | grep -qF -- "$2"; }
 reqs() { grep -c "\"addr\":\"$1\"${2:+.*\"path\":\"$2}" "$TMPD/requests.log"; }
 
 k create secret generic api >/dev/null --from-literal=token="$SECRET"
+k label secret api tasked.dev/queue-secret=true >/dev/null
 k apply -f - >/dev/null <<EOF2
 apiVersion: tasked.dev/v1alpha1
 kind: TaskQueue
