@@ -309,6 +309,7 @@ is "$(curl -s -o /dev/null -w '%{http_code}' "$(cat "$STATE/api-url")/healthz")"
 # --- queue secrets -------------------------------------------------------------------------------------
 canary="canary-$(openssl rand -hex 12)"
 k create secret generic vault --from-literal=token="$canary" >/dev/null
+k label secret vault tasked.dev/queue-secret=true >/dev/null
 apply <<'EOF2'
 apiVersion: tasked.dev/v1alpha1
 kind: TaskQueue
