@@ -15,6 +15,25 @@ static const char *flow_of(json_t *task)
 						 "tasked.dev/flow"));
 }
 
+/* UID of the object's controller ownerReference, or NULL. */
+static const char *owner_uid(json_t *obj)
+{
+	json_t *r;
+	size_t i;
+	json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, r)
+		if (json_is_true(json_object_get(r, "controller")))
+			return json_string_value(json_object_get(r, "uid"));
+	return NULL;
+}
+
+/* Inside a Flow, a sibling is a Task with the same controller (the Flow's UID): a Task that only
+ * took a sibling's name or the Flow's label is a stranger whose output must not flow in. */
+static int same_flow(json_t *task, json_t *other)
+{
+	const char *a = owner_uid(task), *b = owner_uid(other);
+	return a && b && strcmp(a, b) == 0;
+}
+
 int deps_key(json_t *task, const char *name, char *out, size_t outsz)
 {
 	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
@@ -56,7 +75,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			if (strlen(json_string_value(k)) <= prefix)
 				continue;
 			obj = informer_get(inf, json_string_value(k));
-			if (obj)
+			if (obj && same_flow(task, obj))
 				json_object_set_new(*vars, json_string_value(k) + prefix, task_facts(obj));
 			json_decref(obj);
 		}
@@ -69,6 +88,14 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		if (!name || deps_key(task, name, key, sizeof(key)) < 0)
 			continue;
 		obj = informer_get(inf, key);
+		if (obj && flow && !same_flow(task, obj)) {
+			if (st == DEPS_READY) {
+				snprintf(why, whysz, "waiting for task %s: %s is not a child of this Flow", name, key);
+				st = DEPS_WAIT;
+			}
+			json_decref(obj);
+			continue;
+		}
 		if (!obj) {
 			if (st == DEPS_READY) {
 				snprintf(why, whysz, "waiting for task %s, which does not exist (yet)", name);
@@ -333,4 +360,74 @@ void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(con
 	json_object_foreach(set, k, v)
 		fn(k, ud);
 	json_decref(set);
+}
+
+#define DEPS_CYCLE_MAX_NODES 256   /* bound on the search (each step parses a cached object) */
+#define DEPS_CYCLE_MAX_DEPTH 64
+
+static int deps_unfinished(json_t *obj)
+{
+	const char *p = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	return !p || (strcmp(p, "Succeeded") != 0 && strcmp(p, "Failed") != 0 && strcmp(p, "Skipped") != 0 &&
+		      strcmp(p, "Cancelled") != 0);
+}
+
+int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t pathsz)
+{
+	struct frame { json_t *obj; size_t next; } st[DEPS_CYCLE_MAX_DEPTH];
+	char start[512];
+	json_t *seen = json_object();
+	size_t sp = 0, nodes = 0;
+	int found = 0;
+
+	path[0] = '\0';
+	if (!seen || flow_of(task) || informer_key_of(task, start, sizeof(start)) < 0) {
+		json_decref(seen);
+		return 0;
+	}
+	st[sp++] = (struct frame){ json_incref(task), 0 };
+	json_object_set_new(seen, start, json_true());
+	while (sp > 0 && !found) {
+		struct frame *fr = &st[sp - 1];
+		json_t *deps = json_object_get(json_object_get(fr->obj, "spec"), "dependsOn"), *obj;
+		const char *name;
+		char key[512];
+		if (fr->next >= json_array_size(deps) || fr->next >= DEPS_MAX) {
+			json_decref(fr->obj);
+			sp--;
+			continue;
+		}
+		name = json_string_value(json_array_get(deps, fr->next++));
+		if (!name || deps_key(fr->obj, name, key, sizeof(key)) < 0)
+			continue;
+		if (strcmp(key, start) == 0) {
+			found = 1;
+			break;
+		}
+		if (json_object_get(seen, key) || nodes >= DEPS_CYCLE_MAX_NODES || sp >= DEPS_CYCLE_MAX_DEPTH)
+			continue;
+		json_object_set_new(seen, key, json_true());
+		nodes++;
+		obj = informer_get(inf, key);
+		if (!obj || !deps_unfinished(obj) || flow_of(obj)) {
+			json_decref(obj);
+			continue;
+		}
+		st[sp++] = (struct frame){ obj, 0 };
+	}
+	if (found) {
+		/* The path: the task, each task on the stack, back to the task. */
+		size_t len = 0;
+		for (size_t i = 0; i <= sp && len < pathsz; i++) {
+			const char *n = json_string_value(json_object_get(json_object_get(i < sp ? st[i].obj : task, "metadata"), "name"));
+			int w = snprintf(path + len, pathsz - len, "%s%s", i ? " -> " : "", n ? n : "?");
+			if (w < 0)
+				break;
+			len += (size_t)w;
+		}
+	}
+	while (sp > 0)
+		json_decref(st[--sp].obj);
+	json_decref(seen);
+	return found;
 }

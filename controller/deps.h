@@ -19,6 +19,10 @@ int deps_key(json_t *task, const char *name, char *out, size_t outsz);
  * every dependency (and, in a Flow, every sibling) that exists. Secrets never appear in it. */
 enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz);
 
+/* Whether task (outside a Flow) waits on itself through dependsOn between unfinished Tasks;
+ * path gets "a -> b -> a". The search is bounded (a few hundred tasks). */
+int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t pathsz);
+
 /* Variables for `when`: {tasks: ..., task: {name, namespace, labels, attempt}}. Steals tasks. */
 json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt);
 

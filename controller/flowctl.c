@@ -1,5 +1,6 @@
 #include "flowctl.h"
 #include "log.h"
+#include "sat.h"
 #include "util.h"
 
 #include <errno.h>
@@ -18,6 +19,9 @@ struct flowctl {
 	struct wq *q;
 	pthread_t thread;
 	int started;
+	pthread_mutex_t lock;   /* guards gone and orphaning */
+	json_t *gone;           /* key -> UID of a deleted Flow whose children are still to delete */
+	json_t *orphaning;      /* UIDs of Flows deleted with propagationPolicy Orphan */
 };
 
 struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
@@ -27,10 +31,16 @@ struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
 		return NULL;
 	f->cfg = *cfg;
 	f->q = wq_new();
-	if (!f->q) {
+	f->gone = json_object();
+	f->orphaning = json_object();
+	if (!f->q || !f->gone || !f->orphaning) {
+		wq_free(f->q);
+		json_decref(f->gone);
+		json_decref(f->orphaning);
 		free(f);
 		return NULL;
 	}
+	pthread_mutex_init(&f->lock, NULL);
 	return f;
 }
 
@@ -40,6 +50,9 @@ void flowctl_free(struct flowctl *f)
 		return;
 	flowctl_stop(f);
 	wq_free(f->q);
+	json_decref(f->gone);
+	json_decref(f->orphaning);
+	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
@@ -48,6 +61,28 @@ void flowctl_set_informer(struct flowctl *f, struct informer *flows) { f->flows 
 void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {
 	struct flowctl *f = ud;
+	json_t *md = json_object_get(obj, "metadata"), *fin;
+	const char *uid = json_string_value(json_object_get(md, "uid"));
+	size_t i;
+
+	if (uid && ev == INFORMER_UPDATED && json_object_get(md, "deletionTimestamp")) {
+		/* kubectl delete --cascade=orphan: the garbage collector takes the ownerReferences
+		 * off the children before the Flow goes; the user asked to keep them. */
+		json_array_foreach(json_object_get(md, "finalizers"), i, fin)
+			if (json_is_string(fin) && strcmp(json_string_value(fin), "orphan") == 0) {
+				pthread_mutex_lock(&f->lock);
+				json_object_set_new(f->orphaning, uid, json_true());
+				pthread_mutex_unlock(&f->lock);
+			}
+	}
+	if (uid && ev == INFORMER_DELETED) {
+		pthread_mutex_lock(&f->lock);
+		if (json_object_get(f->orphaning, uid))
+			json_object_del(f->orphaning, uid);
+		else
+			json_object_set_new(f->gone, key, json_string(uid));
+		pthread_mutex_unlock(&f->lock);
+	}
 	wq_add(f->q, key);
 }
 
@@ -164,15 +199,43 @@ out:
 
 /* --- reconcile ------------------------------------------------------------------------------- */
 
-/* The Flow's children, through the task cache's label index (no scan). */
-static json_t *children_of(struct flowctl *f, const char *ns, const char *flow)
+static int is_done(const char *p)
+{
+	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
+		     strcmp(p, "Cancelled") == 0);
+}
+
+/* The controller ownerReference of a Task (borrowed), or NULL. */
+static json_t *controller_ref(json_t *task)
+{
+	json_t *r;
+	size_t i;
+	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i, r)
+		if (json_is_true(json_object_get(r, "controller")))
+			return r;
+	return NULL;
+}
+
+int flowctl_owned_by(json_t *task, const char *flow_uid)
+{
+	json_t *r = controller_ref(task);
+	const char *kind = json_string_value(json_object_get(r, "kind"));
+	const char *uid = json_string_value(json_object_get(r, "uid"));
+	return flow_uid && kind && uid && strcmp(kind, "Flow") == 0 && strcmp(uid, flow_uid) == 0;
+}
+
+/* The Flow's children: tasks carrying its label (the cache's label index, no scan) that it owns.
+ * Labels can be set by anyone who may create a Task; the controller ownerReference with the
+ * Flow's UID is what makes a child. */
+static json_t *children_of(struct flowctl *f, const char *ns, const char *flow, const char *uid)
 {
 	json_t *keys = informer_keys_by_label(f->cfg.tasks, ns, flow), *list = json_array(), *k;
 	size_t i;
 	json_array_foreach(keys, i, k) {
 		json_t *o = informer_get(f->cfg.tasks, json_string_value(k));
-		if (o)
-			json_array_append_new(list, o);
+		if (o && flowctl_owned_by(o, uid))
+			json_array_append(list, o);
+		json_decref(o);
 	}
 	json_decref(keys);
 	return list;
@@ -187,21 +250,43 @@ static int task_path(const char *ns, const char *name, char *out, size_t outsz, 
 	return 0;
 }
 
-static void delete_children(struct flowctl *f, const char *ns, const char *flow)
+/* Deletes one Task, only if it still is the object we looked at (UID precondition). */
+static int delete_task(struct flowctl *f, json_t *task)
 {
-	json_t *kids = children_of(f, ns, flow), *k;
+	json_t *md = json_object_get(task, "metadata"), *body;
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+	char path[1024];
+	struct kube_resp resp;
+	int r;
+
+	if (!ns || !name || task_path(ns, name, path, sizeof(path), "tasks") < 0)
+		return -EINVAL;
+	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions", "uid",
+			 json_object_get(md, "uid"), "propagationPolicy", "Background");
+	r = kube_request(f->cfg.kc, "DELETE", path, NULL, body, &resp);
+	json_decref(body);
+	r = r == 0 && resp.status < 300 ? 0 : r == 0 && (resp.status == 404 || resp.status == 409) ? -ENOENT : -EAGAIN;
+	kube_resp_free(&resp);
+	return r;
+}
+
+/* The Flow uid is gone: delete the children it owned, and nothing else with its label. */
+static int delete_children(struct flowctl *f, const char *ns, const char *flow, const char *uid)
+{
+	json_t *kids = children_of(f, ns, flow, uid), *k;
 	size_t i;
+	int r = 0;
 	json_array_foreach(kids, i, k) {
-		const char *name = json_string_value(json_object_get(json_object_get(k, "metadata"), "name"));
-		char path[1024];
-		struct kube_resp resp;
-		if (!name || task_path(ns, name, path, sizeof(path), "tasks") < 0)
-			continue;
-		if (kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp) == 0 && resp.status < 300)
-			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow, "task", name);
-		kube_resp_free(&resp);
+		int d = delete_task(f, k);
+		if (d == 0)
+			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow, "task",
+				 json_string_value(json_object_get(json_object_get(k, "metadata"), "name")));
+		else if (d == -EAGAIN)
+			r = -EAGAIN;
 	}
 	json_decref(kids);
+	return r;
 }
 
 static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
@@ -230,14 +315,42 @@ static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
 	}
 	r = kube_request(f->cfg.kc, "POST", path, NULL, body, &resp);
 	json_decref(body);
-	if (r == 0 && (resp.status < 300 || resp.status == 409)) {
+	if (r == 0 && resp.status < 300) {
 		kube_resp_free(&resp);
 		return 0;
+	}
+	if (r == 0 && resp.status == 409) {
+		/* Someone holds the name: the next pass (with the cache caught up) decides whether
+		 * it is our own child or a conflict. */
+		kube_resp_free(&resp);
+		return -EAGAIN;
 	}
 	log_warn("could not create a Flow's task", "namespace", ns, "flow", fname, "task", name, "error", resp.message);
 	r = resp.status == 422 || resp.status == 400 ? -EINVAL : -EAGAIN;
 	kube_resp_free(&resp);
 	return r;
+}
+
+/* Sets spec.cancel on every child that has not finished. */
+static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fname, json_t *kids, const char *why)
+{
+	json_t *e;
+	size_t i;
+	json_array_foreach(kids, i, e) {
+		const char *p = json_string_value(json_object_get(json_object_get(e, "status"), "phase"));
+		const char *name = json_string_value(json_object_get(json_object_get(e, "metadata"), "name"));
+		char path[1024];
+		struct kube_resp resp;
+		json_t *patch;
+		if (is_done(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
+		    task_path(ns, name, path, sizeof(path), "tasks") < 0)
+			continue;
+		patch = json_pack("{s{sb}}", "spec", "cancel", 1);
+		if (kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp) == 0)
+			kube_resp_free(&resp);
+		json_decref(patch);
+		log_info("cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name, "why", why);
+	}
 }
 
 static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
@@ -292,16 +405,30 @@ static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
 	return same ? 0 : patch_flow_status(f, flow, status);
 }
 
-static int is_done(const char *p)
+/* Deletes the children of the deleted Flow recorded for key (unless that is current_uid). */
+static int reap_gone(struct flowctl *f, const char *key, const char *ns, const char *fname, const char *current_uid)
 {
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
-		     strcmp(p, "Cancelled") == 0);
+	char old[256] = "";
+	int r;
+	pthread_mutex_lock(&f->lock);
+	if (json_is_string(json_object_get(f->gone, key)))
+		snprintf(old, sizeof(old), "%s", json_string_value(json_object_get(f->gone, key)));
+	pthread_mutex_unlock(&f->lock);
+	if (!old[0] || (current_uid && strcmp(old, current_uid) == 0))
+		return 0;
+	r = delete_children(f, ns, fname, old);
+	if (r == 0) {
+		pthread_mutex_lock(&f->lock);
+		json_object_del(f->gone, key);
+		pthread_mutex_unlock(&f->lock);
+	}
+	return r;
 }
 
 static int flow_reconcile(struct flowctl *f, const char *key)
 {
 	json_t *flow = informer_get(f->flows, key), *md, *spec, *tasks, *kids = NULL, *counts, *status, *e;
-	const char *ns, *fname, *reason = NULL, *phase;
+	const char *ns, *fname, *uid, *reason = NULL, *phase;
 	json_int_t gen;
 	char msg[512], ns_buf[256], nm[256], ts[40];
 	int r = 0, total, done = 0, failed = 0, started = 0, missing = 0;
@@ -313,14 +440,14 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 			return 0;
 		snprintf(ns_buf, sizeof(ns_buf), "%.*s", (int)(slash - key), key);
 		snprintf(nm, sizeof(nm), "%s", slash + 1);
-		delete_children(f, ns_buf, nm);
-		return 0;
+		return reap_gone(f, key, ns_buf, nm, NULL);
 	}
 	md = json_object_get(flow, "metadata");
 	spec = json_object_get(flow, "spec");
 	tasks = json_object_get(spec, "tasks");
 	ns = json_string_value(json_object_get(md, "namespace"));
 	fname = json_string_value(json_object_get(md, "name"));
+	uid = json_string_value(json_object_get(md, "uid"));
 	gen = json_integer_value(json_object_get(md, "generation"));
 	if (!ns || !fname || json_object_get(md, "deletionTimestamp"))
 		goto out;
@@ -332,7 +459,51 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		json_decref(status);
 		goto out;
 	}
-	kids = children_of(f, ns, fname);
+	if (!uid)
+		goto out;
+	/* A predecessor of the same name was deleted: its children go, even if this Flow came
+	 * back before we got to them. */
+	(void)reap_gone(f, key, ns, fname, uid);
+	kids = children_of(f, ns, fname, uid);
+	status = json_object_get(flow, "status");
+	if (json_is_string(json_object_get(status, "reason")) &&
+	    strcmp(json_string_value(json_object_get(status, "reason")), "ChildNameConflict") == 0 &&
+	    json_integer_value(json_object_get(status, "observedGeneration")) == gen)
+		goto out;   /* decided for this generation */
+	/* Names first: a Task of a child's name that this Flow does not own is never adopted. One
+	 * owned by an earlier Flow of the same name is that Flow's leftover and is deleted. */
+	json_array_foreach(tasks, i, e) {
+		char child[600];
+		json_t *obj, *ref;
+		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname, json_string_value(json_object_get(e, "name")));
+		obj = informer_get(f->cfg.tasks, child);
+		ref = obj ? controller_ref(obj) : NULL;
+		if (obj && !flowctl_owned_by(obj, uid)) {
+			const char *rk = json_string_value(json_object_get(ref, "kind"));
+			const char *rn = json_string_value(json_object_get(ref, "name"));
+			if (rk && rn && strcmp(rk, "Flow") == 0 && strcmp(rn, fname) == 0) {
+				if (delete_task(f, obj) == -EAGAIN)
+					r = -EAGAIN;
+				missing++;
+			} else {
+				snprintf(msg, sizeof(msg), "task %s-%s already exists and is not owned by this Flow; "
+					 "delete or rename it, or rename the Flow", fname, json_string_value(json_object_get(e, "name")));
+				json_decref(obj);
+				cancel_unfinished(f, ns, fname, kids, "a child name is taken");
+				status = json_pack("{sssssssIso}", "phase", "Failed", "reason", "ChildNameConflict", "message", msg,
+						   "observedGeneration", gen, "conditions", json_pack("[o]",
+						   condition(json_object_get(flow, "status"), "Succeeded", "False", "ChildNameConflict", msg, gen)));
+				log_warn("a Flow's child name is taken by a Task it does not own", "namespace", ns, "flow", fname,
+					 "task", child);
+				r = write_if_changed(f, flow, status);
+				json_decref(status);
+				goto out;
+			}
+		}
+		json_decref(obj);
+	}
+	if (r < 0)
+		goto out;
 	/* Create what is missing. */
 	json_array_foreach(tasks, i, e) {
 		char child[600];
@@ -360,23 +531,8 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		started += strcmp(p, "Pending") != 0;
 	}
 	/* failFast: the first failure cancels everything not yet finished. */
-	if (failed && json_is_true(json_object_get(spec, "failFast"))) {
-		json_array_foreach(kids, i, e) {
-			const char *p = json_string_value(json_object_get(json_object_get(e, "status"), "phase"));
-			const char *name = json_string_value(json_object_get(json_object_get(e, "metadata"), "name"));
-			char path[1024];
-			struct kube_resp resp;
-			json_t *patch;
-			if (is_done(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
-			    task_path(ns, name, path, sizeof(path), "tasks") < 0)
-				continue;
-			patch = json_pack("{s{sb}}", "spec", "cancel", 1);
-			kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
-			kube_resp_free(&resp);
-			json_decref(patch);
-			log_info("failFast: cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name);
-		}
-	}
+	if (failed && json_is_true(json_object_get(spec, "failFast")))
+		cancel_unfinished(f, ns, fname, kids, "failFast");
 	if (done == total && missing == 0) {
 		phase = failed ? "Failed" : "Succeeded";
 		reason = failed ? "TaskFailed" : "Succeeded";
@@ -405,7 +561,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
 		int64_t at, due;
 		if (ct && util_parse_rfc3339(ct, &at) == 0) {
-			due = at + json_integer_value(json_object_get(spec, "ttlSecondsAfterFinished")) * 1000;
+			due = sat_add(at, sat_mul(json_integer_value(json_object_get(spec, "ttlSecondsAfterFinished")), 1000));
 			if (util_now_ms() >= due) {
 				char path[1024];
 				struct kube_resp resp;
@@ -413,7 +569,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 				    kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp) == 0)
 					kube_resp_free(&resp);
 			} else {
-				wq_add_after(f->q, key, due - util_now_ms());
+				wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
 			}
 		} else {
 			wq_add_after(f->q, key, 1000);

@@ -4,7 +4,9 @@
  * Task per entry named "<flow>-<task>", labelled tasked.dev/flow=<flow> and owned by the Flow,
  * aggregates the children's phases into the Flow's status, cancels unfinished children after the
  * first failure when failFast is set, and deletes the children when the Flow is deleted (even
- * without kube-controller-manager's garbage collector). */
+ * without kube-controller-manager's garbage collector). Children are the Tasks whose controller
+ * ownerReference carries the Flow's UID: a Task that merely has a child's name or label is never
+ * adopted (the Flow fails ChildNameConflict) and never deleted. */
 #include "informer.h"
 #include "kube.h"
 #include "workqueue.h"
@@ -31,6 +33,10 @@ int flowctl_start(struct flowctl *f);   /* worker thread */
 void flowctl_stop(struct flowctl *f);
 /* Re-queues every Flow (after becoming leader). */
 void flowctl_resume(struct flowctl *f);
+
+/* Whether task's controller ownerReference is the Flow with UID flow_uid: what makes a Task a
+ * Flow's child (a label alone does not; anyone may set it). */
+int flowctl_owned_by(json_t *task, const char *flow_uid);
 
 /* Graph validation, exposed for unit tests: 0, or -EINVAL with reason (DuplicateName,
  * UnknownDependency, Cycle, Empty) and a message naming the problem. */

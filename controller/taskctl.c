@@ -1065,6 +1065,15 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 	}
 	ds = deps_check(t->inf, task, &vars, why, sizeof(why));
 	if (ds == DEPS_WAIT) {
+		/* Tasks outside a Flow are not validated as a graph: a cycle would wait forever
+		 * without a word. */
+		char cycle[400];
+		if (deps_find_cycle(t->inf, task, cycle, sizeof(cycle))) {
+			snprintf(msg, sizeof(msg), "dependency cycle: %s; these tasks wait for each other and never "
+				 "start (change a dependsOn to break it)", cycle);
+			r = write_waiting(t, task, "Pending", "DependencyCycle", msg);
+			goto out;
+		}
 		r = write_waiting(t, task, "Pending", "WaitingForDependencies", why);
 		goto out;
 	}
@@ -1339,6 +1348,24 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 						       TASKCTL_DEADLINE_GRACE_MS + 10), util_now_ms(), TASKCTL_MAX_TIMER_MS));
 		json_decref(msg);
 		return 0;
+	}
+	if (r == -EMSGSIZE) {
+		/* Too big for the runner protocol: it can never run, so say so instead of
+		 * leaving it Queued (no runner would ever get it). */
+		char *text = json_dumps(msg, JSON_COMPACT);
+		size_t n = text ? strlen(text) : 0;
+		free(text);
+		json_decref(msg);
+		pthread_mutex_lock(&t->lock);
+		att_drop(t, uid);
+		pthread_mutex_unlock(&t->lock);
+		snprintf(err, sizeof(err), "the task's dispatch message is %zu bytes, over the %d-byte limit of the "
+			 "runner protocol (command, env, input and headers together)", n, PROTO_MAX_MESSAGE_DEFAULT);
+		log_task("task refused", task, "reason", err);
+		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
+		if (r == 0)
+			emit(t, task, "Warning", "Failed", err);
+		return r;
 	}
 	json_decref(msg);
 	pthread_mutex_lock(&t->lock);
