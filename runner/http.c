@@ -961,6 +961,20 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 				break;
 			}
 			httpx_shown(next, shown, sizeof(shown));
+			/* 307 and 308 repeat the request with its body. The body may carry what the
+			 * task only meant for the origin it named (a $(SECRET) from a queue secret, a
+			 * dependency's output), and the server picks where it goes next: like the
+			 * credentials, it stays with that origin. Dropping it would send a different
+			 * request than the one asked for, so the redirect is refused instead. */
+			if ((code == 307 || code == 308) && body && !httpx_same_origin(origin, next)) {
+				httpx_set(x->res, "Failed", "RedirectRefused",
+					  "HTTP %ld to another origin (%s) would resend the request body there; not "
+					  "followed (use the final URL, or followRedirects: false)", code, shown);
+				x->res->http_status = (int)code;
+				curl_url_cleanup(next);
+				r = 0;
+				break;
+			}
 			httpx_note(x, "< redirect to %s\n", shown);
 			curl_url_cleanup(u);
 			u = next;

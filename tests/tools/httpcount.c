@@ -255,8 +255,9 @@ static void serve(int fd, const char *addr)
 
 	if (strncmp(r.path, "/redirect", 9) == 0) {
 		char h[8300];
-		const char *to = query(r.path, "to"), *code = query(r.path, "code");
+		const char *to = query(r.path, "to"), *code;
 		snprintf(h, sizeof(h), "Location: %s\r\n", to ? to : "/");
+		code = query(r.path, "code");   /* after `to` is used: query() returns one static buffer */
 		respond(fd, code ? atoi(code) : 302, h, "moved\n");
 	} else if (strncmp(r.path, "/big", 4) == 0 || strncmp(r.path, "/chunked", 8) == 0) {
 		const char *nq = query(r.path, "n");

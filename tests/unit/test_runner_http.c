@@ -390,6 +390,41 @@ static void test_redirects_and_caps(void)
 	json_decref(h);
 	exec_result_free(&r);
 
+	/* 307/308 would resend the body: never to another origin */
+	for (int code = 307; code <= 308; code++) {
+		int before = count("127.0.0.3", "/echo?body");
+		o.policy = allow("127.0.0.0/29");
+		o.env = json_pack("[{sssssb}]", "name", "TOKEN", "value", "s3cr3t-body-value", "secret", 1);
+		run("http", json_pack("{sssssss[{ssss}]}", "url",
+				      url("http://127.0.0.2:PORT/redirect?code=%d&to=http%%3A%%2F%%2F127.0.0.3%%3APORT%%2Fecho%%3Fbody", code),
+				      "method", "POST", "body", "token=$(TOKEN)", "headers", "name", "Content-Type", "value",
+				      "text/plain"), &o, &s, &r);
+		ok(strcmp(r.phase, "Failed") == 0 && strcmp(r.reason, "RedirectRefused") == 0 && r.http_status == code,
+		   "a cross-origin %d with a body is refused (%s: %s)", code, r.reason, r.message);
+		is_int(count("127.0.0.3", "/echo?body") - before, 0, "... the other origin received nothing");
+		h = last_request("127.0.0.2", "/redirect");
+		ok(h && strstr(json_string_value(json_object_get(h, "body")), "s3cr3t-body-value"),
+		   "... while the origin the task named got the body");
+		json_decref(h);
+		exec_result_free(&r);
+	}
+	o.policy = allow("127.0.0.0/29");
+	o.env = json_pack("[{sssssb}]", "name", "TOKEN", "value", "s3cr3t-body-value", "secret", 1);
+	run("http", json_pack("{sssssss[{ssss}]}", "url", url("http://127.0.0.2:PORT/redirect?code=307&to=%%2Fecho%%3Fsame"),
+			      "method", "POST", "body", "token=$(TOKEN)", "headers", "name", "Content-Type", "value", "text/plain"),
+	    &o, &s, &r);
+	h = last_request("127.0.0.2", "/echo?same");
+	ok(strcmp(r.phase, "Succeeded") == 0 && h && json_is_string(json_object_get(h, "body")) &&
+	   strcmp(json_string_value(json_object_get(h, "body")), "token=s3cr3t-body-value") == 0,
+	   "a same-origin 307 still resends the body (%s)", r.message);
+	json_decref(h);
+	exec_result_free(&r);
+	o.policy = allow("127.0.0.0/29");
+	run("http", json_pack("{ss}", "url", url("http://127.0.0.2:PORT/redirect?code=307&to=http%%3A%%2F%%2F127.0.0.3%%3APORT%%2Fjson")),
+	    &o, &s, &r);
+	ok(strcmp(r.phase, "Succeeded") == 0, "a cross-origin 307 without a body is followed (%s)", r.message);
+	exec_result_free(&r);
+
 	/* body caps */
 	o.policy = allow("127.0.0.2/32");
 	run("http", json_pack("{sssI}", "url", url("http://127.0.0.2:PORT/big?n=2000000"), "maxResponseBytes",
