@@ -163,8 +163,9 @@ void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void
 		return;
 	if (t->cfg.deps) {
 		deps_index_update(t->cfg.deps, key, ev == INFORMER_DELETED ? NULL : obj);
-		/* A task that finished (or vanished) may unblock the tasks that wait for it. */
-		if (ev == INFORMER_DELETED || is_terminal(phase))
+		/* A task that finished (or vanished) may unblock the tasks that wait for it; one
+		 * that appeared changes what they wait for (and may close a cycle). */
+		if (ev == INFORMER_DELETED || ev == INFORMER_ADDED || is_terminal(phase))
 			deps_index_dependents(t->cfg.deps, key, wake_key, t);
 	}
 	/* After a restart, running tasks hold their queue slots before anything is admitted. */
