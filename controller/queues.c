@@ -1,5 +1,6 @@
 #include "queues.h"
 #include "log.h"
+#include "sat.h"
 #include "util.h"
 
 #include <errno.h>
@@ -232,7 +233,9 @@ enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
 			s->tokens = burst;
 		s->tokens_ms = now;
 		if (s->tokens < 1.0) {
-			*retry_ms = (int64_t)((1.0 - s->tokens) * 1000.0 / rate) + 1;
+			/* A tiny perSecond would overflow the conversion: wait at most a day, then look
+			 * again (the bucket keeps filling meanwhile). */
+			*retry_ms = sat_ms_of_seconds((1.0 - s->tokens) / rate, INT64_C(86400) * 1000) + 1;
 			res = QUEUE_RATE_LIMITED;
 			goto out;
 		}

@@ -3,6 +3,7 @@
 #include "deps.h"
 #include "expand.h"
 #include "flowctl.h"
+#include "queues.h"
 #include "tap.h"
 #include "taskctl.h"
 
@@ -151,6 +152,19 @@ int main(void)
 		is_int(taskctl_retry_delay_ms(huge, 1, 0), 86400000, "initialDelaySeconds INT64_MAX: a day, not a wrapped negative");
 		is_int(taskctl_retry_delay_ms(huge, 50, 0), 86400000, "factor 1e300 after 50 failures: still a day");
 		json_decref(huge);
+	}
+	{
+		/* A rate limit of 1e-300 per second: the wait clamps instead of overflowing. */
+		struct wq *wq = wq_new();
+		struct queues *qs = queues_new(NULL, wq);
+		json_t *queue = load("{\"spec\": {\"rateLimit\": {\"perSecond\": 1e-300, \"burst\": 1}}}");
+		int64_t retry = -1;
+		is_int(queues_admit(qs, "ns/slow", queue, "ns/t1", 0, 1, &retry), QUEUE_ADMITTED, "the burst admits one");
+		is_int(queues_admit(qs, "ns/slow", queue, "ns/t2", 0, 2, &retry), QUEUE_RATE_LIMITED, "the next waits");
+		ok(retry > 0 && retry <= INT64_C(86400001), "... at most a day before it looks again (%lld ms)", (long long)retry);
+		json_decref(queue);
+		queues_free(qs);
+		wq_free(wq);
 	}
 	{
 		json_t *spec = json_pack("{sO}", "retries", retries);
