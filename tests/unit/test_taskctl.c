@@ -98,6 +98,27 @@ int main(void)
 	}
 	is_str(taskctl_utf8_tail("abc", 10), "abc", "short strings unchanged");
 	is_str(taskctl_utf8_tail("x\xc3\xa9y", 2), "y", "tail never starts inside a character");
+	{
+		/* Becoming leader twice must not leak the orphan set (LeakSanitizer checks at exit). */
+		struct wq *q = wq_new();
+		struct taskctl *t = taskctl_new(&(struct taskctl_cfg){ .queue = q });
+		taskctl_resume(t);
+		taskctl_resume(t);
+		ok(t != NULL, "taskctl_resume twice, then free: nothing leaks");
+		taskctl_free(t);
+		wq_free(q);
+	}
+	{
+		/* timeoutSeconds far past any date: the deadline clamps at year 9999. */
+		json_t *big = load("{\"metadata\":{\"name\":\"b\",\"namespace\":\"d\",\"uid\":\"u\"},"
+				   "\"spec\":{\"shell\":{\"command\":[\"true\"]},\"timeoutSeconds\":9223372036854775807}}");
+		msg = taskctl_build_dispatch(big, 1, 1000000, err, sizeof(err));
+		ok(msg && json_integer_value(json_object_get(msg, "deadline")) == INT64_C(253402300799999),
+		   "timeoutSeconds INT64_MAX: deadline at the end of year 9999, not in the past (%lld)",
+		   (long long)json_integer_value(json_object_get(msg, "deadline")));
+		json_decref(msg);
+		json_decref(big);
+	}
 	json_decref(task);
 	return done_testing();
 }
