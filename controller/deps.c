@@ -240,6 +240,8 @@ char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, siz
 	if (r < 0) {
 		if (r == -ENOBUFS)
 			snprintf(err, errsz, "resolved value exceeds %d bytes", DEPS_MAX_RESOLVED);
+		else if (r != -EINVAL)   /* deps_lookup explains its own -EINVAL */
+			snprintf(err, errsz, "a referenced value could not be inserted (%s)", strerror(-r));
 		buf_free(&b);
 		return NULL;
 	}
