@@ -346,8 +346,8 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 		    task_path(ns, name, path, sizeof(path), "tasks") < 0)
 			continue;
 		patch = json_pack("{s{sb}}", "spec", "cancel", 1);
-		if (kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp) == 0)
-			kube_resp_free(&resp);
+		(void)kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+		kube_resp_free(&resp);
 		json_decref(patch);
 		log_info("cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name, "why", why);
 	}
@@ -469,7 +469,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	if (json_is_string(json_object_get(status, "reason")) &&
 	    strcmp(json_string_value(json_object_get(status, "reason")), "ChildNameConflict") == 0 &&
 	    json_integer_value(json_object_get(status, "observedGeneration")) == gen)
-		goto out;   /* decided for this generation */
+		goto out;   /* decided for this generation: a terminal phase does not flip back */
 	/* Names first: a Task of a child's name that this Flow does not own is never adopted. One
 	 * owned by an earlier Flow of the same name is that Flow's leftover and is deleted. */
 	json_array_foreach(tasks, i, e) {
@@ -487,7 +487,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 				missing++;
 			} else {
 				snprintf(msg, sizeof(msg), "task %s-%s already exists and is not owned by this Flow; "
-					 "delete or rename it, or rename the Flow", fname, json_string_value(json_object_get(e, "name")));
+					 "delete or rename it, then re-create the Flow (or rename the Flow)", fname, json_string_value(json_object_get(e, "name")));
 				json_decref(obj);
 				cancel_unfinished(f, ns, fname, kids, "a child name is taken");
 				status = json_pack("{sssssssIso}", "phase", "Failed", "reason", "ChildNameConflict", "message", msg,
