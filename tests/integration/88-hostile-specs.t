@@ -205,11 +205,22 @@ spec:
   retries: {limit: 2, backoff: {initialDelaySeconds: 86400, maxDelaySeconds: 86400, factor: 10, jitter: false}}
   shell: {command: ["false"]}
 EOF2
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Flow
+metadata: {name: yearlong}
+spec:
+  ttlSecondsAfterFinished: 31536000
+  tasks: [{name: a, timeoutSeconds: 604800, shell: {command: ["true"]}}]
+EOF2
 ok_phase week-timeout Succeeded 30
 ok_phase week-default Succeeded 30
 is "$(task_field week-timeout .status.logTail)" "done" "timeoutSeconds 604800 does not time out at once"
 sleep 3
 ok "ttlSecondsAfterFinished 31536000 keeps the finished task" exists week-timeout
+ok "a Flow with ttlSecondsAfterFinished 31536000 succeeds" wait_flow yearlong Succeeded 30
+sleep 2
+ok "... and is kept" k get flow yearlong
 wait_retry() { [ "$(task_field day-backoff .status.reason)" = Retrying ]; }
 ok "a failing task with a one-day backoff is Retrying" wait_for 30 wait_retry
 next=$(task_field day-backoff .status.nextRetryTime)

@@ -124,6 +124,23 @@ int main(void)
 		   "Cycle", "cycle through task");
 	check_flow("[{\"name\": \"a\", \"dependsOn\": [\"a\"]}]", "Cycle", "cycle through task a");
 	check_flow("[]", "Empty", "empty");
+	{
+		/* Ownership, not the name or the label, makes a Flow's child. */
+		json_t *own = load("{\"metadata\": {\"labels\": {\"tasked.dev/flow\": \"f\"}, \"ownerReferences\":"
+				   " [{\"kind\": \"Flow\", \"name\": \"f\", \"uid\": \"U1\", \"controller\": true}]}}");
+		json_t *label = load("{\"metadata\": {\"labels\": {\"tasked.dev/flow\": \"f\"}}}");
+		json_t *weak = load("{\"metadata\": {\"ownerReferences\": [{\"kind\": \"Flow\", \"name\": \"f\", \"uid\": \"U1\"}]}}");
+		json_t *other = load("{\"metadata\": {\"ownerReferences\": [{\"kind\": \"ConfigMap\", \"uid\": \"U1\", \"controller\": true}]}}");
+		ok(flowctl_owned_by(own, "U1"), "a controller ownerReference to the Flow's UID: a child");
+		ok(!flowctl_owned_by(own, "U2"), "the same name but another Flow UID (an earlier Flow): not a child");
+		ok(!flowctl_owned_by(label, "U1"), "the label alone: not a child");
+		ok(!flowctl_owned_by(weak, "U1"), "an ownerReference that is not the controller: not a child");
+		ok(!flowctl_owned_by(other, "U1"), "a controller of another kind with that UID: not a child");
+		json_decref(own);
+		json_decref(label);
+		json_decref(weak);
+		json_decref(other);
+	}
 
 	st = load("{\"logTail\": \"token=s3cr3t-value and again s3cr3t-value\", \"message\": \"failed: s3cr3t-value\","
 		  " \"output\": {\"leak\": \"s3cr3t-value\"}}");
