@@ -128,8 +128,10 @@ static void wq_add_locked(struct wq *q, const char *key)
 	if (q->shutdown || json_object_get(q->dirty, key))
 		return;
 	if (json_object_set_new(q->dirty, key, json_false()) < 0) {
-		/* Not even the dirty mark: push anyway; the FIFO entry alone keeps the key. */
-		(void)wq_push_locked(q, key);
+		/* Not even the dirty mark: the FIFO entry alone keeps the key. Not while a worker
+		 * has it, though: a key is never handed out twice at once. */
+		if (!json_object_get(q->processing, key))
+			(void)wq_push_locked(q, key);
 		return;
 	}
 	if (json_object_get(q->processing, key))
