@@ -103,7 +103,14 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
+	$(MAKE) vm-test
 	$(MAKE) integration
+
+# apparmor/tasked-runner enforced by Debian's kernel in a qemu VM (tests/vm/apparmor.t): this
+# machine's kernel has no AppArmor. The kernel is downloaded once into the cache.
+.PHONY: vm-test
+vm-test: deps all build/tools/probe build/bench/tasked-bench-runner
+	prove -v tests/vm/apparmor.t
 
 up: deps all kube
 	@tests/cluster/up.sh

@@ -16,7 +16,14 @@
  *
  *   tasked-bench-runner --runner BIN --token-file F --command PATH [--concurrency C]
  *       [--latency N] [--throughput M] [--idle-seconds S] [--gap-ms G] [--work-dir DIR]
- *       [--log FILE] [--csv FILE] [--json FILE] [--timeout S] */
+ *       [--log FILE] [--csv FILE] [--json FILE] [--timeout S] [--port P]
+ *
+ * With --tasks FILE instead of --command it measures nothing: it is the broker of a scripted
+ * run (tests/vm/). Each line of FILE is a JSON object merged into a dispatch message (name,
+ * shell or http, env); the tasks run one at a time, and stdout gets one JSON line per event:
+ * the runner's hello (with its pid and AppArmor label), each result, a summary (pongs
+ * received: the heartbeat), and how the runner exited after SIGTERM. It waits for two pongs
+ * after the last result. GET /ok answers 200, a target for http tasks. */
 #include "proto.h"
 #include "stats.h"
 #include "util.h"
@@ -48,8 +55,8 @@
 #define RB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct rb_opts {
-	const char *runner, *token_file, *command, *work_dir, *log, *csv, *json;
-	long concurrency, latency, throughput, idle_s, gap_ms, timeout_s;
+	const char *runner, *token_file, *command, *work_dir, *log, *csv, *json, *tasks;
+	long concurrency, latency, throughput, idle_s, gap_ms, timeout_s, port;
 };
 
 struct rb_conn {
@@ -64,7 +71,9 @@ struct rb_task {
 	char phase[16];
 };
 
-enum rb_phase { RB_WAIT_HELLO, RB_IDLE, RB_LATENCY, RB_THROUGHPUT, RB_DONE };
+enum rb_phase { RB_WAIT_HELLO, RB_IDLE, RB_LATENCY, RB_THROUGHPUT, RB_SCRIPT, RB_DONE };
+
+#define RB_MAX_SCRIPT 256
 
 struct rb {
 	struct rb_opts o;
@@ -80,6 +89,9 @@ struct rb {
 	double cpu_before_thr, cpu_after_thr;
 	long idle_rss_kib, idle_threads, rss_after_kib, hwm_kib, idle_vmsize_kib;
 	long idle_pss_kib, idle_private_kib, idle_anon_kib;
+	json_t *script[RB_MAX_SCRIPT]; /* --tasks: the dispatch fields of each task */
+	long script_n, script_next, script_done, pongs, pong_target;
+	int runner_status;
 };
 
 static volatile sig_atomic_t rb_interrupted;
@@ -92,7 +104,7 @@ static void rb_on_signal(int sig)
 static int rb_parse(int argc, char **argv, struct rb_opts *o)
 {
 	enum { O_RUNNER = 256, O_TOKEN, O_CMD, O_CONC, O_LAT, O_THR, O_IDLE, O_GAP, O_WORK, O_LOG,
-	       O_CSV, O_JSON, O_TIMEOUT };
+	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT };
 	static const struct option lo[] = {
 		{ "runner", required_argument, NULL, O_RUNNER },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -107,6 +119,8 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		{ "csv", required_argument, NULL, O_CSV },
 		{ "json", required_argument, NULL, O_JSON },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "tasks", required_argument, NULL, O_TASKS },
+		{ "port", required_argument, NULL, O_PORT },
 		{ NULL, 0, NULL, 0 },
 	};
 	long *target;
@@ -125,6 +139,8 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		case O_LOG: o->log = optarg; continue;
 		case O_CSV: o->csv = optarg; continue;
 		case O_JSON: o->json = optarg; continue;
+		case O_TASKS: o->tasks = optarg; continue;
+		case O_PORT: target = &o->port; lo_v = 0; hi_v = 65535; break;
 		case O_CONC: target = &o->concurrency; lo_v = 1; hi_v = PROTO_MAX_CAPACITY; break;
 		case O_LAT: target = &o->latency; lo_v = 1; hi_v = 1000000; break;
 		case O_THR: target = &o->throughput; lo_v = 0; hi_v = 1000000; break;
@@ -141,8 +157,8 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 			return -EINVAL;
 		}
 	}
-	if (!o->runner || !o->token_file || !o->command) {
-		fprintf(stderr, "tasked-bench-runner: --runner, --token-file and --command are required\n");
+	if (!o->runner || !o->token_file || !o->command == !o->tasks) {
+		fprintf(stderr, "tasked-bench-runner: --runner, --token-file and one of --command or --tasks are required\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -278,6 +294,81 @@ static void rb_next_phase(struct rb *b, enum rb_phase p)
 	b->phase_start_mono = bench_mono_ns();
 }
 
+/* --- --tasks: a scripted run ------------------------------------------------------------- */
+
+static int rb_load_script(struct rb *b)
+{
+	FILE *f = fopen(b->o.tasks, "re");
+	char line[8192];
+	json_error_t je;
+
+	if (!f) {
+		perror(b->o.tasks);
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		json_t *t;
+		if (strspn(line, " \t\r\n") == strlen(line))
+			continue;
+		t = json_loads(line, 0, &je);
+		if (!json_is_object(t) || !json_is_string(json_object_get(t, "name")) ||
+		    b->script_n >= RB_MAX_SCRIPT) {
+			fprintf(stderr, "tasked-bench-runner: %s: line %ld: want an object with a name (%s)\n",
+				b->o.tasks, b->script_n + 1, t ? "or too many tasks" : je.text);
+			json_decref(t);
+			fclose(f);
+			return -EINVAL;
+		}
+		b->script[b->script_n++] = t;
+	}
+	fclose(f);
+	return b->script_n > 0 ? 0 : -EINVAL;
+}
+
+/* One JSON line on stdout (the event log of a scripted run); steals o. */
+static void rb_event(json_t *o)
+{
+	if (!o)
+		return;
+	json_dumpf(o, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+	putchar('\n');
+	fflush(stdout);
+	json_decref(o);
+}
+
+/* The runner's AppArmor label, as the kernel reports it. */
+static json_t *rb_label(pid_t pid)
+{
+	char path[64], *text = NULL;
+	json_t *v;
+	snprintf(path, sizeof(path), "/proc/%d/attr/current", (int)pid);
+	if (util_read_file(path, 256, &text, NULL) < 0)
+		return json_null();
+	util_rstrip(text);
+	v = json_string(text);
+	free(text);
+	return v;
+}
+
+static int rb_dispatch_script(struct rb *b, long i)
+{
+	char uid[64];
+	json_t *m;
+	int r;
+
+	snprintf(uid, sizeof(uid), "rb-task-%ld", i);
+	m = json_pack("{ss ss si ss si s[] s{si si}}", "type", "dispatch", "taskUid", uid, "attempt", 1,
+		      "namespace", "vm", "deadline", 0, "env", "limits", "maxOutputBytes",
+		      1024 * 1024, "logTailBytes", 4096);
+	if (!m || json_object_update(m, b->script[i]) < 0) {
+		json_decref(m);
+		return -ENOMEM;
+	}
+	r = rb_send(b, m, NULL);
+	json_decref(m);
+	return r;
+}
+
 static void rb_pump(struct rb *b);
 
 static void rb_on_message(struct rb *b, const char *data, size_t len)
@@ -293,12 +384,21 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		return;
 	}
 	switch (m.type) {
+	case PROTO_PONG:
+		b->pongs++;
+		rb_pump(b);
+		break;
 	case PROTO_HELLO: {
 		json_t *w = json_pack("{ss ss si si}", "type", "welcome", "runnerId", m.runner_id,
 				      "heartbeatSeconds", 10, "maxMessageBytes", PROTO_MAX_MESSAGE_DEFAULT);
 		(void)rb_send(b, w, NULL);
 		json_decref(w);
-		if (b->phase == RB_WAIT_HELLO) {
+		if (b->phase == RB_WAIT_HELLO && b->script_n > 0) {
+			rb_event(json_pack("{ss ss si so}", "event", "hello", "runnerId", m.runner_id,
+					   "runnerPid", (int)b->pid, "runnerLabel", rb_label(b->pid)));
+			rb_next_phase(b, RB_SCRIPT);
+			rb_pump(b);
+		} else if (b->phase == RB_WAIT_HELLO) {
 			rb_next_phase(b, RB_IDLE);
 			b->idle_until_mono = bench_mono_ns() + b->o.idle_s * 1000000000LL;
 		}
@@ -315,6 +415,17 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		json_t *ack = proto_new_task(PROTO_ACK, m.task_uid, m.attempt);
 		(void)rb_send(b, ack, NULL);
 		json_decref(ack);
+		if (b->phase == RB_SCRIPT) {
+			long i = strtol(m.task_uid + strlen("rb-task-"), NULL, 10);
+			if (strncmp(m.task_uid, "rb-task-", 8) == 0 && i >= 0 && i < b->script_n) {
+				rb_event(json_pack("{ss sO sO}", "event", "result", "name",
+						   json_object_get(b->script[i], "name"), "result", m.root));
+				b->script_done++;
+				b->inflight--;
+				rb_pump(b);
+			}
+			break;
+		}
 		t = rb_task_of(b, m.task_uid);
 		if (!t || t->result_rx_ns)
 			break;
@@ -363,6 +474,22 @@ static void rb_pump(struct rb *b)
 			rb_next_phase(b, RB_THROUGHPUT);
 			b->cpu_before_thr = bench_proc_cpu_s(b->pid);
 			rb_pump(b);
+		}
+		break;
+	case RB_SCRIPT:
+		if (b->inflight == 0 && b->script_next < b->script_n) {
+			if (rb_dispatch_script(b, b->script_next) == 0) {
+				b->script_next++;
+				b->inflight++;
+			}
+		}
+		/* The heartbeat: two pongs after the last result (pings go out every 3 s). */
+		if (b->script_done == b->script_n && b->pong_target == 0)
+			b->pong_target = b->pongs + 2;
+		if (b->pong_target && b->pongs >= b->pong_target) {
+			rb_event(json_pack("{ss si si si}", "event", "summary", "results", (int)b->script_done,
+					   "pongs", (int)b->pongs, "errors", (int)b->errors));
+			rb_next_phase(b, RB_DONE);
 		}
 		break;
 	case RB_THROUGHPUT:
@@ -536,6 +663,10 @@ static void rb_http_input(struct rb *b, struct rb_conn *c)
 		rb_http_reply(b, c, "200 OK", body);
 		return;
 	}
+	if (strncmp(head, "GET /ok ", 8) == 0) {
+		rb_http_reply(b, c, "200 OK", "{}");
+		return;
+	}
 	if (strncmp(head, "GET /runners/ws ", 16) == 0) {
 		unsigned char sha[SHA_DIGEST_LENGTH];
 		char key[128], cat[256], accept[64], auth[256], resp[512];
@@ -649,6 +780,7 @@ static void rb_stop_runner(struct rb *b)
 	for (int i = 0; i < 100; i++) {
 		if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
 			b->pid = 0;
+			b->runner_status = status;
 			return;
 		}
 		usleep(50000);
@@ -656,6 +788,7 @@ static void rb_stop_runner(struct rb *b)
 	kill(b->pid, SIGKILL);
 	waitpid(b->pid, &status, 0);
 	b->pid = 0;
+	b->runner_status = status;
 }
 
 /* --- report ------------------------------------------------------------------------------- */
@@ -740,6 +873,7 @@ int main(int argc, char **argv)
 {
 	static struct rb b;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1;
 	socklen_t sl = sizeof(sa);
 	char *tok = NULL;
 	int64_t deadline;
@@ -755,6 +889,12 @@ int main(int argc, char **argv)
 	util_rstrip(tok);
 	snprintf(b.token, sizeof(b.token), "%s", tok);
 	free(tok);
+	if (b.o.tasks) {
+		if (rb_load_script(&b) < 0)
+			return 2;
+		b.o.latency = 1;
+		b.o.throughput = 0;
+	}
 	b.lat = calloc((size_t)b.o.latency, sizeof(*b.lat));
 	b.thr = calloc((size_t)b.o.throughput + 1, sizeof(*b.thr));
 	if (!b.lat || !b.thr)
@@ -766,6 +906,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, rb_on_signal);
 	signal(SIGTERM, rb_on_signal);
 	b.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	sa.sin_port = htons((uint16_t)b.o.port);
+	if (b.lfd >= 0)
+		(void)setsockopt(b.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (b.lfd < 0 || bind(b.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(b.lfd, 16) < 0 ||
 	    getsockname(b.lfd, (struct sockaddr *)&sa, &sl) < 0) {
 		perror("tasked-bench-runner: listen");
@@ -832,6 +975,17 @@ int main(int argc, char **argv)
 	rb_stop_runner(&b);
 	for (int i = 0; i < RB_MAX_CONNS; i++)
 		rb_close(&b, &b.conns[i]);
+	if (b.o.tasks) {
+		int st = b.runner_status;
+		rb_event(json_pack("{ss sb si si}", "event", "runnerExit", "exited", WIFEXITED(st),
+				   "status", WIFEXITED(st) ? WEXITSTATUS(st) : -1, "signal",
+				   WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+		for (long i = 0; i < b.script_n; i++)
+			json_decref(b.script[i]);
+		free(b.lat);
+		free(b.thr);
+		return rc ? rc : b.phase == RB_DONE ? 0 : 4;
+	}
 	rep = rb_report(&b);
 	if (b.o.csv)
 		rb_write_csv(&b);

@@ -47,7 +47,8 @@ ok "n8n's rule is there verbatim: audit deny @{PROC}/[0-9]*/{environ,mounts} rwl
 	has 'audit deny @{PROC}/[0-9]*/{environ,mounts} rwl,'
 ok "... and for /proc/PID/task/TID/ too" has 'audit deny @{PROC}/[0-9]*/task/[0-9]*/{environ,mounts,mountinfo,mountstats} rwl,'
 for r in 'audit deny ptrace,' 'audit deny mount,' 'audit deny umount,' 'audit deny pivot_root,' \
-	'deny capability,' 'deny network raw,' 'deny network packet,' 'audit deny /tmp/** mx,'; do
+	'deny capability,' 'deny network inet raw,' 'deny network inet6 raw,' 'deny network packet,' \
+	'audit deny /tmp/** mx,'; do
 	ok "it has: $r" has "$r"
 done
 is "$(grep -c '^ptrace\|^[a-z ]*ptrace ([a-z,]*)' <<<"$rules" || true)" 0 "no ptrace is allowed anywhere"

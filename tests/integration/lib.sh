@@ -8,12 +8,13 @@ IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 _tap_n=0
 _tap_failed=0
 
-if [ -z "${KUBECONFIG:-}" ]; then
+# TASKED_TAP_ONLY=1: only the TAP helpers, for tests without a cluster (tests/vm/).
+if [ -z "${KUBECONFIG:-}" ] && [ -z "${TASKED_TAP_ONLY:-}" ]; then
 	_sd=${TASKED_STATE_DIR:-.tasked}
 	case "$_sd" in /*) ;; *) _sd=$IT_ROOT/$_sd ;; esac
 	export KUBECONFIG=$_sd/kubeconfig
 fi
-if [ ! -r "$KUBECONFIG" ]; then
+if [ -z "${TASKED_TAP_ONLY:-}" ] && [ ! -r "$KUBECONFIG" ]; then
 	echo "Bail out! no kubeconfig at $KUBECONFIG (start the cluster with 'make up' or run tests/integration/run.sh)"
 	exit 255
 fi

@@ -11,11 +11,21 @@
  * $TASKED_OUTPUT when set (so a Tasked task's status.output holds the report). The runner's pid
  * comes from --runner-pid, else $TASKED_PROBE_RUNNER_PID, else the grandparent (runner → init →
  * task). Self-contained and meant to be linked statically (no library beyond libc), so the same
- * binary runs inside any image. Exit status 0 unless the probe itself failed. */
+ * binary runs inside any image. Exit status 0 unless the probe itself failed.
+ *
+ *   probe [--runner-pid PID] [--out FILE] --try ACTION [--try ACTION ...]
+ *
+ * runs only the given attempts (after pids, ids, status and the AppArmor label), each reported
+ * under its ACTION as key: read:PATH, write:PATH, copyexec:PATH (copy this binary to PATH and
+ * execute it), copymmap:PATH (copy, then map it executable), ptrace-child, mount:DIR, and
+ * socket:KIND (inet-raw, inet6-raw, packet, netlink-route, tcp, udp, unix, unixpair). In PATH,
+ * %r is the runner's pid and %s this process's (tests/vm/ uses them under AppArmor). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/keyctl.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
 #include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
@@ -25,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -297,13 +309,266 @@ static void try_clone_ns(const char *key, unsigned long flags)
 	attempt(key, r, err);
 }
 
+/* --- --try: one attempt each ------------------------------------------------------------- */
+
+/* PATH with %r (the runner's pid) and %s (ours) expanded; -ENAMETOOLONG past out's size. */
+static int expand(const char *in, pid_t runner, char *out, size_t outsz)
+{
+	size_t o = 0;
+	for (const char *p = in; *p; p++) {
+		int n;
+		if (p[0] == '%' && (p[1] == 'r' || p[1] == 's')) {
+			n = snprintf(out + o, outsz - o, "%d", (int)(p[1] == 'r' ? runner : getpid()));
+			p++;
+		} else {
+			n = snprintf(out + o, outsz - o, "%c", *p);
+		}
+		if (n < 0 || (size_t)n >= outsz - o)
+			return -ENAMETOOLONG;
+		o += (size_t)n;
+	}
+	return 0;
+}
+
+/* Copies this binary to path (0755): something to execute or map from a scratch directory. */
+static int copy_self(const char *path)
+{
+	char buf[65536];
+	int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC), out, rc = 0;
+	ssize_t n;
+	if (in < 0)
+		return -errno;
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (out < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			rc = -EIO;
+			break;
+		}
+	if (n < 0)
+		rc = -errno;
+	close(in);
+	if (close(out) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* execve(path) in a child; the errno of a failed execve comes back through a CLOEXEC pipe.
+ * What runs is this probe with a bad flag: it exits 2 at once. */
+static long try_exec(const char *path, int *err)
+{
+	int p[2], e = 0;
+	pid_t pid;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		*err = errno;
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		char prog[512], flag[] = "--exec-check";
+		char *av[] = { prog, flag, NULL }, *ev[] = { NULL };
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		snprintf(prog, sizeof(prog), "%s", path);
+		close(p[0]);
+		if (null >= 0) { /* its usage message is not a fact */
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		execve(path, av, ev);
+		e = errno;
+		if (write(p[1], &e, sizeof(e)) < 0)
+			_exit(126);
+		_exit(127);
+	}
+	close(p[1]);
+	if (pid < 0) {
+		*err = errno;
+		close(p[0]);
+		return -1;
+	}
+	if (read(p[0], &e, sizeof(e)) != (ssize_t)sizeof(e))
+		e = 0;
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	*err = e;
+	return e ? -1 : 0;
+}
+
+static long try_socket(const char *kind, int *err)
+{
+	static const struct { const char *name; int family, type, proto; } k[] = {
+		{ "inet-raw", AF_INET, SOCK_RAW, IPPROTO_ICMP },
+		{ "inet6-raw", AF_INET6, SOCK_RAW, IPPROTO_ICMPV6 },
+		{ "packet", AF_PACKET, SOCK_RAW, 0 },
+		{ "netlink-route", AF_NETLINK, SOCK_RAW, NETLINK_ROUTE },
+		{ "tcp", AF_INET, SOCK_STREAM, 0 },
+		{ "udp", AF_INET, SOCK_DGRAM, 0 },
+		{ "unix", AF_UNIX, SOCK_STREAM, 0 },
+	};
+	int fd, sv[2];
+	if (strcmp(kind, "unixpair") == 0) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			*err = errno;
+			return -1;
+		}
+		close(sv[0]);
+		close(sv[1]);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		if (strcmp(kind, k[i].name) != 0)
+			continue;
+		fd = socket(k[i].family, k[i].type | SOCK_CLOEXEC, k[i].proto);
+		*err = errno;
+		if (fd >= 0)
+			close(fd);
+		return fd;
+	}
+	*err = EINVAL;
+	return -1;
+}
+
+/* mount(tmpfs) on dir in a child with a private mount namespace when it may have one (root):
+ * an allowed mount changes nothing outside it. */
+static long try_mount(const char *dir, int *err)
+{
+	long res[2] = { -1, EIO };
+	int p[2];
+	pid_t child;
+	if (pipe2(p, O_CLOEXEC) < 0 || (child = fork()) < 0) {
+		*err = errno;
+		return -1;
+	}
+	if (child == 0) {
+		close(p[0]);
+		(void)unshare(CLONE_NEWNS);
+		(void)mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+		res[0] = mount("none", dir, "tmpfs", 0, NULL);
+		res[1] = errno;
+		if (write(p[1], res, sizeof(res)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], res, sizeof(res)) != (ssize_t)sizeof(res))
+		res[0] = -1;
+	close(p[0]);
+	waitpid(child, NULL, 0);
+	*err = (int)res[1];
+	return res[0];
+}
+
+static void try_action(const char *spec, pid_t runner)
+{
+	const char *arg = strchr(spec, ':');
+	char path[512];
+	long r = -1;
+	int err = EINVAL, fd;
+
+	/* The spec is the report's key: nothing a JSON string would need to escape. */
+	for (const char *c = spec; *c; c++)
+		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) {
+			fprintf(stderr, "probe: --try %s: no quotes, backslashes or control characters\n", spec);
+			return;
+		}
+	arg = arg ? arg + 1 : "";
+	if (expand(arg, runner, path, sizeof(path)) < 0) {
+		attempt(spec, -1, ENAMETOOLONG);
+		return;
+	}
+	if (strncmp(spec, "read:", 5) == 0) {
+		char c;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		err = errno;
+		if (fd >= 0) {
+			r = read(fd, &c, 1);
+			err = errno;
+			close(fd);
+		}
+	} else if (strncmp(spec, "write:", 6) == 0) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		err = errno;
+		if (fd >= 0) {
+			r = write(fd, "x", 1);
+			err = errno;
+			close(fd);
+			unlink(path);
+		}
+	} else if (strncmp(spec, "copyexec:", 9) == 0 || strncmp(spec, "copymmap:", 9) == 0) {
+		/* The copy must work (the directory is writable): only running it may fail. */
+		int c = copy_self(path);
+		if (c < 0) {
+			fact(spec, "{\"ok\":false,\"copied\":false,\"errno\":%d,\"error\":\"%s\"}", -c, errname(-c));
+			return;
+		}
+		if (spec[4] == 'e') {
+			r = try_exec(path, &err);
+		} else {
+			void *m = MAP_FAILED;
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			err = errno;
+			if (fd >= 0) {
+				m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+				err = errno;
+				close(fd);
+			}
+			r = m == MAP_FAILED ? -1 : 0;
+			if (m != MAP_FAILED)
+				munmap(m, 4096);
+		}
+		unlink(path);
+	} else if (strcmp(spec, "ptrace-child") == 0) {
+		/* Our own child: no Yama scope and no dumpable flag in the way, only the policy. */
+		pid_t child = fork();
+		if (child == 0) {
+			pause();
+			_exit(0);
+		}
+		err = errno;
+		if (child > 0) {
+			r = ptrace(PTRACE_ATTACH, child, NULL, NULL);
+			err = errno;
+			kill(child, SIGKILL);
+			waitpid(child, NULL, __WALL);
+		}
+	} else if (strncmp(spec, "mount:", 6) == 0) {
+		r = try_mount(path, &err);
+	} else if (strncmp(spec, "socket:", 7) == 0) {
+		r = try_socket(arg, &err);
+	}
+	attempt(spec, r, err);
+}
+
+/* The AppArmor label this process runs under ("unconfined", "tasked-runner (enforce)"). */
+static void label(void)
+{
+	char buf[256];
+	int fd = open("/proc/self/attr/current", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	int err = errno;
+	if (fd >= 0)
+		close(fd);
+	if (n < 0) {
+		attempt("label", -1, err);
+		return;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n\"\\")] = '\0';
+	fact("label", "\"%s\"", buf);
+}
+
 int main(int argc, char **argv)
 {
 	const char *out = getenv("TASKED_OUTPUT"), *rp = getenv("TASKED_PROBE_RUNNER_PID");
 	const char *rf = getenv("TASKED_PROBE_READ_FILE");
 	pid_t runner = rp ? (pid_t)atoi(rp) : 0, parent = getppid();
 	gid_t groups[64];
-	int ng;
+	const char *tries[64];
+	int ng, ntries = 0;
 	long r;
 	int err;
 
@@ -314,8 +579,10 @@ int main(int argc, char **argv)
 			out = argv[++i];
 		else if (strcmp(argv[i], "--read-file") == 0 && i + 1 < argc)
 			rf = argv[++i];
+		else if (strcmp(argv[i], "--try") == 0 && i + 1 < argc && ntries < 64)
+			tries[ntries++] = argv[++i];
 		else {
-			fprintf(stderr, "usage: probe [--runner-pid PID] [--read-file PATH] [--out FILE]\n");
+			fprintf(stderr, "usage: probe [--runner-pid PID] [--read-file PATH] [--out FILE] [--try ACTION ...]\n");
 			return 2;
 		}
 	}
@@ -335,6 +602,12 @@ int main(int argc, char **argv)
 	}
 	fact("dumpable", "%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	status_fields();
+	if (ntries > 0) {
+		label();
+		for (int i = 0; i < ntries; i++)
+			try_action(tries[i], runner);
+		goto write_report;
+	}
 	rlimits();
 	fds();
 
@@ -459,6 +732,7 @@ int main(int argc, char **argv)
 		attempt("readEtcPasswd", fd, err);
 	}
 
+write_report:
 	if (rlen < sizeof(report))
 		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "}\n");
 	if (out && *out) {
