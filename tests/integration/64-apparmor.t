@@ -53,6 +53,9 @@ for r in 'audit deny ptrace,' 'audit deny mount,' 'audit deny umount,' 'audit de
 done
 is "$(grep -c '^ptrace\|^[a-z ]*ptrace ([a-z,]*)' <<<"$rules" || true)" 0 "no ptrace is allowed anywhere"
 is "$(grep -Ec '^(owner )?capability' <<<"$rules" || true)" 0 "no capability is granted"
+# The one allowed mount matches nothing (tests/vm/ shows a profile without it mediates no mount).
+is "$(grep -E '^(audit )?(mount|remount|umount|pivot_root)' <<<"$rules" | grep -v '^audit deny ' || true)" \
+	'mount fstype=tasked-never none -> /tasked-never/,' "the only mount rule that allows is one no mount matches"
 
 # Every allow rule with a write (w) or append (a) permission is for /tmp or a null device.
 writable=$(writable_of "$rules")

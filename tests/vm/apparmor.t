@@ -213,6 +213,7 @@ check() {
 		[ "$op" = - ] && continue
 		path=
 		case "$key" in *:/*) path=$(expand "$run" "${key#*:}") ;; esac
+		case "$key" in mount:*) path=$path/ ;; esac # AppArmor names a mount point as a directory
 		ok "... the denial ($run) is in the kernel log: operation=\"$op\"${path:+ name=\"$path\"}" \
 			audit "$op" "$path"
 	done
@@ -286,7 +287,7 @@ check read:/var/run/secrets/tasked/runner-token ok  ok      EACCES  -         -
 check read:/proc/kallsyms                   ok      EACCES  EACCES  open      open
 check read:/sys/kernel/security/lsm         ok      EACCES  EACCES  open      open
 check ptrace-child                          ok      EACCES  EPERM   ptrace    -
-check mount:/tmp                            EPERM   EPERM   EPERM   -         -
+check mount:/tmp                            EPERM   EACCES  EPERM   mount     -
 check socket:inet-raw                       EPERM   EACCES  EACCES  -         -
 check socket:inet6-raw                      EPERM   EACCES  EACCES  -         -
 check socket:packet                         EPERM   EACCES  EACCES  -         -
@@ -306,7 +307,18 @@ is "$(outcome "$(fact_of probe-root-confined read:/srv/private)")" EACCES \
 	"root under the profile cannot read another user's 0600 file (deny capability: no CAP_DAC_OVERRIDE)"
 is "$(outcome "$(fact_of probe-root-confined write:/srv/shared/probe-root)")" EACCES "... nor write outside /tmp"
 is "$(outcome "$(fact_of probe-root-confined socket:inet-raw)")" EACCES "... nor open a raw socket"
-is "$(outcome "$(fact_of probe-root-confined mount:/tmp)")" EPERM "... nor mount (CAP_SYS_ADMIN is denied)"
+is "$(outcome "$(fact_of probe-root-confined mount:/tmp)")" EACCES "... nor mount"
+
+# The same profile with every capability allowed (tasked-runner-caps), for root: each rule
+# holds by itself, not only because no capability is left.
+is "$(fact_of probe-root-caps label)" '"tasked-runner-caps (enforce)"' "root under tasked-runner-caps (all capabilities)"
+is "$(outcome "$(fact_of probe-root-caps read:/srv/private)")" ok "... has CAP_DAC_OVERRIDE (the control)"
+for k in mount:/tmp socket:inet-raw socket:packet read:/proc/%r/environ read:/proc/1/mounts \
+	write:/srv/shared/probe-%s ptrace-child; do
+	is "$(outcome "$(fact_of probe-root-caps "$k")")" EACCES "... and is still denied $k"
+done
+ok "... the mount rule's denial is in the kernel log" \
+	grep -q 'apparmor="DENIED" operation="mount" .*profile="tasked-runner-caps" name="/tmp/"' <<<"$DMESG"
 
 # --- the chart's loader ------------------------------------------------------------------------------
 like "$(section unload)" '^exit=0$' "the profile can be removed (apparmor_parser --remove)"
