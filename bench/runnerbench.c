@@ -20,7 +20,8 @@
  *
  * With --tasks FILE instead of --command it measures nothing: it is the broker of a scripted
  * run (tests/vm/). Each line of FILE is a JSON object merged into a dispatch message (name,
- * shell or http, env); the tasks run one at a time, and stdout gets one JSON line per event:
+ * shell or http, env, policy; deadlineAfterMs becomes an absolute deadline); the tasks run one
+ * at a time, and stdout gets one JSON line per event:
  * the runner's hello (with its pid and AppArmor label), each result, a summary (pongs
  * received: the heartbeat), and how the runner exited after SIGTERM. It waits for two pongs
  * after the last result. GET /ok answers 200, a target for http tasks. */
@@ -363,6 +364,12 @@ static int rb_dispatch_script(struct rb *b, long i)
 	if (!m || json_object_update(m, b->script[i]) < 0) {
 		json_decref(m);
 		return -ENOMEM;
+	}
+	/* A deadline relative to the dispatch, made absolute here. */
+	if (json_is_integer(json_object_get(m, "deadlineAfterMs"))) {
+		json_int_t after = json_integer_value(json_object_get(m, "deadlineAfterMs"));
+		json_object_set_new(m, "deadline", json_integer(util_now_ms() + after));
+		json_object_del(m, "deadlineAfterMs");
 	}
 	r = rb_send(b, m, NULL);
 	json_decref(m);

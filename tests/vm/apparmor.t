@@ -116,6 +116,7 @@ probe_cmd=$(printf '%s\n' /usr/local/bin/tasked-probe "${TRIES[@]}" | jq -R . | 
 	jq -c -n --argjson cmd "$probe_cmd" '{name: "probe", shell: {command: $cmd}}'
 	echo '{"name":"health","shell":{"command":["/usr/local/bin/tasked-runner","--check-health","/tmp/tasked-runner.health","--ready"]}}'
 	echo '{"name":"http","http":{"method":"GET","url":"http://localhost:8081/ok"},"policy":{"http":{"allowedCIDRs":["127.0.0.0/8","::1/128"]}}}'
+	echo '{"name":"deadline","deadlineAfterMs":3000,"shell":{"command":["/bin/sh","-c","echo started; sleep 60 & sleep 60"]}}'
 } >"$R/vm/tasks.jsonl"
 ok "the task list is valid JSON lines" jq -e . "$R/vm/tasks.jsonl"
 
@@ -239,6 +240,10 @@ like "$(jq -r .logTail <<<"$r")" '^ok: ' "... the health file is fresh and says 
 r=$(result http)
 is "$(jq -r .phase <<<"$r")" Succeeded "an http task (libcurl: DNS for localhost, TCP) succeeds under the profile"
 is "$(jq -r .httpStatus <<<"$r")" 200 "... with the broker's 200"
+r=$(result deadline)
+is "$(jq -c '[.phase, .reason]' <<<"$r")" '["Failed","TimedOut"]' \
+	"a task past its deadline is killed: the runner signals its process group under the profile"
+like "$(jq -r .message <<<"$r")" 'process group killed' "... the whole group (the background sleep too)"
 r=$(result probe)
 is "$(jq -r .phase <<<"$r")" Succeeded "the probe task ran"
 # The task's report, as a run of its own for fact_of / expand.
@@ -264,6 +269,8 @@ like "$LOG" '"msg":"tasks run in Landlock domains".*"tokenHidden":"true"' \
 is "$(grep -c '"level":"error"' <<<"$LOG")" 0 "the runner logged no error"
 is "$(grep -F 'apparmor="DENIED"' <<<"$DMESG" | grep -cF 'comm="tasked-runner"')" 0 \
 	"the kernel denied the runner itself nothing"
+is "$(grep -F 'apparmor="DENIED"' <<<"$DMESG" | grep -vF 'comm="tasked-probe"')" "" \
+	"... nor the shell, sleep, setpriv or the health check: every denial recorded is the probe's"
 is "$(section workdir-after | grep -c '^tasked-runner-')" 0 "the runner removed its work dir when it stopped"
 
 # --- each rule, observed ---------------------------------------------------------------------------
