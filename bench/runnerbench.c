@@ -423,8 +423,8 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		(void)rb_send(b, ack, NULL);
 		json_decref(ack);
 		if (b->phase == RB_SCRIPT) {
-			long i = strtol(m.task_uid + strlen("rb-task-"), NULL, 10);
-			if (strncmp(m.task_uid, "rb-task-", 8) == 0 && i >= 0 && i < b->script_n) {
+			long i = strncmp(m.task_uid, "rb-task-", 8) == 0 ? strtol(m.task_uid + 8, NULL, 10) : -1;
+			if (i >= 0 && i < b->script_n) {
 				rb_event(json_pack("{ss sO sO}", "event", "result", "name",
 						   json_object_get(b->script[i], "name"), "result", m.root));
 				b->script_done++;

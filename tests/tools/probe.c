@@ -183,7 +183,7 @@ static void fds(void)
 		int fd;
 		if (e->d_name[0] == '.')
 			continue;
-		fd = atoi(e->d_name);
+		fd = (int)strtol(e->d_name, NULL, 10);
 		if (fd == dirfd(d))
 			continue;
 		ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s%d", ol > 1 ? "," : "", fd);
@@ -565,7 +565,7 @@ int main(int argc, char **argv)
 {
 	const char *out = getenv("TASKED_OUTPUT"), *rp = getenv("TASKED_PROBE_RUNNER_PID");
 	const char *rf = getenv("TASKED_PROBE_READ_FILE");
-	pid_t runner = rp ? (pid_t)atoi(rp) : 0, parent = getppid();
+	pid_t runner = rp ? (pid_t)strtol(rp, NULL, 10) : 0, parent = getppid();
 	gid_t groups[64];
 	const char *tries[64];
 	int ng, ntries = 0;
@@ -574,7 +574,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--runner-pid") == 0 && i + 1 < argc)
-			runner = (pid_t)atoi(argv[++i]);
+			runner = (pid_t)strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
 			out = argv[++i];
 		else if (strcmp(argv[i], "--read-file") == 0 && i + 1 < argc)
