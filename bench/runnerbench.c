@@ -314,8 +314,9 @@ static int rb_load_script(struct rb *b)
 		t = json_loads(line, 0, &je);
 		if (!json_is_object(t) || !json_is_string(json_object_get(t, "name")) ||
 		    b->script_n >= RB_MAX_SCRIPT) {
-			fprintf(stderr, "tasked-bench-runner: %s: line %ld: want an object with a name (%s)\n",
-				b->o.tasks, b->script_n + 1, t ? "or too many tasks" : je.text);
+			fprintf(stderr, "tasked-bench-runner: %s: task %ld: %s\n", b->o.tasks, b->script_n + 1,
+				!t ? je.text : b->script_n >= RB_MAX_SCRIPT ? "too many tasks" :
+				"want an object with a name");
 			json_decref(t);
 			fclose(f);
 			return -EINVAL;

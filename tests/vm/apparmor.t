@@ -36,6 +36,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 diag "kernel: $KERNEL"
 
 # --- the initramfs -------------------------------------------------------------------------
