@@ -125,9 +125,11 @@ ok "the task list is valid JSON lines" jq -e . "$R/vm/tasks.jsonl"
 diag "initramfs: $(du -h "$work/initrd.gz" | cut -f1)"
 
 # --- the VM ----------------------------------------------------------------------------------
-# lsm= names the order explicitly (Debian's default list has the same members); security= is
-# ignored when lsm= is given. audit_backlog_limit: no auditd drains the queue, the kernel log
-# does, and no record may be lost.
+# No kernel modules: AppArmor, Landlock and the 8250 serial ports are built into Debian's
+# kernel (virtio and 9p are modules, hence serial ports and no share). lsm= names the order
+# explicitly (Debian's CONFIG_LSM has the same members; security= is ignored when lsm= is
+# given). audit_backlog_limit: no auditd drains the queue, the kernel log does, and no record
+# may be lost. panic=-1 with -no-reboot: a dead init ends qemu at once.
 started=$(date +%s)
 qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 512M -smp 1 -nodefaults -no-reboot \
 	-display none -monitor none -nic none -kernel "$KERNEL" -initrd "$work/initrd.gz" \
