@@ -242,7 +242,7 @@ if [ "$(val read_pid1_mounts)" = ok ]; then
 	if [ -d /sys/kernel/security/apparmor ]; then
 		fail "the runner's /proc/1/mounts is readable although AppArmor is enabled"
 	else
-		echo "ok $((_tap_n + 1)) # SKIP /proc/1/mounts: denied only by the AppArmor profile, and this kernel has no AppArmor"
+		echo "ok $((_tap_n + 1)) # SKIP /proc/1/mounts: denied only by the AppArmor profile, and this kernel has no AppArmor (tests/vm/apparmor.t proves that denial)"
 		_tap_n=$((_tap_n + 1))
 	fi
 else
