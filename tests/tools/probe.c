@@ -17,7 +17,8 @@
  *
  * runs only the given attempts (after pids, ids, status and the AppArmor label), each reported
  * under its ACTION as key: read:PATH, write:PATH, copyexec:PATH (copy this binary to PATH and
- * execute it), copymmap:PATH (copy, then map it executable), ptrace-child, mount:DIR, and
+ * execute it), copymmap:PATH (copy, then map it executable), ptrace-child, mount:DIR,
+ * umount:DIR, and
  * socket:KIND (inet-raw, inet6-raw, packet, netlink-route, tcp, udp, unix, unixpair). In PATH,
  * %r is the runner's pid and %s this process's (tests/vm/ uses them under AppArmor). */
 #include <errno.h>
@@ -432,9 +433,9 @@ static long try_socket(const char *kind, int *err)
 	return -1;
 }
 
-/* mount(tmpfs) on dir in a child with a private mount namespace when it may have one (root):
- * an allowed mount changes nothing outside it. */
-static long try_mount(const char *dir, int *err)
+/* mount(tmpfs) on dir (or, with umount, unmount dir) in a child with a private mount namespace
+ * when it may have one (root): an allowed mount changes nothing outside it. */
+static long try_mount(const char *dir, int umount, int *err)
 {
 	long res[2] = { -1, EIO };
 	int p[2];
@@ -447,7 +448,7 @@ static long try_mount(const char *dir, int *err)
 		close(p[0]);
 		(void)unshare(CLONE_NEWNS);
 		(void)mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-		res[0] = mount("none", dir, "tmpfs", 0, NULL);
+		res[0] = umount ? umount2(dir, 0) : mount("none", dir, "tmpfs", 0, NULL);
 		res[1] = errno;
 		if (write(p[1], res, sizeof(res)) < 0)
 			_exit(1);
@@ -535,8 +536,8 @@ static void try_action(const char *spec, pid_t runner)
 			kill(child, SIGKILL);
 			waitpid(child, NULL, __WALL);
 		}
-	} else if (strncmp(spec, "mount:", 6) == 0) {
-		r = try_mount(path, &err);
+	} else if (strncmp(spec, "mount:", 6) == 0 || strncmp(spec, "umount:", 7) == 0) {
+		r = try_mount(path, spec[0] == 'u', &err);
 	} else if (strncmp(spec, "socket:", 7) == 0) {
 		r = try_socket(arg, &err);
 	}

@@ -325,12 +325,14 @@ is "$(outcome "$(fact_of probe-root-confined mount:/tmp)")" EACCES "... nor moun
 # holds by itself, not only because no capability is left.
 is "$(fact_of probe-root-caps label)" '"tasked-runner-caps (enforce)"' "root under tasked-runner-caps (all capabilities)"
 is "$(outcome "$(fact_of probe-root-caps read:/srv/private)")" ok "... has CAP_DAC_OVERRIDE (the control)"
-for k in mount:/tmp socket:inet-raw socket:packet read:/proc/%r/environ read:/proc/1/mounts \
+for k in mount:/tmp umount:/dev/shm socket:inet-raw socket:packet read:/proc/%r/environ read:/proc/1/mounts \
 	write:/srv/shared/probe-%s ptrace-child; do
 	is "$(outcome "$(fact_of probe-root-caps "$k")")" EACCES "... and is still denied $k"
 done
 ok "... the mount rule's denial is in the kernel log" \
 	grep -q 'apparmor="DENIED" operation="mount" .*profile="tasked-runner-caps" name="/tmp/"' <<<"$DMESG"
+ok "... and the umount rule's" \
+	grep -q 'apparmor="DENIED" operation="umount" .*profile="tasked-runner-caps" name="/dev/shm/"' <<<"$DMESG"
 
 # --- the chart's loader ------------------------------------------------------------------------------
 like "$(section unload)" '^exit=0$' "the profile can be removed (apparmor_parser --remove)"
