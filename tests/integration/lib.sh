@@ -8,7 +8,7 @@ IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 _tap_n=0
 _tap_failed=0
 
-# TASKED_TAP_ONLY=1: only the TAP helpers, for tests without a cluster (tests/vm/).
+# TASKED_TAP_ONLY=1: only the TAP functions, for tests without a cluster (tests/vm/).
 if [ -z "${KUBECONFIG:-}" ] && [ -z "${TASKED_TAP_ONLY:-}" ]; then
 	_sd=${TASKED_STATE_DIR:-.tasked}
 	case "$_sd" in /*) ;; *) _sd=$IT_ROOT/$_sd ;; esac
