@@ -86,3 +86,28 @@ void log_kv(enum log_level lvl, const char *msg, ...)
 	(void)!write(STDERR_FILENO, line, pos);
 	pthread_mutex_unlock(&log_lock);
 }
+
+int log_limit_allow(struct log_limit *l, double burst, double per_s, unsigned long long *suppressed)
+{
+	int64_t now = util_mono_ms();
+	int allow;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->last_ms == 0)
+		l->tokens = burst;
+	else
+		l->tokens += (double)(now - l->last_ms) * per_s / 1000.0;
+	if (l->tokens > burst)
+		l->tokens = burst;
+	l->last_ms = now;
+	allow = l->tokens >= 1.0;
+	if (allow) {
+		l->tokens -= 1.0;
+		*suppressed = l->suppressed;
+		l->suppressed = 0;
+	} else if (l->suppressed < ~0ULL) {
+		l->suppressed++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return allow;
+}

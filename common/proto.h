@@ -92,6 +92,14 @@ int proto_decode(const char *data, size_t len, size_t max, enum proto_dir dir,
 		 struct proto_msg *ret, char *err, size_t errsz);
 void proto_msg_free(struct proto_msg *m);
 
+/* Best-effort attribution of a message the strict decoder refused (bad fields, output nested
+ * deeper than the JSON parser allows, NUL in a string): scans the top-level object for the keys
+ * type, taskUid and attempt without building a tree, and does not validate the rest. Returns 0
+ * when all three are there and well-formed (uid: 1-128 printable ASCII bytes, written to uid);
+ * -EBADMSG otherwise. */
+int proto_envelope(const char *data, size_t len, enum proto_type *type, char *uid, size_t uidsz,
+		   int64_t *attempt);
+
 /* Returns a new object {"type": name}. */
 json_t *proto_new(enum proto_type t);
 /* Serialises msg (borrowed) compactly; -EMSGSIZE when longer than max. Caller frees *ret. */

@@ -1365,12 +1365,14 @@ const struct lws_protocols *api_protocols(void)
 int api_start(struct api *a)
 {
 	struct lws_context_creation_info info;
-	char host[128];
-	int port;
+	struct broker_bind bb;
+	uint64_t opts = 0;
+	const char *iface;
+	int r;
 
 	if (!a->cfg.metrics_listen)
 		return 0;
-	if (broker_parse_addr(a->cfg.metrics_listen, host, sizeof(host), &port) < 0) {
+	if (broker_bind_prepare(a->cfg.metrics_listen, &bb, &iface, &opts) < 0) {
 		log_error("invalid --metrics-listen address", "addr", a->cfg.metrics_listen);
 		return -EINVAL;
 	}
@@ -1386,8 +1388,9 @@ int api_start(struct api *a)
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "metrics";
 	info.alpn = "http/1.1";
-	info.port = port;
-	info.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? NULL : host;
+	info.port = bb.port;
+	info.iface = iface;
+	info.options = opts;
 	info.protocols = api_metrics_protos;
 	info.user = a;
 	if (a->cfg.tls_cert && a->cfg.tls_key) {
@@ -1399,6 +1402,8 @@ int api_start(struct api *a)
 		log_error("cannot listen", "addr", a->cfg.metrics_listen, "listener", "metrics");
 		return -EADDRINUSE;
 	}
+	if ((r = broker_bind_verify(&bb)) < 0)
+		return r;
 	if (pthread_create(&a->mthread, NULL, api_metrics_loop, a) != 0)
 		return -EAGAIN;
 	a->mthread_on = 1;

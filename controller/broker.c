@@ -4,22 +4,30 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BROKER_MAX_GRANTS 64
 #define BROKER_GRANT_TTL_MS 30000
 #define BROKER_MAX_AUTH_BODY 4096
 #define BROKER_MAX_OUTBOX 4096
 #define BROKER_HELLO_TIMEOUT_S 10
-#define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once */
+#define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once, per peer */
 #define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
+#define BROKER_AUTH_PEERS 256       /* peers tracked; the most rested one makes room */
+#define BROKER_DROP_LOG_EVERY 1000  /* after the first, log every this many dropped messages */
 
 struct outmsg {
 	struct outmsg *next;
@@ -33,7 +41,8 @@ struct runner {
 	struct lws *wsi;        /* NULL while disconnected */
 	json_t *labels;
 	int capacity;
-	json_t *inflight;       /* "uid/attempt" -> {uid, attempt} */
+	json_t *inflight;       /* "uid/attempt" -> {uid, attempt}: dispatched here, or confirmed */
+	json_t *unverified;     /* held per its hello, but not ours to accept: results are dropped */
 	struct outmsg *out_head, *out_tail;
 	size_t out_count;
 	int64_t gone_ms;        /* when it disconnected (monotonic), 0 while connected */
@@ -58,6 +67,15 @@ struct grant {
 	int64_t expires_ms;
 };
 
+/* Failed authentications are limited per peer, so one peer's failures never lock out another's
+ * valid token. IPv6 peers count per /64 (what one host usually controls). */
+struct auth_peer {
+	unsigned char addr[16];  /* IPv4 as v4-mapped */
+	int used;
+	double tokens;
+	int64_t last_ms;
+};
+
 struct broker {
 	struct broker_cfg cfg;
 	struct broker_ops ops;
@@ -66,10 +84,11 @@ struct broker {
 	pthread_mutex_t lock;   /* guards runners, grants, token */
 	struct runner *runners;
 	struct grant grants[BROKER_MAX_GRANTS];
+	struct auth_peer peers[BROKER_AUTH_PEERS];
 	char *token;
 	struct timespec token_mtime;
-	double auth_tokens;
-	int64_t auth_ms;
+	atomic_ullong dropped[3];     /* messages refused per type: started, log, result */
+	atomic_ullong auth_limited;   /* authentications refused by the per-peer limit */
 	volatile int stop;
 	int listening;
 	lws_sorted_usec_list_t sweep;
@@ -104,7 +123,96 @@ int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port)
 		return -EINVAL;
 	if (host[0] == '\0')
 		snprintf(host, hostsz, "0.0.0.0");
+	{
+		unsigned char a[16];
+		/* Only an address says exactly what to bind (a name or interface could mean several). */
+		if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)
+			return -EINVAL;
+	}
 	*port = (int)p;
+	return 0;
+}
+
+/* --- listeners: bind exactly what was asked ----------------------------------------------- */
+
+/* Listening TCP sockets of this process, as fds (at most max). */
+static int broker_listen_fds(int *out, int max)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) && n < max) {
+		long fd;
+		int on = 0;
+		socklen_t l = sizeof(on);
+		if (util_parse_long(e->d_name, 0, INT32_MAX, &fd) < 0 || fd == dirfd(d))
+			continue;
+		if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &l) == 0 && on)
+			out[n++] = (int)fd;
+	}
+	closedir(d);
+	return n;
+}
+
+int broker_bind_prepare(const char *addr, struct broker_bind *bb, const char **iface, uint64_t *options)
+{
+	memset(bb, 0, sizeof(*bb));
+	if (broker_parse_addr(addr, bb->host, sizeof(bb->host), &bb->port) < 0)
+		return -EINVAL;
+	bb->v6 = strchr(bb->host, ':') != NULL;
+	*iface = strcmp(bb->host, "0.0.0.0") == 0 || strcmp(bb->host, "::") == 0 ? NULL : bb->host;
+	/* With IPv6 on, lws opens a dual-stack socket bound to [::] whatever iface says. */
+	if (!bb->v6)
+		*options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	bb->nbefore = broker_listen_fds(bb->before, (int)UTIL_ARRAY_SIZE(bb->before));
+	return bb->nbefore < 0 ? bb->nbefore : 0;
+}
+
+int broker_bind_verify(const struct broker_bind *bb)
+{
+	int fds[UTIL_ARRAY_SIZE(bb->before) + 8], n = broker_listen_fds(fds, (int)UTIL_ARRAY_SIZE(fds)), found = 0;
+	unsigned char want[16];
+
+	if (n < 0)
+		return n;
+	if (inet_pton(bb->v6 ? AF_INET6 : AF_INET, bb->host, want) != 1)
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t l = sizeof(ss);
+		int old = 0, ok;
+		for (int j = 0; j < bb->nbefore; j++)
+			old |= bb->before[j] == fds[i];
+		if (old || getsockname(fds[i], (struct sockaddr *)&ss, &l) < 0)
+			continue;
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+			ok = !bb->v6 && ntohs(a->sin_port) == bb->port && memcmp(&a->sin_addr, want, 4) == 0;
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+			ok = bb->v6 && ntohs(a->sin6_port) == bb->port && memcmp(&a->sin6_addr, want, 16) == 0;
+		} else {
+			continue;
+		}
+		if (!ok) {
+			char got[INET6_ADDRSTRLEN] = "?";
+			if (ss.ss_family == AF_INET)
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr, got, sizeof(got));
+			else
+				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss)->sin6_addr, got, sizeof(got));
+			log_error("listener bound to another address than asked; refusing to start",
+				  "asked", bb->host, "bound", got);
+			return -EADDRNOTAVAIL;
+		}
+		found = 1;
+	}
+	if (!found) {
+		log_error("no listening socket for the address asked", "asked", bb->host);
+		return -EADDRNOTAVAIL;
+	}
 	return 0;
 }
 
@@ -128,26 +236,84 @@ static void broker_token_refresh(struct broker *b)
 	b->token_mtime = st.st_mtim;
 }
 
-/* Returns 0 and a fresh grant, -EACCES for a wrong token, -EAGAIN when rate limited. */
-static int broker_auth(struct broker *b, const char *token, char *grant_out)
+static double broker_peer_tokens(const struct auth_peer *p, int64_t now)
+{
+	double t = p->tokens + (double)(now - p->last_ms) * BROKER_AUTH_REFILL / 1000.0;
+	return t > BROKER_AUTH_BURST ? BROKER_AUTH_BURST : t;
+}
+
+/* The peer's bucket, refilled; a new peer takes a free slot or the most rested one's (a full
+ * bucket is the same as none, so evicting never refuses anyone). Caller holds lock. */
+static struct auth_peer *broker_peer_locked(struct broker *b, const unsigned char addr[16], int64_t now)
+{
+	struct auth_peer *p = NULL, *best = NULL;
+	double best_t = -1;
+
+	for (int i = 0; i < BROKER_AUTH_PEERS && !p; i++) {
+		struct auth_peer *x = &b->peers[i];
+		double t;
+		if (x->used && memcmp(x->addr, addr, 16) == 0) {
+			p = x;
+			break;
+		}
+		t = x->used ? broker_peer_tokens(x, now) : BROKER_AUTH_BURST + 1;
+		if (t > best_t || (t == best_t && best && x->last_ms < best->last_ms)) {
+			best = x;
+			best_t = t;
+		}
+	}
+	if (!p) {
+		p = best;
+		memcpy(p->addr, addr, 16);
+		p->used = 1;
+		p->tokens = BROKER_AUTH_BURST;
+		p->last_ms = now;
+	}
+	p->tokens = broker_peer_tokens(p, now);
+	p->last_ms = now;
+	return p;
+}
+
+/* The peer of a connection as 16 bytes (IPv4 v4-mapped, IPv6 cut to its /64). */
+static void broker_peer_addr(struct lws *wsi, unsigned char out[16])
+{
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+	int fd = (int)lws_get_socket_fd(wsi);
+
+	memset(out, 0, 16);
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &l) < 0)
+		return;   /* unknown peers share one bucket */
+	if (ss.ss_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		const unsigned char *a = ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		memcpy(out, a, memcmp(a, mapped, 12) == 0 ? 16 : 8);
+	}
+}
+
+/* Returns 0 and a fresh grant, -EACCES for a wrong token, -EAGAIN when this peer is rate
+ * limited (checked before the token, so a limited peer learns nothing). */
+static int broker_auth(struct broker *b, const unsigned char peer[16], const char *token, char *grant_out)
 {
 	int64_t now = util_mono_ms();
+	struct auth_peer *p;
 	int ok, r = 0, slot = -1;
 
 	pthread_mutex_lock(&b->lock);
-	b->auth_tokens += (double)(now - b->auth_ms) * BROKER_AUTH_REFILL / 1000.0;
-	if (b->auth_tokens > BROKER_AUTH_BURST)
-		b->auth_tokens = BROKER_AUTH_BURST;
-	b->auth_ms = now;
-	if (b->auth_tokens < 1.0) {
+	p = broker_peer_locked(b, peer, now);
+	if (p->tokens < 1.0) {
 		pthread_mutex_unlock(&b->lock);
+		atomic_fetch_add(&b->auth_limited, 1);
 		return -EAGAIN;
 	}
 	broker_token_refresh(b);
 	ok = b->token && b->token[0] && token &&
 	     util_ct_equal(token, strlen(token), b->token, strlen(b->token));
 	if (!ok) {
-		b->auth_tokens -= 1.0;
+		p->tokens -= 1.0;
 		r = -EACCES;
 		goto out;
 	}
@@ -251,6 +417,21 @@ static void broker_inflight_key(const char *uid, int64_t attempt, char *out, siz
 	snprintf(out, outsz, "%s/%lld", uid, (long long)attempt);
 }
 
+/* Unverified attempts occupy the runner's slots too, until it reports them done. */
+static int broker_free_slots(const struct runner *r)
+{
+	return r->capacity - (int)json_object_size(r->inflight) - (int)json_object_size(r->unverified);
+}
+
+static void broker_runner_free(struct runner *r)
+{
+	broker_outbox_clear(r);
+	json_decref(r->labels);
+	json_decref(r->inflight);
+	json_decref(r->unverified);
+	free(r);
+}
+
 /* --- public, thread-safe ----------------------------------------------------------------- */
 
 static int broker_labels_match(json_t *labels, json_t *selector)
@@ -273,12 +454,16 @@ int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *
 	char key[192];
 
 	pthread_mutex_lock(&b->lock);
+	broker_inflight_key(uid, attempt, key, sizeof(key));
 	for (struct runner *x = b->runners; x; x = x->next) {
 		int free_slots;
 		if (!x->wsi || !broker_labels_match(x->labels, selector))
 			continue;
 		matched = 1;
-		free_slots = x->capacity - (int)json_object_size(x->inflight);
+		/* A runner still holding this key from before would ignore the dispatch. */
+		if (json_object_get(x->unverified, key))
+			continue;
+		free_slots = broker_free_slots(x);
 		if (free_slots > best_free) {
 			best = x;
 			best_free = free_slots;
@@ -290,7 +475,6 @@ int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *
 	}
 	r = broker_queue_locked(b, best, msg);
 	if (r == 0) {
-		broker_inflight_key(uid, attempt, key, sizeof(key));
 		json_object_set_new(best->inflight, key, json_pack("{sssI}", "uid", uid, "attempt", (json_int_t)attempt));
 		snprintf(runner_out, outsz, "%s", best->id);
 	}
@@ -338,7 +522,7 @@ void broker_counts(struct broker *b, int *runners, int *free_slots)
 		if (!r->wsi)
 			continue;
 		n++;
-		f += r->capacity - (int)json_object_size(r->inflight);
+		f += broker_free_slots(r);
 	}
 	pthread_mutex_unlock(&b->lock);
 	*runners = n;
@@ -358,6 +542,14 @@ int broker_has_runner(struct broker *b, json_t *selector)
 int broker_listening(struct broker *b)
 {
 	return b->listening;
+}
+
+void broker_stats(struct broker *b, struct broker_stats *ret)
+{
+	ret->dropped_started = atomic_load(&b->dropped[0]);
+	ret->dropped_log = atomic_load(&b->dropped[1]);
+	ret->dropped_result = atomic_load(&b->dropped[2]);
+	ret->auth_limited = atomic_load(&b->auth_limited);
 }
 
 /* --- HTTP: POST /runners/auth ------------------------------------------------------------ */
@@ -427,7 +619,11 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		req = json_loadb(hs->body.data ? hs->body.data : "", hs->body.len, 0, NULL);
 		buf_free(&hs->body);
 		hs->body_init = 0;
-		r = broker_auth(b, json_string_value(json_object_get(req, "token")), grant);
+		{
+			unsigned char peer[16];
+			broker_peer_addr(wsi, peer);
+			r = broker_auth(b, peer, json_string_value(json_object_get(req, "token")), grant);
+		}
 		json_decref(req);
 		if (r == -EAGAIN) {
 			log_warn("runner auth rate limited");
@@ -478,39 +674,61 @@ static int broker_close(struct lws *wsi, int code, const char *why)
 	return -1;
 }
 
+/* A message for an attempt this runner may not speak for: counted, and logged the first time
+ * and then every BROKER_DROP_LOG_EVERY times (a hostile runner could send many). */
+static void broker_note_drop(struct broker *b, const char *runner, enum proto_type t, const char *uid,
+			     int64_t attempt, const char *why)
+{
+	int i = t == PROTO_STARTED ? 0 : t == PROTO_LOG ? 1 : 2;
+	unsigned long long n = atomic_fetch_add(&b->dropped[i], 1) + 1;
+	char at[24], cnt[24];
+
+	if (n != 1 && n % BROKER_DROP_LOG_EVERY != 0)
+		return;
+	snprintf(at, sizeof(at), "%lld", (long long)attempt);
+	snprintf(cnt, sizeof(cnt), "%llu", n);
+	log_warn("runner message dropped", "runner", runner, "type", proto_type_name(t), "taskUid", uid,
+		 "attempt", at, "reason", why, "droppedOfType", cnt);
+}
+
 static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, struct proto_msg *m)
 {
 	struct runner *r;
-	json_t *held = json_object(), *welcome, *lost = json_array(), *v;
+	json_t *keep = json_object(), *declared = json_object(), *confirmed = json_object();
+	json_t *lost = json_array(), *welcome, *v;
 	const char *k;
-	char key[192];
+	char key[192], id[64], n[16];
 	size_t i;
+	int refused = 0, ret = 0;
 
+	if (!keep || !declared || !confirmed || !lost) {
+		ret = -1;
+		goto out;
+	}
 	if (b->cfg.admit && !b->cfg.admit(b->cfg.admit_ud)) {
-		json_decref(held);
-		json_decref(lost);
-		log_info("runner sent away: this controller is standing by", "runner", m->runner_id);
-		return broker_close(wsi, PROTO_CLOSE_STANDBY, "standby: not the leader");
+		log_info("runner sent away: this controller is standing by or not synced yet", "runner", m->runner_id);
+		ret = broker_close(wsi, PROTO_CLOSE_STANDBY, "standby: not the leader or not ready");
+		goto out;
 	}
 	pthread_mutex_lock(&b->lock);
 	r = broker_find(b, m->runner_id);
 	if (r && r->wsi && r->wsi != wsi) {
 		pthread_mutex_unlock(&b->lock);
-		json_decref(held);
-		json_decref(lost);
 		log_warn("runner id already connected", "runner", m->runner_id);
-		return broker_close(wsi, PROTO_CLOSE_POLICY, "runner id already connected");
+		ret = broker_close(wsi, PROTO_CLOSE_POLICY, "runner id already connected");
+		goto out;
 	}
 	if (!r) {
 		r = calloc(1, sizeof(*r));
-		if (!r) {
+		if (!r || !(r->inflight = json_object()) || !(r->unverified = json_object())) {
 			pthread_mutex_unlock(&b->lock);
-			json_decref(held);
-			json_decref(lost);
-			return -1;
+			if (r)
+				json_decref(r->inflight);
+			free(r);
+			ret = -1;
+			goto out;
 		}
 		snprintf(r->id, sizeof(r->id), "%s", m->runner_id);
-		r->inflight = json_object();
 		r->next = b->runners;
 		b->runners = r;
 	}
@@ -519,53 +737,159 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	r->capacity = (int)m->capacity;
 	json_decref(r->labels);
 	r->labels = m->labels ? json_deep_copy(m->labels) : json_object();
+	/* What we gave this runner and it still holds stays ours; what it holds that we did not
+	 * give it on this run must be confirmed by the controller's records first. */
 	json_array_foreach(m->running, i, v) {
 		broker_inflight_key(json_string_value(json_object_get(v, "taskUid")),
 				    json_integer_value(json_object_get(v, "attempt")), key, sizeof(key));
-		json_object_set_new(held, key, json_pack("{sOsO}", "uid", json_object_get(v, "taskUid"),
-							 "attempt", json_object_get(v, "attempt")));
+		json_object_set_new(json_object_get(r->inflight, key) ? keep : declared, key,
+				    json_pack("{sOsO}", "uid", json_object_get(v, "taskUid"),
+					      "attempt", json_object_get(v, "attempt")));
 	}
 	/* What we had given this runner but it no longer holds is lost. */
 	json_object_foreach(r->inflight, k, v) {
-		if (!json_object_get(held, k))
+		if (!json_object_get(keep, k))
 			json_array_append(lost, v);
 	}
 	json_decref(r->inflight);
-	r->inflight = held;
+	r->inflight = json_incref(keep);
+	json_decref(r->unverified);
+	r->unverified = json_copy(declared);
 	s->r = r;
+	snprintf(id, sizeof(id), "%s", r->id);
 	welcome = json_pack("{sssssisi}", "type", "welcome", "runnerId", r->id, "heartbeatSeconds",
 			    b->cfg.heartbeat_s, "maxMessageBytes",
 			    (int)(b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT));
 	broker_queue_locked(b, r, welcome);
 	json_decref(welcome);
-	json_object_foreach(held, k, v) {
-		(void)k;
-		b->ops.held(b->ud, json_string_value(json_object_get(v, "uid")),
-			    json_integer_value(json_object_get(v, "attempt")), r->id);
+	pthread_mutex_unlock(&b->lock);
+
+	/* The controller's records answer without our lock held (it takes its own). */
+	json_object_foreach(declared, k, v) {
+		if (b->ops.held(b->ud, json_string_value(json_object_get(v, "uid")),
+				json_integer_value(json_object_get(v, "attempt")), id) == 1)
+			json_object_set(confirmed, k, v);
+	}
+	pthread_mutex_lock(&b->lock);
+	json_object_foreach(declared, k, v) {
+		if (json_object_get(confirmed, k)) {
+			json_object_set(r->inflight, k, v);
+			json_object_del(r->unverified, k);
+			continue;
+		}
+		/* Not this runner's to run (or no longer): stop it; its result will be dropped. */
+		json_t *cancel = proto_new_task(PROTO_CANCEL, json_string_value(json_object_get(v, "uid")),
+						json_integer_value(json_object_get(v, "attempt")));
+		if (cancel)
+			broker_queue_locked(b, r, cancel);
+		json_decref(cancel);
+		refused++;
 	}
 	pthread_mutex_unlock(&b->lock);
+	if (refused) {
+		snprintf(n, sizeof(n), "%d", refused);
+		log_warn("runner holds attempts the controller did not give it; cancelling them", "runner", id,
+			 "count", n);
+	}
 	json_array_foreach(lost, i, v)
 		b->ops.lost(b->ud, json_string_value(json_object_get(v, "uid")),
-			    json_integer_value(json_object_get(v, "attempt")), m->runner_id);
-	json_decref(lost);
-	{
-		char cap[16];
-		snprintf(cap, sizeof(cap), "%d", (int)m->capacity);
-		log_info("runner connected", "runner", m->runner_id, "version", m->version, "capacity", cap);
-	}
+			    json_integer_value(json_object_get(v, "attempt")), id);
+	snprintf(n, sizeof(n), "%d", (int)m->capacity);
+	log_info("runner connected", "runner", id, "version", m->version, "capacity", n);
 	lws_callback_on_writable(wsi);
 	b->ops.capacity(b->ud);
-	return 0;
+out:
+	json_decref(keep);
+	json_decref(declared);
+	json_decref(confirmed);
+	json_decref(lost);
+	return ret;
+}
+
+/* A result is accepted only for an attempt in the runner's in-flight set. Anything else is
+ * dropped, and acknowledged so the runner forgets it instead of resending it. */
+static void broker_on_result(struct broker *b, struct runner *r, const char *uid, int64_t attempt, json_t *msg)
+{
+	char key[192];
+	int ours;
+
+	broker_inflight_key(uid, attempt, key, sizeof(key));
+	pthread_mutex_lock(&b->lock);
+	ours = json_object_get(r->inflight, key) != NULL;
+	if (ours) {
+		json_object_del(r->inflight, key);
+	} else {
+		json_t *ack = proto_new_task(PROTO_ACK, uid, attempt);
+		json_object_del(r->unverified, key);
+		if (ack)
+			broker_queue_locked(b, r, ack);
+		json_decref(ack);
+		if (r->wsi)
+			lws_callback_on_writable(r->wsi);
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (ours)
+		b->ops.result(b->ud, uid, attempt, r->id, msg);
+	else
+		broker_note_drop(b, r->id, PROTO_RESULT, uid, attempt, "attempt not in flight on this runner");
+	b->ops.capacity(b->ud);
+}
+
+static int broker_in_flight(struct broker *b, struct runner *r, const char *uid, int64_t attempt)
+{
+	char key[192];
+	int ours;
+
+	broker_inflight_key(uid, attempt, key, sizeof(key));
+	pthread_mutex_lock(&b->lock);
+	ours = json_object_get(r->inflight, key) != NULL;
+	pthread_mutex_unlock(&b->lock);
+	return ours;
+}
+
+/* A message the strict decoder refused but whose envelope names a task: it is that attempt's
+ * problem, not the connection's. A result fails the attempt as InvalidResult (and is
+ * acknowledged); started and log are dropped. Returns 1 when handled. */
+static int broker_on_bad_message(struct broker *b, struct rsess *s, const char *data, size_t len,
+				 const char *err)
+{
+	enum proto_type t;
+	char uid[PROTO_MAX_ID + 1], at[24], msg[256];
+	int64_t attempt;
+	json_t *fake;
+
+	if (!s->r || proto_envelope(data, len, &t, uid, sizeof(uid), &attempt) < 0 ||
+	    (t != PROTO_RESULT && t != PROTO_STARTED && t != PROTO_LOG))
+		return 0;
+	snprintf(at, sizeof(at), "%lld", (long long)attempt);
+	if (t != PROTO_RESULT) {
+		broker_note_drop(b, s->r->id, t, uid, attempt, err);
+		return 1;
+	}
+	log_warn("runner sent a result the controller cannot decode; failing the attempt", "runner",
+		 s->r->id, "taskUid", uid, "attempt", at, "error", err);
+	snprintf(msg, sizeof(msg), "the runner's result could not be decoded: %s", err);
+	fake = json_pack("{sssssIssssss}", "type", "result", "taskUid", uid, "attempt", (json_int_t)attempt,
+			 "phase", "Failed", "reason", "InvalidResult", "message", msg);
+	if (!fake)
+		return 0;
+	broker_on_result(b, s->r, uid, attempt, fake);
+	json_decref(fake);
+	return 1;
 }
 
 static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 {
 	size_t max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
 	struct proto_msg m;
-	char err[160], key[192];
+	char err[160];
 	int r = 0;
 
 	r = proto_decode(s->rx.data, s->rx.len, max, PROTO_FROM_RUNNER, &m, err, sizeof(err));
+	if (r == -EBADMSG && broker_on_bad_message(b, s, s->rx.data ? s->rx.data : "", s->rx.len, err)) {
+		buf_reset(&s->rx);
+		return 0;
+	}
 	buf_reset(&s->rx);
 	if (r < 0) {
 		log_warn("closing runner connection: malformed message", "runner", s->r ? s->r->id : "", "reason", err);
@@ -585,18 +909,18 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 		r = broker_on_hello(b, wsi, s, &m);
 		break;
 	case PROTO_STARTED:
-		b->ops.started(b->ud, m.task_uid, m.attempt, m.start_ms, s->r->id);
+		if (broker_in_flight(b, s->r, m.task_uid, m.attempt))
+			b->ops.started(b->ud, m.task_uid, m.attempt, m.start_ms, s->r->id);
+		else
+			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt, "attempt not in flight on this runner");
 		break;
 	case PROTO_RESULT:
-		pthread_mutex_lock(&b->lock);
-		broker_inflight_key(m.task_uid, m.attempt, key, sizeof(key));
-		json_object_del(s->r->inflight, key);
-		pthread_mutex_unlock(&b->lock);
-		b->ops.result(b->ud, m.task_uid, m.attempt, s->r->id, m.root);
-		b->ops.capacity(b->ud);
+		broker_on_result(b, s->r, m.task_uid, m.attempt, m.root);
 		break;
 	case PROTO_LOG:
-		if (b->ops.log)
+		if (!broker_in_flight(b, s->r, m.task_uid, m.attempt))
+			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt, "attempt not in flight on this runner");
+		else if (b->ops.log)
 			b->ops.log(b->ud, m.task_uid, m.attempt, m.seq, m.stream, m.data, s->r->id);
 		break;
 	case PROTO_READY:
@@ -725,30 +1049,39 @@ static const struct lws_protocols broker_protocols[] = {
 
 static void broker_lws_log(int level, const char *line)
 {
-	char msg[512];
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	unsigned long long suppressed;
+	char msg[512], n[24];
+
+	if (!log_limit_allow(&limit, 20, 1, &suppressed))
+		return;
 	snprintf(msg, sizeof(msg), "%s", line);
 	util_rstrip(msg);
-	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg, (char *)NULL);
+	snprintf(n, sizeof(n), "%llu", suppressed);
+	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg,
+	       suppressed ? "suppressedBefore" : NULL, n, (char *)NULL);
 }
 
 static int broker_vhost(struct broker *b, const char *name, const char *addr,
 			const struct lws_protocols *protos, void *user)
 {
 	struct lws_context_creation_info vi;
-	char host[128];
-	int port;
+	struct broker_bind bb;
+	uint64_t opts = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	const char *iface;
+	int r;
 
-	if (broker_parse_addr(addr, host, sizeof(host), &port) < 0) {
+	if (broker_bind_prepare(addr, &bb, &iface, &opts) < 0) {
 		log_error("invalid listen address", "addr", addr);
 		return -EINVAL;
 	}
 	memset(&vi, 0, sizeof(vi));
 	vi.vhost_name = name;
-	vi.port = port;
-	vi.iface = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ? NULL : host;
+	vi.port = bb.port;
+	vi.iface = iface;
 	vi.protocols = protos;
 	vi.user = user;
-	vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+	vi.options = opts;
 	if (b->cfg.tls_cert && b->cfg.tls_key) {
 		vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		vi.ssl_cert_filepath = b->cfg.tls_cert;
@@ -758,6 +1091,8 @@ static int broker_vhost(struct broker *b, const char *name, const char *addr,
 		log_error("cannot listen", "addr", addr, "listener", name);
 		return -EADDRINUSE;
 	}
+	if ((r = broker_bind_verify(&bb)) < 0)
+		return r;
 	log_info("listening", "addr", addr, "listener", name);
 	return 0;
 }
@@ -786,10 +1121,7 @@ static void broker_sweep(lws_sorted_usec_list_t *sul)
 		}
 		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "", r->id);
 		*pp = r->next;
-		broker_outbox_clear(r);
-		json_decref(r->labels);
-		json_decref(r->inflight);
-		free(r);
+		broker_runner_free(r);
 	}
 	pthread_mutex_unlock(&b->lock);
 	if (ids[0])
@@ -816,8 +1148,6 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 		b->cfg.heartbeat_s = 10;
 	b->ops = *ops;
 	b->ud = ud;
-	b->auth_tokens = BROKER_AUTH_BURST;
-	b->auth_ms = util_mono_ms();
 	pthread_mutex_init(&b->lock, NULL);
 	broker_token_refresh(b);
 	if (!b->token || !b->token[0]) {
@@ -876,10 +1206,7 @@ void broker_free(struct broker *b)
 	while (b->runners) {
 		struct runner *r = b->runners;
 		b->runners = r->next;
-		broker_outbox_clear(r);
-		json_decref(r->labels);
-		json_decref(r->inflight);
-		free(r);
+		broker_runner_free(r);
 	}
 	if (b->token)
 		OPENSSL_cleanse(b->token, strlen(b->token));

@@ -20,7 +20,8 @@ struct broker_cfg {
 	int heartbeat_s;              /* ping interval; a runner silent 3 intervals is dropped */
 	const char *tls_cert, *tls_key; /* optional TLS for both listeners */
 	/* Whether runners are accepted now (leader election: a standby sends them away so they
-	 * find the leader); NULL = always. */
+	 * find the leader; the task cache must have synced so `held` can be answered); NULL =
+	 * always. */
 	int (*admit)(void *ud);
 	void *admit_ud;
 };
@@ -29,8 +30,11 @@ struct broker_ops {
 	void (*started)(void *ud, const char *uid, int64_t attempt, int64_t start_ms, const char *runner);
 	/* msg is the decoded result message (borrowed). */
 	void (*result)(void *ud, const char *uid, int64_t attempt, const char *runner, json_t *msg);
-	/* A (re)connecting runner still holds this attempt. */
-	void (*held)(void *ud, const char *uid, int64_t attempt, const char *runner);
+	/* A (re)connecting runner says it holds this attempt, which the broker did not give it on
+	 * this run (typically: after a controller restart). Returns 1 when the controller's records
+	 * show the attempt on that runner; then its messages are accepted. Otherwise it is cancelled
+	 * and its messages dropped. Called without the broker's lock, on the loop thread. */
+	int (*held)(void *ud, const char *uid, int64_t attempt, const char *runner);
 	/* Slots became free or a runner joined: queued tasks may now fit. */
 	void (*capacity)(void *ud);
 	/* A runner reconnected without an attempt it had been given. */
@@ -57,5 +61,23 @@ int broker_ack(struct broker *b, const char *runner, const char *uid, int64_t at
 void broker_counts(struct broker *b, int *runners, int *free_slots);
 /* Whether any connected runner's labels match selector (NULL or empty matches any). */
 int broker_has_runner(struct broker *b, json_t *selector);
-/* Parses "host:port" / "[v6]:port"; host must be an address. */
+/* Parses "host:port" / "[v6]:port"; host must be an address literal ("" = 0.0.0.0). */
 int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port);
+
+/* Binding a libwebsockets vhost to exactly one address: prepare sets iface and the options (IPv6
+ * off for an IPv4 address, else lws binds [::]) and notes the listening sockets that exist;
+ * verify, after lws_create_vhost, checks with getsockname that the new ones are bound to what
+ * was asked (-EADDRNOTAVAIL otherwise, and the caller refuses to start). */
+struct broker_bind {
+	char host[64];
+	int port, v6;
+	int before[32], nbefore;
+};
+int broker_bind_prepare(const char *addr, struct broker_bind *bb, const char **iface, uint64_t *options);
+int broker_bind_verify(const struct broker_bind *bb);
+
+struct broker_stats {
+	unsigned long long dropped_started, dropped_log, dropped_result; /* not that runner's attempt */
+	unsigned long long auth_limited;   /* authentications refused by the per-peer limit */
+};
+void broker_stats(struct broker *b, struct broker_stats *ret);

@@ -252,6 +252,14 @@ static int app_leads(void *ud)
 	return lease_is_leader(a->lease);
 }
 
+/* Runners are taken once the Task cache has synced (what a runner says it holds is checked
+ * against it) and, with --leader-elect, only by the leader. */
+static int app_admits(void *ud)
+{
+	struct app *a = ud;
+	return (!a->lease || lease_is_leader(a->lease)) && a->inf && informer_synced(a->inf);
+}
+
 static void app_lease_started(void *ud)
 {
 	struct app *a = ud;
@@ -411,7 +419,7 @@ int main(int argc, char **argv)
 	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
 					     .api_protocols = api_protocols(), .api_user = api,
 					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
-					     .admit = o.leader_elect ? app_leads : NULL, .admit_ud = &app,
+					     .admit = app_admits, .admit_ud = &app,
 					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
 		       &taskctl_broker_ops, tc, &app.broker);
 	if (r < 0)

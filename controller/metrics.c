@@ -574,6 +574,21 @@ int metrics_render(struct metrics *m, struct buf *out)
 	if (r == 0)
 		r = mhead(out, "tasked_runner_slots_free", "gauge", "Free task slots across connected runners.") ?:
 		    mput(out, "tasked_runner_slots_free %d\n", free_slots);
+	if (src.broker) {
+		struct broker_stats bs;
+		broker_stats(src.broker, &bs);
+		if (r == 0)
+			r = mhead(out, "tasked_broker_messages_dropped_total", "counter",
+				  "Runner messages dropped because they named an attempt not in flight on that runner, by type.") ?:
+			    mput(out, "tasked_broker_messages_dropped_total{type=\"started\"} %llu\n"
+				      "tasked_broker_messages_dropped_total{type=\"log\"} %llu\n"
+				      "tasked_broker_messages_dropped_total{type=\"result\"} %llu\n",
+				 bs.dropped_started, bs.dropped_log, bs.dropped_result);
+		if (r == 0)
+			r = mhead(out, "tasked_runner_auth_limited_total", "counter",
+				  "Runner authentications refused because their peer address failed too often.") ?:
+			    mput(out, "tasked_runner_auth_limited_total %llu\n", bs.auth_limited);
+	}
 
 	if (src.queue)
 		wq_len(src.queue, &ready, &delayed);

@@ -254,19 +254,29 @@ static void cb_result(void *ud, const char *uid, int64_t attempt, const char *ru
 		broker_ack(t->broker, runner, uid, attempt);
 }
 
-static void cb_held(void *ud, const char *uid, int64_t attempt, const char *runner)
+/* A runner's word alone does not make an attempt its own: this controller's record, or else the
+ * Task's status, must show that attempt on that runner. */
+static int cb_held(void *ud, const char *uid, int64_t attempt, const char *runner)
 {
 	struct taskctl *t = ud;
 	struct attempt *a;
 	char *k = taskctl_key_for(t, uid);
+	json_t *task = k ? informer_get(t->inf, k) : NULL, *st = json_object_get(task, "status");
+	const char *shown_on = json_string_value(json_object_get(st, "runner"));
+	int shown = shown_on && strcmp(shown_on, runner) == 0 &&
+		    json_integer_value(json_object_get(st, "attempts")) == attempt, mine = 0;
 
+	json_decref(task);
 	pthread_mutex_lock(&t->lock);
 	a = att_find(t, uid);
-	if (!a && k) {
+	if (a) {
+		mine = a->attempt == attempt && strcmp(a->runner, runner) == 0;
+	} else if (k && shown) {
 		a = att_new(t, uid, k, attempt, runner);
 		if (a)
 			a->state = ATT_STARTED;
-	} else if (!a) {
+		mine = a != NULL;
+	} else if (!k) {
 		/* No such task in the cache: deleted while no controller was watching, or the
 		 * cache is not synced yet. Decided in reconcile_orphans. */
 		json_object_set_new(t->orphans, uid, json_pack("{sIss}", "attempt", (json_int_t)attempt, "runner", runner));
@@ -274,6 +284,7 @@ static void cb_held(void *ud, const char *uid, int64_t attempt, const char *runn
 	pthread_mutex_unlock(&t->lock);
 	wq_add(t->cfg.queue, k ? k : TASKCTL_ORPHANS_KEY);
 	free(k);
+	return mine;
 }
 
 static void cb_lost(void *ud, const char *uid, int64_t attempt, const char *runner)
@@ -1397,22 +1408,26 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 /* The task is gone: stop whatever still runs for it. */
 static void reconcile_deleted(struct taskctl *t, const char *key)
 {
-	struct attempt *a;
+	struct attempt *a, snap = { 0 };
+	int act = 0;   /* 1 cancel, 2 ack: sent after unlocking (the broker takes its own lock) */
+
 	pthread_mutex_lock(&t->lock);
 	for (a = t->attempts; a; a = a->next) {
 		if (strcmp(a->key, key) != 0)
 			continue;
-		if (a->state != ATT_DONE && a->runner[0]) {
-			log_info("task deleted; cancelling its attempt", "task", key, "runner", a->runner);
-			broker_cancel(t->broker, a->runner, a->uid, a->attempt);
-		} else if (a->state == ATT_DONE) {
-			broker_ack(t->broker, a->runner, a->uid, a->attempt);
-		}
+		act = a->state != ATT_DONE && a->runner[0] ? 1 : a->state == ATT_DONE ? 2 : 0;
+		snap = *a;
 		att_drop(t, a->uid);
 		break;
 	}
 	json_object_del(t->waiting, key);
 	pthread_mutex_unlock(&t->lock);
+	if (act == 1) {
+		log_info("task deleted; cancelling its attempt", "task", key, "runner", snap.runner);
+		broker_cancel(t->broker, snap.runner, snap.uid, snap.attempt);
+	} else if (act == 2) {
+		broker_ack(t->broker, snap.runner, snap.uid, snap.attempt);
+	}
 }
 
 /* ttlSecondsAfterFinished: delete on time (with a UID precondition). */
@@ -1508,7 +1523,7 @@ static int reconcile_orphans(struct taskctl *t)
 		const char *runner = json_string_value(json_object_get(v, "runner"));
 		int64_t attempt = json_integer_value(json_object_get(v, "attempt"));
 		if (k) {
-			cb_held(t, uid, attempt, runner);
+			(void)cb_held(t, uid, attempt, runner);
 		} else {
 			log_info("runner holds an attempt of a deleted task; cancelling it", "uid", uid, "runner", runner);
 			broker_cancel(t->broker, runner, uid, attempt);
@@ -1574,14 +1589,16 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 		have = 1;
 	}
 	if (is_terminal(phase) && (!a || a->written == W_TERMINAL || a->state != ATT_DONE)) {
-		/* The API server has the final word; nothing more to do for this task. */
-		if (a && a->state == ATT_DONE)
-			broker_ack(t->broker, a->runner, a->uid, a->attempt);
-		else if (a && a->runner[0])
-			broker_cancel(t->broker, a->runner, a->uid, a->attempt);
+		/* The API server has the final word; nothing more to do for this task. The ack or
+		 * cancel goes out after unlocking (the broker takes its own lock). */
+		int act = a && a->state == ATT_DONE ? 2 : a && a->runner[0] ? 1 : 0;
 		att_drop(t, uid);
 		json_object_del(t->waiting, key);
 		pthread_mutex_unlock(&t->lock);
+		if (act == 2)
+			broker_ack(t->broker, snap.runner, snap.uid, snap.attempt);
+		else if (act == 1)
+			broker_cancel(t->broker, snap.runner, snap.uid, snap.attempt);
 		r = reconcile_ttl(t, task, key);
 		goto out;
 	}

@@ -57,6 +57,11 @@ struct conn {
 	atomic_int workers;
 	int64_t health_at;              /* when --health-file was last written (monotonic ms) */
 	int health_err;                 /* the last write error, logged once */
+	char proxy[300];                /* --broker-proxy as host:port for libwebsockets, or "" */
+	/* The last result written on this connection: if the controller closes the connection
+	 * over it (4400/1009), it is replaced instead of being resent forever. */
+	char last_uid[PROTO_MAX_ID + 1];
+	int64_t last_attempt;
 };
 
 static const char *conn_strerror(int err)
@@ -126,6 +131,24 @@ int conn_parse_url(const char *url, struct conn_url *ret)
 	return 0;
 }
 
+int conn_parse_proxy(const char *url, char *out, size_t outsz)
+{
+	struct conn_url u;
+	int n;
+
+	/* Same shape as a broker URL, with the http scheme. */
+	if (strncmp(url, "http://", 7) != 0 || strlen(url) > 300)
+		return -EINVAL;
+	{
+		char ws[310];
+		snprintf(ws, sizeof(ws), "ws://%s", url + 7);
+		if (conn_parse_url(ws, &u) < 0 || !strchr(url + 7, ':'))
+			return -EINVAL;
+	}
+	n = snprintf(out, outsz, "%s%s%s:%d", u.ipv6 ? "[" : "", u.host, u.ipv6 ? "]" : "", u.port);
+	return n < 0 || (size_t)n >= outsz ? -EINVAL : 0;
+}
+
 int64_t conn_backoff_ms(int failures, int64_t base_ms, int64_t max_ms)
 {
 	int64_t d = base_ms;
@@ -188,6 +211,29 @@ static void conn_refuse(struct conn *c, const char *uid, int64_t attempt, const 
 	json_decref(o);
 }
 
+/* The controller refused this attempt's kept result (or it cannot be sent): replace it with a
+ * minimal one it can decode, so the attempt fails with a reason instead of being resent
+ * forever. */
+static void conn_replace_invalid(struct conn *c, const char *uid, int64_t attempt, const char *why)
+{
+	json_t *o = proto_new_task(PROTO_RESULT, uid, attempt);
+	char *text, msg[256], at[24];
+	size_t len;
+
+	if (!o)
+		return;
+	snprintf(msg, sizeof(msg), "the controller could not accept this attempt's result: %s", why);
+	json_object_set_new(o, "phase", json_string("Failed"));
+	json_object_set_new(o, "reason", json_string("InvalidResult"));
+	json_object_set_new(o, "message", json_string(msg));
+	json_object_set_new(o, "completionTime", json_integer(util_now_ms()));
+	snprintf(at, sizeof(at), "%" PRId64, attempt);
+	log_warn("replacing a result the controller refused", "taskUid", uid, "attempt", at, "reason", why);
+	if (proto_encode(o, conn_max_message(c), &text, &len) == 0)
+		(void)reg_replace(c->reg, uid, attempt, text, len);
+	json_decref(o);
+}
+
 /* ---- worker threads -------------------------------------------------------------------- */
 
 struct conn_worker {
@@ -244,13 +290,29 @@ static void *conn_worker_main(void *p)
 		json_object_set_new(o, "truncated", json_true());
 		r = proto_encode(o, conn_max_message(c), &text, &len);
 	}
+	if (r == 0) {
+		/* Never keep (and resend) what our own decoder, which the controller shares, refuses. */
+		struct proto_msg m;
+		char err[160];
+		if (proto_decode(text, len, conn_max_message(c), PROTO_FROM_RUNNER, &m, err, sizeof(err)) == 0) {
+			proto_msg_free(&m);
+		} else {
+			char msg[256];
+			free(text);
+			text = NULL;
+			r = -EBADMSG;
+			snprintf(msg, sizeof(msg), "the result could not be encoded as a valid message: %s", err);
+			log_warn("result refused by the protocol decoder", "taskUid", w->uid, "error", err);
+			conn_refuse(c, w->uid, w->attempt, "Failed", "InvalidResult", msg);
+		}
+	}
 	snprintf(code, sizeof(code), "%d", res.exit_code);
 	snprintf(attempt, sizeof(attempt), "%" PRId64, w->attempt);
 	log_info("attempt finished", "taskUid", w->uid, "attempt", attempt, "namespace", w->ns,
 		 "name", w->name, "phase", res.phase, "reason", res.reason, "exitCode", code);
 	if (r == 0) {
 		(void)reg_finish(c->reg, w->uid, w->attempt, text, len);
-	} else {
+	} else if (r != -EBADMSG) {
 		/* The slot must be freed and the verdict reported whatever happens. */
 		log_error("could not encode result", "taskUid", w->uid, "error", conn_strerror(-r));
 		conn_refuse(c, w->uid, w->attempt, res.phase, res.reason,
@@ -499,11 +561,23 @@ static int conn_writable(struct conn *c, struct lws *wsi)
 	}
 	if (c->state != CONN_ONLINE || !reg_pop(c->reg, &msg, &len))
 		return 0;
-	if (len > conn_max_message(c)) {
-		log_error("dropping a message over the controller's size cap");
-		r = 0;
-	} else {
-		r = conn_write(c, wsi, msg, len);
+	{
+		enum proto_type t;
+		char uid[PROTO_MAX_ID + 1];
+		int64_t at;
+		int is_result = proto_envelope(msg, len, &t, uid, sizeof(uid), &at) == 0 && t == PROTO_RESULT;
+		if (len > conn_max_message(c)) {
+			log_error("dropping a message over the controller's size cap");
+			if (is_result)
+				conn_replace_invalid(c, uid, at, "it is larger than the controller's message cap");
+			r = 0;
+		} else {
+			r = conn_write(c, wsi, msg, len);
+			if (r == 0 && is_result) {
+				memcpy(c->last_uid, uid, strlen(uid) + 1);
+				c->last_attempt = at;
+			}
+		}
 	}
 	free(msg);
 	if (r < 0)
@@ -557,6 +631,7 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			return -1;
 		c->state = CONN_HELLO;
 		c->last_rx = util_mono_ms();
+		c->last_uid[0] = '\0';
 		buf_free(&c->rx);
 		buf_init(&c->rx, PROTO_MAX_MESSAGE_DEFAULT);
 		atomic_store(&c->max_message, (size_t)PROTO_MAX_MESSAGE_DEFAULT);
@@ -606,6 +681,12 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			memcpy(why, b + 2, n);
 			why[n] = '\0';
 			log_warn("controller closed the connection", "code", code, "reason", why);
+			/* An older controller closes over a result it cannot decode: do not resend it. */
+			if ((b[0] << 8 | b[1]) == PROTO_CLOSE_MALFORMED || (b[0] << 8 | b[1]) == PROTO_CLOSE_TOO_BIG) {
+				if (c->last_uid[0])
+					conn_replace_invalid(c, c->last_uid, c->last_attempt, why);
+				c->last_uid[0] = '\0';
+			}
 		}
 		break;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
@@ -682,6 +763,8 @@ static int conn_auth(struct conn *c)
 		goto out;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	/* The token goes to the controller only: no proxy from the environment. */
+	curl_easy_setopt(h, CURLOPT_PROXY, c->cfg.broker_proxy ? c->cfg.broker_proxy : "");
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -879,10 +962,16 @@ static void conn_tick_cb(lws_sorted_usec_list_t *sul)
 
 static void conn_lws_log(int level, const char *line)
 {
-	char copy[512];
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	unsigned long long suppressed;
+	char copy[512], n[24];
+
+	if (!log_limit_allow(&limit, 20, 1, &suppressed))
+		return;
 	snprintf(copy, sizeof(copy), "%s", line);
 	util_rstrip(copy);
-	log_warn("libwebsockets", "detail", copy);
+	snprintf(n, sizeof(n), "%llu", suppressed);
+	log_warn("libwebsockets", "detail", copy, suppressed ? "suppressedBefore" : NULL, n);
 }
 
 int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
@@ -906,8 +995,23 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		log_warn("ws:// to a non-loopback address: the token, grant and task data travel in "
 			 "clear text; use wss://", "host", c->url.host);
 
+	if (cfg->broker_proxy && conn_parse_proxy(cfg->broker_proxy, c->proxy, sizeof(c->proxy)) < 0) {
+		free(c);
+		return -EINVAL;
+	}
+	if (!cfg->broker_proxy) {
+		/* libwebsockets takes http_proxy from the environment for the WebSocket (and the
+		 * grant would go to the proxy); tasks never see the runner's environment. This runs
+		 * before any other thread exists. */
+		static const char *const vars[] = { "http_proxy", "HTTP_PROXY", "https_proxy",
+						    "HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
+		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+			unsetenv(vars[i]);
+	}
 	lws_set_log_level(LLL_ERR, conn_lws_log);
 	memset(&info, 0, sizeof(info));
+	if (c->proxy[0])
+		info.http_proxy_address = c->proxy;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = conn_protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

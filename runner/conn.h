@@ -25,6 +25,9 @@ struct conn_url {
 
 /* Parses ws://host[:port] or wss://host[:port] (path empty or "/"); -EINVAL otherwise. */
 int conn_parse_url(const char *url, struct conn_url *ret);
+/* Parses http://host:port (path empty or "/") into "host:port" for libwebsockets; -EINVAL
+ * otherwise. */
+int conn_parse_proxy(const char *url, char *out, size_t outsz);
 /* Jittered exponential backoff: base doubled per failure up to max, then +-25 %. */
 int64_t conn_backoff_ms(int failures, int64_t base_ms, int64_t max_ms);
 
@@ -39,6 +42,9 @@ struct conn_config {
 	const char *work_dir;
 	int drop_uid;
 	const char *health_file; /* rewritten every HEALTH_EVERY_MS (health.h), or NULL */
+	/* HTTP proxy for the broker connection ("http://host:port"), or NULL: then none, whatever
+	 * http_proxy and friends say (the token and grant would go through it). */
+	const char *broker_proxy;
 };
 
 struct conn;

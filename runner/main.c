@@ -27,7 +27,7 @@
 
 struct runner_flags {
 	const char *controller, *token_file, *ca_file, *work_dir, *labels, *id;
-	const char *health_file, *check_health;
+	const char *health_file, *check_health, *broker_proxy;
 	long concurrency, grace_seconds, max_age;
 	int ready;
 	enum log_level level;
@@ -43,6 +43,8 @@ static void runner_usage(FILE *f)
 	      "  --controller URL      broker URL, ws:// (loopback) or wss:// (default ws://127.0.0.1:8081)\n"
 	      "  --token-file PATH     file holding the runner token (required; never read from the environment)\n"
 	      "  --ca-file PATH        CA bundle for wss:// and https:// (default: system trust store)\n"
+	      "  --broker-proxy URL    reach the controller through this HTTP proxy (http://HOST:PORT);\n"
+	      "                        without it no proxy is used, whatever http_proxy and friends say\n"
 	      "  --concurrency N       attempts run at once, 1-1024 (default 4)\n"
 	      "  --labels K=V,...      labels advertised to the controller (default pool=default)\n"
 	      "  --work-dir DIR        where the runner makes its directory for the tasks' work dirs (default /tmp)\n"
@@ -164,7 +166,7 @@ static void runner_default_id(char *out, size_t outsz)
 static void runner_parse(int argc, char **argv, struct runner_flags *f)
 {
 	enum { F_CONTROLLER = 256, F_TOKEN, F_CA, F_CONC, F_LABELS, F_WORK, F_ID, F_GRACE, F_LEVEL,
-	       F_VERSION, F_HELP, F_HEALTH, F_CHECK, F_READY, F_MAXAGE };
+	       F_VERSION, F_HELP, F_HEALTH, F_CHECK, F_READY, F_MAXAGE, F_PROXY };
 	static const struct option opts[] = {
 		{ "controller", required_argument, NULL, F_CONTROLLER },
 		{ "token-file", required_argument, NULL, F_TOKEN },
@@ -179,6 +181,7 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 		{ "check-health", required_argument, NULL, F_CHECK },
 		{ "ready", no_argument, NULL, F_READY },
 		{ "max-age-seconds", required_argument, NULL, F_MAXAGE },
+		{ "broker-proxy", required_argument, NULL, F_PROXY },
 		{ "version", no_argument, NULL, F_VERSION },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -197,6 +200,13 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 		case F_HEALTH: f->health_file = optarg; break;
 		case F_CHECK: f->check_health = optarg; break;
 		case F_READY: f->ready = 1; break;
+		case F_PROXY: {
+			char hp[300];
+			if (conn_parse_proxy(optarg, hp, sizeof(hp)) < 0)
+				runner_bad_flag("--broker-proxy: want http://HOST:PORT, got \"%s\"", optarg);
+			f->broker_proxy = optarg;
+			break;
+		}
 		case F_MAXAGE:
 			if (util_parse_long(optarg, 1, 86400, &f->max_age) < 0)
 				runner_bad_flag("--max-age-seconds: want an integer from 1 to 86400, got \"%s\"", optarg);
@@ -384,6 +394,7 @@ int main(int argc, char **argv)
 	}
 	cfg.drop_uid = geteuid() == 0;
 	cfg.health_file = f.health_file;
+	cfg.broker_proxy = f.broker_proxy;
 
 	r = reg_new((int)f.concurrency, 4 * 1024 * 1024, &reg);
 	if (r == 0)

@@ -215,6 +215,32 @@ int reg_finish(struct reg *r, const char *task_uid, int64_t attempt, char *msg, 
 	return ret == -ENOTCONN ? 0 : ret;
 }
 
+int reg_replace(struct reg *r, const char *task_uid, int64_t attempt, char *msg, size_t len)
+{
+	struct reg_attempt *a;
+	char *copy;
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	a = reg_find_locked(r, task_uid, attempt, NULL);
+	if (!a || a->running || !a->result) {
+		ret = !a || !a->running ? -ENOENT : -EBUSY;
+		pthread_mutex_unlock(&r->lock);
+		free(msg);
+		return ret;
+	}
+	free(a->result);
+	a->result = msg;
+	a->result_len = len;
+	if (r->online && (copy = malloc(len + 1))) {
+		memcpy(copy, msg, len + 1);
+		ret = reg_queue_locked(r, REG_MSG_CONTROL, copy, len);
+	}
+	pthread_mutex_unlock(&r->lock);
+	reg_wake(r);
+	return ret == -ENOTCONN ? 0 : ret;
+}
+
 int reg_ack(struct reg *r, const char *task_uid, int64_t attempt)
 {
 	struct reg_attempt *a, **pp = NULL;

@@ -27,6 +27,9 @@ int reg_begin(struct reg *r, const char *task_uid, int64_t attempt, struct exec_
  * queues it when online. Works for attempts never begun (refusals): they are added, up to
  * PROTO_MAX_HELD entries in all (-ENOSPC past that, and the result is dropped). */
 int reg_finish(struct reg *r, const char *task_uid, int64_t attempt, char *msg, size_t len);
+/* Replaces the kept result of a finished attempt (steals msg; freed on error) and queues it when
+ * online: for a result the controller refused. -ENOENT when not held; -EBUSY when running. */
+int reg_replace(struct reg *r, const char *task_uid, int64_t attempt, char *msg, size_t len);
 /* Forgets an acknowledged result. -ENOENT when unknown; -EBUSY when still running. */
 int reg_ack(struct reg *r, const char *task_uid, int64_t attempt);
 /* Kills a running attempt (exec_task_kill). -ENOENT when not running here; -EALREADY when it

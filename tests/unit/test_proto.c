@@ -77,6 +77,46 @@ int main(void)
 		r = decode(bad[i].in, bad[i].dir, &m, err);
 		ok(r == -EBADMSG && strstr(err, bad[i].reason), "refused %s (%s)", bad[i].in, err);
 	}
+	{
+		/* The envelope scan attributes what the strict decoder refuses. */
+		static const char *const env_ok[] = {
+			"{\"type\":\"result\",\"taskUid\":\"u-1\",\"attempt\":7,\"phase\":\"Bogus\"}",
+			"{ \"output\" : [[{\"k\":\"]}\\\"\"}]], \"attempt\" : 7 , \"taskUid\":\"u-1\", \"type\":\"result\", \"x\": null }",
+			"{\"type\":\"result\",\"taskUid\":\"u-1\",\"attempt\":7,\"message\":\"a\\u0000b\"}",
+		};
+		static const char *const env_bad[] = {
+			"", "[]", "{}", "{\"type\":\"result\",\"taskUid\":\"u\"}",
+			"{\"type\":\"result\",\"taskUid\":\"u\",\"attempt\":0}",
+			"{\"type\":\"result\",\"taskUid\":\"u\",\"attempt\":1.5}",
+			"{\"type\":\"result\",\"taskUid\":\"u\",\"attempt\":123456789}",
+			"{\"type\":\"result\",\"taskUid\":\"u\\u0031\",\"attempt\":1}",
+			"{\"type\":\"result\",\"taskUid\":\"a\",\"taskUid\":\"b\",\"attempt\":1}",
+			"{\"type\":\"nope\",\"taskUid\":\"u\",\"attempt\":1}",
+			"{\"type\":\"result\",\"taskUid\":\"u\",\"attempt\":1,\"output\":[[[",
+		};
+		enum proto_type t;
+		char uid[PROTO_MAX_ID + 1];
+		int64_t at;
+		char *deep = malloc(20000 + 128);
+		size_t k = 0;
+		for (size_t i = 0; i < sizeof(env_ok) / sizeof(env_ok[0]); i++) {
+			r = proto_envelope(env_ok[i], strlen(env_ok[i]), &t, uid, sizeof(uid), &at);
+			ok(r == 0 && t == PROTO_RESULT && strcmp(uid, "u-1") == 0 && at == 7, "envelope of %s", env_ok[i]);
+		}
+		for (size_t i = 0; i < sizeof(env_bad) / sizeof(env_bad[0]); i++)
+			ok(proto_envelope(env_bad[i], strlen(env_bad[i]), &t, uid, sizeof(uid), &at) == -EBADMSG,
+			   "no envelope in %s", env_bad[i]);
+		k += (size_t)snprintf(deep, 64, "{\"type\":\"result\",\"output\":");
+		for (int i = 0; i < 9000; i++)
+			deep[k++] = '[';
+		for (int i = 0; i < 9000; i++)
+			deep[k++] = ']';
+		k += (size_t)snprintf(deep + k, 64, ",\"taskUid\":\"u-1\",\"attempt\":7}");
+		ok(proto_decode(deep, k, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_RUNNER, &m, err, sizeof(err)) == -EBADMSG &&
+		   proto_envelope(deep, k, &t, uid, sizeof(uid), &at) == 0 && at == 7,
+		   "output nested 9000 deep: refused by the decoder, attributed by the envelope scan");
+		free(deep);
+	}
 	big = malloc(2 * 1024 * 1024 + 1);
 	memset(big, ' ', 2 * 1024 * 1024);
 	big[2 * 1024 * 1024] = '\0';
