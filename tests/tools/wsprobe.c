@@ -8,6 +8,12 @@
  *     --print-grant    print the grant obtained with --token
  *     --proto P        subprotocol (default tasked.runner.v1; "" for none)
  *     --wait-ms N      how long to read after the last send (default 2000)
+ *     --source ADDR    connect from this local IPv4 address (e.g. 127.0.0.2)
+ *     --auth-only      stop after POST /runners/auth (prints "auth <status>")
+ *     --unmasked       send frames without the client mask (RFC 6455 forbids it)
+ *     --pause-ms N     (between sends) read until nothing arrived for N ms
+ *     --expect T N     (between sends) read until N received messages in all contained T
+ *                      (at most 60 s)
  *
  * Output lines: "auth <status>", "grant <hex>", "upgrade <status>", "recv <text>",
  * "close <code> <reason>", "eof". Exit status 0 unless the tool itself failed. */
@@ -22,10 +28,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static const char *source;
+static int unmasked;
+static const char *expect_text;
+static int expect_seen, expect_want;
+
 static int dial(const char *host, int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in src = { .sin_family = AF_INET };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && source && (inet_pton(AF_INET, source, &src.sin_addr) != 1 ||
+				  bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)) {
+		perror("bind");
+		exit(1);
+	}
 	if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		perror("connect");
@@ -101,45 +118,51 @@ static int get_grant(const char *host, int port, const char *token, char *grant,
 static void send_frame(int fd, const char *data, size_t n)
 {
 	unsigned char hdr[14], mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+	unsigned char mbit = unmasked ? 0 : 0x80;
 	size_t h = 0;
 	char *m = malloc(n ? n : 1);
 	hdr[h++] = 0x81;   /* FIN + text */
 	if (n < 126) {
-		hdr[h++] = (unsigned char)(0x80 | n);
+		hdr[h++] = (unsigned char)(mbit | n);
 	} else if (n < 65536) {
-		hdr[h++] = 0x80 | 126;
+		hdr[h++] = mbit | 126;
 		hdr[h++] = (unsigned char)(n >> 8);
 		hdr[h++] = (unsigned char)n;
 	} else {
-		hdr[h++] = 0x80 | 127;
+		hdr[h++] = mbit | 127;
 		for (int i = 7; i >= 0; i--)
 			hdr[h++] = (unsigned char)((uint64_t)n >> (8 * i));
 	}
-	memcpy(hdr + h, mask, 4);
-	h += 4;
+	if (mbit) {
+		memcpy(hdr + h, mask, 4);
+		h += 4;
+	}
 	for (size_t i = 0; i < n; i++)
-		m[i] = (char)(data[i] ^ mask[i & 3]);
+		m[i] = (char)(mbit ? data[i] ^ mask[i & 3] : data[i]);
 	write_all(fd, hdr, h);
 	write_all(fd, m, n);
 	free(m);
 }
 
-/* Prints frames until close, EOF or the deadline. */
-static void read_frames(int fd, int wait_ms)
+/* Prints frames until close, EOF or the deadline (or, with quiet_timeout, until nothing came
+ * for wait_ms, or until the expected messages came: returns 0 then, 1 after close or EOF). */
+static int read_frames(int fd, int wait_ms, int quiet_timeout)
 {
 	static unsigned char buf[1 << 21];
-	size_t len = 0;
+	static size_t len;
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 		if (poll(&p, 1, wait_ms) <= 0) {
+			if (quiet_timeout)
+				return 0;
 			printf("timeout\n");
-			return;
+			return 1;
 		}
 		n = read(fd, buf + len, sizeof(buf) - len);
 		if (n <= 0) {
 			printf("eof\n");
-			return;
+			return 1;
 		}
 		len += (size_t)n;
 		while (len >= 2) {
@@ -162,15 +185,20 @@ static void read_frames(int fd, int wait_ms)
 				break;
 			if (op == 1) {
 				printf("recv %.*s\n", (int)plen, buf + off);
+				if (expect_text && memmem(buf + off, plen, expect_text, strlen(expect_text)))
+					expect_seen++;
 			} else if (op == 8) {
 				int code = plen >= 2 ? buf[off] << 8 | buf[off + 1] : 0;
 				printf("close %d %.*s\n", code, plen > 2 ? (int)(plen - 2) : 0, buf + off + 2);
-				return;
+				fflush(stdout);
+				return 1;
 			}
 			memmove(buf, buf + off + plen, len - off - plen);
 			len -= off + plen;
 		}
 		fflush(stdout);
+		if (expect_text && expect_seen >= expect_want)
+			return 0;
 	}
 }
 
@@ -178,7 +206,7 @@ int main(int argc, char **argv)
 {
 	const char *host, *proto = "tasked.runner.v1", *grant_arg = NULL, *token = NULL;
 	char grant[256] = "", req[4096], resp[8192];
-	int port, fd, code = 0, wait_ms = 2000, print_grant = 0, i;
+	int port, fd, code = 0, wait_ms = 2000, print_grant = 0, auth_only = 0, closed = 0, i;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: wsprobe HOST PORT [--token T|--grant G] [--send TEXT|--send-size N]...\n");
@@ -197,14 +225,23 @@ int main(int argc, char **argv)
 			wait_ms = (int)strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--print-grant") == 0)
 			print_grant = 1;
-		else if (strcmp(argv[i], "--send") == 0 || strcmp(argv[i], "--send-size") == 0)
+		else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc)
+			source = argv[++i];
+		else if (strcmp(argv[i], "--auth-only") == 0)
+			auth_only = 1;
+		else if (strcmp(argv[i], "--unmasked") == 0)
+			unmasked = 1;
+		else if (strcmp(argv[i], "--send") == 0 || strcmp(argv[i], "--send-size") == 0 ||
+			 strcmp(argv[i], "--pause-ms") == 0)
 			i++;
+		else if (strcmp(argv[i], "--expect") == 0 && i + 2 < argc)
+			i += 2;
 		else {
 			fprintf(stderr, "wsprobe: unknown option %s\n", argv[i]);
 			return 2;
 		}
 	}
-	if (token && get_grant(host, port, token, grant, sizeof(grant)) < 0)
+	if (token && (get_grant(host, port, token, grant, sizeof(grant)) < 0 || auth_only))
 		return 0;
 	if (grant_arg)
 		snprintf(grant, sizeof(grant), "%s", grant_arg);
@@ -226,8 +263,17 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
-	for (i = 3; i < argc; i++) {
-		if (strcmp(argv[i], "--send") == 0) {
+	for (i = 3; i < argc && !closed; i++) {
+		if (strcmp(argv[i], "--pause-ms") == 0) {
+			closed = read_frames(fd, (int)strtol(argv[++i], NULL, 10), 1);
+		} else if (strcmp(argv[i], "--expect") == 0) {
+			expect_text = argv[++i];
+			expect_want = (int)strtol(argv[++i], NULL, 10);
+			if (expect_seen < expect_want)
+				closed = read_frames(fd, 60000, 1);
+			expect_text = NULL;
+			expect_seen = 0;
+		} else if (strcmp(argv[i], "--send") == 0) {
 			send_frame(fd, argv[i + 1], strlen(argv[i + 1]));
 			i++;
 		} else if (strcmp(argv[i], "--send-size") == 0) {
@@ -237,11 +283,13 @@ int main(int argc, char **argv)
 			send_frame(fd, big, n);
 			free(big);
 		} else if (strcmp(argv[i], "--token") == 0 || strcmp(argv[i], "--grant") == 0 ||
-			   strcmp(argv[i], "--proto") == 0 || strcmp(argv[i], "--wait-ms") == 0) {
+			   strcmp(argv[i], "--proto") == 0 || strcmp(argv[i], "--wait-ms") == 0 ||
+			   strcmp(argv[i], "--source") == 0) {
 			i++;
 		}
 	}
-	read_frames(fd, wait_ms);
+	if (!closed)
+		read_frames(fd, wait_ms, 0);
 	close(fd);
 	return 0;
 }
