@@ -44,6 +44,7 @@ static struct srv {
 	json_t *rx;              /* every message the runner sent, in order */
 	struct frame *q, *qtail;
 	int kick;                /* close the current connection */
+	int close_on_result;     /* close with 4400 when the next result arrives */
 	atomic_int stop;
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -140,10 +141,19 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		(void)buf_append(&rx, in, len);
 		if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
 			json_t *j = json_loadb(rx.data, rx.len, 0, NULL);
+			int refuse;
 			pthread_mutex_lock(&S.lock);
+			refuse = S.close_on_result && j && strcmp(json_string_value(json_object_get(j, "type")) ?: "", "result") == 0;
+			if (refuse)
+				S.close_on_result = 0;
 			json_array_append_new(S.rx, j ? j : json_string("<invalid>"));
 			pthread_mutex_unlock(&S.lock);
 			buf_reset(&rx);
+			if (refuse) {
+				/* what an older controller did with a result it could not decode */
+				lws_close_reason(wsi, (enum lws_close_status)PROTO_CLOSE_MALFORMED, (unsigned char *)"bad result", 10);
+				return -1;
+			}
 		}
 		break;
 	case LWS_CALLBACK_SERVER_WRITEABLE: {
@@ -630,6 +640,23 @@ static void test_conn(void)
 		is_int(srv_get(&S.peer_close_code), PROTO_CLOSE_TOO_BIG, "oversized message: close 1009");
 		srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
 	}
+
+	/* a result the controller closed the connection over is replaced, not resent as it was */
+	usleep(100 * 1000);
+	pthread_mutex_lock(&S.lock);
+	S.close_on_result = 1;
+	pthread_mutex_unlock(&S.lock);
+	base = srv_get(&S.conns);
+	dispatch("t5b", 1, "echo", "refused");
+	ok(wait_int(&S.conns, base + 1, 5000), "reconnects after the controller closed over a result");
+	from = rx_count();
+	srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
+	i = wait_rx(from, "result", "t5b", 1, 5000);
+	m = i >= 0 ? rx_get(i) : NULL;
+	ok(m && strcmp(str(m, "reason"), "InvalidResult") == 0 && strcmp(str(m, "phase"), "Failed") == 0,
+	   "the refused result comes back as Failed/InvalidResult");
+	json_decref(m);
+	ack("t5b", 1);
 
 	/* still works afterwards */
 	usleep(100 * 1000);
