@@ -579,6 +579,19 @@ static int broker_http_reply(struct lws *wsi, struct hsess *hs, unsigned int sta
 	return 0;
 }
 
+/* Refusals can come in floods: one line per refusal would be an easy way to fill a disk. */
+static void broker_log_refusal(const char *msg, const char *reason)
+{
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	unsigned long long suppressed;
+	char n[24];
+
+	if (!log_limit_allow(&limit, 20, 1, &suppressed))
+		return;
+	snprintf(n, sizeof(n), "%llu", suppressed);
+	log_warn(msg, "reason", reason, suppressed ? "suppressedBefore" : NULL, n);
+}
+
 static json_t *broker_err(const char *err, const char *msg)
 {
 	return json_pack("{ssss}", "error", err, "message", msg);
@@ -626,11 +639,11 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		}
 		json_decref(req);
 		if (r == -EAGAIN) {
-			log_warn("runner auth rate limited");
+			broker_log_refusal("runner auth rate limited", "too many failed authentications from this address");
 			return broker_http_reply(wsi, hs, 429, broker_err("TooManyRequests", "too many failed runner authentications; retry later"));
 		}
 		if (r < 0) {
-			log_warn("runner auth refused", "reason", "invalid token");
+			broker_log_refusal("runner auth refused", "invalid token");
 			return broker_http_reply(wsi, hs, 403, broker_err("Forbidden", "invalid runner token"));
 		}
 		r = broker_http_reply(wsi, hs, 200, json_pack("{sssi}", "grant", grant, "expiresInSeconds", BROKER_GRANT_TTL_MS / 1000));
@@ -947,7 +960,7 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 		if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
 		    strncmp(auth, "Bearer ", 7) != 0 || broker_take_grant(b, auth + 7) < 0) {
 			OPENSSL_cleanse(auth, sizeof(auth));
-			log_warn("runner WebSocket refused", "reason", "missing, expired or replayed grant");
+			broker_log_refusal("runner WebSocket refused", "missing, expired or replayed grant");
 			return -1;
 		}
 		OPENSSL_cleanse(auth, sizeof(auth));
