@@ -167,6 +167,7 @@ int broker_bind_prepare(const char *addr, struct broker_bind *bb, const char **i
 	/* With IPv6 on, lws opens a dual-stack socket bound to [::] whatever iface says. */
 	if (!bb->v6)
 		*options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	*options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
 	bb->nbefore = broker_listen_fds(bb->before, (int)UTIL_ARRAY_SIZE(bb->before));
 	return bb->nbefore < 0 ? bb->nbefore : 0;
 }
