@@ -3,7 +3,8 @@
 # real cluster:
 #  - it cannot speak for attempts it was not given: forged started/log/result for another
 #    pool's running task and for a never-dispatched task are dropped, counted and acknowledged,
-#    and a hello claiming another runner's attempt gets that attempt cancelled, not adopted;
+#    and a hello claiming another runner's attempt gets that attempt cancelled, not adopted
+#    (also after a controller restart, when only the Task's status can tell);
 #  - a result the controller cannot decode (bad field, JSON nested deeper than the parser takes)
 #    fails that attempt as InvalidResult and is acknowledged; the connection stays up and the
 #    next result on it is applied;
@@ -36,6 +37,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	ip netns del "$NETNS" 2>/dev/null
 	ip link del "$VETH_H" 2>/dev/null
+	"$IT_ROOT/tests/cluster/up.sh" >/dev/null 2>&1   # in case the restart below was cut short
 	rm -rf "$TMPD"
 	_cleanup_namespace
 }
@@ -104,6 +106,27 @@ ok "dropped started and log messages are counted" \
 	test "$(metric 'tasked_broker_messages_dropped_total{type="started"}')" -ge 1 -a \
 	"$(metric 'tasked_broker_messages_dropped_total{type="log"}')" -ge 1
 ok "the controller logged the dropped messages" grep -q '"msg":"runner message dropped"' "$STATE/controller.log"
+
+# --- after a controller restart, a claim in hello is checked against the Task's status -----------
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: victim2}
+spec:
+  shell: {command: ["sh", "-c", "sleep 15; echo real2"]}
+EOF2
+ok_phase victim2 Running 60
+victim2=$(uid_of victim2)
+stop_pidfile "$STATE/controller.pid" "$CTL" tasked-controller 5 >/dev/null
+ok "the controller restarts" "$IT_ROOT/tests/cluster/up.sh"
+hello="{\"type\":\"hello\",\"runnerId\":\"forger2-$SUFFIX\",\"version\":\"x\",\"capacity\":4,\"labels\":{\"pool\":\"forger-$SUFFIX\"},\"running\":[{\"taskUid\":\"$victim2\",\"attempt\":1}]}"
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$TOKEN" --send "$hello" --expect '"type":"cancel"' 1 \
+	--send "{\"type\":\"result\",\"taskUid\":\"$victim2\",\"attempt\":1,\"phase\":\"Failed\",\"exitCode\":98,\"logTail\":\"forged\"}" \
+	--expect '"type":"ack"' 1 --wait-ms 500)
+like "$out" "\"type\":\"cancel\",\"taskUid\":\"$victim2\"" "after a restart, claiming a running task of another runner gets a cancel"
+like "$out" "\"type\":\"ack\",\"taskUid\":\"$victim2\"" "... and the forged result is dropped and acknowledged"
+ok_phase victim2 Succeeded 90
+is "$(task_field victim2 .status.logTail)" "real2" "the task's result is its real runner's, reported after the restart"
 
 # --- a result the controller cannot decode fails its attempt, not the connection -----------------
 pool=liar-$SUFFIX
