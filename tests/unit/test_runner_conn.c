@@ -44,7 +44,7 @@ static struct srv {
 	json_t *rx;              /* every message the runner sent, in order */
 	struct frame *q, *qtail;
 	int kick;                /* close the current connection */
-	int close_on_result;     /* close with 4400 when the next result arrives */
+	const char *close_on_result; /* close with 4400 when a result for this task arrives */
 	atomic_int stop;
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -143,9 +143,12 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			json_t *j = json_loadb(rx.data, rx.len, 0, NULL);
 			int refuse;
 			pthread_mutex_lock(&S.lock);
-			refuse = S.close_on_result && j && strcmp(json_string_value(json_object_get(j, "type")) ?: "", "result") == 0;
+			/* only that task's result: others may be resent unacknowledged results */
+			refuse = S.close_on_result && j &&
+				 strcmp(json_string_value(json_object_get(j, "type")) ?: "", "result") == 0 &&
+				 strcmp(json_string_value(json_object_get(j, "taskUid")) ?: "", S.close_on_result) == 0;
 			if (refuse)
-				S.close_on_result = 0;
+				S.close_on_result = NULL;
 			json_array_append_new(S.rx, j ? j : json_string("<invalid>"));
 			pthread_mutex_unlock(&S.lock);
 			buf_reset(&rx);
@@ -644,7 +647,7 @@ static void test_conn(void)
 	/* a result the controller closed the connection over is replaced, not resent as it was */
 	usleep(100 * 1000);
 	pthread_mutex_lock(&S.lock);
-	S.close_on_result = 1;
+	S.close_on_result = "t5b";
 	pthread_mutex_unlock(&S.lock);
 	base = srv_get(&S.conns);
 	dispatch("t5b", 1, "echo", "refused");
