@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -250,7 +249,7 @@ static struct auth_peer *broker_peer_locked(struct broker *b, const unsigned cha
 	struct auth_peer *p = NULL, *best = NULL;
 	double best_t = -1;
 
-	for (int i = 0; i < BROKER_AUTH_PEERS && !p; i++) {
+	for (int i = 0; i < BROKER_AUTH_PEERS; i++) {
 		struct auth_peer *x = &b->peers[i];
 		double t;
 		if (x->used && memcmp(x->addr, addr, 16) == 0) {

@@ -579,7 +579,7 @@ int metrics_render(struct metrics *m, struct buf *out)
 		broker_stats(src.broker, &bs);
 		if (r == 0)
 			r = mhead(out, "tasked_broker_messages_dropped_total", "counter",
-				  "Runner messages dropped because they named an attempt not in flight on that runner, by type.") ?:
+				  "Runner messages dropped, by type: for an attempt not in flight on that runner, or undecodable started and log messages.") ?:
 			    mput(out, "tasked_broker_messages_dropped_total{type=\"started\"} %llu\n"
 				      "tasked_broker_messages_dropped_total{type=\"log\"} %llu\n"
 				      "tasked_broker_messages_dropped_total{type=\"result\"} %llu\n",
