@@ -9,7 +9,8 @@
 #    fails that attempt as InvalidResult and is acknowledged; the connection stays up and the
 #    next result on it is applied;
 #  - failed authentications from one address never lock out another address's valid token;
-#  - the runner sends its token to no proxy named by http_proxy and friends;
+#  - the runner sends its token to no proxy named by http_proxy and friends (only to one named
+#    by --broker-proxy);
 #  - listeners bind exactly the address asked: from a network namespace the test creates, the
 #    loopback listeners are unreachable on the host's veth address, and a listener on the veth
 #    address is reachable there only.
@@ -171,6 +172,7 @@ is "$(auth_from 127.0.0.1 "$TOKEN")" 200 "a valid token from 127.0.0.1 is accept
 setsid "$RUN" --id "it-lying-auth-$SUFFIX" --token-file "$STATE/runner-token" --labels "pool=auth-$SUFFIX" \
 	--controller "ws://127.0.0.1:$BROKER_PORT" >"$STATE/runner-lying-auth.log" 2>&1 </dev/null &
 PIDS+=($!)
+disown "${PIDS[-1]}" 2>/dev/null
 ok "a real runner connects while another address is limited" \
 	wait_for 20 grep -q "\"runner connected\",\"runner\":\"it-lying-auth-$SUFFIX\"" "$STATE/controller.log"
 kill -9 "${PIDS[-1]}" 2>/dev/null
@@ -180,6 +182,7 @@ ok "refusals by the per-peer limit are counted" test "$(metric tasked_runner_aut
 "$HTTPCOUNT" --listen 127.0.0.1 --port-file "$TMPD/proxy.port" --log "$TMPD/proxy.log" --max-seconds 120 \
 	>/dev/null 2>&1 &
 PIDS+=($!)
+disown "${PIDS[-1]}" 2>/dev/null
 wait_for 10 test -s "$TMPD/proxy.port"
 PX=http://127.0.0.1:$(cat "$TMPD/proxy.port")
 ppool=proxied-$SUFFIX
@@ -187,6 +190,7 @@ http_proxy=$PX HTTP_PROXY=$PX https_proxy=$PX HTTPS_PROXY=$PX all_proxy=$PX ALL_
 	setsid "$RUN" --id "it-lying-proxy-$SUFFIX" --token-file "$STATE/runner-token" --labels "pool=$ppool" \
 	--controller "ws://127.0.0.1:$BROKER_PORT" >"$STATE/runner-lying-proxy.log" 2>&1 </dev/null &
 PIDS+=($!)
+disown "${PIDS[-1]}" 2>/dev/null
 ok "a runner with every *_proxy variable set connects" \
 	wait_for 20 grep -q "\"runner connected\",\"runner\":\"it-lying-proxy-$SUFFIX\"" "$STATE/controller.log"
 k apply -f - >/dev/null <<EOF2
@@ -200,6 +204,15 @@ EOF2
 ok_phase via-no-proxy Succeeded 60
 n=$(cat "$TMPD/proxy.log" 2>/dev/null | grep -c .)
 is "$n" 0 "the proxy saw no request: the token and grant went to the controller only"
+kill -9 "${PIDS[-1]}" 2>/dev/null
+# ... and --broker-proxy is the way to name one (the recording listener is no real proxy, so
+# this runner never connects; the request reaching it is the point)
+setsid "$RUN" --id "it-lying-proxied-$SUFFIX" --token-file "$STATE/runner-token" --labels "pool=$ppool" \
+	--controller "ws://127.0.0.1:$BROKER_PORT" --broker-proxy "$PX" >"$STATE/runner-lying-proxied.log" 2>&1 </dev/null &
+PIDS+=($!)
+disown "${PIDS[-1]}" 2>/dev/null
+ok "with --broker-proxy the auth request goes to that proxy" \
+	wait_for 20 grep -q "runners/auth" "$TMPD/proxy.log"
 kill -9 "${PIDS[-1]}" 2>/dev/null
 
 # --- listeners bind exactly what was asked -------------------------------------------------------
@@ -228,6 +241,7 @@ XA=$(pick_port "$API_PORT" "$BROKER_PORT" "$XB")
 	--broker-listen "${NET}1:$XB" --runner-token-file "$STATE/runner-token" \
 	--api-key-file "$STATE/api-key" >"$STATE/controller-lying-veth.log" 2>&1 &
 PIDS+=($!)
+disown "${PIDS[-1]}" 2>/dev/null
 ok "a controller listening on ${NET}1 starts" wait_for 30 grep -q '"listener":"api"' "$STATE/controller-lying-veth.log"
 is "$(from_ns -XPOST "http://${NET}1:$XB/runners/auth" -d '{"token":"x"}')" 403 "its broker answers on ${NET}1"
 is "$(curl -s -o /dev/null -m 5 -w '%{http_code}' -XPOST "http://127.0.0.1:$XB/runners/auth" -d '{"token":"x"}')" 000 \
