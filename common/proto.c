@@ -368,7 +368,8 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 				 &m->log_tail_max, err, errsz)) < 0 ||
 		    (r = get_int(limits, "memoryBytes", 0, 0, INT64_C(1) << 50, 0, &m->memory_bytes,
 				 err, errsz)) < 0 ||
-		    (r = get_int(limits, "cpuSeconds", 0, 0, INT32_MAX, 0, &m->cpu_seconds, err, errsz)) < 0)
+		    (r = get_int(limits, "cpuSeconds", 0, 0, INT32_MAX, 0, &m->cpu_seconds, err, errsz)) < 0 ||
+		    (r = get_int(limits, "cpuMillis", 0, 0, 1000 * 1000, 0, &m->cpu_millis, err, errsz)) < 0)
 			return r;
 	}
 	return 0;

@@ -82,7 +82,7 @@ struct proto_msg {
 	json_t *input;            /* may be NULL */
 	json_t *policy;           /* the queue's policy object (other keys ignored); may be NULL */
 	int64_t max_output, log_tail_max;
-	int64_t memory_bytes, cpu_seconds; /* limits; 0 = none */
+	int64_t memory_bytes, cpu_seconds, cpu_millis; /* limits; 0 = none */
 };
 
 const char *proto_type_name(enum proto_type t);

@@ -3,6 +3,7 @@
 #include "deps.h"
 #include "log.h"
 #include "queues.h"
+#include "resources.h"
 #include "proto.h"
 #include "sat.h"
 #include "util.h"
@@ -1236,6 +1237,19 @@ static int apply_queue(struct taskctl *t, json_t *task, json_t *msg, json_t *que
 	if (json_integer_value(json_object_get(json_object_get(policy, "shell"), "maxOutputBytes")) > 0)
 		json_object_set(json_object_get(msg, "limits"), "maxOutputBytes",
 				json_object_get(json_object_get(policy, "shell"), "maxOutputBytes"));
+	/* Memory and CPU: the task's, else the queue's or the built-in defaults, within the
+	 * queue's maxima (resources.h). */
+	{
+		struct res_limits rl;
+		int64_t to = json_integer_value(json_object_get(spec_of(task), "timeoutSeconds"));
+		if (to <= 0)
+			to = json_integer_value(json_object_get(defaults, "timeoutSeconds"));
+		if ((r = res_decide(spec_of(task), qspec, json_string_value(json_object_get(json_object_get(queue,
+				"metadata"), "name")), to > 0 ? to : 0, &rl, reason, err, errsz)) < 0)
+			return r;
+		if (res_to_limits(&rl, json_object_get(msg, "limits")) < 0)
+			return -EAGAIN;
+	}
 	/* Queue secrets: only names the queue declares, read now, marked so the runner masks them
 	 * (and strips them from what a remote executor is sent). */
 	json_array_foreach(env, i, e) {
