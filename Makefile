@@ -94,6 +94,7 @@ build/tools/probe: tests/tools/probe.c
 	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O1 -g -static -o $@ $<
 # Unit tests that run these tools (order-only: not linked in).
 build/san/tests/unit/test_runner_sandbox: | build/tools/probe
+build/san/tests/unit/test_runner_isolate: | build/tools/probe
 build/san/tests/unit/test_runner_http: | build/tools/httpcount
 
 integration: all kube $(TOOLS)

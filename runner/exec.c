@@ -4,8 +4,11 @@
 #include "exec.h"
 #include "landlock.h"
 #include "expand.h"
+#include "cgroup.h"
 #include "http.h"
+#include "isolate.h"
 #include "log.h"
+#include "quantity.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -74,6 +77,10 @@ int exec_init(void)
 	 * reaps the whole tree and no zombie outlives its attempt. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		return -errno;
+	/* Private /tmp, /dev/shm and IPC per task when namespaces can be had (isolate.h). */
+	iso_init(geteuid() == 0 ? EXEC_TASK_UID : geteuid());
+	/* A memory cgroup per task where the runner has a writable one (cgroup.h). */
+	cg_init();
 	/* The tasks' seccomp filter, compiled once here; children only load it. */
 	return sbx_init();
 }
@@ -662,6 +669,7 @@ struct exec_workdir {
 	char path[PATH_MAX];     /* absolute */
 	char cwd[PATH_MAX];      /* path + workingDir */
 	char input[PATH_MAX + 32], output[PATH_MAX + 32];
+	struct iso_task iso;     /* the task's private /tmp (isolate.h) */
 };
 
 static int exec_workdir_make(struct exec_task *t, struct exec_workdir *w, char *err, size_t errsz)
@@ -692,6 +700,8 @@ static int exec_workdir_make(struct exec_task *t, struct exec_workdir *w, char *
 	if (fchmod(w->dirfd, 0700) < 0 ||
 	    (t->drop_uid && fchown(w->dirfd, EXEC_TASK_UID, EXEC_TASK_GID) < 0))
 		goto fail;
+	if ((r = iso_prepare(&w->iso, w->dirfd, w->path, t->memory_bytes, err, errsz)) < 0)
+		return r;
 	snprintf(w->input, sizeof(w->input), "%s/%s", w->path, EXEC_INPUT_NAME);
 	snprintf(w->output, sizeof(w->output), "%s/%s", w->path, EXEC_OUTPUT_NAME);
 
@@ -957,12 +967,13 @@ static int exec_resolve(const char *cmd, char *out, size_t outsz)
 
 enum exec_step {
 	STEP_PDEATHSIG, STEP_SETSID, STEP_RLIMIT, STEP_STDIO, STEP_FDS, STEP_SIGNALS, STEP_UID,
-	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP, STEP_LANDLOCK,
+	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP, STEP_LANDLOCK, STEP_ISOLATE,
+	STEP_CGROUP,
 };
 static const char *const exec_step_names[] = {
 	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
 	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
-	"seccomp", "landlock_restrict_self",
+	"seccomp", "landlock_restrict_self", "private /tmp, /dev/shm and IPC namespaces", "join the task's memory cgroup",
 };
 
 /* task -> init: why the task did not exec (nothing on success: the pipe closes on execve) */
@@ -983,6 +994,8 @@ struct exec_child {
 	const char *cwd;
 	int null_r, out_w, err_w, status_w;
 	int ll_fd;                      /* the task's Landlock ruleset (landlock.h), or -1 */
+	const struct iso_task *iso;     /* namespaces and mounts the init sets up (isolate.h) */
+	const struct cg_task *cg;       /* the memory cgroup the init joins (cgroup.h) */
 	pid_t parent;
 	int drop_uid;
 	unsigned max_fd;
@@ -1257,6 +1270,22 @@ static __attribute__((noreturn)) void exec_init_run(const struct exec_child *c)
 		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
 		_exit(127);
 	}
+	/* 4b. The task's memory cgroup: the init and everything it forks count against it. */
+	{
+		int e = cg_task_join(c->cg);
+		if (e < 0) {
+			exec_put_msg(sfd, INIT_FAILED, 0, STEP_CGROUP, -e);
+			_exit(127);
+		}
+	}
+	/* 4c. Private /tmp, /dev/shm and IPC, shared by the init and the task, gone with both. */
+	{
+		int e = iso_enter(c->iso);
+		if (e < 0) {
+			exec_put_msg(sfd, INIT_FAILED, 0, STEP_ISOLATE, -e);
+			_exit(127);
+		}
+	}
 	/* 5. The task's stdio on 0-2, the pipe to the runner on 3, nothing else: this copy of the
 	 *    runner holds its sockets and other tasks' pipes, and O_CLOEXEC does not help a
 	 *    process that never execs. The task's Landlock ruleset, if any, on 4 (it is numbered
@@ -1396,6 +1425,7 @@ static void exec_reap_group(pid_t pgid)
 struct exec_run {
 	struct exec_task *t;
 	struct exec_workdir w;
+	struct cg_task cg;
 	struct exec_capture cap;
 	char **argv, **envp;
 	char path[PATH_MAX];
@@ -1435,7 +1465,7 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 		exec_set(res, "Failed", "Internal", -1, "spawn: %s", exec_strerror(-r));
 		goto out;
 	}
-	c.ll_fd = ll_ruleset(x->w.cwd);
+	c.ll_fd = ll_ruleset(x->w.cwd, x->w.iso.tmp);
 	if (c.ll_fd < 0 && c.ll_fd != -EOPNOTSUPP) {
 		/* Landlock is in use: never run a task without its domain. */
 		r = c.ll_fd;
@@ -1449,6 +1479,8 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	c.argv = x->argv;
 	c.envp = x->envp;
 	c.cwd = x->w.cwd;
+	c.iso = &x->w.iso;
+	c.cg = &x->cg;
 	c.null_r = null_r;
 	c.out_w = outp[1];
 	c.err_w = errp[1];
@@ -1470,8 +1502,12 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	}
 	if (t->drop_uid)
 		exec_rlimit(&c, RLIMIT_NPROC, EXEC_NPROC, EXEC_NPROC);
-	if (t->memory_bytes > 0)
-		exec_rlimit(&c, RLIMIT_AS, (uint64_t)t->memory_bytes, (uint64_t)t->memory_bytes);
+	/* Memory: the task's cgroup when it has one (the whole tree, and the OOM killer says so);
+	 * else RLIMIT_DATA per process (heap and private writable mappings), not RLIMIT_AS, which
+	 * also counts address space reserved but never used and so stops Go, Java and V8 from
+	 * starting far below their real use. */
+	if (t->memory_bytes > 0 && !x->cg.dir[0])
+		exec_rlimit(&c, RLIMIT_DATA, (uint64_t)t->memory_bytes, (uint64_t)t->memory_bytes);
 	if (t->cpu_seconds > 0)
 		exec_rlimit(&c, RLIMIT_CPU, (uint64_t)t->cpu_seconds, (uint64_t)t->cpu_seconds + 1);
 
@@ -1660,6 +1696,7 @@ static void exec_loop(struct exec_run *x)
 static void exec_finish(struct exec_run *x, struct exec_result *res)
 {
 	int st = x->status, code;
+	int64_t oom;
 	char outmsg[256];
 	size_t ml;
 
@@ -1682,13 +1719,22 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 		exec_set(res, "Failed", "TimedOut", code, "deadline exceeded: process group killed");
 		break;
 	case KILLED_NONE:
-		if (WIFEXITED(st) && code == 0)
+		if ((oom = cg_task_oom_kills(&x->cg, NULL)) > 0) {
+			char lim[32];
+			qty_format(x->cg.limit, 0, lim, sizeof(lim));
+			exec_set(res, "Failed", "OOMKilled", code,
+				 "memory limit %s (resources.memory) reached: the kernel's OOM killer stopped %lld "
+				 "process%s of the task%s", lim, (long long)oom, oom == 1 ? "" : "es",
+				 WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "" : " (its main process then exited)");
+		} else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU && x->t->cpu_seconds > 0)
+			exec_set(res, "Failed", "CPULimitExceeded", code,
+				 "CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) "
+				 "used by one process; killed by SIGXCPU", (long long)x->t->cpu_seconds);
+		else if (WIFEXITED(st) && code == 0)
 			exec_set(res, "Succeeded", "Succeeded", 0, "exited with code 0");
 		else if (WIFSIGNALED(st))
-			exec_set(res, "Failed", "ExitCode", code, "killed by signal %d (SIG%s)%s",
-				 WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?",
-				 WTERMSIG(st) == SIGXCPU && x->t->cpu_seconds > 0 ?
-					 ": CPU time limit (limits.cpuSeconds) reached" : "");
+			exec_set(res, "Failed", "ExitCode", code, "killed by signal %d (SIG%s)",
+				 WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
 		else
 			exec_set(res, "Failed", "ExitCode", code, "exited with code %d", code);
 		break;
@@ -1800,13 +1846,14 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	struct exec_envset env = { .n = 0 };
 	struct exec_init_msg im = { 0 };
 	char attempt[24], err[256];
-	int r;
+	int r, iso_begun = 0;
 
 	memset(res, 0, sizeof(*res));
 	memset(&x, 0, sizeof(x));
 	x.t = t;
 	x.out_r = x.err_r = x.status_r = x.pidfd = -1;
 	x.w.rootfd = x.w.dirfd = -1;
+	x.cg.procs_fd = -1;
 	res->exit_code = -1;
 
 	res->retryable = -1;
@@ -1847,6 +1894,7 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	snprintf(attempt, sizeof(attempt), "%" PRId64, t->attempt);
 	exec_env_put(&env, "PATH", EXEC_TASK_PATH);
 	exec_env_put(&env, "HOME", x.w.path);
+	exec_env_put(&env, "TMPDIR", x.w.iso.ns ? "/tmp" : x.w.iso.tmp);
 	for (size_t i = 0; i < t->nenv; i++)
 		exec_env_put(&env, t->env[i].name, t->env[i].value);
 	exec_env_put(&env, "TASKED_INPUT", x.w.input);
@@ -1888,6 +1936,13 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 		goto done;
 	}
 
+	if (t->memory_bytes > 0 && cg_available() && (r = cg_task_create(&x.cg, x.w.name, t->memory_bytes)) < 0)
+		log_warn("no memory cgroup for the task; RLIMIT_DATA instead", "taskUid", t->task_uid, "error",
+			 exec_strerror(-r));
+	/* Without namespaces, what the task leaves in /tmp, /dev/shm and IPC is removed once no
+	 * task runs (isolate.h). */
+	iso_begin();
+	iso_begun = 1;
 	if (exec_spawn(&x, res) < 0)
 		goto done;
 	/* The init's first record: STARTED (the task exec'd) or FAILED (step and errno; the task
@@ -1919,6 +1974,8 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	exec_finish(&x, res);
 
 done:
+	if (iso_begun)
+		iso_end();
 	res->end_ms = util_now_ms();
 	exec_withhold_secrets(t, res);
 	res->truncated = x.cap.truncated;
@@ -1927,6 +1984,7 @@ done:
 	exec_close(&x.pidfd);
 	exec_close(&x.out_r);
 	exec_close(&x.err_r);
+	cg_task_remove(&x.cg);
 	exec_workdir_remove(t, &x.w);
 	exec_free_strv(x.argv, 1);
 	exec_free_strv(x.envp, 1);

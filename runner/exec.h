@@ -48,7 +48,8 @@ struct exec_hooks {
 struct exec_result {
 	const char *phase;   /* "Succeeded", "Failed", "Cancelled" (static) */
 	const char *reason;  /* "Succeeded", "ExitCode", "TimedOut", "Cancelled", "ExecFailed",
-			      * "InvalidSpec", "RunnerShutdown", "Internal"; http and remote add
+			      * "InvalidSpec", "RunnerShutdown", "Internal", "OOMKilled" (the task's memory
+			      * cgroup's OOM killer acted), "CPULimitExceeded" (SIGXCPU); http and remote add
 			      * "HTTPStatus", "SSRFBlocked", "ResponseTooLarge", "TooManyRedirects",
 			      * "RequestFailed", "OAuth2Failed", "RemoteFailed", "InvalidResponse"
 			      * (static) */

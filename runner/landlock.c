@@ -181,7 +181,7 @@ int ll_init(const char *deny_file, uid_t task_uid, gid_t task_gid)
 	return ll_add_fd(fd) < 0 ? -E2BIG : ll_abi_v;
 }
 
-int ll_ruleset(const char *work_dir)
+int ll_ruleset(const char *work_dir, const char *tmp_dir)
 {
 	struct ll_attr attr = { .handled_access_fs = LANDLOCK_ACCESS_FS_READ_FILE };
 	size_t size = sizeof(attr.handled_access_fs);
@@ -196,20 +196,21 @@ int ll_ruleset(const char *work_dir)
 	rs = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0U);
 	if (rs < 0)
 		return -errno;
-	for (size_t i = 0; i < ll_nfds + 1 && r == 0; i++) {
+	for (size_t i = 0; i < ll_nfds + 2 && r == 0; i++) {
 		struct landlock_path_beneath_attr pb = { .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE };
 		int own = -1;
 		if (i < ll_nfds) {
 			pb.parent_fd = ll_fds[i];
-		} else if (work_dir && ll_hide) {
-			own = open(work_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		} else if ((i == ll_nfds ? work_dir : tmp_dir) && ll_hide) {
+			/* the private /tmp too: bound on /tmp, the path to it no longer passes W */
+			own = open(i == ll_nfds ? work_dir : tmp_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (own < 0) {
 				r = -errno;
 				break;
 			}
 			pb.parent_fd = own;
 		} else {
-			break;
+			continue;
 		}
 		if (syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0U) < 0)
 			r = -errno;

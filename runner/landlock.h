@@ -27,9 +27,9 @@ int ll_hides_file(void);
 /* Why the file could not be hidden although the tasks could read it (a negative errno, e.g.
  * -E2BIG past 1024 directory entries on its path), or 0. The domains are used all the same. */
 int ll_hide_error(void);
-/* A new ruleset for one task, as an O_CLOEXEC fd numbered 10 or more; work_dir is granted
- * besides the prepared rules. -EOPNOTSUPP when Landlock is not in use, else a negative errno. */
-int ll_ruleset(const char *work_dir);
+/* A new ruleset for one task, as an O_CLOEXEC fd numbered 10 or more; work_dir and tmp_dir
+ * (the task's private /tmp; either may be NULL) are granted besides the prepared rules. -EOPNOTSUPP when Landlock is not in use, else a negative errno. */
+int ll_ruleset(const char *work_dir, const char *tmp_dir);
 /* In the task's child, after PR_SET_NO_NEW_PRIVS: enters the domain. Async-signal-safe.
  * 0 or a negative errno. */
 int ll_restrict(int ruleset_fd);

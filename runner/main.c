@@ -1,6 +1,8 @@
 /* tasked-runner: flags, process hardening, signals, wiring. See docs/runner.md. */
+#include "cgroup.h"
 #include "conn.h"
 #include "exec.h"
+#include "isolate.h"
 #include "health.h"
 #include "landlock.h"
 #include "log.h"
@@ -338,6 +340,8 @@ int main(int argc, char **argv)
 		log_error("executor setup failed", "error", strerror(-r));
 		return 1;
 	}
+	/* The health file is rewritten by rename: the idle-time cleanup of /tmp must keep it. */
+	iso_protect(f.health_file);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("libcurl setup failed");
 		return 1;
@@ -414,8 +418,10 @@ int main(int argc, char **argv)
 		 cfg.drop_uid ? "65532" : "runner's own");
 	if (conn_run(c) > 0) {
 		/* Workers still hold the registry and the lws context: leave them to the exit. */
+		cg_cleanup();
 		_exit(0);
 	}
+	cg_cleanup();
 	conn_free(c);
 	reg_free(reg);
 	wr_close();

@@ -7,6 +7,15 @@
  *
  *   probe [--runner-pid PID] [--read-file PATH] [--out FILE]
  *
+ * Resource modes (docs/runner.md), each reporting into $TASKED_OUTPUT as well:
+ *   probe alloc MIB        allocate and touch MIB MiB, 1 MiB at a time; exit 3 when one fails
+ *   probe burn             spin on the CPU until killed
+ *   probe leave NAME [S]   create a SysV shm segment, semaphore set and message queue (key from
+ *                          NAME), /dev/shm/tasked-probe-NAME and /tmp/tasked-probe-NAME, then wait
+ *                          S seconds (with all of them in place)
+ *   probe look NAME        whether those objects of NAME are visible from here
+ *   probe limits           RLIMIT_CPU, RLIMIT_DATA, its memory cgroup's limit, /dev/shm's size
+ *
  * One JSON line per fact on stdout; the same facts as one JSON object in FILE, or in
  * $TASKED_OUTPUT when set (so a Tasked task's status.output holds the report). The runner's pid
  * comes from --runner-pid, else $TASKED_PROBE_RUNNER_PID, else the grandparent (runner → init →
@@ -36,7 +45,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/statvfs.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -155,7 +169,7 @@ static void rlimits(void)
 {
 	static const struct { const char *name; int res; } rl[] = {
 		{ "core", RLIMIT_CORE }, { "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC },
-		{ "fsize", RLIMIT_FSIZE }, { "as", RLIMIT_AS }, { "cpu", RLIMIT_CPU },
+		{ "fsize", RLIMIT_FSIZE }, { "as", RLIMIT_AS }, { "cpu", RLIMIT_CPU }, { "data", RLIMIT_DATA },
 	};
 	char out[1024] = "{";
 	size_t ol = 1;
@@ -562,8 +576,165 @@ static void label(void)
 	fact("label", "\"%s\"", buf);
 }
 
+/* SysV key of NAME: a stable hash, so another task can look for the same objects. */
+static key_t probe_key(const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return (key_t)(0x7a000000 | (h & 0xffffff));
+}
+
+static void out_json(const char *json)
+{
+	const char *out = getenv("TASKED_OUTPUT");
+	FILE *f = out ? fopen(out, "we") : NULL;
+	printf("%s\n", json);
+	if (f) {
+		fputs(json, f);
+		fclose(f);
+	}
+	fflush(stdout);
+}
+
+static int mode_alloc(long mib)
+{
+	char js[256];
+	long i;
+	for (i = 0; i < mib; i++) {
+		char *p = malloc(1 << 20);
+		if (!p) {
+			int e = errno;
+			snprintf(js, sizeof(js), "{\"allocatedMiB\":%ld,\"error\":\"%s\"}", i, strerror(e));
+			fprintf(stderr, "allocation failed after %ld MiB: %s\n", i, strerror(e));
+			out_json(js);
+			return 3;
+		}
+		memset(p, 0x5a, 1 << 20);
+	}
+	snprintf(js, sizeof(js), "{\"allocatedMiB\":%ld}", i);
+	out_json(js);
+	return 0;
+}
+
+static __attribute__((noreturn)) void mode_burn(void)
+{
+	volatile unsigned long x = 0;
+	printf("burning\n");
+	fflush(stdout);
+	for (;;)
+		x++;
+}
+
+static const char *errstr(int found, int e)
+{
+	return found ? "found" : e == ENOENT ? "ENOENT" : strerror(e);
+}
+
+static int mode_look(const char *name)
+{
+	char js[1024], path[2][256];
+	key_t k = probe_key(name);
+	int e[5], f[5];
+	f[0] = shmget(k, 0, 0) >= 0, e[0] = errno;
+	f[1] = semget(k, 0, 0) >= 0, e[1] = errno;
+	f[2] = msgget(k, 0) >= 0, e[2] = errno;
+	snprintf(path[0], sizeof(path[0]), "/dev/shm/tasked-probe-%s", name);
+	snprintf(path[1], sizeof(path[1]), "/tmp/tasked-probe-%s", name);
+	f[3] = access(path[0], F_OK) == 0, e[3] = errno;
+	f[4] = access(path[1], F_OK) == 0, e[4] = errno;
+	snprintf(js, sizeof(js), "{\"shm\":\"%s\",\"sem\":\"%s\",\"msg\":\"%s\",\"devshm\":\"%s\",\"tmp\":\"%s\"}",
+		 errstr(f[0], e[0]), errstr(f[1], e[1]), errstr(f[2], e[2]), errstr(f[3], e[3]), errstr(f[4], e[4]));
+	out_json(js);
+	return 0;
+}
+
+static int mode_leave(const char *name, long secs)
+{
+	char js[1024], path[256];
+	key_t k = probe_key(name);
+	int shm = shmget(k, 4096, IPC_CREAT | 0600), sem = semget(k, 1, IPC_CREAT | 0600);
+	int msg = msgget(k, IPC_CREAT | 0600), fd, made = 0;
+	snprintf(path, sizeof(path), "/dev/shm/tasked-probe-%s", name);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	made += fd >= 0;
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "/tmp/tasked-probe-%s", name);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	made += fd >= 0;
+	if (fd >= 0)
+		close(fd);
+	snprintf(js, sizeof(js), "{\"shmid\":%d,\"semid\":%d,\"msgid\":%d,\"files\":%d,\"key\":%d}", shm, sem,
+		 msg, made, (int)k);
+	out_json(js);
+	if (secs > 0)
+		sleep((unsigned)secs);
+	return shm >= 0 && sem >= 0 && msg >= 0 && made == 2 ? 0 : 1;
+}
+
+static long long rl_soft(int res)
+{
+	struct rlimit r;
+	return getrlimit(res, &r) < 0 || r.rlim_cur == RLIM_INFINITY ? -1LL : (long long)r.rlim_cur;
+}
+
+/* memory.limit_in_bytes of this process's v1 memory cgroup, -1 when there is none. */
+static long long cgroup_limit(void)
+{
+	char buf[4096], path[4200], *p, *e;
+	long long v = -1;
+	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, ":memory:");
+	if (!p)
+		return -1;
+	p += 8;
+	e = strchr(p, '\n');
+	if (e)
+		*e = '\0';
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", p);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		v = strtoll(buf, NULL, 10);
+	}
+	return v;
+}
+
+static int mode_limits(void)
+{
+	char js[512];
+	struct statvfs sv;
+	long long shm = statvfs("/dev/shm", &sv) == 0 ? (long long)sv.f_blocks * (long long)sv.f_frsize : -1;
+	snprintf(js, sizeof(js), "{\"cpuSeconds\":%lld,\"dataBytes\":%lld,\"asBytes\":%lld,\"cgroupMemoryBytes\":%lld,"
+		 "\"devShmBytes\":%lld,\"tmpdir\":\"%s\"}", rl_soft(RLIMIT_CPU), rl_soft(RLIMIT_DATA),
+		 rl_soft(RLIMIT_AS), cgroup_limit(), shm, getenv("TMPDIR") ? getenv("TMPDIR") : "");
+	out_json(js);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "limits") == 0)
+		return mode_limits();
+	if (argc >= 3 && strcmp(argv[1], "alloc") == 0)
+		return mode_alloc(strtol(argv[2], NULL, 10));
+	if (argc == 2 && strcmp(argv[1], "burn") == 0)
+		mode_burn();
+	if (argc >= 3 && strcmp(argv[1], "leave") == 0)
+		return mode_leave(argv[2], argc >= 4 ? strtol(argv[3], NULL, 10) : 0);
+	if (argc == 3 && strcmp(argv[1], "look") == 0)
+		return mode_look(argv[2]);
+
 	const char *out = getenv("TASKED_OUTPUT"), *rp = getenv("TASKED_PROBE_RUNNER_PID");
 	const char *rf = getenv("TASKED_PROBE_READ_FILE");
 	pid_t runner = rp ? (pid_t)strtol(rp, NULL, 10) : 0, parent = getppid();

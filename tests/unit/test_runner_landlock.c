@@ -59,7 +59,7 @@ static int run_child(const char *work_dir, int res[R_N])
 				_exit(5);
 			cap_free(c);
 		}
-		fd = ll_ruleset(work_dir);
+		fd = ll_ruleset(work_dir, NULL);
 		if (fd < 0 || ll_restrict(fd) < 0)
 			_exit(3);
 		close(fd);
@@ -151,7 +151,7 @@ int main(void)
 	chmod(token, 0644);
 	ok(ll_init(token, 65534, 65534) == abi && ll_hides_file(), "a 0644 token is hidden from another uid");
 	{
-		int fd = ll_ruleset(NULL);
+		int fd = ll_ruleset(NULL, NULL);
 		ok(fd >= 10, "rulesets are numbered 10 or more (%d)", fd);
 		if (fd >= 0)
 			close(fd);
@@ -167,14 +167,14 @@ int main(void)
 	ok(ll_init(token, geteuid(), getegid()) == abi && !ll_hides_file() && ll_hide_error() == -E2BIG,
 	   "too many entries beside the token: not hidden, and ll_hide_error says why");
 	{
-		int fd = ll_ruleset(work);
+		int fd = ll_ruleset(work, NULL);
 		ok(fd >= 0, "... tasks still get a domain");
 		if (fd >= 0)
 			close(fd);
 	}
 
 	ll_free();
-	ok(ll_ruleset(work) == -EOPNOTSUPP, "after ll_free no ruleset is made");
+	ok(ll_ruleset(work, NULL) == -EOPNOTSUPP, "after ll_free no ruleset is made");
 	{
 		char cmd[300];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -1,6 +1,7 @@
 /* The shell task sandbox, from the inside: build/tools/probe runs as a task (real processes,
  * real kernel) and reports what it could do. Also the per-task init: processes that leave the
  * task's process group, and a runner killed with SIGKILL, leave nothing behind. */
+#include "cgroup.h"
 #include "exec.h"
 #include "log.h"
 #include "proto.h"
@@ -126,8 +127,12 @@ static void test_probe(void)
 	if (root)
 		ok(rl(rep, "nproc", 0) == 512 && rl(rep, "nproc", 1) == 512, "RLIMIT_NPROC 512/512");
 	ok(rl(rep, "fsize", 0) == INT64_C(1) << 30, "RLIMIT_FSIZE 1 GiB (%lld)", (long long)rl(rep, "fsize", 0));
-	ok(rl(rep, "as", 0) == 512 * 1024 * 1024 && rl(rep, "as", 1) == 512 * 1024 * 1024,
-	   "limits.memoryBytes -> RLIMIT_AS 512 MiB");
+	if (cg_available())
+		ok(rl(rep, "data", 0) == -1 && rl(rep, "as", 0) == -1,
+		   "limits.memoryBytes with a memory cgroup: no RLIMIT_DATA or RLIMIT_AS (test_runner_isolate.c)");
+	else
+		ok(rl(rep, "data", 0) == 512 * 1024 * 1024 && rl(rep, "data", 1) == 512 * 1024 * 1024 &&
+		   rl(rep, "as", 0) == -1, "limits.memoryBytes -> RLIMIT_DATA 512 MiB, RLIMIT_AS unlimited");
 	ok(rl(rep, "cpu", 0) == 30 && rl(rep, "cpu", 1) == 31, "limits.cpuSeconds -> RLIMIT_CPU 30 (hard 31)");
 	fds = json_object_get(rep, "fds");
 	ok(json_array_size(fds) == 3 && json_integer_value(json_array_get(fds, 0)) == 0 &&
