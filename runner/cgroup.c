@@ -3,8 +3,10 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,36 @@ static int cg_own_dir(char *out, size_t outsz)
 	return found;
 }
 
+/* Directories of runners that are gone (SIGKILL leaves them): their task cgroups, then them. */
+static void cg_remove_stale(const char *own)
+{
+	DIR *d = opendir(own);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char sub[PATH_MAX];
+		long pid;
+		DIR *k;
+		struct dirent *ke;
+		if (strncmp(e->d_name, "tasked-runner-", 14) != 0 || util_parse_long(e->d_name + 14, 1, INT32_MAX, &pid) < 0 ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
+		    (size_t)snprintf(sub, sizeof(sub), "%s/%s", own, e->d_name) >= sizeof(sub) - NAME_MAX - 2)
+			continue;
+		k = opendir(sub);
+		while (k && (ke = readdir(k))) {
+			char task[PATH_MAX];
+			if (ke->d_type == DT_DIR && ke->d_name[0] != '.' &&
+			    (size_t)snprintf(task, sizeof(task), "%s/%s", sub, ke->d_name) < sizeof(task))
+				(void)rmdir(task);
+		}
+		if (k)
+			closedir(k);
+		(void)rmdir(sub);
+	}
+	if (d)
+		closedir(d);
+}
+
 int cg_init(void)
 {
 	char own[PATH_MAX], probe[PATH_MAX + 64];
@@ -70,6 +102,7 @@ int cg_init(void)
 	if (cg_own_dir(own, sizeof(own)) < 0 || snprintf(probe, sizeof(probe), "%s/memory.limit_in_bytes", own) < 0 ||
 	    stat(probe, &st) < 0)
 		goto none;
+	cg_remove_stale(own);
 	if ((size_t)snprintf(cg_root, sizeof(cg_root), "%s/tasked-runner-%d", own, (int)getpid()) >= sizeof(cg_root) ||
 	    (mkdir(cg_root, 0755) < 0 && errno != EEXIST))
 		goto none;
