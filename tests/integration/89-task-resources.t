@@ -9,15 +9,33 @@
 #  - defaults (the queue's, the built-in ones) as the task observes them;
 #  - the CRD bounds quantities;
 #  - /dev/shm, /tmp and System V IPC: what a task leaves is not visible to a concurrent task nor
-#    to the runner's host while it runs (private namespaces), and gone after it ends.
+#    to the runner's host while it runs (private namespaces), and gone after it ends;
+#  - the same under a runner as uid 65532 without capabilities (a restricted pod's runner: no
+#    namespaces, no writable cgroup): RLIMIT_DATA, TMPDIR in the work dir, and what tasks left
+#    removed once the runner is idle.
 . "$(dirname "$0")/lib.sh"
 test_namespace resources
+
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
+. "$STATE/tasked-ports.env"
+TMPD=$(mktemp -d /tmp/tasked-it-resources-XXXXXX)
+chmod 0755 "$TMPD"
+NR_PID=
+cleanup() {
+	[ -n "$NR_PID" ] && kill -9 "$NR_PID" 2>/dev/null
+	rm -rf "$TMPD"
+	_cleanup_namespace
+}
+trap cleanup EXIT
 
 PROBE=$IT_ROOT/build/tools/probe
 [ -x "$PROBE" ] || { echo "Bail out! $PROBE missing (make build/tools/probe)"; exit 255; }
 NAME=it89-$(openssl rand -hex 3)   # SysV key and file names of this run
 
-# task NAME QUEUE-OR-EMPTY RESOURCES-YAML-OR-EMPTY TIMEOUT-OR-EMPTY ARGS...: a probe task.
+# task NAME QUEUE-OR-EMPTY RESOURCES-YAML-OR-EMPTY TIMEOUT-OR-EMPTY ARGS...: a probe task
+# (on the runner of pool $POOL, default the suite's).
+POOL=default
 task() {
 	local name=$1 queue=$2 res=$3 to=$4 args='' a
 	shift 4
@@ -30,6 +48,7 @@ spec:
 ${queue:+  queue: $queue}
 ${res:+  resources: $res}
 ${to:+  timeoutSeconds: $to}
+  runnerSelector: {pool: $POOL}
   shell: {command: ["$PROBE"$args]}
 EOF
 }
@@ -150,5 +169,46 @@ is "$(host_look)" "$NONE" "after it ended nothing of it is left"
 task looker2 '' '' '' look "$NAME"
 ok_phase looker2 Succeeded 60
 is "$(output looker2)" "$NONE" "… and the next task finds nothing either"
+
+# --- a runner without namespaces or a writable cgroup ----------------------------------------------
+install -d -o 65532 -g 65532 -m 0700 "$TMPD/nr" "$TMPD/nr/work"
+install -o 65532 -g 65532 -m 0600 "$STATE/runner-token" "$TMPD/nr/token"
+setsid setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all -- \
+	"$IT_ROOT/bin/tasked-runner" --id it89-restricted --controller "ws://127.0.0.1:$BROKER_PORT" \
+	--token-file "$TMPD/nr/token" --work-dir "$TMPD/nr/work" --labels pool=it89-restricted --concurrency 2 \
+	>"$STATE/runner-it89.log" 2>&1 </dev/null &
+NR_PID=$!
+disown "$NR_PID" 2>/dev/null
+wait_for 20 grep -q '"runner connected","runner":"it89-restricted"' "$STATE/controller.log"
+ok "a runner as 65532 without capabilities connected" grep -q '"runner connected","runner":"it89-restricted"' "$STATE/controller.log"
+like "$(grep 'no mount/IPC namespaces' "$STATE/runner-it89.log")" '"cleanup":"on"' \
+	"it has no namespaces for tasks, and cleans up after them (its tasks run as 65532)"
+ok "… and no writable memory cgroup" grep -q 'no writable memory cgroup' "$STATE/runner-it89.log"
+POOL=it89-restricted
+task r-limits '' '{memory: 80Mi}' 6 limits
+ok_phase r-limits Succeeded 60
+out=$(output r-limits)
+is "$(printf '%s' "$out" | jq -r '.dataBytes')/$(printf '%s' "$out" | jq -r '.cpuSeconds')" "$((80 << 20))/6" \
+	"RLIMIT_DATA 80Mi and RLIMIT_CPU 6 (1 CPU × 6 s)"
+like "$(printf '%s' "$out" | jq -r .tmpdir)" '^'"$TMPD"'/nr/work/tasked-runner-[^/]+/tasked-[^/]+/\.tmp$' \
+	"TMPDIR is the task's own directory"
+task r-mem '' '{memory: 64Mi}' '' alloc 512
+ok_phase r-mem Failed 60
+is "$(reason r-mem)/$(task_field r-mem .status.exitCode)" ExitCode/3 "allocating past RLIMIT_DATA fails the task"
+like "$(task_field r-mem .status.logTail)" 'allocation failed after [0-9]+ MiB: Cannot allocate memory' \
+	"… with ENOMEM, as the task reports"
+NAME2=$NAME-r
+task r-leaver '' '' '' leave "$NAME2" 6
+wait_for 60 test "$(task_field r-leaver .status.phase)" = Running
+sleep 1
+task r-looker '' '' '' look "$NAME2"
+ok_phase r-looker Succeeded 60
+is "$(output r-looker | jq -r '[.shm, .sem, .msg, .devshm, .tmp] | join(",")')" found,found,found,found,found \
+	"without namespaces a concurrent task does see them (documented)"
+ok_phase r-leaver Succeeded 60
+r_gone() { [ "$("$PROBE" look "$NAME2" 2>/dev/null | tail -1 | jq -cS .)" = "$NONE" ]; }
+wait_for 20 r_gone
+is "$("$PROBE" look "$NAME2" 2>/dev/null | tail -1 | jq -cS .)" "$NONE" \
+	"once the runner is idle, its SysV objects and /dev/shm and /tmp files are gone"
 
 done_testing
