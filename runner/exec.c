@@ -1719,7 +1719,8 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 		exec_set(res, "Failed", "TimedOut", code, "deadline exceeded: process group killed");
 		break;
 	case KILLED_NONE:
-		if ((oom = cg_task_oom_kills(&x->cg, NULL)) > 0) {
+		/* The OOM killer acted in the task's cgroup and the task did not succeed. */
+		if (!(WIFEXITED(st) && code == 0) && (oom = cg_task_oom_kills(&x->cg, NULL)) > 0) {
 			char lim[32];
 			qty_format(x->cg.limit, 0, lim, sizeof(lim));
 			exec_set(res, "Failed", "OOMKilled", code,

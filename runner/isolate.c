@@ -407,6 +407,9 @@ void iso_end(void)
 			iso_clean_dir(&iso_snap, 1);
 			if (iso_last.shm + iso_last.sem + iso_last.msg + iso_last.devshm + iso_last.tmp > 0)
 				log_info("removed what tasks left behind", "where", "System V IPC, /dev/shm, /tmp");
+		} else {
+			log_warn("too many entries in /tmp, /dev/shm or System V IPC to tell what tasks left: "
+				 "no cleanup this time");
 		}
 		iso_snapshot_free(&iso_snap);
 	}

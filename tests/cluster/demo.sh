@@ -84,6 +84,8 @@ check_contains "env expanded \$(GREETING) and \$(NAME), kept \$\$(...) literal" 
 	"$(field env .status.logTail)" 'Hello, world! (written as $(GREETING), $(NAME))'
 check "fail Failed" "$(field fail .status.phase)" Failed
 check "fail exit code 3" "$(field fail .status.exitCode)" 3
+check "limits Succeeded" "$(field limits .status.phase)" Succeeded
+check_contains "limits: 250m over 20 s is RLIMIT_CPU 5 (hard 6)" "$(field limits .status.logTail)" "CPU 5 6"
 
 if [ "$failures" -ne 0 ]; then
 	die "$failures demo check(s) failed; read $STATE/controller.log and $STATE/runner.log"
