@@ -218,7 +218,7 @@ void cg_task_remove(struct cg_task *c)
 		if (rmdir(c->dir) == 0 || errno == ENOENT)
 			break;
 		if (errno != EBUSY || i == CG_RMDIR_TRIES - 1) {
-			log_warn("could not remove a task's cgroup", "cgroup", c->dir, "error", strerror(errno));
+			log_warn("could not remove a task's cgroup", "cgroup", c->dir, "error", strerrordesc_np(errno) ? strerrordesc_np(errno) : "?");
 			break;
 		}
 		nanosleep(&ms10, NULL);

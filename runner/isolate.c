@@ -115,13 +115,13 @@ int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t s
 	memset(it, 0, sizeof(*it));
 	if (mkdirat(dirfd, ISO_TMP_NAME, 0700) < 0 || fchmodat(dirfd, ISO_TMP_NAME, 01777, 0) < 0) {
 		r = -errno;
-		snprintf(err, errsz, "work dir: %s: %s", ISO_TMP_NAME, strerror(-r));
+		snprintf(err, errsz, "work dir: %s: %s", ISO_TMP_NAME, strerrordesc_np(-r));
 		return r;
 	}
 	if (!realpath(work_path, it->work) ||
 	    (size_t)snprintf(it->tmp, sizeof(it->tmp), "%s/%s", it->work, ISO_TMP_NAME) >= sizeof(it->tmp)) {
 		r = errno ? -errno : -ENAMETOOLONG;
-		snprintf(err, errsz, "work dir: %s", strerror(-r));
+		snprintf(err, errsz, "work dir: %s", strerrordesc_np(-r));
 		return r;
 	}
 	if (!iso_namespaces())
@@ -162,7 +162,7 @@ int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t s
 	}
 	if (cur < 0) {
 		r = -errno;
-		snprintf(err, errsz, "work dir: private /tmp: %s", strerror(-r));
+		snprintf(err, errsz, "work dir: private /tmp: %s", strerrordesc_np(-r));
 		return r;
 	}
 	close(cur);
@@ -393,6 +393,8 @@ void iso_begin(void)
 
 void iso_end(void)
 {
+	int cleaned = 0, full = 0;
+
 	if (iso_namespaces())
 		return;
 	pthread_mutex_lock(&iso_lock);
@@ -405,15 +407,18 @@ void iso_end(void)
 				(void)iso_ipc_each(k, iso_clean_ipc, &iso_snap);
 			iso_clean_dir(&iso_snap, 0);
 			iso_clean_dir(&iso_snap, 1);
-			if (iso_last.shm + iso_last.sem + iso_last.msg + iso_last.devshm + iso_last.tmp > 0)
-				log_info("removed what tasks left behind", "where", "System V IPC, /dev/shm, /tmp");
+			cleaned = iso_last.shm + iso_last.sem + iso_last.msg + iso_last.devshm + iso_last.tmp > 0;
 		} else {
-			log_warn("too many entries in /tmp, /dev/shm or System V IPC to tell what tasks left: "
-				 "no cleanup this time");
+			full = 1;
 		}
 		iso_snapshot_free(&iso_snap);
 	}
 	pthread_mutex_unlock(&iso_lock);
+	if (cleaned)
+		log_info("removed what tasks left behind", "where", "System V IPC, /dev/shm, /tmp");
+	if (full)
+		log_warn("too many entries in /tmp, /dev/shm or System V IPC to tell what tasks left: no cleanup "
+			 "this time");
 }
 
 void iso_stats(struct iso_stats *out)
