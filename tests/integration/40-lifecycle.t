@@ -84,7 +84,7 @@ is "$(task_field too-slow .status.reason)" "TimedOut" "timeout gives reason Time
 ok "timeout leaves no process behind" wait_procs_gone 430 5
 
 # --- retries ------------------------------------------------------------------------------------
-mark=$(mktemp -d /tmp/tasked-it-mark.XXXXXX)
+mark=$(mktemp -d /var/tmp/tasked-it-mark.XXXXXX) # not /tmp: each task has a private one
 chmod 0777 "$mark"
 apply <<EOF2
 apiVersion: tasked.dev/v1alpha1

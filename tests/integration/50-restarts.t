@@ -19,7 +19,7 @@ all_phase() { # PHASE COUNT TIMEOUT: wait until COUNT tasks in the namespace hav
 }
 
 # --- kill -9 the controller with 40 tasks in flight ----------------------------------------------
-mark=$(mktemp -d /tmp/tasked-it-restart.XXXXXX)
+mark=$(mktemp -d /var/tmp/tasked-it-restart.XXXXXX) # not /tmp: each task has a private one
 chmod 0777 "$mark"
 for i in $(seq 1 40); do
 	cat <<EOF2

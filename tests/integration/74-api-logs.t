@@ -6,7 +6,7 @@
 . "$IT_ROOT/tests/tools/apitest.sh"
 test_namespace api-logs
 TMPD=$(mktemp -d)
-GO=$(mktemp -d /tmp/tasked-go.XXXXXX)   # the slow-follower task waits for GO/go (below)
+GO=$(mktemp -d /var/tmp/tasked-go.XXXXXX)   # the slow-follower task waits for GO/go (below); not /tmp: each task has a private one
 chmod 755 "$GO"
 HOLD=
 trap '_cleanup_namespace; bg_stop; [ -n "$HOLD" ] && kill "$HOLD" 2>/dev/null; rm -rf "$TMPD" "$GO"' EXIT
