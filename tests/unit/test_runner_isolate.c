@@ -211,6 +211,31 @@ static void test_namespaces(void)
 	remove_leftovers("ns1");
 }
 
+/* A work dir outside /tmp: nothing to bind again inside the private /tmp. */
+static void test_work_outside_tmp(void)
+{
+	char saved[sizeof(work_root)];
+	struct exec_result r;
+	json_t *out;
+
+	memcpy(saved, work_root, sizeof(saved));
+	snprintf(work_root, sizeof(work_root), "/var/tmp/tasked-iso-XXXXXX");
+	if (!mkdtemp(work_root) || chmod(work_root, 0711) < 0) {
+		ok(0, "a work root in /var/tmp");
+		memcpy(work_root, saved, sizeof(saved));
+		return;
+	}
+	remove_leftovers("ns2");
+	out = run("outside-1", json_pack("[sss]", probe, "leave", "ns2"), NULL, &r);
+	ok(strcmp(r.phase, "Succeeded") == 0 && json_integer_value(json_object_get(out, "files")) == 2,
+	   "with the work dir in /var/tmp the task has its private /tmp and /dev/shm too (%s)", r.message);
+	exec_result_free(&r);
+	ok(visible("ns2") == 0, "and nothing of it is left");
+	remove_leftovers("ns2");
+	rmdir(work_root);
+	memcpy(work_root, saved, sizeof(saved));
+}
+
 static void test_fallback(void)
 {
 	struct exec_result r;
@@ -258,6 +283,7 @@ int main(void)
 	test_cpu();
 	if (geteuid() == 0 && iso_namespaces()) {
 		test_namespaces();
+		test_work_outside_tmp();
 		test_fallback();
 	} else {
 		diag("not root or no namespaces: the namespace and fallback tests need both");
