@@ -1,4 +1,4 @@
-/* A memory cgroup per shell task (cgroup.h). */
+/* Memory and cpuacct cgroups per shell task (cgroup.h). */
 #include "cgroup.h"
 #include "log.h"
 #include "util.h"
@@ -14,10 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CG_V1_MEMORY "/sys/fs/cgroup/memory"
 #define CG_RMDIR_TRIES 50 /* × 10 ms: the last exiting process leaves the cgroup asynchronously */
 
-static char cg_root[PATH_MAX]; /* .../tasked-runner-PID; empty: not in use */
+enum { CG_MEM, CG_CPU, CG_N };
+static const struct {
+	const char *ctl, *mount, *probe;
+} cg_ctl[CG_N] = {
+	{ "memory", "/sys/fs/cgroup/memory", "memory.limit_in_bytes" },
+	{ "cpuacct", "/sys/fs/cgroup/cpuacct", "cpuacct.usage" },
+};
+static char cg_root[CG_N][PATH_MAX]; /* .../tasked-runner-PID; empty: not in use */
 
 static int cg_write(const char *dir, const char *file, const char *val)
 {
@@ -36,8 +42,8 @@ static int cg_write(const char *dir, const char *file, const char *val)
 	return r;
 }
 
-/* The runner's v1 memory cgroup, from /proc/self/cgroup ("N:a,memory,b:/path"). */
-static int cg_own_dir(char *out, size_t outsz)
+/* The runner's v1 cgroup of a controller, from /proc/self/cgroup ("N:a,ctl,b:/path"). */
+static int cg_own_dir(int k, char *out, size_t outsz)
 {
 	char *data = NULL, *save = NULL;
 	size_t len = 0;
@@ -51,11 +57,11 @@ static int cg_own_dir(char *out, size_t outsz)
 			continue;
 		*c2 = '\0';
 		for (ctl = strtok_r(c1 + 1, ",", &save2); ctl; ctl = strtok_r(NULL, ",", &save2))
-			if (strcmp(ctl, "memory") == 0)
+			if (strcmp(ctl, cg_ctl[k].ctl) == 0)
 				break;
 		if (!ctl)
 			continue;
-		found = (size_t)snprintf(out, outsz, "%s%s", CG_V1_MEMORY, strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1) <
+		found = (size_t)snprintf(out, outsz, "%s%s", cg_ctl[k].mount, strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1) <
 				outsz ? 0 : -ENAMETOOLONG;
 	}
 	free(data);
@@ -92,85 +98,131 @@ static void cg_remove_stale(const char *own)
 		closedir(d);
 }
 
-int cg_init(void)
+static int cg_init_one(int k)
 {
 	char own[PATH_MAX], probe[PATH_MAX + 64];
 	struct stat st;
 
-	if (cg_root[0])
-		return 1;
-	if (cg_own_dir(own, sizeof(own)) < 0 || snprintf(probe, sizeof(probe), "%s/memory.limit_in_bytes", own) < 0 ||
-	    stat(probe, &st) < 0)
-		goto none;
+	if (cg_own_dir(k, own, sizeof(own)) < 0 ||
+	    (size_t)snprintf(probe, sizeof(probe), "%s/%s", own, cg_ctl[k].probe) >= sizeof(probe) || stat(probe, &st) < 0)
+		return 0;
 	cg_remove_stale(own);
-	if ((size_t)snprintf(cg_root, sizeof(cg_root), "%s/tasked-runner-%d", own, (int)getpid()) >= sizeof(cg_root) ||
-	    (mkdir(cg_root, 0755) < 0 && errno != EEXIST))
-		goto none;
-	log_info("each task gets a memory cgroup", "cgroup", cg_root);
+	if ((size_t)snprintf(cg_root[k], sizeof(cg_root[k]), "%s/tasked-runner-%d", own, (int)getpid()) >=
+		    sizeof(cg_root[k]) ||
+	    (mkdir(cg_root[k], 0755) < 0 && errno != EEXIST)) {
+		cg_root[k][0] = '\0';
+		return 0;
+	}
 	return 1;
-none:
-	cg_root[0] = '\0';
-	log_info("no writable memory cgroup: task memory limits are per-process rlimits (RLIMIT_DATA)");
-	return 0;
+}
+
+int cg_init(void)
+{
+	int mem, cpu;
+
+	if (cg_root[CG_MEM][0] || cg_root[CG_CPU][0])
+		return 1;
+	mem = cg_init_one(CG_MEM);
+	cpu = cg_init_one(CG_CPU);
+	if (mem)
+		log_info("each task gets a memory cgroup", "cgroup", cg_root[CG_MEM]);
+	else
+		log_info("no writable memory cgroup: task memory limits are per-process rlimits (RLIMIT_DATA)");
+	if (cpu)
+		log_info("each task gets a cpuacct cgroup: its CPU seconds count all its processes", "cgroup",
+			 cg_root[CG_CPU]);
+	else
+		log_info("no writable cpuacct cgroup: task CPU seconds are per-process rlimits (RLIMIT_CPU)");
+	return mem || cpu;
 }
 
 int cg_available(void)
 {
-	return cg_root[0] != '\0';
+	return cg_root[CG_MEM][0] != '\0';
+}
+
+int cg_cpu_available(void)
+{
+	return cg_root[CG_CPU][0] != '\0';
 }
 
 void cg_cleanup(void)
 {
-	if (cg_root[0])
-		(void)rmdir(cg_root);
+	for (int k = 0; k < CG_N; k++)
+		if (cg_root[k][0])
+			(void)rmdir(cg_root[k]);
 }
 
-int cg_task_create(struct cg_task *c, const char *name, int64_t memory_bytes)
+/* mkdir root/name (the root again, should something have removed it while it was empty) and
+ * open its cgroup.procs. */
+static int cg_make(int k, const char *name, char *dir, size_t dirsz, int *fd)
 {
-	char val[32], path[PATH_MAX + 64];
+	char path[PATH_MAX + 64];
 	int r;
 
-	memset(c, 0, sizeof(*c));
-	c->procs_fd = -1;
-	if (!cg_root[0] || memory_bytes <= 0)
-		return -EOPNOTSUPP;
-	if ((size_t)snprintf(c->dir, sizeof(c->dir), "%s/%s", cg_root, name) >= sizeof(c->dir)) {
-		c->dir[0] = '\0';
+	if ((size_t)snprintf(dir, dirsz, "%s/%s", cg_root[k], name) >= dirsz) {
+		dir[0] = '\0';
 		return -ENAMETOOLONG;
 	}
-	/* the runner's directory again, should something have removed it while it was empty */
-	if ((mkdir(cg_root, 0755) < 0 && errno != EEXIST) || mkdir(c->dir, 0755) < 0) {
+	if ((mkdir(cg_root[k], 0755) < 0 && errno != EEXIST) || mkdir(dir, 0755) < 0) {
 		r = -errno;
-		c->dir[0] = '\0';
+		dir[0] = '\0';
 		return r;
 	}
-	snprintf(val, sizeof(val), "%lld", (long long)memory_bytes);
-	/* memory first: memsw may never be below it */
-	if ((r = cg_write(c->dir, "memory.limit_in_bytes", val)) < 0)
-		goto fail;
-	r = cg_write(c->dir, "memory.memsw.limit_in_bytes", val);
-	if (r < 0 && r != -ENOENT) /* no swap accounting: nothing to extend the limit with */
-		goto fail;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", c->dir);
-	c->procs_fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (c->procs_fd < 0) {
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	*fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (*fd < 0) {
 		r = -errno;
-		goto fail;
+		(void)rmdir(dir);
+		dir[0] = '\0';
+		return r;
 	}
-	c->limit = memory_bytes;
 	return 0;
-fail:
-	(void)rmdir(c->dir);
-	c->dir[0] = '\0';
+}
+
+static void cg_unmake(char *dir, int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	if (dir[0])
+		(void)rmdir(dir);
+	dir[0] = '\0';
+}
+
+int cg_task_create(struct cg_task *c, const char *name, int64_t memory_bytes, int cpu)
+{
+	char val[32];
+	int r = 0, e;
+
+	if (memory_bytes > 0 && cg_root[CG_MEM][0]) {
+		snprintf(val, sizeof(val), "%lld", (long long)memory_bytes);
+		if ((e = cg_make(CG_MEM, name, c->mem_dir, sizeof(c->mem_dir), &c->mem_fd)) < 0) {
+			r = e;
+		} else if ((e = cg_write(c->mem_dir, "memory.limit_in_bytes", val)) < 0 ||
+			   /* memory first: memsw may never be below it; no swap accounting: nothing
+			    * to extend the limit with */
+			   ((e = cg_write(c->mem_dir, "memory.memsw.limit_in_bytes", val)) < 0 && e != -ENOENT)) {
+			cg_unmake(c->mem_dir, &c->mem_fd);
+			r = e;
+		} else {
+			c->limit = memory_bytes;
+		}
+	}
+	if (cpu && cg_root[CG_CPU][0] && (e = cg_make(CG_CPU, name, c->cpu_dir, sizeof(c->cpu_dir), &c->cpu_fd)) < 0 &&
+	    r == 0)
+		r = e;
 	return r;
 }
 
 int cg_task_join(const struct cg_task *c)
 {
-	if (c->procs_fd < 0)
-		return 0;
 	/* "0": the writing process */
-	return write(c->procs_fd, "0", 1) == 1 ? 0 : -errno;
+	if (c->mem_fd >= 0 && write(c->mem_fd, "0", 1) != 1)
+		return -errno;
+	if (c->cpu_fd >= 0 && write(c->cpu_fd, "0", 1) != 1)
+		return -errno;
+	return 0;
 }
 
 static int64_t cg_read_key(const char *dir, const char *file, const char *key)
@@ -191,37 +243,49 @@ static int64_t cg_read_key(const char *dir, const char *file, const char *key)
 	return v;
 }
 
+int64_t cg_task_cpu_ns(const struct cg_task *c)
+{
+	return c->cpu_dir[0] ? cg_read_key(c->cpu_dir, "cpuacct.usage", "") : -1;
+}
+
 int64_t cg_task_oom_kills(const struct cg_task *c, int64_t *max_usage)
 {
 	int64_t n;
 
 	if (max_usage)
 		*max_usage = 0;
-	if (!c->dir[0])
+	if (!c->mem_dir[0])
 		return 0;
-	n = cg_read_key(c->dir, "memory.oom_control", "oom_kill");
+	n = cg_read_key(c->mem_dir, "memory.oom_control", "oom_kill");
 	if (max_usage)
-		*max_usage = cg_read_key(c->dir, "memory.max_usage_in_bytes", "");
+		*max_usage = cg_read_key(c->mem_dir, "memory.max_usage_in_bytes", "");
 	return n > 0 ? n : 0;
 }
 
-void cg_task_remove(struct cg_task *c)
+static void cg_remove_dir(char *dir, int *fd)
 {
 	struct timespec ms10 = { 0, 10 * 1000000L };
 
-	if (c->procs_fd >= 0)
-		close(c->procs_fd);
-	c->procs_fd = -1;
-	if (!c->dir[0])
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	if (!dir[0])
 		return;
 	for (int i = 0; i < CG_RMDIR_TRIES; i++) {
-		if (rmdir(c->dir) == 0 || errno == ENOENT)
+		if (rmdir(dir) == 0 || errno == ENOENT)
 			break;
 		if (errno != EBUSY || i == CG_RMDIR_TRIES - 1) {
-			log_warn("could not remove a task's cgroup", "cgroup", c->dir, "error", strerrordesc_np(errno) ? strerrordesc_np(errno) : "?");
+			log_warn("could not remove a task's cgroup", "cgroup", dir, "error",
+				 strerrordesc_np(errno) ? strerrordesc_np(errno) : "?");
 			break;
 		}
 		nanosleep(&ms10, NULL);
 	}
-	c->dir[0] = '\0';
+	dir[0] = '\0';
+}
+
+void cg_task_remove(struct cg_task *c)
+{
+	cg_remove_dir(c->mem_dir, &c->mem_fd);
+	cg_remove_dir(c->cpu_dir, &c->cpu_fd);
 }

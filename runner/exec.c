@@ -50,6 +50,7 @@
 #define EXEC_MASK_HOLD 4096                /* bytes held back so a secret split between two
 					    * chunks is still masked */
 #define EXEC_SWEEP_ROUNDS 5000             /* the init's kill-and-reap rounds, ~1 ms each */
+#define EXEC_CPU_CHECK_MS 200              /* how often a task's cpuacct cgroup is read */
 #define EXEC_INIT_GRACE_MS 10000           /* after a kill request, SIGKILL an init still there */
 
 /* ---- process-wide state ---------------------------------------------------------------- */
@@ -1434,7 +1435,8 @@ struct exec_run {
 	pid_t task_pid;      /* the task's main process (and its pgid) */
 	int status;          /* wait status of the task's main process */
 	int64_t kill_sent;   /* monotonic ms of the first kill request; 0 = none */
-	enum { KILLED_NONE, KILLED_CANCEL, KILLED_SHUTDOWN, KILLED_TIMEOUT } killed;
+	enum { KILLED_NONE, KILLED_CANCEL, KILLED_SHUTDOWN, KILLED_TIMEOUT, KILLED_CPU } killed;
+	int64_t cpu_check;   /* monotonic ms of the next look at the task's cpuacct cgroup; 0 = none */
 };
 
 /* Asks the init to kill the task tree (it answers with EXIT). */
@@ -1506,7 +1508,7 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	 * else RLIMIT_DATA per process (heap and private writable mappings), not RLIMIT_AS, which
 	 * also counts address space reserved but never used and so stops Go, Java and V8 from
 	 * starting far below their real use. */
-	if (t->memory_bytes > 0 && !x->cg.dir[0])
+	if (t->memory_bytes > 0 && !x->cg.mem_dir[0])
 		exec_rlimit(&c, RLIMIT_DATA, (uint64_t)t->memory_bytes, (uint64_t)t->memory_bytes);
 	if (t->cpu_seconds > 0)
 		exec_rlimit(&c, RLIMIT_CPU, (uint64_t)t->cpu_seconds, (uint64_t)t->cpu_seconds + 1);
@@ -1611,7 +1613,7 @@ static void exec_loop(struct exec_run *x)
 
 		if (exited && ((x->out_r < 0 && x->err_r < 0) || now >= drain_until))
 			break;
-		/* timers: deadline, log flush, drain */
+		/* timers: deadline, CPU seconds, log flush, drain */
 		if (!exited && !x->killed && t->deadline_ms > 0) {
 			if (wall >= t->deadline_ms) {
 				x->killed = KILLED_TIMEOUT;
@@ -1619,6 +1621,20 @@ static void exec_loop(struct exec_run *x)
 			} else {
 				timeout = (int)(t->deadline_ms - wall > 60000 ? 60000 : t->deadline_ms - wall);
 			}
+		}
+		/* With a cpuacct cgroup the CPU seconds count every process of the task together
+		 * (RLIMIT_CPU, per process, stays as the backstop). */
+		if (!exited && !x->killed && x->cpu_check) {
+			if (now >= x->cpu_check) {
+				int64_t ns = cg_task_cpu_ns(&x->cg);
+				if (ns >= t->cpu_seconds * INT64_C(1000000000)) {
+					x->killed = KILLED_CPU;
+					exec_kill_group(x);
+				}
+				x->cpu_check = now + EXEC_CPU_CHECK_MS;
+			}
+			if (!x->killed && (timeout < 0 || x->cpu_check - now < timeout))
+				timeout = (int)(x->cpu_check - now);
 		}
 		for (int s = 0; s < 2; s++) {
 			if (!x->cap.pend_since[s])
@@ -1717,6 +1733,11 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 		break;
 	case KILLED_TIMEOUT:
 		exec_set(res, "Failed", "TimedOut", code, "deadline exceeded: process group killed");
+		break;
+	case KILLED_CPU:
+		exec_set(res, "Failed", "CPULimitExceeded", code,
+			 "CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) used by "
+			 "the task's processes together; process group killed", (long long)x->t->cpu_seconds);
 		break;
 	case KILLED_NONE:
 		/* The OOM killer acted in the task's cgroup and the task did not succeed. */
@@ -1854,7 +1875,7 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	x.t = t;
 	x.out_r = x.err_r = x.status_r = x.pidfd = -1;
 	x.w.rootfd = x.w.dirfd = -1;
-	x.cg.procs_fd = -1;
+	x.cg.mem_fd = x.cg.cpu_fd = -1;
 	res->exit_code = -1;
 
 	res->retryable = -1;
@@ -1937,9 +1958,12 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 		goto done;
 	}
 
-	if (t->memory_bytes > 0 && cg_available() && (r = cg_task_create(&x.cg, x.w.name, t->memory_bytes)) < 0)
-		log_warn("no memory cgroup for the task; RLIMIT_DATA instead", "taskUid", t->task_uid, "error",
+	if (((t->memory_bytes > 0 && cg_available()) || (t->cpu_seconds > 0 && cg_cpu_available())) &&
+	    (r = cg_task_create(&x.cg, x.w.name, t->memory_bytes, t->cpu_seconds > 0)) < 0)
+		log_warn("no cgroup for the task; rlimits instead", "taskUid", t->task_uid, "error",
 			 exec_strerror(-r));
+	if (x.cg.cpu_dir[0])
+		x.cpu_check = util_mono_ms() + EXEC_CPU_CHECK_MS;
 	/* Without namespaces, what the task leaves in /tmp, /dev/shm and IPC is removed once no
 	 * task runs (isolate.h). */
 	iso_begin();

@@ -97,6 +97,19 @@ task cpu-burn '' '{cpu: 100m}' 20 burn
 ok_phase cpu-burn Failed 90
 is "$(reason cpu-burn)" CPULimitExceeded "a CPU-burning task is killed at its CPU limit"
 like "$(message cpu-burn)" 'CPU time limit reached: 2 CPU seconds' "… after 2 CPU seconds (100m × 20 s)"
+# Three burning processes: with a cpuacct cgroup (this suite's runner is root on a cgroup v1
+# host) the 2 seconds count all of them; with rlimits alone each may use 2.
+task cpu-tree '' '{cpu: 100m}' 20 burn 3
+ok_phase cpu-tree Failed 90
+if grep -q 'each task gets a cpuacct cgroup' "$STATE/runner.log"; then
+	like "$(reason cpu-tree): $(message cpu-tree)" \
+		'^CPULimitExceeded: CPU time limit reached: 2 CPU seconds .* used by the task.s processes together' \
+		"three burning processes are stopped when they used 2 CPU seconds together (cpuacct cgroup)"
+else
+	like "$(reason cpu-tree): $(message cpu-tree)" \
+		'^CPULimitExceeded: CPU time limit reached: 2 CPU seconds .* used by one process' \
+		"three burning processes: the first to use 2 CPU seconds is stopped (RLIMIT_CPU, no cgroup)"
+fi
 
 # --- queue maximum and defaults ------------------------------------------------------------------
 k apply -f - >/dev/null <<EOF
@@ -184,6 +197,7 @@ ok "a runner as 65532 without capabilities connected" grep -q '"runner connected
 like "$(grep 'no mount/IPC namespaces' "$STATE/runner-it89.log")" '"cleanup":"on"' \
 	"it has no namespaces for tasks, and cleans up after them (its tasks run as 65532)"
 ok "… and no writable memory cgroup" grep -q 'no writable memory cgroup' "$STATE/runner-it89.log"
+ok "… nor cpuacct cgroup" grep -q 'no writable cpuacct cgroup' "$STATE/runner-it89.log"
 POOL=it89-restricted
 task r-limits '' '{memory: 80Mi}' 6 limits
 ok_phase r-limits Succeeded 60

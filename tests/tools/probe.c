@@ -9,7 +9,7 @@
  *
  * Resource modes (docs/runner.md), each reporting into $TASKED_OUTPUT as well:
  *   probe alloc MIB        allocate and touch MIB MiB, 1 MiB at a time; exit 3 when one fails
- *   probe burn             spin on the CPU until killed
+ *   probe burn [N]         spin on the CPU until killed, in N processes (default 1)
  *   probe leave NAME [S]   create a SysV shm segment, semaphore set and message queue (key from
  *                          NAME), /dev/shm/tasked-probe-NAME and /tmp/tasked-probe-NAME, then wait
  *                          S seconds (with all of them in place)
@@ -617,9 +617,12 @@ static int mode_alloc(long mib)
 	return 0;
 }
 
-static __attribute__((noreturn)) void mode_burn(void)
+static __attribute__((noreturn)) void mode_burn(long n)
 {
 	volatile unsigned long x = 0;
+	for (long i = 1; i < n && i < 64; i++)
+		if (fork() == 0)
+			break;
 	printf("burning\n");
 	fflush(stdout);
 	for (;;)
@@ -728,8 +731,8 @@ int main(int argc, char **argv)
 		return mode_limits();
 	if (argc >= 3 && strcmp(argv[1], "alloc") == 0)
 		return mode_alloc(strtol(argv[2], NULL, 10));
-	if (argc == 2 && strcmp(argv[1], "burn") == 0)
-		mode_burn();
+	if (argc >= 2 && strcmp(argv[1], "burn") == 0)
+		mode_burn(argc >= 3 ? strtol(argv[2], NULL, 10) : 1);
 	if (argc >= 3 && strcmp(argv[1], "leave") == 0)
 		return mode_leave(argv[2], argc >= 4 ? strtol(argv[3], NULL, 10) : 0);
 	if (argc == 3 && strcmp(argv[1], "look") == 0)

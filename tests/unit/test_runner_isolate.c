@@ -158,6 +158,14 @@ static void test_cpu(void)
 	   r.exit_code == 128 + SIGXCPU && strstr(r.message, "1 CPU seconds"),
 	   "a CPU-burning task is killed at 1 CPU second: %s %s", r.reason, r.message);
 	exec_result_free(&r);
+	if (!cg_cpu_available())
+		return;
+	/* three processes, 2 CPU seconds: none reaches its RLIMIT_CPU before the three together do */
+	run("cpu-2", json_pack("[sss]", probe, "burn", "3"), json_pack("{sI}", "cpuSeconds", (json_int_t)2), &r);
+	ok(strcmp(r.phase, "Failed") == 0 && strcmp(r.reason, "CPULimitExceeded") == 0 &&
+	   strstr(r.message, "2 CPU seconds") && strstr(r.message, "together"),
+	   "with a cpuacct cgroup the CPU seconds count the whole tree: %s %s", r.reason, r.message);
+	exec_result_free(&r);
 }
 
 struct bg {
