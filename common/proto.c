@@ -1,4 +1,5 @@
 #include "proto.h"
+#include "jscan.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -114,7 +115,8 @@ static int decode_hello(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 			return proto_fail(err, errsz, "field labels must be an object of at most %d strings",
 					  PROTO_MAX_LABELS);
 		json_object_foreach(m->labels, k, v) {
-			if (strlen(k) > 63 || !json_is_string(v) || json_string_length(v) > 63)
+			if (strlen(k) > 63 || !json_is_string(v) || json_string_length(v) > 63 ||
+			    strlen(json_string_value(v)) != json_string_length(v))
 				return proto_fail(err, errsz, "label values must be strings of at most 63 bytes");
 		}
 	}
@@ -433,7 +435,9 @@ int proto_decode(const char *data, size_t len, size_t max, enum proto_dir dir,
 		proto_fail(err, errsz, "message of %zu bytes exceeds the %zu byte cap", len, max);
 		return -EMSGSIZE;
 	}
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	/* NUL inside strings is valid JSON: free-form fields (input, output) carry it faithfully;
+	 * every field read as a C string is checked for it (get_str, check_string_array). */
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!root)
 		return proto_fail(err, errsz, "invalid JSON at line %d column %d", jerr.line, jerr.column);
 	if (!json_is_object(root)) {
@@ -637,4 +641,19 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 		return -EBADMSG;
 	}
 	return seen_type && seen_uid && seen_attempt ? 0 : -EBADMSG;
+}
+
+json_t *proto_load_output(const char *data, size_t len, int *too_deep, json_error_t *err)
+{
+	json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, err);
+
+	/* The text is JSON (it parsed, or only the parser's own depth limit stopped it), so the
+	 * bracket count is the nesting. */
+	*too_deep = j ? jscan_depth(data, len, PROTO_MAX_OUTPUT_DEPTH) > PROTO_MAX_OUTPUT_DEPTH
+		      : json_error_code(err) == json_error_stack_overflow;
+	if (*too_deep) {
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
 }

@@ -22,6 +22,7 @@
 #define PROTO_MAX_SCOPES 64
 #define PROTO_MAX_CIDRS 256
 #define PROTO_MAX_REDIRECTS 20
+#define PROTO_MAX_OUTPUT_DEPTH 64   /* nesting of a task's output; the runner refuses deeper */
 
 /* WebSocket close codes used on protocol errors (4000-4999 are application codes). */
 #define PROTO_CLOSE_MALFORMED 4400
@@ -106,3 +107,9 @@ json_t *proto_new(enum proto_type t);
 int proto_encode(const json_t *msg, size_t max, char **ret, size_t *ret_len);
 /* Convenience: {type, taskUid, attempt}. */
 json_t *proto_new_task(enum proto_type t, const char *task_uid, int64_t attempt);
+
+/* Parses a task's output (any JSON value; NUL inside strings kept). Returns a new reference, or
+ * NULL with err filled; *too_deep is set when it is JSON nested deeper than
+ * PROTO_MAX_OUTPUT_DEPTH (the task then fails OutputTooDeep rather than passing a document that
+ * every later parser, in the controller and in clients, must survive). */
+json_t *proto_load_output(const char *data, size_t len, int *too_deep, json_error_t *err);

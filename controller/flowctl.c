@@ -244,8 +244,10 @@ static json_t *children_of(struct flowctl *f, const char *ns, const char *flow, 
 static int task_path(const char *ns, const char *name, char *out, size_t outsz, const char *suffix)
 {
 	char ens[256], ename[512];
-	if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0)
+	if (!name || kube_escape(ns, ens, sizeof(ens)) < 0 || (name[0] && kube_escape(name, ename, sizeof(ename)) < 0))
 		return -ENAMETOOLONG;
+	if (!name[0])
+		ename[0] = '\0';   /* the collection itself */
 	snprintf(out, outsz, "/apis/tasked.dev/v1alpha1/namespaces/%s/%s%s%s", ens, suffix, name[0] ? "/" : "", ename);
 	return 0;
 }
@@ -565,9 +567,10 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 			if (util_now_ms() >= due) {
 				char path[1024];
 				struct kube_resp resp;
-				if (task_path(ns, fname, path, sizeof(path), "flows") == 0 &&
-				    kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp) == 0)
+				if (task_path(ns, fname, path, sizeof(path), "flows") == 0) {
+					(void)kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp);
 					kube_resp_free(&resp);
+				}
 			} else {
 				wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
 			}

@@ -2,6 +2,7 @@
 #include "log.h"
 #include "util.h"
 #include "hmap.h"
+#include "jscan.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +16,9 @@
 #define INF_PAGE 500
 #define INF_BACKOFF_MIN_MS 800
 #define INF_BACKOFF_MAX_MS 30000
+#define INF_BAD_MAX 65536             /* undecodable objects remembered (to report each once) */
+#define INF_STALL_GRACE_MS 60000      /* beyond the watch timeout before /readyz objects */
+#define INF_CONTINUE_MAX 4096
 
 /* One cached object: its JSON, deflated. */
 struct ientry {
@@ -48,6 +52,11 @@ struct informer {
 	char rv[64];
 	int64_t backoff_ms;
 	struct informer_stats stats;
+	void (*bad_fn)(const struct informer_bad *b, void *ud);
+	void *bad_ud;
+	struct hmap *bad;       /* uid -> (void *)1: undecodable objects already reported */
+	int64_t progress_ms;    /* monotonic: the last time the list or watch delivered */
+	int64_t watch_timeout_ms;
 };
 
 /* Strings every Task (and TaskQueue, Flow) repeats, so even a small object compresses well.
@@ -134,7 +143,7 @@ static json_t *ie_unpack(const struct ientry *e)
 	r = inflate(&zs, Z_FINISH);
 	inflateEnd(&zs);
 	if (r == Z_STREAM_END)
-		obj = json_loadb(txt, e->rawlen, 0, NULL);
+		obj = kube_json_loadb(txt, e->rawlen, NULL);
 	free(txt);
 	return obj;
 }
@@ -176,10 +185,11 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	inf->ud = ud;
 	inf->cache = hmap_new();
 	inf->uids = hmap_new();
+	inf->bad = hmap_new();
 	inf->tag_counts = json_object();
 	inf->label_index = json_object();
 	pthread_mutex_init(&inf->lock, NULL);
-	if (!inf->path || !inf->cache || !inf->uids) {
+	if (!inf->path || !inf->cache || !inf->uids || !inf->bad) {
 		informer_free(inf);
 		return NULL;
 	}
@@ -200,6 +210,7 @@ void informer_free(struct informer *inf)
 		hmap_foreach(inf->cache, ie_free_cb, NULL);
 	hmap_free(inf->cache);
 	hmap_free(inf->uids);
+	hmap_free(inf->bad);
 	if (inf->zs_ok)
 		deflateEnd(&inf->zs);
 	json_decref(inf->tag_counts);
@@ -382,21 +393,183 @@ static void inf_drop_unseen(struct informer *inf, json_t *seen)
 	json_decref(gone);
 }
 
+static void inf_progress(struct informer *inf)
+{
+	pthread_mutex_lock(&inf->lock);
+	inf->progress_ms = util_mono_ms();
+	pthread_mutex_unlock(&inf->lock);
+}
+
+/* Drops key's cached copy, delivering it as INFORMER_DELETED. */
+static void inf_drop_key(struct informer *inf, const char *key)
+{
+	json_t *o;
+	pthread_mutex_lock(&inf->lock);
+	o = ie_unpack(hmap_get(inf->cache, key));
+	pthread_mutex_unlock(&inf->lock);
+	if (o)
+		inf_store(inf, INFORMER_DELETED, o);
+	json_decref(o);
+}
+
+struct inf_ident {
+	char ns[256], name[256], uid[128], rv[64], phase[64], reason[128];
+};
+
+/* Names the object whose text is [vs, ve) with the bounded scanner: what the tree parser
+ * refused may be nested arbitrarily deep, the scanner counts instead of recursing. */
+static void inf_ident(const char *buf, size_t vs, size_t ve, struct inf_ident *id)
+{
+	static const char *const paths[][3] = {
+		{ "metadata", "namespace", NULL }, { "metadata", "name", NULL }, { "metadata", "uid", NULL },
+		{ "metadata", "resourceVersion", NULL }, { "status", "phase", NULL }, { "status", "reason", NULL },
+	};
+	char *outs[] = { id->ns, id->name, id->uid, id->rv, id->phase, id->reason };
+	size_t sizes[] = { sizeof(id->ns), sizeof(id->name), sizeof(id->uid), sizeof(id->rv),
+			   sizeof(id->phase), sizeof(id->reason) };
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(outs); i++) {
+		size_t s, e;
+		outs[i][0] = '\0';
+		if (jscan_path(buf, ve, vs, paths[i], &s, &e) == 0)
+			(void)jscan_string(buf, s, e, outs[i], sizes[i]);
+	}
+}
+
+/* An object that does not decode: skipped, any older copy dropped, reported once per UID (log,
+ * counter, the owner's callback). type is the watch event's type, NULL for a list item. */
+static void inf_undecodable(struct informer *inf, const char *type, const char *buf, size_t vs, size_t ve,
+			    const char *error)
+{
+	struct inf_ident id;
+	char key[520];
+	int deleted = type && strcmp(type, "DELETED") == 0, fresh = 0, known = 0;
+
+	inf_ident(buf, vs, ve, &id);
+	if (type && id.rv[0])
+		snprintf(inf->rv, sizeof(inf->rv), "%s", id.rv);
+	pthread_mutex_lock(&inf->lock);
+	if (id.uid[0]) {
+		known = hmap_get(inf->bad, id.uid) != NULL;
+		if (deleted && known) {
+			hmap_del(inf->bad, id.uid);
+		} else if (!deleted && !known) {
+			fresh = 1;
+			if (hmap_size(inf->bad) < INF_BAD_MAX && hmap_put(inf->bad, id.uid, (void *)1) == (void *)-1)
+				log_warn("out of memory remembering an undecodable object", "uid", id.uid);
+		}
+	} else {
+		fresh = !deleted;
+	}
+	if (fresh)
+		inf->stats.undecodable++;
+	pthread_mutex_unlock(&inf->lock);
+	if (fresh)
+		log_warn("skipping an object that cannot be decoded", "path", inf->path, "namespace", id.ns,
+			 "name", id.name, "uid", id.uid, "error", error ? error : "");
+	else if (deleted && known)
+		log_info("an undecodable object was deleted", "path", inf->path, "namespace", id.ns, "name", id.name,
+			 "uid", id.uid);
+	if (id.name[0] && snprintf(key, sizeof(key), id.ns[0] ? "%s/%s" : "%s%s", id.ns, id.name) < (int)sizeof(key))
+		inf_drop_key(inf, key);
+	if (fresh && inf->bad_fn) {
+		struct informer_bad b = { .namespace_ = id.ns, .name = id.name, .uid = id.uid, .phase = id.phase,
+					  .reason = id.reason, .error = error ? error : "" };
+		inf->bad_fn(&b, inf->bad_ud);
+	}
+}
+
+/* A string member by path into out; -ENOENT when absent, another negative errno when it is
+ * there but unusable (so a page is never read as shorter than it is). */
+static int inf_page_string(json_t *body, const char *raw, size_t rawlen, const char *const *path, char *out,
+			   size_t outsz)
+{
+	size_t s, e;
+	int r;
+	out[0] = '\0';
+	if (body) {
+		json_t *v = body;
+		for (; *path && v; path++)
+			v = json_object_get(v, *path);
+		if (!v)
+			return -ENOENT;
+		if (!json_is_string(v) || json_string_length(v) >= outsz ||
+		    strlen(json_string_value(v)) != json_string_length(v))
+			return -EBADMSG;
+		memcpy(out, json_string_value(v), json_string_length(v) + 1);
+		return 0;
+	}
+	r = jscan_path(raw, rawlen, 0, path, &s, &e);
+	return r < 0 ? r : jscan_string(raw, s, e, out, outsz);
+}
+
+/* One page of a list: its items into the cache and their keys into seen; its resourceVersion
+ * and continue token out ("" when absent). body is the decoded page, or NULL with raw set when
+ * the page did not decode (jansson refuses the whole text when one item nests too deep): then
+ * the scanner splits the items and each is decoded on its own, so one object never fails a
+ * list. Returns 0 or -EBADMSG. */
+static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t rawlen, json_t *seen,
+		    char *rv, size_t rvsz, char *cont, size_t contsz)
+{
+	static const char *const p_rv[] = { "metadata", "resourceVersion", NULL };
+	static const char *const p_cont[] = { "metadata", "continue", NULL };
+	static const char *const p_items[] = { "items", NULL };
+	char kb[512];
+	int r;
+
+	if (((r = inf_page_string(body, raw, rawlen, p_rv, rv, rvsz)) < 0 && r != -ENOENT) ||
+	    ((r = inf_page_string(body, raw, rawlen, p_cont, cont, contsz)) < 0 && r != -ENOENT))
+		return -EBADMSG;
+	if (body) {
+		json_t *items = json_object_get(body, "items"), *it;
+		size_t i;
+		if (!json_is_array(items) && !json_is_null(items) && items)
+			return -EBADMSG;
+		json_array_foreach(items, i, it) {
+			if (informer_key_of(it, kb, sizeof(kb)) == 0)
+				json_object_set_new(seen, kb, json_true());
+			inf_store(inf, INFORMER_ADDED, it);
+		}
+		return 0;
+	} else {
+		size_t s, e, pos, vs, ve;
+		r = jscan_path(raw, rawlen, 0, p_items, &s, &e);
+		if (r == -ENOENT || (r == 0 && e - s == 4 && memcmp(raw + s, "null", 4) == 0))
+			return 0;
+		if (r < 0)
+			return -EBADMSG;
+		pos = s;
+		while ((r = jscan_next(raw, e, &pos, &vs, &ve)) == 1) {
+			json_error_t jerr;
+			json_t *it = kube_json_loadb(raw + vs, ve - vs, &jerr);
+			if (!it) {
+				inf_undecodable(inf, NULL, raw, vs, ve, jerr.text);
+				continue;
+			}
+			if (informer_key_of(it, kb, sizeof(kb)) == 0)
+				json_object_set_new(seen, kb, json_true());
+			inf_store(inf, INFORMER_ADDED, it);
+			json_decref(it);
+		}
+		return r < 0 ? -EBADMSG : 0;
+	}
+}
+
 /* Paged list. Returns 0, -ESTALE on 410, or another negative errno. */
 static int inf_list(struct informer *inf, int consistent)
 {
 	json_t *seen = json_object();
-	char path[2048], cont[1024] = "", esc[1024];
-	const char *rv = NULL;
+	char path[INF_CONTINUE_MAX * 3 + 1024], cont[INF_CONTINUE_MAX] = "", esc[INF_CONTINUE_MAX * 3];
+	char rv[sizeof(inf->rv)];
 	int r = 0;
 
 	inf->stats.lists++;
 	for (;;) {
 		struct kube_resp resp;
-		const char *next;
-		json_t *items;
 		if (cont[0]) {
-			kube_escape(cont, esc, sizeof(esc));
+			if (kube_escape(cont, esc, sizeof(esc)) < 0) {
+				r = -ENAMETOOLONG;
+				break;
+			}
 			snprintf(path, sizeof(path), "%s?limit=%d&continue=%s", inf->path, INF_PAGE, esc);
 		} else if (!consistent && inf->rv[0]) {
 			snprintf(path, sizeof(path), "%s?limit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan",
@@ -405,32 +578,26 @@ static int inf_list(struct informer *inf, int consistent)
 			snprintf(path, sizeof(path), "%s?limit=%d", inf->path, INF_PAGE);
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
-		if (r < 0 || resp.status != 200) {
+		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
+			/* Store each page as it arrives and free it before the next: holding a
+			 * whole large list as parsed trees costs ~8 KiB per object at peak. */
+			r = inf_page(inf, NULL, resp.raw, resp.raw_len, seen, rv, sizeof(rv), cont, sizeof(cont));
+		} else if (r < 0 || resp.status != 200) {
 			log_warn("list failed", "path", inf->path, "reason", resp.reason, "error", resp.message);
 			if (r == 0)
 				r = resp.status == 410 ? -ESTALE : -EIO;
 			kube_resp_free(&resp);
 			break;
+		} else {
+			r = inf_page(inf, resp.body, NULL, 0, seen, rv, sizeof(rv), cont, sizeof(cont));
 		}
-		/* Store each page as it arrives and free it before the next: holding a whole
-		 * large list as parsed trees costs ~8 KiB per object at peak. */
-		items = json_object_get(resp.body, "items");
-		{
-			json_t *it;
-			size_t i;
-			char kb[512];
-			json_array_foreach(items, i, it) {
-				if (informer_key_of(it, kb, sizeof(kb)) == 0)
-					json_object_set_new(seen, kb, json_true());
-				inf_store(inf, INFORMER_ADDED, it);
-			}
-		}
-		rv = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "resourceVersion"));
-		next = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "continue"));
-		if (rv)
-			snprintf(inf->rv, sizeof(inf->rv), "%s", rv);
-		snprintf(cont, sizeof(cont), "%s", next ? next : "");
 		kube_resp_free(&resp);
+		if (r < 0) {
+			log_warn("list page is not a list", "path", inf->path);
+			break;
+		}
+		if (rv[0])
+			snprintf(inf->rv, sizeof(inf->rv), "%s", rv);
 		if (!cont[0])
 			break;
 	}
@@ -439,6 +606,7 @@ static int inf_list(struct informer *inf, int consistent)
 		pthread_mutex_lock(&inf->lock);
 		inf->synced = 1;
 		pthread_mutex_unlock(&inf->lock);
+		inf_progress(inf);
 	}
 	json_decref(seen);
 	/* Give the parse garbage of a big list back to the system. */
@@ -452,14 +620,62 @@ struct inf_watch {
 	int events;
 };
 
-static int inf_on_event(json_t *ev, void *ud)
+static int inf_on_event(json_t *ev, const char *raw, size_t rawlen, const char *error, void *ud);
+
+/* A watch line that did not decode: find its type and object with the scanner. When the object
+ * alone decodes (the event wrapper was the level too many) it is applied as usual; otherwise it
+ * is skipped and reported, and the watch goes on from its resourceVersion. */
+static int inf_bad_line(struct inf_watch *w, const char *raw, size_t rawlen, const char *error)
+{
+	static const char *const p_type[] = { "type", NULL }, *const p_obj[] = { "object", NULL };
+	struct informer *inf = w->inf;
+	char type[32];
+	size_t s, e;
+	json_t *obj, *ev;
+	int r;
+
+	if (jscan_path(raw, rawlen, 0, p_type, &s, &e) < 0 || jscan_string(raw, s, e, type, sizeof(type)) < 0 ||
+	    jscan_path(raw, rawlen, 0, p_obj, &s, &e) < 0) {
+		pthread_mutex_lock(&inf->lock);
+		inf->stats.undecodable++;
+		pthread_mutex_unlock(&inf->lock);
+		log_warn("skipping a watch line that is not an event", "path", inf->path, "error", error);
+		return 0;
+	}
+	w->events++;
+	obj = kube_json_loadb(raw + s, e - s, NULL);
+	if (obj && (ev = json_pack("{sssO}", "type", type, "object", obj))) {
+		r = inf_on_event(ev, NULL, 0, NULL, w);
+		json_decref(ev);
+		json_decref(obj);
+		return r;
+	}
+	json_decref(obj);
+	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 || strcmp(type, "DELETED") == 0) {
+		inf_undecodable(inf, type, raw, s, e, error);
+		inf->backoff_ms = 0;
+		return 0;
+	}
+	/* An ERROR or BOOKMARK is a small object of the server's own: one that does not decode
+	 * means the stream is not what it should be. */
+	log_warn("watch sent an undecodable event", "path", inf->path, "type", type, "error", error);
+	return 1;
+}
+
+static int inf_on_event(json_t *ev, const char *raw, size_t rawlen, const char *error, void *ud)
 {
 	struct inf_watch *w = ud;
 	struct informer *inf = w->inf;
-	const char *type = json_string_value(json_object_get(ev, "type"));
-	json_t *obj = json_object_get(ev, "object");
-	const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	const char *type;
+	json_t *obj;
+	const char *rv;
 
+	inf_progress(inf);
+	if (!ev)
+		return inf_bad_line(w, raw, rawlen, error);
+	type = json_string_value(json_object_get(ev, "type"));
+	obj = json_object_get(ev, "object");
+	rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	if (!type || !json_is_object(obj))
 		return 1;
 	if (strcmp(type, "ERROR") == 0) {
@@ -477,7 +693,7 @@ static int inf_on_event(json_t *ev, void *ud)
 	else if (strcmp(type, "DELETED") == 0)
 		inf_store(inf, INFORMER_DELETED, obj);
 	/* BOOKMARK: only the resourceVersion moves. */
-	if (rv)
+	if (rv && strlen(rv) < sizeof(inf->rv))
 		snprintf(inf->rv, sizeof(inf->rv), "%s", rv);
 	inf->backoff_ms = 0;
 	return 0;
@@ -552,6 +768,7 @@ static void *inf_run(void *arg)
 		started = util_mono_ms();
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.watches++;
+		inf->watch_timeout_ms = (int64_t)(300 + rnd * 300 / 255) * 1000;
 		pthread_mutex_unlock(&inf->lock);
 		r = kube_watch(inf->kc, path, inf_on_event, &w, &inf->stop, &resp);
 		if (inf->stop) {
@@ -577,6 +794,8 @@ static void *inf_run(void *arg)
 			inf_backoff(inf);
 		} else if (w.events == 0 && util_mono_ms() - started < 1000) {
 			inf_backoff(inf);   /* a very short empty watch is an error (client-go) */
+		} else {
+			inf_progress(inf);  /* the server ended a healthy watch at its timeout */
 		}
 		kube_resp_free(&resp);
 		/* The resync timer also needs a chance while events flow; the watch returns at
@@ -587,6 +806,7 @@ static void *inf_run(void *arg)
 
 int informer_start(struct informer *inf)
 {
+	inf->progress_ms = util_mono_ms();
 	int r = pthread_create(&inf->thread, NULL, inf_run, inf);
 	if (r)
 		return -r;
@@ -715,4 +935,49 @@ void informer_stats_get(struct informer *inf, struct informer_stats *ret)
 	pthread_mutex_lock(&inf->lock);
 	*ret = inf->stats;
 	pthread_mutex_unlock(&inf->lock);
+}
+
+void informer_set_undecodable(struct informer *inf, void (*fn)(const struct informer_bad *b, void *ud),
+			      void *ud)
+{
+	inf->bad_fn = fn;
+	inf->bad_ud = ud;
+}
+
+int64_t informer_stall_rule(int64_t last_ms, int64_t now_ms, int64_t timeout_ms)
+{
+	int64_t d = now_ms - last_ms;
+	return d > timeout_ms + INF_STALL_GRACE_MS ? d : 0;
+}
+
+int64_t informer_stalled_ms(struct informer *inf)
+{
+	int64_t last, to;
+	pthread_mutex_lock(&inf->lock);
+	last = inf->progress_ms;
+	to = inf->watch_timeout_ms ? inf->watch_timeout_ms : 600000;
+	pthread_mutex_unlock(&inf->lock);
+	return inf->started ? informer_stall_rule(last, util_mono_ms(), to) : 0;
+}
+
+void informer_feed_watch_line(struct informer *inf, const char *line, size_t len)
+{
+	struct inf_watch w = { .inf = inf };
+	json_error_t jerr;
+	json_t *ev = kube_json_loadb(line, len, &jerr);
+	(void)inf_on_event(ev, ev ? NULL : line, ev ? 0 : len, ev ? NULL : jerr.text, &w);
+	json_decref(ev);
+}
+
+void informer_feed_list_page(struct informer *inf, const char *body, size_t len)
+{
+	json_t *seen = json_object(), *b;
+	char rv[64], cont[INF_CONTINUE_MAX];
+	json_error_t jerr;
+
+	b = kube_json_loadb(body, len, &jerr);
+	if (seen)
+		(void)inf_page(inf, b, b ? NULL : body, len, seen, rv, sizeof(rv), cont, sizeof(cont));
+	json_decref(b);
+	json_decref(seen);
 }

@@ -22,7 +22,14 @@ enum informer_event { INFORMER_ADDED, INFORMER_UPDATED, INFORMER_DELETED, INFORM
  * the key. */
 typedef void (*informer_handler_fn)(enum informer_event ev, const char *key, json_t *obj, void *ud);
 
-struct informer_stats { uint64_t lists, relists_expired, watches, watch_errors, events; };
+/* undecodable: distinct objects skipped because they do not decode (see kube_json_loadb). */
+struct informer_stats { uint64_t lists, relists_expired, watches, watch_errors, events, undecodable; };
+
+/* An object the informer could not decode, named by a bounded scan of its text (fields "" when
+ * they could not be found). phase and reason are its status.phase and status.reason. */
+struct informer_bad {
+	const char *namespace_, *name, *uid, *phase, *reason, *error;
+};
 
 /* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. */
 struct informer *informer_new(struct kube_client *kc, const char *path, int64_t resync_ms,
@@ -50,6 +57,21 @@ void informer_index_label(struct informer *inf, const char *label);
 /* New array of the keys whose label has value in namespace ns. */
 json_t *informer_keys_by_label(struct informer *inf, const char *ns, const char *value);
 size_t informer_count(struct informer *inf);
+/* Called on the informer thread, once per object (by UID) that does not decode, after it was
+ * skipped (and any older copy dropped from the cache, delivered as INFORMER_DELETED). Set before
+ * start. The object is also logged once and counted in informer_stats.undecodable. */
+void informer_set_undecodable(struct informer *inf, void (*fn)(const struct informer_bad *b, void *ud),
+			      void *ud);
+/* 0 while the cache is fresh; otherwise the milliseconds since the watch last delivered
+ * anything (an event, a bookmark, a clean end, a completed list), once that is longer than the
+ * current watch's timeout: the watch is stuck and the cache may be stale (for /readyz). */
+int64_t informer_stalled_ms(struct informer *inf);
+/* The rule behind it, for tests: stalled when now - last > timeout + a grace period. */
+int64_t informer_stall_rule(int64_t last_ms, int64_t now_ms, int64_t timeout_ms);
+/* Test hooks (fuzzing, unit tests): run one watch line or one list page through the same
+ * decoding and caching as the network path, without a server. */
+void informer_feed_watch_line(struct informer *inf, const char *line, size_t len);
+void informer_feed_list_page(struct informer *inf, const char *body, size_t len);
 /* Puts an object the controller just wrote (e.g. a status patch response) into the cache if it
  * is newer than the cached one, so the next reconcile does not act on a stale copy (client-go's
  * MutationCache; resourceVersions compare as integers, as etcd3 issues them). Takes a reference

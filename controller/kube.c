@@ -87,17 +87,79 @@ void kube_resp_free(struct kube_resp *r)
 {
 	json_decref(r->body);
 	r->body = NULL;
+	free(r->raw);
+	r->raw = NULL;
+	r->raw_len = 0;
+}
+
+/* Reals that hold a whole number jansson's integers can carry exactly become integers again
+ * (metadata.generation and friends), after a parse that had to read every integer as a real. */
+static void kube_integralize(json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	void *tmp;
+
+	if (json_is_object(j)) {
+		json_object_foreach_safe(j, tmp, k, v) {
+			if (json_is_real(v)) {
+				double d = json_real_value(v);
+				if (d == (double)(json_int_t)d && d > -9007199254740992.0 && d < 9007199254740992.0)
+					json_object_set_new(j, k, json_integer((json_int_t)d));
+			} else {
+				kube_integralize(v);
+			}
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v) {
+			if (json_is_real(v)) {
+				double d = json_real_value(v);
+				if (d == (double)(json_int_t)d && d > -9007199254740992.0 && d < 9007199254740992.0)
+					json_array_set_new(j, i, json_integer((json_int_t)d));
+			} else {
+				kube_integralize(v);
+			}
+		}
+	}
+}
+
+json_t *kube_json_loadb(const char *data, size_t len, json_error_t *err)
+{
+	json_error_t e;
+	json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, &e);
+
+	/* The API server keeps an integer past int64 as a float64 and writes it back as digits
+	 * (1e20 comes back as 100000000000000000000), which jansson calls an overflow. Reading
+	 * every number as a real and restoring the exact ones keeps such an object; only integers
+	 * beyond 2^53 in that same object lose precision, and they already did in the server. The
+	 * recursion is bounded by the parser's own depth limit. */
+	if (!j && json_error_code(&e) == json_error_numeric_overflow) {
+		j = json_loadb(data, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
+		if (j)
+			kube_integralize(j);
+	}
+	if (err)
+		*err = e;
+	return j;
 }
 
 int kube_escape(const char *s, char *out, size_t outsz)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
+	if (outsz == 0)
+		return -ENOBUFS;
+	out[0] = '\0';
+	if (!s || !*s)
+		return -EINVAL;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-		if (o + (plain ? 1 : 3) >= outsz)
+		if (o + (plain ? 1 : 3) >= outsz) {
+			out[0] = '\0';
 			return -ENOBUFS;
+		}
 		if (plain) {
 			out[o++] = (char)*p;
 		} else {
@@ -106,8 +168,6 @@ int kube_escape(const char *s, char *out, size_t outsz)
 			out[o++] = hex[*p & 15];
 		}
 	}
-	if (o >= outsz)
-		return -ENOBUFS;
 	out[o] = '\0';
 	return 0;
 }
@@ -291,11 +351,16 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 	free(payload);
 	if (r == 0 && out.len > 0) {
 		json_error_t jerr;
-		ret->body = json_loadb(out.data, out.len, 0, &jerr);
+		ret->body = kube_json_loadb(out.data, out.len, &jerr);
 		kube_parse_status(ret);
 		if (!ret->body && ret->status < 300) {
-			snprintf(ret->message, sizeof(ret->message), "%s %s: invalid JSON: %s", method, path, jerr.text);
+			snprintf(ret->message, sizeof(ret->message), "%s %s: undecodable JSON: %s", method, path,
+				 jerr.text);
 			r = -EBADMSG;
+			/* Hand the text over (no copy) for a caller that can salvage parts of it. */
+			ret->raw = out.data;
+			ret->raw_len = out.len;
+			buf_init(&out, KUBE_MAX_RESPONSE);
 		}
 	}
 	if (r == 0 && ret->status >= 300 && !ret->message[0])
@@ -310,10 +375,31 @@ struct kube_watch_ctx {
 	void *userdata;
 	volatile int *stop;
 	int stopped;
+	int overlong;           /* the current line passed the cap: drop the rest of it */
 	long status;
 	CURL *h;
 	struct buf errbody;
 };
+
+/* One complete line: an event, or an undecodable line handed over for reporting. Returns
+ * nonzero when the callback asked to stop. */
+static int kube_watch_line(struct kube_watch_ctx *w, const char *error)
+{
+	json_error_t jerr;
+	json_t *ev = error ? NULL : kube_json_loadb(w->line.data, w->line.len, &jerr);
+	int stop;
+
+	/* One object the parser cannot take must not end the watch: the informer re-watching
+	 * from the same resourceVersion would get the same line forever. The callback names it
+	 * and skips it. */
+	if (!ev)
+		stop = w->fn(NULL, w->line.data, w->line.len, error ? error : jerr.text, w->userdata);
+	else
+		stop = w->fn(ev, NULL, 0, NULL, w->userdata);
+	json_decref(ev);
+	buf_reset(&w->line);
+	return stop;
+}
 
 static size_t kube_watch_write(char *p, size_t sz, size_t n, void *ud)
 {
@@ -327,29 +413,24 @@ static size_t kube_watch_write(char *p, size_t sz, size_t n, void *ud)
 	while (off < len) {
 		char *nl = memchr(p + off, '\n', len - off);
 		size_t chunk = nl ? (size_t)(nl - (p + off)) : len - off;
-		if (buf_append(&w->line, p + off, chunk) < 0) {
-			log_error("watch event exceeds the line cap", "cap", "16MiB");
-			return 0;
+		/* Past the cap the rest of the line is dropped; its start (which names the object:
+		 * metadata comes before spec) is reported when the line ends. */
+		if (!w->overlong && buf_append(&w->line, p + off, chunk) < 0) {
+			size_t room = w->line.max > w->line.len ? w->line.max - w->line.len : 0;
+			(void)buf_append(&w->line, p + off, room < chunk ? room : chunk);
+			w->overlong = 1;
 		}
 		off += chunk;
 		if (nl) {
-			json_error_t jerr;
-			json_t *ev;
+			const char *error = w->overlong ? "watch event exceeds the 16 MiB line cap" : NULL;
 			off++;
+			w->overlong = 0;
 			if (w->line.len == 0)
 				continue;
-			ev = json_loadb(w->line.data, w->line.len, 0, &jerr);
-			buf_reset(&w->line);
-			if (!ev) {
-				log_error("watch sent invalid JSON", "error", jerr.text);
-				return 0;
-			}
-			if (w->fn(ev, w->userdata)) {
+			if (kube_watch_line(w, error)) {
 				w->stopped = 1;
-				json_decref(ev);
 				return 0;
 			}
-			json_decref(ev);
 		}
 	}
 	return len;
@@ -408,7 +489,7 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 		kube_observe(c, "GET", path, ret->status, start_ms);
 	}
 	if (w.errbody.len) {
-		ret->body = json_loadb(w.errbody.data, w.errbody.len, 0, NULL);
+		ret->body = kube_json_loadb(w.errbody.data, w.errbody.len, NULL);
 		kube_parse_status(ret);
 	}
 	if (stop && *stop) {

@@ -15,6 +15,9 @@ struct kube_client;
 struct kube_resp {
 	long status;            /* HTTP status; 0 when the request never got an answer */
 	json_t *body;           /* parsed JSON body (new reference) or NULL */
+	char *raw;              /* a 2xx body that did not decode (kube_request returned -EBADMSG),
+				 * kept so a caller can salvage what it can (jscan.h); else NULL */
+	size_t raw_len;
 	char reason[64];        /* Status.reason for errors, e.g. "Conflict", "Expired" */
 	char message[512];      /* Status.message, or the transport error */
 };
@@ -29,16 +32,28 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 		 const char *content_type, const json_t *body, struct kube_resp *ret);
 void kube_resp_free(struct kube_resp *r);
 
-/* Called with each watch event (borrowed); return nonzero to stop the watch. */
-typedef int (*kube_event_fn)(json_t *event, void *userdata);
+/* Called with each watch event (borrowed); return nonzero to stop the watch. A line that does
+ * not decode (nested deeper than jansson allows, say) does not end the watch: it arrives with
+ * event NULL, its text in raw/rawlen and the parser's complaint in error. */
+typedef int (*kube_event_fn)(json_t *event, const char *raw, size_t rawlen, const char *error,
+			     void *userdata);
 /* Streams a watch. Returns 0 when the server ended the stream normally (ret->status 200),
  * a positive-status answer in ret for refusals, or a negative errno for transport errors.
  * *stop is polled about every 100 ms; when it becomes nonzero the watch ends with -ECANCELED. */
 int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *userdata,
 	       volatile int *stop, struct kube_resp *ret);
 
-/* Percent-encodes s for a query value or path segment into out; -ENOBUFS when it does not fit. */
-int kube_escape(const char *s, char *out, size_t outsz);
+/* Percent-encodes s for a query value or path segment into out; -ENOBUFS when it does not fit,
+ * -EINVAL when s is NULL or empty. On failure out is "" (never a cut-off escape). */
+int kube_escape(const char *s, char *out, size_t outsz) __attribute__((warn_unused_result));
+
+/* Parses what the API server sends. Everything it accepts must decode here: strings may hold
+ * NUL (JSON_ALLOW_NUL; read them with json_string_length, not as C strings), and integers past
+ * 64 bits (stored by the API server as float64) are read as reals. What still fails is nesting
+ * deeper than jansson's compile-time JSON_PARSER_MAX_DEPTH (2048; the API server allows about
+ * 10000) and NUL inside member names, which jansson cannot represent: callers skip and report
+ * such objects (informer.c). New reference or NULL with err filled. */
+json_t *kube_json_loadb(const char *data, size_t len, json_error_t *err);
 
 /* Called once per request (and per watch) with the verb (get, list, watch, create, update,
  * patch, delete), the HTTP status (0 when no answer arrived) and the duration. */

@@ -25,8 +25,11 @@ struct lease {
 static const char *lease_path(struct lease *l, char *out, size_t outsz, int item)
 {
 	char ns[256], name[256];
-	kube_escape(l->ns, ns, sizeof(ns));
-	kube_escape(l->name, name, sizeof(name));
+	/* Names were checked at start (lease_new); a failure leaves a path the server refuses. */
+	if (kube_escape(l->ns, ns, sizeof(ns)) < 0 || kube_escape(l->name, name, sizeof(name)) < 0) {
+		snprintf(out, outsz, "/invalid-lease-name");
+		return out;
+	}
 	if (item)
 		snprintf(out, outsz, "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", ns, name);
 	else

@@ -284,6 +284,15 @@ static int app_ready(void *ud, char *why, size_t whysz)
 		snprintf(why, whysz, "the Task, TaskQueue and Flow caches have not synced yet");
 		return 0;
 	}
+	for (int i = 0; i < 3; i++) {
+		struct informer *inf = i == 0 ? a->inf : i == 1 ? a->queues_inf : a->flows_inf;
+		int64_t stalled = informer_stalled_ms(inf);
+		if (stalled) {
+			snprintf(why, whysz, "the %s watch has delivered nothing for %lld s, longer than its timeout",
+				 i == 0 ? "Task" : i == 1 ? "TaskQueue" : "Flow", (long long)(stalled / 1000));
+			return 0;
+		}
+	}
 	if (!a->broker || !broker_listening(a->broker)) {
 		snprintf(why, whysz, "broker is not listening");
 		return 0;
@@ -427,7 +436,9 @@ int main(int argc, char **argv)
 	taskctl_set_broker(tc, app.broker);
 	queues_set_broker(app.queues, app.broker);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
-	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .broker = app.broker,
+	informer_set_undecodable(app.inf, taskctl_on_undecodable, tc);
+	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .queues_inf = app.queues_inf,
+							.flows_inf = app.flows_inf, .broker = app.broker,
 							.kc = kc, .queue = q });
 	if (api_start(api) < 0)
 		goto out;

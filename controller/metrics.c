@@ -662,6 +662,20 @@ int metrics_render(struct metrics *m, struct buf *out)
 		if (r == 0)
 			r = mhead(out, "tasked_informer_events_total", "counter", "Watch events applied to the cache.") ?:
 			    mput(out, "tasked_informer_events_total %llu\n", (unsigned long long)is.events);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_undecodable_objects_total", "counter",
+				  "Objects skipped because they do not decode (e.g. nested deeper than 2048 levels), "
+				  "counted once per object, by resource.") ?:
+			    mput(out, "tasked_informer_undecodable_objects_total{resource=\"tasks\"} %llu\n",
+				 (unsigned long long)is.undecodable);
+		for (int i = 0; i < 2 && r == 0; i++) {
+			struct informer *o = i == 0 ? src.queues_inf : src.flows_inf;
+			if (!o)
+				continue;
+			informer_stats_get(o, &is);
+			r = mput(out, "tasked_informer_undecodable_objects_total{resource=\"%s\"} %llu\n",
+				 i == 0 ? "taskqueues" : "flows", (unsigned long long)is.undecodable);
+		}
 	}
 
 	if (r == 0)

@@ -21,6 +21,7 @@ struct logstore;
 /* Everything is optional and borrowed; set what exists once it exists. */
 struct metrics_sources {
 	struct informer *inf;
+	struct informer *queues_inf, *flows_inf;   /* TaskQueue and Flow caches */
 	struct broker *broker;
 	struct kube_client *kc;
 	struct wq *queue;

@@ -389,8 +389,10 @@ void queues_write_status(struct queues *q)
 						     : "no connected runner matches runnerSelector; tasks will wait",
 				  "lastTransitionTime", ts,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")));
-		kube_escape(ns, ens, sizeof(ens));
-		kube_escape(name, ename, sizeof(ename));
+		if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0) {
+			json_decref(patch);
+			continue;
+		}
 		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/taskqueues/%s/status", ens, ename);
 		if (kube_request(q->kc, "PATCH", path, "application/merge-patch+json", patch, &resp) == 0 &&
 		    resp.status < 300) {

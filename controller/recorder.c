@@ -2,6 +2,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +40,13 @@ static void *recorder_run(void *arg)
 		item = json_incref(json_array_get(r->queue, 0));
 		json_array_remove(r->queue, 0);
 		pthread_mutex_unlock(&r->lock);
-		kube_escape(json_string_value(json_object_get(item, "namespace")), ns, sizeof(ns));
-		snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
-		rc = kube_request(r->kc, "POST", path, NULL, json_object_get(item, "body"), &resp);
+		memset(&resp, 0, sizeof(resp));
+		if (kube_escape(json_string_value(json_object_get(item, "namespace")), ns, sizeof(ns)) < 0) {
+			rc = -EINVAL;
+		} else {
+			snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
+			rc = kube_request(r->kc, "POST", path, NULL, json_object_get(item, "body"), &resp);
+		}
 		if (rc < 0 || resp.status >= 300)
 			log_debug("event not recorded", "error", resp.message);
 		kube_resp_free(&resp);

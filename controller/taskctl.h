@@ -43,6 +43,9 @@ void taskctl_set_broker(struct taskctl *t, struct broker *b);
 /* Informer handler and broker callbacks. */
 void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 extern const struct broker_ops taskctl_broker_ops;
+/* Informer callback for a Task that does not decode: unless it already finished (or says so),
+ * the leader marks it Failed with reason Undecodable and a message saying why. */
+void taskctl_on_undecodable(const struct informer_bad *b, void *ud);
 /* Reconciles one key; returns 0, or a negative errno to retry with backoff. */
 int taskctl_reconcile(struct taskctl *t, const char *key);
 /* Runs a worker loop on the calling thread until the queue shuts down. */
@@ -52,6 +55,10 @@ void *taskctl_worker(void *t);
 void taskctl_resume(struct taskctl *t);
 
 /* Pure helpers, exposed for unit tests. */
+/* 0, or -EINVAL with the first string of spec (outside spec.input, which reaches the task as
+ * JSON) that holds a NUL byte named in err: such a string would end early as a C string on the
+ * runner, so the task would run something other than what its spec says. */
+int taskctl_check_nul(json_t *spec, char *err, size_t errsz);
 /* Builds the dispatch message for an attempt, or returns NULL with a reason in err (InvalidSpec). */
 json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz);
 /* Builds {"status": {...}} for a finished attempt from the runner's result message; history is

@@ -801,15 +801,16 @@ static void exec_workdir_remove(struct exec_task *t, struct exec_workdir *w)
 }
 
 /* Reads $TASKED_OUTPUT through the work dir fd: no symlink, a regular file the task owns,
- * at most EXEC_OUTPUT_MAX bytes of JSON. Sets *ret or writes why not into msg. */
-static void exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t **ret, char *msg,
-			     size_t msgsz)
+ * at most EXEC_OUTPUT_MAX bytes of JSON. Sets *ret or writes why not into msg. Returns 1 when
+ * the output is JSON nested deeper than PROTO_MAX_OUTPUT_DEPTH (the task fails), else 0. */
+static int exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t **ret, char *msg,
+			    size_t msgsz)
 {
 	char data[EXEC_OUTPUT_MAX + 1];
 	size_t len = 0;
 	struct stat st;
 	json_error_t jerr;
-	int fd;
+	int fd, deep;
 
 	*ret = NULL;
 	msg[0] = '\0';
@@ -819,13 +820,13 @@ static void exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t
 		if (errno != ENOENT)
 			snprintf(msg, msgsz, "output: cannot open: %s",
 				 errno == ELOOP ? "is a symbolic link" : exec_strerror(errno));
-		return;
+		return 0;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
 	    st.st_uid != (t->drop_uid ? (uid_t)EXEC_TASK_UID : geteuid())) {
 		snprintf(msg, msgsz, "output: not a regular file owned by the task");
 		close(fd);
-		return;
+		return 0;
 	}
 	while (len < sizeof(data)) {
 		ssize_t n = read(fd, data + len, sizeof(data) - len);
@@ -834,7 +835,7 @@ static void exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t
 		if (n < 0) {
 			snprintf(msg, msgsz, "output: read: %s", exec_strerror(errno));
 			close(fd);
-			return;
+			return 0;
 		}
 		if (n == 0)
 			break;
@@ -843,14 +844,19 @@ static void exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t
 	close(fd);
 	if (len > EXEC_OUTPUT_MAX) {
 		snprintf(msg, msgsz, "output exceeds %d bytes", EXEC_OUTPUT_MAX);
-		return;
+		return 0;
 	}
 	if (strspn(data, " \t\r\n") >= len && memchr(data, '\0', len) == NULL)
-		return; /* empty: no output */
-	*ret = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+		return 0; /* empty: no output */
+	*ret = proto_load_output(data, len, &deep, &jerr);
+	if (deep) {
+		snprintf(msg, msgsz, "output nests deeper than %d levels", PROTO_MAX_OUTPUT_DEPTH);
+		return 1;
+	}
 	if (!*ret)
 		snprintf(msg, msgsz, "output: invalid JSON at line %d column %d", jerr.line,
 			 jerr.column);
+	return 0;
 }
 
 /* ---- environment and argv ---------------------------------------------------------------- */
@@ -1761,7 +1767,10 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 			exec_set(res, "Failed", "ExitCode", code, "exited with code %d", code);
 		break;
 	}
-	exec_read_output(x->t, &x->w, &res->output, outmsg, sizeof(outmsg));
+	if (exec_read_output(x->t, &x->w, &res->output, outmsg, sizeof(outmsg)) && strcmp(res->phase, "Succeeded") == 0) {
+		exec_set(res, "Failed", "OutputTooDeep", code, "exited with code 0, but %s", outmsg);
+		return;
+	}
 	ml = strlen(res->message);
 	if (outmsg[0] && ml < sizeof(res->message))
 		snprintf(res->message + ml, sizeof(res->message) - ml, "; %s", outmsg);

@@ -1,6 +1,7 @@
 /* http and remote executors. See http.h; the policy itself is common/ssrf.c. */
 #include "http.h"
 #include "exec.h"
+#include "jscan.h"
 #include "log.h"
 #include "ssrf.h"
 #include "util.h"
@@ -886,6 +887,7 @@ static void httpx_output(struct httpx_run *x)
 {
 	json_error_t jerr;
 	size_t ml;
+	int deep;
 
 	if (x->received == 0 || !x->keep.data)
 		return;
@@ -895,7 +897,10 @@ static void httpx_output(struct httpx_run *x)
 			 "; response body over %d bytes is not kept as output", HTTPX_OUTPUT_MAX);
 		return;
 	}
-	x->res->output = json_loadb(x->keep.data, x->keep.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	x->res->output = proto_load_output(x->keep.data, x->keep.len, &deep, &jerr);
+	if (deep)
+		httpx_set(x->res, "Failed", "OutputTooDeep", "HTTP %d, but the JSON response nests deeper than %d levels",
+			  x->res->http_status, PROTO_MAX_OUTPUT_DEPTH);
 }
 
 static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const char *body)
@@ -1121,7 +1126,7 @@ static int httpx_run_remote(struct httpx_run *x, char *url, char **hvals)
 	if (r < 0)
 		goto out;
 	x->res->http_status = (int)code;
-	resp = json_loadb(x->keep.data ? x->keep.data : "", x->keep.len, JSON_REJECT_DUPLICATES, &jerr);
+	resp = json_loadb(x->keep.data ? x->keep.data : "", x->keep.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	er = json_object_get(resp, "error");
 	if (code < 200 || code > 299) {
 		httpx_set(x->res, "Failed", "HTTPStatus", "remote executor answered HTTP %ld%s%.512s", code,
@@ -1145,6 +1150,13 @@ static int httpx_run_remote(struct httpx_run *x, char *url, char **hvals)
 		x->res->retryable = json_is_true(rt);
 	if (json_object_get(resp, "output") && !json_is_null(json_object_get(resp, "output"))) {
 		char *o = json_dumps(json_object_get(resp, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
+		if (o && jscan_depth(o, strlen(o), PROTO_MAX_OUTPUT_DEPTH) > PROTO_MAX_OUTPUT_DEPTH) {
+			free(o);
+			httpx_set(x->res, "Failed", "OutputTooDeep",
+				  "the remote executor's output nests deeper than %d levels", PROTO_MAX_OUTPUT_DEPTH);
+			r = 0;
+			goto out;
+		}
 		if (o && strlen(o) <= HTTPX_OUTPUT_MAX)
 			x->res->output = json_incref(json_object_get(resp, "output"));
 		free(o);
