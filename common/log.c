@@ -17,73 +17,130 @@ void log_init(const char *component, enum log_level min)
 	log_min = min;
 }
 
-/* Appends s as a JSON string body, escaping control characters; truncates at the buffer end. */
-static size_t log_escape(char *out, size_t pos, size_t cap, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (const unsigned char *p = (const unsigned char *)s; *p && pos + 7 < cap; p++) {
-		if (*p == '"' || *p == '\\') {
-			out[pos++] = '\\';
-			out[pos++] = (char)*p;
-		} else if (*p == '\n') {
-			out[pos++] = '\\';
-			out[pos++] = 'n';
-		} else if (*p < 0x20 || *p == 0x7f) {
-			memcpy(out + pos, "\\u00", 4);
-			out[pos + 4] = hex[*p >> 4];
-			out[pos + 5] = hex[*p & 15];
-			pos += 6;
-		} else {
-			out[pos++] = (char)*p;
-		}
-	}
-	return pos;
-}
+#define LOG_LINE_MAX 8192
+/* Room kept at the end of every record to close a cut one: a quote, the marker, "}\n". */
+#define LOG_TAIL ",\"truncated\":true}\n"
+#define LOG_RESERVE (1 + sizeof(LOG_TAIL))
 
-static size_t log_put(char *out, size_t pos, size_t cap, const char *s)
+struct logbuf {
+	char b[LOG_LINE_MAX];
+	size_t pos, lim;
+	int full;       /* something did not fit: the record ends with "truncated":true */
+};
+
+/* Structural text: written whole or not at all. */
+static void lb_raw(struct logbuf *l, const char *s)
 {
 	size_t n = strlen(s);
-	if (pos + n >= cap)
-		n = cap - pos - 1;
-	memcpy(out + pos, s, n);
-	return pos + n;
+	if (l->full || l->pos + n > l->lim) {
+		l->full = 1;
+		return;
+	}
+	memcpy(l->b + l->pos, s, n);
+	l->pos += n;
+}
+
+/* Appends s as a JSON string body, escaping control characters. When it does not fit it is cut
+ * at a UTF-8 character boundary (never inside an escape), so the line stays valid JSON. */
+static void lb_str(struct logbuf *l, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t start = l->pos;
+	for (const unsigned char *p = (const unsigned char *)s; *p && !l->full; p++) {
+		char e[6];
+		size_t n = 1;
+		if (*p == '"' || *p == '\\') {
+			e[0] = '\\';
+			e[1] = (char)*p;
+			n = 2;
+		} else if (*p == '\n') {
+			e[0] = '\\';
+			e[1] = 'n';
+			n = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			memcpy(e, "\\u00", 4);
+			e[4] = hex[*p >> 4];
+			e[5] = hex[*p & 15];
+			n = 6;
+		} else {
+			e[0] = (char)*p;
+		}
+		if (l->pos + n > l->lim) {
+			l->full = 1;
+			break;
+		}
+		memcpy(l->b + l->pos, e, n);
+		l->pos += n;
+	}
+	if (l->full) {
+		/* Drop a multi-byte character whose tail did not fit. */
+		size_t i = l->pos, need;
+		while (i > start && i + 4 > l->pos && ((unsigned char)l->b[i - 1] & 0xc0) == 0x80)
+			i--;
+		if (i > start && (unsigned char)l->b[i - 1] >= 0xc0) {
+			unsigned char lead = (unsigned char)l->b[i - 1];
+			need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+			if (l->pos - (i - 1) < need)
+				l->pos = i - 1;
+		}
+	}
+}
+
+/* ,"k":"v" — a key that does not fit drops the pair; a value that does not fit is cut. */
+static void lb_pair(struct logbuf *l, const char *k, const char *v)
+{
+	size_t mark = l->pos;
+	if (l->full)
+		return;
+	lb_raw(l, ",\"");
+	lb_str(l, k);
+	lb_raw(l, "\":\"");
+	if (l->full) {
+		l->pos = mark;
+		return;
+	}
+	lb_str(l, v);
+	l->b[l->pos++] = '"';   /* within LOG_RESERVE */
 }
 
 void log_kv(enum log_level lvl, const char *msg, ...)
 {
 	static const char *names[] = { "debug", "info", "warn", "error" };
-	char line[8192], ts[40];
-	size_t pos = 0, cap = sizeof(line) - 2;
+	struct logbuf l;
+	char ts[40];
 	va_list ap;
 
 	if (lvl < log_min)
 		return;
+	l.pos = 0;
+	l.full = 0;
+	l.lim = sizeof(l.b) - LOG_RESERVE;
 	util_rfc3339_ms(util_now_ms(), ts, sizeof(ts));
-	pos = log_put(line, pos, cap, "{\"ts\":\"");
-	pos = log_put(line, pos, cap, ts);
-	pos = log_put(line, pos, cap, "\",\"level\":\"");
-	pos = log_put(line, pos, cap, names[lvl]);
-	pos = log_put(line, pos, cap, "\",\"component\":\"");
-	pos = log_put(line, pos, cap, log_component);
-	pos = log_put(line, pos, cap, "\",\"msg\":\"");
-	pos = log_escape(line, pos, cap, msg);
-	pos = log_put(line, pos, cap, "\"");
+	lb_raw(&l, "{\"ts\":\"");
+	lb_raw(&l, ts);
+	lb_raw(&l, "\",\"level\":\"");
+	lb_raw(&l, names[lvl]);
+	lb_raw(&l, "\"");
+	lb_pair(&l, "component", log_component);
+	lb_pair(&l, "msg", msg);
 	va_start(ap, msg);
 	for (;;) {
 		const char *k = va_arg(ap, const char *), *v;
 		if (!k)
 			break;
 		v = va_arg(ap, const char *);
-		pos = log_put(line, pos, cap, ",\"");
-		pos = log_escape(line, pos, cap, k);
-		pos = log_put(line, pos, cap, "\":\"");
-		pos = log_escape(line, pos, cap, v ? v : "");
-		pos = log_put(line, pos, cap, "\"");
+		lb_pair(&l, k, v ? v : "");
 	}
 	va_end(ap);
-	pos = log_put(line, pos, cap + 1, "}\n");
+	if (l.full) {
+		memcpy(l.b + l.pos, LOG_TAIL, sizeof(LOG_TAIL) - 1);
+		l.pos += sizeof(LOG_TAIL) - 1;
+	} else {
+		memcpy(l.b + l.pos, "}\n", 2);
+		l.pos += 2;
+	}
 	pthread_mutex_lock(&log_lock);
-	(void)!write(STDERR_FILENO, line, pos);
+	(void)!write(STDERR_FILENO, l.b, l.pos);
 	pthread_mutex_unlock(&log_lock);
 }
 

@@ -763,10 +763,25 @@ static int sse_start(struct api *a, struct lws *wsi, struct api_sess *s, enum se
 	return 0;
 }
 
+int api_parse_event_id(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s || strspn(s, "0123456789") != strlen(s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
 static int api_events(struct api *a, struct lws *wsi, struct api_sess *s)
 {
 	char ns[API_ARG_MAX], queue[API_ARG_MAX], last[64] = "", q_last[64];
-	unsigned long long id = 0;
+	uint64_t id = 0;
 
 	api_arg(wsi, "namespace", ns, sizeof(ns));
 	api_arg(wsi, "queue", queue, sizeof(queue));
@@ -777,17 +792,13 @@ static int api_events(struct api *a, struct lws *wsi, struct api_sess *s)
 		return api_error(a, wsi, s, 400, "BadRequest", "namespace is not a valid Kubernetes name");
 	if (strlen(queue) >= sizeof(s->queue) || strlen(ns) >= sizeof(s->ns))
 		return api_error(a, wsi, s, 400, "BadRequest", "filter too long");
-	if (last[0]) {
-		char *end;
-		errno = 0;
-		id = strtoull(last, &end, 10);
-		if (errno || *end || end == last)
-			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be an event id");
-	}
+	if (last[0] && api_parse_event_id(last, &id) < 0)
+		return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be an event id (decimal digits)");
 	snprintf(s->ns, sizeof(s->ns), "%s", ns);
 	snprintf(s->queue, sizeof(s->queue), "%s", queue);
-	/* Without Last-Event-ID the stream starts now. */
-	s->cursor = last[0] ? (uint64_t)id : events_last_id(a->events);
+	/* Without Last-Event-ID the stream starts now; an id from the future also means now (a
+	 * cursor past the last event would hide every event until the ids caught up). */
+	s->cursor = last[0] && id <= events_last_id(a->events) ? id : events_last_id(a->events);
 	return sse_start(a, wsi, s, SK_EVENTS);
 }
 
@@ -813,12 +824,9 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 	s->attempt = attempt;
 	/* A reconnecting EventSource sends the offset it got to as Last-Event-ID. */
 	if (lws_hdr_custom_copy(wsi, last, sizeof(last), "last-event-id:", 14) > 0) {
-		char *end;
-		unsigned long long off;
-		errno = 0;
-		off = strtoull(last, &end, 10);
-		if (errno || *end || end == last)
-			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset");
+		uint64_t off;
+		if (api_parse_event_id(last, &off) < 0)
+			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset (decimal digits)");
 		s->cursor = off;
 	}
 	s->task_final = phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));

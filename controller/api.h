@@ -61,6 +61,9 @@ void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int
  * was first seen, which gives the dispatch latency millisecond precision. */
 void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud);
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
+/* Parses a Last-Event-ID / lastEventId: decimal digits only (no sign, no space), at most
+ * 2^64 - 1. 0 with *ret, or -EINVAL (strtoull alone would read "-5" as 2^64 - 5). Pure. */
+int api_parse_event_id(const char *s, uint64_t *ret);
 /* How far behind a stream is, in bytes (pure; unit-tested). The backlog is the stored output a
  * log follow has not taken yet (api_sse_backlog: from its cursor, or the oldest byte still held,
  * to the end); queued is what was written for the client and not taken by it. Output stored

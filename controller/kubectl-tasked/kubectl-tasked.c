@@ -699,6 +699,8 @@ static void fmt_age(const char *ts, char *out, size_t outsz)
 		snprintf(out, outsz, "%lldd", (long long)(s / 86400));
 }
 
+static void out_text(FILE *f, const char *s, size_t len);
+
 static void print_row(json_t *t, int with_ns, int wide)
 {
 	json_t *st = json_object_get(t, "status");
@@ -715,7 +717,8 @@ static void print_row(json_t *t, int with_ns, int wide)
 	       exitc, attempts, sget(t, "status", "runner"), age);
 	if (wide) {
 		const char *q = sget(t, "spec", "queue");
-		printf(" %-12s %-16s %s", q[0] ? q : "default", sget(t, "status", "reason"), sget(t, "status", "message"));
+		printf(" %-12s %-16s ", q[0] ? q : "default", sget(t, "status", "reason"));
+		out_text(stdout, sget(t, "status", "message"), strlen(sget(t, "status", "message")));
 	}
 	putchar('\n');
 }
@@ -819,16 +822,42 @@ struct logs_ctx {
 	int rc;
 };
 
+/* Task output and task-supplied text on a terminal: control characters other than \n and \t
+ * are shown (^[, ^M, \u009b), not obeyed, so a task cannot move the cursor, rewrite lines it
+ * printed earlier, retitle the window or write the clipboard (OSC 52). Only on a terminal: a
+ * pipe or a file gets the bytes exactly as the task wrote them, like kubectl logs. */
+static void out_text(FILE *f, const char *s, size_t len)
+{
+	if (!isatty(fileno(f))) {
+		fwrite(s, 1, len, f);
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
+			fprintf(f, "\\u%04x", (unsigned char)s[i + 1]);   /* a C1 control, e.g. CSI */
+			i++;
+		} else if (ch == 0x7f) {
+			fputs("^?", f);
+		} else if (ch < 0x20 && ch != '\n' && ch != '\t') {
+			putc('^', f);
+			putc(ch + 0x40, f);
+		} else {
+			putc(ch, f);
+		}
+	}
+}
+
 static int logs_event(void *ud, const char *event, const char *id, const char *data)
 {
 	struct logs_ctx *l = ud;
 	json_t *j = json_loads(data, 0, NULL);
 	if (strcmp(event, "log") == 0) {
-		const char *d = json_string_value(json_object_get(j, "data"));
+		json_t *d = json_object_get(j, "data");
 		const char *st = json_string_value(json_object_get(j, "stream"));
 		FILE *f = st && strcmp(st, "stderr") == 0 ? stderr : stdout;
-		if (d) {
-			fputs(d, f);
+		if (json_is_string(d)) {
+			out_text(f, json_string_value(d), json_string_length(d));
 			fflush(f);
 		}
 	} else if (strcmp(event, "truncated") == 0) {
@@ -863,7 +892,7 @@ static int cmd_logs(struct client *c, const char *name)
 		body = http_get(c, path, "text/plain", &code);
 		if (code != 200)
 			api_fail(code, body);
-		fputs(body, stdout);
+		out_text(stdout, body, strlen(body));
 		free(body);
 		return 0;
 	}
