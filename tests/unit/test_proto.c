@@ -71,7 +71,7 @@ int main(void)
 		{ "{\"type\":\"dispatch\",\"taskUid\":\"u\",\"attempt\":1,\"namespace\":\"d\",\"name\":\"t\",\"shell\":{\"command\":[\"a\"]},\"env\":[{\"name\":\"A=B\",\"value\":\"x\"}]}", PROTO_FROM_CONTROLLER, "env" },
 		{ "{\"type\":\"ping\",\"type\":\"ping\"}", PROTO_FROM_CONTROLLER, "invalid JSON" },
 		/* jansson refuses NUL escapes unless asked to allow them */
-		{ "{\"type\":\"started\",\"taskUid\":\"a\\u0000b\",\"attempt\":1}", PROTO_FROM_RUNNER, "invalid JSON" },
+		{ "{\"type\":\"started\",\"taskUid\":\"a\\u0000b\",\"attempt\":1}", PROTO_FROM_RUNNER, "contains NUL" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = decode(bad[i].in, bad[i].dir, &m, err);
