@@ -414,6 +414,7 @@ static void inf_drop_key(struct informer *inf, const char *key)
 
 struct inf_ident {
 	char ns[256], name[256], uid[128], rv[64], phase[64], reason[128];
+	int64_t generation;
 };
 
 /* Names the object whose text is [vs, ve) with the bounded scanner: what the tree parser
@@ -427,12 +428,17 @@ static void inf_ident(const char *buf, size_t vs, size_t ve, struct inf_ident *i
 	char *outs[] = { id->ns, id->name, id->uid, id->rv, id->phase, id->reason };
 	size_t sizes[] = { sizeof(id->ns), sizeof(id->name), sizeof(id->uid), sizeof(id->rv),
 			   sizeof(id->phase), sizeof(id->reason) };
+	static const char *const p_gen[] = { "metadata", "generation", NULL };
+	size_t s, e;
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(outs); i++) {
-		size_t s, e;
 		outs[i][0] = '\0';
 		if (jscan_path(buf, ve, vs, paths[i], &s, &e) == 0)
 			(void)jscan_string(buf, s, e, outs[i], sizes[i]);
 	}
+	id->generation = 0;
+	if (jscan_path(buf, ve, vs, p_gen, &s, &e) == 0 && e - s < 19 && strspn(buf + s, "0123456789") == e - s)
+		for (; s < e; s++)
+			id->generation = id->generation * 10 + (buf[s] - '0');
 }
 
 /* An object that does not decode: skipped, any older copy dropped, reported once per UID (log,
@@ -473,7 +479,8 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 		inf_drop_key(inf, key);
 	if (fresh && inf->bad_fn) {
 		struct informer_bad b = { .namespace_ = id.ns, .name = id.name, .uid = id.uid, .phase = id.phase,
-					  .reason = id.reason, .error = error ? error : "" };
+					  .reason = id.reason, .error = error ? error : "",
+					  .generation = id.generation };
 		inf->bad_fn(&b, inf->bad_ud);
 	}
 }

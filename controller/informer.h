@@ -29,6 +29,7 @@ struct informer_stats { uint64_t lists, relists_expired, watches, watch_errors, 
  * they could not be found). phase and reason are its status.phase and status.reason. */
 struct informer_bad {
 	const char *namespace_, *name, *uid, *phase, *reason, *error;
+	int64_t generation;     /* metadata.generation, 0 when not found */
 };
 
 /* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. */

@@ -1803,7 +1803,8 @@ void taskctl_on_undecodable(const struct informer_bad *b, void *ud)
 		return;
 	/* The write needs only the name and the UID (its precondition): the status subresource
 	 * takes a merge patch without the rest of the object. */
-	task = json_pack("{s{ssssss}}", "metadata", "namespace", b->namespace_, "name", b->name, "uid", b->uid);
+	task = json_pack("{s{sssssssI}}", "metadata", "namespace", b->namespace_, "name", b->name, "uid", b->uid,
+			 "generation", (json_int_t)b->generation);
 	if (!task)
 		return;
 	snprintf(msg, sizeof(msg), "the controller cannot decode this Task (%.200s): objects nested deeper than "
