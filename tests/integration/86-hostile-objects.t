@@ -5,8 +5,10 @@
 # the controller keeps serving (a plain Task created afterwards succeeds), what it skipped is
 # counted in tasked_informer_undecodable_objects_total and named once in the log, the Task says
 # why in its status, /readyz stays honest, and a restart with the bad objects present becomes
-# ready. The objects are sent as raw JSON (kubectl create --raw): kubectl's own decoder stops at
-# a depth the API server accepts.
+# ready. Also: terminal escapes in task output reach a terminal through `kubectl tasked logs`
+# only as visible text, and SSE ids like -5 are refused rather than wrapped. The objects are sent
+# as raw JSON (kubectl create --raw): kubectl's own decoder stops at a depth the API server
+# accepts.
 . "$(dirname "$0")/lib.sh"
 . "$IT_ROOT/tests/tools/apitest.sh"
 test_namespace hostile
@@ -129,6 +131,28 @@ ok_phase out64 Succeeded 60
 like "$(task_field out64 .status.output)" '^\[\[\[' "output 64 levels deep is kept"
 
 is "$(readyz)" 200 "/readyz is still 200 after every attack"
+
+# --- terminal escapes in task output: shown on a terminal, kept in a pipe --------------------------
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: esc}
+spec:
+  shell: {command: ["printf", "\\033]0;retitled\\007\\033[2Jhidden\\rshown\\n"]}
+EOF2
+ok_phase esc Succeeded
+kt() { TASKED_API_URL=$API TASKED_API_KEY=$(key) "$IT_ROOT/bin/kubectl-tasked" -n "$TEST_NS" "$@"; }
+kt logs esc >"$TMPD/esc.pipe"
+ok "piped, kubectl tasked logs passes the bytes as written" grep -q $'\e\\[2Jhidden\rshown' "$TMPD/esc.pipe"
+script -qec "TASKED_API_URL=$API TASKED_API_KEY=\$(cat $KEY_FILE) $IT_ROOT/bin/kubectl-tasked -n $TEST_NS logs esc" /dev/null >"$TMPD/esc.tty"
+like "$(cat "$TMPD/esc.tty")" '\^\[\]0;retitled\^G\^\[\[2Jhidden\^Mshown' "on a terminal the escapes are shown (^[, ^G, ^M)"
+is "$(tr -cd '\033\007' <"$TMPD/esc.tty" | wc -c)" 0 "and no ESC or BEL byte reaches the terminal"
+
+# --- SSE ids: a negative or overflowing id is refused, not wrapped --------------------------------
+for bad in -5 18446744073709551616 '%201'; do
+	is "$(code "$API/api/v1/events?lastEventId=$bad")" 400 "lastEventId=$bad is refused with 400"
+done
+is "$(code "$API/api/v1/events" -H 'Last-Event-ID: -5')" 400 "Last-Event-ID: -5 is refused with 400"
 
 # --- restart with the bad objects present -------------------------------------------------------------
 old=$(controller_pid)
