@@ -50,9 +50,10 @@ int kube_escape(const char *s, char *out, size_t outsz) __attribute__((warn_unus
 /* Parses what the API server sends. Everything it accepts must decode here: strings may hold
  * NUL (JSON_ALLOW_NUL; read them with json_string_length, not as C strings), and integers past
  * 64 bits (stored by the API server as float64) are read as reals. What still fails is nesting
- * deeper than jansson's compile-time JSON_PARSER_MAX_DEPTH (2048; the API server allows about
- * 10000: measured, a Task whose spec.input nests 9997 levels is stored) and NUL inside member names, which jansson cannot represent: callers skip and report
- * such objects (informer.c). New reference or NULL with err filled. */
+ * deeper than jansson's compile-time JSON_PARSER_MAX_DEPTH (2048; the API server allows 10000 in
+ * all, measured: a Task whose spec.input nests 9997 levels is stored) and NUL inside member
+ * names, which jansson cannot represent: callers skip and report such objects (informer.c).
+ * New reference or NULL with err filled. */
 json_t *kube_json_loadb(const char *data, size_t len, json_error_t *err);
 
 /* Called once per request (and per watch) with the verb (get, list, watch, create, update,

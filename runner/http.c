@@ -898,9 +898,14 @@ static void httpx_output(struct httpx_run *x)
 		return;
 	}
 	x->res->output = proto_load_output(x->keep.data, x->keep.len, &deep, &jerr);
-	if (deep)
+	if (deep && strcmp(x->res->phase, "Succeeded") == 0) {
 		httpx_set(x->res, "Failed", "OutputTooDeep", "HTTP %d, but the JSON response nests deeper than %d levels",
 			  x->res->http_status, PROTO_MAX_OUTPUT_DEPTH);
+	} else if (deep) {
+		ml = strlen(x->res->message);
+		snprintf(x->res->message + ml, sizeof(x->res->message) - ml,
+			 "; the JSON response nests deeper than %d levels and is not kept as output", PROTO_MAX_OUTPUT_DEPTH);
+	}
 }
 
 static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const char *body)

@@ -10,6 +10,7 @@
  *   /big?n=N                      N bytes with Content-Length
  *   /chunked?n=N                  N bytes, chunked (no Content-Length)
  *   /json                         {"ok":true,"n":1}
+ *   /deep?n=N                     a JSON array nested N levels (N <= 10000)
  *   /status/NNN                   status NNN with {"status":NNN}
  *   /token?expires=S              OAuth2 token endpoint: needs Basic auth; a new token each call
  *   /api                          needs "Authorization: Bearer tok-..." (else 401); echoes it
@@ -284,6 +285,16 @@ static void serve(int fd, const char *addr)
 		}
 		if (chunked)
 			write_all(fd, "0\r\n\r\n", 5);
+	} else if (strncmp(r.path, "/deep", 5) == 0) {
+		static char body[20001];
+		const char *nq = query(r.path, "n");
+		unsigned long n = nq ? strtoul(nq, NULL, 10) : 0;
+		if (n > 10000)
+			n = 10000;
+		memset(body, '[', n);
+		memset(body + n, ']', n);
+		body[2 * n] = '\0';
+		respond(fd, 200, "Content-Type: application/json\r\n", body);
 	} else if (strcmp(r.path, "/json") == 0) {
 		respond(fd, 200, "Content-Type: application/json\r\n", "{\"ok\":true,\"n\":1}");
 	} else if (strncmp(r.path, "/status/", 8) == 0) {

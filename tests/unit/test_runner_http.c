@@ -250,6 +250,30 @@ static void test_blocked_matrix(void)
 	is_int(count("::1", NULL), 0, "::1 received zero requests");
 }
 
+/* A JSON response nested past the output limit fails the attempt, whether the parser could
+ * take it (2047) or not (3000); 64 levels are output as usual. */
+static void test_deep_output(void)
+{
+	static const struct { const char *path, *phase, *reason; } cases[] = {
+		{ "/deep?n=64", "Succeeded", "Succeeded" },
+		{ "/deep?n=65", "Failed", "OutputTooDeep" },
+		{ "/deep?n=2047", "Failed", "OutputTooDeep" },
+		{ "/deep?n=3000", "Failed", "OutputTooDeep" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct seen s = { 0 };
+		struct exec_result r;
+		struct run_opts o = { 0 };
+		o.policy = allow("127.0.0.2/32");
+		run("http", json_pack("{ss}", "url", url("http://127.0.0.2:PORT%s", cases[i].path)), &o, &s, &r);
+		ok(strcmp(r.phase, cases[i].phase) == 0 && strcmp(r.reason, cases[i].reason) == 0 &&
+			   (strcmp(cases[i].phase, "Succeeded") == 0) == (r.output != NULL),
+		   "GET %s: %s/%s (%s)", cases[i].path, cases[i].phase, cases[i].reason, r.message);
+		exec_result_free(&r);
+		buf_free(&s.logs);
+	}
+}
+
 static void test_allowed(void)
 {
 	struct seen s = { 0 };
@@ -649,6 +673,7 @@ int main(void)
 	}
 	test_blocked_matrix();
 	test_allowed();
+	test_deep_output();
 	test_redirects_and_caps();
 	test_oauth();
 	test_remote();
