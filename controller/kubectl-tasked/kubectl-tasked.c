@@ -737,6 +737,11 @@ static void esc(const char *in, char *out, size_t outsz)
 		}
 	}
 	out[o] = '\0';
+	/* A cut name would address another object (a prefix of the one meant). */
+	if (*in) {
+		fprintf(stderr, "error: name too long\n");
+		exit(2);
+	}
 }
 
 static int cmd_get(struct client *c, const char *name)
