@@ -7,7 +7,11 @@
  * The cache keeps each object compactly: managedFields and the last-applied annotation are
  * dropped, and the JSON is deflated with a preset dictionary (a finished Task costs a few hundred
  * bytes instead of ~7 KiB as a jansson tree). Lookups inflate and parse, so hot paths use the
- * per-object tag counts and the label index instead of scanning. */
+ * per-object tag counts and the label index instead of scanning.
+ *
+ * One object never stops the cache: a watch line or list item that does not decode (see
+ * kube_json_loadb) is skipped, named by a bounded scan of its text, logged and counted once per
+ * UID and handed to the owner's callback (informer_set_undecodable); the watch goes on. */
 #include "kube.h"
 
 #include <jansson.h>
