@@ -436,8 +436,8 @@ static void inf_ident(const char *buf, size_t vs, size_t ve, struct inf_ident *i
 			(void)jscan_string(buf, s, e, outs[i], sizes[i]);
 	}
 	id->generation = 0;
-	if (jscan_path(buf, ve, vs, p_gen, &s, &e) == 0 && e - s < 19 && strspn(buf + s, "0123456789") == e - s)
-		for (; s < e; s++)
+	if (jscan_path(buf, ve, vs, p_gen, &s, &e) == 0 && e - s < 19)
+		for (; s < e && buf[s] >= '0' && buf[s] <= '9'; s++)   /* the span may end the buffer */
 			id->generation = id->generation * 10 + (buf[s] - '0');
 }
 
@@ -448,7 +448,7 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 {
 	struct inf_ident id;
 	char key[520];
-	int deleted = type && strcmp(type, "DELETED") == 0, fresh = 0, known = 0;
+	int deleted = type && strcmp(type, "DELETED") == 0, fresh = 0, known = 0, oom = 0;
 
 	inf_ident(buf, vs, ve, &id);
 	if (type && id.rv[0])
@@ -460,8 +460,7 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 			hmap_del(inf->bad, id.uid);
 		} else if (!deleted && !known) {
 			fresh = 1;
-			if (hmap_size(inf->bad) < INF_BAD_MAX && hmap_put(inf->bad, id.uid, (void *)1) == (void *)-1)
-				log_warn("out of memory remembering an undecodable object", "uid", id.uid);
+			oom = hmap_size(inf->bad) < INF_BAD_MAX && hmap_put(inf->bad, id.uid, (void *)1) == (void *)-1;
 		}
 	} else {
 		fresh = !deleted;
@@ -469,6 +468,8 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 	if (fresh)
 		inf->stats.undecodable++;
 	pthread_mutex_unlock(&inf->lock);
+	if (oom)
+		log_warn("out of memory remembering an undecodable object", "uid", id.uid);
 	if (fresh)
 		log_warn("skipping an object that cannot be decoded", "path", inf->path, "namespace", id.ns,
 			 "name", id.name, "uid", id.uid, "error", error ? error : "");
