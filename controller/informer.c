@@ -790,6 +790,11 @@ static void *inf_run(void *arg)
 			log_info("relist after 410 Gone", "path", inf->path);
 			need_list = 1;
 			consistent = 1;
+		} else if (r == -ETIMEDOUT && resp.status == 200) {
+			/* Accepted, then nothing to say for two minutes (no bookmark either): the API
+			 * server is there and our resourceVersion is good; watch again at once. */
+			log_debug("idle watch renewed", "path", inf->path);
+			inf_progress(inf);
 		} else if (r < 0 || resp.status != 200) {
 			/* Refused, reset or server gone: back off and re-watch from the same
 			 * resourceVersion; only an error the server reports forces a relist. */

@@ -498,7 +498,7 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 		r = 0;
 	} else if (cc != CURLE_OK) {
 		snprintf(ret->message, sizeof(ret->message), "watch: %s", curl_easy_strerror(cc));
-		r = ret->status >= 300 ? 0 : -ECONNRESET;
+		r = ret->status >= 300 ? 0 : cc == CURLE_OPERATION_TIMEDOUT && ret->status == 200 ? -ETIMEDOUT : -ECONNRESET;
 	}
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(w.h);

@@ -38,7 +38,9 @@ void kube_resp_free(struct kube_resp *r);
 typedef int (*kube_event_fn)(json_t *event, const char *raw, size_t rawlen, const char *error,
 			     void *userdata);
 /* Streams a watch. Returns 0 when the server ended the stream normally (ret->status 200),
- * a positive-status answer in ret for refusals, or a negative errno for transport errors.
+ * a positive-status answer in ret for refusals, or a negative errno for transport errors:
+ * -ETIMEDOUT (with ret->status 200) when an accepted watch sent nothing, not even a bookmark,
+ * for two minutes, which an idle API server does; -ECONNRESET for the rest.
  * *stop is polled about every 100 ms; when it becomes nonzero the watch ends with -ECANCELED. */
 int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *userdata,
 	       volatile int *stop, struct kube_resp *ret);
