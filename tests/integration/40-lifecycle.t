@@ -7,8 +7,10 @@
 test_namespace lifecycle
 
 apply() { k apply -f - >/dev/null; }
-# A distinctive sleep duration per test identifies its processes with pgrep.
-procs() { pgrep -f "sleep $1[0-9]" | wc -l; }
+# A distinctive sleep duration per test identifies its processes below the suite's runner.
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
+procs() { tree_pids "$(cat "$STATE/runner.pid")" "sleep $1[0-9]" | wc -l; }
 wait_procs_gone() { # PATTERN TIMEOUT
 	local end=$(($(date +%s) + $2))
 	while [ "$(procs "$1")" -ne 0 ]; do

@@ -226,7 +226,7 @@ end=$(($(date +%s) + 60))
 until [ "$(k get flow fragile -o jsonpath='{.status.phase}')" = Failed ] || [ "$(date +%s)" -ge "$end" ]; do sleep 0.3; done
 is "$(k get flow fragile -o jsonpath='{.status.phase}')" "Failed" "a failFast Flow fails"
 is "$(task_field fragile-long .status.phase)" "Cancelled" "the running sibling was cancelled"
-gone() { local end=$(($(date +%s) + 5)); while pgrep -f "sleep 4601" >/dev/null; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.1; done; }
+gone() { local end=$(($(date +%s) + 5)); while [ -n "$(tree_pids "$(cat "$STATE/runner.pid")" 'sleep 4601')" ]; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.1; done; }
 ok "its process is gone" gone
 like "$(task_field fragile-after .status.phase)" "Cancelled|Failed" "the task not yet started ended too"
 

@@ -19,9 +19,11 @@ USER_UID=65533
 TMPD=$(mktemp -d /tmp/tasked-it-sandbox-XXXXXX)
 chmod 0755 "$TMPD"
 NR_PID=
+ORPHANS=
 cleanup() {
 	[ -n "$NR_PID" ] && kill -9 "$NR_PID" 2>/dev/null
-	pkill -9 -f '^sleep 448[0-9]$' 2>/dev/null
+	# shellcheck disable=SC2086 # a pid list
+	[ -n "$ORPHANS" ] && kill -9 $ORPHANS 2>/dev/null
 	rm -rf "$TMPD"
 	_cleanup_namespace
 }
@@ -106,7 +108,7 @@ spec:
 EOF2
 ok_phase sibling Running 30
 SIB=
-for _ in $(seq 1 50); do SIB=$(pgrep -f '^sleep 4491$' | head -1); [ -n "$SIB" ] && break; sleep 0.1; done
+for _ in $(seq 1 50); do SIB=$(tree_pids "$RPID" '^sleep 4491$' | head -1); [ -n "$SIB" ] && break; sleep 0.1; done
 ok "the sibling task runs (pid $SIB)" test -n "$SIB"
 is "$(awk '/^Uid:/{print $2}' /proc/$SIB/status)" 65532 "... as 65532, like the probe"
 rep=$(probe_task probe-sibling default "$SIB")
@@ -179,12 +181,14 @@ spec:
 EOF2
 ok_phase orphan-maker Running 30
 up=0
-for _ in $(seq 1 50); do up=$(pgrep -c -f '^sleep 448[123]$'); [ "$up" -ge 3 ] && break; sleep 0.1; done
+for _ in $(seq 1 50); do up=$(tree_pids "$NR_PID" '^sleep 448[123]$' | wc -l); [ "$up" -ge 3 ] && break; sleep 0.1; done
 is "$up" 3 "the task's three sleeps run (one of them setsid'd)"
+ORPHANS=$(tree_pids "$NR_PID" '^sleep 448[123]$')
 kill -9 "$NR_PID"
 NR_PID=
 left=3
-for _ in $(seq 1 50); do left=$(pgrep -c -f '^sleep 448[123]$'); [ "$left" -eq 0 ] && break; sleep 0.1; done
+# shellcheck disable=SC2086 # a pid list
+for _ in $(seq 1 50); do left=$(alive_count $ORPHANS); [ "$left" -eq 0 ] && break; sleep 0.1; done
 is "$left" 0 "unprivileged runner killed with SIGKILL: none of the task's processes survives"
 
 done_testing

@@ -17,16 +17,28 @@ cleanup() {
 	[ -s "$STATE/runner-sec-lonely.pid" ] && kill -9 "$(cat "$STATE/runner-sec-lonely.pid")" 2>/dev/null
 	rm -f "$STATE/runner-sec-lonely.pid"
 	[ -n "${WORK:-}" ] && rm -rf "$WORK"
-	pkill -9 -f '^sleep 44[0-9][0-9]$' 2>/dev/null
+	[ -n "${SLEEPS:-}" ] && kill -9 $SLEEPS 2>/dev/null
 	_cleanup_namespace
 }
 trap cleanup EXIT
-count() { pgrep -c -f "^sleep $1\$"; }
+# The dedicated runner's sleeps, found below its pid; once it is killed, the pids seen before.
+count() { tree_pids "$(cat "$STATE/runner-sec-kill.pid")" "^sleep $1\$" | wc -l; }
 wait_count() { # PATTERN WANT SECONDS
 	local n end=$(($(date +%s) + $3))
 	while :; do
 		n=$(count "$1")
 		[ "$n" -eq "$2" ] && break
+		[ "$(date +%s)" -lt "$end" ] || break
+		sleep 0.1
+	done
+	printf '%s\n' "$n"
+}
+wait_gone() { # SECONDS PID...
+	local n end=$(($(date +%s) + $1))
+	shift
+	while :; do
+		n=$(alive_count "$@")
+		[ "$n" -eq 0 ] && break
 		[ "$(date +%s)" -lt "$end" ] || break
 		sleep 0.1
 	done
@@ -63,9 +75,14 @@ is "$(wait_count '440[12]' 2 10)" 2 "sleep 4401 (background) and sleep 4402 run"
 is "$(wait_count '440[3-6]' 4 10)" 4 "the escapees run: setsid'd, double-forked into a new session"
 
 RPID=$(cat "$STATE/runner-sec-kill.pid")
+TWO=$(tree_pids "$RPID" '^sleep 440[12]$')
+ESC=$(tree_pids "$RPID" '^sleep 440[3-6]$')
+SLEEPS="$TWO $ESC"
 kill -9 "$RPID"
-is "$(wait_count '440[12]' 0 5)" 0 "runner killed with SIGKILL: no sleep 440x of sh -c 'sleep 4401 & sleep 4402' survives"
-is "$(wait_count '440[3-6]' 0 5)" 0 "... nor any process that left the task's group or session"
+# shellcheck disable=SC2086 # pid lists
+is "$(wait_gone 5 $TWO)" 0 "runner killed with SIGKILL: no sleep 440x of sh -c 'sleep 4401 & sleep 4402' survives"
+# shellcheck disable=SC2086
+is "$(wait_gone 5 $ESC)" 0 "... nor any process that left the task's group or session"
 ok "the runner is gone" sh -c "! kill -0 $RPID 2>/dev/null"
 
 # What it leaves on disk: its own directory with the two tasks' work dirs.

@@ -217,7 +217,8 @@ if command -v openssl >/dev/null; then
 	TLSP=$((P + 1))
 	sleep 60 | openssl s_server -quiet -www -accept "127.0.0.2:$TLSP" -cert "$TMPD/cert.pem" -key "$TMPD/key.pem" \
 		>/dev/null 2>&1 &
-	disown $! 2>/dev/null
+	SSERVER=$!
+	disown "$SSERVER" 2>/dev/null
 	sleep 0.5
 	k apply -f - >/dev/null <<EOF2
 apiVersion: tasked.dev/v1alpha1
@@ -230,7 +231,7 @@ EOF2
 	wait_phase tls-self-signed Failed 60 >/dev/null
 	is "$(task_field tls-self-signed .status.reason)" RequestFailed "https with a self-signed certificate: RequestFailed"
 	like "$(task_field tls-self-signed .status.message)" '[Cc]ertificate|SSL' "... because the certificate was not verified"
-	pkill -f "s_server -quiet -www -accept 127.0.0.2:$TLSP" 2>/dev/null
+	kill "$SSERVER" 2>/dev/null
 else
 	skip "openssl not installed"
 fi

@@ -17,8 +17,8 @@ TMPD=$(mktemp -d /tmp/tasked-it-brokersec-XXXXXX)
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-	[ -n "${SSERVER:-}" ] && pkill -f "s_server -quiet -accept 127.0.0.1:$SSERVER" 2>/dev/null
-	pkill -9 -f '^sleep 449[0-9]$' 2>/dev/null
+	[ -n "${SSERVER:-}" ] && kill "$SSERVER" 2>/dev/null
+	[ -n "${LONG:-}" ] && kill -9 "$LONG" 2>/dev/null
 	rm -rf "$TMPD"
 	_cleanup_namespace
 }
@@ -102,8 +102,8 @@ if command -v openssl >/dev/null; then
 	# stdin stays open (s_server hangs up at EOF on stdin); it prints what it receives
 	sleep 120 | openssl s_server -quiet -accept "127.0.0.1:$TLSP" -cert "$TMPD/cert.pem" -key "$TMPD/key.pem" \
 		>"$TMPD/s_server.out" 2>&1 &
-	disown $! 2>/dev/null
-	SSERVER=$TLSP
+	SSERVER=$!
+	disown "$SSERVER" 2>/dev/null
 	sleep 0.5
 	runner it-sec-tls-bad sec-tls --controller "wss://127.0.0.1:$TLSP"
 	sleep 2
@@ -146,10 +146,11 @@ spec:
 EOF2
 ok_phase drain-short Running 30
 ok_phase drain-long Running 30
+for _ in $(seq 1 50); do LONG=$(tree_pids "$DRAIN_PID" '^sleep 4491$'); [ -n "$LONG" ] && break; sleep 0.1; done
 kill -TERM "$DRAIN_PID"
 ok_phase drain-short Succeeded 30
 ok "the runner exits after its grace period" wait_for 15 sh -c "! kill -0 $DRAIN_PID 2>/dev/null"
-ok "the long task's process was killed" wait_for 5 sh -c "! pgrep -f '^sleep 4491\$' >/dev/null"
+ok "the long task's process was killed" wait_for 5 test "$(alive_count $LONG)" -eq 0
 like "$(k get task drain-long -o json | jq -r '[.status.reason, (.status.attemptHistory // [] | map(.reason) | join(","))] | join(" ")')" \
 	'RunnerShutdown' "the long task's attempt ended with reason RunnerShutdown"
 like "$(cat "$STATE/runner-it-sec-drain.log")" 'draining' "the runner logged the drain"

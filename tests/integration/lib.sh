@@ -111,6 +111,45 @@ wait_for() {
 	done
 }
 
+# tree_pids ROOT [REGEX]: live processes below ROOT (ROOT itself excluded) whose command line,
+# arguments joined by spaces, matches the extended REGEX. Tests find the processes of their own
+# runner this way, never by a machine-wide pattern: other runs may share the machine.
+tree_pids() {
+	local root=$1 re=${2:-}
+	local -A kids=()
+	local d line cmd
+	for d in /proc/[0-9]*; do
+		{ line=$(<"$d/stat"); } 2>/dev/null || continue
+		# The comm field may hold spaces and parentheses; the fields after its last ')' are fixed.
+		[[ ${line##*)} =~ ^\ ([A-Za-z])\ ([0-9]+) ]] || continue
+		[ "${BASH_REMATCH[1]}" = Z ] && continue
+		kids[${BASH_REMATCH[2]}]+=" ${d#/proc/}"
+	done
+	local queue=("$root") p c
+	while [ ${#queue[@]} -gt 0 ]; do
+		p=${queue[0]}
+		queue=("${queue[@]:1}")
+		for c in ${kids[$p]:-}; do
+			queue+=("$c")
+			if [ -n "$re" ]; then
+				cmd=$(tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null) || continue
+				[[ ${cmd% } =~ $re ]] || continue
+			fi
+			echo "$c"
+		done
+	done
+}
+
+# alive_count PID...: how many of these processes still run (zombies count as gone).
+alive_count() {
+	local n=0 p line
+	for p in "$@"; do
+		{ line=$(<"/proc/$p/stat"); } 2>/dev/null || continue
+		[[ ${line##*)} =~ ^\ [A-Za-z] ]] && [[ ${line##*)} != " Z "* ]] && n=$((n + 1))
+	done
+	echo "$n"
+}
+
 # k ARGS...: kubectl against the test cluster (and the test's namespace once test_namespace ran).
 k() {
 	if [ -n "${TEST_NS:-}" ]; then
