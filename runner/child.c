@@ -261,6 +261,31 @@ static void child_init_report(int tst, int sfd, pid_t task)
 		child_put_msg(sfd, INIT_STARTED, task, 0, 0);
 }
 
+struct child_task_arg {
+	const struct child *c;
+	pid_t init;
+	int tp_r, tp_w;
+};
+
+static int child_task_entry(void *arg)
+{
+	const struct child_task_arg *a = arg;
+	close(a->tp_r);
+	child_task(a->c, a->init, a->tp_w);
+}
+
+/* The task's stack while it shares the init's memory. Each init is a process of its own (a copy
+ * of the runner), so each has its own copy of this buffer; the runner never touches it. The
+ * task's setup is shallow: a few hundred bytes of frames (more with the sanitizers). */
+static char child_stack[64 * 1024] __attribute__((aligned(64)));
+
+static pid_t child_vfork(int (*fn)(void *), void *arg)
+{
+	/* All signals are blocked in the init (step 1), so no handler can run on the shared
+	 * stack before the task resets its dispositions. */
+	return (pid_t)clone(fn, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+}
+
 /* The per-task init: from the runner's fork to _exit. */
 void child_init_run(const struct child *c)
 {
@@ -322,12 +347,13 @@ void child_init_run(const struct child *c)
 		_exit(127);
 	}
 	self = getpid();
-	/* 6. The task. A raw clone: glibc's fork() would run atfork handlers that may take locks
-	 *    some runner thread held when the init was forked. */
-	task = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
-	if (task == 0) {
-		close(tp[0]);
-		child_task(c, self, tp[1]);
+	/* 6. The task, started the way posix_spawn does: clone(CLONE_VM | CLONE_VFORK) on a
+	 *    stack of its own. It shares the init's memory until execve (no page tables to copy:
+	 *    the init is a copy of the whole runner), and the init sleeps meanwhile. Not glibc's
+	 *    fork(): its atfork handlers may take locks some runner thread held at our fork. */
+	{
+		struct child_task_arg a = { c, self, tp[0], tp[1] };
+		task = child_vfork(child_task_entry, &a);
 	}
 	if (task < 0) {
 		child_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
