@@ -5,7 +5,8 @@
  * runner/child.allow.
  *
  * The runner forks a small per-task init (bubblewrap's --die-with-parent done so that it also
- * reaches grandchildren), and the init forks the task:
+ * reaches grandchildren), and the init starts the task (clone(CLONE_VM|CLONE_VFORK), as
+ * posix_spawn does):
  *
  *   runner ── init (runner's uid; setsid; child subreaper; PDEATHSIG = SIGTERM)
  *               └─ task (own process group; 65532 when the runner is root; no_new_privs;

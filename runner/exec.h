@@ -1,6 +1,6 @@
 #pragma once
 /* Runs one dispatched attempt. Shell tasks: a per-task init process (own session, child
- * subreaper, dies with the runner after killing the task tree) forks the task, which gets a
+ * subreaper, dies with the runner after killing the task tree) starts the task, which gets a
  * private work dir, a cleared environment, its own process group, rlimits, no_new_privs,
  * uid/gid 65532 when the runner is root, and the seccomp filter of sandbox.h, then execve (never
  * a shell). Output is captured through pipes with bounded memory; values marked secret are
