@@ -1,6 +1,8 @@
-/* Shell executor. The order of the child's setup and the reasons for each step are in
- * docs/runner.md; everything the child needs is prepared before fork() so that the code between
- * fork() and execve() only makes async-signal-safe calls. */
+/* Attempts: preparing one from a dispatch, the table of executors, and the shell executor up to
+ * fork() and after it (the poll loop, the result). The code between fork() and execve() is in
+ * child.c; everything it needs is prepared here, before the fork. Output capture is capture.c,
+ * work dirs workdir.c. The order of the child's setup and the reasons for each step are in
+ * docs/runner.md. */
 #include "exec.h"
 #include "capture.h"
 #include "child.h"
@@ -15,10 +17,8 @@
 #include "util.h"
 #include "workdir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -29,11 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/seccomp.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
