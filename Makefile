@@ -73,7 +73,7 @@ build/san/tests/fuzz/replay_main.o: tests/fuzz/replay_main.c
 deps:
 	@tests/deps.sh
 
-unit: $(UNIT_BIN) build/rel/runner/child.o
+unit: $(UNIT_BIN)
 	prove -v --exec '' $(UNIT_BIN)
 	prove -v tests/build/*.t
 
