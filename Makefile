@@ -47,9 +47,13 @@ bin/tasked-controller: $(call obj,$(COMMON_SRC) $(CONTROLLER_SRC))
 	@mkdir -p bin
 	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread
 
-bin/tasked-runner: $(call obj,$(COMMON_SRC) $(RUNNER_SRC))
+# The code between fork and execve (runner/child.c) may only call async-signal-safe functions:
+# the runner does not link unless child.o's undefined symbols are all in runner/child.allow.
+# tests/build/child-syms.t shows the check failing on a malloc, a printf and a mutex.
+bin/tasked-runner: $(call obj,$(COMMON_SRC) $(RUNNER_SRC)) runner/child.allow tests/tools/check-syms.sh
+	tests/tools/check-syms.sh build/rel/runner/child.o runner/child.allow
 	@mkdir -p bin
-	$(CC) $(LDHARDEN) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(LDHARDEN) -o $@ $(filter %.o,$^) $(PKG_LIBS) -lpthread
 
 # Unit tests link the module under test (everything but main.c) with the sanitizers on.
 LIB_SAN := $(call san,$(COMMON_SRC) $(filter-out %/main.c,$(CONTROLLER_SRC) $(RUNNER_SRC)))
@@ -71,6 +75,7 @@ deps:
 
 unit: $(UNIT_BIN)
 	prove -v --exec '' $(UNIT_BIN)
+	prove -v tests/build/*.t
 
 fuzz-replay: $(FUZZ_REPLAY)
 	@set -e; for f in $(FUZZ_REPLAY); do \

@@ -330,9 +330,15 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		  runner's own view cannot be used at this resolution.)
 		- throughput: $(q '.runner.throughput.count') trivial tasks, all slots kept busy: **$(q '.runner.throughput.perSecond | round') tasks/s**, $(q '.runner.throughput.runnerCpuSecondsPer1000 | . * 100 | round / 100') CPU s
 		  per 1,000 tasks in the runner (its children not counted), peak RSS $(q '.runner.peakRssKiB / 1024 | . * 10 | round / 10') MiB.
+		- the host's own process start, measured by the same program in the same run ($(q '.runner.floor.count // 0') rounds, from a small single-threaded process): fork + exec + wait of \`/bin/true\` p50 $(q '.runner.floor.forkExecWaitTrueMs.p50 // "n/a"') ms (posix_spawn: $(q '.runner.floor.posixSpawnWaitTrueMs.p50 // "n/a"') ms), fork → the stamp's first instruction p50 $(q '.runner.floor.forkToStampMs.p50 // "n/a"') ms. Dispatch → exec above minus fork + exec + wait: $(q 'if .runner.floor.forkExecWaitTrueMs.p50 then (.runner.latency.dispatchToStampMs.p50 - .runner.floor.forkExecWaitTrueMs.p50) * 1000 | round / 1000 else "n/a" end') ms at p50. The spawn options compared side by side: \`bench/runner-spawn.sh\` (see "Spawn cost" below).
 	EOF
 	if printf '%s\n' "${plots[@]:-}" | grep -qx bench-runner.png; then
 		printf '\n![runner dispatch latency CDF](bench-runner.png)\n'
+	fi
+	# The spawn options side by side (bench/runner-spawn.sh, a separate run): kept by hand.
+	if [ -s "$(dirname "$0")/spawn-cost.md" ]; then
+		printf '\n'
+		cat "$(dirname "$0")/spawn-cost.md"
 	fi
 	cat <<-EOF
 

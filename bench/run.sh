@@ -180,7 +180,8 @@ step "runner on its own: idle RSS, dispatch → exec, tasks/s ($RB_LAT sequentia
 	--log "$STATE/runnerbench-runner.log" --csv "$OUT/runner.csv" --json "$OUT/runner.json" \
 	--timeout 300 >/dev/null
 jq -c '{idleRssKiB: .idle.rssKiB, p50: .latency.dispatchToStampMs.p50, p99: .latency.dispatchToStampMs.p99,
-	perSecond: .throughput.perSecond}' "$OUT/runner.json"
+	perSecond: .throughput.perSecond, hostForkExecWaitP50: .floor.forkExecWaitTrueMs.p50,
+	hostForkToStampP50: .floor.forkToStampMs.p50}' "$OUT/runner.json"
 
 # --- 3. cluster ---------------------------------------------------------------------------------------
 step "cluster"

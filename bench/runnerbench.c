@@ -7,7 +7,10 @@
  *                  --gap-ms between them; records when each dispatch frame was written, when
  *                  `started` and `result` arrived, and the stamp the task printed;
  *   3. throughput: --throughput M dispatches keeping all --concurrency slots busy; tasks/s,
- *                  the runner's CPU seconds and peak RSS.
+ *                  the runner's CPU seconds and peak RSS;
+ *   4. floor:      after the runner stopped, --floor N (default 300) rounds of the host's own
+ *                  process start from this process: fork + exec + wait of /bin/true, the same
+ *                  with posix_spawn, and fork → the stamp's first instruction.
  *
  * "dispatch → stamp" runs from just before the dispatch frame is written to the socket to the
  * first instruction of the (static) task program, so it bounds "dispatch received → execve"
@@ -16,7 +19,7 @@
  *
  *   tasked-bench-runner --runner BIN --token-file F --command PATH [--concurrency C]
  *       [--latency N] [--throughput M] [--idle-seconds S] [--gap-ms G] [--work-dir DIR]
- *       [--log FILE] [--csv FILE] [--json FILE] [--timeout S] [--port P]
+ *       [--log FILE] [--csv FILE] [--json FILE] [--timeout S] [--port P] [--floor N]
  *
  * With --tasks FILE instead of --command it measures nothing: it is the broker of a scripted
  * run (tests/vm/). Each line of FILE is a JSON object merged into a dispatch message (name,
@@ -41,12 +44,14 @@
 #include <openssl/sha.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RB_MAX_CONNS 8
@@ -57,7 +62,7 @@
 
 struct rb_opts {
 	const char *runner, *token_file, *command, *work_dir, *log, *csv, *json, *tasks;
-	long concurrency, latency, throughput, idle_s, gap_ms, timeout_s, port;
+	long concurrency, latency, throughput, idle_s, gap_ms, timeout_s, port, floor;
 };
 
 struct rb_conn {
@@ -105,7 +110,7 @@ static void rb_on_signal(int sig)
 static int rb_parse(int argc, char **argv, struct rb_opts *o)
 {
 	enum { O_RUNNER = 256, O_TOKEN, O_CMD, O_CONC, O_LAT, O_THR, O_IDLE, O_GAP, O_WORK, O_LOG,
-	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT };
+	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT, O_FLOOR };
 	static const struct option lo[] = {
 		{ "runner", required_argument, NULL, O_RUNNER },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -122,6 +127,7 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "tasks", required_argument, NULL, O_TASKS },
 		{ "port", required_argument, NULL, O_PORT },
+		{ "floor", required_argument, NULL, O_FLOOR },
 		{ NULL, 0, NULL, 0 },
 	};
 	long *target;
@@ -129,7 +135,7 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 	int c;
 
 	*o = (struct rb_opts){ .concurrency = 8, .latency = 1000, .throughput = 2000, .idle_s = 3,
-			       .gap_ms = 2, .timeout_s = 300, .log = "/dev/null" };
+			       .gap_ms = 2, .timeout_s = 300, .floor = 300, .log = "/dev/null" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *end;
 		switch (c) {
@@ -142,6 +148,7 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		case O_JSON: o->json = optarg; continue;
 		case O_TASKS: o->tasks = optarg; continue;
 		case O_PORT: target = &o->port; lo_v = 0; hi_v = 65535; break;
+		case O_FLOOR: target = &o->floor; lo_v = 0; hi_v = 100000; break;
 		case O_CONC: target = &o->concurrency; lo_v = 1; hi_v = PROTO_MAX_CAPACITY; break;
 		case O_LAT: target = &o->latency; lo_v = 1; hi_v = 1000000; break;
 		case O_THR: target = &o->throughput; lo_v = 0; hi_v = 1000000; break;
@@ -799,6 +806,73 @@ static void rb_stop_runner(struct rb *b)
 	b->runner_status = status;
 }
 
+/* --- the host's floor ---------------------------------------------------------------------- */
+
+/* The host's own cost of starting a process, measured in this run for comparison with dispatch →
+ * exec: fork + execve + waitpid of /bin/true from this small single-threaded process, and the
+ * same with posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)). Also fork → the stamp's first
+ * instruction, the same end point as dispatch → stamp. Returns {forkExecWaitTrueMs,
+ * posixSpawnWaitTrueMs, forkToStampMs} summaries, or NULL. */
+static json_t *rb_floor(const char *stamp, long n)
+{
+	double *fe = calloc((size_t)n + 1, sizeof(double)), *ps = calloc((size_t)n + 1, sizeof(double));
+	double *fs = calloc((size_t)n + 1, sizeof(double));
+	char *const targv[] = { (char *)"true", NULL }, *const sargv[] = { (char *)"stamp", NULL };
+	char *const envp[] = { NULL };
+	size_t nfe = 0, nps = 0, nfs = 0;
+	json_t *o = NULL;
+
+	if (!fe || !ps || !fs)
+		goto out;
+	for (long i = 0; i < n; i++) {
+		int64_t t0 = bench_mono_ns();
+		int st, p[2];
+		pid_t pid = fork();
+		if (pid == 0) {
+			execve("/bin/true", targv, envp);
+			_exit(127);
+		}
+		if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			fe[nfe++] = (double)(bench_mono_ns() - t0) / 1e6;
+		t0 = bench_mono_ns();
+		if (posix_spawn(&pid, "/bin/true", NULL, NULL, targv, envp) == 0 &&
+		    waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			ps[nps++] = (double)(bench_mono_ns() - t0) / 1e6;
+		/* fork → stamp: the stamp prints CLOCK_REALTIME in ns */
+		if (pipe2(p, O_CLOEXEC) < 0)
+			continue;
+		{
+			struct timespec ts;
+			char line[64] = "";
+			ssize_t k;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			t0 = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+			pid = fork();
+			if (pid == 0) {
+				dup2(p[1], 1);
+				execve(stamp, sargv, envp);
+				_exit(127);
+			}
+			close(p[1]);
+			k = pid > 0 ? read(p[0], line, sizeof(line) - 1) : -1;
+			close(p[0]);
+			if (pid > 0)
+				(void)waitpid(pid, &st, 0);
+			if (k > 0) {
+				line[k] = '\0';
+				fs[nfs++] = (double)(strtoll(line, NULL, 10) - t0) / 1e6;
+			}
+		}
+	}
+	o = json_pack("{sI so so so}", "count", (json_int_t)n, "forkExecWaitTrueMs", bench_summary_ms(fe, nfe),
+		      "posixSpawnWaitTrueMs", bench_summary_ms(ps, nps), "forkToStampMs", bench_summary_ms(fs, nfs));
+out:
+	free(fe);
+	free(ps);
+	free(fs);
+	return o;
+}
+
 /* --- report ------------------------------------------------------------------------------- */
 
 static json_t *rb_report(struct rb *b)
@@ -995,6 +1069,8 @@ int main(int argc, char **argv)
 		return rc ? rc : b.phase == RB_DONE ? 0 : 4;
 	}
 	rep = rb_report(&b);
+	if (rep && b.o.floor > 0)
+		json_object_set_new(rep, "floor", rb_floor(b.o.command, b.o.floor));
 	if (b.o.csv)
 		rb_write_csv(&b);
 	if (rep) {

@@ -215,16 +215,6 @@ int cg_task_create(struct cg_task *c, const char *name, int64_t memory_bytes, in
 	return r;
 }
 
-int cg_task_join(const struct cg_task *c)
-{
-	/* "0": the writing process */
-	if (c->mem_fd >= 0 && write(c->mem_fd, "0", 1) != 1)
-		return -errno;
-	if (c->cpu_fd >= 0 && write(c->cpu_fd, "0", 1) != 1)
-		return -errno;
-	return 0;
-}
-
 static int64_t cg_read_key(const char *dir, const char *file, const char *key)
 {
 	char path[PATH_MAX + 64], *data = NULL, *p;

@@ -40,7 +40,7 @@ void cg_cleanup(void);
  * 0, or the first negative errno (whatever could be made is kept; the rest falls back to
  * rlimits). */
 int cg_task_create(struct cg_task *c, const char *name, int64_t memory_bytes, int cpu);
-/* In the task's init: moves the calling process into them. Async-signal-safe. */
+/* In the task's init: moves the calling process into them. Async-signal-safe. Defined in child.c. */
 int cg_task_join(const struct cg_task *c);
 /* CPU time of the task's processes so far, in nanoseconds; -1 without a cpuacct cgroup. */
 int64_t cg_task_cpu_ns(const struct cg_task *c);

@@ -1,7 +1,11 @@
-/* Shell executor. The order of the child's setup and the reasons for each step are in
- * docs/runner.md; everything the child needs is prepared before fork() so that the code between
- * fork() and execve() only makes async-signal-safe calls. */
+/* Attempts: preparing one from a dispatch, the table of executors, and the shell executor up to
+ * fork() and after it (the poll loop, the result). The code between fork() and execve() is in
+ * child.c; everything it needs is prepared here, before the fork. Output capture is capture.c,
+ * work dirs workdir.c. The order of the child's setup and the reasons for each step are in
+ * docs/runner.md. */
 #include "exec.h"
+#include "capture.h"
+#include "child.h"
 #include "landlock.h"
 #include "expand.h"
 #include "cgroup.h"
@@ -11,11 +15,10 @@
 #include "quantity.h"
 #include "sandbox.h"
 #include "util.h"
+#include "workdir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -26,11 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/seccomp.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -46,10 +47,6 @@
 #define EXEC_DRAIN_MS 1000                 /* after exit, wait this long for pipe EOF */
 #define EXEC_REAP_MS 2000                  /* and this long for the process group to be reaped */
 #define EXEC_MAX_LIVE 2048
-#define EXEC_MASK_MIN 4                    /* secrets shorter than this are not masked */
-#define EXEC_MASK_HOLD 4096                /* bytes held back so a secret split between two
-					    * chunks is still masked */
-#define EXEC_SWEEP_ROUNDS 5000             /* the init's kill-and-reap rounds, ~1 ms each */
 #define EXEC_CPU_CHECK_MS 200              /* how often a task's cpuacct cgroup is read */
 #define EXEC_INIT_GRACE_MS 10000           /* after a kill request, SIGKILL an init still there */
 
@@ -144,291 +141,6 @@ static void exec_free_strv(char **v, int wipe)
 		free(*p);
 	}
 	free(v);
-}
-
-/* ---- UTF-8 --------------------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when p starts an invalid or incomplete
- * one. Same rules as jansson: no overlongs, no surrogates, nothing past U+10FFFF. */
-static size_t exec_utf8_seq(const unsigned char *p, size_t len)
-{
-	unsigned c = p[0], need, cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (len < need)
-		return 0;
-	for (unsigned i = 1; i < need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need;
-}
-
-int exec_utf8_sanitize(const char *in, size_t len, struct buf *out)
-{
-	static const char repl[] = "\xef\xbf\xbd";
-	const unsigned char *p = (const unsigned char *)in;
-	size_t i = 0, run = 0;
-	int r = 0;
-
-	while (i < len && r == 0) {
-		size_t n = p[i] == 0 ? 0 : exec_utf8_seq(p + i, len - i);
-		if (n) {
-			i += n;
-			run += n;
-			continue;
-		}
-		r = buf_append(out, p + i - run, run);
-		if (r == 0)
-			r = buf_append(out, repl, 3);
-		run = 0;
-		i++;
-	}
-	if (r == 0)
-		r = buf_append(out, p + i - run, run);
-	return r;
-}
-
-/* The longest prefix of p that does not end inside a (so far valid) multi-byte sequence. */
-static size_t exec_utf8_complete(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t back = 1; back <= 3 && back <= len; back++) {
-		unsigned c = p[len - back], need;
-		if ((c & 0xc0) == 0x80)
-			continue;
-		need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-		return need > back ? len - back : len;
-	}
-	return len;
-}
-
-/* ---- output capture -------------------------------------------------------------------- */
-
-struct exec_capture {
-	uint64_t total, max_output;
-	int truncated;
-	char *ring;              /* the last ring_cap bytes of the combined stream */
-	size_t ring_cap, ring_len, ring_head;
-	const struct exec_hooks *hooks;
-	struct buf pend[2];      /* raw bytes not yet sent as log messages, per stream */
-	int64_t pend_since[2];   /* monotonic ms of the oldest pending byte, 0 when none */
-	int64_t seq;
-	struct buf scratch;
-	const char *const *secrets; /* values to mask as "***" (borrowed) */
-	size_t nsecrets;
-};
-
-static const char *const exec_stream_names[2] = { "stdout", "stderr" };
-
-static int exec_capture_init(struct exec_capture *c, const struct exec_hooks *hooks,
-			     int64_t max_output, int64_t tail_max)
-{
-	memset(c, 0, sizeof(*c));
-	c->hooks = hooks && hooks->log ? hooks : NULL;
-	c->max_output = (uint64_t)max_output;
-	c->ring_cap = (size_t)tail_max;
-	if (c->ring_cap && !(c->ring = malloc(c->ring_cap)))
-		return -ENOMEM;
-	buf_init(&c->pend[0], EXEC_LOG_CHUNK_MAX);
-	buf_init(&c->pend[1], EXEC_LOG_CHUNK_MAX);
-	buf_init(&c->scratch, 3 * EXEC_LOG_CHUNK_MAX + 16);
-	return 0;
-}
-
-static void exec_capture_free(struct exec_capture *c)
-{
-	free(c->ring);
-	buf_free(&c->pend[0]);
-	buf_free(&c->pend[1]);
-	buf_free(&c->scratch);
-}
-
-/* Replaces every occurrence of each secret in b by "***", in place (it only shrinks). */
-static void exec_mask_buf(const char *const *secrets, size_t n, struct buf *b)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t sl = strlen(secrets[i]), w = 0, r = 0;
-		if (sl < EXEC_MASK_MIN || !b->data)
-			continue;
-		while (r < b->len) {
-			char *hit = memmem(b->data + r, b->len - r, secrets[i], sl);
-			size_t pre = hit ? (size_t)(hit - (b->data + r)) : b->len - r;
-			memmove(b->data + w, b->data + r, pre);
-			w += pre;
-			r += pre;
-			if (!hit)
-				break;
-			memcpy(b->data + w, "***", 3);
-			w += 3;
-			r += sl;
-		}
-		b->len = w;
-		if (b->cap > w)
-			b->data[w] = '\0';
-	}
-}
-
-/* The longest end of data that is the beginning (not the whole) of a secret: those bytes wait
- * for the next chunk, so a secret written in two pieces is still masked whole. */
-static size_t exec_mask_pending(const struct exec_capture *c, const char *data, size_t len)
-{
-	size_t hold = 0;
-	for (size_t i = 0; i < c->nsecrets; i++) {
-		const char *sec = c->secrets[i];
-		size_t sl = strlen(sec), from;
-		if (sl < EXEC_MASK_MIN || sl > EXEC_MASK_HOLD)
-			continue;
-		from = len > sl - 1 ? len - (sl - 1) : 0;
-		for (const char *p = data + from; p < data + len && (size_t)(data + len - p) > hold;) {
-			const char *hit = memchr(p, sec[0], (size_t)(data + len - p));
-			if (!hit)
-				break;
-			if (memcmp(hit, sec, (size_t)(data + len - hit)) == 0) {
-				hold = (size_t)(data + len - hit);
-				break;
-			}
-			p = hit + 1;
-		}
-	}
-	return hold;
-}
-
-static void exec_capture_flush(struct exec_capture *c, int s, int final)
-{
-	struct buf *p = &c->pend[s];
-	size_t cut = final ? p->len : exec_utf8_complete(p->data, p->len);
-	int r;
-
-	if (!final && c->nsecrets && cut > 0) {
-		size_t hold = exec_mask_pending(c, p->data, cut);
-		cut = exec_utf8_complete(p->data, cut - hold);
-	}
-	if (!c->hooks || cut == 0)
-		return;
-	buf_reset(&c->scratch);
-	r = exec_utf8_sanitize(p->data, cut, &c->scratch);
-	if (r == 0)
-		exec_mask_buf(c->secrets, c->nsecrets, &c->scratch);
-	/* Replacement characters can grow the chunk: send it in pieces of at most
-	 * EXEC_LOG_CHUNK_MAX bytes, never splitting a character. */
-	for (size_t off = 0; r == 0 && off < c->scratch.len;) {
-		size_t n = c->scratch.len - off;
-		if (n > EXEC_LOG_CHUNK_MAX) {
-			n = EXEC_LOG_CHUNK_MAX;
-			while (n > 0 && ((unsigned char)c->scratch.data[off + n] & 0xc0) == 0x80)
-				n--;
-		}
-		r = c->hooks->log(c->hooks->userdata, exec_stream_names[s], c->seq++,
-				  c->scratch.data + off, n);
-		off += n;
-	}
-	if (r < 0)
-		c->truncated = 1;
-	buf_consume(p, cut);
-	c->pend_since[s] = p->len ? util_mono_ms() : 0;
-}
-
-static void exec_capture_add(struct exec_capture *c, int s, const char *data, size_t n)
-{
-	uint64_t room = c->total < c->max_output ? c->max_output - c->total : 0;
-	size_t keep = room < n ? (size_t)room : n;
-
-	c->total += n;
-	if (keep < n)
-		c->truncated = 1;
-	/* The tail always shows how the stream ended, whatever the cap discarded. */
-	if (c->ring_cap) {
-		const char *src = n > c->ring_cap ? data + n - c->ring_cap : data;
-		size_t m = n > c->ring_cap ? c->ring_cap : n;
-		size_t first = c->ring_cap - c->ring_head < m ? c->ring_cap - c->ring_head : m;
-		memcpy(c->ring + c->ring_head, src, first);
-		memcpy(c->ring, src + first, m - first);
-		c->ring_head = (c->ring_head + m) % c->ring_cap;
-		c->ring_len = c->ring_len + m > c->ring_cap ? c->ring_cap : c->ring_len + m;
-	}
-	if (!c->hooks)
-		return;
-	while (keep > 0) {
-		struct buf *p = &c->pend[s];
-		size_t space = p->max - p->len, m;
-		if (space == 0) {
-			exec_capture_flush(c, s, 0);
-			space = p->max - p->len;
-			if (space == 0) /* cannot happen: a flush leaves at most 3 + EXEC_MASK_HOLD bytes */
-				break;
-		}
-		m = keep < space ? keep : space;
-		if (p->len == 0)
-			c->pend_since[s] = util_mono_ms();
-		(void)buf_append(p, data, m);
-		data += m;
-		keep -= m;
-	}
-}
-
-/* The tail as valid UTF-8 of at most ring_cap bytes (new string). */
-static char *exec_capture_tail(struct exec_capture *c)
-{
-	struct buf raw, out;
-	size_t start = 0, skip = 0;
-	char *ret;
-
-	buf_init(&raw, c->ring_cap + 1);
-	buf_init(&out, 3 * c->ring_cap + 16);
-	if (c->ring_len == c->ring_cap && c->ring_cap) {
-		(void)buf_append(&raw, c->ring + c->ring_head, c->ring_cap - c->ring_head);
-		(void)buf_append(&raw, c->ring, c->ring_head);
-	} else if (c->ring_len) {
-		(void)buf_append(&raw, c->ring, c->ring_len);
-	}
-	/* The tail began mid-stream: drop a partial character at its start. */
-	if (c->total > c->ring_cap)
-		while (skip < 3 && skip < raw.len && ((unsigned char)raw.data[skip] & 0xc0) == 0x80)
-			skip++;
-	if (exec_utf8_sanitize(raw.data ? raw.data + skip : "", raw.len - skip, &out) < 0 ||
-	    buf_append(&out, "", 0) < 0) {
-		buf_free(&raw);
-		buf_free(&out);
-		return strdup("");
-	}
-	exec_mask_buf(c->secrets, c->nsecrets, &out);
-	/* The tail may begin inside a secret: mask a leading piece of 3 bytes or more that ends
-	 * one. */
-	if (c->total > c->ring_cap)
-		for (size_t i = 0; i < c->nsecrets && out.data; i++) {
-			size_t sl = strlen(c->secrets[i]);
-			for (size_t k = sl > 1 ? sl - 1 : 0; sl >= EXEC_MASK_MIN && k >= 3; k--)
-				if (k <= out.len && memcmp(out.data, c->secrets[i] + sl - k, k) == 0) {
-					memcpy(out.data, "***", 3);
-					memmove(out.data + 3, out.data + k, out.len - k + 1);
-					out.len -= k - 3;
-					break;
-				}
-		}
-	/* Replacement characters can make it longer than the cap: keep the end. */
-	while (out.len - start > c->ring_cap) {
-		start++;
-		while (start < out.len && ((unsigned char)out.data[start] & 0xc0) == 0x80)
-			start++;
-	}
-	ret = strdup(out.data + start);
-	buf_free(&raw);
-	buf_free(&out);
-	return ret;
 }
 
 /* ---- the task ---------------------------------------------------------------------------- */
@@ -619,7 +331,7 @@ json_t *exec_result_json(const char *task_uid, int64_t attempt, const struct exe
 		return NULL;
 	/* The message may quote a (truncated) command name: make sure it is valid UTF-8. */
 	buf_init(&msg, 3 * sizeof(r->message) + 16);
-	if (exec_utf8_sanitize(r->message, strlen(r->message), &msg) == 0 &&
+	if (capture_utf8_sanitize(r->message, strlen(r->message), &msg) == 0 &&
 	    buf_append(&msg, "", 0) == 0)
 		json_object_set_new(o, "message", json_stringn(msg.data, msg.len));
 	buf_free(&msg);
@@ -660,203 +372,6 @@ static void exec_set(struct exec_result *r, const char *phase, const char *reaso
 	va_start(ap, fmt);
 	vsnprintf(r->message, sizeof(r->message), fmt, ap);
 	va_end(ap);
-}
-
-/* ---- work dir ---------------------------------------------------------------------------- */
-
-struct exec_workdir {
-	int rootfd, dirfd;
-	char name[32];           /* "tasked-XXXXXX" below the root */
-	char path[PATH_MAX];     /* absolute */
-	char cwd[PATH_MAX];      /* path + workingDir */
-	char input[PATH_MAX + 32], output[PATH_MAX + 32];
-	struct iso_task iso;     /* the task's private /tmp (isolate.h) */
-};
-
-static int exec_workdir_make(struct exec_task *t, struct exec_workdir *w, char *err, size_t errsz)
-{
-	char tmpl[PATH_MAX];
-	int n, fd, r;
-	const char *slash;
-
-	w->rootfd = w->dirfd = -1;
-	n = snprintf(tmpl, sizeof(tmpl), "%s/tasked-XXXXXX", t->work_root);
-	if (n < 0 || (size_t)n >= sizeof(tmpl) - 64) {
-		snprintf(err, errsz, "work dir: path too long");
-		return -ENAMETOOLONG;
-	}
-	if (!mkdtemp(tmpl)) {
-		r = -errno;
-		snprintf(err, errsz, "work dir: mkdtemp in %s: %s", t->work_root, exec_strerror(-r));
-		return r;
-	}
-	memcpy(w->path, tmpl, (size_t)n + 1);
-	slash = strrchr(w->path, '/');
-	snprintf(w->name, sizeof(w->name), "%s", slash + 1);
-	w->rootfd = open(t->work_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	w->dirfd = w->rootfd < 0 ? -1 :
-		openat(w->rootfd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (w->dirfd < 0)
-		goto fail;
-	if (fchmod(w->dirfd, 0700) < 0 ||
-	    (t->drop_uid && fchown(w->dirfd, EXEC_TASK_UID, EXEC_TASK_GID) < 0))
-		goto fail;
-	if ((r = iso_prepare(&w->iso, w->dirfd, w->path, t->memory_bytes, err, errsz)) < 0)
-		return r;
-	snprintf(w->input, sizeof(w->input), "%s/%s", w->path, EXEC_INPUT_NAME);
-	snprintf(w->output, sizeof(w->output), "%s/%s", w->path, EXEC_OUTPUT_NAME);
-
-	/* $TASKED_INPUT, written before the task exists, owned by the task's uid. */
-	fd = openat(w->dirfd, EXEC_INPUT_NAME,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto fail;
-	for (size_t off = 0, len = strlen(t->input); off < len;) {
-		ssize_t k = write(fd, t->input + off, len - off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			r = -errno;
-			close(fd);
-			errno = -r;
-			goto fail;
-		}
-		off += (size_t)k;
-	}
-	if ((t->drop_uid && fchown(fd, EXEC_TASK_UID, EXEC_TASK_GID) < 0) || close(fd) < 0)
-		goto fail;
-
-	/* workingDir: created component by component below the work dir, never through a link. */
-	n = snprintf(w->cwd, sizeof(w->cwd), "%s%s%s", w->path, t->working_dir ? "/" : "",
-		     t->working_dir ? t->working_dir : "");
-	if (n < 0 || (size_t)n >= sizeof(w->cwd)) {
-		errno = ENAMETOOLONG;
-		goto fail;
-	}
-	if (t->working_dir) {
-		char comp[NAME_MAX + 1];
-		int cur = fcntl(w->dirfd, F_DUPFD_CLOEXEC, 3);
-		const char *p = t->working_dir;
-		if (cur < 0)
-			goto fail;
-		while (*p) {
-			size_t len = strcspn(p, "/");
-			int next;
-			if (len > NAME_MAX) {
-				close(cur);
-				errno = ENAMETOOLONG;
-				goto fail;
-			}
-			memcpy(comp, p, len);
-			comp[len] = '\0';
-			p += len;
-			while (*p == '/')
-				p++;
-			if (len == 0)
-				continue;
-			if (mkdirat(cur, comp, 0700) == 0) {
-				if (t->drop_uid &&
-				    fchownat(cur, comp, EXEC_TASK_UID, EXEC_TASK_GID, AT_SYMLINK_NOFOLLOW) < 0) {
-					close(cur);
-					goto fail;
-				}
-			} else if (errno != EEXIST) {
-				close(cur);
-				goto fail;
-			}
-			next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			close(cur);
-			if (next < 0)
-				goto fail;
-			cur = next;
-		}
-		close(cur);
-	}
-	return 0;
-fail:
-	r = -errno;
-	snprintf(err, errsz, "work dir: %s", exec_strerror(-r));
-	return r < 0 ? r : -EIO;
-}
-
-static void exec_workdir_remove(struct exec_task *t, struct exec_workdir *w)
-{
-	int r = 0;
-
-	if (w->dirfd >= 0) {
-		(void)fchmod(w->dirfd, 0700);
-		r = util_rm_contents(w->dirfd);
-		close(w->dirfd);
-		w->dirfd = -1;
-	}
-	if (w->rootfd >= 0 && w->name[0]) {
-		if (unlinkat(w->rootfd, w->name, AT_REMOVEDIR) < 0 && r == 0)
-			r = -errno;
-		close(w->rootfd);
-		w->rootfd = -1;
-	}
-	if (r < 0)
-		log_warn("could not remove work dir", "taskUid", t->task_uid, "path", w->path,
-			 "error", exec_strerror(-r));
-}
-
-/* Reads $TASKED_OUTPUT through the work dir fd: no symlink, a regular file the task owns,
- * at most EXEC_OUTPUT_MAX bytes of JSON. Sets *ret or writes why not into msg. Returns 1 when
- * the output is JSON nested deeper than PROTO_MAX_OUTPUT_DEPTH (the task fails), else 0. */
-static int exec_read_output(struct exec_task *t, struct exec_workdir *w, json_t **ret, char *msg,
-			    size_t msgsz)
-{
-	char data[EXEC_OUTPUT_MAX + 1];
-	size_t len = 0;
-	struct stat st;
-	json_error_t jerr;
-	int fd, deep;
-
-	*ret = NULL;
-	msg[0] = '\0';
-	fd = openat(w->dirfd, EXEC_OUTPUT_NAME,
-		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			snprintf(msg, msgsz, "output: cannot open: %s",
-				 errno == ELOOP ? "is a symbolic link" : exec_strerror(errno));
-		return 0;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    st.st_uid != (t->drop_uid ? (uid_t)EXEC_TASK_UID : geteuid())) {
-		snprintf(msg, msgsz, "output: not a regular file owned by the task");
-		close(fd);
-		return 0;
-	}
-	while (len < sizeof(data)) {
-		ssize_t n = read(fd, data + len, sizeof(data) - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(msg, msgsz, "output: read: %s", exec_strerror(errno));
-			close(fd);
-			return 0;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (len > EXEC_OUTPUT_MAX) {
-		snprintf(msg, msgsz, "output exceeds %d bytes", EXEC_OUTPUT_MAX);
-		return 0;
-	}
-	if (strspn(data, " \t\r\n") >= len && memchr(data, '\0', len) == NULL)
-		return 0; /* empty: no output */
-	*ret = proto_load_output(data, len, &deep, &jerr);
-	if (deep) {
-		snprintf(msg, msgsz, "output nests deeper than %d levels", PROTO_MAX_OUTPUT_DEPTH);
-		return 1;
-	}
-	if (!*ret)
-		snprintf(msg, msgsz, "output: invalid JSON at line %d column %d", jerr.line,
-			 jerr.column);
-	return 0;
 }
 
 /* ---- environment and argv ---------------------------------------------------------------- */
@@ -955,418 +470,8 @@ static int exec_resolve(const char *cmd, char *out, size_t outsz)
 	return saw_eacces ? -EACCES : -ENOENT;
 }
 
-/* ---- the child ------------------------------------------------------------------------- */
 
-/* The runner forks a small per-task init (bubblewrap's --die-with-parent done so that it also
- * reaches grandchildren), and the init forks the task:
- *
- *   runner ── init (runner's uid; setsid; child subreaper; PDEATHSIG = SIGTERM)
- *               └─ task (own process group; 65532 when the runner is root; no_new_privs;
- *                        seccomp; execve)
- *
- * The init waits for the task. When the task's main process exits, when the runner asks
- * (SIGTERM: cancel, timeout, shutdown) or when the runner dies (even by SIGKILL: the parent-death
- * signal is catchable on purpose), it kills the task's process group and then every process
- * that still is its child — the ones that left the group with setsid or setpgid come back to it
- * as subreaper — until none is left, and reports the main process's wait status. Everything in
- * both children runs after fork() in a copy of a multithreaded process: async-signal-safe calls
- * on data prepared before the fork, only. */
-
-enum exec_step {
-	STEP_PDEATHSIG, STEP_SETSID, STEP_RLIMIT, STEP_STDIO, STEP_FDS, STEP_SIGNALS, STEP_UID,
-	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP, STEP_LANDLOCK, STEP_ISOLATE,
-	STEP_CGROUP,
-};
-static const char *const exec_step_names[] = {
-	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
-	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
-	"seccomp", "landlock_restrict_self", "private /tmp, /dev/shm and IPC namespaces", "join the task's memory cgroup",
-};
-
-/* task -> init: why the task did not exec (nothing on success: the pipe closes on execve) */
-struct exec_child_status {
-	int32_t step, err;
-};
-
-/* init -> runner, in order: STARTED or FAILED, then EXIT once the task and its processes are
- * gone. Small fixed records: each write is atomic. */
-enum { INIT_STARTED = 1, INIT_FAILED, INIT_EXIT };
-struct exec_init_msg {
-	int32_t kind, pid, step, val; /* FAILED: val = errno; EXIT: val = the task's wait status */
-};
-
-struct exec_child {
-	const char *path;
-	char **argv, **envp;
-	const char *cwd;
-	int null_r, out_w, err_w, status_w;
-	int ll_fd;                      /* the task's Landlock ruleset (landlock.h), or -1 */
-	const struct iso_task *iso;     /* namespaces and mounts the init sets up (isolate.h) */
-	const struct cg_task *cg;       /* the memory cgroup the init joins (cgroup.h) */
-	pid_t parent;
-	int drop_uid;
-	unsigned max_fd;
-	size_t nrl;
-	struct {
-		int res;
-		struct rlimit lim;
-	} rl[8];
-	sigset_t empty, all, initsigs;
-	const struct sock_fprog *filter;
-};
-
-static void exec_put_msg(int fd, int kind, pid_t pid, int step, int val)
-{
-	struct exec_init_msg m = { kind, (int32_t)pid, step, val };
-	while (write(fd, &m, sizeof(m)) < 0 && errno == EINTR)
-		;
-}
-
-static __attribute__((noreturn)) void exec_child_fail(int fd, int step, int err)
-{
-	struct exec_child_status s = { step, err };
-	(void)!write(fd, &s, sizeof(s));
-	_exit(127);
-}
-
-static void exec_close_from(unsigned from, unsigned max_fd)
-{
-	if (syscall(SYS_close_range, from, ~0U, 0U) < 0)
-		for (unsigned fd = from; fd < max_fd; fd++)
-			(void)close((int)fd);
-}
-
-/* The task: from the init's fork to execve. */
-static __attribute__((noreturn)) void exec_task_child(const struct exec_child *c, pid_t init, int sfd)
-{
-	struct sigaction dfl;
-
-	/* 1. Die with the init (which outlives the task unless killed itself). */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		exec_child_fail(sfd, STEP_PDEATHSIG, errno);
-	if (getppid() != init)
-		_exit(127);
-	/* 2. Own process group in the init's session: kill(-pgid) reaches the whole task and not
-	 *    the init. */
-	if (setpgid(0, 0) < 0)
-		exec_child_fail(sfd, STEP_PGID, errno);
-	/* 3. Resource limits (hard = soft, so the task cannot raise them back; CPU: soft gives
-	 *    SIGXCPU, hard one second later SIGKILL). */
-	for (size_t i = 0; i < c->nrl; i++)
-		if (setrlimit((__rlimit_resource_t)c->rl[i].res, &c->rl[i].lim) < 0)
-			exec_child_fail(sfd, STEP_RLIMIT, errno);
-	/* 4. fds 0-2 are /dev/null and the capture pipes already (the init's). The status pipe
-	 *    moves to 3 (close-on-exec), over the init's pipe to the runner, and everything above
-	 *    is closed. */
-	if (sfd != 3) {
-		if (dup3(sfd, 3, O_CLOEXEC) < 0)
-			exec_child_fail(sfd, STEP_FDS, errno);
-		sfd = 3;
-	}
-	exec_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
-	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). */
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &dfl, NULL);
-	if (sigprocmask(SIG_SETMASK, &c->empty, NULL) < 0)
-		exec_child_fail(sfd, STEP_SIGNALS, errno);
-	/* 6. Never run a task as root. Raw syscalls: only this thread exists in the child. A
-	 *    credential change clears PDEATHSIG, so set it again. */
-	if (c->drop_uid) {
-		if (syscall(SYS_setgroups, 0, NULL) < 0 ||
-		    syscall(SYS_setresgid, EXEC_TASK_GID, EXEC_TASK_GID, EXEC_TASK_GID) < 0 ||
-		    syscall(SYS_setresuid, EXEC_TASK_UID, EXEC_TASK_UID, EXEC_TASK_UID) < 0)
-			exec_child_fail(sfd, STEP_UID, errno);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-			exec_child_fail(sfd, STEP_PDEATHSIG, errno);
-		if (getppid() != init)
-			_exit(127);
-	}
-	/* 7. No setuid binary or file capability can give privileges back (and seccomp needs it). */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		exec_child_fail(sfd, STEP_NNP, errno);
-	/* 7b. A Landlock domain of its own (the ruleset is on fd 4, from the init): no reach
-	 *     into other tasks' or the runner's /proc, no token file. */
-	if (c->ll_fd >= 0) {
-		int e = ll_restrict(4);
-		if (e < 0)
-			exec_child_fail(sfd, STEP_LANDLOCK, -e);
-		(void)close(4);
-	}
-	/* 8. The task's working directory, checked with the task's own credentials. */
-	if (chdir(c->cwd) < 0)
-		exec_child_fail(sfd, STEP_CHDIR, errno);
-	/* 9. The seccomp filter, compiled by the runner before fork, loaded last: after it
-	 *    nothing but execve (and the failure report). */
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c->filter, 0, 0) < 0)
-		exec_child_fail(sfd, STEP_SECCOMP, errno);
-	/* 10. execve: a success closes the status pipe (O_CLOEXEC) and the init reads EOF. */
-	execve(c->path, c->argv, c->envp);
-	exec_child_fail(sfd, STEP_EXEC, errno);
-}
-
-/* Decimal for paths, without stdio (not async-signal-safe). */
-static char *exec_utoa(char *end, unsigned long v)
-{
-	*--end = '\0';
-	do
-		*--end = (char)('0' + v % 10);
-	while ((v /= 10) > 0);
-	return end;
-}
-
-static void exec_init_kill_one(pid_t pid)
-{
-	/* pid is our unreaped child, so neither it nor a group it leads can be a reused id. */
-	if (pid > 1) {
-		(void)kill(pid, SIGKILL);
-		(void)kill(-pid, SIGKILL);
-	}
-}
-
-/* Fallback when /proc/PID/task/TID/children is missing: every /proc/N/stat whose ppid is ours. */
-static void exec_init_scan_proc(pid_t self)
-{
-	char dents[4096], path[64], stat[512], num[24];
-	int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	long n;
-
-	if (dfd < 0)
-		return;
-	while ((n = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
-		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(dents + off);
-			unsigned long pid = 0, ppid = 0;
-			const char *q;
-			int fd, ok = d->name[0] != '\0';
-			ssize_t len;
-
-			off += d->reclen;
-			for (q = d->name; *q && ok; q++)
-				ok = *q >= '0' && *q <= '9';
-			if (!ok)
-				continue;
-			for (q = d->name; *q; q++)
-				pid = pid * 10 + (unsigned long)(*q - '0');
-			memcpy(path, "/proc/", 6);
-			q = exec_utoa(num + sizeof(num), pid);
-			memcpy(path + 6, q, strlen(q));
-			memcpy(path + 6 + strlen(q), "/stat", 6);
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			len = read(fd, stat, sizeof(stat) - 1);
-			close(fd);
-			if (len <= 0)
-				continue;
-			stat[len] = '\0';
-			q = strrchr(stat, ')'); /* comm may hold spaces and parentheses */
-			if (!q || q[1] != ' ' || !q[2] || q[3] != ' ')
-				continue;
-			for (q += 4; *q >= '0' && *q <= '9'; q++)
-				ppid = ppid * 10 + (unsigned long)(*q - '0');
-			if (ppid == (unsigned long)self)
-				exec_init_kill_one((pid_t)pid);
-		}
-	}
-	close(dfd);
-}
-
-/* SIGKILL to every child of the init: the task's processes that left its group and orphans
- * reparented to the init as subreaper. */
-static void exec_init_kill_children(pid_t self)
-{
-	char path[80], buf[4096], num[24];
-	const char *s = exec_utoa(num + sizeof(num), (unsigned long)self);
-	size_t sl = strlen(s);
-	unsigned long cur = 0;
-	int fd, in = 0;
-	ssize_t n;
-
-	memcpy(path, "/proc/self/task/", 16);
-	memcpy(path + 16, s, sl);
-	memcpy(path + 16 + sl, "/children", 10);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		exec_init_scan_proc(self);
-		return;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] >= '0' && buf[i] <= '9') {
-				cur = cur * 10 + (unsigned long)(buf[i] - '0');
-				in = 1;
-			} else if (in) {
-				exec_init_kill_one((pid_t)cur);
-				cur = 0;
-				in = 0;
-			}
-		}
-	if (in)
-		exec_init_kill_one((pid_t)cur);
-	close(fd);
-}
-
-/* Kills and reaps everything the task left. Returns once the init has no child, or after
- * EXEC_SWEEP_ROUNDS rounds (processes stuck in the kernel go to the runner, which reaps). */
-static void exec_init_sweep(pid_t self, pid_t task, int *task_status)
-{
-	struct timespec ms = { 0, 1000000L };
-	pid_t r;
-	int st;
-
-	/* The task's group first, while its leader is unreaped: the pgid cannot be reused yet. */
-	(void)kill(-task, SIGKILL);
-	for (int round = 0; round < EXEC_SWEEP_ROUNDS; round++) {
-		exec_init_kill_children(self);
-		while ((r = waitpid(-1, &st, WNOHANG)) > 0)
-			if (r == task)
-				*task_status = st;
-		if (r < 0 && errno == ECHILD)
-			return;
-		(void)nanosleep(&ms, NULL);
-	}
-}
-
-/* Reads the task's exec status (a record: it failed; EOF: it exec'd) and tells the runner. */
-static void exec_init_report(int tst, int sfd, pid_t task)
-{
-	struct exec_child_status cs;
-	ssize_t n;
-	do
-		n = read(tst, &cs, sizeof(cs));
-	while (n < 0 && errno == EINTR);
-	if (n == (ssize_t)sizeof(cs))
-		exec_put_msg(sfd, INIT_FAILED, task, cs.step, cs.err);
-	else
-		exec_put_msg(sfd, INIT_STARTED, task, 0, 0);
-}
-
-/* The per-task init: from the runner's fork to _exit. */
-static __attribute__((noreturn)) void exec_init_run(const struct exec_child *c)
-{
-	int sfd = c->status_w, sigfd, tp[2], killreq = 0, texited = 0, tstatus = (128 + SIGKILL) << 8;
-	pid_t self, task;
-
-	/* 1. Every signal blocked: SIGTERM and SIGCHLD are read from a signalfd. */
-	(void)sigprocmask(SIG_SETMASK, &c->all, NULL);
-	/* 2. The runner's death (its forking thread's, in fact) arrives as SIGTERM, catchable, so
-	 *    the task tree is killed before the init goes; then close the race with the parent
-	 *    dying before prctl(). */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_PDEATHSIG, errno);
-		_exit(127);
-	}
-	if (getppid() != c->parent)
-		_exit(127);
-	/* 3. Own session: no terminal, and away from the runner's process group. */
-	if (setsid() < 0) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_SETSID, errno);
-		_exit(127);
-	}
-	/* 4. Orphans of the task come back here rather than to the runner. */
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
-		_exit(127);
-	}
-	/* 4b. The task's memory cgroup: the init and everything it forks count against it. */
-	{
-		int e = cg_task_join(c->cg);
-		if (e < 0) {
-			exec_put_msg(sfd, INIT_FAILED, 0, STEP_CGROUP, -e);
-			_exit(127);
-		}
-	}
-	/* 4c. Private /tmp, /dev/shm and IPC, shared by the init and the task, gone with both. */
-	{
-		int e = iso_enter(c->iso);
-		if (e < 0) {
-			exec_put_msg(sfd, INIT_FAILED, 0, STEP_ISOLATE, -e);
-			_exit(127);
-		}
-	}
-	/* 5. The task's stdio on 0-2, the pipe to the runner on 3, nothing else: this copy of the
-	 *    runner holds its sockets and other tasks' pipes, and O_CLOEXEC does not help a
-	 *    process that never execs. The task's Landlock ruleset, if any, on 4 (it is numbered
-	 *    10 or more, so none of these dup2 calls overwrites it). */
-	if (dup2(c->null_r, STDIN_FILENO) < 0 || dup2(c->out_w, STDOUT_FILENO) < 0 ||
-	    dup2(c->err_w, STDERR_FILENO) < 0 || (sfd != 3 && dup2(sfd, 3) < 0) ||
-	    (c->ll_fd >= 0 && dup2(c->ll_fd, 4) < 0)) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_STDIO, errno);
-		_exit(127);
-	}
-	sfd = 3;
-	exec_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
-	sigfd = signalfd(-1, &c->initsigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sigfd < 0 || pipe2(tp, O_CLOEXEC) < 0) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
-		_exit(127);
-	}
-	self = getpid();
-	/* 6. The task. A raw clone: glibc's fork() would run atfork handlers that may take locks
-	 *    some runner thread held when the init was forked. */
-	task = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0UL, 0UL, 0UL, 0UL);
-	if (task == 0) {
-		close(tp[0]);
-		exec_task_child(c, self, tp[1]);
-	}
-	if (task < 0) {
-		exec_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
-		_exit(127);
-	}
-	close(tp[1]);
-	/* No end of the capture pipes stays here: the runner sees EOF once the task's processes
-	 * are gone. */
-	(void)dup2(STDIN_FILENO, STDOUT_FILENO);
-	(void)dup2(STDIN_FILENO, STDERR_FILENO);
-
-	/* 7. Wait: for the exec status, then for the task's exit or a SIGTERM. */
-	for (int tst = tp[0];;) {
-		struct pollfd p[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = tst, .events = POLLIN } };
-		struct signalfd_siginfo si;
-
-		if (poll(p, tst >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
-			_exit(126);
-		if (tst >= 0 && p[1].revents) {
-			exec_init_report(tst, sfd, task);
-			close(tst);
-			tst = -1;
-		}
-		while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-			if (si.ssi_signo == SIGTERM)
-				killreq = 1;
-		/* Reap the others as they go; the task itself stays unreaped (so its pgid stays
-		 * valid for the sweep) and is only noted. */
-		for (;;) {
-			siginfo_t wi;
-			memset(&wi, 0, sizeof(wi));
-			if (waitid(P_ALL, 0, &wi, WEXITED | WNOHANG | WNOWAIT) < 0 || wi.si_pid == 0)
-				break;
-			if (wi.si_pid == task) {
-				texited = 1;
-				break;
-			}
-			(void)waitpid(wi.si_pid, NULL, WNOHANG);
-		}
-		if (killreq || (texited && tst < 0)) {
-			exec_init_sweep(self, task, &tstatus);
-			if (tst >= 0) /* killed before the exec was reported: nobody waits for it */
-				exec_init_report(tst, sfd, task);
-			exec_put_msg(sfd, INIT_EXIT, task, 0, tstatus);
-			_exit(0);
-		}
-	}
-}
-
-static void exec_rlimit(struct exec_child *c, int res, uint64_t soft, uint64_t hard)
+static void exec_rlimit(struct child *c, int res, uint64_t soft, uint64_t hard)
 {
 	struct rlimit cur;
 	rlim_t s = (rlim_t)soft, h = (rlim_t)hard;
@@ -1381,6 +486,13 @@ static void exec_rlimit(struct exec_child *c, int res, uint64_t soft, uint64_t h
 	c->rl[c->nrl].lim.rlim_max = h;
 	c->nrl++;
 }
+
+/* The step names of child.h, for messages. */
+static const char *const exec_step_names[] = {
+	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
+	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
+	"seccomp", "landlock_restrict_self", "private /tmp, /dev/shm and IPC namespaces", "join the task's memory cgroup",
+};
 
 /* ---- running ----------------------------------------------------------------------------- */
 
@@ -1431,9 +543,9 @@ static void exec_reap_group(pid_t pgid)
 
 struct exec_run {
 	struct exec_task *t;
-	struct exec_workdir w;
+	struct wd w;
 	struct cg_task cg;
-	struct exec_capture cap;
+	struct capture *cap;
 	char **argv, **envp;
 	char path[PATH_MAX];
 	int out_r, err_r, status_r, pidfd;
@@ -1457,7 +569,7 @@ static void exec_kill_group(struct exec_run *x)
 static int exec_spawn(struct exec_run *x, struct exec_result *res)
 {
 	struct exec_task *t = x->t;
-	struct exec_child c = { 0 };
+	struct child c = { 0 };
 	struct rlimit nofile;
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, stp[2] = { -1, -1 }, null_r = -1, r = 0;
 
@@ -1528,7 +640,7 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	}
 	x->pid = fork();
 	if (x->pid == 0)
-		exec_init_run(&c);
+		child_init_run(&c);
 	if (x->pid < 0) {
 		r = -errno;
 		pthread_mutex_unlock(&exec_lock);
@@ -1571,7 +683,7 @@ static void exec_pump(struct exec_run *x, int *fd, int s)
 			exec_close(fd);
 			return;
 		}
-		exec_capture_add(&x->cap, s, chunk, (size_t)n);
+		capture_add(x->cap, s, chunk, (size_t)n, util_mono_ms());
 	}
 }
 
@@ -1580,7 +692,7 @@ static void exec_pump(struct exec_run *x, int *fd, int s)
 /* The init exited: reap it and take the task's wait status from its EXIT record. */
 static void exec_on_exit(struct exec_run *x)
 {
-	struct exec_init_msg im = { 0 };
+	struct child_msg im = { 0 };
 	int st = 0;
 
 	while (waitpid(x->pid, &st, 0) < 0 && errno == EINTR)
@@ -1642,14 +754,8 @@ static void exec_loop(struct exec_run *x)
 			if (!x->killed && (timeout < 0 || x->cpu_check - now < timeout))
 				timeout = (int)(x->cpu_check - now);
 		}
-		for (int s = 0; s < 2; s++) {
-			if (!x->cap.pend_since[s])
-				continue;
-			int64_t due = x->cap.pend_since[s] + EXEC_LOG_FLUSH_MS - now;
-			if (due <= 0) {
-				exec_capture_flush(&x->cap, s, 0);
-				due = x->cap.pend_since[s] ? EXEC_LOG_FLUSH_MS : -1;
-			}
+		{
+			int64_t due = capture_flush_due(x->cap, now, EXEC_LOG_FLUSH_MS);
 			if (due >= 0 && (timeout < 0 || due < timeout))
 				timeout = (int)due;
 		}
@@ -1709,8 +815,8 @@ static void exec_loop(struct exec_run *x)
 			drain_until = util_mono_ms() + EXEC_DRAIN_MS;
 		}
 	}
-	exec_capture_flush(&x->cap, 0, 1);
-	exec_capture_flush(&x->cap, 1, 1);
+	capture_flush(x->cap, 0, 1, util_mono_ms());
+	capture_flush(x->cap, 1, 1, util_mono_ms());
 	exec_close(&x->out_r);
 	exec_close(&x->err_r);
 }
@@ -1767,7 +873,7 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 			exec_set(res, "Failed", "ExitCode", code, "exited with code %d", code);
 		break;
 	}
-	if (exec_read_output(x->t, &x->w, &res->output, outmsg, sizeof(outmsg)) && strcmp(res->phase, "Succeeded") == 0) {
+	if (wd_read_output(&x->w, x->t->drop_uid, &res->output, outmsg, sizeof(outmsg)) && strcmp(res->phase, "Succeeded") == 0) {
 		exec_set(res, "Failed", "OutputTooDeep", code, "exited with code 0, but %s", outmsg);
 		return;
 	}
@@ -1789,14 +895,14 @@ static void exec_withhold_secrets(const struct exec_task *t, struct exec_result 
 		char *s = json_dumps(res->output, JSON_COMPACT | JSON_ENCODE_ANY);
 		int hit = !s;
 		for (size_t i = 0; s && !hit && i < t->nsecrets; i++)
-			hit = strlen(t->secrets[i]) >= EXEC_MASK_MIN && strstr(s, t->secrets[i]);
+			hit = strlen(t->secrets[i]) >= CAPTURE_MASK_MIN && strstr(s, t->secrets[i]);
 		/* The escaped form too: a secret with quotes or backslashes is spelled differently. */
 		for (size_t i = 0; s && !hit && i < t->nsecrets; i++) {
 			json_t *j = json_string(t->secrets[i]);
 			char *e = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
 			if (e && strlen(e) > 2) {
 				e[strlen(e) - 1] = '\0';
-				hit = strlen(e + 1) >= EXEC_MASK_MIN && strstr(s, e + 1);
+				hit = strlen(e + 1) >= CAPTURE_MASK_MIN && strstr(s, e + 1);
 			}
 			free(e);
 			json_decref(j);
@@ -1812,7 +918,7 @@ static void exec_withhold_secrets(const struct exec_task *t, struct exec_result 
 	}
 	buf_init(&m, sizeof(res->message));
 	if (buf_append(&m, res->message, strlen(res->message) + 1) == 0) {
-		exec_mask_buf(t->secrets, t->nsecrets, &m);
+		capture_mask(t->secrets, t->nsecrets, &m);
 		memcpy(res->message, m.data, strlen(m.data) + 1);
 	}
 	buf_free(&m);
@@ -1823,7 +929,7 @@ static void exec_withhold_secrets(const struct exec_task *t, struct exec_result 
 struct exec_http_ctx {
 	struct exec_task *t;
 	const struct exec_hooks *hooks;
-	struct exec_capture *cap;
+	struct capture *cap;
 	struct exec_envset env;
 	struct exec_result *res;
 };
@@ -1845,15 +951,14 @@ static void exec_http_started(void *ud)
 static void exec_http_out(void *ud, int stream, const char *data, size_t len)
 {
 	struct exec_http_ctx *c = ud;
-	exec_capture_add(c->cap, stream ? 1 : 0, data, len);
+	int64_t now = util_mono_ms();
+	capture_add(c->cap, stream ? 1 : 0, data, len, now);
 	/* no poll loop here: flush what is due at each piece */
-	for (int s = 0; s < 2; s++)
-		if (c->cap->pend_since[s] && util_mono_ms() - c->cap->pend_since[s] >= EXEC_LOG_FLUSH_MS)
-			exec_capture_flush(c->cap, s, 0);
+	(void)capture_flush_due(c->cap, now, EXEC_LOG_FLUSH_MS);
 }
 
 static void exec_run_http(struct exec_task *t, const struct exec_hooks *hooks,
-			  struct exec_capture *cap, struct exec_result *res)
+			  struct capture *cap, struct exec_result *res)
 {
 	struct exec_http_ctx c = { .t = t, .hooks = hooks, .cap = cap, .res = res };
 	struct httpx_io io = {
@@ -1867,87 +972,46 @@ static void exec_run_http(struct exec_task *t, const struct exec_hooks *hooks,
 	for (size_t i = 0; i < t->nenv; i++)
 		exec_env_put(&c.env, t->env[i].name, t->env[i].value);
 	httpx_run(t->http, &io, res);
-	exec_capture_flush(cap, 0, 1);
-	exec_capture_flush(cap, 1, 1);
+	capture_flush(cap, 0, 1, util_mono_ms());
+	capture_flush(cap, 1, 1, util_mono_ms());
 }
 
-int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct exec_result *res)
+/* ---- shell tasks ----------------------------------------------------------------------- */
+
+/* The task's environment (the dispatch's entries and ours, nothing of the runner's), argv with
+ * $(VAR) expanded, and the resolved program. Returns 0, or -1 with the result set. */
+static int exec_shell_prepare(struct exec_run *x, struct exec_envset *env, struct exec_result *res)
 {
-	struct exec_run x;
-	struct exec_envset env = { .n = 0 };
-	struct exec_init_msg im = { 0 };
-	char attempt[24], err[256];
-	int r, iso_begun = 0;
+	struct exec_task *t = x->t;
+	char attempt[24];
+	int r;
 
-	memset(res, 0, sizeof(*res));
-	memset(&x, 0, sizeof(x));
-	x.t = t;
-	x.out_r = x.err_r = x.status_r = x.pidfd = -1;
-	x.w.rootfd = x.w.dirfd = -1;
-	x.cg.mem_fd = x.cg.cpu_fd = -1;
-	res->exit_code = -1;
-
-	res->retryable = -1;
-	if (exec_capture_init(&x.cap, hooks, t->max_output, t->tail_max) < 0) {
-		exec_set(res, "Failed", "Internal", -1, "out of memory");
-		goto done;
-	}
-	x.cap.secrets = t->secrets;
-	x.cap.nsecrets = t->nsecrets;
-	if (t->spec_error[0]) {
-		exec_set(res, "Failed", "InvalidSpec", -1, "%s", t->spec_error);
-		goto done;
-	}
-	switch (atomic_load(&t->kill_why)) {
-	case EXEC_KILL_CANCEL:
-		exec_set(res, "Cancelled", "Cancelled", -1, "cancelled before start");
-		goto done;
-	case EXEC_KILL_SHUTDOWN:
-		exec_set(res, "Failed", "RunnerShutdown", -1, "runner shutting down before start");
-		goto done;
-	default:
-		break;
-	}
-	if (t->deadline_ms > 0 && util_now_ms() >= t->deadline_ms) {
-		exec_set(res, "Failed", "TimedOut", -1, "deadline passed before start");
-		goto done;
-	}
-	if (t->kind != PROTO_EXEC_SHELL) {
-		exec_run_http(t, hooks, &x.cap, res);
-		goto done;
-	}
-	if (exec_workdir_make(t, &x.w, err, sizeof(err)) < 0) {
-		exec_set(res, "Failed", "Internal", -1, "%s", err);
-		goto done;
-	}
-
-	/* The task's environment: the dispatch's entries and ours, nothing of the runner's. */
 	snprintf(attempt, sizeof(attempt), "%" PRId64, t->attempt);
-	exec_env_put(&env, "PATH", EXEC_TASK_PATH);
-	exec_env_put(&env, "HOME", x.w.path);
-	exec_env_put(&env, "TMPDIR", x.w.iso.ns ? "/tmp" : x.w.iso.tmp);
+	exec_env_put(env, "PATH", EXEC_TASK_PATH);
+	exec_env_put(env, "HOME", x->w.path);
+	exec_env_put(env, "TMPDIR", x->w.iso.ns ? "/tmp" : x->w.iso.tmp);
 	for (size_t i = 0; i < t->nenv; i++)
-		exec_env_put(&env, t->env[i].name, t->env[i].value);
-	exec_env_put(&env, "TASKED_INPUT", x.w.input);
-	exec_env_put(&env, "TASKED_OUTPUT", x.w.output);
-	exec_env_put(&env, "TASKED_TASK_NAME", t->name);
-	exec_env_put(&env, "TASKED_TASK_NAMESPACE", t->namespace_);
-	exec_env_put(&env, "TASKED_TASK_UID", t->task_uid);
-	exec_env_put(&env, "TASKED_ATTEMPT", attempt);
-	x.envp = exec_env_build(&env);
-	x.argv = calloc(t->ncommand + 1, sizeof(char *));
-	if (!x.envp || !x.argv) {
+		exec_env_put(env, t->env[i].name, t->env[i].value);
+	exec_env_put(env, "TASKED_INPUT", x->w.input);
+	exec_env_put(env, "TASKED_OUTPUT", x->w.output);
+	exec_env_put(env, "TASKED_TASK_NAME", t->name);
+	exec_env_put(env, "TASKED_TASK_NAMESPACE", t->namespace_);
+	exec_env_put(env, "TASKED_TASK_UID", t->task_uid);
+	exec_env_put(env, "TASKED_ATTEMPT", attempt);
+	x->envp = exec_env_build(env);
+	x->argv = calloc(t->ncommand + 1, sizeof(char *));
+	if (!x->envp || !x->argv) {
 		exec_set(res, "Failed", "Internal", -1, "out of memory");
-		goto done;
+		return -1;
 	}
 	for (size_t i = 0; i < t->ncommand; i++) {
-		struct exec_argv_ctx ac = { &env, t, NULL };
-		r = expand_vars(t->command[i], exec_argv_lookup, &ac, EXEC_ARG_MAX, &x.argv[i]);
+		struct exec_argv_ctx ac = { env, t, NULL };
+		r = expand_vars(t->command[i], exec_argv_lookup, &ac, EXEC_ARG_MAX, &x->argv[i]);
 		if (r < 0) {
 			exec_set(res, "Failed", r == -E2BIG ? "InvalidSpec" : "Internal", -1,
 				 "shell.command[%zu]: %s", i,
 				 r == -E2BIG ? "expands past 131071 bytes" : exec_strerror(-r));
-			goto done;
+			return -1;
 		}
 		/* Arguments are public: /proc/PID/cmdline is readable by every process on the
 		 * node, and audit and process monitors record them. A secret stays in the env. */
@@ -1957,16 +1021,68 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 				 "process on the node (/proc/PID/cmdline); read %s from the environment "
 				 "instead (e.g. sh -c '... \"$%s\"' or in the program)",
 				 i, ac.secret, ac.secret, ac.secret);
-			goto done;
+			return -1;
 		}
 	}
-	r = exec_resolve(x.argv[0], x.path, sizeof(x.path));
+	r = exec_resolve(x->argv[0], x->path, sizeof(x->path));
 	if (r < 0) {
 		exec_set(res, "Failed", "ExecFailed", 127, "exec \"%s\": %s", t->cmd_label,
 			 exec_strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+/* The init's first record: STARTED (the task exec'd) or FAILED (step and errno; the task exits
+ * 127). Returns 0 once started, or -1 with the init reaped and the result set. */
+static int exec_await_start(struct exec_run *x, struct exec_result *res)
+{
+	struct child_msg im = { 0 };
+	int ok;
+
+	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) && im.kind == INIT_STARTED) {
+		x->task_pid = im.pid;
+		return 0;
+	}
+	ok = im.kind == INIT_FAILED;
+	while (waitpid(x->pid, &x->status, 0) < 0 && errno == EINTR)
+		;
+	exec_live_del(x->pid);
+	if (ok && im.step == STEP_EXEC)
+		exec_set(res, "Failed", "ExecFailed", 127, "exec \"%s\": %s", x->t->cmd_label,
+			 exec_strerror(im.val));
+	else if (ok)
+		exec_set(res, "Failed", "ExecFailed", 127, "task setup failed at %s: %s",
+			 (size_t)im.step < UTIL_ARRAY_SIZE(exec_step_names) ? exec_step_names[im.step] : "?",
+			 exec_strerror(im.val));
+	else
+		exec_set(res, "Failed", "Internal", -1, "the task's init exited before the task started");
+	res->pid = ok ? im.pid : 0;
+	return -1;
+}
+
+static void exec_run_shell(struct exec_task *t, const struct exec_hooks *hooks, struct capture *cap,
+			   struct exec_result *res)
+{
+	struct exec_run x;
+	struct exec_envset env = { .n = 0 };
+	struct wd_spec ws = { .root = t->work_root, .working_dir = t->working_dir, .input = t->input,
+			      .drop_uid = t->drop_uid, .memory_bytes = t->memory_bytes };
+	char err[256];
+	int r, iso_begun = 0;
+
+	memset(&x, 0, sizeof(x));
+	x.t = t;
+	x.out_r = x.err_r = x.status_r = x.pidfd = -1;
+	x.w.rootfd = x.w.dirfd = -1;
+	x.cg.mem_fd = x.cg.cpu_fd = -1;
+	x.cap = cap;
+	if (wd_make(&x.w, &ws, err, sizeof(err)) < 0) {
+		exec_set(res, "Failed", "Internal", -1, "%s", err);
 		goto done;
 	}
-
+	if (exec_shell_prepare(&x, &env, res) < 0)
+		goto done;
 	if (((t->memory_bytes > 0 && cg_available()) || (t->cpu_seconds > 0 && cg_cpu_available())) &&
 	    (r = cg_task_create(&x.cg, x.w.name, t->memory_bytes, t->cpu_seconds > 0)) < 0)
 		log_warn("no cgroup for the task; rlimits instead", "taskUid", t->task_uid, "error",
@@ -1977,28 +1093,8 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	 * task runs (isolate.h). */
 	iso_begin();
 	iso_begun = 1;
-	if (exec_spawn(&x, res) < 0)
+	if (exec_spawn(&x, res) < 0 || exec_await_start(&x, res) < 0)
 		goto done;
-	/* The init's first record: STARTED (the task exec'd) or FAILED (step and errno; the task
-	 * exits 127). */
-	if (exec_read_full(x.status_r, &im, sizeof(im)) != (int)sizeof(im) || im.kind != INIT_STARTED) {
-		int ok = im.kind == INIT_FAILED;
-		while (waitpid(x.pid, &x.status, 0) < 0 && errno == EINTR)
-			;
-		exec_live_del(x.pid);
-		if (ok && im.step == STEP_EXEC)
-			exec_set(res, "Failed", "ExecFailed", 127, "exec \"%s\": %s", t->cmd_label,
-				 exec_strerror(im.val));
-		else if (ok)
-			exec_set(res, "Failed", "ExecFailed", 127, "task setup failed at %s: %s",
-				 (size_t)im.step < UTIL_ARRAY_SIZE(exec_step_names) ? exec_step_names[im.step] : "?",
-				 exec_strerror(im.val));
-		else
-			exec_set(res, "Failed", "Internal", -1, "the task's init exited before the task started");
-		res->pid = ok ? im.pid : 0;
-		goto done;
-	}
-	x.task_pid = im.pid;
 	res->start_ms = util_now_ms();
 	res->pid = x.task_pid;
 	if (hooks && hooks->started)
@@ -2006,22 +1102,70 @@ int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct ex
 	x.pidfd = (int)syscall(SYS_pidfd_open, x.pid, 0);
 	exec_loop(&x);
 	exec_finish(&x, res);
-
 done:
 	if (iso_begun)
 		iso_end();
-	res->end_ms = util_now_ms();
-	exec_withhold_secrets(t, res);
-	res->truncated = x.cap.truncated;
-	res->log_tail = exec_capture_tail(&x.cap);
 	exec_close(&x.status_r);
 	exec_close(&x.pidfd);
 	exec_close(&x.out_r);
 	exec_close(&x.err_r);
 	cg_task_remove(&x.cg);
-	exec_workdir_remove(t, &x.w);
+	wd_remove(&x.w, t->task_uid);
 	exec_free_strv(x.argv, 1);
 	exec_free_strv(x.envp, 1);
-	exec_capture_free(&x.cap);
+}
+
+/* ---- the executor table ------------------------------------------------------------------ */
+
+/* Indexed by the dispatch's executor (proto.h). */
+static const struct exec_ops exec_table[] = {
+	[PROTO_EXEC_SHELL] = { "shell", exec_run_shell },
+	[PROTO_EXEC_HTTP] = { "http", exec_run_http },
+	[PROTO_EXEC_REMOTE] = { "remote", exec_run_http },
+};
+
+/* Checks common to every executor; 0 when the attempt may run, else -1 with the result set. */
+static int exec_may_start(const struct exec_task *t, struct exec_result *res)
+{
+	if (t->spec_error[0]) {
+		exec_set(res, "Failed", "InvalidSpec", -1, "%s", t->spec_error);
+		return -1;
+	}
+	switch (atomic_load(&t->kill_why)) {
+	case EXEC_KILL_CANCEL:
+		exec_set(res, "Cancelled", "Cancelled", -1, "cancelled before start");
+		return -1;
+	case EXEC_KILL_SHUTDOWN:
+		exec_set(res, "Failed", "RunnerShutdown", -1, "runner shutting down before start");
+		return -1;
+	default:
+		break;
+	}
+	if (t->deadline_ms > 0 && util_now_ms() >= t->deadline_ms) {
+		exec_set(res, "Failed", "TimedOut", -1, "deadline passed before start");
+		return -1;
+	}
+	return 0;
+}
+
+int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct exec_result *res)
+{
+	const struct exec_ops *ops = (size_t)t->kind < UTIL_ARRAY_SIZE(exec_table) ? &exec_table[t->kind] : NULL;
+	struct capture cap;
+
+	memset(res, 0, sizeof(*res));
+	res->exit_code = -1;
+	res->retryable = -1;
+	if (capture_init(&cap, hooks, t->max_output, t->tail_max, t->secrets, t->nsecrets) < 0)
+		exec_set(res, "Failed", "Internal", -1, "out of memory");
+	else if (!ops || !ops->run)
+		exec_set(res, "Failed", "InvalidSpec", -1, "unknown executor");
+	else if (exec_may_start(t, res) == 0)
+		ops->run(t, hooks, &cap, res);
+	res->end_ms = util_now_ms();
+	exec_withhold_secrets(t, res);
+	res->truncated = cap.truncated;
+	res->log_tail = capture_tail(&cap);
+	capture_free(&cap);
 	return 0;
 }

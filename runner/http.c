@@ -1,6 +1,6 @@
 /* http and remote executors. See http.h; the policy itself is common/ssrf.c. */
 #include "http.h"
-#include "exec.h"
+#include "executor.h"
 #include "jscan.h"
 #include "log.h"
 #include "ssrf.h"

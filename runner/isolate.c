@@ -169,50 +169,7 @@ int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t s
 	return 0;
 }
 
-/* "/proc/self/fd/N" without stdio. */
-static void iso_fd_path(int fd, char *out)
-{
-	char num[16], *p = num + sizeof(num);
-	unsigned v = (unsigned)fd;
-	*--p = '\0';
-	do
-		*--p = (char)('0' + v % 10);
-	while ((v /= 10) > 0);
-	memcpy(out, "/proc/self/fd/", 14);
-	memcpy(out + 14, p, strlen(p) + 1);
-}
-
-int iso_enter(const struct iso_task *it)
-{
-	char fdpath[40];
-	int wfd = -1;
-
-	if (!it->ns)
-		return 0;
-	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return -errno;
-	if (it->rebind && (wfd = open(it->work, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -errno;
-	if (mount(it->tmp, "/tmp", NULL, MS_BIND, NULL) < 0)
-		goto fail;
-	if (wfd >= 0) {
-		iso_fd_path(wfd, fdpath);
-		if (mount(fdpath, it->work, NULL, MS_BIND, NULL) < 0)
-			goto fail;
-		close(wfd);
-	}
-	/* A system without /dev/shm has nothing to share there. */
-	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, it->shm_opts) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-fail:
-	{
-		int e = errno;
-		if (wfd >= 0)
-			close(wfd);
-		return -e;
-	}
-}
+/* iso_enter() is in child.c: it runs after fork. */
 
 /* ---- cleanup without namespaces -------------------------------------------------------- */
 

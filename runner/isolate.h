@@ -49,7 +49,7 @@ void iso_protect(const char *path);
  * mount point for W inside it. dirfd: W, open. shm_bytes: /dev/shm's size (0: the default). */
 int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err, size_t errsz);
 /* In the task's init, after fork: enters the namespaces and mounts. Async-signal-safe; 0 or
- * a negative errno. Does nothing without namespaces. */
+ * a negative errno. Does nothing without namespaces. Defined in child.c. */
 int iso_enter(const struct iso_task *it);
 
 /* Shell tasks without namespaces bracket their run with these (begin before the fork, end after

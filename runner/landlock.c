@@ -231,8 +231,3 @@ int ll_ruleset(const char *work_dir, const char *tmp_dir)
 	}
 	return rs;
 }
-
-int ll_restrict(int ruleset_fd)
-{
-	return syscall(SYS_landlock_restrict_self, ruleset_fd, 0U) < 0 ? -errno : 0;
-}

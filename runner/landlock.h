@@ -31,6 +31,6 @@ int ll_hide_error(void);
  * (the task's private /tmp; either may be NULL) are granted besides the prepared rules. -EOPNOTSUPP when Landlock is not in use, else a negative errno. */
 int ll_ruleset(const char *work_dir, const char *tmp_dir);
 /* In the task's child, after PR_SET_NO_NEW_PRIVS: enters the domain. Async-signal-safe.
- * 0 or a negative errno. */
+ * 0 or a negative errno. Defined in child.c. */
 int ll_restrict(int ruleset_fd);
 void ll_free(void);
