@@ -252,7 +252,7 @@ like "$(k get tasked -o name 2>&1)" '^task\.tasked\.dev/columns$' "kubectl get t
 # --- the status subresource ------------------------------------------------------------------
 
 ok "a spec update through the main resource does not touch status" \
-	k patch task columns --type=merge -p '{"spec":{"priority":5},"status":{"phase":"Exploded"}}'
+	k patch task columns --type=merge -p '{"spec":{"ttlSecondsAfterFinished":3600},"status":{"phase":"Exploded"}}'
 phase=$(k get task columns -o jsonpath='{.status.phase}')
 if [ "$phase" = Exploded ]; then fail "status was written through the main resource"; else pass "status ignored on the main resource (phase '${phase}')"; fi
 
