@@ -95,9 +95,23 @@ is "$(jq -r '[.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[]
 is "$(jq -r '.[] | select(.kind == "Role") | .rules[0] | "\(.resources) \(.resourceNames) \(.verbs)"' <<<"$objs")" \
 	'["leases"] ["t-tasked"] ["get","update"]' "the leader-election Role is limited to its one Lease"
 rbac_src=$(cat "$CHART/templates/rbac.yaml")
-rules=$(grep -c '^  - apiGroups:' "$CHART/templates/rbac.yaml")
-commented=$(grep -B1 '^  - apiGroups:' "$CHART/templates/rbac.yaml" | grep -c '^  #')
-is "$commented" "$rules" "each of the $rules RBAC rules is justified by a comment just above it"
+for f in rbac.yaml roles.yaml; do
+	rules=$(grep -c '^  - apiGroups:' "$CHART/templates/$f")
+	commented=$(grep -B1 '^  - apiGroups:' "$CHART/templates/$f" | grep -c '^  #')
+	is "$commented" "$rules" "$f: each of the $rules RBAC rules is justified by a comment just above it"
+done
+# The controller's verbs are the requests it makes (controller/*.c); 67-rbac.t runs it under them.
+ctl_rules=$(jq -c '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-tasked-controller") | .rules[] | {k: (.resources | join(",")), v: .verbs}]' <<<"$objs")
+is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]}]' \
+	"the controller's ClusterRole: patch on tasks (failFast cancels), status by merge patch only, events create only"
+# People's roles aggregate into the built-in ones; TaskQueues (policy) are admin's.
+agg=$(jq -r '[.[] | select(.kind == "ClusterRole" and (.metadata.labels | has("rbac.authorization.k8s.io/aggregate-to-view") or has("rbac.authorization.k8s.io/aggregate-to-edit") or has("rbac.authorization.k8s.io/aggregate-to-admin")))
+	| "\(.metadata.name):\([.metadata.labels | to_entries[] | select(.key | startswith("rbac.authorization.k8s.io/aggregate-to-")) | .key | sub(".*aggregate-to-"; "")] | join("+"))"] | join(" ")' <<<"$objs")
+is "$agg" "t-tasked-view:admin+edit+view t-tasked-edit:admin+edit t-tasked-admin:admin" "tasked-view/-edit/-admin aggregate into view/edit/admin"
+is "$(jq -r '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-tasked-edit") | .rules[].resources[]] | join(",")' <<<"$objs")" "tasks,flows" \
+	"edit may write Tasks and Flows, not TaskQueues or any status"
+is "$(render default tasked --set rbac.userRoles=false | to_json | jq '[.[] | select(.metadata.name | test("-(view|edit|admin)$"))] | length')" 0 \
+	"rbac.userRoles=false renders no user roles"
 like "$rbac_src" 'resources: \[secrets\]' "queue Secrets have their own rule (get only)"
 
 # --- deploy/, CRDs and the profile stay the chart's ----------------------------------------------

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# RBAC as the chart grants it, on the real API server:
+# - the controller runs under exactly the chart's service account rights (the ServiceAccount,
+#   ClusterRole, bindings and leader-election Role from `helm template`, a token from
+#   `kubectl create token`): a failFast Flow, a TaskQueue with a Secret, events and
+#   ttlSecondsAfterFinished all work and nothing is Forbidden;
+# - people: the built-in view / edit / admin roles get Tasked's kinds through aggregation.
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/helm/lib.sh
+. "$IT_ROOT/tests/helm/lib.sh"
+. "$IT_ROOT/tests/cluster/lib.sh"
+test_namespace rbac
+
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
+. "$STATE/tasked-ports.env"
+CTL=$IT_ROOT/bin/tasked-controller
+# Cluster-scoped names (ClusterRoles, bindings) must not collide with another run.
+REL=rb$(openssl rand -hex 3)
+SA_KC=$STATE/rbac-$REL.kubeconfig
+LOG=$STATE/rbac-controller.log
+rendered=$(mktemp)
+cleanup() {
+	if [ -s "$STATE/rbac-controller.pid" ]; then
+		stop_pidfile "$STATE/rbac-controller.pid" "$CTL" tasked-controller 5 >/dev/null 2>&1
+	fi
+	# The suite's controller comes back with its own (admin) kubeconfig.
+	"$IT_ROOT/tests/cluster/up.sh" >/dev/null 2>&1
+	[ -s "$rendered" ] && kubectl --kubeconfig "$KUBECONFIG" delete -n "$TEST_NS" -f "$rendered" \
+		--ignore-not-found --wait=false >/dev/null 2>&1
+	rm -f "$STATE/rbac-controller.pid" "$SA_KC" "$rendered"
+	_cleanup_namespace
+}
+trap cleanup EXIT
+apply() { k apply -f - >/dev/null; }
+
+# --- the chart's own service account --------------------------------------------------------------
+
+ok "the chart's ServiceAccount, RBAC and user roles render" sh -c \
+	"$(printf '%q ' "$HELM") template $REL $(printf '%q' "$CHART") --namespace $TEST_NS --set 'rbac.secretNamespaces={$TEST_NS}' \
+	--show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml --show-only templates/roles.yaml >$rendered"
+ok "... and apply to the real API server" kubectl --kubeconfig "$KUBECONFIG" apply -n "$TEST_NS" -f "$rendered"
+kinds=$(kubectl --kubeconfig "$KUBECONFIG" create --dry-run=client -o json -f "$rendered" | jq -rs '[.[].kind] | sort | join(",")')
+is "$kinds" "ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Role,RoleBinding,RoleBinding,ServiceAccount" \
+	"that is the ServiceAccount, controller ClusterRole + binding, lease Role + binding, queue-secrets ClusterRole + RoleBinding, 3 user roles"
+
+token=$(kubectl --kubeconfig "$KUBECONFIG" create token "$REL-tasked" -n "$TEST_NS" --duration 1h)
+like "$token" '^eyJ' "kubectl create token gives the service account a token"
+server=$(kubectl --kubeconfig "$KUBECONFIG" config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+ca=$(kubectl --kubeconfig "$KUBECONFIG" config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+(
+	umask 077
+	cat >"$SA_KC" <<EOF2
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: sa, user: {token: "$token"}}]
+contexts: [{name: sa, context: {cluster: c, user: sa, namespace: $TEST_NS}}]
+current-context: sa
+EOF2
+)
+sak() { kubectl --kubeconfig "$SA_KC" "$@"; }
+is "$(sak auth whoami -o jsonpath='{.status.userInfo.username}')" "system:serviceaccount:$TEST_NS:$REL-tasked" \
+	"the kubeconfig authenticates as the chart's service account"
+is "$(sak auth can-i patch tasks.tasked.dev -n default)" yes "it may patch Tasks (failFast cancels)"
+is "$(sak auth can-i update tasks.tasked.dev -n default)" no "... but not replace them"
+is "$(sak auth can-i list secrets -n "$TEST_NS")" no "it may not list Secrets"
+is "$(sak auth can-i get secrets -n default)" no "it may not read Secrets outside rbac.secretNamespaces"
+
+# The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
+# with the chart's flags (leader election on a Lease named after the release).
+stop_pidfile "$STATE/controller.pid" "$CTL" tasked-controller 5 >/dev/null
+: >"$LOG"
+start_bg "$STATE/rbac-controller.pid" "$LOG" "$CTL" --kubeconfig "$SA_KC" \
+	--listen "127.0.0.1:$API_PORT" --broker-listen "127.0.0.1:$BROKER_PORT" \
+	--runner-token-file "$STATE/runner-token" --api-key-file "$STATE/api-key" \
+	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL-tasked"
+ok "the controller under the chart's rights acquires its Lease" wait_for 60 grep -q '"acquired leadership"' "$LOG"
+ok "... and becomes ready" wait_for 60 sh -c "printf 'X-API-Key: %s\n' \"\$(cat '$STATE/api-key')\" | curl -fsS --max-time 2 -o /dev/null -H @- http://127.0.0.1:$API_PORT/readyz"
+
+# A failFast Flow: the controller creates the children, patches spec.cancel on the running one,
+# writes Flow and Task status, records events.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Flow
+metadata: {name: fragile}
+spec:
+  failFast: true
+  ttlSecondsAfterFinished: 3
+  tasks:
+    - {name: breaks, dependsOn: [warm], shell: {command: ["false"]}}
+    - {name: warm, shell: {command: ["true"]}}
+    - {name: long, shell: {command: ["sleep", "600"]}}
+EOF2
+ok "the failFast Flow fails" wait_for 90 sh -c "[ \"\$(kubectl get flow fragile -n $TEST_NS -o jsonpath={.status.phase})\" = Failed ]"
+is "$(task_field fragile-long .status.phase)" Cancelled "its running sibling was cancelled (spec.cancel patched)"
+is "$(task_field fragile-long .spec.cancel)" true "... through spec.cancel"
+ok "the finished Flow is deleted after its ttlSecondsAfterFinished" wait_for 60 sh -c "! kubectl get flow fragile -n $TEST_NS >/dev/null 2>&1"
+
+# A TaskQueue with a Secret (rbac.secretNamespaces), its status, a Task's ttl.
+canary="canary-$(openssl rand -hex 8)"
+k create secret generic vault --from-literal=token="$canary" >/dev/null
+k label secret vault tasked.dev/queue-secret=true >/dev/null
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: secretive}
+spec:
+  secrets: [{name: api-token, secretKeyRef: {name: vault, key: token}}]
+EOF2
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: uses-secret}
+spec:
+  queue: secretive
+  ttlSecondsAfterFinished: 5
+  env: [{name: TOKEN, valueFrom: {queueSecret: api-token}}]
+  shell: {command: ["sh", "-c", "printf %s \"$TOKEN\" | wc -c"]}
+EOF2
+ok "a Task using a queue Secret succeeds" wait_for 60 sh -c "[ \"\$(kubectl get task uses-secret -n $TEST_NS -o jsonpath={.status.phase})\" = Succeeded ]"
+like "$(task_field uses-secret .status.logTail)" "^ *${#canary}" "... with the Secret's value (its length in the log)"
+ok "the TaskQueue's status is written" wait_for 30 sh -c "[ -n \"\$(kubectl get taskqueue secretive -n $TEST_NS -o jsonpath={.status})\" ]"
+ok "events were recorded for the Task" wait_for 30 sh -c "kubectl get events.events.k8s.io -n $TEST_NS --field-selector regarding.name=uses-secret -o name | grep -q ."
+ok "the finished Task is deleted after its ttlSecondsAfterFinished" wait_for 60 sh -c "! kubectl get task uses-secret -n $TEST_NS >/dev/null 2>&1"
+
+forbidden=$(grep -ciE 'forbidden|" 403|status.:403' "$LOG")
+is "$forbidden" 0 "the controller's log has no Forbidden (403) answer" || diag "$(grep -iE 'forbidden|403' "$LOG" | head -5)"
+like "$(grep -c . "$LOG")" '^[1-9]' "(the log is not empty)"
+
+# --- people: the built-in roles, through aggregation ----------------------------------------------
+
+k create rolebinding viewer --clusterrole=view --user=vera >/dev/null
+k create rolebinding editor --clusterrole=edit --user=ed >/dev/null
+k create rolebinding administrator --clusterrole=admin --user=ada >/dev/null
+can() { k auth can-i "${@:2}" --as "$1"; }
+for u in vera ed ada; do
+	for r in tasks flows taskqueues; do
+		ok "$u ($(case $u in vera) echo view ;; ed) echo edit ;; ada) echo admin ;; esac)) may list $r" wait_for 30 sh -c "[ \"\$(kubectl auth can-i list $r.tasked.dev -n $TEST_NS --as $u)\" = yes ]"
+	done
+done
+mk() { # USER KIND NAME
+	case $2 in
+	Task) spec='{"shell": {"command": ["true"]}}' ;;
+	Flow) spec='{"tasks": [{"name": "a", "shell": {"command": ["true"]}}]}' ;;
+	TaskQueue) spec='{"concurrency": 1}' ;;
+	esac
+	printf '{"apiVersion": "tasked.dev/v1alpha1", "kind": "%s", "metadata": {"name": "%s"}, "spec": %s}' "$2" "$3" "$spec" |
+		k create --as "$1" -f -
+}
+nok "view cannot create a Task" mk vera Task by-vera
+like "$NOK_OUTPUT" 'forbidden' "... Forbidden"
+nok "view cannot create a Flow" mk vera Flow by-vera
+is "$(can vera patch tasks.tasked.dev)" no "view cannot cancel a Task"
+ok "edit can create a Task" mk ed Task by-ed
+ok "edit can create a Flow" mk ed Flow by-ed
+ok "edit can cancel a Task" k patch task by-ed --as ed --type merge -p '{"spec":{"cancel":true}}'
+ok "edit can delete a Flow" k delete flow by-ed --as ed
+nok "edit cannot create a TaskQueue (queue policy is admin's)" mk ed TaskQueue by-ed
+like "$NOK_OUTPUT" 'forbidden' "... Forbidden"
+is "$(can ed patch tasks.tasked.dev --subresource=status)" no "edit cannot write a Task's status"
+ok "admin can create a TaskQueue" mk ada TaskQueue by-ada
+ok "admin can create a Task" mk ada Task by-ada
+
+done_testing
