@@ -34,6 +34,10 @@ refuse "a pool without a name" 'pools.0: name is required' --set 'pools[0].repli
 refuse "a malformed image digest" 'digest' --set runner.image.digest=latest
 refuse "a malformed tmp size" 'sizeLimit' --set runner.tmp.sizeLimit=lots
 refuse "a log level outside debug|info|warn|error" 'logLevel' --set controller.logLevel=trace
+refuse "a scrape interval that is not a Prometheus duration" 'interval' --set metrics.serviceMonitor.interval=often
+refuse "a failedRatio above 1" 'failedRatio' --set-json metrics.prometheusRule.failedRatio=2
+refuse "an additional rule without expr" 'expr' --set-json 'metrics.prometheusRule.additionalRules=[{"alert":"X"}]'
+refuse "a malformed kubectl image digest for helm test" 'digest' --set tests.kubectl.image.digest=latest
 
 # --- what the default render promises -----------------------------------------------------------
 
