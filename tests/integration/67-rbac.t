@@ -21,6 +21,7 @@ REL=rb$(openssl rand -hex 3)
 SA_KC=$STATE/rbac-$REL.kubeconfig
 LOG=$STATE/rbac-controller.log
 rendered=$(mktemp)
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
 	if [ -s "$STATE/rbac-controller.pid" ]; then
 		stop_pidfile "$STATE/rbac-controller.pid" "$CTL" tasked-controller 5 >/dev/null 2>&1

@@ -17,6 +17,7 @@ STATE=${TASKED_STATE_DIR:-.tasked}
 case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
 TMPD=$(mktemp -d)
 REL=mo$(openssl rand -hex 3)
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
 	[ -s "$TMPD/rbac.yaml" ] && kubectl --kubeconfig "$KUBECONFIG" delete -n "$TEST_NS" -f "$TMPD/rbac.yaml" \
 		--ignore-not-found --wait=false >/dev/null 2>&1
