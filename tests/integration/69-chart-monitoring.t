@@ -122,6 +122,8 @@ tests=$(render default "$TEST_NS" --show-only templates/tests/test-install.yaml 
 task=$(jq -c '.[] | select(.kind == "Task")' <<<"$tests")
 waitpod=$(jq -c '.[] | select(.kind == "Pod" and .metadata.name == "t-tasked-test-smoke")' <<<"$tests")
 like "$waitpod" . "helm test has a pod that waits for the smoke Task"
+is "$(render default "$TEST_NS" --set tests.smokeWait=false | to_json | jq '[.[] | select(.metadata.name == "t-tasked-test-smoke")] | length')" 0 \
+	"tests.smokeWait=false leaves the wait pod out"
 is "$(jq -r '.metadata.annotations["helm.sh/hook-weight"]' <<<"$task") < $(jq -r '.metadata.annotations["helm.sh/hook-weight"]' <<<"$waitpod")" "-1 < 1" \
 	"... created after the smoke Task (hook weights)"
 # Run exactly the pod's command, as the chart's service account (RBAC from helm template).
