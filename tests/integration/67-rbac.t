@@ -126,6 +126,12 @@ ok "the TaskQueue's status is written" wait_for 30 sh -c "[ -n \"\$(kubectl get 
 ok "events were recorded for the Task" wait_for 30 sh -c "kubectl get events.events.k8s.io -n $TEST_NS --field-selector regarding.name=uses-secret -o name | grep -q ."
 ok "the finished Task is deleted after its ttlSecondsAfterFinished" wait_for 60 sh -c "! kubectl get task uses-secret -n $TEST_NS >/dev/null 2>&1"
 
+# The controller counts every answer of the API server by verb and code (kube.c); a refused
+# request (a failFast cancel without patch, say) shows up there even when nothing logs it.
+answers=$(curl -s "http://127.0.0.1:$API_PORT/metrics" | grep '^tasked_kube_responses_total{')
+like "$answers" 'verb="patch",code="200"' "the controller's API answers are counted (patches among them)"
+is "$(grep -c 'code="403"' <<<"$answers")" 0 "the API server refused none of its requests (no 403 in tasked_kube_responses_total)" ||
+	diag "$(grep 'code="403"' <<<"$answers")"
 forbidden=$(grep -ciE 'forbidden|" 403|status.:403' "$LOG")
 is "$forbidden" 0 "the controller's log has no Forbidden (403) answer" || diag "$(grep -iE 'forbidden|403' "$LOG" | head -5)"
 like "$(grep -c . "$LOG")" '^[1-9]' "(the log is not empty)"
