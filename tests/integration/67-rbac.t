@@ -136,6 +136,42 @@ forbidden=$(grep -ciE 'forbidden|" 403|status.:403' "$LOG")
 is "$forbidden" 0 "the controller's log has no Forbidden (403) answer" || diag "$(grep -iE 'forbidden|403' "$LOG" | head -5)"
 like "$(grep -c . "$LOG")" '^[1-9]' "(the log is not empty)"
 
+# --- controller.watchNamespace: a RoleBinding in that namespace only ---------------------------------
+stop_pidfile "$STATE/rbac-controller.pid" "$CTL" tasked-controller 5 >/dev/null
+REL2=${REL}n
+"$HELM" template "$REL2" "$CHART" --namespace "$TEST_NS" --set controller.watchNamespace="$TEST_NS" \
+	--set rbac.userRoles=false --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml >>"$rendered"
+ok "the watchNamespace RBAC applies" kubectl --kubeconfig "$KUBECONFIG" apply -n "$TEST_NS" -f "$rendered"
+is "$(kubectl --kubeconfig "$KUBECONFIG" get clusterrolebinding "$REL2-tasked-controller" -o name 2>&1 | grep -c '^clusterrolebinding')" 0 \
+	"... with no ClusterRoleBinding"
+token2=$(kubectl --kubeconfig "$KUBECONFIG" create token "$REL2-tasked" -n "$TEST_NS" --duration 1h)
+sed "s|token: \"$token\"|token: \"$token2\"|" "$SA_KC" >"$SA_KC.2" && mv "$SA_KC.2" "$SA_KC"
+chmod 600 "$SA_KC"
+is "$(sak auth whoami -o jsonpath='{.status.userInfo.username}')" "system:serviceaccount:$TEST_NS:$REL2-tasked" \
+	"the kubeconfig now is the namespaced install's service account"
+is "$(sak auth can-i list tasks.tasked.dev --all-namespaces)" no "it may not list Tasks cluster-wide"
+: >"$LOG"
+start_bg "$STATE/rbac-controller.pid" "$LOG" "$CTL" --kubeconfig "$SA_KC" --namespace "$TEST_NS" \
+	--listen "127.0.0.1:$API_PORT" --broker-listen "127.0.0.1:$BROKER_PORT" \
+	--runner-token-file "$STATE/runner-token" --api-key-file "$STATE/api-key" \
+	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL2-tasked"
+ok "the namespaced controller acquires its Lease" wait_for 60 grep -q '"acquired leadership"' "$LOG"
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Flow
+metadata: {name: fragile-ns}
+spec:
+  failFast: true
+  tasks:
+    - {name: breaks, dependsOn: [warm], shell: {command: ["false"]}}
+    - {name: warm, shell: {command: ["true"]}}
+    - {name: long, shell: {command: ["sleep", "600"]}}
+EOF2
+ok "a failFast Flow fails under the namespaced rights" wait_for 90 sh -c "[ \"\$(kubectl get flow fragile-ns -n $TEST_NS -o jsonpath={.status.phase})\" = Failed ]"
+is "$(task_field fragile-ns-long .status.phase)" Cancelled "... and its running sibling was cancelled"
+answers=$(curl -s "http://127.0.0.1:$API_PORT/metrics" | grep '^tasked_kube_responses_total{')
+is "$(grep -c 'code="403"' <<<"$answers")" 0 "the namespaced controller got no 403" || diag "$(grep 'code="403"' <<<"$answers")"
+
 # --- people: the built-in roles, through aggregation ----------------------------------------------
 
 k create rolebinding viewer --clusterrole=view --user=vera >/dev/null
