@@ -59,7 +59,7 @@ EOF2
 # Pending is brief for a Task the controller sees at once: check the status-less object too.
 is "$(printf '{"kind":"Task","metadata":{"name":"new"}}' | lua5.1 "$IT_ROOT/tests/argocd/health.lua" "$IT_ROOT/deploy/argocd/tasked.dev/Task/health.lua" | cut -f1)" \
 	Progressing "Task without status -> Progressing"
-check Task after-long Pending Progressing 'Pending'
+check Task after-long Pending Progressing 'WaitingForDependencies|Pending'
 check Task nowhere Queued Progressing '^Queued'
 check Task long Running Progressing '^Running'
 check Task good Succeeded Healthy '.'
