@@ -1,4 +1,5 @@
 #include "jscan.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -92,29 +93,6 @@ static int jscan_hex4(const char *s, unsigned *ret)
 	return 0;
 }
 
-static size_t jscan_utf8(unsigned cp, char *o)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | (cp >> 6));
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | (cp >> 12));
-		o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | (cp >> 18));
-	o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
 
 int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 {
@@ -174,7 +152,7 @@ int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 					r = -EILSEQ;
 					break;
 				}
-				n = jscan_utf8(cp, tmp);
+				n = utf8_encode(cp, tmp);
 				break;
 			}
 			default:

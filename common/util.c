@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,41 +154,31 @@ int util_base64_decode(const char *in, char **ret, size_t *ret_len)
 
 int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
-	struct buf b;
+	_cleanup_buf_ struct buf b;
+	_cleanup_close_ int fd = -1;
 	char chunk[4096];
-	int fd, r = 0;
 
+	buf_init(&b, max);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
-	buf_init(&b, max);
 	for (;;) {
 		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
+		int r;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
 		if (n == 0)
 			break;
 		r = buf_append(&b, chunk, (size_t)n);
-		if (r < 0) {
-			r = r == -ENOBUFS ? -EFBIG : r;
-			break;
-		}
+		if (r < 0)
+			return r == -ENOBUFS ? -EFBIG : r;
 	}
-	close(fd);
-	if (r == 0 && !b.data)
-		r = buf_append(&b, "", 0);
-	if (r < 0) {
-		buf_free(&b);
-		return r;
-	}
-	*ret = b.data;
 	if (ret_len)
 		*ret_len = b.len;
-	return 0;
+	*ret = buf_take(&b, NULL);
+	return *ret ? 0 : -ENOMEM;
 }
 
 int util_write_file(const char *path, const void *data, size_t len, int mode)
@@ -260,25 +251,48 @@ void buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->max = max;
+	b->err = 0;
+}
+
+/* Fails closed: no partial content outlives an error. */
+static int buf_fail(struct buf *b, int err)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->err = err;
+	return err;
+}
+
+static int buf_reserve(struct buf *b, size_t n)
+{
+	size_t ncap;
+	char *nd;
+
+	if (b->err)
+		return b->err;
+	if (n > b->max || b->len > b->max - n)
+		return buf_fail(b, -ENOBUFS);
+	if (b->len + n + 1 <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 256;
+	while (ncap < b->len + n + 1)
+		ncap *= 2;
+	if (ncap > b->max + 1)
+		ncap = b->max + 1;
+	nd = realloc(b->data, ncap);
+	if (!nd)
+		return buf_fail(b, -ENOMEM);
+	b->data = nd;
+	b->cap = ncap;
+	return 0;
 }
 
 int buf_append(struct buf *b, const void *p, size_t n)
 {
-	if (n > b->max || b->len > b->max - n)
-		return -ENOBUFS;
-	if (b->len + n + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 256;
-		char *nd;
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		if (ncap > b->max + 1)
-			ncap = b->max + 1;
-		nd = realloc(b->data, ncap);
-		if (!nd)
-			return -ENOMEM;
-		b->data = nd;
-		b->cap = ncap;
-	}
+	int r = buf_reserve(b, n);
+	if (r < 0)
+		return r;
 	if (n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
@@ -286,9 +300,50 @@ int buf_append(struct buf *b, const void *p, size_t n)
 	return 0;
 }
 
+int buf_puts(struct buf *b, const char *s)
+{
+	return buf_append(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return buf_fail(b, -EINVAL);
+	r = buf_reserve(b, (size_t)n);
+	if (r < 0)
+		return r;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+char *buf_take(struct buf *b, size_t *len)
+{
+	char *d = b->err ? NULL : b->data ? b->data : strdup("");
+	size_t n = d ? b->len : 0;
+
+	if (d != b->data)
+		free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->err = 0;
+	if (len)
+		*len = n;
+	return d;
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;
+	b->err = 0;
 	if (b->data)
 		b->data[0] = '\0';
 }
@@ -298,6 +353,7 @@ void buf_free(struct buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 }
 
 void buf_consume(struct buf *b, size_t n)
@@ -309,6 +365,12 @@ void buf_consume(struct buf *b, size_t n)
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 	b->data[b->len] = '\0';
+}
+
+void util_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
 }
 
 int util_host_is_loopback(const char *host)

@@ -34,22 +34,35 @@ void util_rstrip(char *s);
 /* Parses a decimal integer in [min, max]; -EINVAL / -ERANGE. */
 int util_parse_long(const char *s, long min, long max, long *ret);
 
-/* A growing byte buffer with a hard maximum (curl's dynbuf idea). Always NUL-terminated. */
+/* A growing byte buffer with a hard maximum (curl's dynbuf idea). Always NUL-terminated once
+ * anything was appended. A failed append frees what was there and makes the buffer fail every
+ * later append until buf_reset, buf_take or buf_free: partial text never survives, so a caller
+ * may append several pieces and check only the last result (or buf_take's). */
 struct buf {
 	char *data;
 	size_t len, cap, max;
+	int err;   /* the first failure (-ENOBUFS or -ENOMEM), 0 while usable */
 };
 void buf_init(struct buf *b, size_t max);
 int buf_append(struct buf *b, const void *p, size_t n);   /* -ENOBUFS past max, -ENOMEM */
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands the bytes over (NUL-terminated, "" when empty; *len may be NULL) and leaves the buffer
+ * empty; NULL when an append failed or the copy of "" could not be made. */
+char *buf_take(struct buf *b, size_t *len) __attribute__((warn_unused_result));
 void buf_reset(struct buf *b);                             /* len = 0, keeps memory */
 void buf_free(struct buf *b);
 /* Removes the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
+#define _cleanup_buf_ __attribute__((cleanup(buf_free)))
 
 #define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static inline void util_freep(void *p) { extern void free(void *); free(*(void **)p); }
 #define _cleanup_free_ __attribute__((cleanup(util_freep)))
+/* Closes an fd that is still >= 0 when the variable goes out of scope. */
+void util_closep(int *fd);
+#define _cleanup_close_ __attribute__((cleanup(util_closep)))
 
 /* Removes everything below the directory dfd, never following a symlink; subdirectories a
  * task made unreadable are chmod'ed first. 0 or the first negative errno (it goes on). */

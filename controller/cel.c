@@ -2,6 +2,7 @@
  * one array, and a tree-walking evaluator over jansson values that charges a cost for every
  * step and checks the clock every CHECK_EVERY steps. See cel.h and docs/conditions.md. */
 #include "cel.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <errno.h>
@@ -75,50 +76,6 @@ static int hexval(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
-}
-
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), so every string the
- * expression produces is valid JSON text. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned c = s[i];
-		size_t k;
-		uint32_t cp, min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
-static size_t utf8_count(const char *s, size_t n)
-{
-	size_t cnt = 0;
-	for (size_t i = 0; i < n; i++)
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			cnt++;
-	return cnt;
 }
 
 /* Copies at most QUOTE_MAX bytes of s for an error message, replacing control characters and
@@ -371,19 +328,9 @@ static int lex_number(struct parser *ps, size_t *ip)
 
 static int put_utf8(struct buf *b, uint32_t cp)
 {
-	unsigned char o[4];
-	size_t k;
-	if (cp < 0x80) {
-		o[0] = (unsigned char)cp, k = 1;
-	} else if (cp < 0x800) {
-		o[0] = (unsigned char)(0xc0 | (cp >> 6));
-		o[1] = (unsigned char)(0x80 | (cp & 0x3f)), k = 2;
-	} else {
-		o[0] = (unsigned char)(0xe0 | (cp >> 12));
-		o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		o[2] = (unsigned char)(0x80 | (cp & 0x3f)), k = 3;
-	}
-	return buf_append(b, o, k);
+	char o[4];
+	size_t k = utf8_encode(cp, o);
+	return k ? buf_append(b, o, k) : -EINVAL;
 }
 
 static int lex_string(struct parser *ps, size_t *ip)
@@ -1053,7 +1000,7 @@ int cel_compile(const char *expr, const struct cel_limits *lim, struct cel_progr
 		set_err(err, errsz, "expression longer than %zu bytes", l.max_len);
 		return -E2BIG;
 	}
-	if (!utf8_valid((const unsigned char *)expr, len)) {
+	if (!utf8_valid(expr, len)) {
 		set_err(err, errsz, "expression is not valid UTF-8");
 		return -EINVAL;
 	}

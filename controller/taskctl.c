@@ -2,11 +2,13 @@
 #include "cel.h"
 #include "deps.h"
 #include "log.h"
+#include "mask.h"
 #include "queues.h"
 #include "resources.h"
 #include "proto.h"
 #include "sat.h"
 #include "util.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -20,7 +22,6 @@
 #define TASKCTL_DEADLINE_GRACE_MS 10000  /* runner's own timeout gets this long to report */
 #define TASKCTL_CANCEL_GRACE_MS 5000     /* a cancel waits this long for the runner's result */
 #define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
-#define TASKCTL_MASK_MIN 4                /* shorter secret values would mask ordinary text */
 #define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
 #define TASKCTL_QUEUE_SECRET_LABEL "tasked.dev/queue-secret"
 #define TASKCTL_MAX_BACKOFF_MS (INT64_C(86400) * 1000)  /* retries wait at most a day (CRD maximum) */
@@ -353,14 +354,7 @@ const struct broker_ops taskctl_broker_ops = {
 
 const char *taskctl_utf8_tail(const char *s, size_t max)
 {
-	size_t n = strlen(s);
-	const char *p;
-	if (n <= max)
-		return s;
-	p = s + (n - max);
-	while (*p && ((unsigned char)*p & 0xC0) == 0x80)
-		p++;
-	return p;
+	return utf8_tail(s, max);
 }
 
 static json_t *spec_of(json_t *task) { return json_object_get(task, "spec"); }
@@ -658,44 +652,25 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 /* Replaces every known secret value in s with "***": 0 with *ret a new string, or NULL when s
  * holds none; -ENOMEM when the masked copy could not be built (callers then drop the text:
  * failing open would publish the secret). */
-static int mask_string(const char *s, json_t *secrets, char **ret)
+static int taskctl_mask_string(const char *s, json_t *secrets, char **ret)
 {
-	struct buf b;
-	const char *p = s;
-	json_t *v;
-	size_t i;
-	int hit = 0, r = 0;
+	size_t n = json_array_size(secrets), k = 0, i;
+	_cleanup_free_ const char **v = calloc(n ? n : 1, sizeof(*v));
+	json_t *e;
+	int r;
 
 	*ret = NULL;
-	json_array_foreach(secrets, i, v)
-		if (json_string_length(v) >= TASKCTL_MASK_MIN && strstr(s, json_string_value(v)))
-			hit = 1;
-	if (!hit)
-		return 0;
-	buf_init(&b, strlen(s) + 1);
-	while (*p && r == 0) {
-		size_t best = 0;
-		json_array_foreach(secrets, i, v) {
-			size_t n = json_string_length(v);
-			if (n >= TASKCTL_MASK_MIN && n > best && strncmp(p, json_string_value(v), n) == 0)
-				best = n;
-		}
-		if (best) {
-			r = buf_append(&b, "***", best >= 3 ? 3 : best);
-			p += best;
-		} else {
-			r = buf_append(&b, p, 1);
-			p++;
-		}
-	}
-	if (r == 0)
-		r = buf_append(&b, "", 0);   /* terminated even when s was all secret */
-	if (r < 0 || !b.data) {
-		buf_free(&b);
+	if (!v)
 		return -ENOMEM;
+	json_array_foreach(secrets, i, e)
+		if (json_is_string(e))
+			v[k++] = json_string_value(e);
+	r = mask_string(s, v, k, ret);
+	if (r == 0) {   /* nothing matched: the caller keeps s */
+		free(*ret);
+		*ret = NULL;
 	}
-	*ret = b.data;
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 void taskctl_mask(json_t *status, json_t *secrets)
@@ -706,7 +681,7 @@ void taskctl_mask(json_t *status, json_t *secrets)
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(fields); i++) {
 		const char *v = json_string_value(json_object_get(status, fields[i]));
 		char *m = NULL;
-		int r = v ? mask_string(v, secrets, &m) : 0;
+		int r = v ? taskctl_mask_string(v, secrets, &m) : 0;
 		if (r < 0 || (m && json_object_set_new(status, fields[i], json_string(m)) < 0)) {
 			/* Fail closed: no text rather than unmasked text. */
 			json_object_del(status, fields[i]);
@@ -717,7 +692,7 @@ void taskctl_mask(json_t *status, json_t *secrets)
 	if (json_object_get(status, "output")) {
 		char *out = json_dumps(json_object_get(status, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
 		char *m = NULL;
-		int r = out ? mask_string(out, secrets, &m) : -ENOMEM;
+		int r = out ? taskctl_mask_string(out, secrets, &m) : -ENOMEM;
 		if (r < 0 || m) {   /* a secret inside the output (or no way to tell): keep it out, say why */
 			json_object_del(status, "output");
 			json_object_set_new(status, "output", json_pack("{ss}", "masked", r < 0 ? "output could not be checked for queue secrets"

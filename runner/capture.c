@@ -1,78 +1,17 @@
 /* Output capture (pure: no I/O and no clock, the caller passes the time). */
 #include "capture.h"
+#include "mask.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- UTF-8 --------------------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when p starts an invalid or incomplete
- * one. Same rules as jansson: no overlongs, no surrogates, nothing past U+10FFFF. */
-static size_t capture_utf8_seq(const unsigned char *p, size_t len)
-{
-	unsigned c = p[0], need, cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (len < need)
-		return 0;
-	for (unsigned i = 1; i < need; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need;
-}
-
+/* UTF-8 and masking are common/utf8.c and common/mask.c; these names stay for this module's
+ * callers and tests. */
 int capture_utf8_sanitize(const char *in, size_t len, struct buf *out)
 {
-	static const char repl[] = "\xef\xbf\xbd";
-	const unsigned char *p = (const unsigned char *)in;
-	size_t i = 0, run = 0;
-	int r = 0;
-
-	while (i < len && r == 0) {
-		size_t n = p[i] == 0 ? 0 : capture_utf8_seq(p + i, len - i);
-		if (n) {
-			i += n;
-			run += n;
-			continue;
-		}
-		r = buf_append(out, p + i - run, run);
-		if (r == 0)
-			r = buf_append(out, repl, 3);
-		run = 0;
-		i++;
-	}
-	if (r == 0)
-		r = buf_append(out, p + i - run, run);
-	return r;
-}
-
-/* The longest prefix of p that does not end inside a (so far valid) multi-byte sequence. */
-static size_t capture_utf8_complete(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	for (size_t back = 1; back <= 3 && back <= len; back++) {
-		unsigned c = p[len - back], need;
-		if ((c & 0xc0) == 0x80)
-			continue;
-		need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-		return need > back ? len - back : len;
-	}
-	return len;
+	return utf8_sanitize(in, len, out);
 }
 
 /* ---- output capture -------------------------------------------------------------------- */
@@ -105,65 +44,22 @@ void capture_free(struct capture *c)
 	buf_free(&c->scratch);
 }
 
-/* Replaces every occurrence of each secret in b by "***", in place (it only shrinks). */
+/* Fails closed: when the masked text cannot be built, b is left empty (mask_buf). */
 void capture_mask(const char *const *secrets, size_t n, struct buf *b)
 {
-	for (size_t i = 0; i < n; i++) {
-		size_t sl = strlen(secrets[i]), w = 0, r = 0;
-		if (sl < CAPTURE_MASK_MIN || !b->data)
-			continue;
-		while (r < b->len) {
-			char *hit = memmem(b->data + r, b->len - r, secrets[i], sl);
-			size_t pre = hit ? (size_t)(hit - (b->data + r)) : b->len - r;
-			memmove(b->data + w, b->data + r, pre);
-			w += pre;
-			r += pre;
-			if (!hit)
-				break;
-			memcpy(b->data + w, "***", 3);
-			w += 3;
-			r += sl;
-		}
-		b->len = w;
-		if (b->cap > w)
-			b->data[w] = '\0';
-	}
-}
-
-/* The longest end of data that is the beginning (not the whole) of a secret: those bytes wait
- * for the next chunk, so a secret written in two pieces is still masked whole. */
-static size_t capture_mask_pending(const struct capture *c, const char *data, size_t len)
-{
-	size_t hold = 0;
-	for (size_t i = 0; i < c->nsecrets; i++) {
-		const char *sec = c->secrets[i];
-		size_t sl = strlen(sec), from;
-		if (sl < CAPTURE_MASK_MIN || sl > CAPTURE_MASK_HOLD)
-			continue;
-		from = len > sl - 1 ? len - (sl - 1) : 0;
-		for (const char *p = data + from; p < data + len && (size_t)(data + len - p) > hold;) {
-			const char *hit = memchr(p, sec[0], (size_t)(data + len - p));
-			if (!hit)
-				break;
-			if (memcmp(hit, sec, (size_t)(data + len - hit)) == 0) {
-				hold = (size_t)(data + len - hit);
-				break;
-			}
-			p = hit + 1;
-		}
-	}
-	return hold;
+	int r = n ? mask_buf(b, secrets, n) : 0;
+	(void)r;
 }
 
 void capture_flush(struct capture *c, int s, int final, int64_t now_ms)
 {
 	struct buf *p = &c->pend[s];
-	size_t cut = final ? p->len : capture_utf8_complete(p->data, p->len);
+	size_t cut = final ? p->len : utf8_complete(p->data, p->len);
 	int r;
 
 	if (!final && c->nsecrets && cut > 0) {
-		size_t hold = capture_mask_pending(c, p->data, cut);
-		cut = capture_utf8_complete(p->data, cut - hold);
+		size_t hold = mask_pending(p->data, cut, c->secrets, c->nsecrets, CAPTURE_MASK_HOLD);
+		cut = utf8_complete(p->data, cut - hold);
 	}
 	if (!c->hooks || cut == 0)
 		return;
@@ -222,7 +118,10 @@ void capture_add(struct capture *c, int s, const char *data, size_t n, int64_t n
 		m = keep < space ? keep : space;
 		if (p->len == 0)
 			c->pend_since[s] = now_ms;
-		(void)buf_append(p, data, m);
+		if (buf_append(p, data, m) < 0) { /* out of memory: the pending bytes are gone */
+			c->truncated = 1;
+			buf_reset(p);
+		}
 		data += m;
 		keep -= m;
 	}
@@ -254,6 +153,10 @@ char *capture_tail(const struct capture *c)
 		return strdup("");
 	}
 	capture_mask(c->secrets, c->nsecrets, &out);
+	if (!out.data) { /* could not be masked: no tail rather than an unmasked one */
+		buf_free(&raw);
+		return strdup("");
+	}
 	/* The tail may begin inside a secret: mask a leading piece of 3 bytes or more that ends
 	 * one. */
 	if (c->total > c->ring_cap)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAPTURE_MASK_MIN 4     /* secrets shorter than this are not masked */
+#define CAPTURE_MASK_MIN 1     /* every non-empty secret is masked (common/mask.h) */
 #define CAPTURE_MASK_HOLD 4096 /* bytes held back so a secret split between two chunks is still
 			    * masked */
 
@@ -45,7 +45,8 @@ int64_t capture_flush_due(struct capture *c, int64_t now_ms, int64_t age_ms);
 /* The tail as valid UTF-8 of at most tail_max bytes, secrets masked (new string; NULL only when
  * out of memory). */
 char *capture_tail(const struct capture *c);
-/* Replaces every occurrence of each secret of CAPTURE_MASK_MIN bytes or more by "***", in place. */
+/* Replaces every occurrence of each non-empty secret by "***", in place; on failure (out of
+ * memory) b is left empty, never unmasked. */
 void capture_mask(const char *const *secrets, size_t n, struct buf *b);
 /* Appends bytes to out as valid UTF-8 without NUL: invalid bytes and NUL become U+FFFD. */
 int capture_utf8_sanitize(const char *in, size_t len, struct buf *out);

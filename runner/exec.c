@@ -12,6 +12,7 @@
 #include "http.h"
 #include "isolate.h"
 #include "log.h"
+#include "mask.h"
 #include "quantity.h"
 #include "sandbox.h"
 #include "util.h"
@@ -916,11 +917,11 @@ static void exec_withhold_secrets(const struct exec_task *t, struct exec_result 
 				 "; output withheld: it contains a secret value");
 		}
 	}
-	buf_init(&m, sizeof(res->message));
-	if (buf_append(&m, res->message, strlen(res->message) + 1) == 0) {
-		capture_mask(t->secrets, t->nsecrets, &m);
-		memcpy(res->message, m.data, strlen(m.data) + 1);
-	}
+	buf_init(&m, 3 * sizeof(res->message));
+	if (mask_text(res->message, strlen(res->message), t->secrets, t->nsecrets, &m) < 0)
+		snprintf(res->message, sizeof(res->message), "[withheld: could not mask secrets]");
+	else
+		snprintf(res->message, sizeof(res->message), "%s", m.data ? m.data : "");
 	buf_free(&m);
 }
 

@@ -3,6 +3,7 @@
 #include "executor.h"
 #include "jscan.h"
 #include "log.h"
+#include "mask.h"
 #include "ssrf.h"
 #include "util.h"
 
@@ -1022,33 +1023,16 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 
 /* ---- the remote executor ------------------------------------------------------------------- */
 
-/* Replaces every occurrence of every secret in s by "***" (new string). */
+/* Replaces every occurrence of every secret in s by "***" (new string, NULL when that failed:
+ * the caller then has no masked value and sends nothing). */
 static char *httpx_mask_str(const char *s, const char *const *secrets, size_t n)
 {
-	struct buf b;
-	const char *p = s;
-
-	buf_init(&b, SIZE_MAX / 2);
-	while (*p) {
-		size_t best = 0;
-		for (size_t i = 0; i < n; i++) {
-			size_t l = strlen(secrets[i]);
-			if (l && l > best && strncmp(p, secrets[i], l) == 0)
-				best = l;
-		}
-		if (best) {
-			(void)buf_append(&b, "***", 3);
-			p += best;
-		} else {
-			(void)buf_append(&b, p, 1);
-			p++;
-		}
-	}
-	(void)buf_append(&b, "", 0);
-	return b.data ? b.data : strdup("");
+	char *m = NULL;
+	return mask_string(s, secrets, n, &m) < 0 ? NULL : m;
 }
 
-/* Walks a JSON value and masks secret values inside every string (keys included). */
+/* Walks a JSON value and masks secret values inside every string (keys included); NULL when
+ * any part could not be masked (fail closed: the request is not sent). */
 static json_t *httpx_mask_json(json_t *v, const char *const *secrets, size_t n)
 {
 	json_t *out, *e;
@@ -1057,28 +1041,29 @@ static json_t *httpx_mask_json(json_t *v, const char *const *secrets, size_t n)
 
 	switch (json_typeof(v)) {
 	case JSON_STRING: {
-		char *m = httpx_mask_str(json_string_value(v), secrets, n);
-		out = m ? json_string(m) : NULL;
-		free(m);
-		return out;
+		_cleanup_free_ char *m = httpx_mask_str(json_string_value(v), secrets, n);
+		return m ? json_string(m) : NULL;
 	}
 	case JSON_ARRAY:
 		out = json_array();
 		json_array_foreach(v, i, e)
-			json_array_append_new(out, httpx_mask_json(e, secrets, n));
+			if (!out || json_array_append_new(out, httpx_mask_json(e, secrets, n)) < 0)
+				goto fail;
 		return out;
 	case JSON_OBJECT:
 		out = json_object();
 		json_object_foreach(v, k, e) {
-			char *mk = httpx_mask_str(k, secrets, n);
-			if (mk)
-				json_object_set_new(out, mk, httpx_mask_json(e, secrets, n));
-			free(mk);
+			_cleanup_free_ char *mk = httpx_mask_str(k, secrets, n);
+			if (!out || !mk || json_object_set_new(out, mk, httpx_mask_json(e, secrets, n)) < 0)
+				goto fail;
 		}
 		return out;
 	default:
 		return json_incref(v);
 	}
+fail:
+	json_decref(out);
+	return NULL;
 }
 
 static int httpx_loopback_host(CURLU *u)

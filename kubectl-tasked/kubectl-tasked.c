@@ -81,13 +81,6 @@ static void on_signal(int sig)
 	g_interrupted = 1;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void usage(FILE *f)
 {
 	fputs("Usage: kubectl tasked COMMAND [options]\n"
@@ -275,7 +268,7 @@ static void port_forward(struct client *c)
 	const char *argv[16];
 	int n = 0, p[2];
 	size_t got = 0;
-	int64_t deadline = mono_ms() + KT_PF_TIMEOUT_MS;
+	int64_t deadline = util_mono_ms() + KT_PF_TIMEOUT_MS;
 
 	if (split_ref(c->o->service, ns, name, port, sizeof(ns)) < 0)
 		die("--service takes NAMESPACE/NAME:PORT, not %s", c->o->service);
@@ -311,7 +304,7 @@ static void port_forward(struct client *c)
 	/* kubectl prints "Forwarding from 127.0.0.1:PORT -> TARGET" once it listens. */
 	while (got + 1 < sizeof(buf)) {
 		struct pollfd pf = { p[0], POLLIN, 0 };
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - util_mono_ms();
 		ssize_t r;
 		char *f;
 		if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
@@ -340,30 +333,6 @@ static void port_forward(struct client *c)
 	pf_stop();
 	die("could not port-forward to service %s/%s:%s (is Tasked installed in this cluster? "
 	    "else give --api-url or set TASKED_API_URL)", ns, name, port);
-}
-
-static char *b64_decode(const char *in)
-{
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = strlen(in), o = 0;
-	char *out = malloc(n + 1);
-	unsigned acc = 0;
-	int bits = 0;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		const char *p = strchr(tbl, in[i]);
-		if (in[i] == '=' || !p || !in[i])
-			continue;
-		acc = (acc << 6) | (unsigned)(p - tbl);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	out[o] = '\0';
-	return out;
 }
 
 static void client_init(struct client *c, struct opts *o)
@@ -406,8 +375,9 @@ static void client_init(struct client *c, struct opts *o)
 		if (split_ref(o->key_secret, ns, name, key, sizeof(ns)) < 0)
 			die("--api-key-secret takes NAMESPACE/NAME:KEY");
 		snprintf(jp, sizeof(jp), "jsonpath={.data.%s}", key);
-		if (run_kubectl(args, out, sizeof(out), 1) == 0 && out[0])
-			c->key = b64_decode(out);
+		if (run_kubectl(args, out, sizeof(out), 1) == 0 && out[0] &&
+		    util_base64_decode(out, &c->key, NULL) < 0)
+			c->key = NULL;
 		OPENSSL_cleanse(out, sizeof(out));
 	}
 }
@@ -633,7 +603,7 @@ static int sse_run(struct client *c, const char *path, const char *since,
 				if (on_open && on_open(ud) == SSE_STOP)
 					s.stopped = 1;
 			}
-			if (deadline && mono_ms() >= deadline)
+			if (deadline && util_mono_ms() >= deadline)
 				break;
 			if (running)
 				curl_multi_poll(m, NULL, 0, 200, NULL);
@@ -652,7 +622,7 @@ static int sse_run(struct client *c, const char *path, const char *since,
 				api_fail(s.code, s.err.data);
 			}
 		}
-		if (deadline && mono_ms() >= deadline) {
+		if (deadline && util_mono_ms() >= deadline) {
 			buf_free(&s.line);
 			buf_free(&s.data);
 			buf_free(&s.err);
@@ -923,7 +893,7 @@ static void wait_progress(struct wait_ctx *w, const char *phase, const char *rea
 			  const char *runner)
 {
 	char line[512];
-	double el = (double)(mono_ms() - w->start) / 1000.0;
+	double el = (double)(util_mono_ms() - w->start) / 1000.0;
 	snprintf(line, sizeof(line), "task %s/%s: %s%s%s%s", w->c->o->ns, w->name, phase && phase[0] ? phase : "Pending",
 		 reason && reason[0] && (!phase || strcmp(reason, phase) != 0) ? " (" : "",
 		 reason && reason[0] && (!phase || strcmp(reason, phase) != 0) ? reason : "",
@@ -1024,9 +994,9 @@ static int wait_event(void *ud, const char *event, const char *id, const char *d
 
 static int cmd_wait(struct client *c, const char *name)
 {
-	struct wait_ctx w = { .c = c, .name = name, .start = mono_ms(), .tty = isatty(2), .rc = 1 };
+	struct wait_ctx w = { .c = c, .name = name, .start = util_mono_ms(), .tty = isatty(2), .rc = 1 };
 	char path[1024], ns[512];
-	int64_t deadline = c->o->timeout_s > 0 ? mono_ms() + c->o->timeout_s * 1000 : 0;
+	int64_t deadline = c->o->timeout_s > 0 ? util_mono_ms() + c->o->timeout_s * 1000 : 0;
 	int r;
 
 	esc(c->o->ns, ns, sizeof(ns));
