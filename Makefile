@@ -32,7 +32,8 @@ obj = $(patsubst %.c,build/rel/%.o,$(1))
 san = $(patsubst %.c,build/san/%.o,$(1))
 
 .SECONDARY:
-.PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench
+.PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench \
+        lint format tsan
 all: bin/tasked-controller bin/tasked-runner
 
 build/rel/%.o: %.c
@@ -46,7 +47,8 @@ build/san/%.o: %.c
 # ThreadSanitizer build of both binaries (make tsan): the lifecycle, restart and API suites run
 # against it with TASKED_BIN_DIR=build/tsan/bin; any report fails the run (tests/tsan.sh).
 # gcc's truncation analysis differs at -O1 under TSan and flags checked snprintf calls.
-TSANFLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-format-truncation
+TSANFLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Wno-format-truncation \
+             -include tests/tsan/jansson-rc.h
 tsan = $(patsubst %.c,build/tsan/%.o,$(1))
 build/tsan/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -100,6 +102,19 @@ fuzz-replay: $(FUZZ_REPLAY)
 fuzz:
 	@tests/fuzz/run.sh
 
+# make lint: clang-format on tests/lint/format-files, banned calls, cppcheck (tests/lint/).
+lint:
+	@tests/lint/lint.sh
+format-check:
+	@tests/lint/format.sh --check
+# Rewrites the files in tests/lint/format-files with clang-format.
+format:
+	@tests/lint/format.sh --fix
+
+# make tsan: the lifecycle, restart and API suites against the TSan build; any report fails.
+tsan: all kube $(TOOLS) build/tsan/bin/tasked-controller build/tsan/bin/tasked-runner
+	tests/tsan/run.sh
+
 kube: deps
 	@tests/cluster/build-kube.sh >/dev/null
 
@@ -122,10 +137,12 @@ integration: all kube $(TOOLS)
 
 test: deps
 	$(MAKE) all
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
 	$(MAKE) vm-test
 	$(MAKE) integration
+	$(MAKE) tsan
 
 # apparmor/tasked-runner enforced by Debian's kernel in a qemu VM (tests/vm/apparmor.t): this
 # machine's kernel has no AppArmor. The kernel is downloaded once into the cache.

@@ -24,8 +24,10 @@ int expand_vars(const char *in, expand_lookup_fn lookup, void *userdata, size_t 
 			r = buf_append(&b, "$", 1);
 			p = d + 2;
 		} else if (d[1] == '(' && (end = strchr(d + 2, ')')) != NULL) {
-			const char *v = lookup ? lookup(d + 2, (size_t)(end - d - 2), userdata) : NULL;
-			r = v ? buf_append(&b, v, strlen(v)) : buf_append(&b, d, (size_t)(end - d + 1));
+			const char *v = lookup ? lookup(d + 2, (size_t)(end - d - 2), userdata)
+					       : NULL;
+			r = v ? buf_append(&b, v, strlen(v))
+			      : buf_append(&b, d, (size_t)(end - d + 1));
 			p = end + 1;
 		} else {
 			r = buf_append(&b, "$", 1);

@@ -18,7 +18,7 @@ struct hmap {
 
 static uint32_t hmap_hash(const char *s)
 {
-	uint32_t h = 2166136261u;   /* FNV-1a */
+	uint32_t h = 2166136261u; /* FNV-1a */
 	for (; *s; s++) {
 		h ^= (unsigned char)*s;
 		h *= 16777619u;
@@ -76,7 +76,7 @@ static void hmap_grow(struct hmap *m)
 	size_t n = m->nbuckets * 2;
 	struct hnode **nb = calloc(n, sizeof(*nb));
 	if (!nb)
-		return;   /* keep working with longer chains */
+		return; /* keep working with longer chains */
 	for (size_t i = 0; i < m->nbuckets; i++) {
 		struct hnode *e = m->buckets[i];
 		while (e) {
@@ -129,12 +129,10 @@ void *hmap_del(struct hmap *m, const char *key)
 	return v;
 }
 
-size_t hmap_size(const struct hmap *m)
-{
-	return m->size;
-}
+size_t hmap_size(const struct hmap *m) { return m->size; }
 
-void hmap_foreach(const struct hmap *m, void (*fn)(const char *key, void *value, void *ud), void *ud)
+void hmap_foreach(const struct hmap *m, void (*fn)(const char *key, void *value, void *ud),
+		  void *ud)
 {
 	for (size_t i = 0; i < m->nbuckets; i++)
 		for (struct hnode *n = m->buckets[i]; n; n = n->next)

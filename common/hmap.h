@@ -15,4 +15,5 @@ void *hmap_put(struct hmap *m, const char *key, void *value);
 void *hmap_del(struct hmap *m, const char *key);
 size_t hmap_size(const struct hmap *m);
 /* Calls fn for every entry; fn must not modify the map. */
-void hmap_foreach(const struct hmap *m, void (*fn)(const char *key, void *value, void *ud), void *ud);
+void hmap_foreach(const struct hmap *m, void (*fn)(const char *key, void *value, void *ud),
+		  void *ud);

@@ -5,11 +5,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#define JSCAN_KEY_MAX 256   /* longer member names are skipped, never matched */
+#define JSCAN_KEY_MAX 256 /* longer member names are skipped, never matched */
 
 static size_t jscan_ws(const char *buf, size_t len, size_t pos)
 {
-	while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' || buf[pos] == '\r'))
+	while (pos < len &&
+	       (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' || buf[pos] == '\r'))
 		pos++;
 	return pos;
 }
@@ -28,8 +29,8 @@ static size_t jscan_string_end(const char *buf, size_t len, size_t pos)
 
 static int jscan_scalar_char(char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-	       c == '+' || c == '.';
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       c == '-' || c == '+' || c == '.';
 }
 
 int jscan_skip(const char *buf, size_t len, size_t *pos)
@@ -93,7 +94,6 @@ static int jscan_hex4(const char *s, unsigned *ret)
 	return 0;
 }
 
-
 int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 {
 	size_t o = 0, p;
@@ -121,14 +121,30 @@ int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 				break;
 			}
 			switch (buf[p + 1]) {
-			case '"': tmp[0] = '"'; break;
-			case '\\': tmp[0] = '\\'; break;
-			case '/': tmp[0] = '/'; break;
-			case 'b': tmp[0] = '\b'; break;
-			case 'f': tmp[0] = '\f'; break;
-			case 'n': tmp[0] = '\n'; break;
-			case 'r': tmp[0] = '\r'; break;
-			case 't': tmp[0] = '\t'; break;
+			case '"':
+				tmp[0] = '"';
+				break;
+			case '\\':
+				tmp[0] = '\\';
+				break;
+			case '/':
+				tmp[0] = '/';
+				break;
+			case 'b':
+				tmp[0] = '\b';
+				break;
+			case 'f':
+				tmp[0] = '\f';
+				break;
+			case 'n':
+				tmp[0] = '\n';
+				break;
+			case 'r':
+				tmp[0] = '\r';
+				break;
+			case 't':
+				tmp[0] = '\t';
+				break;
 			case 'u': {
 				unsigned cp, lo;
 				if (p + 6 > ve - 1 || jscan_hex4(buf + p + 2, &cp) < 0) {
@@ -137,8 +153,9 @@ int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 				}
 				p += 4;
 				if (cp >= 0xd800 && cp < 0xdc00) {
-					if (p + 8 > ve - 1 || buf[p + 2] != '\\' || buf[p + 3] != 'u' ||
-					    jscan_hex4(buf + p + 4, &lo) < 0 || lo < 0xdc00 || lo >= 0xe000) {
+					if (p + 8 > ve - 1 || buf[p + 2] != '\\' ||
+					    buf[p + 3] != 'u' || jscan_hex4(buf + p + 4, &lo) < 0 ||
+					    lo < 0xdc00 || lo >= 0xe000) {
 						r = -EBADMSG;
 						break;
 					}
@@ -192,7 +209,7 @@ int jscan_member(const char *buf, size_t len, size_t start, const char *key, siz
 		if (p >= len)
 			return -EBADMSG;
 		if (buf[p] == '}')
-			return first ? -ENOENT : -EBADMSG;   /* "{}" or a trailing comma */
+			return first ? -ENOENT : -EBADMSG; /* "{}" or a trailing comma */
 		if (buf[p] != '"')
 			return -EBADMSG;
 		ks = p;
@@ -227,7 +244,8 @@ int jscan_member(const char *buf, size_t len, size_t start, const char *key, siz
 	}
 }
 
-int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs, size_t *ve)
+int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs,
+	       size_t *ve)
 {
 	size_t s = jscan_ws(buf, len, start), e = len;
 	for (; *path; path++) {

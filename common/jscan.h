@@ -15,10 +15,12 @@ int jscan_skip(const char *buf, size_t len, size_t *pos);
 
 /* Finds member key in the object that starts (after whitespace) at start: 0 with the value's
  * span, -ENOENT when absent, -EBADMSG when the text is not an object. */
-int jscan_member(const char *buf, size_t len, size_t start, const char *key, size_t *vs, size_t *ve);
+int jscan_member(const char *buf, size_t len, size_t start, const char *key, size_t *vs,
+		 size_t *ve);
 
 /* Follows path (member names, NULL-terminated) from the value at start. Same returns. */
-int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs, size_t *ve);
+int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs,
+	       size_t *ve);
 
 /* Array iteration. *pos starts at the array (whitespace allowed before '['); each call returns
  * 1 with the next element's span, 0 after the last, or -EBADMSG. */

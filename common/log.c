@@ -25,7 +25,7 @@ void log_init(const char *component, enum log_level min)
 struct logbuf {
 	char b[LOG_LINE_MAX];
 	size_t pos, lim;
-	int full;       /* something did not fit: the record ends with "truncated":true */
+	int full; /* something did not fit: the record ends with "truncated":true */
 };
 
 /* Structural text: written whole or not at all. */
@@ -100,7 +100,7 @@ static void lb_pair(struct logbuf *l, const char *k, const char *v)
 		return;
 	}
 	lb_str(l, v);
-	l->b[l->pos++] = '"';   /* within LOG_RESERVE */
+	l->b[l->pos++] = '"'; /* within LOG_RESERVE */
 }
 
 void log_kv(enum log_level lvl, const char *msg, ...)

@@ -11,8 +11,8 @@ void log_init(const char *component, enum log_level min);
 void log_kv(enum log_level lvl, const char *msg, ...) __attribute__((sentinel));
 
 #define log_debug(...) log_kv(LOG_LVL_DEBUG, __VA_ARGS__, (char *)NULL)
-#define log_info(...)  log_kv(LOG_LVL_INFO, __VA_ARGS__, (char *)NULL)
-#define log_warn(...)  log_kv(LOG_LVL_WARN, __VA_ARGS__, (char *)NULL)
+#define log_info(...) log_kv(LOG_LVL_INFO, __VA_ARGS__, (char *)NULL)
+#define log_warn(...) log_kv(LOG_LVL_WARN, __VA_ARGS__, (char *)NULL)
 #define log_error(...) log_kv(LOG_LVL_ERROR, __VA_ARGS__, (char *)NULL)
 
 /* A token bucket for a noisy source (libwebsockets repeats one line per failed accept under fd
@@ -21,8 +21,12 @@ struct log_limit {
 	pthread_mutex_t lock;
 	double tokens;
 	int64_t last_ms;
-	unsigned long long suppressed;   /* saturating */
+	unsigned long long suppressed; /* saturating */
 };
-#define LOG_LIMIT_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 }
+#define LOG_LIMIT_INIT                             \
+	{                                          \
+		PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 \
+	}
 /* 1: log this line, and report *suppressed lines dropped since the last one logged; 0: drop it. */
-int log_limit_allow(struct log_limit *l, double burst, double per_s, unsigned long long *suppressed);
+int log_limit_allow(struct log_limit *l, double burst, double per_s,
+		    unsigned long long *suppressed);

@@ -63,7 +63,7 @@ int mask_buf(struct buf *b, const char *const *secrets, size_t n)
 			buf_free(b);
 		return hits;
 	}
-	out.max = b->max;   /* later appends still see b's own limit */
+	out.max = b->max; /* later appends still see b's own limit */
 	buf_free(b);
 	*b = out;
 	return hits;
@@ -79,7 +79,8 @@ size_t mask_pending(const char *data, size_t len, const char *const *secrets, si
 		if (sl < 2 || sl > hold_max)
 			continue;
 		from = len > sl - 1 ? len - (sl - 1) : 0;
-		for (const char *p = data + from; p < data + len && (size_t)(data + len - p) > hold;) {
+		for (const char *p = data + from;
+		     p < data + len && (size_t)(data + len - p) > hold;) {
 			const char *hit = memchr(p, sec[0], (size_t)(data + len - p));
 			if (!hit)
 				break;

@@ -17,7 +17,8 @@ int mask_text(const char *s, size_t len, const char *const *secrets, size_t n, s
 int mask_string(const char *s, const char *const *secrets, size_t n, char **ret)
 	__attribute__((warn_unused_result));
 /* Masks b in place: the number replaced, or a negative errno with b emptied. */
-int mask_buf(struct buf *b, const char *const *secrets, size_t n) __attribute__((warn_unused_result));
+int mask_buf(struct buf *b, const char *const *secrets, size_t n)
+	__attribute__((warn_unused_result));
 /* For streams: the longest end of data (at most hold_max bytes) that is the beginning, not the
  * whole, of a secret. Those bytes wait for the next chunk so a secret written in two pieces is
  * still masked whole. */

@@ -8,10 +8,10 @@
 #include <string.h>
 
 static const char *const proto_names[PROTO__COUNT] = {
-	[PROTO_HELLO] = "hello",       [PROTO_READY] = "ready",     [PROTO_STARTED] = "started",
-	[PROTO_LOG] = "log",           [PROTO_RESULT] = "result",   [PROTO_PONG] = "pong",
-	[PROTO_WELCOME] = "welcome",   [PROTO_DISPATCH] = "dispatch", [PROTO_CANCEL] = "cancel",
-	[PROTO_ACK] = "ack",           [PROTO_DRAIN] = "drain",     [PROTO_PING] = "ping",
+	[PROTO_HELLO] = "hello",     [PROTO_READY] = "ready",       [PROTO_STARTED] = "started",
+	[PROTO_LOG] = "log",         [PROTO_RESULT] = "result",     [PROTO_PONG] = "pong",
+	[PROTO_WELCOME] = "welcome", [PROTO_DISPATCH] = "dispatch", [PROTO_CANCEL] = "cancel",
+	[PROTO_ACK] = "ack",         [PROTO_DRAIN] = "drain",       [PROTO_PING] = "ping",
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -84,10 +84,12 @@ static int check_string_array(json_t *a, const char *k, size_t maxn, size_t maxl
 		return proto_fail(err, errsz, "field %s has too many items", k);
 	if (nonempty && json_array_size(a) == 0)
 		return proto_fail(err, errsz, "field %s is empty", k);
-	json_array_foreach(a, i, v) {
+	json_array_foreach(a, i, v)
+	{
 		if (!json_is_string(v) || json_string_length(v) > maxlen ||
 		    strlen(json_string_value(v)) != json_string_length(v))
-			return proto_fail(err, errsz, "field %s[%zu] must be a string without NUL", k, i);
+			return proto_fail(err, errsz, "field %s[%zu] must be a string without NUL",
+					  k, i);
 	}
 	return 0;
 }
@@ -106,31 +108,39 @@ static int decode_hello(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 	if (m->runner_id[0] == '\0')
 		return proto_fail(err, errsz, "field runnerId is empty");
 	for (const char *p = m->runner_id; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
-		      *p == '_' || (*p >= 'A' && *p <= 'Z')))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '.' || *p == '_' || (*p >= 'A' && *p <= 'Z')))
 			return proto_fail(err, errsz, "field runnerId has invalid characters");
 	m->labels = json_object_get(o, "labels");
 	if (m->labels) {
 		if (!json_is_object(m->labels) || json_object_size(m->labels) > PROTO_MAX_LABELS)
-			return proto_fail(err, errsz, "field labels must be an object of at most %d strings",
+			return proto_fail(err, errsz,
+					  "field labels must be an object of at most %d strings",
 					  PROTO_MAX_LABELS);
-		json_object_foreach(m->labels, k, v) {
+		json_object_foreach(m->labels, k, v)
+		{
 			if (strlen(k) > 63 || !json_is_string(v) || json_string_length(v) > 63 ||
 			    strlen(json_string_value(v)) != json_string_length(v))
-				return proto_fail(err, errsz, "label values must be strings of at most 63 bytes");
+				return proto_fail(
+					err, errsz,
+					"label values must be strings of at most 63 bytes");
 		}
 	}
 	m->executors = json_object_get(o, "executors");
-	if (m->executors && (r = check_string_array(m->executors, "executors", 16, 32, 0, err, errsz)) < 0)
+	if (m->executors &&
+	    (r = check_string_array(m->executors, "executors", 16, 32, 0, err, errsz)) < 0)
 		return r;
 	m->running = json_object_get(o, "running");
 	if (m->running) {
 		if (!json_is_array(m->running) || json_array_size(m->running) > PROTO_MAX_HELD)
 			return proto_fail(err, errsz, "field running must be an array");
-		json_array_foreach(m->running, i, v) {
+		json_array_foreach(m->running, i, v)
+		{
 			struct proto_msg t = { 0 };
 			if (!json_is_object(v) || get_task(v, &t, err, errsz) < 0)
-				return proto_fail(err, errsz, "field running[%zu] must be {taskUid, attempt}", i);
+				return proto_fail(err, errsz,
+						  "field running[%zu] must be {taskUid, attempt}",
+						  i);
 		}
 	}
 	return 0;
@@ -194,8 +204,8 @@ static int proto_is_token(const char *s)
 	if (!*s)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", *s)))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
 			return 0;
 	return 1;
 }
@@ -209,16 +219,21 @@ static int check_headers(json_t *a, const char *k, char *err, size_t errsz)
 	if (!a)
 		return 0;
 	if (!json_is_array(a) || json_array_size(a) > PROTO_MAX_HEADERS)
-		return proto_fail(err, errsz, "field %s must be an array of at most %d", k, PROTO_MAX_HEADERS);
-	json_array_foreach(a, i, v) {
+		return proto_fail(err, errsz, "field %s must be an array of at most %d", k,
+				  PROTO_MAX_HEADERS);
+	json_array_foreach(a, i, v)
+	{
 		const char *n, *val;
 		int secret;
 		if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
 		    get_str(v, "value", 1, PROTO_MAX_HEADER_VALUE, &val, err, errsz) < 0 ||
 		    get_bool(v, "secret", 0, &secret, err, errsz) < 0 || !proto_is_token(n) ||
 		    strpbrk(val, "\r\n"))
-			return proto_fail(err, errsz, "field %s[%zu] must be {name, value, secret} with a token "
-					  "name and a value without CR or LF", k, i);
+			return proto_fail(
+				err, errsz,
+				"field %s[%zu] must be {name, value, secret} with a token "
+				"name and a value without CR or LF",
+				k, i);
 	}
 	return 0;
 }
@@ -234,7 +249,8 @@ static int check_url(json_t *o, const char *k, char *err, size_t errsz)
 
 static int decode_http(json_t *h, char *err, size_t errsz)
 {
-	static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+	static const char *const methods[] = { "GET",   "HEAD",   "POST",   "PUT",
+					       "PATCH", "DELETE", "OPTIONS" };
 	const char *method, *body, *s;
 	json_t *codes, *oauth, *v;
 	int64_t n;
@@ -254,32 +270,47 @@ static int decode_http(json_t *h, char *err, size_t errsz)
 	for (i = 0; method && i < sizeof(methods) / sizeof(methods[0]); i++)
 		ok |= strcmp(method, methods[i]) == 0;
 	if (method && !ok)
-		return proto_fail(err, errsz, "field http.method must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+		return proto_fail(err, errsz,
+				  "field http.method must be one of GET, HEAD, POST, PUT, PATCH, "
+				  "DELETE, OPTIONS");
 	codes = json_object_get(h, "successCodes");
 	if (codes) {
 		if (!json_is_array(codes) || json_array_size(codes) > PROTO_MAX_CODES)
-			return proto_fail(err, errsz, "field http.successCodes must be an array of at most %d", PROTO_MAX_CODES);
-		json_array_foreach(codes, i, v)
-			if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 599)
-				return proto_fail(err, errsz, "field http.successCodes[%zu] must be an integer from 100 to 599", i);
+			return proto_fail(err, errsz,
+					  "field http.successCodes must be an array of at most %d",
+					  PROTO_MAX_CODES);
+		json_array_foreach(
+			codes, i,
+			v) if (!json_is_integer(v) || json_integer_value(v) < 100 ||
+			       json_integer_value(v) >
+				       599) return proto_fail(err, errsz,
+							      "field http.successCodes[%zu] must "
+							      "be an integer from 100 to 599",
+							      i);
 	}
 	if (oauth) {
 		json_t *scopes = json_object_get(oauth, "scopes");
 		if ((r = check_url(oauth, "tokenURL", err, errsz)) < 0 ||
 		    (r = get_str(oauth, "clientID", 0, 1024, &s, err, errsz)) < 0 ||
-		    (r = get_str(oauth, "clientSecret", 0, PROTO_MAX_HEADER_VALUE, &s, err, errsz)) < 0)
+		    (r = get_str(oauth, "clientSecret", 0, PROTO_MAX_HEADER_VALUE, &s, err,
+				 errsz)) < 0)
 			return r;
-		if (scopes && (r = check_string_array(scopes, "http.oauth2.scopes", PROTO_MAX_SCOPES, 256, 0,
-						      err, errsz)) < 0)
+		if (scopes && (r = check_string_array(scopes, "http.oauth2.scopes",
+						      PROTO_MAX_SCOPES, 256, 0, err, errsz)) < 0)
 			return r;
 		/* RFC 6749 scope-token: printable ASCII without space, '"' or '\\' */
-		json_array_foreach(scopes, i, v) {
+		json_array_foreach(scopes, i, v)
+		{
 			const unsigned char *p = (const unsigned char *)json_string_value(v);
 			if (!*p)
-				return proto_fail(err, errsz, "field http.oauth2.scopes[%zu] is empty", i);
+				return proto_fail(err, errsz,
+						  "field http.oauth2.scopes[%zu] is empty", i);
 			for (; *p; p++)
 				if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\')
-					return proto_fail(err, errsz, "field http.oauth2.scopes[%zu] is not a scope token", i);
+					return proto_fail(err, errsz,
+							  "field http.oauth2.scopes[%zu] is not a "
+							  "scope token",
+							  i);
 		}
 	}
 	return 0;
@@ -291,18 +322,23 @@ static int decode_policy(json_t *p, char *err, size_t errsz)
 	int64_t n;
 	int b, r;
 
-	if ((r = get_obj(p, "http", &h, err, errsz)) < 0 || (r = get_obj(p, "shell", &sh, err, errsz)) < 0)
+	if ((r = get_obj(p, "http", &h, err, errsz)) < 0 ||
+	    (r = get_obj(p, "shell", &sh, err, errsz)) < 0)
 		return r;
 	if (h) {
 		json_t *c = json_object_get(h, "allowedCIDRs");
 		if ((r = get_bool(h, "allowPrivateNetworks", 0, &b, err, errsz)) < 0 ||
-		    (r = get_int(h, "maxResponseBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0 ||
-		    (r = get_int(h, "maxRedirects", 0, 0, PROTO_MAX_REDIRECTS, 0, &n, err, errsz)) < 0)
+		    (r = get_int(h, "maxResponseBytes", 0, 0, INT64_C(1) << 40, 0, &n, err,
+				 errsz)) < 0 ||
+		    (r = get_int(h, "maxRedirects", 0, 0, PROTO_MAX_REDIRECTS, 0, &n, err, errsz)) <
+			    0)
 			return r;
-		if (c && (r = check_string_array(c, "policy.http.allowedCIDRs", PROTO_MAX_CIDRS, 64, 0, err, errsz)) < 0)
+		if (c && (r = check_string_array(c, "policy.http.allowedCIDRs", PROTO_MAX_CIDRS, 64,
+						 0, err, errsz)) < 0)
 			return r;
 	}
-	if (sh && (r = get_int(sh, "maxOutputBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0)
+	if (sh &&
+	    (r = get_int(sh, "maxOutputBytes", 0, 0, INT64_C(1) << 40, 0, &n, err, errsz)) < 0)
 		return r;
 	return 0;
 }
@@ -324,11 +360,14 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 		return r;
 	kinds = !!shell + !!m->http + !!m->remote;
 	if (kinds != 1)
-		return proto_fail(err, errsz, "exactly one of the fields shell, http and remote must be an object");
+		return proto_fail(
+			err, errsz,
+			"exactly one of the fields shell, http and remote must be an object");
 	if (shell) {
 		m->executor = PROTO_EXEC_SHELL;
 		m->command = json_object_get(shell, "command");
-		if ((r = check_string_array(m->command, "shell.command", PROTO_MAX_ARGS, 64 * 1024, 1, err, errsz)) < 0)
+		if ((r = check_string_array(m->command, "shell.command", PROTO_MAX_ARGS, 64 * 1024,
+					    1, err, errsz)) < 0)
 			return r;
 		if ((r = get_str(shell, "workingDir", 0, 1024, &m->working_dir, err, errsz)) < 0)
 			return r;
@@ -339,7 +378,8 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 	} else {
 		m->executor = PROTO_EXEC_REMOTE;
 		if ((r = check_url(m->remote, "url", err, errsz)) < 0 ||
-		    (r = check_headers(json_object_get(m->remote, "headers"), "remote.headers", err, errsz)) < 0)
+		    (r = check_headers(json_object_get(m->remote, "headers"), "remote.headers", err,
+				       errsz)) < 0)
 			return r;
 	}
 	if (m->policy && (r = decode_policy(m->policy, err, errsz)) < 0)
@@ -347,14 +387,19 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 	m->env = json_object_get(o, "env");
 	if (m->env) {
 		if (!json_is_array(m->env) || json_array_size(m->env) > PROTO_MAX_ENV)
-			return proto_fail(err, errsz, "field env must be an array of at most %d", PROTO_MAX_ENV);
-		json_array_foreach(m->env, i, v) {
+			return proto_fail(err, errsz, "field env must be an array of at most %d",
+					  PROTO_MAX_ENV);
+		json_array_foreach(m->env, i, v)
+		{
 			const char *n, *val;
 			int secret;
 			if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
-			    get_str(v, "value", 1, 128 * 1024, &val, err, errsz) < 0 || n[0] == '\0' ||
-			    strchr(n, '=') || get_bool(v, "secret", 0, &secret, err, errsz) < 0)
-				return proto_fail(err, errsz, "field env[%zu] must be {name, value, secret}", i);
+			    get_str(v, "value", 1, 128 * 1024, &val, err, errsz) < 0 ||
+			    n[0] == '\0' || strchr(n, '=') ||
+			    get_bool(v, "secret", 0, &secret, err, errsz) < 0)
+				return proto_fail(err, errsz,
+						  "field env[%zu] must be {name, value, secret}",
+						  i);
 		}
 	}
 	m->input = json_object_get(o, "input");
@@ -370,8 +415,10 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 				 &m->log_tail_max, err, errsz)) < 0 ||
 		    (r = get_int(limits, "memoryBytes", 0, 0, INT64_C(1) << 50, 0, &m->memory_bytes,
 				 err, errsz)) < 0 ||
-		    (r = get_int(limits, "cpuSeconds", 0, 0, INT32_MAX, 0, &m->cpu_seconds, err, errsz)) < 0 ||
-		    (r = get_int(limits, "cpuMillis", 0, 0, 1000 * 1000, 0, &m->cpu_millis, err, errsz)) < 0)
+		    (r = get_int(limits, "cpuSeconds", 0, 0, INT32_MAX, 0, &m->cpu_seconds, err,
+				 errsz)) < 0 ||
+		    (r = get_int(limits, "cpuMillis", 0, 0, 1000 * 1000, 0, &m->cpu_millis, err,
+				 errsz)) < 0)
 			return r;
 	}
 	return 0;
@@ -393,7 +440,8 @@ static int decode_body(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 		if ((r = get_task(o, m, err, errsz)) < 0 ||
 		    (r = get_int(o, "seq", 1, 0, INT64_MAX, 0, &m->seq, err, errsz)) < 0 ||
 		    (r = get_str(o, "stream", 1, 16, &m->stream, err, errsz)) < 0 ||
-		    (r = get_str(o, "data", 1, PROTO_MAX_MESSAGE_DEFAULT, &m->data, err, errsz)) < 0)
+		    (r = get_str(o, "data", 1, PROTO_MAX_MESSAGE_DEFAULT, &m->data, err, errsz)) <
+			    0)
 			return r;
 		if (strcmp(m->stream, "stdout") != 0 && strcmp(m->stream, "stderr") != 0)
 			return proto_fail(err, errsz, "field stream must be stdout or stderr");
@@ -402,10 +450,11 @@ static int decode_body(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 		return decode_result(o, m, err, errsz);
 	case PROTO_WELCOME:
 		if ((r = get_str(o, "runnerId", 1, 63, &m->runner_id, err, errsz)) < 0 ||
-		    (r = get_int(o, "heartbeatSeconds", 0, 1, 3600, 10, &m->heartbeat_s, err, errsz)) < 0)
+		    (r = get_int(o, "heartbeatSeconds", 0, 1, 3600, 10, &m->heartbeat_s, err,
+				 errsz)) < 0)
 			return r;
-		return get_int(o, "maxMessageBytes", 0, 1024, INT64_C(1) << 30, PROTO_MAX_MESSAGE_DEFAULT,
-			       &m->max_message, err, errsz);
+		return get_int(o, "maxMessageBytes", 0, 1024, INT64_C(1) << 30,
+			       PROTO_MAX_MESSAGE_DEFAULT, &m->max_message, err, errsz);
 	case PROTO_DISPATCH:
 		return decode_dispatch(o, m, err, errsz);
 	case PROTO_CANCEL:
@@ -439,7 +488,8 @@ int proto_decode(const char *data, size_t len, size_t max, enum proto_dir dir,
 	 * every field read as a C string is checked for it (get_str, check_string_array). */
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!root)
-		return proto_fail(err, errsz, "invalid JSON at line %d column %d", jerr.line, jerr.column);
+		return proto_fail(err, errsz, "invalid JSON at line %d column %d", jerr.line,
+				  jerr.column);
 	if (!json_is_object(root)) {
 		json_decref(root);
 		return proto_fail(err, errsz, "message must be a JSON object");
@@ -459,7 +509,8 @@ int proto_decode(const char *data, size_t len, size_t max, enum proto_dir dir,
 	}
 	if ((dir == PROTO_FROM_RUNNER) != (i < PROTO_WELCOME)) {
 		json_decref(root);
-		return proto_fail(err, errsz, "message type %s not allowed in this direction", proto_names[i]);
+		return proto_fail(err, errsz, "message type %s not allowed in this direction",
+				  proto_names[i]);
 	}
 	ret->type = (enum proto_type)i;
 	ret->root = root;
@@ -478,10 +529,7 @@ void proto_msg_free(struct proto_msg *m)
 	m->root = NULL;
 }
 
-json_t *proto_new(enum proto_type t)
-{
-	return json_pack("{ss}", "type", proto_type_name(t));
-}
+json_t *proto_new(enum proto_type t) { return json_pack("{ss}", "type", proto_type_name(t)); }
 
 json_t *proto_new_task(enum proto_type t, const char *task_uid, int64_t attempt)
 {
@@ -600,7 +648,8 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 			if (is_type) {
 				int t;
 				for (t = 0; t < PROTO__COUNT; t++)
-					if (strlen(proto_names[t]) == vl && memcmp(data + vs, proto_names[t], vl) == 0)
+					if (strlen(proto_names[t]) == vl &&
+					    memcmp(data + vs, proto_names[t], vl) == 0)
 						break;
 				if (t == PROTO__COUNT)
 					return -EBADMSG;
@@ -610,7 +659,8 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 				if (vl > PROTO_MAX_ID || vl >= uidsz)
 					return -EBADMSG;
 				for (size_t j = vs; j < vs + vl; j++)
-					if ((unsigned char)data[j] <= 0x20 || (unsigned char)data[j] >= 0x7f)
+					if ((unsigned char)data[j] <= 0x20 ||
+					    (unsigned char)data[j] >= 0x7f)
 						return -EBADMSG;
 				memcpy(uid, data + vs, vl);
 				uid[vl] = '\0';
@@ -621,9 +671,11 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 			size_t digits = 0;
 			if (seen_attempt)
 				return -EBADMSG;
-			for (; i < len && data[i] >= '0' && data[i] <= '9' && digits < 8; i++, digits++)
+			for (; i < len && data[i] >= '0' && data[i] <= '9' && digits < 8;
+			     i++, digits++)
 				v = v * 10 + (data[i] - '0');
-			if (digits == 0 || (i < len && data[i] >= '0' && data[i] <= '9') || v < 1 || v > 1000000)
+			if (digits == 0 || (i < len && data[i] >= '0' && data[i] <= '9') || v < 1 ||
+			    v > 1000000)
 				return -EBADMSG;
 			*attempt = v;
 			seen_attempt = 1;
@@ -645,7 +697,8 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 
 json_t *proto_load_output(const char *data, size_t len, int *too_deep, json_error_t *err)
 {
-	json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, err);
+	json_t *j = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+			       err);
 
 	/* The text is JSON (it parsed, or only the parser's own depth limit stopped it), so the
 	 * bracket count is the nesting. */

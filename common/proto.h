@@ -22,22 +22,32 @@
 #define PROTO_MAX_SCOPES 64
 #define PROTO_MAX_CIDRS 256
 #define PROTO_MAX_REDIRECTS 20
-#define PROTO_MAX_OUTPUT_DEPTH 64   /* nesting of a task's output; the runner refuses deeper */
+#define PROTO_MAX_OUTPUT_DEPTH 64 /* nesting of a task's output; the runner refuses deeper */
 
 /* WebSocket close codes used on protocol errors (4000-4999 are application codes). */
 #define PROTO_CLOSE_MALFORMED 4400
 #define PROTO_CLOSE_TOO_BIG 1009
 #define PROTO_CLOSE_POLICY 1008
 #define PROTO_CLOSE_DRAIN 4001
-#define PROTO_CLOSE_STANDBY 4003   /* a standby controller; reconnect (to the leader) */
+#define PROTO_CLOSE_STANDBY 4003 /* a standby controller; reconnect (to the leader) */
 
 enum proto_dir { PROTO_FROM_RUNNER, PROTO_FROM_CONTROLLER };
 
 enum proto_type {
 	/* runner -> controller */
-	PROTO_HELLO, PROTO_READY, PROTO_STARTED, PROTO_LOG, PROTO_RESULT, PROTO_PONG,
+	PROTO_HELLO,
+	PROTO_READY,
+	PROTO_STARTED,
+	PROTO_LOG,
+	PROTO_RESULT,
+	PROTO_PONG,
 	/* controller -> runner */
-	PROTO_WELCOME, PROTO_DISPATCH, PROTO_CANCEL, PROTO_ACK, PROTO_DRAIN, PROTO_PING,
+	PROTO_WELCOME,
+	PROTO_DISPATCH,
+	PROTO_CANCEL,
+	PROTO_ACK,
+	PROTO_DRAIN,
+	PROTO_PING,
 	PROTO__COUNT
 };
 
@@ -48,8 +58,8 @@ enum proto_executor { PROTO_EXEC_SHELL, PROTO_EXEC_HTTP, PROTO_EXEC_REMOTE };
 struct proto_msg {
 	enum proto_type type;
 	json_t *root;
-	const char *task_uid;     /* started, log, result, dispatch, cancel, ack */
-	int64_t attempt;          /* same */
+	const char *task_uid; /* started, log, result, dispatch, cancel, ack */
+	int64_t attempt;      /* same */
 	/* hello */
 	const char *runner_id, *version;
 	json_t *labels, *executors, *running; /* running: [{taskUid, attempt}] held by the runner */
@@ -61,27 +71,27 @@ struct proto_msg {
 	const char *stream, *data;
 	/* result */
 	const char *phase, *reason, *message, *log_tail;
-	int64_t exit_code;        /* -1 when absent */
-	int64_t http_status;      /* http and remote executors; 0 when absent */
-	int retryable;            /* remote executor's verdict: 1, 0, or -1 when absent */
-	json_t *output;           /* may be NULL */
+	int64_t exit_code;   /* -1 when absent */
+	int64_t http_status; /* http and remote executors; 0 when absent */
+	int retryable;       /* remote executor's verdict: 1, 0, or -1 when absent */
+	json_t *output;      /* may be NULL */
 	int truncated;
 	int64_t start_ms, end_ms; /* started, result */
 	/* welcome */
 	int64_t heartbeat_s, max_message;
 	/* dispatch: exactly one of shell (command set), http or remote */
 	const char *namespace_, *name;
-	int64_t deadline_ms;      /* 0 = none */
+	int64_t deadline_ms; /* 0 = none */
 	enum proto_executor executor;
-	json_t *command;          /* shell: array of strings */
+	json_t *command; /* shell: array of strings */
 	const char *working_dir;
-	json_t *http;             /* {method, url, headers[{name, value, secret}], body, successCodes[],
+	json_t *http;   /* {method, url, headers[{name, value, secret}], body, successCodes[],
 				   *  followRedirects, maxRedirects, maxResponseBytes, timeoutSeconds,
 				   *  oauth2{tokenURL, clientID, clientSecret, scopes[]}} */
-	json_t *remote;           /* {url, headers[{name, value, secret}]} */
-	json_t *env;              /* [{name, value, secret}] */
-	json_t *input;            /* may be NULL */
-	json_t *policy;           /* the queue's policy object (other keys ignored); may be NULL */
+	json_t *remote; /* {url, headers[{name, value, secret}]} */
+	json_t *env;    /* [{name, value, secret}] */
+	json_t *input;  /* may be NULL */
+	json_t *policy; /* the queue's policy object (other keys ignored); may be NULL */
 	int64_t max_output, log_tail_max;
 	int64_t memory_bytes, cpu_seconds, cpu_millis; /* limits; 0 = none */
 };

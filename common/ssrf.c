@@ -26,8 +26,9 @@ static const char *const ssrf_names[] = {
 
 const char *ssrf_class_name(enum ssrf_class c)
 {
-	return (unsigned)c < sizeof(ssrf_names) / sizeof(ssrf_names[0]) && ssrf_names[c] ? ssrf_names[c]
-										     : "unknown";
+	return (unsigned)c < sizeof(ssrf_names) / sizeof(ssrf_names[0]) && ssrf_names[c]
+		       ? ssrf_names[c]
+		       : "unknown";
 }
 
 struct ssrf_range {
@@ -45,9 +46,9 @@ static const struct ssrf_range ssrf_v4[] = {
 	{ { 127, 0, 0, 0 }, 8, SSRF_LOOPBACK },
 	{ { 169, 254, 0, 0 }, 16, SSRF_LINK_LOCAL },
 	{ { 172, 16, 0, 0 }, 12, SSRF_PRIVATE },
-	{ { 192, 0, 0, 0 }, 24, SSRF_RESERVED },       /* IETF protocol assignments */
-	{ { 192, 0, 2, 0 }, 24, SSRF_DOCUMENTATION },  /* TEST-NET-1 */
-	{ { 192, 88, 99, 0 }, 24, SSRF_RESERVED },     /* 6to4 relay anycast (deprecated) */
+	{ { 192, 0, 0, 0 }, 24, SSRF_RESERVED },      /* IETF protocol assignments */
+	{ { 192, 0, 2, 0 }, 24, SSRF_DOCUMENTATION }, /* TEST-NET-1 */
+	{ { 192, 88, 99, 0 }, 24, SSRF_RESERVED },    /* 6to4 relay anycast (deprecated) */
 	{ { 192, 168, 0, 0 }, 16, SSRF_PRIVATE },
 	{ { 198, 18, 0, 0 }, 15, SSRF_BENCHMARKING },
 	{ { 198, 51, 100, 0 }, 24, SSRF_DOCUMENTATION }, /* TEST-NET-2 */
@@ -62,11 +63,11 @@ static const struct ssrf_range ssrf_v4[] = {
 static const struct ssrf_range ssrf_v6[] = {
 	{ { 0 }, 128, SSRF_UNSPECIFIED },
 	{ { [15] = 1 }, 128, SSRF_LOOPBACK },
-	{ { 0x01, 0x00 }, 64, SSRF_RESERVED },                   /* 100::/64 discard */
+	{ { 0x01, 0x00 }, 64, SSRF_RESERVED },                             /* 100::/64 discard */
 	{ { 0x20, 0x01, 0x00, 0x02, 0x00, 0x00 }, 48, SSRF_BENCHMARKING }, /* 2001:2::/48 */
-	{ { 0x20, 0x01, 0x0d, 0xb8 }, 32, SSRF_DOCUMENTATION }, /* 2001:db8::/32 */
-	{ { 0x20, 0x01, 0x00, 0x00 }, 23, SSRF_RESERVED },       /* IETF: Teredo, ORCHID, ... */
-	{ { 0x3f, 0xff }, 20, SSRF_DOCUMENTATION },              /* 3fff::/20 */
+	{ { 0x20, 0x01, 0x0d, 0xb8 }, 32, SSRF_DOCUMENTATION },            /* 2001:db8::/32 */
+	{ { 0x20, 0x01, 0x00, 0x00 }, 23, SSRF_RESERVED }, /* IETF: Teredo, ORCHID, ... */
+	{ { 0x3f, 0xff }, 20, SSRF_DOCUMENTATION },        /* 3fff::/20 */
 	{ { 0xfc }, 7, SSRF_ULA },
 	{ { 0xfe, 0x80 }, 10, SSRF_LINK_LOCAL },
 	{ { 0xfe, 0xc0 }, 10, SSRF_SITE_LOCAL },
@@ -94,8 +95,8 @@ static enum ssrf_class ssrf_classify_v4(const uint8_t *a)
 enum ssrf_class ssrf_classify(const struct ssrf_addr *a, struct ssrf_addr *embedded)
 {
 	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	static const uint8_t translated[12] = { [8] = 0xff, [9] = 0xff };  /* ::ffff:0:0:0/96 */
-	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };       /* 64:ff9b::/96 */
+	static const uint8_t translated[12] = { [8] = 0xff, [9] = 0xff }; /* ::ffff:0:0:0/96 */
+	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };      /* 64:ff9b::/96 */
 	static const uint8_t zero[12] = { 0 };
 	const uint8_t *v4 = NULL;
 	enum ssrf_class c;
@@ -341,7 +342,8 @@ int ssrf_check(const struct ssrf_policy *p, const struct ssrf_addr *a, char *why
 		ssrf_format(a, s, sizeof(s));
 		if (emb.family) {
 			ssrf_format(&emb, e, sizeof(e));
-			snprintf(why, whysz, "%s (IPv4 %s embedded in IPv6) is %s", s, e, ssrf_class_name(c));
+			snprintf(why, whysz, "%s (IPv4 %s embedded in IPv6) is %s", s, e,
+				 ssrf_class_name(c));
 		} else {
 			snprintf(why, whysz, "%s is %s", s, ssrf_class_name(c));
 		}
@@ -373,7 +375,8 @@ int ssrf_check_sockaddr(const struct ssrf_policy *p, const struct sockaddr *sa, 
 	struct ssrf_addr a;
 	if (ssrf_from_sockaddr(sa, salen, &a) < 0) {
 		if (why && whysz)
-			snprintf(why, whysz, "address family %d is not IPv4 or IPv6", sa ? sa->sa_family : -1);
+			snprintf(why, whysz, "address family %d is not IPv4 or IPv6",
+				 sa ? sa->sa_family : -1);
 		return -EACCES;
 	}
 	return ssrf_check(p, &a, why, whysz);

@@ -37,8 +37,8 @@ enum ssrf_class {
 };
 
 struct ssrf_addr {
-	int family;      /* AF_INET or AF_INET6 */
-	uint8_t a[16];   /* network order; IPv4 in a[0..3] */
+	int family;    /* AF_INET or AF_INET6 */
+	uint8_t a[16]; /* network order; IPv4 in a[0..3] */
 };
 
 struct ssrf_cidr {
@@ -47,7 +47,7 @@ struct ssrf_cidr {
 };
 
 struct ssrf_policy {
-	int allow_private;                      /* every non-public class is allowed */
+	int allow_private; /* every non-public class is allowed */
 	size_t ncidrs;
 	struct ssrf_cidr cidrs[SSRF_MAX_CIDRS]; /* allowed even though their class is blocked */
 };

@@ -50,8 +50,14 @@ static int util_fmt_time(int64_t ms, char *out, size_t outsz, int digits)
 }
 
 int util_rfc3339(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 0); }
-int util_rfc3339_ms(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 3); }
-int util_rfc3339_us(int64_t ms, char *out, size_t outsz) { return util_fmt_time(ms, out, outsz, 6); }
+int util_rfc3339_ms(int64_t ms, char *out, size_t outsz)
+{
+	return util_fmt_time(ms, out, outsz, 3);
+}
+int util_rfc3339_us(int64_t ms, char *out, size_t outsz)
+{
+	return util_fmt_time(ms, out, outsz, 6);
+}
 
 int util_parse_rfc3339(const char *s, int64_t *ret_ms)
 {
@@ -138,7 +144,8 @@ int util_base64_decode(const char *in, char **ret, size_t *ret_len)
 		return -ENOMEM;
 	}
 	EVP_DecodeInit(ctx);
-	if (n > INT_MAX || EVP_DecodeUpdate(ctx, out, &outl, (const unsigned char *)in, (int)n) < 0 ||
+	if (n > INT_MAX ||
+	    EVP_DecodeUpdate(ctx, out, &outl, (const unsigned char *)in, (int)n) < 0 ||
 	    EVP_DecodeFinal(ctx, out + outl, &fin) < 0) {
 		free(out);
 		EVP_ENCODE_CTX_free(ctx);
@@ -225,7 +232,8 @@ fail:
 void util_rstrip(char *s)
 {
 	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+	while (n > 0 &&
+	       (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
 }
 
@@ -300,10 +308,7 @@ int buf_append(struct buf *b, const void *p, size_t n)
 	return 0;
 }
 
-int buf_puts(struct buf *b, const char *s)
-{
-	return buf_append(b, s, strlen(s));
-}
+int buf_puts(struct buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
@@ -419,7 +424,8 @@ static int util_rm_below(int dfd, int depth)
 		}
 		sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0 && errno == EACCES && fchmodat(dfd, e->d_name, 0700, 0) == 0)
-			sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			sub = openat(dfd, e->d_name,
+				     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0) {
 			if (unlinkat(dfd, e->d_name, 0) < 0 && r == 0)
 				r = -errno;
@@ -437,7 +443,4 @@ static int util_rm_below(int dfd, int depth)
 	return r;
 }
 
-int util_rm_contents(int dfd)
-{
-	return util_rm_below(dfd, 0);
-}
+int util_rm_contents(int dfd) { return util_rm_below(dfd, 0); }

@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int64_t util_now_ms(void);            /* CLOCK_REALTIME in milliseconds */
-int64_t util_mono_ms(void);           /* CLOCK_MONOTONIC in milliseconds */
+int64_t util_now_ms(void);  /* CLOCK_REALTIME in milliseconds */
+int64_t util_mono_ms(void); /* CLOCK_MONOTONIC in milliseconds */
 /* Formats "2006-01-02T15:04:05Z" (Kubernetes metav1.Time, second precision). */
 int util_rfc3339(int64_t ms, char *out, size_t outsz);
 /* Formats "2006-01-02T15:04:05.000Z" for logs. */
@@ -15,8 +15,8 @@ int util_rfc3339_us(int64_t ms, char *out, size_t outsz);
 /* Parses "YYYY-MM-DDTHH:MM:SS[.frac]Z" into ms; -EINVAL on anything else. */
 int util_parse_rfc3339(const char *s, int64_t *ret_ms);
 
-int util_random(void *buf, size_t len);           /* getrandom, never blocks after boot */
-int util_random_hex(char *out, size_t nbytes);    /* writes 2*nbytes hex chars + NUL */
+int util_random(void *buf, size_t len);        /* getrandom, never blocks after boot */
+int util_random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex chars + NUL */
 /* Constant-time equality of two byte strings of possibly different lengths: both are hashed
  * with SHA-256 first, so neither content nor length leaks through timing. */
 int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
@@ -41,16 +41,16 @@ int util_parse_long(const char *s, long min, long max, long *ret);
 struct buf {
 	char *data;
 	size_t len, cap, max;
-	int err;   /* the first failure (-ENOBUFS or -ENOMEM), 0 while usable */
+	int err; /* the first failure (-ENOBUFS or -ENOMEM), 0 while usable */
 };
 void buf_init(struct buf *b, size_t max);
-int buf_append(struct buf *b, const void *p, size_t n);   /* -ENOBUFS past max, -ENOMEM */
+int buf_append(struct buf *b, const void *p, size_t n); /* -ENOBUFS past max, -ENOMEM */
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hands the bytes over (NUL-terminated, "" when empty; *len may be NULL) and leaves the buffer
  * empty; NULL when an append failed or the copy of "" could not be made. */
 char *buf_take(struct buf *b, size_t *len) __attribute__((warn_unused_result));
-void buf_reset(struct buf *b);                             /* len = 0, keeps memory */
+void buf_reset(struct buf *b); /* len = 0, keeps memory */
 void buf_free(struct buf *b);
 /* Removes the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
@@ -58,7 +58,11 @@ void buf_consume(struct buf *b, size_t n);
 
 #define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-static inline void util_freep(void *p) { extern void free(void *); free(*(void **)p); }
+static inline void util_freep(void *p)
+{
+	extern void free(void *);
+	free(*(void **)p);
+}
 #define _cleanup_free_ __attribute__((cleanup(util_freep)))
 /* Closes an fd that is still >= 0 when the variable goes out of scope. */
 void util_closep(int *fd);

@@ -828,7 +828,7 @@ static int parse_member(struct parser *ps)
 /* {"!" | "-"} member. Iterative: the AST depth check stops long runs of operators. */
 static int parse_unary(struct parser *ps)
 {
-	int ops[CEL_MAX_DEPTH + 1], nops = 0, pos[CEL_MAX_DEPTH + 1], e;
+	int ops[CEL_MAX_DEPTH + 1] = { 0 }, nops = 0, pos[CEL_MAX_DEPTH + 1] = { 0 }, e;
 
 	while (peek(ps)->t == T_NOT || peek(ps)->t == T_MINUS) {
 		const struct token *tk = next(ps);

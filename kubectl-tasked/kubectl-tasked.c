@@ -46,7 +46,7 @@ struct client {
 	char url[1024];
 	char *key;
 	struct opts *o;
-	pid_t pf_pid;          /* our kubectl port-forward, 0 when none */
+	pid_t pf_pid; /* our kubectl port-forward, 0 when none */
 };
 
 static struct client g_client;
@@ -86,25 +86,34 @@ static void usage(FILE *f)
 	fputs("Usage: kubectl tasked COMMAND [options]\n"
 	      "\n"
 	      "Commands:\n"
-	      "  get [TASK]            list tasks (or show one); -A, --phase P, --queue Q, -o wide|json|name\n"
+	      "  get [TASK]            list tasks (or show one); -A, --phase P, --queue Q, -o "
+	      "wide|json|name\n"
 	      "  logs [-f] TASK        the task's output; -f follows it until the task finishes\n"
 	      "                        (--attempt N: one attempt only)\n"
-	      "  wait TASK             wait until the task finishes, with a progress line; exit 0 when it\n"
-	      "                        Succeeded (or was Skipped), 1 otherwise (--timeout SECONDS)\n"
+	      "  wait TASK             wait until the task finishes, with a progress line; exit 0 "
+	      "when it\n"
+	      "                        Succeeded (or was Skipped), 1 otherwise (--timeout "
+	      "SECONDS)\n"
 	      "  cancel TASK           set spec.cancel=true (through kubectl)\n"
 	      "  events                stream task events; -A, --queue Q, --since ID, -o json\n"
 	      "\n"
 	      "Options:\n"
-	      "  -n, --namespace NS        namespace (default: the kubeconfig context's, else default)\n"
+	      "  -n, --namespace NS        namespace (default: the kubeconfig context's, else "
+	      "default)\n"
 	      "  -A, --all-namespaces\n"
-	      "  --api-url URL             the controller API (else $TASKED_API_URL, an api-url file next to\n"
-	      "                            the kubeconfig or in $TASKED_STATE_DIR, else a port-forward)\n"
-	      "  --api-key-file FILE       the API key (else $TASKED_API_KEY, an api-key file next to\n"
+	      "  --api-url URL             the controller API (else $TASKED_API_URL, an api-url "
+	      "file next to\n"
+	      "                            the kubeconfig or in $TASKED_STATE_DIR, else a "
+	      "port-forward)\n"
+	      "  --api-key-file FILE       the API key (else $TASKED_API_KEY, an api-key file next "
+	      "to\n"
 	      "                            api-url, else the Secret given by --api-key-secret)\n"
-	      "  --service NS/NAME:PORT    Service to port-forward to (default tasked/tasked:8080)\n"
+	      "  --service NS/NAME:PORT    Service to port-forward to (default "
+	      "tasked/tasked:8080)\n"
 	      "  --api-key-secret NS/NAME:KEY  (default tasked/tasked-api-key:api-key)\n"
 	      "  --kubeconfig FILE, --context NAME   passed to kubectl\n"
-	      "  --cacert FILE, --insecure-skip-tls-verify   for an https API\n", f);
+	      "  --cacert FILE, --insecure-skip-tls-verify   for an https API\n",
+	      f);
 }
 
 /* --- helpers -------------------------------------------------------------------------------- */
@@ -114,7 +123,7 @@ static void exec_argv(const char *file, const char *const *argv)
 {
 	char *av[64];
 	size_t i;
-	for (i = 0; argv[i] && i < UTIL_ARRAY_SIZE(av) - 1; i++)
+	for (i = 0; i < UTIL_ARRAY_SIZE(av) - 1 && argv[i]; i++)
 		av[i] = (char *)(uintptr_t)argv[i];
 	av[i] = NULL;
 	execvp(file, av);
@@ -242,8 +251,8 @@ static int state_dir(struct opts *o, char *out, size_t outsz)
 static int split_ref(const char *s, char *ns, char *name, char *extra, size_t sz)
 {
 	const char *slash = strchr(s, '/'), *colon = strrchr(s, ':');
-	if (!slash || !colon || colon < slash || (size_t)(slash - s) >= sz || (size_t)(colon - slash - 1) >= sz ||
-	    strlen(colon + 1) >= sz)
+	if (!slash || !colon || colon < slash || (size_t)(slash - s) >= sz ||
+	    (size_t)(colon - slash - 1) >= sz || strlen(colon + 1) >= sz)
 		return -1;
 	snprintf(ns, sz, "%.*s", (int)(slash - s), s);
 	snprintf(name, sz, "%.*s", (int)(colon - slash - 1), slash + 1);
@@ -332,7 +341,8 @@ static void port_forward(struct client *c)
 	close(p[0]);
 	pf_stop();
 	die("could not port-forward to service %s/%s:%s (is Tasked installed in this cluster? "
-	    "else give --api-url or set TASKED_API_URL)", ns, name, port);
+	    "else give --api-url or set TASKED_API_URL)",
+	    ns, name, port);
 }
 
 static void client_init(struct client *c, struct opts *o)
@@ -482,7 +492,7 @@ struct sse {
 	void *ud;
 	int stopped;
 	long code;
-	struct buf err;         /* the body of a refusal */
+	struct buf err; /* the body of a refusal */
 	int opened;
 };
 
@@ -491,7 +501,8 @@ static void sse_dispatch(struct sse *s)
 	if (s->id[0])
 		snprintf(s->last_id, sizeof(s->last_id), "%s", s->id);
 	if (s->data.len || s->event[0]) {
-		if (s->on_event(s->ud, s->event[0] ? s->event : "message", s->id, s->data.data ? s->data.data : "") == SSE_STOP)
+		if (s->on_event(s->ud, s->event[0] ? s->event : "message", s->id,
+				s->data.data ? s->data.data : "") == SSE_STOP)
 			s->stopped = 1;
 	}
 	buf_reset(&s->data);
@@ -561,9 +572,9 @@ static size_t sse_header(char *p, size_t sz, size_t n, void *ud)
  * A dropped stream is reopened with Last-Event-ID. on_open (may be NULL) runs once the first
  * stream's headers arrived, so a caller can read the current state without missing a change;
  * it may stop the stream too. Returns 0 when stopped by a handler. */
-static int sse_run(struct client *c, const char *path, const char *since,
-		   int (*on_open)(void *ud), int (*on_event)(void *, const char *, const char *, const char *),
-		   void *ud, int64_t deadline)
+static int sse_run(struct client *c, const char *path, const char *since, int (*on_open)(void *ud),
+		   int (*on_event)(void *, const char *, const char *, const char *), void *ud,
+		   int64_t deadline)
 {
 	struct sse s = { .on_event = on_event, .ud = ud };
 	int first = 1, backoff = 500;
@@ -616,7 +627,8 @@ static int sse_run(struct client *c, const char *path, const char *since,
 			break;
 		if (s.code && s.code != 200) {
 			if (s.code == 503) {
-				fprintf(stderr, "warning: the API refused the stream (503: too many streams); retrying\n");
+				fprintf(stderr, "warning: the API refused the stream (503: too "
+						"many streams); retrying\n");
 			} else {
 				buf_append(&s.err, "", 1);
 				api_fail(s.code, s.err.data);
@@ -676,19 +688,22 @@ static void print_row(json_t *t, int with_ns, int wide)
 	json_t *st = json_object_get(t, "status");
 	char exitc[16] = "", attempts[16] = "", age[32];
 	if (json_is_integer(json_object_get(st, "exitCode")))
-		snprintf(exitc, sizeof(exitc), "%lld", (long long)json_integer_value(json_object_get(st, "exitCode")));
+		snprintf(exitc, sizeof(exitc), "%lld",
+			 (long long)json_integer_value(json_object_get(st, "exitCode")));
 	if (json_is_integer(json_object_get(st, "attempts")))
-		snprintf(attempts, sizeof(attempts), "%lld", (long long)json_integer_value(json_object_get(st, "attempts")));
+		snprintf(attempts, sizeof(attempts), "%lld",
+			 (long long)json_integer_value(json_object_get(st, "attempts")));
 	fmt_age(sget(t, "metadata", "creationTimestamp"), age, sizeof(age));
 	if (with_ns)
 		printf("%-20s ", sget(t, "metadata", "namespace"));
 	printf("%-30s %-10s %-5s %-8s %-20s %-6s", sget(t, "metadata", "name"),
-	       sget(t, "status", "phase")[0] ? sget(t, "status", "phase") : "Pending",
-	       exitc, attempts, sget(t, "status", "runner"), age);
+	       sget(t, "status", "phase")[0] ? sget(t, "status", "phase") : "Pending", exitc,
+	       attempts, sget(t, "status", "runner"), age);
 	if (wide) {
 		const char *q = sget(t, "spec", "queue");
 		printf(" %-12s %-16s ", q[0] ? q : "default", sget(t, "status", "reason"));
-		out_text(stdout, sget(t, "status", "message"), strlen(sget(t, "status", "message")));
+		out_text(stdout, sget(t, "status", "message"),
+			 strlen(sget(t, "status", "message")));
 	}
 	putchar('\n');
 }
@@ -698,8 +713,8 @@ static void esc(const char *in, char *out, size_t outsz)
 	size_t o = 0;
 	for (; *in && o + 4 < outsz; in++) {
 		unsigned char ch = (unsigned char)*in;
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '.' || ch == '_') {
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_') {
 			out[o++] = (char)ch;
 		} else {
 			snprintf(out + o, outsz - o, "%%%02X", ch);
@@ -736,7 +751,8 @@ static int cmd_get(struct client *c, const char *name)
 		} else if (names)
 			printf("task/%s\n", name);
 		else {
-			printf("%-30s %-10s %-5s %-8s %-20s %-6s%s\n", "NAME", "PHASE", "EXIT", "ATTEMPTS", "RUNNER", "AGE",
+			printf("%-30s %-10s %-5s %-8s %-20s %-6s%s\n", "NAME", "PHASE", "EXIT",
+			       "ATTEMPTS", "RUNNER", "AGE",
 			       wide ? " QUEUE        REASON           MESSAGE" : "");
 			print_row(t, 0, wide);
 		}
@@ -752,18 +768,17 @@ static int cmd_get(struct client *c, const char *name)
 		char ce[1024];
 		esc(cont, ce, sizeof(ce));
 		snprintf(path, sizeof(path), "/api/v1/tasks?limit=500%s%s%s%s%s%s%s%s",
-			 o->all_ns ? "" : "&namespace=", o->all_ns ? "" : ns, q[0] ? "&queue=" : "", q,
-			 ph[0] ? "&phase=" : "", ph, cont[0] ? "&continue=" : "", ce);
+			 o->all_ns ? "" : "&namespace=", o->all_ns ? "" : ns, q[0] ? "&queue=" : "",
+			 q, ph[0] ? "&phase=" : "", ph, cont[0] ? "&continue=" : "", ce);
 		list = get_json(c, path);
 		items = json_object_get(list, "items");
-		json_array_foreach(items, i, v)
-			json_array_append(all, v);
+		json_array_foreach(items, i, v) json_array_append(all, v);
 		snprintf(cont, sizeof(cont), "%s", sget(list, "metadata", "continue"));
 		json_decref(list);
 	} while (cont[0]);
 	if (json) {
-		json_t *l = json_pack("{sssss{}so}", "apiVersion", "tasked.dev/v1alpha1", "kind", "TaskList",
-				      "metadata", "items", all);
+		json_t *l = json_pack("{sssss{}so}", "apiVersion", "tasked.dev/v1alpha1", "kind",
+				      "TaskList", "metadata", "items", all);
 		json_dumpf(l, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(l);
@@ -777,17 +792,15 @@ static int cmd_get(struct client *c, const char *name)
 	} else if (names) {
 		size_t i;
 		json_t *v;
-		json_array_foreach(all, i, v)
-			printf("task/%s\n", sget(v, "metadata", "name"));
+		json_array_foreach(all, i, v) printf("task/%s\n", sget(v, "metadata", "name"));
 	} else {
 		size_t i;
 		json_t *v;
 		if (o->all_ns)
 			printf("%-20s ", "NAMESPACE");
-		printf("%-30s %-10s %-5s %-8s %-20s %-6s%s\n", "NAME", "PHASE", "EXIT", "ATTEMPTS", "RUNNER", "AGE",
-		       wide ? " QUEUE        REASON           MESSAGE" : "");
-		json_array_foreach(all, i, v)
-			print_row(v, o->all_ns, wide);
+		printf("%-30s %-10s %-5s %-8s %-20s %-6s%s\n", "NAME", "PHASE", "EXIT", "ATTEMPTS",
+		       "RUNNER", "AGE", wide ? " QUEUE        REASON           MESSAGE" : "");
+		json_array_foreach(all, i, v) print_row(v, o->all_ns, wide);
 	}
 	json_decref(all);
 	return 0;
@@ -809,8 +822,9 @@ static void out_text(FILE *f, const char *s, size_t len)
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
-			fprintf(f, "\\u%04x", (unsigned char)s[i + 1]);   /* a C1 control, e.g. CSI */
+		if (ch == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+		    (unsigned char)s[i + 1] <= 0x9f) {
+			fprintf(f, "\\u%04x", (unsigned char)s[i + 1]); /* a C1 control, e.g. CSI */
 			i++;
 		} else if (ch == 0x7f) {
 			fputs("^?", f);
@@ -836,7 +850,8 @@ static int logs_event(void *ud, const char *event, const char *id, const char *d
 			fflush(f);
 		}
 	} else if (strcmp(event, "truncated") == 0) {
-		fprintf(stderr, "[tasked: %lld earlier bytes are no longer held by the controller]\n",
+		fprintf(stderr,
+			"[tasked: %lld earlier bytes are no longer held by the controller]\n",
 			(long long)json_integer_value(json_object_get(j, "droppedBytes")));
 	} else if (strcmp(event, "end") == 0) {
 		json_decref(j);
@@ -853,11 +868,13 @@ static int cmd_logs(struct client *c, const char *name)
 	esc(c->o->ns, ns, sizeof(ns));
 	esc(name, nm, sizeof(nm));
 	if (c->o->attempt > 0)
-		snprintf(att, sizeof(att), "%sattempt=%ld", c->o->follow ? "&" : "?", c->o->attempt);
+		snprintf(att, sizeof(att), "%sattempt=%ld", c->o->follow ? "&" : "?",
+			 c->o->attempt);
 	if (c->o->follow) {
 		struct logs_ctx l = { 1 };
 		int r;
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/tasks/%s/logs?follow=true%s", ns, nm, att);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/tasks/%s/logs?follow=true%s",
+			 ns, nm, att);
 		r = sse_run(c, path, NULL, NULL, logs_event, &l, 0);
 		return r == 0 ? l.rc : r;
 	} else {
@@ -884,22 +901,24 @@ struct wait_ctx {
 
 static int final_phase(const char *p)
 {
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
-		     strcmp(p, "Cancelled") == 0);
+	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 ||
+		     strcmp(p, "Skipped") == 0 || strcmp(p, "Cancelled") == 0);
 }
 
 /* Shows the task's state: one line rewritten in place on a terminal, a line per change else. */
-static void wait_progress(struct wait_ctx *w, const char *phase, const char *reason, json_int_t attempts,
-			  const char *runner)
+static void wait_progress(struct wait_ctx *w, const char *phase, const char *reason,
+			  json_int_t attempts, const char *runner)
 {
 	char line[512];
 	double el = (double)(util_mono_ms() - w->start) / 1000.0;
-	snprintf(line, sizeof(line), "task %s/%s: %s%s%s%s", w->c->o->ns, w->name, phase && phase[0] ? phase : "Pending",
+	snprintf(line, sizeof(line), "task %s/%s: %s%s%s%s", w->c->o->ns, w->name,
+		 phase && phase[0] ? phase : "Pending",
 		 reason && reason[0] && (!phase || strcmp(reason, phase) != 0) ? " (" : "",
 		 reason && reason[0] && (!phase || strcmp(reason, phase) != 0) ? reason : "",
 		 reason && reason[0] && (!phase || strcmp(reason, phase) != 0) ? ")" : "");
 	if (attempts > 0)
-		snprintf(line + strlen(line), sizeof(line) - strlen(line), ", attempt %lld", (long long)attempts);
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), ", attempt %lld",
+			 (long long)attempts);
 	if (runner && runner[0])
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), " on %s", runner);
 	if (w->tty) {
@@ -911,8 +930,8 @@ static void wait_progress(struct wait_ctx *w, const char *phase, const char *rea
 	fflush(stderr);
 }
 
-static int wait_apply(struct wait_ctx *w, const char *phase, const char *reason, json_int_t attempts,
-		      const char *runner)
+static int wait_apply(struct wait_ctx *w, const char *phase, const char *reason,
+		      json_int_t attempts, const char *runner)
 {
 	wait_progress(w, phase, reason, attempts, runner);
 	if (final_phase(phase)) {
@@ -966,7 +985,7 @@ static int wait_event(void *ud, const char *event, const char *id, const char *d
 	const char *type;
 
 	if (strcmp(event, "gap") == 0)
-		return wait_open(ud);   /* events were missed: look at the task again */
+		return wait_open(ud); /* events were missed: look at the task again */
 	if (strcmp(event, "task") != 0)
 		return SSE_CONT;
 	j = json_loads(data, 0, NULL);
@@ -994,7 +1013,9 @@ static int wait_event(void *ud, const char *event, const char *id, const char *d
 
 static int cmd_wait(struct client *c, const char *name)
 {
-	struct wait_ctx w = { .c = c, .name = name, .start = util_mono_ms(), .tty = isatty(2), .rc = 1 };
+	struct wait_ctx w = {
+		.c = c, .name = name, .start = util_mono_ms(), .tty = isatty(2), .rc = 1
+	};
 	char path[1024], ns[512];
 	int64_t deadline = c->o->timeout_s > 0 ? util_mono_ms() + c->o->timeout_s * 1000 : 0;
 	int r;
@@ -1005,7 +1026,8 @@ static int cmd_wait(struct client *c, const char *name)
 	if (r == 2) {
 		if (w.tty)
 			fputc('\n', stderr);
-		fprintf(stderr, "error: timed out after %lds waiting for task %s/%s\n", c->o->timeout_s, c->o->ns, name);
+		fprintf(stderr, "error: timed out after %lds waiting for task %s/%s\n",
+			c->o->timeout_s, c->o->ns, name);
 		return 2;
 	}
 	return w.done ? w.rc : r;
@@ -1013,8 +1035,16 @@ static int cmd_wait(struct client *c, const char *name)
 
 static int cmd_cancel(struct client *c, const char *name)
 {
-	const char *args[] = { "patch", "tasks.tasked.dev", name, "--namespace", c->o->ns, "--type", "merge",
-			       "-p", "{\"spec\":{\"cancel\":true}}", NULL };
+	const char *args[] = { "patch",
+			       "tasks.tasked.dev",
+			       name,
+			       "--namespace",
+			       c->o->ns,
+			       "--type",
+			       "merge",
+			       "-p",
+			       "{\"spec\":{\"cancel\":true}}",
+			       NULL };
 	char out[1024];
 	int r = run_kubectl(args, out, sizeof(out), 0);
 	if (r != 0)
@@ -1037,12 +1067,15 @@ static int events_event(void *ud, const char *event, const char *id, const char 
 	}
 	j = json_loads(data, 0, NULL);
 	if (strcmp(event, "gap") == 0) {
-		fprintf(stderr, "warning: %s\n", json_string_value(json_object_get(j, "message")) ?: "events were missed");
+		fprintf(stderr, "warning: %s\n",
+			json_string_value(json_object_get(j, "message")) ?: "events were missed");
 	} else if (strcmp(event, "task") == 0) {
 		char who[512];
-		snprintf(who, sizeof(who), "%s/%s", json_string_value(json_object_get(j, "namespace")) ?: "",
+		snprintf(who, sizeof(who), "%s/%s",
+			 json_string_value(json_object_get(j, "namespace")) ?: "",
 			 json_string_value(json_object_get(j, "name")) ?: "");
-		printf("%-18s %-24s %-8s %-40s %-10s %-16s %s\n", id, json_string_value(json_object_get(j, "time")) ?: "",
+		printf("%-18s %-24s %-8s %-40s %-10s %-16s %s\n", id,
+		       json_string_value(json_object_get(j, "time")) ?: "",
 		       json_string_value(json_object_get(j, "type")) ?: "", who,
 		       json_string_value(json_object_get(j, "phase")) ?: "",
 		       json_string_value(json_object_get(j, "reason")) ?: "",
@@ -1058,10 +1091,12 @@ static int cmd_events(struct client *c)
 	char path[2048], ns[512], q[512];
 	esc(c->o->ns, ns, sizeof(ns));
 	esc(c->o->queue ? c->o->queue : "", q, sizeof(q));
-	snprintf(path, sizeof(path), "/api/v1/events?%s%s%s%s", c->o->all_ns ? "" : "namespace=",
-		 c->o->all_ns ? "" : ns, q[0] ? "&queue=" : "", q);
+	snprintf(path, sizeof(path), "/api/v1/events?%s%s%s%s",
+		 c->o->all_ns ? "" : "namespace=", c->o->all_ns ? "" : ns, q[0] ? "&queue=" : "",
+		 q);
 	if (!c->o->output || strcmp(c->o->output, "json") != 0)
-		printf("%-18s %-24s %-8s %-40s %-10s %-16s %s\n", "ID", "TIME", "TYPE", "TASK", "PHASE", "REASON", "MESSAGE");
+		printf("%-18s %-24s %-8s %-40s %-10s %-16s %s\n", "ID", "TIME", "TYPE", "TASK",
+		       "PHASE", "REASON", "MESSAGE");
 	fflush(stdout);
 	return sse_run(c, path, c->o->since, NULL, events_event, c, 0) == 130 ? 0 : 1;
 }
@@ -1080,8 +1115,22 @@ static void default_namespace(struct opts *o, char *out, size_t outsz)
 
 int main(int argc, char **argv)
 {
-	enum { O_URL = 256, O_KEYFILE, O_KC, O_CTX, O_CACERT, O_INSEC, O_SVC, O_SECRET, O_PHASE, O_QUEUE,
-	       O_SINCE, O_ATTEMPT, O_TIMEOUT, O_HELP };
+	enum {
+		O_URL = 256,
+		O_KEYFILE,
+		O_KC,
+		O_CTX,
+		O_CACERT,
+		O_INSEC,
+		O_SVC,
+		O_SECRET,
+		O_PHASE,
+		O_QUEUE,
+		O_SINCE,
+		O_ATTEMPT,
+		O_TIMEOUT,
+		O_HELP
+	};
 	static const struct option lo[] = {
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "all-namespaces", no_argument, NULL, 'A' },
@@ -1103,28 +1152,59 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .service = "tasked/tasked:8080", .key_secret = "tasked/tasked-api-key:api-key" };
+	struct opts o = { .service = "tasked/tasked:8080",
+			  .key_secret = "tasked/tasked-api-key:api-key" };
 	char nsbuf[256];
 	const char *cmd, *arg;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "n:Afo:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'n': o.ns = optarg; break;
-		case 'A': o.all_ns = 1; break;
-		case 'f': o.follow = 1; break;
-		case 'o': o.output = optarg; break;
-		case O_URL: o.api_url = optarg; break;
-		case O_KEYFILE: o.key_file = optarg; break;
-		case O_KC: o.kubeconfig = optarg; break;
-		case O_CTX: o.context = optarg; break;
-		case O_CACERT: o.cacert = optarg; break;
-		case O_INSEC: o.insecure = 1; break;
-		case O_SVC: o.service = optarg; break;
-		case O_SECRET: o.key_secret = optarg; break;
-		case O_PHASE: o.phase = optarg; break;
-		case O_QUEUE: o.queue = optarg; break;
-		case O_SINCE: o.since = optarg; break;
+		case 'n':
+			o.ns = optarg;
+			break;
+		case 'A':
+			o.all_ns = 1;
+			break;
+		case 'f':
+			o.follow = 1;
+			break;
+		case 'o':
+			o.output = optarg;
+			break;
+		case O_URL:
+			o.api_url = optarg;
+			break;
+		case O_KEYFILE:
+			o.key_file = optarg;
+			break;
+		case O_KC:
+			o.kubeconfig = optarg;
+			break;
+		case O_CTX:
+			o.context = optarg;
+			break;
+		case O_CACERT:
+			o.cacert = optarg;
+			break;
+		case O_INSEC:
+			o.insecure = 1;
+			break;
+		case O_SVC:
+			o.service = optarg;
+			break;
+		case O_SECRET:
+			o.key_secret = optarg;
+			break;
+		case O_PHASE:
+			o.phase = optarg;
+			break;
+		case O_QUEUE:
+			o.queue = optarg;
+			break;
+		case O_SINCE:
+			o.since = optarg;
+			break;
 		case O_ATTEMPT:
 			if (util_parse_long(optarg, 1, 1000000, &o.attempt) < 0)
 				die("--attempt takes a positive number");
@@ -1134,8 +1214,12 @@ int main(int argc, char **argv)
 				die("--timeout takes seconds");
 			break;
 		case 'h':
-		case O_HELP: usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case O_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind >= argc) {
@@ -1158,7 +1242,8 @@ int main(int argc, char **argv)
 			die("cancel needs a TASK");
 		return cmd_cancel(&g_client, arg);
 	}
-	if (strcmp(cmd, "get") && strcmp(cmd, "logs") && strcmp(cmd, "wait") && strcmp(cmd, "events")) {
+	if (strcmp(cmd, "get") && strcmp(cmd, "logs") && strcmp(cmd, "wait") &&
+	    strcmp(cmd, "events")) {
 		usage(stderr);
 		return 2;
 	}

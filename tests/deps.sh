@@ -6,7 +6,7 @@ need=()
 pkgs=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev libwebsockets-dev
       libssl-dev libseccomp-dev zlib1g-dev openssl perl curl ca-certificates apparmor clang
       libclang-rt-14-dev procps psmisc iproute2 jq dpkg-dev binutils
-      qemu-system-x86 busybox-static cpio lua5.1 lua-cjson)
+      qemu-system-x86 busybox-static cpio lua5.1 lua-cjson clang-format cppcheck)
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done

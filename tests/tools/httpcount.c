@@ -259,7 +259,7 @@ static void serve(int fd, const char *addr)
 		const char *to = query(r.path, "to"), *code;
 		snprintf(h, sizeof(h), "Location: %s\r\n", to ? to : "/");
 		code = query(r.path, "code");   /* after `to` is used: query() returns one static buffer */
-		respond(fd, code ? atoi(code) : 302, h, "moved\n");
+		respond(fd, code ? (int)strtol(code, NULL, 10) : 302, h, "moved\n");
 	} else if (strncmp(r.path, "/big", 4) == 0 || strncmp(r.path, "/chunked", 8) == 0) {
 		const char *nq = query(r.path, "n");
 		unsigned long long n = nq ? strtoull(nq, NULL, 10) : 0;
@@ -299,7 +299,7 @@ static void serve(int fd, const char *addr)
 		respond(fd, 200, "Content-Type: application/json\r\n", "{\"ok\":true,\"n\":1}");
 	} else if (strncmp(r.path, "/status/", 8) == 0) {
 		char body[64];
-		int code = atoi(r.path + 8);
+		int code = (int)strtol(r.path + 8, NULL, 10);
 		snprintf(body, sizeof(body), "{\"status\":%d}", code);
 		respond(fd, code, "Content-Type: application/json\r\n", body);
 	} else if (strncmp(r.path, "/token", 6) == 0) {
@@ -349,7 +349,7 @@ static void serve(int fd, const char *addr)
 	} else if (strncmp(r.path, "/slow", 5) == 0) {
 		const char *ms = query(r.path, "ms");
 		struct timespec ts = { 0, 0 };
-		long v = ms ? atol(ms) : 1000;
+		long v = ms ? strtol(ms, NULL, 10) : 1000;
 		ts.tv_sec = v / 1000;
 		ts.tv_nsec = (v % 1000) * 1000000L;
 		nanosleep(&ts, NULL);
@@ -370,13 +370,13 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc && nl < MAX_LISTEN)
 			addrs[nl++] = argv[++i];
 		else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-			port = atoi(argv[++i]);
+			port = (int)strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc)
 			log_path = argv[++i];
 		else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc)
 			port_file = argv[++i];
 		else if (strcmp(argv[i], "--max-seconds") == 0 && i + 1 < argc)
-			max_seconds = atoi(argv[++i]);
+			max_seconds = (int)strtol(argv[++i], NULL, 10);
 		else
 			die("usage: httpcount --listen ADDR [--listen ADDR...] [--port N] --log FILE [--port-file FILE]");
 	}
