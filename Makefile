@@ -76,7 +76,11 @@ bin/tasked-runner: $(call obj,$(COMMON_SRC) $(RUNNER_SRC)) runner/child.allow te
 LIB_SAN := $(call san,$(COMMON_SRC) $(filter-out %/main.c,$(CONTROLLER_SRC) $(RUNNER_SRC)))
 UNIT_BIN := $(patsubst tests/unit/%.c,build/san/tests/unit/%,$(UNIT_SRC))
 build/san/tests/unit/%: build/san/tests/unit/%.o $(LIB_SAN)
-	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) -fsanitize=address,undefined $(UNIT_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+# The allocation-failure test routes every allocation of our code through tests/unit/allocfail.c.
+build/san/tests/unit/test_allocfail: build/san/tests/unit/allocfail.o
+build/san/tests/unit/test_allocfail: UNIT_LDFLAGS = \
+	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
 
 # Fuzz targets: libFuzzer binaries for `make fuzz`; a replay driver (sanitized gcc build)
 # runs every corpus file through each target in `make test`.

@@ -575,15 +575,21 @@ static json_t *history_with(json_t *old, json_t *entry)
 	int64_t at = json_integer_value(json_object_get(entry, "attempt"));
 
 	/* Replace an entry for the same attempt; keep the newest TASKCTL_HISTORY_MAX. */
+	if (!h)
+		return NULL;
 	json_array_foreach(old, i, e)
-		if (json_integer_value(json_object_get(e, "attempt")) != at)
-			json_array_append(h, e);
-	json_array_append(h, entry);
+		if (json_integer_value(json_object_get(e, "attempt")) != at && json_array_append(h, e) < 0)
+			goto fail;
+	if (json_array_append(h, entry) < 0)
+		goto fail;
 	n = json_array_size(h);
 	skip = n > TASKCTL_HISTORY_MAX ? n - TASKCTL_HISTORY_MAX : 0;
 	while (skip--)
 		json_array_remove(h, 0);
 	return h;
+fail:
+	json_decref(h);
+	return NULL;
 }
 
 json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, const char *runner,
@@ -598,7 +604,7 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 	int64_t end = json_integer_value(json_object_get(result, "completionTime"));
 	char st[40], et[40], msgbuf[512];
 	json_t *status, *entry;
-	int ok;
+	int ok, bad = 0;
 
 	if (!phase)
 		phase = "Failed";
@@ -624,28 +630,37 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 			   "conditions", succeeded_condition(task, ok ? "True" : "False", reason, message, now_ms));
 	if (!status)
 		return NULL;
-	json_object_set_new(status, "logTail", json_string(taskctl_utf8_tail(tail ? tail : "", (size_t)log_tail_max)));
-	json_object_set_new(status, "outputTruncated", json_boolean(json_is_true(json_object_get(result, "truncated"))));
+	/* Every field or none: a status missing a field after an allocation failure would be
+	 * written as if complete (tests/unit/test_allocfail.c). */
+	bad |= json_object_set_new(status, "logTail", json_string(taskctl_utf8_tail(tail ? tail : "", (size_t)log_tail_max))) < 0;
+	bad |= json_object_set_new(status, "outputTruncated", json_boolean(json_is_true(json_object_get(result, "truncated")))) < 0;
 	if (json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
-		json_object_set(status, "exitCode", exit_code);
+		bad |= json_object_set(status, "exitCode", exit_code) < 0;
 	if (json_is_integer(json_object_get(result, "httpStatus")))
-		json_object_set(status, "httpStatus", json_object_get(result, "httpStatus"));
+		bad |= json_object_set(status, "httpStatus", json_object_get(result, "httpStatus")) < 0;
 	if (output) {
 		char *s = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
+		bad |= !s;
 		if (s && strlen(s) <= TASKCTL_OUTPUT_MAX)
-			json_object_set(status, "output", output);
+			bad |= json_object_set(status, "output", output) < 0;
 		free(s);
 	}
-	json_object_set_new(status, "nextRetryTime", json_null());
+	bad |= json_object_set_new(status, "nextRetryTime", json_null()) < 0;
 	entry = json_pack("{sIssssssss}", "attempt", (json_int_t)attempt, "runner", runner,
 			  "startTime", st, "completionTime", et, "reason", reason);
-	if (json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
-		json_object_set(entry, "exitCode", exit_code);
-	if (json_is_integer(json_object_get(result, "httpStatus")))
-		json_object_set(entry, "httpStatus", json_object_get(result, "httpStatus"));
-	json_object_set_new(status, "attemptHistory",
-			    history_with(history ? history : json_object_get(json_object_get(task, "status"), "attemptHistory"), entry));
+	bad |= !entry;
+	if (entry && json_is_integer(exit_code) && json_integer_value(exit_code) >= 0)
+		bad |= json_object_set(entry, "exitCode", exit_code) < 0;
+	if (entry && json_is_integer(json_object_get(result, "httpStatus")))
+		bad |= json_object_set(entry, "httpStatus", json_object_get(result, "httpStatus")) < 0;
+	if (entry)
+		bad |= json_object_set_new(status, "attemptHistory",
+					   history_with(history ? history : json_object_get(json_object_get(task, "status"), "attemptHistory"), entry)) < 0;
 	json_decref(entry);
+	if (bad) {
+		json_decref(status);
+		return NULL;
+	}
 	return json_pack("{so}", "status", status);
 }
 
