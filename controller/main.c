@@ -1,6 +1,7 @@
 /* tasked-controller: watches Tasks, dispatches them to runners, writes their status. */
 #include "api.h"
 #include "broker.h"
+#include "config.h"
 #include "informer.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -17,7 +18,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,21 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 16
-
-struct opts {
-	const char *kubeconfig, *namespace_, *listen, *broker_listen, *api_key, *api_key_file;
-	const char *token_file, *tls_cert, *tls_key, *log_level;
-	long workers, max_sse, lost_grace_s, heartbeat_s;
-	int insecure_no_auth, check_config;
-	/* leader election */
-	int leader_elect;
-	const char *le_namespace, *le_name;
-	long le_duration_s, le_renew_s, le_retry_s;
-	/* API: log store and event ring bounds, separate metrics listener */
-	const char *metrics_listen;
-	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
-};
+#define MAX_WORKERS CONFIG_MAX_WORKERS
 
 static struct broker *g_broker;
 
@@ -48,157 +34,6 @@ static void on_signal(int sig)
 {
 	if (g_broker)
 		broker_stop(g_broker);
-}
-
-static void usage(FILE *f)
-{
-	fputs("Usage: tasked-controller [options]\n"
-	      "  --kubeconfig FILE          kubeconfig (default: in-cluster, then $KUBECONFIG)\n"
-	      "  --namespace NS             watch one namespace (default: all)\n"
-	      "  --listen ADDR              API, /healthz, /readyz (default 127.0.0.1:8080)\n"
-	      "  --broker-listen ADDR       runner broker (default 127.0.0.1:8081)\n"
-	      "  --runner-token-file FILE   token runners authenticate with (required)\n"
-	      "  --api-key KEY              API key (or TASKED_API_KEY, or --api-key-file)\n"
-	      "  --api-key-file FILE        API key file, re-read when it changes\n"
-	      "  --insecure-no-auth         allow a non-loopback --listen without an API key\n"
-	      "  --tls-cert FILE --tls-key FILE   serve both listeners over TLS\n"
-	      "  --max-sse-connections N    cap on event streams (default 100)\n"
-	      "  --sse-max-lag-kib N        drop a stream this far behind its client (default 1024)\n"
-	      "  --metrics-listen ADDR      also serve /metrics (no key) on this address\n"
-	      "  --log-store-task-kib N     task output kept per task for the API (default 1024)\n"
-	      "  --log-store-total-mib N    task output kept in all (default 64)\n"
-	      "  --event-buffer N           events kept for Last-Event-ID resume (default 4096)\n"
-	      "  --workers N                reconcile workers (default 4)\n"
-	      "  --lost-grace-seconds N     after a restart, wait this long for runners to report (default 15)\n"
-	      "  --runner-heartbeat-seconds N  ping interval; a runner silent or away 3 intervals is lost (default 10)\n"
-	      "  --leader-elect             run as one of several replicas; only the Lease holder acts\n"
-	      "  --leader-elect-namespace NS  Lease namespace (default: the service account's, else default)\n"
-	      "  --leader-elect-name NAME   Lease name (default tasked-controller)\n"
-	      "  --leader-elect-lease-seconds N / -renew-seconds N / -retry-seconds N   (15 / 10 / 2)\n"
-	      "  --log-level LEVEL          debug|info|warn|error (default info)\n"
-	      "  --check-config             validate options and kubeconfig, then exit\n"
-	      "  --version, --help\n", f);
-}
-
-static int parse_opts(int argc, char **argv, struct opts *o)
-{
-	enum { O_KC = 256, O_NS, O_LISTEN, O_BROKER, O_TOKEN, O_KEY, O_KEYFILE, O_INSECURE, O_CERT,
-	       O_TLSKEY, O_SSE, O_WORKERS, O_GRACE, O_LOG, O_CHECK, O_VERSION, O_HELP,
-	       O_LE, O_LE_NS, O_LE_NAME, O_LE_DUR, O_LE_RENEW, O_LE_RETRY, O_HB,
-	       O_METRICS, O_LOGTASK, O_LOGTOTAL, O_EVBUF, O_SSELAG };
-	static const struct option lo[] = {
-		{ "kubeconfig", required_argument, NULL, O_KC },
-		{ "namespace", required_argument, NULL, O_NS },
-		{ "listen", required_argument, NULL, O_LISTEN },
-		{ "broker-listen", required_argument, NULL, O_BROKER },
-		{ "runner-token-file", required_argument, NULL, O_TOKEN },
-		{ "api-key", required_argument, NULL, O_KEY },
-		{ "api-key-file", required_argument, NULL, O_KEYFILE },
-		{ "insecure-no-auth", no_argument, NULL, O_INSECURE },
-		{ "tls-cert", required_argument, NULL, O_CERT },
-		{ "tls-key", required_argument, NULL, O_TLSKEY },
-		{ "max-sse-connections", required_argument, NULL, O_SSE },
-		{ "metrics-listen", required_argument, NULL, O_METRICS },
-		{ "log-store-task-kib", required_argument, NULL, O_LOGTASK },
-		{ "log-store-total-mib", required_argument, NULL, O_LOGTOTAL },
-		{ "event-buffer", required_argument, NULL, O_EVBUF },
-		{ "sse-max-lag-kib", required_argument, NULL, O_SSELAG },
-		{ "workers", required_argument, NULL, O_WORKERS },
-		{ "lost-grace-seconds", required_argument, NULL, O_GRACE },
-		{ "leader-elect", no_argument, NULL, O_LE },
-		{ "runner-heartbeat-seconds", required_argument, NULL, O_HB },
-		{ "leader-elect-namespace", required_argument, NULL, O_LE_NS },
-		{ "leader-elect-name", required_argument, NULL, O_LE_NAME },
-		{ "leader-elect-lease-seconds", required_argument, NULL, O_LE_DUR },
-		{ "leader-elect-renew-seconds", required_argument, NULL, O_LE_RENEW },
-		{ "leader-elect-retry-seconds", required_argument, NULL, O_LE_RETRY },
-		{ "log-level", required_argument, NULL, O_LOG },
-		{ "check-config", no_argument, NULL, O_CHECK },
-		{ "version", no_argument, NULL, O_VERSION },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-
-	*o = (struct opts){ .listen = "127.0.0.1:8080", .broker_listen = "127.0.0.1:8081",
-			    .workers = 4, .max_sse = 100, .lost_grace_s = 15, .heartbeat_s = 10, .log_level = "info",
-			    .le_name = "tasked-controller", .le_duration_s = 15, .le_renew_s = 10, .le_retry_s = 2 };
-	o->api_key = getenv("TASKED_API_KEY");
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (c) {
-		case O_KC: o->kubeconfig = optarg; break;
-		case O_NS: o->namespace_ = optarg; break;
-		case O_LISTEN: o->listen = optarg; break;
-		case O_BROKER: o->broker_listen = optarg; break;
-		case O_TOKEN: o->token_file = optarg; break;
-		case O_KEY: o->api_key = optarg; break;
-		case O_KEYFILE: o->api_key_file = optarg; break;
-		case O_INSECURE: o->insecure_no_auth = 1; break;
-		case O_CERT: o->tls_cert = optarg; break;
-		case O_TLSKEY: o->tls_key = optarg; break;
-		case O_SSE:
-			if (util_parse_long(optarg, 1, 100000, &o->max_sse) < 0)
-				goto bad;
-			break;
-		case O_METRICS: o->metrics_listen = optarg; break;
-		case O_LOGTASK:
-			if (util_parse_long(optarg, 1, 1024 * 1024, &o->log_max_task_kib) < 0)
-				goto bad;
-			break;
-		case O_LOGTOTAL:
-			if (util_parse_long(optarg, 1, 1024 * 1024, &o->log_max_total_mib) < 0)
-				goto bad;
-			break;
-		case O_SSELAG:
-			if (util_parse_long(optarg, 64, 1024 * 1024, &o->sse_max_lag_kib) < 0)
-				goto bad;
-			break;
-		case O_EVBUF:
-			if (util_parse_long(optarg, 16, 1000000, &o->event_buffer) < 0)
-				goto bad;
-			break;
-		case O_WORKERS:
-			if (util_parse_long(optarg, 1, MAX_WORKERS, &o->workers) < 0)
-				goto bad;
-			break;
-		case O_GRACE:
-			if (util_parse_long(optarg, 0, 3600, &o->lost_grace_s) < 0)
-				goto bad;
-			break;
-		case O_LOG: o->log_level = optarg; break;
-		case O_LE: o->leader_elect = 1; break;
-		case O_HB:
-			if (util_parse_long(optarg, 1, 300, &o->heartbeat_s) < 0)
-				goto bad;
-			break;
-		case O_LE_NS: o->le_namespace = optarg; break;
-		case O_LE_NAME: o->le_name = optarg; break;
-		case O_LE_DUR:
-			if (util_parse_long(optarg, 2, 3600, &o->le_duration_s) < 0)
-				goto bad;
-			break;
-		case O_LE_RENEW:
-			if (util_parse_long(optarg, 1, 3600, &o->le_renew_s) < 0)
-				goto bad;
-			break;
-		case O_LE_RETRY:
-			if (util_parse_long(optarg, 1, 3600, &o->le_retry_s) < 0)
-				goto bad;
-			break;
-		case O_CHECK: o->check_config = 1; break;
-		case O_VERSION: printf("tasked-controller %s\n", TASKED_VERSION); exit(0);
-		case O_HELP: usage(stdout); exit(0);
-		default: usage(stderr); return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "tasked-controller: unexpected argument %s\n", argv[optind]);
-		return -EINVAL;
-	}
-	return 0;
-bad:
-	fprintf(stderr, "tasked-controller: invalid value %s\n", optarg);
-	return -EINVAL;
 }
 
 static enum log_level parse_level(const char *s)
@@ -302,7 +137,7 @@ static int app_ready(void *ud, char *why, size_t whysz)
 
 int main(int argc, char **argv)
 {
-	struct opts o;
+	struct ctl_config o;
 	struct kube_config kcfg;
 	struct kube_client *kc = NULL;
 	struct wq *q = NULL;
@@ -316,8 +151,9 @@ int main(int argc, char **argv)
 	char err[512], host[128], path[512];
 	int port, r, nworkers = 0, rc = 1;
 
-	if (parse_opts(argc, argv, &o) < 0)
-		return 2;
+	r = config_parse(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 2;
 	log_init("controller", parse_level(o.log_level));
 	if (!o.token_file) {
 		fprintf(stderr, "tasked-controller: --runner-token-file is required\n");
