@@ -1,4 +1,5 @@
 #include "deps.h"
+#include "expand.h"
 #include "util.h"
 
 #include <errno.h>
@@ -211,28 +212,22 @@ static int deps_lookup(const char *ref, size_t len, json_t *tasks, int escape, s
 char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, size_t errsz)
 {
 	struct buf b;
-	const char *p = s;
+	struct expand_token t;
+	enum expand_tok k;
+	size_t pos = 0;
 	int r = 0;
 
 	buf_init(&b, DEPS_MAX_RESOLVED);
-	while (*p && r == 0) {
-		const char *d = strchr(p, '$'), *end;
-		if (!d) {
-			r = buf_append(&b, p, strlen(p));
-			break;
-		}
-		r = buf_append(&b, p, (size_t)(d - p));
-		if (r < 0)
-			break;
-		if (d[1] == '$') {               /* keep the escape for the runner */
+	while (r == 0 && (k = expand_next(s, &pos, &t)) != EXPAND_END) {
+		if (k == EXPAND_ESCAPE) {        /* keep the escape for the runner */
 			r = buf_append(&b, "$$", 2);
-			p = d + 2;
-		} else if (strncmp(d, "$(tasks.", 8) == 0 && (end = strchr(d, ')'))) {
-			r = deps_lookup(d + 8, (size_t)(end - d - 8), tasks, escape, &b, err, errsz);
-			p = end + 1;
-		} else {
+		} else if (k == EXPAND_REF && t.name_len >= 6 && strncmp(s + t.name, "tasks.", 6) == 0) {
+			r = deps_lookup(s + t.name + 6, t.name_len - 6, tasks, escape, &b, err, errsz);
+		} else if (k == EXPAND_REF) {    /* the runner's to expand; a "$(" inside is still ours */
 			r = buf_append(&b, "$", 1);
-			p = d + 1;
+			pos = t.start + 1;
+		} else {
+			r = buf_append(&b, s + t.start, t.len);
 		}
 	}
 	if (r == 0 && !b.data)

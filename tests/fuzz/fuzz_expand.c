@@ -1,4 +1,5 @@
-/* Fuzz target: $(VAR) expansion. The first line holds NAME=VALUE pairs separated by ';'. */
+/* Fuzz target: the $(…) scanner and $(VAR) expansion. The first line holds NAME=VALUE pairs
+ * separated by ';'. The scanner's tokens must tile the input exactly. */
 #include "expand.h"
 
 #include <stdint.h>
@@ -35,6 +36,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data, size);
 	s[size] = '\0';
+	{
+		struct expand_token t;
+		enum expand_tok k;
+		size_t pos = 0, covered = 0;
+		while ((k = expand_next(s, &pos, &t)) != EXPAND_END) {
+			if (t.start != covered || t.len == 0 || pos != t.start + t.len ||
+			    (k == EXPAND_REF && (t.name != t.start + 2 || t.name_len + 3 != t.len)))
+				abort();
+			covered = pos;
+		}
+		if (covered != strlen(s))
+			abort();
+	}
 	nl = strchr(s, '\n');
 	if (nl) {
 		*nl = '\0';
