@@ -193,55 +193,66 @@ int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 	return 0;
 }
 
+int jscan_member_next(const char *buf, size_t len, size_t *pos, size_t *ks, size_t *ke, size_t *vs,
+		      size_t *ve)
+{
+	size_t p = jscan_ws(buf, len, *pos);
+
+	if (p >= len)
+		return -EBADMSG;
+	if (buf[p] == '}')
+		return 0;
+	if (buf[p] == '{') {
+		p = jscan_ws(buf, len, p + 1);
+		if (p < len && buf[p] == '}') {
+			*pos = p;
+			return 0;
+		}
+	} else if (buf[p] == ',') {
+		p = jscan_ws(buf, len, p + 1);
+	} else {
+		return -EBADMSG;
+	}
+	if (p >= len || buf[p] != '"')
+		return -EBADMSG; /* also a trailing comma */
+	*ks = p;
+	*ke = jscan_string_end(buf, len, p);
+	if (!*ke)
+		return -EBADMSG;
+	p = jscan_ws(buf, len, *ke);
+	if (p >= len || buf[p] != ':')
+		return -EBADMSG;
+	*vs = p = jscan_ws(buf, len, p + 1);
+	if (jscan_skip(buf, len, &p) < 0)
+		return -EBADMSG;
+	*ve = p;
+	p = jscan_ws(buf, len, p);
+	if (p >= len || (buf[p] != ',' && buf[p] != '}'))
+		return -EBADMSG;
+	*pos = p;
+	return 1;
+}
+
 int jscan_member(const char *buf, size_t len, size_t start, const char *key, size_t *vs, size_t *ve)
 {
-	size_t p = jscan_ws(buf, len, start);
-	int first = 1;
+	size_t p = jscan_ws(buf, len, start), ks, ke, s, e;
+	int r;
 
 	if (p >= len || buf[p] != '{')
 		return -EBADMSG;
-	p++;
-	for (;;) {
+	while ((r = jscan_member_next(buf, len, &p, &ks, &ke, &s, &e)) == 1) {
 		char name[JSCAN_KEY_MAX];
-		size_t ks, ke, v;
-		int kr;
-		p = jscan_ws(buf, len, p);
-		if (p >= len)
-			return -EBADMSG;
-		if (buf[p] == '}')
-			return first ? -ENOENT : -EBADMSG; /* "{}" or a trailing comma */
-		if (buf[p] != '"')
-			return -EBADMSG;
-		ks = p;
-		ke = jscan_string_end(buf, len, p);
-		if (!ke)
-			return -EBADMSG;
-		kr = jscan_string(buf, ks, ke, name, sizeof(name));
+		int kr = jscan_string(buf, ks, ke, name, sizeof(name));
 		if (kr == -EBADMSG)
-			return -EBADMSG;
-		p = jscan_ws(buf, len, ke);
-		if (p >= len || buf[p] != ':')
-			return -EBADMSG;
-		p = jscan_ws(buf, len, p + 1);
-		v = p;
-		if (jscan_skip(buf, len, &p) < 0)
 			return -EBADMSG;
 		/* Names that did not decode (too long, a NUL) never equal a C-string key. */
 		if (kr == 0 && strcmp(name, key) == 0) {
-			*vs = v;
-			*ve = p;
+			*vs = s;
+			*ve = e;
 			return 0;
 		}
-		p = jscan_ws(buf, len, p);
-		if (p >= len)
-			return -EBADMSG;
-		if (buf[p] == '}')
-			return -ENOENT;
-		if (buf[p] != ',')
-			return -EBADMSG;
-		p++;
-		first = 0;
 	}
+	return r == 0 ? -ENOENT : r;
 }
 
 int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs,

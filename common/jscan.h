@@ -18,6 +18,12 @@ int jscan_skip(const char *buf, size_t len, size_t *pos);
 int jscan_member(const char *buf, size_t len, size_t start, const char *key, size_t *vs,
 		 size_t *ve);
 
+/* Object iteration, the member-wise twin of jscan_next. *pos starts at the object (whitespace
+ * allowed before '{'); each call returns 1 with the next member's key span [ks, ke) (quotes
+ * included, undecoded) and value span, 0 after the last, or -EBADMSG. */
+int jscan_member_next(const char *buf, size_t len, size_t *pos, size_t *ks, size_t *ke, size_t *vs,
+		      size_t *ve);
+
 /* Follows path (member names, NULL-terminated) from the value at start. Same returns. */
 int jscan_path(const char *buf, size_t len, size_t start, const char *const *path, size_t *vs,
 	       size_t *ve);

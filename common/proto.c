@@ -555,95 +555,30 @@ int proto_encode(const json_t *msg, size_t max, char **ret, size_t *ret_len)
 
 /* --- envelope: attribution of a message the strict decoder refused --------------------------- */
 
-static size_t env_ws(const char *p, size_t n, size_t i)
+/* The raw bytes of the string at [s, e) (quotes included) when it holds no escape: an escaped
+ * key or value is never taken for one of ours, since its bytes differ from its value. */
+static int env_plain(const char *p, size_t s, size_t e, size_t *vs, size_t *vl)
 {
-	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-		i++;
-	return i;
-}
-
-/* A string at p[*i] == '"': its raw bytes are p[*start, *start + *slen); *escaped when it holds
- * a backslash (its raw bytes then differ from its value). */
-static int env_string(const char *p, size_t n, size_t *i, size_t *start, size_t *slen, int *escaped)
-{
-	if (*i >= n || p[*i] != '"')
+	if (e < s + 2 || p[s] != '"' || memchr(p + s, '\\', e - s))
 		return -1;
-	*start = ++*i;
-	*escaped = 0;
-	while (*i < n) {
-		if (p[*i] == '\\') {
-			*escaped = 1;
-			*i += 2;
-		} else if (p[*i] == '"') {
-			*slen = *i - *start;
-			++*i;
-			return 0;
-		} else {
-			++*i;
-		}
-	}
-	return -1;
-}
-
-/* Skips one value without building it: containers by counting brackets outside strings (no
- * recursion, so any depth), scalars up to the next delimiter. */
-static int env_skip(const char *p, size_t n, size_t *i)
-{
-	size_t depth = 0, s, l;
-	int e;
-
-	if (*i >= n)
-		return -1;
-	if (p[*i] == '"')
-		return env_string(p, n, i, &s, &l, &e);
-	if (p[*i] != '{' && p[*i] != '[') {
-		size_t start = *i;
-		while (*i < n && !strchr(",}] \t\r\n", p[*i]))
-			++*i;
-		return *i > start ? 0 : -1;
-	}
-	while (*i < n) {
-		char c = p[*i];
-		if (c == '"') {
-			if (env_string(p, n, i, &s, &l, &e) < 0)
-				return -1;
-			continue;
-		}
-		if (c == '{' || c == '[')
-			depth++;
-		else if ((c == '}' || c == ']') && --depth == 0) {
-			++*i;
-			return 0;
-		}
-		++*i;
-	}
-	return -1;
+	*vs = s + 1;
+	*vl = e - s - 2;
+	return 0;
 }
 
 int proto_envelope(const char *data, size_t len, enum proto_type *type, char *uid, size_t uidsz,
 		   int64_t *attempt)
 {
-	size_t i = env_ws(data, len, 0), ks, kl, vs, vl;
-	int seen_type = 0, seen_uid = 0, seen_attempt = 0, esc, vesc;
+	size_t pos = 0, ks, ke, s, e, k, kl, vs, vl;
+	int seen_type = 0, seen_uid = 0, seen_attempt = 0, r;
 
-	if (i >= len || data[i] != '{')
-		return -EBADMSG;
-	i = env_ws(data, len, i + 1);
-	if (i < len && data[i] == '}')
-		return -EBADMSG;
-	for (;;) {
-		i = env_ws(data, len, i);
-		if (env_string(data, len, &i, &ks, &kl, &esc) < 0)
-			return -EBADMSG;
-		i = env_ws(data, len, i);
-		if (i >= len || data[i] != ':')
-			return -EBADMSG;
-		i = env_ws(data, len, i + 1);
-#define ENV_KEY(lit) (!esc && kl == sizeof(lit) - 1 && memcmp(data + ks, lit, kl) == 0)
+	while ((r = jscan_member_next(data, len, &pos, &ks, &ke, &s, &e)) == 1) {
+		int plain = env_plain(data, ks, ke, &k, &kl) == 0;
+#define ENV_KEY(lit) (plain && kl == sizeof(lit) - 1 && memcmp(data + k, lit, kl) == 0)
 		if (ENV_KEY("type") || ENV_KEY("taskUid")) {
 			int is_type = ENV_KEY("type");
 			if ((is_type ? seen_type : seen_uid) ||
-			    env_string(data, len, &i, &vs, &vl, &vesc) < 0 || vesc || vl == 0)
+			    env_plain(data, s, e, &vs, &vl) < 0 || vl == 0)
 				return -EBADMSG;
 			if (is_type) {
 				int t;
@@ -668,30 +603,21 @@ int proto_envelope(const char *data, size_t len, enum proto_type *type, char *ui
 			}
 		} else if (ENV_KEY("attempt")) {
 			int64_t v = 0;
-			size_t digits = 0;
+			size_t i = s, digits = 0;
 			if (seen_attempt)
 				return -EBADMSG;
-			for (; i < len && data[i] >= '0' && data[i] <= '9' && digits < 8;
+			for (; i < e && data[i] >= '0' && data[i] <= '9' && digits < 8;
 			     i++, digits++)
 				v = v * 10 + (data[i] - '0');
-			if (digits == 0 || (i < len && data[i] >= '0' && data[i] <= '9') || v < 1 ||
-			    v > 1000000)
+			if (digits == 0 || i != e || v < 1 || v > 1000000)
 				return -EBADMSG;
 			*attempt = v;
 			seen_attempt = 1;
-		} else if (env_skip(data, len, &i) < 0) {
-			return -EBADMSG;
 		}
 #undef ENV_KEY
-		i = env_ws(data, len, i);
-		if (i < len && data[i] == ',') {
-			i++;
-			continue;
-		}
-		if (i < len && data[i] == '}')
-			break;
-		return -EBADMSG;
 	}
+	if (r < 0)
+		return -EBADMSG;
 	return seen_type && seen_uid && seen_attempt ? 0 : -EBADMSG;
 }
 
