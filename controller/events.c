@@ -1,4 +1,5 @@
 #include "events.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -70,7 +71,7 @@ static void events_drop_oldest(struct events *ev)
 uint64_t events_publish(struct events *ev, const char *type, const char *ns, const char *queue,
 			json_t *data)
 {
-	char *js = json_dumps(data, JSON_COMPACT);
+	_cleanup_free_ char *js = json_dumps(data, JSON_COMPACT);
 	size_t nsl = strlen(ns ? ns : ""), ql = strlen(queue ? queue : ""), len, cap;
 	char *frame;
 	uint64_t id;
@@ -82,14 +83,11 @@ uint64_t events_publish(struct events *ev, const char *type, const char *ns, con
 	/* The id is only known under the lock; leave room for 20 digits. */
 	cap = strlen(js) + strlen(type) + 64;
 	frame = malloc(cap + nsl + ql + 2);
-	if (!frame) {
-		free(js);
+	if (!frame)
 		return 0;
-	}
 	pthread_mutex_lock(&ev->lock);
 	id = ev->next_id;
 	n = snprintf(frame, cap, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, type, js);
-	free(js);
 	len = (size_t)n;
 	if (n < 0 || len >= cap || len > ev->cfg.max_bytes) {
 		pthread_mutex_unlock(&ev->lock);

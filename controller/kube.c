@@ -327,8 +327,8 @@ static int kube_perform(struct kube_client *c, CURL *h, const char *method, cons
 int kube_request(struct kube_client *c, const char *method, const char *path,
 		 const char *content_type, const json_t *body, struct kube_resp *ret)
 {
-	char *payload = NULL;
-	struct buf out;
+	_cleanup_free_ char *payload = NULL;
+	_cleanup_buf_ struct buf out = { 0 };
 	CURL *h;
 	int r, attempt;
 
@@ -348,7 +348,6 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 			break;
 		h = kube_handle(c);
 	}
-	free(payload);
 	if (r == 0 && out.len > 0) {
 		json_error_t jerr;
 		ret->body = kube_json_loadb(out.data, out.len, &jerr);
@@ -365,7 +364,6 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 	}
 	if (r == 0 && ret->status >= 300 && !ret->message[0])
 		snprintf(ret->message, sizeof(ret->message), "%s %s: HTTP %ld", method, path, ret->status);
-	buf_free(&out);
 	return r;
 }
 
