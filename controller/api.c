@@ -627,7 +627,9 @@ static int api_get_task(struct api *a, struct lws *wsi, struct api_sess *s, cons
 
 static int collect_text(void *ud, const struct logstore_chunk *c)
 {
-	return buf_append(ud, c->data, c->len) < 0;
+	struct buf *b = ud;
+	/* Stop before the chunk that does not fit: a failed append would drop what is there. */
+	return b->len + c->len > b->max || buf_append(b, c->data, c->len) < 0;
 }
 
 static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char *ns,

@@ -161,7 +161,8 @@ int events_read(struct events *ev, uint64_t *cursor, const struct events_filter 
 		if (events_match(s, f)) {
 			if (n > 0 && out->len + s->len > max_bytes)
 				break;
-			if (buf_append(out, s->frame, s->len) < 0)
+			/* Checked first: a failed append would also drop the frames already there. */
+			if (out->len + s->len > out->max || buf_append(out, s->frame, s->len) < 0)
 				break;
 			n++;
 		}

@@ -413,18 +413,21 @@ static size_t kube_watch_write(char *p, size_t sz, size_t n, void *ud)
 		size_t chunk = nl ? (size_t)(nl - (p + off)) : len - off;
 		/* Past the cap the rest of the line is dropped; its start (which names the object:
 		 * metadata comes before spec) is reported when the line ends. */
-		if (!w->overlong && buf_append(&w->line, p + off, chunk) < 0) {
+		if (!w->overlong) {
 			size_t room = w->line.max > w->line.len ? w->line.max - w->line.len : 0;
-			(void)buf_append(&w->line, p + off, room < chunk ? room : chunk);
-			w->overlong = 1;
+			/* A failed append keeps nothing (buf_append): fill up to the cap instead. */
+			if (buf_append(&w->line, p + off, room < chunk ? room : chunk) < 0 || chunk > room)
+				w->overlong = 1;
 		}
 		off += chunk;
 		if (nl) {
 			const char *error = w->overlong ? "watch event exceeds the 16 MiB line cap" : NULL;
 			off++;
 			w->overlong = 0;
-			if (w->line.len == 0)
+			if (w->line.len == 0) {
+				buf_reset(&w->line); /* also clears an out-of-memory failure */
 				continue;
+			}
 			if (kube_watch_line(w, error)) {
 				w->stopped = 1;
 				return 0;
