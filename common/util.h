@@ -22,17 +22,20 @@ int util_random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex chars + NU
 int util_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Decodes standard base64 (newlines allowed) into a new NUL-terminated buffer. */
-int util_base64_decode(const char *in, char **ret, size_t *ret_len);
+int util_base64_decode(const char *in, char **ret, size_t *ret_len)
+	__attribute__((warn_unused_result));
 /* Whether host is "localhost" or a loopback address (127/8, ::1, ::ffff:127.x). */
 int util_host_is_loopback(const char *host);
 /* Reads a whole file (O_CLOEXEC) up to max bytes; NUL-terminated; -EFBIG past max. */
-int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+	__attribute__((warn_unused_result));
 /* Writes a file atomically (temp + rename) with the given mode. */
 int util_write_file(const char *path, const void *data, size_t len, int mode);
 /* Strips trailing whitespace/newlines in place. */
 void util_rstrip(char *s);
 /* Parses a decimal integer in [min, max]; -EINVAL / -ERANGE. */
-int util_parse_long(const char *s, long min, long max, long *ret);
+int util_parse_long(const char *s, long min, long max, long *ret)
+	__attribute__((warn_unused_result));
 
 /* A growing byte buffer with a hard maximum (curl's dynbuf idea). Always NUL-terminated once
  * anything was appended. A failed append frees what was there and makes the buffer fail every
