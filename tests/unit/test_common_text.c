@@ -1,5 +1,5 @@
 /* common/mask, common/utf8 and the bounded buffer (common/util): the one secret masker, the
- * UTF-8 helpers both binaries use, and a buffer that keeps nothing after a failed append. */
+ * UTF-8 functions both binaries use, and a buffer that keeps nothing after a failed append. */
 #include "mask.h"
 #include "tap.h"
 #include "utf8.h"
