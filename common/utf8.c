@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-size_t utf8_seq(const unsigned char *p, size_t len)
+size_t u8_seq(const unsigned char *p, size_t len)
 {
 	unsigned c, need, cp;
 
@@ -33,16 +33,16 @@ size_t utf8_seq(const unsigned char *p, size_t len)
 	return need;
 }
 
-bool utf8_valid(const char *s, size_t len)
+bool u8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0, n; i < len; i += n)
-		if (!(n = utf8_seq(p + i, len - i)))
+		if (!(n = u8_seq(p + i, len - i)))
 			return false;
 	return true;
 }
 
-size_t utf8_count(const char *s, size_t len)
+size_t u8_count(const char *s, size_t len)
 {
 	size_t cnt = 0;
 	for (size_t i = 0; i < len; i++)
@@ -51,7 +51,7 @@ size_t utf8_count(const char *s, size_t len)
 	return cnt;
 }
 
-size_t utf8_encode(uint32_t cp, char out[4])
+size_t u8_encode(uint32_t cp, char out[4])
 {
 	if (cp < 0x80) {
 		out[0] = (char)cp;
@@ -79,7 +79,7 @@ size_t utf8_encode(uint32_t cp, char out[4])
 	return 4;
 }
 
-int utf8_sanitize(const char *in, size_t len, struct buf *out)
+int u8_sanitize(const char *in, size_t len, struct buf *out)
 {
 	static const char repl[] = "\xef\xbf\xbd";
 	const unsigned char *p = (const unsigned char *)in;
@@ -87,7 +87,7 @@ int utf8_sanitize(const char *in, size_t len, struct buf *out)
 	int r = 0;
 
 	while (i < len && r == 0) {
-		size_t n = p[i] == 0 ? 0 : utf8_seq(p + i, len - i);
+		size_t n = p[i] == 0 ? 0 : u8_seq(p + i, len - i);
 		if (n) {
 			i += n;
 			run += n;
@@ -104,7 +104,7 @@ int utf8_sanitize(const char *in, size_t len, struct buf *out)
 	return r;
 }
 
-size_t utf8_complete(const char *s, size_t len)
+size_t u8_complete(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t back = 1; back <= 3 && back <= len; back++) {
@@ -117,7 +117,7 @@ size_t utf8_complete(const char *s, size_t len)
 	return len;
 }
 
-const char *utf8_tail(const char *s, size_t max)
+const char *u8_tail(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 	const char *p;

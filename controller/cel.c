@@ -329,7 +329,7 @@ static int lex_number(struct parser *ps, size_t *ip)
 static int put_utf8(struct buf *b, uint32_t cp)
 {
 	char o[4];
-	size_t k = utf8_encode(cp, o);
+	size_t k = u8_encode(cp, o);
 	return k ? buf_append(b, o, k) : -EINVAL;
 }
 
@@ -1000,7 +1000,7 @@ int cel_compile(const char *expr, const struct cel_limits *lim, struct cel_progr
 		set_err(err, errsz, "expression longer than %zu bytes", l.max_len);
 		return -E2BIG;
 	}
-	if (!utf8_valid(expr, len)) {
+	if (!u8_valid(expr, len)) {
 		set_err(err, errsz, "expression is not valid UTF-8");
 		return -EINVAL;
 	}
@@ -1568,7 +1568,7 @@ static json_t *eval_call(struct ectx *c, const struct node *n)
 	case F_SIZE:
 		if (json_is_string(args[0])) {
 			if (charge_bytes(c, json_string_length(args[0])) == 0)
-				r = new_int(c, (int64_t)utf8_count(json_string_value(args[0]), json_string_length(args[0])));
+				r = new_int(c, (int64_t)u8_count(json_string_value(args[0]), json_string_length(args[0])));
 		} else if (json_is_array(args[0])) {
 			r = new_int(c, (int64_t)json_array_size(args[0]));
 		} else if (json_is_object(args[0])) {

@@ -354,7 +354,7 @@ const struct broker_ops taskctl_broker_ops = {
 
 const char *taskctl_utf8_tail(const char *s, size_t max)
 {
-	return utf8_tail(s, max);
+	return u8_tail(s, max);
 }
 
 static json_t *spec_of(json_t *task) { return json_object_get(task, "spec"); }

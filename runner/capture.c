@@ -11,7 +11,7 @@
  * callers and tests. */
 int capture_utf8_sanitize(const char *in, size_t len, struct buf *out)
 {
-	return utf8_sanitize(in, len, out);
+	return u8_sanitize(in, len, out);
 }
 
 /* ---- output capture -------------------------------------------------------------------- */
@@ -54,12 +54,12 @@ void capture_mask(const char *const *secrets, size_t n, struct buf *b)
 void capture_flush(struct capture *c, int s, int final, int64_t now_ms)
 {
 	struct buf *p = &c->pend[s];
-	size_t cut = final ? p->len : utf8_complete(p->data, p->len);
+	size_t cut = final ? p->len : u8_complete(p->data, p->len);
 	int r;
 
 	if (!final && c->nsecrets && cut > 0) {
 		size_t hold = mask_pending(p->data, cut, c->secrets, c->nsecrets, CAPTURE_MASK_HOLD);
-		cut = utf8_complete(p->data, cut - hold);
+		cut = u8_complete(p->data, cut - hold);
 	}
 	if (!c->hooks || cut == 0)
 		return;

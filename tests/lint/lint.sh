@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make lint`: formatting (clang-format, the files in tests/lint/format-files), banned calls
 # (tests/lint/banned.pl), cppcheck (tests/lint/cppcheck.sh) and, when present, the function
-# length check (tests/tools/funclen.sh). Every check runs; the status is 1 if any failed.
+# length check (tests/tools/funclen.sh), and our global symbols a static library also defines
+# (tests/lint/symbols.sh). Every check runs; the status is 1 if any failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 status=0
@@ -19,6 +20,8 @@ else
 fi
 
 if tests/lint/cppcheck.sh; then echo "lint: cppcheck ok"; else status=1; fi
+
+tests/lint/symbols.sh || status=1
 
 if [ -x tests/tools/funclen.sh ]; then
 	if tests/tools/funclen.sh; then echo "lint: function length ok"; else status=1; fi

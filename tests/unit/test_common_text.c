@@ -41,27 +41,27 @@ static void test_utf8(void)
 	struct buf b;
 	char enc[4];
 
-	ok(utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11), "valid text");
-	ok(!utf8_valid("\xc0\xaf", 2), "overlong refused");
-	ok(!utf8_valid("\xed\xa0\x80", 3), "surrogate refused");
-	ok(!utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF refused");
-	ok(!utf8_valid("\xe2\x82", 2), "truncated refused");
-	is_int((long long)utf8_count("h\xc3\xa9", 3), 2, "count code points");
-	is_int((long long)utf8_encode(0x1f600, enc), 4, "encode a 4-byte code point");
+	ok(u8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11), "valid text");
+	ok(!u8_valid("\xc0\xaf", 2), "overlong refused");
+	ok(!u8_valid("\xed\xa0\x80", 3), "surrogate refused");
+	ok(!u8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF refused");
+	ok(!u8_valid("\xe2\x82", 2), "truncated refused");
+	is_int((long long)u8_count("h\xc3\xa9", 3), 2, "count code points");
+	is_int((long long)u8_encode(0x1f600, enc), 4, "encode a 4-byte code point");
 	ok(memcmp(enc, "\xf0\x9f\x98\x80", 4) == 0, "encoded bytes");
-	is_int((long long)utf8_encode(0xd800, enc), 0, "a surrogate does not encode");
-	is_int((long long)utf8_complete("ab\xe2\x82", 4), 2,
+	is_int((long long)u8_encode(0xd800, enc), 0, "a surrogate does not encode");
+	is_int((long long)u8_complete("ab\xe2\x82", 4), 2,
 	       "complete prefix stops before a partial character");
-	is_str(utf8_tail("x\xc3\xa9y", 2), "y", "tail never starts inside a character");
+	is_str(u8_tail("x\xc3\xa9y", 2), "y", "tail never starts inside a character");
 	buf_init(&b, 64);
-	is_int(utf8_sanitize("a\0b\xff", 4, &b), 0, "sanitize");
+	is_int(u8_sanitize("a\0b\xff", 4, &b), 0, "sanitize");
 	is_str(b.data,
 	       "a\xef\xbf\xbd"
 	       "b\xef\xbf\xbd",
 	       "NUL and invalid bytes become U+FFFD");
 	buf_free(&b);
 	buf_init(&b, 4);
-	is_int(utf8_sanitize("\xff\xff", 2, &b), -ENOBUFS, "sanitize past the maximum fails");
+	is_int(u8_sanitize("\xff\xff", 2, &b), -ENOBUFS, "sanitize past the maximum fails");
 	ok(b.data == NULL, "and leaves nothing");
 	buf_free(&b);
 }
