@@ -2,6 +2,7 @@
 #include "exec.h"
 #include "health.h"
 #include "log.h"
+#include "plainhttp.h"
 #include "proto.h"
 #include "util.h"
 
@@ -724,10 +725,15 @@ static size_t conn_curl_write(char *ptr, size_t size, size_t nmemb, void *userda
 	return buf_append(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
 }
 
-static int conn_curl_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+static int conn_auth_cancelled(void *ud)
 {
 	struct conn *c = ud;
 	return atomic_load(&c->stop) >= 2 || c->done;
+}
+
+static int conn_curl_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+{
+	return conn_auth_cancelled(ud);
 }
 
 /* POST the token, get a grant. 0, -EACCES (403), -EAGAIN (429 or transport), -EPROTO. */
@@ -759,6 +765,17 @@ static int conn_auth(struct conn *c)
 	snprintf(url, sizeof(url), "%s://%s%s%s:%d%s", c->url.tls ? "https" : "http",
 		 c->url.ipv6 ? "[" : "", c->url.host, c->url.ipv6 ? "]" : "", c->url.port, CONN_AUTH_PATH);
 	buf_init(&resp, CONN_AUTH_BODY_MAX);
+	if (!c->url.tls && !c->cfg.broker_proxy) {
+		/* ws://: plain HTTP without libcurl, so no TLS library is set up (plainhttp.h) */
+		r = ph_post(c->url.host, c->url.port, CONN_AUTH_PATH, body, CONN_AUTH_CONNECT_MS,
+			    CONN_AUTH_TIMEOUT_MS, conn_auth_cancelled, c, &resp, &code);
+		if (r < 0) {
+			log_warn("runner auth failed", "url", url, "error", conn_strerror(-r));
+			r = -EAGAIN;
+			goto out;
+		}
+		goto answered;
+	}
 	h = curl_easy_init();
 	hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	if (!h || !hdrs) {
@@ -794,6 +811,7 @@ static int conn_auth(struct conn *c)
 		}
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+answered:
 	snprintf(status, sizeof(status), "%ld", code);
 	if (code == 403 || code == 401) {
 		log_error("runner auth refused: check --token-file", "url", url, "status", status);
