@@ -20,7 +20,8 @@ static int ph_hdr_is(const char *line, size_t n, const char *name)
 	return n > k && line[k] == ':' && strncasecmp(line, name, k) == 0;
 }
 
-int ph_parse_response(const char *data, size_t len, long *status, const char **body, size_t *body_len)
+int ph_parse_response(const char *data, size_t len, long *status, const char **body,
+		      size_t *body_len)
 {
 	const char *end = NULL, *p, *eol;
 	size_t hlen, clen = 0;
@@ -36,9 +37,10 @@ int ph_parse_response(const char *data, size_t len, long *status, const char **b
 		return -EPROTO;
 	hlen = (size_t)(end - data);
 	/* "HTTP/1.x NNN" then a space or the end of the line */
-	if (hlen < 12 || memcmp(data, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)data[7]) || data[8] != ' ' ||
-	    !isdigit((unsigned char)data[9]) || !isdigit((unsigned char)data[10]) ||
-	    !isdigit((unsigned char)data[11]) || data[9] == '0' || (hlen > 12 && data[12] != ' ' && data[12] != '\r'))
+	if (hlen < 12 || memcmp(data, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)data[7]) ||
+	    data[8] != ' ' || !isdigit((unsigned char)data[9]) ||
+	    !isdigit((unsigned char)data[10]) || !isdigit((unsigned char)data[11]) ||
+	    data[9] == '0' || (hlen > 12 && data[12] != ' ' && data[12] != '\r'))
 		return -EPROTO;
 	*status = (data[9] - '0') * 100 + (data[10] - '0') * 10 + (data[11] - '0');
 	for (p = memchr(data, '\n', hlen); p && p < end; p = eol) {
@@ -109,7 +111,8 @@ static int ph_wait(int fd, short events, int64_t deadline, int (*cancel)(void *)
 
 static int ph_connect(const char *host, int port, int64_t deadline, int (*cancel)(void *), void *ud)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res = NULL, *ai;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV },
+			*res = NULL, *ai;
 	char portstr[8];
 	int fd = -1, r = -EHOSTUNREACH;
 
@@ -140,7 +143,8 @@ static int ph_connect(const char *host, int port, int64_t deadline, int (*cancel
 	return fd >= 0 ? fd : r;
 }
 
-static int ph_send(int fd, const char *p, size_t n, int64_t deadline, int (*cancel)(void *), void *ud)
+static int ph_send(int fd, const char *p, size_t n, int64_t deadline, int (*cancel)(void *),
+		   void *ud)
 {
 	while (n > 0) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -158,8 +162,8 @@ static int ph_send(int fd, const char *p, size_t n, int64_t deadline, int (*canc
 	return 0;
 }
 
-int ph_post(const char *host, int port, const char *path, const char *body, int connect_ms, int timeout_ms,
-	    int (*cancel)(void *), void *ud, struct buf *resp, long *status)
+int ph_post(const char *host, int port, const char *path, const char *body, int connect_ms,
+	    int timeout_ms, int (*cancel)(void *), void *ud, struct buf *resp, long *status)
 {
 	int64_t start = ph_now_ms(), deadline = start + timeout_ms;
 	int64_t cdeadline = start + (connect_ms < timeout_ms ? connect_ms : timeout_ms);
@@ -172,7 +176,8 @@ int ph_post(const char *host, int port, const char *path, const char *body, int 
 	n = snprintf(head, sizeof(head),
 		     "POST %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nContent-Type: application/json\r\n"
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-		     path, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port, blen);
+		     path, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port,
+		     blen);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -ENAMETOOLONG;
 	in = malloc(cap);

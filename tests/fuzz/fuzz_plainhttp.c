@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(in, data, size);
 	if (ph_parse_response(in, size, &status, &body, &blen) == 0) {
-		if (status < 100 || status > 999 || body < in || body > in + size || blen > (size_t)(in + size - body))
+		if (status < 100 || status > 999 || body < in || body > in + size ||
+		    blen > (size_t)(in + size - body))
 			abort();
 	}
 	free(in);

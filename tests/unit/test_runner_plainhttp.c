@@ -22,20 +22,28 @@ static void test_parse(void)
 	size_t bl;
 	long st = 0;
 
-	is_int(parse("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 5\r\n\r\nhelloXX", &st, &b, &bl),
+	is_int(parse("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: "
+		     "5\r\n\r\nhelloXX",
+		     &st, &b, &bl),
 	       0, "a 200 with Content-Length parses");
 	is_int(st, 200, "status 200");
 	ok(bl == 5 && memcmp(b, "hello", 5) == 0, "the body stops at Content-Length");
-	is_int(parse("HTTP/1.0 403 Forbidden\r\n\r\nno", &st, &b, &bl), 0, "no Content-Length: the rest is the body");
+	is_int(parse("HTTP/1.0 403 Forbidden\r\n\r\nno", &st, &b, &bl), 0,
+	       "no Content-Length: the rest is the body");
 	ok(st == 403 && bl == 2, "status 403, body of 2");
-	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", &st, &b, &bl), -EPROTO, "a cut-off body");
-	is_int(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", &st, &b, &bl), -EPROTO,
-	       "chunked is refused");
-	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", &st, &b, &bl), -EPROTO,
-	       "two Content-Lengths are refused");
-	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", &st, &b, &bl), -EPROTO,
-	       "an overflowing Content-Length is refused");
-	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nx", &st, &b, &bl), -EPROTO, "junk after the length");
+	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", &st, &b, &bl), -EPROTO,
+	       "a cut-off body");
+	is_int(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", &st, &b,
+		     &bl),
+	       -EPROTO, "chunked is refused");
+	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", &st, &b,
+		     &bl),
+	       -EPROTO, "two Content-Lengths are refused");
+	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", &st, &b,
+		     &bl),
+	       -EPROTO, "an overflowing Content-Length is refused");
+	is_int(parse("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nx", &st, &b, &bl), -EPROTO,
+	       "junk after the length");
 	is_int(parse("HTTP/1.1 2000\r\n\r\n", &st, &b, &bl), -EPROTO, "a four-digit status");
 	is_int(parse("HTTP/1.1 099 x\r\n\r\n", &st, &b, &bl), -EPROTO, "a status below 100");
 	is_int(parse("HTTP/1.1 200 OK\r\n", &st, &b, &bl), -EPROTO, "no end of the headers");
@@ -76,11 +84,12 @@ static void *serve(void *ud)
 
 static int start(struct srv *s, pthread_t *th)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s->lfd, 1) < 0 ||
-	    getsockname(s->lfd, (struct sockaddr *)&sa, &sl) < 0)
+	if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(s->lfd, 1) < 0 || getsockname(s->lfd, (struct sockaddr *)&sa, &sl) < 0)
 		return -1;
 	s->port = ntohs(sa.sin_port);
 	return pthread_create(th, NULL, serve, s) == 0 ? 0 : -1;
@@ -96,7 +105,8 @@ static void test_post(void)
 	buf_init(&resp, 64 * 1024);
 	if (!ok(start(&s, &th) == 0, "a server on loopback"))
 		return;
-	is_int(ph_post("127.0.0.1", s.port, "/runners/auth", "{\"token\":\"t\"}", 2000, 5000, NULL, NULL, &resp, &st),
+	is_int(ph_post("127.0.0.1", s.port, "/runners/auth", "{\"token\":\"t\"}", 2000, 5000, NULL,
+		       NULL, &resp, &st),
 	       0, "the POST succeeds");
 	pthread_join(th, NULL);
 	close(s.lfd);
@@ -120,17 +130,14 @@ static void test_timeout(void)
 	buf_init(&resp, 1024);
 	if (!ok(start(&s, &th) == 0, "a silent server on loopback"))
 		return;
-	is_int(ph_post("127.0.0.1", s.port, "/x", "{}", 200, 300, NULL, NULL, &resp, &st), -ETIMEDOUT,
-	       "no answer within the deadline: -ETIMEDOUT");
+	is_int(ph_post("127.0.0.1", s.port, "/x", "{}", 200, 300, NULL, NULL, &resp, &st),
+	       -ETIMEDOUT, "no answer within the deadline: -ETIMEDOUT");
 	pthread_join(th, NULL);
 	close(s.lfd);
 	buf_free(&resp);
 }
 
-static int cancel_now(void *ud)
-{
-	return 1;
-}
+static int cancel_now(void *ud) { return 1; }
 
 static void test_cancel(void)
 {
@@ -142,8 +149,8 @@ static void test_cancel(void)
 	buf_init(&resp, 1024);
 	if (!ok(start(&s, &th) == 0, "another silent server on loopback"))
 		return;
-	is_int(ph_post("127.0.0.1", s.port, "/x", "{}", 5000, 5000, cancel_now, NULL, &resp, &st), -ECANCELED,
-	       "cancelled while it waits for the answer: -ECANCELED");
+	is_int(ph_post("127.0.0.1", s.port, "/x", "{}", 5000, 5000, cancel_now, NULL, &resp, &st),
+	       -ECANCELED, "cancelled while it waits for the answer: -ECANCELED");
 	pthread_join(th, NULL);
 	close(s.lfd);
 	buf_free(&resp);
