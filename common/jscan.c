@@ -169,7 +169,7 @@ int jscan_string(const char *buf, size_t vs, size_t ve, char *out, size_t outsz)
 					r = -EILSEQ;
 					break;
 				}
-				n = utf8_encode(cp, tmp);
+				n = utf8_put(cp, tmp);
 				break;
 			}
 			default:

@@ -13,7 +13,7 @@ bool utf8_valid(const char *s, size_t len);
 /* Code points in s, which must be valid. */
 size_t utf8_count(const char *s, size_t len);
 /* Writes cp to out (up to 4 bytes); 0 for a surrogate or anything past U+10FFFF. */
-size_t utf8_encode(uint32_t cp, char out[4]);
+size_t utf8_put(uint32_t cp, char out[4]);
 /* Appends in to out with every invalid byte and every NUL replaced by U+FFFD. 0 or the
  * buffer's error (then out holds nothing: see buf_append). */
 int utf8_sanitize(const char *in, size_t len, struct buf *out) __attribute__((warn_unused_result));

@@ -329,7 +329,7 @@ static int lex_number(struct parser *ps, size_t *ip)
 static int put_utf8(struct buf *b, uint32_t cp)
 {
 	char o[4];
-	size_t k = utf8_encode(cp, o);
+	size_t k = utf8_put(cp, o);
 	return k ? buf_append(b, o, k) : -EINVAL;
 }
 
