@@ -16,7 +16,7 @@ HARDEN   := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protectio
             -fcf-protection
 CFLAGS   ?= -O2 -g
 BASEFLAGS := -std=gnu17 -D_GNU_SOURCE -Icommon $(WARN) $(PKG_CFLAGS)
-LDHARDEN := -pie -Wl,-z,relro,-z,now,-z,noexecstack
+LDHARDEN := -pie -Wl,-z,relro,-z,now,-z,noexecstack -Wl,-z,pack-relative-relocs
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)

@@ -324,9 +324,11 @@ static void lg_observe(struct lg_run *r, json_t *obj)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static int lg_on_event(json_t *ev, void *ud)
+static int lg_on_event(json_t *ev, const char *raw, size_t rawlen, const char *error, void *ud)
 {
 	struct lg_run *r = ud;
+	if (!ev) /* a line that did not decode: not a Task we created */
+		return 0;
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	json_t *obj = json_object_get(ev, "object");
 
@@ -405,7 +407,7 @@ static void *lg_watch_main(void *p)
 }
 
 /* A watch that only consumes events: the controller's informer, for the ceiling. */
-static int lg_on_event_noop(json_t *ev, void *ud)
+static int lg_on_event_noop(json_t *ev, const char *raw, size_t rawlen, const char *error, void *ud)
 {
 	return 0;
 }

@@ -5,6 +5,7 @@
 # Can be run again on its own to re-render the same numbers.
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) # bench/memory.md: the idle-memory analysis
 RAW=${1:?usage: report.sh RAW_DIR DEST_DIR}
 DEST=${2:?usage: report.sh RAW_DIR DEST_DIR}
 mkdir -p "$DEST"
@@ -75,7 +76,7 @@ jq -n \
 	    {id: "ratio", what: "Tasked ÷ ceiling", unit: "%",
 	     value: (if $ratio then ($ratio * 100 | r(1)) else null end), target: 80, op: ">=", peer: ""},
 	    {id: "mem-base", what: "controller RSS with 0 tasks", unit: "MiB",
-	     value: (if $base then ($base / 1024 | r(1)) else null end), target: 8, op: "<=",
+	     value: (if $base then ($base / 1024 | r(1)) else null end), target: 6, op: "<=",
 	     peer: "Tekton 20–50 MiB small; Kueue ~100 MiB"},
 	    {id: "mem-per-task", what: "controller memory per Task object ((RSS(N) − RSS(0)) / N, N = \($big.tasks // "?"))", unit: "bytes",
 	     value: ($bpt | r(0)), target: 1024, op: "<=",
@@ -307,6 +308,8 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		$(q 'if .controllerMemory.bytesPerTask == null then "Not measured." else "Per task: \(.controllerMemory.bytesPerTask) bytes ((RSS(N) − RSS(0)) / N at the largest N)\(if .controllerMemory.bytesPerTaskSlope then "; \(.controllerMemory.bytesPerTaskSlope) bytes between the smallest and largest N" else "" end)." end')
 		$(q '((.controllerMemory.withTasks // []) | map(.tasks) | max // 0) as $n | if $n > 0 and $n < 95000 then "The largest N measured is \($n)\(if ((.controllerMemory.withTasks // []) | map(select(.requested > .tasks)) | length) > 0 then ", fewer than asked, to stay within the \(.parameters.budgetSeconds) s time budget" else "" end); at the per-task rate above, 100,000 Tasks would take ≈ \(.controllerMemory.extrapolated100kMiB) MiB (extrapolated, linear)." else "" end')
 
+		$(cat "$here/memory.md" 2>/dev/null)
+
 		## 5. Runner
 
 		\`build/bench/tasked-bench-runner\` plays the controller's broker (the protocol of
@@ -367,6 +370,10 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		\`BENCH_LATENCY_COUNT\`, \`BENCH_LATENCY_RATE\`, \`BENCH_THROUGHPUT_COUNT\`, \`BENCH_CEILING_COUNT\`,
 		\`BENCH_RUNNERS\`, \`BENCH_RUNNER_CONCURRENCY\`, \`BENCH_MEMORY_COUNTS\`, \`BENCH_THREADS\`,
 		\`BENCH_SKIP_IMAGES=1\`, \`BENCH_NO_DOCS=1\` (see the top of \`bench/run.sh\`).
+		\`BENCH_QUICK=1\` runs every step with a few dozen tasks (a check of the script, not a
+		measurement). Every process the bench starts is recorded by pid and start time
+		(\`build/bench/out/pids.txt\`); after the teardown any still running is named, stopped, and
+		fails the run.
 	EOF
 } >"$MD"
 echo "report: $MD, $J${plots[*]:+, }${plots[*]/#/$DEST/}"

@@ -22,6 +22,11 @@
 #   BENCH_SKIP_IMAGES=1         no Docker step        BENCH_NO_DOCS=1  report to build/bench/out only
 #   BENCH_STATE_DIR [build/bench/state]  BENCH_OUT_DIR [build/bench/out]
 #   BENCH_BINARIES [image-bin]  measure build/image-bin (what the images ship); "bin" for bin/
+#   BENCH_QUICK=1               a few dozen tasks per step, 300 Tasks for memory, no Docker, report
+#                               to build/bench/out only: checks the script, not the figures
+#
+# Every process the bench starts is recorded (pid and start time, build/bench/out/pids.txt) and
+# stopped by pid at the end; the end check names any that is still running and fails the run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +34,12 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source=tests/cluster/lib.sh
 . "$root/tests/cluster/lib.sh"
 
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	: "${BENCH_LATENCY_COUNT:=30}" "${BENCH_LATENCY_RATE:=10}" "${BENCH_THROUGHPUT_COUNT:=100}"
+	: "${BENCH_CEILING_COUNT:=100}" "${BENCH_CEILING_THREADS:=8}" "${BENCH_MEMORY_COUNTS:=300}"
+	: "${BENCH_RUNNER_LATENCY:=50}" "${BENCH_RUNNER_THROUGHPUT:=100}" "${BENCH_FILL_THREADS:=4}"
+	: "${BENCH_SKIP_IMAGES:=1}" "${BENCH_NO_DOCS:=1}"
+fi
 LAT_COUNT=${BENCH_LATENCY_COUNT:-1000}
 LAT_RATE=${BENCH_LATENCY_RATE:-20}
 THR_COUNT=${BENCH_THROUGHPUT_COUNT:-5000}
@@ -75,12 +86,44 @@ threads_of() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$HZ" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 pid_of() { cat "$STATE/$1.pid"; }
 
-# --- teardown, always ----------------------------------------------------------------------------
+# --- the processes we start, and teardown, always ------------------------------------------------
+# Each process started is recorded by pid and start time (field 22 of /proc/PID/stat, so a reused
+# pid is not taken for ours) in $OUT/pids.txt; the end check reads that list, not process names.
 EXTRA_RUNNERS=()
+PIDS=$OUT/pids.txt
+start_time() { # PID -> its start time in clock ticks since boot, or nothing
+	awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null || true
+}
+remember() { # PID NAME: record a process we started
+	local st
+	[ -d "$OUT" ] || return 0
+	case "$1" in '' | *[!0-9]*) return 0 ;; esac
+	st=$(start_time "$1")
+	[ -n "$st" ] || return 0
+	grep -q "^$1 $st " "$PIDS" 2>/dev/null || printf '%s %s %s\n' "$1" "$st" "$2" >>"$PIDS"
+}
+remember_state() { # every pid file in the state directory (control plane, controller, runners)
+	local f
+	for f in "$STATE"/*.pid; do
+		[ -s "$f" ] && remember "$(cat "$f")" "$(basename "$f" .pid)"
+	done
+	return 0
+}
+# leftovers: the recorded processes still running, one "PID NAME: COMMAND" line each.
+leftovers() {
+	local pid st name
+	[ -s "$PIDS" ] || return 0
+	while read -r pid st name; do
+		[ "$(start_time "$pid")" = "$st" ] || continue
+		[ "$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] || continue
+		printf '%s %s: %s\n' "$pid" "$name" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+	done <"$PIDS"
+}
 cleanup() {
-	local rc=$? i
+	local rc=$? i left pid
 	set +e
 	trap - EXIT INT TERM
+	remember_state
 	for i in "${EXTRA_RUNNERS[@]}"; do
 		stop_pidfile "$STATE/runner-$i.pid" "$RUNNER" "tasked-runner $i" 10 "$STATE/" >/dev/null
 	done
@@ -88,6 +131,20 @@ cleanup() {
 		TASKED_STATE_DIR=$STATE TASKED_RUNNER_STOP_TIMEOUT=10 "$root/tests/cluster/down.sh" >"$OUT/down.log" 2>&1
 		# 100k objects are a few hundred MB of etcd data; the logs stay.
 		rm -rf "$STATE/etcd"
+	fi
+	# The end check: nothing this run started may outlive it. Anything left is named, stopped by
+	# its pid, and fails the run.
+	left=$(leftovers)
+	if [ -n "$left" ]; then
+		printf 'bench: still running after the teardown (stopping them now):\n%s\n' "$left" >&2
+		while read -r pid _; do kill -TERM "$pid" 2>/dev/null; done <<<"$left"
+		sleep 2
+		while read -r pid _; do
+			[ -n "$(leftovers | awk -v p="$pid" '$1 == p')" ] && kill -KILL "$pid" 2>/dev/null
+		done <<<"$left"
+		[ "$rc" -ne 0 ] || rc=1
+	elif [ -s "$PIDS" ]; then
+		echo "bench: all $(wc -l <"$PIDS") processes it started have exited"
 	fi
 	[ "$rc" -eq 0 ] || echo "bench: failed (exit $rc); logs in ${STATE#"$root"/} and ${OUT#"$root"/}" >&2
 	exit "$rc"
@@ -98,9 +155,6 @@ trap 'exit 130' INT TERM
 # A leftover cluster from an interrupted run is stopped first; then everything starts fresh.
 if [ -d "$STATE" ]; then
 	TASKED_STATE_DIR=$STATE "$root/tests/cluster/down.sh" >/dev/null 2>&1 || true
-	for f in "$STATE"/runner-*.pid; do
-		[ -e "$f" ] && stop_pidfile "$f" "$RUNNER" "leftover tasked-runner" 5 "$STATE/" >/dev/null
-	done
 fi
 rm -rf "$STATE" "$OUT"
 mkdir -p "$STATE" "$OUT"
@@ -175,10 +229,22 @@ jq -c 'map_values(if type == "object" then {bytes, gzipBytes} else . end)' "$OUT
 # --- 5 (first, while nothing else of ours runs). the runner on its own ---------------------------
 step "runner on its own: idle RSS, dispatch → exec, tasks/s ($RB_LAT sequential, $RB_THR at $RCONC slots)"
 (umask 077 && openssl rand -hex 32 >"$STATE/rb-token")
+# In the background so its pid (and the runner's, from --pid-file) are recorded; the runner it
+# starts dies with it (PR_SET_PDEATHSIG) and is otherwise stopped by it.
 "$BIN/tasked-bench-runner" --runner "$RUNNER" --token-file "$STATE/rb-token" --command "$STAMP" \
 	--concurrency "$RCONC" --latency "$RB_LAT" --throughput "$RB_THR" --idle-seconds 3 \
 	--log "$STATE/runnerbench-runner.log" --csv "$OUT/runner.csv" --json "$OUT/runner.json" \
-	--timeout 300 >/dev/null
+	--pid-file "$STATE/runnerbench-runner.pid" --timeout 300 >/dev/null &
+rb_pid=$!
+remember "$rb_pid" tasked-bench-runner
+for ((i = 0; i < 50; i++)); do
+	[ -s "$STATE/runnerbench-runner.pid" ] && break
+	kill -0 "$rb_pid" 2>/dev/null || break
+	sleep 0.1
+done
+[ -s "$STATE/runnerbench-runner.pid" ] && remember "$(cat "$STATE/runnerbench-runner.pid")" runnerbench-runner
+wait "$rb_pid"
+rm -f "$STATE/runnerbench-runner.pid"
 jq -c '{idleRssKiB: .idle.rssKiB, p50: .latency.dispatchToStampMs.p50, p99: .latency.dispatchToStampMs.p99,
 	perSecond: .throughput.perSecond, hostForkExecWaitP50: .floor.forkExecWaitTrueMs.p50,
 	hostForkToStampP50: .floor.forkToStampMs.p50}' "$OUT/runner.json"
@@ -193,6 +259,7 @@ TASKED_STATE_DIR=$STATE \
 	cat "$OUT/up.log" >&2
 	die "the cluster did not start"
 }
+remember_state
 API_URL=$(cat "$STATE/api-url")
 # shellcheck disable=SC1091
 . "$STATE/tasked-ports.env"
@@ -202,6 +269,7 @@ for ((i = 2; i <= NRUNNERS; i++)); do
 		--controller "ws://127.0.0.1:$BROKER_PORT" --token-file "$STATE/runner-token" \
 		--concurrency "$RCONC" --labels pool=default --id "bench-r$i" ${BENCH_RUNNER_ARGS:-}
 	EXTRA_RUNNERS+=("$i")
+	remember "$(cat "$STATE/runner-$i.pid")" "runner-$i"
 done
 
 ctl_metrics() { # the controller's own /metrics (best effort: empty when it has none)
@@ -383,9 +451,11 @@ start_controller() { # sets CTL and SYNC_S, the seconds until /readyz (the cache
 		TASKED_CONTROLLER_ARGS="--lost-grace-seconds 2 ${BENCH_CONTROLLER_ARGS:-}" \
 		"$root/tests/cluster/up.sh" >>"$OUT/up.log" 2>&1 || {
 		tail -n 20 "$OUT/up.log" >&2
+		remember_state
 		die "the controller did not come back"
 	}
 	t1=$(now_ms)
+	remember_state
 	CTL=$(pid_of controller)
 	SYNC_S=$(awk -v ms="$((t1 - t0))" 'BEGIN { printf "%.2f\n", ms / 1000 }')
 }

@@ -20,6 +20,7 @@
  *   tasked-bench-runner --runner BIN --token-file F --command PATH [--concurrency C]
  *       [--latency N] [--throughput M] [--idle-seconds S] [--gap-ms G] [--work-dir DIR]
  *       [--log FILE] [--csv FILE] [--json FILE] [--timeout S] [--port P] [--floor N]
+ *       [--pid-file FILE]   (the runner's pid, so the caller can check it is gone afterwards)
  *
  * With --tasks FILE instead of --command it measures nothing: it is the broker of a scripted
  * run (tests/vm/). Each line of FILE is a JSON object merged into a dispatch message (name,
@@ -61,7 +62,7 @@
 #define RB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct rb_opts {
-	const char *runner, *token_file, *command, *work_dir, *log, *csv, *json, *tasks;
+	const char *runner, *token_file, *command, *work_dir, *log, *csv, *json, *tasks, *pid_file;
 	long concurrency, latency, throughput, idle_s, gap_ms, timeout_s, port, floor;
 };
 
@@ -110,7 +111,7 @@ static void rb_on_signal(int sig)
 static int rb_parse(int argc, char **argv, struct rb_opts *o)
 {
 	enum { O_RUNNER = 256, O_TOKEN, O_CMD, O_CONC, O_LAT, O_THR, O_IDLE, O_GAP, O_WORK, O_LOG,
-	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT, O_FLOOR };
+	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT, O_FLOOR, O_PIDFILE };
 	static const struct option lo[] = {
 		{ "runner", required_argument, NULL, O_RUNNER },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -128,6 +129,7 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		{ "tasks", required_argument, NULL, O_TASKS },
 		{ "port", required_argument, NULL, O_PORT },
 		{ "floor", required_argument, NULL, O_FLOOR },
+		{ "pid-file", required_argument, NULL, O_PIDFILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	long *target;
@@ -147,6 +149,7 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		case O_CSV: o->csv = optarg; continue;
 		case O_JSON: o->json = optarg; continue;
 		case O_TASKS: o->tasks = optarg; continue;
+		case O_PIDFILE: o->pid_file = optarg; continue;
 		case O_PORT: target = &o->port; lo_v = 0; hi_v = 65535; break;
 		case O_FLOOR: target = &o->floor; lo_v = 0; hi_v = 100000; break;
 		case O_CONC: target = &o->concurrency; lo_v = 1; hi_v = PROTO_MAX_CAPACITY; break;
@@ -999,6 +1002,13 @@ int main(int argc, char **argv)
 	b.pid = rb_start_runner(&b, ntohs(sa.sin_port));
 	if (b.pid < 0)
 		return 1;
+	if (b.o.pid_file) {
+		FILE *pf = fopen(b.o.pid_file, "we");
+		if (pf) {
+			fprintf(pf, "%ld\n", (long)b.pid);
+			fclose(pf);
+		}
+	}
 	rb_next_phase(&b, RB_WAIT_HELLO);
 	deadline = bench_mono_ns() + b.o.timeout_s * 1000000000LL;
 	b.last_ping_mono = bench_mono_ns();

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #define BROKER_GRANT_TTL_MS 30000
 #define BROKER_MAX_AUTH_BODY 4096
 #define BROKER_MAX_OUTBOX 4096
+#define BROKER_MAX_FDS 8192        /* lws fd tables: runners, API and SSE clients, kube sockets */
 #define BROKER_HELLO_TIMEOUT_S 10
 #define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once, per peer */
 #define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
@@ -1177,6 +1179,15 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 	info.alpn = "http/1.1";
 	if (cfg->tls_cert)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* lws sizes two tables by the highest fd number it may see, zeroed at start: the open
+	 * file limit by default (2 x 160 KiB resident at 20000, 2 x 8 MiB at a pod's 1048576). */
+	{
+		struct rlimit rl;
+		unsigned int lim = BROKER_MAX_FDS;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
+			lim = (unsigned int)rl.rlim_cur;
+		info.fd_limit_per_thread = lim;
+	}
 	b->ctx = lws_create_context(&info);
 	if (!b->ctx) {
 		broker_free(b);

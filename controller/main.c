@@ -151,6 +151,10 @@ int main(int argc, char **argv)
 	char err[512], host[128], path[512];
 	int port, r, nworkers = 0, rc = 1;
 
+	/* glibc gives each thread that allocates an arena of its own (up to 8 per core), each
+	 * keeping what it freed: under load that grows with the thread count. Two arenas keep the
+	 * informers and workers from contending on one lock. */
+	mallopt(M_ARENA_MAX, 2);
 	r = config_parse(argc, argv, &o);
 	if (r != 0)
 		return r > 0 ? 0 : 2;

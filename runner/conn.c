@@ -2,6 +2,7 @@
 #include "exec.h"
 #include "health.h"
 #include "log.h"
+#include "plainhttp.h"
 #include "proto.h"
 #include "util.h"
 
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define CONN_BACKOFF_BASE_MS 250
 #define CONN_BACKOFF_MAX_MS 10000
@@ -26,6 +28,8 @@
 #define CONN_AUTH_BODY_MAX (64 * 1024)
 #define CONN_LOG_BUDGET (4 * 1024 * 1024) /* log messages queued at most */
 #define CONN_FLUSH_MS 5000         /* on exit, wait this long for acks of the last results */
+#define CONN_FDS_BASE 256          /* lws's fd tables: the runner's own fds, then per slot */
+#define CONN_FDS_PER_SLOT 16       /* pipes, pidfd, cgroup and work dirs, an http task's sockets */
 #define CONN_FORCE_EXIT_MS 10000   /* after killing, give workers this long to report */
 #define CONN_RX_KEEP (64 * 1024)   /* reassembly memory kept between messages */
 #define CONN_MAX_MESSAGE_CEILING (16 * 1024 * 1024)
@@ -721,10 +725,15 @@ static size_t conn_curl_write(char *ptr, size_t size, size_t nmemb, void *userda
 	return buf_append(b, ptr, size * nmemb) == 0 ? size * nmemb : 0;
 }
 
-static int conn_curl_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+static int conn_auth_cancelled(void *ud)
 {
 	struct conn *c = ud;
 	return atomic_load(&c->stop) >= 2 || c->done;
+}
+
+static int conn_curl_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+{
+	return conn_auth_cancelled(ud);
 }
 
 /* POST the token, get a grant. 0, -EACCES (403), -EAGAIN (429 or transport), -EPROTO. */
@@ -756,6 +765,17 @@ static int conn_auth(struct conn *c)
 	snprintf(url, sizeof(url), "%s://%s%s%s:%d%s", c->url.tls ? "https" : "http",
 		 c->url.ipv6 ? "[" : "", c->url.host, c->url.ipv6 ? "]" : "", c->url.port, CONN_AUTH_PATH);
 	buf_init(&resp, CONN_AUTH_BODY_MAX);
+	if (!c->url.tls && !c->cfg.broker_proxy) {
+		/* ws://: plain HTTP without libcurl, so no TLS library is set up (plainhttp.h) */
+		r = ph_post(c->url.host, c->url.port, CONN_AUTH_PATH, body, CONN_AUTH_CONNECT_MS,
+			    CONN_AUTH_TIMEOUT_MS, conn_auth_cancelled, c, &resp, &code);
+		if (r < 0) {
+			log_warn("runner auth failed", "url", url, "error", conn_strerror(-r));
+			r = -EAGAIN;
+			goto out;
+		}
+		goto answered;
+	}
 	h = curl_easy_init();
 	hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	if (!h || !hdrs) {
@@ -791,6 +811,7 @@ static int conn_auth(struct conn *c)
 		}
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+answered:
 	snprintf(status, sizeof(status), "%ld", code);
 	if (code == 403 || code == 401) {
 		log_error("runner auth refused: check --token-file", "url", url, "status", status);
@@ -1014,8 +1035,22 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		info.http_proxy_address = c->proxy;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = conn_protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.client_ssl_ca_filepath = cfg->ca_file;
+	/* lws sizes two tables by the highest fd number it may see, zeroed at start: the open
+	 * file limit by default, which is 2 x 8 MiB resident with a pod's 1048576. fds are
+	 * numbered lowest free first, so a bound on what the runner holds open is enough. */
+	{
+		struct rlimit rl;
+		unsigned int need = CONN_FDS_BASE + CONN_FDS_PER_SLOT * (unsigned int)cfg->capacity;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+			need = (unsigned int)rl.rlim_cur;
+		info.fd_limit_per_thread = need;
+	}
+	/* ws:// (a sidecar on loopback) needs no TLS: without the global init lws makes no client
+	 * SSL_CTX, whose cipher and provider tables are most of an idle runner's heap. */
+	if (c->url.tls) {
+		info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.client_ssl_ca_filepath = cfg->ca_file;
+	}
 	info.user = c;
 	info.gid = -1;
 	info.uid = -1;

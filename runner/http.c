@@ -638,6 +638,14 @@ struct httpx_token {
 };
 
 static pthread_mutex_t httpx_token_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A runner on ws:// sets libcurl (and with it OpenSSL) up only for its first HTTP task. */
+static pthread_once_t httpx_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode httpx_curl_rc;
+static void httpx_curl_init(void)
+{
+	httpx_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 static struct httpx_token httpx_tokens[HTTPX_TOKEN_CACHE];
 static int64_t httpx_token_clock;
 
@@ -1236,8 +1244,9 @@ int httpx_run(struct httpx_spec *s, const struct httpx_io *io, struct exec_resul
 			}
 		}
 	}
-	x.h = curl_easy_init();
-	x.m = curl_multi_init();
+	pthread_once(&httpx_curl_once, httpx_curl_init);
+	x.h = httpx_curl_rc == CURLE_OK ? curl_easy_init() : NULL;
+	x.m = x.h ? curl_multi_init() : NULL;
 	if (!x.h || !x.m) {
 		httpx_set(res, "Failed", "Internal", "libcurl setup failed");
 		goto out;

@@ -298,7 +298,7 @@ int main(int argc, char **argv)
 	pthread_t sigth;
 	json_t *labels;
 	char id[RUNNER_ID_MAX + 1], err[160], conc[16];
-	int r;
+	int r, curl_now;
 
 	/* Tasks (even as another uid) must not ptrace or read /proc/<runner>/{mem,environ}. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -342,7 +342,10 @@ int main(int argc, char **argv)
 	}
 	/* The health file is rewritten by rename: the idle-time cleanup of /tmp must keep it. */
 	iso_protect(f.health_file);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	/* libcurl's set-up initialises OpenSSL, which only wss:// (or a broker proxy) needs now;
+	 * on ws:// the auth is plain HTTP (plainhttp.h) and HTTP tasks set libcurl up lazily. */
+	curl_now = url.tls || f.broker_proxy;
+	if (curl_now && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("libcurl setup failed");
 		return 1;
 	}
@@ -426,6 +429,7 @@ int main(int argc, char **argv)
 	reg_free(reg);
 	wr_close();
 	json_decref(labels);
-	curl_global_cleanup();
+	if (curl_now)
+		curl_global_cleanup();
 	return 0;
 }

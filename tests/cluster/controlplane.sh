@@ -46,16 +46,8 @@ kube_bin() {
 	fi
 }
 
-# For stop/status the binaries' paths are only needed to recognise our processes; the pid
-# file's process is matched by its argv[0], which we read back from the pid file's process.
-recorded_bin() { # PIDFILE -> argv[0] of the live process, or nothing
-	local pid
-	[ -s "$1" ] || return 0
-	pid=$(cat "$1")
-	case "$pid" in '' | *[!0-9]*) return 0 ;; esac
-	[ -r "/proc/$pid/cmdline" ] || return 0
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1
-}
+# For stop/status the binaries' paths are only needed to recognise our processes: recorded_bin
+# (lib.sh) reads the pid file's process's argv[0] back.
 
 # ---------------------------------------------------------------------------------------------
 # Certificates, tokens, ports (made once; kept across restarts)

@@ -20,8 +20,21 @@ fi
 
 # The runner drains on SIGTERM (waits up to its --grace-seconds, 30 by default, for running
 # attempts), so it gets more time before KILL, which would orphan the tasks it runs.
-stop_pidfile "$STATE/runner.pid" "$root/bin/tasked-runner" tasked-runner \
-	"${TASKED_RUNNER_STOP_TIMEOUT:-40}" "$STATE/"
-stop_pidfile "$STATE/controller.pid" "$root/bin/tasked-controller" tasked-controller \
-	"${TASKED_STOP_TIMEOUT:-10}" "$STATE/"
+# The binaries may come from TASKED_BIN_DIR (up.sh) rather than bin/: each pid file's process is
+# recognised by its own argv[0] when that names the right program, so none is left running.
+BINDIR=${TASKED_BIN_DIR:-$root/bin}
+stop_ours() { # PIDNAME PROGRAM GRACE
+	local bin
+	bin=$(recorded_bin "$STATE/$1.pid")
+	case "$bin" in */"$2") ;; *) bin=$BINDIR/$2 ;; esac
+	stop_pidfile "$STATE/$1.pid" "$bin" "$2" "$3" "$STATE/"
+}
+stop_ours runner tasked-runner "${TASKED_RUNNER_STOP_TIMEOUT:-40}"
+# More runners started on the same state directory (the benchmarks start runner-2.pid, ...).
+for f in "$STATE"/runner-*.pid; do
+	[ -e "$f" ] || continue
+	f=${f##*/}
+	stop_ours "${f%.pid}" tasked-runner "${TASKED_RUNNER_STOP_TIMEOUT:-40}"
+done
+stop_ours controller tasked-controller "${TASKED_STOP_TIMEOUT:-10}"
 "$here/controlplane.sh" stop "$STATE"

@@ -58,14 +58,28 @@ proc_matches() {
 	case "$pid" in '' | *[!0-9]*) return 1 ;; esac
 	kill -0 "$pid" 2>/dev/null || return 1
 	[ -r "/proc/$pid/cmdline" ] || return 1
-	argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n 1)
+	# The process may exit between the checks: reading its cmdline then fails with ESRCH, which
+	# only means "not ours any more" (stderr is dropped so no "tr: read error" is printed).
+	argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
 	[ "$argv0" = "$bin" ] || return 1
 	if [ -n "$needle" ]; then
-		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
 		case "$cmdline" in *"$needle"*) ;; *) return 1 ;; esac
 	fi
 	# A zombie still answers kill -0.
 	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
+
+# recorded_bin PIDFILE: argv[0] of the pid file's live process, or nothing. Stopping by pid file
+# needs the binary only to recognise our process; this reads it back, so a process started from
+# another build directory (the benchmarks run build/image-bin) is still found.
+recorded_bin() {
+	local pid
+	[ -s "$1" ] || return 0
+	pid=$(cat "$1")
+	case "$pid" in '' | *[!0-9]*) return 0 ;; esac
+	[ -r "/proc/$pid/cmdline" ] || return 0
+	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1
 }
 
 # pidfile_alive PIDFILE BINARY [NEEDLE]: the pid in PIDFILE is a live BINARY process.
