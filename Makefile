@@ -123,8 +123,11 @@ format:
 tsan: all kube $(TOOLS) build/tsan/bin/tasked-controller build/tsan/bin/tasked-runner
 	tests/tsan/run.sh
 
+# TASKED_NODE=0: the host-process cluster only (no kubelet, no images, no Helm install).
+TASKED_NODE ?= 1
+export TASKED_NODE
 kube: deps
-	@tests/cluster/build-kube.sh >/dev/null
+	@tests/cluster/build-kube.sh $(if $(filter 0,$(TASKED_NODE)),,node) >/dev/null
 
 # Test tools (raw protocol clients and probes) are plain programs, never shipped.
 TOOLS := build/tools/wsprobe build/tools/ssehold build/tools/probe build/tools/httpcount
@@ -160,6 +163,10 @@ vm-test: deps all build/tools/probe build/bench/tasked-bench-runner
 
 up: deps all kube
 	@tests/cluster/up.sh
+ifneq ($(TASKED_NODE),0)
+up: images helm
+integration: images
+endif
 
 down:
 	@tests/cluster/down.sh

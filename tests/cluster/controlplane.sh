@@ -18,6 +18,11 @@
 #                         when the binary directory has none, e.g. envtest assets)
 #   TASKED_START_TIMEOUT  seconds to wait for each component to become ready (default 90)
 #   TASKED_STOP_TIMEOUT   seconds between TERM and KILL on stop (default 5)
+#   TASKED_CP_ADDRESS     address the API server binds and advertises (default 127.0.0.1).
+#                         The node's address (tests/cluster/node.sh) makes it serve pods too:
+#                         the kubernetes Service gets endpoints, the ServiceAccount admission
+#                         mounts tokens, nodes are authorized as nodes, and the API server
+#                         reaches kubelets by their InternalIP with a client certificate.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +42,7 @@ case "$cmd" in start | stop | status) ;; *) usage ;; esac
 START_TIMEOUT=${TASKED_START_TIMEOUT:-90}
 STOP_TIMEOUT=${TASKED_STOP_TIMEOUT:-5}
 PKI=$DIR/pki
+ADDR=${TASKED_CP_ADDRESS:-127.0.0.1}
 
 kube_bin() {
 	if [ -n "${TASKED_KUBE_BIN:-}" ]; then
@@ -74,7 +80,16 @@ ensure_pki() {
 			subjectKeyIdentifier = hash
 			authorityKeyIdentifier = keyid
 			subjectAltName = DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:127.0.0.1, IP:10.0.0.1
+			[v3_client]
+			basicConstraints = critical, CA:FALSE
+			keyUsage = critical, digitalSignature, keyEncipherment
+			extendedKeyUsage = clientAuth
 		EOF
+	fi
+	# The serving certificate must name the address the API server listens on.
+	if [ "$ADDR" != 127.0.0.1 ] && ! grep -q "IP:$ADDR\$" "$cnf"; then
+		sed -i "s/^\(subjectAltName = .*\)$/\1, IP:$ADDR/" "$cnf"
+		rm -f "$PKI/apiserver.crt"
 	fi
 	(
 		umask 077
@@ -96,6 +111,16 @@ ensure_pki() {
 		if [ ! -s sa.key ] || [ ! -s sa.pub ]; then
 			openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
 			openssl pkey -in sa.key -pubout -out sa.pub
+		fi
+		# The API server's client certificate towards kubelets (system:masters may exec, read
+		# logs and port-forward on every kubelet).
+		if [ ! -s kubelet-client.crt ] || [ ! -s kubelet-client.key ]; then
+			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out kubelet-client.key 2>/dev/null
+			openssl req -new -key kubelet-client.key -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" -out kubelet-client.csr
+			openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key \
+				-set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
+				-extfile openssl.cnf -extensions v3_client -out kubelet-client.crt 2>/dev/null
+			rm -f kubelet-client.csr
 		fi
 		# Token auth: "admin" is in system:masters (bypasses RBAC); "tasked-user" has no
 		# groups beyond system:authenticated, for RBAC tests.
@@ -132,6 +157,16 @@ load_ports() {
 		ETCD_PEER_PORT=$(pick_port "$ETCD_PORT")
 		APISERVER_PORT=$(pick_port "$ETCD_PORT" "$ETCD_PEER_PORT")
 		KCM_PORT=$(pick_port "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT")
+		write_ports=1
+	fi
+	# Serving pods, the API server listens on the node's address only, on the port clusters
+	# usually use: NetworkPolicies see the port after the kubernetes Service's DNAT, and the
+	# chart's egress rule for the API server names 443 and 6443.
+	if [ "$ADDR" != 127.0.0.1 ] && [ "$APISERVER_PORT" != 6443 ]; then
+		APISERVER_PORT=6443
+		write_ports=1
+	fi
+	if [ "${write_ports:-0}" = 1 ]; then
 		printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPISERVER_PORT=%s\nKCM_PORT=%s\n' \
 			"$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$KCM_PORT" >"$f.tmp"
 		mv "$f.tmp" "$f"
@@ -158,7 +193,7 @@ write_kubeconfig() {
 			clusters:
 			- name: tasked
 			  cluster:
-			    server: https://127.0.0.1:$APISERVER_PORT
+			    server: https://$ADDR:$APISERVER_PORT
 			    certificate-authority-data: $ca
 			users:
 			- name: tasked-admin
@@ -184,7 +219,7 @@ etcd_healthy() {
 }
 apiserver_ready() {
 	curl -fsS --max-time 2 --cacert "$PKI/ca.crt" -H "@$PKI/auth-header" \
-		"https://127.0.0.1:$APISERVER_PORT/readyz" | grep -qx ok
+		"https://$ADDR:$APISERVER_PORT/readyz" | grep -qx ok
 }
 kcm_healthy() {
 	curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "https://127.0.0.1:$KCM_PORT/healthz" | grep -qx ok
@@ -220,28 +255,37 @@ start_etcd() {
 start_apiserver() {
 	local bin=$1/kube-apiserver
 	[ -x "$bin" ] || die "no kube-apiserver binary in $1"
+	local node_flags=(--disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none
+		--authorization-mode=RBAC)
+	if [ "$ADDR" != 127.0.0.1 ]; then
+		node_flags=(--enable-admission-plugins=NodeRestriction --authorization-mode=Node,RBAC
+			--kubelet-preferred-address-types=InternalIP
+			--kubelet-client-certificate="$PKI/kubelet-client.crt"
+			--kubelet-client-key="$PKI/kubelet-client.key")
+	fi
 	if pidfile_alive "$DIR/kube-apiserver.pid" "$bin" "$DIR/"; then
 		echo "kube-apiserver already running (pid $(cat "$DIR/kube-apiserver.pid"))"
+		tr '\0' '\n' <"/proc/$(cat "$DIR/kube-apiserver.pid")/cmdline" | grep -qx -- "--bind-address=$ADDR" ||
+			die "the kube-apiserver of $DIR listens on another address than $ADDR (started with" \
+				"or without a node): stop the cluster first ('make down')"
 	else
 		require_free_port "$APISERVER_PORT" kube-apiserver
 		start_bg "$DIR/kube-apiserver.pid" "$DIR/kube-apiserver.log" "$bin" \
 			--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-			--bind-address=127.0.0.1 \
-			--advertise-address=127.0.0.1 \
+			--bind-address="$ADDR" \
+			--advertise-address="$ADDR" \
 			--secure-port="$APISERVER_PORT" \
 			--cert-dir="$PKI" \
 			--tls-cert-file="$PKI/apiserver.crt" \
 			--tls-private-key-file="$PKI/apiserver.key" \
 			--client-ca-file="$PKI/ca.crt" \
 			--token-auth-file="$PKI/tokens.csv" \
-			--authorization-mode=RBAC \
+			"${node_flags[@]}" \
 			--service-account-issuer="https://127.0.0.1:$APISERVER_PORT" \
 			--service-account-key-file="$PKI/sa.pub" \
 			--service-account-signing-key-file="$PKI/sa.key" \
-			--disable-admission-plugins=ServiceAccount \
 			--service-cluster-ip-range=10.0.0.0/24 \
 			--allow-privileged=true \
-			--endpoint-reconciler-type=none \
 			--v=1
 		echo "started kube-apiserver (pid $(cat "$DIR/kube-apiserver.pid"), port $APISERVER_PORT)"
 	fi

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make demo` (after `make up`): applies examples/, waits until every example Task finished,
 # shows them, and checks the outcome: hello and env Succeeded, fail Failed with exit code 3.
+# On a node (up-node.sh) it also shows where they ran: the pods, and every container's process
+# as the kernel sees it (the security context the kubelet applied), and checks that the tasks
+# ran in the controller pod's runner sidecars.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,6 +49,26 @@ done
 
 echo
 kubectl get -f "$EXAMPLES" -o wide
+if [ -r "$STATE/release.env" ]; then
+	# shellcheck disable=SC1091
+	. "$STATE/release.env"
+	echo
+	echo "--- where they ran:"
+	kubectl get -f "$EXAMPLES" -o custom-columns='TASK:.metadata.name,PHASE:.status.phase,EXIT:.status.exitCode,RUNNER:.status.runner'
+	echo
+	echo "--- pods in $NAMESPACE:"
+	kubectl -n "$NAMESPACE" get pods -o wide
+	echo
+	echo "--- their containers as the kubelet started them (read from /proc on the node):"
+	{
+		echo "POD CONTAINER PID UID GID CAPEFF NONEWPRIVS SECCOMP ROOTFS"
+		"$here/node.sh" procs "$STATE" "$NAMESPACE" | cut -d' ' -f2-
+	} | column -t
+	echo
+	echo "--- the securityContext they asked for (runner-0):"
+	kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=controller -o json |
+		jq -c '.items[0].spec.containers[] | select(.name == "runner-0") | .securityContext'
+fi
 for t in "${tasks[@]}"; do
 	read -r ns name <<<"$t"
 	echo
@@ -86,6 +109,18 @@ check "fail Failed" "$(field fail .status.phase)" Failed
 check "fail exit code 3" "$(field fail .status.exitCode)" 3
 check "limits Succeeded" "$(field limits .status.phase)" Succeeded
 check_contains "limits: 250m over 20 s is RLIMIT_CPU 5 (hard 6)" "$(field limits .status.logTail)" "CPU 5 6"
+if [ -r "$STATE/release.env" ]; then
+	pod=$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=controller \
+		--field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}')
+	for t in hello env fail limits; do
+		check_contains "$t ran in a runner sidecar of $pod" "$(field "$t" .status.runner)" "$pod"
+	done
+	while read -r _ pod c _ uid gid capeff nnp seccomp rootfs; do
+		case "$c" in runner-*) ;; *) continue ;; esac
+		check "$c: uid/gid 65532, no capabilities, no_new_privs, seccomp filter, read-only /" \
+			"$uid $gid $capeff $nnp $seccomp $rootfs" "65532 65532 0000000000000000 1 2 ro"
+	done < <("$here/node.sh" procs "$STATE" "$NAMESPACE")
+fi
 
 if [ "$failures" -ne 0 ]; then
 	die "$failures demo check(s) failed; read $STATE/controller.log and $STATE/runner.log"

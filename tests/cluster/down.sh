@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make down`: stops the runner, the controller, then the control plane of the local cluster
-# started by up.sh. Removes nothing else: data, certificates, tokens and logs stay in
-# ${TASKED_STATE_DIR:-.tasked} for the next `make up`.
+# `make down`: stops the runner, the controller, the node (tests/cluster/node.sh: its pods,
+# containerd, kubelet, kube-scheduler, kube-proxy, and every host-global change it made), then
+# the control plane of the local cluster started by up.sh. Data, certificates, tokens and logs
+# stay in ${TASKED_STATE_DIR:-.tasked} for the next `make up`.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,4 +38,7 @@ for f in "$STATE"/runner-*.pid; do
 	stop_ours "${f%.pid}" tasked-runner "${TASKED_RUNNER_STOP_TIMEOUT:-40}"
 done
 stop_ours controller tasked-controller "${TASKED_STOP_TIMEOUT:-10}"
+if [ -d "$STATE/node" ]; then
+	"$here/node.sh" stop "$STATE"
+fi
 "$here/controlplane.sh" stop "$STATE"

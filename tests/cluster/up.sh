@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make up`: a local Tasked cluster in a box. Starts the control plane (etcd, kube-apiserver,
+# `make up`: a local Tasked cluster in a box. With a node (the default) this is up-node.sh:
+# Tasked installed by Helm into real pods. With TASKED_NODE=0, what follows: starts the control plane (etcd, kube-apiserver,
 # kube-controller-manager on loopback), installs the CRDs, then runs tasked-controller and one
 # tasked-runner as local processes. State, pids and logs go to ${TASKED_STATE_DIR:-.tasked}
 # (relative to the repository root).
@@ -18,6 +19,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/cluster/lib.sh
 . "$here/lib.sh"
+
+if node_wanted; then
+	exec "$here/up-node.sh"
+fi
 
 STATE=${TASKED_STATE_DIR:-.tasked}
 case "$STATE" in /*) ;; *) STATE=$root/${STATE#./} ;; esac

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `make up` with a node (the default; TASKED_NODE=0 runs up.sh's host processes instead):
+# the control plane on the node's address, the node (node.sh), then Tasked installed the way
+# users install it: its images imported into the node's containerd and `helm upgrade --install`
+# of charts/tasked with the hardened defaults. The controller runs in a pod with its runner
+# sidecars; the runners use the runner-with-tools image (docs/images.md) so the examples'
+# programs exist. Writes the same contract as up.sh into the state directory: kubeconfig,
+# api-url (the controller Service, reachable from the host), api-key, runner-token.
+#
+# Environment: TASKED_STATE_DIR, TASKED_NAMESPACE (default tasked-system), TASKED_RELEASE
+# (default tasked), TASKED_HELM_ARGS (extra helm flags, split on spaces), TASKED_READY_TIMEOUT.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/cluster/lib.sh
+. "$here/lib.sh"
+
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$root/${STATE#./} ;; esac
+STATE=${STATE%/}
+NS=${TASKED_NAMESPACE:-tasked-system}
+REL=${TASKED_RELEASE:-tasked}
+READY_TIMEOUT=${TASKED_READY_TIMEOUT:-180}
+TAG=$(cat "$root/VERSION" 2>/dev/null || echo 0.0.0)
+
+command -v kubectl >/dev/null || die "kubectl is required (Debian: kubernetes-client)"
+HELM=$("$here/../helm/build-helm.sh") || die "building Helm failed (tests/helm/build-helm.sh)"
+for i in "tasked-controller:$TAG" "tasked-runner:$TAG"; do
+	docker image inspect "$i" >/dev/null 2>&1 || die "no image $i: build it with 'make images' (or use 'make up')"
+done
+
+t0=$(now_ms)
+mkdir -p "$STATE"
+"$here/node.sh" net "$STATE"
+TASKED_CP_ADDRESS=$NODE_IP "$here/controlplane.sh" start "$STATE"
+export KUBECONFIG=$STATE/kubeconfig
+"$here/node.sh" start "$STATE"
+
+# --- images: the runner with tools (docs/images.md) ---------------------------------------------
+# Debian's static busybox (its applets as links) and getent (glibc, which the runner image
+# already carries): enough for the examples.
+ctx=$root/build/node-images/runner-tools
+rm -rf "$ctx"
+mkdir -p "$ctx/tools"
+[ -x /bin/busybox ] || die "/bin/busybox is missing (Debian: busybox-static)"
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
+	die "/bin/busybox is not static (Debian: busybox-static, not busybox)"
+cp /bin/busybox "$ctx/tools/busybox"
+cp "$(command -v getent)" "$ctx/tools/getent"
+for a in $(/bin/busybox --list); do
+	case "$a" in busybox | getent) continue ;; esac
+	ln -s busybox "$ctx/tools/$a"
+done
+chmod 0755 "$ctx/tools/busybox" "$ctx/tools/getent"
+docker build -q -f "$root/images/examples/Dockerfile.runner-with-tools" \
+	--build-arg "RUNNER_IMAGE=tasked-runner:$TAG" -t "tasked-runner-tools:$TAG" "$ctx" >"$ctx.log" 2>&1 || {
+	cat "$ctx.log" >&2
+	die "building tasked-runner-tools:$TAG failed"
+}
+"$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" "tasked-runner-tools:$TAG"
+
+# --- helm install ------------------------------------------------------------------------------
+helm_args=(--set "runner.image.repository=tasked-runner-tools")
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" != Y ]; then
+	echo "AppArmor is not enabled on this node: installing with appArmor.type=None (the kubelet rejects pods that ask for a profile)"
+	helm_args+=(--set appArmor.type=None)
+fi
+# shellcheck disable=SC2086 # extra flags are meant to split on spaces
+"$HELM" upgrade --install "$REL" "$root/charts/tasked" --namespace "$NS" --create-namespace \
+	--wait --timeout "${READY_TIMEOUT}s" "${helm_args[@]}" ${TASKED_HELM_ARGS:-} >"$STATE/helm.log" 2>&1 || {
+	cat "$STATE/helm.log" >&2
+	kubectl -n "$NS" get pods -o wide >&2 || true
+	kubectl -n "$NS" describe pods >&2 || true
+	die "helm install of charts/tasked failed"
+}
+
+# --- the contract for clients on the host --------------------------------------------------------
+fullname=$REL
+case "$REL" in *tasked*) ;; *) fullname=$REL-tasked ;; esac
+secret() { # NAME KEY FILE
+	(
+		umask 077
+		kubectl -n "$NS" get secret "$1" -o "jsonpath={.data.$2}" | base64 -d >"$STATE/$3.tmp"
+	)
+	[ -s "$STATE/$3.tmp" ] || die "no $2 in Secret $NS/$1"
+	mv "$STATE/$3.tmp" "$STATE/$3"
+}
+secret "$fullname-api-key" api-key api-key
+secret "$fullname-runner-token" runner-token runner-token
+ip=$(kubectl -n "$NS" get svc "$fullname" -o jsonpath='{.spec.clusterIP}')
+port=$(kubectl -n "$NS" get svc "$fullname" -o jsonpath='{.spec.ports[0].port}')
+API_URL=http://$ip:$port
+printf '%s\n' "$API_URL" >"$STATE/api-url"
+printf 'NAMESPACE=%s\nRELEASE=%s\nFULLNAME=%s\n' "$NS" "$REL" "$fullname" >"$STATE/release.env"
+
+controller_ready() {
+	printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" |
+		curl -fsS --max-time 2 -o /dev/null -H @- "$API_URL/readyz"
+}
+deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
+until controller_ready; do
+	[ "$(now_ms)" -lt "$deadline" ] || die "the controller's API at $API_URL does not answer /readyz"
+	sleep 0.5
+done
+
+t1=$(now_ms)
+rel=${STATE#"$root"/}
+down="make down"
+[ "$STATE" = "$root/.tasked" ] || down="TASKED_STATE_DIR=$STATE make down"
+cat <<EOF
+Tasked is up on node $NODE_NAME ($(((t1 - t0) / 1000)).$(printf '%03d' $(((t1 - t0) % 1000)))s).
+  export KUBECONFIG=$STATE/kubeconfig
+  pods:    kubectl -n $NS get pods -o wide
+  API:     $API_URL   (key in $rel/api-key; curl -H "X-API-Key: \$(cat $rel/api-key)" $API_URL/api/v1/tasks)
+  logs:    kubectl -n $NS logs deploy/$fullname -c controller (or -c runner-0); node: $rel/node/*.log
+  try:     kubectl apply -f examples/ && kubectl get tasks -w
+  stop:    $down
+EOF
