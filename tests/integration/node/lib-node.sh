@@ -1,0 +1,61 @@
+# Helpers for the node suites (sourced after ../lib.sh): the release up-node.sh installed, a
+# probe pod with busybox in a test namespace, and exec into containers.
+# shellcheck shell=bash
+. "$IT_ROOT/tests/cluster/lib.sh"
+
+STATE=${TASKED_STATE_DIR:-.tasked}
+case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
+if [ ! -r "$STATE/release.env" ]; then
+	echo "Bail out! no Tasked release on a node in $STATE (run with tests/integration/run.sh)"
+	exit 255
+fi
+# shellcheck disable=SC1091
+. "$STATE/release.env" # NAMESPACE RELEASE FULLNAME
+TAG=$(cat "$IT_ROOT/VERSION")
+TOOLS_IMAGE=tasked-runner-tools:$TAG
+HELM=$("$IT_ROOT/tests/helm/build-helm.sh")
+
+# kr ARGS...: kubectl in the release's namespace.
+kr() { kubectl --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE" "$@"; }
+
+# controller_pod: the name of the Running controller pod.
+controller_pod() {
+	kr get pods -l app.kubernetes.io/component=controller --field-selector=status.phase=Running \
+		-o jsonpath='{.items[0].metadata.name}'
+}
+
+# probe_pod NAME [LABELS_JSON]: a restricted busybox pod (the runner-with-tools image) in the
+# test namespace, waited for until Ready.
+probe_pod() {
+	local name=$1 labels=${2:-'{}'}
+	k apply -f - >/dev/null <<-EOF
+		apiVersion: v1
+		kind: Pod
+		metadata: {name: $name, labels: $labels}
+		spec:
+		  automountServiceAccountToken: false
+		  terminationGracePeriodSeconds: 1
+		  securityContext:
+		    runAsNonRoot: true
+		    runAsUser: 65532
+		    runAsGroup: 65532
+		    seccompProfile: {type: RuntimeDefault}
+		  containers:
+		    - name: probe
+		      image: $TOOLS_IMAGE
+		      imagePullPolicy: Never
+		      command: [/usr/local/bin/sleep, "3600"]
+		      securityContext:
+		        allowPrivilegeEscalation: false
+		        readOnlyRootFilesystem: true
+		        capabilities: {drop: [ALL]}
+	EOF
+	k wait --for=condition=Ready "pod/$name" --timeout=120s >/dev/null
+}
+
+# in_probe NAME CMD...: run CMD in the probe pod.
+in_probe() {
+	local name=$1
+	shift
+	k exec "$name" -c probe -- "$@"
+}
