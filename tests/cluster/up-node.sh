@@ -96,7 +96,7 @@ printf 'NAMESPACE=%s\nRELEASE=%s\nFULLNAME=%s\n' "$NS" "$REL" "$fullname" >"$STA
 
 controller_ready() {
 	printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" |
-		curl -fsS --max-time 2 -o /dev/null -H @- "$API_URL/readyz"
+		curl -fsS --max-time 2 -o /dev/null -H @- "$API_URL/readyz" 2>/dev/null
 }
 deadline=$(($(now_ms) + READY_TIMEOUT * 1000))
 until controller_ready; do

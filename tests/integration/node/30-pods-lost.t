@@ -14,7 +14,7 @@ pool_pod() {
 		-o jsonpath='{.items[0].metadata.name}'
 }
 ok "the pool pod is Ready" kr wait --for=condition=Ready pod -l tasked.dev/runner-pool=p1 --timeout=120s
-args=$(kr get deploy -l tasked.dev/runner-pool=p1 -o jsonpath='{.items[0].spec.template.spec.containers[0].args}')
+args=$(kr get pods -l tasked.dev/runner-pool=p1 -o jsonpath='{.items[0].spec.containers[0].args}')
 like "$args" "ws://$FULLNAME-broker\\.$NAMESPACE\\.svc[.:]" "the pool runner connects to the broker Service by name"
 
 k apply -f - >/dev/null <<'EOF2'
