@@ -202,7 +202,8 @@ promtool:
 integration: promtool
 # --- end kubectl plugin and install -------------------------------------------------------------
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# (-type f: the node's state under build/it-node has a directory certs.d.)
+-include $(shell find build -path build/it-node -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # ---------------------------------------------------------------------------------------------
 # Packaging: images, Helm chart, deploy/ manifests, AppArmor profile (docs/install.md).
