@@ -83,8 +83,11 @@ net_up() {
 	if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
 		ip link add "$NODE_BRIDGE" type bridge
 	fi
-	ip addr show dev "$NODE_BRIDGE" | grep -q "inet $NODE_IP/" ||
-		ip addr add "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE"
+	# (No "| grep -q" under pipefail: grep's early exit can fail the pipeline with SIGPIPE.)
+	case "$(ip -4 addr show dev "$NODE_BRIDGE")" in
+	*"inet $NODE_IP/"*) ;;
+	*) ip addr add "$NODE_IP/${NODE_POD_CIDR#*/}" dev "$NODE_BRIDGE" ;;
+	esac
 	ip link set "$NODE_BRIDGE" up
 	# The host reaches Services from the node's address (pods have no route back to any
 	# other); the route goes away with the bridge.

@@ -44,7 +44,7 @@ ctx=$root/build/node-images/runner-tools
 rm -rf "$ctx"
 mkdir -p "$ctx/tools"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (Debian: busybox-static)"
-file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
+readelf -l /bin/busybox 2>/dev/null | grep INTERP >/dev/null &&
 	die "/bin/busybox is not static (Debian: busybox-static, not busybox)"
 cp /bin/busybox "$ctx/tools/busybox"
 cp "$(command -v getent)" "$ctx/tools/getent"
@@ -66,8 +66,11 @@ if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" != Y ]; then
 	echo "AppArmor is not enabled on this node: installing with appArmor.type=None (the kubelet rejects pods that ask for a profile)"
 	helm_args+=(--set appArmor.type=None)
 fi
+# As docs/install.md says: a namespace that enforces the restricted Pod Security Standard.
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 # shellcheck disable=SC2086 # extra flags are meant to split on spaces
-"$HELM" upgrade --install "$REL" "$root/charts/tasked" --namespace "$NS" --create-namespace \
+"$HELM" upgrade --install "$REL" "$root/charts/tasked" --namespace "$NS" \
 	--wait --timeout "${READY_TIMEOUT}s" "${helm_args[@]}" ${TASKED_HELM_ARGS:-} >"$STATE/helm.log" 2>&1 || {
 	cat "$STATE/helm.log" >&2
 	kubectl -n "$NS" get pods -o wide >&2 || true
