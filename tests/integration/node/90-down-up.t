@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Last of the node suites: `make down` stops everything and undoes every host-global change; a
+# second `make up` works; and so does `make up` after a crash that left processes' state behind
+# (containerd, the kubelet and the rest killed with SIGKILL, shims and pods still there).
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/lib-node.sh"
+
+ours() { # processes whose command line names our state directory
+	local f
+	for f in /proc/[0-9]*/cmdline; do
+		{ tr '\0' ' ' <"$f"; } 2>/dev/null | grep -F -- "$STATE/" >/dev/null && echo "${f#/proc/}"
+	done
+}
+host_changes() { # prints every host-global change of the node that is still there
+	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && echo "link $NODE_BRIDGE"
+	for t in filter nat mangle; do
+		iptables -t "$t" -S 2>/dev/null | grep -E -- "$NODE_TAG|KUBE-" | sed "s/^/iptables $t: /"
+		ip6tables -t "$t" -S 2>/dev/null | grep -E -- "KUBE-" | sed "s/^/ip6tables $t: /"
+	done
+	ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)' | sed 's/^/ipset /'
+	ls -d /sys/fs/cgroup/*/"$NODE_TAG" 2>/dev/null | sed 's/^/cgroup /'
+	awk -v n="$STATE/node/" 'index($5, n) == 1 { print "mount " $5 }' /proc/self/mountinfo
+	ls -d "/run/$NODE_TAG" /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/cni/results/"$NODE_TAG"-* \
+		/run/containerd/s/* 2>/dev/null | sed 's/^/path /'
+	ls /run/netns/cni-* 2>/dev/null | sed 's/^/netns /'
+	true
+}
+api_ready() {
+	printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" |
+		curl -fsS --max-time 2 -o /dev/null -H @- "$(cat "$STATE/api-url")/readyz"
+}
+run_task() { # NAME: a Task in default that must succeed in a sidecar
+	kubectl delete task "$1" --ignore-not-found >/dev/null
+	kubectl apply -f - >/dev/null <<-EOF2
+		apiVersion: tasked.dev/v1alpha1
+		kind: Task
+		metadata: {name: $1, namespace: default}
+		spec: {shell: {command: ["echo", "$1"]}}
+	EOF2
+	wait_for 120 sh -c "[ \"\$(kubectl get task $1 -o jsonpath='{.status.phase}')\" = Succeeded ]"
+}
+
+ok "make down" "$IT_ROOT/tests/cluster/down.sh"
+left=$(ours)
+is "$left" "" "no process of the cluster is left"
+[ -z "$left" ] || diag "$(ps -o pid,args -p "$(echo $left | tr ' ' ,)")"
+changes=$(host_changes)
+is "$changes" "" "no host-global change of the node is left"
+
+ok "make up after make down" "$IT_ROOT/tests/cluster/up.sh"
+ok "the controller's API answers" api_ready
+ok "a task runs" run_task after-down
+
+# A crash: every process of the node and the API server killed, nothing cleaned up.
+for p in node/containerd node/kubelet node/kube-proxy node/kube-scheduler node/netpol kube-apiserver; do
+	kill -KILL "$(cat "$STATE/$p.pid")" 2>/dev/null
+done
+shims=$(for f in /proc/[0-9]*/cmdline; do { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -F "$STATE/node/containerd/containerd.sock" >/dev/null && echo x; done | wc -l)
+ok "pods' shims outlived the crash ($shims)" test "$shims" -gt 0
+ok "make up after the crash" "$IT_ROOT/tests/cluster/up.sh"
+ok "the controller's API answers" api_ready
+ok "a task runs" run_task after-crash
+
+done_testing
