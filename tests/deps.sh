@@ -7,6 +7,13 @@ pkgs=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev libweb
       libssl-dev libseccomp-dev zlib1g-dev openssl perl curl ca-certificates apparmor clang
       libclang-rt-14-dev procps psmisc iproute2 jq dpkg-dev binutils
       qemu-system-x86 busybox-static cpio lua5.1 lua-cjson clang-format cppcheck)
+# The node of `make up` and the node suites (tests/cluster/node.sh): a private containerd with
+# runc, the CNI plugins, iptables and ipset (kube-proxy, kube-router's firewall), column for the
+# demo's table (busybox-static, above, goes into the runner-with-tools image).
+pkgs+=(runc containernetworking-plugins iptables ipset bsdextrautils)
+# Debian's containerd, unless Docker's containerd.io package (which conflicts with it) already
+# provides /usr/bin/containerd; the node runs its own instance either way.
+dpkg-query -W -f='${Status}' containerd.io 2>/dev/null | grep -q "install ok installed" || pkgs+=(containerd)
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
