@@ -58,7 +58,8 @@ docker build -q -f "$root/images/examples/Dockerfile.runner-with-tools" \
 	cat "$ctx.log" >&2
 	die "building tasked-runner-tools:$TAG failed"
 }
-"$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" "tasked-runner-tools:$TAG"
+imported=$("$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" "tasked-runner-tools:$TAG")
+[ -z "$imported" ] || printf '%s\n' "$imported"
 
 # --- helm install ------------------------------------------------------------------------------
 helm_args=(--set "runner.image.repository=tasked-runner-tools")
@@ -77,6 +78,14 @@ kubectl label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=res
 	kubectl -n "$NS" describe pods >&2 || true
 	die "helm install of charts/tasked failed"
 }
+
+# Same tags, new images (a rebuild): the running pods still have the old ones.
+if [ -n "$imported" ] && [ -n "$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$REL" -o name)" ]; then
+	kubectl -n "$NS" rollout restart deployment -l "app.kubernetes.io/instance=$REL" >/dev/null
+	kubectl -n "$NS" rollout status deployment -l "app.kubernetes.io/instance=$REL" --timeout="${READY_TIMEOUT}s" >/dev/null ||
+		die "the release's pods did not roll out with the new images (kubectl -n $NS get pods)"
+	echo "restarted the release's pods on the new images"
+fi
 
 # --- the contract for clients on the host --------------------------------------------------------
 fullname=$REL
