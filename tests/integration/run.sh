@@ -29,6 +29,16 @@ else
 	if [ "${TASKED_NODE:-1}" != 0 ]; then node_tests=(tests/integration/node/*.t); fi
 fi
 
+# One node per machine: say so now, not after the host-process suites.
+node_dir=${TASKED_IT_NODE_DIR:-$root/build/it-node}
+if [ ${#node_tests[@]} -gt 0 ] && [ -s /run/tasked-node/owner ] &&
+	[ "$(cat /run/tasked-node/owner)" != "$node_dir" ]; then
+	owner=$(cat /run/tasked-node/owner)
+	echo "run.sh: the node suites need this machine's node, which $owner runs;" \
+		"stop it first (TASKED_STATE_DIR=$owner make down) or run with TASKED_NODE=0" >&2
+	exit 1
+fi
+
 status=0
 cluster_up=0
 # shellcheck disable=SC2317 # called through the EXIT trap and below
@@ -84,6 +94,6 @@ if [ ${#host_tests[@]} -gt 0 ]; then
 	run_group 0 "${TASKED_IT_DIR:-$root/build/it}" "${host_tests[@]}"
 fi
 if [ ${#node_tests[@]} -gt 0 ]; then
-	run_group 1 "${TASKED_IT_NODE_DIR:-$root/build/it-node}" "${node_tests[@]}"
+	run_group 1 "$node_dir" "${node_tests[@]}"
 fi
 exit "$status"
