@@ -559,7 +559,9 @@ stop_node() {
 	stop_pidfile "$N/netpol.pid" "$b/netpol-kube-router-$KUBE_ROUTER_VERSION" netpol 5 "$DIR/"
 	# Pods go through the CRI (network teardown, shims, mounts): containerd must run for that,
 	# so after a crash it is started once more on its old state.
-	if [ -d "$CTRD/root" ] && [ -s "$CTRD/config.toml" ] && [ -x "$b/crictl-$CRICTL_VERSION" ]; then
+	# (A clean stop removed the pid file; one left behind means pods may be left behind too.)
+	if [ -s "$N/containerd.pid" ] && [ -d "$CTRD/root" ] && [ -s "$CTRD/config.toml" ] &&
+		[ -x "$b/crictl-$CRICTL_VERSION" ]; then
 		if ! pidfile_alive "$N/containerd.pid" /usr/bin/containerd "$CTRD/"; then
 			start_containerd && started_ctrd=1
 		fi
