@@ -38,6 +38,7 @@ for b in "$CONTROLLER" "$RUNNER"; do
 done
 
 t0=$(now_ms)
+rm -f "$STATE/release.env" # written by up-node.sh: no Helm release runs in this mode
 
 # --- control plane and CRDs ---------------------------------------------------------------------
 "$here/controlplane.sh" start "$STATE"
