@@ -38,22 +38,30 @@ export KUBECONFIG=$STATE/kubeconfig
 "$here/node.sh" start "$STATE"
 
 # --- images: the runner with tools (docs/images.md) ---------------------------------------------
-# Debian's static busybox (its applets as links) and getent (glibc, which the runner image
-# already carries): enough for the examples.
+# Debian's static busybox (its applets as links), getent and prlimit with the libraries they
+# need beyond the runner image's glibc: enough for examples/.
 ctx=$root/build/node-images/runner-tools
 rm -rf "$ctx"
-mkdir -p "$ctx/tools"
+mkdir -p "$ctx/tools" "$ctx/libs"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (Debian: busybox-static)"
 readelf -l /bin/busybox 2>/dev/null | grep INTERP >/dev/null &&
 	die "/bin/busybox is not static (Debian: busybox-static, not busybox)"
-cp /bin/busybox "$ctx/tools/busybox"
-cp "$(command -v getent)" "$ctx/tools/getent"
-for a in $(/bin/busybox --list); do
-	case "$a" in busybox | getent) continue ;; esac
-	ln -s busybox "$ctx/tools/$a"
+install -m 0755 /bin/busybox "$ctx/tools/busybox"
+for t in getent prlimit; do
+	p=$(command -v "$t") || die "$t is missing (Debian: libc-bin, util-linux)"
+	install -m 0755 "$p" "$ctx/tools/$t"
+	while read -r lib; do
+		case "$lib" in */libc.so.* | */ld-linux*) continue ;; esac # in the runner image
+		mkdir -p "$ctx/libs$(dirname "$lib")"
+		cp -L "$lib" "$ctx/libs$lib"
+		chmod 0755 "$ctx/libs$lib"
+	done < <(ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }')
 done
-chmod 0755 "$ctx/tools/busybox" "$ctx/tools/getent"
-docker build -q -f "$root/images/examples/Dockerfile.runner-with-tools" \
+for a in $(/bin/busybox --list); do
+	[ -e "$ctx/tools/$a" ] || ln -s busybox "$ctx/tools/$a"
+done
+find "$ctx/libs" -type d -exec chmod 0755 {} +
+docker build -q -f "$here/images/runner-tools.Dockerfile" \
 	--build-arg "RUNNER_IMAGE=tasked-runner:$TAG" -t "tasked-runner-tools:$TAG" "$ctx" >"$ctx.log" 2>&1 || {
 	cat "$ctx.log" >&2
 	die "building tasked-runner-tools:$TAG failed"
@@ -67,6 +75,10 @@ if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" != Y ]; then
 	echo "AppArmor is not enabled on this node: installing with appArmor.type=None (the kubelet rejects pods that ask for a profile)"
 	helm_args+=(--set appArmor.type=None)
 fi
+# Helm installs the chart's CRDs on first install and never upgrades them; docs/install.md tells
+# users to apply them after an upgrade, so do that (a state directory outlives CRD changes).
+kubectl apply --server-side --force-conflicts --field-manager=tasked-up -f "$root/charts/tasked/crds/" >/dev/null ||
+	die "applying charts/tasked/crds failed"
 # As docs/install.md says: a namespace that enforces the restricted Pod Security Standard.
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label --overwrite namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
