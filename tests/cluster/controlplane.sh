@@ -258,6 +258,7 @@ start_apiserver() {
 	local node_flags=(--disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none
 		--authorization-mode=RBAC)
 	if [ "$ADDR" != 127.0.0.1 ]; then
+		# shellcheck disable=SC2054 # Node,RBAC is one flag value
 		node_flags=(--enable-admission-plugins=NodeRestriction --authorization-mode=Node,RBAC
 			--kubelet-preferred-address-types=InternalIP
 			--kubelet-client-certificate="$PKI/kubelet-client.crt"

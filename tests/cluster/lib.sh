@@ -169,13 +169,16 @@ wait_until() {
 # One node per machine: the kubelet and containerd use fixed host paths (see node.sh), so these
 # are constants. The bridge's subnet holds the pods; its gateway is the node's address, where the
 # API server listens when a node runs. Pods get a route to the Service range only.
-NODE_BRIDGE=tasked0
-NODE_IP=10.88.77.1
-NODE_POD_CIDR=10.88.77.0/24
-NODE_SERVICE_CIDR=10.0.0.0/24
-NODE_DNS_IP=10.0.0.10
-NODE_NAME=tasked-node
-NODE_TAG=tasked-node # iptables comment, cgroup root, /run/tasked-node
+# shellcheck disable=SC2034 # used by the scripts that source this
+{
+	NODE_BRIDGE=tasked0
+	NODE_IP=10.88.77.1
+	NODE_POD_CIDR=10.88.77.0/24
+	NODE_SERVICE_CIDR=10.0.0.0/24
+	NODE_DNS_IP=10.0.0.10
+	NODE_NAME=tasked-node
+	NODE_TAG=tasked-node # iptables comment, cgroup root, /run/tasked-node
+}
 
 # node_wanted: TASKED_NODE (default 1) asks for a real node; 0 keeps the host-process cluster.
 node_wanted() { [ "${TASKED_NODE:-1}" != 0 ]; }

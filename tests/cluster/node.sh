@@ -368,8 +368,9 @@ docker_build() { # NAME DOCKERFILE CONTEXT
 
 build_node_images() {
 	local ctx=$root/build/node-images
-	command -v docker >/dev/null && docker info >/dev/null 2>&1 ||
+	if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then
 		die "building the node's images needs the Docker engine (docker build)"
+	fi
 	mkdir -p "$ctx/pause" "$ctx/coredns"
 	if [ ! -x "$ctx/pause/pause" ] || [ "$here/images/pause.c" -nt "$ctx/pause/pause" ]; then
 		cc -static -Os -s -o "$ctx/pause/pause" "$here/images/pause.c" || die "building pause failed"
@@ -392,7 +393,7 @@ start_containerd() {
 	# A proxy that refuses, so not even a name lookup of a registry leaves the machine.
 	(
 		export HTTP_PROXY="http://$REFUSE" HTTPS_PROXY="http://$REFUSE" http_proxy="http://$REFUSE" \
-			https_proxy="http://$REFUSE" NO_PROXY= no_proxy=
+			https_proxy="http://$REFUSE" NO_PROXY='' no_proxy=''
 		start_bg "$N/containerd.pid" "$N/containerd.log" /usr/bin/containerd --config "$CTRD/config.toml"
 	)
 	wait_until "$START_TIMEOUT" "$N/containerd.pid" /usr/bin/containerd containerd "$N/containerd.log" ctrd_ready

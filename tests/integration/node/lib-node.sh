@@ -13,6 +13,7 @@ fi
 . "$STATE/release.env" # NAMESPACE RELEASE FULLNAME
 TAG=$(cat "$IT_ROOT/VERSION")
 TOOLS_IMAGE=tasked-runner-tools:$TAG
+# shellcheck disable=SC2034 # used by the suites that source this
 HELM=$("$IT_ROOT/tests/helm/build-helm.sh")
 
 # kr ARGS...: kubectl in the release's namespace.
