@@ -27,7 +27,8 @@
 #   "tasked-node" in FORWARD (filter and mangle), the KUBE-* chains of kube-proxy and
 #   kube-router, kube-router's ipsets, the cgroup /tasked-node in every cgroup v1 hierarchy, /run/tasked-node (owner),
 #   /var/lib/kubelet/device-plugins (kubelet), /var/lib/cni (CNI result cache),
-#   /run/containerd (shim sockets), /run/netns/cni-* of our pods.
+#   /run/containerd (shim sockets), /run/netns/cni-* of our pods, and the kernel sysctls the
+#   kubelet sets (see save_tunables).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -336,6 +337,28 @@ cgroups_down() {
 	done
 }
 
+# The kubelet sets these host sysctls to its liking at every start (vm.overcommit_memory=1,
+# kernel.panic=10, kernel.panic_on_oops=1, ...) unless protectKernelDefaults makes it refuse to
+# start instead. Record them before the first start; stop puts them back.
+KERNEL_TUNABLES=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
+	kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
+save_tunables() {
+	local t
+	[ -s "$N/sysctl.saved" ] && return 0
+	for t in "${KERNEL_TUNABLES[@]}"; do
+		printf '%s %s\n' "$t" "$(cat "/proc/sys/$t")"
+	done >"$N/sysctl.saved.tmp"
+	mv "$N/sysctl.saved.tmp" "$N/sysctl.saved"
+}
+restore_tunables() {
+	local t v
+	[ -s "$N/sysctl.saved" ] || return 0
+	while read -r t v; do
+		[ "$(cat "/proc/sys/$t")" = "$v" ] || echo "$v" >"/proc/sys/$t"
+	done <"$N/sysctl.saved"
+	rm -f "$N/sysctl.saved"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Images: built FROM scratch with the local Docker engine, imported into the node's containerd.
 
@@ -506,6 +529,7 @@ do_start() {
 		write_cni_config
 		start_containerd
 		build_node_images
+		save_tunables
 		start_kubelet
 		start_scheduler
 		start_proxy
@@ -555,6 +579,7 @@ stop_node() {
 	local b=${BIN:-} started_ctrd=0 m
 	[ -n "$b" ] || b=$("$here/build-kube.sh" 2>/dev/null || true)
 	stop_pidfile "$N/kubelet.pid" "$b/kubelet" kubelet 10 "$N/"
+	restore_tunables
 	stop_pidfile "$N/kube-proxy.pid" "$b/kube-proxy" kube-proxy 5 "$DIR/"
 	stop_pidfile "$N/kube-scheduler.pid" "$b/kube-scheduler" kube-scheduler 5 "$N/"
 	stop_pidfile "$N/netpol.pid" "$b/netpol-kube-router-$KUBE_ROUTER_VERSION" netpol 5 "$DIR/"

@@ -40,7 +40,11 @@ run_task() { # NAME: a Task in default that must succeed in a sidecar
 	wait_for 120 sh -c "[ \"\$(kubectl get task $1 -o jsonpath='{.status.phase}')\" = Succeeded ]"
 }
 
+saved=$(cat "$STATE/node/sysctl.saved" 2>/dev/null)
+ok "the sysctls the kubelet changes were recorded before it started" test -n "$saved"
 ok "make down" "$IT_ROOT/tests/cluster/down.sh"
+now=$(printf '%s\n' "$saved" | while read -r t _; do printf '%s %s\n' "$t" "$(cat "/proc/sys/$t")"; done)
+is "$now" "$saved" "make down put the kernel sysctls back (overcommit, panic, panic_on_oops, keys)"
 left=$(ours)
 is "$left" "" "no process of the cluster is left"
 [ -z "$left" ] || diag "$(ps -o pid,args -p "$(echo $left | tr ' ' ,)")"
