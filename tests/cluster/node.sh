@@ -23,7 +23,8 @@
 # that is not in the node's store fails at once.
 #
 # Host-global state (one node per machine; stop undoes all of it):
-#   bridge tasked0 (and its route to the Service range), iptables rules commented
+#   bridge tasked0 (and its route to the Service range), /var/log/containers (the kubelet's
+#   links to our pods' logs), iptables rules commented
 #   "tasked-node" in FORWARD (filter and mangle), the KUBE-* chains of kube-proxy and
 #   kube-router, kube-router's ipsets, the cgroup /tasked-node in every cgroup v1 hierarchy, /run/tasked-node (owner),
 #   /var/lib/kubelet/device-plugins (kubelet), /var/lib/cni (CNI result cache),
@@ -412,7 +413,6 @@ ctrd_ready() { command ctr --address "$SOCK" version >/dev/null 2>&1; }
 
 start_containerd() {
 	write_containerd_config
-	mkdir -p /run/containerd
 	# A proxy that refuses, so not even a name lookup of a registry leaves the machine.
 	(
 		export HTTP_PROXY="http://$REFUSE" HTTPS_PROXY="http://$REFUSE" http_proxy="http://$REFUSE" \
@@ -526,6 +526,7 @@ do_start() {
 		# Whatever is left of an earlier run (a crash, a kill) goes first.
 		stop_node
 		cgroups_up
+		record_fixed_dirs
 		write_cni_config
 		start_containerd
 		build_node_images
@@ -612,14 +613,31 @@ stop_node() {
 		done
 	fi
 	cgroups_down
+	# Fixed paths: what is ours inside them, then the directories we created, if empty.
 	rm -f /var/lib/kubelet/device-plugins/kubelet.sock
 	rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet/plugins_registry /var/lib/kubelet/plugins \
-		/var/lib/kubelet/pod-resources /var/lib/kubelet 2>/dev/null || true
+		/var/lib/kubelet/pod-resources 2>/dev/null || true
 	rm -rf "/var/lib/cni/results/$NODE_TAG-"* /var/lib/cni/networks/"$NODE_TAG"
-	rmdir /var/lib/cni/results /var/lib/cni/networks /var/lib/cni 2>/dev/null || true
-	rmdir /run/containerd/s /run/containerd/io.containerd.runtime.v2.task/k8s.io \
-		/run/containerd/io.containerd.runtime.v2.task /run/containerd/runc/k8s.io /run/containerd/runc \
-		/run/containerd 2>/dev/null || true
+	for m in /var/log/containers/*.log; do
+		[ -L "$m" ] || continue
+		case "$(readlink "$m")" in "$N/"*) rm -f "$m" ;; esac
+	done
+	if [ -s "$N/created-paths" ]; then
+		while read -r m; do
+			[ -d "$m" ] && find "$m" -depth -type d -empty -delete 2>/dev/null
+		done <"$N/created-paths"
+		rm -f "$N/created-paths"
+	fi
+}
+
+# Host directories the kubelet, containerd and the CNI plugins create at fixed paths: those
+# missing now are ours to remove (when empty) on stop.
+FIXED_DIRS=(/var/lib/kubelet /var/lib/cni /run/containerd /var/log/containers /run/netns)
+record_fixed_dirs() {
+	local d
+	for d in "${FIXED_DIRS[@]}"; do
+		[ -e "$d" ] || grep -qsx -- "$d" "$N/created-paths" || echo "$d" >>"$N/created-paths"
+	done
 }
 
 # The KUBE-* chains of kube-proxy and kube-router (iptables and ip6tables, every table) and the

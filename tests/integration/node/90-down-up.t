@@ -23,6 +23,8 @@ host_changes() { # prints every host-global change of the node that is still the
 	ls -d "/run/$NODE_TAG" /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/cni/results/"$NODE_TAG"-* \
 		/run/containerd/s/* 2>/dev/null | sed 's/^/path /'
 	ls /run/netns/cni-* 2>/dev/null | sed 's/^/netns /'
+	find /var/log/containers -maxdepth 1 -lname "$STATE/node/*" 2>/dev/null | sed 's/^/log link /'
+	[ -s "$STATE/node/created-paths" ] && sed 's/^/created path still recorded /' "$STATE/node/created-paths"
 	true
 }
 api_ready() {
