@@ -222,6 +222,8 @@ if [ -x "$root/build/image-bin/tasked-controller" ] && [ -x "$root/build/image-b
 	RUNNER=$root/build/image-bin/tasked-runner
 fi
 export TASKED_BIN_DIR=$root/$BINARIES
+# The benchmarks measure the controller and runners as host processes, not in pods.
+export TASKED_NODE=0
 printf '{"binaries": "%s"}\n' "$BINARIES" >"$OUT/binaries.json"
 note "measuring the binaries in $BINARIES"
 jq -c 'map_values(if type == "object" then {bytes, gzipBytes} else . end)' "$OUT/images.json" 2>/dev/null || cat "$OUT/images.json"

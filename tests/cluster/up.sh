@@ -20,6 +20,15 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/cluster/lib.sh
 . "$here/lib.sh"
 
+# Unless TASKED_NODE says otherwise, a cluster keeps the mode it runs in: a suite or script that
+# calls up.sh to restart what it stopped on a host-process cluster gets that again.
+STATE_GUESS=${TASKED_STATE_DIR:-.tasked}
+case "$STATE_GUESS" in /*) ;; *) STATE_GUESS=$root/${STATE_GUESS#./} ;; esac
+if [ -z "${TASKED_NODE:-}" ] && [ -s "$STATE_GUESS/kube-apiserver.pid" ] &&
+	tr '\0' '\n' <"/proc/$(cat "$STATE_GUESS/kube-apiserver.pid")/cmdline" 2>/dev/null |
+	grep -x -- --bind-address=127.0.0.1 >/dev/null; then
+	export TASKED_NODE=0
+fi
 if node_wanted; then
 	exec "$here/up-node.sh"
 fi
