@@ -66,11 +66,26 @@ docker build -q -f "$here/images/runner-tools.Dockerfile" \
 	cat "$ctx.log" >&2
 	die "building tasked-runner-tools:$TAG failed"
 }
-imported=$("$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" "tasked-runner-tools:$TAG")
+# kubectl for `helm test`'s wait pod (the chart's default is registry.k8s.io/kubectl, which
+# the node cannot pull): the kubectl the cluster scripts use, when static.
+kctx=$root/build/node-images/kubectl
+rm -rf "$kctx"
+mkdir -p "$kctx"
+kbin=$(command -v kubectl)
+readelf -l "$kbin" 2>/dev/null | grep INTERP >/dev/null &&
+	die "$kbin is not static: the helm test image needs a static kubectl"
+install -m 0755 "$kbin" "$kctx/kubectl"
+docker build -q -f "$here/images/kubectl.Dockerfile" -t tasked-kubectl:local "$kctx" >"$kctx.log" 2>&1 || {
+	cat "$kctx.log" >&2
+	die "building tasked-kubectl:local failed"
+}
+imported=$("$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" \
+	"tasked-runner-tools:$TAG" tasked-kubectl:local)
 [ -z "$imported" ] || printf '%s\n' "$imported"
 
 # --- helm install ------------------------------------------------------------------------------
-helm_args=(--set "runner.image.repository=tasked-runner-tools")
+helm_args=(--set "runner.image.repository=tasked-runner-tools"
+	--set tests.kubectl.image.repository=tasked-kubectl --set tests.kubectl.image.tag=local)
 if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" != Y ]; then
 	echo "AppArmor is not enabled on this node: installing with appArmor.type=None (the kubelet rejects pods that ask for a profile)"
 	helm_args+=(--set appArmor.type=None)
