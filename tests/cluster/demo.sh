@@ -110,8 +110,9 @@ check "fail exit code 3" "$(field fail .status.exitCode)" 3
 check "limits Succeeded" "$(field limits .status.phase)" Succeeded
 check_contains "limits: 250m over 20 s is RLIMIT_CPU 5 (hard 6)" "$(field limits .status.logTail)" "CPU 5 6"
 if [ -r "$STATE/release.env" ]; then
-	pod=$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=controller \
-		--field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}')
+	# (Not one being deleted: a terminating pod stays Running for its grace period.)
+	pod=$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=controller -o json |
+		jq -r '[.items[] | select(.metadata.deletionTimestamp == null and .status.phase == "Running")][0].metadata.name // empty')
 	for t in hello env fail limits; do
 		check_contains "$t ran in a runner sidecar of $pod" "$(field "$t" .status.runner)" "$pod"
 	done

@@ -67,7 +67,10 @@ token=$(cat "$STATE/runner-token")
 nok "the token appears in no task output" sh -c "kubectl -n $TEST_NS get tasks -o yaml | grep -qF -- \"\$1\"" _ "$token"
 
 # --- helm test -----------------------------------------------------------------------------------
-ok "helm test passes" "$HELM" test "$RELEASE" --namespace "$NAMESPACE" --timeout 3m
+out=$("$HELM" test "$RELEASE" --namespace "$NAMESPACE" --timeout 4m 2>&1)
+is "$?" 0 "helm test passes" || diag "$out"
+like "$out" "TEST SUITE: +$FULLNAME-test-smoke" "... including the pod that waits for the smoke Task"
+like "$out" "TEST SUITE: +$FULLNAME-test-config" "... and the configuration check"
 is "$(kr get task "$FULLNAME-smoke" -o jsonpath='{.status.phase}')" Succeeded "helm test's smoke Task Succeeded"
 like "$(kr get task "$FULLNAME-smoke" -o jsonpath='{.status.runner}')" "^$FULLNAME-" "... in a runner of the release"
 

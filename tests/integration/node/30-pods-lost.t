@@ -9,10 +9,7 @@ test_namespace podslost
 ok "helm upgrade adds a runner pool" "$HELM" upgrade "$RELEASE" "$IT_ROOT/charts/tasked" \
 	--namespace "$NAMESPACE" --reuse-values --wait --timeout 3m \
 	--set 'pools[0].name=p1' --set 'pools[0].replicas=1' --set 'pools[0].labels.pool=p1'
-pool_pod() {
-	kr get pods -l tasked.dev/runner-pool=p1 --field-selector=status.phase=Running \
-		-o jsonpath='{.items[0].metadata.name}'
-}
+pool_pod() { running_pod tasked.dev/runner-pool=p1; }
 ok "the pool pod is Ready" kr wait --for=condition=Ready pod -l tasked.dev/runner-pool=p1 --timeout=120s
 args=$(kr get pods -l tasked.dev/runner-pool=p1 -o jsonpath='{.items[0].spec.containers[0].args}')
 like "$args" "ws://$FULLNAME-broker\\.$NAMESPACE\\.svc[.:]" "the pool runner connects to the broker Service by name"

@@ -19,11 +19,14 @@ HELM=$("$IT_ROOT/tests/helm/build-helm.sh")
 # kr ARGS...: kubectl in the release's namespace.
 kr() { kubectl --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE" "$@"; }
 
-# controller_pod: the name of the Running controller pod.
-controller_pod() {
-	kr get pods -l app.kubernetes.io/component=controller --field-selector=status.phase=Running \
-		-o jsonpath='{.items[0].metadata.name}'
+# running_pod SELECTOR: the name of a Running pod matching SELECTOR in the release namespace
+# that is not being deleted (a terminating pod stays phase Running for its grace period).
+running_pod() {
+	kr get pods -l "$1" -o json | jq -r '[.items[] | select(.metadata.deletionTimestamp == null
+		and .status.phase == "Running")][0].metadata.name // empty'
 }
+# controller_pod: the name of the running controller pod.
+controller_pod() { running_pod app.kubernetes.io/component=controller; }
 
 # probe_pod NAME [LABELS_JSON]: a restricted busybox pod (the runner-with-tools image) in the
 # test namespace, waited for until Ready.
