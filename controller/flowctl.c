@@ -243,13 +243,9 @@ static json_t *children_of(struct flowctl *f, const char *ns, const char *flow, 
 
 static int task_path(const char *ns, const char *name, char *out, size_t outsz, const char *suffix)
 {
-	char ens[256], ename[512];
-	if (!name || kube_escape(ns, ens, sizeof(ens)) < 0 || (name[0] && kube_escape(name, ename, sizeof(ename)) < 0))
+	if (!ns || !*ns || !name)
 		return -ENAMETOOLONG;
-	if (!name[0])
-		ename[0] = '\0';   /* the collection itself */
-	snprintf(out, outsz, "/apis/tasked.dev/v1alpha1/namespaces/%s/%s%s%s", ens, suffix, name[0] ? "/" : "", ename);
-	return 0;
+	return kube_path(out, outsz, KUBE_GV_TASKED, suffix, ns, name, NULL);
 }
 
 /* Deletes one Task, only if it still is the object we looked at (UID precondition). */
@@ -357,19 +353,14 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 
 static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
 {
-	json_t *md = json_object_get(flow, "metadata"), *patch;
-	char path[1024];
+	json_t *patch = json_pack("{sO}", "status", status);
 	struct kube_resp resp;
 	int r;
 
-	if (task_path(json_string_value(json_object_get(md, "namespace")),
-		      json_string_value(json_object_get(md, "name")), path, sizeof(path), "flows") < 0)
-		return -EINVAL;
-	strncat(path, "/status", sizeof(path) - strlen(path) - 1);
-	patch = json_pack("{sOs{sO}}", "status", status, "metadata", "uid", json_object_get(md, "uid"));
-	r = kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+	if (!patch)
+		return -ENOMEM;
+	r = kube_patch_status(f->cfg.kc, KUBE_GV_TASKED, "flows", flow, patch, &resp);
 	json_decref(patch);
-	r = r == 0 && resp.status < 300 ? 0 : resp.status == 404 ? -ENOENT : -EAGAIN;
 	if (r == 0 && json_is_object(resp.body))
 		informer_mutate(f->flows, resp.body);
 	kube_resp_free(&resp);

@@ -229,14 +229,8 @@ int main(int argc, char **argv)
 	app.tc = tc;
 	if (!tc)
 		goto out;
-	if (o.namespace_) {
-		char ns[256];
-		if (kube_escape(o.namespace_, ns, sizeof(ns)) < 0)
-			goto out;
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks", ns);
-	} else {
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/tasks");
-	}
+	if (kube_path(path, sizeof(path), KUBE_GV_TASKED, "tasks", o.namespace_, NULL, NULL) < 0)
+		goto out;
 	api_chain_informer(api, app_task_event, &app);
 	app.inf = informer_new(kc, path, 10 * 60 * 1000, api_on_informer_event, api);
 	if (!app.inf)

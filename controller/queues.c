@@ -353,7 +353,7 @@ void queues_write_status(struct queues *q)
 		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));
-		char qk[512], sig[512], path[1024], ens[256], ename[256], ts[40], tk[600];
+		char qk[512], sig[512], ts[40], tk[600];
 		int running, matched;
 		json_int_t pending, queued;
 		struct kube_resp resp;
@@ -389,13 +389,8 @@ void queues_write_status(struct queues *q)
 						     : "no connected runner matches runnerSelector; tasks will wait",
 				  "lastTransitionTime", ts,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")));
-		if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0) {
-			json_decref(patch);
-			continue;
-		}
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/taskqueues/%s/status", ens, ename);
-		if (kube_request(q->kc, "PATCH", path, "application/merge-patch+json", patch, &resp) == 0 &&
-		    resp.status < 300) {
+		/* The UID precondition: a queue re-created under the same name gets its own counts. */
+		if (kube_patch_status(q->kc, KUBE_GV_TASKED, "taskqueues", queue, patch, &resp) == 0) {
 			pthread_mutex_lock(&q->lock);
 			s = qs_get(q, qk);
 			if (s)

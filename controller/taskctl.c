@@ -725,47 +725,15 @@ void taskctl_mask(json_t *status, json_t *secrets)
  * next pass does not act on a stale copy. */
 static int taskctl_patch_status(struct taskctl *t, json_t *task, json_t *patch)
 {
-	json_t *md = json_object_get(task, "metadata");
-	char path[1024], ns[256], name[512];
 	struct kube_resp resp;
-	int r;
+	int r = kube_patch_status(t->cfg.kc, KUBE_GV_TASKED, "tasks", task, patch, &resp);
 
-	if (kube_escape(json_string_value(json_object_get(md, "namespace")), ns, sizeof(ns)) < 0 ||
-	    kube_escape(json_string_value(json_object_get(md, "name")), name, sizeof(name)) < 0)
-		return -EINVAL;
-	/* The UID precondition makes sure a re-created task of the same name is not touched. */
-	json_object_set_new(patch, "metadata", json_pack("{sO}", "uid", json_object_get(md, "uid")));
-	snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks/%s/status", ns, name);
-	r = kube_request(t->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
-	if (r == -EBADMSG && resp.status >= 200 && resp.status < 300) {
-		/* Written; only the answer (the whole task, too deep for the parser) did not decode. */
-		kube_resp_free(&resp);
-		if (t->cfg.on_status)
-			t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
-		return 0;
-	}
-	if (r < 0) {
-		log_warn("status write failed", "task", name, "error", resp.message);
-		kube_resp_free(&resp);
-		return -EAGAIN;
-	}
-	if (resp.status == 404 || (resp.status == 409 && strstr(resp.message, "UID"))) {
-		kube_resp_free(&resp);
-		return -ENOENT;
-	}
-	if (resp.status >= 300) {
-		log_warn("status write refused", "namespace", json_string_value(json_object_get(md, "namespace")),
-			 "task", json_string_value(json_object_get(md, "name")), "reason", resp.reason, "error", resp.message);
-		kube_resp_free(&resp);
-		/* 422 means our own status is invalid: retrying the same write cannot help. */
-		return resp.status == 422 || resp.status == 400 ? -EINVAL : -EAGAIN;
-	}
-	if (t->inf && json_is_object(resp.body))
+	if (r == 0 && t->inf && json_is_object(resp.body))
 		informer_mutate(t->inf, resp.body);
-	if (t->cfg.on_status)
-		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	kube_resp_free(&resp);
-	return 0;
+	if (r == 0 && t->cfg.on_status)
+		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
+	return r;
 }
 
 static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *phase, const char *reason,
@@ -1194,14 +1162,13 @@ out:
  * Task author could have any Secret of the namespace read for them. */
 static int read_secret(struct taskctl *t, const char *ns, const char *name, const char *k, char **ret)
 {
-	char path[1024], ens[256], ename[512];
+	char path[1024];
 	struct kube_resp resp;
 	const char *b64, *label;
 	int r;
 
-	if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0)
+	if (!ns || !*ns || !name || !*name || kube_path(path, sizeof(path), "v1", "secrets", ns, name, NULL) < 0)
 		return -ENOENT;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ens, ename);
 	r = kube_request(t->cfg.kc, "GET", path, NULL, NULL, &resp);
 	if (r < 0 || resp.status != 200) {
 		kube_resp_free(&resp);
@@ -1489,7 +1456,7 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 	json_t *ttl = json_object_get(spec_of(task), "ttlSecondsAfterFinished"), *md = json_object_get(task, "metadata");
 	const char *done = json_string_value(json_object_get(json_object_get(task, "status"), "completionTime"));
 	int64_t done_ms, due, now = util_now_ms();
-	char path[1024], ns[256], name[512];
+	char path[1024];
 	struct kube_resp resp;
 	json_t *body;
 	int r;
@@ -1502,10 +1469,9 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 		wq_add_after(t->cfg.queue, key, sat_delay(due, now, TASKCTL_MAX_TIMER_MS));
 		return 0;
 	}
-	if (kube_escape(json_string_value(json_object_get(md, "namespace")), ns, sizeof(ns)) < 0 ||
-	    kube_escape(json_string_value(json_object_get(md, "name")), name, sizeof(name)) < 0)
+	if (kube_path(path, sizeof(path), KUBE_GV_TASKED, "tasks", json_string_value(json_object_get(md, "namespace")),
+		      json_string_value(json_object_get(md, "name")), NULL) < 0)
 		return 0;
-	snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks/%s", ns, name);
 	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
 			 "uid", json_object_get(md, "uid"), "propagationPolicy", "Background");
 	r = kube_request(t->cfg.kc, "DELETE", path, NULL, body, &resp);
