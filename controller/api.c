@@ -1,4 +1,5 @@
 #include "api.h"
+#include "task.h"
 #include "broker.h"
 #include "events.h"
 #include "informer.h"
@@ -246,12 +247,6 @@ void api_wake(void *ud)
 
 /* --- observers (worker and broker threads) --------------------------------------------------- */
 
-static int phase_is_final(const char *p)
-{
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 ||
-		     strcmp(p, "Skipped") == 0 || strcmp(p, "Cancelled") == 0);
-}
-
 static const char *task_queue(json_t *task)
 {
 	const char *q = json_string_value(json_object_get(json_object_get(task, "spec"), "queue"));
@@ -284,7 +279,7 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 			json_object_set(ev, copy[i], v);
 	events_publish(a->events, "task", ns, task_queue(task), ev);
 	json_decref(ev);
-	if (phase_is_final(phase)) {
+	if (task_phase_terminal(phase)) {
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		logstore_finish(a->logs, uid, key);
 	}
@@ -656,7 +651,7 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		return api_error(a, wsi, s, 404, "NotFound", msg);
 	}
 	complete = pos.finished ||
-		   phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
+		   task_terminal(t);
 	if (!pos.found || (pos.end == 0 && complete)) {
 		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
 		const char *tail = json_string_value(json_object_get(json_object_get(t, "status"), "logTail"));
@@ -831,7 +826,7 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset (decimal digits)");
 		s->cursor = off;
 	}
-	s->task_final = phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
+	s->task_final = task_terminal(t);
 	json_decref(t);
 	{
 		struct logstore_pos pos;
@@ -1094,7 +1089,7 @@ static void api_sweep(lws_sorted_usec_list_t *sul)
 			s->last_check_ms = now;
 			/* Deleted, or replaced by a new task of the same name: this log is complete. */
 			if (!t || !uid || strcmp(uid, s->uid) != 0 ||
-			    phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")))) {
+			    task_terminal(t)) {
 				s->task_final = 1;
 				lws_callback_on_writable(s->wsi);
 			}

@@ -1,5 +1,6 @@
 #include "deps.h"
 #include "expand.h"
+#include "task.h"
 #include "util.h"
 
 #include <errno.h>
@@ -124,8 +125,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		json_array_foreach(deps, i, d) {
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
-			if (!f || !phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0 &&
-					     strcmp(phase, "Failed") != 0 && strcmp(phase, "Cancelled") != 0)) {
+			if (!f || !task_phase_terminal(phase)) {
 				snprintf(why, whysz, "waiting for task %s (%s)", json_string_value(d), phase ? phase : "missing");
 				return DEPS_WAIT;
 			}
@@ -362,12 +362,7 @@ void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(con
 #define DEPS_CYCLE_MAX_NODES 256   /* bound on the search (each step parses a cached object) */
 #define DEPS_CYCLE_MAX_DEPTH 64
 
-static int deps_unfinished(json_t *obj)
-{
-	const char *p = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
-	return !p || (strcmp(p, "Succeeded") != 0 && strcmp(p, "Failed") != 0 && strcmp(p, "Skipped") != 0 &&
-		      strcmp(p, "Cancelled") != 0);
-}
+static int deps_unfinished(json_t *obj) { return !task_terminal(obj); }
 
 int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t pathsz)
 {

@@ -1,4 +1,5 @@
 #include "flowctl.h"
+#include "task.h"
 #include "log.h"
 #include "sat.h"
 #include "util.h"
@@ -199,12 +200,6 @@ out:
 
 /* --- reconcile ------------------------------------------------------------------------------- */
 
-static int is_done(const char *p)
-{
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
-		     strcmp(p, "Cancelled") == 0);
-}
-
 /* The controller ownerReference of a Task (borrowed), or NULL. */
 static json_t *controller_ref(json_t *task)
 {
@@ -340,7 +335,7 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 		char path[1024];
 		struct kube_resp resp;
 		json_t *patch;
-		if (is_done(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
+		if (task_phase_terminal(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
 		    task_path(ns, name, path, sizeof(path), "tasks") < 0)
 			continue;
 		patch = json_pack("{s{sb}}", "spec", "cancel", 1);
@@ -519,7 +514,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		p = p ? p : "Pending";
 		c = json_object_get(counts, p);
 		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
-		done += is_done(p);
+		done += task_phase_terminal(p);
 		failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
 		started += strcmp(p, "Pending") != 0;
 	}
@@ -545,12 +540,12 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	util_rfc3339(util_now_ms(), ts, sizeof(ts));
 	if (!json_object_get(json_object_get(flow, "status"), "startTime"))
 		json_object_set_new(status, "startTime", json_string(ts));
-	if (is_done(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
+	if (task_phase_terminal(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
 		json_object_set_new(status, "completionTime", json_string(ts));
 	r = write_if_changed(f, flow, status);
 	json_decref(status);
 	/* ttlSecondsAfterFinished: delete the Flow (its children follow). */
-	if (r == 0 && is_done(phase) && json_is_integer(json_object_get(spec, "ttlSecondsAfterFinished"))) {
+	if (r == 0 && task_phase_terminal(phase) && json_is_integer(json_object_get(spec, "ttlSecondsAfterFinished"))) {
 		const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
 		int64_t at, due;
 		if (ct && util_parse_rfc3339(ct, &at) == 0) {
