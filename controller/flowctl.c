@@ -413,6 +413,31 @@ static int reap_gone(struct flowctl *f, const char *key, const char *ns, const c
 	return r;
 }
 
+static void flow_ttl(struct flowctl *f, json_t *flow, const char *key, const char *ns, const char *fname)
+{
+	json_t *ttl = json_object_get(json_object_get(flow, "spec"), "ttlSecondsAfterFinished");
+	const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
+	int64_t at, due;
+
+	if (!json_is_integer(ttl))
+		return;
+	if (!ct || util_parse_rfc3339(ct, &at) < 0) {
+		wq_add_after(f->q, key, 1000);
+		return;
+	}
+	due = sat_add(at, sat_mul(json_integer_value(ttl), 1000));
+	if (util_now_ms() >= due) {
+		char path[1024];
+		struct kube_resp resp;
+		if (task_path(ns, fname, path, sizeof(path), "flows") == 0) {
+			(void)kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp);
+			kube_resp_free(&resp);
+		}
+	} else {
+		wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
+	}
+}
+
 static int flow_reconcile(struct flowctl *f, const char *key)
 {
 	json_t *flow = informer_get(f->flows, key), *md, *spec, *tasks, *kids = NULL, *counts, *status, *e;
@@ -545,25 +570,8 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	r = write_if_changed(f, flow, status);
 	json_decref(status);
 	/* ttlSecondsAfterFinished: delete the Flow (its children follow). */
-	if (r == 0 && task_phase_terminal(phase) && json_is_integer(json_object_get(spec, "ttlSecondsAfterFinished"))) {
-		const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
-		int64_t at, due;
-		if (ct && util_parse_rfc3339(ct, &at) == 0) {
-			due = sat_add(at, sat_mul(json_integer_value(json_object_get(spec, "ttlSecondsAfterFinished")), 1000));
-			if (util_now_ms() >= due) {
-				char path[1024];
-				struct kube_resp resp;
-				if (task_path(ns, fname, path, sizeof(path), "flows") == 0) {
-					(void)kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp);
-					kube_resp_free(&resp);
-				}
-			} else {
-				wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
-			}
-		} else {
-			wq_add_after(f->q, key, 1000);
-		}
-	}
+	if (r == 0 && task_phase_terminal(phase))
+		flow_ttl(f, flow, key, ns, fname);
 out:
 	json_decref(kids);
 	json_decref(flow);
