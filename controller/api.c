@@ -69,8 +69,6 @@ struct api {
 	struct events *events;
 	struct metrics *metrics;
 	_Atomic(struct informer *) inf;
-	informer_handler_fn next;       /* the reconciler's informer handler */
-	void *next_ud;
 	_Atomic(struct lws_context *) ctx;
 	atomic_int wake_pending;
 	/* loop thread only */
@@ -285,12 +283,6 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 	}
 }
 
-void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud)
-{
-	a->next = next;
-	a->next_ud = next_ud;
-}
-
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {
 	struct api *a = ud;
@@ -301,8 +293,6 @@ void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj,
 	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
 	char when[40];
 
-	if (a->next)
-		a->next(ev, key, obj, a->next_ud);
 	if ((ev != INFORMER_ADDED && ev != INFORMER_DELETED) || !uid || !ns)
 		return;
 	/* The first list (and a relist) delivers every existing task as added: not news. */

@@ -56,10 +56,9 @@ int api_has_key(struct api *a);
 void api_on_status(void *ud, json_t *task, json_t *status);
 void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
 		const char *stream, const char *data);
-/* An informer handler to install in front of the reconciler's: it calls next first, then
- * publishes task creation and deletion (after the first sync) and remembers when each new task
- * was first seen, which gives the dispatch latency millisecond precision. */
-void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud);
+/* A Task informer handler (register it after the reconcilers'): publishes task creation and
+ * deletion (after the first sync) and remembers when each new task was first seen, which gives
+ * the dispatch latency millisecond precision. */
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 /* Parses a Last-Event-ID / lastEventId: decimal digits only (no sign, no space), at most
  * 2^64 - 1. 0 with *ret, or -EINVAL (strtoull alone would read "-5" as 2^64 - 5). Pure. */

@@ -31,6 +31,7 @@ struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
 	if (!f)
 		return NULL;
 	f->cfg = *cfg;
+	f->flows = cfg->flows;
 	f->q = wq_new();
 	f->gone = json_object();
 	f->orphaning = json_object();
@@ -57,7 +58,11 @@ void flowctl_free(struct flowctl *f)
 	free(f);
 }
 
-void flowctl_set_informer(struct flowctl *f, struct informer *flows) { f->flows = flows; }
+void flowctl_on_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	if (ev != INFORMER_RESYNC)
+		flowctl_on_task(ud, obj);
+}
 
 void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {

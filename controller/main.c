@@ -51,19 +51,11 @@ struct app {
 	struct taskctl *tc;
 	struct flowctl *flows;
 	struct queues *queues;
+	struct deps_index *deps;
 	volatile int stop;
 	pthread_t status_thread;
 	int status_started;
 };
-
-/* Task events feed the task reconciler and wake the Flow a child belongs to. */
-static void app_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
-{
-	struct app *a = ud;
-	taskctl_on_event(ev, key, obj, a->tc);
-	if (ev != INFORMER_RESYNC)
-		flowctl_on_task(a->flows, obj);
-}
 
 /* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
 static void *app_status_loop(void *ud)
@@ -135,6 +127,75 @@ static int app_ready(void *ud, char *why, size_t whysz)
 	return 1;
 }
 
+/* After the workers stopped: the reverse of app_wire, and the lease and broker. */
+static void app_free(struct app *a)
+{
+	if (a->lease)
+		lease_stop(a->lease);
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
+		if (infs[i])
+			informer_stop(infs[i]);
+	broker_free(a->broker);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
+		informer_free(infs[i]);
+	flowctl_free(a->flows);
+	taskctl_free(a->tc);
+	queues_free(a->queues);
+	deps_index_free(a->deps);
+}
+
+/* Builds the caches and the reconcilers in dependency order and subscribes each consumer to the
+ * caches it follows. path receives the Task collection watched. */
+static int app_wire(struct app *a, const struct opts *o, struct kube_client *kc, struct wq *q,
+		    struct recorder *recorder, struct api *api, char *path, size_t pathsz)
+{
+	a->deps = deps_index_new();
+	if (!a->deps || kube_path(path, pathsz, KUBE_GV_TASKED, "tasks", o->namespace_, NULL, NULL) < 0)
+		return -ENOMEM;
+	/* The caches first (their consumers subscribe below), then each object after what it uses.
+	 * The TaskQueue and Flow watches have the Task watch's scope. */
+	{
+		char qpath[512], fpath[512];
+		if (kube_path(qpath, sizeof(qpath), KUBE_GV_TASKED, "taskqueues", o->namespace_, NULL, NULL) < 0 ||
+		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL, NULL) < 0)
+			return -ENOMEM;
+		a->inf = informer_new(kc, path, 10 * 60 * 1000, NULL, NULL);
+		a->queues_inf = informer_new(kc, qpath, 0, NULL, NULL);
+		a->flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, NULL, NULL);
+		if (!a->inf || !a->queues_inf || !a->flows_inf)
+			return -ENOMEM;
+	}
+	informer_set_tagger(a->inf, queues_task_tag);
+	informer_index_label(a->inf, "tasked.dev/flow");
+	a->queues = queues_new(kc, q, a->queues_inf, a->inf);
+	if (!a->queues)
+		return -ENOMEM;
+	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .queue = q, .recorder = recorder,
+						.queues = a->queues, .deps = a->deps,
+						.lost_grace_ms = o->lost_grace_s * 1000,
+						.startup_hold_ms = o->lost_grace_s * 1000,
+						.may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a,
+						.on_status = api_on_status, .on_log = api_on_log,
+						.observer_ud = api });
+	if (!a->tc)
+		return -ENOMEM;
+	a->flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = a->inf, .flows = a->flows_inf,
+						       .may_act = o->leader_elect ? app_leads : NULL,
+						       .may_act_ud = a });
+	if (!a->flows)
+		return -ENOMEM;
+	/* Task events: the reconciler, then the Flow a child belongs to, then the API's feed. */
+	if (informer_add_handler(a->inf, taskctl_on_event, a->tc) < 0 ||
+	    informer_add_handler(a->inf, flowctl_on_task_event, a->flows) < 0 ||
+	    informer_add_handler(a->inf, api_on_informer_event, api) < 0 ||
+	    informer_add_handler(a->queues_inf, queues_on_event, a->queues) < 0 ||
+	    informer_add_handler(a->flows_inf, flowctl_on_event, a->flows) < 0)
+		return -ENOMEM;
+	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_config o;
@@ -144,7 +205,6 @@ int main(int argc, char **argv)
 	struct taskctl *tc = NULL;
 	struct api *api = NULL;
 	struct recorder *recorder = NULL;
-	struct deps_index *deps = NULL;
 	struct app app = { 0 };
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
@@ -215,50 +275,10 @@ int main(int argc, char **argv)
 					 .tls_cert = o.tls_cert, .tls_key = o.tls_key });
 	if (!api)
 		goto out;
-	deps = deps_index_new();
-	app.queues = queues_new(kc, q);
-	if (!deps || !app.queues)
+	r = app_wire(&app, &o, kc, q, recorder, api, path, sizeof(path));
+	tc = app.tc;
+	if (r < 0)
 		goto out;
-	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q, .recorder = recorder,
-						.queues = app.queues, .deps = deps,
-						.lost_grace_ms = o.lost_grace_s * 1000,
-						.startup_hold_ms = o.lost_grace_s * 1000,
-						.may_act = o.leader_elect ? app_leads : NULL, .may_act_ud = &app,
-						.on_status = api_on_status, .on_log = api_on_log,
-						.observer_ud = api });
-	app.tc = tc;
-	if (!tc)
-		goto out;
-	if (kube_path(path, sizeof(path), KUBE_GV_TASKED, "tasks", o.namespace_, NULL, NULL) < 0)
-		goto out;
-	api_chain_informer(api, app_task_event, &app);
-	app.inf = informer_new(kc, path, 10 * 60 * 1000, api_on_informer_event, api);
-	if (!app.inf)
-		goto out;
-	taskctl_set_informer(tc, app.inf);
-	informer_set_tagger(app.inf, queues_task_tag);
-	informer_index_label(app.inf, "tasked.dev/flow");
-	app.flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = app.inf,
-						       .may_act = o.leader_elect ? app_leads : NULL,
-						       .may_act_ud = &app });
-	if (!app.flows)
-		goto out;
-	{
-		char qpath[512], fpath[512], *p;
-		snprintf(qpath, sizeof(qpath), "%s", path);
-		snprintf(fpath, sizeof(fpath), "%s", path);
-		/* Same scope as the Task watch: ".../tasks" becomes ".../taskqueues" and ".../flows". */
-		p = strrchr(qpath, '/');
-		snprintf(p + 1, sizeof(qpath) - (size_t)(p + 1 - qpath), "taskqueues");
-		p = strrchr(fpath, '/');
-		snprintf(p + 1, sizeof(fpath) - (size_t)(p + 1 - fpath), "flows");
-		app.queues_inf = informer_new(kc, qpath, 0, queues_on_event, app.queues);
-		app.flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, flowctl_on_event, app.flows);
-		if (!app.queues_inf || !app.flows_inf)
-			goto out;
-	}
-	queues_set_informers(app.queues, app.queues_inf, app.inf);
-	flowctl_set_informer(app.flows, app.flows_inf);
 	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
 					     .api_protocols = api_protocols(), .api_user = api,
 					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
@@ -270,7 +290,6 @@ int main(int argc, char **argv)
 	taskctl_set_broker(tc, app.broker);
 	queues_set_broker(app.queues, app.broker);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
-	informer_set_undecodable(app.inf, taskctl_on_undecodable, tc);
 	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .queues_inf = app.queues_inf,
 							.flows_inf = app.flows_inf, .broker = app.broker,
 							.kc = kc, .queue = q });
@@ -315,23 +334,8 @@ out:
 		wq_shutdown(q);
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(workers[i], NULL);
-	if (app.lease)
-		lease_stop(app.lease);
-	if (app.inf)
-		informer_stop(app.inf);
-	if (app.queues_inf)
-		informer_stop(app.queues_inf);
-	if (app.flows_inf)
-		informer_stop(app.flows_inf);
 	g_broker = NULL;
-	broker_free(app.broker);
-	informer_free(app.inf);
-	informer_free(app.queues_inf);
-	informer_free(app.flows_inf);
-	flowctl_free(app.flows);
-	taskctl_free(tc);
-	queues_free(app.queues);
-	deps_index_free(deps);
+	app_free(&app);
 	recorder_free(recorder);
 	api_free(api);
 	wq_free(q);

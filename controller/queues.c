@@ -31,13 +31,16 @@ struct queues {
 	json_t *holder_of;   /* task key -> queue key it holds a slot in */
 };
 
-struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue)
+struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
+			  struct informer *tasks_inf)
 {
 	struct queues *q = calloc(1, sizeof(*q));
 	if (!q)
 		return NULL;
 	q->kc = kc;
 	q->wq = tasks_queue;
+	q->qinf = queues_inf;
+	q->tinf = tasks_inf;
 	q->holder_of = json_object();
 	pthread_mutex_init(&q->lock, NULL);
 	return q;
@@ -58,12 +61,6 @@ void queues_free(struct queues *q)
 	json_decref(q->holder_of);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
-}
-
-void queues_set_informers(struct queues *q, struct informer *queues_inf, struct informer *tasks_inf)
-{
-	q->qinf = queues_inf;
-	q->tinf = tasks_inf;
 }
 
 void queues_set_broker(struct queues *q, struct broker *b) { q->broker = b; }

@@ -164,6 +164,7 @@ struct taskctl *taskctl_new(const struct taskctl_cfg *cfg)
 			.cancel = fx_cancel, .ack = fx_ack, .emit = fx_emit, .requeue = fx_requeue,
 			.delete_task = fx_delete_task, .read_secret = fx_read_secret, .now_ms = fx_now_ms, .ud = t };
 	}
+	t->inf = cfg->inf;
 	pthread_mutex_init(&t->lock, NULL);
 	t->att = att_table_new();
 	t->waiting = json_object();
@@ -190,7 +191,6 @@ void taskctl_free(struct taskctl *t)
 	free(t);
 }
 
-void taskctl_set_informer(struct taskctl *t, struct informer *inf) { t->inf = inf; }
 void taskctl_set_broker(struct taskctl *t, struct broker *b) { t->broker = b; }
 
 static void set_key(struct taskctl *t, json_t **set, const char *key, int add)

@@ -42,6 +42,7 @@ struct taskctl_effects {
 
 struct taskctl_cfg {
 	struct kube_client *kc;
+	struct informer *inf;      /* the Task cache */
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
@@ -65,8 +66,8 @@ struct taskctl_cfg {
 
 struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);
 void taskctl_free(struct taskctl *t);
-/* Wiring: the informer and broker are created after the reconciler. */
-void taskctl_set_informer(struct taskctl *t, struct informer *inf);
+/* The broker takes the reconciler's callbacks (taskctl_broker_ops) when it is created, so it
+ * comes after the reconciler and is handed over here, before any worker starts. */
 void taskctl_set_broker(struct taskctl *t, struct broker *b);
 /* Informer handler and broker callbacks. */
 void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);

@@ -121,8 +121,7 @@ static void world_init(struct world *w, const char *spec)
 	w->last_requeue = -1;
 	fx.ud = w;
 	w->inf = informer_new(NULL, "/apis/tasked.dev/v1alpha1/tasks", 0, on_event, NULL);
-	w->tc = taskctl_new(&(struct taskctl_cfg){ .effects = &fx });
-	taskctl_set_informer(w->tc, w->inf);
+	w->tc = taskctl_new(&(struct taskctl_cfg){ .inf = w->inf, .effects = &fx });
 	task = json_loads(spec, 0, &e);
 	if (!task)
 		diag("bad test JSON: %s", e.text);
