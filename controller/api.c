@@ -1,4 +1,5 @@
 #include "api.h"
+#include "server.h"
 #include "task.h"
 #include "broker.h"
 #include "events.h"
@@ -77,11 +78,7 @@ struct api {
 	lws_sorted_usec_list_t sweep;
 	int sweep_on;
 	SSL_CTX *ssl_ctx;               /* the API vhost's, when it serves TLS */
-	/* the separate metrics listener */
-	struct lws_context *mctx;
-	pthread_t mthread;
-	int mthread_on;
-	volatile int mstop;
+	struct server *msrv;            /* the separate metrics listener, on its own thread */
 };
 
 /* --- keys ---------------------------------------------------------------------------------- */
@@ -154,6 +151,8 @@ int api_check_key(struct api *a, const char *presented)
 
 /* --- lifecycle ------------------------------------------------------------------------------ */
 
+static void api_set_sources(struct api *a, const struct metrics_sources *src);
+
 struct api *api_new(const struct api_cfg *cfg)
 {
 	struct api *a = calloc(1, sizeof(*a));
@@ -188,30 +187,19 @@ struct api *api_new(const struct api_cfg *cfg)
 		api_free(a);
 		return NULL;
 	}
-	metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events, .logs = a->logs });
+	if (cfg->sources)
+		api_set_sources(a, cfg->sources);
+	else
+		metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events, .logs = a->logs });
+	a->cfg.sources = NULL;   /* copied; the caller's may not outlive this call */
 	return a;
-}
-
-static void *api_metrics_loop(void *p)
-{
-	struct api *a = p;
-	while (!a->mstop)
-		if (lws_service(a->mctx, 0) < 0)
-			break;
-	return NULL;
 }
 
 void api_free(struct api *a)
 {
 	if (!a)
 		return;
-	if (a->mthread_on) {
-		a->mstop = 1;
-		lws_cancel_service(a->mctx);
-		pthread_join(a->mthread, NULL);
-	}
-	if (a->mctx)
-		lws_context_destroy(a->mctx);
+	server_free(a->msrv);
 	api_key_cleanse_free(a->file_key);
 	logstore_free(a->logs);
 	events_free(a->events);
@@ -220,7 +208,7 @@ void api_free(struct api *a)
 	free(a);
 }
 
-void api_set_sources(struct api *a, const struct metrics_sources *src)
+static void api_set_sources(struct api *a, const struct metrics_sources *src)
 {
 	struct metrics_sources s = *src;
 	s.events = a->events;
@@ -1359,49 +1347,14 @@ const struct lws_protocols *api_protocols(void)
 
 int api_start(struct api *a)
 {
-	struct lws_context_creation_info info;
-	struct broker_bind bb;
-	uint64_t opts = 0;
-	const char *iface;
 	int r;
 
+	if (a->cfg.server && a->cfg.listen && (r = server_listen(a->cfg.server, "api", a->cfg.listen, api_protos, a)) < 0)
+		return r;
 	if (!a->cfg.metrics_listen)
 		return 0;
-	if (broker_bind_prepare(a->cfg.metrics_listen, &bb, &iface, &opts) < 0) {
-		log_error("invalid --metrics-listen address", "addr", a->cfg.metrics_listen);
-		return -EINVAL;
-	}
-	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.alpn = "http/1.1";
-	if (a->cfg.tls_cert && a->cfg.tls_key)
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	a->mctx = lws_create_context(&info);
-	if (!a->mctx)
-		return -ENOMEM;
-	memset(&info, 0, sizeof(info));
-	info.vhost_name = "metrics";
-	info.alpn = "http/1.1";
-	info.port = bb.port;
-	info.iface = iface;
-	info.options = opts;
-	info.protocols = api_metrics_protos;
-	info.user = a;
-	if (a->cfg.tls_cert && a->cfg.tls_key) {
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		info.ssl_cert_filepath = a->cfg.tls_cert;
-		info.ssl_private_key_filepath = a->cfg.tls_key;
-	}
-	if (!lws_create_vhost(a->mctx, &info)) {
-		log_error("cannot listen", "addr", a->cfg.metrics_listen, "listener", "metrics");
-		return -EADDRINUSE;
-	}
-	if ((r = broker_bind_verify(&bb)) < 0)
+	if ((r = server_new(a->cfg.tls_cert, a->cfg.tls_key, &a->msrv)) < 0 ||
+	    (r = server_listen(a->msrv, "metrics", a->cfg.metrics_listen, api_metrics_protos, a)) < 0)
 		return r;
-	if (pthread_create(&a->mthread, NULL, api_metrics_loop, a) != 0)
-		return -EAGAIN;
-	a->mthread_on = 1;
-	log_info("listening", "addr", a->cfg.metrics_listen, "listener", "metrics");
-	return 0;
+	return server_start_thread(a->msrv);
 }

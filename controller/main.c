@@ -2,6 +2,7 @@
 #include "api.h"
 #include "broker.h"
 #include "config.h"
+#include "server.h"
 #include "informer.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -28,12 +29,12 @@
 
 #define MAX_WORKERS CONFIG_MAX_WORKERS
 
-static struct broker *g_broker;
+static struct server *g_server;
 
 static void on_signal(int sig)
 {
-	if (g_broker)
-		broker_stop(g_broker);
+	if (g_server)
+		server_stop(g_server);
 }
 
 static enum log_level parse_level(const char *s)
@@ -46,7 +47,9 @@ static enum log_level parse_level(const char *s)
 
 struct app {
 	struct informer *inf, *queues_inf, *flows_inf;
+	struct server *server;  /* the main loop: broker and API listeners */
 	struct broker *broker;
+	struct api *api;
 	struct lease *lease;
 	struct taskctl *tc;
 	struct flowctl *flows;
@@ -127,7 +130,8 @@ static int app_ready(void *ud, char *why, size_t whysz)
 	return 1;
 }
 
-/* After the workers stopped: the reverse of app_wire, and the lease and broker. */
+/* After the workers stopped: the reverse of app_wire, and the lease (the API goes last, after
+ * this). */
 static void app_free(struct app *a)
 {
 	if (a->lease)
@@ -136,6 +140,8 @@ static void app_free(struct app *a)
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		if (infs[i])
 			informer_stop(infs[i]);
+	/* Closing the connections calls back into the broker and the API: they go after. */
+	server_free(a->server);
 	broker_free(a->broker);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		informer_free(infs[i]);
@@ -147,9 +153,12 @@ static void app_free(struct app *a)
 
 /* Builds the caches and the reconcilers in dependency order and subscribes each consumer to the
  * caches it follows. path receives the Task collection watched. */
-static int app_wire(struct app *a, const struct opts *o, struct kube_client *kc, struct wq *q,
-		    struct recorder *recorder, struct api *api, char *path, size_t pathsz)
+static int app_wire(struct app *a, const struct ctl_config *o, struct kube_client *kc, struct wq *q,
+		    struct recorder *recorder, char *path, size_t pathsz)
 {
+	struct api *api;
+	int r;
+
 	a->deps = deps_index_new();
 	if (!a->deps || kube_path(path, pathsz, KUBE_GV_TASKED, "tasks", o->namespace_, NULL, NULL) < 0)
 		return -ENOMEM;
@@ -168,10 +177,30 @@ static int app_wire(struct app *a, const struct opts *o, struct kube_client *kc,
 	}
 	informer_set_tagger(a->inf, queues_task_tag);
 	informer_index_label(a->inf, "tasked.dev/flow");
-	a->queues = queues_new(kc, q, a->queues_inf, a->inf);
+	if ((r = server_new(o->tls_cert, o->tls_key, &a->server)) < 0 ||
+	    (r = broker_new(&(struct broker_cfg){ .server = a->server, .broker_addr = o->broker_listen,
+						  .token_file = o->token_file, .heartbeat_s = (int)o->heartbeat_s,
+						  .admit = app_admits, .admit_ud = a }, &a->broker)) < 0)
+		return r;
+	a->api = api = api_new(&(struct api_cfg){ .api_key = o->api_key, .api_key_file = o->api_key_file,
+					 .ready = app_ready, .ud = a, .max_sse = (int)o->max_sse,
+					 .log_max_per_task = (size_t)o->log_max_task_kib * 1024,
+					 .log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
+					 .event_buffer = (size_t)o->event_buffer,
+					 .sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
+					 .server = a->server, .listen = o->listen,
+					 .metrics_listen = o->metrics_listen,
+					 .tls_cert = o->tls_cert, .tls_key = o->tls_key,
+					 .sources = &(struct metrics_sources){ .inf = a->inf, .queues_inf = a->queues_inf,
+									       .flows_inf = a->flows_inf, .broker = a->broker,
+									       .kc = kc, .queue = q } });
+	if (!api)
+		return -ENOMEM;
+	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
 	if (!a->queues)
 		return -ENOMEM;
-	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .queue = q, .recorder = recorder,
+	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
+						.recorder = recorder,
 						.queues = a->queues, .deps = a->deps,
 						.lost_grace_ms = o->lost_grace_s * 1000,
 						.startup_hold_ms = o->lost_grace_s * 1000,
@@ -193,6 +222,8 @@ static int app_wire(struct app *a, const struct opts *o, struct kube_client *kc,
 	    informer_add_handler(a->flows_inf, flowctl_on_event, a->flows) < 0)
 		return -ENOMEM;
 	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
+	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
+	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }
 
@@ -223,12 +254,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tasked-controller: --runner-token-file is required\n");
 		return 2;
 	}
-	if (broker_parse_addr(o.listen, host, sizeof(host), &port) < 0 ||
-	    broker_parse_addr(o.broker_listen, host + 64, sizeof(host) - 64, &port) < 0) {
+	if (server_parse_addr(o.listen, host, sizeof(host), &port) < 0 ||
+	    server_parse_addr(o.broker_listen, host + 64, sizeof(host) - 64, &port) < 0) {
 		fprintf(stderr, "tasked-controller: --listen and --broker-listen take HOST:PORT\n");
 		return 2;
 	}
-	broker_parse_addr(o.listen, host, sizeof(host), &port);
+	server_parse_addr(o.listen, host, sizeof(host), &port);
 	if (!util_host_is_loopback(host) && !o.insecure_no_auth &&
 	    !(o.api_key && *o.api_key) && !o.api_key_file) {
 		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
@@ -265,37 +296,14 @@ int main(int argc, char **argv)
 	if (!kc || !q)
 		goto out;
 	recorder = recorder_new(kc, identity);
-	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
-					 .ready = app_ready, .ud = &app, .max_sse = (int)o.max_sse,
-					 .log_max_per_task = (size_t)o.log_max_task_kib * 1024,
-					 .log_max_total = (size_t)o.log_max_total_mib * 1024 * 1024,
-					 .event_buffer = (size_t)o.event_buffer,
-					 .sse_max_lag = (size_t)o.sse_max_lag_kib * 1024,
-					 .metrics_listen = o.metrics_listen,
-					 .tls_cert = o.tls_cert, .tls_key = o.tls_key });
-	if (!api)
-		goto out;
-	r = app_wire(&app, &o, kc, q, recorder, api, path, sizeof(path));
+	r = app_wire(&app, &o, kc, q, recorder, path, sizeof(path));
 	tc = app.tc;
+	api = app.api;
 	if (r < 0)
 		goto out;
-	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
-					     .api_protocols = api_protocols(), .api_user = api,
-					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
-					     .admit = app_admits, .admit_ud = &app,
-					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
-		       &taskctl_broker_ops, tc, &app.broker);
-	if (r < 0)
-		goto out;
-	taskctl_set_broker(tc, app.broker);
-	queues_set_broker(app.queues, app.broker);
-	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
-	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .queues_inf = app.queues_inf,
-							.flows_inf = app.flows_inf, .broker = app.broker,
-							.kc = kc, .queue = q });
 	if (api_start(api) < 0)
 		goto out;
-	g_broker = app.broker;
+	g_server = app.server;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -322,7 +330,7 @@ int main(int argc, char **argv)
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)
 			break;
-	rc = broker_run(app.broker) < 0 ? 1 : 0;
+	rc = server_run(app.server) < 0 ? 1 : 0;
 	log_info("shutting down");
 out:
 	app.stop = 1;
@@ -334,7 +342,7 @@ out:
 		wq_shutdown(q);
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(workers[i], NULL);
-	g_broker = NULL;
+	g_server = NULL;
 	app_free(&app);
 	recorder_free(recorder);
 	api_free(api);

@@ -32,7 +32,7 @@ struct queues {
 };
 
 struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
-			  struct informer *tasks_inf)
+			  struct informer *tasks_inf, struct broker *broker)
 {
 	struct queues *q = calloc(1, sizeof(*q));
 	if (!q)
@@ -41,6 +41,7 @@ struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct
 	q->wq = tasks_queue;
 	q->qinf = queues_inf;
 	q->tinf = tasks_inf;
+	q->broker = broker;
 	q->holder_of = json_object();
 	pthread_mutex_init(&q->lock, NULL);
 	return q;
@@ -63,7 +64,6 @@ void queues_free(struct queues *q)
 	free(q);
 }
 
-void queues_set_broker(struct queues *q, struct broker *b) { q->broker = b; }
 
 /* Caller holds lock. */
 static struct qstate *qs_get(struct queues *q, const char *qkey)

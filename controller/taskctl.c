@@ -165,6 +165,7 @@ struct taskctl *taskctl_new(const struct taskctl_cfg *cfg)
 			.delete_task = fx_delete_task, .read_secret = fx_read_secret, .now_ms = fx_now_ms, .ud = t };
 	}
 	t->inf = cfg->inf;
+	t->broker = cfg->broker;
 	pthread_mutex_init(&t->lock, NULL);
 	t->att = att_table_new();
 	t->waiting = json_object();
@@ -191,7 +192,6 @@ void taskctl_free(struct taskctl *t)
 	free(t);
 }
 
-void taskctl_set_broker(struct taskctl *t, struct broker *b) { t->broker = b; }
 
 static void set_key(struct taskctl *t, json_t **set, const char *key, int add)
 {

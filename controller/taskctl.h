@@ -43,6 +43,7 @@ struct taskctl_effects {
 struct taskctl_cfg {
 	struct kube_client *kc;
 	struct informer *inf;      /* the Task cache */
+	struct broker *broker;     /* runners; this reconciler subscribes to it (taskctl_broker_ops) */
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
@@ -66,10 +67,7 @@ struct taskctl_cfg {
 
 struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);
 void taskctl_free(struct taskctl *t);
-/* The broker takes the reconciler's callbacks (taskctl_broker_ops) when it is created, so it
- * comes after the reconciler and is handed over here, before any worker starts. */
-void taskctl_set_broker(struct taskctl *t, struct broker *b);
-/* Informer handler and broker callbacks. */
+/* Informer handler and broker callbacks (broker_subscribe(b, &taskctl_broker_ops, t)). */
 void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 extern const struct broker_ops taskctl_broker_ops;
 /* Informer callback for a Task that does not decode: unless it already finished (or says so),

@@ -16,7 +16,7 @@
 
 const char *taskctl_utf8_tail(const char *s, size_t max)
 {
-	return utf8_tail(s, max);
+	return u8_tail(s, max);
 }
 
 /* The Succeeded condition, keeping lastTransitionTime when the status did not change. */
