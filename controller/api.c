@@ -235,19 +235,19 @@ void api_wake(void *ud)
 
 static const char *task_queue(json_t *task)
 {
-	const char *q = json_string_value(json_object_get(json_object_get(task, "spec"), "queue"));
+	const char *q = json_string_value(json_object_get(task_spec(task), "queue"));
 	return q && q[0] ? q : "default";
 }
 
 void api_on_status(void *ud, json_t *task, json_t *status)
 {
 	struct api *a = ud;
-	json_t *md = json_object_get(task, "metadata"), *ev, *v;
+	json_t *md = task_metadata(task), *ev, *v;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *name = json_string_value(json_object_get(md, "name"));
 	const char *uid = json_string_value(json_object_get(md, "uid"));
 	const char *phase = json_string_value(json_object_get(status, "phase"));
-	const char *prev = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	const char *prev = task_phase(task);
 	static const char *const copy[] = { "reason", "message", "attempts", "runner", "exitCode",
 					    "httpStatus", "startTime", "completionTime", "nextRetryTime" };
 	char when[40], key[512];
@@ -275,10 +275,10 @@ void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj,
 {
 	struct api *a = ud;
 	struct informer *inf = atomic_load(&a->inf);
-	json_t *md = json_object_get(obj, "metadata"), *e;
+	json_t *md = task_metadata(obj), *e;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *uid = json_string_value(json_object_get(md, "uid"));
-	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	const char *phase = task_phase(obj);
 	char when[40];
 
 	if ((ev != INFORMER_ADDED && ev != INFORMER_DELETED) || !uid || !ns)
@@ -487,8 +487,8 @@ struct list_ctx {
 static void list_collect(const char *key, json_t *obj, void *ud)
 {
 	struct list_ctx *c = ud;
-	json_t *md = json_object_get(obj, "metadata");
-	const char *ph = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	json_t *md = task_metadata(obj);
+	const char *ph = task_phase(obj);
 
 	if (c->oom)
 		return;
@@ -620,7 +620,7 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	t = informer_get(inf, key);
-	uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	uid = task_uid(t);
 	buf_init(&text, API_MAX_RESPONSE);
 	logstore_read(a->logs, uid, t ? NULL : key, attempt, 0, SIZE_MAX, collect_text, &text, &pos);
 	if (!pos.found && !t) {
@@ -632,7 +632,7 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		   task_terminal(t);
 	if (!pos.found || (pos.end == 0 && complete)) {
 		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
-		const char *tail = json_string_value(json_object_get(json_object_get(t, "status"), "logTail"));
+		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 		buf_reset(&text);
 		if (tail)
 			buf_append(&text, tail, strlen(tail));
@@ -793,7 +793,7 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 		snprintf(msg, sizeof(msg), "task %s not found", key);
 		return api_error(a, wsi, s, 404, "NotFound", msg);
 	}
-	uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	uid = task_uid(t);
 	snprintf(s->key, sizeof(s->key), "%s", key);
 	snprintf(s->uid, sizeof(s->uid), "%s", uid ? uid : "");
 	s->attempt = attempt;
@@ -845,10 +845,10 @@ static void sse_logs_from_status(struct api *a, struct api_sess *s)
 {
 	struct informer *inf = atomic_load(&a->inf);
 	json_t *t = inf ? informer_get(inf, s->key) : NULL;
-	const char *tail = json_string_value(json_object_get(json_object_get(t, "status"), "logTail"));
+	const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 	if (tail && tail[0]) {
 		struct frame_ctx f = { &s->out, API_SSE_BATCH };
-		struct logstore_chunk c = { .off = 0, .attempt = json_integer_value(json_object_get(json_object_get(t, "status"), "attempts")),
+		struct logstore_chunk c = { .off = 0, .attempt = task_attempts(t),
 					    .seq = 0, .stream = "stdout", .data = tail, .len = strlen(tail) };
 		static const char note[] = ": the controller holds no streamed output for this task; this is status.logTail\n\n";
 		buf_append(&s->out, note, sizeof(note) - 1);
@@ -861,8 +861,8 @@ static void sse_logs_from_status(struct api *a, struct api_sess *s)
 static void sse_end_frame(struct api *a, struct api_sess *s)
 {
 	struct informer *inf = atomic_load(&a->inf);
-	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = json_object_get(t, "status");
-	const char *uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = task_status(t);
+	const char *uid = task_uid(t);
 	json_t *o = json_pack("{sb}", "complete", 1);
 	char *js;
 
@@ -1063,7 +1063,7 @@ static void api_sweep(lws_sorted_usec_list_t *sul)
 		}
 		if (s->kind == SK_LOGS && !s->task_final && inf && now - s->last_check_ms >= API_LOG_CHECK_MS) {
 			json_t *t = informer_get(inf, s->key);
-			const char *uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+			const char *uid = task_uid(t);
 			s->last_check_ms = now;
 			/* Deleted, or replaced by a new task of the same name: this log is complete. */
 			if (!t || !uid || strcmp(uid, s->uid) != 0 ||

@@ -1,4 +1,5 @@
 #include "queues.h"
+#include "task.h"
 #include "log.h"
 #include "sat.h"
 #include "util.h"
@@ -86,8 +87,8 @@ static struct qstate *qs_get(struct queues *q, const char *qkey)
 
 void queues_key_of(json_t *task, char *out, size_t outsz)
 {
-	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
-	const char *name = json_string_value(json_object_get(json_object_get(task, "spec"), "queue"));
+	const char *ns = task_namespace(task);
+	const char *name = json_string_value(json_object_get(task_spec(task), "queue"));
 	snprintf(out, outsz, "%s/%s", ns ? ns : "", name && *name ? name : "default");
 }
 
@@ -316,7 +317,7 @@ int queues_running(struct queues *q, const char *qkey)
 
 int queues_task_tag(json_t *task, char *out, size_t outsz)
 {
-	const char *phase = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	const char *phase = task_phase(task);
 	char qk[512];
 	int n;
 	queues_key_of(task, qk, sizeof(qk));

@@ -478,7 +478,7 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, const char *uid,
 			     struct attempt *snap)
 {
-	json_t *status = json_object_get(task, "status");
+	json_t *status = task_status(task);
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	int64_t now = now_ms(t);
 	int r;
@@ -530,7 +530,7 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
  * cost nothing. */
 static int write_waiting(struct taskctl *t, json_t *task, const char *phase, const char *reason, const char *msg)
 {
-	json_t *st = json_object_get(task, "status");
+	json_t *st = task_status(task);
 	const char *p = json_string_value(json_object_get(st, "phase"));
 	const char *m = json_string_value(json_object_get(st, "message"));
 	int r;
@@ -644,7 +644,7 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		goto out;
 	}
 	if (t->cfg.queues && queue) {
-		const char *ct = json_string_value(json_object_get(json_object_get(task, "metadata"), "creationTimestamp"));
+		const char *ct = task_creation_timestamp(task);
 		if (ct)
 			util_parse_rfc3339(ct, &created);
 		switch (queues_admit(t->cfg.queues, qkey, queue, key,
@@ -674,7 +674,7 @@ out:
 static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, const char *uid,
 			      int64_t attempt, json_t *history, json_t *queue, json_t *vars)
 {
-	json_t *status = json_object_get(task, "status");
+	json_t *status = task_status(task);
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	const char *sreason = json_string_value(json_object_get(status, "reason"));
 	json_t *msg, *selector = json_object_get(task_spec(task), "runnerSelector");
@@ -822,7 +822,7 @@ static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, st
 		 * ourselves; a late result is acknowledged and ignored. */
 	}
 	{
-		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(have ? snap->attempt : json_int_at(json_object_get(task, "status"), "attempts", NULL)));
+		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(have ? snap->attempt : json_int_at(task_status(task), "attempts", NULL)));
 		int r = taskctl_write_simple(t, task, "Cancelled", "Cancelled",
 					     have ? "cancelled; the runner did not confirm" : "cancelled before it started",
 					     "False", extra);

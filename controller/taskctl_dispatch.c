@@ -53,7 +53,7 @@ int taskctl_check_nul(json_t *spec, char *err, size_t errsz)
 
 json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz)
 {
-	json_t *md = json_object_get(task, "metadata"), *spec = task_spec(task), *shell, *env, *e;
+	json_t *md = task_metadata(task), *spec = task_spec(task), *shell, *env, *e;
 	json_t *msg, *outenv, *exec_obj = NULL;
 	const char *kinds[] = { "shell", "http", "remote" }, *kind = NULL;
 	json_int_t timeout;
@@ -238,7 +238,7 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 {
 	json_t *qspec = json_object_get(queue, "spec"), *env = json_object_get(task_spec(task), "env"), *e;
 	json_t *defaults = json_object_get(qspec, "defaults"), *policy = json_object_get(qspec, "policy");
-	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+	const char *ns = task_namespace(task);
 	size_t i;
 	int r;
 

@@ -23,7 +23,7 @@ const char *taskctl_utf8_tail(const char *s, size_t max)
 json_t *taskctl_condition(json_t *task, const char *status, const char *reason,
 				   const char *message, int64_t now_ms)
 {
-	json_t *conds = json_object_get(json_object_get(task, "status"), "conditions"), *c;
+	json_t *conds = task_conditions(task), *c;
 	char ts[40];
 	const char *ltt = NULL;
 	size_t i;
@@ -128,7 +128,7 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 		bad |= json_object_set(entry, "httpStatus", json_object_get(result, "httpStatus")) < 0;
 	if (entry)
 		bad |= json_object_set_new(status, "attemptHistory",
-					   taskctl_history_with(history ? history : json_object_get(json_object_get(task, "status"), "attemptHistory"), entry)) < 0;
+					   taskctl_history_with(history ? history : task_history(task), entry)) < 0;
 	json_decref(entry);
 	if (bad) {
 		json_decref(status);
