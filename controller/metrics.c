@@ -4,6 +4,7 @@
 #include "informer.h"
 #include "kube.h"
 #include "logstore.h"
+#include "task.h"
 #include "workqueue.h"
 
 #include <dirent.h>
@@ -57,7 +58,8 @@ struct metrics {
 	struct metrics_counters c;
 };
 
-static const char *const final_phases[4] = { "Succeeded", "Failed", "Skipped", "Cancelled" };
+/* Indexes of metrics_counters.finished. */
+static const char *const final_phases[4] = TASK_TERMINAL_PHASES;
 
 struct metrics *metrics_new(void)
 {
