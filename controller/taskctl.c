@@ -408,8 +408,8 @@ static int64_t json_int_at(json_t *o, const char *k1, const char *k2)
 static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, const char *uid,
 			      struct attempt *snap)
 {
-	json_t *spec = task_spec(task), *patch, *st, *hist;
-	const char *phase, *reason;
+	json_t *spec = task_spec(task), *patch, *st;
+	const char *phase;
 	int failures, r;
 	int64_t limit = json_int_at(spec, "retries", "limit");
 
@@ -419,31 +419,17 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 		return -ENOMEM;
 	st = json_object_get(patch, "status");
 	taskctl_mask(st, snap->secrets);
-	hist = json_object_get(st, "attemptHistory");
-	failures = taskctl_count_failures(hist);
-	phase = json_string_value(json_object_get(st, "phase"));
-	reason = json_string_value(json_object_get(st, "reason"));
+	failures = taskctl_count_failures(json_object_get(st, "attemptHistory"));
 	if (taskctl_should_retry(spec, snap->result, failures)) {
 		unsigned rnd;
 		int64_t delay;
-		char ts[40], msg[512];
 		util_random(&rnd, sizeof(rnd));
 		delay = taskctl_retry_delay_ms(json_object_get(spec, "retries"), failures, rnd);
-		util_rfc3339(now_ms(t) + delay, ts, sizeof(ts));
-		snprintf(msg, sizeof(msg), "attempt %lld failed (%s: %s); retry %d of %lld at %s",
-			 (long long)snap->attempt, reason, json_string_value(json_object_get(st, "message")),
-			 failures, (long long)limit, ts);
-		/* Retrying: the attempt's facts stay visible, the phase says it will run again. */
-		json_object_set_new(st, "phase", json_string("Queued"));
-		json_object_set_new(st, "reason", json_string("Retrying"));
-		json_object_set_new(st, "message", json_string(msg));
-		json_object_set_new(st, "nextRetryTime", json_string(ts));
-		json_object_set_new(st, "conditions", taskctl_condition(task, "Unknown", "Retrying", msg, now_ms(t)));
-		json_object_del(st, "completionTime");
+		taskctl_status_retrying(task, st, snap->attempt, failures, limit, sat_add(now_ms(t), delay), now_ms(t));
 		r = t->fx.write_status(t->fx.ud, task, patch);
 		if (r == 0) {
-			log_task("attempt failed; retrying", task, "at", ts);
-			emit(t, task, "Warning", "Retrying", msg);
+			log_task("attempt failed; retrying", task, "at", json_string_value(json_object_get(st, "nextRetryTime")));
+			emit(t, task, "Warning", "Retrying", json_string_value(json_object_get(st, "message")));
 			/* The attempt is settled; the next pass (after the delay) starts a new one
 			 * from the status just written. */
 			att_drop_attempt(t->att, uid, snap->attempt);
@@ -453,15 +439,7 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 		json_decref(patch);
 		return r;
 	}
-	if (limit > 0 && strcmp(phase, "Failed") == 0 && failures > limit &&
-	    strcmp(reason, "Cancelled") != 0 && strcmp(reason, "InvalidSpec") != 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%lld attempts failed; the last: %s", (long long)failures,
-			 json_string_value(json_object_get(st, "message")));
-		json_object_set_new(st, "reason", json_string("RetriesExhausted"));
-		json_object_set_new(st, "message", json_string(msg));
-		json_object_set_new(st, "conditions", taskctl_condition(task, "False", "RetriesExhausted", msg, now_ms(t)));
-	}
+	taskctl_status_exhausted(task, st, failures, limit, now_ms(t));
 	r = t->fx.write_status(t->fx.ud, task, patch);
 	if (r == 0) {
 		phase = json_string_value(json_object_get(st, "phase"));

@@ -266,3 +266,37 @@ int taskctl_should_retry(json_t *spec, json_t *result, int failures)
 	return 0;
 }
 
+
+void taskctl_status_retrying(json_t *task, json_t *st, int64_t attempt, int failures, int64_t limit,
+			     int64_t retry_at_ms, int64_t now_ms)
+{
+	char ts[40], msg[512];
+	util_rfc3339(retry_at_ms, ts, sizeof(ts));
+	snprintf(msg, sizeof(msg), "attempt %lld failed (%s: %s); retry %d of %lld at %s", (long long)attempt,
+		 json_string_value(json_object_get(st, "reason")), json_string_value(json_object_get(st, "message")),
+		 failures, (long long)limit, ts);
+	/* Retrying: the attempt's facts stay visible, the phase says it will run again. */
+	json_object_set_new(st, "phase", json_string("Queued"));
+	json_object_set_new(st, "reason", json_string("Retrying"));
+	json_object_set_new(st, "message", json_string(msg));
+	json_object_set_new(st, "nextRetryTime", json_string(ts));
+	json_object_set_new(st, "conditions", taskctl_condition(task, "Unknown", "Retrying", msg, now_ms));
+	json_object_del(st, "completionTime");
+}
+
+int taskctl_status_exhausted(json_t *task, json_t *st, int failures, int64_t limit, int64_t now_ms)
+{
+	const char *phase = json_string_value(json_object_get(st, "phase"));
+	const char *reason = json_string_value(json_object_get(st, "reason"));
+	char msg[512];
+
+	if (limit <= 0 || !phase || strcmp(phase, "Failed") != 0 || failures <= limit || !reason ||
+	    strcmp(reason, "Cancelled") == 0 || strcmp(reason, "InvalidSpec") == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "%lld attempts failed; the last: %s", (long long)failures,
+		 json_string_value(json_object_get(st, "message")));
+	json_object_set_new(st, "reason", json_string("RetriesExhausted"));
+	json_object_set_new(st, "message", json_string(msg));
+	json_object_set_new(st, "conditions", taskctl_condition(task, "False", "RetriesExhausted", msg, now_ms));
+	return 1;
+}

@@ -23,6 +23,13 @@ int taskctl_count_lost(json_t *history);
  * included), and the backoff delay for the next attempt (rnd: random bits for jitter). */
 int taskctl_should_retry(json_t *spec, json_t *result, int failures);
 int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd);
+/* Turns st, a finished attempt's status (taskctl_terminal_status), into a Retrying one: phase
+ * Queued, reason Retrying, nextRetryTime retry_at_ms; the attempt's facts stay visible. */
+void taskctl_status_retrying(json_t *task, json_t *st, int64_t attempt, int failures, int64_t limit,
+			     int64_t retry_at_ms, int64_t now_ms);
+/* After the last allowed retry failed: reason RetriesExhausted with a message counting them.
+ * 1 when st changed. */
+int taskctl_status_exhausted(json_t *task, json_t *st, int failures, int64_t limit, int64_t now_ms);
 /* Replaces known secret values (array of strings) in status.logTail and .message with "***",
  * and withholds an output that contains one. */
 void taskctl_mask(json_t *status, json_t *secrets);
