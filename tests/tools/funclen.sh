@@ -3,14 +3,17 @@
 # directories (or files) and exits 1 when there is one. A function may be longer when a comment
 # within the three lines above its definition contains "funclen:" followed by the reason.
 #
-#   tests/tools/funclen.sh controller runner
+#   tests/tools/funclen.sh [DIR|FILE...]      (default: controller runner)
 #
 # A definition is a line starting in column 0 with a name and "(" that is not a declaration, and
 # its body ends at the first "}" in column 0 (the project's style).
 set -euo pipefail
 
 max=${FUNCLEN_MAX:-150}
-[ $# -gt 0 ] || { echo "usage: $0 DIR|FILE..." >&2; exit 2; }
+if [ $# -eq 0 ]; then
+	cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+	set -- controller runner
+fi
 
 files=()
 for d in "$@"; do
