@@ -1,4 +1,6 @@
 #include "api.h"
+#include "server.h"
+#include "task.h"
 #include "broker.h"
 #include "events.h"
 #include "informer.h"
@@ -68,8 +70,6 @@ struct api {
 	struct events *events;
 	struct metrics *metrics;
 	_Atomic(struct informer *) inf;
-	informer_handler_fn next;       /* the reconciler's informer handler */
-	void *next_ud;
 	_Atomic(struct lws_context *) ctx;
 	atomic_int wake_pending;
 	/* loop thread only */
@@ -78,11 +78,7 @@ struct api {
 	lws_sorted_usec_list_t sweep;
 	int sweep_on;
 	SSL_CTX *ssl_ctx;               /* the API vhost's, when it serves TLS */
-	/* the separate metrics listener */
-	struct lws_context *mctx;
-	pthread_t mthread;
-	int mthread_on;
-	volatile int mstop;
+	struct server *msrv;            /* the separate metrics listener, on its own thread */
 };
 
 /* --- keys ---------------------------------------------------------------------------------- */
@@ -155,6 +151,8 @@ int api_check_key(struct api *a, const char *presented)
 
 /* --- lifecycle ------------------------------------------------------------------------------ */
 
+static void api_set_sources(struct api *a, const struct metrics_sources *src);
+
 struct api *api_new(const struct api_cfg *cfg)
 {
 	struct api *a = calloc(1, sizeof(*a));
@@ -189,30 +187,19 @@ struct api *api_new(const struct api_cfg *cfg)
 		api_free(a);
 		return NULL;
 	}
-	metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events, .logs = a->logs });
+	if (cfg->sources)
+		api_set_sources(a, cfg->sources);
+	else
+		metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events, .logs = a->logs });
+	a->cfg.sources = NULL;   /* copied; the caller's may not outlive this call */
 	return a;
-}
-
-static void *api_metrics_loop(void *p)
-{
-	struct api *a = p;
-	while (!a->mstop)
-		if (lws_service(a->mctx, 0) < 0)
-			break;
-	return NULL;
 }
 
 void api_free(struct api *a)
 {
 	if (!a)
 		return;
-	if (a->mthread_on) {
-		a->mstop = 1;
-		lws_cancel_service(a->mctx);
-		pthread_join(a->mthread, NULL);
-	}
-	if (a->mctx)
-		lws_context_destroy(a->mctx);
+	server_free(a->msrv);
 	api_key_cleanse_free(a->file_key);
 	logstore_free(a->logs);
 	events_free(a->events);
@@ -221,7 +208,7 @@ void api_free(struct api *a)
 	free(a);
 }
 
-void api_set_sources(struct api *a, const struct metrics_sources *src)
+static void api_set_sources(struct api *a, const struct metrics_sources *src)
 {
 	struct metrics_sources s = *src;
 	s.events = a->events;
@@ -246,27 +233,21 @@ void api_wake(void *ud)
 
 /* --- observers (worker and broker threads) --------------------------------------------------- */
 
-static int phase_is_final(const char *p)
-{
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 ||
-		     strcmp(p, "Skipped") == 0 || strcmp(p, "Cancelled") == 0);
-}
-
 static const char *task_queue(json_t *task)
 {
-	const char *q = json_string_value(json_object_get(json_object_get(task, "spec"), "queue"));
+	const char *q = json_string_value(json_object_get(task_spec(task), "queue"));
 	return q && q[0] ? q : "default";
 }
 
 void api_on_status(void *ud, json_t *task, json_t *status)
 {
 	struct api *a = ud;
-	json_t *md = json_object_get(task, "metadata"), *ev, *v;
+	json_t *md = task_metadata(task), *ev, *v;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *name = json_string_value(json_object_get(md, "name"));
 	const char *uid = json_string_value(json_object_get(md, "uid"));
 	const char *phase = json_string_value(json_object_get(status, "phase"));
-	const char *prev = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	const char *prev = task_phase(task);
 	static const char *const copy[] = { "reason", "message", "attempts", "runner", "exitCode",
 					    "httpStatus", "startTime", "completionTime", "nextRetryTime" };
 	char when[40], key[512];
@@ -284,30 +265,22 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 			json_object_set(ev, copy[i], v);
 	events_publish(a->events, "task", ns, task_queue(task), ev);
 	json_decref(ev);
-	if (phase_is_final(phase)) {
+	if (task_phase_terminal(phase)) {
 		snprintf(key, sizeof(key), "%s/%s", ns, name);
 		logstore_finish(a->logs, uid, key);
 	}
-}
-
-void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud)
-{
-	a->next = next;
-	a->next_ud = next_ud;
 }
 
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {
 	struct api *a = ud;
 	struct informer *inf = atomic_load(&a->inf);
-	json_t *md = json_object_get(obj, "metadata"), *e;
+	json_t *md = task_metadata(obj), *e;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *uid = json_string_value(json_object_get(md, "uid"));
-	const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	const char *phase = task_phase(obj);
 	char when[40];
 
-	if (a->next)
-		a->next(ev, key, obj, a->next_ud);
 	if ((ev != INFORMER_ADDED && ev != INFORMER_DELETED) || !uid || !ns)
 		return;
 	/* The first list (and a relist) delivers every existing task as added: not news. */
@@ -514,8 +487,8 @@ struct list_ctx {
 static void list_collect(const char *key, json_t *obj, void *ud)
 {
 	struct list_ctx *c = ud;
-	json_t *md = json_object_get(obj, "metadata");
-	const char *ph = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	json_t *md = task_metadata(obj);
+	const char *ph = task_phase(obj);
 
 	if (c->oom)
 		return;
@@ -647,7 +620,7 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
 	snprintf(key, sizeof(key), "%s/%s", ns, name);
 	t = informer_get(inf, key);
-	uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	uid = task_uid(t);
 	buf_init(&text, API_MAX_RESPONSE);
 	logstore_read(a->logs, uid, t ? NULL : key, attempt, 0, SIZE_MAX, collect_text, &text, &pos);
 	if (!pos.found && !t) {
@@ -656,10 +629,10 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 		return api_error(a, wsi, s, 404, "NotFound", msg);
 	}
 	complete = pos.finished ||
-		   phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
+		   task_terminal(t);
 	if (!pos.found || (pos.end == 0 && complete)) {
 		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
-		const char *tail = json_string_value(json_object_get(json_object_get(t, "status"), "logTail"));
+		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 		buf_reset(&text);
 		if (tail)
 			buf_append(&text, tail, strlen(tail));
@@ -820,7 +793,7 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 		snprintf(msg, sizeof(msg), "task %s not found", key);
 		return api_error(a, wsi, s, 404, "NotFound", msg);
 	}
-	uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	uid = task_uid(t);
 	snprintf(s->key, sizeof(s->key), "%s", key);
 	snprintf(s->uid, sizeof(s->uid), "%s", uid ? uid : "");
 	s->attempt = attempt;
@@ -831,7 +804,7 @@ static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, c
 			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset (decimal digits)");
 		s->cursor = off;
 	}
-	s->task_final = phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")));
+	s->task_final = task_terminal(t);
 	json_decref(t);
 	{
 		struct logstore_pos pos;
@@ -872,10 +845,10 @@ static void sse_logs_from_status(struct api *a, struct api_sess *s)
 {
 	struct informer *inf = atomic_load(&a->inf);
 	json_t *t = inf ? informer_get(inf, s->key) : NULL;
-	const char *tail = json_string_value(json_object_get(json_object_get(t, "status"), "logTail"));
+	const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 	if (tail && tail[0]) {
 		struct frame_ctx f = { &s->out, API_SSE_BATCH };
-		struct logstore_chunk c = { .off = 0, .attempt = json_integer_value(json_object_get(json_object_get(t, "status"), "attempts")),
+		struct logstore_chunk c = { .off = 0, .attempt = task_attempts(t),
 					    .seq = 0, .stream = "stdout", .data = tail, .len = strlen(tail) };
 		static const char note[] = ": the controller holds no streamed output for this task; this is status.logTail\n\n";
 		buf_append(&s->out, note, sizeof(note) - 1);
@@ -888,8 +861,8 @@ static void sse_logs_from_status(struct api *a, struct api_sess *s)
 static void sse_end_frame(struct api *a, struct api_sess *s)
 {
 	struct informer *inf = atomic_load(&a->inf);
-	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = json_object_get(t, "status");
-	const char *uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = task_status(t);
+	const char *uid = task_uid(t);
 	json_t *o = json_pack("{sb}", "complete", 1);
 	char *js;
 
@@ -1090,11 +1063,11 @@ static void api_sweep(lws_sorted_usec_list_t *sul)
 		}
 		if (s->kind == SK_LOGS && !s->task_final && inf && now - s->last_check_ms >= API_LOG_CHECK_MS) {
 			json_t *t = informer_get(inf, s->key);
-			const char *uid = json_string_value(json_object_get(json_object_get(t, "metadata"), "uid"));
+			const char *uid = task_uid(t);
 			s->last_check_ms = now;
 			/* Deleted, or replaced by a new task of the same name: this log is complete. */
 			if (!t || !uid || strcmp(uid, s->uid) != 0 ||
-			    phase_is_final(json_string_value(json_object_get(json_object_get(t, "status"), "phase")))) {
+			    task_terminal(t)) {
 				s->task_final = 1;
 				lws_callback_on_writable(s->wsi);
 			}
@@ -1374,49 +1347,14 @@ const struct lws_protocols *api_protocols(void)
 
 int api_start(struct api *a)
 {
-	struct lws_context_creation_info info;
-	struct broker_bind bb;
-	uint64_t opts = 0;
-	const char *iface;
 	int r;
 
+	if (a->cfg.server && a->cfg.listen && (r = server_listen(a->cfg.server, "api", a->cfg.listen, api_protos, a)) < 0)
+		return r;
 	if (!a->cfg.metrics_listen)
 		return 0;
-	if (broker_bind_prepare(a->cfg.metrics_listen, &bb, &iface, &opts) < 0) {
-		log_error("invalid --metrics-listen address", "addr", a->cfg.metrics_listen);
-		return -EINVAL;
-	}
-	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.alpn = "http/1.1";
-	if (a->cfg.tls_cert && a->cfg.tls_key)
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	a->mctx = lws_create_context(&info);
-	if (!a->mctx)
-		return -ENOMEM;
-	memset(&info, 0, sizeof(info));
-	info.vhost_name = "metrics";
-	info.alpn = "http/1.1";
-	info.port = bb.port;
-	info.iface = iface;
-	info.options = opts;
-	info.protocols = api_metrics_protos;
-	info.user = a;
-	if (a->cfg.tls_cert && a->cfg.tls_key) {
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		info.ssl_cert_filepath = a->cfg.tls_cert;
-		info.ssl_private_key_filepath = a->cfg.tls_key;
-	}
-	if (!lws_create_vhost(a->mctx, &info)) {
-		log_error("cannot listen", "addr", a->cfg.metrics_listen, "listener", "metrics");
-		return -EADDRINUSE;
-	}
-	if ((r = broker_bind_verify(&bb)) < 0)
+	if ((r = server_new(a->cfg.tls_cert, a->cfg.tls_key, &a->msrv)) < 0 ||
+	    (r = server_listen(a->msrv, "metrics", a->cfg.metrics_listen, api_metrics_protos, a)) < 0)
 		return r;
-	if (pthread_create(&a->mthread, NULL, api_metrics_loop, a) != 0)
-		return -EAGAIN;
-	a->mthread_on = 1;
-	log_info("listening", "addr", a->cfg.metrics_listen, "listener", "metrics");
-	return 0;
+	return server_start_thread(a->msrv);
 }

@@ -1,6 +1,6 @@
 #pragma once
-/* The controller's HTTP API (docs/api.md), served as a vhost on the broker's libwebsockets
- * loop: /healthz, /readyz and /metrics without a key; /api/v1/tasks, .../logs and the SSE
+/* The controller's HTTP API (docs/api.md), served as a listener of the main server (server.h),
+ * next to the broker's: /healthz, /readyz and /metrics without a key; /api/v1/tasks, .../logs and the SSE
  * /api/v1/events behind the API key. Optionally /metrics (and the health endpoints) on a
  * listener of their own (--metrics-listen), served by a small loop on its own thread.
  *
@@ -31,8 +31,13 @@ struct api_cfg {
 	int sse_keepalive_s;        /* keep-alive comment interval; 0 = 15 */
 	int sse_stall_s;            /* drop a stream whose pending output made no progress this long; 0 = 60 */
 	size_t sse_max_lag;         /* drop a stream that owes its client more bytes than this; 0 = 1 MiB */
+	struct server *server;      /* serves the API listener; NULL = none (unit tests) */
+	const char *listen;         /* "HOST:PORT" of the API listener */
 	const char *metrics_listen; /* "HOST:PORT" for a separate /metrics listener, or NULL */
 	const char *tls_cert, *tls_key;   /* TLS for the separate metrics listener */
+	/* What the API reads tasks from and the metrics describe (copied; its pointers borrowed);
+	 * NULL = nothing yet (unit tests). */
+	const struct metrics_sources *sources;
 };
 
 /* Returns NULL on allocation failure, or when api_key_file is set but cannot be read or is
@@ -40,12 +45,11 @@ struct api_cfg {
 struct api *api_new(const struct api_cfg *cfg);
 void api_free(struct api *a);
 const struct lws_protocols *api_protocols(void);
-/* What the API reads tasks from and the metrics describe, once they exist (borrowed). */
 struct metrics_sources;
-void api_set_sources(struct api *a, const struct metrics_sources *src);
 /* The API's metrics (borrowed), e.g. for a kube request hook. */
 struct metrics *api_metrics(struct api *a);
-/* Starts the separate metrics listener when configured; 0 or a negative errno. */
+/* Opens the API listener on the server and starts the separate metrics listener when
+ * configured; 0 or a negative errno. */
 int api_start(struct api *a);
 
 /* 1 when the presented key matches (constant time, by SHA-256 digest), or no key is configured. */
@@ -56,10 +60,9 @@ int api_has_key(struct api *a);
 void api_on_status(void *ud, json_t *task, json_t *status);
 void api_on_log(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
 		const char *stream, const char *data);
-/* An informer handler to install in front of the reconciler's: it calls next first, then
- * publishes task creation and deletion (after the first sync) and remembers when each new task
- * was first seen, which gives the dispatch latency millisecond precision. */
-void api_chain_informer(struct api *a, informer_handler_fn next, void *next_ud);
+/* A Task informer handler (register it after the reconcilers'): publishes task creation and
+ * deletion (after the first sync) and remembers when each new task was first seen, which gives
+ * the dispatch latency millisecond precision. */
 void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 /* Parses a Last-Event-ID / lastEventId: decimal digits only (no sign, no space), at most
  * 2^64 - 1. 0 with *ret, or -EINVAL (strtoull alone would read "-5" as 2^64 - 5). Pure. */

@@ -1,4 +1,5 @@
 #include "broker.h"
+#include "server.h"
 #include "log.h"
 #include "proto.h"
 #include "util.h"
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,7 +23,6 @@
 #define BROKER_GRANT_TTL_MS 30000
 #define BROKER_MAX_AUTH_BODY 4096
 #define BROKER_MAX_OUTBOX 4096
-#define BROKER_MAX_FDS 8192        /* lws fd tables: runners, API and SSE clients, kube sockets */
 #define BROKER_HELLO_TIMEOUT_S 10
 #define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once, per peer */
 #define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
@@ -81,7 +80,7 @@ struct broker {
 	struct broker_cfg cfg;
 	struct broker_ops ops;
 	void *ud;
-	struct lws_context *ctx;
+	struct lws_context *ctx;   /* the server's */
 	pthread_mutex_t lock;   /* guards runners, grants, token */
 	struct runner *runners;
 	struct grant grants[BROKER_MAX_GRANTS];
@@ -90,133 +89,9 @@ struct broker {
 	struct timespec token_mtime;
 	atomic_ullong dropped[3];     /* messages refused per type: started, log, result */
 	atomic_ullong auth_limited;   /* authentications refused by the per-peer limit */
-	volatile int stop;
 	int listening;
 	lws_sorted_usec_list_t sweep;
 };
-
-int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port)
-{
-	const char *colon;
-	long p;
-	size_t hl;
-
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		hl = (size_t)(close - s - 1);
-		if (hl >= hostsz)
-			return -EINVAL;
-		memcpy(host, s + 1, hl);
-		colon = close + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - s);
-		if (hl >= hostsz)
-			return -EINVAL;
-		memcpy(host, s, hl);
-	}
-	host[hl] = '\0';
-	if (util_parse_long(colon + 1, 1, 65535, &p) < 0)
-		return -EINVAL;
-	if (host[0] == '\0')
-		snprintf(host, hostsz, "0.0.0.0");
-	{
-		unsigned char a[16];
-		/* Only an address says exactly what to bind (a name or interface could mean several). */
-		if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)
-			return -EINVAL;
-	}
-	*port = (int)p;
-	return 0;
-}
-
-/* --- listeners: bind exactly what was asked ----------------------------------------------- */
-
-/* Listening TCP sockets of this process, as fds (at most max). */
-static int broker_listen_fds(int *out, int max)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)) && n < max) {
-		long fd;
-		int on = 0;
-		socklen_t l = sizeof(on);
-		if (util_parse_long(e->d_name, 0, INT32_MAX, &fd) < 0 || fd == dirfd(d))
-			continue;
-		if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &l) == 0 && on)
-			out[n++] = (int)fd;
-	}
-	closedir(d);
-	return n;
-}
-
-int broker_bind_prepare(const char *addr, struct broker_bind *bb, const char **iface, uint64_t *options)
-{
-	memset(bb, 0, sizeof(*bb));
-	if (broker_parse_addr(addr, bb->host, sizeof(bb->host), &bb->port) < 0)
-		return -EINVAL;
-	bb->v6 = strchr(bb->host, ':') != NULL;
-	*iface = strcmp(bb->host, "0.0.0.0") == 0 || strcmp(bb->host, "::") == 0 ? NULL : bb->host;
-	/* With IPv6 on, lws opens a dual-stack socket bound to [::] whatever iface says. */
-	if (!bb->v6)
-		*options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-	*options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
-	bb->nbefore = broker_listen_fds(bb->before, (int)UTIL_ARRAY_SIZE(bb->before));
-	return bb->nbefore < 0 ? bb->nbefore : 0;
-}
-
-int broker_bind_verify(const struct broker_bind *bb)
-{
-	int fds[UTIL_ARRAY_SIZE(bb->before) + 8], n = broker_listen_fds(fds, (int)UTIL_ARRAY_SIZE(fds)), found = 0;
-	unsigned char want[16];
-
-	if (n < 0)
-		return n;
-	if (inet_pton(bb->v6 ? AF_INET6 : AF_INET, bb->host, want) != 1)
-		return -EINVAL;
-	for (int i = 0; i < n; i++) {
-		struct sockaddr_storage ss;
-		socklen_t l = sizeof(ss);
-		int old = 0, ok;
-		for (int j = 0; j < bb->nbefore; j++)
-			old |= bb->before[j] == fds[i];
-		if (old || getsockname(fds[i], (struct sockaddr *)&ss, &l) < 0)
-			continue;
-		if (ss.ss_family == AF_INET) {
-			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-			ok = !bb->v6 && ntohs(a->sin_port) == bb->port && memcmp(&a->sin_addr, want, 4) == 0;
-		} else if (ss.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-			ok = bb->v6 && ntohs(a->sin6_port) == bb->port && memcmp(&a->sin6_addr, want, 16) == 0;
-		} else {
-			continue;
-		}
-		if (!ok) {
-			char got[INET6_ADDRSTRLEN] = "?";
-			if (ss.ss_family == AF_INET)
-				inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr, got, sizeof(got));
-			else
-				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss)->sin6_addr, got, sizeof(got));
-			log_error("listener bound to another address than asked; refusing to start",
-				  "asked", bb->host, "bound", got);
-			return -EADDRNOTAVAIL;
-		}
-		found = 1;
-	}
-	if (!found) {
-		log_error("no listening socket for the address asked", "asked", bb->host);
-		return -EADDRNOTAVAIL;
-	}
-	return 0;
-}
 
 /* --- token and grants ------------------------------------------------------------------- */
 
@@ -601,8 +476,12 @@ static json_t *broker_err(const char *err, const char *msg)
 
 static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct broker *b = lws_context_user(lws_get_context(wsi));
+	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
+	struct broker *b = vh ? lws_get_vhost_user(vh) : NULL;
 	struct hsess *hs = user;
+
+	if (!b)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -950,9 +829,14 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 
 static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct broker *b = lws_context_user(lws_get_context(wsi));
+	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
+	struct broker *b = vh ? lws_get_vhost_user(vh) : NULL;
 	struct rsess *s = user;
-	size_t max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
+	size_t max;
+
+	if (!b)
+		return 0;
+	max = b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT;
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
@@ -1062,56 +946,6 @@ static const struct lws_protocols broker_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
-static void broker_lws_log(int level, const char *line)
-{
-	static struct log_limit limit = LOG_LIMIT_INIT;
-	unsigned long long suppressed;
-	char msg[512], n[24];
-
-	if (!log_limit_allow(&limit, 20, 1, &suppressed))
-		return;
-	snprintf(msg, sizeof(msg), "%s", line);
-	util_rstrip(msg);
-	snprintf(n, sizeof(n), "%llu", suppressed);
-	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg,
-	       suppressed ? "suppressedBefore" : NULL, n, (char *)NULL);
-}
-
-static int broker_vhost(struct broker *b, const char *name, const char *addr,
-			const struct lws_protocols *protos, void *user)
-{
-	struct lws_context_creation_info vi;
-	struct broker_bind bb;
-	uint64_t opts = LWS_SERVER_OPTION_VALIDATE_UTF8;
-	const char *iface;
-	int r;
-
-	if (broker_bind_prepare(addr, &bb, &iface, &opts) < 0) {
-		log_error("invalid listen address", "addr", addr);
-		return -EINVAL;
-	}
-	memset(&vi, 0, sizeof(vi));
-	vi.vhost_name = name;
-	vi.port = bb.port;
-	vi.iface = iface;
-	vi.protocols = protos;
-	vi.user = user;
-	vi.options = opts;
-	if (b->cfg.tls_cert && b->cfg.tls_key) {
-		vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		vi.ssl_cert_filepath = b->cfg.tls_cert;
-		vi.ssl_private_key_filepath = b->cfg.tls_key;
-	}
-	if (!lws_create_vhost(b->ctx, &vi)) {
-		log_error("cannot listen", "addr", addr, "listener", name);
-		return -EADDRINUSE;
-	}
-	if ((r = broker_bind_verify(&bb)) < 0)
-		return r;
-	log_info("listening", "addr", addr, "listener", name);
-	return 0;
-}
-
 /* Runs every second on the loop: a runner that stayed away longer than the grace period has
  * lost what it held; its attempts are reported so they can run elsewhere. */
 static void broker_sweep(lws_sorted_usec_list_t *sul)
@@ -1146,13 +980,17 @@ static void broker_sweep(lws_sorted_usec_list_t *sul)
 			    json_integer_value(json_object_get(v, "attempt")),
 			    json_string_value(json_object_get(v, "runner")));
 	json_decref(lost);
-	if (!b->stop)
-		lws_sul_schedule(b->ctx, 0, &b->sweep, broker_sweep, LWS_USEC_PER_SEC);
+	lws_sul_schedule(b->ctx, 0, &b->sweep, broker_sweep, LWS_USEC_PER_SEC);
 }
 
-int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret)
+void broker_subscribe(struct broker *b, const struct broker_ops *ops, void *ud)
 {
-	struct lws_context_creation_info info;
+	b->ops = *ops;
+	b->ud = ud;
+}
+
+int broker_new(const struct broker_cfg *cfg, struct broker **ret)
+{
 	struct broker *b = calloc(1, sizeof(*b));
 	int r;
 
@@ -1161,8 +999,7 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 	b->cfg = *cfg;
 	if (b->cfg.heartbeat_s <= 0)
 		b->cfg.heartbeat_s = 10;
-	b->ops = *ops;
-	b->ud = ud;
+	b->ctx = server_context(cfg->server);
 	pthread_mutex_init(&b->lock, NULL);
 	broker_token_refresh(b);
 	if (!b->token || !b->token[0]) {
@@ -1170,32 +1007,7 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 		broker_free(b);
 		return -ENOENT;
 	}
-	lws_set_log_level(LLL_ERR | LLL_WARN, broker_lws_log);
-	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	info.user = b;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	/* HTTP/1.1 only: lws 4.1 loses custom headers (X-API-Key) and truncates large bodies on h2. */
-	info.alpn = "http/1.1";
-	if (cfg->tls_cert)
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	/* lws sizes two tables by the highest fd number it may see, zeroed at start: the open
-	 * file limit by default (2 x 160 KiB resident at 20000, 2 x 8 MiB at a pod's 1048576). */
-	{
-		struct rlimit rl;
-		unsigned int lim = BROKER_MAX_FDS;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
-			lim = (unsigned int)rl.rlim_cur;
-		info.fd_limit_per_thread = lim;
-	}
-	b->ctx = lws_create_context(&info);
-	if (!b->ctx) {
-		broker_free(b);
-		return -ENOMEM;
-	}
-	r = broker_vhost(b, "broker", cfg->broker_addr, broker_protocols, b);
-	if (r == 0 && cfg->api_addr && cfg->api_protocols)
-		r = broker_vhost(b, "api", cfg->api_addr, cfg->api_protocols, cfg->api_user);
+	r = server_listen(cfg->server, "broker", cfg->broker_addr, broker_protocols, b);
 	if (r < 0) {
 		broker_free(b);
 		return r;
@@ -1206,27 +1018,10 @@ int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void 
 	return 0;
 }
 
-int broker_run(struct broker *b)
-{
-	while (!b->stop)
-		if (lws_service(b->ctx, 0) < 0)
-			return -EIO;
-	return 0;
-}
-
-void broker_stop(struct broker *b)
-{
-	b->stop = 1;
-	if (b->ctx)
-		lws_cancel_service(b->ctx);
-}
-
 void broker_free(struct broker *b)
 {
 	if (!b)
 		return;
-	if (b->ctx)
-		lws_context_destroy(b->ctx);
 	while (b->runners) {
 		struct runner *r = b->runners;
 		b->runners = r->next;

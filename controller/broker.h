@@ -1,24 +1,22 @@
 #pragma once
 /* The runner broker (docs/protocol.md): token → single-use grant over HTTP, then one WebSocket
- * per runner. Owns the libwebsockets context (which also serves the controller API vhost) and
- * runs its loop on the calling thread. broker_dispatch/cancel/ack may be called from any
- * thread; callbacks run on the loop thread and must only record and queue work. */
+ * per runner. Its listener is one of the server's (server.h), whose loop calls it.
+ * broker_dispatch/cancel/ack may be called from any thread; callbacks run on the loop thread
+ * and must only record and queue work. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct lws_protocols;
 struct broker;
+struct server;
 
 struct broker_cfg {
+	struct server *server;        /* listens and runs the loop; must outlive nothing of ours:
+				       * server_free comes before broker_free */
 	const char *broker_addr;      /* "127.0.0.1:8081" */
-	const char *api_addr;         /* "127.0.0.1:8080"; NULL = no API listener */
-	const struct lws_protocols *api_protocols;
-	void *api_user;               /* vhost user pointer for the API protocols */
 	const char *token_file;       /* runner token; re-read when it changes */
 	size_t max_message;           /* 0 = PROTO_MAX_MESSAGE_DEFAULT */
 	int heartbeat_s;              /* ping interval; a runner silent 3 intervals is dropped */
-	const char *tls_cert, *tls_key; /* optional TLS for both listeners */
 	/* Whether runners are accepted now (leader election: a standby sends them away so they
 	 * find the leader; the task cache must have synced so `held` can be answered); NULL =
 	 * always. */
@@ -44,10 +42,10 @@ struct broker_ops {
 		    const char *data, const char *runner);
 };
 
-int broker_new(const struct broker_cfg *cfg, const struct broker_ops *ops, void *ud, struct broker **ret);
-/* Serves until broker_stop(); returns 0 or a negative errno. */
-int broker_run(struct broker *b);
-void broker_stop(struct broker *b);   /* async-signal-safe enough: sets a flag and wakes the loop */
+/* Listens on cfg->broker_addr as one of cfg->server's listeners. */
+int broker_new(const struct broker_cfg *cfg, struct broker **ret);
+/* The consumer of runner reports (the Task reconciler) subscribes before server_run. */
+void broker_subscribe(struct broker *b, const struct broker_ops *ops, void *ud);
 void broker_free(struct broker *b);
 int broker_listening(struct broker *b);
 
@@ -61,21 +59,6 @@ int broker_ack(struct broker *b, const char *runner, const char *uid, int64_t at
 void broker_counts(struct broker *b, int *runners, int *free_slots);
 /* Whether any connected runner's labels match selector (NULL or empty matches any). */
 int broker_has_runner(struct broker *b, json_t *selector);
-/* Parses "host:port" / "[v6]:port"; host must be an address literal ("" = 0.0.0.0). */
-int broker_parse_addr(const char *s, char *host, size_t hostsz, int *port);
-
-/* Binding a libwebsockets vhost to exactly one address: prepare sets iface and the options (IPv6
- * off for an IPv4 address, else lws binds [::]) and notes the listening sockets that exist;
- * verify, after lws_create_vhost, checks with getsockname that the new ones are bound to what
- * was asked (-EADDRNOTAVAIL otherwise, and the caller refuses to start). */
-struct broker_bind {
-	char host[64];
-	int port, v6;
-	int before[32], nbefore;
-};
-int broker_bind_prepare(const char *addr, struct broker_bind *bb, const char **iface, uint64_t *options);
-int broker_bind_verify(const struct broker_bind *bb);
-
 struct broker_stats {
 	unsigned long long dropped_started, dropped_log, dropped_result; /* not that runner's attempt */
 	unsigned long long auth_limited;   /* authentications refused by the per-peer limit */

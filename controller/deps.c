@@ -1,5 +1,6 @@
 #include "deps.h"
 #include "expand.h"
+#include "task.h"
 #include "util.h"
 
 #include <errno.h>
@@ -12,7 +13,7 @@
 
 static const char *flow_of(json_t *task)
 {
-	return json_string_value(json_object_get(json_object_get(json_object_get(task, "metadata"), "labels"),
+	return json_string_value(json_object_get(json_object_get(task_metadata(task), "labels"),
 						 "tasked.dev/flow"));
 }
 
@@ -21,7 +22,7 @@ static const char *owner_uid(json_t *obj)
 {
 	json_t *r;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, r)
+	json_array_foreach(json_object_get(task_metadata(obj), "ownerReferences"), i, r)
 		if (json_is_true(json_object_get(r, "controller")))
 			return json_string_value(json_object_get(r, "uid"));
 	return NULL;
@@ -37,7 +38,7 @@ static int same_flow(json_t *task, json_t *other)
 
 int deps_key(json_t *task, const char *name, char *out, size_t outsz)
 {
-	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+	const char *ns = task_namespace(task);
 	const char *flow = flow_of(task);
 	int n = flow ? snprintf(out, outsz, "%s/%s-%s", ns ? ns : "", flow, name)
 		     : snprintf(out, outsz, "%s/%s", ns ? ns : "", name);
@@ -46,7 +47,7 @@ int deps_key(json_t *task, const char *name, char *out, size_t outsz)
 
 static json_t *task_facts(json_t *obj)
 {
-	json_t *st = json_object_get(obj, "status"), *f;
+	json_t *st = task_status(obj), *f;
 	const char *phase = json_string_value(json_object_get(st, "phase"));
 	f = json_pack("{ss}", "phase", phase ? phase : "Pending");
 	if (json_object_get(st, "exitCode"))
@@ -59,7 +60,7 @@ static json_t *task_facts(json_t *obj)
 
 enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz)
 {
-	json_t *deps = json_object_get(json_object_get(task, "spec"), "dependsOn"), *d;
+	json_t *deps = json_object_get(task_spec(task), "dependsOn"), *d;
 	enum deps_state st = DEPS_READY;
 	const char *flow = flow_of(task);
 	size_t i;
@@ -68,7 +69,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 	why[0] = '\0';
 	if (flow) {
 		/* Inside a Flow, `when` sees every sibling (through the label index, no scan). */
-		const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
+		const char *ns = task_namespace(task);
 		json_t *keys = ns ? informer_keys_by_label(inf, ns, flow) : json_array(), *k;
 		size_t prefix = strlen(ns ? ns : "") + 1 + strlen(flow) + 1;
 		json_array_foreach(keys, i, k) {
@@ -105,7 +106,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			continue;
 		}
 		json_object_set_new(*vars, name, task_facts(obj));
-		phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+		phase = task_phase(obj);
 		if (phase && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Cancelled") == 0)) {
 			if (st != DEPS_FAILED)
 				snprintf(why, whysz, "dependency %s %s", name, strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
@@ -124,8 +125,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		json_array_foreach(deps, i, d) {
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
-			if (!f || !phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0 &&
-					     strcmp(phase, "Failed") != 0 && strcmp(phase, "Cancelled") != 0)) {
+			if (!f || !task_phase_terminal(phase)) {
 				snprintf(why, whysz, "waiting for task %s (%s)", json_string_value(d), phase ? phase : "missing");
 				return DEPS_WAIT;
 			}
@@ -136,7 +136,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 
 json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt)
 {
-	json_t *md = json_object_get(task, "metadata");
+	json_t *md = task_metadata(task);
 	json_t *labels = json_object_get(md, "labels");
 	return json_pack("{so s{ss?ss?sOsI}}", "tasks", tasks, "task",
 			 "name", json_string_value(json_object_get(md, "name")),
@@ -319,7 +319,7 @@ void deps_index_free(struct deps_index *x)
 
 void deps_index_update(struct deps_index *x, const char *key, json_t *obj)
 {
-	json_t *old, *d, *deps = obj ? json_object_get(json_object_get(obj, "spec"), "dependsOn") : NULL;
+	json_t *old, *d, *deps = obj ? json_object_get(task_spec(obj), "dependsOn") : NULL;
 	size_t i;
 
 	pthread_mutex_lock(&x->lock);
@@ -362,12 +362,7 @@ void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(con
 #define DEPS_CYCLE_MAX_NODES 256   /* bound on the search (each step parses a cached object) */
 #define DEPS_CYCLE_MAX_DEPTH 64
 
-static int deps_unfinished(json_t *obj)
-{
-	const char *p = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
-	return !p || (strcmp(p, "Succeeded") != 0 && strcmp(p, "Failed") != 0 && strcmp(p, "Skipped") != 0 &&
-		      strcmp(p, "Cancelled") != 0);
-}
+static int deps_unfinished(json_t *obj) { return !task_terminal(obj); }
 
 int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t pathsz)
 {

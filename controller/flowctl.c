@@ -1,4 +1,5 @@
 #include "flowctl.h"
+#include "task.h"
 #include "log.h"
 #include "sat.h"
 #include "util.h"
@@ -30,6 +31,7 @@ struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
 	if (!f)
 		return NULL;
 	f->cfg = *cfg;
+	f->flows = cfg->flows;
 	f->q = wq_new();
 	f->gone = json_object();
 	f->orphaning = json_object();
@@ -56,7 +58,11 @@ void flowctl_free(struct flowctl *f)
 	free(f);
 }
 
-void flowctl_set_informer(struct flowctl *f, struct informer *flows) { f->flows = flows; }
+void flowctl_on_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
+{
+	if (ev != INFORMER_RESYNC)
+		flowctl_on_task(ud, obj);
+}
 
 void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {
@@ -199,12 +205,6 @@ out:
 
 /* --- reconcile ------------------------------------------------------------------------------- */
 
-static int is_done(const char *p)
-{
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Skipped") == 0 ||
-		     strcmp(p, "Cancelled") == 0);
-}
-
 /* The controller ownerReference of a Task (borrowed), or NULL. */
 static json_t *controller_ref(json_t *task)
 {
@@ -243,13 +243,9 @@ static json_t *children_of(struct flowctl *f, const char *ns, const char *flow, 
 
 static int task_path(const char *ns, const char *name, char *out, size_t outsz, const char *suffix)
 {
-	char ens[256], ename[512];
-	if (!name || kube_escape(ns, ens, sizeof(ens)) < 0 || (name[0] && kube_escape(name, ename, sizeof(ename)) < 0))
+	if (!ns || !*ns || !name)
 		return -ENAMETOOLONG;
-	if (!name[0])
-		ename[0] = '\0';   /* the collection itself */
-	snprintf(out, outsz, "/apis/tasked.dev/v1alpha1/namespaces/%s/%s%s%s", ens, suffix, name[0] ? "/" : "", ename);
-	return 0;
+	return kube_path(out, outsz, KUBE_GV_TASKED, suffix, ns, name, NULL);
 }
 
 /* Deletes one Task, only if it still is the object we looked at (UID precondition). */
@@ -344,7 +340,7 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 		char path[1024];
 		struct kube_resp resp;
 		json_t *patch;
-		if (is_done(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
+		if (task_phase_terminal(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
 		    task_path(ns, name, path, sizeof(path), "tasks") < 0)
 			continue;
 		patch = json_pack("{s{sb}}", "spec", "cancel", 1);
@@ -357,19 +353,14 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 
 static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
 {
-	json_t *md = json_object_get(flow, "metadata"), *patch;
-	char path[1024];
+	json_t *patch = json_pack("{sO}", "status", status);
 	struct kube_resp resp;
 	int r;
 
-	if (task_path(json_string_value(json_object_get(md, "namespace")),
-		      json_string_value(json_object_get(md, "name")), path, sizeof(path), "flows") < 0)
-		return -EINVAL;
-	strncat(path, "/status", sizeof(path) - strlen(path) - 1);
-	patch = json_pack("{sOs{sO}}", "status", status, "metadata", "uid", json_object_get(md, "uid"));
-	r = kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+	if (!patch)
+		return -ENOMEM;
+	r = kube_patch_status(f->cfg.kc, KUBE_GV_TASKED, "flows", flow, patch, &resp);
 	json_decref(patch);
-	r = r == 0 && resp.status < 300 ? 0 : resp.status == 404 ? -ENOENT : -EAGAIN;
 	if (r == 0 && json_is_object(resp.body))
 		informer_mutate(f->flows, resp.body);
 	kube_resp_free(&resp);
@@ -425,6 +416,31 @@ static int reap_gone(struct flowctl *f, const char *key, const char *ns, const c
 		pthread_mutex_unlock(&f->lock);
 	}
 	return r;
+}
+
+static void flow_ttl(struct flowctl *f, json_t *flow, const char *key, const char *ns, const char *fname)
+{
+	json_t *ttl = json_object_get(json_object_get(flow, "spec"), "ttlSecondsAfterFinished");
+	const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
+	int64_t at, due;
+
+	if (!json_is_integer(ttl))
+		return;
+	if (!ct || util_parse_rfc3339(ct, &at) < 0) {
+		wq_add_after(f->q, key, 1000);
+		return;
+	}
+	due = sat_add(at, sat_mul(json_integer_value(ttl), 1000));
+	if (util_now_ms() >= due) {
+		char path[1024];
+		struct kube_resp resp;
+		if (task_path(ns, fname, path, sizeof(path), "flows") == 0) {
+			(void)kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp);
+			kube_resp_free(&resp);
+		}
+	} else {
+		wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
+	}
 }
 
 static int flow_reconcile(struct flowctl *f, const char *key)
@@ -528,7 +544,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		p = p ? p : "Pending";
 		c = json_object_get(counts, p);
 		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
-		done += is_done(p);
+		done += task_phase_terminal(p);
 		failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
 		started += strcmp(p, "Pending") != 0;
 	}
@@ -554,30 +570,13 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	util_rfc3339(util_now_ms(), ts, sizeof(ts));
 	if (!json_object_get(json_object_get(flow, "status"), "startTime"))
 		json_object_set_new(status, "startTime", json_string(ts));
-	if (is_done(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
+	if (task_phase_terminal(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
 		json_object_set_new(status, "completionTime", json_string(ts));
 	r = write_if_changed(f, flow, status);
 	json_decref(status);
 	/* ttlSecondsAfterFinished: delete the Flow (its children follow). */
-	if (r == 0 && is_done(phase) && json_is_integer(json_object_get(spec, "ttlSecondsAfterFinished"))) {
-		const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
-		int64_t at, due;
-		if (ct && util_parse_rfc3339(ct, &at) == 0) {
-			due = sat_add(at, sat_mul(json_integer_value(json_object_get(spec, "ttlSecondsAfterFinished")), 1000));
-			if (util_now_ms() >= due) {
-				char path[1024];
-				struct kube_resp resp;
-				if (task_path(ns, fname, path, sizeof(path), "flows") == 0) {
-					(void)kube_request(f->cfg.kc, "DELETE", path, NULL, NULL, &resp);
-					kube_resp_free(&resp);
-				}
-			} else {
-				wq_add_after(f->q, key, sat_delay(due, util_now_ms(), INT64_C(3600) * 1000));
-			}
-		} else {
-			wq_add_after(f->q, key, 1000);
-		}
-	}
+	if (r == 0 && task_phase_terminal(phase))
+		flow_ttl(f, flow, key, ns, fname);
 out:
 	json_decref(kids);
 	json_decref(flow);

@@ -18,17 +18,19 @@ struct flowctl;
 struct flowctl_cfg {
 	struct kube_client *kc;
 	struct informer *tasks;       /* the Task cache */
+	struct informer *flows;       /* the Flow cache */
 	int (*may_act)(void *ud);     /* leader election; NULL = always */
 	void *may_act_ud;
 };
 
 struct flowctl *flowctl_new(const struct flowctl_cfg *cfg);
 void flowctl_free(struct flowctl *f);
-void flowctl_set_informer(struct flowctl *f, struct informer *flows);
 /* Flow informer handler. */
 void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 /* To be called for Task events: a child's change wakes its Flow. */
 void flowctl_on_task(struct flowctl *f, json_t *task);
+/* The same as a Task informer handler (ud is the struct flowctl *). */
+void flowctl_on_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 int flowctl_start(struct flowctl *f);   /* worker thread */
 void flowctl_stop(struct flowctl *f);
 /* Re-queues every Flow (after becoming leader). */

@@ -34,8 +34,8 @@ struct informer {
 	struct kube_client *kc;
 	char *path;
 	int64_t resync_ms;
-	informer_handler_fn fn;
-	void *ud;
+	struct { informer_handler_fn fn; void *ud; } handlers[INFORMER_MAX_HANDLERS];
+	int nhandlers;          /* fixed before informer_start: read without the lock */
 	pthread_t thread;
 	int started;
 	volatile int stop;
@@ -181,8 +181,8 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	inf->kc = kc;
 	inf->path = strdup(path);
 	inf->resync_ms = resync_ms;
-	inf->fn = fn;
-	inf->ud = ud;
+	if (fn)
+		(void)informer_add_handler(inf, fn, ud);
 	inf->cache = hmap_new();
 	inf->uids = hmap_new();
 	inf->bad = hmap_new();
@@ -361,8 +361,18 @@ static void inf_store(struct informer *inf, enum informer_event ev, json_t *obj)
 		ie_replace(inf, key, obj);
 	}
 	pthread_mutex_unlock(&inf->lock);
-	if (inf->fn)
-		inf->fn(ev, key, obj, inf->ud);
+	for (int i = 0; i < inf->nhandlers; i++)
+		inf->handlers[i].fn(ev, key, obj, inf->handlers[i].ud);
+}
+
+int informer_add_handler(struct informer *inf, informer_handler_fn fn, void *ud)
+{
+	if (!fn || inf->nhandlers >= INFORMER_MAX_HANDLERS)
+		return -ENOSPC;
+	inf->handlers[inf->nhandlers].fn = fn;
+	inf->handlers[inf->nhandlers].ud = ud;
+	inf->nhandlers++;
+	return 0;
 }
 
 static void collect_key(const char *key, void *value, void *ud)
@@ -730,7 +740,8 @@ static void inf_resync(struct informer *inf)
 	json_t *keys = informer_keys(inf), *k;
 	size_t i;
 	json_array_foreach(keys, i, k)
-		inf->fn(INFORMER_RESYNC, json_string_value(k), NULL, inf->ud);
+		for (int h = 0; h < inf->nhandlers; h++)
+			inf->handlers[h].fn(INFORMER_RESYNC, json_string_value(k), NULL, inf->handlers[h].ud);
 	json_decref(keys);
 }
 

@@ -36,9 +36,16 @@ struct informer_bad {
 	int64_t generation;     /* metadata.generation, 0 when not found */
 };
 
-/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. */
+#define INFORMER_MAX_HANDLERS 4
+
+/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. fn (may
+ * be NULL) is registered as the first handler. */
 struct informer *informer_new(struct kube_client *kc, const char *path, int64_t resync_ms,
 			      informer_handler_fn fn, void *ud);
+/* Registers another handler; each event goes to every handler in the order registered, so each
+ * consumer of a cache subscribes on its own instead of being chained through another. Before
+ * informer_start only. 0, or -ENOSPC past INFORMER_MAX_HANDLERS. */
+int informer_add_handler(struct informer *inf, informer_handler_fn fn, void *ud);
 int informer_start(struct informer *inf);
 void informer_stop(struct informer *inf);
 void informer_free(struct informer *inf);

@@ -507,3 +507,59 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 	buf_free(&w.errbody);
 	return r;
 }
+
+int kube_path(char *buf, size_t size, const char *gv, const char *resource, const char *ns,
+	      const char *name, const char *subresource)
+{
+	char ens[256] = "", ename[512] = "";
+	int n;
+
+	if (size)
+		buf[0] = '\0';
+	if (!gv || !*gv || !resource || !*resource)
+		return -EINVAL;
+	if ((ns && *ns && kube_escape(ns, ens, sizeof(ens)) < 0) ||
+	    (name && *name && kube_escape(name, ename, sizeof(ename)) < 0))
+		return -ENAMETOOLONG;
+	n = snprintf(buf, size, "%s%s%s%s%s%s%s%s%s%s", strcmp(gv, "v1") == 0 ? "/api/" : "/apis/", gv,
+		     ens[0] ? "/namespaces/" : "", ens, "/", resource, ename[0] ? "/" : "", ename,
+		     ename[0] && subresource && *subresource ? "/" : "",
+		     ename[0] && subresource ? subresource : "");
+	if (n < 0 || (size_t)n >= size) {
+		if (size)
+			buf[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int kube_patch_status(struct kube_client *c, const char *gv, const char *resource, json_t *obj,
+		      json_t *patch, struct kube_resp *resp)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+	char path[1024];
+	int r;
+
+	memset(resp, 0, sizeof(*resp));
+	if (!name || !*name || kube_path(path, sizeof(path), gv, resource, ns, name, "status") < 0)
+		return -EINVAL;
+	json_object_set_new(patch, "metadata", json_pack("{sO}", "uid", json_object_get(md, "uid")));
+	r = kube_request(c, "PATCH", path, "application/merge-patch+json", patch, resp);
+	if (r == -EBADMSG && resp->status >= 200 && resp->status < 300)
+		return 0;   /* written; only the answer (too deep for the parser) did not decode */
+	if (r < 0) {
+		log_warn("status write failed", "resource", resource, "namespace", ns, "name", name,
+			 "error", resp->message);
+		return -EAGAIN;
+	}
+	if (resp->status == 404 || (resp->status == 409 && strstr(resp->message, "UID")))
+		return -ENOENT;
+	if (resp->status >= 300) {
+		log_warn("status write refused", "resource", resource, "namespace", ns, "name", name,
+			 "reason", resp->reason, "error", resp->message);
+		return resp->status == 422 || resp->status == 400 ? -EINVAL : -EAGAIN;
+	}
+	return 0;
+}

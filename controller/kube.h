@@ -66,3 +66,24 @@ void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, c
 /* Count of requests by verb, for metrics and the API-writes benchmark. */
 struct kube_stats { uint64_t get, list, watch, create, update, patch, delete_; };
 void kube_stats_get(struct kube_client *c, struct kube_stats *ret);
+
+/* --- Kubernetes vocabulary ------------------------------------------------------------------ */
+
+#define KUBE_GV_TASKED "tasked.dev/v1alpha1"
+
+/* Builds a resource path: /api/v1/… for the core group ("v1"), else /apis/<gv>/…, then
+ * namespaces/<ns>/ when ns is set, the resource, /<name> when name is set (NULL or "" = the
+ * collection) and /<subresource> when set. Segments are percent-encoded. 0, or -ENAMETOOLONG
+ * when it does not fit in size (buf is then ""), -EINVAL for a missing group/resource. */
+int kube_path(char *buf, size_t size, const char *gv, const char *resource, const char *ns,
+	      const char *name, const char *subresource) __attribute__((warn_unused_result));
+
+/* Merge-patches the status subresource of obj (metadata.namespace/name/uid are read from it)
+ * with patch ({"status": …}; metadata.uid is added as a precondition, so an object re-created
+ * under the same name is never touched). Returns 0 when written (resp->body is the new object,
+ * or NULL when only the answer did not decode), -ENOENT when the object is gone or was
+ * re-created, -EINVAL when the server refuses the status itself (400, 422: retrying the same
+ * write cannot help; also for a name that does not fit a path), -EAGAIN for the rest
+ * (transport, conflict, throttling, server errors). resp is always to be freed by the caller. */
+int kube_patch_status(struct kube_client *c, const char *gv, const char *resource, json_t *obj,
+		      json_t *patch, struct kube_resp *resp);

@@ -24,16 +24,10 @@ struct lease {
 
 static const char *lease_path(struct lease *l, char *out, size_t outsz, int item)
 {
-	char ns[256], name[256];
 	/* Names were checked at start (lease_new); a failure leaves a path the server refuses. */
-	if (kube_escape(l->ns, ns, sizeof(ns)) < 0 || kube_escape(l->name, name, sizeof(name)) < 0) {
+	if (!l->ns[0] || !l->name[0] ||
+	    kube_path(out, outsz, "coordination.k8s.io/v1", "leases", l->ns, item ? l->name : NULL, NULL) < 0)
 		snprintf(out, outsz, "/invalid-lease-name");
-		return out;
-	}
-	if (item)
-		snprintf(out, outsz, "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", ns, name);
-	else
-		snprintf(out, outsz, "/apis/coordination.k8s.io/v1/namespaces/%s/leases", ns);
 	return out;
 }
 

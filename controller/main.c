@@ -2,6 +2,7 @@
 #include "api.h"
 #include "broker.h"
 #include "config.h"
+#include "server.h"
 #include "informer.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -28,12 +29,12 @@
 
 #define MAX_WORKERS CONFIG_MAX_WORKERS
 
-static struct broker *g_broker;
+static struct server *g_server;
 
 static void on_signal(int sig)
 {
-	if (g_broker)
-		broker_stop(g_broker);
+	if (g_server)
+		server_stop(g_server);
 }
 
 static enum log_level parse_level(const char *s)
@@ -46,24 +47,18 @@ static enum log_level parse_level(const char *s)
 
 struct app {
 	struct informer *inf, *queues_inf, *flows_inf;
+	struct server *server;  /* the main loop: broker and API listeners */
 	struct broker *broker;
+	struct api *api;
 	struct lease *lease;
 	struct taskctl *tc;
 	struct flowctl *flows;
 	struct queues *queues;
+	struct deps_index *deps;
 	volatile int stop;
 	pthread_t status_thread;
 	int status_started;
 };
-
-/* Task events feed the task reconciler and wake the Flow a child belongs to. */
-static void app_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
-{
-	struct app *a = ud;
-	taskctl_on_event(ev, key, obj, a->tc);
-	if (ev != INFORMER_RESYNC)
-		flowctl_on_task(a->flows, obj);
-}
 
 /* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
 static void *app_status_loop(void *ud)
@@ -135,6 +130,103 @@ static int app_ready(void *ud, char *why, size_t whysz)
 	return 1;
 }
 
+/* After the workers stopped: the reverse of app_wire, and the lease (the API goes last, after
+ * this). */
+static void app_free(struct app *a)
+{
+	if (a->lease)
+		lease_stop(a->lease);
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
+		if (infs[i])
+			informer_stop(infs[i]);
+	/* Closing the connections calls back into the broker and the API: they go after. */
+	server_free(a->server);
+	broker_free(a->broker);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
+		informer_free(infs[i]);
+	flowctl_free(a->flows);
+	taskctl_free(a->tc);
+	queues_free(a->queues);
+	deps_index_free(a->deps);
+}
+
+/* Builds the caches and the reconcilers in dependency order and subscribes each consumer to the
+ * caches it follows. path receives the Task collection watched. */
+static int app_wire(struct app *a, const struct ctl_config *o, struct kube_client *kc, struct wq *q,
+		    struct recorder *recorder, char *path, size_t pathsz)
+{
+	struct api *api;
+	int r;
+
+	a->deps = deps_index_new();
+	if (!a->deps || kube_path(path, pathsz, KUBE_GV_TASKED, "tasks", o->namespace_, NULL, NULL) < 0)
+		return -ENOMEM;
+	/* The caches first (their consumers subscribe below), then each object after what it uses.
+	 * The TaskQueue and Flow watches have the Task watch's scope. */
+	{
+		char qpath[512], fpath[512];
+		if (kube_path(qpath, sizeof(qpath), KUBE_GV_TASKED, "taskqueues", o->namespace_, NULL, NULL) < 0 ||
+		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL, NULL) < 0)
+			return -ENOMEM;
+		a->inf = informer_new(kc, path, 10 * 60 * 1000, NULL, NULL);
+		a->queues_inf = informer_new(kc, qpath, 0, NULL, NULL);
+		a->flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, NULL, NULL);
+		if (!a->inf || !a->queues_inf || !a->flows_inf)
+			return -ENOMEM;
+	}
+	informer_set_tagger(a->inf, queues_task_tag);
+	informer_index_label(a->inf, "tasked.dev/flow");
+	if ((r = server_new(o->tls_cert, o->tls_key, &a->server)) < 0 ||
+	    (r = broker_new(&(struct broker_cfg){ .server = a->server, .broker_addr = o->broker_listen,
+						  .token_file = o->token_file, .heartbeat_s = (int)o->heartbeat_s,
+						  .admit = app_admits, .admit_ud = a }, &a->broker)) < 0)
+		return r;
+	a->api = api = api_new(&(struct api_cfg){ .api_key = o->api_key, .api_key_file = o->api_key_file,
+					 .ready = app_ready, .ud = a, .max_sse = (int)o->max_sse,
+					 .log_max_per_task = (size_t)o->log_max_task_kib * 1024,
+					 .log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
+					 .event_buffer = (size_t)o->event_buffer,
+					 .sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
+					 .server = a->server, .listen = o->listen,
+					 .metrics_listen = o->metrics_listen,
+					 .tls_cert = o->tls_cert, .tls_key = o->tls_key,
+					 .sources = &(struct metrics_sources){ .inf = a->inf, .queues_inf = a->queues_inf,
+									       .flows_inf = a->flows_inf, .broker = a->broker,
+									       .kc = kc, .queue = q } });
+	if (!api)
+		return -ENOMEM;
+	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
+	if (!a->queues)
+		return -ENOMEM;
+	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
+						.recorder = recorder,
+						.queues = a->queues, .deps = a->deps,
+						.lost_grace_ms = o->lost_grace_s * 1000,
+						.startup_hold_ms = o->lost_grace_s * 1000,
+						.may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a,
+						.on_status = api_on_status, .on_log = api_on_log,
+						.observer_ud = api });
+	if (!a->tc)
+		return -ENOMEM;
+	a->flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = a->inf, .flows = a->flows_inf,
+						       .may_act = o->leader_elect ? app_leads : NULL,
+						       .may_act_ud = a });
+	if (!a->flows)
+		return -ENOMEM;
+	/* Task events: the reconciler, then the Flow a child belongs to, then the API's feed. */
+	if (informer_add_handler(a->inf, taskctl_on_event, a->tc) < 0 ||
+	    informer_add_handler(a->inf, flowctl_on_task_event, a->flows) < 0 ||
+	    informer_add_handler(a->inf, api_on_informer_event, api) < 0 ||
+	    informer_add_handler(a->queues_inf, queues_on_event, a->queues) < 0 ||
+	    informer_add_handler(a->flows_inf, flowctl_on_event, a->flows) < 0)
+		return -ENOMEM;
+	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
+	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
+	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_config o;
@@ -144,7 +236,6 @@ int main(int argc, char **argv)
 	struct taskctl *tc = NULL;
 	struct api *api = NULL;
 	struct recorder *recorder = NULL;
-	struct deps_index *deps = NULL;
 	struct app app = { 0 };
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
@@ -163,12 +254,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tasked-controller: --runner-token-file is required\n");
 		return 2;
 	}
-	if (broker_parse_addr(o.listen, host, sizeof(host), &port) < 0 ||
-	    broker_parse_addr(o.broker_listen, host + 64, sizeof(host) - 64, &port) < 0) {
+	if (server_parse_addr(o.listen, host, sizeof(host), &port) < 0 ||
+	    server_parse_addr(o.broker_listen, host + 64, sizeof(host) - 64, &port) < 0) {
 		fprintf(stderr, "tasked-controller: --listen and --broker-listen take HOST:PORT\n");
 		return 2;
 	}
-	broker_parse_addr(o.listen, host, sizeof(host), &port);
+	server_parse_addr(o.listen, host, sizeof(host), &port);
 	if (!util_host_is_loopback(host) && !o.insecure_no_auth &&
 	    !(o.api_key && *o.api_key) && !o.api_key_file) {
 		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
@@ -205,84 +296,14 @@ int main(int argc, char **argv)
 	if (!kc || !q)
 		goto out;
 	recorder = recorder_new(kc, identity);
-	api = api_new(&(struct api_cfg){ .api_key = o.api_key, .api_key_file = o.api_key_file,
-					 .ready = app_ready, .ud = &app, .max_sse = (int)o.max_sse,
-					 .log_max_per_task = (size_t)o.log_max_task_kib * 1024,
-					 .log_max_total = (size_t)o.log_max_total_mib * 1024 * 1024,
-					 .event_buffer = (size_t)o.event_buffer,
-					 .sse_max_lag = (size_t)o.sse_max_lag_kib * 1024,
-					 .metrics_listen = o.metrics_listen,
-					 .tls_cert = o.tls_cert, .tls_key = o.tls_key });
-	if (!api)
-		goto out;
-	deps = deps_index_new();
-	app.queues = queues_new(kc, q);
-	if (!deps || !app.queues)
-		goto out;
-	tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .queue = q, .recorder = recorder,
-						.queues = app.queues, .deps = deps,
-						.lost_grace_ms = o.lost_grace_s * 1000,
-						.startup_hold_ms = o.lost_grace_s * 1000,
-						.may_act = o.leader_elect ? app_leads : NULL, .may_act_ud = &app,
-						.on_status = api_on_status, .on_log = api_on_log,
-						.observer_ud = api });
-	app.tc = tc;
-	if (!tc)
-		goto out;
-	if (o.namespace_) {
-		char ns[256];
-		if (kube_escape(o.namespace_, ns, sizeof(ns)) < 0)
-			goto out;
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks", ns);
-	} else {
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/tasks");
-	}
-	api_chain_informer(api, app_task_event, &app);
-	app.inf = informer_new(kc, path, 10 * 60 * 1000, api_on_informer_event, api);
-	if (!app.inf)
-		goto out;
-	taskctl_set_informer(tc, app.inf);
-	informer_set_tagger(app.inf, queues_task_tag);
-	informer_index_label(app.inf, "tasked.dev/flow");
-	app.flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = app.inf,
-						       .may_act = o.leader_elect ? app_leads : NULL,
-						       .may_act_ud = &app });
-	if (!app.flows)
-		goto out;
-	{
-		char qpath[512], fpath[512], *p;
-		snprintf(qpath, sizeof(qpath), "%s", path);
-		snprintf(fpath, sizeof(fpath), "%s", path);
-		/* Same scope as the Task watch: ".../tasks" becomes ".../taskqueues" and ".../flows". */
-		p = strrchr(qpath, '/');
-		snprintf(p + 1, sizeof(qpath) - (size_t)(p + 1 - qpath), "taskqueues");
-		p = strrchr(fpath, '/');
-		snprintf(p + 1, sizeof(fpath) - (size_t)(p + 1 - fpath), "flows");
-		app.queues_inf = informer_new(kc, qpath, 0, queues_on_event, app.queues);
-		app.flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, flowctl_on_event, app.flows);
-		if (!app.queues_inf || !app.flows_inf)
-			goto out;
-	}
-	queues_set_informers(app.queues, app.queues_inf, app.inf);
-	flowctl_set_informer(app.flows, app.flows_inf);
-	r = broker_new(&(struct broker_cfg){ .broker_addr = o.broker_listen, .api_addr = o.listen,
-					     .api_protocols = api_protocols(), .api_user = api,
-					     .token_file = o.token_file, .heartbeat_s = (int)o.heartbeat_s,
-					     .admit = app_admits, .admit_ud = &app,
-					     .tls_cert = o.tls_cert, .tls_key = o.tls_key },
-		       &taskctl_broker_ops, tc, &app.broker);
+	r = app_wire(&app, &o, kc, q, recorder, path, sizeof(path));
+	tc = app.tc;
+	api = app.api;
 	if (r < 0)
 		goto out;
-	taskctl_set_broker(tc, app.broker);
-	queues_set_broker(app.queues, app.broker);
-	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
-	informer_set_undecodable(app.inf, taskctl_on_undecodable, tc);
-	api_set_sources(api, &(struct metrics_sources){ .inf = app.inf, .queues_inf = app.queues_inf,
-							.flows_inf = app.flows_inf, .broker = app.broker,
-							.kc = kc, .queue = q });
 	if (api_start(api) < 0)
 		goto out;
-	g_broker = app.broker;
+	g_server = app.server;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -309,7 +330,7 @@ int main(int argc, char **argv)
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)
 			break;
-	rc = broker_run(app.broker) < 0 ? 1 : 0;
+	rc = server_run(app.server) < 0 ? 1 : 0;
 	log_info("shutting down");
 out:
 	app.stop = 1;
@@ -321,23 +342,8 @@ out:
 		wq_shutdown(q);
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(workers[i], NULL);
-	if (app.lease)
-		lease_stop(app.lease);
-	if (app.inf)
-		informer_stop(app.inf);
-	if (app.queues_inf)
-		informer_stop(app.queues_inf);
-	if (app.flows_inf)
-		informer_stop(app.flows_inf);
-	g_broker = NULL;
-	broker_free(app.broker);
-	informer_free(app.inf);
-	informer_free(app.queues_inf);
-	informer_free(app.flows_inf);
-	flowctl_free(app.flows);
-	taskctl_free(tc);
-	queues_free(app.queues);
-	deps_index_free(deps);
+	g_server = NULL;
+	app_free(&app);
 	recorder_free(recorder);
 	api_free(api);
 	wq_free(q);

@@ -4,6 +4,7 @@
 #include "informer.h"
 #include "kube.h"
 #include "logstore.h"
+#include "task.h"
 #include "workqueue.h"
 
 #include <dirent.h>
@@ -57,7 +58,8 @@ struct metrics {
 	struct metrics_counters c;
 };
 
-static const char *const final_phases[4] = { "Succeeded", "Failed", "Skipped", "Cancelled" };
+/* Indexes of metrics_counters.finished. */
+static const char *const final_phases[4] = TASK_TERMINAL_PHASES;
 
 struct metrics *metrics_new(void)
 {
@@ -523,14 +525,185 @@ static int render_process(struct metrics *m, struct buf *out)
 	return r;
 }
 
+/* Part of metrics_render; r is the result so far (rendering stops at the first error). */
+static int render_kube(const struct metrics_sources *src, const struct metrics_counters *snap, json_t *kube_codes, struct buf *out, int r)
+{
+	const char *k;
+	json_t *v;
+
+	if (src->kc) {
+		struct kube_stats ks;
+		uint64_t by[KUBE_VERBS] = { 0 };
+		kube_stats_get(src->kc, &ks);
+		by[0] = ks.get, by[1] = ks.list, by[2] = ks.watch, by[3] = ks.create;
+		by[4] = ks.update, by[5] = ks.patch, by[6] = ks.delete_;
+		if (r == 0)
+			r = mhead(out, "tasked_kube_requests_total", "counter", "Requests to the Kubernetes API server, by verb.");
+		for (int i = 0; r == 0 && i < KUBE_VERBS - 1; i++)
+			r = mput(out, "tasked_kube_requests_total{verb=\"%s\"} %llu\n", kube_verbs[i],
+				 (unsigned long long)by[i]);
+	}
+	if (snap->kube_hooked) {
+		if (r == 0)
+			r = mhead(out, "tasked_kube_responses_total", "counter",
+				  "Answers from the Kubernetes API server by verb and HTTP code (0: no answer).");
+		json_object_foreach(kube_codes, k, v) {
+			char verb[16];
+			long code;
+			if (r < 0)
+				break;
+			if (sscanf(k, "%15s %ld", verb, &code) == 2)
+				r = mput(out, "tasked_kube_responses_total{verb=\"%s\",code=\"%ld\"} %lld\n", verb, code,
+					 (long long)json_integer_value(v));
+		}
+		if (r == 0)
+			r = mhead(out, "tasked_kube_request_duration_seconds", "histogram",
+				  "Latency of requests to the Kubernetes API server, by verb.");
+		for (int i = 0; r == 0 && i < KUBE_VERBS; i++) {
+			char lb[32];
+			snprintf(lb, sizeof(lb), "verb=\"%s\"", kube_verbs[i]);
+			r = metrics_hist_render(&snap->kube_latency[i], "tasked_kube_request_duration_seconds", lb, out);
+		}
+	}
+
+	return r;
+}
+
+/* Part of metrics_render; r is the result so far (rendering stops at the first error). */
+static int render_informers(const struct metrics_sources *src, struct buf *out, int r)
+{
+	if (src->inf) {
+		struct informer_stats is;
+		informer_stats_get(src->inf, &is);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_synced", "gauge", "1 once the task cache has completed its first list.") ?:
+			    mput(out, "tasked_informer_synced %d\n", informer_synced(src->inf) ? 1 : 0);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_lists_total", "counter", "Full lists of tasks (the first and every relist).") ?:
+			    mput(out, "tasked_informer_lists_total %llu\n", (unsigned long long)is.lists);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_relists_total", "counter",
+				  "Relists forced by an expired resourceVersion (410 Gone).") ?:
+			    mput(out, "tasked_informer_relists_total %llu\n", (unsigned long long)is.relists_expired);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_watches_total", "counter",
+				  "Watches started (the first and every restart).") ?:
+			    mput(out, "tasked_informer_watches_total %llu\n", (unsigned long long)is.watches);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_watch_restarts_total", "counter",
+				  "Watches started after the first, i.e. restarts after an end, error or relist.") ?:
+			    mput(out, "tasked_informer_watch_restarts_total %llu\n",
+				 (unsigned long long)(is.watches > 0 ? is.watches - 1 : 0));
+		if (r == 0)
+			r = mhead(out, "tasked_informer_watch_errors_total", "counter", "Watches that ended with an error.") ?:
+			    mput(out, "tasked_informer_watch_errors_total %llu\n", (unsigned long long)is.watch_errors);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_events_total", "counter", "Watch events applied to the cache.") ?:
+			    mput(out, "tasked_informer_events_total %llu\n", (unsigned long long)is.events);
+		if (r == 0)
+			r = mhead(out, "tasked_informer_undecodable_objects_total", "counter",
+				  "Objects skipped because they do not decode (e.g. nested deeper than 2048 levels), "
+				  "counted once per object, by resource.") ?:
+			    mput(out, "tasked_informer_undecodable_objects_total{resource=\"tasks\"} %llu\n",
+				 (unsigned long long)is.undecodable);
+		for (int i = 0; i < 2 && r == 0; i++) {
+			struct informer *o = i == 0 ? src->queues_inf : src->flows_inf;
+			if (!o)
+				continue;
+			informer_stats_get(o, &is);
+			r = mput(out, "tasked_informer_undecodable_objects_total{resource=\"%s\"} %llu\n",
+				 i == 0 ? "taskqueues" : "flows", (unsigned long long)is.undecodable);
+		}
+	}
+
+	return r;
+}
+
+/* Part of metrics_render; r is the result so far (rendering stops at the first error). */
+static int render_api(const struct metrics_counters *snap, json_t *api_by_code, struct buf *out, int r)
+{
+	const char *k;
+	json_t *v;
+
+	if (r == 0)
+		r = mhead(out, "tasked_api_requests_total", "counter", "Answers of the controller's HTTP API, by status code.");
+	json_object_foreach(api_by_code, k, v) {
+		if (r < 0)
+			break;
+		r = mput(out, "tasked_api_requests_total{code=\"%s\"} %lld\n", k, (long long)json_integer_value(v));
+	}
+	if (r == 0)
+		r = mhead(out, "tasked_api_auth_failures_total", "counter",
+			  "API requests refused for a missing or wrong API key.") ?:
+		    mput(out, "tasked_api_auth_failures_total %llu\n", (unsigned long long)snap->auth_failures);
+	if (r == 0)
+		r = mhead(out, "tasked_sse_connections", "gauge", "Open SSE streams, by kind.");
+	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
+		r = mput(out, "tasked_sse_connections{kind=\"%s\"} %lld\n", sse_kinds[i], (long long)snap->sse_open[i]);
+	if (r == 0)
+		r = mhead(out, "tasked_sse_connections_opened_total", "counter", "SSE streams accepted, by kind.");
+	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
+		r = mput(out, "tasked_sse_connections_opened_total{kind=\"%s\"} %llu\n", sse_kinds[i],
+			 (unsigned long long)snap->sse_opened[i]);
+	if (r == 0)
+		r = mhead(out, "tasked_sse_rejected_total", "counter",
+			  "SSE streams refused with 503 because --max-sse-connections were open.") ?:
+		    mput(out, "tasked_sse_rejected_total %llu\n", (unsigned long long)snap->sse_rejected);
+	if (r == 0)
+		r = mhead(out, "tasked_sse_connections_closed_total", "counter",
+			  "SSE streams closed, by kind and reason (client: the client left; slow: dropped for "
+			  "falling behind; done: the stream ended).");
+	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
+		for (int j = 0; r == 0 && j < METRICS_SSE_ENDS; j++)
+			r = mput(out, "tasked_sse_connections_closed_total{kind=\"%s\",reason=\"%s\"} %llu\n",
+				 sse_kinds[i], sse_ends[j], (unsigned long long)snap->sse_closed[i][j]);
+
+	return r;
+}
+
+/* Part of metrics_render; r is the result so far (rendering stops at the first error). */
+static int render_stores(const struct metrics_sources *src, struct buf *out, int r)
+{
+	if (src->events) {
+		struct events_stats es;
+		events_stats_get(src->events, &es);
+		if (r == 0)
+			r = mhead(out, "tasked_events_published_total", "counter", "Task events published to the SSE ring.") ?:
+			    mput(out, "tasked_events_published_total %llu\n", (unsigned long long)es.published);
+		if (r == 0)
+			r = mhead(out, "tasked_events_buffered", "gauge", "Events held in the ring for Last-Event-ID resume.") ?:
+			    mput(out, "tasked_events_buffered %llu\n", (unsigned long long)es.held);
+		if (r == 0)
+			r = mhead(out, "tasked_events_buffered_bytes", "gauge", "Bytes of events held in the ring.") ?:
+			    mput(out, "tasked_events_buffered_bytes %llu\n", (unsigned long long)es.bytes);
+	}
+	if (src->logs) {
+		struct logstore_stats ls;
+		logstore_stats_get(src->logs, &ls);
+		if (r == 0)
+			r = mhead(out, "tasked_logstore_tasks", "gauge", "Tasks whose output the log store holds.") ?:
+			    mput(out, "tasked_logstore_tasks %llu\n", (unsigned long long)ls.tasks);
+		if (r == 0)
+			r = mhead(out, "tasked_logstore_bytes", "gauge", "Bytes the log store uses, overhead included.") ?:
+			    mput(out, "tasked_logstore_bytes %llu\n", (unsigned long long)ls.bytes);
+		if (r == 0)
+			r = mhead(out, "tasked_logstore_evicted_tasks_total", "counter",
+				  "Whole task logs evicted to stay within the total or task-count bound.") ?:
+			    mput(out, "tasked_logstore_evicted_tasks_total %llu\n", (unsigned long long)ls.evicted_tasks);
+		if (r == 0)
+			r = mhead(out, "tasked_logstore_dropped_bytes_total", "counter",
+				  "Bytes of task output dropped by the log store's bounds.") ?:
+			    mput(out, "tasked_logstore_dropped_bytes_total %llu\n", (unsigned long long)ls.dropped_bytes);
+	}
+	return r;
+}
+
 int metrics_render(struct metrics *m, struct buf *out)
 {
 	struct metrics_sources src;
 	struct metrics_counters snap;
 	json_t *api_by_code, *kube_codes;
 	int r, runners = 0, free_slots = 0, ready = 0, delayed = 0;
-	const char *k;
-	json_t *v;
 
 	pthread_mutex_lock(&m->lock);
 	src = m->src;
@@ -599,149 +772,10 @@ int metrics_render(struct metrics *m, struct buf *out)
 		r = mhead(out, "tasked_workqueue_delayed", "gauge", "Keys waiting for a delay or a backoff to pass.") ?:
 		    mput(out, "tasked_workqueue_delayed %d\n", delayed);
 
-	if (src.kc) {
-		struct kube_stats ks;
-		uint64_t by[KUBE_VERBS] = { 0 };
-		kube_stats_get(src.kc, &ks);
-		by[0] = ks.get, by[1] = ks.list, by[2] = ks.watch, by[3] = ks.create;
-		by[4] = ks.update, by[5] = ks.patch, by[6] = ks.delete_;
-		if (r == 0)
-			r = mhead(out, "tasked_kube_requests_total", "counter", "Requests to the Kubernetes API server, by verb.");
-		for (int i = 0; r == 0 && i < KUBE_VERBS - 1; i++)
-			r = mput(out, "tasked_kube_requests_total{verb=\"%s\"} %llu\n", kube_verbs[i],
-				 (unsigned long long)by[i]);
-	}
-	if (snap.kube_hooked) {
-		if (r == 0)
-			r = mhead(out, "tasked_kube_responses_total", "counter",
-				  "Answers from the Kubernetes API server by verb and HTTP code (0: no answer).");
-		json_object_foreach(kube_codes, k, v) {
-			char verb[16];
-			long code;
-			if (r < 0)
-				break;
-			if (sscanf(k, "%15s %ld", verb, &code) == 2)
-				r = mput(out, "tasked_kube_responses_total{verb=\"%s\",code=\"%ld\"} %lld\n", verb, code,
-					 (long long)json_integer_value(v));
-		}
-		if (r == 0)
-			r = mhead(out, "tasked_kube_request_duration_seconds", "histogram",
-				  "Latency of requests to the Kubernetes API server, by verb.");
-		for (int i = 0; r == 0 && i < KUBE_VERBS; i++) {
-			char lb[32];
-			snprintf(lb, sizeof(lb), "verb=\"%s\"", kube_verbs[i]);
-			r = metrics_hist_render(&snap.kube_latency[i], "tasked_kube_request_duration_seconds", lb, out);
-		}
-	}
-
-	if (src.inf) {
-		struct informer_stats is;
-		informer_stats_get(src.inf, &is);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_synced", "gauge", "1 once the task cache has completed its first list.") ?:
-			    mput(out, "tasked_informer_synced %d\n", informer_synced(src.inf) ? 1 : 0);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_lists_total", "counter", "Full lists of tasks (the first and every relist).") ?:
-			    mput(out, "tasked_informer_lists_total %llu\n", (unsigned long long)is.lists);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_relists_total", "counter",
-				  "Relists forced by an expired resourceVersion (410 Gone).") ?:
-			    mput(out, "tasked_informer_relists_total %llu\n", (unsigned long long)is.relists_expired);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_watches_total", "counter",
-				  "Watches started (the first and every restart).") ?:
-			    mput(out, "tasked_informer_watches_total %llu\n", (unsigned long long)is.watches);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_watch_restarts_total", "counter",
-				  "Watches started after the first, i.e. restarts after an end, error or relist.") ?:
-			    mput(out, "tasked_informer_watch_restarts_total %llu\n",
-				 (unsigned long long)(is.watches > 0 ? is.watches - 1 : 0));
-		if (r == 0)
-			r = mhead(out, "tasked_informer_watch_errors_total", "counter", "Watches that ended with an error.") ?:
-			    mput(out, "tasked_informer_watch_errors_total %llu\n", (unsigned long long)is.watch_errors);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_events_total", "counter", "Watch events applied to the cache.") ?:
-			    mput(out, "tasked_informer_events_total %llu\n", (unsigned long long)is.events);
-		if (r == 0)
-			r = mhead(out, "tasked_informer_undecodable_objects_total", "counter",
-				  "Objects skipped because they do not decode (e.g. nested deeper than 2048 levels), "
-				  "counted once per object, by resource.") ?:
-			    mput(out, "tasked_informer_undecodable_objects_total{resource=\"tasks\"} %llu\n",
-				 (unsigned long long)is.undecodable);
-		for (int i = 0; i < 2 && r == 0; i++) {
-			struct informer *o = i == 0 ? src.queues_inf : src.flows_inf;
-			if (!o)
-				continue;
-			informer_stats_get(o, &is);
-			r = mput(out, "tasked_informer_undecodable_objects_total{resource=\"%s\"} %llu\n",
-				 i == 0 ? "taskqueues" : "flows", (unsigned long long)is.undecodable);
-		}
-	}
-
-	if (r == 0)
-		r = mhead(out, "tasked_api_requests_total", "counter", "Answers of the controller's HTTP API, by status code.");
-	json_object_foreach(api_by_code, k, v) {
-		if (r < 0)
-			break;
-		r = mput(out, "tasked_api_requests_total{code=\"%s\"} %lld\n", k, (long long)json_integer_value(v));
-	}
-	if (r == 0)
-		r = mhead(out, "tasked_api_auth_failures_total", "counter",
-			  "API requests refused for a missing or wrong API key.") ?:
-		    mput(out, "tasked_api_auth_failures_total %llu\n", (unsigned long long)snap.auth_failures);
-	if (r == 0)
-		r = mhead(out, "tasked_sse_connections", "gauge", "Open SSE streams, by kind.");
-	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
-		r = mput(out, "tasked_sse_connections{kind=\"%s\"} %lld\n", sse_kinds[i], (long long)snap.sse_open[i]);
-	if (r == 0)
-		r = mhead(out, "tasked_sse_connections_opened_total", "counter", "SSE streams accepted, by kind.");
-	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
-		r = mput(out, "tasked_sse_connections_opened_total{kind=\"%s\"} %llu\n", sse_kinds[i],
-			 (unsigned long long)snap.sse_opened[i]);
-	if (r == 0)
-		r = mhead(out, "tasked_sse_rejected_total", "counter",
-			  "SSE streams refused with 503 because --max-sse-connections were open.") ?:
-		    mput(out, "tasked_sse_rejected_total %llu\n", (unsigned long long)snap.sse_rejected);
-	if (r == 0)
-		r = mhead(out, "tasked_sse_connections_closed_total", "counter",
-			  "SSE streams closed, by kind and reason (client: the client left; slow: dropped for "
-			  "falling behind; done: the stream ended).");
-	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
-		for (int j = 0; r == 0 && j < METRICS_SSE_ENDS; j++)
-			r = mput(out, "tasked_sse_connections_closed_total{kind=\"%s\",reason=\"%s\"} %llu\n",
-				 sse_kinds[i], sse_ends[j], (unsigned long long)snap.sse_closed[i][j]);
-
-	if (src.events) {
-		struct events_stats es;
-		events_stats_get(src.events, &es);
-		if (r == 0)
-			r = mhead(out, "tasked_events_published_total", "counter", "Task events published to the SSE ring.") ?:
-			    mput(out, "tasked_events_published_total %llu\n", (unsigned long long)es.published);
-		if (r == 0)
-			r = mhead(out, "tasked_events_buffered", "gauge", "Events held in the ring for Last-Event-ID resume.") ?:
-			    mput(out, "tasked_events_buffered %llu\n", (unsigned long long)es.held);
-		if (r == 0)
-			r = mhead(out, "tasked_events_buffered_bytes", "gauge", "Bytes of events held in the ring.") ?:
-			    mput(out, "tasked_events_buffered_bytes %llu\n", (unsigned long long)es.bytes);
-	}
-	if (src.logs) {
-		struct logstore_stats ls;
-		logstore_stats_get(src.logs, &ls);
-		if (r == 0)
-			r = mhead(out, "tasked_logstore_tasks", "gauge", "Tasks whose output the log store holds.") ?:
-			    mput(out, "tasked_logstore_tasks %llu\n", (unsigned long long)ls.tasks);
-		if (r == 0)
-			r = mhead(out, "tasked_logstore_bytes", "gauge", "Bytes the log store uses, overhead included.") ?:
-			    mput(out, "tasked_logstore_bytes %llu\n", (unsigned long long)ls.bytes);
-		if (r == 0)
-			r = mhead(out, "tasked_logstore_evicted_tasks_total", "counter",
-				  "Whole task logs evicted to stay within the total or task-count bound.") ?:
-			    mput(out, "tasked_logstore_evicted_tasks_total %llu\n", (unsigned long long)ls.evicted_tasks);
-		if (r == 0)
-			r = mhead(out, "tasked_logstore_dropped_bytes_total", "counter",
-				  "Bytes of task output dropped by the log store's bounds.") ?:
-			    mput(out, "tasked_logstore_dropped_bytes_total %llu\n", (unsigned long long)ls.dropped_bytes);
-	}
+	r = render_kube(&src, &snap, kube_codes, out, r);
+	r = render_informers(&src, out, r);
+	r = render_api(&snap, api_by_code, out, r);
+	r = render_stores(&src, out, r);
 	if (r == 0)
 		r = render_process(m, out);
 	json_decref(api_by_code);

@@ -1,4 +1,5 @@
 #include "queues.h"
+#include "task.h"
 #include "log.h"
 #include "sat.h"
 #include "util.h"
@@ -31,13 +32,17 @@ struct queues {
 	json_t *holder_of;   /* task key -> queue key it holds a slot in */
 };
 
-struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue)
+struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
+			  struct informer *tasks_inf, struct broker *broker)
 {
 	struct queues *q = calloc(1, sizeof(*q));
 	if (!q)
 		return NULL;
 	q->kc = kc;
 	q->wq = tasks_queue;
+	q->qinf = queues_inf;
+	q->tinf = tasks_inf;
+	q->broker = broker;
 	q->holder_of = json_object();
 	pthread_mutex_init(&q->lock, NULL);
 	return q;
@@ -60,13 +65,6 @@ void queues_free(struct queues *q)
 	free(q);
 }
 
-void queues_set_informers(struct queues *q, struct informer *queues_inf, struct informer *tasks_inf)
-{
-	q->qinf = queues_inf;
-	q->tinf = tasks_inf;
-}
-
-void queues_set_broker(struct queues *q, struct broker *b) { q->broker = b; }
 
 /* Caller holds lock. */
 static struct qstate *qs_get(struct queues *q, const char *qkey)
@@ -89,8 +87,8 @@ static struct qstate *qs_get(struct queues *q, const char *qkey)
 
 void queues_key_of(json_t *task, char *out, size_t outsz)
 {
-	const char *ns = json_string_value(json_object_get(json_object_get(task, "metadata"), "namespace"));
-	const char *name = json_string_value(json_object_get(json_object_get(task, "spec"), "queue"));
+	const char *ns = task_namespace(task);
+	const char *name = json_string_value(json_object_get(task_spec(task), "queue"));
 	snprintf(out, outsz, "%s/%s", ns ? ns : "", name && *name ? name : "default");
 }
 
@@ -319,7 +317,7 @@ int queues_running(struct queues *q, const char *qkey)
 
 int queues_task_tag(json_t *task, char *out, size_t outsz)
 {
-	const char *phase = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	const char *phase = task_phase(task);
 	char qk[512];
 	int n;
 	queues_key_of(task, qk, sizeof(qk));
@@ -353,7 +351,7 @@ void queues_write_status(struct queues *q)
 		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));
-		char qk[512], sig[512], path[1024], ens[256], ename[256], ts[40], tk[600];
+		char qk[512], sig[512], ts[40], tk[600];
 		int running, matched;
 		json_int_t pending, queued;
 		struct kube_resp resp;
@@ -389,13 +387,8 @@ void queues_write_status(struct queues *q)
 						     : "no connected runner matches runnerSelector; tasks will wait",
 				  "lastTransitionTime", ts,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")));
-		if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0) {
-			json_decref(patch);
-			continue;
-		}
-		snprintf(path, sizeof(path), "/apis/tasked.dev/v1alpha1/namespaces/%s/taskqueues/%s/status", ens, ename);
-		if (kube_request(q->kc, "PATCH", path, "application/merge-patch+json", patch, &resp) == 0 &&
-		    resp.status < 300) {
+		/* The UID precondition: a queue re-created under the same name gets its own counts. */
+		if (kube_patch_status(q->kc, KUBE_GV_TASKED, "taskqueues", queue, patch, &resp) == 0) {
 			pthread_mutex_lock(&q->lock);
 			s = qs_get(q, qk);
 			if (s)

@@ -19,10 +19,10 @@ struct queues;
 
 enum queue_admit { QUEUE_ADMITTED, QUEUE_NO_SLOT, QUEUE_RATE_LIMITED };
 
-struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue);
+/* queues_inf, tasks_inf: the TaskQueue and Task caches (NULL in unit tests: no status writes). */
+struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
+			  struct informer *tasks_inf, struct broker *broker);
 void queues_free(struct queues *q);
-void queues_set_informers(struct queues *q, struct informer *queues_inf, struct informer *tasks_inf);
-void queues_set_broker(struct queues *q, struct broker *b);
 /* TaskQueue informer handler: wakes the tasks that wait for the queue or sit in it. */
 void queues_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 

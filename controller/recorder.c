@@ -29,7 +29,8 @@ static void *recorder_run(void *arg)
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		json_t *item;
-		char path[512], ns[256];
+		char path[1024];
+		const char *ens;
 		struct kube_resp resp;
 		int rc;
 
@@ -41,10 +42,10 @@ static void *recorder_run(void *arg)
 		json_array_remove(r->queue, 0);
 		pthread_mutex_unlock(&r->lock);
 		memset(&resp, 0, sizeof(resp));
-		if (kube_escape(json_string_value(json_object_get(item, "namespace")), ns, sizeof(ns)) < 0) {
+		ens = json_string_value(json_object_get(item, "namespace"));
+		if (!ens || !*ens || kube_path(path, sizeof(path), "events.k8s.io/v1", "events", ens, NULL, NULL) < 0) {
 			rc = -EINVAL;
 		} else {
-			snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", ns);
 			rc = kube_request(r->kc, "POST", path, NULL, json_object_get(item, "body"), &resp);
 		}
 		if (rc < 0 || resp.status >= 300)

@@ -13,8 +13,37 @@
 
 struct taskctl;
 
+/* Everything the reconciler does to the world goes through these, so its decisions can be
+ * tested without an API server or runners (tests/unit/test_reconcile.c). NULL in the
+ * configuration: the real ones (Kubernetes, broker, work queue, recorder). Called on worker
+ * threads (and requeue also on broker threads), never with a taskctl lock held. */
+struct taskctl_effects {
+	/* Merge-patches the Task's status with patch ({"status": …}) under a UID precondition:
+	 * 0, -ENOENT (gone), -EINVAL (refused), -EAGAIN (retry); see kube_patch_status. */
+	int (*write_status)(void *ud, json_t *task, json_t *patch);
+	/* Sends an attempt to a runner matching selector; the runner's name into runner.
+	 * 0, -EAGAIN (no free slot), -ENODEV (no matching runner), -EMSGSIZE (too big). */
+	int (*dispatch)(void *ud, const char *uid, int64_t attempt, json_t *selector, json_t *msg,
+			char *runner, size_t runnersz);
+	void (*cancel)(void *ud, const char *runner, const char *uid, int64_t attempt);
+	/* Tells the runner the controller has recorded the attempt's result. */
+	void (*ack)(void *ud, const char *runner, const char *uid, int64_t attempt);
+	void (*emit)(void *ud, json_t *task, const char *type, const char *reason, const char *note);
+	/* Reconcile key again after after_ms (0: now). */
+	void (*requeue)(void *ud, const char *key, int64_t after_ms);
+	/* Deletes the Task (ttlSecondsAfterFinished) under a UID precondition: 0 or -EAGAIN. */
+	int (*delete_task)(void *ud, json_t *task);
+	/* See struct taskctl_secret_reader. */
+	int (*read_secret)(void *ud, const char *ns, const char *name, const char *key, char **ret);
+	/* Wall clock in ms (NULL: util_now_ms). */
+	int64_t (*now_ms)(void *ud);
+	void *ud;
+};
+
 struct taskctl_cfg {
 	struct kube_client *kc;
+	struct informer *inf;      /* the Task cache */
+	struct broker *broker;     /* runners; this reconciler subscribes to it (taskctl_broker_ops) */
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
@@ -33,14 +62,12 @@ struct taskctl_cfg {
 	void (*on_log)(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
 		       const char *stream, const char *data);
 	void *observer_ud;
+	const struct taskctl_effects *effects;   /* NULL: the real ones; copied */
 };
 
 struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);
 void taskctl_free(struct taskctl *t);
-/* Wiring: the informer and broker are created after the reconciler. */
-void taskctl_set_informer(struct taskctl *t, struct informer *inf);
-void taskctl_set_broker(struct taskctl *t, struct broker *b);
-/* Informer handler and broker callbacks. */
+/* Informer handler and broker callbacks (broker_subscribe(b, &taskctl_broker_ops, t)). */
 void taskctl_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 extern const struct broker_ops taskctl_broker_ops;
 /* Informer callback for a Task that does not decode: unless it already finished (or says so),
@@ -54,23 +81,6 @@ void *taskctl_worker(void *t);
  * restarts the grace periods (runners need time to reconnect to the new leader). */
 void taskctl_resume(struct taskctl *t);
 
-/* Pure helpers, exposed for unit tests. */
-/* 0, or -EINVAL with the first string of spec (outside spec.input, which reaches the task as
- * JSON) that holds a NUL byte named in err: such a string would end early as a C string on the
- * runner, so the task would run something other than what its spec says. */
-int taskctl_check_nul(json_t *spec, char *err, size_t errsz);
-/* Builds the dispatch message for an attempt, or returns NULL with a reason in err (InvalidSpec). */
-json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz);
-/* Builds {"status": {...}} for a finished attempt from the runner's result message; history is
- * the attemptHistory to extend (NULL: the task's own). */
-json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, const char *runner,
-				json_t *history, int64_t now_ms, int log_tail_max);
-/* Retry policy: whether a failed result is retried given the failures so far (this one
- * included), and the backoff delay for the next attempt (rnd: random bits for jitter). */
-int taskctl_should_retry(json_t *spec, json_t *result, int failures);
-int64_t taskctl_retry_delay_ms(json_t *retries, int failures, unsigned rnd);
-/* Replaces known secret values (array of strings) in status.logTail and .message with "***",
- * and withholds an output that contains one. */
-void taskctl_mask(json_t *status, json_t *secrets);
-/* Cuts s to at most max bytes at a UTF-8 character boundary, keeping the end. */
-const char *taskctl_utf8_tail(const char *s, size_t max);
+/* The pure parts live in their own files; included here for existing callers. */
+#include "taskctl_dispatch.h"
+#include "taskctl_status.h"

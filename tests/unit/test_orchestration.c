@@ -173,7 +173,7 @@ int main(void)
 	{
 		/* A rate limit of 1e-300 per second: the wait clamps instead of overflowing. */
 		struct wq *wq = wq_new();
-		struct queues *qs = queues_new(NULL, wq);
+		struct queues *qs = queues_new(NULL, wq, NULL, NULL, NULL);
 		json_t *queue = load("{\"spec\": {\"rateLimit\": {\"perSecond\": 1e-300, \"burst\": 1}}}");
 		int64_t retry = -1;
 		is_int(queues_admit(qs, "ns/slow", queue, "ns/t1", 0, 1, &retry), QUEUE_ADMITTED, "the burst admits one");
