@@ -81,7 +81,7 @@ struct lg_run {
 	long settled;                /* terminal or failed to create */
 	long create_errors, patch_errors, queued, watch_errors, relists;
 	char rv[64];                 /* watch resourceVersion */
-	volatile int stop;
+	atomic_int stop;
 	int64_t t0_mono;
 };
 

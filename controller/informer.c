@@ -4,6 +4,7 @@
 #include "hmap.h"
 #include "jscan.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -38,7 +39,7 @@ struct informer {
 	int nhandlers;          /* fixed before informer_start: read without the lock */
 	pthread_t thread;
 	int started;
-	volatile int stop;
+	atomic_int stop;
 	pthread_mutex_t lock;   /* guards everything below */
 	struct hmap *cache;     /* key -> struct ientry */
 	struct hmap *uids;      /* uid -> struct ientry */

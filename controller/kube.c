@@ -371,7 +371,7 @@ struct kube_watch_ctx {
 	struct buf line;
 	kube_event_fn fn;
 	void *userdata;
-	volatile int *stop;
+	const atomic_int *stop;
 	int stopped;
 	int overlong;           /* the current line passed the cap: drop the rest of it */
 	long status;
@@ -444,7 +444,7 @@ static int kube_watch_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_
 }
 
 int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *userdata,
-	       volatile int *stop, struct kube_resp *ret)
+	       const atomic_int *stop, struct kube_resp *ret)
 {
 	struct kube_watch_ctx w = { .fn = fn, .userdata = userdata, .stop = stop };
 	char url[4096], auth[8192];

@@ -4,6 +4,7 @@
  * after a 401 (client-go's cached file token source). */
 #include "kubeconfig.h"
 
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -43,7 +44,7 @@ typedef int (*kube_event_fn)(json_t *event, const char *raw, size_t rawlen, cons
  * for two minutes, which an idle API server does; -ECONNRESET for the rest.
  * *stop is polled about every 100 ms; when it becomes nonzero the watch ends with -ECANCELED. */
 int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *userdata,
-	       volatile int *stop, struct kube_resp *ret);
+	       const atomic_int *stop, struct kube_resp *ret);
 
 /* Percent-encodes s for a query value or path segment into out; -ENOBUFS when it does not fit,
  * -EINVAL when s is NULL or empty. On failure out is "" (never a cut-off escape). */

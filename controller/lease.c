@@ -2,6 +2,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@ struct lease {
 	char ns[256], name[256], identity[256];
 	pthread_t thread;
 	pthread_mutex_t lock;
-	volatile int stop;
+	atomic_int stop;
 	int leading;
 	int64_t last_renew_ms;      /* monotonic time of our last successful renew */
 	char observed[512];         /* holder + renewTime last seen, to detect change */

@@ -17,6 +17,7 @@
 #include "util.h"
 #include "workqueue.h"
 
+#include <stdatomic.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <malloc.h>
@@ -55,7 +56,7 @@ struct app {
 	struct flowctl *flows;
 	struct queues *queues;
 	struct deps_index *deps;
-	volatile int stop;
+	atomic_int stop;
 	pthread_t status_thread;
 	int status_started;
 };

@@ -2,6 +2,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdatomic.h>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +20,7 @@
 struct server {
 	struct lws_context *ctx;
 	char *tls_cert, *tls_key;
-	volatile int stop;
+	atomic_int stop;
 	int listeners;
 	pthread_t thread;
 	int thread_on;
