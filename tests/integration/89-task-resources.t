@@ -184,11 +184,11 @@ ok_phase looker2 Succeeded 60
 is "$(output looker2)" "$NONE" "… and the next task finds nothing either"
 
 # --- a runner without namespaces or a writable cgroup ----------------------------------------------
-install -d -o 65532 -g 65532 -m 0700 "$TMPD/nr" "$TMPD/nr/work"
+install -d -o 65532 -g 65532 -m 0700 "$TMPD/nr" "$TMPD/nr/wd"
 install -o 65532 -g 65532 -m 0600 "$STATE/runner-token" "$TMPD/nr/token"
 setsid setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all -- \
 	"$IT_ROOT/bin/tasked-runner" --id it89-restricted --controller "ws://127.0.0.1:$BROKER_PORT" \
-	--token-file "$TMPD/nr/token" --work-dir "$TMPD/nr/work" --labels pool=it89-restricted --concurrency 2 \
+	--token-file "$TMPD/nr/token" --work-dir "$TMPD/nr/wd" --labels pool=it89-restricted --concurrency 2 \
 	>"$STATE/runner-it89.log" 2>&1 </dev/null &
 NR_PID=$!
 disown "$NR_PID" 2>/dev/null
@@ -204,7 +204,7 @@ ok_phase r-limits Succeeded 60
 out=$(output r-limits)
 is "$(printf '%s' "$out" | jq -r '.dataBytes')/$(printf '%s' "$out" | jq -r '.cpuSeconds')" "$((80 << 20))/6" \
 	"RLIMIT_DATA 80Mi and RLIMIT_CPU 6 (1 CPU × 6 s)"
-like "$(printf '%s' "$out" | jq -r .tmpdir)" '^'"$TMPD"'/nr/work/tasked-runner-[^/]+/tasked-[^/]+/\.tmp$' \
+like "$(printf '%s' "$out" | jq -r .tmpdir)" '^'"$TMPD"'/nr/wd/tasked-runner-[^/]+/tasked-[^/]+/\.tmp$' \
 	"TMPDIR is the task's own directory"
 task r-mem '' '{memory: 64Mi}' '' alloc 512
 ok_phase r-mem Failed 60
