@@ -392,10 +392,20 @@ static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
 	const char *keys[] = { "phase", "reason", "message" };
 	int same = json_equal(json_object_get(old, "counts"), json_object_get(status, "counts")) &&
 		   json_equal(json_object_get(old, "observedGeneration"), json_object_get(status, "observedGeneration"));
+	json_t *nc = json_object_get(status, "counts"), *v;
+	const char *k;
+
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(keys); i++)
 		same = same && json_equal(json_object_get(old, keys[i]) ? json_object_get(old, keys[i]) : json_null(),
 					  json_object_get(status, keys[i]) ? json_object_get(status, keys[i]) : json_null());
-	return same ? 0 : patch_flow_status(f, flow, status);
+	if (same)
+		return 0;
+	/* A merge patch never removes a key: a phase no child is in any more goes as null, or the
+	 * stale count stays and every later reconcile sees a change and patches again. */
+	json_object_foreach(json_object_get(old, "counts"), k, v)
+		if (json_is_object(nc) && !json_object_get(nc, k))
+			json_object_set_new(nc, k, json_null());
+	return patch_flow_status(f, flow, status);
 }
 
 /* Deletes the children of the deleted Flow recorded for key (unless that is current_uid). */

@@ -209,6 +209,8 @@ is "$(task_field diamond-d .status.logTail)" "join Succeeded/Skipped" "the join 
 is "$(k get tasks -l tasked.dev/flow=diamond -o name | wc -l | tr -d ' ')" "4" "children are labelled tasked.dev/flow"
 is "$(k get task diamond-a -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')" "Flow/diamond" "children are owned by the Flow"
 is "$(k get flow diamond -o jsonpath='{.status.counts.Succeeded}/{.status.counts.Skipped}')" "3/1" "Flow status counts phases"
+is "$(k get flow diamond -o json | jq -cS '.status.counts')" '{"Skipped":1,"Succeeded":3}' \
+	"... and only the phases its tasks are in now (no stale Pending or Running)"
 
 # --- failFast ----------------------------------------------------------------------------------------
 apply <<'EOF2'
