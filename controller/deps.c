@@ -113,7 +113,9 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			st = DEPS_FAILED;
 		} else if (!phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0)) {
 			if (st == DEPS_READY) {
-				snprintf(why, whysz, "waiting for task %s (%s)", name, phase ? phase : "Pending");
+				/* Not its phase: the dependent hears of a dependency when it finishes,
+				 * so "(Pending)" would stay while it runs. */
+				snprintf(why, whysz, "waiting for task %s to finish", name);
 				st = DEPS_WAIT;
 			}
 		}
@@ -126,7 +128,8 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
 			if (!f || !task_phase_terminal(phase)) {
-				snprintf(why, whysz, "waiting for task %s (%s)", json_string_value(d), phase ? phase : "missing");
+				snprintf(why, whysz, f ? "waiting for task %s to finish" : "waiting for task %s, which does not exist (yet)",
+					 json_string_value(d));
 				return DEPS_WAIT;
 			}
 		}
