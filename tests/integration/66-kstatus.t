@@ -39,6 +39,24 @@ observed() {
 is "$(printf '{"apiVersion":"tasked.dev/v1alpha1","kind":"Task","metadata":{"name":"x","generation":1},"status":{"phase":"Failed","observedGeneration":1}}' |
 	"$KSTATUS" | cut -f3)" Current "a phase alone: kstatus says Current (why the conditions are needed)"
 
+# --- the conditions cost no API write: status PATCHes of tasks, counted by the API server --------
+status_patches() {
+	k get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="tasks"/ && /subresource="status"/ &&
+		/verb="PATCH"/ { s += $NF } END { print s + 0 }'
+}
+n=8
+before=$(status_patches)
+for i in $(seq 1 $n); do
+	printf 'apiVersion: tasked.dev/v1alpha1\nkind: Task\nmetadata: {name: w%s}\nspec: {shell: {command: ["true"]}}\n' "$i" | apply
+	wait_phase "w$i" Succeeded 60 >/dev/null
+done
+ok "the $n tasks have their conditions" test "$(k get tasks -o json | jq '[.items[] | select(.metadata.name | startswith("w")) |
+	select([.status.conditions[] | select(.type == "Completed" and .status == "True")] | length == 1)] | length')" = "$n"
+writes=$(($(status_patches) - before))
+diag "status writes for $n tasks run one after the other: $writes"
+ok "1 to 2 status writes per task (Running, then the end): $writes for $n" test "$writes" -ge "$n" -a "$writes" -le $((2 * n))
+k delete tasks $(seq -f 'w%g' 1 $n) --wait=false >/dev/null
+
 # --- Task ------------------------------------------------------------------------------------------
 apply <<'EOF2'
 apiVersion: tasked.dev/v1alpha1
