@@ -9,13 +9,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -27,6 +27,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kstatus: cannot read stdin (or more than 64 MiB)")
 		os.Exit(2)
 	}
+	// apimachinery's json keeps integers int64, as unstructured objects need them.
 	var obj map[string]interface{}
 	if err := json.Unmarshal(data, &obj); err != nil {
 		fmt.Fprintf(os.Stderr, "kstatus: stdin is not a JSON object: %v\n", err)
