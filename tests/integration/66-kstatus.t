@@ -101,8 +101,8 @@ check Task good Succeeded Current
 is "$(cond task good Ready)/$(cond task good Completed)/$(cond task good Stalled)" "True/Succeeded/True/Succeeded/False/Succeeded" \
 	"Succeeded: Ready True, Completed True, Stalled False"
 check Task bad Failed Failed
-is "$(cond task bad Ready)/$(cond task bad Stalled)/$(cond task bad Completed)" "False/Failed/True/Failed/True/Failed" \
-	"Failed: Ready False with the reason, Stalled True, Completed True"
+is "$(cond task bad Ready)/$(cond task bad Stalled)/$(cond task bad Completed)" "False/ExitCode/True/ExitCode/True/Failed" \
+	"Failed: Ready False and Stalled True with the reason (ExitCode), Completed True"
 check Task skipped Skipped Current
 is "$(cond task skipped Succeeded)/$(cond task skipped Ready)" "True/ConditionFalse/True/ConditionFalse" \
 	"Skipped: Succeeded and Ready True (reason ConditionFalse)"
