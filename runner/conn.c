@@ -5,6 +5,7 @@
 #include "plainhttp.h"
 #include "proto.h"
 #include "util.h"
+#include "wsguard.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -628,8 +629,19 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 						     (unsigned char *)v, n, p, end);
 		explicit_bzero(v, sizeof(v));
 		explicit_bzero(c->grant, sizeof(c->grant)); /* single use */
+		/* lws 4.1 takes masked frames from a server (RFC 6455 5.1 says fail): wsguard.h.
+		 * The request is not sent yet, so the response is read from its first byte. */
+		if (!r && wsguard_watch(lws_get_socket_fd(wsi), 0) < 0)
+			return -1;
 		return r ? -1 : 0;
 	}
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		if (wsguard_upgrade(lws_get_socket_fd(wsi)) < 0) {
+			log_warn("protocol error from controller; closing", "error",
+				 "data after the handshake response");
+			return -1;
+		}
+		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (wsi != c->wsi)
 			return -1;
@@ -698,6 +710,9 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			conn_lost(c, in ? (const char *)in : "connection error");
 		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (wsguard_forget(lws_get_socket_fd(wsi)))
+			log_warn("protocol error from controller; closed", "error",
+				 "masked frame from the server (RFC 6455 5.1)");
 		if (wsi == c->wsi)
 			conn_lost(c, "closed");
 		break;
