@@ -996,20 +996,6 @@ static void conn_tick_cb(lws_sorted_usec_list_t *sul)
 		lws_cancel_service(c->ctx);
 }
 
-static void conn_lws_log(int level, const char *line)
-{
-	static struct log_limit limit = LOG_LIMIT_INIT;
-	unsigned long long suppressed;
-	char copy[512], n[24];
-
-	if (!log_limit_allow(&limit, 20, 1, &suppressed))
-		return;
-	snprintf(copy, sizeof(copy), "%s", line);
-	util_rstrip(copy);
-	snprintf(n, sizeof(n), "%llu", suppressed);
-	log_warn("libwebsockets", "detail", copy, suppressed ? "suppressedBefore" : NULL, n);
-}
-
 int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 {
 	struct lws_context_creation_info info;
@@ -1044,7 +1030,7 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 			unsetenv(vars[i]);
 	}
-	lws_set_log_level(LLL_ERR, conn_lws_log);
+	lws_set_log_level(LLL_ERR, log_lws);
 	memset(&info, 0, sizeof(info));
 	if (c->proxy[0])
 		info.http_proxy_address = c->proxy;
