@@ -64,8 +64,13 @@ int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char 
 		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 		buf_reset(&text);
 		if (tail)
-			buf_append(&text, tail, strlen(tail));
+			(void)buf_append(&text, tail, strlen(tail)); /* checked below */
 		source = "logTail";
+	}
+	if (text.err) { /* out of memory: an empty log would look like a quiet task */
+		buf_free(&text);
+		json_decref(t);
+		return api_error(a, wsi, s, 500, "InternalError", "cannot build the answer");
 	}
 	if (api_wants_json(wsi)) {
 		json_t *o = json_pack("{ss ss ss* ss sb sb sI ss#}", "namespace", ns, "name", name,

@@ -326,6 +326,12 @@ int api_sse_writeable(struct api *a, struct lws *wsi, struct api_sess *s)
 	long n;
 	int more = 0;
 
+	/* A failed append emptied the batch (buf_append): end the stream rather than skip what
+	 * the cursor already passed. */
+	if (s->out.err) {
+		log_warn("ending an SSE stream: cannot build its frames", "task", s->key);
+		return -1;
+	}
 	if (s->out_off >= s->out.len) {
 		if (s->ending) {
 			/* Everything was written: end the stream (an HTTP/2 stream ends cleanly, an
@@ -340,6 +346,10 @@ int api_sse_writeable(struct api *a, struct lws *wsi, struct api_sess *s)
 		more = sse_fill(a, s);
 		if (more < 0)
 			return -1;
+		if (s->out.err) {
+			log_warn("ending an SSE stream: cannot build its frames", "task", s->key);
+			return -1;
+		}
 	}
 	if (s->out_off >= s->out.len)
 		return 0;

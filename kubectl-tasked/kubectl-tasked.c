@@ -528,9 +528,10 @@ static void sse_line(struct sse *s, char *l)
 		v = l + strlen(l);
 	}
 	if (strcmp(l, "data") == 0) {
-		if (s->data.len)
-			buf_append(&s->data, "\n", 1);
-		buf_append(&s->data, v, strlen(v));
+		/* A failed append empties the buffer: never hand on a cut event. */
+		if ((s->data.len && buf_append(&s->data, "\n", 1) < 0) ||
+		    buf_append(&s->data, v, strlen(v)) < 0)
+			die("an event from the API exceeds %zu bytes", s->data.max);
 	} else if (strcmp(l, "event") == 0) {
 		snprintf(s->event, sizeof(s->event), "%s", v);
 	} else if (strcmp(l, "id") == 0) {
@@ -631,8 +632,7 @@ static int sse_run(struct client *c, const char *path, const char *since, int (*
 				fprintf(stderr, "warning: the API refused the stream (503: too "
 						"many streams); retrying\n");
 			} else {
-				buf_append(&s.err, "", 1);
-				api_fail(s.code, s.err.data);
+				api_fail(s.code, s.err.data); /* NUL-terminated, or NULL */
 			}
 		}
 		if (deadline && util_mono_ms() >= deadline) {
