@@ -99,9 +99,16 @@ static ssize_t wsguard_judge(int fd, unsigned char *buf, ssize_t n)
 		return n;
 	pthread_mutex_lock(&wsguard_lock);
 	c = wsguard_tab[fd];
-	/* A number lws closed and another thread's socket got since is not ours to judge. */
-	if (c && (fstat(fd, &st) < 0 || st.st_dev != c->dev || st.st_ino != c->ino))
+	/* A number lws closed (an entry nobody forgot) and another socket got since is not ours to
+	 * judge. The caller holds fd open, so no new watch can be taking the number: drop it. */
+	if (c && fstat(fd, &st) < 0) {
 		c = NULL;
+	} else if (c && (st.st_dev != c->dev || st.st_ino != c->ino)) {
+		wsguard_tab[fd] = NULL;
+		atomic_fetch_sub(&wsguard_watched, 1);
+		free(c);
+		c = NULL;
+	}
 	if (!c || n < 0) {
 		pthread_mutex_unlock(&wsguard_lock);
 		return n;

@@ -179,6 +179,32 @@ static void test_guard(void)
 	close(sv[0]);
 	close(sv[1]);
 
+	/* An entry nobody forgot, its number now another socket's: that socket passes untouched. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return;
+	wsguard_watch(sv[0], 1);
+	(void)!write(sv[1], req, sizeof(req) - 1);
+	(void)!recv(sv[0], in, sizeof(in), 0);
+	wsguard_upgrade(sv[0]);
+	{
+		int fd = sv[0], other[2], mine, peer;
+		close(sv[0]);
+		close(sv[1]);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other) < 0)
+			return;
+		ok(other[0] == fd || other[1] == fd, "the number was reused (%d)", fd);
+		mine = other[0] == fd ? other[0] : other[1];
+		peer = mine == other[0] ? other[1] : other[0];
+		a = frame(out, 1, 0, 5); /* unmasked: the old connection would refuse it */
+		(void)!write(peer, out, a);
+		n = recv(mine, in, sizeof(in), 0);
+		ok(n == (ssize_t)a && memcmp(in, out, a) == 0,
+		   "a reused descriptor number is not judged");
+		is_int(wsguard_upgrade(mine), -ENOENT, "... and its stale entry is gone");
+		close(other[0]);
+		close(other[1]);
+	}
+
 	is_int(wsguard_watch(WSGUARD_MAX_FD, 1), -EMFILE,
 	       "a descriptor beyond the table is refused");
 }
