@@ -107,11 +107,11 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		}
 		json_object_set_new(*vars, name, task_facts(obj));
 		phase = task_phase(obj);
-		if (phase && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Cancelled") == 0)) {
+		if (phase_terminal(phase) && !phase_ok(phase)) { /* Failed or Cancelled */
 			if (st != DEPS_FAILED)
 				snprintf(why, whysz, "dependency %s %s", name, strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
 			st = DEPS_FAILED;
-		} else if (!phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0)) {
+		} else if (!phase_ok(phase)) {
 			if (st == DEPS_READY) {
 				/* Not its phase: the dependent hears of a dependency when it finishes,
 				 * so "(Pending)" would stay while it runs. */
