@@ -19,7 +19,7 @@ struct certmgr {
 	struct certmgr_cfg cfg;
 	char *namespace_, *secret, *webhook_config;
 	char *names[CERTS_MAX_NAMES];
-	char *served;              /* the serving certificate last handed to on_cert */
+	char *served; /* the serving certificate last handed to on_cert */
 	int vwc_missing_logged;
 	atomic_int stop;
 	pthread_t thread;
@@ -39,7 +39,9 @@ int certmgr_new(const struct certmgr_cfg *cfg, struct certmgr **ret)
 	m->cfg = *cfg;
 	m->namespace_ = strdup(cfg->namespace_);
 	m->secret = strdup(cfg->secret);
-	m->webhook_config = cfg->webhook_config && *cfg->webhook_config ? strdup(cfg->webhook_config) : NULL;
+	m->webhook_config = cfg->webhook_config && *cfg->webhook_config
+				    ? strdup(cfg->webhook_config)
+				    : NULL;
 	for (size_t i = 0; i < cfg->n_names; i++)
 		m->names[i] = strdup(cfg->names[i]);
 	m->cfg.names = (const char *const *)m->names;
@@ -48,7 +50,8 @@ int certmgr_new(const struct certmgr_cfg *cfg, struct certmgr **ret)
 			certmgr_free(m);
 			return -ENOMEM;
 		}
-	if (!m->namespace_ || !m->secret || (cfg->webhook_config && *cfg->webhook_config && !m->webhook_config)) {
+	if (!m->namespace_ || !m->secret ||
+	    (cfg->webhook_config && *cfg->webhook_config && !m->webhook_config)) {
 		certmgr_free(m);
 		return -ENOMEM;
 	}
@@ -98,12 +101,14 @@ static void from_secret(json_t *secret, struct certs *c)
 
 static json_t *secret_body(struct certmgr *m, const struct certs *c, const char *resource_version)
 {
-	json_t *s = json_pack("{sssss{sss{ss}}ss s{soosoosoosoo}}", "apiVersion", "v1", "kind", "Secret", "metadata",
-			      "name", m->secret, "labels", "app.kubernetes.io/managed-by", "tasked-controller",
-			      "type", "kubernetes.io/tls", "data", "tls.crt", b64(c->tls_crt), "tls.key", b64(c->tls_key),
-			      "ca.crt", b64(c->ca_crt), "ca.key", b64(c->ca_key));
+	json_t *s = json_pack("{sssss{sss{ss}}ss s{soosoosoosoo}}", "apiVersion", "v1", "kind",
+			      "Secret", "metadata", "name", m->secret, "labels",
+			      "app.kubernetes.io/managed-by", "tasked-controller", "type",
+			      "kubernetes.io/tls", "data", "tls.crt", b64(c->tls_crt), "tls.key",
+			      b64(c->tls_key), "ca.crt", b64(c->ca_crt), "ca.key", b64(c->ca_key));
 	if (s && resource_version)
-		json_object_set_new(json_object_get(s, "metadata"), "resourceVersion", json_string(resource_version));
+		json_object_set_new(json_object_get(s, "metadata"), "resourceVersion",
+				    json_string(resource_version));
 	return s;
 }
 
@@ -115,21 +120,22 @@ static int write_secret(struct certmgr *m, const struct certs *c, const char *rv
 	struct kube_resp resp;
 	int r;
 
-	if (!body || kube_path(path, sizeof(path), "v1", "secrets", m->namespace_, rv ? m->secret : NULL, NULL) < 0) {
+	if (!body || kube_path(path, sizeof(path), "v1", "secrets", m->namespace_,
+			       rv ? m->secret : NULL, NULL) < 0) {
 		json_decref(body);
 		return -ENOMEM;
 	}
 	r = kube_request(m->cfg.kc, rv ? "PUT" : "POST", path, NULL, body, &resp);
 	json_decref(body);
 	if (r == 0 && resp.status >= 200 && resp.status < 300) {
-		log_info(rv ? "webhook certificate renewed" : "webhook certificate created", "secret", m->secret,
-			 "namespace", m->namespace_, "why", why);
+		log_info(rv ? "webhook certificate renewed" : "webhook certificate created",
+			 "secret", m->secret, "namespace", m->namespace_, "why", why);
 		r = 0;
 	} else if (r == 0 && (resp.status == 409 || resp.status == 404)) {
-		r = -EAGAIN;   /* another replica wrote first (or deleted it): read again */
+		r = -EAGAIN; /* another replica wrote first (or deleted it): read again */
 	} else {
-		log_warn("cannot write the webhook certificate Secret", "secret", m->secret, "namespace", m->namespace_,
-			 "error", resp.message);
+		log_warn("cannot write the webhook certificate Secret", "secret", m->secret,
+			 "namespace", m->namespace_, "error", resp.message);
 		r = -EIO;
 	}
 	kube_resp_free(&resp);
@@ -146,20 +152,21 @@ static int sync_ca_bundle(struct certmgr *m, const char *ca)
 	size_t i;
 	int changed = 0, r;
 
-	if (!want || kube_path(path, sizeof(path), VWC_GV, "validatingwebhookconfigurations", NULL, m->webhook_config,
-			       NULL) < 0) {
+	if (!want || kube_path(path, sizeof(path), VWC_GV, "validatingwebhookconfigurations", NULL,
+			       m->webhook_config, NULL) < 0) {
 		json_decref(want);
 		return -ENOMEM;
 	}
 	r = kube_request(m->cfg.kc, "GET", path, NULL, NULL, &resp);
 	if (r < 0 || resp.status != 200) {
 		if (r == 0 && resp.status == 404 && !m->vwc_missing_logged) {
-			log_warn("ValidatingWebhookConfiguration not found; will set its caBundle once it exists",
+			log_warn("ValidatingWebhookConfiguration not found; will set its caBundle "
+				 "once it exists",
 				 "name", m->webhook_config);
 			m->vwc_missing_logged = 1;
 		} else if (resp.status != 404) {
-			log_warn("cannot read the ValidatingWebhookConfiguration", "name", m->webhook_config, "error",
-				 resp.message);
+			log_warn("cannot read the ValidatingWebhookConfiguration", "name",
+				 m->webhook_config, "error", resp.message);
 		}
 		kube_resp_free(&resp);
 		json_decref(want);
@@ -167,7 +174,8 @@ static int sync_ca_bundle(struct certmgr *m, const char *ca)
 	}
 	m->vwc_missing_logged = 0;
 	hooks = json_object_get(resp.body, "webhooks");
-	json_array_foreach(hooks, i, h) {
+	json_array_foreach(hooks, i, h)
+	{
 		json_t *cc = json_object_get(h, "clientConfig");
 		if (!json_is_object(cc) || json_equal(json_object_get(cc, "caBundle"), want))
 			continue;
@@ -184,8 +192,8 @@ static int sync_ca_bundle(struct certmgr *m, const char *ca)
 	if (r == 0 && up.status == 200)
 		log_info("webhook caBundle updated", "name", m->webhook_config);
 	else if (!(r == 0 && up.status == 409))
-		log_warn("cannot update the ValidatingWebhookConfiguration", "name", m->webhook_config, "error",
-			 up.message);
+		log_warn("cannot update the ValidatingWebhookConfiguration", "name",
+			 m->webhook_config, "error", up.message);
 	r = r < 0 ? r : up.status == 200 ? 0 : up.status == 409 ? -EAGAIN : -EIO;
 	kube_resp_free(&up);
 	kube_resp_free(&resp);
@@ -216,8 +224,8 @@ int certmgr_sync(struct certmgr *m)
 		return -ENOMEM;
 	r = kube_request(m->cfg.kc, "GET", path, NULL, NULL, &resp);
 	if (r < 0 || (resp.status != 200 && resp.status != 404)) {
-		log_warn("cannot read the webhook certificate Secret", "secret", m->secret, "namespace", m->namespace_,
-			 "error", resp.message);
+		log_warn("cannot read the webhook certificate Secret", "secret", m->secret,
+			 "namespace", m->namespace_, "error", resp.message);
 		kube_resp_free(&resp);
 		return r < 0 ? r : -EIO;
 	}
@@ -225,19 +233,22 @@ int certmgr_sync(struct certmgr *m)
 		memset(&c, 0, sizeof(c));
 	else
 		from_secret(resp.body, &c);
-	rv = resp.status == 200 ? json_string_value(json_object_get(json_object_get(resp.body, "metadata"),
-								    "resourceVersion"))
-				: NULL;
+	rv = resp.status == 200
+		     ? json_string_value(json_object_get(json_object_get(resp.body, "metadata"),
+							 "resourceVersion"))
+		     : NULL;
 	r = certs_ensure(&c, m->cfg.names, m->cfg.n_names, m->cfg.validity_s, why, sizeof(why));
 	if (r == 1)
-		r = resp.status == 404 || rv ? write_secret(m, &c, resp.status == 404 ? NULL : rv, why) : -EIO;
+		r = resp.status == 404 || rv
+			    ? write_secret(m, &c, resp.status == 404 ? NULL : rv, why)
+			    : -EIO;
 	kube_resp_free(&resp);
 	if (r == 0) {
 		serve(m, &c);
 		if (m->webhook_config)
 			r = sync_ca_bundle(m, c.ca_crt);
 		if (r == -ENOENT)
-			r = 0;   /* not installed (yet): the Secret is what this pass is for */
+			r = 0; /* not installed (yet): the Secret is what this pass is for */
 	}
 	certs_clear(&c);
 	return r;

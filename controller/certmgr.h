@@ -20,10 +20,10 @@ struct certmgr;
 
 struct certmgr_cfg {
 	struct kube_client *kc;
-	const char *namespace_;       /* the Secret's */
-	const char *secret;           /* its name */
-	const char *webhook_config;   /* ValidatingWebhookConfiguration name; NULL or "" = leave it */
-	const char *const *names;     /* DNS names and IPs the certificate must cover */
+	const char *namespace_;     /* the Secret's */
+	const char *secret;         /* its name */
+	const char *webhook_config; /* ValidatingWebhookConfiguration name; NULL or "" = leave it */
+	const char *const *names;   /* DNS names and IPs the certificate must cover */
 	size_t n_names;
 	int64_t validity_s;
 	/* The serving certificate and key to use (PEM), on the manager's thread; called on the

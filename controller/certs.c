@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CA_FACTOR 10       /* the CA lives this many serving lifetimes */
-#define SKEW_S 300         /* notBefore this far back */
+#define CA_FACTOR 10 /* the CA lives this many serving lifetimes */
+#define SKEW_S 300   /* notBefore this far back */
 
 void certs_clear(struct certs *c)
 {
@@ -37,8 +37,10 @@ static int dup_or_null(char **dst, const char *src)
 int certs_copy(struct certs *dst, const struct certs *src)
 {
 	memset(dst, 0, sizeof(*dst));
-	if (dup_or_null(&dst->ca_crt, src->ca_crt) < 0 || dup_or_null(&dst->ca_key, src->ca_key) < 0 ||
-	    dup_or_null(&dst->tls_crt, src->tls_crt) < 0 || dup_or_null(&dst->tls_key, src->tls_key) < 0) {
+	if (dup_or_null(&dst->ca_crt, src->ca_crt) < 0 ||
+	    dup_or_null(&dst->ca_key, src->ca_key) < 0 ||
+	    dup_or_null(&dst->tls_crt, src->tls_crt) < 0 ||
+	    dup_or_null(&dst->tls_key, src->tls_key) < 0) {
 		certs_clear(dst);
 		return -ENOMEM;
 	}
@@ -65,8 +67,8 @@ int certs_check_names(const char *const *names, size_t n)
 		if (strncmp(s, "*.", 2) == 0)
 			s += 2;
 		for (; *s; s++)
-			if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-			      *s == '-' || *s == '.'))
+			if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+			      (*s >= '0' && *s <= '9') || *s == '-' || *s == '.'))
 				return -EINVAL;
 	}
 	return 0;
@@ -128,15 +130,16 @@ static int fresh(X509 *x, int64_t max_s)
 	int64_t left, total;
 	if (life_of(x, &left, &total) < 0)
 		return 0;
-	total -= SKEW_S;   /* the backdating is no part of the life asked for */
+	total -= SKEW_S; /* the backdating is no part of the life asked for */
 	return left > total / 3 && total <= max_s + 60;
 }
 
 static int covers(X509 *x, const char *const *names, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int ok = is_ip(names[i]) ? X509_check_ip_asc(x, names[i], 0) == 1
-					 : X509_check_host(x, names[i], strlen(names[i]), 0, NULL) == 1;
+		int ok = is_ip(names[i])
+				 ? X509_check_ip_asc(x, names[i], 0) == 1
+				 : X509_check_host(x, names[i], strlen(names[i]), 0, NULL) == 1;
 		if (!ok)
 			return 0;
 	}
@@ -199,12 +202,14 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *ik
 	int ca = issuer == NULL, r;
 
 	if (!x || !X509_set_version(x, 2) || random_serial(x) < 0 ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+					-1, 0) ||
 	    !X509_set_issuer_name(x, ca ? name : X509_get_subject_name(issuer)) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -SKEW_S) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), (long)life_s) || !X509_set_pubkey(x, key))
 		goto fail;
-	r = add_ext(x, ca ? x : issuer, NID_basic_constraints, ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE");
+	r = add_ext(x, ca ? x : issuer, NID_basic_constraints,
+		    ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE");
 	if (r == 0)
 		r = add_ext(x, ca ? x : issuer, NID_key_usage,
 			    ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature");
@@ -230,7 +235,8 @@ static int san_of(const char *const *names, size_t n, char *out, size_t outsz)
 	size_t off = 0;
 	out[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
-		int w = snprintf(out + off, outsz - off, "%s%s:%s", i ? "," : "", is_ip(names[i]) ? "IP" : "DNS", names[i]);
+		int w = snprintf(out + off, outsz - off, "%s%s:%s", i ? "," : "",
+				 is_ip(names[i]) ? "IP" : "DNS", names[i]);
 		if (w < 0 || (size_t)w >= outsz - off)
 			return -ENOBUFS;
 		off += (size_t)w;
@@ -243,7 +249,8 @@ static int new_ca(struct certs *c, X509 *prev, int64_t life_s)
 {
 	EVP_PKEY *k = EVP_EC_gen("P-256");
 	X509 *x = k ? make_cert(k, "tasked-webhook-ca", NULL, NULL, life_s, NULL) : NULL;
-	char *crt = x ? pem_of(write_x509, x) : NULL, *key = k ? pem_of(write_key, k) : NULL, *old = NULL;
+	char *crt = x ? pem_of(write_x509, x) : NULL, *key = k ? pem_of(write_key, k) : NULL,
+	     *old = NULL;
 	int64_t left, total;
 	int r = -ENOMEM;
 
@@ -312,7 +319,8 @@ int certs_ensure(struct certs *c, const char *const *names, size_t n, int64_t va
 {
 	X509 *ca = read_cert(c->ca_crt, 0), *leaf = read_cert(c->tls_crt, 0);
 	EVP_PKEY *cakey = read_key(c->ca_key), *key = read_key(c->tls_key);
-	int64_t ca_life = validity_s > INT64_MAX / CA_FACTOR ? INT64_MAX / CA_FACTOR : validity_s * CA_FACTOR;
+	int64_t ca_life = validity_s > INT64_MAX / CA_FACTOR ? INT64_MAX / CA_FACTOR
+							     : validity_s * CA_FACTOR;
 	int ca_ok, leaf_ok, r = 0;
 
 	if (certs_check_names(names, n) < 0 || validity_s < 1) {
@@ -328,10 +336,13 @@ int certs_ensure(struct certs *c, const char *const *names, size_t n, int64_t va
 		r = r < 0 ? r : 1;
 		goto out;
 	}
-	leaf_ok = leaf && key && X509_check_private_key(leaf, key) == 1 && X509_verify(leaf, cakey) == 1 &&
-		  covers(leaf, names, n) && fresh(leaf, validity_s);
+	leaf_ok = leaf && key && X509_check_private_key(leaf, key) == 1 &&
+		  X509_verify(leaf, cakey) == 1 && covers(leaf, names, n) &&
+		  fresh(leaf, validity_s);
 	if (!leaf_ok) {
-		snprintf(why, whysz, "%s", !leaf ? "no serving certificate" : "the serving certificate is due for renewal");
+		snprintf(why, whysz, "%s",
+			 !leaf ? "no serving certificate"
+			       : "the serving certificate is due for renewal");
 		r = new_leaf(c, names, n, validity_s);
 		r = r < 0 ? r : 1;
 	}

@@ -16,12 +16,12 @@
 #include <stdint.h>
 
 #define CERTS_MAX_NAMES 16
-#define CERTS_MAX_PEM (64 * 1024)   /* a field larger than this is not ours: renew */
+#define CERTS_MAX_PEM (64 * 1024) /* a field larger than this is not ours: renew */
 
 struct certs {
-	char *ca_crt;   /* CA bundle: the current CA first, then a previous one */
-	char *ca_key;   /* the current CA's key */
-	char *tls_crt;  /* serving certificate */
+	char *ca_crt;  /* CA bundle: the current CA first, then a previous one */
+	char *ca_key;  /* the current CA's key */
+	char *tls_crt; /* serving certificate */
 	char *tls_key;
 };
 

@@ -77,7 +77,8 @@ static const struct cfg_flag cfg_flags[] = {
 	S("webhook-cert-names", webhook_names, "LIST", "localhost,127.0.0.1",
 	  "comma-separated DNS names and IPs of the webhook certificate"),
 	L("webhook-cert-validity-seconds", webhook_validity_s, 31536000, 30, 315360000,
-	  "life of the webhook certificate (renewed with a third left; the CA lives 10 times longer)"),
+	  "life of the webhook certificate (renewed with a third left; the CA lives 10 times "
+	  "longer)"),
 	S("log-level", log_level, "LEVEL", "info", "debug|info|warn|error"),
 	F("check-config", check_config, "validate options and kubeconfig, then exit"),
 	{ "version", CFG_VERSION, 0, NULL, NULL, 0, 0, 0, "print the version" },

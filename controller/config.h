@@ -19,7 +19,8 @@ struct ctl_config {
 	const char *metrics_listen;
 	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
 	/* validating admission webhook (certmgr, webhook_srv) */
-	const char *webhook_listen, *webhook_secret, *webhook_secret_ns, *webhook_config, *webhook_names;
+	const char *webhook_listen, *webhook_secret, *webhook_secret_ns, *webhook_config,
+		*webhook_names;
 	long webhook_validity_s;
 };
 

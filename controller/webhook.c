@@ -13,7 +13,8 @@
 
 #define REVIEW_GV "admission.k8s.io/v1"
 
-static int deny(char *msg, size_t msgsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int deny(char *msg, size_t msgsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static int deny(char *msg, size_t msgsz, const char *fmt, ...)
 {
 	va_list ap;
@@ -120,11 +121,11 @@ static int check_executor(json_t *spec, json_t *queue, const char *field, char *
 	size_t i;
 
 	if (!queue || !exec || !json_is_array(allowed))
-		return 0;   /* no queue (yet): its defaults are checked when the task runs */
-	json_array_foreach(allowed, i, e)
-		if (json_is_string(e) && strcmp(json_string_value(e), exec) == 0)
-			return 0;
-	return deny(msg, msgsz, "%s.%s: the %s executor is not allowed by TaskQueue %s (policy.executors)",
+		return 0; /* no queue (yet): its defaults are checked when the task runs */
+	json_array_foreach(allowed, i, e) if (json_is_string(e) &&
+					      strcmp(json_string_value(e), exec) == 0) return 0;
+	return deny(msg, msgsz,
+		    "%s.%s: the %s executor is not allowed by TaskQueue %s (policy.executors)",
 		    field, exec, exec, cstr(json_object_get(queue, "metadata"), "name") ?: "?");
 }
 
@@ -132,7 +133,8 @@ static int secret_declared(json_t *queue, const char *name)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(queue, "spec"), "secrets"), i, e) {
+	json_array_foreach(json_object_get(json_object_get(queue, "spec"), "secrets"), i, e)
+	{
 		const char *n = cstr(e, "name");
 		if (n && strcmp(n, name) == 0)
 			return 1;
@@ -141,19 +143,24 @@ static int secret_declared(json_t *queue, const char *name)
 }
 
 /* valueFrom.queueSecret in list[i] (env or headers) must be declared by the queue. */
-static int check_secret_list(json_t *list, json_t *queue, const char *field, char *msg, size_t msgsz)
+static int check_secret_list(json_t *list, json_t *queue, const char *field, char *msg,
+			     size_t msgsz)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(list, i, e) {
+	json_array_foreach(list, i, e)
+	{
 		json_t *v = json_object_get(json_object_get(e, "valueFrom"), "queueSecret");
 		const char *n = json_string_value(v);
 		if (!v)
 			continue;
 		if (!n || strlen(n) != json_string_length(v) || !secret_declared(queue, n))
-			return deny(msg, msgsz, "%s[%zu].valueFrom.queueSecret: TaskQueue %s declares no secret %s "
-				    "(spec.secrets)", field, i,
-				    cstr(json_object_get(queue, "metadata"), "name") ?: "?", n ? n : "?");
+			return deny(
+				msg, msgsz,
+				"%s[%zu].valueFrom.queueSecret: TaskQueue %s declares no secret %s "
+				"(spec.secrets)",
+				field, i, cstr(json_object_get(queue, "metadata"), "name") ?: "?",
+				n ? n : "?");
 	}
 	return 0;
 }
@@ -172,11 +179,13 @@ static int check_secrets(json_t *spec, json_t *queue, const char *field, char *m
 		const char *ex = k == 0 ? "http" : "remote";
 		json_t *h = json_object_get(spec, ex), *cs;
 		snprintf(f, sizeof(f), "%s.%s.headers", field, ex);
-		if ((r = check_secret_list(json_object_get(h, "headers"), queue, f, msg, msgsz)) < 0)
+		if ((r = check_secret_list(json_object_get(h, "headers"), queue, f, msg, msgsz)) <
+		    0)
 			return r;
 		cs = json_object_get(json_object_get(h, "oauth2"), "clientSecret");
 		if (cs && json_object_get(cs, "queueSecret")) {
-			json_t *one = json_pack("[{s{sO}}]", "valueFrom", "queueSecret", json_object_get(cs, "queueSecret"));
+			json_t *one = json_pack("[{s{sO}}]", "valueFrom", "queueSecret",
+						json_object_get(cs, "queueSecret"));
 			snprintf(f, sizeof(f), "%s.%s.oauth2.clientSecret", field, ex);
 			r = one ? check_secret_list(one, queue, f, msg, msgsz) : 0;
 			json_decref(one);
@@ -184,7 +193,8 @@ static int check_secrets(json_t *spec, json_t *queue, const char *field, char *m
 				/* "…clientSecret[0].valueFrom.queueSecret" names a list that is not one. */
 				char *p = strstr(msg, "[0].valueFrom");
 				if (p)
-					memmove(p, p + strlen("[0].valueFrom"), strlen(p + strlen("[0].valueFrom")) + 1);
+					memmove(p, p + strlen("[0].valueFrom"),
+						strlen(p + strlen("[0].valueFrom")) + 1);
 				return r;
 			}
 		}
@@ -202,9 +212,11 @@ static json_t *known_tasks(json_t *spec, json_t *flow_tasks)
 
 	if (!names)
 		return NULL;
-	json_array_foreach(src, i, e) {
+	json_array_foreach(src, i, e)
+	{
 		const char *n = flow_tasks ? cstr(e, "name") : json_string_value(e);
-		if (n && *n && (!flow_tasks || strlen(n) == json_string_length(json_object_get(e, "name"))))
+		if (n && *n &&
+		    (!flow_tasks || strlen(n) == json_string_length(json_object_get(e, "name"))))
 			json_object_set_new(names, n, json_true());
 	}
 	return names;
@@ -213,7 +225,8 @@ static json_t *known_tasks(json_t *spec, json_t *flow_tasks)
 static struct cel_limits limits_of(json_t *queue)
 {
 	struct cel_limits l;
-	json_t *c = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"), "conditions");
+	json_t *c = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
+				    "conditions");
 	cel_limits_default(&l);
 	if (json_is_integer(json_object_get(c, "timeoutMilliseconds")))
 		l.timeout_ms = json_integer_value(json_object_get(c, "timeoutMilliseconds"));
@@ -227,7 +240,8 @@ static struct cel_limits limits_of(json_t *queue)
 /* Syntax, length and nesting at compile time; then the cost, evaluated once with every known
  * task Succeeded with exit code 0 and an empty output. Only a limit hit in that evaluation is a
  * refusal: a missing output key or a timeout (a busy machine) says nothing about the spec. */
-static int check_when(json_t *spec, json_t *names, json_t *queue, const char *field, char *msg, size_t msgsz)
+static int check_when(json_t *spec, json_t *names, json_t *queue, const char *field, char *msg,
+		      size_t msgsz)
 {
 	json_t *w = json_object_get(spec, "when"), *tasks, *vars, *n;
 	struct cel_limits l = limits_of(queue);
@@ -249,47 +263,55 @@ static int check_when(json_t *spec, json_t *names, json_t *queue, const char *fi
 		return deny(msg, msgsz, "%s.when: %s", field, err);
 	tasks = json_object();
 	json_object_foreach(names, name, n)
-		json_object_set_new(tasks, name, json_pack("{sssiso}", "phase", "Succeeded", "exitCode", 0, "output",
-							   json_object()));
-	vars = json_pack("{sos{sssss{}si}}", "tasks", tasks, "task", "name", "", "namespace", "", "labels",
-			 "attempt", 1);
+		json_object_set_new(tasks, name,
+				    json_pack("{sssiso}", "phase", "Succeeded", "exitCode", 0,
+					      "output", json_object()));
+	vars = json_pack("{sos{sssss{}si}}", "tasks", tasks, "task", "name", "", "namespace", "",
+			 "labels", "attempt", 1);
 	r = vars ? cel_eval_bool(p, vars, &l, &val, err, sizeof(err)) : 0;
 	json_decref(vars);
 	cel_program_free(p);
 	if (r == -E2BIG)
-		return deny(msg, msgsz, "%s.when: %s (evaluated with every dependency Succeeded; the limits are "
-			    "the TaskQueue's policy.conditions)", field, err);
+		return deny(
+			msg, msgsz,
+			"%s.when: %s (evaluated with every dependency Succeeded; the limits are "
+			"the TaskQueue's policy.conditions)",
+			field, err);
 	return 0;
 }
 
 /* One $(tasks.NAME.FIELD…) reference (ref: what follows "tasks."). */
-static int check_ref(const char *ref, size_t len, json_t *names, int in_flow, const char *field, char *msg,
-		     size_t msgsz)
+static int check_ref(const char *ref, size_t len, json_t *names, int in_flow, const char *field,
+		     char *msg, size_t msgsz)
 {
 	const char *dot = memchr(ref, '.', len), *f, *fend;
 	char name[256];
 	size_t nl = dot ? (size_t)(dot - ref) : len, fl;
 
 	if (nl >= sizeof(name) || memchr(ref, '\0', nl))
-		return deny(msg, msgsz, "%s: $(tasks.%.*s…): the task name is too long", field, 64, ref);
+		return deny(msg, msgsz, "%s: $(tasks.%.*s…): the task name is too long", field, 64,
+			    ref);
 	memcpy(name, ref, nl);
 	name[nl] = '\0';
 	if (!json_object_get(names, name))
-		return deny(msg, msgsz, "%s: $(tasks.%.*s) refers to task %s, which is not %s", field,
-			    (int)(len > 200 ? 200 : len), ref, name,
+		return deny(msg, msgsz, "%s: $(tasks.%.*s) refers to task %s, which is not %s",
+			    field, (int)(len > 200 ? 200 : len), ref, name,
 			    in_flow ? "in this Flow" : "in dependsOn");
 	f = dot ? dot + 1 : ref + len;
 	fend = memchr(f, '.', (size_t)(ref + len - f));
 	fl = (size_t)((fend ? fend : ref + len) - f);
 	if ((fl == 6 && memcmp(f, "output", 6) == 0) ||
-	    (!fend && ((fl == 8 && memcmp(f, "exitCode", 8) == 0) || (fl == 5 && memcmp(f, "phase", 5) == 0))))
+	    (!fend && ((fl == 8 && memcmp(f, "exitCode", 8) == 0) ||
+		       (fl == 5 && memcmp(f, "phase", 5) == 0))))
 		return 0;
-	return deny(msg, msgsz, "%s: $(tasks.%.*s): only output.PATH, exitCode and phase can be referenced", field,
-		    (int)(len > 200 ? 200 : len), ref);
+	return deny(msg, msgsz,
+		    "%s: $(tasks.%.*s): only output.PATH, exitCode and phase can be referenced",
+		    field, (int)(len > 200 ? 200 : len), ref);
 }
 
 /* Every $(tasks.…) in the string v, scanned as deps_resolve_refs does. */
-static int check_refs_in(json_t *v, json_t *names, int in_flow, const char *field, char *msg, size_t msgsz)
+static int check_refs_in(json_t *v, json_t *names, int in_flow, const char *field, char *msg,
+			 size_t msgsz)
 {
 	const char *s = json_string_value(v);
 	struct expand_token t;
@@ -303,30 +325,35 @@ static int check_refs_in(json_t *v, json_t *names, int in_flow, const char *fiel
 		if (k != EXPAND_REF)
 			continue;
 		if (t.name_len >= 6 && strncmp(s + t.name, "tasks.", 6) == 0) {
-			if ((r = check_ref(s + t.name + 6, t.name_len - 6, names, in_flow, field, msg, msgsz)) < 0)
+			if ((r = check_ref(s + t.name + 6, t.name_len - 6, names, in_flow, field,
+					   msg, msgsz)) < 0)
 				return r;
 		} else {
-			pos = t.start + 1;   /* not ours: a "$(" inside it still is */
+			pos = t.start + 1; /* not ours: a "$(" inside it still is */
 		}
 	}
 	return 0;
 }
 
-static int check_refs(json_t *spec, json_t *names, int in_flow, const char *field, char *msg, size_t msgsz)
+static int check_refs(json_t *spec, json_t *names, int in_flow, const char *field, char *msg,
+		      size_t msgsz)
 {
 	json_t *e;
 	char f[256];
 	size_t i;
 	int r;
 
-	json_array_foreach(json_object_get(json_object_get(spec, "shell"), "command"), i, e) {
+	json_array_foreach(json_object_get(json_object_get(spec, "shell"), "command"), i, e)
+	{
 		snprintf(f, sizeof(f), "%s.shell.command[%zu]", field, i);
 		if ((r = check_refs_in(e, names, in_flow, f, msg, msgsz)) < 0)
 			return r;
 	}
-	json_array_foreach(json_object_get(spec, "env"), i, e) {
+	json_array_foreach(json_object_get(spec, "env"), i, e)
+	{
 		snprintf(f, sizeof(f), "%s.env[%zu].value", field, i);
-		if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg, msgsz)) < 0)
+		if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg,
+				       msgsz)) < 0)
 			return r;
 	}
 	for (int k = 0; k < 2; k++) {
@@ -334,13 +361,15 @@ static int check_refs(json_t *spec, json_t *names, int in_flow, const char *fiel
 		json_t *h = json_object_get(spec, ex);
 		for (int m = 0; m < 2; m++) {
 			snprintf(f, sizeof(f), "%s.%s.%s", field, ex, m == 0 ? "url" : "body");
-			if ((r = check_refs_in(json_object_get(h, m == 0 ? "url" : "body"), names, in_flow, f, msg,
-					       msgsz)) < 0)
+			if ((r = check_refs_in(json_object_get(h, m == 0 ? "url" : "body"), names,
+					       in_flow, f, msg, msgsz)) < 0)
 				return r;
 		}
-		json_array_foreach(json_object_get(h, "headers"), i, e) {
+		json_array_foreach(json_object_get(h, "headers"), i, e)
+		{
 			snprintf(f, sizeof(f), "%s.%s.headers[%zu].value", field, ex, i);
-			if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg, msgsz)) < 0)
+			if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg,
+					       msgsz)) < 0)
 				return r;
 		}
 	}
@@ -349,8 +378,8 @@ static int check_refs(json_t *spec, json_t *names, int in_flow, const char *fiel
 
 /* refs: whether to check $(tasks.…) references (not for a Flow's child: its names are siblings
  * the Flow's own review checked). */
-static int check_task(json_t *spec, json_t *flow_tasks, json_t *queue, int refs, const char *field, char *msg,
-		      size_t msgsz)
+static int check_task(json_t *spec, json_t *flow_tasks, json_t *queue, int refs, const char *field,
+		      char *msg, size_t msgsz)
 {
 	json_t *names;
 	int r;
@@ -370,8 +399,8 @@ static int check_task(json_t *spec, json_t *flow_tasks, json_t *queue, int refs,
 	return r;
 }
 
-int webhook_check_task(json_t *spec, json_t *flow_tasks, json_t *queue, const char *field, char *msg,
-		       size_t msgsz)
+int webhook_check_task(json_t *spec, json_t *flow_tasks, json_t *queue, const char *field,
+		       char *msg, size_t msgsz)
 {
 	return check_task(spec, flow_tasks, queue, 1, field, msg, msgsz);
 }
@@ -395,12 +424,12 @@ int webhook_check_flow(json_t *flow, webhook_queue_fn queue, void *ud, const cha
 
 	if (!json_is_array(tasks))
 		return deny(msg, msgsz, "spec.tasks: must be a list of tasks");
-	json_array_foreach(tasks, i, e)
-		if (!json_is_object(e) || !cstr(e, "name"))
-			return deny(msg, msgsz, "spec.tasks[%zu].name: must be a string", i);
+	json_array_foreach(tasks, i, e) if (!json_is_object(e) || !cstr(e, "name")) return deny(
+		msg, msgsz, "spec.tasks[%zu].name: must be a string", i);
 	if (flowctl_validate(tasks, &reason, m, sizeof(m)) < 0)
 		return deny(msg, msgsz, "spec.tasks: %s", m);
-	json_array_foreach(tasks, i, e) {
+	json_array_foreach(tasks, i, e)
+	{
 		json_t *q = queue && ns ? queue(ns, queue_name(e, spec), ud) : NULL;
 		snprintf(field, sizeof(field), "spec.tasks[%zu]", i);
 		r = webhook_check_task(e, tasks, q, field, msg, msgsz);
@@ -416,7 +445,9 @@ static int flow_child(json_t *task)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i, e) {
+	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i,
+			   e)
+	{
 		const char *k = cstr(e, "kind");
 		if (json_is_true(json_object_get(e, "controller")) && k && strcmp(k, "Flow") == 0)
 			return 1;
@@ -443,13 +474,17 @@ void webhook_review(const struct webhook_request *req, webhook_queue_fn queue, v
 	}
 	/* An update that leaves the spec alone (status, labels, finalizers) is not reviewed: an
 	 * object admitted while the webhook was away must stay deletable and labelable. */
-	if (strcmp(req->operation, "UPDATE") == 0 && json_equal(spec, json_object_get(req->old_object, "spec")))
+	if (strcmp(req->operation, "UPDATE") == 0 &&
+	    json_equal(spec, json_object_get(req->old_object, "spec")))
 		return;
 	if (strcmp(req->kind, "Flow") == 0) {
-		r = webhook_check_flow(req->object, queue, ud, req->namespace_, v->message, sizeof(v->message));
+		r = webhook_check_flow(req->object, queue, ud, req->namespace_, v->message,
+				       sizeof(v->message));
 	} else {
-		q = queue && req->namespace_ ? queue(req->namespace_, queue_name(spec, NULL), ud) : NULL;
-		r = check_task(spec, NULL, q, !flow_child(req->object), "spec", v->message, sizeof(v->message));
+		q = queue && req->namespace_ ? queue(req->namespace_, queue_name(spec, NULL), ud)
+					     : NULL;
+		r = check_task(spec, NULL, q, !flow_child(req->object), "spec", v->message,
+			       sizeof(v->message));
 		json_decref(q);
 	}
 out:
@@ -469,11 +504,14 @@ char *webhook_encode(const char *uid, const struct webhook_verdict *v, size_t *l
 	if (!resp)
 		return NULL;
 	if (!v->allowed)
-		json_object_set_new(resp, "status", json_pack("{sissssss}", "code", v->code ? v->code : 403, "reason",
-							       "Forbidden", "message", v->message, "status", "Failure"));
+		json_object_set_new(resp, "status",
+				    json_pack("{sissssss}", "code", v->code ? v->code : 403,
+					      "reason", "Forbidden", "message", v->message,
+					      "status", "Failure"));
 	if (v->warning[0])
 		json_object_set_new(resp, "warnings", json_pack("[s]", v->warning));
-	doc = json_pack("{ssssso}", "apiVersion", REVIEW_GV, "kind", "AdmissionReview", "response", resp);
+	doc = json_pack("{ssssso}", "apiVersion", REVIEW_GV, "kind", "AdmissionReview", "response",
+			resp);
 	s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	if (s && len)
@@ -503,7 +541,8 @@ char *webhook_handle(const char *body, size_t len, webhook_queue_fn queue, void 
 		 * a reason to refuse what the schema accepted. */
 		memset(&v, 0, sizeof(v));
 		v.allowed = 1;
-		snprintf(v.warning, sizeof(v.warning), "tasked: not validated at admission: %.200s", err);
+		snprintf(v.warning, sizeof(v.warning), "tasked: not validated at admission: %.200s",
+			 err);
 	} else {
 		webhook_review(&req, queue, ud, &v);
 	}

@@ -30,18 +30,18 @@ typedef json_t *(*webhook_queue_fn)(const char *ns, const char *name, void *ud);
 
 struct webhook_verdict {
 	int allowed;
-	int code;                        /* HTTP code for the status of a refusal (403) */
-	char message[WEBHOOK_MSG_MAX];   /* why it was refused */
-	char warning[256];               /* a note for an allowed review ("" = none) */
+	int code;                      /* HTTP code for the status of a refusal (403) */
+	char message[WEBHOOK_MSG_MAX]; /* why it was refused */
+	char warning[256];             /* a note for an allowed review ("" = none) */
 };
 
 /* What the review asks, decoded from the request (borrowed from the decoded document). */
 struct webhook_request {
 	char uid[WEBHOOK_MAX_UID + 1];
-	const char *kind;        /* request.kind.kind: "Task", "Flow", … */
-	const char *group;       /* request.kind.group */
-	const char *operation;   /* CREATE, UPDATE, DELETE, CONNECT */
-	const char *namespace_;  /* request.namespace, else object.metadata.namespace */
+	const char *kind;       /* request.kind.kind: "Task", "Flow", … */
+	const char *group;      /* request.kind.group */
+	const char *operation;  /* CREATE, UPDATE, DELETE, CONNECT */
+	const char *namespace_; /* request.namespace, else object.metadata.namespace */
 	json_t *object, *old_object;
 };
 
@@ -67,7 +67,7 @@ char *webhook_handle(const char *body, size_t len, webhook_queue_fn queue, void 
 /* The checks, for tests: spec of a Task (flow_tasks: the Flow's spec.tasks when the spec is one
  * of its entries, else NULL), its queue (may be NULL) and the field prefix for messages
  * ("spec", "spec.tasks[2]"). 0 or -EINVAL with msg. */
-int webhook_check_task(json_t *spec, json_t *flow_tasks, json_t *queue, const char *field, char *msg,
-		       size_t msgsz);
+int webhook_check_task(json_t *spec, json_t *flow_tasks, json_t *queue, const char *field,
+		       char *msg, size_t msgsz);
 int webhook_check_flow(json_t *flow, webhook_queue_fn queue, void *ud, const char *ns, char *msg,
 		       size_t msgsz);

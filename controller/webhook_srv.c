@@ -19,10 +19,10 @@
 struct webhook_srv {
 	struct webhook_srv_cfg cfg;
 	struct server *server;
-	pthread_mutex_t lock;   /* guards x and k only */
+	pthread_mutex_t lock; /* guards x and k only */
 	X509 *x;
 	EVP_PKEY *k;
-	SSL_CTX *ssl_ctx;       /* the vhost's, set while lws creates it (main thread) */
+	SSL_CTX *ssl_ctx; /* the vhost's, set while lws creates it (main thread) */
 };
 
 struct wh_sess {
@@ -62,7 +62,7 @@ static int wh_cert_cb(SSL *ssl, void *arg)
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (!x)
-		return 0;   /* no certificate yet: fail the handshake */
+		return 0; /* no certificate yet: fail the handshake */
 	ok = SSL_use_cert_and_key(ssl, x, k, NULL, 1) == 1;
 	X509_free(x);
 	EVP_PKEY_free(k);
@@ -99,12 +99,13 @@ int webhook_srv_set_cert(struct webhook_srv *w, const char *crt, const char *key
 /* --- HTTP -------------------------------------------------------------------------------------- */
 
 /* HTTP/1.1 only, as the other listeners (lws 4.1's h2 needs more care). */
-static int wh_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-		      unsigned int inlen, void *arg)
+static int wh_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		      const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char h1[] = "\x08http/1.1";
 	unsigned char *sel = NULL;
-	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_NOACK;
 	*out = sel;
 	return SSL_TLSEXT_ERR_OK;
@@ -116,17 +117,19 @@ static struct webhook_srv *wh_of(struct lws *wsi)
 	return vh ? lws_get_vhost_user(vh) : NULL;
 }
 
-static int wh_reply(struct lws *wsi, struct wh_sess *s, int status, const char *ctype, char *body, size_t len)
+static int wh_reply(struct lws *wsi, struct wh_sess *s, int status, const char *ctype, char *body,
+		    size_t len)
 {
-	unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+	unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+					  *end = hdr + sizeof(hdr) - 1;
 
 	free(s->out);
 	s->out = body;
 	s->out_len = body ? len : 0;
 	s->out_off = 0;
 	if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, s->out_len, &p, end) ||
-	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-store",
-					8, &p, end) ||
+	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+					(const unsigned char *)"no-store", 8, &p, end) ||
 	    lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
 	lws_callback_on_writable(wsi);
@@ -175,7 +178,8 @@ static int wh_begin(struct lws *wsi, struct wh_sess *s, const char *uri)
 		return wh_reply_text(wsi, s, 404, "not found\n");
 	if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
 	    util_parse_long(cl, 0, WEBHOOK_MAX_BODY, &n) < 0)
-		return wh_reply_text(wsi, s, 413, "a Content-Length of at most 4 MiB is required\n");
+		return wh_reply_text(wsi, s, 413,
+				     "a Content-Length of at most 4 MiB is required\n");
 	buf_init(&s->in, WEBHOOK_MAX_BODY);
 	s->in_init = 1;
 	return 0;
@@ -188,18 +192,21 @@ static int wh_body_done(struct webhook_srv *w, struct lws *wsi, struct wh_sess *
 	char *out;
 
 	if (!s->in_init)
-		return 0;   /* already answered (a refusal in wh_begin) */
+		return 0; /* already answered (a refusal in wh_begin) */
 	if (s->in.err)
 		return wh_reply_text(wsi, s, 413, "the review is too large\n");
-	out = webhook_handle(s->in.data ? s->in.data : "", s->in.len, w->cfg.queue, w->cfg.queue_ud, &status, &outlen);
+	out = webhook_handle(s->in.data ? s->in.data : "", s->in.len, w->cfg.queue, w->cfg.queue_ud,
+			     &status, &outlen);
 	buf_free(&s->in);
 	s->in_init = 0;
 	if (!out)
 		return wh_reply_text(wsi, s, 500, "out of memory\n");
-	return wh_reply(wsi, s, status, status == 200 ? "application/json" : "text/plain", out, outlen);
+	return wh_reply(wsi, s, status, status == 200 ? "application/json" : "text/plain", out,
+			outlen);
 }
 
-static int wh_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int wh_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		 size_t len)
 {
 	struct webhook_srv *w = wh_of(wsi);
 	struct wh_sess *s = user;
@@ -219,14 +226,15 @@ static int wh_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			SSL_CTX_set_alpn_select_cb(w->ssl_ctx, wh_alpn_h1, NULL);
 		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return -1;   /* no WebSockets */
+		return -1; /* no WebSockets */
 	case LWS_CALLBACK_HTTP:
 		if (!w || !s)
 			return -1;
 		return wh_begin(wsi, s, in);
 	case LWS_CALLBACK_HTTP_BODY:
 		if (s && s->in_init)
-			(void)buf_append(&s->in, in, len);   /* past the cap: s->in.err, answered 413 */
+			(void)buf_append(&s->in, in,
+					 len); /* past the cap: s->in.err, answered 413 */
 		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		if (!w || !s)
@@ -245,8 +253,7 @@ static int wh_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 }
 
 static const struct lws_protocols wh_protos[] = {
-	{ "http", wh_cb, sizeof(struct wh_sess), 0, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+	{ "http", wh_cb, sizeof(struct wh_sess), 0, 0, NULL, 0 }, { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
 int webhook_srv_new(const struct webhook_srv_cfg *cfg, struct webhook_srv **ret)
@@ -268,7 +275,8 @@ int webhook_srv_new(const struct webhook_srv_cfg *cfg, struct webhook_srv **ret)
 	if (r >= 0)
 		r = server_new(NULL, NULL, &w->server);
 	if (r >= 0)
-		r = server_listen_tls(w->server, "webhook", cfg->listen, wh_protos, w, boot.tls_crt, boot.tls_key);
+		r = server_listen_tls(w->server, "webhook", cfg->listen, wh_protos, w, boot.tls_crt,
+				      boot.tls_key);
 	certs_clear(&boot);
 	if (r < 0) {
 		webhook_srv_free(w);

@@ -11,8 +11,8 @@
 struct webhook_srv;
 
 struct webhook_srv_cfg {
-	const char *listen;            /* HOST:PORT */
-	webhook_queue_fn queue;        /* TaskQueue lookup (the controller's cache) */
+	const char *listen;     /* HOST:PORT */
+	webhook_queue_fn queue; /* TaskQueue lookup (the controller's cache) */
 	void *queue_ud;
 };
 

@@ -50,7 +50,8 @@ static int verifies(const struct certs *c, const char *host)
 			X509_VERIFY_PARAM_set1_host(p, host, 0);
 		ok = X509_verify_cert(ctx) == 1;
 		if (!ok)
-			diag("verify: %s", X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+			diag("verify: %s",
+			     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
 	}
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(st);
@@ -60,7 +61,8 @@ static int verifies(const struct certs *c, const char *host)
 
 int main(void)
 {
-	const char *names[] = { "tasked-webhook.tasked.svc", "tasked-webhook.tasked.svc.cluster.local", "127.0.0.1" };
+	const char *names[] = { "tasked-webhook.tasked.svc",
+				"tasked-webhook.tasked.svc.cluster.local", "127.0.0.1" };
 	const char *other[] = { "other.tasked.svc" };
 	const char *bad[] = { "a,b" }, *bad2[] = { "DNS:x" };
 	struct certs c = { 0 }, before;
@@ -68,24 +70,31 @@ int main(void)
 	int64_t left, total;
 
 	ok(certs_check_names(names, 3) == 0, "service names and an IP are fine");
-	ok(certs_check_names(bad, 1) < 0 && certs_check_names(bad2, 1) < 0 && certs_check_names(names, 0) < 0,
+	ok(certs_check_names(bad, 1) < 0 && certs_check_names(bad2, 1) < 0 &&
+		   certs_check_names(names, 0) < 0,
 	   "a comma, a colon or no name at all is refused (they would change the SAN list)");
-	is_int(certs_ensure(&c, names, 3, 86400, why, sizeof(why)), 1, "an empty set gets a CA and a certificate");
-	ok(c.ca_crt && c.ca_key && c.tls_crt && c.tls_key && strstr(c.tls_key, "PRIVATE KEY"), "all four are PEM");
+	is_int(certs_ensure(&c, names, 3, 86400, why, sizeof(why)), 1,
+	       "an empty set gets a CA and a certificate");
+	ok(c.ca_crt && c.ca_key && c.tls_crt && c.tls_key && strstr(c.tls_key, "PRIVATE KEY"),
+	   "all four are PEM");
 	is_int(count_certs(c.ca_crt), 1, "one CA in the bundle");
 	ok(verifies(&c, "tasked-webhook.tasked.svc") && verifies(&c, "127.0.0.1"),
 	   "the certificate verifies against the CA for a DNS name and the IP");
 	ok(!verifies(&c, "evil.example.com"), "and not for another name");
-	ok(certs_life(c.tls_crt, &left, &total) == 0 && left > 86000 && left <= 86400, "lives a day (left %lld)",
-	   (long long)left);
-	ok(certs_life(c.ca_crt, &left, &total) == 0 && left > 863000 && left <= 864000, "the CA ten days");
+	ok(certs_life(c.tls_crt, &left, &total) == 0 && left > 86000 && left <= 86400,
+	   "lives a day (left %lld)", (long long)left);
+	ok(certs_life(c.ca_crt, &left, &total) == 0 && left > 863000 && left <= 864000,
+	   "the CA ten days");
 	certs_copy(&before, &c);
 	is_int(certs_ensure(&c, names, 3, 86400, why, sizeof(why)), 0, "a good set is kept");
-	ok(strcmp(before.tls_crt, c.tls_crt) == 0 && strcmp(before.ca_crt, c.ca_crt) == 0, "unchanged");
+	ok(strcmp(before.tls_crt, c.tls_crt) == 0 && strcmp(before.ca_crt, c.ca_crt) == 0,
+	   "unchanged");
 	is_int(certs_ensure(&c, other, 1, 86400, why, sizeof(why)), 1, "another name: renewed");
-	ok(strcmp(before.ca_crt, c.ca_crt) == 0 && strcmp(before.tls_crt, c.tls_crt) != 0 && verifies(&c, "other.tasked.svc"),
+	ok(strcmp(before.ca_crt, c.ca_crt) == 0 && strcmp(before.tls_crt, c.tls_crt) != 0 &&
+		   verifies(&c, "other.tasked.svc"),
 	   "a new serving certificate under the same CA (%s)", why);
-	is_int(certs_ensure(&c, other, 1, 3600, why, sizeof(why)), 1, "a shorter validity asked: renewed");
+	is_int(certs_ensure(&c, other, 1, 3600, why, sizeof(why)), 1,
+	       "a shorter validity asked: renewed");
 	ok(certs_life(c.tls_crt, &left, &total) == 0 && left <= 3600, "now lives an hour");
 	certs_clear(&before);
 
@@ -96,7 +105,8 @@ int main(void)
 	is_int(certs_ensure(&c, names, 3, 6, why, sizeof(why)), 0, "fresh: kept");
 	sleep(5);
 	is_int(certs_ensure(&c, names, 3, 6, why, sizeof(why)), 1, "two thirds gone: renewed");
-	ok(strcmp(before.tls_crt, c.tls_crt) != 0 && strcmp(before.ca_crt, c.ca_crt) == 0 && verifies(&c, "127.0.0.1"),
+	ok(strcmp(before.tls_crt, c.tls_crt) != 0 && strcmp(before.ca_crt, c.ca_crt) == 0 &&
+		   verifies(&c, "127.0.0.1"),
 	   "the CA (60 s) stays");
 	certs_clear(&before);
 
@@ -109,7 +119,8 @@ int main(void)
 		c.ca_key = d.ca_key;
 		d.ca_key = k;
 		certs_copy(&before, &c);
-		is_int(certs_ensure(&c, names, 3, 86400, why, sizeof(why)), 1, "a CA that does not match its key is renewed");
+		is_int(certs_ensure(&c, names, 3, 86400, why, sizeof(why)), 1,
+		       "a CA that does not match its key is renewed");
 		is_int(count_certs(c.ca_crt), 2, "the bundle holds the new CA and the old one");
 		ok(verifies(&c, "127.0.0.1"), "the new certificate verifies against the bundle");
 		{
