@@ -254,4 +254,23 @@ ok "without waiting for the timeout ($took ms: connection refused)" test "$took"
 "$IT_ROOT/tests/cluster/up.sh" >/dev/null 2>&1
 ok "the controller fails it at run time" wait_for 60 \
 	test "$(k get flow admitted-while-down -o jsonpath='{.status.phase}/{.status.reason}')" = Failed/Cycle
+
+# The chart: what it registers, and webhook.enabled=false leaves no trace.
+. "$IT_ROOT/tests/helm/lib.sh"
+def=$(render default "$TEST_NS" | kubectl create --dry-run=client -o json -f - | jq -s '[.[] | if .kind == "List" then .items[] else . end]')
+hook=$(jq -c '.[] | select(.kind == "ValidatingWebhookConfiguration") | .webhooks[0]' <<<"$def")
+is "$(jq -r '[.failurePolicy, .sideEffects, .timeoutSeconds, (.admissionReviewVersions | join(",")),
+	(.rules[0].resources | join(",")), (.rules[0].operations | join(",")), .clientConfig.service.name,
+	.clientConfig.service.path, (.clientConfig.caBundle // "none")] | join(" ")' <<<"$hook")" \
+	"Ignore None 5 v1 tasks,flows CREATE,UPDATE t-tasked-webhook /validate none" \
+	"the chart registers the webhook: Ignore, no side effects, 5 s, v1, tasks and flows, no caBundle of its own"
+like "$(jq -r '.matchConditions[0].expression' <<<"$hook")" "system:serviceaccount:$TEST_NS:t-tasked'\$" \
+	"matchConditions skip the controller's own service account"
+ctl=$(jq -c '.[] | select(.kind == "Deployment" and .metadata.name == "t-tasked") | .spec.template.spec.containers[] | select(.name == "controller")' <<<"$def")
+like "$(jq -r '.args | join(" ")' <<<"$ctl")" "--webhook-listen=0\.0\.0\.0:9443 --webhook-secret=t-tasked-webhook-tls --webhook-config=t-tasked-$TEST_NS --webhook-cert-names=t-tasked-webhook\.$TEST_NS\.svc,t-tasked-webhook\.$TEST_NS\.svc\.cluster\.local" \
+	"the controller gets the webhook flags"
+is "$(jq -c '[.[] | select(.kind == "NetworkPolicy" and .metadata.name == "t-tasked-controller") | .spec.ingress[] | select(.ports[0].port == 9443) | .from[].ipBlock.cidr]' <<<"$def")" \
+	'["0.0.0.0/0","::/0"]' "the NetworkPolicy admits the webhook port from networkPolicy.kubeAPIServer.cidrs"
+off=$(render default "$TEST_NS" --set webhook.enabled=false)
+is "$(grep -c -iE 'webhook' <<<"$off")" 0 "webhook.enabled=false renders nothing of it"
 done_testing
