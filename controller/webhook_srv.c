@@ -30,8 +30,7 @@ struct wh_sess {
 	int in_init;
 	char *out;
 	size_t out_len, out_off;
-	int status;
-	const char *ctype;
+	int close_after;
 };
 
 static void sess_free(struct wh_sess *s)
@@ -127,6 +126,8 @@ static int wh_reply(struct lws *wsi, struct wh_sess *s, int status, const char *
 	s->out = body;
 	s->out_len = body ? len : 0;
 	s->out_off = 0;
+	/* After a refusal the rest of the request (a body not read) is no next request. */
+	s->close_after = status != 200;
 	if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, s->out_len, &p, end) ||
 	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
 					(const unsigned char *)"no-store", 8, &p, end) ||
@@ -146,7 +147,7 @@ static int wh_write(struct lws *wsi, struct wh_sess *s)
 {
 	unsigned char tmp[LWS_PRE + WEBHOOK_CHUNK];
 	size_t n = s->out_len - s->out_off;
-	int final = 1;
+	int final = 1, close;
 
 	if (n > WEBHOOK_CHUNK) {
 		n = WEBHOOK_CHUNK;
@@ -161,7 +162,10 @@ static int wh_write(struct lws *wsi, struct wh_sess *s)
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
+	close = s->close_after;
 	sess_free(s);
+	if (close)
+		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
