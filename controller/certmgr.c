@@ -101,7 +101,7 @@ static void from_secret(json_t *secret, struct certs *c)
 
 static json_t *secret_body(struct certmgr *m, const struct certs *c, const char *resource_version)
 {
-	json_t *s = json_pack("{sssss{sss{ss}}ss s{soosoosoosoo}}", "apiVersion", "v1", "kind",
+	json_t *s = json_pack("{sssss{sss{ss}}sss{sosososo}}", "apiVersion", "v1", "kind",
 			      "Secret", "metadata", "name", m->secret, "labels",
 			      "app.kubernetes.io/managed-by", "tasked-controller", "type",
 			      "kubernetes.io/tls", "data", "tls.crt", b64(c->tls_crt), "tls.key",
@@ -250,6 +250,8 @@ int certmgr_sync(struct certmgr *m)
 		if (r == -ENOENT)
 			r = 0; /* not installed (yet): the Secret is what this pass is for */
 	}
+	if (r < 0 && r != -EAGAIN && r != -EIO)
+		log_warn("cannot make the webhook certificate", "error", strerror(-r));
 	certs_clear(&c);
 	return r;
 }
