@@ -101,8 +101,8 @@ static void from_secret(json_t *secret, struct certs *c)
 
 static json_t *secret_body(struct certmgr *m, const struct certs *c, const char *resource_version)
 {
-	json_t *s = json_pack("{sssss{sss{ss}}sss{sosososo}}", "apiVersion", "v1", "kind",
-			      "Secret", "metadata", "name", m->secret, "labels",
+	json_t *s = json_pack("{sssss{sss{ss}}sss{sosososo}}", "apiVersion", "v1", "kind", "Secret",
+			      "metadata", "name", m->secret, "labels",
 			      "app.kubernetes.io/managed-by", "tasked-controller", "type",
 			      "kubernetes.io/tls", "data", "tls.crt", b64(c->tls_crt), "tls.key",
 			      b64(c->tls_key), "ca.crt", b64(c->ca_crt), "ca.key", b64(c->ca_key));

@@ -59,8 +59,9 @@ secret_field ca.crt >"$STATE/wh-ca.pem"
 secret_field tls.crt >"$STATE/wh-tls.pem"
 ok "its certificate verifies against its CA for 127.0.0.1" \
 	openssl verify -CAfile "$STATE/wh-ca.pem" -verify_ip 127.0.0.1 -purpose sslserver "$STATE/wh-tls.pem"
-ok "controller A serves it" wait_for 20 test -n "$(served_serial "$WH_A")"
-ok "controller B serves it" wait_for 20 test -n "$(served_serial "$WH_B")"
+serves() { [ -n "$(served_serial "$1")" ]; }
+ok "controller A serves it" wait_for 20 serves "$WH_A"
+ok "controller B serves it" wait_for 20 serves "$WH_B"
 want=$(openssl x509 -noout -serial -in "$STATE/wh-tls.pem")
 is "$(served_serial "$WH_A")" "$want" "A presents the Secret's certificate"
 is "$(served_serial "$WH_B")" "$want" "B presents the same one (the replicas agreed on one Secret)"
@@ -92,7 +93,8 @@ webhooks:
 EOF
 ca_b64=$(k get secret "$SECRET" -o jsonpath='{.data.ca\.crt}')
 bundle() { k get validatingwebhookconfiguration "$VWC" -o jsonpath='{.webhooks[0].clientConfig.caBundle}'; }
-ok "the controller writes its CA into the caBundle" wait_for 60 test "$(bundle)" = "$ca_b64"
+bundle_is_ca() { [ "$(bundle)" = "$ca_b64" ]; }
+ok "the controller writes its CA into the caBundle" wait_for 60 bundle_is_ca
 
 k apply -f - >/dev/null <<'EOF'
 apiVersion: tasked.dev/v1alpha1
@@ -237,7 +239,8 @@ ok "the serving certificate is renewed before it expires" wait_for 60 rotated
 s1=$(served_serial "$WH_A")
 secret_field tls.crt >"$STATE/wh-tls2.pem"
 is "$s1" "$(openssl x509 -noout -serial -in "$STATE/wh-tls2.pem")" "A serves the renewed certificate from the Secret"
-ok "B serves it too" wait_for 20 test "$(served_serial "$WH_B")" = "$s1"
+b_serves_s1() { [ "$(served_serial "$WH_B")" = "$s1" ]; }
+ok "B serves it too" wait_for 20 b_serves_s1
 is "$(alive_count "$PID_A")" 1 "controller A was not restarted"
 is "$(bundle)" "$ca_b64" "the CA did not change, so the caBundle did not either"
 nok "the webhook still refuses a cycle after the renewal" cycle_flow cyc2
@@ -247,32 +250,35 @@ ok "the renewal is logged ($renewed renewals)" test "$renewed" -ge 1
 
 # Controller down: failurePolicy Ignore admits what the CRD schema accepts, and the controller
 # fails the bad Flow at run time once it is back.
-kill "$(cat "$STATE/wh-a.pid")" "$(cat "$STATE/wh-b.pid")"
-ok "both controllers stop" wait_for 20 test "$(alive_count "$PID_A" "$(cat "$STATE/wh-b.pid")")" = 0
+PID_B=$(cat "$STATE/wh-b.pid")
+kill "$PID_A" "$PID_B"
+both_gone() { [ "$(alive_count "$PID_A" "$PID_B")" = 0 ]; }
+ok "both controllers stop" wait_for 20 both_gone
+nok "neither crashed on the way out" grep -q 'Segmentation fault\|AddressSanitizer\|core dumped' "$STATE/wh-a.log" "$STATE/wh-b.log"
 t0=$(date +%s%3N)
 ok "with the webhook down, the cycle is admitted (failurePolicy Ignore)" cycle_flow admitted-while-down
 took=$(($(date +%s%3N) - t0))
 ok "without waiting for the timeout ($took ms: connection refused)" test "$took" -lt 5000
 "$IT_ROOT/tests/cluster/up.sh" >/dev/null 2>&1
-ok "the controller fails it at run time" wait_for 60 \
-	test "$(k get flow admitted-while-down -o jsonpath='{.status.phase}/{.status.reason}')" = Failed/Cycle
+failed_cycle() { [ "$(k get flow admitted-while-down -o jsonpath='{.status.phase}/{.status.reason}')" = Failed/Cycle ]; }
+ok "the controller fails it at run time" wait_for 60 failed_cycle
 
 # The chart: what it registers, and webhook.enabled=false leaves no trace.
 . "$IT_ROOT/tests/helm/lib.sh"
-def=$(render default "$TEST_NS" | kubectl create --dry-run=client -o json -f - | jq -s '[.[] | if .kind == "List" then .items[] else . end]')
+def=$(render default tasked | kubectl create --dry-run=client -o json -f - | jq -s '[.[] | if .kind == "List" then .items[] else . end]')
 hook=$(jq -c '.[] | select(.kind == "ValidatingWebhookConfiguration") | .webhooks[0]' <<<"$def")
 is "$(jq -r '[.failurePolicy, .sideEffects, .timeoutSeconds, (.admissionReviewVersions | join(",")),
 	(.rules[0].resources | join(",")), (.rules[0].operations | join(",")), .clientConfig.service.name,
 	.clientConfig.service.path, (.clientConfig.caBundle // "none")] | join(" ")' <<<"$hook")" \
 	"Ignore None 5 v1 tasks,flows CREATE,UPDATE t-tasked-webhook /validate none" \
 	"the chart registers the webhook: Ignore, no side effects, 5 s, v1, tasks and flows, no caBundle of its own"
-like "$(jq -r '.matchConditions[0].expression' <<<"$hook")" "system:serviceaccount:$TEST_NS:t-tasked'\$" \
+like "$(jq -r '.matchConditions[0].expression' <<<"$hook")" "system:serviceaccount:tasked:t-tasked'\$" \
 	"matchConditions skip the controller's own service account"
 ctl=$(jq -c '.[] | select(.kind == "Deployment" and .metadata.name == "t-tasked") | .spec.template.spec.containers[] | select(.name == "controller")' <<<"$def")
-like "$(jq -r '.args | join(" ")' <<<"$ctl")" "--webhook-listen=0\.0\.0\.0:9443 --webhook-secret=t-tasked-webhook-tls --webhook-config=t-tasked-$TEST_NS --webhook-cert-names=t-tasked-webhook\.$TEST_NS\.svc,t-tasked-webhook\.$TEST_NS\.svc\.cluster\.local" \
+like "$(jq -r '.args | join(" ")' <<<"$ctl")" "--webhook-listen=0\.0\.0\.0:9443 --webhook-secret=t-tasked-webhook-tls --webhook-config=t-tasked-tasked --webhook-cert-names=t-tasked-webhook\.tasked\.svc,t-tasked-webhook\.tasked\.svc\.cluster\.local" \
 	"the controller gets the webhook flags"
 is "$(jq -c '[.[] | select(.kind == "NetworkPolicy" and .metadata.name == "t-tasked-controller") | .spec.ingress[] | select(.ports[0].port == 9443) | .from[].ipBlock.cidr]' <<<"$def")" \
 	'["0.0.0.0/0","::/0"]' "the NetworkPolicy admits the webhook port from networkPolicy.kubeAPIServer.cidrs"
-off=$(render default "$TEST_NS" --set webhook.enabled=false)
+off=$(render default tasked --set webhook.enabled=false)
 is "$(grep -c -iE 'webhook' <<<"$off")" 0 "webhook.enabled=false renders nothing of it"
 done_testing
