@@ -39,6 +39,8 @@ args=(--kubeconfig "$STATE/kubeconfig" --namespace "$TEST_NS" --runner-token-fil
 	--api-key-file "$STATE/api-key" --leader-elect --leader-elect-namespace "$TEST_NS"
 	--webhook-secret "$SECRET" --webhook-secret-namespace "$TEST_NS" --webhook-config "$VWC"
 	--webhook-cert-names 127.0.0.1 --webhook-cert-validity-seconds "$VALIDITY")
+: >"$STATE/wh-a.log"
+: >"$STATE/wh-b.log"
 start_bg "$STATE/wh-a.pid" "$STATE/wh-a.log" "$CTL" "${args[@]}" --webhook-listen "127.0.0.1:$WH_A" \
 	--listen "127.0.0.1:$API_PORT" --broker-listen "127.0.0.1:$BROKER_PORT"
 start_bg "$STATE/wh-b.pid" "$STATE/wh-b.log" "$CTL" "${args[@]}" --webhook-listen "127.0.0.1:$WH_B" \
