@@ -182,22 +182,17 @@ static int check_secrets(json_t *spec, json_t *queue, const char *field, char *m
 		if ((r = check_secret_list(json_object_get(h, "headers"), queue, f, msg, msgsz)) <
 		    0)
 			return r;
-		cs = json_object_get(json_object_get(h, "oauth2"), "clientSecret");
-		if (cs && json_object_get(cs, "queueSecret")) {
-			json_t *one = json_pack("[{s{sO}}]", "valueFrom", "queueSecret",
-						json_object_get(cs, "queueSecret"));
-			snprintf(f, sizeof(f), "%s.%s.oauth2.clientSecret", field, ex);
-			r = one ? check_secret_list(one, queue, f, msg, msgsz) : 0;
-			json_decref(one);
-			if (r < 0) {
-				/* "…clientSecret[0].valueFrom.queueSecret" names a list that is not one. */
-				char *p = strstr(msg, "[0].valueFrom");
-				if (p)
-					memmove(p, p + strlen("[0].valueFrom"),
-						strlen(p + strlen("[0].valueFrom")) + 1);
-				return r;
-			}
-		}
+		cs = json_object_get(json_object_get(json_object_get(h, "oauth2"), "clientSecret"),
+				     "queueSecret");
+		if (cs && (!json_string_value(cs) ||
+			   strlen(json_string_value(cs)) != json_string_length(cs) ||
+			   !secret_declared(queue, json_string_value(cs))))
+			return deny(
+				msg, msgsz,
+				"%s.%s.oauth2.clientSecret.queueSecret: TaskQueue %s declares no "
+				"secret %s (spec.secrets)",
+				field, ex, cstr(json_object_get(queue, "metadata"), "name") ?: "?",
+				json_string_value(cs) ? json_string_value(cs) : "?");
 	}
 	return 0;
 }
@@ -258,19 +253,25 @@ static int check_when(json_t *spec, json_t *names, json_t *queue, const char *fi
 		return 0;
 	r = cel_compile(json_string_value(w), &l, &p, err, sizeof(err));
 	if (r == -ENOMEM)
-		return 0;
+		return r;
 	if (r < 0)
 		return deny(msg, msgsz, "%s.when: %s", field, err);
 	tasks = json_object();
-	json_object_foreach(names, name, n)
-		json_object_set_new(tasks, name,
-				    json_pack("{sssiso}", "phase", "Succeeded", "exitCode", 0,
-					      "output", json_object()));
+	json_object_foreach(
+		names, name,
+		n) if (!tasks ||
+		       json_object_set_new(tasks, name,
+					   json_pack("{sssiso}", "phase", "Succeeded", "exitCode",
+						     0, "output", json_object())) < 0) break;
 	vars = json_pack("{sos{sssss{}si}}", "tasks", tasks, "task", "name", "", "namespace", "",
 			 "labels", "attempt", 1);
-	r = vars ? cel_eval_bool(p, vars, &l, &val, err, sizeof(err)) : 0;
+	r = vars && json_object_size(tasks) == json_object_size(names)
+		    ? cel_eval_bool(p, vars, &l, &val, err, sizeof(err))
+		    : -ENOMEM;
 	json_decref(vars);
 	cel_program_free(p);
+	if (r == -ENOMEM)
+		return r;
 	if (r == -E2BIG)
 		return deny(
 			msg, msgsz,
@@ -391,7 +392,7 @@ static int check_task(json_t *spec, json_t *flow_tasks, json_t *queue, int refs,
 		return r;
 	names = known_tasks(spec, flow_tasks);
 	if (!names)
-		return 0;
+		return -ENOMEM;
 	r = check_when(spec, names, queue, field, msg, msgsz);
 	if (r == 0 && refs)
 		r = check_refs(spec, names, flow_tasks != NULL, field, msg, msgsz);
@@ -488,7 +489,9 @@ void webhook_review(const struct webhook_request *req, webhook_queue_fn queue, v
 		json_decref(q);
 	}
 out:
-	if (r < 0) {
+	if (r == -ENOMEM)
+		v->error = 1; /* no verdict: the API server applies the failurePolicy */
+	else if (r < 0) {
 		v->allowed = 0;
 		v->code = 403;
 	}
@@ -545,6 +548,14 @@ char *webhook_handle(const char *body, size_t len, webhook_queue_fn queue, void 
 			 err);
 	} else {
 		webhook_review(&req, queue, ud, &v);
+	}
+	if (v.error) {
+		json_decref(doc);
+		*status = 500;
+		out = strdup("out of memory");
+		if (out && outlen)
+			*outlen = strlen(out);
+		return out;
 	}
 	out = webhook_encode(req.uid, &v, outlen);
 	json_decref(doc);

@@ -30,6 +30,7 @@ typedef json_t *(*webhook_queue_fn)(const char *ns, const char *name, void *ud);
 
 struct webhook_verdict {
 	int allowed;
+	int error;                     /* no verdict could be reached (out of memory) */
 	int code;                      /* HTTP code for the status of a refusal (403) */
 	char message[WEBHOOK_MSG_MAX]; /* why it was refused */
 	char warning[256];             /* a note for an allowed review ("" = none) */
@@ -60,7 +61,8 @@ void webhook_review(const struct webhook_request *req, webhook_queue_fn queue, v
 char *webhook_encode(const char *uid, const struct webhook_verdict *v, size_t *len);
 
 /* Decode, review, encode: the whole HTTP body in and out. *status is the HTTP status (200 with
- * a review; 400 when no uid could be found, with a plain message as body). */
+ * a review; 400 when no uid could be found, 500 when no verdict could be reached, with a plain
+ * message as body: the API server then applies the webhook's failurePolicy). */
 char *webhook_handle(const char *body, size_t len, webhook_queue_fn queue, void *ud, int *status,
 		     size_t *outlen);
 

@@ -185,6 +185,30 @@ static void test_tasks(void)
 	       NULL, "", "a Flow's child may name its siblings");
 	review("Task", "UPDATE", TASK("{\"cancel\":true," SH "}"), TASK("{" SH "}"), "",
 	       "setting cancel is fine");
+	review("Task", "CREATE",
+	       TASK("{\"queue\":\"restricted\",\"http\":{\"url\":\"https://"
+		    "x\",\"oauth2\":{\"tokenURL\":"
+		    "\"https://"
+		    "t\",\"clientID\":\"c\",\"clientSecret\":{\"queueSecret\":\"nope\"}}}}"),
+	       NULL, "spec.http: the http executor", "(the executor is checked first)");
+	{
+		json_t *q = queue("team", "restricted", NULL), *spec;
+		char msg[512] = "";
+		json_array_append_new(
+			json_object_get(json_object_get(json_object_get(q, "spec"), "policy"),
+					"executors"),
+			json_string("http"));
+		spec = load("{\"http\":{\"url\":\"https://"
+			    "x\",\"oauth2\":{\"clientSecret\":{\"queueSecret\":"
+			    "\"nope\"}}}}");
+		ok(webhook_check_task(spec, NULL, q, "spec", msg, sizeof(msg)) < 0 &&
+			   strstr(msg,
+				  "spec.http.oauth2.clientSecret.queueSecret: TaskQueue restricted "
+				  "declares no secret nope"),
+		   "an undeclared oauth2 client secret is refused (%s)", msg);
+		json_decref(spec);
+		json_decref(q);
+	}
 	review("TaskQueue", "CREATE", "{\"spec\":{}}", NULL, "", "other kinds are allowed");
 }
 
