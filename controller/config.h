@@ -18,6 +18,10 @@ struct ctl_config {
 	/* API: log store and event ring bounds, separate metrics listener */
 	const char *metrics_listen;
 	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
+	/* validating admission webhook (certmgr, webhook_srv) */
+	const char *webhook_listen, *webhook_secret, *webhook_secret_ns, *webhook_config,
+		*webhook_names;
+	long webhook_validity_s;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

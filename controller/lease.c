@@ -186,7 +186,7 @@ int lease_is_leader(struct lease *l)
 void lease_stop(struct lease *l)
 {
 	char path[1024];
-	struct kube_resp resp;
+	struct kube_resp resp = { 0 };   /* freed below also when never asked (a standby) */
 	if (!l)
 		return;
 	l->stop = 1;

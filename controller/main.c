@@ -1,6 +1,8 @@
 /* tasked-controller: watches Tasks, dispatches them to runners, writes their status. */
 #include "api.h"
 #include "broker.h"
+#include "certmgr.h"
+#include "certs.h"
 #include "config.h"
 #include "server.h"
 #include "informer.h"
@@ -15,6 +17,7 @@
 #include "recorder.h"
 #include "taskctl.h"
 #include "util.h"
+#include "webhook_srv.h"
 #include "workqueue.h"
 
 #include <stdatomic.h>
@@ -56,6 +59,8 @@ struct app {
 	struct flowctl *flows;
 	struct queues *queues;
 	struct deps_index *deps;
+	struct webhook_srv *webhook;
+	struct certmgr *certs;
 	atomic_int stop;
 	pthread_t status_thread;
 	int status_started;
@@ -131,10 +136,69 @@ static int app_ready(void *ud, char *why, size_t whysz)
 	return 1;
 }
 
+/* The webhook's TaskQueue lookup: the cache once synced (before, no queue is known, and no
+ * review is refused for a queue's policy). */
+static json_t *app_webhook_queue(const char *ns, const char *name, void *ud)
+{
+	struct app *a = ud;
+	char key[512];
+	if (!a->queues_inf || !informer_synced(a->queues_inf) ||
+	    snprintf(key, sizeof(key), "%s/%s", ns, name) >= (int)sizeof(key))
+		return NULL;
+	return informer_get(a->queues_inf, key);
+}
+
+static void app_webhook_cert(const char *crt, const char *key, void *ud)
+{
+	struct app *a = ud;
+	if (webhook_srv_set_cert(a->webhook, crt, key) < 0)
+		log_error("the webhook certificate from the Secret does not load");
+}
+
+/* --webhook-listen: the TLS listener, and the loop that keeps its certificate in the Secret
+ * (every replica runs both). */
+static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_client *kc, const char *sa_ns)
+{
+	char list[1024], *save = NULL, *names[CERTS_MAX_NAMES + 1];
+	size_t n = 0;
+	int r;
+
+	if (!o->webhook_listen)
+		return 0;
+	snprintf(list, sizeof(list), "%s", o->webhook_names);
+	for (char *t = strtok_r(list, ",", &save); t && n <= CERTS_MAX_NAMES; t = strtok_r(NULL, ",", &save))
+		if (*t)
+			names[n++] = t;
+	if (certs_check_names((const char *const *)names, n) < 0) {
+		log_error("--webhook-cert-names takes 1 to 16 DNS names or IP addresses", "value", o->webhook_names);
+		return -EINVAL;
+	}
+	if ((r = webhook_srv_new(&(struct webhook_srv_cfg){ .listen = o->webhook_listen, .queue = app_webhook_queue,
+							   .queue_ud = a }, &a->webhook)) < 0)
+		return r;
+	r = certmgr_new(&(struct certmgr_cfg){ .kc = kc,
+					       .namespace_ = o->webhook_secret_ns ? o->webhook_secret_ns
+						       : *sa_ns ? sa_ns : "default",
+					       .secret = o->webhook_secret, .webhook_config = o->webhook_config,
+					       .names = (const char *const *)names, .n_names = n,
+					       .validity_s = o->webhook_validity_s, .on_cert = app_webhook_cert,
+					       .ud = a }, &a->certs);
+	if (r < 0)
+		return r;
+	/* The first pass before serving, so the listener rarely starts without a certificate. */
+	(void)certmgr_sync(a->certs);
+	if ((r = webhook_srv_start(a->webhook)) < 0 || (r = certmgr_start(a->certs)) < 0)
+		return r;
+	return 0;
+}
+
 /* After the workers stopped: the reverse of app_wire, and the lease (the API goes last, after
  * this). */
 static void app_free(struct app *a)
 {
+	/* The webhook reads the TaskQueue cache: it goes before the informers. */
+	certmgr_free(a->certs);
+	webhook_srv_free(a->webhook);
 	if (a->lease)
 		lease_stop(a->lease);
 	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
@@ -311,6 +375,8 @@ int main(int argc, char **argv)
 	log_info("starting", "version", TASKED_VERSION, "watch", path);
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
 	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0)
+		goto out;
+	if (app_webhook(&app, &o, kc, lease_ns) < 0)
 		goto out;
 	if (pthread_create(&app.status_thread, NULL, app_status_loop, &app) == 0)
 		app.status_started = 1;

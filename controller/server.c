@@ -158,8 +158,8 @@ static int bind_verify(const struct server_bind *bb)
 	return 0;
 }
 
-int server_listen(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-		  void *user)
+static int listen_vhost(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
+			void *user, const char *cert_pem, const char *key_pem)
 {
 	struct lws_context_creation_info vi;
 	struct server_bind bb;
@@ -180,7 +180,13 @@ int server_listen(struct server *s, const char *name, const char *addr, const st
 	vi.options = opts;
 	/* HTTP/1.1 only: lws 4.1 loses custom headers (X-API-Key) and truncates large bodies on h2. */
 	vi.alpn = "http/1.1";
-	if (s->tls_cert && s->tls_key) {
+	if (cert_pem && key_pem) {
+		vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		vi.server_ssl_cert_mem = cert_pem;
+		vi.server_ssl_cert_mem_len = (unsigned int)strlen(cert_pem);
+		vi.server_ssl_private_key_mem = key_pem;
+		vi.server_ssl_private_key_mem_len = (unsigned int)strlen(key_pem);
+	} else if (s->tls_cert && s->tls_key) {
 		vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		vi.ssl_cert_filepath = s->tls_cert;
 		vi.ssl_private_key_filepath = s->tls_key;
@@ -194,6 +200,20 @@ int server_listen(struct server *s, const char *name, const char *addr, const st
 	s->listeners++;
 	log_info("listening", "addr", addr, "listener", name);
 	return 0;
+}
+
+int server_listen(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
+		  void *user)
+{
+	return listen_vhost(s, name, addr, protos, user, NULL, NULL);
+}
+
+int server_listen_tls(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
+		      void *user, const char *cert_pem, const char *key_pem)
+{
+	if (!cert_pem || !key_pem)
+		return -EINVAL;
+	return listen_vhost(s, name, addr, protos, user, cert_pem, key_pem);
 }
 
 int server_new(const char *tls_cert, const char *tls_key, struct server **ret)

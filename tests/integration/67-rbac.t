@@ -30,6 +30,8 @@ cleanup() {
 	"$IT_ROOT/tests/cluster/up.sh" >/dev/null 2>&1
 	[ -s "$rendered" ] && kubectl --kubeconfig "$KUBECONFIG" delete -n "$TEST_NS" -f "$rendered" \
 		--ignore-not-found --wait=false >/dev/null 2>&1
+	kubectl --kubeconfig "$KUBECONFIG" delete validatingwebhookconfiguration "$REL-tasked-$TEST_NS" \
+		--ignore-not-found --wait=false >/dev/null 2>&1
 	rm -f "$STATE/rbac-controller.pid" "$SA_KC" "$rendered"
 	_cleanup_namespace
 }
@@ -40,11 +42,34 @@ apply() { k apply -f - >/dev/null; }
 
 ok "the chart's ServiceAccount, RBAC and user roles render" sh -c \
 	"$(printf '%q ' "$HELM") template $REL $(printf '%q' "$CHART") --namespace $TEST_NS --set 'rbac.secretNamespaces={$TEST_NS}' \
-	--show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml --show-only templates/roles.yaml >$rendered"
+	--show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml --show-only templates/roles.yaml \
+	--show-only templates/webhook.yaml >$rendered"
+# The webhook's Service and ValidatingWebhookConfiguration stay out: this cluster has no pod to
+# serve it. A configuration of the same name that matches no namespace stands in for it, so the
+# controller's caBundle update is made under the chart's rights.
+VWC=$REL-tasked-$TEST_NS
+json=$(kubectl --kubeconfig "$KUBECONFIG" create --dry-run=client -o json -f "$rendered")
+is "$(jq -rs '[.[] | select(.kind == "ValidatingWebhookConfiguration") | .metadata.name] | join(",")' <<<"$json")" "$VWC" \
+	"the chart names its ValidatingWebhookConfiguration after the release and namespace"
+jq -s '{apiVersion: "v1", kind: "List", items: [.[] | select(.kind != "ValidatingWebhookConfiguration" and .kind != "Service")]}' \
+	<<<"$json" >"$rendered"
 ok "... and apply to the real API server" kubectl --kubeconfig "$KUBECONFIG" apply -n "$TEST_NS" -f "$rendered"
-kinds=$(kubectl --kubeconfig "$KUBECONFIG" create --dry-run=client -o json -f "$rendered" | jq -rs '[.[].kind] | sort | join(",")')
-is "$kinds" "ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,Role,RoleBinding,RoleBinding,ServiceAccount" \
-	"that is the ServiceAccount, controller ClusterRole + binding, lease Role + binding, queue-secrets ClusterRole + RoleBinding, 3 user roles"
+kinds=$(jq -r '[.items[].kind] | sort | join(",")' "$rendered")
+is "$kinds" "ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,Role,Role,RoleBinding,RoleBinding,RoleBinding,ServiceAccount" \
+	"that is the ServiceAccount, controller ClusterRole + binding, lease Role + binding, queue-secrets ClusterRole + RoleBinding, 3 user roles, webhook configuration ClusterRole + binding, webhook Secret Role + binding"
+kubectl --kubeconfig "$KUBECONFIG" apply -f - >/dev/null <<EOF2
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: $VWC}
+webhooks:
+  - name: validate.tasked.dev
+    clientConfig: {url: "https://127.0.0.1:1/validate"}
+    failurePolicy: Ignore
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    namespaceSelector: {matchLabels: {tasked.dev/none: none}}
+    rules: [{apiGroups: [tasked.dev], apiVersions: [v1alpha1], resources: [tasks], operations: [CREATE]}]
+EOF2
 
 token=$(kubectl --kubeconfig "$KUBECONFIG" create token "$REL-tasked" -n "$TEST_NS" --duration 1h)
 like "$token" '^eyJ' "kubectl create token gives the service account a token"
@@ -68,6 +93,12 @@ is "$(sak auth can-i patch tasks.tasked.dev -n default)" yes "it may patch Tasks
 is "$(sak auth can-i update tasks.tasked.dev -n default)" no "... but not replace them"
 is "$(sak auth can-i list secrets -n "$TEST_NS")" no "it may not list Secrets"
 is "$(sak auth can-i get secrets -n default)" no "it may not read Secrets outside rbac.secretNamespaces"
+is "$(sak auth can-i get "secrets/$REL-tasked-webhook-tls" -n "$TEST_NS")" yes "it may read its webhook certificate Secret"
+is "$(sak auth can-i update "secrets/$REL-tasked-webhook-tls" -n "$TEST_NS")" yes "... and renew it"
+is "$(sak auth can-i update secrets/vault -n "$TEST_NS")" no "... but update no other Secret"
+is "$(sak auth can-i update "validatingwebhookconfigurations/$VWC" 2>/dev/null)" yes "it may update its ValidatingWebhookConfiguration"
+is "$(sak auth can-i update validatingwebhookconfigurations/other 2>/dev/null)" no "... and no other"
+is "$(sak auth can-i patch "validatingwebhookconfigurations/$VWC" 2>/dev/null)" no "... by update only"
 
 # The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
 # with the chart's flags (leader election on a Lease named after the release).
@@ -76,8 +107,13 @@ stop_pidfile "$STATE/controller.pid" "$CTL" tasked-controller 5 >/dev/null
 start_bg "$STATE/rbac-controller.pid" "$LOG" "$CTL" --kubeconfig "$SA_KC" \
 	--listen "127.0.0.1:$API_PORT" --broker-listen "127.0.0.1:$BROKER_PORT" \
 	--runner-token-file "$STATE/runner-token" --api-key-file "$STATE/api-key" \
-	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL-tasked"
+	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL-tasked" \
+	--webhook-listen "127.0.0.1:$(pick_port "$API_PORT" "$BROKER_PORT")" --webhook-secret "$REL-tasked-webhook-tls" \
+	--webhook-config "$VWC" --webhook-cert-names "$REL-tasked-webhook.$TEST_NS.svc"
 ok "the controller under the chart's rights acquires its Lease" wait_for 60 grep -q '"acquired leadership"' "$LOG"
+ok "it creates its webhook certificate Secret" wait_for 30 k get secret "$REL-tasked-webhook-tls"
+ok "... and writes the CA into its ValidatingWebhookConfiguration" wait_for 30 sh -c \
+	"[ \"\$(kubectl get validatingwebhookconfiguration $VWC -o jsonpath='{.webhooks[0].clientConfig.caBundle}')\" = \"\$(kubectl get secret $REL-tasked-webhook-tls -n $TEST_NS -o jsonpath='{.data.ca\\.crt}')\" ]"
 ok "... and becomes ready" wait_for 60 sh -c "printf 'X-API-Key: %s\n' \"\$(cat '$STATE/api-key')\" | curl -fsS --max-time 2 -o /dev/null -H @- http://127.0.0.1:$API_PORT/readyz"
 
 # A failFast Flow: the controller creates the children, patches spec.cancel on the running one,

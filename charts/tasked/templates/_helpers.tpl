@@ -218,3 +218,15 @@ emptyDir:
     {{- toYaml .taskEgress | nindent 4 }}
 {{- end }}
 {{- end }}
+
+{{/* The admission webhook: its Secret, Service and ValidatingWebhookConfiguration names (the
+configuration is cluster-scoped, so it carries the namespace too). */}}
+{{- define "tasked.webhookSecret" -}}
+{{- default (printf "%s-webhook-tls" (include "tasked.fullname" .)) .Values.webhook.secretName -}}
+{{- end }}
+{{- define "tasked.webhookService" -}}
+{{- printf "%s-webhook" (include "tasked.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+{{- define "tasked.webhookConfig" -}}
+{{- printf "%s-%s" (include "tasked.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" -}}
+{{- end }}
