@@ -32,7 +32,7 @@ obj = $(patsubst %.c,build/rel/%.o,$(1))
 san = $(patsubst %.c,build/san/%.o,$(1))
 
 .SECONDARY:
-.PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench \
+.PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench bench-node \
         lint format tsan
 all: bin/tasked-controller bin/tasked-runner
 
@@ -276,4 +276,14 @@ build/bench/stamp: bench/stamp.c
 bench: deps
 	$(MAKE) all kube $(BENCH_BIN)
 	@bench/run.sh
+ifneq ($(TASKED_NODE),0)
+	$(MAKE) bench-node
+endif
+# make bench-node: bench/node.sh, the same trivial program as a Task (sidecar runners, RunnerPool
+# warm and cold, container executor), a Job and a bare Pod on the real node (tests/cluster/
+# up-node.sh), side by side; writes the side-by-side section of docs/benchmarks.md and
+# docs/bench-node-*.png. Needs root; the node is always torn down.
+bench-node: deps images helm
+	$(MAKE) all kube $(BENCH_BIN)
+	@bench/node.sh
 # --- end benchmarks ----------------------------------------------------------------------------

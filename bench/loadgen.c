@@ -10,6 +10,12 @@
  *       result comes first) and when it was first seen terminal; the stamp in status.logTail
  *       is when the process started. All times are CLOCK_REALTIME on this machine.
  *
+ *       --object pod|job runs the same command as a bare Pod or a Job instead (--image IMAGE,
+ *       the restricted security context the node suites use); "Running" is the Pod's phase or a
+ *       Job's first ready pod, terminal a Pod's Succeeded/Failed or a Job's Complete/Failed
+ *       condition, and the stamp is read from the pod's log once every object is terminal.
+ *       --spec JSON is merged into each Task's spec (a runnerSelector, a container, ...).
+ *
  *   tasked-bench-load ceiling    --kubeconfig K --namespace NS --run ID --count N
  *                                [--threads T] [--template F] [--extra-watches W] [--json F]
  *       What the API server must do per task without Tasked: create a BenchDummy
@@ -55,6 +61,7 @@
 
 struct lg_opts {
 	const char *mode, *kubeconfig, *namespace_, *run, *command, *csv, *json, *template_;
+	const char *object, *image, *spec;
 	long count, threads, start, timeout_s, extra_watches;
 	double rate;
 };
@@ -75,6 +82,7 @@ struct lg_run {
 	char coll[512];              /* collection path */
 	char selector[256];          /* escaped label selector */
 	char prefix[96];             /* object names: prefix-N */
+	int obj;                     /* LG_OBJ_*: what the tasks mode creates */
 	atomic_long next;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -90,13 +98,14 @@ static void lg_usage(FILE *f)
 	fputs("usage: tasked-bench-load tasks|ceiling|fill|apimetrics --kubeconfig FILE [options]\n"
 	      "  --namespace NS --run ID --count N --command PATH --rate R --threads T --timeout S\n"
 	      "  --start I --template FILE --extra-watches W --csv FILE --json FILE\n"
+	      "  --object task|pod|job --image IMAGE --spec JSON\n"
 	      "(see the comment at the top of bench/loadgen.c)\n", f);
 }
 
 static int lg_parse(int argc, char **argv, struct lg_opts *o)
 {
 	enum { O_KC = 256, O_NS, O_RUN, O_COUNT, O_CMD, O_RATE, O_THREADS, O_TIMEOUT, O_START,
-	       O_TPL, O_XW, O_CSV, O_JSON, O_HELP };
+	       O_TPL, O_XW, O_CSV, O_JSON, O_OBJ, O_IMG, O_SPEC, O_HELP };
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -111,13 +120,16 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 		{ "extra-watches", required_argument, NULL, O_XW },
 		{ "csv", required_argument, NULL, O_CSV },
 		{ "json", required_argument, NULL, O_JSON },
+		{ "object", required_argument, NULL, O_OBJ },
+		{ "image", required_argument, NULL, O_IMG },
+		{ "spec", required_argument, NULL, O_SPEC },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	char *end;
 
-	*o = (struct lg_opts){ .namespace_ = "default", .run = "bench", .count = 100, .threads = 4,
+	*o = (struct lg_opts){ .namespace_ = "default", .run = "bench", .count = 100, .threads = 4, .object = "task",
 			       .timeout_s = 600 };
 	if (argc < 2) {
 		lg_usage(stderr);
@@ -134,6 +146,9 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 		case O_TPL: o->template_ = optarg; break;
 		case O_CSV: o->csv = optarg; break;
 		case O_JSON: o->json = optarg; break;
+		case O_OBJ: o->object = optarg; break;
+		case O_IMG: o->image = optarg; break;
+		case O_SPEC: o->spec = optarg; break;
 		case O_COUNT:
 			o->count = strtol(optarg, &end, 10);
 			if (*end || o->count < 1 || o->count > LG_MAX_COUNT)
@@ -184,8 +199,32 @@ bad:
 
 /* --- objects ---------------------------------------------------------------------------- */
 
-static const char *lg_phase(json_t *obj)
+enum { LG_OBJ_TASK, LG_OBJ_POD, LG_OBJ_JOB };
+
+/* A Job's phase in Task terms: its Complete/Failed condition, else Running once a pod is
+ * ready, else Pending. */
+static const char *lg_job_phase(json_t *obj)
 {
+	json_t *st = json_object_get(obj, "status"), *c;
+	size_t i;
+
+	json_array_foreach(json_object_get(st, "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *v = json_string_value(json_object_get(c, "status"));
+		if (!t || !v || strcmp(v, "True") != 0)
+			continue;
+		if (strcmp(t, "Complete") == 0)
+			return "Succeeded";
+		if (strcmp(t, "Failed") == 0)
+			return "Failed";
+	}
+	return json_integer_value(json_object_get(st, "ready")) > 0 ? "Running" : "Pending";
+}
+
+static const char *lg_phase(struct lg_run *r, json_t *obj)
+{
+	if (r->obj == LG_OBJ_JOB)
+		return lg_job_phase(obj);
 	return json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
 }
 
@@ -292,7 +331,7 @@ static void lg_note_rv(struct lg_run *r, json_t *obj)
  * listed item. */
 static void lg_observe(struct lg_run *r, json_t *obj)
 {
-	const char *phase = lg_phase(obj);
+	const char *phase = lg_phase(r, obj);
 	long i = lg_index(r, obj);
 	int64_t now = bench_now_ns();
 	struct lg_rec *rec;
@@ -431,14 +470,52 @@ static void *lg_shadow_watch_main(void *p)
 
 /* --- creating ----------------------------------------------------------------------------- */
 
+/* The pod spec of --object pod|job: the restricted context of the node suites, the image
+ * only from the node's store. */
+static json_t *lg_pod_spec(struct lg_run *r)
+{
+	return json_pack("{ss sb sb si s{sb si si s{ss}} s[{ss ss ss s[s] s{sb sb s{s[s]}}}]}",
+			 "restartPolicy", "Never", "automountServiceAccountToken", 0, "enableServiceLinks", 0,
+			 "terminationGracePeriodSeconds", 1,
+			 "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532,
+			 "seccompProfile", "type", "RuntimeDefault",
+			 "containers", "name", "stamp", "image", r->o->image, "imagePullPolicy", "Never",
+			 "command", r->o->command,
+			 "securityContext", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
+			 "capabilities", "drop", "ALL");
+}
+
 static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const char *kind)
 {
 	char name[160];
+	json_t *b, *spec;
+
 	snprintf(name, sizeof(name), "%s-%ld", r->prefix, idx);
-	return json_pack("{ss ss s{ss s{ss}} s{s{s[s]} si}}", "apiVersion", apiversion, "kind", kind,
-			 "metadata", "name", name, "labels", LG_LABEL, r->o->run,
-			 "spec", "shell", "command", r->o->command ? r->o->command : "/bin/true",
-			 "timeoutSeconds", 60);
+	if (r->obj == LG_OBJ_POD)
+		return json_pack("{ss ss s{ss s{ss}} so}", "apiVersion", "v1", "kind", "Pod", "metadata", "name",
+				 name, "labels", LG_LABEL, r->o->run, "spec", lg_pod_spec(r));
+	if (r->obj == LG_OBJ_JOB)
+		return json_pack("{ss ss s{ss s{ss}} s{si s{s{s{ss}} so}}}", "apiVersion", "batch/v1", "kind", "Job",
+				 "metadata", "name", name, "labels", LG_LABEL, r->o->run, "spec", "backoffLimit", 0,
+				 "template", "metadata", "labels", LG_LABEL, r->o->run, "spec", lg_pod_spec(r));
+	b = json_pack("{ss ss s{ss s{ss}} s{s{s[s]} si}}", "apiVersion", apiversion, "kind", kind,
+		      "metadata", "name", name, "labels", LG_LABEL, r->o->run,
+		      "spec", "shell", "command", r->o->command ? r->o->command : "/bin/true",
+		      "timeoutSeconds", 60);
+	spec = json_object_get(b, "spec");
+	if (b && r->o->spec) {
+		json_t *extra = json_loads(r->o->spec, 0, NULL);
+		if (!json_is_object(extra) || json_object_update(spec, extra) < 0) {
+			json_decref(extra);
+			json_decref(b);
+			return NULL;
+		}
+		/* a container task has no shell */
+		if (json_object_get(extra, "container"))
+			json_object_del(spec, "shell");
+		json_decref(extra);
+	}
+	return b;
 }
 
 /* Merge-patches obj's status (with a UID precondition, as the controller does). 0 or -EIO. */
@@ -544,6 +621,78 @@ static void *lg_create_main(void *p)
 		kube_resp_free(&resp);
 	}
 	return NULL;
+}
+
+/* --- stamps from pod logs ----------------------------------------------------------------- */
+
+/* The stamp a pod's log holds, or 0. The log is the one line the stamp prints, which also
+ * decodes as a JSON number. */
+static int64_t lg_pod_stamp(struct lg_run *r, const char *ns, const char *pod)
+{
+	char path[1024], podesc[320];
+	struct kube_resp resp;
+	long long v = 0;
+	int rc;
+
+	if (kube_escape(pod, podesc, sizeof(podesc)) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?container=stamp", ns, podesc);
+	rc = kube_request(r->kc, "GET", path, NULL, NULL, &resp);
+	if (resp.status == 200) {
+		if (json_is_integer(resp.body))
+			v = json_integer_value(resp.body);
+		else if (json_is_real(resp.body))
+			v = (long long)json_real_value(resp.body);
+		else if (resp.raw)
+			v = strtoll(resp.raw, NULL, 10);
+	}
+	(void)rc;
+	kube_resp_free(&resp);
+	return v > 1000000000000000000LL ? (int64_t)v : 0;
+}
+
+/* After the run: each pod's (or each Job's pod's) stamp into its record. */
+static void lg_fetch_stamps(struct lg_run *r, const char *ns)
+{
+	char path[2048], cont[1024] = "";
+	struct kube_resp resp;
+
+	do {
+		json_t *it;
+		const char *next;
+		size_t k;
+
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s&limit=500%s%s", ns,
+			 r->selector, cont[0] ? "&continue=" : "", cont);
+		if (kube_request(r->kc, "GET", path, NULL, NULL, &resp) < 0 || resp.status != 200) {
+			fprintf(stderr, "tasked-bench-load: list pods: %s\n", resp.message);
+			kube_resp_free(&resp);
+			return;
+		}
+		json_array_foreach(json_object_get(resp.body, "items"), k, it) {
+			json_t *md = json_object_get(it, "metadata");
+			const char *pod = json_string_value(json_object_get(md, "name"));
+			long i = -1;
+
+			if (r->obj == LG_OBJ_POD) {
+				i = lg_index(r, it);
+			} else {
+				/* a Job's pod: its job-name label names the Job */
+				json_t *fake = json_pack("{s{sO}}", "metadata", "name",
+							 json_object_get(json_object_get(md, "labels"), "job-name"));
+				i = fake ? lg_index(r, fake) : -1;
+				json_decref(fake);
+			}
+			if (i < 0 || !pod || r->recs[i].stamp_ns)
+				continue;
+			r->recs[i].stamp_ns = lg_pod_stamp(r, ns, pod);
+		}
+		next = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "continue"));
+		cont[0] = '\0';
+		if (next && *next && kube_escape(next, cont, sizeof(cont)) < 0)
+			cont[0] = '\0';
+		kube_resp_free(&resp);
+	} while (cont[0]);
 }
 
 /* --- results ------------------------------------------------------------------------------ */
@@ -674,10 +823,26 @@ static int lg_run_create(struct lg_opts *o, struct kube_client *kc, enum lg_kind
 		fprintf(stderr, "tasked-bench-load: tasks needs --command (bench/stamp)\n");
 		return 2;
 	}
+	if (strcmp(o->object, "pod") == 0)
+		r.obj = LG_OBJ_POD;
+	else if (strcmp(o->object, "job") == 0)
+		r.obj = LG_OBJ_JOB;
+	else if (strcmp(o->object, "task") != 0) {
+		fprintf(stderr, "tasked-bench-load: --object is task, pod or job\n");
+		return 2;
+	}
+	if (r.obj != LG_OBJ_TASK && (kind != LG_TASKS || !o->image)) {
+		fprintf(stderr, "tasked-bench-load: --object pod|job is for tasks, with --image\n");
+		return 2;
+	}
 	if (kube_escape(o->namespace_, ns, sizeof(ns)) < 0)
 		return 2;
-	snprintf(r.coll, sizeof(r.coll), kind == LG_CEILING ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
-							    : "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks", ns);
+	snprintf(r.coll, sizeof(r.coll),
+		 kind == LG_CEILING	 ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
+		 : r.obj == LG_OBJ_POD ? "/api/v1/namespaces/%s/pods"
+		 : r.obj == LG_OBJ_JOB ? "/apis/batch/v1/namespaces/%s/jobs"
+				       : "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks",
+		 ns);
 	snprintf(sel, sizeof(sel), "%s=%s", LG_LABEL, o->run);
 	if (kube_escape(sel, r.selector, sizeof(r.selector)) < 0)
 		return 2;
@@ -734,6 +899,8 @@ static int lg_run_create(struct lg_opts *o, struct kube_client *kc, enum lg_kind
 			pthread_join(shadows[i], NULL);
 	}
 	/* On a timeout, blocked threads are left behind: the process exits after the report. */
+	if (rc == 0 && r.obj != LG_OBJ_TASK)
+		lg_fetch_stamps(&r, ns);
 	pthread_mutex_lock(&r.lock);
 	sum = lg_summary(&r, kind, (double)(bench_mono_ns() - t_start) / 1e9);
 	pthread_mutex_unlock(&r.lock);

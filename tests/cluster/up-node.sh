@@ -8,7 +8,8 @@
 # api-url (the controller Service, reachable from the host), api-key, runner-token.
 #
 # Environment: TASKED_STATE_DIR, TASKED_NAMESPACE (default tasked-system), TASKED_RELEASE
-# (default tasked), TASKED_HELM_ARGS (extra helm flags, split on spaces), TASKED_READY_TIMEOUT.
+# (default tasked), TASKED_HELM_ARGS (extra helm flags, split on spaces), TASKED_READY_TIMEOUT,
+# TASKED_NODE_IMAGES (more local Docker images to import into the node).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,8 +80,10 @@ docker build -q -f "$here/images/kubectl.Dockerfile" -t tasked-kubectl:local "$k
 	cat "$kctx.log" >&2
 	die "building tasked-kubectl:local failed"
 }
+# TASKED_NODE_IMAGES: more Docker images to import (space-separated; make bench-node's).
+# shellcheck disable=SC2086 # a list of image names
 imported=$("$here/node.sh" import "$STATE" "tasked-controller:$TAG" "tasked-runner:$TAG" \
-	"tasked-runner-tools:$TAG" tasked-kubectl:local)
+	"tasked-runner-tools:$TAG" tasked-kubectl:local ${TASKED_NODE_IMAGES:-})
 [ -z "$imported" ] || printf '%s\n' "$imported"
 
 # --- helm install ------------------------------------------------------------------------------

@@ -1,0 +1,391 @@
+#!/usr/bin/env bash
+# `make bench-node`: the same trivial program, side by side on the real node, in one run.
+#
+#   sidecar   a Task on the chart's sidecar runners (in the controller's pod)
+#   pool      a Task on a RunnerPool in a FROM-scratch user image, warm (minRunners 1)
+#   poolcold  the same from minRunners 0 (a few runs: each waits for the pool to drain to 0)
+#   container a Task with the container executor (a pod per task, made by the controller)
+#   job       a Kubernetes Job: same image, command and restricted security context
+#   pod       a bare Pod: the floor for anything pod-based
+#
+# The program is bench/stamp (static, no libc): it prints the CLOCK_REALTIME at which it began.
+# Pods and Jobs run it from tasked-bench-stamp:bench (FROM scratch, /stamp only); the chart's
+# runners from tasked-bench-runner:bench (the runner image plus /usr/local/bin/stamp). Both are
+# built here and imported into the node's containerd; nothing is pulled.
+#
+# Per row: a steady-rate run (create → process started, → Running seen, → terminal seen), the API
+# server's own apiserver_request_total around it (writes by verb and resource), then a backlog
+# run (throughput) with the CPU seconds of every component around it. The node is brought up
+# with tests/cluster/up-node.sh (Helm, hardened defaults) and always torn down (trap).
+#
+# Environment (defaults in brackets):
+#   BENCH_NODE_COUNT [200]        runs per steady-rate run
+#   BENCH_NODE_RATE [2]           per second, for the rows on runners (sidecar, pool)
+#   BENCH_NODE_POD_RATE [1]       per second, for the rows that make a pod per run (container,
+#                                 job, pod): below what the node sustains, so the latency is not
+#                                 a queue's
+#   BENCH_NODE_BACKLOG [1000]     Tasks in the backlog run (sidecar, pool)
+#   BENCH_NODE_POD_BACKLOG [200]  Pods/Jobs/container tasks in theirs (a pod each: slower)
+#   BENCH_NODE_COLD [5]           cold RunnerPool starts         BENCH_NODE_ROWS [all rows]
+#   BENCH_NO_DOCS=1               report to build/bench/node-out only
+#   BENCH_QUICK=1                 a few tasks per run, report to build/bench/node-out only
+# Needs root (the node), Docker, and the images of `make images` (make bench-node builds them).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck source=tests/cluster/lib.sh
+. "$root/tests/cluster/lib.sh"
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	: "${BENCH_NODE_COUNT:=10}" "${BENCH_NODE_RATE:=2}" "${BENCH_NODE_POD_RATE:=2}" "${BENCH_NODE_BACKLOG:=40}"
+	: "${BENCH_NODE_POD_BACKLOG:=10}" "${BENCH_NODE_COLD:=1}" "${BENCH_NO_DOCS:=1}"
+fi
+COUNT=${BENCH_NODE_COUNT:-200}
+RATE=${BENCH_NODE_RATE:-2}
+POD_RATE=${BENCH_NODE_POD_RATE:-1}
+BACKLOG=${BENCH_NODE_BACKLOG:-1000}
+POD_BACKLOG=${BENCH_NODE_POD_BACKLOG:-200}
+NCOLD=${BENCH_NODE_COLD:-5}
+ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod}
+STATE=${BENCH_NODE_STATE_DIR:-$root/build/bench/node-state}
+OUT=${BENCH_NODE_OUT_DIR:-$root/build/bench/node-out}
+LOAD=$root/build/bench/tasked-bench-load
+STAMP=$root/build/bench/stamp
+TAG=$(cat "$root/VERSION" 2>/dev/null || echo 0.0.0)
+STAMP_IMAGE=tasked-bench-stamp:bench
+RUNNER_IMAGE=tasked-bench-runner:bench
+NS=bench
+HZ=$(getconf CLK_TCK)
+T_START=$(date +%s)
+
+for b in "$LOAD" "$STAMP"; do
+	[ -x "$b" ] || die "${b#"$root"/} is missing: run 'make bench-node'"
+done
+for t in jq kubectl docker awk; do
+	command -v "$t" >/dev/null || die "$t is required"
+done
+[ "$(id -u)" -eq 0 ] || die "the node needs root"
+if ! command -v gnuplot >/dev/null; then
+	echo "bench-node: installing gnuplot-nox for the plots" >&2
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends gnuplot-nox; } >&2 || note "gnuplot could not be installed: no plots"
+fi
+docker image inspect "tasked-runner:$TAG" >/dev/null 2>&1 || die "no image tasked-runner:$TAG: run 'make images'"
+
+step() { printf '\n== %s  (+%ds)\n' "$*" $(($(date +%s) - T_START)); }
+
+LOAD_SAMPLER=""
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	[ -z "$LOAD_SAMPLER" ] || kill "$LOAD_SAMPLER" 2>/dev/null
+	if [ -d "$STATE" ]; then
+		step "down"
+		TASKED_STATE_DIR=$STATE "$root/tests/cluster/down.sh" >"$OUT/down.log" 2>&1 ||
+			{ echo "bench-node: make down failed (see ${OUT#"$root"/}/down.log)" >&2; [ "$rc" -ne 0 ] || rc=1; }
+	fi
+	docker image rm "$STAMP_IMAGE" "$RUNNER_IMAGE" >/dev/null 2>&1
+	[ "$rc" -eq 0 ] || echo "bench-node: failed (exit $rc); logs in ${STATE#"$root"/} and ${OUT#"$root"/}" >&2
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -d "$STATE" ]; then
+	TASKED_STATE_DIR=$STATE "$root/tests/cluster/down.sh" >/dev/null 2>&1 || true
+fi
+rm -rf "$STATE" "$OUT"
+mkdir -p "$STATE" "$OUT"
+
+# --- machine -----------------------------------------------------------------------------------
+step "machine"
+jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	--arg cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
+	--argjson nproc "$(nproc)" \
+	--argjson memkib "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" \
+	--arg kernel "$(uname -sr)" \
+	--arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	--arg rev "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	--arg dirty "$(git -C "$root" status --porcelain 2>/dev/null | grep -c . || true)" \
+	'{date: $date, cpu: $cpu, nproc: $nproc, memoryGiB: (($memkib / 1048576 * 10 | round) / 10),
+	  kernel: $kernel, loadAverageAtStart: $load, revision: $rev, uncommittedFiles: ($dirty | tonumber)}' \
+	>"$OUT/machine.json"
+cat "$OUT/machine.json"
+# The load average every 10 s for the whole run (the machine is shared).
+(while sleep 10; do printf '%s %s\n' "$(date +%s)" "$(cut -d' ' -f1 /proc/loadavg)"; done) >"$OUT/load.txt" &
+LOAD_SAMPLER=$!
+
+# --- images ------------------------------------------------------------------------------------
+step "images"
+ctx=$root/build/bench/node-images
+rm -rf "$ctx"
+mkdir -p "$ctx/stamp" "$ctx/runner"
+cp "$STAMP" "$ctx/stamp/stamp"
+cp "$STAMP" "$ctx/runner/stamp"
+printf 'FROM scratch\nCOPY stamp /stamp\nUSER 65532:65532\nENTRYPOINT ["/stamp"]\n' >"$ctx/stamp/Dockerfile"
+printf 'FROM tasked-runner:%s\nCOPY stamp /usr/local/bin/stamp\nUSER 65532:65532\n' "$TAG" >"$ctx/runner/Dockerfile"
+docker build -q -t "$STAMP_IMAGE" "$ctx/stamp" >"$OUT/images.log" 2>&1
+docker build -q -t "$RUNNER_IMAGE" "$ctx/runner" >>"$OUT/images.log" 2>&1
+
+# --- node and Tasked ---------------------------------------------------------------------------
+step "node: tests/cluster/up-node.sh (Helm install of charts/tasked)"
+export KUBECONFIG=$STATE/kubeconfig
+TASKED_STATE_DIR=$STATE TASKED_NODE_IMAGES="$STAMP_IMAGE $RUNNER_IMAGE" \
+	TASKED_HELM_ARGS="--set runner.image.repository=${RUNNER_IMAGE%:*} --set runner.image.tag=${RUNNER_IMAGE#*:} ${BENCH_NODE_HELM_ARGS:-}" \
+	"$root/tests/cluster/up-node.sh" >"$OUT/up.log" 2>&1 || {
+	tail -n 30 "$OUT/up.log" >&2
+	die "the node did not come up"
+}
+# shellcheck disable=SC1091
+. "$STATE/release.env" # NAMESPACE RELEASE FULLNAME
+SOCK=$STATE/node/containerd/containerd.sock
+kubectl create namespace "$NS" >/dev/null
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+# The default ServiceAccount appears shortly after the namespace; a pod needs it.
+for ((i = 0; i < 100; i++)); do
+	kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break
+	sleep 0.2
+done
+CRDS=$(kubectl get crd -o name)
+has_pools() { grep -q runnerpools.tasked.dev <<<"$CRDS"; }
+# The Task CRD has had spec.container since before the executor existed: the tree tells.
+has_container() { [ -f "$root/controller/podexec.c" ]; }
+
+# --- measurements ------------------------------------------------------------------------------
+# cpu_snapshot FILE: "COMPONENT PID STARTTIME TICKS" per process, TICKS = utime + stime + cutime +
+# cstime (its own CPU and its reaped children's: runc under the shims, task processes under the
+# runners), plus "pods - - NS" lines with the node's pod cgroups' cpuacct total.
+cpu_line() { # COMPONENT PID
+	[ -r "/proc/$2/stat" ] || return 0
+	awk -v c="$1" -v p="$2" '{ sub(/.*\) /, ""); print c, p, $20, $12 + $13 + $14 + $15 }' "/proc/$2/stat" 2>/dev/null || true
+}
+cpu_snapshot() {
+	local f pid comm cg
+	{
+		for f in etcd kube-apiserver kube-controller-manager; do
+			[ -s "$STATE/$f.pid" ] && cpu_line "$f" "$(cat "$STATE/$f.pid")"
+		done
+		for f in kube-scheduler kubelet containerd kube-proxy netpol; do
+			[ -s "$STATE/node/$f.pid" ] && cpu_line "$f" "$(cat "$STATE/node/$f.pid")"
+		done
+		for f in /proc/[0-9]*; do
+			pid=${f#/proc/}
+			comm=$(cat "$f/comm" 2>/dev/null) || continue
+			case "$comm" in
+			containerd-shim*)
+				tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -qF -- "$SOCK" && cpu_line containerd-shims "$pid" ;;
+			tasked-controll* | tasked-runner*)
+				cg=$(cat "$f/cgroup" 2>/dev/null) || continue
+				case "$cg" in *"/$NODE_TAG/"*) ;; *) continue ;; esac
+				case "$comm" in tasked-controll*) cpu_line controller "$pid" ;; *) cpu_line runners "$pid" ;; esac ;;
+			esac
+		done
+		printf 'pods - - %s\n' "$(cat "/sys/fs/cgroup/cpuacct/$NODE_TAG/cpuacct.usage" 2>/dev/null || echo 0)"
+	} >"$1"
+}
+# cpu_delta BEFORE AFTER TASKS -> {"component": CPU seconds per 1,000 tasks, ...}. A process that
+# started in between counts whole; one that ended in between is lost (a lower bound: a shim of
+# a pod deleted during the run; pods are deleted after the measurement here).
+cpu_delta() {
+	awk -v hz="$HZ" -v n="$3" '
+		FNR == 1 { file++ }
+		$1 == "pods" { if (file == 1) pb = $4; else pa = $4; next }
+		file == 1 { before[$2 " " $3] = $4; next }
+		{ d = $4 - before[$2 " " $3]; if (d < 0) d = 0; sum[$1] += d / hz; comp[$1] = 1 }
+		END {
+			# pods: the pod cgroups (ns) less what the controller and runners of those pods used
+			p = (pa - pb) / 1e9 - sum["controller"] - sum["runners"]; if (p < 0) p = 0
+			sum["pod containers (other)"] = p
+			printf "{"; sep = ""
+			for (c in sum) { printf "%s\"%s\": %.4f", sep, c, sum[c] * 1000 / n; sep = ", " }
+			printf "}\n"
+		}' "$1" "$2"
+}
+apimetrics() { "$LOAD" apimetrics --kubeconfig "$KUBECONFIG" --json "$1"; }
+# writes_delta BEFORE AFTER TASKS -> writes per task by "VERB group/resource[/sub]", and totals.
+writes_delta() {
+	jq -n --slurpfile b "$1" --slurpfile a "$2" --argjson n "$3" '
+		def w: test("^(POST|PUT|PATCH|DELETE|DELETECOLLECTION|APPLY) ");
+		($b[0].requests) as $B | ($a[0].requests) as $A
+		| ([$A | to_entries[] | select(.key | w) | {key, value: (.value - ($B[.key] // 0))} | select(.value > 0)]
+		   | from_entries) as $d
+		| def sumof(re): [$d | to_entries[] | select(.key | test(re)) | .value] | add // 0;
+		{tasks: $n, byVerbAndResource: ($d | map_values(. / $n)),
+		 total: (([$d[]] | add // 0) / $n),
+		 leases: (sumof("coordination.k8s.io/leases") / $n),
+		 events: (sumof("/events$") / $n),
+		 withoutLeases: ((([$d[]] | add // 0) - sumof("coordination.k8s.io/leases")) / $n)}'
+}
+settle_writes() { # until no write for 2 s (Events are asynchronous), at most 20 s
+	local prev="" cur i
+	for ((i = 0; i < 10; i++)); do
+		sleep 2
+		cur=$("$LOAD" apimetrics --kubeconfig "$KUBECONFIG" | jq -c '[.requests | to_entries[]
+			| select(.key | test("^(POST|PATCH|PUT|DELETE) ")) | select(.key | test("leases") | not)] | map(.value) | add')
+		[ "$cur" = "$prev" ] && return 0
+		prev=$cur
+	done
+}
+clean_ns() { # delete what a row made (not measured), wait until it is gone
+	kubectl -n "$NS" delete tasks,jobs,pods,taskqueues --all --wait=false >/dev/null 2>&1 || true
+	kubectl -n "$NS" delete jobs --all --cascade=foreground --wait=false >/dev/null 2>&1 || true
+	for ((i = 0; i < 300; i++)); do
+		[ -z "$(kubectl -n "$NS" get tasks,jobs,pods -o name 2>/dev/null | head -n 1)" ] && return 0
+		sleep 1
+	done
+	note "objects of the previous row are still being deleted"
+}
+
+# row NAME LOADGEN-ARGS...: the steady-rate run and the backlog run of one row.
+row() { # NAME RATE BACKLOG LOADGEN-ARGS...
+	local name=$1 rate=$2 backlog=$3
+	shift 3
+	step "$name: $COUNT at $rate/s"
+	apimetrics "$OUT/$name-lat-before-api.json"
+	cpu_snapshot "$OUT/$name-lat-before-cpu.txt"
+	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-l" --count "$COUNT" \
+		--rate "$rate" --threads 4 --timeout 900 --csv "$OUT/$name-latency.csv" \
+		--json "$OUT/$name-latency.json" "$@" >/dev/null || note "$name: the steady-rate run reported errors"
+	settle_writes
+	apimetrics "$OUT/$name-lat-after-api.json"
+	cpu_snapshot "$OUT/$name-lat-after-cpu.txt"
+	writes_delta "$OUT/$name-lat-before-api.json" "$OUT/$name-lat-after-api.json" "$COUNT" >"$OUT/$name-writes.json"
+	cpu_delta "$OUT/$name-lat-before-cpu.txt" "$OUT/$name-lat-after-cpu.txt" "$COUNT" >"$OUT/$name-cpu-steady.json"
+	jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, unsettled, otherTerminal, stampMissing}' "$OUT/$name-latency.json"
+	jq -c '{total, withoutLeases}' "$OUT/$name-writes.json"
+	clean_ns
+	[ "$backlog" -gt 0 ] || return 0
+	step "$name: backlog of $backlog"
+	cpu_snapshot "$OUT/$name-thr-before-cpu.txt"
+	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-t" --count "$backlog" \
+		--threads 8 --timeout 1200 --csv "$OUT/$name-throughput.csv" \
+		--json "$OUT/$name-throughput.json" "$@" >/dev/null || note "$name: the backlog run reported errors"
+	cpu_snapshot "$OUT/$name-thr-after-cpu.txt"
+	cpu_delta "$OUT/$name-thr-before-cpu.txt" "$OUT/$name-thr-after-cpu.txt" "$backlog" >"$OUT/$name-cpu.json"
+	jq -c '{perSecond, wallSeconds, unsettled}' "$OUT/$name-throughput.json"
+	jq -c . "$OUT/$name-cpu.json"
+	clean_ns
+}
+
+step "idle baseline: CPU of every component for 20 s"
+cpu_snapshot "$OUT/idle-before-cpu.txt"
+sleep 20
+cpu_snapshot "$OUT/idle-after-cpu.txt"
+# per 1,000 "tasks" of 20 ms each = CPU seconds per 20 s; as CPU seconds per second instead:
+cpu_delta "$OUT/idle-before-cpu.txt" "$OUT/idle-after-cpu.txt" 20000 >"$OUT/idle-cpu.json"
+jq -c . "$OUT/idle-cpu.json"
+
+# pool_cold: NCOLD single Tasks on a pool at minRunners 0, each after the pool drained to no
+# runner (scaleDownDelaySeconds 0): create → started includes scheduling, the pod, the runner's
+# injection and its connection. Few runs: each waits for a scale-down.
+pool_cold() {
+	local i j
+	kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+		apiVersion: tasked.dev/v1alpha1
+		kind: RunnerPool
+		metadata: {name: cold}
+		spec: {image: $STAMP_IMAGE, labels: {pool: cold}, slotsPerRunner: 1, minRunners: 0, maxRunners: 1, scaleDownDelaySeconds: 0}
+	EOF
+	apimetrics "$OUT/poolcold-lat-before-api.json"
+	cpu_snapshot "$OUT/poolcold-lat-before-cpu.txt"
+	for ((i = 0; i < NCOLD; i++)); do
+		step "poolcold: start $((i + 1)) of $NCOLD from no runner"
+		for ((j = 0; j < 180; j++)); do
+			[ -z "$(kubectl -n "$NS" get pods -l tasked.dev/runner-pool=cold -o name 2>/dev/null)" ] && break
+			sleep 1
+		done
+		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "poolcold-$i" --count 1 \
+			--threads 1 --timeout 300 --csv "$OUT/poolcold-$i.csv" --json "$OUT/poolcold-$i.json" \
+			--command /stamp --spec '{"runnerPool": "cold"}' >/dev/null || note "poolcold: run $i reported errors"
+		jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50}' "$OUT/poolcold-$i.json"
+	done
+	apimetrics "$OUT/poolcold-lat-after-api.json"
+	cpu_snapshot "$OUT/poolcold-lat-after-cpu.txt"
+	writes_delta "$OUT/poolcold-lat-before-api.json" "$OUT/poolcold-lat-after-api.json" "$NCOLD" >"$OUT/poolcold-writes.json"
+	cpu_delta "$OUT/poolcold-lat-before-cpu.txt" "$OUT/poolcold-lat-after-cpu.txt" "$NCOLD" >"$OUT/poolcold-cpu-steady.json"
+	# one CSV as the other rows have (header once)
+	awk 'FNR > 1 || NR == 1' "$OUT"/poolcold-[0-9]*.csv >"$OUT/poolcold-latency.csv"
+	kubectl -n "$NS" delete runnerpool cold --wait=true >/dev/null
+	clean_ns
+}
+
+SKIPPED='{}'
+skip() { SKIPPED=$(jq -c --arg r "$1" --arg w "$2" '. + {($r): $w}' <<<"$SKIPPED"); note "$1: $2"; }
+for r in $ROWS; do
+	case "$r" in
+	sidecar)
+		row sidecar "$RATE" "$BACKLOG" --command /usr/local/bin/stamp ;;
+	pool | poolcold)
+		if ! has_pools; then
+			skip "$r" "no RunnerPool CRD in this tree (RunnerPools were not merged yet)"
+			continue
+		fi
+		if [ "$r" = pool ]; then
+			kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+				apiVersion: tasked.dev/v1alpha1
+				kind: RunnerPool
+				metadata: {name: stamp}
+				spec: {image: $STAMP_IMAGE, labels: {pool: stamp}, slotsPerRunner: 4, minRunners: 1, maxRunners: 1}
+			EOF
+			for ((i = 0; i < 120; i++)); do
+				[ "$(kubectl -n "$NS" get runnerpool stamp -o jsonpath='{.status.readyRunners}' 2>/dev/null)" = 1 ] && break
+				[ "$(kubectl -n "$NS" get deploy stamp-pool -o jsonpath='{.status.readyReplicas}' 2>/dev/null)" = 1 ] && break
+				sleep 1
+			done
+			sleep 2
+			row pool "$RATE" "$BACKLOG" --command /stamp --spec '{"runnerPool": "stamp"}'
+			kubectl -n "$NS" delete runnerpool stamp --wait=true >/dev/null
+		else
+			pool_cold
+		fi ;;
+	container)
+		if ! has_container; then
+			skip container "no spec.container in the Task CRD (the container executor was not merged yet)"
+			continue
+		fi
+		ctr_queue() {
+			kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+				apiVersion: tasked.dev/v1alpha1
+				kind: TaskQueue
+				metadata: {name: stamp}
+				spec: {policy: {executors: [container], container: {imageAllowlist: ["$STAMP_IMAGE"]}}}
+			EOF
+		}
+		ctr_queue
+		row container "$POD_RATE" 0 --command /stamp \
+			--spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}"
+		ctr_queue
+		step "container: backlog of $POD_BACKLOG"
+		cpu_snapshot "$OUT/container-thr-before-cpu.txt"
+		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run container-t --count "$POD_BACKLOG" \
+			--threads 8 --timeout 1200 --csv "$OUT/container-throughput.csv" --json "$OUT/container-throughput.json" \
+			--command /stamp --spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}" \
+			>/dev/null || note "container: the backlog run reported errors"
+		cpu_snapshot "$OUT/container-thr-after-cpu.txt"
+		cpu_delta "$OUT/container-thr-before-cpu.txt" "$OUT/container-thr-after-cpu.txt" "$POD_BACKLOG" >"$OUT/container-cpu.json"
+		jq -c '{perSecond, wallSeconds, unsettled}' "$OUT/container-throughput.json"
+		clean_ns ;;
+	job)
+		row job "$POD_RATE" "$POD_BACKLOG" --object job --image "$STAMP_IMAGE" --command /stamp ;;
+	pod)
+		row pod "$POD_RATE" "$POD_BACKLOG" --object pod --image "$STAMP_IMAGE" --command /stamp ;;
+	*) die "unknown row $r (BENCH_NODE_ROWS)" ;;
+	esac
+done
+printf '%s\n' "$SKIPPED" >"$OUT/skipped.json"
+
+# --- report ------------------------------------------------------------------------------------
+step "report"
+jq -n --argjson s "$(($(date +%s) - T_START))" --arg count "$COUNT" --arg rate "$RATE" --arg prate "$POD_RATE" \
+	--arg backlog "$BACKLOG" --arg pb "$POD_BACKLOG" --arg cold "$NCOLD" \
+	--arg loadend "$(cut -d' ' -f1-3 /proc/loadavg)" \
+	'{elapsedSeconds: $s, count: ($count | tonumber), rate: ($rate | tonumber), podRate: ($prate | tonumber), backlog: ($backlog | tonumber),
+	  podBacklog: ($pb | tonumber), cold: ($cold | tonumber), loadAverageAtEnd: $loadend}' >"$OUT/params.json"
+if [ "${BENCH_NO_DOCS:-0}" = 1 ]; then
+	"$here/report-node.sh" "$OUT" "$OUT"
+else
+	"$here/report-node.sh" "$OUT" "$root/docs"
+fi
+echo "bench-node: done in $(($(date +%s) - T_START))s"
