@@ -4,6 +4,7 @@
 #include "config.h"
 #include "server.h"
 #include "informer.h"
+#include "instance.h"
 #include "kube.h"
 #include "kubeconfig.h"
 #include "deps.h"
@@ -152,6 +153,17 @@ static void app_free(struct app *a)
 	deps_index_free(a->deps);
 }
 
+/* Every cache sees only this install's objects (instance.h). */
+static int app_select(struct app *a, const char *instance_id)
+{
+	char sel[128];
+	int r = instance_selector(instance_id, sel, sizeof(sel));
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	for (size_t i = 0; r == 0 && i < UTIL_ARRAY_SIZE(infs); i++)
+		r = informer_set_selector(infs[i], sel);
+	return r;
+}
+
 /* Builds the caches and the reconcilers in dependency order and subscribes each consumer to the
  * caches it follows. path receives the Task collection watched. */
 static int app_wire(struct app *a, const struct ctl_config *o, struct kube_client *kc, struct wq *q,
@@ -175,6 +187,8 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 		a->flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, NULL, NULL);
 		if (!a->inf || !a->queues_inf || !a->flows_inf)
 			return -ENOMEM;
+		if ((r = app_select(a, o->instance_id)) < 0)
+			return r;
 	}
 	informer_set_tagger(a->inf, queues_task_tag);
 	informer_index_label(a->inf, "tasked.dev/flow");
@@ -194,7 +208,8 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 					 .tls_cert = o->tls_cert, .tls_key = o->tls_key,
 					 .sources = &(struct metrics_sources){ .inf = a->inf, .queues_inf = a->queues_inf,
 									       .flows_inf = a->flows_inf, .broker = a->broker,
-									       .kc = kc, .queue = q } });
+									       .kc = kc, .queue = q,
+									       .instance = o->instance_id } });
 	if (!api)
 		return -ENOMEM;
 	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
@@ -240,7 +255,7 @@ int main(int argc, char **argv)
 	struct app app = { 0 };
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
-	char err[512], host[128], path[512];
+	char err[512], host[128], path[512], lname[256];   /* lname: the lease keeps a pointer */
 	int port, r, nworkers = 0, rc = 1;
 
 	/* glibc gives each thread that allocates an arena of its own (up to 8 per core), each
@@ -265,6 +280,11 @@ int main(int argc, char **argv)
 	    !(o.api_key && *o.api_key) && !o.api_key_file) {
 		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
 				"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n", o.listen);
+		return 2;
+	}
+	if (o.instance_id && !instance_id_valid(o.instance_id)) {
+		fprintf(stderr, "tasked-controller: --instance-id takes a DNS label: 1-63 of a-z, 0-9 and '-', "
+				"starting and ending with a letter or digit\n");
 		return 2;
 	}
 	if (!!o.tls_cert != !!o.tls_key) {
@@ -308,7 +328,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	log_info("starting", "version", TASKED_VERSION, "watch", path);
+	log_info("starting", "version", TASKED_VERSION, "watch", path, "instance",
+		 o.instance_id ? o.instance_id : "(none: objects without tasked.dev/instance)");
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
 	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0)
 		goto out;
@@ -316,7 +337,11 @@ int main(int argc, char **argv)
 		app.status_started = 1;
 	if (o.leader_elect) {
 		const char *ns = o.le_namespace ? o.le_namespace : lease_ns[0] ? lease_ns : "default";
-		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = o.le_name,
+		if (instance_lease_name(o.le_name, o.instance_id, lname, sizeof(lname)) < 0) {
+			log_error("--leader-elect-name is too long");
+			goto out;
+		}
+		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = lname,
 						     .identity = identity,
 						     .duration_ms = o.le_duration_s * 1000,
 						     .renew_deadline_ms = o.le_renew_s * 1000,
@@ -326,7 +351,7 @@ int main(int argc, char **argv)
 				&app.lease);
 		if (r < 0)
 			goto out;
-		log_info("leader election on", "lease", o.le_name, "namespace", ns, "identity", identity);
+		log_info("leader election on", "lease", lname, "namespace", ns, "identity", identity);
 	}
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)

@@ -710,7 +710,8 @@ int metrics_render(struct metrics *m, struct buf *out)
 	pthread_mutex_unlock(&m->lock);
 
 	r = mhead(out, "tasked_build_info", "gauge", "Build information; the value is always 1.") ?:
-	    mput(out, "tasked_build_info{version=\"%s\"} 1\n", TASKED_VERSION);
+	    mput(out, "tasked_build_info{version=\"%s\",instance=\"%s\"} 1\n", TASKED_VERSION,
+		 src.instance ? src.instance : "");
 	if (r == 0)
 		r = render_tasks(m, &src, out);
 
