@@ -179,6 +179,7 @@ struct api *api_new(const struct api_cfg *cfg)
 	a->logs = logstore_new(&(struct logstore_cfg){ .max_per_task = cfg->log_max_per_task,
 						       .max_total = cfg->log_max_total,
 						       .max_tasks = cfg->log_max_tasks,
+						       .dir = cfg->log_dir,
 						       .notify = api_wake, .ud = a });
 	a->events = events_new(&(struct events_cfg){ .max_events = cfg->event_buffer,
 						     .notify = api_wake, .ud = a });
@@ -220,6 +221,28 @@ static void api_set_sources(struct api *a, const struct metrics_sources *src)
 struct metrics *api_metrics(struct api *a)
 {
 	return a->metrics;
+}
+
+static int api_task_exists(void *ud, const char *uid)
+{
+	char *key = informer_key_by_uid(ud, uid);
+	free(key);
+	return key != NULL;
+}
+
+int api_sweep_logs(struct api *a)
+{
+	struct informer *inf = atomic_load(&a->inf);
+	size_t gone;
+	if (!inf || !informer_synced(inf))
+		return 0;
+	gone = logstore_sweep(a->logs, api_task_exists, inf);
+	if (gone) {
+		char n[32];
+		snprintf(n, sizeof(n), "%zu", gone);
+		log_info("dropped the stored logs of tasks deleted while the controller was away", "logs", n);
+	}
+	return 1;
 }
 
 void api_wake(void *ud)
@@ -598,6 +621,10 @@ static int api_get_task(struct api *a, struct lws *wsi, struct api_sess *s, cons
 
 /* --- logs ------------------------------------------------------------------------------------ */
 
+/* status.logTail holds at most 4096 bytes, cut on a character: from this length on it may be
+ * the end of a longer log. */
+#define API_LOG_TAIL_FULL (4096 - 3)
+
 static int collect_text(void *ud, const struct logstore_chunk *c)
 {
 	struct buf *b = ud;
@@ -614,7 +641,7 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 	json_t *t;
 	struct logstore_pos pos;
 	struct buf text;
-	int r, complete;
+	int r, complete, truncated, unknown = 0;
 
 	if (!inf)
 		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
@@ -630,20 +657,24 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 	}
 	complete = pos.finished ||
 		   task_terminal(t);
+	truncated = pos.dropped > 0;
 	if (!pos.found || (pos.end == 0 && complete)) {
-		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
+		/* Nothing streamed (e.g. the controller restarted without --log-dir): the status keeps
+		 * the end. A full tail may have had more before it, how much is unknown: say so. */
 		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 		buf_reset(&text);
 		if (tail)
 			buf_append(&text, tail, strlen(tail));
 		source = "logTail";
+		truncated = text.len >= API_LOG_TAIL_FULL;
+		unknown = truncated;
 	}
 	if (api_wants_json(wsi)) {
-		json_t *o = json_pack("{ss ss ss* ss sb sb sI ss#}", "namespace", ns, "name", name, "uid", uid,
+		json_t *o = json_pack("{ss ss ss* ss sb sb so ss#}", "namespace", ns, "name", name, "uid", uid,
 				      "source", source, "complete", complete,
-				      "truncated", pos.dropped > 0,
-				      "droppedBytes", (json_int_t)pos.dropped, "log", text.data ? text.data : "",
-				      (int)text.len);
+				      "truncated", truncated,
+				      "droppedBytes", unknown ? json_null() : json_integer((json_int_t)pos.dropped),
+				      "log", text.data ? text.data : "", (int)text.len);
 		if (o && attempt)
 			json_object_set_new(o, "attempt", json_integer(attempt));
 		buf_free(&text);
@@ -652,11 +683,17 @@ static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, cons
 			 : api_error(a, wsi, s, 500, "InternalError", "could not encode the log");
 	}
 	{
+		char dropped[32];
 		const char *extra[] = { "x-tasked-log-source:", source,
-					"x-tasked-log-truncated:", pos.dropped > 0 ? "true" : "false",
+					"x-tasked-log-truncated:", truncated ? "true" : "false",
+					"x-tasked-log-dropped-bytes:", dropped,
 					"x-tasked-log-complete:", complete ? "true" : "false", NULL };
 		char *body = text.data;
 		size_t len = text.len;
+		if (unknown)
+			snprintf(dropped, sizeof(dropped), "unknown");
+		else
+			snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)pos.dropped);
 		text.data = NULL;   /* api_send takes the bytes over */
 		buf_free(&text);
 		json_decref(t);

@@ -66,9 +66,12 @@ struct app {
 static void *app_status_loop(void *ud)
 {
 	struct app *a = ud;
+	int swept = 0;
 	for (unsigned n = 1; !a->stop; n++) {
 		for (int i = 0; i < 20 && !a->stop; i++)
 			usleep(100000);
+		if (!swept)   /* logs reloaded from --log-dir whose task is gone */
+			swept = api_sweep_logs(a->api);
 		if (!a->stop && lease_is_leader(a->lease))
 			queues_write_status(a->queues);
 		/* glibc keeps freed heap after bursts; hand it back now and then. */
@@ -201,6 +204,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 					 .ready = app_ready, .ud = a, .max_sse = (int)o->max_sse,
 					 .log_max_per_task = (size_t)o->log_max_task_kib * 1024,
 					 .log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
+					 .log_dir = o->log_dir,
 					 .event_buffer = (size_t)o->event_buffer,
 					 .sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
 					 .server = a->server, .listen = o->listen,
