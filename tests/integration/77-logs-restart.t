@@ -77,6 +77,33 @@ acurl -D "$STATE/it-h" -o /dev/null "$L/huge/logs"
 like "$(tr -d '\r' <"$STATE/it-h")" "x-tasked-log-dropped-bytes: $dropped" "the text answer says the count in X-Tasked-Log-Dropped-Bytes"
 ok "the file stays bounded ($(stat -c %s "$LOGDIR/$huid.log") bytes)" test "$(stat -c %s "$LOGDIR/$huid.log")" -le $((65536 * 3 / 2 + 4096))
 
+# --- secrets stay masked on disk -----------------------------------------------------------------
+canary="canary-$(openssl rand -hex 12)"
+k create secret generic vault --from-literal=token="$canary" >/dev/null
+k label secret vault tasked.dev/queue-secret=true >/dev/null
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: secretive}
+spec:
+  secrets: [{name: api-token, secretKeyRef: {name: vault, key: token}}]
+EOF2
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: leaky}
+spec:
+  queue: secretive
+  env: [{name: TOKEN, valueFrom: {queueSecret: api-token}}]
+  shell: {command: ["sh", "-c", "echo \"leak:$TOKEN\"; echo \"leak again:$TOKEN\" >&2"]}
+EOF2
+ok_phase leaky Succeeded 30
+luid=$(task_field leaky .metadata.uid)
+ok "restart" restart "$ARGS"
+is "$(acurl "$L/leaky/logs" | sort | tr '\n' ' ')" "leak again:*** leak:*** " "a printed queue secret comes back masked after the restart"
+ok "the log file has the masked line" grep -q 'leak:\*\*\*' "$LOGDIR/$luid.log"
+nok "... and never the secret" grep -rq "$canary" "$LOGDIR"
+
 # --- retention follows the Task -------------------------------------------------------------------
 k delete task huge >/dev/null
 gone() { ! test -e "$1"; }
