@@ -139,9 +139,10 @@ static void ls_disk_drop(struct logstore *ls, struct ls_entry *e);
 
 static void ls_remove(struct logstore *ls, struct ls_entry *e)
 {
+	struct ls_entry **pp = &ls->buckets[ls_hash(e->uid)];
+
 	if (!ls->closing)
 		ls_disk_drop(ls, e);
-	struct ls_entry **pp = &ls->buckets[ls_hash(e->uid)];
 	while (*pp && *pp != e)
 		pp = &(*pp)->hnext;
 	if (*pp)
