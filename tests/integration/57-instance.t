@@ -10,8 +10,8 @@ test_namespace instance
 STATE=${TASKED_STATE_DIR:-.tasked}
 case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
 . "$STATE/tasked-ports.env"
-CTL=$IT_ROOT/bin/tasked-controller
-RUN=$IT_ROOT/bin/tasked-runner
+CTL=${TASKED_BIN_DIR:-$IT_ROOT/bin}/tasked-controller
+RUN=${TASKED_BIN_DIR:-$IT_ROOT/bin}/tasked-runner
 KEYH="X-API-Key: $(cat "$STATE/api-key")"
 MARK=$(mktemp -d /var/tmp/tasked-it-instance.XXXXXX) # not /tmp: each task has a private one
 chmod 0777 "$MARK"

@@ -8,7 +8,7 @@
 . "$IT_ROOT/tests/cluster/lib.sh"
 . "$IT_ROOT/tests/tools/apitest.sh"
 test_namespace logs-restart
-CTL=$IT_ROOT/bin/tasked-controller
+CTL=${TASKED_BIN_DIR:-$IT_ROOT/bin}/tasked-controller
 LOGDIR=$STATE/it-logdir
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
