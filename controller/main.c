@@ -52,7 +52,8 @@ struct app {
 	struct server *server;  /* the main loop: broker and API listeners */
 	struct broker *broker;
 	struct api *api;
-	struct lease *lease;
+	_Atomic(struct lease *) lease;  /* set after the workers started */
+	int electing;                   /* --leader-elect: no lease yet means not leading */
 	struct taskctl *tc;
 	struct flowctl *flows;
 	struct queues *queues;
@@ -61,6 +62,13 @@ struct app {
 	pthread_t status_thread;
 	int status_started;
 };
+
+/* Leading: holding the Lease with --leader-elect (not before it is made), always without. */
+static int app_leading(struct app *a)
+{
+	struct lease *l = atomic_load(&a->lease);
+	return l ? lease_is_leader(l) : !a->electing;
+}
 
 /* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
 static void *app_status_loop(void *ud)
@@ -72,7 +80,7 @@ static void *app_status_loop(void *ud)
 			usleep(100000);
 		if (!swept)   /* logs reloaded from --log-dir whose task is gone */
 			swept = api_sweep_logs(a->api);
-		if (!a->stop && lease_is_leader(a->lease))
+		if (!a->stop && app_leading(a))
 			queues_write_status(a->queues);
 		/* glibc keeps freed heap after bursts; hand it back now and then. */
 		if (n % 30 == 0)
@@ -84,7 +92,7 @@ static void *app_status_loop(void *ud)
 static int app_leads(void *ud)
 {
 	struct app *a = ud;
-	return lease_is_leader(a->lease);
+	return app_leading(a);
 }
 
 /* Runners are taken once the Task cache has synced (what a runner says it holds is checked
@@ -92,7 +100,7 @@ static int app_leads(void *ud)
 static int app_admits(void *ud)
 {
 	struct app *a = ud;
-	return (!a->lease || lease_is_leader(a->lease)) && a->inf && informer_synced(a->inf);
+	return app_leading(a) && a->inf && informer_synced(a->inf);
 }
 
 static void app_lease_started(void *ud)
@@ -139,9 +147,11 @@ static int app_ready(void *ud, char *why, size_t whysz)
  * this). */
 static void app_free(struct app *a)
 {
-	if (a->lease)
-		lease_stop(a->lease);
+	struct lease *lease = atomic_load(&a->lease);
 	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+
+	if (lease)
+		lease_stop(lease);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		if (infs[i])
 			informer_stop(infs[i]);
@@ -257,9 +267,10 @@ int main(int argc, char **argv)
 	struct api *api = NULL;
 	struct recorder *recorder = NULL;
 	struct app app = { 0 };
+	struct lease *lease = NULL;
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
-	char err[512], host[128], path[512], lname[256];   /* lname: the lease keeps a pointer */
+	char err[512], host[128], path[512], lname[256];
 	int port, r, nworkers = 0, rc = 1;
 
 	/* glibc gives each thread that allocates an arena of its own (up to 8 per core), each
@@ -320,6 +331,7 @@ int main(int argc, char **argv)
 	q = wq_new();
 	if (!kc || !q)
 		goto out;
+	app.electing = (int)o.leader_elect;
 	recorder = recorder_new(kc, identity);
 	r = app_wire(&app, &o, kc, q, recorder, path, sizeof(path));
 	tc = app.tc;
@@ -352,7 +364,8 @@ int main(int argc, char **argv)
 						     .retry_ms = o.le_retry_s * 1000,
 						     .on_started = app_lease_started, .on_lost = app_lease_lost,
 						     .ud = &app },
-				&app.lease);
+				&lease);
+		atomic_store(&app.lease, lease);
 		if (r < 0)
 			goto out;
 		log_info("leader election on", "lease", lname, "namespace", ns, "identity", identity);
