@@ -45,6 +45,9 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 /* Registers another handler; each event goes to every handler in the order registered, so each
  * consumer of a cache subscribes on its own instead of being chained through another. Before
  * informer_start only. 0, or -ENOSPC past INFORMER_MAX_HANDLERS. */
+/* Lists and watches only objects matching this label selector (e.g. "tasked.dev/instance=a" or
+ * "!tasked.dev/instance"). Before informer_start only. 0, -ENAMETOOLONG over 256 bytes. */
+int informer_set_selector(struct informer *inf, const char *selector);
 int informer_add_handler(struct informer *inf, informer_handler_fn fn, void *ud);
 int informer_start(struct informer *inf);
 void informer_stop(struct informer *inf);

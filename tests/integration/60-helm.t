@@ -119,6 +119,27 @@ is "$(render default tasked --set rbac.userRoles=false | to_json | jq '[.[] | se
 	"rbac.userRoles=false renders no user roles"
 like "$rbac_src" 'resources: \[secrets\]' "queue Secrets have their own rule (get only)"
 
+# --- the log volume and the instance id -----------------------------------------------------------
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--log-dir="))] | join(" ")' <<<"$ctl")" \
+	"--log-dir=/var/lib/tasked/logs" "the controller keeps its logs in /var/lib/tasked/logs"
+is "$(jq -r '(.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/lib/tasked/logs") | .name) as $v | .spec.volumes[] | select(.name == $v) | .emptyDir.sizeLimit' <<<"$ctl")" \
+	256Mi "... on an emptyDir with a size limit by default"
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--instance-id"))] | length' <<<"$ctl")" 0 "no instance id by default"
+pobjs=$(render persistence tasked | to_json)
+pctl=$(pod_specs <<<"$pobjs" | jq -c 'select(.metadata.name == "deployment-t-tasked")')
+is "$(jq -r '.[] | select(.kind == "PersistentVolumeClaim") | "\(.metadata.name) \(.spec.resources.requests.storage) \(.spec.storageClassName) \(.spec.accessModes | join(","))"' <<<"$pobjs")" \
+	"t-tasked-logs 2Gi standard ReadWriteOnce" "persistence.enabled renders a PersistentVolumeClaim"
+is "$(jq -r '(.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/lib/tasked/logs") | .name) as $v | .spec.volumes[] | select(.name == $v) | .persistentVolumeClaim.claimName' <<<"$pctl")" \
+	t-tasked-logs "... mounted as the log directory"
+is "$(jq -r '.[] | select(.kind == "Deployment" and .metadata.name == "t-tasked") | .spec.strategy.type' <<<"$pobjs")" Recreate \
+	"... and the Deployment is replaced with Recreate (one controller per log directory)"
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--instance-id="))] | join(" ")' <<<"$pctl")" "--instance-id=blue" \
+	"controller.instanceID becomes --instance-id"
+is "$(jq -r '.[] | select(.kind == "Role") | .rules[0].resourceNames | join(",")' <<<"$pobjs")" t-tasked-blue \
+	"the leader-election Role names the instance's Lease"
+refuse "an instance id that is not a DNS label" 'instanceID' --set controller.instanceID=Team_A
+refuse "persistence with two controller replicas" 'one controller per log directory' --set persistence.enabled=true --set controller.replicas=2
+
 # --- deploy/, CRDs and the profile stay the chart's ----------------------------------------------
 
 ok "deploy/ is what the chart renders (tests/helm/render-deploy.sh --check)" "$IT_ROOT/tests/helm/render-deploy.sh" --check
