@@ -18,6 +18,9 @@ struct ctl_config {
 	/* API: log store and event ring bounds, separate metrics listener */
 	const char *metrics_listen;
 	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
+	/* the container executor */
+	long keep_task_pods, pod_start_timeout_s;
+	const char *pod_apparmor;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

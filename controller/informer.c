@@ -197,6 +197,9 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	return inf;
 }
 
+/* A path may carry a query of its own (e.g. "?labelSelector=..."); list and watch add to it. */
+static const char *inf_sep(const struct informer *inf) { return strchr(inf->path, '?') ? "&" : "?"; }
+
 static void ie_free_cb(const char *key, void *value, void *ud)
 {
 	ie_free(value);
@@ -589,12 +592,12 @@ static int inf_list(struct informer *inf, int consistent)
 				r = -ENAMETOOLONG;
 				break;
 			}
-			snprintf(path, sizeof(path), "%s?limit=%d&continue=%s", inf->path, INF_PAGE, esc);
+			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s", inf->path, inf_sep(inf), INF_PAGE, esc);
 		} else if (!consistent && inf->rv[0]) {
-			snprintf(path, sizeof(path), "%s?limit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan",
-				 inf->path, INF_PAGE, inf->rv);
+			snprintf(path, sizeof(path), "%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan",
+				 inf->path, inf_sep(inf), INF_PAGE, inf->rv);
 		} else {
-			snprintf(path, sizeof(path), "%s?limit=%d", inf->path, INF_PAGE);
+			snprintf(path, sizeof(path), "%s%slimit=%d", inf->path, inf_sep(inf), INF_PAGE);
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
 		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
@@ -783,8 +786,8 @@ static void *inf_run(void *arg)
 			last_resync = util_mono_ms();
 		}
 		util_random(&rnd, 1);
-		snprintf(path, sizeof(path), "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
-			 inf->path, inf->rv, 300 + rnd * 300 / 255);
+		snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
+			 inf->path, inf_sep(inf), inf->rv, 300 + rnd * 300 / 255);
 		started = util_mono_ms();
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.watches++;

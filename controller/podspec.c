@@ -254,10 +254,14 @@ static json_t *build_meta(const struct podspec_task *t, const char *pod, char *i
 		json_object_set_new(labels, PODSPEC_LABEL_TASK, json_string(t->name));
 	if (t->network_disabled)
 		json_object_set_new(labels, PODSPEC_LABEL_NETWORK, json_string("disabled"));
-	md = json_pack("{sssssos{ss}s[{sssssssssbsb}]}", "name", pod, "namespace", t->ns, "labels",
-		       labels, "annotations", PODSPEC_ANN_INPUT, input, "ownerReferences",
-		       "apiVersion", KUBE_GV, "kind", "Task", "name", t->name, "uid", t->uid,
-		       "controller", 1, "blockOwnerDeletion", 0);
+	snprintf(at, sizeof(at), "%lld",
+		 (long long)(t->max_output_bytes > 0 ? t->max_output_bytes
+						     : PODPOLICY_DEFAULT_OUTPUT));
+	md = json_pack("{sssssos{ssss}s[{sssssssssbsb}]}", "name", pod, "namespace", t->ns,
+		       "labels", labels, "annotations", PODSPEC_ANN_INPUT, input,
+		       PODSPEC_ANN_MAX_OUTPUT, at, "ownerReferences", "apiVersion", KUBE_GV, "kind",
+		       "Task", "name", t->name, "uid", t->uid, "controller", 1,
+		       "blockOwnerDeletion", 0);
 	return md;
 }
 

@@ -23,6 +23,7 @@
 #define PODSPEC_LABEL_NETWORK "tasked.dev/network" /* = "disabled" when networking is off */
 #define PODSPEC_SELECTOR "tasked.dev/executor=container"
 #define PODSPEC_ANN_INPUT "tasked.dev/input"
+#define PODSPEC_ANN_MAX_OUTPUT "tasked.dev/max-output-bytes"
 #define PODSPEC_CONTAINER "task"
 #define PODSPEC_INPUT_DIR "/var/run/tasked"
 #define PODSPEC_INPUT_FILE "/var/run/tasked/input.json"
@@ -51,7 +52,8 @@ struct podspec_task {
 	json_t *input; /* spec.input or NULL */
 	/* queue secret name -> {name, key} of the Secret it names, for secret volumes */
 	json_t *secret_refs;
-	int64_t timeout_s; /* 0: none */
+	int64_t timeout_s;        /* 0: none */
+	int64_t max_output_bytes; /* log bytes read back (annotation PODSPEC_ANN_MAX_OUTPUT) */
 	struct podres res;
 	int network_disabled;
 };

@@ -2,6 +2,7 @@
  * container policy (built-in defaults, refusals), the check of a Task's spec.container (naming
  * the rule), and the Pod built for an attempt (name, owner, labels, hardening, resources, input,
  * output, secrets by reference only). */
+#include "podexec.h"
 #include "podpolicy.h"
 #include "podspec.h"
 #include "tap.h"
@@ -386,8 +387,127 @@ static void test_podspec(void)
 	json_decref(input);
 }
 
+static json_t *res_of(const char *pod, int64_t now, int *running)
+{
+	json_t *p = J(pod), *r;
+	int64_t st;
+	r = podexec_pod_result(p, now, 60000, running, &st);
+	json_decref(p);
+	return r;
+}
+
+static const char *S(json_t *r, const char *k)
+{
+	return json_string_value(json_object_get(r, k)) ?: "";
+}
+
+static void test_results(void)
+{
+	int running;
+	json_t *r;
+	char big[5000], pod[6000];
+
+	r = res_of("{\"status\":{\"phase\":\"Running\",\"containerStatuses\":[{\"name\":\"task\","
+		   "\"state\":{\"running\":"
+		   "{\"startedAt\":\"2026-01-01T00:00:00Z\"}}}]}}",
+		   0, &running);
+	ok(!r && running, "a running container: no result yet, started");
+	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
+		   "\"terminated\":{\"exitCode\":0,"
+		   "\"reason\":\"Completed\",\"message\":\"{\\\"n\\\":2}\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "phase"), "Succeeded") == 0 &&
+		   json_integer_value(json_object_get(json_object_get(r, "output"), "n")) == 2,
+	   "exit 0 with JSON in the termination message: Succeeded with that output");
+	json_decref(r);
+	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
+		   "\"terminated\":{\"exitCode\":3,"
+		   "\"reason\":\"Error\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "ExitCode") == 0 &&
+		   json_integer_value(json_object_get(r, "exitCode")) == 3,
+	   "exit 3: ExitCode");
+	json_decref(r);
+	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
+		   "\"terminated\":{\"exitCode\":137,"
+		   "\"reason\":\"OOMKilled\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "OOMKilled") == 0, "OOMKilled");
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Failed\",\"reason\":\"DeadlineExceeded\","
+		   "\"containerStatuses\":[{\"name\":\"task\","
+		   "\"state\":{\"terminated\":{\"exitCode\":137,\"reason\":\"Error\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "TimedOut") == 0, "the pod's DeadlineExceeded: TimedOut");
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Failed\",\"reason\":\"DeadlineExceeded\"}}", 0,
+		   &running);
+	ok(r && strcmp(S(r, "reason"), "TimedOut") == 0,
+	   "DeadlineExceeded before any container status: TimedOut");
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"task\","
+		   "\"state\":{\"waiting\":"
+		   "{\"reason\":\"ErrImageNeverPull\",\"message\":\"not present\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "phase"), "Failed") == 0 &&
+		   strcmp(S(r, "reason"), "ImagePullFailed") == 0 &&
+		   strstr(S(r, "message"), "ErrImageNeverPull"),
+	   "ErrImageNeverPull fails at once (%s)", S(r, "message"));
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"task\","
+		   "\"state\":{\"waiting\":"
+		   "{\"reason\":\"CreateContainerConfigError\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "ContainerConfigError") == 0,
+	   "CreateContainerConfigError fails at once");
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"task\","
+		   "\"state\":{\"waiting\":"
+		   "{\"reason\":\"ContainerCreating\"}}}]}}",
+		   0, &running);
+	ok(!r && !running, "ContainerCreating: waits");
+	r = res_of("{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\"},\"status\":{"
+		   "\"phase\":\"Pending\","
+		   "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"False\",\"message\":"
+		   "\"0/0 nodes are available\"}]}}",
+		   INT64_C(1767225600000) + 61000, &running);
+	ok(r && strcmp(S(r, "reason"), "PodNotStarted") == 0 &&
+		   strstr(S(r, "message"), "0/0 nodes"),
+	   "a pod that never starts fails after the start timeout, saying why (%s)",
+	   S(r, "message"));
+	json_decref(r);
+	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
+		   "\"terminated\":{\"exitCode\":0,"
+		   "\"message\":\"not json\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "phase"), "Failed") == 0 &&
+		   strcmp(S(r, "reason"), "InvalidOutput") == 0,
+	   "output that is not JSON: InvalidOutput");
+	json_decref(r);
+	memset(big, 'x', 4097);
+	big[0] = '"';
+	big[4097] = 0;
+	snprintf(pod, sizeof(pod),
+		 "{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{\"terminated\":"
+		 "{\"exitCode\":0,"
+		 "\"message\":\"%s\"}}}]}}",
+		 big + 1);
+	r = res_of(pod, 0, &running);
+	ok(r && strcmp(S(r, "reason"), "OutputTooLarge") == 0 && !json_object_get(r, "output"),
+	   "output at the kubelet's 4096-byte limit: OutputTooLarge, never a cut output");
+	json_decref(r);
+	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
+		   "\"terminated\":{\"exitCode\":1,"
+		   "\"message\":\"not json\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "ExitCode") == 0,
+	   "a failed task keeps its own reason whatever its output");
+	json_decref(r);
+}
+
 int main(void)
 {
+	test_results();
 	test_images();
 	test_policy();
 	test_podspec();
