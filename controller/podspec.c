@@ -25,7 +25,7 @@ int podspec_name(const char *task, const char *uid, int64_t attempt, char *out, 
 		return -ENAMETOOLONG;
 	tl = (size_t)snprintf(tail, sizeof(tail), "-%lld-%05x", (long long)attempt,
 			      fnv1a(uid) & 0xfffffu);
-	max = PODSPEC_NAME_MAX - tl;
+	max = PODSPEC_NAME_LEN - tl;
 	for (const char *p = task; *p && n < max; p++) {
 		char c = *p;
 		out[n++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '-';

@@ -33,7 +33,9 @@
 #define PODSPEC_UID 65532
 #define PODSPEC_TMP_SIZE "64Mi"
 #define PODSPEC_GRACE_SECONDS 1
-#define PODSPEC_NAME_MAX 63
+#define PODSPEC_NAME_MAX 63 /* a DNS label; buffers hold this + 1 */
+/* Names stay shorter, so "pod/<name>" fits the attempt table's runner field (64 bytes). */
+#define PODSPEC_NAME_LEN 58
 
 /* Node-level choices, from controller flags. */
 struct podspec_opts {
@@ -58,7 +60,7 @@ struct podspec_task {
 	int network_disabled;
 };
 
-/* "<task name, cut>-<attempt>-<5 hex digits of a hash of the uid>", at most 63 bytes, a valid
+/* "<task name, cut>-<attempt>-<5 hex digits of a hash of the uid>", at most 58 bytes, a valid
  * DNS label: the same for the same (uid, attempt), so a create repeated after a restart finds
  * the existing pod. 0 or -ENAMETOOLONG. */
 int podspec_name(const char *task, const char *uid, int64_t attempt, char *out, size_t outsz);
