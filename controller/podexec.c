@@ -115,6 +115,14 @@ static int rec_put(struct podexec *px, const char *uid, const char *key, int64_t
 	return fresh;
 }
 
+static void rec_drop(struct podexec *px, const char *uid, int64_t attempt)
+{
+	pthread_mutex_lock(&px->lock);
+	if (json_integer_value(json_object_get(json_object_get(px->recs, uid), "attempt")) == attempt)
+		json_object_del(px->recs, uid);
+	pthread_mutex_unlock(&px->lock);
+}
+
 /* The record whose pod key is key, removed: uid into uid. */
 static json_t *rec_take_by_key(struct podexec *px, const char *key, char *uid, size_t uidsz)
 {
@@ -476,6 +484,7 @@ int podexec_dispatch(struct podexec *px, json_t *msg, char *runner, size_t runne
 			wq_add(px->wq, key);
 		}
 	} else if (r == 0 && (resp.status == 400 || resp.status == 403 || resp.status == 422)) {
+		log_warn("pod refused", "namespace", t.ns, "pod", name, "error", resp.message);
 		snprintf(runner, runnersz, "the API server refused the task's pod: %s",
 			 resp.message);
 		r = -EPROTO;
@@ -487,6 +496,8 @@ int podexec_dispatch(struct podexec *px, json_t *msg, char *runner, size_t runne
 	kube_resp_free(&resp);
 	if (r == 0)
 		snprintf(runner, runnersz, PODEXEC_RUNNER_PREFIX "%s", name);
+	else if (r == -EPROTO)
+		rec_drop(px, t.uid, t.attempt);   /* no pod of ours will ever have this name */
 	json_decref(pod);
 	return r;
 }

@@ -74,13 +74,29 @@ ok "the pod is deleted after the result" wait_for 30 sh -c "[ \$(kubectl --kubec
 ok "the namespace got the deny-all NetworkPolicy" k get networkpolicy tasked-deny-all
 is "$(k get networkpolicy tasked-deny-all -o jsonpath='{.spec.policyTypes}')" '["Ingress","Egress"]' "... denying ingress and egress"
 w1=$(k get --raw /metrics 2>/dev/null | grep '^apiserver_request_total' || true)
-writes() { # metrics-before metrics-after: writes by group/resource/subresource/verb, the controller's kinds
-	diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | grep '^>' | grep -E 'verb="(POST|PATCH|PUT|DELETE)"' |
-		grep -E 'group="tasked.dev"|group="events.k8s.io"|resource="pods",.*subresource=""|resource="networkpolicies"' |
-		sed -E 's/.*group="([^"]*)".*resource="([^"]*)".*subresource="([^"]*)".*verb="([^"]*)".*/\1 \2 \3 \4/' | sort | uniq -c || true
+# writes BEFORE AFTER: the increase of apiserver_request_total per group/resource/subresource/
+# verb, for the writes the controller makes (Task status, Events, pods, NetworkPolicies).
+writes() {
+	awk '
+		function key(l,  g, r, s, v) {
+			match(l, /group="[^"]*"/); g = substr(l, RSTART + 7, RLENGTH - 8)
+			match(l, /resource="[^"]*"/); r = substr(l, RSTART + 10, RLENGTH - 11)
+			match(l, /subresource="[^"]*"/); s = RLENGTH > 0 ? substr(l, RSTART + 13, RLENGTH - 14) : ""
+			match(l, /verb="[^"]*"/); v = substr(l, RSTART + 6, RLENGTH - 7)
+			return v " " (g == "" ? "core" : g) "/" r (s == "" ? "" : "/" s)
+		}
+		/verb="(POST|PATCH|PUT|DELETE)"/ && (/group="tasked.dev"/ || /group="events.k8s.io"/ || /resource="networkpolicies"/ ||
+			(/resource="pods"/ && /subresource=""/)) { d[key($0)] += (FILENAME == ARGV[2] ? $NF : -$NF) }
+		END { for (k in d) if (d[k] > 0) printf "%s %d\n", k, d[k] }' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sort
 }
-diag "API writes while the first container task ran (counter lines that changed):"
-diag "$(writes "$w0" "$w1")"
+wr=$(writes "$w0" "$w1")
+diag "API writes while the first container task ran (verb group/resource[/subresource] count; the"
+diag "events include the scheduler's Scheduled, the NetworkPolicy is once per namespace):"
+diag "$wr"
+n=$(awk '$1 == "PATCH" && $2 == "tasked.dev/tasks/status" { print $3 }' <<<"$wr")
+ok "one container task: ${n:-0} status writes (Running, then the result; at most 2)" test "${n:-0}" -ge 1 -a "${n:-0}" -le 2
+is "$(awk '$1 == "POST" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod create"
+is "$(awk '$1 == "DELETE" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod delete"
 
 # --- the hardened pod, cancel ------------------------------------------------------------------------
 ctask sleeper default 'sleep 300'
