@@ -99,13 +99,19 @@ static void rec_set(struct podexec *px, const char *uid, const char *field, json
 	pthread_mutex_unlock(&px->lock);
 }
 
-/* A fresh record for uid's attempt (replacing an older one): 1 when there was none for it. */
+/* A fresh record for uid's attempt (replacing one of an older attempt): 1 when there was none
+ * for it, 0 when there was, -ESTALE when the record is of a later attempt (this pod is an old
+ * one, e.g. kept by --keep-task-pods). */
 static int rec_put(struct podexec *px, const char *uid, const char *key, int64_t attempt)
 {
 	json_t *old;
 	int fresh;
 	pthread_mutex_lock(&px->lock);
 	old = json_object_get(px->recs, uid);
+	if (old && json_integer_value(json_object_get(old, "attempt")) > attempt) {
+		pthread_mutex_unlock(&px->lock);
+		return -ESTALE;
+	}
 	fresh = !old || json_integer_value(json_object_get(old, "attempt")) != attempt;
 	if (fresh)
 		json_object_set_new(
@@ -118,7 +124,8 @@ static int rec_put(struct podexec *px, const char *uid, const char *key, int64_t
 static void rec_drop(struct podexec *px, const char *uid, int64_t attempt)
 {
 	pthread_mutex_lock(&px->lock);
-	if (json_integer_value(json_object_get(json_object_get(px->recs, uid), "attempt")) == attempt)
+	if (json_integer_value(json_object_get(json_object_get(px->recs, uid), "attempt")) ==
+	    attempt)
 		json_object_del(px->recs, uid);
 	pthread_mutex_unlock(&px->lock);
 }
@@ -497,7 +504,7 @@ int podexec_dispatch(struct podexec *px, json_t *msg, char *runner, size_t runne
 	if (r == 0)
 		snprintf(runner, runnersz, PODEXEC_RUNNER_PREFIX "%s", name);
 	else if (r == -EPROTO)
-		rec_drop(px, t.uid, t.attempt);   /* no pod of ours will ever have this name */
+		rec_drop(px, t.uid, t.attempt); /* no pod of ours will ever have this name */
 	json_decref(pod);
 	return r;
 }
@@ -509,17 +516,47 @@ static void split_key(const char *key, char *ns, size_t nssz, const char **name)
 	*name = slash ? slash + 1 : key;
 }
 
+/* The cached pod key of runner's pod for uid's attempt, when this process has no record of it
+ * (a cancel right after a restart, before the informer's event was processed). */
+static json_t *rec_from_cache(struct podexec *px, const char *runner, const char *uid,
+			      int64_t attempt)
+{
+	json_t *keys = informer_keys(px->inf), *k, *rec = NULL;
+	const char *name = runner + strlen(PODEXEC_RUNNER_PREFIX);
+	size_t i, nl = strlen(name);
+
+	json_array_foreach(keys, i, k)
+	{
+		const char *s = json_string_value(k);
+		size_t sl = s ? strlen(s) : 0;
+		json_t *pod;
+		if (sl <= nl || s[sl - nl - 1] != '/' || strcmp(s + sl - nl, name) != 0)
+			continue;
+		pod = informer_get(px->inf, s);
+		if (pod && podspec_is_ours(pod, uid, attempt) && rec_put(px, uid, s, attempt) >= 0)
+			rec = rec_get(px, uid);
+		json_decref(pod);
+		break;
+	}
+	json_decref(keys);
+	return rec;
+}
+
 void podexec_cancel(struct podexec *px, const char *runner, const char *uid, int64_t attempt)
 {
 	json_t *rec = rec_get(px, uid), *res;
 	const char *key = json_string_value(json_object_get(rec, "key")), *name;
 	char ns[256];
-	int done = json_is_true(json_object_get(rec, "done"));
+	int done;
 
 	if (!rec || json_integer_value(json_object_get(rec, "attempt")) != attempt) {
 		json_decref(rec);
-		return;
+		rec = rec_from_cache(px, runner, uid, attempt);
+		if (!rec)
+			return;
+		key = json_string_value(json_object_get(rec, "key"));
 	}
+	done = json_is_true(json_object_get(rec, "done"));
 	split_key(key, ns, sizeof(ns), &name);
 	rec_set(px, uid, "done", json_true());
 	rec_set(px, uid, "deleting", json_true());
@@ -694,7 +731,7 @@ static void px_process(struct podexec *px, const char *key)
 	const char *uid, *at, *name;
 	char runner[80];
 	int64_t attempt, started_ms, max;
-	int running;
+	int running, r;
 
 	if (!pod) {
 		px_gone(px, key);
@@ -710,7 +747,10 @@ static void px_process(struct podexec *px, const char *key)
 	    json_object_get(md, "deletionTimestamp"))
 		goto out;
 	snprintf(runner, sizeof(runner), PODEXEC_RUNNER_PREFIX "%s", name);
-	if (rec_put(px, uid, key, attempt) && px->ops)
+	r = rec_put(px, uid, key, attempt);
+	if (r < 0)
+		goto out;
+	if (r == 1 && px->ops)
 		/* A pod from before this process (restart, new leader): the reconciler takes it
 		 * when the task's status shows this attempt on it. */
 		(void)px->ops->held(px->ops_ud, uid, attempt, runner);

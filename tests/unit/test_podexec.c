@@ -257,8 +257,8 @@ static void test_podspec(void)
 		memset(longn, 'a', 299);
 		longn[299] = 0;
 		longn[57] = '.';
-		ok(podspec_name(longn, "u", 99999, name, sizeof(name)) == 0 && strlen(name) <= PODSPEC_NAME_LEN &&
-			   !strchr(name, '.'),
+		ok(podspec_name(longn, "u", 99999, name, sizeof(name)) == 0 &&
+			   strlen(name) <= PODSPEC_NAME_LEN && !strchr(name, '.'),
 		   "a long dotted name is cut to a DNS label (%s)", name);
 	}
 	pod = podspec_build(&t, &o, err, sizeof(err));
