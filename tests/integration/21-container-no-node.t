@@ -113,4 +113,39 @@ ok_phase squat Failed 60
 is "$(task_field squat .status.reason)" PodRefused "a foreign pod holding the attempt's name: PodRefused"
 like "$(task_field squat .status.message)" "never adopted" "... it is never adopted"
 ok "... and left alone" k get pod "$sname"
+# The schema bounds spec.container before the controller sees it.
+nok "a volume with two sources is refused by the schema" k apply -f - <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: twosources}
+spec:
+  container:
+    image: "example.test/app:1"
+    volumes: [{name: v, emptyDir: {}, configMap: {name: x}, mountPath: /v}]
+EOF2
+like "$NOK_OUTPUT" "exactly one of persistentVolumeClaim, configMap, secret or emptyDir" "... with a message naming the rule"
+nok "a hostPath volume is refused by the schema (unknown field)" k apply --validate=strict -f - <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: hostpath}
+spec:
+  container:
+    image: "example.test/app:1"
+    volumes: [{name: v, hostPath: {path: /}, mountPath: /v}]
+EOF2
+nok "more than 16 volumes are refused by the schema" k apply -f - <<EOF2
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: manyvolumes}
+spec:
+  container:
+    image: "example.test/app:1"
+    volumes: [$(for i in $(seq 1 17); do printf '{name: v%d, emptyDir: {}, mountPath: /v%d},' "$i" "$i"; done)]
+EOF2
+nok "a TaskQueue volumeAllowlist entry naming both kinds is refused" k apply -f - <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: bad}
+spec: {policy: {container: {volumeAllowlist: [{persistentVolumeClaim: a, configMap: b, mountPath: /x}]}}}
+EOF2
 done_testing
