@@ -178,7 +178,7 @@ is "$(task_field flood .status.outputTruncated)" true "output over maxOutputByte
 n=$(api_logs flood | wc -c)
 ok "the stored log is cut at the cap ($n bytes)" test "$n" -le 2000 -a "$n" -gt 1000
 
-ctask secret default 'echo "token=$TOKEN"; sleep 3' '  env: [{name: TOKEN, valueFrom: {queueSecret: tok}}]'
+ctask secret default 'echo "token=$TOKEN"; sleep 8' '  env: [{name: TOKEN, valueFrom: {queueSecret: tok}}]'
 ok_phase secret Running 120
 spec=$(k get pods -l tasked.dev/task=secret -o json)
 nok "the secret value is nowhere in the pod object" grep -q s3cr3t-Value-42 <<<"$spec"
