@@ -5,6 +5,7 @@
 #include "podexec.h"
 #include "podpolicy.h"
 #include "podspec.h"
+#include "taskctl_dispatch.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -505,8 +506,117 @@ static void test_results(void)
 	json_decref(r);
 }
 
+/* Secret reader: "creds" is opted in, "plain" is not. */
+static int rd_read(void *ud, const char *ns, const char *name, const char *key, char **ret)
+{
+	if (strcmp(name, "plain") == 0)
+		return -EPERM;
+	if (strcmp(name, "creds") != 0)
+		return -ENOENT;
+	*ret = strdup("s3cret");
+	return *ret ? 0 : -ENOMEM;
+}
+
+static void test_dispatch(void)
+{
+	const struct taskctl_secret_reader rd = { rd_read, NULL };
+	json_t *task = J("{\"metadata\":{\"name\":\"t\",\"namespace\":\"ns\",\"uid\":\"u\"},"
+			 "\"spec\":{\"timeoutSeconds\":30,"
+			 "\"env\":[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"TOKEN\","
+			 "\"valueFrom\":{\"queueSecret\":\"tok\"}}],"
+			 "\"container\":{\"image\":\"reg.io/"
+			 "app:1\",\"command\":[\"run\",\"$(tasks.a.output.n)\"],"
+			 "\"volumes\":[{\"name\":\"k\",\"secret\":{\"queueSecret\":\"tok\"},"
+			 "\"mountPath\":\"/k\"}]}}}");
+	json_t *queue = J("{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"tok\","
+			  "\"secretKeyRef\":"
+			  "{\"name\":\"creds\",\"key\":\"token\"}},{\"name\":\"bad\","
+			  "\"secretKeyRef\":{\"name\":\"plain\",\"key\":\"k\"}}],"
+			  "\"policy\":{\"container\":{\"imageAllowlist\":[\"reg.io/"
+			  "app:*\"],\"maxOutputBytes\":5000}}}}");
+	json_t *vars = J("{\"a\":{\"output\":{\"n\":7}}}"), *msg, *pod, *e, *secret_env = NULL;
+	const char *reason = "";
+	char err[512] = "", *text;
+	size_t i;
+	int r;
+
+	msg = taskctl_build_dispatch(task, 1, 1000, err, sizeof(err));
+	ok(msg != NULL, "a container task's dispatch is built (%s)", err);
+	if (!msg)
+		return;
+	r = taskctl_apply_queue(&rd, task, msg, queue, vars, 1000, &reason, err, sizeof(err));
+	ok(r == 0, "the queue's container policy admits it (%s %s)", reason, err);
+	pod = json_object_get(msg, "pod");
+	ok(json_integer_value(json_object_get(pod, "maxOutputBytes")) == 5000 &&
+		   json_integer_value(json_object_get(pod, "timeoutSeconds")) == 30 &&
+		   json_is_true(json_object_get(pod, "networkDisabled")) &&
+		   json_integer_value(json_object_get(pod, "memoryBytes")) ==
+			   PODPOLICY_DEFAULT_MEMORY &&
+		   strcmp(json_string_value(json_object_get(pod, "queue")), "q") == 0,
+	   "msg.pod: output cap, timeout, network off, default resources, queue");
+	ok(strcmp(json_string_value(json_object_get(
+			  json_object_get(json_object_get(pod, "secretRefs"), "tok"), "name")),
+		  "creds") == 0,
+	   "a secret volume resolves to the Secret the queue declares");
+	json_array_foreach(json_object_get(msg, "env"), i,
+			   e) if (json_is_true(json_object_get(e, "secret"))) secret_env = e;
+	ok(secret_env && strcmp(json_string_value(json_object_get(
+					json_object_get(secret_env, "secretKeyRef"), "key")),
+				"token") == 0,
+	   "a queue secret env entry carries its secretKeyRef (the value only for masking)");
+	ok(strcmp(json_string_value(json_array_get(
+			  json_object_get(json_object_get(msg, "container"), "command"), 1)),
+		  "7") == 0,
+	   "$(tasks.a.output.n) in command is resolved");
+	{
+		struct podspec_task t = { 0 };
+		struct podspec_opts o = { 0 };
+		json_t *p;
+		t.ns = "ns";
+		t.name = "t";
+		t.uid = "u";
+		t.attempt = 1;
+		t.container = json_object_get(msg, "container");
+		t.env = json_object_get(msg, "env");
+		t.secret_refs = json_object_get(pod, "secretRefs");
+		t.res.memory_bytes = 1 << 20;
+		t.res.cpu_milli = 1;
+		p = podspec_build(&t, &o, err, sizeof(err));
+		text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+		ok(text && !strstr(text, "s3cret") &&
+			   strstr(text, "\"secretKeyRef\":{\"name\":\"creds\",\"key\":\"token\"}"),
+		   "the pod built from it holds the reference, never the value");
+		free(text);
+		json_decref(p);
+	}
+	json_decref(msg);
+
+	/* no queue: the built-in policy allows nothing */
+	msg = taskctl_build_dispatch(task, 1, 1000, err, sizeof(err));
+	r = taskctl_apply_queue(&rd, task, msg, NULL, vars, 1000, &reason, err, sizeof(err));
+	ok(r == -EINVAL && strcmp(reason, "PolicyDenied") == 0,
+	   "without a queue: PolicyDenied (%s)", err);
+	json_decref(msg);
+	/* a secret not opted in */
+	json_object_set_new(
+		json_object_get(
+			json_array_get(json_object_get(json_object_get(task, "spec"), "env"), 1),
+			"valueFrom"),
+		"queueSecret", json_string("bad"));
+	msg = taskctl_build_dispatch(task, 1, 1000, err, sizeof(err));
+	r = taskctl_apply_queue(&rd, task, msg, queue, vars, 1000, &reason, err, sizeof(err));
+	ok(r == -EINVAL && strcmp(reason, "SecretNotFound") == 0 &&
+		   strstr(err, "tasked.dev/queue-secret"),
+	   "a Secret without the opt-in label is refused as for shell tasks (%s)", err);
+	json_decref(msg);
+	json_decref(task);
+	json_decref(queue);
+	json_decref(vars);
+}
+
 int main(void)
 {
+	test_dispatch();
 	test_results();
 	test_images();
 	test_policy();
