@@ -580,8 +580,10 @@ void podexec_ack(struct podexec *px, const char *runner, const char *uid, int64_
 	    !json_is_true(json_object_get(rec, "deleting"))) {
 		rec_set(px, uid, "deleting", json_true());
 		if (!px->cfg.keep_pods) {
+			/* The container has ended: grace 0 removes the object at once, which also
+			 * saves the kubelet's own final DELETE of a graceful deletion. */
 			split_key(key, ns, sizeof(ns), &name);
-			(void)px_delete(px, ns, name, 1);
+			(void)px_delete(px, ns, name, 0);
 		}
 	}
 	json_decref(rec);

@@ -96,7 +96,7 @@ diag "$wr"
 n=$(awk '$1 == "PATCH" && $2 == "tasked.dev/tasks/status" { print $3 }' <<<"$wr")
 ok "one container task: ${n:-0} status writes (Running, then the result; at most 2)" test "${n:-0}" -ge 1 -a "${n:-0}" -le 2
 is "$(awk '$1 == "POST" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod create"
-is "$(awk '$1 == "DELETE" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod delete"
+is "$(awk '$1 == "DELETE" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod delete (grace 0: no final DELETE from the kubelet)"
 
 # --- the hardened pod, cancel ------------------------------------------------------------------------
 ctask sleeper default 'sleep 300'
@@ -161,7 +161,9 @@ k exec target -c probe -- /usr/local/bin/httpd -p 8080 -h / >/dev/null 2>&1
 k expose pod target --name target --port 8080 >/dev/null
 tip=$(k get pod target -o jsonpath='{.status.podIP}')
 sip=$(k get svc target -o jsonpath='{.spec.clusterIP}')
-probe='for a in '"$tip $sip"'; do printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 $a 8080 | grep -q "^HTTP/" && echo "reached $a" || echo "blocked $a"; done'
+# The first connection goes out at once, the others after 5 s: a NetworkPolicy implementation
+# needs a moment to program the rules for a new pod (see docs/security.md, known limitations).
+probe='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3 '"$tip"' 8080 | grep -q "^HTTP/" && echo "early: reached" || echo "early: blocked"; sleep 5; for a in '"$tip $sip"'; do printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 $a 8080 | grep -q "^HTTP/" && echo "reached $a" || echo "blocked $a"; done'
 ctask netoff default "$probe"
 ctask neton net "$probe"
 ok_phase netoff Succeeded 120
@@ -170,6 +172,7 @@ like "$(task_field neton .status.logTail)" "reached $tip" "network enabled: the 
 like "$(task_field neton .status.logTail)" "reached $sip" "network enabled: ... and a Service (control)"
 like "$(task_field netoff .status.logTail)" "blocked $tip" "network disabled: no connection to another pod"
 like "$(task_field netoff .status.logTail)" "blocked $sip" "network disabled: no connection to a Service"
+diag "network disabled, a connection at the pod's start: $(task_field netoff .status.logTail | head -1)"
 
 # --- output cap, secrets ------------------------------------------------------------------------------
 ctask flood default 'i=0; while [ $i -lt 500 ]; do echo "line $i of the flood output"; i=$((i+1)); done'
@@ -210,9 +213,12 @@ for i in $(seq 1 10); do
 	a=$(task_field "many-$i" .status.attempts)
 	h=$(task_field "many-$i" .status.attemptHistory)
 	p=$(task_field "many-$i" .status.phase)
-	[ "$p" = Succeeded ] && [ "$a" = 1 ] && [ -z "$h" ] || { bad=$((bad + 1)); diag "many-$i: $p attempts=$a history=$h"; }
+	n=$(jq -r 'length' <<<"${h:-[]}")
+	r=$(jq -r '[.[].reason] | join(",")' <<<"${h:-[]}")
+	[ "$p" = Succeeded ] && [ "$a" = 1 ] && [ "$n" = 1 ] && [ "$r" = Succeeded ] ||
+		{ bad=$((bad + 1)); diag "many-$i: $p attempts=$a history=$h"; }
 done
-is "$bad" 0 "after the controller kill each of the 10 tasks ran exactly once (Succeeded, attempt 1, no history)"
+is "$bad" 0 "after the controller kill each of the 10 tasks ran exactly once (Succeeded, attempt 1, one history entry, no loss)"
 hosts=$(for i in $(seq 1 10); do task_field "many-$i" .status.output.host; echo; done | sort -u | grep -c .)
 is "$hosts" 10 "... each in one pod of its own (10 distinct pod names in the outputs)"
 
