@@ -83,6 +83,12 @@ static const struct cfg_flag cfg_flags[] = {
 	L("webhook-cert-validity-seconds", webhook_validity_s, 31536000, 30, 315360000,
 	  "life of the webhook certificate (renewed with a third left; the CA lives 10 times "
 	  "longer)"),
+	F("keep-task-pods", keep_task_pods,
+	  "keep container tasks' pods after the result (debugging)"),
+	L("pod-start-timeout-seconds", pod_start_timeout_s, 300, 10, 86400,
+	  "a container task's pod not running after this long fails (PodNotStarted)"),
+	S("pod-apparmor", pod_apparmor, "PROFILE", "RuntimeDefault",
+	  "AppArmor of container task pods: RuntimeDefault, Localhost/NAME or None"),
 	S("log-level", log_level, "LEVEL", "info", "debug|info|warn|error"),
 	F("check-config", check_config, "validate options and kubeconfig, then exit"),
 	{ "version", CFG_VERSION, 0, NULL, NULL, 0, 0, 0, "print the version" },

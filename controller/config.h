@@ -24,6 +24,9 @@ struct ctl_config {
 	long webhook_validity_s;
 	/* instance id (label tasked.dev/instance) and the on-disk log store */
 	const char *instance_id, *log_dir;
+	/* the container executor */
+	long keep_task_pods, pod_start_timeout_s;
+	const char *pod_apparmor;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

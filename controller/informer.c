@@ -204,6 +204,9 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	return inf;
 }
 
+/* A path may carry a query of its own (e.g. "?labelSelector=..."); list and watch add to it. */
+static const char *inf_sep(const struct informer *inf) { return strchr(inf->path, '?') ? "&" : "?"; }
+
 static void ie_free_cb(const char *key, void *value, void *ud)
 {
 	ie_free(value);
@@ -615,12 +618,12 @@ static int inf_list(struct informer *inf, int consistent)
 				r = -ENAMETOOLONG;
 				break;
 			}
-			snprintf(path, sizeof(path), "%s?limit=%d&continue=%s%s", inf->path, INF_PAGE, esc, inf_sel(inf));
+			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s%s", inf->path, inf_sep(inf), INF_PAGE, esc, inf_sel(inf));
 		} else if (!consistent && inf->rv[0]) {
-			snprintf(path, sizeof(path), "%s?limit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
-				 inf->path, INF_PAGE, inf->rv, inf_sel(inf));
+			snprintf(path, sizeof(path), "%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
+				 inf->path, inf_sep(inf), INF_PAGE, inf->rv, inf_sel(inf));
 		} else {
-			snprintf(path, sizeof(path), "%s?limit=%d%s", inf->path, INF_PAGE, inf_sel(inf));
+			snprintf(path, sizeof(path), "%s%slimit=%d%s", inf->path, inf_sep(inf), INF_PAGE, inf_sel(inf));
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
 		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
@@ -809,8 +812,8 @@ static void *inf_run(void *arg)
 			last_resync = util_mono_ms();
 		}
 		util_random(&rnd, 1);
-		snprintf(path, sizeof(path), "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s",
-			 inf->path, inf->rv, 300 + rnd * 300 / 255, inf_sel(inf));
+		snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s",
+			 inf->path, inf_sep(inf), inf->rv, 300 + rnd * 300 / 255, inf_sel(inf));
 		started = util_mono_ms();
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.watches++;

@@ -38,7 +38,8 @@ struct informer_bad {
 
 #define INFORMER_MAX_HANDLERS 4
 
-/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. fn (may
+/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks", optionally with a query such
+ * as "?labelSelector=..." (percent-encoded). resync_ms 0 = never. fn (may
  * be NULL) is registered as the first handler. */
 struct informer *informer_new(struct kube_client *kc, const char *path, int64_t resync_ms,
 			      informer_handler_fn fn, void *ud);

@@ -58,6 +58,7 @@ struct app {
 	_Atomic(struct lease *) lease;  /* set after the workers started */
 	int electing;                   /* --leader-elect: no lease yet means not leading */
 	struct taskctl *tc;
+	struct podexec *pods;   /* the container executor */
 	struct flowctl *flows;
 	struct queues *queues;
 	struct deps_index *deps;
@@ -224,6 +225,7 @@ static void app_free(struct app *a)
 	broker_free(a->broker);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		informer_free(infs[i]);
+	podexec_free(a->pods);
 	flowctl_free(a->flows);
 	taskctl_free(a->tc);
 	queues_free(a->queues);
@@ -293,7 +295,14 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
 	if (!a->queues)
 		return -ENOMEM;
+	a->pods = podexec_new(&(struct podexec_cfg){ .kc = kc, .namespace_ = o->namespace_, .apparmor = o->pod_apparmor,
+						  .keep_pods = (int)o->keep_task_pods,
+						  .start_timeout_ms = o->pod_start_timeout_s * 1000,
+						  .may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a });
+	if (!a->pods)
+		return -ENOMEM;
 	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
+						.pods = a->pods,
 						.recorder = recorder,
 						.queues = a->queues, .deps = a->deps,
 						.lost_grace_ms = o->lost_grace_s * 1000,
@@ -317,6 +326,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 		return -ENOMEM;
 	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
 	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
+	podexec_subscribe(a->pods, &taskctl_broker_ops, a->tc);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }
@@ -411,7 +421,7 @@ int main(int argc, char **argv)
 	log_info("starting", "version", TASKED_VERSION, "watch", path, "instance",
 		 o.instance_id ? o.instance_id : "(none: objects without tasked.dev/instance)");
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
-	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0)
+	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0 || podexec_start(app.pods) < 0)
 		goto out;
 	if (app_webhook(&app, &o, kc, lease_ns) < 0)
 		goto out;

@@ -107,7 +107,7 @@ for f in rbac.yaml roles.yaml; do
 done
 # The controller's verbs are the requests it makes (controller/*.c); 67-rbac.t runs it under them.
 ctl_rules=$(jq -c '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-tasked-controller") | .rules[] | {k: (.resources | join(",")), v: .verbs}]' <<<"$objs")
-is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]}]' \
+is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]},{"k":"pods","v":["get","list","watch","create","delete"]},{"k":"pods/log","v":["get"]},{"k":"networkpolicies","v":["get","create"]}]' \
 	"the controller's ClusterRole: patch on tasks (failFast cancels), status by merge patch only, events create only"
 # People's roles aggregate into the built-in ones; TaskQueues (policy) are admin's.
 agg=$(jq -r '[.[] | select(.kind == "ClusterRole" and (.metadata.labels | has("rbac.authorization.k8s.io/aggregate-to-view") or has("rbac.authorization.k8s.io/aggregate-to-edit") or has("rbac.authorization.k8s.io/aggregate-to-admin")))
