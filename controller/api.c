@@ -123,6 +123,7 @@ struct api *api_new(const struct api_cfg *cfg)
 	a->logs = logstore_new(&(struct logstore_cfg){ .max_per_task = cfg->log_max_per_task,
 						       .max_total = cfg->log_max_total,
 						       .max_tasks = cfg->log_max_tasks,
+						       .dir = cfg->log_dir,
 						       .notify = api_wake, .ud = a });
 	a->events = events_new(&(struct events_cfg){ .max_events = cfg->event_buffer,
 						     .notify = api_wake, .ud = a });
@@ -164,6 +165,28 @@ static void api_set_sources(struct api *a, const struct metrics_sources *src)
 struct metrics *api_metrics(struct api *a)
 {
 	return a->metrics;
+}
+
+static int api_task_exists(void *ud, const char *uid)
+{
+	char *key = informer_key_by_uid(ud, uid);
+	free(key);
+	return key != NULL;
+}
+
+int api_sweep_logs(struct api *a)
+{
+	struct informer *inf = atomic_load(&a->inf);
+	size_t gone;
+	if (!inf || !informer_synced(inf))
+		return 0;
+	gone = logstore_sweep(a->logs, api_task_exists, inf);
+	if (gone) {
+		char n[32];
+		snprintf(n, sizeof(n), "%zu", gone);
+		log_info("dropped the stored logs of tasks deleted while the controller was away", "logs", n);
+	}
+	return 1;
 }
 
 void api_wake(void *ud)

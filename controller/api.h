@@ -26,6 +26,7 @@ struct api_cfg {
 	size_t log_max_per_task;    /* log store bounds (logstore.h); 0 = defaults */
 	size_t log_max_total;
 	size_t log_max_tasks;
+	const char *log_dir;        /* --log-dir: the log store's files (NULL = memory only) */
 	size_t event_buffer;        /* events kept for Last-Event-ID resume; 0 = 4096 */
 	int max_sse;                /* concurrent SSE streams (events + log follows); 0 = 100 */
 	int sse_keepalive_s;        /* keep-alive comment interval; 0 = 15 */
@@ -48,6 +49,9 @@ const struct lws_protocols *api_protocols(void);
 struct metrics_sources;
 /* The API's metrics (borrowed), e.g. for a kube request hook. */
 struct metrics *api_metrics(struct api *a);
+/* Once the Task cache has synced: drops reloaded logs whose task no longer exists. Returns 1
+ * when done (the cache had synced), 0 to be called again later. */
+int api_sweep_logs(struct api *a);
 /* Opens the API listener on the server and starts the separate metrics listener when
  * configured; 0 or a negative errno. */
 int api_start(struct api *a);

@@ -27,6 +27,10 @@
 
 /* --- logs ------------------------------------------------------------------------------------ */
 
+/* status.logTail holds at most 4096 bytes, cut on a character: from this length on it may be
+ * the end of a longer log. */
+#define API_LOG_TAIL_FULL (4096 - 3)
+
 static int collect_text(void *ud, const struct logstore_chunk *c)
 {
 	struct buf *b = ud;
@@ -43,7 +47,7 @@ int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char 
 	json_t *t;
 	struct logstore_pos pos;
 	struct buf text;
-	int r, complete;
+	int r, complete, truncated, unknown = 0;
 
 	if (!inf)
 		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
@@ -59,13 +63,17 @@ int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char 
 		return api_error(a, wsi, s, 404, "NotFound", msg);
 	}
 	complete = pos.finished || task_terminal(t);
+	truncated = pos.dropped > 0;
 	if (!pos.found || (pos.end == 0 && complete)) {
-		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
+		/* Nothing streamed (e.g. the controller restarted without --log-dir): the status keeps
+		 * the end. A full tail may have had more before it, how much is unknown: say so. */
 		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
 		buf_reset(&text);
 		if (tail)
 			(void)buf_append(&text, tail, strlen(tail)); /* checked below */
 		source = "logTail";
+		truncated = text.len >= API_LOG_TAIL_FULL;
+		unknown = truncated;
 	}
 	if (text.err) { /* out of memory: an empty log would look like a quiet task */
 		buf_free(&text);
@@ -73,11 +81,11 @@ int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char 
 		return api_error(a, wsi, s, 500, "InternalError", "cannot build the answer");
 	}
 	if (api_wants_json(wsi)) {
-		json_t *o = json_pack("{ss ss ss* ss sb sb sI ss#}", "namespace", ns, "name", name,
+		json_t *o = json_pack("{ss ss ss* ss sb sb so ss#}", "namespace", ns, "name", name,
 				      "uid", uid, "source", source, "complete", complete,
-				      "truncated", pos.dropped > 0, "droppedBytes",
-				      (json_int_t)pos.dropped, "log", text.data ? text.data : "",
-				      (int)text.len);
+				      "truncated", truncated, "droppedBytes",
+				      unknown ? json_null() : json_integer((json_int_t)pos.dropped),
+				      "log", text.data ? text.data : "", (int)text.len);
 		if (o && attempt)
 			json_object_set_new(o, "attempt", json_integer(attempt));
 		buf_free(&text);
@@ -86,15 +94,22 @@ int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char 
 			 : api_error(a, wsi, s, 500, "InternalError", "could not encode the log");
 	}
 	{
+		char dropped[32];
 		const char *extra[] = { "x-tasked-log-source:",
 					source,
 					"x-tasked-log-truncated:",
-					pos.dropped > 0 ? "true" : "false",
+					truncated ? "true" : "false",
+					"x-tasked-log-dropped-bytes:",
+					dropped,
 					"x-tasked-log-complete:",
 					complete ? "true" : "false",
 					NULL };
 		char *body = text.data;
 		size_t len = text.len;
+		if (unknown)
+			snprintf(dropped, sizeof(dropped), "unknown");
+		else
+			snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)pos.dropped);
 		text.data = NULL; /* api_send takes the bytes over */
 		buf_free(&text);
 		json_decref(t);

@@ -22,6 +22,11 @@ struct ctl_config {
 	const char *webhook_listen, *webhook_secret, *webhook_secret_ns, *webhook_config,
 		*webhook_names;
 	long webhook_validity_s;
+	/* instance id (label tasked.dev/instance) and the on-disk log store */
+	const char *instance_id, *log_dir;
+	/* the container executor */
+	long keep_task_pods, pod_start_timeout_s;
+	const char *pod_apparmor;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

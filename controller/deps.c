@@ -276,6 +276,20 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 		json_array_set_new(cmd, i, json_string(s));
 		free(s);
 	}
+	/* A container's command and args: Kubernetes expands $(VAR) in them like the runner. */
+	for (int k = 0; k < 2; k++) {
+		json_t *arr = json_object_get(json_object_get(msg, "container"), k == 0 ? "command" : "args");
+		json_array_foreach(arr, i, e) {
+			char *s;
+			if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
+				continue;
+			s = deps_resolve_refs(json_string_value(e), tasks, 1, err, errsz);
+			if (!s)
+				return -EINVAL;
+			json_array_set_new(arr, i, json_string(s));
+			free(s);
+		}
+	}
 	/* Env values reach the task as they are (the runner does not expand them); everything
 	 * else here is expanded by the runner, so inserted values are escaped. */
 	json_array_foreach(json_object_get(msg, "env"), i, e)

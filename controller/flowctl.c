@@ -1,5 +1,6 @@
 #include "flowctl.h"
 #include "conditions.h"
+#include "instance.h"
 #include "task.h"
 #include "log.h"
 #include "sat.h"
@@ -308,7 +309,9 @@ static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
 			 "ownerReferences", "apiVersion", "tasked.dev/v1alpha1", "kind", "Flow", "name", fname,
 			 "uid", json_object_get(md, "uid"), "controller", 1, "blockOwnerDeletion", 1,
 			 "spec", spec);
-	if (!body || task_path(ns, "", path, sizeof(path), "tasks") < 0) {
+	/* A child belongs to the Flow's install: without the label another controller would run it. */
+	if (!body || instance_copy_label(md, json_object_get(json_object_get(body, "metadata"), "labels")) < 0 ||
+	    task_path(ns, "", path, sizeof(path), "tasks") < 0) {
 		json_decref(body);
 		return -ENOMEM;
 	}

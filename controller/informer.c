@@ -20,6 +20,7 @@
 #define INF_BAD_MAX 65536             /* undecodable objects remembered (to report each once) */
 #define INF_STALL_GRACE_MS 60000      /* beyond the watch timeout before /readyz objects */
 #define INF_CONTINUE_MAX 4096
+#define INF_SELECTOR_MAX 256
 
 /* One cached object: its JSON, deflated. */
 struct ientry {
@@ -34,6 +35,7 @@ struct ientry {
 struct informer {
 	struct kube_client *kc;
 	char *path;
+	char selector_q[INF_SELECTOR_MAX * 3 + 32]; /* "&labelSelector=..." escaped, or ""; set before start */
 	int64_t resync_ms;
 	struct { informer_handler_fn fn; void *ud; } handlers[INFORMER_MAX_HANDLERS];
 	int nhandlers;          /* fixed before informer_start: read without the lock */
@@ -201,6 +203,9 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 	}
 	return inf;
 }
+
+/* A path may carry a query of its own (e.g. "?labelSelector=..."); list and watch add to it. */
+static const char *inf_sep(const struct informer *inf) { return strchr(inf->path, '?') ? "&" : "?"; }
 
 static void ie_free_cb(const char *key, void *value, void *ud)
 {
@@ -578,6 +583,25 @@ static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t 
 	}
 }
 
+static const char *inf_sel(const struct informer *inf)
+{
+	return inf->selector_q;
+}
+
+int informer_set_selector(struct informer *inf, const char *selector)
+{
+	char esc[INF_SELECTOR_MAX * 3 + 1];
+
+	if (!selector || !selector[0]) {
+		inf->selector_q[0] = '\0';
+		return 0;
+	}
+	if (strlen(selector) > INF_SELECTOR_MAX || kube_escape(selector, esc, sizeof(esc)) < 0)
+		return -ENAMETOOLONG;
+	snprintf(inf->selector_q, sizeof(inf->selector_q), "&labelSelector=%s", esc);
+	return 0;
+}
+
 /* Paged list. Returns 0, -ESTALE on 410, or another negative errno. */
 static int inf_list(struct informer *inf, int consistent)
 {
@@ -594,12 +618,12 @@ static int inf_list(struct informer *inf, int consistent)
 				r = -ENAMETOOLONG;
 				break;
 			}
-			snprintf(path, sizeof(path), "%s?limit=%d&continue=%s", inf->path, INF_PAGE, esc);
+			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s%s", inf->path, inf_sep(inf), INF_PAGE, esc, inf_sel(inf));
 		} else if (!consistent && inf->rv[0]) {
-			snprintf(path, sizeof(path), "%s?limit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan",
-				 inf->path, INF_PAGE, inf->rv);
+			snprintf(path, sizeof(path), "%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
+				 inf->path, inf_sep(inf), INF_PAGE, inf->rv, inf_sel(inf));
 		} else {
-			snprintf(path, sizeof(path), "%s?limit=%d", inf->path, INF_PAGE);
+			snprintf(path, sizeof(path), "%s%slimit=%d%s", inf->path, inf_sep(inf), INF_PAGE, inf_sel(inf));
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
 		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
@@ -788,8 +812,8 @@ static void *inf_run(void *arg)
 			last_resync = util_mono_ms();
 		}
 		util_random(&rnd, 1);
-		snprintf(path, sizeof(path), "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
-			 inf->path, inf->rv, 300 + rnd * 300 / 255);
+		snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s",
+			 inf->path, inf_sep(inf), inf->rv, 300 + rnd * 300 / 255, inf_sel(inf));
 		started = util_mono_ms();
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.watches++;

@@ -38,13 +38,17 @@ struct informer_bad {
 
 #define INFORMER_MAX_HANDLERS 4
 
-/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks". resync_ms 0 = never. fn (may
+/* path is the collection, e.g. "/apis/tasked.dev/v1alpha1/tasks", optionally with a query such
+ * as "?labelSelector=..." (percent-encoded). resync_ms 0 = never. fn (may
  * be NULL) is registered as the first handler. */
 struct informer *informer_new(struct kube_client *kc, const char *path, int64_t resync_ms,
 			      informer_handler_fn fn, void *ud);
 /* Registers another handler; each event goes to every handler in the order registered, so each
  * consumer of a cache subscribes on its own instead of being chained through another. Before
  * informer_start only. 0, or -ENOSPC past INFORMER_MAX_HANDLERS. */
+/* Lists and watches only objects matching this label selector (e.g. "tasked.dev/instance=a" or
+ * "!tasked.dev/instance"). Before informer_start only. 0, -ENAMETOOLONG over 256 bytes. */
+int informer_set_selector(struct informer *inf, const char *selector);
 int informer_add_handler(struct informer *inf, informer_handler_fn fn, void *ud);
 int informer_start(struct informer *inf);
 void informer_stop(struct informer *inf);

@@ -367,6 +367,21 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 	return r;
 }
 
+int kube_get_text(struct kube_client *c, const char *path, struct buf *out, struct kube_resp *ret)
+{
+	CURL *h;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	h = kube_handle(c);
+	if (!h)
+		return -ENOMEM;
+	r = kube_perform(c, h, "GET", path, NULL, NULL, 0, out, ret);
+	if (r == 0 && ret->status >= 300)
+		snprintf(ret->message, sizeof(ret->message), "GET %s: HTTP %ld", path, ret->status);
+	return r;
+}
+
 struct kube_watch_ctx {
 	struct buf line;
 	kube_event_fn fn;

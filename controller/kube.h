@@ -32,6 +32,10 @@ void kube_client_free(struct kube_client *c);
 int kube_request(struct kube_client *c, const char *method, const char *path,
 		 const char *content_type, const json_t *body, struct kube_resp *ret);
 void kube_resp_free(struct kube_resp *r);
+/* GETs a text resource (a pod's log) into out, up to out's max (-EFBIG past it, out keeps what
+ * fit). 0 when an answer arrived (check ret->status; ret has no body), or a negative errno. */
+struct buf;
+int kube_get_text(struct kube_client *c, const char *path, struct buf *out, struct kube_resp *ret);
 
 /* Called with each watch event (borrowed); return nonzero to stop the watch. A line that does
  * not decode (nested deeper than jansson allows, say) does not end the watch: it arrives with

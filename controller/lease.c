@@ -41,6 +41,14 @@ static json_t *lease_spec(struct lease *l, const char *acquire, int transitions)
 			 "acquireTime", acquire ? acquire : now, "renewTime", now, "leaseTransitions", transitions);
 }
 
+/* lease_is_leader reads it on other threads. */
+static void lease_renewed(struct lease *l, int64_t now)
+{
+	pthread_mutex_lock(&l->lock);
+	l->last_renew_ms = now;
+	pthread_mutex_unlock(&l->lock);
+}
+
 int lease_try(struct lease *l)
 {
 	char path[1024];
@@ -67,7 +75,7 @@ int lease_try(struct lease *l)
 		ours = r == 0 && resp.status == 201;
 		kube_resp_free(&resp);
 		if (ours) {
-			l->last_renew_ms = now;
+			lease_renewed(l, now);
 			return 1;
 		}
 		return 0;
@@ -100,7 +108,7 @@ int lease_try(struct lease *l)
 	json_decref(obj);
 	if (r == 0 && resp.status == 200) {
 		kube_resp_free(&resp);
-		l->last_renew_ms = now;
+		lease_renewed(l, now);
 		return 1;
 	}
 	kube_resp_free(&resp);

@@ -7,7 +7,11 @@
  * least recently written first, finished tasks before running ones). Positions are byte
  * offsets in everything the store was given for a task, so a follower can resume and can tell
  * when what it has not read yet was dropped. Chunks an attempt sends twice (same seq, e.g.
- * after a runner reconnect) are stored once. Thread-safe. */
+ * after a runner reconnect) are stored once. Thread-safe.
+ *
+ * With a directory (--log-dir) every log is also kept in a file there (UID.log, format in
+ * logfile.h), within the same bounds, and read back when the store is made, so logs survive a
+ * restart of the controller; a log's file goes when its log goes (deleted task, eviction). */
 #include "util.h"
 
 #include <stddef.h>
@@ -19,6 +23,7 @@ struct logstore_cfg {
 	size_t max_per_task;        /* 0 = 1 MiB */
 	size_t max_total;           /* 0 = 64 MiB */
 	size_t max_tasks;           /* 0 = 10000 */
+	const char *dir;            /* NULL/"" = memory only; else files here (reloaded now) */
 	void (*notify)(void *ud);   /* called after appends and finishes, outside the lock */
 	void *ud;
 };
@@ -43,6 +48,8 @@ struct logstore_pos {
 	int64_t last_attempt;       /* the newest attempt seen */
 };
 
+/* NULL when out of memory or when cfg->dir cannot be opened (logged). A directory another
+ * process holds (a lock file in it) is not used: the store then keeps logs in memory only. */
 struct logstore *logstore_new(const struct logstore_cfg *cfg);
 void logstore_free(struct logstore *ls);
 
@@ -69,5 +76,10 @@ void logstore_read(struct logstore *ls, const char *uid, const char *key, int64_
 /* Just the positions (found, finished, first, end, last_attempt), without walking the chunks. */
 void logstore_bounds(struct logstore *ls, const char *uid, const char *key, struct logstore_pos *pos);
 
-struct logstore_stats { uint64_t tasks, bytes, chunks, evicted_tasks, dropped_bytes; };
+/* Forgets every log whose task exists() says is gone (called once the Task cache has synced,
+ * for logs reloaded from disk whose task was deleted while the controller was away). exists is
+ * called without the store's lock. Returns how many went. */
+size_t logstore_sweep(struct logstore *ls, int (*exists)(void *ud, const char *uid), void *ud);
+
+struct logstore_stats { uint64_t tasks, bytes, chunks, evicted_tasks, dropped_bytes, disk_bytes, disk_errors; };
 void logstore_stats_get(struct logstore *ls, struct logstore_stats *ret);

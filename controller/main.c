@@ -6,6 +6,7 @@
 #include "config.h"
 #include "server.h"
 #include "informer.h"
+#include "instance.h"
 #include "kube.h"
 #include "kubeconfig.h"
 #include "deps.h"
@@ -54,8 +55,10 @@ struct app {
 	struct server *server;  /* the main loop: broker and API listeners */
 	struct broker *broker;
 	struct api *api;
-	struct lease *lease;
+	_Atomic(struct lease *) lease;  /* set after the workers started */
+	int electing;                   /* --leader-elect: no lease yet means not leading */
 	struct taskctl *tc;
+	struct podexec *pods;   /* the container executor */
 	struct flowctl *flows;
 	struct queues *queues;
 	struct deps_index *deps;
@@ -66,14 +69,24 @@ struct app {
 	int status_started;
 };
 
+/* Leading: holding the Lease with --leader-elect (not before it is made), always without. */
+static int app_leading(struct app *a)
+{
+	struct lease *l = atomic_load(&a->lease);
+	return l ? lease_is_leader(l) : !a->electing;
+}
+
 /* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
 static void *app_status_loop(void *ud)
 {
 	struct app *a = ud;
+	int swept = 0;
 	for (unsigned n = 1; !a->stop; n++) {
 		for (int i = 0; i < 20 && !a->stop; i++)
 			usleep(100000);
-		if (!a->stop && lease_is_leader(a->lease))
+		if (!swept)   /* logs reloaded from --log-dir whose task is gone */
+			swept = api_sweep_logs(a->api);
+		if (!a->stop && app_leading(a))
 			queues_write_status(a->queues);
 		/* glibc keeps freed heap after bursts; hand it back now and then. */
 		if (n % 30 == 0)
@@ -85,7 +98,7 @@ static void *app_status_loop(void *ud)
 static int app_leads(void *ud)
 {
 	struct app *a = ud;
-	return lease_is_leader(a->lease);
+	return app_leading(a);
 }
 
 /* Runners are taken once the Task cache has synced (what a runner says it holds is checked
@@ -93,7 +106,7 @@ static int app_leads(void *ud)
 static int app_admits(void *ud)
 {
 	struct app *a = ud;
-	return (!a->lease || lease_is_leader(a->lease)) && a->inf && informer_synced(a->inf);
+	return app_leading(a) && a->inf && informer_synced(a->inf);
 }
 
 static void app_lease_started(void *ud)
@@ -196,12 +209,14 @@ static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_cl
  * this). */
 static void app_free(struct app *a)
 {
+	struct lease *lease = atomic_load(&a->lease);
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+
 	/* The webhook reads the TaskQueue cache: it goes before the informers. */
 	certmgr_free(a->certs);
 	webhook_srv_free(a->webhook);
-	if (a->lease)
-		lease_stop(a->lease);
-	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	if (lease)
+		lease_stop(lease);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		if (infs[i])
 			informer_stop(infs[i]);
@@ -210,10 +225,22 @@ static void app_free(struct app *a)
 	broker_free(a->broker);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(infs); i++)
 		informer_free(infs[i]);
+	podexec_free(a->pods);
 	flowctl_free(a->flows);
 	taskctl_free(a->tc);
 	queues_free(a->queues);
 	deps_index_free(a->deps);
+}
+
+/* Every cache sees only this install's objects (instance.h). */
+static int app_select(struct app *a, const char *instance_id)
+{
+	char sel[128];
+	int r = instance_selector(instance_id, sel, sizeof(sel));
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	for (size_t i = 0; r == 0 && i < UTIL_ARRAY_SIZE(infs); i++)
+		r = informer_set_selector(infs[i], sel);
+	return r;
 }
 
 /* Builds the caches and the reconcilers in dependency order and subscribes each consumer to the
@@ -239,6 +266,8 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 		a->flows_inf = informer_new(kc, fpath, 10 * 60 * 1000, NULL, NULL);
 		if (!a->inf || !a->queues_inf || !a->flows_inf)
 			return -ENOMEM;
+		if ((r = app_select(a, o->instance_id)) < 0)
+			return r;
 	}
 	informer_set_tagger(a->inf, queues_task_tag);
 	informer_index_label(a->inf, "tasked.dev/flow");
@@ -251,6 +280,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 					 .ready = app_ready, .ud = a, .max_sse = (int)o->max_sse,
 					 .log_max_per_task = (size_t)o->log_max_task_kib * 1024,
 					 .log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
+					 .log_dir = o->log_dir,
 					 .event_buffer = (size_t)o->event_buffer,
 					 .sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
 					 .server = a->server, .listen = o->listen,
@@ -258,13 +288,21 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 					 .tls_cert = o->tls_cert, .tls_key = o->tls_key,
 					 .sources = &(struct metrics_sources){ .inf = a->inf, .queues_inf = a->queues_inf,
 									       .flows_inf = a->flows_inf, .broker = a->broker,
-									       .kc = kc, .queue = q } });
+									       .kc = kc, .queue = q,
+									       .instance = o->instance_id } });
 	if (!api)
 		return -ENOMEM;
 	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
 	if (!a->queues)
 		return -ENOMEM;
+	a->pods = podexec_new(&(struct podexec_cfg){ .kc = kc, .namespace_ = o->namespace_, .apparmor = o->pod_apparmor,
+						  .keep_pods = (int)o->keep_task_pods,
+						  .start_timeout_ms = o->pod_start_timeout_s * 1000,
+						  .may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a });
+	if (!a->pods)
+		return -ENOMEM;
 	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
+						.pods = a->pods,
 						.recorder = recorder,
 						.queues = a->queues, .deps = a->deps,
 						.lost_grace_ms = o->lost_grace_s * 1000,
@@ -288,6 +326,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 		return -ENOMEM;
 	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
 	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
+	podexec_subscribe(a->pods, &taskctl_broker_ops, a->tc);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }
@@ -302,9 +341,10 @@ int main(int argc, char **argv)
 	struct api *api = NULL;
 	struct recorder *recorder = NULL;
 	struct app app = { 0 };
+	struct lease *lease = NULL;
 	char identity[192], lease_ns[128] = "", rnd[17];
 	pthread_t workers[MAX_WORKERS];
-	char err[512], host[128], path[512];
+	char err[512], host[128], path[512], lname[256];
 	int port, r, nworkers = 0, rc = 1;
 
 	/* glibc gives each thread that allocates an arena of its own (up to 8 per core), each
@@ -329,6 +369,11 @@ int main(int argc, char **argv)
 	    !(o.api_key && *o.api_key) && !o.api_key_file) {
 		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
 				"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n", o.listen);
+		return 2;
+	}
+	if (o.instance_id && !instance_id_valid(o.instance_id)) {
+		fprintf(stderr, "tasked-controller: --instance-id takes a DNS label: 1-63 of a-z, 0-9 and '-', "
+				"starting and ending with a letter or digit\n");
 		return 2;
 	}
 	if (!!o.tls_cert != !!o.tls_key) {
@@ -360,6 +405,7 @@ int main(int argc, char **argv)
 	q = wq_new();
 	if (!kc || !q)
 		goto out;
+	app.electing = (int)o.leader_elect;
 	recorder = recorder_new(kc, identity);
 	r = app_wire(&app, &o, kc, q, recorder, path, sizeof(path));
 	tc = app.tc;
@@ -372,9 +418,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	log_info("starting", "version", TASKED_VERSION, "watch", path);
+	log_info("starting", "version", TASKED_VERSION, "watch", path, "instance",
+		 o.instance_id ? o.instance_id : "(none: objects without tasked.dev/instance)");
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
-	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0)
+	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0 || podexec_start(app.pods) < 0)
 		goto out;
 	if (app_webhook(&app, &o, kc, lease_ns) < 0)
 		goto out;
@@ -382,17 +429,22 @@ int main(int argc, char **argv)
 		app.status_started = 1;
 	if (o.leader_elect) {
 		const char *ns = o.le_namespace ? o.le_namespace : lease_ns[0] ? lease_ns : "default";
-		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = o.le_name,
+		if (instance_lease_name(o.le_name, o.instance_id, lname, sizeof(lname)) < 0) {
+			log_error("--leader-elect-name is too long");
+			goto out;
+		}
+		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = lname,
 						     .identity = identity,
 						     .duration_ms = o.le_duration_s * 1000,
 						     .renew_deadline_ms = o.le_renew_s * 1000,
 						     .retry_ms = o.le_retry_s * 1000,
 						     .on_started = app_lease_started, .on_lost = app_lease_lost,
 						     .ud = &app },
-				&app.lease);
+				&lease);
+		atomic_store(&app.lease, lease);
 		if (r < 0)
 			goto out;
-		log_info("leader election on", "lease", o.le_name, "namespace", ns, "identity", identity);
+		log_info("leader election on", "lease", lname, "namespace", ns, "identity", identity);
 	}
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)

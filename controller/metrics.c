@@ -687,6 +687,14 @@ static int render_stores(const struct metrics_sources *src, struct buf *out, int
 			r = mhead(out, "tasked_logstore_bytes", "gauge", "Bytes the log store uses, overhead included.") ?:
 			    mput(out, "tasked_logstore_bytes %llu\n", (unsigned long long)ls.bytes);
 		if (r == 0)
+			r = mhead(out, "tasked_logstore_disk_bytes", "gauge",
+				  "Bytes of the log store's files in --log-dir (0 without).") ?:
+			    mput(out, "tasked_logstore_disk_bytes %llu\n", (unsigned long long)ls.disk_bytes);
+		if (r == 0)
+			r = mhead(out, "tasked_logstore_disk_errors_total", "counter",
+				  "Log file writes that failed (that log stayed in memory only).") ?:
+			    mput(out, "tasked_logstore_disk_errors_total %llu\n", (unsigned long long)ls.disk_errors);
+		if (r == 0)
 			r = mhead(out, "tasked_logstore_evicted_tasks_total", "counter",
 				  "Whole task logs evicted to stay within the total or task-count bound.") ?:
 			    mput(out, "tasked_logstore_evicted_tasks_total %llu\n", (unsigned long long)ls.evicted_tasks);
@@ -710,7 +718,8 @@ int metrics_render(struct metrics *m, struct buf *out)
 	pthread_mutex_unlock(&m->lock);
 
 	r = mhead(out, "tasked_build_info", "gauge", "Build information; the value is always 1.") ?:
-	    mput(out, "tasked_build_info{version=\"%s\"} 1\n", TASKED_VERSION);
+	    mput(out, "tasked_build_info{version=\"%s\",instance=\"%s\"} 1\n", TASKED_VERSION,
+		 src.instance ? src.instance : "");
 	if (r == 0)
 		r = render_tasks(m, &src, out);
 

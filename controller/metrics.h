@@ -27,6 +27,7 @@ struct metrics_sources {
 	struct wq *queue;
 	struct events *events;
 	struct logstore *logs;
+	const char *instance;   /* --instance-id (NULL: none); outlives the metrics */
 };
 
 enum metrics_sse_kind { METRICS_SSE_EVENTS, METRICS_SSE_LOGS, METRICS_SSE_KINDS };

@@ -56,18 +56,37 @@ static int fx_dispatch(void *ud, const char *uid, int64_t attempt, json_t *selec
 		       size_t runnersz)
 {
 	struct taskctl *t = ud;
+	if (json_object_get(msg, "container")) {
+		int r;
+		if (!t->cfg.pods) {
+			snprintf(runner, runnersz, "this controller runs no container executor");
+			return -EPROTO;
+		}
+		r = podexec_dispatch(t->cfg.pods, msg, runner, runnersz);
+		return r == -EAGAIN ? -EIO : r;   /* -EAGAIN means "wait for a runner slot" */
+	}
 	return broker_dispatch(t->broker, uid, attempt, selector, msg, runner, runnersz);
 }
 
 static void fx_cancel(void *ud, const char *runner, const char *uid, int64_t attempt)
 {
 	struct taskctl *t = ud;
+	if (podexec_is_runner(runner)) {
+		if (t->cfg.pods)
+			podexec_cancel(t->cfg.pods, runner, uid, attempt);
+		return;
+	}
 	broker_cancel(t->broker, runner, uid, attempt);
 }
 
 static void fx_ack(void *ud, const char *runner, const char *uid, int64_t attempt)
 {
 	struct taskctl *t = ud;
+	if (podexec_is_runner(runner)) {
+		if (t->cfg.pods)
+			podexec_ack(t->cfg.pods, runner, uid, attempt);
+		return;
+	}
 	broker_ack(t->broker, runner, uid, attempt);
 }
 
@@ -664,7 +683,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	json_t *msg, *selector = json_object_get(task_spec(task), "runnerSelector");
 	const char *reason = "InvalidSpec";
 	const struct taskctl_secret_reader rd = { t->fx.read_secret, t->fx.ud };
-	char err[512], runner[64];
+	char err[512], runner[512];
 	json_t *secrets = NULL, *e;
 	size_t i;
 	int r;
@@ -710,6 +729,16 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 						       TASKCTL_DEADLINE_GRACE_MS + 10), now_ms(t), TASKCTL_MAX_TIMER_MS));
 		json_decref(msg);
 		return 0;
+	}
+	if (r == -EPROTO) {
+		/* The container executor cannot make this attempt's pod, ever. */
+		json_decref(msg);
+		att_drop(t->att, uid);
+		log_task("task refused", task, "reason", runner);
+		r = taskctl_write_simple(t, task, "Failed", "PodRefused", runner, "False", NULL);
+		if (r == 0)
+			emit(t, task, "Warning", "Failed", runner);
+		return r;
 	}
 	if (r == -EMSGSIZE) {
 		/* Too big for the runner protocol: it can never run, so say so instead of
@@ -923,14 +952,17 @@ static int reconcile_next(struct taskctl *t, json_t *task, const char *key, cons
 		/* Disruptions do not count against retries; they show in the history and are
 		 * bounded on their own. */
 		const char *rn = have ? snap->runner : task_runner(task);
+		int pod = podexec_is_runner(rn);
 		json_t *lost = json_pack("{sIssssss}", "attempt", (json_int_t)next, "runner", rn ? rn : "",
-					 "reason", "RunnerLost", "message", "the runner holding this attempt went away");
+					 "reason", "RunnerLost", "message", pod ? "the attempt's pod was deleted before it finished"
+									       : "the runner holding this attempt went away");
 		json_t *nb = taskctl_history_with(base, lost);
 		json_decref(base);
 		json_decref(lost);
 		base = nb;
 		log_task("attempt lost with its runner", task, "runner", rn ? rn : "");
-		emit(t, task, "Warning", "RunnerLost", "the runner holding this attempt went away; starting a new attempt");
+		emit(t, task, "Warning", "RunnerLost", pod ? "the attempt's pod was deleted before it finished; starting a new attempt"
+							   : "the runner holding this attempt went away; starting a new attempt");
 		if (taskctl_count_lost(base) > TASKCTL_MAX_LOST) {
 			json_t *extra = json_pack("{sIsO}", "attempts", (json_int_t)next, "attemptHistory", base);
 			r = taskctl_write_simple(t, task, "Failed", "RunnerLost",

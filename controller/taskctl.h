@@ -4,6 +4,7 @@
  * at most one status write. The common path costs two writes per attempt (Running, then the
  * terminal phase), one when the result arrives before Running was written. */
 #include "broker.h"
+#include "podexec.h"
 #include "informer.h"
 #include "kube.h"
 #include "deps.h"
@@ -44,6 +45,7 @@ struct taskctl_cfg {
 	struct kube_client *kc;
 	struct informer *inf;      /* the Task cache */
 	struct broker *broker;     /* runners; this reconciler subscribes to it (taskctl_broker_ops) */
+	struct podexec *pods;      /* the container executor (same ops); NULL: container tasks fail */
 	struct wq *queue;
 	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
 	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */

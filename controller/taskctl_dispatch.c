@@ -1,5 +1,6 @@
 #include "taskctl_dispatch.h"
 #include "deps.h"
+#include "podpolicy.h"
 #include "resources.h"
 #include "proto.h"
 #include "sat.h"
@@ -55,22 +56,18 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 {
 	json_t *md = task_metadata(task), *spec = task_spec(task), *shell, *env, *e;
 	json_t *msg, *outenv, *exec_obj = NULL;
-	const char *kinds[] = { "shell", "http", "remote" }, *kind = NULL;
+	const char *kinds[] = { "shell", "http", "remote", "container" }, *kind = NULL;
 	json_int_t timeout;
 	size_t i;
 
 	if (taskctl_check_nul(spec, err, errsz) < 0)
 		return NULL;
 
-	if (json_object_get(spec, "container")) {
-		snprintf(err, errsz, "the container executor is not supported by this controller version");
-		return NULL;
-	}
 	for (i = 0; i < UTIL_ARRAY_SIZE(kinds); i++) {
 		if (!json_object_get(spec, kinds[i]))
 			continue;
 		if (kind) {
-			snprintf(err, errsz, "exactly one of spec.shell, spec.http and spec.remote must be set");
+			snprintf(err, errsz, "exactly one of spec.shell, spec.http, spec.remote and spec.container must be set");
 			return NULL;
 		}
 		kind = kinds[i];
@@ -83,6 +80,14 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 			return NULL;
 		}
 		exec_obj = json_incref(shell);
+	} else if (strcmp(kind, "container") == 0) {
+		/* Checked against the queue's policy in apply_queue (podpolicy.h). */
+		exec_obj = json_deep_copy(json_object_get(spec, "container"));
+		if (!json_is_object(exec_obj)) {
+			snprintf(err, errsz, "spec.container must be an object");
+			json_decref(exec_obj);
+			return NULL;
+		}
 	} else {
 		/* http and remote: the dispatch carries the spec's fields (docs/protocol.md); header
 		 * values and the oauth2 client secret from queue secrets are added by apply_queue. */
@@ -230,6 +235,85 @@ static int queue_secret(const struct taskctl_secret_reader *rd, const char *ns, 
 	return 0;
 }
 
+static json_t *secret_decl(json_t *qspec, const char *sname)
+{
+	json_t *d;
+	size_t j;
+	json_array_foreach(json_object_get(qspec, "secrets"), j, d)
+		if (json_is_string(json_object_get(d, "name")) && strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
+			return json_object_get(d, "secretKeyRef");
+	return NULL;
+}
+
+/* A container task: the queue's container policy decides (podpolicy.h); what the pod needs goes
+ * into msg.pod. Queue secrets are checked (declared, opted in, present) and then referenced by
+ * the pod, never copied into it; their values stay in msg.env (secret: true) only to mask the
+ * status. */
+static int apply_container(const struct taskctl_secret_reader *rd, json_t *task, json_t *msg, json_t *queue,
+			   json_t *vars, const char **reason, char *err, size_t errsz)
+{
+	json_t *qspec = json_object_get(queue, "spec"), *spec = task_spec(task), *e, *pod, *refs;
+	const char *qname = json_string_value(json_object_get(json_object_get(queue, "metadata"), "name"));
+	const char *ns = task_namespace(task);
+	struct podpolicy p;
+	struct podres res;
+	int64_t to = json_integer_value(json_object_get(spec, "timeoutSeconds"));
+	size_t i;
+	int r;
+
+	if (to <= 0)
+		to = json_integer_value(json_object_get(json_object_get(qspec, "defaults"), "timeoutSeconds"));
+	r = podpolicy_parse(queue ? json_object_get(json_object_get(qspec, "policy"), "container") : NULL, &p, err, errsz);
+	if (r == 0)
+		r = podpolicy_check(&p, json_object_get(spec, "container"), qname, &res, reason, err, errsz);
+	else
+		*reason = "PolicyDenied";
+	if (r < 0) {
+		podpolicy_release(&p);
+		return -EINVAL;
+	}
+	refs = json_object();
+	pod = json_pack("{sssIsIsbsIsIso}", "queue", qname ? qname : "default", "memoryBytes", (json_int_t)res.memory_bytes,
+			"cpuMillis", (json_int_t)res.cpu_milli, "networkDisabled", p.network_disabled,
+			"maxOutputBytes", (json_int_t)p.max_output_bytes, "timeoutSeconds", (json_int_t)(to > 0 ? to : 0),
+			"secretRefs", refs);
+	podpolicy_release(&p);
+	if (!pod || json_object_set_new(msg, "pod", pod) < 0)
+		return -EAGAIN;
+	json_array_foreach(json_object_get(spec, "env"), i, e) {
+		const char *sname = json_string_value(json_object_get(json_object_get(e, "valueFrom"), "queueSecret"));
+		const char *name = json_string_value(json_object_get(e, "name"));
+		char *value = NULL, what[300];
+		if (!sname || !name)
+			continue;
+		snprintf(what, sizeof(what), "env %s", name);
+		if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+			return r;
+		json_array_append_new(json_object_get(msg, "env"),
+				      json_pack("{sssssbsO}", "name", name, "value", value, "secret", 1, "secretKeyRef",
+						secret_decl(qspec, sname)));
+		OPENSSL_cleanse(value, strlen(value));
+		free(value);
+	}
+	json_array_foreach(json_object_get(json_object_get(spec, "container"), "volumes"), i, e) {
+		const char *sname = json_string_value(json_object_get(json_object_get(e, "secret"), "queueSecret"));
+		char *value = NULL, what[300];
+		if (!sname)
+			continue;
+		snprintf(what, sizeof(what), "spec.container.volumes[%zu]", i);
+		if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+			return r;
+		OPENSSL_cleanse(value, strlen(value));
+		free(value);
+		json_object_set(refs, sname, secret_decl(qspec, sname));
+	}
+	if (deps_resolve_dispatch(msg, vars, err, errsz) < 0) {
+		*reason = "InvalidSpec";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Applies the queue (defaults, policy, selector) and queue secrets to a dispatch, and resolves
  * $(tasks.…) references. On a task error writes the reason into reason/err and returns -EINVAL;
  * -EAGAIN when the API server could not be asked. */
@@ -246,6 +330,8 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 	    json_integer_value(json_object_get(defaults, "timeoutSeconds")) > 0)
 		json_object_set_new(msg, "deadline", json_integer(sat_after_s(now_ms,
 			json_integer_value(json_object_get(defaults, "timeoutSeconds")))));
+	if (json_object_get(msg, "container"))
+		return apply_container(rd, task, msg, queue, vars, reason, err, errsz);
 	if (json_is_object(policy))
 		json_object_set(msg, "policy", policy);
 	if (json_integer_value(json_object_get(json_object_get(policy, "shell"), "maxOutputBytes")) > 0)

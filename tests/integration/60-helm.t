@@ -107,7 +107,7 @@ for f in rbac.yaml roles.yaml; do
 done
 # The controller's verbs are the requests it makes (controller/*.c); 67-rbac.t runs it under them.
 ctl_rules=$(jq -c '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-tasked-controller") | .rules[] | {k: (.resources | join(",")), v: .verbs}]' <<<"$objs")
-is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]}]' \
+is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]},{"k":"pods","v":["get","list","watch","create","delete"]},{"k":"pods/log","v":["get"]},{"k":"networkpolicies","v":["get","create"]}]' \
 	"the controller's ClusterRole: patch on tasks (failFast cancels), status by merge patch only, events create only"
 # People's roles aggregate into the built-in ones; TaskQueues (policy) are admin's.
 agg=$(jq -r '[.[] | select(.kind == "ClusterRole" and (.metadata.labels | has("rbac.authorization.k8s.io/aggregate-to-view") or has("rbac.authorization.k8s.io/aggregate-to-edit") or has("rbac.authorization.k8s.io/aggregate-to-admin")))
@@ -118,6 +118,27 @@ is "$(jq -r '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-taske
 is "$(render default tasked --set rbac.userRoles=false | to_json | jq '[.[] | select(.metadata.name | test("-(view|edit|admin)$"))] | length')" 0 \
 	"rbac.userRoles=false renders no user roles"
 like "$rbac_src" 'resources: \[secrets\]' "queue Secrets have their own rule (get only)"
+
+# --- the log volume and the instance id -----------------------------------------------------------
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--log-dir="))] | join(" ")' <<<"$ctl")" \
+	"--log-dir=/var/lib/tasked/logs" "the controller keeps its logs in /var/lib/tasked/logs"
+is "$(jq -r '(.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/lib/tasked/logs") | .name) as $v | .spec.volumes[] | select(.name == $v) | .emptyDir.sizeLimit' <<<"$ctl")" \
+	256Mi "... on an emptyDir with a size limit by default"
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--instance-id"))] | length' <<<"$ctl")" 0 "no instance id by default"
+pobjs=$(render persistence tasked | to_json)
+pctl=$(pod_specs <<<"$pobjs" | jq -c 'select(.metadata.name == "deployment-t-tasked")')
+is "$(jq -r '.[] | select(.kind == "PersistentVolumeClaim") | "\(.metadata.name) \(.spec.resources.requests.storage) \(.spec.storageClassName) \(.spec.accessModes | join(","))"' <<<"$pobjs")" \
+	"t-tasked-logs 2Gi standard ReadWriteOnce" "persistence.enabled renders a PersistentVolumeClaim"
+is "$(jq -r '(.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/lib/tasked/logs") | .name) as $v | .spec.volumes[] | select(.name == $v) | .persistentVolumeClaim.claimName' <<<"$pctl")" \
+	t-tasked-logs "... mounted as the log directory"
+is "$(jq -r '.[] | select(.kind == "Deployment" and .metadata.name == "t-tasked") | .spec.strategy.type' <<<"$pobjs")" Recreate \
+	"... and the Deployment is replaced with Recreate (one controller per log directory)"
+is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--instance-id="))] | join(" ")' <<<"$pctl")" "--instance-id=blue" \
+	"controller.instanceID becomes --instance-id"
+is "$(jq -r '.[] | select(.kind == "Role") | .rules[0].resourceNames | join(",")' <<<"$pobjs")" t-tasked-blue \
+	"the leader-election Role names the instance's Lease"
+refuse "an instance id that is not a DNS label" 'instanceID' --set controller.instanceID=Team_A
+refuse "persistence with two controller replicas" 'one controller per log directory' --set persistence.enabled=true --set controller.replicas=2
 
 # --- deploy/, CRDs and the profile stay the chart's ----------------------------------------------
 

@@ -99,6 +99,18 @@ is "$(sak auth can-i update secrets/vault -n "$TEST_NS")" no "... but update no 
 is "$(sak auth can-i update "validatingwebhookconfigurations/$VWC" 2>/dev/null)" yes "it may update its ValidatingWebhookConfiguration"
 is "$(sak auth can-i update validatingwebhookconfigurations/other 2>/dev/null)" no "... and no other"
 is "$(sak auth can-i patch "validatingwebhookconfigurations/$VWC" 2>/dev/null)" no "... by update only"
+# The container executor: exactly these rights on pods and NetworkPolicies, nothing more.
+for v in get list watch create delete; do
+	is "$(sak auth can-i "$v" pods -n default)" yes "container executor: it may $v pods"
+done
+is "$(sak auth can-i update pods -n default)" no "... but not update them"
+is "$(sak auth can-i patch pods -n default)" no "... or patch them"
+is "$(sak auth can-i create pods --subresource=exec -n default)" no "... or exec into them"
+is "$(sak auth can-i get pods --subresource=log -n default)" yes "it may read pod logs"
+is "$(sak auth can-i get networkpolicies.networking.k8s.io -n default)" yes "it may read NetworkPolicies"
+is "$(sak auth can-i create networkpolicies.networking.k8s.io -n default)" yes "... and create them"
+is "$(sak auth can-i delete networkpolicies.networking.k8s.io -n default)" no "... but not delete them"
+is "$(sak auth can-i update networkpolicies.networking.k8s.io -n default)" no "... or change them"
 
 # The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
 # with the chart's flags (leader election on a Lease named after the release).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The hardened pod as the kubelet runs it: inside a runner sidecar the process is 65532:65532,
 # / is read-only, /tmp is a writable emptyDir with its size limit, no capabilities,
-# no_new_privs, a seccomp filter, no service-account token; a task cannot read another
+# no_new_privs, a seccomp filter, no service-account token; the controller writes only /tmp and
+# its log volume; a task cannot read another
 # process's environment nor the runner token; `helm test` passes and proves a Task ran.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib-node.sh"
@@ -59,6 +60,14 @@ EOF2
 ok_phase whoami Succeeded 60
 like "$(task_field whoami .status.runner)" "^$pod-" "it ran in a sidecar of $pod"
 like "$(task_field whoami .status.logTail)" "uid=65532" "tasks run as 65532"
+# The controller's only writable path besides /tmp: its log volume, writable under the same
+# restricted context (it is a volume; the root stays read-only).
+disk_bytes() {
+	printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" | curl -s -H @- "$(cat "$STATE/api-url")/metrics" |
+		awk '$1 == "tasked_logstore_disk_bytes" { print $2 }'
+}
+ok "the controller writes task logs to its volume (tasked_logstore_disk_bytes $(disk_bytes))" test "$(disk_bytes)" -gt 0
+nok "... without falling back to memory" sh -c "kubectl -n $NAMESPACE logs $pod -c controller | grep -Eq 'keeping logs in memory only|could not write a task'"
 ok_phase environ Failed 60
 like "$(task_field environ .status.logTail)" "Permission denied" "a task cannot read the runner's environment (/proc/1/environ)"
 ok_phase token Failed 60

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# The container executor on a real node: a hardened Pod per attempt. Success with output and
+# input, a non-zero exit, OOMKilled, timeout, cancel, policy refusals (image, volume), networking
+# disabled (no connection to a pod or a Service) and enabled (the same connection works), output
+# over the cap truncated and flagged, queue secrets masked and only referenced by the pod, a pod
+# deleted by someone else (a lost attempt, retried), a controller killed while 10 container
+# tasks run (each runs exactly once), a Flow passing output from a shell task to a container
+# task, and the API writes one container task costs (apiserver_request_total).
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/lib-node.sh"
+test_namespace ctr
+
+IMG=$TOOLS_IMAGE
+SH=/usr/local/bin/sh
+API=$(cat "$STATE/api-url")
+api_logs() { printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" | curl -fsS --max-time 10 -H @- "$API/api/v1/namespaces/$TEST_NS/tasks/$1/logs"; }
+task_pods() { k get pods -l "tasked.dev/task-uid=$(task_field "$1" .metadata.uid)" -o name 2>/dev/null | grep -c . || true; }
+
+k apply -f - >/dev/null <<EOF2
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, labels: {tasked.dev/queue-secret: "true"}}
+stringData: {token: s3cr3t-Value-42}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: default}
+spec:
+  concurrency: 20
+  secrets: [{name: tok, secretKeyRef: {name: creds, key: token}}]
+  policy:
+    executors: [shell, container]
+    container:
+      imageAllowlist: ["${IMG%%:*}:*"]
+      maxOutputBytes: 2000
+      defaultResources: {cpu: 100m, memory: 32Mi}
+      maxResources: {cpu: "1", memory: 256Mi}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: net}
+spec:
+  policy:
+    executors: [container]
+    container: {imageAllowlist: ["$IMG"], networkDisabled: false}
+EOF2
+ok "the queue secret's RBAC lets the controller read Secrets here" "$HELM" upgrade "$RELEASE" \
+	"$IT_ROOT/charts/tasked" --namespace "$NAMESPACE" --reuse-values --wait --timeout 3m \
+	--set "rbac.secretNamespaces={$TEST_NS}"
+
+ctask() { # NAME QUEUE SCRIPT [EXTRA_SPEC_YAML]
+	k apply -f - >/dev/null <<EOF2
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: $1}
+spec:
+  queue: $2
+  container: {image: $IMG, command: [$SH, -c, '$3']}
+${4:-}
+EOF2
+}
+
+# --- success, input, output, the pod ---------------------------------------------------------------
+w0=$(k get --raw /metrics 2>/dev/null | grep '^apiserver_request_total' || true)
+ctask hello default 'cat $TASKED_INPUT; echo; echo "{\"sum\": 3, \"user\": \"$(id -u)\"}" > $TASKED_OUTPUT' \
+	'  input: {a: 1, b: 2}'
+ok_phase hello Succeeded 180
+is "$(task_field hello .status.output.sum)" 3 "the output is the JSON the task wrote to \$TASKED_OUTPUT"
+is "$(task_field hello .status.output.user)" 65532 "the task ran as uid 65532"
+like "$(task_field hello .status.logTail)" '\{"a":1,"b":2\}' "the input reached the task as the file \$TASKED_INPUT"
+like "$(api_logs hello)" '\{"a":1,"b":2\}' "the full log is served by the controller API"
+like "$(task_field hello .status.runner)" '^pod/hello-1-' "the runner is the attempt's pod"
+ok "the pod is deleted after the result" wait_for 30 sh -c "[ \$(kubectl --kubeconfig $KUBECONFIG -n $TEST_NS get pods -o name | grep -c hello-1-) = 0 ]"
+ok "the namespace got the deny-all NetworkPolicy" k get networkpolicy tasked-deny-all
+is "$(k get networkpolicy tasked-deny-all -o jsonpath='{.spec.policyTypes}')" '["Ingress","Egress"]' "... denying ingress and egress"
+w1=$(k get --raw /metrics 2>/dev/null | grep '^apiserver_request_total' || true)
+# writes BEFORE AFTER: the increase of apiserver_request_total per group/resource/subresource/
+# verb, for the writes the controller makes (Task status, Events, pods, NetworkPolicies).
+writes() {
+	awk '
+		function key(l,  g, r, s, v) {
+			match(l, /group="[^"]*"/); g = substr(l, RSTART + 7, RLENGTH - 8)
+			match(l, /resource="[^"]*"/); r = substr(l, RSTART + 10, RLENGTH - 11)
+			match(l, /subresource="[^"]*"/); s = RLENGTH > 0 ? substr(l, RSTART + 13, RLENGTH - 14) : ""
+			match(l, /verb="[^"]*"/); v = substr(l, RSTART + 6, RLENGTH - 7)
+			return v " " (g == "" ? "core" : g) "/" r (s == "" ? "" : "/" s)
+		}
+		/verb="(POST|PATCH|PUT|DELETE)"/ && (/group="tasked.dev"/ || /group="events.k8s.io"/ || /resource="networkpolicies"/ ||
+			(/resource="pods"/ && /subresource=""/)) { d[key($0)] += (FILENAME == ARGV[2] ? $NF : -$NF) }
+		END { for (k in d) if (d[k] > 0) printf "%s %d\n", k, d[k] }' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sort
+}
+wr=$(writes "$w0" "$w1")
+diag "API writes while the first container task ran (verb group/resource[/subresource] count; the"
+diag "events include the scheduler's Scheduled, the NetworkPolicy is once per namespace):"
+diag "$wr"
+n=$(awk '$1 == "PATCH" && $2 == "tasked.dev/tasks/status" { print $3 }' <<<"$wr")
+ok "one container task: ${n:-0} status writes (Running, then the result; at most 2)" test "${n:-0}" -ge 1 -a "${n:-0}" -le 2
+is "$(awk '$1 == "POST" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod create"
+is "$(awk '$1 == "DELETE" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod delete (grace 0: no final DELETE from the kubelet)"
+
+# --- the hardened pod, cancel ------------------------------------------------------------------------
+ctask sleeper default 'sleep 300'
+ok_phase sleeper Running 120
+pod=$(k get pods -l "tasked.dev/task=sleeper" -o jsonpath='{.items[0].metadata.name}')
+ok "the running attempt has its pod ($pod)" test -n "$pod"
+spec=$(k get pod "$pod" -o json)
+is "$(jq -r '.spec.securityContext | "\(.runAsNonRoot) \(.runAsUser):\(.runAsGroup) \(.seccompProfile.type)"' <<<"$spec")" \
+	"true 65532:65532 RuntimeDefault" "pod: non-root 65532:65532, seccomp RuntimeDefault"
+is "$(jq -r '.spec.containers[0].securityContext | "\(.readOnlyRootFilesystem) \(.allowPrivilegeEscalation) \(.capabilities.drop|join(","))"' <<<"$spec")" \
+	"true false ALL" "container: read-only root, no privilege escalation, all capabilities dropped"
+is "$(jq -r '"\(.spec.automountServiceAccountToken) \(.spec.enableServiceLinks) \(.spec.restartPolicy)"' <<<"$spec")" \
+	"false false Never" "no service account token, no service links, restartPolicy Never"
+is "$(jq -r '.spec.containers[0].resources | "\(.requests.memory)=\(.limits.memory) \(.requests.cpu)=\(.limits.cpu)"' <<<"$spec")" \
+	"32Mi=32Mi 100m=100m" "requests = limits from the queue's defaultResources"
+is "$(jq -r '.metadata.ownerReferences[0] | "\(.kind) \(.controller)"' <<<"$spec")" "Task true" "owned by the Task"
+is "$(jq -r '.metadata.labels["tasked.dev/network"]' <<<"$spec")" disabled "labelled network=disabled"
+is "$(jq -r '[.spec.volumes[] | select(.name=="tmp") | .emptyDir.sizeLimit][0]' <<<"$spec")" 64Mi "/tmp is an emptyDir with a size limit"
+k patch task sleeper --type merge -p '{"spec":{"cancel":true}}' >/dev/null
+ok_phase sleeper Cancelled 30
+ok "cancel deleted the pod at once" wait_for 15 sh -c "! kubectl --kubeconfig $KUBECONFIG -n $TEST_NS get pod $pod >/dev/null 2>&1"
+
+# --- failures --------------------------------------------------------------------------------------
+ctask exit3 default 'echo failing; exit 3'
+ok_phase exit3 Failed 120
+is "$(task_field exit3 .status.exitCode) $(task_field exit3 .status.reason)" "3 ExitCode" "a non-zero exit: exitCode 3, reason ExitCode"
+
+ctask oom default 'tail /dev/zero'
+ok_phase oom Failed 120
+is "$(task_field oom .status.reason)" OOMKilled "a memory limit hit (32Mi): OOMKilled"
+
+ctask slow default 'sleep 120' '  timeoutSeconds: 5'
+ok_phase slow Failed 90
+is "$(task_field slow .status.reason)" TimedOut "past timeoutSeconds: TimedOut"
+
+k apply -f - >/dev/null <<EOF2
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: badimage}
+spec: {container: {image: "registry.example/evil:1", command: [sh]}}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: badvolume}
+spec:
+  container:
+    image: $IMG
+    command: [$SH, -c, "true"]
+    volumes: [{name: cfg, configMap: {name: settings}, mountPath: /etc/settings}]
+EOF2
+ok_phase badimage Failed 60
+is "$(task_field badimage .status.reason)" PolicyDenied "an image outside the allowlist: PolicyDenied"
+like "$(task_field badimage .status.message)" "imageAllowlist" "... the message names the rule"
+ok_phase badvolume Failed 60
+is "$(task_field badvolume .status.reason)" PolicyDenied "a volume outside the allowlist: PolicyDenied"
+like "$(task_field badvolume .status.message)" "volumeAllowlist" "... the message names the rule"
+is "$(k get pods -l tasked.dev/task=badimage -o name | wc -l)" 0 "no pod was made for a refused task"
+
+# --- network ----------------------------------------------------------------------------------------
+ok "a target pod is Running" probe_pod target '{app: target}'
+k exec target -c probe -- /usr/local/bin/httpd -p 8080 -h / >/dev/null 2>&1
+k expose pod target --name target --port 8080 >/dev/null
+tip=$(k get pod target -o jsonpath='{.status.podIP}')
+sip=$(k get svc target -o jsonpath='{.spec.clusterIP}')
+# The first connection goes out at once, the others after 5 s: a NetworkPolicy implementation
+# needs a moment to program the rules for a new pod (see docs/security.md, known limitations).
+probe='printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3 '"$tip"' 8080 | grep -q "^HTTP/" && echo "early: reached" || echo "early: blocked"; sleep 5; for a in '"$tip $sip"'; do printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 $a 8080 | grep -q "^HTTP/" && echo "reached $a" || echo "blocked $a"; done'
+ctask netoff default "$probe"
+ctask neton net "$probe"
+ok_phase netoff Succeeded 120
+ok_phase neton Succeeded 120
+like "$(task_field neton .status.logTail)" "reached $tip" "network enabled: the task reaches another pod (control)"
+like "$(task_field neton .status.logTail)" "reached $sip" "network enabled: ... and a Service (control)"
+like "$(task_field netoff .status.logTail)" "blocked $tip" "network disabled: no connection to another pod"
+like "$(task_field netoff .status.logTail)" "blocked $sip" "network disabled: no connection to a Service"
+diag "network disabled, a connection at the pod's start: $(task_field netoff .status.logTail | head -1)"
+
+# --- output cap, secrets ------------------------------------------------------------------------------
+ctask flood default 'i=0; while [ $i -lt 500 ]; do echo "line $i of the flood output"; i=$((i+1)); done'
+ok_phase flood Succeeded 120
+is "$(task_field flood .status.outputTruncated)" true "output over maxOutputBytes (2000) is flagged truncated"
+n=$(api_logs flood | wc -c)
+ok "the stored log is cut at the cap ($n bytes)" test "$n" -le 2000 -a "$n" -gt 1000
+
+ctask secret default 'echo "token=$TOKEN"; sleep 8' '  env: [{name: TOKEN, valueFrom: {queueSecret: tok}}]'
+ok_phase secret Running 120
+spec=$(k get pods -l tasked.dev/task=secret -o json)
+nok "the secret value is nowhere in the pod object" grep -q s3cr3t-Value-42 <<<"$spec"
+is "$(jq -r '.items[0].spec.containers[0].env[] | select(.name=="TOKEN") | .valueFrom.secretKeyRef.name' <<<"$spec")" creds \
+	"the pod references the queue's Secret"
+ok_phase secret Succeeded 60
+is "$(task_field secret .status.logTail)" "token=***" "the value is masked in logTail"
+logs=$(api_logs secret)
+like "$logs" 'token=\*\*\*' "... and in the log the API serves"
+nok "... which never holds it" grep -q s3cr3t-Value-42 <<<"$logs"
+
+# --- a pod deleted by someone else ---------------------------------------------------------------------
+ctask victim default 'sleep 8' '  retries: {limit: 0}'
+ok_phase victim Running 120
+vpod=$(k get pods -l tasked.dev/task=victim -o jsonpath='{.items[0].metadata.name}')
+k delete pod "$vpod" --wait=false >/dev/null
+ok_phase victim Succeeded 120
+is "$(task_field victim .status.attempts)" 2 "the lost attempt is retried as attempt 2"
+like "$(task_field victim '.status.attemptHistory[0].message')" "pod was deleted" "... the history says the pod was deleted"
+
+# --- a controller kill with 10 running container tasks -------------------------------------------------
+for i in $(seq 1 10); do ctask "many-$i" default 'echo start; sleep 25; echo "{\"host\":\"$HOSTNAME\"}" > $TASKED_OUTPUT'; done
+ok "all 10 are Running" wait_for 180 sh -c "[ \$(kubectl --kubeconfig $KUBECONFIG -n $TEST_NS get tasks -o json | jq '[.items[] | select(.metadata.name|startswith(\"many-\")) | select(.status.phase==\"Running\")] | length') = 10 ]"
+cpod=$(controller_pod)
+ok "the controller pod ($cpod) is killed" kr delete pod "$cpod" --grace-period=0 --force
+for i in $(seq 1 10); do wait_phase "many-$i" Succeeded 240 >/dev/null; done
+bad=0
+for i in $(seq 1 10); do
+	a=$(task_field "many-$i" .status.attempts)
+	h=$(task_field "many-$i" .status.attemptHistory)
+	p=$(task_field "many-$i" .status.phase)
+	n=$(jq -r 'length' <<<"${h:-[]}")
+	r=$(jq -r '[.[].reason] | join(",")' <<<"${h:-[]}")
+	[ "$p" = Succeeded ] && [ "$a" = 1 ] && [ "$n" = 1 ] && [ "$r" = Succeeded ] ||
+		{ bad=$((bad + 1)); diag "many-$i: $p attempts=$a history=$h"; }
+done
+is "$bad" 0 "after the controller kill each of the 10 tasks ran exactly once (Succeeded, attempt 1, one history entry, no loss)"
+hosts=$(for i in $(seq 1 10); do task_field "many-$i" .status.output.host; echo; done | sort -u | grep -c .)
+is "$hosts" 10 "... each in one pod of its own (10 distinct pod names in the outputs)"
+
+# --- a Flow: shell output into a container task -----------------------------------------------------------
+k apply -f - >/dev/null <<EOF2
+apiVersion: tasked.dev/v1alpha1
+kind: Flow
+metadata: {name: mix}
+spec:
+  tasks:
+    - name: count
+      shell: {command: [sh, -c, 'echo "{\"n\": 41}" > \$TASKED_OUTPUT']}
+    - name: add
+      dependsOn: [count]
+      container:
+        image: $IMG
+        command: [$SH, -c, 'echo "{\"n\": \$((\$(tasks.count.output.n) + 1))}" > \$TASKED_OUTPUT']
+EOF2
+ok_phase mix-add Succeeded 180
+is "$(task_field mix-add .status.output.n)" 42 "a Flow passes a shell task's output into a container task"
+
+done_testing
