@@ -471,10 +471,11 @@ static void *lg_shadow_watch_main(void *p)
 /* --- creating ----------------------------------------------------------------------------- */
 
 /* The pod spec of --object pod|job: the restricted context of the node suites, the image
- * only from the node's store. */
+ * only from the node's store, and the resources bench/node.sh gives container tasks (their
+ * queue's defaultResources; requests = limits, as the container executor sets them). */
 static json_t *lg_pod_spec(struct lg_run *r)
 {
-	return json_pack("{ss sb sb si s{sb si si s{ss}} s[{ss ss ss s[s] s{sb sb s{s[s]}}}]}",
+	return json_pack("{ss sb sb si s{sb si si s{ss}} s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}",
 			 "restartPolicy", "Never", "automountServiceAccountToken", 0, "enableServiceLinks", 0,
 			 "terminationGracePeriodSeconds", 1,
 			 "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532,
@@ -482,7 +483,8 @@ static json_t *lg_pod_spec(struct lg_run *r)
 			 "containers", "name", "stamp", "image", r->o->image, "imagePullPolicy", "Never",
 			 "command", r->o->command,
 			 "securityContext", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
-			 "capabilities", "drop", "ALL");
+			 "capabilities", "drop", "ALL",
+			 "resources", "limits", "cpu", "250m", "memory", "64Mi");
 }
 
 static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const char *kind)

@@ -350,7 +350,7 @@ for r in $ROWS; do
 				apiVersion: tasked.dev/v1alpha1
 				kind: TaskQueue
 				metadata: {name: stamp}
-				spec: {policy: {executors: [container], container: {imageAllowlist: ["$STAMP_IMAGE"]}}}
+				spec: {policy: {executors: [container], container: {imageAllowlist: ["$STAMP_IMAGE"], defaultResources: {cpu: 250m, memory: 64Mi}}}}
 			EOF
 		}
 		ctr_queue

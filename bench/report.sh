@@ -187,6 +187,11 @@ if command -v gnuplot >/dev/null; then
 fi
 
 # --- benchmarks.md ------------------------------------------------------------------------------------
+# The side-by-side section on the real node (bench/report-node.sh, make bench-node) is kept.
+node_section=""
+if [ -f "$MD" ]; then
+	node_section=$(awk '/^<!-- bench-node: generated/ { on = 1 } on { print } /^<!-- bench-node: end -->/ { on = 0 }' "$MD")
+fi
 q() { jq -r "$1" "$J"; }
 fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.value)\(if .gzip then " (\(.gzip))" else "" end) \(.unit)" end) | \(if .target == null then "—" else "\(.op | sub("<="; "≤") | sub(">="; "≥")) \(.target) \(.unit)" end) | \(if .met == null then "" elif .met then "yes" else "**no**" end) | \(.peer) |"'
 {
@@ -375,5 +380,9 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		(\`build/bench/out/pids.txt\`); after the teardown any still running is named, stopped, and
 		fails the run.
 	EOF
+	if [ -n "$node_section" ]; then
+		echo
+		printf '%s\n' "$node_section"
+	fi
 } >"$MD"
 echo "report: $MD, $J${plots[*]:+, }${plots[*]/#/$DEST/}"
