@@ -3,6 +3,7 @@
 #include "exec.h"
 #include "log.h"
 #include "proto.h"
+#include "spawner.h"
 #include "tap.h"
 #include "util.h"
 
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char work_root[64];
@@ -31,9 +33,37 @@ static void on_started(void *ud, int64_t ms)
 	s->start_ms = ms;
 }
 
+/* test_spawner: the parent of the process whose pid a task prints, read while the task runs. */
+static int check_init_parent;
+static long init_parent;
+
+static long ppid_of(long pid)
+{
+	char path[64], buf[512], *q;
+	long ppid = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	q = strrchr(buf, ')');
+	if (q && sscanf(q, ") %*c %ld", &ppid) != 1)
+		ppid = -1;
+	return ppid;
+}
+
 static int on_log(void *ud, const char *stream, int64_t seq, const char *data, size_t len)
 {
 	struct seen *s = ud;
+	if (check_init_parent && len > 0 && data[0] >= '0' && data[0] <= '9' && init_parent == 0)
+		init_parent = ppid_of(strtol(data, NULL, 10));
 	json_t *j = json_stringn(data, len);
 	if (!j || memchr(data, '\0', len))
 		s->bad_utf8++;
@@ -441,6 +471,34 @@ static void test_timeout_and_cancel(void)
 	}
 }
 
+/* The inits come from the spawner process but are the runner's children; without the spawner
+ * the runner forks them itself and tasks run the same. */
+static void test_spawner(void)
+{
+	const char *ppid[] = { "/bin/sh", "-c", "echo $PPID; sleep 1", NULL };
+	const char *echo[] = { "/bin/echo", "after the spawner", NULL };
+	struct exec_result r;
+	struct seen s = { 0 };
+	pid_t sp = spw_process();
+	int st;
+
+	ok(sp > 0, "a spawner process runs");
+	check_init_parent = 1;
+	run(ppid, &s, &r);
+	check_init_parent = 0;
+	is_str(r.phase, "Succeeded", "spawned task succeeds");
+	is_int(init_parent, getpid(), "the task's init is the runner's child (CLONE_PARENT)");
+	exec_result_free(&r);
+
+	kill(sp, SIGKILL);
+	ok(waitpid(sp, &st, 0) == sp, "the killed spawner is reaped");
+	run(echo, &s, &r);
+	is_str(r.phase, "Succeeded", "spawner gone: the runner forks the init itself, the task succeeds");
+	ok(tail_has(&r, "after the spawner"), "spawner gone: output captured");
+	is_int(spw_process(), 0, "spawner gone: no longer used");
+	exec_result_free(&r);
+}
+
 int main(void)
 {
 	log_init("test", LOG_LVL_WARN);
@@ -456,6 +514,7 @@ int main(void)
 	test_output_file();
 	test_env_and_identity();
 	test_timeout_and_cancel();
+	test_spawner();
 	ok(dir_is_empty(work_root), "every per-attempt work dir was removed");
 	rmdir(work_root);
 	return done_testing();
