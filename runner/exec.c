@@ -1133,6 +1133,17 @@ done:
 	exec_free_strv(x.envp, 1);
 }
 
+void exec_task_after(const struct exec_task *t)
+{
+	if (t->kind == PROTO_EXEC_SHELL)
+		wd_spare_add(t->work_root);
+}
+
+void exec_cleanup(void)
+{
+	wd_spare_clear();
+}
+
 /* ---- the executor table ------------------------------------------------------------------ */
 
 /* Indexed by the dispatch's executor (proto.h). */

@@ -422,9 +422,11 @@ int main(int argc, char **argv)
 	if (conn_run(c) > 0) {
 		/* Workers still hold the registry and the lws context: leave them to the exit. */
 		cg_cleanup();
+		exec_cleanup();
 		_exit(0);
 	}
 	cg_cleanup();
+	exec_cleanup();
 	conn_free(c);
 	reg_free(reg);
 	wr_close();

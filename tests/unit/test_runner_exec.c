@@ -6,7 +6,9 @@
 #include "spawner.h"
 #include "tap.h"
 #include "util.h"
+#include "workdir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -499,6 +501,50 @@ static void test_spawner(void)
 	exec_result_free(&r);
 }
 
+/* The one entry of the work root, if there is exactly one. */
+static int only_entry(char *name, size_t namesz)
+{
+	DIR *d = opendir(work_root);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && n++ == 0)
+			snprintf(name, namesz, "%.*s", (int)(namesz - 1), e->d_name);
+	closedir(d);
+	return n == 1;
+}
+
+/* A spare work dir, made after an attempt, is the runner's until the next attempt takes it. */
+static void test_spare_workdir(void)
+{
+	const char *argv[] = { "/bin/sh", "-c",
+			       "echo \"home=$HOME\"; touch \"$TMPDIR/x\" && echo tmp-ok; echo hi >\"$HOME/f\" && echo home-ok",
+			       NULL };
+	char name[256] = "", want[PATH_MAX], path[PATH_MAX];
+	struct exec_result r;
+	struct seen s = { 0 };
+	struct stat st;
+
+	wd_spare_add(work_root);
+	ok(only_entry(name, sizeof(name)) && strncmp(name, "tasked-", 7) == 0, "a spare work dir is made (%s)", name);
+	snprintf(path, sizeof(path), "%s/%s", work_root, name);
+	ok(stat(path, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700,
+	   "the spare is the runner's, mode 0700, until taken");
+	run(argv, &s, &r);
+	is_str(r.phase, "Succeeded", "the next attempt succeeds in it");
+	snprintf(want, sizeof(want), "home=%s/%s", work_root, name);
+	ok(tail_has(&r, want), "the next attempt's HOME is the spare");
+	ok(tail_has(&r, "tmp-ok") && tail_has(&r, "home-ok"), "its /tmp and its work dir are writable by the task");
+	exec_result_free(&r);
+	ok(dir_is_empty(work_root), "the spare is removed with the attempt");
+	wd_spare_add(work_root);
+	exec_cleanup();
+	ok(dir_is_empty(work_root), "exec_cleanup removes unused spares");
+}
+
 int main(void)
 {
 	log_init("test", LOG_LVL_WARN);
@@ -515,6 +561,7 @@ int main(void)
 	test_env_and_identity();
 	test_timeout_and_cancel();
 	test_spawner();
+	test_spare_workdir();
 	ok(dir_is_empty(work_root), "every per-attempt work dir was removed");
 	rmdir(work_root);
 	return done_testing();
