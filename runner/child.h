@@ -61,6 +61,7 @@ struct child {
 	const struct cg_task *cg;       /* the memory cgroup the init joins (cgroup.h) */
 	pid_t parent;
 	int drop_uid;
+	int sigs_dfl;                   /* every disposition is SIG_DFL already (the spawner's) */
 	unsigned max_fd;
 	size_t nrl;
 	struct {

@@ -167,6 +167,7 @@ static int spw_serve(int sock)
 	cg.cpu_fd = fds[SPW_FD_CPU];
 	h->c.cg = &cg;
 	h->c.filter = sbx_filter();
+	h->c.sigs_dfl = 1;
 	h->c.null_r = fds[SPW_FD_NULL];
 	h->c.out_w = fds[SPW_FD_OUT];
 	h->c.err_w = fds[SPW_FD_ERR];
@@ -212,6 +213,16 @@ static __attribute__((noreturn)) void spw_main(int sock, pid_t runner)
 	 * group are not ours. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, NULL);
+	/* Default dispositions once here (the runner ignores SIGPIPE), so that the tasks need not
+	 * reset them one by one (child.c). */
+	{
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				(void)sigaction(sig, &dfl, NULL);
+	}
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != runner)
 		_exit(0);
 	(void)prctl(PR_SET_NAME, "tasked-spawner", 0, 0, 0);

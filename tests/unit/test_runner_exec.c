@@ -479,6 +479,7 @@ static void test_spawner(void)
 {
 	const char *ppid[] = { "/bin/sh", "-c", "echo $PPID; sleep 1", NULL };
 	const char *echo[] = { "/bin/echo", "after the spawner", NULL };
+	const char *sigs[] = { "/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status", NULL };
 	struct exec_result r;
 	struct seen s = { 0 };
 	pid_t sp = spw_process();
@@ -491,6 +492,11 @@ static void test_spawner(void)
 	is_str(r.phase, "Succeeded", "spawned task succeeds");
 	is_int(init_parent, getpid(), "the task's init is the runner's child (CLONE_PARENT)");
 	exec_result_free(&r);
+	/* main() ignores SIGPIPE, as the runner does: the task must not inherit that. */
+	run(sigs, &s, &r);
+	ok(tail_has(&r, "SigIgn:\t0000000000000000") && tail_has(&r, "SigBlk:\t0000000000000000"),
+	   "spawned task: no signal ignored or blocked");
+	exec_result_free(&r);
 
 	kill(sp, SIGKILL);
 	ok(waitpid(sp, &st, 0) == sp, "the killed spawner is reaped");
@@ -498,6 +504,10 @@ static void test_spawner(void)
 	is_str(r.phase, "Succeeded", "spawner gone: the runner forks the init itself, the task succeeds");
 	ok(tail_has(&r, "after the spawner"), "spawner gone: output captured");
 	is_int(spw_process(), 0, "spawner gone: no longer used");
+	exec_result_free(&r);
+	run(sigs, &s, &r);
+	ok(tail_has(&r, "SigIgn:\t0000000000000000") && tail_has(&r, "SigBlk:\t0000000000000000"),
+	   "forked by the runner: no signal ignored or blocked");
 	exec_result_free(&r);
 }
 
@@ -548,6 +558,7 @@ static void test_spare_workdir(void)
 int main(void)
 {
 	log_init("test", LOG_LVL_WARN);
+	signal(SIGPIPE, SIG_IGN);
 	snprintf(work_root, sizeof(work_root), "/tmp/tasked-test-XXXXXX");
 	if (!mkdtemp(work_root) || chmod(work_root, 0711) < 0 || exec_init() < 0) {
 		perror("setup");
