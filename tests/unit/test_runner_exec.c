@@ -500,11 +500,14 @@ static void test_spawner(void)
 
 	kill(sp, SIGKILL);
 	ok(waitpid(sp, &st, 0) == sp, "the killed spawner is reaped");
-	run(echo, &s, &r);
-	is_str(r.phase, "Succeeded", "spawner gone: the runner forks the init itself, the task succeeds");
-	ok(tail_has(&r, "after the spawner"), "spawner gone: output captured");
+	/* The warm init it left may take one more; then the runner forks. */
+	for (int i = 0; i < 2; i++) {
+		run(echo, &s, &r);
+		ok(r.phase && strcmp(r.phase, "Succeeded") == 0, "spawner gone: the task succeeds (%d)", i + 1);
+		ok(tail_has(&r, "after the spawner"), "spawner gone: output captured (%d)", i + 1);
+		exec_result_free(&r);
+	}
 	is_int(spw_process(), 0, "spawner gone: no longer used");
-	exec_result_free(&r);
 	run(sigs, &s, &r);
 	ok(tail_has(&r, "SigIgn:\t0000000000000000") && tail_has(&r, "SigBlk:\t0000000000000000"),
 	   "forked by the runner: no signal ignored or blocked");
