@@ -5,8 +5,10 @@
  * (threads, lws, the registry) makes the per-task fork cheap.
  *
  * The runner sends a request (the struct child, its strings and its fds by SCM_RIGHTS) over a
- * socketpair; the spawner starts the init with clone(CLONE_PARENT), so the init is the runner's
- * own child exactly as when the runner forks it: the runner reaps it, watches its pidfd and
+ * socketpair. The spawner keeps one init cloned ahead of time with clone(CLONE_PARENT) (a warm
+ * init: child_init_begin done) that reads the request itself, answers with its pid and runs the
+ * task; the spawner then clones the next. The init is the runner's own child exactly as when
+ * the runner forks it: the runner reaps it, watches its pidfd and
  * signals it, and its PDEATHSIG fires with the runner's main thread (the thread that forked the
  * spawner), i.e. with the runner. The spawner dies with the runner too (PDEATHSIG SIGKILL, and
  * EOF on its socket). When the spawner is gone or a request is too large, the runner forks the
