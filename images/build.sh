@@ -92,7 +92,32 @@ assemble() {
 		>"$rootfs/etc/passwd"
 	printf 'root:x:0:\nnobody:x:65532:\n' >"$rootfs/etc/group"
 	chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group"
+	[ "$name" != runner ] || bundle "$bin" "$rootfs" "${interp:-}"
 	find "$rootfs" -type d -exec chmod 0755 {} +
+}
+
+# bundle BIN ROOTFS INTERP: the self-contained runner a RunnerPool injects into images it was
+# not built for (docs/pools.md). /usr/local/lib/tasked-bundle holds, flat: the runner, glibc's
+# loader and every library ldd lists, and the CA bundle; the pool's runner container starts it
+# as `ld-linux-x86-64.so.2 --library-path DIR DIR/tasked-runner`, so nothing of the image's own
+# libc (or its absence) is used. /usr/local/bin/tasked-install (static) is the init container
+# that copies the bundle into the pod's emptyDir (the image has no shell and no cp).
+bundle() {
+	local bin=$1 rootfs=$2 interp=$3 dir=$2/usr/local/lib/tasked-bundle lib
+	[ -n "$interp" ] || die "the runner has no program interpreter: a static runner needs no bundle"
+	command -v "${CC:-cc}" >/dev/null || die "a C compiler is required for tasked-install"
+	mkdir -p "$dir"
+	cp "$rootfs/usr/local/bin/tasked-runner" "$dir/tasked-runner"
+	copy_file "$interp" "$dir/$(basename "$interp")" 0755
+	while read -r lib; do
+		[ -n "$lib" ] || continue
+		copy_file "$lib" "$dir/$(basename "$lib")" 0755
+	done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }')
+	copy_file "$CA" "$dir/ca-certificates.crt" 0644
+	"${CC:-cc}" -static -O2 -Wall -Wextra -Werror -o "$rootfs/usr/local/bin/tasked-install" \
+		"$root/images/bundle-install.c"
+	strip --strip-all "$rootfs/usr/local/bin/tasked-install"
+	chmod 0755 "$rootfs/usr/local/bin/tasked-install"
 }
 
 sizes=$root/build/images/sizes.txt
