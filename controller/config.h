@@ -18,6 +18,8 @@ struct ctl_config {
 	/* API: log store and event ring bounds, separate metrics listener */
 	const char *metrics_listen;
 	long log_max_task_kib, log_max_total_mib, event_buffer, sse_max_lag_kib;
+	/* RunnerPools (pools.h) */
+	const char *pool_runner_image, *pool_broker_url, *pool_apparmor, *pool_pull_policy;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

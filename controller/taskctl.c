@@ -1,4 +1,5 @@
 #include "taskctl.h"
+#include "pools.h"
 #include "attempts.h"
 #include "cel.h"
 #include "deps.h"
@@ -51,11 +52,11 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 	return r;
 }
 
-static int fx_dispatch(void *ud, const char *uid, int64_t attempt, json_t *selector, json_t *msg, char *runner,
-		       size_t runnersz)
+static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector,
+		       json_t *msg, char *runner, size_t runnersz)
 {
 	struct taskctl *t = ud;
-	return broker_dispatch(t->broker, uid, attempt, selector, msg, runner, runnersz);
+	return broker_dispatch(t->broker, uid, attempt, pool, selector, msg, runner, runnersz);
 }
 
 static void fx_cancel(void *ud, const char *runner, const char *uid, int64_t attempt)
@@ -355,7 +356,14 @@ static void cb_log(void *ud, const char *uid, int64_t attempt, int64_t seq, cons
 	t->cfg.on_log(t->cfg.observer_ud, key[0] ? key : NULL, uid, attempt, seq, stream, data);
 }
 
+static int cb_in_pool(void *ud, const char *uid, const char *pool)
+{
+	struct taskctl *t = ud;
+	return pools_task_in_pool(t->cfg.pools, uid, pool);
+}
+
 const struct broker_ops taskctl_broker_ops = {
+	.in_pool = cb_in_pool,
 	.log = cb_log,
 	.started = cb_started,
 	.result = cb_result,
@@ -658,13 +666,17 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	json_t *msg, *selector = json_object_get(task_spec(task), "runnerSelector");
 	const char *reason = "InvalidSpec";
 	const struct taskctl_secret_reader rd = { t->fx.read_secret, t->fx.ud };
-	char err[512], runner[64];
+	char err[512], runner[64], pool[512] = "", pool_why[300] = "";
 	json_t *secrets = NULL, *e;
 	size_t i;
-	int r;
+	int r, routed;
 
 	if (!json_is_object(selector) || json_object_size(selector) == 0)
 		selector = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
+	/* A pool's tasks go to its runners (matched by the pool, not by their labels). */
+	routed = pools_route(t->cfg.pools, task, selector, pool, sizeof(pool), pool_why, sizeof(pool_why));
+	if (routed == 1)
+		selector = NULL;
 	msg = taskctl_build_dispatch(task, attempt, now_ms(t), err, sizeof(err));
 	if (msg && (r = taskctl_apply_queue(&rd, task, msg, queue, vars, now_ms(t), &reason, err, sizeof(err))) < 0) {
 		json_decref(msg);
@@ -694,7 +706,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		json_decref(msg);
 		return r;
 	}
-	r = t->fx.dispatch(t->fx.ud, uid, attempt, selector, msg, runner, sizeof(runner));
+	r = routed < 0 ? -ENODEV : t->fx.dispatch(t->fx.ud, uid, attempt, pool, selector, msg, runner, sizeof(runner));
 	if (r == 0) {
 		att_set_runner(t->att, uid, runner);
 		log_task("task dispatched", task, "runner", runner);
@@ -732,8 +744,17 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	/* Queued carries the attempt count and history, so an attempt lost before it was ever
 	 * reported still advances the (task UID, attempt) key. */
 	{
+		char msgbuf[600];
 		const char *why = r == -ENODEV ? "waiting for a runner that matches runnerSelector"
 					       : "waiting for a free runner slot";
+		if (routed < 0)
+			why = pool_why;
+		else if (routed == 1 && r == -ENODEV)
+			why = (snprintf(msgbuf, sizeof(msgbuf), "RunnerPool %s is starting: waiting for its first runner",
+					strchr(pool, '/') + 1), msgbuf);
+		else if (r == -ENODEV && json_object_size(selector))
+			why = "no RunnerPool in the namespace has labels matching runnerSelector and no connected "
+			      "runner matches it: waiting for a runner that matches runnerSelector";
 		json_t *extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
 			json_object_set(extra, "attemptHistory", history);
