@@ -10,15 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POOLS_DRAIN_SETTLE_MS 2000   /* between marking drained pods and lowering replicas */
-#define POOLS_MAX_DRAIN 64           /* runners drained in one pass */
+#define POOLS_DRAIN_SETTLE_MS 2000 /* between marking drained pods and lowering replicas */
+#define POOLS_MAX_DRAIN 64         /* runners drained in one pass */
 #define POOLS_DELETION_COST "-1000"
 
 struct pools {
 	struct pools_cfg cfg;
 	pthread_mutex_t lock;
-	json_t *labels;   /* "ns/name" -> spec.labels of each known pool */
-	json_t *state;    /* "ns/name" -> {lowSince, drainAt, drained, secret, status} */
+	json_t *labels; /* "ns/name" -> spec.labels of each known pool */
+	json_t *state;  /* "ns/name" -> {lowSince, drainAt, drained, secret, status} */
 };
 
 struct pools *pools_new(const struct pools_cfg *cfg)
@@ -57,7 +57,9 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
 		json_object_del(p->labels, key);
 		json_object_del(p->state, key);
 	} else {
-		json_object_set_new(p->labels, key, json_is_object(labels) ? json_deep_copy(labels) : json_object());
+		json_object_set_new(p->labels, key,
+				    json_is_object(labels) ? json_deep_copy(labels)
+							   : json_object());
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (ev == INFORMER_DELETED && p->cfg.broker)
@@ -69,7 +71,8 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 {
 	json_t *md = json_object_get(task, "metadata");
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
-	const char *named = json_string_value(json_object_get(json_object_get(task, "spec"), "runnerPool"));
+	const char *named = json_string_value(
+		json_object_get(json_object_get(task, "spec"), "runnerPool"));
 	const char *k, *best = NULL;
 	char key[512], prefix[300];
 	json_t *v;
@@ -81,12 +84,14 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	if (named && *named) {
 		n = snprintf(key, sizeof(key), "%s/%s", ns, named);
 		pthread_mutex_lock(&p->lock);
-		r = n > 0 && (size_t)n < sizeof(key) && json_object_get(p->labels, key) ? 1 : -ENOENT;
+		r = n > 0 && (size_t)n < sizeof(key) && json_object_get(p->labels, key) ? 1
+											: -ENOENT;
 		pthread_mutex_unlock(&p->lock);
 		if (r == 1)
 			snprintf(out, outsz, "%s", key);
 		else
-			snprintf(why, whysz, "RunnerPool %s does not exist in namespace %s", named, ns);
+			snprintf(why, whysz, "RunnerPool %s does not exist in namespace %s", named,
+				 ns);
 		return r;
 	}
 	if (!json_is_object(selector) || json_object_size(selector) == 0)
@@ -94,7 +99,8 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	n = snprintf(prefix, sizeof(prefix), "%s/", ns);
 	/* Several pools may match: the first by name, so the choice does not depend on order. */
 	pthread_mutex_lock(&p->lock);
-	json_object_foreach(p->labels, k, v) {
+	json_object_foreach(p->labels, k, v)
+	{
 		if (strncmp(k, prefix, (size_t)n) != 0 || !pools_labels_match(v, selector))
 			continue;
 		if (!best || strcmp(k, best) < 0)
@@ -138,7 +144,8 @@ int pools_task_in_pool(struct pools *p, const char *uid, const char *pool)
 	if (!task)
 		return 0;
 	sel = pools_selector_of(p, task);
-	r = pools_route(p, task, sel, out, sizeof(out), why, sizeof(why)) == 1 && strcmp(out, pool) == 0;
+	r = pools_route(p, task, sel, out, sizeof(out), why, sizeof(why)) == 1 &&
+	    strcmp(out, pool) == 0;
 	json_decref(sel);
 	json_decref(task);
 	return r;
@@ -156,24 +163,29 @@ static json_t *pools_count_queued(struct pools *p)
 	if (!counts || !p->cfg.tasks_inf)
 		return counts;
 	tags = informer_tag_counts(p->cfg.tasks_inf);
-	json_object_foreach(tags, tag, v) {
+	json_object_foreach(tags, tag, v)
+	{
 		const char *bar = strrchr(tag, '|');
 		if (bar && strcmp(bar + 1, "Queued") == 0)
 			queued += (size_t)json_integer_value(v);
 	}
 	json_decref(tags);
 	if (queued == 0)
-		return counts;   /* the usual case: nothing to parse */
+		return counts; /* the usual case: nothing to parse */
 	keys = informer_keys(p->cfg.tasks_inf);
-	json_array_foreach(keys, i, v) {
+	json_array_foreach(keys, i, v)
+	{
 		json_t *task = informer_get(p->cfg.tasks_inf, json_string_value(v)), *sel;
-		const char *phase = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+		const char *phase = json_string_value(
+			json_object_get(json_object_get(task, "status"), "phase"));
 		char pool[512], why[256];
 		if (task && phase && strcmp(phase, "Queued") == 0) {
 			sel = pools_selector_of(p, task);
 			if (pools_route(p, task, sel, pool, sizeof(pool), why, sizeof(why)) == 1)
 				json_object_set_new(counts, pool,
-						    json_integer(json_integer_value(json_object_get(counts, pool)) + 1));
+						    json_integer(json_integer_value(json_object_get(
+									 counts, pool)) +
+								 1));
 			json_decref(sel);
 		}
 		json_decref(task);
@@ -186,8 +198,8 @@ static json_t *pools_count_queued(struct pools *p)
 
 /* The pool's token in the broker and its Secret (created once per token; create only, so the
  * controller needs no right to read Secrets). 0, or -errno with why filled. */
-static int pools_ensure_token(struct pools *p, const char *key, json_t *pool, char *secret, size_t secretsz,
-			      char *why, size_t whysz)
+static int pools_ensure_token(struct pools *p, const char *key, json_t *pool, char *secret,
+			      size_t secretsz, char *why, size_t whysz)
 {
 	json_t *md = json_object_get(pool, "metadata"), *st, *body;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
@@ -244,7 +256,9 @@ static int pools_owned(json_t *obj, const char *uid)
 {
 	json_t *o;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, o) {
+	json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i,
+			   o)
+	{
 		const char *u = json_string_value(json_object_get(o, "uid"));
 		if (u && strcmp(u, uid) == 0)
 			return 1;
@@ -253,8 +267,8 @@ static int pools_owned(json_t *obj, const char *uid)
 }
 
 /* GETs the Deployment: 1 found (*ret), 0 absent, -errno with why. */
-static int pools_get_deployment(struct pools *p, const char *ns, const char *dname, json_t **ret, char *why,
-				size_t whysz)
+static int pools_get_deployment(struct pools *p, const char *ns, const char *dname, json_t **ret,
+				char *why, size_t whysz)
 {
 	char path[512];
 	struct kube_resp resp;
@@ -274,7 +288,8 @@ static int pools_get_deployment(struct pools *p, const char *ns, const char *dna
 		return 0;
 	}
 	if (resp.status != 200 || !json_is_object(resp.body)) {
-		snprintf(why, whysz, "reading Deployment %s: %ld %s", dname, resp.status, resp.message);
+		snprintf(why, whysz, "reading Deployment %s: %ld %s", dname, resp.status,
+			 resp.message);
 		kube_resp_free(&resp);
 		return -EAGAIN;
 	}
@@ -293,15 +308,17 @@ static int pools_put_deployment(struct pools *p, json_t *cur, json_t *want, char
 	struct kube_resp resp;
 	int r;
 
-	if (kube_path(path, sizeof(path), "apps/v1", "deployments", ns, cur ? dname : NULL, NULL) < 0)
+	if (kube_path(path, sizeof(path), "apps/v1", "deployments", ns, cur ? dname : NULL, NULL) <
+	    0)
 		return -EINVAL;
 	if (cur)
-		json_object_set(md, "resourceVersion",
-				json_object_get(json_object_get(cur, "metadata"), "resourceVersion"));
+		json_object_set(
+			md, "resourceVersion",
+			json_object_get(json_object_get(cur, "metadata"), "resourceVersion"));
 	r = kube_request(p->cfg.kc, cur ? "PUT" : "POST", path, NULL, want, &resp);
 	if (r == 0 && resp.status >= 300) {
-		snprintf(why, whysz, "%s Deployment %s: %ld %s", cur ? "updating" : "creating", dname, resp.status,
-			 resp.message);
+		snprintf(why, whysz, "%s Deployment %s: %ld %s", cur ? "updating" : "creating",
+			 dname, resp.status, resp.message);
 		r = resp.status == 409 ? -EAGAIN : -EINVAL;
 	} else if (r < 0) {
 		snprintf(why, whysz, "writing Deployment %s: %s", dname, resp.message);
@@ -323,8 +340,8 @@ static int pools_mark_pod(struct pools *p, const char *ns, const char *dname, co
 	if (strncmp(id, dname, n) != 0 || id[n] != '-' ||
 	    kube_path(path, sizeof(path), "v1", "pods", ns, id, NULL) < 0)
 		return -EINVAL;
-	patch = json_pack("{s{s{ss}}}", "metadata", "annotations", "controller.kubernetes.io/pod-deletion-cost",
-			  POOLS_DELETION_COST);
+	patch = json_pack("{s{s{ss}}}", "metadata", "annotations",
+			  "controller.kubernetes.io/pod-deletion-cost", POOLS_DELETION_COST);
 	r = kube_request(p->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
 	json_decref(patch);
 	r = r == 0 && resp.status == 200 ? 0 : -EAGAIN;
@@ -367,12 +384,15 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 	drained = st_int(st, "drained");
 	pthread_mutex_unlock(&p->lock);
 
-	s = (struct pools_scale){ .replicas = replicas, .desired = desired, .low_since_ms = low,
-				  .delay_ms = delay_ms, .now_ms = now };
+	s = (struct pools_scale){ .replicas = replicas,
+				  .desired = desired,
+				  .low_since_ms = low,
+				  .delay_ms = delay_ms,
+				  .now_ms = now };
 	switch (pools_decide(&s)) {
 	case POOLS_SCALE_UP:
 	case POOLS_KEEP:
-		if (drain_at) {   /* demand came back before replicas were lowered */
+		if (drain_at) { /* demand came back before replicas were lowered */
 			broker_pool_undrain(p->cfg.broker, key);
 			st_set(p, key, "drainAt", 0);
 			st_set(p, key, "drained", 0);
@@ -399,7 +419,8 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 		if (pools_mark_pod(p, ns, dname, ids[i]) == 0)
 			marked++;
 	if (marked < n)
-		log_warn("some drained runners' pods could not be marked; they stay drained", "pool", key);
+		log_warn("some drained runners' pods could not be marked; they stay drained",
+			 "pool", key);
 	if (marked) {
 		st_set(p, key, "drainAt", now);
 		st_set(p, key, "drained", marked);
@@ -410,58 +431,68 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 
 /* --- status ---------------------------------------------------------------------------------- */
 
-static json_t *pools_cond(json_t *old, const char *type, int status, const char *reason, const char *msg,
-			  int64_t gen, const char *now)
+static json_t *pools_cond(json_t *old, const char *type, int status, const char *reason,
+			  const char *msg, int64_t gen, const char *now)
 {
 	const char *s = status ? "True" : "False", *ltt = now;
 	json_t *c;
 	size_t i;
 
-	json_array_foreach(old, i, c) {
+	json_array_foreach(old, i, c)
+	{
 		const char *t = json_string_value(json_object_get(c, "type"));
 		const char *os = json_string_value(json_object_get(c, "status"));
 		if (t && os && strcmp(t, type) == 0 && strcmp(os, s) == 0 &&
 		    json_string_value(json_object_get(c, "lastTransitionTime")))
 			ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
 	}
-	return json_pack("{sssssssssssI}", "type", type, "status", s, "reason", reason, "message", msg,
-			 "lastTransitionTime", ltt, "observedGeneration", (json_int_t)gen);
+	return json_pack("{sssssssssssI}", "type", type, "status", s, "reason", reason, "message",
+			 msg, "lastTransitionTime", ltt, "observedGeneration", (json_int_t)gen);
 }
 
 struct pools_obs {
 	int64_t ready, desired, replicas, queued, running, min;
-	const char *stalled;   /* a reason the pool cannot run, or NULL */
+	const char *stalled; /* a reason the pool cannot run, or NULL */
 	const char *why;
 };
 
 /* Writes status when it changed (the last written one is kept in the state). */
-static void pools_write_status(struct pools *p, const char *key, json_t *pool, const struct pools_obs *o)
+static void pools_write_status(struct pools *p, const char *key, json_t *pool,
+			       const struct pools_obs *o)
 {
 	json_t *md = json_object_get(pool, "metadata"), *old = json_object_get(pool, "status");
 	json_t *oldc = json_object_get(old, "conditions"), *status, *conds, *patch;
 	int64_t gen = json_integer_value(json_object_get(md, "generation"));
 	const char *name = json_string_value(json_object_get(md, "name"));
-	int ready = !o->stalled && o->ready >= o->min, scaling = !o->stalled && (o->replicas != o->desired ||
-										   o->ready < o->replicas);
+	int ready = !o->stalled && o->ready >= o->min,
+	    scaling = !o->stalled && (o->replicas != o->desired || o->ready < o->replicas);
 	char now[40], sel[512], rmsg[256], smsg[256];
 	struct kube_resp resp;
 
 	util_rfc3339(util_now_ms(), now, sizeof(now));
-	snprintf(sel, sizeof(sel), "app.kubernetes.io/managed-by=tasked,%s=%s", POOLS_LABEL, name ? name : "");
+	snprintf(sel, sizeof(sel), "app.kubernetes.io/managed-by=tasked,%s=%s", POOLS_LABEL,
+		 name ? name : "");
 	snprintf(rmsg, sizeof(rmsg), "%lld of at least %lld runners connected", (long long)o->ready,
 		 (long long)o->min);
 	snprintf(smsg, sizeof(smsg), "%lld runners wanted, %lld connected", (long long)o->desired,
 		 (long long)o->ready);
-	conds = json_pack("[oooo]",
-			  pools_cond(oldc, "Ready", ready, o->stalled ? o->stalled : ready ? "RunnersReady" : "RunnersStarting",
-				     o->stalled ? o->why : rmsg, gen, now),
-			  pools_cond(oldc, "Reconciling", scaling, scaling ? "Scaling" : "Stable", smsg, gen, now),
-			  pools_cond(oldc, "Stalled", o->stalled != NULL, o->stalled ? o->stalled : "Running",
-				     o->stalled ? o->why : "the pool's Deployment is managed", gen, now),
-			  pools_cond(oldc, "Completed", 0, "Running", "a pool runs until it is deleted", gen, now));
-	status = json_pack("{sIsIsIsIsssIso}", "readyRunners", (json_int_t)o->ready, "desiredRunners",
-			   (json_int_t)o->desired, "queued", (json_int_t)o->queued, "running", (json_int_t)o->running,
-			   "selector", sel, "observedGeneration", (json_int_t)gen, "conditions", conds);
+	conds = json_pack(
+		"[oooo]",
+		pools_cond(oldc, "Ready", ready,
+			   o->stalled ? o->stalled
+			   : ready    ? "RunnersReady"
+				      : "RunnersStarting",
+			   o->stalled ? o->why : rmsg, gen, now),
+		pools_cond(oldc, "Reconciling", scaling, scaling ? "Scaling" : "Stable", smsg, gen,
+			   now),
+		pools_cond(oldc, "Stalled", o->stalled != NULL, o->stalled ? o->stalled : "Running",
+			   o->stalled ? o->why : "the pool's Deployment is managed", gen, now),
+		pools_cond(oldc, "Completed", 0, "Running", "a pool runs until it is deleted", gen,
+			   now));
+	status = json_pack("{sIsIsIsIsssIso}", "readyRunners", (json_int_t)o->ready,
+			   "desiredRunners", (json_int_t)o->desired, "queued",
+			   (json_int_t)o->queued, "running", (json_int_t)o->running, "selector",
+			   sel, "observedGeneration", (json_int_t)gen, "conditions", conds);
 	if (!status)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -473,7 +504,8 @@ static void pools_write_status(struct pools *p, const char *key, json_t *pool, c
 		return;
 	}
 	patch = json_pack("{sO}", "status", status);
-	if (patch && kube_patch_status(p->cfg.kc, KUBE_GV_TASKED, "runnerpools", pool, patch, &resp) == 0) {
+	if (patch &&
+	    kube_patch_status(p->cfg.kc, KUBE_GV_TASKED, "runnerpools", pool, patch, &resp) == 0) {
 		pthread_mutex_lock(&p->lock);
 		st = json_object_get(p->state, key);
 		if (st)
@@ -493,7 +525,8 @@ static void pools_reconcile_one(struct pools *p, const char *key, json_t *pool, 
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *name = json_string_value(json_object_get(md, "name"));
 	const char *uid = json_string_value(json_object_get(md, "uid"));
-	struct pools_obs o = { .queued = queued, .min = json_integer_value(json_object_get(spec, "minRunners")) };
+	struct pools_obs o = { .queued = queued,
+			       .min = json_integer_value(json_object_get(spec, "minRunners")) };
 	struct broker_pool_counts c;
 	char secret[320], dname[128], why[768] = "";
 	json_t *cur = NULL, *want = NULL;
@@ -508,8 +541,9 @@ static void pools_reconcile_one(struct pools *p, const char *key, json_t *pool, 
 	broker_pool_counts(p->cfg.broker, key, &c);
 	o.ready = c.runners;
 	o.running = c.busy;
-	o.desired = pools_desired(queued, c.busy, json_integer_value(json_object_get(spec, "slotsPerRunner")), o.min,
-				  json_integer_value(json_object_get(spec, "maxRunners")));
+	o.desired = pools_desired(queued, c.busy,
+				  json_integer_value(json_object_get(spec, "slotsPerRunner")),
+				  o.min, json_integer_value(json_object_get(spec, "maxRunners")));
 	if (!p->cfg.env.runner_image || !p->cfg.env.broker_url) {
 		o.stalled = "PoolsNotConfigured";
 		o.why = "the controller runs without --pool-runner-image and --pool-broker-url";
@@ -519,15 +553,21 @@ static void pools_reconcile_one(struct pools *p, const char *key, json_t *pool, 
 	    (r = pools_get_deployment(p, ns, dname, &cur, why, sizeof(why))) < 0)
 		goto failed;
 	if (cur && !pools_owned(cur, uid)) {
-		snprintf(why, sizeof(why), "Deployment %s exists and is not owned by this RunnerPool", dname);
+		snprintf(why, sizeof(why),
+			 "Deployment %s exists and is not owned by this RunnerPool", dname);
 		o.stalled = "DeploymentNotOwned";
 		o.why = why;
 		goto status;
 	}
-	o.replicas = cur ? json_integer_value(json_object_get(json_object_get(cur, "spec"), "replicas")) : 0;
+	o.replicas = cur ? json_integer_value(
+				   json_object_get(json_object_get(cur, "spec"), "replicas"))
+			 : 0;
 	{
-		int64_t target = cur ? pools_scale_step(p, key, ns, dname, o.replicas, o.desired,
-							 sat_mul(json_integer_value(json_object_get(spec, "scaleDownDelaySeconds")), 1000))
+		int64_t target = cur ? pools_scale_step(
+					       p, key, ns, dname, o.replicas, o.desired,
+					       sat_mul(json_integer_value(json_object_get(
+							       spec, "scaleDownDelaySeconds")),
+						       1000))
 				     : o.desired;
 		want = pools_build_deployment(pool, target, secret, &p->cfg.env, why, sizeof(why));
 		if (!want) {
@@ -536,9 +576,11 @@ static void pools_reconcile_one(struct pools *p, const char *key, json_t *pool, 
 			goto status;
 		}
 		const char *h0 = json_string_value(json_object_get(
-			json_object_get(json_object_get(cur, "metadata"), "annotations"), "tasked.dev/template-hash"));
+			json_object_get(json_object_get(cur, "metadata"), "annotations"),
+			"tasked.dev/template-hash"));
 		const char *h1 = json_string_value(json_object_get(
-			json_object_get(json_object_get(want, "metadata"), "annotations"), "tasked.dev/template-hash"));
+			json_object_get(json_object_get(want, "metadata"), "annotations"),
+			"tasked.dev/template-hash"));
 		if (!cur || target != o.replicas || !h0 || !h1 || strcmp(h0, h1) != 0) {
 			if ((r = pools_put_deployment(p, cur, want, why, sizeof(why))) < 0)
 				goto failed;
@@ -572,7 +614,8 @@ void pools_reconcile_all(struct pools *p)
 		return;
 	}
 	counts = pools_count_queued(p);
-	json_array_foreach(keys, i, v) {
+	json_array_foreach(keys, i, v)
+	{
 		const char *key = json_string_value(v);
 		json_t *pool = informer_get(p->cfg.pools_inf, key);
 		if (!pool)

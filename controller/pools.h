@@ -20,13 +20,13 @@ struct pools;
 
 struct pools_cfg {
 	struct kube_client *kc;
-	struct informer *pools_inf;   /* RunnerPools */
-	struct informer *tasks_inf;   /* Tasks: the pools' queued tasks are counted from it */
-	struct queues *queues;        /* a task without a selector uses its queue's */
+	struct informer *pools_inf; /* RunnerPools */
+	struct informer *tasks_inf; /* Tasks: the pools' queued tasks are counted from it */
+	struct queues *queues;      /* a task without a selector uses its queue's */
 	struct broker *broker;
-	struct wq *tasks_queue;       /* woken when a pool changes (tasks waiting for it) */
-	const char *token_file;       /* the controller's runner token: the key pool tokens derive from */
-	struct pools_env env;         /* runner_image NULL: pools are reported, not run */
+	struct wq *tasks_queue; /* woken when a pool changes (tasks waiting for it) */
+	const char *token_file; /* the controller's runner token: the key pool tokens derive from */
+	struct pools_env env;   /* runner_image NULL: pools are reported, not run */
 };
 
 struct pools *pools_new(const struct pools_cfg *cfg);

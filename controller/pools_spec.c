@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define POOLS_LABELS_MAX 2048   /* "--labels=" value */
+#define POOLS_LABELS_MAX 2048 /* "--labels=" value */
 
 int64_t pools_desired(int64_t queued, int64_t running, int64_t slots, int64_t min, int64_t max)
 {
@@ -61,8 +61,8 @@ int pools_token(const char *secret, const char *ns, const char *name, const char
 	n = snprintf(msg, sizeof(msg), "tasked.dev/runnerpool%c%s%c%s%c%s", 0, ns, 0, name, 0, uid);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		return -EINVAL;
-	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
-		  &maclen) ||
+	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n,
+		  mac, &maclen) ||
 	    maclen != sizeof(mac))
 		return -EINVAL;
 	pools_hex(mac, sizeof(mac), out);
@@ -97,7 +97,8 @@ int pools_labels_match(json_t *labels, json_t *selector)
 
 	if (!json_is_object(selector) || json_object_size(selector) == 0 || !json_is_object(labels))
 		return 0;
-	json_object_foreach(selector, k, v) {
+	json_object_foreach(selector, k, v)
+	{
 		const char *have = json_string_value(json_object_get(labels, k));
 		if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)) != 0)
 			return 0;
@@ -128,18 +129,20 @@ int pools_template_hash(json_t *deployment, char out[17])
 static json_t *pools_security_context(const struct pools_env *env, int apparmor)
 {
 	json_t *sc = json_pack("{sbsisisbsbsbs{s[s]}s{ss}}", "runAsNonRoot", 1, "runAsUser", 65532,
-			       "runAsGroup", 65532, "readOnlyRootFilesystem", 1, "allowPrivilegeEscalation", 0,
-			       "privileged", 0, "capabilities", "drop", "ALL", "seccompProfile", "type",
-			       "RuntimeDefault");
+			       "runAsGroup", 65532, "readOnlyRootFilesystem", 1,
+			       "allowPrivilegeEscalation", 0, "privileged", 0, "capabilities",
+			       "drop", "ALL", "seccompProfile", "type", "RuntimeDefault");
 	const char *a = env->apparmor;
 
 	if (!sc || !apparmor || !a || !*a || strcmp(a, "None") == 0)
 		return sc;
 	if (strcmp(a, "RuntimeDefault") == 0)
-		json_object_set_new(sc, "appArmorProfile", json_pack("{ss}", "type", "RuntimeDefault"));
-	else if (strncmp(a, "Localhost/", 10) == 0 && a[10])
 		json_object_set_new(sc, "appArmorProfile",
-				    json_pack("{ssss}", "type", "Localhost", "localhostProfile", a + 10));
+				    json_pack("{ss}", "type", "RuntimeDefault"));
+	else if (strncmp(a, "Localhost/", 10) == 0 && a[10])
+		json_object_set_new(
+			sc, "appArmorProfile",
+			json_pack("{ssss}", "type", "Localhost", "localhostProfile", a + 10));
 	return sc;
 }
 
@@ -154,10 +157,12 @@ static int pools_labels_arg(json_t *labels, char *out, size_t outsz, char *err, 
 
 	w = snprintf(out, outsz, "--labels=");
 	n = (size_t)w;
-	json_object_foreach(labels, k, v) {
+	json_object_foreach(labels, k, v)
+	{
 		const char *s = json_string_value(v);
 		if (!s || !*k || strpbrk(k, ",=") || strpbrk(s, ",=")) {
-			snprintf(err, errsz, "spec.labels: key %s: keys and values may not hold ',' or '='", k);
+			snprintf(err, errsz,
+				 "spec.labels: key %s: keys and values may not hold ',' or '='", k);
 			return -EINVAL;
 		}
 		w = snprintf(out + n, outsz - n, "%s%s=%s", n > 9 ? "," : "", k, s);
@@ -172,32 +177,39 @@ static int pools_labels_arg(json_t *labels, char *out, size_t outsz, char *err, 
 	return 0;
 }
 
-static json_t *pools_runner_cmd(const char *tail0, const char *tail1, const char *tail2)
+static json_t *pools_runner_cmd(void)
 {
-	return json_pack("[sssss*s*s*]", POOLS_BUNDLE_DIR "/ld-linux-x86-64.so.2", "--library-path",
-			 POOLS_BUNDLE_DIR, POOLS_BUNDLE_DIR "/tasked-runner", tail0, tail1, tail2);
+	return json_pack("[ssss]", POOLS_BUNDLE_DIR "/ld-linux-x86-64.so.2", "--library-path",
+			 POOLS_BUNDLE_DIR, POOLS_BUNDLE_DIR "/tasked-runner");
 }
 
 /* The user's volumes (named u-NAME, so they never clash with ours) and their mounts. */
-static int pools_user_volumes(json_t *spec, json_t *volumes, json_t *mounts, char *err, size_t errsz)
+static int pools_user_volumes(json_t *spec, json_t *volumes, json_t *mounts, char *err,
+			      size_t errsz)
 {
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(spec, "volumes"), i, v) {
+	json_array_foreach(json_object_get(spec, "volumes"), i, v)
+	{
 		const char *name = json_string_value(json_object_get(v, "name"));
 		const char *path = json_string_value(json_object_get(v, "mountPath"));
-		const char *kinds[] = { "configMap", "secret", "emptyDir", "persistentVolumeClaim" };
+		const char *kinds[] = { "configMap", "secret", "emptyDir",
+					"persistentVolumeClaim" };
 		char vname[64];
 		json_t *vol;
 
 		if (!name || !path || path[0] != '/') {
-			snprintf(err, errsz, "spec.volumes[%zu]: name and an absolute mountPath are required", i);
+			snprintf(err, errsz,
+				 "spec.volumes[%zu]: name and an absolute mountPath are required",
+				 i);
 			return -EINVAL;
 		}
-		if (strcmp(path, "/tmp") == 0 || strncmp(path, POOLS_BUNDLE_DIR, strlen(POOLS_BUNDLE_DIR)) == 0 ||
+		if (strcmp(path, "/tmp") == 0 ||
+		    strncmp(path, POOLS_BUNDLE_DIR, strlen(POOLS_BUNDLE_DIR)) == 0 ||
 		    strncmp(path, "/var/run/secrets/tasked", 23) == 0) {
-			snprintf(err, errsz, "spec.volumes[%zu]: mountPath %s is the runner's own", i, path);
+			snprintf(err, errsz, "spec.volumes[%zu]: mountPath %s is the runner's own",
+				 i, path);
 			return -EINVAL;
 		}
 		snprintf(vname, sizeof(vname), "u-%s", name);
@@ -206,16 +218,17 @@ static int pools_user_volumes(json_t *spec, json_t *volumes, json_t *mounts, cha
 			if (json_is_object(json_object_get(v, kinds[k])))
 				json_object_set(vol, kinds[k], json_object_get(v, kinds[k]));
 		json_array_append_new(volumes, vol);
-		json_array_append_new(mounts, json_pack("{sssssb}", "name", vname, "mountPath", path, "readOnly",
-							json_is_true(json_object_get(v, "readOnly"))));
+		json_array_append_new(
+			mounts, json_pack("{sssssb}", "name", vname, "mountPath", path, "readOnly",
+					  json_is_true(json_object_get(v, "readOnly"))));
 	}
 	return 0;
 }
 
 static json_t *pools_env_list(json_t *spec)
 {
-	json_t *env = json_pack("[{sss{s{ss}}}{ss}]", "name", "TASKED_POD_NAME", "valueFrom", "fieldRef",
-				"fieldPath", "metadata.name", "name", "SSL_CERT_FILE");
+	json_t *env = json_pack("[{sss{s{ss}}}{ss}]", "name", "TASKED_POD_NAME", "valueFrom",
+				"fieldRef", "fieldPath", "metadata.name", "name", "SSL_CERT_FILE");
 	json_t *e;
 	size_t i;
 
@@ -223,13 +236,15 @@ static json_t *pools_env_list(json_t *spec)
 		return NULL;
 	json_object_set_new(json_array_get(env, 1), "value",
 			    json_string(POOLS_BUNDLE_DIR "/ca-certificates.crt"));
-	json_array_foreach(json_object_get(spec, "env"), i, e) {
+	json_array_foreach(json_object_get(spec, "env"), i, e)
+	{
 		const char *n = json_string_value(json_object_get(e, "name"));
 		if (!n || strcmp(n, "TASKED_POD_NAME") == 0 || strcmp(n, "SSL_CERT_FILE") == 0 ||
 		    strncmp(n, "LD_", 3) == 0)
-			continue;   /* ours, or what would change how the loader runs the runner */
-		json_array_append_new(env, json_pack("{ssss}", "name", n, "value",
-						     json_string_value(json_object_get(e, "value")) ?: ""));
+			continue; /* ours, or what would change how the loader runs the runner */
+		json_array_append_new(
+			env, json_pack("{ssss}", "name", n, "value",
+				       json_string_value(json_object_get(e, "value")) ?: ""));
 	}
 	return env;
 }
@@ -241,30 +256,38 @@ static json_t *pools_runner_container(json_t *spec, const struct pools_env *env,
 	json_t *c, *args;
 	int64_t slots = json_integer_value(json_object_get(spec, "slotsPerRunner"));
 
-	if (pools_labels_arg(json_object_get(spec, "labels"), labels, sizeof(labels), err, errsz) < 0)
+	if (pools_labels_arg(json_object_get(spec, "labels"), labels, sizeof(labels), err, errsz) <
+	    0)
 		return NULL;
 	snprintf(ctl, sizeof(ctl), "--controller=%s", env->broker_url);
-	snprintf(conc, sizeof(conc), "--concurrency=%lld", (long long)(slots < 1 ? 1 : slots > 1024 ? 1024 : slots));
-	args = json_pack("[sssssssss]", ctl, "--token-file=/var/run/secrets/tasked/runner-token", conc,
-			 labels, "--work-dir=/tmp", "--id=$(TASKED_POD_NAME)", "--grace-seconds=30",
-			 "--health-file=/tmp/tasked-runner.health", "--log-level=info");
-	c = json_pack("{sss*sososo}", "name", "runner", "image",
-		      json_string_value(json_object_get(spec, "image")), "imagePullPolicy", env->pull_policy,
-		      "command", pools_runner_cmd(NULL, NULL, NULL), "args", args, "env", pools_env_list(spec));
+	snprintf(conc, sizeof(conc), "--concurrency=%lld",
+		 (long long)(slots < 1      ? 1
+			     : slots > 1024 ? 1024
+					    : slots));
+	args = json_pack("[sssssssss]", ctl, "--token-file=/var/run/secrets/tasked/runner-token",
+			 conc, labels, "--work-dir=/tmp", "--id=$(TASKED_POD_NAME)",
+			 "--grace-seconds=30", "--health-file=/tmp/tasked-runner.health",
+			 "--log-level=info");
+	c = json_pack("{sssssososo}", "name", "runner", "image",
+		      json_string_value(json_object_get(spec, "image")), "command",
+		      pools_runner_cmd(), "args", args, "env", pools_env_list(spec));
 	if (!c)
 		return NULL;
+	if (env->pull_policy)
+		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
 	json_object_set_new(c, "securityContext", pools_security_context(env, 1));
 	/* Liveness as the sidecars have it (the runner judges its own health file). No readiness
 	 * probe: a pool's readiness is its runners' broker connections (status.readyRunners), and
 	 * a pod that is not Ready would be the ReplicaSet's first choice on scale-down, before the
 	 * drained one (see pools.c). */
-	json_object_set_new(c, "livenessProbe",
-			    json_pack("{s{so}sisisi}", "exec", "command",
-				      json_pack("[ssssssss]", POOLS_BUNDLE_DIR "/ld-linux-x86-64.so.2",
-						"--library-path", POOLS_BUNDLE_DIR,
-						POOLS_BUNDLE_DIR "/tasked-runner", "--check-health",
-						"/tmp/tasked-runner.health", "--max-age-seconds", "30"),
-				      "periodSeconds", 10, "timeoutSeconds", 5, "failureThreshold", 3));
+	json_object_set_new(
+		c, "livenessProbe",
+		json_pack("{s{so}sisisi}", "exec", "command",
+			  json_pack("[ssssssss]", POOLS_BUNDLE_DIR "/ld-linux-x86-64.so.2",
+				    "--library-path", POOLS_BUNDLE_DIR,
+				    POOLS_BUNDLE_DIR "/tasked-runner", "--check-health",
+				    "/tmp/tasked-runner.health", "--max-age-seconds", "30"),
+			  "periodSeconds", 10, "timeoutSeconds", 5, "failureThreshold", 3));
 	if (json_is_object(json_object_get(spec, "resources")))
 		json_object_set(c, "resources", json_object_get(spec, "resources"));
 	json_object_set(c, "volumeMounts", mounts);
@@ -287,15 +310,17 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 		snprintf(err, errsz, "the pool needs metadata.name, namespace, uid and spec.image");
 		return NULL;
 	}
-	labels = json_pack("{ssssss}", "app.kubernetes.io/name", "tasked-runner", "app.kubernetes.io/managed-by",
-			   "tasked", POOLS_LABEL, name);
-	volumes = json_pack("[{s{}ss}{s{}ss}{s{sss[{ssss}]si}ss}]", "emptyDir", "name", "tmp", "emptyDir",
-			    "name", "bundle", "secret", "secretName", secret_name, "items", "key", "token",
-			    "path", "runner-token", "defaultMode", 0440, "name", "runner-secrets");
-	mounts = json_pack("[{ssss}{sssssb}{sssssb}]", "name", "tmp", "mountPath", "/tmp", "name", "bundle",
-			   "mountPath", POOLS_BUNDLE_DIR, "readOnly", 1, "name", "runner-secrets", "mountPath",
-			   "/var/run/secrets/tasked", "readOnly", 1);
-	if (!labels || !volumes || !mounts || pools_user_volumes(spec, volumes, mounts, err, errsz) < 0 ||
+	labels = json_pack("{ssssss}", "app.kubernetes.io/name", "tasked-runner",
+			   "app.kubernetes.io/managed-by", "tasked", POOLS_LABEL, name);
+	volumes = json_pack("[{s{}ss}{s{}ss}{s{sss[{ssss}]si}ss}]", "emptyDir", "name", "tmp",
+			    "emptyDir", "name", "bundle", "secret", "secretName", secret_name,
+			    "items", "key", "token", "path", "runner-token", "defaultMode", 0440,
+			    "name", "runner-secrets");
+	mounts = json_pack("[{ssss}{sssssb}{sssssb}]", "name", "tmp", "mountPath", "/tmp", "name",
+			   "bundle", "mountPath", POOLS_BUNDLE_DIR, "readOnly", 1, "name",
+			   "runner-secrets", "mountPath", "/var/run/secrets/tasked", "readOnly", 1);
+	if (!labels || !volumes || !mounts ||
+	    pools_user_volumes(spec, volumes, mounts, err, errsz) < 0 ||
 	    !(runner = pools_runner_container(spec, env, mounts, err, errsz))) {
 		json_decref(labels);
 		json_decref(volumes);
@@ -303,31 +328,35 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 		return NULL;
 	}
 	json_decref(mounts);
-	init = json_pack("{sssss*s[sss]s[{ssss}]s{s{ssss}s{ssss}}}", "name", "install-runner", "image",
-			 env->runner_image, "imagePullPolicy", env->pull_policy, "command",
-			 "/usr/local/bin/tasked-install", POOLS_BUNDLE_SRC, POOLS_BUNDLE_DIR, "volumeMounts",
-			 "name", "bundle", "mountPath", POOLS_BUNDLE_DIR, "resources", "requests", "cpu", "10m",
+	init = json_pack("{sssss[sss]s[{ssss}]s{s{ssss}s{ssss}}}", "name", "install-runner",
+			 "image", env->runner_image, "command", "/usr/local/bin/tasked-install",
+			 POOLS_BUNDLE_SRC, POOLS_BUNDLE_DIR, "volumeMounts", "name", "bundle",
+			 "mountPath", POOLS_BUNDLE_DIR, "resources", "requests", "cpu", "10m",
 			 "memory", "16Mi", "limits", "cpu", "100m", "memory", "32Mi");
 	if (init)
 		json_object_set_new(init, "securityContext", pools_security_context(env, 0));
+	if (init && env->pull_policy)
+		json_object_set_new(init, "imagePullPolicy", json_string(env->pull_policy));
 	pod = json_pack("{sbsbs{sbsisisis{ss}}sis[o]s[o]so}", "automountServiceAccountToken", 0,
-			"enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1, "runAsUser", 65532,
-			"runAsGroup", 65532, "fsGroup", 65532, "seccompProfile", "type", "RuntimeDefault",
-			"terminationGracePeriodSeconds", 40, "initContainers", init, "containers", runner,
-			"volumes", volumes);
+			"enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1, "runAsUser",
+			65532, "runAsGroup", 65532, "fsGroup", 65532, "seccompProfile", "type",
+			"RuntimeDefault", "terminationGracePeriodSeconds", 40, "initContainers",
+			init, "containers", runner, "volumes", volumes);
 	if (!pod)
 		goto fail;
 	if (json_object_size(json_object_get(spec, "nodeSelector")))
 		json_object_set(pod, "nodeSelector", json_object_get(spec, "nodeSelector"));
 	if (json_array_size(json_object_get(spec, "tolerations")))
 		json_object_set(pod, "tolerations", json_object_get(spec, "tolerations"));
-	d = json_pack("{sssss{sssssOs[{sssssssssbsb}]}s{sIsis{sO}s{ss s{sisi}}s{s{sO}so}}}", "apiVersion",
-		      "apps/v1", "kind", "Deployment", "metadata", "name", dname, "namespace", ns, "labels", labels,
-		      "ownerReferences", "apiVersion", "tasked.dev/v1alpha1", "kind", "RunnerPool", "name", name,
-		      "uid", uid, "controller", 1, "blockOwnerDeletion", 1, "spec", "replicas",
-		      (json_int_t)(replicas < 0 ? 0 : replicas), "revisionHistoryLimit", 2, "selector",
-		      "matchLabels", labels, "strategy", "type", "RollingUpdate", "rollingUpdate", "maxSurge", 1,
-		      "maxUnavailable", 0, "template", "metadata", "labels", labels, "spec", pod);
+	d = json_pack("{sssss{sssssOs[{sssssssssbsb}]}s{sIsis{sO}s{ss s{sisi}}s{s{sO}so}}}",
+		      "apiVersion", "apps/v1", "kind", "Deployment", "metadata", "name", dname,
+		      "namespace", ns, "labels", labels, "ownerReferences", "apiVersion",
+		      "tasked.dev/v1alpha1", "kind", "RunnerPool", "name", name, "uid", uid,
+		      "controller", 1, "blockOwnerDeletion", 1, "spec", "replicas",
+		      (json_int_t)(replicas < 0 ? 0 : replicas), "revisionHistoryLimit", 2,
+		      "selector", "matchLabels", labels, "strategy", "type", "RollingUpdate",
+		      "rollingUpdate", "maxSurge", 1, "maxUnavailable", 0, "template", "metadata",
+		      "labels", labels, "spec", pod);
 	json_decref(labels);
 	if (!d) {
 		snprintf(err, errsz, "out of memory");
@@ -346,11 +375,12 @@ fail:
 json_t *pools_build_secret(json_t *pool, const char *secret_name, const char *token)
 {
 	json_t *md = json_object_get(pool, "metadata");
-	return json_pack("{sssssss{sssOs{ssss}s[{sssOsOsOsbsb}]}s{ss}}", "apiVersion", "v1", "kind", "Secret",
-			 "type", "Opaque", "metadata", "name", secret_name, "namespace",
-			 json_object_get(md, "namespace"), "labels", "app.kubernetes.io/managed-by", "tasked",
-			 POOLS_LABEL, json_string_value(json_object_get(md, "name")) ?: "", "ownerReferences",
+	return json_pack("{sssssss{sssOs{ssss}s[{sssssOsOsbsb}]}s{ss}}", "apiVersion", "v1", "kind",
+			 "Secret", "type", "Opaque", "metadata", "name", secret_name, "namespace",
+			 json_object_get(md, "namespace"), "labels", "app.kubernetes.io/managed-by",
+			 "tasked", POOLS_LABEL,
+			 json_string_value(json_object_get(md, "name")) ?: "", "ownerReferences",
 			 "apiVersion", "tasked.dev/v1alpha1", "kind", "RunnerPool", "name",
-			 json_object_get(md, "name"), "uid", json_object_get(md, "uid"), "controller", 1,
-			 "blockOwnerDeletion", 1, "stringData", "token", token);
+			 json_object_get(md, "name"), "uid", json_object_get(md, "uid"),
+			 "controller", 1, "blockOwnerDeletion", 1, "stringData", "token", token);
 }

@@ -13,10 +13,11 @@
 #define POOLS_TOKEN_HEX 64
 
 struct pools_env {
-	const char *runner_image;   /* the image with the bundle (init container) */
-	const char *broker_url;     /* what pool runners connect to, e.g. ws://tasked-broker.ns.svc:8081 */
-	const char *apparmor;       /* "Localhost/PROFILE", "RuntimeDefault" or "None"/NULL */
-	const char *pull_policy;    /* imagePullPolicy of both containers (NULL: the default) */
+	const char *runner_image; /* the image with the bundle (init container) */
+	const char
+		*broker_url; /* what pool runners connect to, e.g. ws://tasked-broker.ns.svc:8081 */
+	const char *apparmor;    /* "Localhost/PROFILE", "RuntimeDefault" or "None"/NULL */
+	const char *pull_policy; /* imagePullPolicy of both containers (NULL: the default) */
 };
 
 /* ceil((queued + running) / slots) within [min, max] (max < min counts as min), saturated: no
@@ -25,10 +26,10 @@ int64_t pools_desired(int64_t queued, int64_t running, int64_t slots, int64_t mi
 
 /* Scale decision, per pass. */
 struct pools_scale {
-	int64_t replicas;       /* the Deployment's spec.replicas now */
-	int64_t desired;        /* pools_desired */
-	int64_t low_since_ms;   /* when desired first fell below replicas (0: it has not) */
-	int64_t delay_ms;       /* scaleDownDelaySeconds */
+	int64_t replicas;     /* the Deployment's spec.replicas now */
+	int64_t desired;      /* pools_desired */
+	int64_t low_since_ms; /* when desired first fell below replicas (0: it has not) */
+	int64_t delay_ms;     /* scaleDownDelaySeconds */
 	int64_t now_ms;
 };
 enum pools_action { POOLS_KEEP, POOLS_SCALE_UP, POOLS_WAIT_DOWN, POOLS_DRAIN };
