@@ -519,12 +519,12 @@ int broker_pool_drain(struct broker *b, const char *pool, int n, char (*ids)[64]
 	return k;
 }
 
-void broker_pool_undrain(struct broker *b, const char *pool)
+int broker_pool_undrain(struct broker *b, const char *pool, const char *id)
 {
 	int woke = 0;
 	pthread_mutex_lock(&b->lock);
 	for (struct runner *r = b->runners; r; r = r->next) {
-		if (r->draining && strcmp(r->pool, pool) == 0) {
+		if (r->draining && r->wsi && strcmp(r->pool, pool) == 0 && strcmp(r->id, id) == 0) {
 			r->draining = 0;
 			woke = 1;
 		}
@@ -532,6 +532,7 @@ void broker_pool_undrain(struct broker *b, const char *pool)
 	pthread_mutex_unlock(&b->lock);
 	if (woke && b->ops.capacity)
 		b->ops.capacity(b->ud);
+	return woke;
 }
 
 int broker_listening(struct broker *b)

@@ -79,8 +79,9 @@ void broker_pool_counts(struct broker *b, const char *pool, struct broker_pool_c
 /* Marks up to n of the pool's connected idle runners as draining (no dispatch reaches them
  * again, so they stay idle) and writes their ids; returns how many. */
 int broker_pool_drain(struct broker *b, const char *pool, int n, char (*ids)[64], int max);
-/* Demand came back before the drained runners went: they take work again. */
-void broker_pool_undrain(struct broker *b, const char *pool);
+/* A drained runner takes work again (demand came back before its pod went, or the ReplicaSet
+ * removed another pod). 1 when it was connected and draining. */
+int broker_pool_undrain(struct broker *b, const char *pool, const char *id);
 struct broker_stats {
 	unsigned long long dropped_started, dropped_log, dropped_result; /* not that runner's attempt */
 	unsigned long long auth_limited;   /* authentications refused by the per-peer limit */

@@ -13,12 +13,15 @@
 #define POOLS_DRAIN_SETTLE_MS 2000 /* between marking drained pods and lowering replicas */
 #define POOLS_MAX_DRAIN 64         /* runners drained in one pass */
 #define POOLS_DELETION_COST "-1000"
+#define POOLS_COMMIT_GRACE_MS 60000 /* a drained runner still there after this was not removed */
 
 struct pools {
 	struct pools_cfg cfg;
 	pthread_mutex_t lock;
 	json_t *labels; /* "ns/name" -> spec.labels of each known pool */
-	json_t *state;  /* "ns/name" -> {lowSince, drainAt, drained, secret, status} */
+	/* "ns/name" -> {lowSince, drainAt, draining: [ids], committedAt, committed: [ids], secret,
+	 * status} */
+	json_t *state;
 };
 
 struct pools *pools_new(const struct pools_cfg *cfg)
@@ -356,13 +359,83 @@ static int64_t st_int(json_t *st, const char *k)
 	return json_integer_value(json_object_get(st, k));
 }
 
-static void st_set(struct pools *p, const char *key, const char *k, int64_t v)
+/* Sets (v stolen) a field of a pool's scale state. */
+static void st_set_new(struct pools *p, const char *key, const char *k, json_t *v)
 {
 	pthread_mutex_lock(&p->lock);
 	json_t *st = json_object_get(p->state, key);
 	if (st)
-		json_object_set_new(st, k, json_integer(v));
+		json_object_set_new(st, k, v);
+	else
+		json_decref(v);
 	pthread_mutex_unlock(&p->lock);
+}
+
+static void st_set(struct pools *p, const char *key, const char *k, int64_t v)
+{
+	st_set_new(p, key, k, json_integer(v));
+}
+
+/* A copy of a state field (new reference, may be NULL). */
+static json_t *st_copy(struct pools *p, const char *key, const char *k)
+{
+	pthread_mutex_lock(&p->lock);
+	json_t *v = json_deep_copy(json_object_get(json_object_get(p->state, key), k));
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+static void pools_undrain_all(struct pools *p, const char *key, json_t *ids)
+{
+	json_t *v;
+	size_t i;
+	json_array_foreach(ids, i, v) broker_pool_undrain(p->cfg.broker, key, json_string_value(v));
+}
+
+/* Runners drained for a scale-down that already happened but still connected a minute later:
+ * the ReplicaSet removed other pods (not Ready ones go first), so these take work again. */
+static void pools_check_committed(struct pools *p, const char *key, int64_t now)
+{
+	json_t *st_at = st_copy(p, key, "committedAt"), *ids;
+
+	if (!json_integer_value(st_at) || now - json_integer_value(st_at) < POOLS_COMMIT_GRACE_MS) {
+		json_decref(st_at);
+		return;
+	}
+	json_decref(st_at);
+	ids = st_copy(p, key, "committed");
+	pools_undrain_all(p, key, ids);
+	json_decref(ids);
+	st_set(p, key, "committedAt", 0);
+	st_set_new(p, key, "committed", json_array());
+}
+
+/* Drains up to n idle runners and marks their pods; returns how many were marked (the others
+ * take work again at once). */
+static int pools_drain(struct pools *p, const char *key, const char *ns, const char *dname,
+		       int64_t n, int64_t now)
+{
+	char ids[POOLS_MAX_DRAIN][64];
+	json_t *marked = json_array();
+	int k = broker_pool_drain(p->cfg.broker, key,
+				  (int)(n > POOLS_MAX_DRAIN ? POOLS_MAX_DRAIN : n), ids,
+				  POOLS_MAX_DRAIN);
+
+	for (int i = 0; i < k; i++) {
+		if (marked && pools_mark_pod(p, ns, dname, ids[i]) == 0)
+			json_array_append_new(marked, json_string(ids[i]));
+		else
+			broker_pool_undrain(p->cfg.broker, key, ids[i]);
+	}
+	k = (int)json_array_size(marked);
+	if (k) {
+		st_set(p, key, "drainAt", now);
+		st_set_new(p, key, "draining", marked);
+		log_info("runner pool scale-down: drained idle runners", "pool", key);
+	} else {
+		json_decref(marked);
+	}
+	return k;
 }
 
 /* The replicas the Deployment should have after this pass. Scale-down drains first: idle
@@ -372,17 +445,16 @@ static void st_set(struct pools *p, const char *key, const char *k, int64_t v)
 static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns, const char *dname,
 				int64_t replicas, int64_t desired, int64_t delay_ms)
 {
-	int64_t now = util_mono_ms(), low, drain_at, drained;
+	int64_t now = util_mono_ms(), low, drain_at;
+	json_t *draining;
 	struct pools_scale s;
-	char ids[POOLS_MAX_DRAIN][64];
-	int n, marked = 0;
 
 	pthread_mutex_lock(&p->lock);
 	json_t *st = json_object_get(p->state, key);
 	low = st_int(st, "lowSince");
 	drain_at = st_int(st, "drainAt");
-	drained = st_int(st, "drained");
 	pthread_mutex_unlock(&p->lock);
+	pools_check_committed(p, key, now);
 
 	s = (struct pools_scale){ .replicas = replicas,
 				  .desired = desired,
@@ -393,9 +465,11 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 	case POOLS_SCALE_UP:
 	case POOLS_KEEP:
 		if (drain_at) { /* demand came back before replicas were lowered */
-			broker_pool_undrain(p->cfg.broker, key);
+			draining = st_copy(p, key, "draining");
+			pools_undrain_all(p, key, draining);
+			json_decref(draining);
 			st_set(p, key, "drainAt", 0);
-			st_set(p, key, "drained", 0);
+			st_set_new(p, key, "draining", json_array());
 		}
 		st_set(p, key, "lowSince", 0);
 		return desired > replicas ? desired : replicas;
@@ -406,27 +480,20 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 	case POOLS_DRAIN:
 		break;
 	}
-	if (drain_at) {
-		if (now - drain_at < POOLS_DRAIN_SETTLE_MS)
-			return replicas;
-		st_set(p, key, "drainAt", 0);
-		st_set(p, key, "drained", 0);
-		replicas -= drained;
-		return replicas < desired ? desired : replicas;
+	if (!drain_at) {
+		pools_drain(p, key, ns, dname, replicas - desired, now);
+		return replicas;
 	}
-	n = broker_pool_drain(p->cfg.broker, key, (int)(replicas - desired), ids, POOLS_MAX_DRAIN);
-	for (int i = 0; i < n; i++)
-		if (pools_mark_pod(p, ns, dname, ids[i]) == 0)
-			marked++;
-	if (marked < n)
-		log_warn("some drained runners' pods could not be marked; they stay drained",
-			 "pool", key);
-	if (marked) {
-		st_set(p, key, "drainAt", now);
-		st_set(p, key, "drained", marked);
-		log_info("runner pool scale-down: drained idle runners", "pool", key);
-	}
-	return replicas;
+	if (now - drain_at < POOLS_DRAIN_SETTLE_MS)
+		return replicas;
+	/* Lower by as many as were drained and marked; remember them to check they went. */
+	draining = st_copy(p, key, "draining");
+	replicas -= (int64_t)json_array_size(draining);
+	st_set(p, key, "drainAt", 0);
+	st_set_new(p, key, "draining", json_array());
+	st_set(p, key, "committedAt", now);
+	st_set_new(p, key, "committed", draining ? draining : json_array());
+	return replicas < desired ? desired : replicas;
 }
 
 /* --- status ---------------------------------------------------------------------------------- */
