@@ -68,6 +68,18 @@ is "$(sak auth can-i patch tasks.tasked.dev -n default)" yes "it may patch Tasks
 is "$(sak auth can-i update tasks.tasked.dev -n default)" no "... but not replace them"
 is "$(sak auth can-i list secrets -n "$TEST_NS")" no "it may not list Secrets"
 is "$(sak auth can-i get secrets -n default)" no "it may not read Secrets outside rbac.secretNamespaces"
+# RunnerPools: exactly what pools.c uses.
+is "$(sak auth can-i create secrets -n default)" yes "it may create Secrets (a pool's runner token)"
+is "$(sak auth can-i update secrets -n default)" no "... but not change them"
+is "$(sak auth can-i create deployments.apps -n default)" yes "it may create Deployments (a pool's runners)"
+is "$(sak auth can-i update deployments.apps -n default)" yes "... and replace them (template, replicas)"
+is "$(sak auth can-i delete deployments.apps -n default)" no "... but not delete them (garbage collection does)"
+is "$(sak auth can-i patch deployments.apps -n default)" no "... nor patch them"
+is "$(sak auth can-i patch pods -n default)" yes "it may patch pods (the drained runner's deletion cost)"
+is "$(sak auth can-i create pods -n default)" no "... but not create them"
+is "$(sak auth can-i delete pods -n default)" no "... nor delete them"
+is "$(sak auth can-i patch runnerpools.tasked.dev -n default)" no "it may not change RunnerPools"
+is "$(sak auth can-i patch runnerpools.tasked.dev/status -n default)" yes "... only their status"
 
 # The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
 # with the chart's flags (leader election on a Lease named after the release).
@@ -76,6 +88,7 @@ stop_pidfile "$STATE/controller.pid" "$CTL" tasked-controller 5 >/dev/null
 start_bg "$STATE/rbac-controller.pid" "$LOG" "$CTL" --kubeconfig "$SA_KC" \
 	--listen "127.0.0.1:$API_PORT" --broker-listen "127.0.0.1:$BROKER_PORT" \
 	--runner-token-file "$STATE/runner-token" --api-key-file "$STATE/api-key" \
+	--pool-runner-image tasked-runner:rbac --pool-broker-url "ws://127.0.0.1:$BROKER_PORT" \
 	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL-tasked"
 ok "the controller under the chart's rights acquires its Lease" wait_for 60 grep -q '"acquired leadership"' "$LOG"
 ok "... and becomes ready" wait_for 60 sh -c "printf 'X-API-Key: %s\n' \"\$(cat '$STATE/api-key')\" | curl -fsS --max-time 2 -o /dev/null -H @- http://127.0.0.1:$API_PORT/readyz"
@@ -125,6 +138,17 @@ like "$(task_field uses-secret .status.logTail)" "^ *${#canary}" "... with the S
 ok "the TaskQueue's status is written" wait_for 30 sh -c "[ -n \"\$(kubectl get taskqueue secretive -n $TEST_NS -o jsonpath={.status})\" ]"
 ok "events were recorded for the Task" wait_for 30 sh -c "kubectl get events.events.k8s.io -n $TEST_NS --field-selector regarding.name=uses-secret -o name | grep -q ."
 ok "the finished Task is deleted after its ttlSecondsAfterFinished" wait_for 60 sh -c "! kubectl get task uses-secret -n $TEST_NS >/dev/null 2>&1"
+
+# A RunnerPool: its token Secret and Deployment are created, its status written.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: rbac-pool}
+spec: {image: "busybox-static:test", minRunners: 1, maxRunners: 2}
+EOF2
+ok "the RunnerPool's Deployment is created" wait_for 30 sh -c "kubectl get deployment rbac-pool-pool -n $TEST_NS >/dev/null 2>&1"
+ok "... and its token Secret" wait_for 30 sh -c "kubectl get secret -n $TEST_NS -l tasked.dev/runner-pool=rbac-pool -o name | grep -q ."
+ok "... and its status" wait_for 30 sh -c "[ \"\$(kubectl get runnerpool rbac-pool -n $TEST_NS -o jsonpath={.status.desiredRunners})\" = 1 ]"
 
 # The controller counts every answer of the API server by verb and code (kube.c); a refused
 # request (a failFast cancel without patch, say) shows up there even when nothing logs it.
