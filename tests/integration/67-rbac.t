@@ -79,7 +79,7 @@ is "$(sak auth can-i patch pods -n default)" yes "it may patch pods (the drained
 is "$(sak auth can-i create pods -n default)" no "... but not create them"
 is "$(sak auth can-i delete pods -n default)" no "... nor delete them"
 is "$(sak auth can-i patch runnerpools.tasked.dev -n default)" no "it may not change RunnerPools"
-is "$(sak auth can-i patch runnerpools.tasked.dev/status -n default)" yes "... only their status"
+is "$(sak auth can-i patch runnerpools.tasked.dev --subresource=status -n default)" yes "... only their status"
 
 # The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
 # with the chart's flags (leader election on a Lease named after the release).

@@ -12,6 +12,7 @@ STATE=${TASKED_STATE_DIR:-.tasked}
 case "$STATE" in /*) ;; *) STATE=$IT_ROOT/$STATE ;; esac
 . "$STATE/tasked-ports.env"
 RUN=$IT_ROOT/bin/tasked-runner
+PROBE=$IT_ROOT/build/tools/wsprobe
 TMPD=$(mktemp -d /tmp/tasked-it-pools-XXXXXX)
 PIDS=()
 cleanup() {
@@ -30,12 +31,12 @@ spec: {image: "debian-python:test", labels: {pool: $2}, slotsPerRunner: 1, minRu
        maxRunners: $4, scaleDownDelaySeconds: $5}
 YAML
 }
-task() { # NAME SPEC-EXTRA (YAML flow fields)
+task() { # NAME SPEC-EXTRA (YAML flow fields) [COMMAND (YAML flow list)]
 	k apply -f - >/dev/null <<YAML
 apiVersion: tasked.dev/v1alpha1
 kind: Task
 metadata: {name: $1}
-spec: {shell: {command: [sh, -c, "echo hi from \$(hostname)"]}, $2}
+spec: {shell: {command: ${3:-[sh, -c, "echo hi"]}}, $2}
 YAML
 }
 replicas() { k get deployment "$1-pool" -o jsonpath='{.spec.replicas}' 2>/dev/null; }
@@ -118,12 +119,30 @@ is "$(task_field t1 .status.runner)" py-pool-r1 "pool py's task ran on pool py's
 task t2 "runnerSelector: {pool: py}"
 ok_phase t2 Succeeded 30
 is "$(task_field t2 .status.runner)" py-pool-r1 "a runnerSelector matching the pool's labels reaches the pool"
-task t-plain ""
+task t-plain "priority: 0"
 ok_phase t-plain Succeeded 30
 ok "a task for no pool runs on the global runners, never on a pool's" \
 	test "$(task_field t-plain .status.runner)" != py-pool-r1 -a "$(task_field t-plain .status.runner)" != other-pool-intruder
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get runnerpool py -o jsonpath='{.status.readyRunners}')\" = 1 ]"
 is "$(k get runnerpool py -o jsonpath='{.status.readyRunners}')" 1 "status.readyRunners counts the pool's connected runner"
+
+# --- a raw client with pool other's token cannot see, take or answer pool py's task ---------------
+task t-long "runnerPool: py" "[sh, -c, 'sleep 6; echo real']"
+ok_phase t-long Running 30
+uid=$(k get task t-long -o jsonpath='{.metadata.uid}')
+other_token=$(cat "$TMPD/other.token")
+hello() { printf '{"type":"hello","runnerId":"%s","version":"x","capacity":4,"labels":{"pool":"py"},"running":[%s]}' "$1" "${2:-}"; }
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$other_token" --send "$(hello py-pool-r1)" --wait-ms 1000)
+like "$out" 'close .*runner id already connected' "pool other's token cannot take over pool py's runner id"
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$other_token" \
+	--send "$(hello intruder2 "{\"taskUid\":\"$uid\",\"attempt\":1}")" --expect '"type":"cancel"' 1 \
+	--send "{\"type\":\"result\",\"taskUid\":\"$uid\",\"attempt\":1,\"phase\":\"Failed\",\"exitCode\":66,\"logTail\":\"forged\"}" \
+	--expect '"type":"ack"' 1 --wait-ms 500)
+like "$out" "\"type\":\"cancel\",\"taskUid\":\"$uid\"" "claiming pool py's running task with pool other's token gets a cancel"
+like "$out" "\"type\":\"ack\",\"taskUid\":\"$uid\"" "... and its forged result is only acknowledged (dropped)"
+ok_phase t-long Succeeded 30
+like "$(task_field t-long .status.logTail)" real "the task's result is its real runner's"
+is "$(task_field t-long .status.exitCode)" 0 "... not the forged exit code"
 
 # --- scale-down after the delay, drained first ----------------------------------------------------
 # The runner's "pod" (the kubelet-less cluster never runs it) so the deletion cost can be set.
@@ -137,5 +156,11 @@ task t3 "runnerPool: py"
 sleep 3
 is "$(task_field t3 .status.phase)" Queued "a drained runner gets no new work"
 is "$(replicas py)" 1 "and the new task scales the pool up again"
+
+# --- a runner id stays with its pool ---------------------------------------------------------------
+kill -9 "${PIDS[@]}" 2>/dev/null
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$other_token" --send "$(hello py-pool-r1)" --wait-ms 1000)
+like "$out" 'close .*runner id belongs to another runner pool' \
+	"a runner of pool other cannot inherit the id (and attempts) of pool py's departed runner"
 
 done_testing
