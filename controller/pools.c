@@ -18,7 +18,7 @@
 struct pools {
 	struct pools_cfg cfg;
 	pthread_mutex_t lock;
-	json_t *labels; /* "ns/name" -> spec.labels of each known pool */
+	json_t *labels; /* "ns/name" -> {labels, image, volumes} of each known pool's spec */
 	/* "ns/name" -> {lowSince, drainAt, draining: [ids], committedAt, committed: [ids], secret,
 	 * status} */
 	json_t *state;
@@ -53,18 +53,23 @@ void pools_free(struct pools *p)
 void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
 {
 	struct pools *p = ud;
-	json_t *labels = json_object_get(json_object_get(obj, "spec"), "labels");
+	json_t *spec = json_object_get(obj, "spec"), *labels = json_object_get(spec, "labels");
+	json_t *vols = json_object_get(spec, "volumes");
+	json_t *view = json_pack("{sosOsO}", "labels",
+				 json_is_object(labels) ? json_deep_copy(labels) : json_object(),
+				 "image", json_object_get(spec, "image") ?: json_null(), "volumes",
+				 json_is_array(vols) ? vols : json_null());
 
 	pthread_mutex_lock(&p->lock);
 	if (ev == INFORMER_DELETED) {
 		json_object_del(p->labels, key);
 		json_object_del(p->state, key);
 	} else {
-		json_object_set_new(p->labels, key,
-				    json_is_object(labels) ? json_deep_copy(labels)
-							   : json_object());
+		if (view)
+			json_object_set(p->labels, key, view);
 	}
 	pthread_mutex_unlock(&p->lock);
+	json_decref(view);
 	if (ev == INFORMER_DELETED && p->cfg.broker)
 		broker_pool_remove(p->cfg.broker, key);
 }
@@ -104,7 +109,8 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	pthread_mutex_lock(&p->lock);
 	json_object_foreach(p->labels, k, v)
 	{
-		if (strncmp(k, prefix, (size_t)n) != 0 || !pools_labels_match(v, selector))
+		if (strncmp(k, prefix, (size_t)n) != 0 ||
+		    !pools_labels_match(json_object_get(v, "labels"), selector))
 			continue;
 		if (!best || strcmp(k, best) < 0)
 			best = k;
@@ -114,6 +120,26 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 		r = 1;
 	}
 	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *why, size_t whysz)
+{
+	json_t *view, *vpolicy;
+	int r;
+
+	if (!p)
+		return 1;
+	pthread_mutex_lock(&p->lock);
+	view = json_deep_copy(json_object_get(p->labels, pool));
+	pthread_mutex_unlock(&p->lock);
+	if (!view)
+		return 1; /* gone since it was routed: the dispatch finds no runner */
+	vpolicy = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
+				  "container");
+	r = pools_policy_check(json_string_value(json_object_get(view, "image")),
+			       json_object_get(view, "volumes"), vpolicy, why, whysz);
+	json_decref(view);
 	return r;
 }
 

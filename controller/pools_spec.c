@@ -384,3 +384,57 @@ json_t *pools_build_secret(json_t *pool, const char *secret_name, const char *to
 			 json_object_get(md, "name"), "uid", json_object_get(md, "uid"),
 			 "controller", 1, "blockOwnerDeletion", 1, "stringData", "token", token);
 }
+
+static int pools_listed(json_t *list, const char *s)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(list, i, v)
+	{
+		const char *e = json_string_value(v);
+		size_t n = e ? strlen(e) : 0;
+		if (!e || !s)
+			continue;
+		if (strcmp(e, s) == 0 || (n > 0 && e[n - 1] == '*' && strncmp(e, s, n - 1) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+int pools_policy_check(const char *image, json_t *volumes, json_t *policy, char *why, size_t whysz)
+{
+	json_t *images = json_object_get(policy, "imageAllowlist");
+	json_t *vols = json_object_get(policy, "volumeAllowlist"), *v;
+	size_t i;
+
+	if (json_array_size(images) && !pools_listed(images, image)) {
+		snprintf(why, whysz,
+			 "the RunnerPool's image %s is not in the TaskQueue's imageAllowlist",
+			 image ? image : "");
+		return 0;
+	}
+	if (!json_array_size(vols))
+		return 1;
+	json_array_foreach(volumes, i, v)
+	{
+		const char *src = json_string_value(
+			json_object_get(json_object_get(v, "configMap"), "name"));
+		if (!src)
+			src = json_string_value(
+				json_object_get(json_object_get(v, "secret"), "secretName"));
+		if (!src)
+			src = json_string_value(json_object_get(
+				json_object_get(v, "persistentVolumeClaim"), "claimName"));
+		if (!src)
+			continue; /* emptyDir */
+		if (!pools_listed(vols, src)) {
+			snprintf(why, whysz,
+				 "the RunnerPool's volume %s (%s) is not in the TaskQueue's "
+				 "volumeAllowlist",
+				 json_string_value(json_object_get(v, "name")) ?: "", src);
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -144,6 +144,20 @@ ok_phase t-long Succeeded 30
 like "$(task_field t-long .status.logTail)" real "the task's result is its real runner's"
 is "$(task_field t-long .status.exitCode)" 0 "... not the forged exit code"
 
+# --- the TaskQueue's container policy applies to the pool its tasks use ----------------------------
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: strict}
+spec:
+  policy:
+    container: {imageAllowlist: ["registry.example/approved/*"]}
+YAML
+task t-policy "runnerPool: py, queue: strict"
+ok_phase t-policy Failed 30
+is "$(task_field t-policy .status.reason)" PolicyDenied "a pool whose image the queue does not allow: PolicyDenied"
+like "$(task_field t-policy .status.message)" 'not in the TaskQueue.s imageAllowlist' "... saying why"
+
 # --- scale-down after the delay, drained first ----------------------------------------------------
 # The runner's "pod" (the kubelet-less cluster never runs it) so the deletion cost can be set.
 k run py-pool-r1 --image=debian-python:test --restart=Never >/dev/null 2>&1

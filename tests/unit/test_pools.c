@@ -215,8 +215,46 @@ static void test_labels(void)
 	json_decref(s3);
 }
 
+static void test_policy(void)
+{
+	char why[256] = "";
+	json_t *vols = json_loads(
+		"[{\"name\":\"d\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
+		"{\"name\":\"s\",\"emptyDir\":{}}]",
+		0, NULL);
+	json_t *none = json_object();
+	json_t *imgs = json_loads(
+		"{\"imageAllowlist\":[\"registry.example/py:3.12\",\"registry.example/tools/*\"]}",
+		0, NULL);
+	json_t *vl = json_loads("{\"volumeAllowlist\":[\"data\"]}", 0, NULL);
+	json_t *vl2 = json_loads("{\"volumeAllowlist\":[\"other\"]}", 0, NULL);
+
+	ok(pools_policy_check("anything:1", vols, NULL, why, sizeof(why)), "no policy: allowed");
+	ok(pools_policy_check("anything:1", vols, none, why, sizeof(why)),
+	   "empty lists restrict nothing");
+	ok(pools_policy_check("registry.example/py:3.12", NULL, imgs, why, sizeof(why)),
+	   "an exact image entry");
+	ok(pools_policy_check("registry.example/tools/go:1", NULL, imgs, why, sizeof(why)),
+	   "a prefix entry");
+	ok(!pools_policy_check("registry.example/py:3.13", NULL, imgs, why, sizeof(why)) &&
+		   strstr(why, "imageAllowlist"),
+	   "another image is refused: %s", why);
+	ok(!pools_policy_check(NULL, NULL, imgs, why, sizeof(why)),
+	   "no image with an allowlist is refused");
+	ok(pools_policy_check("x", vols, vl, why, sizeof(why)),
+	   "an allowed claim (emptyDir needs no entry)");
+	ok(!pools_policy_check("x", vols, vl2, why, sizeof(why)) && strstr(why, "volumeAllowlist"),
+	   "a claim not in volumeAllowlist is refused: %s", why);
+	json_decref(vols);
+	json_decref(none);
+	json_decref(imgs);
+	json_decref(vl);
+	json_decref(vl2);
+}
+
 int main(void)
 {
+	test_policy();
 	test_desired();
 	test_decide();
 	test_deployment();
