@@ -244,6 +244,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 		return -ENOMEM;
 	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
 	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
+	pools_set_wake(a->pools, taskctl_broker_ops.capacity, a->tc);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }

@@ -22,7 +22,15 @@ struct pools {
 	/* "ns/name" -> {lowSince, drainAt, draining: [ids], committedAt, committed: [ids], secret,
 	 * status} */
 	json_t *state;
+	void (*wake)(void *ud);
+	void *wake_ud;
 };
+
+void pools_set_wake(struct pools *p, void (*wake)(void *ud), void *ud)
+{
+	p->wake = wake;
+	p->wake_ud = ud;
+}
 
 struct pools *pools_new(const struct pools_cfg *cfg)
 {
@@ -60,18 +68,24 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
 				 "image", json_object_get(spec, "image") ?: json_null(), "volumes",
 				 json_is_array(vols) ? vols : json_null());
 
+	int changed = 1;
+
 	pthread_mutex_lock(&p->lock);
 	if (ev == INFORMER_DELETED) {
 		json_object_del(p->labels, key);
 		json_object_del(p->state, key);
-	} else {
-		if (view)
-			json_object_set(p->labels, key, view);
+	} else if (view) {
+		/* Our own status writes come back as updates: only what routing sees counts. */
+		changed = !json_equal(json_object_get(p->labels, key), view);
+		json_object_set(p->labels, key, view);
 	}
 	pthread_mutex_unlock(&p->lock);
 	json_decref(view);
 	if (ev == INFORMER_DELETED && p->cfg.broker)
 		broker_pool_remove(p->cfg.broker, key);
+	/* Tasks waiting for this pool (or for a pool of this name) are tried again. */
+	if (changed && p->wake)
+		p->wake(p->wake_ud);
 }
 
 int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size_t outsz, char *why,

@@ -31,6 +31,9 @@ struct pools_cfg {
 
 struct pools *pools_new(const struct pools_cfg *cfg);
 void pools_free(struct pools *p);
+/* Called (any thread) when a pool appears or changes, so tasks waiting for it are tried again;
+ * set before the RunnerPool informer starts. */
+void pools_set_wake(struct pools *p, void (*wake)(void *ud), void *ud);
 /* RunnerPool informer handler. */
 void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
 

@@ -744,13 +744,9 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	set_key(t, &t->waiting, key, 1);
 	if (r != -EAGAIN && r != -ENODEV)
 		return r;
-	if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
-	    json_integer_value(json_object_get(status, "attempts")) == attempt - 1)
-		return 0;
-	/* Queued carries the attempt count and history, so an attempt lost before it was ever
-	 * reported still advances the (task UID, attempt) key. */
 	{
 		char msgbuf[600];
+		const char *cur = json_string_value(json_object_get(status, "message"));
 		const char *why = r == -ENODEV ? "waiting for a runner that matches runnerSelector"
 					       : "waiting for a free runner slot";
 		if (routed < 0)
@@ -761,6 +757,14 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		else if (r == -ENODEV && json_object_size(selector))
 			why = "no RunnerPool in the namespace has labels matching runnerSelector and no connected "
 			      "runner matches it: waiting for a runner that matches runnerSelector";
+		/* Already Queued: written again only when what it waits for concerns a pool and
+		 * changed (the pool was created, or started), so a busy queue costs no writes. */
+		if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
+		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 &&
+		    (routed == 0 || (cur && strcmp(cur, why) == 0)))
+			return 0;
+		/* Queued carries the attempt count and history, so an attempt lost before it was
+		 * ever reported still advances the (task UID, attempt) key. */
 		json_t *extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
 			json_object_set(extra, "attemptHistory", history);
