@@ -342,9 +342,41 @@ static int pools_get_deployment(struct pools *p, const char *ns, const char *dna
 }
 
 /* Creates (cur NULL) or replaces the Deployment with want (its resourceVersion from cur). */
+/* The object to send: want itself for a create; for an update the current object with our
+ * replicas, template, strategy, labels and hash annotation, so what others keep there (the
+ * Deployment controller's revision annotation, say) stays. New reference. */
+static json_t *pools_merge_deployment(json_t *cur, json_t *want)
+{
+	json_t *obj, *md, *ann, *spec, *wspec = json_object_get(want, "spec");
+	json_t *wmd = json_object_get(want, "metadata");
+
+	if (!cur)
+		return json_incref(want);
+	obj = json_deep_copy(cur);
+	md = json_object_get(obj, "metadata");
+	spec = json_object_get(obj, "spec");
+	if (!obj || !json_is_object(md) || !json_is_object(spec)) {
+		json_decref(obj);
+		return NULL;
+	}
+	ann = json_object_get(md, "annotations");
+	if (!json_is_object(ann)) {
+		ann = json_object();
+		json_object_set_new(md, "annotations", ann);
+	}
+	json_object_update(ann, json_object_get(wmd, "annotations"));
+	json_object_set(md, "labels", json_object_get(wmd, "labels"));
+	json_object_set(spec, "replicas", json_object_get(wspec, "replicas"));
+	json_object_set(spec, "strategy", json_object_get(wspec, "strategy"));
+	json_object_set(spec, "template", json_object_get(wspec, "template"));
+	json_object_del(obj, "status");
+	return obj;
+}
+
+/* Creates (cur NULL) or updates (under cur's resourceVersion) the Deployment to want. */
 static int pools_put_deployment(struct pools *p, json_t *cur, json_t *want, char *why, size_t whysz)
 {
-	json_t *md = json_object_get(want, "metadata");
+	json_t *md = json_object_get(want, "metadata"), *obj;
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *dname = json_string_value(json_object_get(md, "name"));
 	char path[512];
@@ -352,19 +384,17 @@ static int pools_put_deployment(struct pools *p, json_t *cur, json_t *want, char
 	int r;
 
 	if (kube_path(path, sizeof(path), "apps/v1", "deployments", ns, cur ? dname : NULL, NULL) <
-	    0)
+		    0 ||
+	    !(obj = pools_merge_deployment(cur, want)))
 		return -EINVAL;
-	if (cur)
-		json_object_set(
-			md, "resourceVersion",
-			json_object_get(json_object_get(cur, "metadata"), "resourceVersion"));
-	r = kube_request(p->cfg.kc, cur ? "PUT" : "POST", path, NULL, want, &resp);
+	r = kube_request(p->cfg.kc, cur ? "PUT" : "POST", path, NULL, obj, &resp);
+	json_decref(obj);
 	if (r == 0 && resp.status >= 300) {
-		snprintf(why, whysz, "%s Deployment %s: %ld %s", cur ? "updating" : "creating",
+		snprintf(why, whysz, "%s Deployment %s: %ld %.300s", cur ? "updating" : "creating",
 			 dname, resp.status, resp.message);
 		r = resp.status == 409 ? -EAGAIN : -EINVAL;
 	} else if (r < 0) {
-		snprintf(why, whysz, "writing Deployment %s: %s", dname, resp.message);
+		snprintf(why, whysz, "writing Deployment %s: %.300s", dname, resp.message);
 	}
 	kube_resp_free(&resp);
 	return r;
