@@ -58,7 +58,7 @@ kubectl apply --server-side --force-conflicts --field-manager=tasked-up -k "$roo
 # (kubectl wait errors out instead of waiting while a new CRD has no conditions yet, so poll.)
 crds_established() {
 	local crd
-	for crd in tasks taskqueues flows; do
+	for crd in tasks taskqueues flows runnerpools; do
 		[ "$(kubectl get crd "$crd.tasked.dev" \
 			-o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] ||
 			return 1
@@ -70,7 +70,7 @@ until crds_established; do
 		die "the CRDs did not become Established within 60s (kubectl get crd -o yaml); read $STATE/kube-apiserver.log"
 	sleep 0.2
 done
-echo "CRDs installed (tasks, taskqueues, flows .tasked.dev)"
+echo "CRDs installed (tasks, taskqueues, flows, runnerpools .tasked.dev)"
 
 # --- secrets (made once, mode 0600) -----------------------------------------------------------
 for f in runner-token api-key; do
