@@ -8,8 +8,8 @@
 /* The pool's pod labels select by this (and the Deployment's selector). */
 #define POOLS_LABEL "tasked.dev/runner-pool"
 /* Where the runner bundle is in the runner image, and where the pod mounts its copy. */
-#define POOLS_BUNDLE_SRC "/usr/local/lib/tasked-bundle"
-#define POOLS_BUNDLE_DIR "/tasked"
+#define POOLS_BUNDLE_SRC "/usr/lib/tasked-bundle"
+#define POOLS_BUNDLE_DIR "/opt/tasked-runner"
 #define POOLS_TOKEN_HEX 64
 
 struct pools_env {

@@ -105,7 +105,7 @@ static void test_deployment(void)
 	       "pod runs as 65532");
 	is_str(json_string_value(jp(c, "image")), "python:3",
 	       "the runner container is the user's image");
-	is_str(json_string_value(jp(c, "command.0")), "/tasked/ld-linux-x86-64.so.2",
+	is_str(json_string_value(jp(c, "command.0")), "/opt/tasked-runner/ld-linux-x86-64.so.2",
 	       "started by the bundled loader");
 	ok(has_str(jp(c, "args"), "--concurrency=4"), "slotsPerRunner is the runner's concurrency");
 	ok(has_str(jp(c, "args"), "--labels=pool=py"), "pool labels are the runner's");
@@ -159,7 +159,7 @@ static void test_deployment(void)
 	json_decref(p);
 
 	p = pool_obj("{\"image\":\"x\",\"volumes\":[{\"name\":\"t\",\"mountPath\":\"/"
-		     "tasked\",\"emptyDir\":{}}]}");
+		     "opt/tasked-runner/lib\",\"emptyDir\":{}}]}");
 	ok(pools_build_deployment(p, 1, "s", &env, err, sizeof(err)) == NULL &&
 		   strstr(err, "runner's own"),
 	   "a volume over the bundle is refused: %s", err);
