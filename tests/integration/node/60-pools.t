@@ -58,12 +58,30 @@ is "$(jq -r '[.spec.containers[0].volumeMounts[] | select(.mountPath == "/var/ru
 # --- Debian (debootstrap minbase + python3), minRunners 0 -----------------------------------------
 pool deb tasked-pool-debian:test deb 0 3 10
 ok "the Debian pool starts at 0 replicas" wait_for 30 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get deployment deb-pool -o jsonpath='{.spec.replicas}')\" = 0 ]"
+# ms_until_done T0 NAME: milliseconds from T0 (date +%s%3N) until Task NAME has finished, polled
+# every 0.1 s for at most 180 s.
+ms_until_done() {
+	local t0=$1 name=$2 phase
+	while [ $(($(date +%s%3N) - t0)) -lt 180000 ]; do
+		phase=$(task_field "$name" .status.phase)
+		case "$phase" in Succeeded | Failed) break ;; esac
+		sleep 0.1
+	done
+	echo $(($(date +%s%3N) - t0))
+}
+t0=$(date +%s%3N)
 task py1 deb "[python3, -c, 'import os, platform; print(\"python\", platform.python_version(), os.getuid())']"
 ok "a task for the empty pool waits Queued, saying the pool is starting" wait_for 30 sh -c \
 	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get task py1 -o jsonpath='{.status.message}' | grep -q 'RunnerPool deb is starting'"
+cold=$(ms_until_done "$t0" py1)
 ok_phase py1 Succeeded 180
 like "$(task_field py1 .status.logTail)" 'python 3\.[0-9]+\.[0-9]+ 65532' "python3 runs in the Debian pool, as 65532"
 is "$(task_field py1 .status.attempts)" 1 "... on its first attempt"
+diag "cold start, pool at 0: Task created -> runner pod started -> python3 done: ${cold:-?} ms"
+t0=$(date +%s%3N)
+task py-warm deb "[python3, -c, 'print(1)']"
+diag "warm start, runner connected: Task created -> python3 done: $(ms_until_done "$t0" py-warm) ms"
+ok_phase py-warm Succeeded 30
 
 # --- a burst: 0 -> N runners, then back to minRunners with nothing lost or killed -----------------
 for i in 1 2 3; do task "burst$i" deb "[python3, -c, 'import time; time.sleep(12); print(\"done\")']"; done
