@@ -218,7 +218,9 @@ integration: promtool
 # and patches), so they carry none of Debian libcurl's GnuTLS/Kerberos/LDAP chain, and link
 # every other library statically too (Debian's -dev packages ship the .a files): only glibc
 # stays shared. Only the code used is mapped, which saves 1-2 MiB of resident memory.
-IMAGE_LIBS = -Wl,--gc-sections -Wl,-Bstatic $(filter-out -lcurl,$(PKG_LIBS)) -Wl,-Bdynamic
+# --wrap=SSL_read: common/wsguard.c judges what libwebsockets reads over TLS; statically linked,
+# libssl's SSL_read is the real one and the references go through __wrap_SSL_read.
+IMAGE_LIBS = -Wl,--wrap=SSL_read -Wl,--gc-sections -Wl,-Bstatic $(filter-out -lcurl,$(PKG_LIBS)) -Wl,-Bdynamic
 build/image-bin/tasked-%: FORCE_CURL
 	@mkdir -p build/image-bin
 	$(MAKE) --no-print-directory bin/tasked-$*

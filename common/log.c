@@ -1,6 +1,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <libwebsockets.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,4 +168,19 @@ int log_limit_allow(struct log_limit *l, double burst, double per_s, unsigned lo
 	}
 	pthread_mutex_unlock(&l->lock);
 	return allow;
+}
+
+void log_lws(int level, const char *line)
+{
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	unsigned long long suppressed;
+	char msg[512], n[24];
+
+	if (!log_limit_allow(&limit, 20, 1, &suppressed))
+		return;
+	snprintf(msg, sizeof(msg), "%s", line);
+	util_rstrip(msg);
+	snprintf(n, sizeof(n), "%llu", suppressed);
+	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg,
+	       suppressed ? "suppressedBefore" : NULL, n, (char *)NULL);
 }

@@ -30,3 +30,9 @@ struct log_limit {
 /* 1: log this line, and report *suppressed lines dropped since the last one logged; 0: drop it. */
 int log_limit_allow(struct log_limit *l, double burst, double per_s,
 		    unsigned long long *suppressed);
+
+/* libwebsockets' log sink, for lws_set_log_level(levels, log_lws) in both binaries: one JSON line
+ * per lws line ("libwebsockets", the line as "detail"), an lws error at level error and anything
+ * else at warn, through one token bucket (20 at once, 1/s: lws repeats a line per failed accept
+ * under fd exhaustion); the next line let through carries "suppressedBefore". */
+void log_lws(int level, const char *line);

@@ -1,4 +1,4 @@
-#include "api.h"
+#include "api_priv.h"
 #include "server.h"
 #include "task.h"
 #include "broker.h"
@@ -24,62 +24,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-
-#define API_CHUNK 16384                 /* bytes per lws_write: bounds lws' own buffering */
-#define API_SSE_BATCH (64 * 1024)       /* bytes of frames gathered per refill */
-#define API_MAX_RESPONSE (64u * 1024 * 1024)
-#define API_LIST_DEFAULT 500
-#define API_LIST_MAX 5000
-#define API_ARG_MAX 256
-#define API_KEY_MAX 4096
-#define API_LOG_CHECK_MS 1000           /* how often a log follow re-checks its task */
-#define API_SSE_MAX_LAG (1024 * 1024)   /* default bound on what a stream may owe its client */
-
-enum sess_kind { SK_NONE, SK_PLAIN, SK_EVENTS, SK_LOGS };
-
-struct api_sess {                       /* per HTTP transaction; zeroed by lws */
-	struct api_sess *prev, *next;   /* open SSE streams (loop thread only) */
-	struct lws *wsi;
-	enum sess_kind kind;
-	int linked;
-	/* plain answers */
-	char *body;
-	size_t body_len, body_off;
-	int close_after;
-	/* SSE */
-	struct buf out;
-	size_t out_off;
-	int out_init;
-	uint64_t cursor;                /* events: last id sent; logs: next byte offset */
-	char ns[API_ARG_MAX], queue[API_ARG_MAX], key[512], uid[64];
-	int64_t attempt;
-	uint64_t replay_allow;          /* logs: output stored before the follow began (api_sse_lag) */
-	int first_read, task_final, ending, keepalive_due;
-	int64_t last_progress_ms, last_check_ms;
-	enum metrics_sse_end end_why;
-};
-
-struct api {
-	struct api_cfg cfg;
-	pthread_mutex_t lock;           /* guards the key state */
-	char *file_key;
-	struct timespec file_mtime;
-	ino_t file_ino;
-	off_t file_size;
-	struct logstore *logs;
-	struct events *events;
-	struct metrics *metrics;
-	_Atomic(struct informer *) inf;
-	_Atomic(struct lws_context *) ctx;
-	atomic_int wake_pending;
-	/* loop thread only */
-	struct api_sess *sse;
-	int sse_count;
-	lws_sorted_usec_list_t sweep;
-	int sweep_on;
-	SSL_CTX *ssl_ctx;               /* the API vhost's, when it serves TLS */
-	struct server *msrv;            /* the separate metrics listener, on its own thread */
-};
 
 /* --- keys ---------------------------------------------------------------------------------- */
 
@@ -322,8 +266,8 @@ static void sess_reset(struct api_sess *s)
 	s->out_init = 0;
 }
 
-static int api_headers(struct lws *wsi, unsigned code, const char *ctype, lws_filepos_t len,
-		       const char *const *extra)
+int api_headers(struct lws *wsi, unsigned code, const char *ctype, lws_filepos_t len,
+		const char *const *extra)
 {
 	unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
 	if (lws_add_http_common_headers(wsi, code, ctype, len, &p, end) ||
@@ -340,7 +284,7 @@ static int api_headers(struct lws *wsi, unsigned code, const char *ctype, lws_fi
 }
 
 /* Sends body (taken over) with the given type; the bytes go out in WRITEABLE. */
-static int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
+int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
 		    const char *ctype, char *body, size_t len, const char *const *extra)
 {
 	sess_reset(s);
@@ -355,7 +299,7 @@ static int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned
 	return 0;
 }
 
-static int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
+int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
 			  json_t *body, const char *const *extra)
 {
 	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -365,7 +309,7 @@ static int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, un
 	return api_send(a, wsi, s, code, "application/json", txt, strlen(txt), extra);
 }
 
-static int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
+int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
 		     const char *err, const char *msg)
 {
 	return api_reply_json(a, wsi, s, code, json_pack("{ssss}", "error", err, "message", msg), NULL);
@@ -374,7 +318,7 @@ static int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigne
 /* Writes up to n bytes: at most API_CHUNK (which bounds what lws buffers when the socket
  * is full) and at most what an HTTP/2 peer's window allows. final marks the end of the body
  * when all n bytes go. Returns the bytes written, or -1. */
-static long api_write_some(struct lws *wsi, const char *p, size_t n, int final)
+long api_write_some(struct lws *wsi, const char *p, size_t n, int final)
 {
 	unsigned char tmp[LWS_PRE + API_CHUNK];
 	lws_fileofs_t allow = lws_get_peer_write_allowance(wsi);
@@ -421,7 +365,7 @@ static int api_write_plain(struct lws *wsi, struct api_sess *s)
 /* --- request helpers ------------------------------------------------------------------------- */
 
 /* Query argument value into out ("" when absent). lws has already URL-decoded it. */
-static void api_arg(struct lws *wsi, const char *name, char *out, size_t outsz)
+void api_arg(struct lws *wsi, const char *name, char *out, size_t outsz)
 {
 	char buf[API_ARG_MAX + 64], nm[64];
 	const char *v;
@@ -433,7 +377,7 @@ static void api_arg(struct lws *wsi, const char *name, char *out, size_t outsz)
 }
 
 /* DNS-1123 subdomain-ish: what Kubernetes accepts for namespaces and names. */
-static int api_valid_name(const char *s)
+int api_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 253)
@@ -444,7 +388,7 @@ static int api_valid_name(const char *s)
 	return 1;
 }
 
-static int api_wants_json(struct lws *wsi)
+int api_wants_json(struct lws *wsi)
 {
 	char acc[256] = "", fmt[16];
 	api_arg(wsi, "format", fmt, sizeof(fmt));
@@ -596,492 +540,6 @@ static int api_get_task(struct api *a, struct lws *wsi, struct api_sess *s, cons
 	return api_reply_json(a, wsi, s, 200, t, NULL);
 }
 
-/* --- logs ------------------------------------------------------------------------------------ */
-
-static int collect_text(void *ud, const struct logstore_chunk *c)
-{
-	struct buf *b = ud;
-	/* Stop before the chunk that does not fit: a failed append would drop what is there. */
-	return b->len + c->len > b->max || buf_append(b, c->data, c->len) < 0;
-}
-
-static int api_get_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char *ns,
-			const char *name, int64_t attempt)
-{
-	struct informer *inf = atomic_load(&a->inf);
-	char key[512], msg[600];
-	const char *uid = NULL, *source = "store";
-	json_t *t;
-	struct logstore_pos pos;
-	struct buf text;
-	int r, complete;
-
-	if (!inf)
-		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
-	snprintf(key, sizeof(key), "%s/%s", ns, name);
-	t = informer_get(inf, key);
-	uid = task_uid(t);
-	buf_init(&text, API_MAX_RESPONSE);
-	logstore_read(a->logs, uid, t ? NULL : key, attempt, 0, SIZE_MAX, collect_text, &text, &pos);
-	if (!pos.found && !t) {
-		buf_free(&text);
-		snprintf(msg, sizeof(msg), "task %s not found", key);
-		return api_error(a, wsi, s, 404, "NotFound", msg);
-	}
-	complete = pos.finished ||
-		   task_terminal(t);
-	if (!pos.found || (pos.end == 0 && complete)) {
-		/* Nothing streamed (e.g. the controller restarted since): the status keeps the end. */
-		const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
-		buf_reset(&text);
-		if (tail)
-			buf_append(&text, tail, strlen(tail));
-		source = "logTail";
-	}
-	if (api_wants_json(wsi)) {
-		json_t *o = json_pack("{ss ss ss* ss sb sb sI ss#}", "namespace", ns, "name", name, "uid", uid,
-				      "source", source, "complete", complete,
-				      "truncated", pos.dropped > 0,
-				      "droppedBytes", (json_int_t)pos.dropped, "log", text.data ? text.data : "",
-				      (int)text.len);
-		if (o && attempt)
-			json_object_set_new(o, "attempt", json_integer(attempt));
-		buf_free(&text);
-		json_decref(t);
-		return o ? api_reply_json(a, wsi, s, 200, o, NULL)
-			 : api_error(a, wsi, s, 500, "InternalError", "could not encode the log");
-	}
-	{
-		const char *extra[] = { "x-tasked-log-source:", source,
-					"x-tasked-log-truncated:", pos.dropped > 0 ? "true" : "false",
-					"x-tasked-log-complete:", complete ? "true" : "false", NULL };
-		char *body = text.data;
-		size_t len = text.len;
-		text.data = NULL;   /* api_send takes the bytes over */
-		buf_free(&text);
-		json_decref(t);
-		r = api_send(a, wsi, s, 200, "text/plain; charset=utf-8", body ? body : strdup(""), len, extra);
-	}
-	return r;
-}
-
-/* --- SSE ------------------------------------------------------------------------------------- */
-
-static void sse_link(struct api *a, struct api_sess *s)
-{
-	s->prev = NULL;
-	s->next = a->sse;
-	if (a->sse)
-		a->sse->prev = s;
-	a->sse = s;
-	s->linked = 1;
-	a->sse_count++;
-}
-
-/* Called when the stream's transaction ends, however it ends. */
-static void sse_unlink(struct api *a, struct api_sess *s)
-{
-	if (!s->linked)
-		return;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		a->sse = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
-	s->linked = 0;
-	a->sse_count--;
-	metrics_sse_closed(a->metrics, s->kind == SK_LOGS ? METRICS_SSE_LOGS : METRICS_SSE_EVENTS, s->end_why);
-}
-
-/* Starts an SSE answer. Everything from the request must be read before: marking the stream
- * as SSE releases the request headers. */
-static int sse_start(struct api *a, struct lws *wsi, struct api_sess *s, enum sess_kind kind)
-{
-	static const char hello[] = "retry: 3000\n: stream open\n\n";
-	const char *extra[] = { "x-accel-buffering:", "no", NULL };
-
-	if (a->sse_count >= a->cfg.max_sse) {
-		char msg[160];
-		const char *ra[] = { "retry-after:", "5", NULL };
-		json_t *body;
-		metrics_sse_rejected(a->metrics);
-		snprintf(msg, sizeof(msg), "too many open event streams (--max-sse-connections=%d); retry later",
-			 a->cfg.max_sse);
-		body = json_pack("{ssss}", "error", "ServiceUnavailable", "message", msg);
-		return api_reply_json(a, wsi, s, 503, body, ra);
-	}
-	s->kind = kind;
-	s->wsi = wsi;
-	buf_init(&s->out, API_SSE_BATCH + 4096);
-	s->out_init = 1;
-	s->out_off = 0;
-	s->first_read = 1;
-	s->end_why = METRICS_SSE_CLIENT;
-	s->last_progress_ms = util_mono_ms();
-	buf_append(&s->out, hello, sizeof(hello) - 1);
-	metrics_api_request(a->metrics, 200);
-	if (api_headers(wsi, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN, extra) < 0)
-		return -1;
-	if (lws_get_network_wsi(wsi) != wsi) {
-		lws_http_mark_sse(wsi);   /* an HTTP/2 stream: keep its connection immortal too */
-	} else {
-		/* What lws_http_mark_sse() does for HTTP/1 (without its h2-only complaint in
-		 * 4.1): release the request headers and lift the idle timeout. */
-		lws_http_headers_detach(wsi);
-		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-	}
-	sse_link(a, s);
-	metrics_sse_opened(a->metrics, kind == SK_LOGS ? METRICS_SSE_LOGS : METRICS_SSE_EVENTS);
-	lws_callback_on_writable(wsi);
-	return 0;
-}
-
-int api_parse_event_id(const char *s, uint64_t *ret)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || !*s || strspn(s, "0123456789") != strlen(s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*ret = (uint64_t)v;
-	return 0;
-}
-
-static int api_events(struct api *a, struct lws *wsi, struct api_sess *s)
-{
-	char ns[API_ARG_MAX], queue[API_ARG_MAX], last[64] = "", q_last[64];
-	uint64_t id = 0;
-
-	api_arg(wsi, "namespace", ns, sizeof(ns));
-	api_arg(wsi, "queue", queue, sizeof(queue));
-	api_arg(wsi, "lastEventId", q_last, sizeof(q_last));
-	if (lws_hdr_custom_copy(wsi, last, sizeof(last), "last-event-id:", 14) <= 0)
-		snprintf(last, sizeof(last), "%s", q_last);
-	if (ns[0] && !api_valid_name(ns))
-		return api_error(a, wsi, s, 400, "BadRequest", "namespace is not a valid Kubernetes name");
-	if (strlen(queue) >= sizeof(s->queue) || strlen(ns) >= sizeof(s->ns))
-		return api_error(a, wsi, s, 400, "BadRequest", "filter too long");
-	if (last[0] && api_parse_event_id(last, &id) < 0)
-		return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be an event id (decimal digits)");
-	snprintf(s->ns, sizeof(s->ns), "%s", ns);
-	snprintf(s->queue, sizeof(s->queue), "%s", queue);
-	/* Without Last-Event-ID the stream starts now; an id from the future also means now (a
-	 * cursor past the last event would hide every event until the ids caught up). */
-	s->cursor = last[0] && id <= events_last_id(a->events) ? id : events_last_id(a->events);
-	return sse_start(a, wsi, s, SK_EVENTS);
-}
-
-static int api_follow_logs(struct api *a, struct lws *wsi, struct api_sess *s, const char *ns,
-			   const char *name, int64_t attempt)
-{
-	struct informer *inf = atomic_load(&a->inf);
-	char key[512], msg[600], last[32] = "";
-	json_t *t;
-	const char *uid;
-
-	if (!inf)
-		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
-	snprintf(key, sizeof(key), "%s/%s", ns, name);
-	t = informer_get(inf, key);
-	if (!t) {
-		snprintf(msg, sizeof(msg), "task %s not found", key);
-		return api_error(a, wsi, s, 404, "NotFound", msg);
-	}
-	uid = task_uid(t);
-	snprintf(s->key, sizeof(s->key), "%s", key);
-	snprintf(s->uid, sizeof(s->uid), "%s", uid ? uid : "");
-	s->attempt = attempt;
-	/* A reconnecting EventSource sends the offset it got to as Last-Event-ID. */
-	if (lws_hdr_custom_copy(wsi, last, sizeof(last), "last-event-id:", 14) > 0) {
-		uint64_t off;
-		if (api_parse_event_id(last, &off) < 0)
-			return api_error(a, wsi, s, 400, "BadRequest", "Last-Event-ID must be a log offset (decimal digits)");
-		s->cursor = off;
-	}
-	s->task_final = task_terminal(t);
-	json_decref(t);
-	{
-		struct logstore_pos pos;
-		logstore_bounds(a->logs, s->uid[0] ? s->uid : NULL, s->key, &pos);
-		s->replay_allow = api_sse_backlog(&pos, s->cursor);
-	}
-	return sse_start(a, wsi, s, SK_LOGS);
-}
-
-struct frame_ctx {
-	struct buf *out;
-	size_t limit;
-};
-
-static int log_frame(void *ud, const struct logstore_chunk *c)
-{
-	struct frame_ctx *f = ud;
-	json_t *o = json_pack("{sIsIssss#}", "attempt", (json_int_t)c->attempt, "seq", (json_int_t)c->seq,
-			      "stream", c->stream, "data", c->data, (int)c->len);
-	char *js = o ? json_dumps(o, JSON_COMPACT) : NULL, head[64];
-	int stop = 0;
-
-	json_decref(o);
-	if (!js)
-		return 1;
-	snprintf(head, sizeof(head), "id: %llu\nevent: log\ndata: ", (unsigned long long)(c->off + c->len));
-	if (f->out->len > 0 && f->out->len + strlen(head) + strlen(js) + 2 > f->limit)
-		stop = 1;
-	else if (buf_append(f->out, head, strlen(head)) < 0 || buf_append(f->out, js, strlen(js)) < 0 ||
-		 buf_append(f->out, "\n\n", 2) < 0)
-		stop = 1;
-	free(js);
-	return stop;
-}
-
-/* The final frames of a log follow when the store never saw the task's output. */
-static void sse_logs_from_status(struct api *a, struct api_sess *s)
-{
-	struct informer *inf = atomic_load(&a->inf);
-	json_t *t = inf ? informer_get(inf, s->key) : NULL;
-	const char *tail = json_string_value(json_object_get(task_status(t), "logTail"));
-	if (tail && tail[0]) {
-		struct frame_ctx f = { &s->out, API_SSE_BATCH };
-		struct logstore_chunk c = { .off = 0, .attempt = task_attempts(t),
-					    .seq = 0, .stream = "stdout", .data = tail, .len = strlen(tail) };
-		static const char note[] = ": the controller holds no streamed output for this task; this is status.logTail\n\n";
-		buf_append(&s->out, note, sizeof(note) - 1);
-		log_frame(&f, &c);
-	}
-	json_decref(t);
-}
-
-/* The last frame of a log follow: the task's phase as the cache has it, when it has it. */
-static void sse_end_frame(struct api *a, struct api_sess *s)
-{
-	struct informer *inf = atomic_load(&a->inf);
-	json_t *t = inf ? informer_get(inf, s->key) : NULL, *st = task_status(t);
-	const char *uid = task_uid(t);
-	json_t *o = json_pack("{sb}", "complete", 1);
-	char *js;
-
-	if (o && t && uid && strcmp(uid, s->uid) == 0) {
-		static const char *const copy[] = { "phase", "reason", "exitCode", "attempts" };
-		for (size_t i = 0; i < UTIL_ARRAY_SIZE(copy); i++)
-			if (json_object_get(st, copy[i]))
-				json_object_set(o, copy[i], json_object_get(st, copy[i]));
-	} else if (o) {
-		json_object_set_new(o, "message", json_string("the task was deleted"));
-	}
-	js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	buf_append(&s->out, "event: end\ndata: ", 17);
-	buf_append(&s->out, js ? js : "{\"complete\":true}", js ? strlen(js) : 17);
-	buf_append(&s->out, "\n\n", 2);
-	free(js);
-	json_decref(o);
-	json_decref(t);
-}
-
-/* Drops a slow stream at once. On HTTP/1 the connection is reset (SO_LINGER 0), rather than
- * flushed first: the client is not reading, and a graceful close would keep its unread bytes
- * and the slot until lws' flush timeouts ran out. */
-static void sse_drop(struct api_sess *s, const char *reason, uint64_t lag)
-{
-	char lag_s[24];
-	snprintf(lag_s, sizeof(lag_s), "%llu", (unsigned long long)lag);
-	s->end_why = METRICS_SSE_SLOW;
-	log_warn("dropping a slow SSE client", "stream", s->kind == SK_LOGS ? "logs" : "events",
-		 "task", s->key, "reason", reason, "lagBytes", lag_s);
-	if (lws_get_network_wsi(s->wsi) == s->wsi) {
-		int fd = lws_get_socket_fd(s->wsi);
-		struct linger l = { .l_onoff = 1, .l_linger = 0 };
-		if (fd >= 0) {
-			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-			(void)shutdown(fd, SHUT_RDWR);
-		}
-	}
-	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-}
-
-/* Refills s->out; returns 1 when more may be ready right away. */
-static int sse_fill(struct api *a, struct api_sess *s)
-{
-	int more = 0;
-
-	if (s->kind == SK_EVENTS) {
-		struct events_gap gap;
-		struct events_filter f = { s->ns, s->queue };
-		events_read(a->events, &s->cursor, &f, &s->out, API_SSE_BATCH, &gap);
-		more = s->out.len >= API_SSE_BATCH / 2;
-	} else if (s->kind == SK_LOGS && !s->ending) {
-		struct frame_ctx f = { &s->out, API_SSE_BATCH };
-		struct logstore_pos pos;
-		logstore_read(a->logs, s->uid[0] ? s->uid : NULL, s->key, s->attempt, s->cursor,
-			      API_SSE_BATCH, log_frame, &f, &pos);
-		if (pos.dropped) {
-			char note[160];
-			if (!s->first_read) {
-				/* The store dropped output this client had not read yet: it is too slow. */
-				sse_drop(s, "fell behind the stored output", pos.end - s->cursor);
-				return -1;
-			}
-			snprintf(note, sizeof(note), "event: truncated\ndata: {\"droppedBytes\":%llu}\n\n",
-				 (unsigned long long)pos.dropped);
-			buf_append(&s->out, note, strlen(note));
-		}
-		s->first_read = 0;
-		s->cursor = pos.next;
-		more = pos.next < pos.end;
-		if (!more && (pos.finished || s->task_final)) {
-			/* Nothing streamed reached this controller (it restarted since): the
-			 * status keeps the end of the output. */
-			if (!pos.found || pos.end == 0)
-				sse_logs_from_status(a, s);
-			sse_end_frame(a, s);
-			s->ending = 1;
-		}
-	}
-	if (s->out.len == 0 && s->keepalive_due)
-		buf_append(&s->out, ": keep-alive\n\n", 14);
-	s->keepalive_due = 0;
-	return more;
-}
-
-static int sse_writeable(struct api *a, struct lws *wsi, struct api_sess *s)
-{
-	long n;
-	int more = 0;
-
-	if (s->out_off >= s->out.len) {
-		if (s->ending) {
-			/* Everything was written: end the stream (an HTTP/2 stream ends cleanly, an
-			 * HTTP/1 answer without a length ends with the connection). */
-			s->end_why = METRICS_SSE_DONE;
-			if (api_write_some(wsi, "", 0, 1) < 0)
-				return -1;
-			return lws_http_transaction_completed(wsi) ? -1 : 0;
-		}
-		buf_reset(&s->out);
-		s->out_off = 0;
-		more = sse_fill(a, s);
-		if (more < 0)
-			return -1;
-	}
-	if (s->out_off >= s->out.len)
-		return 0;
-	n = api_write_some(wsi, s->out.data + s->out_off, s->out.len - s->out_off, 0);
-	if (n < 0)
-		return -1;
-	if (n > 0)
-		s->last_progress_ms = util_mono_ms();
-	s->out_off += (size_t)n;
-	/* Come back: to write the rest, or to look for more once this was written. */
-	if (n > 0 || more || s->ending)
-		lws_callback_on_writable(wsi);
-	return 0;
-}
-
-/* lws 4.1 does not read an HTTP/1 connection while its answer is in progress, so it only
- * notices a client that left an SSE stream when a write fails (the next keep-alive). Ask the
- * socket instead: POLLRDHUP says the peer closed its side, even with unread bytes queued. */
-static int sse_peer_gone(struct lws *wsi)
-{
-	struct pollfd p = { .fd = lws_get_socket_fd(lws_get_network_wsi(wsi)), .events = POLLRDHUP };
-	if (p.fd < 0)
-		return 1;
-	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
-uint64_t api_sse_backlog(const struct logstore_pos *pos, uint64_t cursor)
-{
-	uint64_t from = cursor > pos->first ? cursor : pos->first;
-	return pos->found && pos->end > from ? pos->end - from : 0;
-}
-
-uint64_t api_sse_lag(uint64_t *replay_allow, uint64_t backlog, uint64_t queued)
-{
-	if (*replay_allow > backlog)
-		*replay_allow = backlog;   /* caught up on the replay: the allowance shrinks for good */
-	return backlog - *replay_allow + queued;
-}
-
-/* Bytes written for the client that it has not taken yet: our frames not yet handed over,
- * what lws keeps of a partial write, and the socket's send queue (unsent and unacknowledged).
- * A client that stops reading shows here once its receive window closes. */
-static uint64_t sse_queued(struct api_sess *s)
-{
-	uint64_t q = s->out.len - s->out_off;
-	int outq = 0;
-
-	if (lws_partial_buffered(s->wsi))
-		q += API_CHUNK;   /* at most one write's worth (api_write_some) */
-	/* The socket is this stream's own only on HTTP/1. */
-	if (lws_get_network_wsi(s->wsi) == s->wsi &&
-	    ioctl(lws_get_socket_fd(s->wsi), SIOCOUTQ, &outq) == 0 && outq > 0)
-		q += (uint64_t)outq;
-	return q;
-}
-
-/* Once a second on the loop: keep-alives, slow and stalled streams, log follows whose task
- * finished or went away. */
-static void api_sweep(lws_sorted_usec_list_t *sul)
-{
-	struct api *a = lws_container_of(sul, struct api, sweep);
-	struct informer *inf = atomic_load(&a->inf);
-	int64_t now = util_mono_ms();
-	struct lws_context *ctx = atomic_load(&a->ctx);
-
-	for (struct api_sess *s = a->sse; s; s = s->next) {
-		uint64_t queued, backlog = 0, lag;
-		if (sse_peer_gone(s->wsi)) {
-			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-			continue;
-		}
-		queued = sse_queued(s);
-		if (s->kind == SK_LOGS) {
-			struct logstore_pos pos;
-			logstore_bounds(a->logs, s->uid[0] ? s->uid : NULL, s->key, &pos);
-			/* The store already dropped output this client had not read: it would miss data. */
-			if (!s->first_read && pos.found && s->cursor < pos.first && s->cursor <= pos.end) {
-				sse_drop(s, "fell behind the stored output", pos.end - s->cursor + queued);
-				continue;
-			}
-			backlog = api_sse_backlog(&pos, s->cursor);
-		} else if (events_backlog(a->events, s->cursor) == UINT64_MAX) {
-			sse_drop(s, "fell behind the event ring", queued);
-			continue;
-		}
-		lag = api_sse_lag(&s->replay_allow, backlog, queued);
-		if (lag > a->cfg.sse_max_lag) {
-			sse_drop(s, "owes its client more than the lag bound", lag);
-			continue;
-		}
-		if (queued > 0 && now - s->last_progress_ms > (int64_t)a->cfg.sse_stall_s * 1000) {
-			sse_drop(s, "no write progress", lag);
-			continue;
-		}
-		if (s->kind == SK_LOGS && !s->task_final && inf && now - s->last_check_ms >= API_LOG_CHECK_MS) {
-			json_t *t = informer_get(inf, s->key);
-			const char *uid = task_uid(t);
-			s->last_check_ms = now;
-			/* Deleted, or replaced by a new task of the same name: this log is complete. */
-			if (!t || !uid || strcmp(uid, s->uid) != 0 ||
-			    task_terminal(t)) {
-				s->task_final = 1;
-				lws_callback_on_writable(s->wsi);
-			}
-			json_decref(t);
-		}
-		if (now - s->last_progress_ms >= (int64_t)a->cfg.sse_keepalive_s * 1000) {
-			s->keepalive_due = 1;
-			lws_callback_on_writable(s->wsi);
-		}
-	}
-	if (ctx)
-		lws_sul_schedule(ctx, 0, &a->sweep, api_sweep, LWS_USEC_PER_SEC);
-}
-
 /* --- routing --------------------------------------------------------------------------------- */
 
 static int api_route(struct api *a, struct lws *wsi, struct api_sess *s, const char *uri)
@@ -1177,7 +635,7 @@ static void api_capture_ctx(struct api *a, struct lws *wsi)
 	struct lws_context *ctx = lws_get_context(wsi);
 	if (!atomic_load(&a->ctx)) {
 		atomic_store(&a->ctx, ctx);
-		lws_sul_schedule(ctx, 0, &a->sweep, api_sweep, LWS_USEC_PER_SEC);
+		lws_sul_schedule(ctx, 0, &a->sweep, api_sse_sweep, LWS_USEC_PER_SEC);
 		a->sweep_on = 1;
 	}
 }
@@ -1186,7 +644,7 @@ static void api_sess_end(struct api *a, struct api_sess *s)
 {
 	if (!s)
 		return;
-	sse_unlink(a, s);
+	api_sse_unlink(a, s);
 	sess_reset(s);
 	s->kind = SK_NONE;
 }
@@ -1276,7 +734,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (s->kind == SK_PLAIN)
 			return api_write_plain(wsi, s);
 		if (s->kind == SK_EVENTS || s->kind == SK_LOGS)
-			return sse_writeable(a, wsi, s);
+			return api_sse_writeable(a, wsi, s);
 		return 0;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (!a)

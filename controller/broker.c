@@ -3,6 +3,7 @@
 #include "log.h"
 #include "proto.h"
 #include "util.h"
+#include "wsguard.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -546,6 +547,7 @@ void broker_stats(struct broker *b, struct broker_stats *ret)
 	ret->dropped_log = atomic_load(&b->dropped[1]);
 	ret->dropped_result = atomic_load(&b->dropped[2]);
 	ret->auth_limited = atomic_load(&b->auth_limited);
+	ret->bad_mask = wsguard_refused_total();
 }
 
 /* --- HTTP: POST /runners/auth ------------------------------------------------------------ */
@@ -603,6 +605,14 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* Every broker connection is watched from its first byte (wsguard.h): lws 4.1
+		 * accepts unmasked client frames. */
+		if (wsguard_watch((int)(intptr_t)in, 1) < 0) {
+			broker_log_refusal("runner connection refused", "cannot watch its frames");
+			return -1;
+		}
+		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return -1;   /* WebSocket upgrades must name our subprotocol */
 	case LWS_CALLBACK_HTTP: {
@@ -660,6 +670,8 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		return lws_http_transaction_completed(wsi) ? -1 : 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		if (reason == LWS_CALLBACK_CLOSED_HTTP)
+			wsguard_forget(lws_get_socket_fd(wsi));
 		if (hs) {
 			if (hs->body_init)
 				buf_free(&hs->body);
@@ -972,6 +984,12 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
 		char auth[256], uri[64];
+		/* What was read must end exactly with this request's head (a client may not send
+		 * frames before the 101): else its frames could not be judged from their first byte. */
+		if (wsguard_upgrade(lws_get_socket_fd(wsi)) < 0) {
+			broker_log_refusal("runner WebSocket refused", "data after the upgrade request or an earlier request on the connection");
+			return -1;
+		}
 		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/runners/ws") != 0)
 			return -1;
 		if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
@@ -1043,6 +1061,8 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 		return 0;
 	}
 	case LWS_CALLBACK_CLOSED:
+		if (wsguard_forget(lws_get_socket_fd(wsi)))
+			broker_log_refusal("runner connection failed (1002)", "a frame without the client mask (RFC 6455 5.1)");
 		if (s->rx_init)
 			buf_free(&s->rx);
 		s->rx_init = 0;

@@ -85,5 +85,6 @@ int broker_pool_undrain(struct broker *b, const char *pool, const char *id);
 struct broker_stats {
 	unsigned long long dropped_started, dropped_log, dropped_result; /* not that runner's attempt */
 	unsigned long long auth_limited;   /* authentications refused by the per-peer limit */
+	unsigned long long bad_mask;       /* connections failed for an unmasked client frame */
 };
 void broker_stats(struct broker *b, struct broker_stats *ret);

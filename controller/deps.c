@@ -107,13 +107,15 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		}
 		json_object_set_new(*vars, name, task_facts(obj));
 		phase = task_phase(obj);
-		if (phase && (strcmp(phase, "Failed") == 0 || strcmp(phase, "Cancelled") == 0)) {
+		if (phase_terminal(phase) && !phase_ok(phase)) { /* Failed or Cancelled */
 			if (st != DEPS_FAILED)
 				snprintf(why, whysz, "dependency %s %s", name, strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
 			st = DEPS_FAILED;
-		} else if (!phase || (strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Skipped") != 0)) {
+		} else if (!phase_ok(phase)) {
 			if (st == DEPS_READY) {
-				snprintf(why, whysz, "waiting for task %s (%s)", name, phase ? phase : "Pending");
+				/* Not its phase: the dependent hears of a dependency when it finishes,
+				 * so "(Pending)" would stay while it runs. */
+				snprintf(why, whysz, "waiting for task %s to finish", name);
 				st = DEPS_WAIT;
 			}
 		}
@@ -126,7 +128,8 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
 			if (!f || !task_phase_terminal(phase)) {
-				snprintf(why, whysz, "waiting for task %s (%s)", json_string_value(d), phase ? phase : "missing");
+				snprintf(why, whysz, f ? "waiting for task %s to finish" : "waiting for task %s, which does not exist (yet)",
+					 json_string_value(d));
 				return DEPS_WAIT;
 			}
 		}

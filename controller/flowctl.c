@@ -1,4 +1,5 @@
 #include "flowctl.h"
+#include "conditions.h"
 #include "task.h"
 #include "log.h"
 #include "sat.h"
@@ -367,22 +368,11 @@ static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
 	return r;
 }
 
-static json_t *condition(json_t *old_status, const char *type, const char *status, const char *reason,
-			 const char *msg, json_int_t gen)
+/* The conditions of a Flow in phase (conditions.h), keeping what did not change. */
+static json_t *flow_conditions(json_t *flow, const char *phase, const char *reason, const char *msg, json_int_t gen)
 {
-	json_t *c;
-	size_t i;
-	char ts[40];
-	const char *ltt = NULL;
-	json_array_foreach(json_object_get(old_status, "conditions"), i, c) {
-		const char *t = json_string_value(json_object_get(c, "type"));
-		const char *s = json_string_value(json_object_get(c, "status"));
-		if (t && s && strcmp(t, type) == 0 && strcmp(s, status) == 0)
-			ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
-	}
-	util_rfc3339(util_now_ms(), ts, sizeof(ts));
-	return json_pack("{sssssssssssI}", "type", type, "status", status, "reason", reason, "message", msg,
-			 "lastTransitionTime", ltt ? ltt : ts, "observedGeneration", gen);
+	return cond_run_array(json_object_get(json_object_get(flow, "status"), "conditions"), phase, reason, msg, gen,
+			      util_now_ms());
 }
 
 /* Writes the status only when it changed in substance (phase, counts, reason, message). */
@@ -459,7 +449,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	const char *ns, *fname, *uid, *reason = NULL, *phase;
 	json_int_t gen;
 	char msg[512], ns_buf[256], nm[256], ts[40];
-	int r = 0, total, done = 0, failed = 0, started = 0, missing = 0;
+	int r = 0, total, done = 0, failed = 0, cancelled = 0, own_failures = 0, started = 0, missing = 0;
 	size_t i;
 
 	if (!flow) {
@@ -481,8 +471,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		goto out;
 	if (flowctl_validate(tasks, &reason, msg, sizeof(msg)) < 0) {
 		status = json_pack("{sssssssIso}", "phase", "Failed", "reason", reason, "message", msg,
-				   "observedGeneration", gen, "conditions", json_pack("[o]",
-				   condition(json_object_get(flow, "status"), "Succeeded", "False", reason, msg, gen)));
+				   "observedGeneration", gen, "conditions", flow_conditions(flow, "Failed", reason, msg, gen));
 		r = write_if_changed(f, flow, status);
 		json_decref(status);
 		goto out;
@@ -519,8 +508,8 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 				json_decref(obj);
 				cancel_unfinished(f, ns, fname, kids, "a child name is taken");
 				status = json_pack("{sssssssIso}", "phase", "Failed", "reason", "ChildNameConflict", "message", msg,
-						   "observedGeneration", gen, "conditions", json_pack("[o]",
-						   condition(json_object_get(flow, "status"), "Succeeded", "False", "ChildNameConflict", msg, gen)));
+						   "observedGeneration", gen, "conditions",
+						   flow_conditions(flow, "Failed", "ChildNameConflict", msg, gen));
 				log_warn("a Flow's child name is taken by a Task it does not own", "namespace", ns, "flow", fname,
 					 "task", child);
 				r = write_if_changed(f, flow, status);
@@ -556,15 +545,25 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
 		done += task_phase_terminal(p);
 		failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
+		cancelled += strcmp(p, "Cancelled") == 0;
+		c = json_object_get(st, "reason");
+		own_failures += strcmp(p, "Failed") == 0 && !(json_is_string(c) &&
+							       strcmp(json_string_value(c), "DependencyFailed") == 0);
 		started += strcmp(p, "Pending") != 0;
 	}
 	/* failFast: the first failure cancels everything not yet finished. */
 	if (failed && json_is_true(json_object_get(spec, "failFast")))
 		cancel_unfinished(f, ns, fname, kids, "failFast");
 	if (done == total && missing == 0) {
-		phase = failed ? "Failed" : "Succeeded";
-		reason = failed ? "TaskFailed" : "Succeeded";
+		/* Cancelled when tasks were cancelled and none failed on its own (only dependents
+		 * of the cancelled ones): people stopped the run. A failFast cancel after a failure
+		 * leaves the failure deciding. */
+		int stopped = cancelled > 0 && own_failures == 0;
+		phase = !failed ? "Succeeded" : stopped ? "Cancelled" : "Failed";
+		reason = !failed ? "Succeeded" : stopped ? "TaskCancelled" : "TaskFailed";
 		snprintf(msg, sizeof(msg), "%d of %d tasks failed or were cancelled", failed, total);
+		if (stopped)
+			snprintf(msg, sizeof(msg), "%d of %d tasks were cancelled", cancelled, total);
 		if (!failed)
 			snprintf(msg, sizeof(msg), "all %d tasks finished", total);
 	} else {
@@ -575,8 +574,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	status = json_pack("{sssssssOsI}", "phase", phase, "reason", reason, "message", msg, "counts", counts,
 			   "observedGeneration", gen);
 	json_decref(counts);
-	json_object_set_new(status, "conditions", json_pack("[o]", condition(json_object_get(flow, "status"), "Succeeded",
-		strcmp(phase, "Succeeded") == 0 ? "True" : strcmp(phase, "Failed") == 0 ? "False" : "Unknown", reason, msg, gen)));
+	json_object_set_new(status, "conditions", flow_conditions(flow, phase, reason, msg, gen));
 	util_rfc3339(util_now_ms(), ts, sizeof(ts));
 	if (!json_object_get(json_object_get(flow, "status"), "startTime"))
 		json_object_set_new(status, "startTime", json_string(ts));

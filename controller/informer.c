@@ -60,8 +60,9 @@ struct informer {
 	int64_t watch_timeout_ms;
 };
 
-/* Strings every Task (and TaskQueue, Flow) repeats, so even a small object compresses well.
- * zlib prefers the most frequent strings at the end. */
+/* Strings every Task (and TaskQueue, Flow) repeats, so even a small object compresses well
+ * (the conditions of a finished task, in the order conditions.c writes them, cost 23 bytes more
+ * with them here, 52 without). zlib prefers the most frequent strings at the end. */
 static const char inf_dict[] =
 	"\"ownerReferences\":[{\"apiVersion\":\"tasked.dev/v1alpha1\",\"blockOwnerDeletion\":true,\"controller\":true,"
 	"\"kind\":\"Flow\",\"tasked.dev/flow-task\":\"tasked.dev/flow\":\"labels\":{\"dependsOn\":[\"when\":\"env\":[{\"name\":"
@@ -72,7 +73,11 @@ static const char inf_dict[] =
 	"\"attemptHistory\":[{\"attempt\":1,\"completionTime\":\"2026-01-01T00:00:00Z\",\"exitCode\":0,\"reason\":"
 	"\"Succeeded\",\"runner\":\"\",\"startTime\":\"2026-01-01T00:00:00Z\"}],\"completionTime\":\"2026-01-01T00:00:00Z\","
 	"\"conditions\":[{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"completed\",\"observedGeneration\":1,"
-	"\"reason\":\"Succeeded\",\"status\":\"True\",\"type\":\"Succeeded\"}],\"phase\":\"Succeeded\",\"startTime\":"
+	"\"reason\":\"Succeeded\",\"status\":\"True\",\"type\":\"Succeeded\"},"
+	"{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"completed\",\"observedGeneration\":1,\"reason\":\"Succeeded\",\"status\":\"True\",\"type\":\"Ready\"},"
+	"{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"finished\",\"observedGeneration\":1,\"reason\":\"Succeeded\",\"status\":\"False\",\"type\":\"Reconciling\"},"
+	"{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"finished\",\"observedGeneration\":1,\"reason\":\"Succeeded\",\"status\":\"False\",\"type\":\"Stalled\"},"
+	"{\"lastTransitionTime\":\"2026-01-01T00:00:00Z\",\"message\":\"completed\",\"observedGeneration\":1,\"reason\":\"Succeeded\",\"status\":\"True\",\"type\":\"Completed\"}],\"phase\":\"Succeeded\",\"startTime\":"
 	"\"spec\":{\"shell\":{\"command\":[\"status\":{\"phase\":\"Running\",\"runner\":\""
 	"{\"apiVersion\":\"tasked.dev/v1alpha1\",\"kind\":\"Task\",\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\","
 	"\"generation\":1,\"name\":\"\",\"namespace\":\"default\",\"resourceVersion\":\"\",\"uid\":\"";

@@ -761,6 +761,10 @@ int metrics_render(struct metrics *m, struct buf *out)
 			r = mhead(out, "tasked_runner_auth_limited_total", "counter",
 				  "Runner authentications refused because their peer address failed too often.") ?:
 			    mput(out, "tasked_runner_auth_limited_total %llu\n", bs.auth_limited);
+		if (r == 0)
+			r = mhead(out, "tasked_broker_unmasked_frames_total", "counter",
+				  "Runner connections failed with 1002 for a frame without the client mask (RFC 6455 5.1).") ?:
+			    mput(out, "tasked_broker_unmasked_frames_total %llu\n", bs.bad_mask);
 	}
 
 	if (src.queue)

@@ -1,4 +1,6 @@
 #include "queues.h"
+#include "conditions.h"
+#include "resources.h"
 #include "task.h"
 #include "log.h"
 #include "sat.h"
@@ -325,6 +327,46 @@ int queues_task_tag(json_t *task, char *out, size_t outsz)
 	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
 }
 
+/* Whether a queue's configuration lets its tasks run, as far as it can be told without a task:
+ * 1, or 0 with why (the schema admits quantities the controller refuses, and an empty
+ * executors list admits no task). */
+static int queue_config_valid(json_t *queue, char *why, size_t whysz)
+{
+	json_t *spec = json_object_get(queue, "spec"), *empty = json_object();
+	json_t *ex = json_object_get(json_object_get(spec, "policy"), "executors");
+	const char *name = json_string_value(json_object_get(json_object_get(queue, "metadata"), "name"));
+	const char *reason = NULL;
+	struct res_limits lim;
+	int r = empty ? res_decide(empty, spec, name, 0, &lim, &reason, why, whysz) : 0;
+
+	json_decref(empty);
+	if (r < 0)
+		return 0;
+	if (json_is_array(ex) && json_array_size(ex) == 0) {
+		snprintf(why, whysz, "spec.policy.executors is empty: no task of this queue can run");
+		return 0;
+	}
+	snprintf(why, whysz, "the configuration is valid");
+	return 1;
+}
+
+/* RunnersAvailable first (what it always said), then Ready, Reconciling and Stalled: a queue is
+ * configuration, Ready when its tasks can run as configured, Stalled (kstatus: Failed) when not. */
+static json_t *queue_conditions(json_t *queue, int matched, int valid, const char *why)
+{
+	json_t *md = json_object_get(queue, "metadata");
+	struct cond cs[] = {
+		{ "RunnersAvailable", matched ? "True" : "False", matched ? "RunnersMatch" : "NoMatchingRunner",
+		  matched ? "at least one connected runner matches runnerSelector"
+			  : "no connected runner matches runnerSelector; tasks will wait" },
+		{ "Ready", valid ? "True" : "False", valid ? "Valid" : "InvalidSpec", why },
+		{ "Reconciling", "False", "Observed", "the controller has seen this generation" },
+		{ "Stalled", valid ? "False" : "True", valid ? "Valid" : "InvalidSpec", why },
+	};
+	return cond_build(json_object_get(json_object_get(queue, "status"), "conditions"), cs, UTIL_ARRAY_SIZE(cs),
+			  json_integer_value(json_object_get(md, "generation")), util_now_ms());
+}
+
 struct qlist_ctx {
 	json_t *list;
 };
@@ -351,8 +393,8 @@ void queues_write_status(struct queues *q)
 		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));
-		char qk[512], sig[512], ts[40], tk[600];
-		int running, matched;
+		char qk[512], sig[512], tk[600], why[512];
+		int running, matched, valid;
 		json_int_t pending, queued;
 		struct kube_resp resp;
 		struct qstate *s;
@@ -367,8 +409,9 @@ void queues_write_status(struct queues *q)
 		running = queues_running(q, qk);
 		sel = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
 		matched = q->broker ? broker_has_runner(q->broker, sel) : 1;
-		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%lld", (long long)pending, (long long)queued, running, matched,
-			 (long long)json_integer_value(json_object_get(md, "generation")));
+		valid = queue_config_valid(queue, why, sizeof(why));
+		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%d/%lld", (long long)pending, (long long)queued, running,
+			 matched, valid, (long long)json_integer_value(json_object_get(md, "generation")));
 		pthread_mutex_lock(&q->lock);
 		s = qs_get(q, qk);
 		if (s && strcmp(s->last_status, sig) == 0) {
@@ -376,17 +419,11 @@ void queues_write_status(struct queues *q)
 			continue;
 		}
 		pthread_mutex_unlock(&q->lock);
-		util_rfc3339(util_now_ms(), ts, sizeof(ts));
-		patch = json_pack("{s{sIsIsisIs[{sssssssssssI}]}}", "status",
-				  "pending", pending, "queued", queued,
-				  "running", running,
+		patch = json_pack("{s{sIsIsisIso}}", "status", "pending", pending, "queued", queued, "running", running,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")),
-				  "conditions", "type", "RunnersAvailable", "status", matched ? "True" : "False",
-				  "reason", matched ? "RunnersMatch" : "NoMatchingRunner",
-				  "message", matched ? "at least one connected runner matches runnerSelector"
-						     : "no connected runner matches runnerSelector; tasks will wait",
-				  "lastTransitionTime", ts,
-				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")));
+				  "conditions", queue_conditions(queue, matched, valid, why));
+		if (!patch)
+			continue;
 		/* The UID precondition: a queue re-created under the same name gets its own counts. */
 		if (kube_patch_status(q->kc, KUBE_GV_TASKED, "taskqueues", queue, patch, &resp) == 0) {
 			pthread_mutex_lock(&q->lock);

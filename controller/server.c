@@ -158,21 +158,6 @@ static int bind_verify(const struct server_bind *bb)
 	return 0;
 }
 
-static void server_lws_log(int level, const char *line)
-{
-	static struct log_limit limit = LOG_LIMIT_INIT;
-	unsigned long long suppressed;
-	char msg[512], n[24];
-
-	if (!log_limit_allow(&limit, 20, 1, &suppressed))
-		return;
-	snprintf(msg, sizeof(msg), "%s", line);
-	util_rstrip(msg);
-	snprintf(n, sizeof(n), "%llu", suppressed);
-	log_kv(level & LLL_ERR ? LOG_LVL_ERROR : LOG_LVL_WARN, "libwebsockets", "detail", msg,
-	       suppressed ? "suppressedBefore" : NULL, n, (char *)NULL);
-}
-
 int server_listen(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
 		  void *user)
 {
@@ -223,7 +208,7 @@ int server_new(const char *tls_cert, const char *tls_key, struct server **ret)
 		server_free(s);
 		return -ENOMEM;
 	}
-	lws_set_log_level(LLL_ERR | LLL_WARN, server_lws_log);
+	lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.port = CONTEXT_PORT_NO_LISTEN;

@@ -3,14 +3,7 @@
 
 #include <string.h>
 
-int task_phase_terminal(const char *phase)
-{
-	static const char *const terminal[] = TASK_TERMINAL_PHASES;
-	for (size_t i = 0; phase && i < UTIL_ARRAY_SIZE(terminal); i++)
-		if (strcmp(phase, terminal[i]) == 0)
-			return 1;
-	return 0;
-}
+int task_phase_terminal(const char *phase) { return phase_terminal(phase); }
 
 json_t *task_metadata(json_t *task) { return json_object_get(task, "metadata"); }
 json_t *task_spec(json_t *task) { return json_object_get(task, "spec"); }

@@ -6,8 +6,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* The phases after which nothing runs again; the one definition of "finished". */
-#define TASK_TERMINAL_PHASES { "Succeeded", "Failed", "Skipped", "Cancelled" }
+#include "phase.h"
+
+/* The phases after which nothing runs again: common/phase.h is the one definition of "finished". */
+#define TASK_TERMINAL_PHASES PHASE_TERMINAL_NAMES
 int task_phase_terminal(const char *phase);
 
 json_t *task_metadata(json_t *task);

@@ -47,7 +47,8 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 	if (r == 0 && t->inf && json_is_object(resp.body))
 		informer_mutate(t->inf, resp.body);
 	kube_resp_free(&resp);
-	if (r == 0 && t->cfg.on_status)
+	/* A write of observedGeneration alone (reconcile_observed) is no news for watchers. */
+	if (r == 0 && t->cfg.on_status && json_object_get(json_object_get(patch, "status"), "phase"))
 		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	return r;
 }
@@ -374,21 +375,25 @@ const struct broker_ops taskctl_broker_ops = {
 
 /* --- status writes ---------------------------------------------------------------------- */
 
+/* One status write of phase, reason and message with the conditions that follow from them
+ * (conditions.h); cond_status is what the Succeeded condition says, kept for the callers'
+ * readability: the phase decides. */
 static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *phase, const char *reason,
 				const char *message, const char *cond_status, json_t *extra)
 {
 	int64_t now = now_ms(t);
 	json_t *status = json_pack("{ssssss sI so}", "phase", phase, "reason", reason, "message", message,
 				   "observedGeneration", (json_int_t)task_generation(task),
-				   "conditions", taskctl_condition(task, cond_status, reason, message, now));
+				   "conditions", taskctl_conditions(task, phase, reason, message, now));
 	json_t *patch;
 	int r;
 
+	(void)cond_status;
 	if (!status)
 		return -ENOMEM;
 	if (extra)
 		json_object_update(status, extra);
-	if (strcmp(cond_status, "Unknown") != 0 && !json_object_get(status, "completionTime")) {
+	if (task_phase_terminal(phase) && !json_object_get(status, "completionTime")) {
 		char ts[40];
 		util_rfc3339(now, ts, sizeof(ts));
 		json_object_set_new(status, "completionTime", json_string(ts));
@@ -520,7 +525,8 @@ static int write_waiting(struct taskctl *t, json_t *task, const char *phase, con
 	const char *p = json_string_value(json_object_get(st, "phase"));
 	const char *m = json_string_value(json_object_get(st, "message"));
 	int r;
-	if (p && strcmp(p, phase) == 0 && m && strcmp(m, msg) == 0)
+	if (p && strcmp(p, phase) == 0 && m && strcmp(m, msg) == 0 &&
+	    json_integer_value(json_object_get(st, "observedGeneration")) == task_generation(task))
 		return 0;
 	r = taskctl_write_simple(t, task, phase, reason, msg, "Unknown", NULL);
 	if (r == 0 && strcmp(phase, "Queued") == 0)
@@ -618,7 +624,7 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 			goto out;
 		}
 		if (!val) {
-			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse", "when evaluated to false", "False", NULL);
+			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse", "when evaluated to false", "True", NULL);
 			if (r == 0)
 				emit(t, task, "Normal", "Skipped", "when evaluated to false");
 			goto out;
@@ -744,11 +750,16 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	set_key(t, &t->waiting, key, 1);
 	if (r != -EAGAIN && r != -ENODEV)
 		return r;
+	/* Queued carries the attempt count and history, so an attempt lost before it was ever
+	 * reported still advances the (task UID, attempt) key. Written again only when what it
+	 * waits for changed (a slot in the queue, a matching runner, a free runner slot): a
+	 * message that named what has since happened would stay for as long as the wait. */
 	{
 		char msgbuf[600];
-		const char *cur = json_string_value(json_object_get(status, "message"));
 		const char *why = r == -ENODEV ? "waiting for a runner that matches runnerSelector"
 					       : "waiting for a free runner slot";
+		const char *smsg = json_string_value(json_object_get(status, "message"));
+		json_t *extra;
 		if (routed < 0)
 			why = pool_why;
 		else if (routed == 1 && r == -ENODEV)
@@ -757,15 +768,12 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		else if (r == -ENODEV && json_object_size(selector))
 			why = "no RunnerPool in the namespace has labels matching runnerSelector and no connected "
 			      "runner matches it: waiting for a runner that matches runnerSelector";
-		/* Already Queued: written again only when what it waits for concerns a pool and
-		 * changed (the pool was created, or started), so a busy queue costs no writes. */
 		if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
-		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 &&
-		    (routed == 0 || (cur && strcmp(cur, why) == 0)))
+		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 && smsg &&
+		    strcmp(smsg, why) == 0 &&
+		    json_integer_value(json_object_get(status, "observedGeneration")) == task_generation(task))
 			return 0;
-		/* Queued carries the attempt count and history, so an attempt lost before it was
-		 * ever reported still advances the (task UID, attempt) key. */
-		json_t *extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
+		extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
 			json_object_set(extra, "attemptHistory", history);
 		r = taskctl_write_simple(t, task, "Queued", "Queued", why, "Unknown", extra);
@@ -792,6 +800,26 @@ static void reconcile_deleted(struct taskctl *t, const char *key)
 		t->fx.ack(t->fx.ud, snap.runner, snap.uid, snap.attempt);
 	}
 	att_snap_release(&snap);
+}
+
+/* A finished task whose spec changed where it still may (cancel, ttlSecondsAfterFinished): the
+ * controller has seen the new generation, and says so, or kstatus reads InProgress forever. One
+ * write per such edit, none otherwise. */
+static int reconcile_observed(struct taskctl *t, json_t *task)
+{
+	json_t *st = task_status(task), *patch;
+	int64_t gen = task_generation(task);
+	int r;
+
+	if (gen <= 0 || json_integer_value(json_object_get(st, "observedGeneration")) == gen)
+		return 0;
+	patch = json_pack("{s{sIso}}", "status", "observedGeneration", (json_int_t)gen, "conditions",
+			  taskctl_conditions(task, task_phase(task), task_reason(task), task_message(task), now_ms(t)));
+	if (!patch)
+		return -ENOMEM;
+	r = t->fx.write_status(t->fx.ud, task, patch);
+	json_decref(patch);
+	return r;
 }
 
 /* ttlSecondsAfterFinished: delete on time (with a UID precondition). */
@@ -980,7 +1008,9 @@ int taskctl_reconcile(struct taskctl *t, const char *key)
 			t->fx.ack(t->fx.ud, snap.runner, snap.uid, snap.attempt);
 		else if (act == 1)
 			t->fx.cancel(t->fx.ud, snap.runner, snap.uid, snap.attempt);
-		r = reconcile_ttl(t, task, key);
+		r = reconcile_observed(t, task);
+		if (r == 0)
+			r = reconcile_ttl(t, task, key);
 		goto out;
 	}
 	if (task_cancel_requested(task) && !(have && snap.state == ATT_DONE))

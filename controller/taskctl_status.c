@@ -1,4 +1,5 @@
 #include "taskctl_status.h"
+#include "conditions.h"
 #include "mask.h"
 #include "sat.h"
 #include "task.h"
@@ -19,25 +20,18 @@ const char *taskctl_utf8_tail(const char *s, size_t max)
 	return u8_tail(s, max);
 }
 
-/* The Succeeded condition, keeping lastTransitionTime when the status did not change. */
-json_t *taskctl_condition(json_t *task, const char *status, const char *reason,
-				   const char *message, int64_t now_ms)
+json_t *taskctl_conditions(json_t *task, const char *phase, const char *reason, const char *message, int64_t now_ms)
 {
-	json_t *conds = task_conditions(task), *c;
-	char ts[40];
-	const char *ltt = NULL;
-	size_t i;
+	return cond_run_array(task_conditions(task), phase, reason, message, task_generation(task), now_ms);
+}
 
-	json_array_foreach(conds, i, c) {
-		const char *type = json_string_value(json_object_get(c, "type"));
-		const char *st = json_string_value(json_object_get(c, "status"));
-		if (type && strcmp(type, "Succeeded") == 0 && st && strcmp(st, status) == 0)
-			ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
-	}
-	util_rfc3339(now_ms, ts, sizeof(ts));
-	return json_pack("[{sssssssssssI}]", "type", "Succeeded", "status", status, "reason", reason,
-			 "message", message, "lastTransitionTime", ltt ? ltt : ts,
-			 "observedGeneration", (json_int_t)task_generation(task));
+/* The Succeeded status says the phase, but for the reasons that have a phase of their own. */
+json_t *taskctl_condition(json_t *task, const char *status, const char *reason, const char *message, int64_t now_ms)
+{
+	const char *phase = strcmp(status, "True") == 0 ? "Succeeded" : strcmp(status, "Unknown") == 0 ? "Running"
+			    : reason && strcmp(reason, "Cancelled") == 0 ? "Cancelled"
+			    : reason && strcmp(reason, "ConditionFalse") == 0 ? "Skipped" : "Failed";
+	return taskctl_conditions(task, phase, reason, message, now_ms);
 }
 
 /* Returns a new history: old (may be NULL) with entry added or replacing the same attempt. */
@@ -100,7 +94,8 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
 			   "startTime", st, "completionTime", et,
 			   "attempts", (json_int_t)attempt, "runner", runner,
 			   "observedGeneration", (json_int_t)task_generation(task),
-			   "conditions", taskctl_condition(task, ok ? "True" : "False", reason, message, now_ms));
+			   "conditions", taskctl_conditions(task, ok ? "Succeeded" : strcmp(phase, "Cancelled") == 0 ? "Cancelled" : "Failed",
+							      reason, message, now_ms));
 	if (!status)
 		return NULL;
 	/* Every field or none: a status missing a field after an allocation failure would be
@@ -280,7 +275,7 @@ void taskctl_status_retrying(json_t *task, json_t *st, int64_t attempt, int fail
 	json_object_set_new(st, "reason", json_string("Retrying"));
 	json_object_set_new(st, "message", json_string(msg));
 	json_object_set_new(st, "nextRetryTime", json_string(ts));
-	json_object_set_new(st, "conditions", taskctl_condition(task, "Unknown", "Retrying", msg, now_ms));
+	json_object_set_new(st, "conditions", taskctl_conditions(task, "Queued", "Retrying", msg, now_ms));
 	json_object_del(st, "completionTime");
 }
 
@@ -297,6 +292,6 @@ int taskctl_status_exhausted(json_t *task, json_t *st, int failures, int64_t lim
 		 json_string_value(json_object_get(st, "message")));
 	json_object_set_new(st, "reason", json_string("RetriesExhausted"));
 	json_object_set_new(st, "message", json_string(msg));
-	json_object_set_new(st, "conditions", taskctl_condition(task, "False", "RetriesExhausted", msg, now_ms));
+	json_object_set_new(st, "conditions", taskctl_conditions(task, "Failed", "RetriesExhausted", msg, now_ms));
 	return 1;
 }

@@ -9,8 +9,13 @@
  * the attemptHistory to extend (NULL: the task's own). */
 json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, const char *runner,
 				json_t *history, int64_t now_ms, int log_tail_max);
-/* The conditions array with the Succeeded condition, keeping lastTransitionTime when the
- * status did not change. New reference. */
+/* The conditions array of a task in phase (Succeeded, Ready, Reconciling, Stalled, Completed:
+ * conditions.h), keeping lastTransitionTime where a status did not change. New reference. */
+json_t *taskctl_conditions(json_t *task, const char *phase, const char *reason, const char *message,
+			   int64_t now_ms);
+/* The same from the Succeeded condition's status ("True", "False", "Unknown") and reason, for
+ * callers that know no phase: Unknown reads as Running, False as Failed (Cancelled, or Skipped
+ * for ConditionFalse, by the reason). */
 json_t *taskctl_condition(json_t *task, const char *status, const char *reason, const char *message,
 			  int64_t now_ms);
 /* A new history: old (may be NULL) with entry added or replacing the same attempt, newest ten. */

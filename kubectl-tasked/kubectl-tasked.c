@@ -8,6 +8,7 @@
  * else an `api-key` file beside that api-url file, else (with a port-forward) the Secret
  * (--api-key-secret, default tasked/tasked-api-key:api-key). The key never goes on a command
  * line and is never printed. */
+#include "phase.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -527,9 +528,10 @@ static void sse_line(struct sse *s, char *l)
 		v = l + strlen(l);
 	}
 	if (strcmp(l, "data") == 0) {
-		if (s->data.len)
-			buf_append(&s->data, "\n", 1);
-		buf_append(&s->data, v, strlen(v));
+		/* A failed append empties the buffer: never hand on a cut event. */
+		if ((s->data.len && buf_append(&s->data, "\n", 1) < 0) ||
+		    buf_append(&s->data, v, strlen(v)) < 0)
+			die("an event from the API exceeds %zu bytes", s->data.max);
 	} else if (strcmp(l, "event") == 0) {
 		snprintf(s->event, sizeof(s->event), "%s", v);
 	} else if (strcmp(l, "id") == 0) {
@@ -630,8 +632,7 @@ static int sse_run(struct client *c, const char *path, const char *since, int (*
 				fprintf(stderr, "warning: the API refused the stream (503: too "
 						"many streams); retrying\n");
 			} else {
-				buf_append(&s.err, "", 1);
-				api_fail(s.code, s.err.data);
+				api_fail(s.code, s.err.data); /* NUL-terminated, or NULL */
 			}
 		}
 		if (deadline && util_mono_ms() >= deadline) {
@@ -899,12 +900,6 @@ struct wait_ctx {
 	int tty, done, rc;
 };
 
-static int final_phase(const char *p)
-{
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 ||
-		     strcmp(p, "Skipped") == 0 || strcmp(p, "Cancelled") == 0);
-}
-
 /* Shows the task's state: one line rewritten in place on a terminal, a line per change else. */
 static void wait_progress(struct wait_ctx *w, const char *phase, const char *reason,
 			  json_int_t attempts, const char *runner)
@@ -934,11 +929,11 @@ static int wait_apply(struct wait_ctx *w, const char *phase, const char *reason,
 		      json_int_t attempts, const char *runner)
 {
 	wait_progress(w, phase, reason, attempts, runner);
-	if (final_phase(phase)) {
+	if (phase_terminal(phase)) {
 		if (w->tty)
 			fputc('\n', stderr);
 		w->done = 1;
-		w->rc = strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Skipped") == 0 ? 0 : 1;
+		w->rc = phase_ok(phase) ? 0 : 1;
 		return SSE_STOP;
 	}
 	return SSE_CONT;

@@ -5,6 +5,7 @@
 #include "plainhttp.h"
 #include "proto.h"
 #include "util.h"
+#include "wsguard.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -628,8 +629,19 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 						     (unsigned char *)v, n, p, end);
 		explicit_bzero(v, sizeof(v));
 		explicit_bzero(c->grant, sizeof(c->grant)); /* single use */
+		/* lws 4.1 takes masked frames from a server (RFC 6455 5.1 says fail): wsguard.h.
+		 * The request is not sent yet, so the response is read from its first byte. */
+		if (!r && wsguard_watch(lws_get_socket_fd(wsi), 0) < 0)
+			return -1;
 		return r ? -1 : 0;
 	}
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		if (wsguard_upgrade(lws_get_socket_fd(wsi)) < 0) {
+			log_warn("protocol error from controller; closing", "error",
+				 "data after the handshake response");
+			return -1;
+		}
+		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (wsi != c->wsi)
 			return -1;
@@ -698,6 +710,9 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			conn_lost(c, in ? (const char *)in : "connection error");
 		break;
 	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (wsguard_forget(lws_get_socket_fd(wsi)))
+			log_warn("protocol error from controller; closed", "error",
+				 "masked frame from the server (RFC 6455 5.1)");
 		if (wsi == c->wsi)
 			conn_lost(c, "closed");
 		break;
@@ -981,20 +996,6 @@ static void conn_tick_cb(lws_sorted_usec_list_t *sul)
 		lws_cancel_service(c->ctx);
 }
 
-static void conn_lws_log(int level, const char *line)
-{
-	static struct log_limit limit = LOG_LIMIT_INIT;
-	unsigned long long suppressed;
-	char copy[512], n[24];
-
-	if (!log_limit_allow(&limit, 20, 1, &suppressed))
-		return;
-	snprintf(copy, sizeof(copy), "%s", line);
-	util_rstrip(copy);
-	snprintf(n, sizeof(n), "%llu", suppressed);
-	log_warn("libwebsockets", "detail", copy, suppressed ? "suppressedBefore" : NULL, n);
-}
-
 int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 {
 	struct lws_context_creation_info info;
@@ -1029,7 +1030,7 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 			unsetenv(vars[i]);
 	}
-	lws_set_log_level(LLL_ERR, conn_lws_log);
+	lws_set_log_level(LLL_ERR, log_lws);
 	memset(&info, 0, sizeof(info));
 	if (c->proxy[0])
 		info.http_proxy_address = c->proxy;

@@ -102,6 +102,13 @@ spec:
 ---
 apiVersion: tasked.dev/v1alpha1
 kind: Flow
+metadata: {name: stopped}
+spec:
+  tasks:
+    - {name: a, shell: {command: [sleep, "600"]}}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Flow
 metadata: {name: waiting}
 spec:
   tasks:
@@ -116,6 +123,9 @@ check Flow waiting Running Progressing '^Running'
 check Flow fine Succeeded Healthy '.'
 check Flow broken Failed Degraded '^Failed: TaskFailed'
 check Flow cyclic Failed Degraded '^Failed: .*cycle'
+ok "Flow stopped starts its task" wait_for 60 phase_is task stopped-a Running
+k patch task stopped-a --type merge -p '{"spec":{"cancel":true}}' >/dev/null
+check Flow stopped Cancelled Degraded '^Cancelled: TaskCancelled'
 
 # --- TaskQueue -------------------------------------------------------------------------------------
 apply <<'EOF2'
@@ -135,6 +145,11 @@ metadata: {name: stuck}
 spec: {runnerSelector: {pool: scaled-to-zero}}
 ---
 apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: frozen}
+spec: {policy: {executors: []}}
+---
+apiVersion: tasked.dev/v1alpha1
 kind: Task
 metadata: {name: in-stuck}
 spec: {queue: stuck, shell: {command: ["true"]}}
@@ -149,6 +164,8 @@ ok "TaskQueue without matching runners, nothing waiting -> Healthy" wait_for 60 
 like "$(health TaskQueue idle-pool | cut -f2)" 'NoMatchingRunner' "... message: $(health TaskQueue idle-pool | cut -f2)"
 ok "TaskQueue without matching runners and a waiting task -> Degraded" wait_for 60 qh stuck Degraded
 like "$(health TaskQueue stuck | cut -f2)" 'NoMatchingRunner: .*1 queued|NoMatchingRunner: .*1 pending' "... message: $(health TaskQueue stuck | cut -f2)"
+ok "TaskQueue whose configuration lets no task run (Stalled) -> Degraded" wait_for 60 qh frozen Degraded
+like "$(health TaskQueue frozen | cut -f2)" '^InvalidSpec: .*executors is empty' "... message: $(health TaskQueue frozen | cut -f2)"
 
 # --- the argocd-cm snippet in docs/install.md is the scripts -----------------------------------------
 for kind in Task Flow TaskQueue; do

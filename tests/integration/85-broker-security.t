@@ -2,7 +2,8 @@
 # Broker security beyond 30-broker.t: failed authentications are rate limited (429), a grant
 # expires after 30 s, the controller holds each runner to its declared concurrency, the runner
 # verifies the CA of a wss:// controller before its token leaves, warns about ws:// to a
-# non-loopback address, and drains on SIGTERM.
+# non-loopback address, drains on SIGTERM, and unmasked client frames (RFC 6455 5.1) or frames
+# sent before the 101 fail the connection with nothing of them acted upon.
 . "$(dirname "$0")/lib.sh"
 . "$IT_ROOT/tests/cluster/lib.sh"
 test_namespace brokersec
@@ -62,6 +63,30 @@ sleep_left=$((31 - (SECONDS - grant_at)))
 [ "$sleep_left" -gt 0 ] && sleep "$sleep_left"
 out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --grant "$grant" --wait-ms 300)
 is "$(printf '%s' "$out" | grep -c 'upgrade 101')" 0 "a grant older than 30 s is refused"
+
+# --- RFC 6455 5.1: a client frame without the mask fails the connection (1002) ----------------
+API=$(cat "$STATE/api-url")
+metric() { curl -s "$API/metrics" | awk -v m="$1" 'index($0, m " ") == 1 { print $2; exit }'; }
+unmasked_before=$(metric tasked_broker_unmasked_frames_total)
+hello() { printf '{"type":"hello","runnerId":"%s","version":"test","capacity":1,"labels":{"pool":"unmasked"}}' "$1"; }
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$TOKEN" --send-unmasked "$(hello it-unmasked-a)" --wait-ms 2000)
+like "$out" 'upgrade 101' "the probe's WebSocket opened"
+like "$out" 'close 1002' "an unmasked hello closes the connection with 1002 ($(printf '%s' "$out" | tail -1))"
+is "$(printf '%s' "$out" | grep -c 'welcome')" 0 "... and is not answered"
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$TOKEN" --send "$(hello it-unmasked-b)" --expect welcome 1 \
+	--send-unmasked '{"type":"ready"}' --send '{"type":"ready"}' --wait-ms 2000)
+like "$out" 'welcome' "a masked hello on another connection is answered"
+like "$out" 'close 1002' "an unmasked frame after it closes that connection with 1002"
+sleep 0.5
+is "$(grep -c '"runner connected","runner":"it-unmasked-a"' "$STATE/controller.log")" 0 \
+	"the unmasked hello was never acted upon (no runner it-unmasked-a)"
+like "$(cat "$STATE/controller.log")" 'runner connection failed \(1002\)' "the failure is logged"
+is "$(( $(metric tasked_broker_unmasked_frames_total) - ${unmasked_before:-0} ))" 2 \
+	"... and counted (tasked_broker_unmasked_frames_total)"
+out=$("$PROBE" 127.0.0.1 "$BROKER_PORT" --token "$TOKEN" --early "$(hello it-unmasked-c)" --wait-ms 1000)
+is "$(printf '%s' "$out" | grep -c 'upgrade 101')" 0 "a frame sent with the upgrade request, before the 101, gets no WebSocket"
+is "$(printf '%s' "$out" | grep -c 'welcome')" 0 "... and is not acted upon"
+is "$(curl -s -o /dev/null -w '%{http_code}' "$API/healthz")" 200 "the controller is still healthy"
 
 # --- the controller enforces each runner's declared concurrency -----------------------------------
 runner it-sec-one sec-one --controller "ws://127.0.0.1:$BROKER_PORT" --concurrency 1

@@ -7,7 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 libdir=$(${CC:-cc} -print-multiarch 2>/dev/null || true)
 libdir=/usr/lib/${libdir:-x86_64-linux-gnu}
 syms() { nm -g --defined-only "$@" 2>/dev/null | awk '$2 ~ /^[TDBRVW]$/ { print $3 }' | sort -u; }
-ours=$(syms build/rel/common/*.o build/rel/controller/*.o build/rel/runner/*.o)
+# Interposed on purpose (common/wsguard.h): a weak SSL_read for dynamic links; the static image
+# links with -Wl,--wrap=SSL_read instead, so libssl's own definition stays the real one.
+ours=$(syms build/rel/common/*.o build/rel/controller/*.o build/rel/runner/*.o | grep -vx 'SSL_read' || true)
 [ -n "$ours" ] || { echo "lint: symbols: no objects in build/rel (run make all first)" >&2; exit 1; }
 libs=()
 for l in jansson yaml websockets cap seccomp ssl crypto z curl; do

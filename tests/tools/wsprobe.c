@@ -11,7 +11,10 @@
  *     --source ADDR    connect from this local IPv4 address (e.g. 127.0.0.2)
  *     --auth-only      stop after POST /runners/auth (prints "auth <status>")
  *     --unmasked       send frames without the client mask (RFC 6455 forbids it)
+ *     --early TEXT     send TEXT as a frame in the same write as the upgrade request, before
+ *                      the 101 (RFC 6455 4.1 forbids it)
  *     --pause-ms N     (between sends) read until nothing arrived for N ms
+ *     --send-unmasked TEXT  (between sends) one frame without the client mask
  *     --expect T N     (between sends) read until N received messages in all contained T
  *                      (at most 60 s)
  *
@@ -115,12 +118,17 @@ static int get_grant(const char *host, int port, const char *token, char *grant,
 	return 0;
 }
 
-static void send_frame(int fd, const char *data, size_t n)
+/* One text frame (header and payload) into a new buffer; *len its length. */
+static unsigned char *build_frame(const char *data, size_t n, int masked, size_t *len)
 {
 	unsigned char hdr[14], mask[4] = { 0x12, 0x34, 0x56, 0x78 };
-	unsigned char mbit = unmasked ? 0 : 0x80;
+	unsigned char mbit = masked ? 0x80 : 0;
 	size_t h = 0;
-	char *m = malloc(n ? n : 1);
+	unsigned char *m = malloc(n + sizeof(hdr));
+	if (!m) {
+		perror("malloc");
+		exit(1);
+	}
 	hdr[h++] = 0x81;   /* FIN + text */
 	if (n < 126) {
 		hdr[h++] = (unsigned char)(mbit | n);
@@ -137,11 +145,24 @@ static void send_frame(int fd, const char *data, size_t n)
 		memcpy(hdr + h, mask, 4);
 		h += 4;
 	}
+	memcpy(m, hdr, h);
 	for (size_t i = 0; i < n; i++)
-		m[i] = (char)(mbit ? data[i] ^ mask[i & 3] : data[i]);
-	write_all(fd, hdr, h);
-	write_all(fd, m, n);
+		m[h + i] = (unsigned char)(mbit ? data[i] ^ mask[i & 3] : data[i]);
+	*len = h + n;
+	return m;
+}
+
+static void send_frame_masked(int fd, const char *data, size_t n, int masked)
+{
+	size_t len;
+	unsigned char *m = build_frame(data, n, masked, &len);
+	write_all(fd, m, len);
 	free(m);
+}
+
+static void send_frame(int fd, const char *data, size_t n)
+{
+	send_frame_masked(fd, data, n, !unmasked);
 }
 
 /* Prints frames until close, EOF or the deadline (or, with quiet_timeout, until nothing came
@@ -204,7 +225,7 @@ static int read_frames(int fd, int wait_ms, int quiet_timeout)
 
 int main(int argc, char **argv)
 {
-	const char *host, *proto = "tasked.runner.v1", *grant_arg = NULL, *token = NULL;
+	const char *host, *proto = "tasked.runner.v1", *grant_arg = NULL, *token = NULL, *early = NULL;
 	char grant[256] = "", req[4096], resp[8192];
 	int port, fd, code = 0, wait_ms = 2000, print_grant = 0, auth_only = 0, closed = 0, i;
 
@@ -231,7 +252,9 @@ int main(int argc, char **argv)
 			auth_only = 1;
 		else if (strcmp(argv[i], "--unmasked") == 0)
 			unmasked = 1;
-		else if (strcmp(argv[i], "--send") == 0 || strcmp(argv[i], "--send-size") == 0 ||
+		else if (strcmp(argv[i], "--early") == 0 && i + 1 < argc)
+			early = argv[++i];
+		else if (strcmp(argv[i], "--send") == 0 || strcmp(argv[i], "--send-unmasked") == 0 || strcmp(argv[i], "--send-size") == 0 ||
 			 strcmp(argv[i], "--pause-ms") == 0)
 			i++;
 		else if (strcmp(argv[i], "--expect") == 0 && i + 2 < argc)
@@ -254,7 +277,16 @@ int main(int argc, char **argv)
 		 "%s%s%s%s%s%s\r\n", host, port,
 		 proto[0] ? "Sec-WebSocket-Protocol: " : "", proto, proto[0] ? "\r\n" : "",
 		 grant[0] ? "Authorization: Bearer " : "", grant, grant[0] ? "\r\n" : "");
-	write_all(fd, req, strlen(req));
+	if (early) {
+		size_t flen, rlen = strlen(req);
+		unsigned char *f = build_frame(early, strlen(early), 1, &flen);
+		if (rlen + flen < sizeof(req))
+			memcpy(req + rlen, f, flen);
+		free(f);
+		write_all(fd, req, rlen + flen < sizeof(req) ? rlen + flen : rlen);
+	} else {
+		write_all(fd, req, strlen(req));
+	}
 	read_http(fd, resp, sizeof(resp), 0);
 	sscanf(resp, "HTTP/1.1 %d", &code);
 	printf("upgrade %d\n", code);
@@ -276,6 +308,9 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--send") == 0) {
 			send_frame(fd, argv[i + 1], strlen(argv[i + 1]));
 			i++;
+		} else if (strcmp(argv[i], "--send-unmasked") == 0) {
+			send_frame_masked(fd, argv[i + 1], strlen(argv[i + 1]), 0);
+			i++;
 		} else if (strcmp(argv[i], "--send-size") == 0) {
 			size_t n = (size_t)strtoull(argv[++i], NULL, 10);
 			char *big = malloc(n);
@@ -284,7 +319,7 @@ int main(int argc, char **argv)
 			free(big);
 		} else if (strcmp(argv[i], "--token") == 0 || strcmp(argv[i], "--grant") == 0 ||
 			   strcmp(argv[i], "--proto") == 0 || strcmp(argv[i], "--wait-ms") == 0 ||
-			   strcmp(argv[i], "--source") == 0) {
+			   strcmp(argv[i], "--source") == 0 || strcmp(argv[i], "--early") == 0) {
 			i++;
 		}
 	}

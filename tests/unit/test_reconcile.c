@@ -186,6 +186,7 @@ static void test_success(void)
 	result(&w, 1, "{\"phase\": \"Succeeded\", \"exitCode\": 0}");
 	reconcile(&w);
 	is_str(phase(&w, b, sizeof(b)), "Succeeded/Succeeded", "result success -> Succeeded");
+	is_int(w.writes, 2, "two status writes in all: Running and Succeeded");
 	is_int(w.acks, 1, "the result is acknowledged");
 	is_str(w.last_event, "Succeeded", "an event says so");
 	w.writes = 0;
@@ -366,6 +367,151 @@ static void test_deleted(void)
 	world_free(&w);
 }
 
+/* "STATUS/REASON/observedGeneration" of the task's condition of this type; "-" when absent. */
+static const char *cond(struct world *w, const char *type, char *buf, size_t n)
+{
+	json_t *t = informer_get(w->inf, "ns/t"), *c;
+	size_t i;
+	snprintf(buf, n, "-");
+	json_array_foreach(task_conditions(t), i, c)
+		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
+			snprintf(buf, n, "%s/%s/%lld", json_string_value(json_object_get(c, "status")),
+				 json_string_value(json_object_get(c, "reason")),
+				 (long long)json_integer_value(json_object_get(c, "observedGeneration")));
+	json_decref(t);
+	return buf;
+}
+
+static const char *cond_ltt(struct world *w, const char *type, char *buf, size_t n)
+{
+	json_t *t = informer_get(w->inf, "ns/t"), *c;
+	size_t i;
+	snprintf(buf, n, "-");
+	json_array_foreach(task_conditions(t), i, c)
+		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
+			snprintf(buf, n, "%s", json_string_value(json_object_get(c, "lastTransitionTime")));
+	json_decref(t);
+	return buf;
+}
+
+static void test_conditions(void)
+{
+	struct world w;
+	char b[96], ltt[64];
+
+	world_init(&w, "{\"spec\": {" SHELL "}}");
+	w.dispatch_rc = -ENODEV;
+	reconcile(&w);
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Queued/1", "Queued: Reconciling True, reason Queued");
+	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Queued/1", "Queued: Ready False");
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Queued/1", "Queued: Stalled False");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "False/Queued/1", "Queued: Completed False");
+	is_str(cond(&w, "Succeeded", b, sizeof(b)), "Unknown/Queued/1", "Queued: Succeeded Unknown");
+	cond_ltt(&w, "Completed", ltt, sizeof(ltt));
+	w.dispatch_rc = 0;
+	w.now += 60000;
+	reconcile(&w);
+	taskctl_broker_ops.started(w.tc, "u1", 1, w.now, "r1");
+	reconcile(&w);
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Running/1", "Running: Reconciling True, reason Running");
+	is_str(cond_ltt(&w, "Completed", b, sizeof(b)), ltt, "a condition that stays False keeps its lastTransitionTime");
+	w.writes = 0;
+	w.now += 60000;
+	result(&w, 1, "{\"phase\": \"Succeeded\", \"exitCode\": 0}");
+	reconcile(&w);
+	is_int(w.writes, 1, "Succeeded: the conditions come with the one terminal write");
+	is_str(cond(&w, "Ready", b, sizeof(b)), "True/Succeeded/1", "Succeeded: Ready True");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Succeeded/1", "Succeeded: Reconciling False");
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Succeeded/1", "Succeeded: Stalled False");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Succeeded/1", "Succeeded: Completed True");
+	ok(strcmp(cond_ltt(&w, "Completed", b, sizeof(b)), ltt) != 0, "Completed turning True moves its lastTransitionTime");
+	world_free(&w);
+
+	world_init(&w, "{\"spec\": {" SHELL "}}");
+	reconcile(&w);
+	result(&w, 1, "{\"phase\": \"Failed\", \"exitCode\": 2}");
+	reconcile(&w);
+	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Failed/1", "Failed: Ready False with the reason");
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Failed/1", "Failed: Stalled True");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Failed/1", "Failed: Reconciling False");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Failed/1", "Failed: Completed True");
+	is_str(cond(&w, "Succeeded", b, sizeof(b)), "False/Failed/1", "Failed: Succeeded False");
+	world_free(&w);
+
+	world_init(&w, "{\"spec\": {" SHELL ", \"cancel\": true}}");
+	reconcile(&w);
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Cancelled/1", "Cancelled: Stalled True");
+	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Cancelled/1", "Cancelled: Ready False");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Cancelled/1", "Cancelled: Completed True");
+	world_free(&w);
+
+	/* Skipped did what was asked: everything that waits for success is satisfied. */
+	world_init(&w, "{\"spec\": {" SHELL ", \"when\": \"1 > 2\"}}");
+	reconcile(&w);
+	is_str(phase(&w, b, sizeof(b)), "Skipped/ConditionFalse", "a false when -> Skipped");
+	is_str(cond(&w, "Succeeded", b, sizeof(b)), "True/ConditionFalse/1", "Skipped: Succeeded True (kubectl wait ends)");
+	is_str(cond(&w, "Ready", b, sizeof(b)), "True/ConditionFalse/1", "Skipped: Ready True");
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Skipped/1", "Skipped: Stalled False");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Skipped/1", "Skipped: Completed True");
+	world_free(&w);
+}
+
+/* A spec edit after the end (cancel, ttlSecondsAfterFinished) is observed: one write. */
+static void test_observed_generation(void)
+{
+	struct world w;
+	char b[96];
+	json_t *t, *h;
+
+	world_init(&w, "{\"spec\": {" SHELL "}}");
+	reconcile(&w);
+	result(&w, 1, "{\"phase\": \"Failed\", \"exitCode\": 2}");
+	reconcile(&w);
+	reconcile(&w);
+	h = informer_get(w.inf, "ns/t");
+	t = json_deep_copy(h);
+	json_decref(h);
+	json_object_set_new(task_spec(t), "ttlSecondsAfterFinished", json_integer(3600));
+	json_object_set_new(task_metadata(t), "generation", json_integer(2));
+	feed(&w, "MODIFIED", t);
+	json_decref(t);
+	w.writes = 0;
+	reconcile(&w);
+	is_int(w.writes, 1, "a finished task's new generation: one write");
+	t = informer_get(w.inf, "ns/t");
+	is_int(json_integer_value(json_object_get(task_status(t), "observedGeneration")), 2, "status.observedGeneration 2");
+	json_decref(t);
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Failed/2", "the conditions say generation 2, statuses unchanged");
+	is_str(phase(&w, b, sizeof(b)), "Failed/Failed", "the phase stays");
+	reconcile(&w);
+	is_int(w.writes, 1, "and no more writes after it");
+	world_free(&w);
+}
+
+/* A Queued task's message follows what it waits for: a stale one would name a wait that is over. */
+static void test_waiting_message(void)
+{
+	struct world w;
+	json_t *t;
+
+	world_init(&w, "{\"spec\": {" SHELL "}}");
+	w.dispatch_rc = -ENODEV;
+	reconcile(&w);
+	t = informer_get(w.inf, "ns/t");
+	is_str(task_message(t), "waiting for a runner that matches runnerSelector", "no matching runner: says so");
+	json_decref(t);
+	w.dispatch_rc = -EAGAIN;
+	w.writes = 0;
+	reconcile(&w);
+	t = informer_get(w.inf, "ns/t");
+	is_str(task_message(t), "waiting for a free runner slot", "a matching runner, busy: the message follows");
+	json_decref(t);
+	is_int(w.writes, 1, "with one write");
+	reconcile(&w);
+	is_int(w.writes, 1, "and none while the wait stays the same");
+	world_free(&w);
+}
+
 int main(void)
 {
 	test_success();
@@ -375,5 +521,8 @@ int main(void)
 	test_runner_lost();
 	test_waiting_and_refused();
 	test_deleted();
+	test_conditions();
+	test_observed_generation();
+	test_waiting_message();
 	return done_testing();
 }

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@
 #define GRANT "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 /* ---- fake broker ------------------------------------------------------------------------- */
+
+#define SRV_RAW (-1) /* frame flags: the bytes go to the socket as they are, past lws */
 
 struct frame {
 	struct frame *next;
@@ -179,7 +182,10 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		}
 		if (!f)
 			break;
-		lws_write(wsi, f->data + LWS_PRE, f->len, (enum lws_write_protocol)f->flags);
+		if (f->flags == SRV_RAW)
+			(void)!send(lws_get_socket_fd(wsi), f->data + LWS_PRE, f->len, MSG_NOSIGNAL);
+		else
+			lws_write(wsi, f->data + LWS_PRE, f->len, (enum lws_write_protocol)f->flags);
 		free(f->data);
 		free(f);
 		pthread_mutex_lock(&S.lock);
@@ -666,6 +672,32 @@ static void test_conn(void)
 	dispatch("t5", 1, "echo", "still");
 	ok(wait_rx(0, "result", "t5", 1, 5000) >= 0, "runner still serves after protocol errors");
 	ack("t5", 1);
+
+	/* RFC 6455 5.1: a masked frame from the server fails the connection (lws 4.1 would take
+	 * it; common/wsguard.c refuses it), and its dispatch is never run */
+	{
+		static const char d[] = "{\"type\":\"dispatch\",\"taskUid\":\"tmask\",\"attempt\":1,"
+					"\"namespace\":\"ns\",\"name\":\"tmask\",\"shell\":{\"command\":[\"echo\",\"x\"]}}";
+		unsigned char f[sizeof(d) + 8];
+		size_t n = sizeof(d) - 1;
+		f[0] = 0x81;
+		f[1] = (unsigned char)(0x80 | 126);
+		f[2] = (unsigned char)(n >> 8);
+		f[3] = (unsigned char)n;
+		memcpy(f + 4, "\x5a\x17\x00\xc3", 4);
+		for (size_t k = 0; k < n; k++)
+			f[8 + k] = (unsigned char)(d[k] ^ f[4 + (k & 3)]);
+		pthread_mutex_lock(&S.lock);
+		S.peer_close_code = 0;
+		pthread_mutex_unlock(&S.lock);
+		base = srv_get(&S.conns);
+		from = rx_count();
+		srv_send_frame((const char *)f, n + 8, SRV_RAW);
+		/* lws' client fails it without a close status ("illegal opcode") */
+		ok(wait_int(&S.conns, base + 1, 15000), "a masked frame from the server: the runner drops the connection and reconnects (after its backoff)");
+		srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
+		is_int(wait_rx(from, "started", "tmask", 1, 1500), -1, "... and the masked dispatch never ran");
+	}
 
 	/* drain: stop taking work */
 	usleep(100 * 1000);

@@ -21,7 +21,15 @@ host_changes() { # prints every host-global change of the node that is still the
 	ls -d /sys/fs/cgroup/*/"$NODE_TAG" 2>/dev/null | sed 's/^/cgroup /'
 	awk -v n="$STATE/node/" 'index($5, n) == 1 { print "mount " $5 }' /proc/self/mountinfo
 	ls -d "/run/$NODE_TAG" /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/cni/results/"$NODE_TAG"-* \
-		/run/containerd/s/* 2>/dev/null | sed 's/^/path /'
+		2>/dev/null | sed 's/^/path /'
+	# Shim sockets: every containerd's shims use /run/containerd/s (Docker's too), and none of
+	# our processes is left (checked before), so a socket something listens on is not ours.
+	local live s
+	live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
+	for s in /run/containerd/s/*; do
+		[ -e "$s" ] || continue
+		printf '%s\n' "$live" | grep -qxF -- "$s" || echo "path $s"
+	done
 	ls /run/netns/cni-* 2>/dev/null | sed 's/^/netns /'
 	find /var/log/containers -maxdepth 1 -lname "$STATE/node/*" 2>/dev/null | sed 's/^/log link /'
 	[ -s "$STATE/node/created-paths" ] && sed 's/^/created path still recorded /' "$STATE/node/created-paths"
