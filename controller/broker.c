@@ -29,6 +29,8 @@
 #define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
 #define BROKER_AUTH_PEERS 256       /* peers tracked; the most rested one makes room */
 #define BROKER_DROP_LOG_EVERY 1000  /* after the first, log every this many dropped messages */
+#define BROKER_MAX_POOLS 4096       /* RunnerPool tokens known at once */
+#define BROKER_POOL_KEY 256         /* "namespace/name" of a RunnerPool, NUL included */
 
 struct outmsg {
 	struct outmsg *next;
@@ -47,10 +49,13 @@ struct runner {
 	struct outmsg *out_head, *out_tail;
 	size_t out_count;
 	int64_t gone_ms;        /* when it disconnected (monotonic), 0 while connected */
+	char pool[BROKER_POOL_KEY];   /* RunnerPool whose token it authenticated with; "" = global */
+	int draining;           /* a pool's scale-down chose it: no new work */
 };
 
 struct rsess {                  /* per WebSocket, zeroed by lws */
 	struct runner *r;
+	char pool[BROKER_POOL_KEY];   /* from the grant the connection presented */
 	struct buf rx;
 	int rx_init;
 	int64_t last_rx_ms;
@@ -66,6 +71,12 @@ struct hsess {                  /* per HTTP request on the broker listener */
 struct grant {
 	char hex[65];
 	int64_t expires_ms;
+	char pool[BROKER_POOL_KEY];   /* the token's RunnerPool, "" for the global token */
+};
+
+struct pool_token {
+	char pool[BROKER_POOL_KEY];
+	char token[128];
 };
 
 /* Failed authentications are limited per peer, so one peer's failures never lock out another's
@@ -88,6 +99,8 @@ struct broker {
 	struct auth_peer peers[BROKER_AUTH_PEERS];
 	char *token;
 	struct timespec token_mtime;
+	struct pool_token *pools;     /* RunnerPool tokens (broker_pool_set) */
+	size_t npools;
 	atomic_ullong dropped[3];     /* messages refused per type: started, log, result */
 	atomic_ullong auth_limited;   /* authentications refused by the per-peer limit */
 	int listening;
@@ -179,6 +192,7 @@ static int broker_auth(struct broker *b, const unsigned char peer[16], const cha
 	int64_t now = util_mono_ms();
 	struct auth_peer *p;
 	int ok, r = 0, slot = -1;
+	size_t tlen = token ? strlen(token) : 0, pool = (size_t)-1;
 
 	pthread_mutex_lock(&b->lock);
 	p = broker_peer_locked(b, peer, now);
@@ -190,6 +204,13 @@ static int broker_auth(struct broker *b, const unsigned char peer[16], const cha
 	broker_token_refresh(b);
 	ok = b->token && b->token[0] && token &&
 	     util_ct_equal(token, strlen(token), b->token, strlen(b->token));
+	/* Every pool token is compared (no early exit), so timing says nothing about which. */
+	for (size_t i = 0; token && i < b->npools; i++) {
+		if (util_ct_equal(token, tlen, b->pools[i].token, strlen(b->pools[i].token)) && !ok) {
+			ok = 1;
+			pool = i;
+		}
+	}
 	if (!ok) {
 		p->tokens -= 1.0;
 		r = -EACCES;
@@ -210,14 +231,16 @@ static int broker_auth(struct broker *b, const unsigned char peer[16], const cha
 		goto out;
 	}
 	b->grants[slot].expires_ms = now + BROKER_GRANT_TTL_MS;
+	snprintf(b->grants[slot].pool, sizeof(b->grants[slot].pool), "%s",
+		 pool == (size_t)-1 ? "" : b->pools[pool].pool);
 	memcpy(grant_out, b->grants[slot].hex, 65);
 out:
 	pthread_mutex_unlock(&b->lock);
 	return r;
 }
 
-/* Consumes a grant: valid once, within its TTL. */
-static int broker_take_grant(struct broker *b, const char *grant)
+/* Consumes a grant: valid once, within its TTL. Its pool goes to pool_out. */
+static int broker_take_grant(struct broker *b, const char *grant, char pool_out[BROKER_POOL_KEY])
 {
 	int64_t now = util_mono_ms();
 	int found = 0;
@@ -228,6 +251,7 @@ static int broker_take_grant(struct broker *b, const char *grant)
 		if (g->expires_ms > now && util_ct_equal(g->hex, 64, grant, strlen(grant)) && !found) {
 			found = 1;
 			g->expires_ms = 0;
+			memcpy(pool_out, g->pool, BROKER_POOL_KEY);
 			OPENSSL_cleanse(g->hex, sizeof(g->hex));
 		}
 	}
@@ -324,8 +348,8 @@ static int broker_labels_match(json_t *labels, json_t *selector)
 	return 1;
 }
 
-int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *selector,
-		    json_t *msg, char *runner_out, size_t outsz)
+int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, const char *pool,
+		    json_t *selector, json_t *msg, char *runner_out, size_t outsz)
 {
 	struct runner *best = NULL;
 	int matched = 0, best_free = 0, r;
@@ -335,7 +359,9 @@ int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, json_t *
 	broker_inflight_key(uid, attempt, key, sizeof(key));
 	for (struct runner *x = b->runners; x; x = x->next) {
 		int free_slots;
-		if (!x->wsi || !broker_labels_match(x->labels, selector))
+		/* A pool's tasks go to its runners only, and theirs to no one else. */
+		if (!x->wsi || x->draining || strcmp(x->pool, pool ? pool : "") != 0 ||
+		    !broker_labels_match(x->labels, selector))
 			continue;
 		matched = 1;
 		/* A runner still holding this key from before would ignore the dispatch. */
@@ -412,9 +438,102 @@ int broker_has_runner(struct broker *b, json_t *selector)
 	int found = 0;
 	pthread_mutex_lock(&b->lock);
 	for (struct runner *r = b->runners; r && !found; r = r->next)
-		found = r->wsi && broker_labels_match(r->labels, selector);
+		found = r->wsi && !r->pool[0] && broker_labels_match(r->labels, selector);
 	pthread_mutex_unlock(&b->lock);
 	return found;
+}
+
+int broker_pool_set(struct broker *b, const char *pool, const char *token)
+{
+	size_t i;
+	int r = 0;
+
+	if (!pool || !pool[0] || strlen(pool) >= BROKER_POOL_KEY || !token || strlen(token) < 32 ||
+	    strlen(token) >= sizeof(b->pools[0].token))
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	for (i = 0; i < b->npools && strcmp(b->pools[i].pool, pool) != 0; i++)
+		;
+	if (i == b->npools) {
+		struct pool_token *n = NULL;
+		if (b->npools >= BROKER_MAX_POOLS ||
+		    !(n = realloc(b->pools, (b->npools + 1) * sizeof(*n)))) {
+			r = n ? -ENOSPC : -ENOMEM;
+			goto out;
+		}
+		b->pools = n;
+		b->npools++;
+		snprintf(b->pools[i].pool, sizeof(b->pools[i].pool), "%s", pool);
+	}
+	snprintf(b->pools[i].token, sizeof(b->pools[i].token), "%s", token);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+void broker_pool_remove(struct broker *b, const char *pool)
+{
+	pthread_mutex_lock(&b->lock);
+	for (size_t i = 0; i < b->npools; i++) {
+		if (strcmp(b->pools[i].pool, pool) != 0)
+			continue;
+		OPENSSL_cleanse(&b->pools[i], sizeof(b->pools[i]));
+		b->pools[i] = b->pools[b->npools - 1];
+		b->npools--;
+		break;
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+void broker_pool_counts(struct broker *b, const char *pool, struct broker_pool_counts *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *r = b->runners; r; r = r->next) {
+		int busy;
+		if (!r->wsi || strcmp(r->pool, pool) != 0)
+			continue;
+		busy = (int)json_object_size(r->inflight) + (int)json_object_size(r->unverified);
+		if (r->draining) {
+			ret->draining++;
+		} else {
+			ret->runners++;
+			ret->slots += r->capacity;
+		}
+		ret->busy += busy;
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+int broker_pool_drain(struct broker *b, const char *pool, int n, char (*ids)[64], int max)
+{
+	int k = 0;
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *r = b->runners; r && k < n && k < max; r = r->next) {
+		if (!r->wsi || r->draining || strcmp(r->pool, pool) != 0 ||
+		    json_object_size(r->inflight) || json_object_size(r->unverified))
+			continue;
+		r->draining = 1;
+		snprintf(ids[k++], 64, "%s", r->id);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return k;
+}
+
+int broker_pool_undrain(struct broker *b, const char *pool, const char *id)
+{
+	int woke = 0;
+	pthread_mutex_lock(&b->lock);
+	for (struct runner *r = b->runners; r; r = r->next) {
+		if (r->draining && r->wsi && strcmp(r->pool, pool) == 0 && strcmp(r->id, id) == 0) {
+			r->draining = 0;
+			woke = 1;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (woke && b->ops.capacity)
+		b->ops.capacity(b->ud);
+	return woke;
 }
 
 int broker_listening(struct broker *b)
@@ -624,6 +743,14 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 		ret = broker_close(wsi, PROTO_CLOSE_POLICY, "runner id already connected");
 		goto out;
 	}
+	/* An id stays with the token it first came with: a runner of another pool (or of none)
+	 * must not inherit what a runner of that id held. */
+	if (r && strcmp(r->pool, s->pool) != 0) {
+		pthread_mutex_unlock(&b->lock);
+		log_warn("runner id belongs to another runner pool", "runner", m->runner_id, "pool", s->pool);
+		ret = broker_close(wsi, PROTO_CLOSE_POLICY, "runner id belongs to another runner pool");
+		goto out;
+	}
 	if (!r) {
 		r = calloc(1, sizeof(*r));
 		if (!r || !(r->inflight = json_object()) || !(r->unverified = json_object())) {
@@ -635,6 +762,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 			goto out;
 		}
 		snprintf(r->id, sizeof(r->id), "%s", m->runner_id);
+		snprintf(r->pool, sizeof(r->pool), "%s", s->pool);
 		r->next = b->runners;
 		b->runners = r;
 	}
@@ -670,10 +798,13 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	json_decref(welcome);
 	pthread_mutex_unlock(&b->lock);
 
-	/* The controller's records answer without our lock held (it takes its own). */
+	/* The controller's records answer without our lock held (it takes its own). A pool's
+	 * runner may keep only its pool's tasks. */
 	json_object_foreach(declared, k, v) {
-		if (b->ops.held(b->ud, json_string_value(json_object_get(v, "uid")),
-				json_integer_value(json_object_get(v, "attempt")), id) == 1)
+		const char *uid = json_string_value(json_object_get(v, "uid"));
+		if (s->pool[0] && (!b->ops.in_pool || b->ops.in_pool(b->ud, uid, s->pool) != 1))
+			continue;
+		if (b->ops.held(b->ud, uid, json_integer_value(json_object_get(v, "attempt")), id) == 1)
 			json_object_set(confirmed, k, v);
 	}
 	pthread_mutex_lock(&b->lock);
@@ -862,7 +993,7 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/runners/ws") != 0)
 			return -1;
 		if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
-		    strncmp(auth, "Bearer ", 7) != 0 || broker_take_grant(b, auth + 7) < 0) {
+		    strncmp(auth, "Bearer ", 7) != 0 || !s || broker_take_grant(b, auth + 7, s->pool) < 0) {
 			OPENSSL_cleanse(auth, sizeof(auth));
 			broker_log_refusal("runner WebSocket refused", "missing, expired or replayed grant");
 			return -1;
@@ -1050,6 +1181,9 @@ void broker_free(struct broker *b)
 	if (b->token)
 		OPENSSL_cleanse(b->token, strlen(b->token));
 	free(b->token);
+	if (b->pools)
+		OPENSSL_cleanse(b->pools, b->npools * sizeof(*b->pools));
+	free(b->pools);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }

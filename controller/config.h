@@ -27,6 +27,8 @@ struct ctl_config {
 	/* the container executor */
 	long keep_task_pods, pod_start_timeout_s;
 	const char *pod_apparmor;
+	/* RunnerPools (pools.h) */
+	const char *pool_runner_image, *pool_broker_url, *pool_apparmor, *pool_pull_policy;
 };
 
 /* Fills c from the defaults, $TASKED_API_KEY and argv. 0; 1 after printing --help or

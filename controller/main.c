@@ -15,6 +15,7 @@
 #include "queues.h"
 #include "log.h"
 #include "metrics.h"
+#include "pools.h"
 #include "recorder.h"
 #include "taskctl.h"
 #include "util.h"
@@ -51,7 +52,8 @@ static enum log_level parse_level(const char *s)
 }
 
 struct app {
-	struct informer *inf, *queues_inf, *flows_inf;
+	struct informer *inf, *queues_inf, *flows_inf, *pools_inf;
+	struct pools *pools;
 	struct server *server;  /* the main loop: broker and API listeners */
 	struct broker *broker;
 	struct api *api;
@@ -86,8 +88,10 @@ static void *app_status_loop(void *ud)
 			usleep(100000);
 		if (!swept)   /* logs reloaded from --log-dir whose task is gone */
 			swept = api_sweep_logs(a->api);
-		if (!a->stop && app_leading(a))
+		if (!a->stop && app_leading(a)) {
 			queues_write_status(a->queues);
+			pools_reconcile_all(a->pools);
+		}
 		/* glibc keeps freed heap after bursts; hand it back now and then. */
 		if (n % 30 == 0)
 			malloc_trim(0);
@@ -210,7 +214,7 @@ static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_cl
 static void app_free(struct app *a)
 {
 	struct lease *lease = atomic_load(&a->lease);
-	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf, a->pools_inf };
 
 	/* The webhook reads the TaskQueue cache: it goes before the informers. */
 	certmgr_free(a->certs);
@@ -229,6 +233,7 @@ static void app_free(struct app *a)
 	flowctl_free(a->flows);
 	taskctl_free(a->tc);
 	queues_free(a->queues);
+	pools_free(a->pools);
 	deps_index_free(a->deps);
 }
 
@@ -237,7 +242,7 @@ static int app_select(struct app *a, const char *instance_id)
 {
 	char sel[128];
 	int r = instance_selector(instance_id, sel, sizeof(sel));
-	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf };
+	struct informer *infs[] = { a->inf, a->queues_inf, a->flows_inf, a->pools_inf };
 	for (size_t i = 0; r == 0 && i < UTIL_ARRAY_SIZE(infs); i++)
 		r = informer_set_selector(infs[i], sel);
 	return r;
@@ -257,9 +262,13 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	/* The caches first (their consumers subscribe below), then each object after what it uses.
 	 * The TaskQueue and Flow watches have the Task watch's scope. */
 	{
-		char qpath[512], fpath[512];
+		char qpath[512], fpath[512], ppath[512];
 		if (kube_path(qpath, sizeof(qpath), KUBE_GV_TASKED, "taskqueues", o->namespace_, NULL, NULL) < 0 ||
-		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL, NULL) < 0)
+		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL, NULL) < 0 ||
+		    kube_path(ppath, sizeof(ppath), KUBE_GV_TASKED, "runnerpools", o->namespace_, NULL, NULL) < 0)
+			return -ENOMEM;
+		a->pools_inf = informer_new(kc, ppath, 0, NULL, NULL);
+		if (!a->pools_inf)
 			return -ENOMEM;
 		a->inf = informer_new(kc, path, 10 * 60 * 1000, NULL, NULL);
 		a->queues_inf = informer_new(kc, qpath, 0, NULL, NULL);
@@ -301,8 +310,18 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 						  .may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a });
 	if (!a->pods)
 		return -ENOMEM;
+	a->pools = pools_new(&(struct pools_cfg){ .kc = kc, .pools_inf = a->pools_inf, .tasks_inf = a->inf,
+						 .queues = a->queues, .broker = a->broker, .tasks_queue = q,
+						 .token_file = o->token_file,
+						 .env = { .runner_image = o->pool_runner_image,
+							  .broker_url = o->pool_broker_url,
+							  .apparmor = o->pool_apparmor,
+							  .pull_policy = o->pool_pull_policy } });
+	if (!a->pools)
+		return -ENOMEM;
 	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
 						.pods = a->pods,
+						.pools = a->pools,
 						.recorder = recorder,
 						.queues = a->queues, .deps = a->deps,
 						.lost_grace_ms = o->lost_grace_s * 1000,
@@ -322,11 +341,13 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	    informer_add_handler(a->inf, flowctl_on_task_event, a->flows) < 0 ||
 	    informer_add_handler(a->inf, api_on_informer_event, api) < 0 ||
 	    informer_add_handler(a->queues_inf, queues_on_event, a->queues) < 0 ||
-	    informer_add_handler(a->flows_inf, flowctl_on_event, a->flows) < 0)
+	    informer_add_handler(a->flows_inf, flowctl_on_event, a->flows) < 0 ||
+	    informer_add_handler(a->pools_inf, pools_on_event, a->pools) < 0)
 		return -ENOMEM;
 	informer_set_undecodable(a->inf, taskctl_on_undecodable, a->tc);
 	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
 	podexec_subscribe(a->pods, &taskctl_broker_ops, a->tc);
+	pools_set_wake(a->pools, taskctl_broker_ops.capacity, a->tc);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }
@@ -421,6 +442,7 @@ int main(int argc, char **argv)
 	log_info("starting", "version", TASKED_VERSION, "watch", path, "instance",
 		 o.instance_id ? o.instance_id : "(none: objects without tasked.dev/instance)");
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
+	    informer_start(app.pools_inf) < 0 ||
 	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0 || podexec_start(app.pods) < 0)
 		goto out;
 	if (app_webhook(&app, &o, kc, lease_ns) < 0)

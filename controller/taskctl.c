@@ -1,4 +1,5 @@
 #include "taskctl.h"
+#include "pools.h"
 #include "attempts.h"
 #include "cel.h"
 #include "deps.h"
@@ -52,8 +53,8 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 	return r;
 }
 
-static int fx_dispatch(void *ud, const char *uid, int64_t attempt, json_t *selector, json_t *msg, char *runner,
-		       size_t runnersz)
+static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector,
+		       json_t *msg, char *runner, size_t runnersz)
 {
 	struct taskctl *t = ud;
 	if (json_object_get(msg, "container")) {
@@ -65,7 +66,7 @@ static int fx_dispatch(void *ud, const char *uid, int64_t attempt, json_t *selec
 		r = podexec_dispatch(t->cfg.pods, msg, runner, runnersz);
 		return r == -EAGAIN ? -EIO : r;   /* -EAGAIN means "wait for a runner slot" */
 	}
-	return broker_dispatch(t->broker, uid, attempt, selector, msg, runner, runnersz);
+	return broker_dispatch(t->broker, uid, attempt, pool, selector, msg, runner, runnersz);
 }
 
 static void fx_cancel(void *ud, const char *runner, const char *uid, int64_t attempt)
@@ -375,7 +376,14 @@ static void cb_log(void *ud, const char *uid, int64_t attempt, int64_t seq, cons
 	t->cfg.on_log(t->cfg.observer_ud, key[0] ? key : NULL, uid, attempt, seq, stream, data);
 }
 
+static int cb_in_pool(void *ud, const char *uid, const char *pool)
+{
+	struct taskctl *t = ud;
+	return pools_task_in_pool(t->cfg.pools, uid, pool);
+}
+
 const struct broker_ops taskctl_broker_ops = {
+	.in_pool = cb_in_pool,
 	.log = cb_log,
 	.started = cb_started,
 	.result = cb_result,
@@ -683,19 +691,29 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	json_t *msg, *selector = json_object_get(task_spec(task), "runnerSelector");
 	const char *reason = "InvalidSpec";
 	const struct taskctl_secret_reader rd = { t->fx.read_secret, t->fx.ud };
-	char err[512], runner[512];
+	char err[512], runner[512], pool[512] = "", pool_why[300] = "";
 	json_t *secrets = NULL, *e;
 	size_t i;
-	int r;
+	int r, routed;
 
 	if (!json_is_object(selector) || json_object_size(selector) == 0)
 		selector = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
+	/* A pool's tasks go to its runners (matched by the pool, not by their labels). */
+	routed = pools_route(t->cfg.pools, task, selector, pool, sizeof(pool), pool_why, sizeof(pool_why));
+	if (routed == 1)
+		selector = NULL;
 	msg = taskctl_build_dispatch(task, attempt, now_ms(t), err, sizeof(err));
 	if (msg && (r = taskctl_apply_queue(&rd, task, msg, queue, vars, now_ms(t), &reason, err, sizeof(err))) < 0) {
 		json_decref(msg);
 		if (r == -EAGAIN)
 			return r;
 		msg = NULL;
+	}
+	/* The queue's container policy applies to the pool its tasks run in. */
+	if (msg && routed == 1 && !pools_policy_allows(t->cfg.pools, pool, queue, err, sizeof(err))) {
+		json_decref(msg);
+		msg = NULL;
+		reason = "PolicyDenied";
 	}
 	if (!msg) {
 		log_task("task refused", task, "reason", err);
@@ -719,7 +737,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		json_decref(msg);
 		return r;
 	}
-	r = t->fx.dispatch(t->fx.ud, uid, attempt, selector, msg, runner, sizeof(runner));
+	r = routed < 0 ? -ENODEV : t->fx.dispatch(t->fx.ud, uid, attempt, pool, selector, msg, runner, sizeof(runner));
 	if (r == 0) {
 		att_set_runner(t->att, uid, runner);
 		log_task("task dispatched", task, "runner", runner);
@@ -766,10 +784,19 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	 * waits for changed (a slot in the queue, a matching runner, a free runner slot): a
 	 * message that named what has since happened would stay for as long as the wait. */
 	{
+		char msgbuf[600];
 		const char *why = r == -ENODEV ? "waiting for a runner that matches runnerSelector"
 					       : "waiting for a free runner slot";
 		const char *smsg = json_string_value(json_object_get(status, "message"));
 		json_t *extra;
+		if (routed < 0)
+			why = pool_why;
+		else if (routed == 1 && r == -ENODEV)
+			why = (snprintf(msgbuf, sizeof(msgbuf), "RunnerPool %s is starting: waiting for its first runner",
+					strchr(pool, '/') + 1), msgbuf);
+		else if (r == -ENODEV && json_object_size(selector))
+			why = "no RunnerPool in the namespace has labels matching runnerSelector and no connected "
+			      "runner matches it: waiting for a runner that matches runnerSelector";
 		if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
 		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 && smsg &&
 		    strcmp(smsg, why) == 0 &&

@@ -22,10 +22,11 @@ struct taskctl_effects {
 	/* Merge-patches the Task's status with patch ({"status": …}) under a UID precondition:
 	 * 0, -ENOENT (gone), -EINVAL (refused), -EAGAIN (retry); see kube_patch_status. */
 	int (*write_status)(void *ud, json_t *task, json_t *patch);
-	/* Sends an attempt to a runner matching selector; the runner's name into runner.
+	/* Sends an attempt to a runner of pool ("" = the global runners) matching selector; the
+	 * runner's name into runner.
 	 * 0, -EAGAIN (no free slot), -ENODEV (no matching runner), -EMSGSIZE (too big). */
-	int (*dispatch)(void *ud, const char *uid, int64_t attempt, json_t *selector, json_t *msg,
-			char *runner, size_t runnersz);
+	int (*dispatch)(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector,
+			json_t *msg, char *runner, size_t runnersz);
 	void (*cancel)(void *ud, const char *runner, const char *uid, int64_t attempt);
 	/* Tells the runner the controller has recorded the attempt's result. */
 	void (*ack)(void *ud, const char *runner, const char *uid, int64_t attempt);
@@ -52,6 +53,7 @@ struct taskctl_cfg {
 	struct recorder *recorder; /* Events; may be NULL */
 	struct queues *queues;     /* TaskQueues; NULL = built-in defaults only */
 	struct deps_index *deps;   /* who depends on whom; may be NULL */
+	struct pools *pools;       /* RunnerPools (routing); NULL = none */
 	/* Leader election: workers act only while this returns nonzero (NULL = always). */
 	int (*may_act)(void *ud);
 	void *may_act_ud;

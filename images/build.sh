@@ -92,7 +92,42 @@ assemble() {
 		>"$rootfs/etc/passwd"
 	printf 'root:x:0:\nnobody:x:65532:\n' >"$rootfs/etc/group"
 	chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group"
+	[ "$name" != runner ] || bundle "$bin" "$rootfs" "${interp:-}"
 	find "$rootfs" -type d -exec chmod 0755 {} +
+}
+
+# bundle BIN ROOTFS INTERP: the self-contained runner a RunnerPool injects into images it was
+# not built for (docs/pools.md). /usr/lib/tasked-bundle holds, flat: the runner, glibc's loader
+# and every library ldd lists, and the CA bundle; the pool's runner container starts it as
+# `ld-linux-x86-64.so.2 --library-path DIR DIR/tasked-runner`, so nothing of the image's own
+# libc (or its absence) is used. The image's own paths for those files become relative
+# symlinks into it, so the image carries each file once (/usr/lib is where the runner's
+# AppArmor profile lets it map and run libraries). /usr/local/bin/tasked-install (static) is
+# the init container that copies the bundle into the pod's emptyDir (no shell, no cp here).
+bundle() {
+	local bin=$1 rootfs=$2 interp=$3 dir=$2/usr/lib/tasked-bundle lib
+	[ -n "$interp" ] || die "the runner has no program interpreter: a static runner needs no bundle"
+	command -v "${CC:-cc}" >/dev/null || die "a C compiler is required for tasked-install"
+	mkdir -p "$dir"
+	into_bundle "$rootfs/usr/local/bin/tasked-runner" "$dir/tasked-runner"
+	into_bundle "$rootfs$interp" "$dir/$(basename "$interp")"
+	while read -r lib; do
+		[ -n "$lib" ] || continue
+		into_bundle "$rootfs$lib" "$dir/$(basename "$lib")"
+	done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }')
+	into_bundle "$rootfs/etc/ssl/certs/ca-certificates.crt" "$dir/ca-certificates.crt"
+	"${CC:-cc}" -static -O2 -Wall -Wextra -Werror -o "$rootfs/usr/local/bin/tasked-install" \
+		"$root/images/bundle-install.c"
+	strip --strip-all "$rootfs/usr/local/bin/tasked-install"
+	chmod 0755 "$rootfs/usr/local/bin/tasked-install"
+}
+
+# into_bundle FILE DEST: moves FILE to DEST and leaves a relative symlink to it at FILE.
+into_bundle() {
+	[ -f "$1" ] && [ ! -L "$1" ] || die "$1 is not a regular file"
+	[ ! -e "$2" ] || die "two files named $(basename "$2") for the bundle"
+	mv "$1" "$2"
+	ln -sr "$2" "$1"
 }
 
 sizes=$root/build/images/sizes.txt

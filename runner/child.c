@@ -75,10 +75,11 @@ static __attribute__((noreturn)) void child_task(const struct child *c, pid_t in
 		sfd = 3;
 	}
 	child_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
-	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). */
+	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). From
+	 *    the spawner they are all default already: 64 system calls saved. */
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
+	for (int sig = 1; sig < NSIG && !c->sigs_dfl; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			(void)sigaction(sig, &dfl, NULL);
 	if (sigprocmask(SIG_SETMASK, &c->empty, NULL) < 0)
@@ -286,32 +287,48 @@ static pid_t child_vfork(int (*fn)(void *), void *arg)
 	return (pid_t)clone(fn, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
 }
 
-/* The per-task init: from the runner's fork to _exit. */
+/* The init's steps that do not depend on the task: 1-4 and, with namespaces, the new mount and
+ * IPC namespaces. Returns 0, or a negative errno with *step set. */
+int child_init_begin(pid_t parent, int ns, const sigset_t *all, int *step)
+{
+	/* 1. Every signal blocked: SIGTERM and SIGCHLD are read from a signalfd. */
+	(void)sigprocmask(SIG_SETMASK, all, NULL);
+	/* 2. The runner's death (its forking thread's, or with the spawner its main thread's)
+	 *    arrives as SIGTERM, catchable, so the task tree is killed before the init goes; then
+	 *    close the race with the parent dying before prctl(). */
+	*step = STEP_PDEATHSIG;
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0)
+		return -errno;
+	if (getppid() != parent)
+		_exit(127);
+	/* 3. Own session: no terminal, and away from the runner's process group. */
+	*step = STEP_SETSID;
+	if (setsid() < 0)
+		return -errno;
+	/* 4. Orphans of the task come back here rather than to the runner. */
+	*step = STEP_INIT;
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		return -errno;
+	/* 4a. Private mount and IPC namespaces (isolate.h); their mounts come with the task. */
+	*step = STEP_ISOLATE;
+	if (ns && (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
+		return -errno;
+	return 0;
+}
+
+/* The per-task init: from the runner's fork (or the spawner's clone) to _exit. */
 void child_init_run(const struct child *c)
 {
 	int sfd = c->status_w, sigfd, tp[2], killreq = 0, texited = 0, tstatus = (128 + SIGKILL) << 8;
 	pid_t self, task;
 
-	/* 1. Every signal blocked: SIGTERM and SIGCHLD are read from a signalfd. */
-	(void)sigprocmask(SIG_SETMASK, &c->all, NULL);
-	/* 2. The runner's death (its forking thread's, in fact) arrives as SIGTERM, catchable, so
-	 *    the task tree is killed before the init goes; then close the race with the parent
-	 *    dying before prctl(). */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0) {
-		child_put_msg(sfd, INIT_FAILED, 0, STEP_PDEATHSIG, errno);
-		_exit(127);
-	}
-	if (getppid() != c->parent)
-		_exit(127);
-	/* 3. Own session: no terminal, and away from the runner's process group. */
-	if (setsid() < 0) {
-		child_put_msg(sfd, INIT_FAILED, 0, STEP_SETSID, errno);
-		_exit(127);
-	}
-	/* 4. Orphans of the task come back here rather than to the runner. */
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
-		child_put_msg(sfd, INIT_FAILED, 0, STEP_INIT, errno);
-		_exit(127);
+	/* 1-4a, unless a warm init of the spawner did them ahead (then c->begin_err says how). */
+	{
+		int step = c->begin_step, e = c->begun ? -c->begin_err : child_init_begin(c->parent, c->iso->ns, &c->all, &step);
+		if (e < 0) {
+			child_put_msg(sfd, INIT_FAILED, 0, step, -e);
+			_exit(127);
+		}
 	}
 	/* 4b. The task's memory cgroup: the init and everything it forks count against it. */
 	{
@@ -430,8 +447,7 @@ int iso_enter(const struct iso_task *it)
 
 	if (!it->ns)
 		return 0;
-	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return -errno;
+	/* (the namespaces themselves: child_init_begin) */
 	if (it->rebind && (wfd = open(it->work, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
 	if (mount(it->tmp, "/tmp", NULL, MS_BIND, NULL) < 0)

@@ -61,6 +61,8 @@ struct child {
 	const struct cg_task *cg;       /* the memory cgroup the init joins (cgroup.h) */
 	pid_t parent;
 	int drop_uid;
+	int sigs_dfl;                   /* every disposition is SIG_DFL already (the spawner's) */
+	int begun, begin_step, begin_err; /* child_init_begin ran ahead: its step and errno if it failed */
 	unsigned max_fd;
 	size_t nrl;
 	struct {
@@ -71,5 +73,9 @@ struct child {
 	const struct sock_fprog *filter;
 };
 
+/* The init's steps that do not depend on the task (signals blocked, PDEATHSIG towards parent,
+ * setsid, subreaper; with ns the new mount and IPC namespaces); all: a full set. 0, or a negative errno with
+ * *step set; exits if the parent is already gone. */
+int child_init_begin(pid_t parent, int ns, const sigset_t *all, int *step);
 /* The init: sets itself up, clones the task, reports on c->status_w and exits. Never returns. */
 __attribute__((noreturn)) void child_init_run(const struct child *c);

@@ -325,6 +325,8 @@ static void *conn_worker_main(void *p)
 	}
 	json_decref(o);
 	exec_result_free(&res);
+	if (!atomic_load(&c->stop))
+		exec_task_after(w->t);
 	exec_task_free(w->t);
 	free(w);
 	atomic_fetch_sub(&c->workers, 1);

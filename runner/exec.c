@@ -15,6 +15,7 @@
 #include "mask.h"
 #include "quantity.h"
 #include "sandbox.h"
+#include "spawner.h"
 #include "util.h"
 #include "workdir.h"
 
@@ -58,10 +59,12 @@ static pid_t exec_live[EXEC_MAX_LIVE]; /* main children not yet reaped by their 
 static size_t exec_nlive;
 static char exec_runner_path[4096] = EXEC_TASK_PATH;
 
+static const char *exec_strerror(int err);
+
 int exec_init(void)
 {
 	const char *p = getenv("PATH");
-	int fd;
+	int fd, r;
 
 	/* fds 0-2 must be open, so that no pipe the executor creates lands on them. */
 	do {
@@ -81,7 +84,16 @@ int exec_init(void)
 	/* A memory cgroup per task where the runner has a writable one (cgroup.h). */
 	cg_init();
 	/* The tasks' seccomp filter, compiled once here; children only load it. */
-	return sbx_init();
+	r = sbx_init();
+	if (r < 0)
+		return r;
+	/* The inits are forked from a small process started now, before any thread or large
+	 * allocation (spawner.h); without it, from the runner. */
+	r = spw_start();
+	if (r < 0)
+		log_warn("no spawner process: the runner forks each task's init itself", "error",
+			 exec_strerror(-r));
+	return 0;
 }
 
 static int exec_live_add_locked(pid_t pid)
@@ -639,11 +651,16 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 		exec_set(res, "Failed", "Internal", -1, "spawn: too many children");
 		goto out;
 	}
-	x->pid = fork();
-	if (x->pid == 0)
-		child_init_run(&c);
+	x->pid = spw_spawn(&c);
+	if (x->pid == -ENOTCONN) {
+		x->pid = fork();
+		if (x->pid == 0)
+			child_init_run(&c);
+		if (x->pid < 0)
+			x->pid = -errno;
+	}
 	if (x->pid < 0) {
-		r = -errno;
+		r = x->pid;
 		pthread_mutex_unlock(&exec_lock);
 		exec_set(res, "Failed", "Internal", -1, "fork: %s", exec_strerror(-r));
 		x->pid = 0;
@@ -1114,6 +1131,17 @@ done:
 	wd_remove(&x.w, t->task_uid);
 	exec_free_strv(x.argv, 1);
 	exec_free_strv(x.envp, 1);
+}
+
+void exec_task_after(const struct exec_task *t)
+{
+	if (t->kind == PROTO_EXEC_SHELL)
+		wd_spare_add(t->work_root);
+}
+
+void exec_cleanup(void)
+{
+	wd_spare_clear();
 }
 
 /* ---- the executor table ------------------------------------------------------------------ */

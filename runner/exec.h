@@ -60,6 +60,11 @@ void exec_result_free(struct exec_result *r);
 /* Returns a new `result` message for the attempt. */
 json_t *exec_result_json(const char *task_uid, int64_t attempt, const struct exec_result *r);
 
+/* After an attempt's result is out, in its thread: prepares what the next attempt like it
+ * needs (a spare work dir), off the dispatch path. */
+void exec_task_after(const struct exec_task *t);
+/* At shutdown: removes what exec_task_after prepared. */
+void exec_cleanup(void);
 /* Reaps children that belong to no running attempt (processes that left their process group and
  * were reparented to the runner). Call periodically from one thread. */
 void exec_reap_strays(void);

@@ -106,6 +106,13 @@ void iso_protect(const char *path)
 	memcpy(iso_protected[iso_nprotected++], base, strlen(base) + 1);
 }
 
+void iso_set_shm(struct iso_task *it, int64_t shm_bytes)
+{
+	if (it->ns)
+		snprintf(it->shm_opts, sizeof(it->shm_opts), "mode=1777,size=%lld",
+			 (long long)(shm_bytes > 0 ? shm_bytes : ISO_SHM_DEFAULT));
+}
+
 int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err, size_t errsz)
 {
 	char tmp_real[PATH_MAX];
@@ -127,8 +134,7 @@ int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t s
 	if (!iso_namespaces())
 		return 0;
 	it->ns = 1;
-	snprintf(it->shm_opts, sizeof(it->shm_opts), "mode=1777,size=%lld",
-		 (long long)(shm_bytes > 0 ? shm_bytes : ISO_SHM_DEFAULT));
+	iso_set_shm(it, shm_bytes);
 	/* W below /tmp disappears under the new /tmp: its path is made again inside the private
 	 * tmp (root-owned directories) and W is bound there. */
 	if (!realpath("/tmp", tmp_real))

@@ -48,6 +48,8 @@ void iso_protect(const char *path);
 /* Before the fork: creates W/.tmp (mode 01777) and, with namespaces and W below /tmp, the
  * mount point for W inside it. dirfd: W, open. shm_bytes: /dev/shm's size (0: the default). */
 int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err, size_t errsz);
+/* Sizes the private /dev/shm (shm_bytes ≤ 0: the default); wd_make calls it for a spare dir. */
+void iso_set_shm(struct iso_task *it, int64_t shm_bytes);
 /* In the task's init, after fork: enters the namespaces and mounts. Async-signal-safe; 0 or
  * a negative errno. Does nothing without namespaces. Defined in child.c. */
 int iso_enter(const struct iso_task *it);

@@ -283,6 +283,13 @@ static void *runner_signal_thread(void *p)
 	return NULL;
 }
 
+/* At exit: the tasks' cgroup directories and the spare work dirs. */
+static void runner_cleanup(void)
+{
+	cg_cleanup();
+	exec_cleanup();
+}
+
 int main(int argc, char **argv)
 {
 	struct runner_flags f = {
@@ -421,10 +428,10 @@ int main(int argc, char **argv)
 		 cfg.drop_uid ? "65532" : "runner's own");
 	if (conn_run(c) > 0) {
 		/* Workers still hold the registry and the lws context: leave them to the exit. */
-		cg_cleanup();
+		runner_cleanup();
 		_exit(0);
 	}
-	cg_cleanup();
+	runner_cleanup();
 	conn_free(c);
 	reg_free(reg);
 	wr_close();

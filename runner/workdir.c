@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,36 +22,169 @@ static const char *wd_strerror(int err)
 	return s ? s : "Unknown error";
 }
 
-int wd_make(struct wd *w, const struct wd_spec *t, char *err, size_t errsz)
+/* The part of a work dir that does not depend on the task: the dir (0700, the runner's), its
+ * private /tmp and, with namespaces, the directories the /tmp bind needs (isolate.h). */
+static int wd_make_dir(struct wd *w, const char *root, char *err, size_t errsz)
 {
 	char tmpl[PATH_MAX];
-	int n, fd, r;
+	int n, r;
 	const char *slash;
 
 	w->rootfd = w->dirfd = -1;
-	n = snprintf(tmpl, sizeof(tmpl), "%s/tasked-XXXXXX", t->root);
+	n = snprintf(tmpl, sizeof(tmpl), "%s/tasked-XXXXXX", root);
 	if (n < 0 || (size_t)n >= sizeof(tmpl) - 64) {
 		snprintf(err, errsz, "work dir: path too long");
 		return -ENAMETOOLONG;
 	}
 	if (!mkdtemp(tmpl)) {
 		r = -errno;
-		snprintf(err, errsz, "work dir: mkdtemp in %s: %s", t->root, wd_strerror(-r));
+		snprintf(err, errsz, "work dir: mkdtemp in %s: %s", root, wd_strerror(-r));
 		return r;
 	}
 	memcpy(w->path, tmpl, (size_t)n + 1);
 	slash = strrchr(w->path, '/');
 	snprintf(w->name, sizeof(w->name), "%s", slash + 1);
-	w->rootfd = open(t->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	w->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	w->dirfd = w->rootfd < 0 ? -1 :
 		openat(w->rootfd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (w->dirfd < 0)
-		goto fail;
-	if (fchmod(w->dirfd, 0700) < 0 ||
-	    (t->drop_uid && fchown(w->dirfd, EXEC_TASK_UID, EXEC_TASK_GID) < 0))
-		goto fail;
-	if ((r = iso_prepare(&w->iso, w->dirfd, w->path, t->memory_bytes, err, errsz)) < 0)
+	if (w->dirfd < 0 || fchmod(w->dirfd, 0700) < 0) {
+		r = -errno;
+		snprintf(err, errsz, "work dir: %s", wd_strerror(-r));
 		return r;
+	}
+	return iso_prepare(&w->iso, w->dirfd, w->path, 0, err, errsz);
+}
+
+/* ---- spare work dirs ------------------------------------------------------------------------ */
+
+/* Made after an attempt (wd_spare_add), taken by the next one: mkdir on a disk file system is
+ * tens of microseconds each, and a work dir below /tmp with namespaces takes four. A spare is
+ * the runner's, mode 0700, until taken: no task can reach it before. */
+#define WD_SPARE_MAX 8
+
+struct wd_spare {
+	char name[32];
+	char *root, *work; /* work: the real path (isolate.h) */
+	int ns, rebind;
+};
+
+static pthread_mutex_t wd_spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wd_spare wd_spares[WD_SPARE_MAX];
+static size_t wd_nspare;
+
+static void wd_spare_free(struct wd_spare *s)
+{
+	free(s->root);
+	free(s->work);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Fills w from a spare made below root, with fds open; 0 when there is none. */
+static int wd_spare_take(struct wd *w, const char *root)
+{
+	struct wd_spare s = { .root = NULL };
+	int found = 0;
+
+	pthread_mutex_lock(&wd_spare_lock);
+	for (size_t i = wd_nspare; i-- > 0 && !found;)
+		if (strcmp(wd_spares[i].root, root) == 0) {
+			s = wd_spares[i];
+			wd_spares[i] = wd_spares[--wd_nspare];
+			found = 1;
+		}
+	pthread_mutex_unlock(&wd_spare_lock);
+	if (!found)
+		return 0;
+	memset(&w->iso, 0, sizeof(w->iso));
+	snprintf(w->name, sizeof(w->name), "%s", s.name);
+	found = s.ns == iso_namespaces() &&
+		(size_t)snprintf(w->path, sizeof(w->path), "%s/%s", root, s.name) < sizeof(w->path) - 64 &&
+		(size_t)snprintf(w->iso.work, sizeof(w->iso.work), "%s", s.work) < sizeof(w->iso.work) &&
+		(size_t)snprintf(w->iso.tmp, sizeof(w->iso.tmp), "%s/%s", s.work, ISO_TMP_NAME) < sizeof(w->iso.tmp);
+	w->iso.ns = s.ns;
+	w->iso.rebind = s.rebind;
+	w->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	w->dirfd = w->rootfd < 0 ? -1 :
+		openat(w->rootfd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	wd_spare_free(&s);
+	if (!found || w->dirfd < 0) {
+		/* stale (namespaces switched, or gone): make a fresh one */
+		wd_remove(w, "");
+		w->rootfd = w->dirfd = -1;
+		return 0;
+	}
+	return 1;
+}
+
+void wd_spare_add(const char *root)
+{
+	struct wd w;
+	struct wd_spare s = { .root = NULL };
+	char err[256];
+	int keep;
+
+	pthread_mutex_lock(&wd_spare_lock);
+	keep = wd_nspare < WD_SPARE_MAX;
+	pthread_mutex_unlock(&wd_spare_lock);
+	if (!keep)
+		return;
+	if (wd_make_dir(&w, root, err, sizeof(err)) < 0) {
+		wd_remove(&w, "");
+		return;
+	}
+	snprintf(s.name, sizeof(s.name), "%s", w.name);
+	s.root = strdup(root);
+	s.work = strdup(w.iso.work);
+	s.ns = w.iso.ns;
+	s.rebind = w.iso.rebind;
+	pthread_mutex_lock(&wd_spare_lock);
+	keep = s.root && s.work && wd_nspare < WD_SPARE_MAX;
+	if (keep)
+		wd_spares[wd_nspare++] = s;
+	pthread_mutex_unlock(&wd_spare_lock);
+	if (keep) {
+		close(w.dirfd);
+		close(w.rootfd);
+	} else {
+		wd_spare_free(&s);
+		wd_remove(&w, "");
+	}
+}
+
+void wd_spare_clear(void)
+{
+	for (;;) {
+		struct wd w = { .rootfd = -1, .dirfd = -1 };
+		pthread_mutex_lock(&wd_spare_lock);
+		if (wd_nspare == 0) {
+			pthread_mutex_unlock(&wd_spare_lock);
+			return;
+		}
+		{
+			struct wd_spare *s = &wd_spares[--wd_nspare];
+			snprintf(w.name, sizeof(w.name), "%s", s->name);
+			snprintf(w.path, sizeof(w.path), "%s/%s", s->root, s->name);
+			w.rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			w.dirfd = w.rootfd < 0 ? -1 :
+				openat(w.rootfd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			wd_spare_free(s);
+		}
+		pthread_mutex_unlock(&wd_spare_lock);
+		wd_remove(&w, "");
+	}
+}
+
+/* ---- one attempt's work dir ------------------------------------------------------------------ */
+
+int wd_make(struct wd *w, const struct wd_spec *t, char *err, size_t errsz)
+{
+	int n, fd, r;
+
+	if (!wd_spare_take(w, t->root) && (r = wd_make_dir(w, t->root, err, errsz)) < 0)
+		return r;
+	if (t->drop_uid && fchown(w->dirfd, EXEC_TASK_UID, EXEC_TASK_GID) < 0)
+		goto fail;
+	iso_set_shm(&w->iso, t->memory_bytes);
 	snprintf(w->input, sizeof(w->input), "%s/%s", w->path, EXEC_INPUT_NAME);
 	snprintf(w->output, sizeof(w->output), "%s/%s", w->path, EXEC_OUTPUT_NAME);
 

@@ -31,6 +31,11 @@ struct wd_spec {
 /* Set rootfd and dirfd to -1 first: wd_remove is then safe whatever wd_make did. Returns 0, or
  * a negative errno with the reason in err. */
 int wd_make(struct wd *w, const struct wd_spec *spec, char *err, size_t errsz);
+/* Makes a spare work dir below root for a later wd_make (at most a few are kept; a failure
+ * only means none): call it off the dispatch path, after an attempt. */
+void wd_spare_add(const char *root);
+/* Removes the spare work dirs (at shutdown). */
+void wd_spare_clear(void);
 /* Removes the dir and everything in it (a failure is logged with task_uid). */
 void wd_remove(struct wd *w, const char *task_uid);
 /* Reads $TASKED_OUTPUT (at most EXEC_OUTPUT_MAX bytes of JSON): sets *ret, or writes why not

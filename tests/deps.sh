@@ -11,6 +11,8 @@ pkgs=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libyaml-dev libweb
 # runc, the CNI plugins, iptables and ipset (kube-proxy, kube-router's firewall), column for the
 # demo's table (busybox-static, above, goes into the runner-with-tools image).
 pkgs+=(runc containernetworking-plugins iptables ipset bsdextrautils)
+# The RunnerPool node suite builds a Debian image from Debian's packages (tests/cluster/pool-images.sh).
+pkgs+=(debootstrap)
 # Debian's containerd, unless Docker's containerd.io package (which conflicts with it) already
 # provides /usr/bin/containerd; the node runs its own instance either way.
 dpkg-query -W -f='${Status}' containerd.io 2>/dev/null | grep -q "install ok installed" || pkgs+=(containerd)

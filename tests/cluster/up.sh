@@ -58,7 +58,7 @@ kubectl apply --server-side --force-conflicts --field-manager=tasked-up -k "$roo
 # (kubectl wait errors out instead of waiting while a new CRD has no conditions yet, so poll.)
 crds_established() {
 	local crd
-	for crd in tasks taskqueues flows; do
+	for crd in tasks taskqueues flows runnerpools; do
 		[ "$(kubectl get crd "$crd.tasked.dev" \
 			-o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] ||
 			return 1
@@ -70,7 +70,7 @@ until crds_established; do
 		die "the CRDs did not become Established within 60s (kubectl get crd -o yaml); read $STATE/kube-apiserver.log"
 	sleep 0.2
 done
-echo "CRDs installed (tasks, taskqueues, flows .tasked.dev)"
+echo "CRDs installed (tasks, taskqueues, flows, runnerpools .tasked.dev)"
 
 # --- secrets (made once, mode 0600) -----------------------------------------------------------
 for f in runner-token api-key; do
@@ -142,6 +142,8 @@ else
 		--broker-listen "127.0.0.1:$BROKER_PORT" \
 		--runner-token-file "$STATE/runner-token" \
 		--api-key-file "$STATE/api-key" \
+		--pool-runner-image tasked-runner:host-process \
+		--pool-broker-url "ws://127.0.0.1:$BROKER_PORT" \
 		${TASKED_CONTROLLER_ARGS:-}
 	echo "started tasked-controller (pid $(cat "$STATE/controller.pid"), API $API_URL, broker port $BROKER_PORT)"
 fi

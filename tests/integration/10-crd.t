@@ -8,7 +8,7 @@ test_namespace crd
 
 # --- installed and served ------------------------------------------------------------------
 
-for crd in tasks taskqueues flows; do
+for crd in tasks taskqueues flows runnerpools; do
 	ok "CRD $crd.tasked.dev is Established" \
 		k wait --for=condition=Established "crd/$crd.tasked.dev" --timeout=30s
 	nonstructural=$(k get crd "$crd.tasked.dev" \
@@ -20,7 +20,7 @@ version=$(k get --raw /version)
 like "$version" '"gitVersion": *"v1\.33\.4"' "the API server reports gitVersion v1.33.4"
 
 discovery=$(k get --raw /apis/tasked.dev/v1alpha1)
-for r in tasks taskqueues flows; do
+for r in tasks taskqueues flows runnerpools; do
 	like "$discovery" "\"name\": *\"$r/status\"" "discovery lists the $r/status subresource"
 	like "$discovery" "\"name\": *\"$r\",[^}]*\"namespaced\": *true" "$r are namespaced"
 done
@@ -266,5 +266,31 @@ like "$NOK_OUTPUT" 'status.phase: Unsupported value: "Exploded"' "... with 'Unsu
 ok "status.output accepts any JSON value (here an array)" \
 	k patch task status-check --subresource=status --type=merge -p '{"status":{"output":[1,"two",{"three":3}]}}'
 is "$(k get task status-check -o jsonpath='{.status.output}')" '[1,"two",{"three":3}]' "... and keeps it as written"
+
+
+# --- RunnerPools: bounds, CEL, the scale subresource, printer columns --------------------------
+
+like "$discovery" '"name": *"runnerpools/scale"' "discovery lists the runnerpools/scale subresource"
+like "$discovery" '"shortNames": *\["rp"\]' "runnerpools have the short name rp"
+rp() { # NAME SPEC
+	printf 'apiVersion: tasked.dev/v1alpha1\nkind: RunnerPool\nmetadata: {name: %s}\nspec: %s\n' "$1" "$2" | k apply -f -
+}
+nok "maxRunners below minRunners is refused" rp bad1 '{image: x, minRunners: 3, maxRunners: 2}'
+like "$NOK_OUTPUT" 'maxRunners must be at least minRunners' "... saying so"
+nok "slotsPerRunner 0 is refused" rp bad2 '{image: x, slotsPerRunner: 0}'
+nok "maxRunners past 1000 is refused" rp bad3 '{image: x, maxRunners: 1001}'
+nok "scaleDownDelaySeconds past a day is refused" rp bad4 '{image: x, scaleDownDelaySeconds: 86401}'
+nok "a pool without an image is refused" rp bad5 '{minRunners: 0}'
+nok "a resource quantity longer than 64 characters is refused" rp bad6 "{image: x, resources: {limits: {memory: \"$(printf '9%.0s' $(seq 1 70))\"}}}"
+nok "a name longer than 40 characters is refused" rp "$(printf 'p%.0s' $(seq 1 41))" '{image: x}'
+nok "a volume with two sources is refused" rp bad7 '{image: x, volumes: [{name: v, mountPath: /v, emptyDir: {}, secret: {secretName: s}}]}'
+ok "a valid RunnerPool can be created (defaults filled in)" rp cols '{image: x, labels: {pool: cols}, resources: {requests: {cpu: 1, memory: 64Mi}}}'
+is "$(k get runnerpool cols -o jsonpath='{.spec.slotsPerRunner}/{.spec.minRunners}/{.spec.maxRunners}/{.spec.scaleDownDelaySeconds}')" \
+	"1/0/10/300" "defaults: slotsPerRunner 1, minRunners 0, maxRunners 10, scaleDownDelaySeconds 300"
+header=$(k get runnerpools | head -n 1)
+like "$header" '^NAME +READY +DESIRED +MIN +MAX +QUEUED +AGE *$' "kubectl get runnerpools shows NAME READY DESIRED MIN MAX QUEUED AGE"
+ok "kubectl scale sets the floor (spec.minRunners)" k scale runnerpool cols --replicas=3
+is "$(k get runnerpool cols -o jsonpath='{.spec.minRunners}')" 3 "... minRunners is 3"
+nok "kubectl scale past maxRunners is refused" k scale runnerpool cols --replicas=11
 
 done_testing

@@ -56,7 +56,11 @@ for name in runner controller; do
 	files=$(image_files "$image")
 	# docker export adds the runtime's own mount points and .dockerenv.
 	files=$(printf '%s\n' "$files" | grep -Ev '^(\.dockerenv|etc/(hosts|hostname|resolv\.conf|mtab)|dev/.*|proc/.*|sys/.*)$')
-	unexpected=$(printf '%s\n' "$files" | grep -Ev "^(usr/local/bin/tasked-$name|etc/passwd|etc/group|etc/ssl/certs/ca-certificates\.crt|lib64/ld-linux[-_a-z0-9.]*\.so\.[0-9]+|(usr/)?lib/[a-z0-9_-]+-linux-gnu/lib[A-Za-z0-9_.+-]*\.so[.0-9]*)$" || true)
+	# The runner image keeps those files once, in the RunnerPool bundle (docs/pools.md), with
+	# symlinks at their usual paths, plus the bundle's static installer.
+	bundle='usr/lib/tasked-bundle/(tasked-runner|ld-linux[-_a-z0-9.]*\.so\.[0-9]+|lib[A-Za-z0-9_.+-]*\.so[.0-9]*|ca-certificates\.crt)|usr/local/bin/tasked-install'
+	[ "$name" = runner ] || bundle='no-bundle'
+	unexpected=$(printf '%s\n' "$files" | grep -Ev "^(usr/local/bin/tasked-$name|etc/passwd|etc/group|etc/ssl/certs/ca-certificates\.crt|lib64/ld-linux[-_a-z0-9.]*\.so\.[0-9]+|(usr/)?lib/[a-z0-9_-]+-linux-gnu/lib[A-Za-z0-9_.+-]*\.so[.0-9]*|$bundle)$" || true)
 	is "$unexpected" "" "$image holds only the binary, its libraries, the loader, the CA bundle, passwd and group"
 	like "$files" "^usr/local/bin/tasked-$name\$" "... including usr/local/bin/tasked-$name"
 	for bad in bin/sh usr/bin/sh bin/busybox usr/bin/apt usr/bin/dpkg; do
@@ -74,6 +78,23 @@ for name in runner controller; do
 	out=$(docker run --rm "${RESTRICT[@]}" "$image" --version 2>&1)
 	is "$out" "tasked-$name $TAG" "$image starts under --read-only --tmpfs /tmp --cap-drop ALL no-new-privileges --user 65532:65532"
 done
+
+
+# --- the RunnerPool bundle runs in an image it was not built for ---------------------------------
+bdir=$(mktemp -d /tmp/tasked-it-bundle-XXXXXX)
+bctx=$(mktemp -d /tmp/tasked-it-bbctx-XXXXXX)
+chmod 0777 "$bdir"
+ok "tasked-install copies the bundle into a volume (as the pool's init container does)" \
+	docker run --rm "${RESTRICT[@]}" -v "$bdir:/opt/tasked-runner" --entrypoint /usr/local/bin/tasked-install \
+	"$RUNNER" /usr/lib/tasked-bundle /opt/tasked-runner
+install -m 0755 /bin/busybox "$bctx/busybox"
+printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$bctx/Dockerfile"
+docker build -q -t tasked-it-busybox:scratch "$bctx" >/dev/null
+is "$(docker run --rm "${RESTRICT[@]}" -v "$bdir:/opt/tasked-runner:ro" tasked-it-busybox:scratch \
+	/opt/tasked-runner/ld-linux-x86-64.so.2 --library-path /opt/tasked-runner /opt/tasked-runner/tasked-runner --version)" \
+	"tasked-runner $TAG" "the bundled runner runs in a FROM scratch image with only a static busybox"
+docker image rm tasked-it-busybox:scratch >/dev/null 2>&1
+rm -rf "$bdir" "$bctx"
 
 # --- a real run: API server, controller container, runner container -------------------------------
 
@@ -117,7 +138,7 @@ fi
 KC=$work/cp/kubeconfig
 kc() { kubectl --kubeconfig "$KC" "$@"; }
 ok "the CRDs install on the image test's API server" kc apply --server-side -k "$IT_ROOT/deploy/crds"
-for crd in tasks taskqueues flows; do
+for crd in tasks taskqueues flows runnerpools; do
 	for _ in $(seq 1 100); do
 		[ "$(kc get crd "$crd.tasked.dev" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] && break
 		sleep 0.1

@@ -104,13 +104,22 @@ for v in get list watch create delete; do
 	is "$(sak auth can-i "$v" pods -n default)" yes "container executor: it may $v pods"
 done
 is "$(sak auth can-i update pods -n default)" no "... but not update them"
-is "$(sak auth can-i patch pods -n default)" no "... or patch them"
+is "$(sak auth can-i patch pods -n default)" yes "... patch them only for a drained pool runner's deletion cost"
 is "$(sak auth can-i create pods --subresource=exec -n default)" no "... or exec into them"
 is "$(sak auth can-i get pods --subresource=log -n default)" yes "it may read pod logs"
 is "$(sak auth can-i get networkpolicies.networking.k8s.io -n default)" yes "it may read NetworkPolicies"
 is "$(sak auth can-i create networkpolicies.networking.k8s.io -n default)" yes "... and create them"
 is "$(sak auth can-i delete networkpolicies.networking.k8s.io -n default)" no "... but not delete them"
 is "$(sak auth can-i update networkpolicies.networking.k8s.io -n default)" no "... or change them"
+# RunnerPools: exactly what pools.c uses.
+is "$(sak auth can-i create secrets -n default)" yes "it may create Secrets (a pool's runner token)"
+is "$(sak auth can-i update secrets -n default)" no "... but not change them"
+is "$(sak auth can-i create deployments.apps -n default)" yes "it may create Deployments (a pool's runners)"
+is "$(sak auth can-i update deployments.apps -n default)" yes "... and replace them (template, replicas)"
+is "$(sak auth can-i delete deployments.apps -n default)" no "... but not delete them (garbage collection does)"
+is "$(sak auth can-i patch deployments.apps -n default)" no "... nor patch them"
+is "$(sak auth can-i patch runnerpools.tasked.dev -n default)" no "it may not change RunnerPools"
+is "$(sak auth can-i patch runnerpools.tasked.dev --subresource=status -n default)" yes "... only their status"
 
 # The suite's controller steps aside; this one takes its ports (so the suite's runner follows it),
 # with the chart's flags (leader election on a Lease named after the release).
@@ -121,7 +130,8 @@ start_bg "$STATE/rbac-controller.pid" "$LOG" "$CTL" --kubeconfig "$SA_KC" \
 	--runner-token-file "$STATE/runner-token" --api-key-file "$STATE/api-key" \
 	--leader-elect --leader-elect-namespace "$TEST_NS" --leader-elect-name "$REL-tasked" \
 	--webhook-listen "127.0.0.1:$(pick_port "$API_PORT" "$BROKER_PORT")" --webhook-secret "$REL-tasked-webhook-tls" \
-	--webhook-config "$VWC" --webhook-cert-names "$REL-tasked-webhook.$TEST_NS.svc"
+	--webhook-config "$VWC" --webhook-cert-names "$REL-tasked-webhook.$TEST_NS.svc" \
+	--pool-runner-image tasked-runner:rbac --pool-broker-url "ws://127.0.0.1:$BROKER_PORT"
 ok "the controller under the chart's rights acquires its Lease" wait_for 60 grep -q '"acquired leadership"' "$LOG"
 ok "it creates its webhook certificate Secret" wait_for 30 k get secret "$REL-tasked-webhook-tls"
 ok "... and writes the CA into its ValidatingWebhookConfiguration" wait_for 30 sh -c \
@@ -173,6 +183,17 @@ like "$(task_field uses-secret .status.logTail)" "^ *${#canary}" "... with the S
 ok "the TaskQueue's status is written" wait_for 30 sh -c "[ -n \"\$(kubectl get taskqueue secretive -n $TEST_NS -o jsonpath={.status})\" ]"
 ok "events were recorded for the Task" wait_for 30 sh -c "kubectl get events.events.k8s.io -n $TEST_NS --field-selector regarding.name=uses-secret -o name | grep -q ."
 ok "the finished Task is deleted after its ttlSecondsAfterFinished" wait_for 60 sh -c "! kubectl get task uses-secret -n $TEST_NS >/dev/null 2>&1"
+
+# A RunnerPool: its token Secret and Deployment are created, its status written.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: rbac-pool}
+spec: {image: "busybox-static:test", minRunners: 1, maxRunners: 2}
+EOF2
+ok "the RunnerPool's Deployment is created" wait_for 30 sh -c "kubectl get deployment rbac-pool-pool -n $TEST_NS >/dev/null 2>&1"
+ok "... and its token Secret" wait_for 30 sh -c "kubectl get secret -n $TEST_NS -l tasked.dev/runner-pool=rbac-pool -o name | grep -q ."
+ok "... and its status" wait_for 30 sh -c "[ \"\$(kubectl get runnerpool rbac-pool -n $TEST_NS -o jsonpath={.status.desiredRunners})\" = 1 ]"
 
 # The controller counts every answer of the API server by verb and code (kube.c); a refused
 # request (a failFast cancel without patch, say) shows up there even when nothing logs it.

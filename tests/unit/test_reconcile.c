@@ -70,7 +70,7 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 	return 0;
 }
 
-static int fx_dispatch(void *ud, const char *uid, int64_t attempt, json_t *selector, json_t *msg, char *runner,
+static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector, json_t *msg, char *runner,
 		       size_t runnersz)
 {
 	struct world *w = ud;

@@ -3,9 +3,12 @@
 #include "exec.h"
 #include "log.h"
 #include "proto.h"
+#include "spawner.h"
 #include "tap.h"
 #include "util.h"
+#include "workdir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char work_root[64];
@@ -31,9 +35,37 @@ static void on_started(void *ud, int64_t ms)
 	s->start_ms = ms;
 }
 
+/* test_spawner: the parent of the process whose pid a task prints, read while the task runs. */
+static int check_init_parent;
+static long init_parent;
+
+static long ppid_of(long pid)
+{
+	char path[64], buf[512], *q;
+	long ppid = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	q = strrchr(buf, ')');
+	if (q && sscanf(q, ") %*c %ld", &ppid) != 1)
+		ppid = -1;
+	return ppid;
+}
+
 static int on_log(void *ud, const char *stream, int64_t seq, const char *data, size_t len)
 {
 	struct seen *s = ud;
+	if (check_init_parent && len > 0 && data[0] >= '0' && data[0] <= '9' && init_parent == 0)
+		init_parent = ppid_of(strtol(data, NULL, 10));
 	json_t *j = json_stringn(data, len);
 	if (!j || memchr(data, '\0', len))
 		s->bad_utf8++;
@@ -441,9 +473,95 @@ static void test_timeout_and_cancel(void)
 	}
 }
 
+/* The inits come from the spawner process but are the runner's children; without the spawner
+ * the runner forks them itself and tasks run the same. */
+static void test_spawner(void)
+{
+	const char *ppid[] = { "/bin/sh", "-c", "echo $PPID; sleep 1", NULL };
+	const char *echo[] = { "/bin/echo", "after the spawner", NULL };
+	const char *sigs[] = { "/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status", NULL };
+	struct exec_result r;
+	struct seen s = { 0 };
+	pid_t sp = spw_process();
+	int st;
+
+	ok(sp > 0, "a spawner process runs");
+	check_init_parent = 1;
+	run(ppid, &s, &r);
+	check_init_parent = 0;
+	is_str(r.phase, "Succeeded", "spawned task succeeds");
+	is_int(init_parent, getpid(), "the task's init is the runner's child (CLONE_PARENT)");
+	exec_result_free(&r);
+	/* main() ignores SIGPIPE, as the runner does: the task must not inherit that. */
+	run(sigs, &s, &r);
+	ok(tail_has(&r, "SigIgn:\t0000000000000000") && tail_has(&r, "SigBlk:\t0000000000000000"),
+	   "spawned task: no signal ignored or blocked");
+	exec_result_free(&r);
+
+	kill(sp, SIGKILL);
+	ok(waitpid(sp, &st, 0) == sp, "the killed spawner is reaped");
+	/* The warm init it left may take one more; then the runner forks. */
+	for (int i = 0; i < 2; i++) {
+		run(echo, &s, &r);
+		ok(r.phase && strcmp(r.phase, "Succeeded") == 0, "spawner gone: the task succeeds (%d)", i + 1);
+		ok(tail_has(&r, "after the spawner"), "spawner gone: output captured (%d)", i + 1);
+		exec_result_free(&r);
+	}
+	is_int(spw_process(), 0, "spawner gone: no longer used");
+	run(sigs, &s, &r);
+	ok(tail_has(&r, "SigIgn:\t0000000000000000") && tail_has(&r, "SigBlk:\t0000000000000000"),
+	   "forked by the runner: no signal ignored or blocked");
+	exec_result_free(&r);
+}
+
+/* The one entry of the work root, if there is exactly one. */
+static int only_entry(char *name, size_t namesz)
+{
+	DIR *d = opendir(work_root);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && n++ == 0)
+			snprintf(name, namesz, "%.*s", (int)(namesz - 1), e->d_name);
+	closedir(d);
+	return n == 1;
+}
+
+/* A spare work dir, made after an attempt, is the runner's until the next attempt takes it. */
+static void test_spare_workdir(void)
+{
+	const char *argv[] = { "/bin/sh", "-c",
+			       "echo \"home=$HOME\"; touch \"$TMPDIR/x\" && echo tmp-ok; echo hi >\"$HOME/f\" && echo home-ok",
+			       NULL };
+	char name[256] = "", want[PATH_MAX], path[PATH_MAX];
+	struct exec_result r;
+	struct seen s = { 0 };
+	struct stat st;
+
+	wd_spare_add(work_root);
+	ok(only_entry(name, sizeof(name)) && strncmp(name, "tasked-", 7) == 0, "a spare work dir is made (%s)", name);
+	snprintf(path, sizeof(path), "%s/%s", work_root, name);
+	ok(stat(path, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700,
+	   "the spare is the runner's, mode 0700, until taken");
+	run(argv, &s, &r);
+	is_str(r.phase, "Succeeded", "the next attempt succeeds in it");
+	snprintf(want, sizeof(want), "home=%s/%s", work_root, name);
+	ok(tail_has(&r, want), "the next attempt's HOME is the spare");
+	ok(tail_has(&r, "tmp-ok") && tail_has(&r, "home-ok"), "its /tmp and its work dir are writable by the task");
+	exec_result_free(&r);
+	ok(dir_is_empty(work_root), "the spare is removed with the attempt");
+	wd_spare_add(work_root);
+	exec_cleanup();
+	ok(dir_is_empty(work_root), "exec_cleanup removes unused spares");
+}
+
 int main(void)
 {
 	log_init("test", LOG_LVL_WARN);
+	signal(SIGPIPE, SIG_IGN);
 	snprintf(work_root, sizeof(work_root), "/tmp/tasked-test-XXXXXX");
 	if (!mkdtemp(work_root) || chmod(work_root, 0711) < 0 || exec_init() < 0) {
 		perror("setup");
@@ -456,6 +574,8 @@ int main(void)
 	test_output_file();
 	test_env_and_identity();
 	test_timeout_and_cancel();
+	test_spawner();
+	test_spare_workdir();
 	ok(dir_is_empty(work_root), "every per-attempt work dir was removed");
 	rmdir(work_root);
 	return done_testing();

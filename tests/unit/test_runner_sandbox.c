@@ -6,6 +6,7 @@
 #include "log.h"
 #include "proto.h"
 #include "sandbox.h"
+#include "spawner.h"
 #include "tap.h"
 #include "util.h"
 
@@ -282,23 +283,49 @@ static void test_escapes(void)
 }
 
 /* A stand-in runner (a child of this test) is killed with SIGKILL while its task runs: the
- * task's init kills the task's whole tree. */
-static void test_runner_killed(void)
+ * task's init kills the task's whole tree. With a spawner of its own (the inits are then
+ * cloned by the spawner, as the runner's children), and without (forked by the runner); the
+ * spawner dies with the runner too. */
+static void test_runner_killed(int with_spawner)
 {
-	pid_t runner = fork();
-	int st;
+	const char *how = with_spawner ? "with a spawner" : "without a spawner";
+	int pp[2], st;
+	pid_t sp = 0, runner;
 
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		abort();
+	runner = fork();
 	if (runner == 0) {
 		struct exec_result r;
 		(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		if (with_spawner && spw_start() < 0)
+			_exit(1);
+		sp = spw_process();
+		(void)!write(pp[1], &sp, sizeof(sp));
 		run_dispatch(dispatch("uid-killed", json_pack("[sss]", "/bin/sh", "-c", "sleep 4401 & sleep 4402")), &r);
 		_exit(0);
 	}
-	ok(wait_count("4401", 1, 5000) == 1 && wait_count("4402", 1, 5000) == 1, "the task's sleeps are running");
+	close(pp[1]);
+	if (read(pp[0], &sp, sizeof(sp)) != (ssize_t)sizeof(sp))
+		sp = -1;
+	close(pp[0]);
+	ok(with_spawner ? sp > 0 : sp == 0, "%s: the stand-in runner has %s", how,
+	   with_spawner ? "its own spawner" : "none");
+	ok(wait_count("4401", 1, 5000) == 1 && wait_count("4402", 1, 5000) == 1, "%s: the task's sleeps are running", how);
 	kill(runner, SIGKILL);
 	waitpid(runner, &st, 0);
-	is_int(wait_count("4401", 0, 3000) + wait_count("4402", 0, 3000), 0,
-	       "runner killed with SIGKILL: no sleep 440x survives");
+	ok(wait_count("4401", 0, 3000) + wait_count("4402", 0, 3000) == 0,
+	   "%s: runner killed with SIGKILL: no sleep 440x survives", how);
+	if (with_spawner) {
+		/* it came back to us (subreaper): reaped once it is gone */
+		int gone = 0;
+		for (int i = 0; i < 300 && !gone; i++) {
+			gone = waitpid(sp, NULL, WNOHANG) == sp || (kill(sp, 0) < 0 && errno == ESRCH);
+			if (!gone)
+				usleep(10000);
+		}
+		ok(gone, "%s: the spawner died with the runner", how);
+	}
 	/* the orphaned init came back to us (subreaper) once it was done: reap it */
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
@@ -319,7 +346,8 @@ int main(void)
 	test_probe();
 	test_probe_baseline();
 	test_escapes();
-	test_runner_killed();
+	test_runner_killed(1);
+	test_runner_killed(0);
 	rmdir(work_root);
 	return done_testing();
 }

@@ -44,6 +44,12 @@ nok "a pod outside the allowed set does not reach the broker" sh -c 'printf "%s"
 like "$out" "(refused|timed out)" "... the connection is refused by the policy"
 out=$(connects "$TEST_NS" outsider 8081)
 nok "a pod in another namespace does not reach the broker" sh -c 'printf "%s" "$1" | grep -q "^HTTP/"' _ "$out"
+# RunnerPool pods live in their users' namespaces (docs/pools.md): labelled as such they reach the
+# broker from any namespace, where each still needs its pool's token.
+ok "a pod in another namespace labelled as a RunnerPool pod is Running" probe_pod rp-pod \
+	"{app.kubernetes.io/managed-by: tasked, tasked.dev/runner-pool: probe}"
+out=$(connects "$TEST_NS" rp-pod 8081)
+like "$out" "^HTTP/1\\.[01] " "... and reaches the broker"
 
 # --- the API -------------------------------------------------------------------------------------
 out=$(connects "$NAMESPACE" it-np-plain 8080)
