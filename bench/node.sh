@@ -76,11 +76,15 @@ docker image inspect "tasked-runner:$TAG" >/dev/null 2>&1 || die "no image taske
 step() { printf '\n== %s  (+%ds)\n' "$*" $(($(date +%s) - T_START)); }
 
 LOAD_SAMPLER=""
+SHIM_SAMPLER=""
 cleanup() {
 	local rc=$?
 	set +e
 	trap - EXIT INT TERM
-	[ -z "$LOAD_SAMPLER" ] || kill "$LOAD_SAMPLER" 2>/dev/null
+	# The samplers end themselves within a second once the stop file exists.
+	touch "$OUT/samplers.stop"
+	[ -z "$LOAD_SAMPLER" ] || wait "$LOAD_SAMPLER"
+	[ -z "$SHIM_SAMPLER" ] || wait "$SHIM_SAMPLER"
 	if [ -d "$STATE" ]; then
 		step "down"
 		TASKED_STATE_DIR=$STATE "$root/tests/cluster/down.sh" >"$OUT/down.log" 2>&1 ||
@@ -114,7 +118,17 @@ jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 	>"$OUT/machine.json"
 cat "$OUT/machine.json"
 # The load average every 10 s for the whole run (the machine is shared).
-(while sleep 10; do printf '%s %s\n' "$(date +%s)" "$(cut -d' ' -f1 /proc/loadavg)"; done) >"$OUT/load.txt" &
+load_sampler() {
+	local i
+	while [ ! -e "$OUT/samplers.stop" ]; do
+		for ((i = 0; i < 20; i++)); do
+			[ -e "$OUT/samplers.stop" ] && return 0
+			sleep 0.5
+		done
+		printf '%s %s\n' "$(date +%s)" "$(cut -d' ' -f1 /proc/loadavg)"
+	done
+}
+load_sampler >"$OUT/load.txt" &
 LOAD_SAMPLER=$!
 
 # --- images ------------------------------------------------------------------------------------
@@ -141,6 +155,10 @@ TASKED_STATE_DIR=$STATE TASKED_NODE_IMAGES="$STAMP_IMAGE $RUNNER_IMAGE" \
 # shellcheck disable=SC1091
 . "$STATE/release.env" # NAMESPACE RELEASE FULLNAME
 SOCK=$STATE/node/containerd/containerd.sock
+: >"$OUT/shims.log"
+: >"$OUT/shims.seen"
+shim_sampler &
+SHIM_SAMPLER=$!
 kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 # The default ServiceAccount appears shortly after the namespace; a pod needs it.
@@ -154,6 +172,29 @@ has_pools() { grep -q runnerpools.tasked.dev <<<"$CRDS"; }
 has_container() { [ -f "$root/controller/podexec.c" ]; }
 
 # --- measurements ------------------------------------------------------------------------------
+# The shims: a pod's shim lives from its sandbox to its deletion and is reaped by init, so its
+# CPU is gone when it exits. Sampled every 0.5 s for the whole run ("TIME PID START TICKS" when
+# the ticks moved, for this node's shims only); cpu_delta takes each shim's last sample in the
+# window, so an exited shim loses at most its last half second.
+shim_sampler() {
+	local t
+	while [ ! -e "$OUT/samplers.stop" ]; do
+		t=$(date +%s.%N)
+		cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$t" -v sock="$SOCK" -v seen="$OUT/shims.seen" '
+			BEGIN { while ((getline l < seen) > 0) { split(l, a, " "); ours[a[1]] = a[2] } close(seen) }
+			$2 == "(containerd-shim)" {
+				k = $1 " " $22
+				if (!(k in ours)) {
+					c = ""; f = "/proc/" $1 "/cmdline"
+					getline c < f; close(f)
+					ours[k] = index(c, sock) > 0
+					print k, ours[k] >> seen
+				}
+				if (ours[k]) print t, $1, $22, $14 + $15 + $16 + $17
+			}'
+		sleep 0.5
+	done | awk '{ k = $2 " " $3; if (last[k] != $4) { print; fflush() } last[k] = $4 }' >>"$OUT/shims.log"
+}
 # cpu_snapshot FILE: "COMPONENT PID STARTTIME TICKS" per process, TICKS = utime + stime + cutime +
 # cstime (its own CPU and its reaped children's: runc under the shims, task processes under the
 # runners), plus "pods - - NS" lines with the node's pod cgroups' cpuacct total.
@@ -174,8 +215,6 @@ cpu_snapshot() {
 			pid=${f#/proc/}
 			comm=$(cat "$f/comm" 2>/dev/null) || continue
 			case "$comm" in
-			containerd-shim*)
-				tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -qF -- "$SOCK" && cpu_line containerd-shims "$pid" ;;
 			tasked-controll* | tasked-runner*)
 				cg=$(cat "$f/cgroup" 2>/dev/null) || continue
 				case "$cg" in *"/$NODE_TAG/"*) ;; *) continue ;; esac
@@ -183,25 +222,32 @@ cpu_snapshot() {
 			esac
 		done
 		printf 'pods - - %s\n' "$(cat "/sys/fs/cgroup/cpuacct/$NODE_TAG/cpuacct.usage" 2>/dev/null || echo 0)"
+		printf 'time - - %s\n' "$(date +%s.%N)"
 	} >"$1"
 }
 # cpu_delta BEFORE AFTER TASKS -> {"component": CPU seconds per 1,000 tasks, ...}. A process that
 # started in between counts whole; one that ended in between is lost (a lower bound: a shim of
 # a pod deleted during the run; pods are deleted after the measurement here).
 cpu_delta() {
+	sleep 0.6 # the shim sampler's next round
 	awk -v hz="$HZ" -v n="$3" '
 		FNR == 1 { file++ }
-		$1 == "pods" { if (file == 1) pb = $4; else pa = $4; next }
+		file <= 2 && $1 == "pods" { if (file == 1) pb = $4; else pa = $4; next }
+		file <= 2 && $1 == "time" { if (file == 1) t0 = $4; else t1 = $4; next }
 		file == 1 { before[$2 " " $3] = $4; next }
-		{ d = $4 - before[$2 " " $3]; if (d < 0) d = 0; sum[$1] += d / hz; comp[$1] = 1 }
+		file == 2 { d = $4 - before[$2 " " $3]; if (d < 0) d = 0; sum[$1] += d / hz; next }
+		# shims.log: the last sample of each shim at or before t0 and at or before t1
+		$1 <= t0 { s0[$2 " " $3] = $4 }
+		$1 <= t1 { s1[$2 " " $3] = $4 }
 		END {
-			# pods: the pod cgroups (ns) less what the controller and runners of those pods used
+			for (k in s1) { d = s1[k] - s0[k]; if (d > 0) sum["containerd-shims"] += d / hz }
+			# the pod cgroups (ns) less what the controller and runners of those pods used
 			p = (pa - pb) / 1e9 - sum["controller"] - sum["runners"]; if (p < 0) p = 0
-			sum["pod containers (other)"] = p
+			sum["containers"] = p
 			printf "{"; sep = ""
 			for (c in sum) { printf "%s\"%s\": %.4f", sep, c, sum[c] * 1000 / n; sep = ", " }
 			printf "}\n"
-		}' "$1" "$2"
+		}' "$1" "$2" "$OUT/shims.log"
 }
 apimetrics() { "$LOAD" apimetrics --kubeconfig "$KUBECONFIG" --json "$1"; }
 # writes_delta BEFORE AFTER TASKS -> writes per task by "VERB group/resource[/sub]", and totals.
@@ -257,16 +303,27 @@ row() { # NAME RATE BACKLOG LOADGEN-ARGS...
 	jq -c '{total, withoutLeases}' "$OUT/$name-writes.json"
 	clean_ns
 	[ "$backlog" -gt 0 ] || return 0
-	step "$name: backlog of $backlog"
+	backlog "$name" "$backlog" "$@"
+}
+# backlog NAME N LOADGEN-ARGS...: N created as fast as 8 connections can; the CPU window holds
+# the run and the deletion of what it made (Tasks; Jobs and their pods; Pods), as a user's
+# cleanup would.
+backlog() {
+	local name=$1 n=$2 t0
+	shift 2
+	step "$name: backlog of $n (and deleting them)"
 	cpu_snapshot "$OUT/$name-thr-before-cpu.txt"
-	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-t" --count "$backlog" \
+	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-t" --count "$n" \
 		--threads 8 --timeout 1200 --csv "$OUT/$name-throughput.csv" \
 		--json "$OUT/$name-throughput.json" "$@" >/dev/null || note "$name: the backlog run reported errors"
-	cpu_snapshot "$OUT/$name-thr-after-cpu.txt"
-	cpu_delta "$OUT/$name-thr-before-cpu.txt" "$OUT/$name-thr-after-cpu.txt" "$backlog" >"$OUT/$name-cpu.json"
-	jq -c '{perSecond, wallSeconds, unsettled}' "$OUT/$name-throughput.json"
-	jq -c . "$OUT/$name-cpu.json"
+	t0=$(now_ms)
 	clean_ns
+	cpu_snapshot "$OUT/$name-thr-after-cpu.txt"
+	cpu_delta "$OUT/$name-thr-before-cpu.txt" "$OUT/$name-thr-after-cpu.txt" "$n" >"$OUT/$name-cpu.json"
+	jq --argjson d "$(($(now_ms) - t0))" '. + {deleteSeconds: ($d / 1000)}' "$OUT/$name-throughput.json" >"$OUT/$name-throughput.json.tmp"
+	mv "$OUT/$name-throughput.json.tmp" "$OUT/$name-throughput.json"
+	jq -c '{perSecond, wallSeconds, deleteSeconds, unsettled, otherTerminal}' "$OUT/$name-throughput.json"
+	jq -c . "$OUT/$name-cpu.json"
 }
 
 step "idle baseline: CPU of every component for 20 s"
@@ -356,17 +413,10 @@ for r in $ROWS; do
 		ctr_queue
 		row container "$POD_RATE" 0 --command /stamp \
 			--spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}"
-		ctr_queue
-		step "container: backlog of $POD_BACKLOG"
-		cpu_snapshot "$OUT/container-thr-before-cpu.txt"
-		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run container-t --count "$POD_BACKLOG" \
-			--threads 8 --timeout 1200 --csv "$OUT/container-throughput.csv" --json "$OUT/container-throughput.json" \
-			--command /stamp --spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}" \
-			>/dev/null || note "container: the backlog run reported errors"
-		cpu_snapshot "$OUT/container-thr-after-cpu.txt"
-		cpu_delta "$OUT/container-thr-before-cpu.txt" "$OUT/container-thr-after-cpu.txt" "$POD_BACKLOG" >"$OUT/container-cpu.json"
-		jq -c '{perSecond, wallSeconds, unsettled}' "$OUT/container-throughput.json"
-		clean_ns ;;
+		ctr_queue # clean_ns deleted it
+		backlog container "$POD_BACKLOG" --command /stamp \
+			--spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}"
+		kubectl -n "$NS" delete networkpolicy --all >/dev/null 2>&1 || true ;;
 	job)
 		row job "$POD_RATE" "$POD_BACKLOG" --object job --image "$STAMP_IMAGE" --command /stamp ;;
 	pod)

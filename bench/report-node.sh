@@ -52,7 +52,7 @@ done
 			'{row: $r, label: $lbl, latency: $d, writes: $w, cpuPer1000Backlog: $c, cpuPer1000Steady: $cs,
 			  steady: (if $l then {count: $l.count, rateTarget: $l.rateTarget, rateAchieved: $l.rateAchieved,
 				unsettled: $l.unsettled, otherTerminal: $l.otherTerminal, stampMissing: $l.stampMissing} else null end),
-			  throughput: (if $t then {count: $t.count, perSecond: $t.perSecond, wallSeconds: $t.wallSeconds,
+			  throughput: (if $t then {count: $t.count, perSecond: $t.perSecond, wallSeconds: $t.wallSeconds, deleteSeconds: $t.deleteSeconds,
 				unsettled: $t.unsettled, otherTerminal: $t.otherTerminal} else null end)}'
 	done
 } | jq -s --slurpfile m "$RAW/machine.json" --slurpfile idle "$RAW/idle-cpu.json" \
@@ -107,14 +107,13 @@ if command -v gnuplot >/dev/null; then
 	if [ -n "$comps" ]; then
 		{
 			printf 'row'
-			for c in $comps; do printf '\t%s' "$c"; done
+			while read -r c; do printf '\t%s' "$c"; done <<<"$comps"
 			printf '\n'
 			for r in "${rows[@]}"; do
 				jq -r --arg r "$r" --arg comps "$comps" '.rows[] | select(.row == $r and .cpuPer1000Backlog)
 					| . as $x | [$r] + ($comps | split("\n") | map($x.cpuPer1000Backlog[.] // 0)) | @tsv' "$J"
 			done
 		} >"$tmp/cpu.tsv" 2>/dev/null || true
-		# component names with spaces do not split here: the TSV header holds them intact
 		ncol=$(head -n 1 "$tmp/cpu.tsv" | awk -F'\t' '{ print NF }')
 		if [ "$(wc -l <"$tmp/cpu.tsv")" -gt 1 ]; then
 			gnuplot <<-EOF
@@ -129,7 +128,8 @@ if command -v gnuplot >/dev/null; then
 				set key outside right
 				set grid y
 				set datafile separator "\t"
-				plot for [i=2:$ncol] "$tmp/cpu.tsv" using i:xtic(1) title columnheader(i)
+				colors = "#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf #393b79 #ad494a #637939 #843c39"
+				plot for [i=2:$ncol] "$tmp/cpu.tsv" using i:xtic(1) title columnheader(i) lc rgb word(colors, i - 1)
 			EOF
 			plots+=(bench-node-cpu.png)
 		fi
@@ -192,13 +192,16 @@ sec=$(mktemp)
 	q '.rows[] | select(.writes) | "| \(.label) | \(.writes.total * 100 | round / 100) | \(.writes.withoutLeases * 100 | round / 100) | \(.writes.leases * 100 | round / 100) | \(.writes.events * 100 | round / 100) | \(if .ratio.writes then (.ratio.writes * 10 | round / 10) else "—" end) | \(.writes.byVerbAndResource | to_entries | map(select(.key | test("leases") | not)) | sort_by(-.value) | map("\(.key) \(.value * 100 | round / 100)") | join(", ")) |"'
 	cat <<-EOF
 
-		**CPU seconds per 1,000 runs** of every component, over the backlog run: \`/proc/PID/stat\`
-		utime + stime + cutime + cstime (what each process and the children it reaped used: runc
-		under the shims, the task processes under the runners). The control plane, kubelet,
-		containerd and kube-proxy from their pid files; the shims of this node's containerd and the
-		controller and runner containers found in \`/proc\`; "pod containers (other)" is the node's
-		pod cgroups' \`cpuacct.usage\` less the controller and runners. A shim that exited during
-		the run is not counted (pods are deleted only after the measurement, so few do).
+		**CPU seconds per 1,000 runs** of every component, over the backlog run and the deletion of
+		what it made (Tasks; Jobs and their pods; Pods): \`/proc/PID/stat\` utime + stime + cutime +
+		cstime (what each process and the children it reaped used: the task processes under the
+		runners). The control plane, kubelet, containerd, kube-proxy and the network-policy
+		controller (kube-router, "netpol") from their pid files; the controller and runner
+		containers found in \`/proc\`; the shims of this node's containerd (with the runc
+		processes they reaped) sampled every 0.5 s, since an exited shim is reaped by init and its
+		CPU is then gone (so up to its last half second is missing); "containers" is the node's
+		pod cgroups' \`cpuacct.usage\` less the controller and runners: the pods' own processes,
+		runc's init in them, and CoreDNS.
 		Idle, the same components use $(q '[.idleCpuPerSecond[]] | add * 1000 | round / 1000') CPU seconds per second in all
 		(a slower row pays more of that per run).
 
@@ -217,10 +220,10 @@ sec=$(mktemp)
 		**Throughput with a backlog**: runs finished per second from the first create to the last
 		run seen terminal.
 
-		| backlog | runs | finished per second | wall seconds | × sidecar |
-		|---|---|---|---|---|
+		| backlog | runs | finished per second | wall seconds | × sidecar | then deleting them, seconds |
+		|---|---|---|---|---|---|
 	EOF
-	q '.rows[] | select(.throughput) | "| \(.label) | \(.throughput.count) | \(.throughput.perSecond * 10 | round / 10) | \(.throughput.wallSeconds * 10 | round / 10) | \(if .ratio.throughput then (.ratio.throughput * 100 | round / 100) else "—" end) |"'
+	q '.rows[] | select(.throughput) | "| \(.label) | \(.throughput.count) | \(.throughput.perSecond * 10 | round / 10) | \(.throughput.wallSeconds * 10 | round / 10) | \(if .ratio.throughput then (.ratio.throughput * 100 | round / 100) else "—" end) | \(.throughput.deleteSeconds // "—") |"'
 	echo
 	if [ "$(q '.skipped | length')" -gt 0 ]; then
 		echo "Not measured in this run:"
