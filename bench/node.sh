@@ -155,10 +155,6 @@ TASKED_STATE_DIR=$STATE TASKED_NODE_IMAGES="$STAMP_IMAGE $RUNNER_IMAGE" \
 # shellcheck disable=SC1091
 . "$STATE/release.env" # NAMESPACE RELEASE FULLNAME
 SOCK=$STATE/node/containerd/containerd.sock
-: >"$OUT/shims.log"
-: >"$OUT/shims.seen"
-shim_sampler &
-SHIM_SAMPLER=$!
 kubectl create namespace "$NS" >/dev/null
 kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
 # The default ServiceAccount appears shortly after the namespace; a pod needs it.
@@ -249,6 +245,10 @@ cpu_delta() {
 			printf "}\n"
 		}' "$1" "$2" "$OUT/shims.log"
 }
+: >"$OUT/shims.log"
+: >"$OUT/shims.seen"
+shim_sampler &
+SHIM_SAMPLER=$!
 apimetrics() { "$LOAD" apimetrics --kubeconfig "$KUBECONFIG" --json "$1"; }
 # writes_delta BEFORE AFTER TASKS -> writes per task by "VERB group/resource[/sub]", and totals.
 writes_delta() {
@@ -274,11 +274,13 @@ settle_writes() { # until no write for 2 s (Events are asynchronous), at most 20
 		prev=$cur
 	done
 }
-clean_ns() { # delete what a row made (not measured), wait until it is gone
-	kubectl -n "$NS" delete tasks,jobs,pods,taskqueues --all --wait=false >/dev/null 2>&1 || true
-	kubectl -n "$NS" delete jobs --all --cascade=foreground --wait=false >/dev/null 2>&1 || true
+clean_ns() { # delete what a row made and wait until it is gone (a RunnerPool's runners stay)
+	local i
+	kubectl -n "$NS" delete tasks,jobs,taskqueues --all --cascade=background --wait=false >/dev/null 2>&1 || true
+	kubectl -n "$NS" delete pods -l bench.tasked.dev/run --wait=false >/dev/null 2>&1 || true
 	for ((i = 0; i < 300; i++)); do
-		[ -z "$(kubectl -n "$NS" get tasks,jobs,pods -o name 2>/dev/null | head -n 1)" ] && return 0
+		[ -z "$(kubectl -n "$NS" get tasks,jobs -o name 2>/dev/null | head -n 1)" ] &&
+			[ -z "$(kubectl -n "$NS" get pods -l '!tasked.dev/runner-pool' -o name 2>/dev/null | head -n 1)" ] && return 0
 		sleep 1
 	done
 	note "objects of the previous row are still being deleted"

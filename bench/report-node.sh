@@ -158,7 +158,7 @@ sec=$(mktemp)
 		image (the runner image plus \`/usr/local/bin/stamp\`).
 
 		**The machine was shared while this ran**: $(q .machine.nproc) cores ($(q .machine.cpu)), other
-		engineers' builds and tests on it; 1-minute load average at the start $(q .machine.loadAverageAtStart | cut -d' ' -f1),
+		builds and test runs on it; 1-minute load average at the start $(q .machine.loadAverageAtStart | cut -d' ' -f1),
 		during the run $(q '.loadAverage1m | "\(.min)–\(.max), mean \(.mean)"') (sampled every 10 s). Treat the
 		figures as what this node does under that load, not as a quiet machine's.
 
