@@ -120,6 +120,7 @@ cat "$OUT/machine.json"
 # The load average every 10 s for the whole run (the machine is shared).
 load_sampler() {
 	local i
+	set +e
 	while [ ! -e "$OUT/samplers.stop" ]; do
 		for ((i = 0; i < 20; i++)); do
 			[ -e "$OUT/samplers.stop" ] && return 0
@@ -174,6 +175,7 @@ has_container() { [ -f "$root/controller/podexec.c" ]; }
 # window, so an exited shim loses at most its last half second.
 shim_sampler() {
 	local t
+	set +e +o pipefail # a process that ends while it is read is no reason to stop
 	while [ ! -e "$OUT/samplers.stop" ]; do
 		t=$(date +%s.%N)
 		cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$t" -v sock="$SOCK" -v seen="$OUT/shims.seen" '
@@ -211,10 +213,15 @@ cpu_snapshot() {
 			pid=${f#/proc/}
 			comm=$(cat "$f/comm" 2>/dev/null) || continue
 			case "$comm" in
-			tasked-controll* | tasked-runner*)
+			tasked-controll* | tasked-runner* | ld-linux*)
 				cg=$(cat "$f/cgroup" 2>/dev/null) || continue
 				case "$cg" in *"/$NODE_TAG/"*) ;; *) continue ;; esac
-				case "$comm" in tasked-controll*) cpu_line controller "$pid" ;; *) cpu_line runners "$pid" ;; esac ;;
+				case "$comm" in
+				tasked-controll*) cpu_line controller "$pid" ;;
+				tasked-runner*) cpu_line runners "$pid" ;;
+				*) # a RunnerPool's runner: started through the loader it brings along
+					tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -q 'tasked-runner' && cpu_line runners "$pid" ;;
+				esac ;;
 			esac
 		done
 		printf 'pods - - %s\n' "$(cat "/sys/fs/cgroup/cpuacct/$NODE_TAG/cpuacct.usage" 2>/dev/null || echo 0)"
