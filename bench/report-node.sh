@@ -32,7 +32,7 @@ dist() {
 		jq -R -s 'split("\n") | map(select(length > 0) | split(" ") | {k: .[0], v: (.[1] | tonumber)})
 			| group_by(.k) | map({key: .[0].k, value: (map(.v) | sort | length as $n
 				| def p(q): .[([(q * $n | ceil) - 1, 0] | max)] * 1000 | round / 1000;
-				{n: $n, p50: p(0.5), p95: p(0.95), p99: p(0.99), max: .[-1]})}) | from_entries'
+				{n: $n, p50: p(0.5), p95: p(0.95), p99: p(0.99), max: (.[-1] * 1000 | round / 1000)})}) | from_entries'
 }
 
 rows=()
@@ -56,7 +56,8 @@ done
 				unsettled: $t.unsettled, otherTerminal: $t.otherTerminal} else null end)}'
 	done
 } | jq -s --slurpfile m "$RAW/machine.json" --slurpfile idle "$RAW/idle-cpu.json" \
-	--slurpfile sk "$RAW/skipped.json" --slurpfile p "$RAW/params.json" \
+	--argjson sk "[$(cat "$RAW/skipped.json" 2>/dev/null || echo '{}')]" \
+	--argjson p "[$(cat "$RAW/params.json" 2>/dev/null || echo '{"elapsedSeconds": 0}')]" \
 	--argjson load "$(awk '{ print $2 }' "$RAW/load.txt" 2>/dev/null | jq -s '{samples: length, min: (min // null),
 		max: (max // null), mean: (if length > 0 then (add / length * 100 | round) / 100 else null end)}')" \
 	'(map(select(.row == "sidecar"))[0]) as $base
