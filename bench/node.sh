@@ -179,7 +179,7 @@ shim_sampler() {
 	while [ ! -e "$OUT/samplers.stop" ]; do
 		t=$(date +%s.%N)
 		cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$t" -v sock="$SOCK" -v seen="$OUT/shims.seen" '
-			BEGIN { while ((getline l < seen) > 0) { split(l, a, " "); ours[a[1]] = a[2] } close(seen) }
+			BEGIN { while ((getline l < seen) > 0) { split(l, a, " "); ours[a[1] " " a[2]] = a[3] } close(seen) }
 			$2 == "(containerd-shim)" {
 				k = $1 " " $22
 				if (!(k in ours)) {

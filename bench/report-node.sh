@@ -53,6 +53,7 @@ done
 			  steady: (if $l then {count: $l.count, rateTarget: $l.rateTarget, rateAchieved: $l.rateAchieved,
 				unsettled: $l.unsettled, otherTerminal: $l.otherTerminal, stampMissing: $l.stampMissing} else null end),
 			  throughput: (if $t then {count: $t.count, perSecond: $t.perSecond, wallSeconds: $t.wallSeconds, deleteSeconds: $t.deleteSeconds,
+				terminalP50Ms: $t.createToTerminalSeenMs.p50, terminalMaxMs: $t.createToTerminalSeenMs.max,
 				unsettled: $t.unsettled, otherTerminal: $t.otherTerminal} else null end)}'
 	done
 } | jq -s --slurpfile m "$RAW/machine.json" --slurpfile idle "$RAW/idle-cpu.json" \
@@ -172,10 +173,10 @@ sec=$(mktemp)
 		create request; "started" is the stamp (the task's own first instruction), "terminal" is
 		when a watch first saw the object finished (a Job: its \`Complete\` condition).
 
-		| create → … (ms) | started p50 | p95 | p99 | max | terminal p50 | p95 | p99 | max | × sidecar (started p50 / terminal p50) |
-		|---|---|---|---|---|---|---|---|---|---|
+		| create → … (ms) | runs | started p50 | p95 | p99 | max | terminal p50 | p95 | p99 | max | × sidecar (started p50 / terminal p50) |
+		|---|---|---|---|---|---|---|---|---|---|---|
 	EOF
-	q '.rows[] | "| \(.label) | \(.latency.start.p50 // "—") | \(.latency.start.p95 // "—") | \(.latency.start.p99 // "—") | \(.latency.start.max // "—") | \(.latency.terminal.p50 // "—") | \(.latency.terminal.p95 // "—") | \(.latency.terminal.p99 // "—") | \(.latency.terminal.max // "—") | \(if .ratio then "\(.ratio.startP50 * 10 | round / 10) / \(.ratio.terminalP50 * 10 | round / 10)" else "—" end) |"'
+	q '.rows[] | "| \(.label) | \(.latency.terminal.n // "—") | \(.latency.start.p50 // "—") | \(.latency.start.p95 // "—") | \(.latency.start.p99 // "—") | \(.latency.start.max // "—") | \(.latency.terminal.p50 // "—") | \(.latency.terminal.p95 // "—") | \(.latency.terminal.p99 // "—") | \(.latency.terminal.max // "—") | \(if .ratio then "\(.ratio.startP50 * 10 | round / 10) / \(.ratio.terminalP50 * 10 | round / 10)" else "—" end) |"'
 	echo
 	for p in "${plots[@]}"; do
 		case "$p" in *start* | *terminal*) echo "![$p]($p)" ;; esac
@@ -221,10 +222,10 @@ sec=$(mktemp)
 		**Throughput with a backlog**: runs finished per second from the first create to the last
 		run seen terminal.
 
-		| backlog | runs | finished per second | wall seconds | × sidecar | then deleting them, seconds |
-		|---|---|---|---|---|---|
+		| backlog | runs | finished per second | wall seconds | × sidecar | create → terminal p50 / max (s) | not Succeeded | then deleting them (s) |
+		|---|---|---|---|---|---|---|---|
 	EOF
-	q '.rows[] | select(.throughput) | "| \(.label) | \(.throughput.count) | \(.throughput.perSecond * 10 | round / 10) | \(.throughput.wallSeconds * 10 | round / 10) | \(if .ratio.throughput then (.ratio.throughput * 100 | round / 100) else "—" end) | \(.throughput.deleteSeconds // "—") |"'
+	q '.rows[] | select(.throughput) | "| \(.label) | \(.throughput.count) | \(.throughput.perSecond * 10 | round / 10) | \(.throughput.wallSeconds * 10 | round / 10) | \(if .ratio.throughput then (.ratio.throughput * 100 | round / 100) else "—" end) | \((.throughput.terminalP50Ms // 0) / 100 | round / 10) / \((.throughput.terminalMaxMs // 0) / 100 | round / 10) | \(.throughput.otherTerminal // 0) | \(.throughput.deleteSeconds // "—") |"'
 	echo
 	if [ "$(q '.skipped | length')" -gt 0 ]; then
 		echo "Not measured in this run:"
