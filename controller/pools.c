@@ -18,7 +18,7 @@
 struct pools {
 	struct pools_cfg cfg;
 	pthread_mutex_t lock;
-	json_t *labels; /* "ns/name" -> {labels, image, volumes} of each known pool's spec */
+	json_t *labels; /* "ns/name" -> {labels, spec} of each known pool (copies) */
 	/* "ns/name" -> {lowSince, drainAt, draining: [ids], committedAt, committed: [ids], secret,
 	 * status} */
 	json_t *state;
@@ -62,11 +62,9 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
 {
 	struct pools *p = ud;
 	json_t *spec = json_object_get(obj, "spec"), *labels = json_object_get(spec, "labels");
-	json_t *vols = json_object_get(spec, "volumes");
-	json_t *view = json_pack("{sosOsO}", "labels",
+	json_t *view = json_pack("{soso}", "labels",
 				 json_is_object(labels) ? json_deep_copy(labels) : json_object(),
-				 "image", json_object_get(spec, "image") ?: json_null(), "volumes",
-				 json_is_array(vols) ? vols : json_null());
+				 "spec", json_is_object(spec) ? json_deep_copy(spec) : json_object());
 
 	int changed = 1;
 
@@ -137,11 +135,14 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	return r;
 }
 
-int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *why, size_t whysz)
+int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, const char **reason,
+			char *why, size_t whysz)
 {
-	json_t *view, *vpolicy;
+	json_t *view;
+	const char *slash = strchr(pool, '/');
 	int r;
 
+	*reason = "PolicyDenied";
 	if (!p)
 		return 1;
 	pthread_mutex_lock(&p->lock);
@@ -149,10 +150,8 @@ int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *
 	pthread_mutex_unlock(&p->lock);
 	if (!view)
 		return 1; /* gone since it was routed: the dispatch finds no runner */
-	vpolicy = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
-				  "container");
-	r = pools_policy_check(json_string_value(json_object_get(view, "image")),
-			       json_object_get(view, "volumes"), vpolicy, why, whysz);
+	r = pools_policy_check(json_object_get(view, "spec"), slash ? slash + 1 : pool, queue,
+			       reason, why, whysz);
 	json_decref(view);
 	return r;
 }

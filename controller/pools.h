@@ -42,9 +42,11 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
  * selector is the effective one (the task's, else its queue's). */
 int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size_t outsz, char *why,
 		size_t whysz);
-/* Whether the TaskQueue's container policy (spec.policy.container, queue may be NULL) lets its
- * tasks use pool: 1 yes, 0 no (why says what it refused). See pools_policy_check. */
-int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *why, size_t whysz);
+/* Whether the task's TaskQueue's container policy (queue may be NULL: no TaskQueue, the built-in
+ * policy that allows no image) lets its tasks use pool ("ns/name"): 1 yes, 0 no with *reason and
+ * why saying what it refused. See pools_policy_check. */
+int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, const char **reason,
+			char *why, size_t whysz);
 /* The same for a task found by UID in the Task cache: 1 when it routes to pool. */
 int pools_task_in_pool(struct pools *p, const char *uid, const char *pool);
 /* Creates and scales each pool's Deployment and writes its status. The leader calls it every

@@ -215,41 +215,103 @@ static void test_labels(void)
 	json_decref(s3);
 }
 
+/* pools_policy_check on spec (JSON) for a task of queue (JSON of the TaskQueue, or NULL). */
+static int pol(const char *spec, const char *queue, const char **reason, char *why, size_t whysz)
+{
+	json_t *sj = json_loads(spec, 0, NULL), *qj = queue ? json_loads(queue, 0, NULL) : NULL;
+	int r;
+
+	*reason = "";
+	why[0] = '\0';
+	r = pools_policy_check(sj, "py", qj, reason, why, whysz);
+	json_decref(sj);
+	json_decref(qj);
+	return r;
+}
+
+#define Q(policy) "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"policy\":{\"container\":" policy "}}}"
+
 static void test_policy(void)
 {
-	char why[256] = "";
-	json_t *vols = json_loads(
-		"[{\"name\":\"d\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
-		"{\"name\":\"s\",\"emptyDir\":{}}]",
-		0, NULL);
-	json_t *none = json_object();
-	json_t *imgs = json_loads(
-		"{\"imageAllowlist\":[\"registry.example/py:3.12\",\"registry.example/tools/*\"]}",
-		0, NULL);
-	json_t *vl = json_loads("{\"volumeAllowlist\":[\"data\"]}", 0, NULL);
-	json_t *vl2 = json_loads("{\"volumeAllowlist\":[\"other\"]}", 0, NULL);
+	char why[512];
+	const char *reason;
+	const char *vols =
+		"{\"image\":\"reg.io/py:3.12\",\"volumes\":["
+		"{\"name\":\"d\",\"mountPath\":\"/data\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
+		"{\"name\":\"s\",\"mountPath\":\"/s\",\"emptyDir\":{}}]}";
 
-	ok(pools_policy_check("anything:1", vols, NULL, why, sizeof(why)), "no policy: allowed");
-	ok(pools_policy_check("anything:1", vols, none, why, sizeof(why)),
-	   "empty lists restrict nothing");
-	ok(pools_policy_check("registry.example/py:3.12", NULL, imgs, why, sizeof(why)),
-	   "an exact image entry");
-	ok(pools_policy_check("registry.example/tools/go:1", NULL, imgs, why, sizeof(why)),
-	   "a prefix entry");
-	ok(!pools_policy_check("registry.example/py:3.13", NULL, imgs, why, sizeof(why)) &&
-		   strstr(why, "imageAllowlist"),
-	   "another image is refused: %s", why);
-	ok(!pools_policy_check(NULL, NULL, imgs, why, sizeof(why)),
-	   "no image with an allowlist is refused");
-	ok(pools_policy_check("x", vols, vl, why, sizeof(why)),
-	   "an allowed claim (emptyDir needs no entry)");
-	ok(!pools_policy_check("x", vols, vl2, why, sizeof(why)) && strstr(why, "volumeAllowlist"),
+	/* The container executor's strict defaults (podpolicy.h). */
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", NULL, &reason, why, sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0 && strstr(why, "without a TaskQueue"),
+	   "no TaskQueue: the built-in policy allows no image: %s", why);
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", "{\"metadata\":{\"name\":\"q\"},\"spec\":{}}",
+		&reason, why, sizeof(why)) &&
+		   strstr(why, "not in TaskQueue q's policy.container.imageAllowlist"),
+	   "a queue without a container policy allows no image: %s", why);
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", Q("{\"imageAllowlist\":[]}"), &reason, why,
+		sizeof(why)),
+	   "an empty imageAllowlist allows nothing");
+	ok(pol("{\"image\":\"reg.io/py:3.12\"}", Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"]}"),
+	       &reason, why, sizeof(why)),
+	   "an exact entry (%s)", why);
+	ok(pol("{\"image\":\"reg.io/py:3.13\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"),
+	       &reason, why, sizeof(why)),
+	   "REPO:* matches any tag");
+	ok(!pol("{\"image\":\"reg.io/py/evil:1\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"),
+		&reason, why, sizeof(why)),
+	   "REPO:* is no prefix: another repository under it is refused");
+	ok(!pol("{\"image\":\"reg.io/tools/go:1\"}", Q("{\"imageAllowlist\":[\"reg.io/tools/*\"]}"),
+		&reason, why, sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0,
+	   "a plain '*' prefix is not a pattern: %s", why);
+	ok(!pol("{\"image\":\"a b\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"), &reason, why,
+		sizeof(why)) &&
+		   strcmp(reason, "InvalidSpec") == 0,
+	   "an image that is no reference: InvalidSpec (%s)", why);
+	/* volumes */
+	ok(!pol(vols, Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "volumeAllowlist") && strstr(why, "data"),
 	   "a claim not in volumeAllowlist is refused: %s", why);
-	json_decref(vols);
-	json_decref(none);
-	json_decref(imgs);
-	json_decref(vl);
-	json_decref(vl2);
+	ok(pol(vols,
+	       Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"],\"volumeAllowlist\":[{"
+		 "\"persistentVolumeClaim\":\"data\",\"mountPath\":\"/data\"}]}"),
+	       &reason, why, sizeof(why)),
+	   "an allowed claim at its path (emptyDir needs no entry): %s", why);
+	ok(!pol(vols,
+		Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"],\"volumeAllowlist\":[{"
+		  "\"persistentVolumeClaim\":\"data\",\"mountPath\":\"/elsewhere\"}]}"),
+		&reason, why, sizeof(why)),
+	   "... only at the path the entry names");
+	ok(!pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"k\",\"mountPath\":\"/k\",\"secret\":{"
+		"\"secretName\":\"keys\"}}]}",
+		Q("{\"imageAllowlist\":[\"x\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "Secret keys"),
+	   "a Secret the queue does not declare: %s", why);
+	ok(pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"k\",\"mountPath\":\"/k\",\"secret\":{"
+	       "\"secretName\":\"keys\"}}]}",
+	       "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"k\",\"secretKeyRef\":"
+	       "{\"name\":\"keys\",\"key\":\"a\"}}],\"policy\":{\"container\":{\"imageAllowlist\":[\"x\"]}}}}",
+	       &reason, why, sizeof(why)),
+	   "a Secret the queue declares: %s", why);
+	ok(!pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"e\",\"mountPath\":\"/e\",\"emptyDir\":{"
+		"\"sizeLimit\":\"9Gi\"}}]}",
+		Q("{\"imageAllowlist\":[\"x\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "8Gi"),
+	   "an emptyDir over 8Gi: %s", why);
+	/* resources */
+	ok(!pol("{\"image\":\"x\",\"resources\":{\"limits\":{\"memory\":\"4Gi\"}}}",
+		Q("{\"imageAllowlist\":[\"x\"],\"maxResources\":{\"memory\":\"1Gi\"}}"), &reason,
+		why, sizeof(why)) &&
+		   strstr(why, "maxResources.memory"),
+	   "a runner over maxResources: %s", why);
+	ok(pol("{\"image\":\"x\",\"resources\":{\"requests\":{\"cpu\":\"100m\"}}}",
+	       Q("{\"imageAllowlist\":[\"x\"],\"maxResources\":{\"cpu\":\"1\"}}"), &reason, why,
+	       sizeof(why)),
+	   "within maxResources");
+	ok(!pol("{\"image\":\"x\"}", Q("{\"imageAllowlist\":[\"bad*pattern\"]}"), &reason, why,
+		sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0 && strstr(why, "imageAllowlist[0]"),
+	   "an invalid policy refuses, naming the entry: %s", why);
 }
 
 int main(void)
