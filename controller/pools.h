@@ -49,6 +49,10 @@ int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, const 
 			char *why, size_t whysz);
 /* The same for a task found by UID in the Task cache: 1 when it routes to pool. */
 int pools_task_in_pool(struct pools *p, const char *uid, const char *pool);
+/* queues_pool_fn (queues.h) for a TaskQueue's status: whether runnerSelector of a queue in ns
+ * reaches a pool of ns (-ENOENT: none), and whether its runners serve it (1: connected, or
+ * started on demand by the first queued task; 0: the pool is Stalled or has maxRunners 0). */
+int pools_queue_runners(void *ud, const char *ns, json_t *selector, char *msg, size_t msgsz);
 /* Creates and scales each pool's Deployment and writes its status. The leader calls it every
  * couple of seconds. */
 void pools_reconcile_all(struct pools *p);

@@ -1,4 +1,5 @@
 #include "pools_spec.h"
+#include "conditions.h"
 #include "podpolicy.h"
 #include "podspec.h"
 #include "sat.h"
@@ -315,6 +316,13 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 		snprintf(err, errsz, "the pool needs metadata.name, namespace, uid and spec.image");
 		return NULL;
 	}
+	if (!podpolicy_image_valid(image, strlen(image))) {
+		snprintf(err, errsz,
+			 "spec.image %.300s is not a valid image reference "
+			 "(REPOSITORY[:TAG][@sha256:DIGEST])",
+			 image);
+		return NULL;
+	}
 	labels = json_pack("{ssssss}", "app.kubernetes.io/name", "tasked-runner",
 			   "app.kubernetes.io/managed-by", "tasked", POOLS_LABEL, name);
 	volumes = json_pack("[{s{}ss}{s{}ss}{s{sss[{ssss}]si}ss}]", "emptyDir", "name", "tmp",
@@ -402,4 +410,32 @@ int pools_policy_check(json_t *pool_spec, const char *pool, json_t *queue, const
 					 json_object_get(qspec, "secrets"), reason, why, whysz);
 	podpolicy_release(&p);
 	return r == 0;
+}
+
+json_t *pools_conditions(json_t *old, const struct pools_obs *o, int64_t gen, int64_t now_ms)
+{
+	int ready = !o->stalled && o->ready >= o->min;
+	int scaling = !o->stalled && (o->replicas < o->desired || o->ready < o->replicas);
+	char rmsg[256], smsg[256];
+
+	snprintf(rmsg, sizeof(rmsg), "%lld of at least %lld runners connected", (long long)o->ready,
+		 (long long)o->min);
+	snprintf(smsg, sizeof(smsg), "%lld runners wanted, %lld connected", (long long)o->desired,
+		 (long long)o->ready);
+	struct cond cs[] = {
+		{ "Ready", ready ? "True" : "False",
+		  o->stalled ? o->stalled
+		  : ready    ? "RunnersReady"
+			     : "RunnersStarting",
+		  o->stalled ? o->why : rmsg },
+		{ "Reconciling", o->error || scaling ? "True" : "False",
+		  o->error  ? "ReconcileError"
+		  : scaling ? "Scaling"
+			    : "Stable",
+		  o->error ? o->why : smsg },
+		{ "Stalled", o->stalled ? "True" : "False", o->stalled ? o->stalled : "Running",
+		  o->stalled ? o->why : "the pool's Deployment is managed" },
+		{ "Completed", "False", "Running", "a pool runs until it is deleted" },
+	};
+	return cond_build(old, cs, UTIL_ARRAY_SIZE(cs), gen, now_ms);
 }

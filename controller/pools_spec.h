@@ -68,3 +68,17 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 json_t *pools_build_secret(json_t *pool, const char *secret_name, const char *token);
 /* A short hash of the pod template, for the Deployment's tasked.dev/template-hash annotation. */
 int pools_template_hash(json_t *deployment, char out[17]);
+
+/* What one reconcile pass saw of a pool, for its status. */
+struct pools_obs {
+	int64_t ready, desired, replicas, queued, running, min;
+	const char *stalled; /* a reason the pool cannot run as specified, or NULL */
+	int error;           /* the pass failed in a way the next one may not (why says how) */
+	const char *why;
+};
+/* The kinds' common conditions (conditions.h, docs/api.md) for a pool, which has no phase: Ready
+ * while at least minRunners runners are connected; Reconciling while it scales up or its runners
+ * start, or after a failed pass that is retried; Stalled when it cannot run as specified (kstatus:
+ * Failed); Completed never (a pool runs until it is deleted). Each with observedGeneration gen;
+ * lastTransitionTime kept from old where the status did not change. New reference or NULL. */
+json_t *pools_conditions(json_t *old, const struct pools_obs *o, int64_t gen, int64_t now_ms);

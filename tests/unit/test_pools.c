@@ -164,6 +164,11 @@ static void test_deployment(void)
 		   strstr(err, "runner's own"),
 	   "a volume over the bundle is refused: %s", err);
 	json_decref(p);
+	p = pool_obj("{\"image\":\"a b\"}");
+	ok(pools_build_deployment(p, 1, "s", &env, err, sizeof(err)) == NULL &&
+		   strstr(err, "not a valid image reference"),
+	   "an image that is no reference is refused: %s", err);
+	json_decref(p);
 	p = pool_obj("{\"image\":\"x\",\"labels\":{\"a,b\":\"c\"}}");
 	ok(pools_build_deployment(p, 1, "s", &env, err, sizeof(err)) == NULL,
 	   "a label key with ',' is refused");
@@ -314,8 +319,78 @@ static void test_policy(void)
 	   "an invalid policy refuses, naming the entry: %s", why);
 }
 
+/* "STATUS/REASON" of condition type in conds. */
+static const char *cnd(json_t *conds, const char *type, char *buf, size_t n)
+{
+	json_t *c;
+	size_t i;
+	json_array_foreach(conds, i, c) if (strcmp(json_string_value(json_object_get(c, "type")),
+						   type) == 0)
+	{
+		snprintf(buf, n, "%s/%s", json_string_value(json_object_get(c, "status")),
+			 json_string_value(json_object_get(c, "reason")));
+		return buf;
+	}
+	return "";
+}
+
+static void test_conditions(void)
+{
+	char a[64], b[64], c[64], d[64];
+	struct pools_obs o = { .ready = 0, .desired = 0, .replicas = 0, .min = 0 };
+	json_t *cs = pools_conditions(NULL, &o, 3, 1000), *cs2;
+
+	is_str(cnd(cs, "Ready", a, sizeof(a)), "True/RunnersReady", "scaled to zero, min 0: Ready");
+	is_str(cnd(cs, "Reconciling", b, sizeof(b)), "False/Stable", "... not Reconciling");
+	is_str(cnd(cs, "Stalled", c, sizeof(c)), "False/Running", "... not Stalled");
+	is_str(cnd(cs, "Completed", d, sizeof(d)), "False/Running", "a pool never completes");
+	is_int(json_integer_value(json_object_get(json_array_get(cs, 0), "observedGeneration")), 3,
+	       "observedGeneration on each");
+	o.desired = o.replicas = 1;
+	cs2 = pools_conditions(cs, &o, 3, 999999);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/Scaling",
+	       "a runner wanted and not connected: Reconciling (kstatus InProgress)");
+	is_str(json_string_value(json_object_get(json_array_get(cs2, 2), "lastTransitionTime")),
+	       json_string_value(json_object_get(json_array_get(cs, 2), "lastTransitionTime")),
+	       "an unchanged condition keeps its lastTransitionTime");
+	json_decref(cs2);
+	o.min = 1;
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Ready", a, sizeof(a)), "False/RunnersStarting",
+	       "fewer runners than minRunners: not Ready");
+	json_decref(cs2);
+	o.ready = 1;
+	o.desired = 1;
+	o.replicas = 3; /* three runners, one connected */
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/Scaling",
+	       "replicas not all connected: Reconciling");
+	json_decref(cs2);
+	o.ready = 3;
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "False/Stable",
+	       "waiting out scaleDownDelaySeconds with every runner connected: Stable");
+	json_decref(cs2);
+	o.error = 1;
+	o.why = "reading Deployment: timeout";
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/ReconcileError",
+	       "a failed pass: Reconciling with why");
+	json_decref(cs2);
+	o.error = 0;
+	o.stalled = "InvalidSpec";
+	o.why = "spec.volumes[0]: mountPath /tmp is the runner's own";
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Stalled", c, sizeof(c)), "True/InvalidSpec", "an invalid spec: Stalled");
+	is_str(cnd(cs2, "Ready", a, sizeof(a)), "False/InvalidSpec", "... not Ready, same reason");
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "False/Stable", "... not Reconciling");
+	json_decref(cs2);
+	json_decref(cs);
+}
+
 int main(void)
 {
+	test_conditions();
 	test_policy();
 	test_desired();
 	test_decide();
