@@ -102,6 +102,20 @@ spec:
 YAML
 wait_for 20 sh -c "[ -n \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue default -o jsonpath='{.status.observedGeneration}')\" ]"
 
+# A TaskQueue whose runnerSelector reaches the pool: its RunnersAvailable is the pool's answer
+# (no global runner ever serves those tasks), here: scaled to zero, starts on demand.
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: to-py}
+spec: {runnerSelector: {pool: py}}
+YAML
+qcond() { k get taskqueue "$1" -o jsonpath='{.status.conditions[?(@.type=="RunnersAvailable")].status}/{.status.conditions[?(@.type=="RunnersAvailable")].reason}: {.status.conditions[?(@.type=="RunnersAvailable")].message}'; }
+ok "a queue whose runnerSelector reaches a pool at zero: RunnersAvailable True (RunnerPool)" wait_for 30 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-py -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].reason}' | grep -qx RunnerPool"
+like "$(qcond to-py)" '^True/RunnerPool: runnerSelector reaches RunnerPool py: no runner connected now; the pool starts runners for queued tasks' \
+	"... saying the pool starts on demand"
+
 # --- a task for an empty pool: Queued, pool starting; scale-up -----------------------------------
 task t1 "runnerPool: py"
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get task t1 -o jsonpath='{.status.phase}')\" = Queued ]"
@@ -142,6 +156,9 @@ ok "a task for no pool runs on the global runners, never on a pool's" \
 	test "$(task_field t-plain .status.runner)" != py-pool-r1 -a "$(task_field t-plain .status.runner)" != other-pool-intruder
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get runnerpool py -o jsonpath='{.status.readyRunners}')\" = 1 ]"
 is "$(k get runnerpool py -o jsonpath='{.status.readyRunners}')" 1 "status.readyRunners counts the pool's connected runner"
+ok "the queue reaching pool py counts the pool's runner" wait_for 20 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-py -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].message}' | grep -q '1 runners connected'"
+like "$(qcond to-py)" '^True/RunnerPool: runnerSelector reaches RunnerPool py: 1 runners connected' "... $(qcond to-py)"
 
 # --- a raw client with pool other's token cannot see, take or answer pool py's task ---------------
 task t-long "runnerPool: py" "[sh, -c, 'sleep 6; echo real']"
@@ -198,6 +215,26 @@ ok_phase t-vol Failed 30
 is "$(task_field t-vol .status.reason)" PolicyDenied "a pool volume the queue's volumeAllowlist does not list (at that path): PolicyDenied"
 like "$(task_field t-vol .status.message)" "RunnerPool vol's volume cfg \\(configMap settings at /etc/settings\\) is not in TaskQueue strict's policy.container.volumeAllowlist" \
 	"... saying why"
+
+# A queue reaching a pool that cannot run (Stalled): RunnersAvailable False, the pool's reason.
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: broken}
+spec:
+  image: "debian-python:test"
+  labels: {pool: broken}
+  volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
+---
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: to-broken}
+spec: {runnerSelector: {pool: broken}}
+YAML
+ok "a queue reaching a Stalled pool: RunnersAvailable False (RunnerPoolStalled)" wait_for 30 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-broken -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].reason}' | grep -qx RunnerPoolStalled"
+like "$(qcond to-broken)" "^False/RunnerPoolStalled: runnerSelector reaches RunnerPool broken, which cannot run: InvalidSpec: .*mountPath /tmp" \
+	"... with the pool's reason"
 
 # --- scale-down after the delay, drained first ----------------------------------------------------
 # The runner's "pod" (the kubelet-less cluster never runs it) so the deletion cost can be set.
