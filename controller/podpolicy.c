@@ -510,11 +510,12 @@ static int check_pool_volume(const struct podpolicy *p, json_t *v, const char *p
 {
 	const char *name = json_string_value(json_object_get(v, "name"));
 	const char *mp = json_string_value(json_object_get(v, "mountPath"));
-	const char *cm = json_string_value(json_object_get(json_object_get(v, "configMap"), "name"));
+	const char *cm = json_string_value(
+		json_object_get(json_object_get(v, "configMap"), "name"));
 	const char *pvc = json_string_value(
 		json_object_get(json_object_get(v, "persistentVolumeClaim"), "claimName"));
-	const char *sec =
-		json_string_value(json_object_get(json_object_get(v, "secret"), "secretName"));
+	const char *sec = json_string_value(
+		json_object_get(json_object_get(v, "secret"), "secretName"));
 	json_t *ed = json_object_get(v, "emptyDir"), *d;
 	int64_t size = 0;
 	size_t i;
@@ -539,7 +540,8 @@ static int check_pool_volume(const struct podpolicy *p, json_t *v, const char *p
 			if (s && strcmp(s, sec) == 0)
 				return 0;
 		}
-		DENY("RunnerPool %s's volume %.63s mounts Secret %.253s, which %s%s does not declare "
+		DENY("RunnerPool %s's volume %.63s mounts Secret %.253s, which %s%s does not "
+		     "declare "
 		     "in spec.secrets",
 		     pool, name, sec, q ? "TaskQueue " : "the built-in policy", q ? q : "");
 	}
@@ -584,8 +586,9 @@ int podpolicy_check_pool(const struct podpolicy *p, json_t *spec, const char *po
 		     "(create one with policy.container.imageAllowlist)",
 		     pool, json_string_value(img));
 	}
-	json_array_foreach(json_object_get(spec, "volumes"), i, v) if ((r = check_pool_volume(
-		p, v, pool, q, qsecrets, reason, err, errsz)) < 0) return r;
+	json_array_foreach(json_object_get(spec, "volumes"), i,
+			   v) if ((r = check_pool_volume(p, v, pool, q, qsecrets, reason, err,
+							 errsz)) < 0) return r;
 	/* Limits, else requests, as for a container task; other resources are the pool's. */
 	for (int pass = 0; pass < 2; pass++) {
 		json_t *o = json_object_get(rs, pass ? "limits" : "requests");

@@ -62,9 +62,9 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
 {
 	struct pools *p = ud;
 	json_t *spec = json_object_get(obj, "spec"), *labels = json_object_get(spec, "labels");
-	json_t *view = json_pack("{soso}", "labels",
-				 json_is_object(labels) ? json_deep_copy(labels) : json_object(),
-				 "spec", json_is_object(spec) ? json_deep_copy(spec) : json_object());
+	json_t *view = json_pack(
+		"{soso}", "labels", json_is_object(labels) ? json_deep_copy(labels) : json_object(),
+		"spec", json_is_object(spec) ? json_deep_copy(spec) : json_object());
 
 	int changed = 1;
 
@@ -184,8 +184,9 @@ int pools_queue_runners(void *ud, const char *ns, json_t *selector, char *msg, s
 	max = json_integer_value(json_object_get(json_object_get(pool, "spec"), "maxRunners"));
 	broker_pool_counts(p->cfg.broker, key, &n);
 	if (stalled)
-		snprintf(msg, msgsz, "runnerSelector reaches RunnerPool %s, which cannot run: %s: %s",
-			 name, stalled, smsg ? smsg : "");
+		snprintf(msg, msgsz,
+			 "runnerSelector reaches RunnerPool %s, which cannot run: %s: %s", name,
+			 stalled, smsg ? smsg : "");
 	else if (n.runners > 0)
 		snprintf(msg, msgsz, "runnerSelector reaches RunnerPool %s: %d runners connected",
 			 name, n.runners);

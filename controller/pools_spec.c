@@ -174,15 +174,15 @@ static int pools_harden(json_t *pod, const struct pools_env *env)
 	    json_object_set_new(pod, "terminationGracePeriodSeconds", json_integer(40)) < 0)
 		return -ENOMEM;
 	aa = podspec_apparmor(env->apparmor);
-	if (aa && json_object_set_new(json_object_get(runner, "securityContext"),
-				      "appArmorProfile", aa) < 0)
+	if (aa && json_object_set_new(json_object_get(runner, "securityContext"), "appArmorProfile",
+				      aa) < 0)
 		return -ENOMEM;
+	if (!env->pull_policy)
+		return 0; /* IfNotPresent, from podspec_harden_container */
 	json_array_foreach(json_object_get(pod, "initContainers"), i, c)
-		if (env->pull_policy)
-			json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
+		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
 	json_array_foreach(json_object_get(pod, "containers"), i, c)
-		if (env->pull_policy)
-			json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
+		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
 	return 0;
 }
 
@@ -396,8 +396,8 @@ int pools_policy_check(json_t *pool_spec, const char *pool, json_t *queue, const
 		       char *why, size_t whysz)
 {
 	json_t *qspec = json_object_get(queue, "spec");
-	const char *qname =
-		json_string_value(json_object_get(json_object_get(queue, "metadata"), "name"));
+	const char *qname = json_string_value(
+		json_object_get(json_object_get(queue, "metadata"), "name"));
 	struct podpolicy p;
 	int r;
 

@@ -240,10 +240,10 @@ static void test_policy(void)
 {
 	char why[512];
 	const char *reason;
-	const char *vols =
-		"{\"image\":\"reg.io/py:3.12\",\"volumes\":["
-		"{\"name\":\"d\",\"mountPath\":\"/data\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
-		"{\"name\":\"s\",\"mountPath\":\"/s\",\"emptyDir\":{}}]}";
+	const char *vols = "{\"image\":\"reg.io/py:3.12\",\"volumes\":["
+			   "{\"name\":\"d\",\"mountPath\":\"/"
+			   "data\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
+			   "{\"name\":\"s\",\"mountPath\":\"/s\",\"emptyDir\":{}}]}";
 
 	/* The container executor's strict defaults (podpolicy.h). */
 	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", NULL, &reason, why, sizeof(why)) &&
@@ -294,8 +294,10 @@ static void test_policy(void)
 	   "a Secret the queue does not declare: %s", why);
 	ok(pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"k\",\"mountPath\":\"/k\",\"secret\":{"
 	       "\"secretName\":\"keys\"}}]}",
-	       "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"k\",\"secretKeyRef\":"
-	       "{\"name\":\"keys\",\"key\":\"a\"}}],\"policy\":{\"container\":{\"imageAllowlist\":[\"x\"]}}}}",
+	       "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"k\","
+	       "\"secretKeyRef\":"
+	       "{\"name\":\"keys\",\"key\":\"a\"}}],\"policy\":{\"container\":{\"imageAllowlist\":["
+	       "\"x\"]}}}}",
 	       &reason, why, sizeof(why)),
 	   "a Secret the queue declares: %s", why);
 	ok(!pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"e\",\"mountPath\":\"/e\",\"emptyDir\":{"
@@ -324,8 +326,8 @@ static const char *cnd(json_t *conds, const char *type, char *buf, size_t n)
 {
 	json_t *c;
 	size_t i;
-	json_array_foreach(conds, i, c) if (strcmp(json_string_value(json_object_get(c, "type")),
-						   type) == 0)
+	json_array_foreach(conds, i,
+			   c) if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
 	{
 		snprintf(buf, n, "%s/%s", json_string_value(json_object_get(c, "status")),
 			 json_string_value(json_object_get(c, "reason")));
