@@ -210,8 +210,9 @@ spec:
   image: "debian-python:test"
   volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
 EOF2
-ok "a RunnerPool scaled to zero, nothing queued -> kstatus Current" wait_for 60 verdict_is runnerpool idle Current
-ok "... with this generation observed" observed runnerpool idle
+# A pool without status reads Current to kstatus (nothing to judge yet): wait for the controller.
+ok "a RunnerPool's status: this generation observed, on each condition" wait_for 60 observed runnerpool idle
+ok "a RunnerPool scaled to zero, nothing queued -> kstatus Current" wait_for 10 verdict_is runnerpool idle Current
 is "$(cond runnerpool idle Ready)/$(cond runnerpool idle Reconciling)/$(cond runnerpool idle Stalled)" \
 	"True/RunnersReady/False/Stable/False/Running" "ready pool: Ready True, Reconciling and Stalled False"
 ok "a RunnerPool starting its runner -> kstatus InProgress" wait_for 60 sh -c \
