@@ -200,6 +200,47 @@ k patch flow fine --type merge -p '{"spec":{"ttlSecondsAfterFinished":3600}}' >/
 ok "ttlSecondsAfterFinished on a finished Flow is observed" wait_for 30 observed flow fine
 is "$(verdict flow fine)" Current "... and kstatus still says Current"
 
+# --- RunnerPool ------------------------------------------------------------------------------------
+# No kubelet here: a pool's pods never run. A pool that needs none is ready; one that must keep a
+# runner stays starting; a spec the controller cannot run is Stalled.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: idle}
+spec: {image: "debian-python:test", labels: {pool: idle}, minRunners: 0, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: starting}
+spec: {image: "debian-python:test", labels: {pool: starting}, minRunners: 1, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: invalid}
+spec:
+  image: "debian-python:test"
+  volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
+EOF2
+# A pool without status reads Current to kstatus (nothing to judge yet): wait for the controller.
+ok "a RunnerPool's status: this generation observed, on each condition" wait_for 60 observed runnerpool idle
+ok "a RunnerPool scaled to zero, nothing queued -> kstatus Current" wait_for 10 verdict_is runnerpool idle Current
+is "$(cond runnerpool idle Ready)/$(cond runnerpool idle Reconciling)/$(cond runnerpool idle Stalled)" \
+	"True/RunnersReady/False/Stable/False/Running" "ready pool: Ready True, Reconciling and Stalled False"
+ok "a RunnerPool starting its runner -> kstatus InProgress" wait_for 60 sh -c \
+	"[ \"\$(kubectl get runnerpool starting -n $TEST_NS -o jsonpath='{.status.observedGeneration}')\" = 1 ] &&
+	 [ \"\$(kubectl get runnerpool starting -n $TEST_NS -o json | '$KSTATUS' | cut -f3)\" = InProgress ]"
+is "$(cond runnerpool starting Reconciling)/$(cond runnerpool starting Ready)" "True/Scaling/False/RunnersStarting" \
+	"starting pool: Reconciling True (Scaling), Ready False"
+ok "a RunnerPool with an invalid spec -> kstatus Failed" wait_for 60 verdict_is runnerpool invalid Failed
+is "$(cond runnerpool invalid Stalled)/$(cond runnerpool invalid Ready)" "True/InvalidSpec/False/InvalidSpec" \
+	"invalid pool: Stalled True, Ready False (InvalidSpec)"
+nok "kubectl wait --for=condition=Completed waits on a pool (it runs until deleted)" k wait --for=condition=Completed runnerpool/idle --timeout=2s
+gen=$(k get runnerpool idle -o jsonpath='{.metadata.generation}')
+k patch runnerpool idle --type merge -p '{"spec":{"maxRunners":3}}' >/dev/null
+ok "an edit of the ready pool is a new generation" test "$(k get runnerpool idle -o jsonpath='{.metadata.generation}')" -gt "$gen"
+ok "... observed: status.observedGeneration and every condition's follow it" wait_for 30 observed runnerpool idle
+is "$(verdict runnerpool idle)" Current "... and kstatus says Current again"
+
 # --- TaskQueue -------------------------------------------------------------------------------------
 apply <<'EOF2'
 apiVersion: tasked.dev/v1alpha1
