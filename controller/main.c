@@ -348,6 +348,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	broker_subscribe(a->broker, &taskctl_broker_ops, a->tc);
 	podexec_subscribe(a->pods, &taskctl_broker_ops, a->tc);
 	pools_set_wake(a->pools, taskctl_broker_ops.capacity, a->tc);
+	queues_set_pools(a->queues, pools_queue_runners, a->pools);
 	kube_client_set_observer(kc, metrics_kube_observer, api_metrics(api));
 	return 0;
 }

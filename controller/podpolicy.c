@@ -503,3 +503,106 @@ int podpolicy_check(const struct podpolicy *p, json_t *c, const char *qname, str
 		return r;
 	return check_resources(p, json_object_get(c, "resources"), q, res, reason, err, errsz);
 }
+
+/* One volume of a RunnerPool's spec.volumes (the RunnerPool CRD's shape). */
+static int check_pool_volume(const struct podpolicy *p, json_t *v, const char *pool, const char *q,
+			     json_t *qsecrets, const char **reason, char *err, size_t errsz)
+{
+	const char *name = json_string_value(json_object_get(v, "name"));
+	const char *mp = json_string_value(json_object_get(v, "mountPath"));
+	const char *cm = json_string_value(
+		json_object_get(json_object_get(v, "configMap"), "name"));
+	const char *pvc = json_string_value(
+		json_object_get(json_object_get(v, "persistentVolumeClaim"), "claimName"));
+	const char *sec = json_string_value(
+		json_object_get(json_object_get(v, "secret"), "secretName"));
+	json_t *ed = json_object_get(v, "emptyDir"), *d;
+	int64_t size = 0;
+	size_t i;
+
+	if (!name || !mp)
+		INVALID("RunnerPool %s: a volume needs a name and a mountPath", pool);
+	if (cm || pvc) {
+		const char *kind = cm ? "configMap" : "persistentVolumeClaim";
+		if (!volume_allowed(p, kind, cm ? cm : pvc, mp))
+			DENY("RunnerPool %s's volume %.63s (%s %.253s at %.256s) is not in %s%s's "
+			     "policy.container.volumeAllowlist",
+			     pool, name, kind, cm ? cm : pvc, mp,
+			     q ? "TaskQueue " : "the built-in policy", q ? q : "");
+		return 0;
+	}
+	if (sec) {
+		/* A Secret reaches a queue's tasks only when the queue declares it. */
+		json_array_foreach(qsecrets, i, d)
+		{
+			const char *s = json_string_value(
+				json_object_get(json_object_get(d, "secretKeyRef"), "name"));
+			if (s && strcmp(s, sec) == 0)
+				return 0;
+		}
+		DENY("RunnerPool %s's volume %.63s mounts Secret %.253s, which %s%s does not "
+		     "declare "
+		     "in spec.secrets",
+		     pool, name, sec, q ? "TaskQueue " : "the built-in policy", q ? q : "");
+	}
+	if (ed) {
+		json_t *sl = json_object_get(ed, "sizeLimit");
+		if (sl && (qty_of(sl, 0, INT64_MAX, &size) < 0 || size < 1))
+			INVALID("RunnerPool %s's volume %.63s: emptyDir.sizeLimit is not a "
+				"quantity",
+				pool, name);
+		if (size > PODPOLICY_EMPTYDIR_MAX)
+			DENY("RunnerPool %s's volume %.63s: emptyDir.sizeLimit is over the 8Gi "
+			     "maximum",
+			     pool, name);
+		return 0;
+	}
+	DENY("RunnerPool %s's volume %.63s has no source the policy allows", pool, name);
+}
+
+int podpolicy_check_pool(const struct podpolicy *p, json_t *spec, const char *pool,
+			 const char *qname, json_t *qsecrets, const char **reason, char *err,
+			 size_t errsz)
+{
+	json_t *img = json_object_get(spec, "image"), *rs = json_object_get(spec, "resources"), *v;
+	const char *q = qname;
+	int64_t mem = 0, cpu = 0;
+	size_t i;
+	int r;
+
+	if (!pool)
+		pool = "";
+	if (!json_is_string(img) ||
+	    !podpolicy_image_valid(json_string_value(img), json_string_length(img)))
+		INVALID("RunnerPool %s: spec.image is not a valid image reference "
+			"(REPOSITORY[:TAG][@sha256:DIGEST])",
+			pool);
+	if (!image_allowed(p, json_string_value(img), json_string_length(img))) {
+		if (q)
+			DENY("RunnerPool %s's image %.300s is not in TaskQueue %s's "
+			     "policy.container.imageAllowlist",
+			     pool, json_string_value(img), q);
+		DENY("RunnerPool %s's image %.300s is not allowed: without a TaskQueue no image is "
+		     "(create one with policy.container.imageAllowlist)",
+		     pool, json_string_value(img));
+	}
+	json_array_foreach(json_object_get(spec, "volumes"), i,
+			   v) if ((r = check_pool_volume(p, v, pool, q, qsecrets, reason, err,
+							 errsz)) < 0) return r;
+	/* Limits, else requests, as for a container task; other resources are the pool's. */
+	for (int pass = 0; pass < 2; pass++) {
+		json_t *o = json_object_get(rs, pass ? "limits" : "requests");
+		json_t *m = json_object_get(o, "memory"), *c = json_object_get(o, "cpu");
+		if ((m && qty_of(m, 0, RES_MAX_MEMORY, &mem) < 0) ||
+		    (c && qty_of(c, 3, RES_MAX_CPU_MILLI, &cpu) < 0))
+			INVALID("RunnerPool %s: spec.resources: cpu or memory is not a quantity",
+				pool);
+	}
+	if (mem && p->max_memory && mem > p->max_memory)
+		DENY("RunnerPool %s: memory is over %s%s's policy.container.maxResources.memory",
+		     pool, q ? "TaskQueue " : "the built-in policy", q ? q : "");
+	if (cpu && p->max_cpu_milli && cpu > p->max_cpu_milli)
+		DENY("RunnerPool %s: cpu is over %s%s's policy.container.maxResources.cpu", pool,
+		     q ? "TaskQueue " : "the built-in policy", q ? q : "");
+	return 0;
+}

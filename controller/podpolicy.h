@@ -66,3 +66,14 @@ int podpolicy_image_match(const char *pattern, size_t plen, const char *image, s
  * qname, the queue's name for messages, NULL when there is none) in err. */
 int podpolicy_check(const struct podpolicy *p, json_t *container, const char *qname,
 		    struct podres *res, const char **reason, char *err, size_t errsz);
+
+/* The same policy on a RunnerPool (pools.h) that a task of queue qname (NULL: no TaskQueue, the
+ * built-in policy) would run in: the pool's spec.image must match imageAllowlist; each of its
+ * spec.volumes a volumeAllowlist entry (configMap, persistentVolumeClaim: name and mountPath),
+ * be an emptyDir within the 8Gi maximum, or, for a secret, name a Secret the queue declares in
+ * spec.secrets (qsecrets, may be NULL); its resources (limits, else requests) stay within
+ * maxResources. 0, or -EINVAL with *reason "PolicyDenied" (or "InvalidSpec" for an image that is
+ * not a reference) and a message naming the pool and the rule in err. */
+int podpolicy_check_pool(const struct podpolicy *p, json_t *pool_spec, const char *pool,
+			 const char *qname, json_t *qsecrets, const char **reason, char *err,
+			 size_t errsz);

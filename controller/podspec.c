@@ -44,12 +44,26 @@ int podspec_harden_container(json_t *c)
 			       "allowPrivilegeEscalation", 0, "privileged", 0, "runAsNonRoot", 1,
 			       "runAsUser", (json_int_t)PODSPEC_UID, "runAsGroup",
 			       (json_int_t)PODSPEC_UID, "capabilities", "drop", "ALL");
+	if (sc && json_object_set_new(sc, "seccompProfile",
+				      json_pack("{ss}", "type", "RuntimeDefault")) < 0) {
+		json_decref(sc);
+		return -ENOMEM;
+	}
 	if (!sc)
 		return -ENOMEM;
 	if (json_object_set_new(c, "securityContext", sc) < 0 ||
 	    json_object_set_new(c, "imagePullPolicy", json_string("IfNotPresent")) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+json_t *podspec_apparmor(const char *aa)
+{
+	if (!aa || !*aa || strcmp(aa, "None") == 0)
+		return NULL;
+	if (strncmp(aa, "Localhost/", 10) == 0)
+		return json_pack("{ssss}", "type", "Localhost", "localhostProfile", aa + 10);
+	return json_pack("{ss}", "type", aa);
 }
 
 int podspec_harden_pod(json_t *ps, const struct podspec_opts *o)
@@ -59,19 +73,16 @@ int podspec_harden_pod(json_t *ps, const struct podspec_opts *o)
 			       "fsGroup", (json_int_t)PODSPEC_UID, "seccompProfile", "type",
 			       "RuntimeDefault"),
 	       *c;
-	const char *aa = o ? o->apparmor : NULL;
+	json_t *aa = podspec_apparmor(o ? o->apparmor : NULL);
 	size_t i;
 	int bad = 0;
 
-	if (!sc)
+	if (!sc) {
+		json_decref(aa);
 		return -ENOMEM;
-	if (aa && *aa && strcmp(aa, "None") != 0) {
-		json_t *p = strncmp(aa, "Localhost/", 10) == 0
-				    ? json_pack("{ssss}", "type", "Localhost", "localhostProfile",
-						aa + 10)
-				    : json_pack("{ss}", "type", aa);
-		bad |= json_object_set_new(sc, "appArmorProfile", p) < 0;
 	}
+	if (aa)
+		bad |= json_object_set_new(sc, "appArmorProfile", aa) < 0;
 	bad |= json_object_set_new(ps, "securityContext", sc) < 0;
 	bad |= json_object_set_new(ps, "automountServiceAccountToken", json_false()) < 0;
 	bad |= json_object_set_new(ps, "enableServiceLinks", json_false()) < 0;

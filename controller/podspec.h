@@ -76,8 +76,13 @@ json_t *podspec_build(const struct podspec_task *t, const struct podspec_opts *o
  * Deployments override it), small terminationGracePeriodSeconds. Then hardens each container.
  * 0 or -ENOMEM. */
 int podspec_harden_pod(json_t *pod_spec, const struct podspec_opts *o);
+/* The appArmorProfile object for o->apparmor ("RuntimeDefault", "Localhost/<profile>"), or NULL
+ * for NULL/""/"None" (or out of memory). New reference. */
+json_t *podspec_apparmor(const char *apparmor);
 /* The container-level part: readOnlyRootFilesystem, allowPrivilegeEscalation false, privileged
- * false, capabilities drop ALL (nothing added), runAsNonRoot, imagePullPolicy IfNotPresent.
+ * false, capabilities drop ALL (nothing added), runAsNonRoot with 65532:65532, seccomp
+ * RuntimeDefault (as the pod's: the same on every container, as the chart's sidecars have it),
+ * imagePullPolicy IfNotPresent.
  * Replaces whatever securityContext the container had. 0 or -ENOMEM. */
 int podspec_harden_container(json_t *c);
 

@@ -18,7 +18,7 @@
 struct pools {
 	struct pools_cfg cfg;
 	pthread_mutex_t lock;
-	json_t *labels; /* "ns/name" -> {labels, image, volumes} of each known pool's spec */
+	json_t *labels; /* "ns/name" -> {labels, spec} of each known pool (copies) */
 	/* "ns/name" -> {lowSince, drainAt, draining: [ids], committedAt, committed: [ids], secret,
 	 * status} */
 	json_t *state;
@@ -62,11 +62,9 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
 {
 	struct pools *p = ud;
 	json_t *spec = json_object_get(obj, "spec"), *labels = json_object_get(spec, "labels");
-	json_t *vols = json_object_get(spec, "volumes");
-	json_t *view = json_pack("{sosOsO}", "labels",
-				 json_is_object(labels) ? json_deep_copy(labels) : json_object(),
-				 "image", json_object_get(spec, "image") ?: json_null(), "volumes",
-				 json_is_array(vols) ? vols : json_null());
+	json_t *view = json_pack(
+		"{soso}", "labels", json_is_object(labels) ? json_deep_copy(labels) : json_object(),
+		"spec", json_is_object(spec) ? json_deep_copy(spec) : json_object());
 
 	int changed = 1;
 
@@ -137,11 +135,14 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	return r;
 }
 
-int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *why, size_t whysz)
+int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, const char **reason,
+			char *why, size_t whysz)
 {
-	json_t *view, *vpolicy;
+	json_t *view;
+	const char *slash = strchr(pool, '/');
 	int r;
 
+	*reason = "PolicyDenied";
 	if (!p)
 		return 1;
 	pthread_mutex_lock(&p->lock);
@@ -149,11 +150,57 @@ int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *
 	pthread_mutex_unlock(&p->lock);
 	if (!view)
 		return 1; /* gone since it was routed: the dispatch finds no runner */
-	vpolicy = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
-				  "container");
-	r = pools_policy_check(json_string_value(json_object_get(view, "image")),
-			       json_object_get(view, "volumes"), vpolicy, why, whysz);
+	r = pools_policy_check(json_object_get(view, "spec"), slash ? slash + 1 : pool, queue,
+			       reason, why, whysz);
 	json_decref(view);
+	return r;
+}
+
+int pools_queue_runners(void *ud, const char *ns, json_t *selector, char *msg, size_t msgsz)
+{
+	struct pools *p = ud;
+	json_t *probe = json_pack("{s{ss}}", "metadata", "namespace", ns ? ns : ""), *pool, *c;
+	char key[512], why[300];
+	const char *name, *stalled = NULL, *smsg = NULL;
+	struct broker_pool_counts n;
+	int64_t max;
+	size_t i;
+	int r = probe ? pools_route(p, probe, selector, key, sizeof(key), why, sizeof(why)) : 0;
+
+	json_decref(probe);
+	if (r != 1 || !p->cfg.pools_inf)
+		return -ENOENT;
+	name = strchr(key, '/') + 1;
+	pool = informer_get(p->cfg.pools_inf, key);
+	json_array_foreach(json_object_get(json_object_get(pool, "status"), "conditions"), i, c)
+	{
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *s = json_string_value(json_object_get(c, "status"));
+		if (t && s && strcmp(t, "Stalled") == 0 && strcmp(s, "True") == 0) {
+			stalled = json_string_value(json_object_get(c, "reason"));
+			smsg = json_string_value(json_object_get(c, "message"));
+		}
+	}
+	max = json_integer_value(json_object_get(json_object_get(pool, "spec"), "maxRunners"));
+	broker_pool_counts(p->cfg.broker, key, &n);
+	if (stalled)
+		snprintf(msg, msgsz,
+			 "runnerSelector reaches RunnerPool %s, which cannot run: %s: %s", name,
+			 stalled, smsg ? smsg : "");
+	else if (n.runners > 0)
+		snprintf(msg, msgsz, "runnerSelector reaches RunnerPool %s: %d runners connected",
+			 name, n.runners);
+	else if (max > 0)
+		snprintf(msg, msgsz,
+			 "runnerSelector reaches RunnerPool %s: no runner connected now; the pool "
+			 "starts runners for queued tasks",
+			 name);
+	else
+		snprintf(msg, msgsz,
+			 "runnerSelector reaches RunnerPool %s, which has maxRunners 0: tasks wait",
+			 name);
+	r = !stalled && (n.runners > 0 || max > 0);
+	json_decref(pool);
 	return r;
 }
 
@@ -568,31 +615,6 @@ static int64_t pools_scale_step(struct pools *p, const char *key, const char *ns
 
 /* --- status ---------------------------------------------------------------------------------- */
 
-static json_t *pools_cond(json_t *old, const char *type, int status, const char *reason,
-			  const char *msg, int64_t gen, const char *now)
-{
-	const char *s = status ? "True" : "False", *ltt = now;
-	json_t *c;
-	size_t i;
-
-	json_array_foreach(old, i, c)
-	{
-		const char *t = json_string_value(json_object_get(c, "type"));
-		const char *os = json_string_value(json_object_get(c, "status"));
-		if (t && os && strcmp(t, type) == 0 && strcmp(os, s) == 0 &&
-		    json_string_value(json_object_get(c, "lastTransitionTime")))
-			ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
-	}
-	return json_pack("{sssssssssssI}", "type", type, "status", s, "reason", reason, "message",
-			 msg, "lastTransitionTime", ltt, "observedGeneration", (json_int_t)gen);
-}
-
-struct pools_obs {
-	int64_t ready, desired, replicas, queued, running, min;
-	const char *stalled; /* a reason the pool cannot run, or NULL */
-	const char *why;
-};
-
 /* Writes status when it changed (the last written one is kept in the state). */
 static void pools_write_status(struct pools *p, const char *key, json_t *pool,
 			       const struct pools_obs *o)
@@ -601,31 +623,12 @@ static void pools_write_status(struct pools *p, const char *key, json_t *pool,
 	json_t *oldc = json_object_get(old, "conditions"), *status, *conds, *patch;
 	int64_t gen = json_integer_value(json_object_get(md, "generation"));
 	const char *name = json_string_value(json_object_get(md, "name"));
-	int ready = !o->stalled && o->ready >= o->min,
-	    scaling = !o->stalled && (o->replicas != o->desired || o->ready < o->replicas);
-	char now[40], sel[512], rmsg[256], smsg[256];
+	char sel[512];
 	struct kube_resp resp;
 
-	util_rfc3339(util_now_ms(), now, sizeof(now));
 	snprintf(sel, sizeof(sel), "app.kubernetes.io/managed-by=tasked,%s=%s", POOLS_LABEL,
 		 name ? name : "");
-	snprintf(rmsg, sizeof(rmsg), "%lld of at least %lld runners connected", (long long)o->ready,
-		 (long long)o->min);
-	snprintf(smsg, sizeof(smsg), "%lld runners wanted, %lld connected", (long long)o->desired,
-		 (long long)o->ready);
-	conds = json_pack(
-		"[oooo]",
-		pools_cond(oldc, "Ready", ready,
-			   o->stalled ? o->stalled
-			   : ready    ? "RunnersReady"
-				      : "RunnersStarting",
-			   o->stalled ? o->why : rmsg, gen, now),
-		pools_cond(oldc, "Reconciling", scaling, scaling ? "Scaling" : "Stable", smsg, gen,
-			   now),
-		pools_cond(oldc, "Stalled", o->stalled != NULL, o->stalled ? o->stalled : "Running",
-			   o->stalled ? o->why : "the pool's Deployment is managed", gen, now),
-		pools_cond(oldc, "Completed", 0, "Running", "a pool runs until it is deleted", gen,
-			   now));
+	conds = pools_conditions(oldc, o, gen, util_now_ms());
 	status = json_pack("{sIsIsIsIsssIso}", "readyRunners", (json_int_t)o->ready,
 			   "desiredRunners", (json_int_t)o->desired, "queued",
 			   (json_int_t)o->queued, "running", (json_int_t)o->running, "selector",
@@ -731,6 +734,7 @@ static void pools_reconcile_one(struct pools *p, const char *key, json_t *pool, 
 failed:
 	log_warn("runner pool not reconciled", "pool", key, "error", why);
 	o.stalled = r == -EINVAL ? "DeploymentRefused" : NULL;
+	o.error = !o.stalled;
 	o.why = why;
 status:
 	pools_write_status(p, key, pool, &o);

@@ -42,11 +42,17 @@ void pools_on_event(enum informer_event ev, const char *key, json_t *obj, void *
  * selector is the effective one (the task's, else its queue's). */
 int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size_t outsz, char *why,
 		size_t whysz);
-/* Whether the TaskQueue's container policy (spec.policy.container, queue may be NULL) lets its
- * tasks use pool: 1 yes, 0 no (why says what it refused). See pools_policy_check. */
-int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, char *why, size_t whysz);
+/* Whether the task's TaskQueue's container policy (queue may be NULL: no TaskQueue, the built-in
+ * policy that allows no image) lets its tasks use pool ("ns/name"): 1 yes, 0 no with *reason and
+ * why saying what it refused. See pools_policy_check. */
+int pools_policy_allows(struct pools *p, const char *pool, json_t *queue, const char **reason,
+			char *why, size_t whysz);
 /* The same for a task found by UID in the Task cache: 1 when it routes to pool. */
 int pools_task_in_pool(struct pools *p, const char *uid, const char *pool);
+/* queues_pool_fn (queues.h) for a TaskQueue's status: whether runnerSelector of a queue in ns
+ * reaches a pool of ns (-ENOENT: none), and whether its runners serve it (1: connected, or
+ * started on demand by the first queued task; 0: the pool is Stalled or has maxRunners 0). */
+int pools_queue_runners(void *ud, const char *ns, json_t *selector, char *msg, size_t msgsz);
 /* Creates and scales each pool's Deployment and writes its status. The leader calls it every
  * couple of seconds. */
 void pools_reconcile_all(struct pools *p);

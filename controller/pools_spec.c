@@ -1,4 +1,7 @@
 #include "pools_spec.h"
+#include "conditions.h"
+#include "podpolicy.h"
+#include "podspec.h"
 #include "sat.h"
 #include "util.h"
 
@@ -124,28 +127,6 @@ int pools_template_hash(json_t *deployment, char out[17])
 	return 0;
 }
 
-/* The hardened container context of the chart's sidecars (charts/tasked/templates/_helpers.tpl:
- * tasked.containerSecurityContext and tasked.runnerAppArmor). */
-static json_t *pools_security_context(const struct pools_env *env, int apparmor)
-{
-	json_t *sc = json_pack("{sbsisisbsbsbs{s[s]}s{ss}}", "runAsNonRoot", 1, "runAsUser", 65532,
-			       "runAsGroup", 65532, "readOnlyRootFilesystem", 1,
-			       "allowPrivilegeEscalation", 0, "privileged", 0, "capabilities",
-			       "drop", "ALL", "seccompProfile", "type", "RuntimeDefault");
-	const char *a = env->apparmor;
-
-	if (!sc || !apparmor || !a || !*a || strcmp(a, "None") == 0)
-		return sc;
-	if (strcmp(a, "RuntimeDefault") == 0)
-		json_object_set_new(sc, "appArmorProfile",
-				    json_pack("{ss}", "type", "RuntimeDefault"));
-	else if (strncmp(a, "Localhost/", 10) == 0 && a[10])
-		json_object_set_new(
-			sc, "appArmorProfile",
-			json_pack("{ssss}", "type", "Localhost", "localhostProfile", a + 10));
-	return sc;
-}
-
 /* --labels=k=v,... from spec.labels (the schema bounds keys and values; "," and "=" cannot be in
  * a value, and keys are checked here). */
 static int pools_labels_arg(json_t *labels, char *out, size_t outsz, char *err, size_t errsz)
@@ -174,6 +155,34 @@ static int pools_labels_arg(json_t *labels, char *out, size_t outsz, char *err, 
 	}
 	if (n == 9)
 		snprintf(out + n, outsz - n, "pool=%s", "runnerpool");
+	return 0;
+}
+
+/* The hardening every Tasked-made pod gets (podspec.h), with what a Deployment of runners needs
+ * otherwise: restartPolicy Always (the only one a Deployment takes), the runner's 30 s to finish
+ * its tasks on SIGTERM (scale-downs drain first, a rollout or node drain does not), and the
+ * AppArmor profile on the runner container only: the runner profile allows no write outside
+ * /tmp, and the installer writes the bundle into /opt/tasked-runner. */
+static int pools_harden(json_t *pod, const struct pools_env *env)
+{
+	json_t *runner = json_array_get(json_object_get(pod, "containers"), 0), *aa;
+	size_t i;
+	json_t *c;
+
+	if (podspec_harden_pod(pod, &(struct podspec_opts){ .apparmor = NULL }) < 0 ||
+	    json_object_set_new(pod, "restartPolicy", json_string("Always")) < 0 ||
+	    json_object_set_new(pod, "terminationGracePeriodSeconds", json_integer(40)) < 0)
+		return -ENOMEM;
+	aa = podspec_apparmor(env->apparmor);
+	if (aa && json_object_set_new(json_object_get(runner, "securityContext"), "appArmorProfile",
+				      aa) < 0)
+		return -ENOMEM;
+	if (!env->pull_policy)
+		return 0; /* IfNotPresent, from podspec_harden_container */
+	json_array_foreach(json_object_get(pod, "initContainers"), i, c)
+		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
+	json_array_foreach(json_object_get(pod, "containers"), i, c)
+		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
 	return 0;
 }
 
@@ -273,9 +282,6 @@ static json_t *pools_runner_container(json_t *spec, const struct pools_env *env,
 		      pools_runner_cmd(), "args", args, "env", pools_env_list(spec));
 	if (!c)
 		return NULL;
-	if (env->pull_policy)
-		json_object_set_new(c, "imagePullPolicy", json_string(env->pull_policy));
-	json_object_set_new(c, "securityContext", pools_security_context(env, 1));
 	/* Liveness as the sidecars have it (the runner judges its own health file). No readiness
 	 * probe: a pool's readiness is its runners' broker connections (status.readyRunners), and
 	 * a pod that is not Ready would be the ReplicaSet's first choice on scale-down, before the
@@ -310,6 +316,13 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 		snprintf(err, errsz, "the pool needs metadata.name, namespace, uid and spec.image");
 		return NULL;
 	}
+	if (!podpolicy_image_valid(image, strlen(image))) {
+		snprintf(err, errsz,
+			 "spec.image %.300s is not a valid image reference "
+			 "(REPOSITORY[:TAG][@sha256:DIGEST])",
+			 image);
+		return NULL;
+	}
 	labels = json_pack("{ssssss}", "app.kubernetes.io/name", "tasked-runner",
 			   "app.kubernetes.io/managed-by", "tasked", POOLS_LABEL, name);
 	volumes = json_pack("[{s{}ss}{s{}ss}{s{sss[{ssss}]si}ss}]", "emptyDir", "name", "tmp",
@@ -333,16 +346,9 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 			 POOLS_BUNDLE_SRC, POOLS_BUNDLE_DIR, "volumeMounts", "name", "bundle",
 			 "mountPath", POOLS_BUNDLE_DIR, "resources", "requests", "cpu", "10m",
 			 "memory", "16Mi", "limits", "cpu", "100m", "memory", "32Mi");
-	if (init)
-		json_object_set_new(init, "securityContext", pools_security_context(env, 0));
-	if (init && env->pull_policy)
-		json_object_set_new(init, "imagePullPolicy", json_string(env->pull_policy));
-	pod = json_pack("{sbsbs{sbsisisis{ss}}sis[o]s[o]so}", "automountServiceAccountToken", 0,
-			"enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1, "runAsUser",
-			65532, "runAsGroup", 65532, "fsGroup", 65532, "seccompProfile", "type",
-			"RuntimeDefault", "terminationGracePeriodSeconds", 40, "initContainers",
-			init, "containers", runner, "volumes", volumes);
-	if (!pod)
+	pod = json_pack("{s[o]s[o]so}", "initContainers", init, "containers", runner, "volumes",
+			volumes);
+	if (!pod || pools_harden(pod, env) < 0)
 		goto fail;
 	if (json_object_size(json_object_get(spec, "nodeSelector")))
 		json_object_set(pod, "nodeSelector", json_object_get(spec, "nodeSelector"));
@@ -367,6 +373,7 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 				    json_pack("{ss}", "tasked.dev/template-hash", hash));
 	return d;
 fail:
+	json_decref(pod);
 	json_decref(labels);
 	snprintf(err, errsz, "out of memory");
 	return NULL;
@@ -385,56 +392,50 @@ json_t *pools_build_secret(json_t *pool, const char *secret_name, const char *to
 			 "controller", 1, "blockOwnerDeletion", 1, "stringData", "token", token);
 }
 
-static int pools_listed(json_t *list, const char *s)
+int pools_policy_check(json_t *pool_spec, const char *pool, json_t *queue, const char **reason,
+		       char *why, size_t whysz)
 {
-	json_t *v;
-	size_t i;
+	json_t *qspec = json_object_get(queue, "spec");
+	const char *qname = json_string_value(
+		json_object_get(json_object_get(queue, "metadata"), "name"));
+	struct podpolicy p;
+	int r;
 
-	json_array_foreach(list, i, v)
-	{
-		const char *e = json_string_value(v);
-		size_t n = e ? strlen(e) : 0;
-		if (!e || !s)
-			continue;
-		if (strcmp(e, s) == 0 || (n > 0 && e[n - 1] == '*' && strncmp(e, s, n - 1) == 0))
-			return 1;
-	}
-	return 0;
+	*reason = "PolicyDenied";
+	r = podpolicy_parse(queue ? json_object_get(json_object_get(qspec, "policy"), "container")
+				  : NULL,
+			    &p, why, whysz);
+	if (r == 0)
+		r = podpolicy_check_pool(&p, pool_spec, pool, queue ? qname : NULL,
+					 json_object_get(qspec, "secrets"), reason, why, whysz);
+	podpolicy_release(&p);
+	return r == 0;
 }
 
-int pools_policy_check(const char *image, json_t *volumes, json_t *policy, char *why, size_t whysz)
+json_t *pools_conditions(json_t *old, const struct pools_obs *o, int64_t gen, int64_t now_ms)
 {
-	json_t *images = json_object_get(policy, "imageAllowlist");
-	json_t *vols = json_object_get(policy, "volumeAllowlist"), *v;
-	size_t i;
+	int ready = !o->stalled && o->ready >= o->min;
+	int scaling = !o->stalled && (o->replicas < o->desired || o->ready < o->replicas);
+	char rmsg[256], smsg[256];
 
-	if (json_array_size(images) && !pools_listed(images, image)) {
-		snprintf(why, whysz,
-			 "the RunnerPool's image %s is not in the TaskQueue's imageAllowlist",
-			 image ? image : "");
-		return 0;
-	}
-	if (!json_array_size(vols))
-		return 1;
-	json_array_foreach(volumes, i, v)
-	{
-		const char *src = json_string_value(
-			json_object_get(json_object_get(v, "configMap"), "name"));
-		if (!src)
-			src = json_string_value(
-				json_object_get(json_object_get(v, "secret"), "secretName"));
-		if (!src)
-			src = json_string_value(json_object_get(
-				json_object_get(v, "persistentVolumeClaim"), "claimName"));
-		if (!src)
-			continue; /* emptyDir */
-		if (!pools_listed(vols, src)) {
-			snprintf(why, whysz,
-				 "the RunnerPool's volume %s (%s) is not in the TaskQueue's "
-				 "volumeAllowlist",
-				 json_string_value(json_object_get(v, "name")) ?: "", src);
-			return 0;
-		}
-	}
-	return 1;
+	snprintf(rmsg, sizeof(rmsg), "%lld of at least %lld runners connected", (long long)o->ready,
+		 (long long)o->min);
+	snprintf(smsg, sizeof(smsg), "%lld runners wanted, %lld connected", (long long)o->desired,
+		 (long long)o->ready);
+	struct cond cs[] = {
+		{ "Ready", ready ? "True" : "False",
+		  o->stalled ? o->stalled
+		  : ready    ? "RunnersReady"
+			     : "RunnersStarting",
+		  o->stalled ? o->why : rmsg },
+		{ "Reconciling", o->error || scaling ? "True" : "False",
+		  o->error  ? "ReconcileError"
+		  : scaling ? "Scaling"
+			    : "Stable",
+		  o->error ? o->why : smsg },
+		{ "Stalled", o->stalled ? "True" : "False", o->stalled ? o->stalled : "Running",
+		  o->stalled ? o->why : "the pool's Deployment is managed" },
+		{ "Completed", "False", "Running", "a pool runs until it is deleted" },
+	};
+	return cond_build(old, cs, UTIL_ARRAY_SIZE(cs), gen, now_ms);
 }

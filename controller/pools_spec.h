@@ -52,12 +52,13 @@ int pools_deployment_name(const char *pool, char *out, size_t outsz);
  * missing selector matches nothing here: a pool is only reached by asking for it. */
 int pools_labels_match(json_t *labels, json_t *selector);
 
-/* A TaskQueue's container policy (spec.policy.container; NULL = none) on a pool its tasks use:
- * a non-empty imageAllowlist must hold the pool's image (an entry ending in '*' matches by
- * prefix), a non-empty volumeAllowlist every volume's source (the configMap's, Secret's or
- * claim's name; emptyDir is always allowed). Empty lists restrict nothing: the pool itself is
- * a namespace admin's choice. 1 allowed, 0 refused with why filled. */
-int pools_policy_check(const char *image, json_t *volumes, json_t *policy, char *why, size_t whysz);
+/* The container executor's policy (podpolicy.h) on a pool a task uses: the task's TaskQueue
+ * (queue, the object; NULL when it has none) spec.policy.container decides about the pool's
+ * image, volumes and resources, as it does for the task's own container; without a TaskQueue or
+ * with an empty imageAllowlist no image is allowed. pool names the pool in messages. 1 allowed,
+ * 0 refused with *reason (PolicyDenied, or InvalidSpec) and why filled. */
+int pools_policy_check(json_t *pool_spec, const char *pool, json_t *queue, const char **reason,
+		       char *why, size_t whysz);
 
 /* The Deployment for pool (the RunnerPool object, borrowed) with replicas, running its runners
  * with the token in Secret secret_name. NULL with err filled when the pool cannot be built. */
@@ -67,3 +68,17 @@ json_t *pools_build_deployment(json_t *pool, int64_t replicas, const char *secre
 json_t *pools_build_secret(json_t *pool, const char *secret_name, const char *token);
 /* A short hash of the pod template, for the Deployment's tasked.dev/template-hash annotation. */
 int pools_template_hash(json_t *deployment, char out[17]);
+
+/* What one reconcile pass saw of a pool, for its status. */
+struct pools_obs {
+	int64_t ready, desired, replicas, queued, running, min;
+	const char *stalled; /* a reason the pool cannot run as specified, or NULL */
+	int error;           /* the pass failed in a way the next one may not (why says how) */
+	const char *why;
+};
+/* The kinds' common conditions (conditions.h, docs/api.md) for a pool, which has no phase: Ready
+ * while at least minRunners runners are connected; Reconciling while it scales up or its runners
+ * start, or after a failed pass that is retried; Stalled when it cannot run as specified (kstatus:
+ * Failed); Completed never (a pool runs until it is deleted). Each with observedGeneration gen;
+ * lastTransitionTime kept from old where the status did not change. New reference or NULL. */
+json_t *pools_conditions(json_t *old, const struct pools_obs *o, int64_t gen, int64_t now_ms);

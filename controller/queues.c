@@ -32,7 +32,15 @@ struct queues {
 	pthread_mutex_t lock;
 	struct qstate *all;
 	json_t *holder_of;   /* task key -> queue key it holds a slot in */
+	queues_pool_fn pool_fn; /* a runnerSelector that reaches a RunnerPool (may be NULL) */
+	void *pool_ud;
 };
+
+void queues_set_pools(struct queues *q, queues_pool_fn fn, void *ud)
+{
+	q->pool_fn = fn;
+	q->pool_ud = ud;
+}
 
 struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
 			  struct informer *tasks_inf, struct broker *broker)
@@ -352,13 +360,16 @@ static int queue_config_valid(json_t *queue, char *why, size_t whysz)
 
 /* RunnersAvailable first (what it always said), then Ready, Reconciling and Stalled: a queue is
  * configuration, Ready when its tasks can run as configured, Stalled (kstatus: Failed) when not. */
-static json_t *queue_conditions(json_t *queue, int matched, int valid, const char *why)
+static json_t *queue_conditions(json_t *queue, int matched, const char *pool_msg, int valid, const char *why)
 {
 	json_t *md = json_object_get(queue, "metadata");
+	/* A selector that reaches a RunnerPool is answered by the pool (pool_msg set). */
 	struct cond cs[] = {
-		{ "RunnersAvailable", matched ? "True" : "False", matched ? "RunnersMatch" : "NoMatchingRunner",
-		  matched ? "at least one connected runner matches runnerSelector"
-			  : "no connected runner matches runnerSelector; tasks will wait" },
+		{ "RunnersAvailable", matched ? "True" : "False",
+		  pool_msg ? (matched ? "RunnerPool" : "RunnerPoolStalled") : matched ? "RunnersMatch" : "NoMatchingRunner",
+		  pool_msg ? pool_msg
+		  : matched ? "at least one connected runner matches runnerSelector"
+			    : "no connected runner matches runnerSelector; tasks will wait" },
 		{ "Ready", valid ? "True" : "False", valid ? "Valid" : "InvalidSpec", why },
 		{ "Reconciling", "False", "Observed", "the controller has seen this generation" },
 		{ "Stalled", valid ? "False" : "True", valid ? "Valid" : "InvalidSpec", why },
@@ -393,8 +404,8 @@ void queues_write_status(struct queues *q)
 		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));
-		char qk[512], sig[512], tk[600], why[512];
-		int running, matched, valid;
+		char qk[512], sig[512], tk[600], why[512], pmsg[300] = "";
+		int running, matched, valid, pr = -ENOENT;
 		json_int_t pending, queued;
 		struct kube_resp resp;
 		struct qstate *s;
@@ -408,10 +419,13 @@ void queues_write_status(struct queues *q)
 		queued = json_integer_value(json_object_get(tags, tk));
 		running = queues_running(q, qk);
 		sel = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
-		matched = q->broker ? broker_has_runner(q->broker, sel) : 1;
+		/* Tasks whose selector reaches a pool go to its runners, never to global ones. */
+		if (q->pool_fn)
+			pr = q->pool_fn(q->pool_ud, ns, sel, pmsg, sizeof(pmsg));
+		matched = pr >= 0 ? pr : q->broker ? broker_has_runner(q->broker, sel) : 1;
 		valid = queue_config_valid(queue, why, sizeof(why));
-		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%d/%lld", (long long)pending, (long long)queued, running,
-			 matched, valid, (long long)json_integer_value(json_object_get(md, "generation")));
+		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%d/%lld/%s", (long long)pending, (long long)queued, running,
+			 matched, valid, (long long)json_integer_value(json_object_get(md, "generation")), pmsg);
 		pthread_mutex_lock(&q->lock);
 		s = qs_get(q, qk);
 		if (s && strcmp(s->last_status, sig) == 0) {
@@ -421,7 +435,7 @@ void queues_write_status(struct queues *q)
 		pthread_mutex_unlock(&q->lock);
 		patch = json_pack("{s{sIsIsisIso}}", "status", "pending", pending, "queued", queued, "running", running,
 				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")),
-				  "conditions", queue_conditions(queue, matched, valid, why));
+				  "conditions", queue_conditions(queue, matched, pr >= 0 ? pmsg : NULL, valid, why));
 		if (!patch)
 			continue;
 		/* The UID precondition: a queue re-created under the same name gets its own counts. */

@@ -46,5 +46,12 @@ int queues_running(struct queues *q, const char *qkey);
 
 /* Tagger for the task informer: "ns/queue|phase", so queue counts never scan the cache. */
 int queues_task_tag(json_t *task, char *out, size_t outsz);
+/* Where a queue's runnerSelector leads when it reaches a RunnerPool (pools.h, which cannot be
+ * included here): -ENOENT when no pool of namespace ns matches selector (the global runners
+ * decide); 1 when the pool's runners serve it (connected, or started on demand), 0 when they
+ * cannot (the pool is Stalled); msg says which pool and how it stands. */
+typedef int (*queues_pool_fn)(void *ud, const char *ns, json_t *selector, char *msg, size_t msgsz);
+/* Set before the status thread starts. */
+void queues_set_pools(struct queues *q, queues_pool_fn fn, void *ud);
 /* Writes changed queue statuses; call every second or two from a timer thread. */
 void queues_write_status(struct queues *q);

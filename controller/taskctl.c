@@ -710,10 +710,9 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		msg = NULL;
 	}
 	/* The queue's container policy applies to the pool its tasks run in. */
-	if (msg && routed == 1 && !pools_policy_allows(t->cfg.pools, pool, queue, err, sizeof(err))) {
+	if (msg && routed == 1 && !pools_policy_allows(t->cfg.pools, pool, queue, &reason, err, sizeof(err))) {
 		json_decref(msg);
 		msg = NULL;
-		reason = "PolicyDenied";
 	}
 	if (!msg) {
 		log_task("task refused", task, "reason", err);

@@ -2,7 +2,8 @@
  * PATTERN "\n" IMAGE. Checks what must hold for every input: a match needs a valid pattern and
  * a valid image; an exact pattern matches only itself; a REPO:* pattern matches only REPO:TAG
  * without a digest, a REPO@* pattern only REPO@sha256:HEX; and the policy parser takes the
- * pattern as an allowlist entry exactly when it is valid. */
+ * pattern as an allowlist entry exactly when it is valid, and a RunnerPool in IMAGE passes the
+ * policy exactly when the image matches. */
 #include "podpolicy.h"
 
 #include <stdint.h>
@@ -47,6 +48,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (pol && json_array_size(arr) == 1 && strlen(buf) == plen &&
 		    (podpolicy_parse(pol, &p, err, sizeof(err)) == 0) != pv)
 			abort();
+		/* A RunnerPool with that image (no volumes, no resources) is allowed exactly when
+		 * the image matches the pattern. */
+		if (pol && json_array_size(arr) == 1 && strlen(buf) == plen && pv) {
+			json_t *img_j = json_stringn(img, ilen), *spec;
+			const char *reason = NULL;
+			spec = img_j ? json_pack("{so}", "image", img_j) : NULL;
+			if (spec && (podpolicy_check_pool(&p, spec, "fuzz", "q", NULL, &reason, err,
+							  sizeof(err)) == 0) != m)
+				abort();
+			json_decref(spec);
+		}
 		podpolicy_release(&p);
 		json_decref(pol);
 	}

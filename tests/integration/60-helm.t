@@ -95,8 +95,8 @@ else
 	fail "an RBAC rule uses a wildcard verb"
 fi
 is "$(jq -c '[.[] | select(.kind == "ClusterRole" or .kind == "Role") | .rules[] | select(.resources | index("secrets")) | [.resourceNames, .verbs]]' <<<"$objs")" \
-	'[[["t-tasked-webhook-tls"],["get","update"]],[null,["create"]]]' \
-	"by default the controller may read no Secret but its own webhook certificate (rbac.secretNamespaces is empty)"
+	'[[null,["create"]],[["t-tasked-webhook-tls"],["get","update"]],[null,["create"]]]' \
+	"by default the controller may read no Secret but its own webhook certificate (rbac.secretNamespaces is empty); it creates RunnerPool token Secrets and its certificate Secret"
 is "$(jq -r '.[] | select(.kind == "Role" and .metadata.name == "t-tasked-leader-election") | .rules[0] | "\(.resources) \(.resourceNames) \(.verbs)"' <<<"$objs")" \
 	'["leases"] ["t-tasked"] ["get","update"]' "the leader-election Role is limited to its one Lease"
 rbac_src=$(cat "$CHART/templates/rbac.yaml")
@@ -107,8 +107,8 @@ for f in rbac.yaml roles.yaml; do
 done
 # The controller's verbs are the requests it makes (controller/*.c); 67-rbac.t runs it under them.
 ctl_rules=$(jq -c '[.[] | select(.kind == "ClusterRole" and .metadata.name == "t-tasked-controller") | .rules[] | {k: (.resources | join(",")), v: .verbs}]' <<<"$objs")
-is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"events","v":["create"]},{"k":"pods","v":["get","list","watch","create","delete"]},{"k":"pods/log","v":["get"]},{"k":"networkpolicies","v":["get","create"]}]' \
-	"the controller's ClusterRole: patch on tasks (failFast cancels), status by merge patch only, events create only"
+is "$ctl_rules" '[{"k":"tasks","v":["get","list","watch","create","patch","delete"]},{"k":"tasks/status","v":["patch"]},{"k":"flows","v":["get","list","watch","delete"]},{"k":"taskqueues","v":["get","list","watch"]},{"k":"flows/status,taskqueues/status","v":["patch"]},{"k":"runnerpools","v":["get","list","watch"]},{"k":"runnerpools/status","v":["patch"]},{"k":"deployments","v":["get","create","update"]},{"k":"secrets","v":["create"]},{"k":"pods","v":["patch"]},{"k":"events","v":["create"]},{"k":"pods","v":["get","list","watch","create","delete"]},{"k":"pods/log","v":["get"]},{"k":"networkpolicies","v":["get","create"]}]' \
+	"the controller's ClusterRole: patch on tasks (failFast cancels), status by merge patch only, events create only, RunnerPools' Deployments, token Secrets (create only) and pod deletion cost, container task pods, their logs and the deny-all NetworkPolicy"
 # People's roles aggregate into the built-in ones; TaskQueues (policy) are admin's.
 agg=$(jq -r '[.[] | select(.kind == "ClusterRole" and (.metadata.labels | has("rbac.authorization.k8s.io/aggregate-to-view") or has("rbac.authorization.k8s.io/aggregate-to-edit") or has("rbac.authorization.k8s.io/aggregate-to-admin")))
 	| "\(.metadata.name):\([.metadata.labels | to_entries[] | select(.key | startswith("rbac.authorization.k8s.io/aggregate-to-")) | .key | sub(".*aggregate-to-"; "")] | join("+"))"] | join(" ")' <<<"$objs")
@@ -135,7 +135,7 @@ is "$(jq -r '.[] | select(.kind == "Deployment" and .metadata.name == "t-tasked"
 	"... and the Deployment is replaced with Recreate (one controller per log directory)"
 is "$(jq -r '[.spec.containers[0].args[] | select(startswith("--instance-id="))] | join(" ")' <<<"$pctl")" "--instance-id=blue" \
 	"controller.instanceID becomes --instance-id"
-is "$(jq -r '.[] | select(.kind == "Role") | .rules[0].resourceNames | join(",")' <<<"$pobjs")" t-tasked-blue \
+is "$(jq -r '.[] | select(.kind == "Role" and .metadata.name == "t-tasked-leader-election") | .rules[0].resourceNames | join(",")' <<<"$pobjs")" t-tasked-blue \
 	"the leader-election Role names the instance's Lease"
 refuse "an instance id that is not a DNS label" 'instanceID' --set controller.instanceID=Team_A
 refuse "persistence with two controller replicas" 'one controller per log directory' --set persistence.enabled=true --set controller.replicas=2

@@ -39,12 +39,19 @@ observed() {
 is "$(printf '{"apiVersion":"tasked.dev/v1alpha1","kind":"Task","metadata":{"name":"x","generation":1},"status":{"phase":"Failed","observedGeneration":1}}' |
 	"$KSTATUS" | cut -f3)" Current "a phase alone: kstatus says Current (why the conditions are needed)"
 
-# --- the conditions cost no API write: status PATCHes of tasks, counted by the API server --------
+# --- the conditions cost no API write: status writes of these tasks, seen by a watch ---------------
+# Every status PATCH that changes an object is one MODIFIED event of it; the API server's own
+# counter (cluster-wide, so other suites' leftovers in their namespaces add to it) is shown too.
 status_patches() {
 	k get --raw /metrics | awk '/^apiserver_request_total\{/ && /resource="tasks"/ && /subresource="status"/ &&
 		/verb="PATCH"/ { s += $NF } END { print s + 0 }'
 }
 n=8
+wlog=$(mktemp)
+kubectl --kubeconfig "$KUBECONFIG" --namespace "$TEST_NS" get tasks --watch --output-watch-events \
+	-o json >"$wlog" 2>/dev/null &
+wpid=$!
+sleep 1
 before=$(status_patches)
 for i in $(seq 1 $n); do
 	printf 'apiVersion: tasked.dev/v1alpha1\nkind: Task\nmetadata: {name: w%s}\nspec: {shell: {command: ["true"]}}\n' "$i" | apply
@@ -52,9 +59,13 @@ for i in $(seq 1 $n); do
 done
 ok "the $n tasks have their conditions" test "$(k get tasks -o json | jq '[.items[] | select(.metadata.name | startswith("w")) |
 	select([.status.conditions[] | select(.type == "Completed" and .status == "True")] | length == 1)] | length')" = "$n"
-writes=$(($(status_patches) - before))
-diag "status writes for $n tasks run one after the other: $writes"
+sleep 1
+kill "$wpid" 2>/dev/null
+wait "$wpid" 2>/dev/null
+writes=$(jq -r 'select(.type == "MODIFIED") | .object.metadata.name' "$wlog" | grep -c '^w[0-9]*$')
+diag "status writes for $n tasks run one after the other: $writes (API server counter, cluster-wide: $(($(status_patches) - before)))"
 ok "1 to 2 status writes per task (Running, then the end): $writes for $n" test "$writes" -ge "$n" -a "$writes" -le $((2 * n))
+rm -f "$wlog"
 k delete tasks $(seq -f 'w%g' 1 $n) --wait=false >/dev/null
 
 # --- Task ------------------------------------------------------------------------------------------
@@ -188,6 +199,47 @@ gen=$(k get flow fine -o jsonpath='{.metadata.generation}')
 k patch flow fine --type merge -p '{"spec":{"ttlSecondsAfterFinished":3600}}' >/dev/null
 ok "ttlSecondsAfterFinished on a finished Flow is observed" wait_for 30 observed flow fine
 is "$(verdict flow fine)" Current "... and kstatus still says Current"
+
+# --- RunnerPool ------------------------------------------------------------------------------------
+# No kubelet here: a pool's pods never run. A pool that needs none is ready; one that must keep a
+# runner stays starting; a spec the controller cannot run is Stalled.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: idle}
+spec: {image: "debian-python:test", labels: {pool: idle}, minRunners: 0, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: starting}
+spec: {image: "debian-python:test", labels: {pool: starting}, minRunners: 1, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: invalid}
+spec:
+  image: "debian-python:test"
+  volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
+EOF2
+# A pool without status reads Current to kstatus (nothing to judge yet): wait for the controller.
+ok "a RunnerPool's status: this generation observed, on each condition" wait_for 60 observed runnerpool idle
+ok "a RunnerPool scaled to zero, nothing queued -> kstatus Current" wait_for 10 verdict_is runnerpool idle Current
+is "$(cond runnerpool idle Ready)/$(cond runnerpool idle Reconciling)/$(cond runnerpool idle Stalled)" \
+	"True/RunnersReady/False/Stable/False/Running" "ready pool: Ready True, Reconciling and Stalled False"
+ok "a RunnerPool starting its runner -> kstatus InProgress" wait_for 60 sh -c \
+	"[ \"\$(kubectl get runnerpool starting -n $TEST_NS -o jsonpath='{.status.observedGeneration}')\" = 1 ] &&
+	 [ \"\$(kubectl get runnerpool starting -n $TEST_NS -o json | '$KSTATUS' | cut -f3)\" = InProgress ]"
+is "$(cond runnerpool starting Reconciling)/$(cond runnerpool starting Ready)" "True/Scaling/False/RunnersStarting" \
+	"starting pool: Reconciling True (Scaling), Ready False"
+ok "a RunnerPool with an invalid spec -> kstatus Failed" wait_for 60 verdict_is runnerpool invalid Failed
+is "$(cond runnerpool invalid Stalled)/$(cond runnerpool invalid Ready)" "True/InvalidSpec/False/InvalidSpec" \
+	"invalid pool: Stalled True, Ready False (InvalidSpec)"
+nok "kubectl wait --for=condition=Completed waits on a pool (it runs until deleted)" k wait --for=condition=Completed runnerpool/idle --timeout=2s
+gen=$(k get runnerpool idle -o jsonpath='{.metadata.generation}')
+k patch runnerpool idle --type merge -p '{"spec":{"maxRunners":3}}' >/dev/null
+ok "an edit of the ready pool is a new generation" test "$(k get runnerpool idle -o jsonpath='{.metadata.generation}')" -gt "$gen"
+ok "... observed: status.observedGeneration and every condition's follow it" wait_for 30 observed runnerpool idle
+is "$(verdict runnerpool idle)" Current "... and kstatus says Current again"
 
 # --- TaskQueue -------------------------------------------------------------------------------------
 apply <<'EOF2'

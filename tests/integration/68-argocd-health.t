@@ -167,8 +167,39 @@ like "$(health TaskQueue stuck | cut -f2)" 'NoMatchingRunner: .*1 queued|NoMatch
 ok "TaskQueue whose configuration lets no task run (Stalled) -> Degraded" wait_for 60 qh frozen Degraded
 like "$(health TaskQueue frozen | cut -f2)" '^InvalidSpec: .*executors is empty' "... message: $(health TaskQueue frozen | cut -f2)"
 
+# --- RunnerPool ------------------------------------------------------------------------------------
+# No kubelet here: a pool's pods never run, so a pool that must keep a runner stays starting.
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: idle}
+spec: {image: "debian-python:test", labels: {pool: idle}, minRunners: 0, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: starting}
+spec: {image: "debian-python:test", labels: {pool: starting}, minRunners: 1, maxRunners: 2}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: invalid}
+spec:
+  image: "debian-python:test"
+  volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
+EOF2
+ph() { [ "$(health RunnerPool "$1" | cut -f1)" = "$2" ]; }
+is "$(printf '{"kind":"RunnerPool","metadata":{"name":"new","generation":1}}' | lua5.1 "$IT_ROOT/tests/argocd/health.lua" "$IT_ROOT/deploy/argocd/tasked.dev/RunnerPool/health.lua" | cut -f1)" \
+	Progressing "RunnerPool without status -> Progressing"
+ok "RunnerPool scaled to zero (minRunners 0, no work) -> Healthy" wait_for 60 ph idle Healthy
+like "$(health RunnerPool idle | cut -f2)" '^0 ready, 0 desired' "... message: $(health RunnerPool idle | cut -f2)"
+ok "RunnerPool starting its runners (minRunners 1, none connected) -> Progressing" wait_for 60 sh -c \
+	"kubectl get runnerpool starting -n $TEST_NS -o jsonpath='{.status.observedGeneration}' | grep -q 1 && [ \"\$(kubectl get runnerpool starting -n $TEST_NS -o json | lua5.1 '$IT_ROOT/tests/argocd/health.lua' '$IT_ROOT/deploy/argocd/tasked.dev/RunnerPool/health.lua' | cut -f1)\" = Progressing ]"
+like "$(health RunnerPool starting | cut -f2)" '^Scaling: 1 runners wanted, 0 connected' "... message: $(health RunnerPool starting | cut -f2)"
+ok "RunnerPool with an invalid spec (Stalled) -> Degraded" wait_for 60 ph invalid Degraded
+like "$(health RunnerPool invalid | cut -f2)" "^InvalidSpec: .*mountPath /tmp is the runner's own" "... message: $(health RunnerPool invalid | cut -f2)"
+
 # --- the argocd-cm snippet in docs/install.md is the scripts -----------------------------------------
-for kind in Task Flow TaskQueue; do
+for kind in Task Flow TaskQueue RunnerPool; do
 	got=$(awk -v key="  resource.customizations.health.tasked.dev_$kind: |" '
 		$0 == key { on = 1; next }
 		on && /^  [^ ]/ { on = 0 } on && /^```/ { on = 0 }

@@ -85,6 +85,37 @@ is "$(k get secret -l tasked.dev/runner-pool=py -o jsonpath='{.items[0].metadata
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get runnerpool py -o jsonpath='{.status.selector}')\" != '' ]"
 like "$(k get runnerpool py -o jsonpath='{.status.selector}')" 'tasked.dev/runner-pool=py' "status.selector (scale subresource)"
 
+# --- the container policy of the task's TaskQueue applies to the pool -----------------------------
+task t-noqueue "runnerPool: py"
+ok_phase t-noqueue Failed 30
+is "$(task_field t-noqueue .status.reason)" PolicyDenied "no TaskQueue: the built-in policy allows no pool image (PolicyDenied)"
+like "$(task_field t-noqueue .status.message)" "RunnerPool py's image debian-python:test is not allowed: without a TaskQueue" \
+	"... saying why"
+# The namespace's default queue allows the pools' image (exactly this reference).
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: default}
+spec:
+  policy:
+    container: {imageAllowlist: ["debian-python:test"]}
+YAML
+wait_for 20 sh -c "[ -n \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue default -o jsonpath='{.status.observedGeneration}')\" ]"
+
+# A TaskQueue whose runnerSelector reaches the pool: its RunnersAvailable is the pool's answer
+# (no global runner ever serves those tasks), here: scaled to zero, starts on demand.
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: to-py}
+spec: {runnerSelector: {pool: py}}
+YAML
+qcond() { k get taskqueue "$1" -o jsonpath='{.status.conditions[?(@.type=="RunnersAvailable")].status}/{.status.conditions[?(@.type=="RunnersAvailable")].reason}: {.status.conditions[?(@.type=="RunnersAvailable")].message}'; }
+ok "a queue whose runnerSelector reaches a pool at zero: RunnersAvailable True (RunnerPool)" wait_for 30 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-py -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].reason}' | grep -qx RunnerPool"
+like "$(qcond to-py)" '^True/RunnerPool: runnerSelector reaches RunnerPool py: no runner connected now; the pool starts runners for queued tasks' \
+	"... saying the pool starts on demand"
+
 # --- a task for an empty pool: Queued, pool starting; scale-up -----------------------------------
 task t1 "runnerPool: py"
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get task t1 -o jsonpath='{.status.phase}')\" = Queued ]"
@@ -125,6 +156,9 @@ ok "a task for no pool runs on the global runners, never on a pool's" \
 	test "$(task_field t-plain .status.runner)" != py-pool-r1 -a "$(task_field t-plain .status.runner)" != other-pool-intruder
 wait_for 20 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get runnerpool py -o jsonpath='{.status.readyRunners}')\" = 1 ]"
 is "$(k get runnerpool py -o jsonpath='{.status.readyRunners}')" 1 "status.readyRunners counts the pool's connected runner"
+ok "the queue reaching pool py counts the pool's runner" wait_for 20 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-py -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].message}' | grep -q '1 runners connected'"
+like "$(qcond to-py)" '^True/RunnerPool: runnerSelector reaches RunnerPool py: 1 runners connected' "... $(qcond to-py)"
 
 # --- a raw client with pool other's token cannot see, take or answer pool py's task ---------------
 task t-long "runnerPool: py" "[sh, -c, 'sleep 6; echo real']"
@@ -151,12 +185,56 @@ kind: TaskQueue
 metadata: {name: strict}
 spec:
   policy:
-    container: {imageAllowlist: ["registry.example/approved/*"]}
+    container:
+      imageAllowlist: ["debian-python:*"]
+      volumeAllowlist: [{configMap: settings, mountPath: /etc/other}]
+---
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: prefix}
+spec:
+  policy:
+    container: {imageAllowlist: ["debian-py:*", "registry.example/approved:*"]}
 YAML
-task t-policy "runnerPool: py, queue: strict"
-ok_phase t-policy Failed 30
-is "$(task_field t-policy .status.reason)" PolicyDenied "a pool whose image the queue does not allow: PolicyDenied"
-like "$(task_field t-policy .status.message)" 'not in the TaskQueue.s imageAllowlist' "... saying why"
+task t-prefix "runnerPool: py, queue: prefix"
+ok_phase t-prefix Failed 30
+is "$(task_field t-prefix .status.reason)" PolicyDenied "REPO:* is no prefix: debian-py:* does not allow debian-python:test (PolicyDenied)"
+like "$(task_field t-prefix .status.message)" "RunnerPool py's image debian-python:test is not in TaskQueue prefix's policy.container.imageAllowlist" \
+	"... saying why"
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: vol}
+spec:
+  image: "debian-python:test"
+  labels: {pool: vol}
+  volumes: [{name: cfg, mountPath: /etc/settings, configMap: {name: settings}}]
+YAML
+task t-vol "runnerPool: vol, queue: strict"
+ok_phase t-vol Failed 30
+is "$(task_field t-vol .status.reason)" PolicyDenied "a pool volume the queue's volumeAllowlist does not list (at that path): PolicyDenied"
+like "$(task_field t-vol .status.message)" "RunnerPool vol's volume cfg \\(configMap settings at /etc/settings\\) is not in TaskQueue strict's policy.container.volumeAllowlist" \
+	"... saying why"
+
+# A queue reaching a pool that cannot run (Stalled): RunnersAvailable False, the pool's reason.
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: RunnerPool
+metadata: {name: broken}
+spec:
+  image: "debian-python:test"
+  labels: {pool: broken}
+  volumes: [{name: scratch, mountPath: /tmp, emptyDir: {}}]
+---
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: to-broken}
+spec: {runnerSelector: {pool: broken}}
+YAML
+ok "a queue reaching a Stalled pool: RunnersAvailable False (RunnerPoolStalled)" wait_for 30 sh -c \
+	"kubectl --kubeconfig '$KUBECONFIG' -n $TEST_NS get taskqueue to-broken -o jsonpath='{.status.conditions[?(@.type==\"RunnersAvailable\")].reason}' | grep -qx RunnerPoolStalled"
+like "$(qcond to-broken)" "^False/RunnerPoolStalled: runnerSelector reaches RunnerPool broken, which cannot run: InvalidSpec: .*mountPath /tmp" \
+	"... with the pool's reason"
 
 # --- scale-down after the delay, drained first ----------------------------------------------------
 # The runner's "pod" (the kubelet-less cluster never runs it) so the deletion cost can be set.

@@ -164,6 +164,11 @@ static void test_deployment(void)
 		   strstr(err, "runner's own"),
 	   "a volume over the bundle is refused: %s", err);
 	json_decref(p);
+	p = pool_obj("{\"image\":\"a b\"}");
+	ok(pools_build_deployment(p, 1, "s", &env, err, sizeof(err)) == NULL &&
+		   strstr(err, "not a valid image reference"),
+	   "an image that is no reference is refused: %s", err);
+	json_decref(p);
 	p = pool_obj("{\"image\":\"x\",\"labels\":{\"a,b\":\"c\"}}");
 	ok(pools_build_deployment(p, 1, "s", &env, err, sizeof(err)) == NULL,
 	   "a label key with ',' is refused");
@@ -215,45 +220,179 @@ static void test_labels(void)
 	json_decref(s3);
 }
 
+/* pools_policy_check on spec (JSON) for a task of queue (JSON of the TaskQueue, or NULL). */
+static int pol(const char *spec, const char *queue, const char **reason, char *why, size_t whysz)
+{
+	json_t *sj = json_loads(spec, 0, NULL), *qj = queue ? json_loads(queue, 0, NULL) : NULL;
+	int r;
+
+	*reason = "";
+	why[0] = '\0';
+	r = pools_policy_check(sj, "py", qj, reason, why, whysz);
+	json_decref(sj);
+	json_decref(qj);
+	return r;
+}
+
+#define Q(policy) "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"policy\":{\"container\":" policy "}}}"
+
 static void test_policy(void)
 {
-	char why[256] = "";
-	json_t *vols = json_loads(
-		"[{\"name\":\"d\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
-		"{\"name\":\"s\",\"emptyDir\":{}}]",
-		0, NULL);
-	json_t *none = json_object();
-	json_t *imgs = json_loads(
-		"{\"imageAllowlist\":[\"registry.example/py:3.12\",\"registry.example/tools/*\"]}",
-		0, NULL);
-	json_t *vl = json_loads("{\"volumeAllowlist\":[\"data\"]}", 0, NULL);
-	json_t *vl2 = json_loads("{\"volumeAllowlist\":[\"other\"]}", 0, NULL);
+	char why[512];
+	const char *reason;
+	const char *vols = "{\"image\":\"reg.io/py:3.12\",\"volumes\":["
+			   "{\"name\":\"d\",\"mountPath\":\"/"
+			   "data\",\"persistentVolumeClaim\":{\"claimName\":\"data\"}},"
+			   "{\"name\":\"s\",\"mountPath\":\"/s\",\"emptyDir\":{}}]}";
 
-	ok(pools_policy_check("anything:1", vols, NULL, why, sizeof(why)), "no policy: allowed");
-	ok(pools_policy_check("anything:1", vols, none, why, sizeof(why)),
-	   "empty lists restrict nothing");
-	ok(pools_policy_check("registry.example/py:3.12", NULL, imgs, why, sizeof(why)),
-	   "an exact image entry");
-	ok(pools_policy_check("registry.example/tools/go:1", NULL, imgs, why, sizeof(why)),
-	   "a prefix entry");
-	ok(!pools_policy_check("registry.example/py:3.13", NULL, imgs, why, sizeof(why)) &&
-		   strstr(why, "imageAllowlist"),
-	   "another image is refused: %s", why);
-	ok(!pools_policy_check(NULL, NULL, imgs, why, sizeof(why)),
-	   "no image with an allowlist is refused");
-	ok(pools_policy_check("x", vols, vl, why, sizeof(why)),
-	   "an allowed claim (emptyDir needs no entry)");
-	ok(!pools_policy_check("x", vols, vl2, why, sizeof(why)) && strstr(why, "volumeAllowlist"),
+	/* The container executor's strict defaults (podpolicy.h). */
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", NULL, &reason, why, sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0 && strstr(why, "without a TaskQueue"),
+	   "no TaskQueue: the built-in policy allows no image: %s", why);
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", "{\"metadata\":{\"name\":\"q\"},\"spec\":{}}",
+		&reason, why, sizeof(why)) &&
+		   strstr(why, "not in TaskQueue q's policy.container.imageAllowlist"),
+	   "a queue without a container policy allows no image: %s", why);
+	ok(!pol("{\"image\":\"reg.io/py:3.12\"}", Q("{\"imageAllowlist\":[]}"), &reason, why,
+		sizeof(why)),
+	   "an empty imageAllowlist allows nothing");
+	ok(pol("{\"image\":\"reg.io/py:3.12\"}", Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"]}"),
+	       &reason, why, sizeof(why)),
+	   "an exact entry (%s)", why);
+	ok(pol("{\"image\":\"reg.io/py:3.13\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"),
+	       &reason, why, sizeof(why)),
+	   "REPO:* matches any tag");
+	ok(!pol("{\"image\":\"reg.io/py/evil:1\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"),
+		&reason, why, sizeof(why)),
+	   "REPO:* is no prefix: another repository under it is refused");
+	ok(!pol("{\"image\":\"reg.io/tools/go:1\"}", Q("{\"imageAllowlist\":[\"reg.io/tools/*\"]}"),
+		&reason, why, sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0,
+	   "a plain '*' prefix is not a pattern: %s", why);
+	ok(!pol("{\"image\":\"a b\"}", Q("{\"imageAllowlist\":[\"reg.io/py:*\"]}"), &reason, why,
+		sizeof(why)) &&
+		   strcmp(reason, "InvalidSpec") == 0,
+	   "an image that is no reference: InvalidSpec (%s)", why);
+	/* volumes */
+	ok(!pol(vols, Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "volumeAllowlist") && strstr(why, "data"),
 	   "a claim not in volumeAllowlist is refused: %s", why);
-	json_decref(vols);
-	json_decref(none);
-	json_decref(imgs);
-	json_decref(vl);
-	json_decref(vl2);
+	ok(pol(vols,
+	       Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"],\"volumeAllowlist\":[{"
+		 "\"persistentVolumeClaim\":\"data\",\"mountPath\":\"/data\"}]}"),
+	       &reason, why, sizeof(why)),
+	   "an allowed claim at its path (emptyDir needs no entry): %s", why);
+	ok(!pol(vols,
+		Q("{\"imageAllowlist\":[\"reg.io/py:3.12\"],\"volumeAllowlist\":[{"
+		  "\"persistentVolumeClaim\":\"data\",\"mountPath\":\"/elsewhere\"}]}"),
+		&reason, why, sizeof(why)),
+	   "... only at the path the entry names");
+	ok(!pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"k\",\"mountPath\":\"/k\",\"secret\":{"
+		"\"secretName\":\"keys\"}}]}",
+		Q("{\"imageAllowlist\":[\"x\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "Secret keys"),
+	   "a Secret the queue does not declare: %s", why);
+	ok(pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"k\",\"mountPath\":\"/k\",\"secret\":{"
+	       "\"secretName\":\"keys\"}}]}",
+	       "{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"k\","
+	       "\"secretKeyRef\":"
+	       "{\"name\":\"keys\",\"key\":\"a\"}}],\"policy\":{\"container\":{\"imageAllowlist\":["
+	       "\"x\"]}}}}",
+	       &reason, why, sizeof(why)),
+	   "a Secret the queue declares: %s", why);
+	ok(!pol("{\"image\":\"x\",\"volumes\":[{\"name\":\"e\",\"mountPath\":\"/e\",\"emptyDir\":{"
+		"\"sizeLimit\":\"9Gi\"}}]}",
+		Q("{\"imageAllowlist\":[\"x\"]}"), &reason, why, sizeof(why)) &&
+		   strstr(why, "8Gi"),
+	   "an emptyDir over 8Gi: %s", why);
+	/* resources */
+	ok(!pol("{\"image\":\"x\",\"resources\":{\"limits\":{\"memory\":\"4Gi\"}}}",
+		Q("{\"imageAllowlist\":[\"x\"],\"maxResources\":{\"memory\":\"1Gi\"}}"), &reason,
+		why, sizeof(why)) &&
+		   strstr(why, "maxResources.memory"),
+	   "a runner over maxResources: %s", why);
+	ok(pol("{\"image\":\"x\",\"resources\":{\"requests\":{\"cpu\":\"100m\"}}}",
+	       Q("{\"imageAllowlist\":[\"x\"],\"maxResources\":{\"cpu\":\"1\"}}"), &reason, why,
+	       sizeof(why)),
+	   "within maxResources");
+	ok(!pol("{\"image\":\"x\"}", Q("{\"imageAllowlist\":[\"bad*pattern\"]}"), &reason, why,
+		sizeof(why)) &&
+		   strcmp(reason, "PolicyDenied") == 0 && strstr(why, "imageAllowlist[0]"),
+	   "an invalid policy refuses, naming the entry: %s", why);
+}
+
+/* "STATUS/REASON" of condition type in conds. */
+static const char *cnd(json_t *conds, const char *type, char *buf, size_t n)
+{
+	json_t *c;
+	size_t i;
+	json_array_foreach(conds, i,
+			   c) if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
+	{
+		snprintf(buf, n, "%s/%s", json_string_value(json_object_get(c, "status")),
+			 json_string_value(json_object_get(c, "reason")));
+		return buf;
+	}
+	return "";
+}
+
+static void test_conditions(void)
+{
+	char a[64], b[64], c[64], d[64];
+	struct pools_obs o = { .ready = 0, .desired = 0, .replicas = 0, .min = 0 };
+	json_t *cs = pools_conditions(NULL, &o, 3, 1000), *cs2;
+
+	is_str(cnd(cs, "Ready", a, sizeof(a)), "True/RunnersReady", "scaled to zero, min 0: Ready");
+	is_str(cnd(cs, "Reconciling", b, sizeof(b)), "False/Stable", "... not Reconciling");
+	is_str(cnd(cs, "Stalled", c, sizeof(c)), "False/Running", "... not Stalled");
+	is_str(cnd(cs, "Completed", d, sizeof(d)), "False/Running", "a pool never completes");
+	is_int(json_integer_value(json_object_get(json_array_get(cs, 0), "observedGeneration")), 3,
+	       "observedGeneration on each");
+	o.desired = o.replicas = 1;
+	cs2 = pools_conditions(cs, &o, 3, 999999);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/Scaling",
+	       "a runner wanted and not connected: Reconciling (kstatus InProgress)");
+	is_str(json_string_value(json_object_get(json_array_get(cs2, 2), "lastTransitionTime")),
+	       json_string_value(json_object_get(json_array_get(cs, 2), "lastTransitionTime")),
+	       "an unchanged condition keeps its lastTransitionTime");
+	json_decref(cs2);
+	o.min = 1;
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Ready", a, sizeof(a)), "False/RunnersStarting",
+	       "fewer runners than minRunners: not Ready");
+	json_decref(cs2);
+	o.ready = 1;
+	o.desired = 1;
+	o.replicas = 3; /* three runners, one connected */
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/Scaling",
+	       "replicas not all connected: Reconciling");
+	json_decref(cs2);
+	o.ready = 3;
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "False/Stable",
+	       "waiting out scaleDownDelaySeconds with every runner connected: Stable");
+	json_decref(cs2);
+	o.error = 1;
+	o.why = "reading Deployment: timeout";
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "True/ReconcileError",
+	       "a failed pass: Reconciling with why");
+	json_decref(cs2);
+	o.error = 0;
+	o.stalled = "InvalidSpec";
+	o.why = "spec.volumes[0]: mountPath /tmp is the runner's own";
+	cs2 = pools_conditions(cs, &o, 3, 1000);
+	is_str(cnd(cs2, "Stalled", c, sizeof(c)), "True/InvalidSpec", "an invalid spec: Stalled");
+	is_str(cnd(cs2, "Ready", a, sizeof(a)), "False/InvalidSpec", "... not Ready, same reason");
+	is_str(cnd(cs2, "Reconciling", b, sizeof(b)), "False/Stable", "... not Reconciling");
+	json_decref(cs2);
+	json_decref(cs);
 }
 
 int main(void)
 {
+	test_conditions();
 	test_policy();
 	test_desired();
 	test_decide();

@@ -14,6 +14,17 @@ ok "the pool test images are built ($imgs)" test -n "$imgs"
 "$IT_ROOT/tests/cluster/node.sh" import "$STATE" $imgs >/dev/null
 pass "... and imported into the node"
 
+# The task's TaskQueue decides which images its pools may run (the container executor's policy):
+# the namespace's default queue allows exactly the two test images.
+k apply -f - >/dev/null <<'YAML'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: default}
+spec:
+  policy:
+    container: {imageAllowlist: ["tasked-pool-busybox:test", "tasked-pool-debian:test"]}
+YAML
+
 pool() { # NAME IMAGE LABEL MIN MAX DELAY
 	k apply -f - >/dev/null <<YAML
 apiVersion: tasked.dev/v1alpha1
