@@ -285,16 +285,15 @@ static json_t *gate_result(json_t *pod)
 				      json_string_value(json_object_get(term, "reason")) ?: "",
 				      json_string_value(json_object_get(term, "message")) ?: "");
 		if (wait && waiting_fatal(json_string_value(json_object_get(wait, "reason"))))
-			return result("Failed",
-				      strstr(json_string_value(json_object_get(wait, "reason")),
-					     "Image")
-					      ? "ImagePullFailed"
-					      : "ContainerConfigError",
-				      -1,
-				      "the network gate (init container %s) cannot start: %s: %.400s",
-				      PODSPEC_GATE_CONTAINER,
-				      json_string_value(json_object_get(wait, "reason")),
-				      json_string_value(json_object_get(wait, "message")) ?: "");
+			return result(
+				"Failed",
+				strstr(json_string_value(json_object_get(wait, "reason")), "Image")
+					? "ImagePullFailed"
+					: "ContainerConfigError",
+				-1, "the network gate (init container %s) cannot start: %s: %.400s",
+				PODSPEC_GATE_CONTAINER,
+				json_string_value(json_object_get(wait, "reason")),
+				json_string_value(json_object_get(wait, "message")) ?: "");
 	}
 	return NULL;
 }

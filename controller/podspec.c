@@ -276,9 +276,8 @@ static json_t *build_gate(const struct podspec_opts *o)
 	return json_pack("{sssss[s]s[ss]s{s{ssss}s{ssss}}ss}", "name", PODSPEC_GATE_CONTAINER,
 			 "image", o->gate_image, "command", PODSPEC_GATE_COMMAND, "args",
 			 "--timeout-ms", ms, "resources", "requests", "cpu", PODSPEC_GATE_CPU,
-			 "memory", PODSPEC_GATE_MEMORY, "limits", "cpu", PODSPEC_GATE_CPU,
-			 "memory", PODSPEC_GATE_MEMORY, "terminationMessagePolicy",
-			 "FallbackToLogsOnError");
+			 "memory", PODSPEC_GATE_MEMORY, "limits", "cpu", PODSPEC_GATE_CPU, "memory",
+			 PODSPEC_GATE_MEMORY, "terminationMessagePolicy", "FallbackToLogsOnError");
 }
 
 json_t *podspec_build(const struct podspec_task *t, const struct podspec_opts *o, char *err,
