@@ -68,19 +68,6 @@ ${4:-}
 EOF2
 }
 
-# A policy of the namespace that allows one task's egress: the deny-all cannot take effect for
-# it, so its network gate never passes and the task fails without running (checked below).
-k apply -f - >/dev/null <<EOF2
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: allow-leaky-egress}
-spec:
-  podSelector: {matchLabels: {tasked.dev/task: leaky}}
-  policyTypes: [Egress]
-  egress: [{}]
-EOF2
-ctask leaky default 'echo the task ran'
-
 # --- success, input, output, the pod ---------------------------------------------------------------
 w0=$(k get --raw /metrics 2>/dev/null | grep '^apiserver_request_total' || true)
 ctask hello default 'cat $TASKED_INPUT; echo; echo "{\"sum\": 3, \"user\": \"$(id -u)\"}" > $TASKED_OUTPUT' \
@@ -119,6 +106,19 @@ ok "one container task: ${n:-0} status writes (Running, then the result; at most
 is "$(awk '$1 == "POST" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod create"
 is "$(awk '$1 == "DELETE" && $2 == "core/pods" { print $3 }' <<<"$wr")" 1 "... one pod delete (grace 0: no final DELETE from the kubelet)"
 
+# A policy of the namespace that allows one task's egress: the deny-all cannot take effect for
+# it, so its network gate never passes and the task fails without running (checked below; made after the write count above, which counts the whole namespace).
+k apply -f - >/dev/null <<EOF2
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-leaky-egress}
+spec:
+  podSelector: {matchLabels: {tasked.dev/task: leaky}}
+  policyTypes: [Egress]
+  egress: [{}]
+EOF2
+ctask leaky default 'echo the task ran'
+
 # --- the hardened pod, cancel ------------------------------------------------------------------------
 ctask sleeper default 'sleep 300'
 ok_phase sleeper Running 120
@@ -140,6 +140,7 @@ is "$(jq -r '.spec.initContainers | map(.name) | join(",")' <<<"$spec")" tasked-
 is "$(jq -r '.spec.initContainers[0] | "\(.securityContext.readOnlyRootFilesystem) \(.securityContext.allowPrivilegeEscalation) \(.securityContext.capabilities.drop|join(",")) \(.resources.limits.cpu)=\(.resources.requests.cpu) \(.resources.limits.memory)=\(.resources.requests.memory)"' <<<"$spec")" \
 	"true false ALL 50m=50m 16Mi=16Mi" "... hardened like the task's container, with tiny requests = limits"
 is "$(jq -r '.status.initContainerStatuses[0].state.terminated | "\(.exitCode) \(.message)"' <<<"$spec" | sed 's/ after [0-9]* ms.*//')" "0 network blocked" "... and passed: connections were blocked before the task started"
+diag "the network gate of $pod: $(jq -r '.status.initContainerStatuses[0].state.terminated.message' <<<"$spec")"
 k patch task sleeper --type merge -p '{"spec":{"cancel":true}}' >/dev/null
 ok_phase sleeper Cancelled 30
 ok "cancel deleted the pod at once" wait_for 15 sh -c "! kubectl --kubeconfig $KUBECONFIG -n $TEST_NS get pod $pod >/dev/null 2>&1"
