@@ -89,6 +89,12 @@ static const struct cfg_flag cfg_flags[] = {
 	  "a container task's pod not running after this long fails (PodNotStarted)"),
 	S("pod-apparmor", pod_apparmor, "PROFILE", "RuntimeDefault",
 	  "AppArmor of container task pods: RuntimeDefault, Localhost/NAME or None"),
+	S("pod-network-gate-image", pod_gate_image, "IMAGE", NULL,
+	  "image with tasked-network-gate (the runner image): container tasks without network "
+	  "wait in it until their deny-all NetworkPolicy is enforced (unset: no wait)"),
+	L("pod-network-gate-seconds", pod_gate_s, 60, 5, 600,
+	  "a network gate not confirming the deny-all after this long fails the task "
+	  "(NetworkPolicyNotEnforced)"),
 	S("pool-runner-image", pool_runner_image, "IMAGE", NULL,
 	  "runner image whose bundle RunnerPools inject (unset: pools are not run)"),
 	S("pool-broker-url", pool_broker_url, "URL", NULL,

@@ -25,8 +25,8 @@ struct ctl_config {
 	/* instance id (label tasked.dev/instance) and the on-disk log store */
 	const char *instance_id, *log_dir;
 	/* the container executor */
-	long keep_task_pods, pod_start_timeout_s;
-	const char *pod_apparmor;
+	long keep_task_pods, pod_start_timeout_s, pod_gate_s;
+	const char *pod_apparmor, *pod_gate_image;
 	/* RunnerPools (pools.h) */
 	const char *pool_runner_image, *pool_broker_url, *pool_apparmor, *pool_pull_policy;
 };

@@ -305,6 +305,7 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	if (!a->queues)
 		return -ENOMEM;
 	a->pods = podexec_new(&(struct podexec_cfg){ .kc = kc, .namespace_ = o->namespace_, .apparmor = o->pod_apparmor,
+						  .gate_image = o->pod_gate_image, .gate_timeout_s = o->pod_gate_s,
 						  .keep_pods = (int)o->keep_task_pods,
 						  .start_timeout_ms = o->pod_start_timeout_s * 1000,
 						  .may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a });

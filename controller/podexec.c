@@ -20,7 +20,7 @@
 
 struct podexec {
 	struct podexec_cfg cfg;
-	char *ns, *apparmor;
+	char *ns, *apparmor, *gate_image;
 	struct informer *inf;
 	struct wq *wq;
 	pthread_t worker;
@@ -54,6 +54,8 @@ struct podexec *podexec_new(const struct podexec_cfg *cfg)
 	px->ns = cfg->namespace_ ? strdup(cfg->namespace_) : NULL;
 	px->apparmor = strdup(cfg->apparmor ? cfg->apparmor : "None");
 	px->cfg.apparmor = px->apparmor;
+	px->gate_image = cfg->gate_image && cfg->gate_image[0] ? strdup(cfg->gate_image) : NULL;
+	px->cfg.gate_image = px->gate_image;
 	pthread_mutex_init(&px->lock, NULL);
 	px->recs = json_object();
 	px->netpols = json_object();
@@ -66,7 +68,7 @@ struct podexec *podexec_new(const struct podexec_cfg *cfg)
 	snprintf(path + strlen(path), sizeof(path) - strlen(path), "?labelSelector=%s", sel);
 	px->inf = informer_new(cfg->kc, path, 10 * 60 * 1000, px_on_event, px);
 	if (!px->apparmor || !px->recs || !px->netpols || !px->wq || !px->inf ||
-	    (cfg->namespace_ && !px->ns)) {
+	    (cfg->namespace_ && !px->ns) || (px->cfg.gate_image && !px->gate_image)) {
 		podexec_free(px);
 		return NULL;
 	}
@@ -259,6 +261,43 @@ static json_t *terminated_result(json_t *pod, json_t *term)
 	return res;
 }
 
+static int waiting_fatal(const char *why);
+
+/* The network gate's status when it failed or cannot start: the attempt's result (the task's
+ * code never ran); NULL while it runs, after it passed, or in a pod without one. */
+static json_t *gate_result(json_t *pod)
+{
+	json_t *cs, *term, *wait;
+	size_t i;
+
+	json_array_foreach(json_object_get(json_object_get(pod, "status"), "initContainerStatuses"),
+			   i, cs)
+	{
+		const char *n = json_string_value(json_object_get(cs, "name"));
+		if (!n || strcmp(n, PODSPEC_GATE_CONTAINER) != 0)
+			continue;
+		term = json_object_get(json_object_get(cs, "state"), "terminated");
+		wait = json_object_get(json_object_get(cs, "state"), "waiting");
+		if (term && json_integer_value(json_object_get(term, "exitCode")) != 0)
+			return result("Failed", "NetworkPolicyNotEnforced", -1,
+				      "networkDisabled: the task did not run, the pod's deny-all "
+				      "NetworkPolicy could not be confirmed (%.40s): %.400s",
+				      json_string_value(json_object_get(term, "reason")) ?: "",
+				      json_string_value(json_object_get(term, "message")) ?: "");
+		if (wait && waiting_fatal(json_string_value(json_object_get(wait, "reason"))))
+			return result(
+				"Failed",
+				strstr(json_string_value(json_object_get(wait, "reason")), "Image")
+					? "ImagePullFailed"
+					: "ContainerConfigError",
+				-1, "the network gate (init container %s) cannot start: %s: %.400s",
+				PODSPEC_GATE_CONTAINER,
+				json_string_value(json_object_get(wait, "reason")),
+				json_string_value(json_object_get(wait, "message")) ?: "");
+	}
+	return NULL;
+}
+
 static int waiting_fatal(const char *why)
 {
 	static const char *const fatal[] = {
@@ -283,11 +322,14 @@ json_t *podexec_pod_result(json_t *pod, int64_t now_ms, int64_t start_timeout_ms
 	const char *preason = json_string_value(json_object_get(st, "reason"));
 	int64_t created = ts_ms(
 		json_object_get(json_object_get(pod, "metadata"), "creationTimestamp"));
+	json_t *res;
 
 	*running = 0;
 	*started_ms = 0;
 	if (term)
 		return terminated_result(pod, term);
+	if (!json_object_get(state, "running") && (res = gate_result(pod)))
+		return res;
 	if (json_object_get(state, "running")) {
 		*running = 1;
 		*started_ms = ts_ms(
@@ -453,7 +495,9 @@ static int build_task(json_t *msg, struct podspec_task *t)
 
 int podexec_dispatch(struct podexec *px, json_t *msg, char *runner, size_t runnersz)
 {
-	struct podspec_opts o = { .apparmor = px->apparmor };
+	struct podspec_opts o = { .apparmor = px->apparmor,
+				  .gate_image = px->gate_image,
+				  .gate_timeout_s = px->cfg.gate_timeout_s };
 	struct podspec_task t;
 	struct kube_resp resp;
 	char err[512], path[600], key[600];
@@ -843,5 +887,6 @@ void podexec_free(struct podexec *px)
 	pthread_mutex_destroy(&px->lock);
 	free(px->ns);
 	free(px->apparmor);
+	free(px->gate_image);
 	free(px);
 }

@@ -9,6 +9,8 @@
  *   network). The name is deterministic per (task uid, attempt): a create repeated after a
  *   restart or a leader change gets AlreadyExists and adopts the pod when its owner and labels
  *   are this attempt's; a foreign pod of that name is an error, never adopted.
+ * - a pod without network runs the network gate first (podspec.h); a gate that fails is the
+ *   attempt's result, NetworkPolicyNotEnforced, and the task's code never ran.
  * - results come from the container status (exit code, OOMKilled, the pod's DeadlineExceeded,
  *   image and configuration errors, a pod that never starts), the output from the termination
  *   message, the log from the pods/log endpoint capped at the queue's maxOutputBytes, masked
@@ -30,6 +32,8 @@ struct podexec_cfg {
 	struct kube_client *kc;
 	const char *namespace_;   /* watch one namespace (NULL: all) */
 	const char *apparmor;     /* podspec_opts.apparmor */
+	const char *gate_image;   /* podspec_opts.gate_image (NULL: no network gate) */
+	int64_t gate_timeout_s;   /* podspec_opts.gate_timeout_s */
 	int keep_pods;            /* keep finished pods (debugging) */
 	int64_t start_timeout_ms; /* a pod not running after this long fails (PodNotStarted) */
 	/* Whether this controller acts (leader election; NULL = always). */

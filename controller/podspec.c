@@ -1,5 +1,6 @@
 #include "podspec.h"
 #include "quantity.h"
+#include "sat.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -276,6 +277,20 @@ static json_t *build_meta(const struct podspec_task *t, const char *pod, char *i
 	return md;
 }
 
+/* The network gate: probes until connections fail (images/network-gate.c). */
+static json_t *build_gate(const struct podspec_opts *o)
+{
+	char ms[32];
+	int64_t s = o->gate_timeout_s > 0 ? o->gate_timeout_s : 60;
+
+	snprintf(ms, sizeof(ms), "%lld", (long long)sat_mul(s, 1000));
+	return json_pack("{sssss[s]s[ss]s{s{ssss}s{ssss}}ss}", "name", PODSPEC_GATE_CONTAINER,
+			 "image", o->gate_image, "command", PODSPEC_GATE_COMMAND, "args",
+			 "--timeout-ms", ms, "resources", "requests", "cpu", PODSPEC_GATE_CPU,
+			 "memory", PODSPEC_GATE_MEMORY, "limits", "cpu", PODSPEC_GATE_CPU, "memory",
+			 PODSPEC_GATE_MEMORY, "terminationMessagePolicy", "FallbackToLogsOnError");
+}
+
 json_t *podspec_build(const struct podspec_task *t, const struct podspec_opts *o, char *err,
 		      size_t errsz)
 {
@@ -306,6 +321,9 @@ json_t *podspec_build(const struct podspec_task *t, const struct podspec_opts *o
 	c = build_container(t, json_incref(mounts));
 	spec = json_pack("{s[o]sO}", "containers", c, "volumes", vols);
 	c = NULL;
+	if (spec && t->network_disabled && o && o->gate_image && o->gate_image[0] &&
+	    json_object_set_new(spec, "initContainers", json_pack("[o]", build_gate(o))) < 0)
+		goto out;
 	if (!spec || podspec_harden_pod(spec, o) < 0)
 		goto out;
 	if (t->timeout_s > 0)

@@ -8,7 +8,9 @@
  * account token, no service links, an emptyDir /tmp with a size limit, requests = limits,
  * activeDeadlineSeconds from the timeout, restartPolicy Never. The task's input is the pod
  * annotation PODSPEC_ANN_INPUT projected to a file by a downwardAPI volume ($TASKED_INPUT); its
- * output is the container's termination message ($TASKED_OUTPUT = /dev/termination-log). */
+ * output is the container's termination message ($TASKED_OUTPUT = /dev/termination-log).
+ * Without network, and with a gate image, the init container PODSPEC_GATE_CONTAINER runs first
+ * (same hardening, requests = limits PODSPEC_GATE_CPU/MEMORY). */
 #include "podpolicy.h"
 
 #include <jansson.h>
@@ -25,6 +27,12 @@
 #define PODSPEC_ANN_INPUT "tasked.dev/input"
 #define PODSPEC_ANN_MAX_OUTPUT "tasked.dev/max-output-bytes"
 #define PODSPEC_CONTAINER "task"
+/* The init container that holds the task back until its deny-all is enforced
+ * (images/network-gate.c, in the runner image). */
+#define PODSPEC_GATE_CONTAINER "tasked-network-gate"
+#define PODSPEC_GATE_COMMAND "/usr/local/bin/tasked-network-gate"
+#define PODSPEC_GATE_CPU "50m"
+#define PODSPEC_GATE_MEMORY "16Mi"
 #define PODSPEC_INPUT_DIR "/var/run/tasked"
 #define PODSPEC_INPUT_FILE "/var/run/tasked/input.json"
 #define PODSPEC_OUTPUT_FILE "/dev/termination-log"
@@ -42,6 +50,11 @@ struct podspec_opts {
 	/* "RuntimeDefault", "Localhost/<profile>", or NULL/"None": no AppArmor field (nodes
 	 * without AppArmor refuse pods that ask for any profile). */
 	const char *apparmor;
+	/* The image holding PODSPEC_GATE_COMMAND (the runner image). Set: a pod without network
+	 * first runs it as an init container, so no task code runs before the deny-all
+	 * NetworkPolicy is in force; it fails after gate_timeout_s. NULL: no gate. */
+	const char *gate_image;
+	int64_t gate_timeout_s;
 };
 
 /* One attempt's pod, from what the dispatch decided. */

@@ -103,7 +103,8 @@ assemble() {
 # libc (or its absence) is used. The image's own paths for those files become relative
 # symlinks into it, so the image carries each file once (/usr/lib is where the runner's
 # AppArmor profile lets it map and run libraries). /usr/local/bin/tasked-install (static) is
-# the init container that copies the bundle into the pod's emptyDir (no shell, no cp here).
+# the init container that copies the bundle into the pod's emptyDir (no shell, no cp here);
+# /usr/local/bin/tasked-network-gate (static) the one that waits for a task pod's deny-all.
 bundle() {
 	local bin=$1 rootfs=$2 interp=$3 dir=$2/usr/lib/tasked-bundle lib
 	[ -n "$interp" ] || die "the runner has no program interpreter: a static runner needs no bundle"
@@ -120,6 +121,11 @@ bundle() {
 		"$root/images/bundle-install.c"
 	strip --strip-all "$rootfs/usr/local/bin/tasked-install"
 	chmod 0755 "$rootfs/usr/local/bin/tasked-install"
+	# The init container of container-task pods without network (images/network-gate.c).
+	"${CC:-cc}" -static -O2 -Wall -Wextra -Werror -o "$rootfs/usr/local/bin/tasked-network-gate" \
+		"$root/images/network-gate.c"
+	strip --strip-all "$rootfs/usr/local/bin/tasked-network-gate"
+	chmod 0755 "$rootfs/usr/local/bin/tasked-network-gate"
 }
 
 # into_bundle FILE DEST: moves FILE to DEST and leaves a relative symlink to it at FILE.

@@ -143,6 +143,7 @@ else
 		--runner-token-file "$STATE/runner-token" \
 		--api-key-file "$STATE/api-key" \
 		--pool-runner-image tasked-runner:host-process \
+		--pod-network-gate-image tasked-runner:host-process \
 		--pool-broker-url "ws://127.0.0.1:$BROKER_PORT" \
 		${TASKED_CONTROLLER_ARGS:-}
 	echo "started tasked-controller (pid $(cat "$STATE/controller.pid"), API $API_URL, broker port $BROKER_PORT)"

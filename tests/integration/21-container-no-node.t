@@ -79,6 +79,8 @@ like "$(task_field otherpath .status.message)" "volumeAllowlist" "an allowlisted
 is "$(k get pods -o name | wc -l)" 1 "only the allowed task got a pod"
 pod=$(k get pods -o jsonpath='{.items[0].metadata.name}')
 like "$pod" '^allowed-1-[0-9a-f]{5}$' "the pod is named after the task, attempt and uid ($pod)"
+is "$(k get pod "$pod" -o jsonpath='{.spec.initContainers[0].name} {.spec.initContainers[0].image} {.spec.initContainers[0].securityContext.readOnlyRootFilesystem}')" \
+	"tasked-network-gate tasked-runner:host-process true" "without network the pod runs the network gate first, as the API server accepted it"
 ok_phase allowed Failed 60
 is "$(task_field allowed .status.reason)" PodNotStarted "a pod no node starts fails the task: PodNotStarted"
 like "$(task_field allowed .status.message)" "did not start within 10 s" "... saying why"

@@ -57,8 +57,8 @@ for name in runner controller; do
 	# docker export adds the runtime's own mount points and .dockerenv.
 	files=$(printf '%s\n' "$files" | grep -Ev '^(\.dockerenv|etc/(hosts|hostname|resolv\.conf|mtab)|dev/.*|proc/.*|sys/.*)$')
 	# The runner image keeps those files once, in the RunnerPool bundle (docs/pools.md), with
-	# symlinks at their usual paths, plus the bundle's static installer.
-	bundle='usr/lib/tasked-bundle/(tasked-runner|ld-linux[-_a-z0-9.]*\.so\.[0-9]+|lib[A-Za-z0-9_.+-]*\.so[.0-9]*|ca-certificates\.crt)|usr/local/bin/tasked-install'
+	# symlinks at their usual paths, plus the bundle's static installer and the network gate.
+	bundle='usr/lib/tasked-bundle/(tasked-runner|ld-linux[-_a-z0-9.]*\.so\.[0-9]+|lib[A-Za-z0-9_.+-]*\.so[.0-9]*|ca-certificates\.crt)|usr/local/bin/tasked-install|usr/local/bin/tasked-network-gate'
 	[ "$name" = runner ] || bundle='no-bundle'
 	unexpected=$(printf '%s\n' "$files" | grep -Ev "^(usr/local/bin/tasked-$name|etc/passwd|etc/group|etc/ssl/certs/ca-certificates\.crt|lib64/ld-linux[-_a-z0-9.]*\.so\.[0-9]+|(usr/)?lib/[a-z0-9_-]+-linux-gnu/lib[A-Za-z0-9_.+-]*\.so[.0-9]*|$bundle)$" || true)
 	is "$unexpected" "" "$image holds only the binary, its libraries, the loader, the CA bundle, passwd and group"
@@ -95,6 +95,16 @@ is "$(docker run --rm "${RESTRICT[@]}" -v "$bdir:/opt/tasked-runner:ro" tasked-i
 	"tasked-runner $TAG" "the bundled runner runs in a FROM scratch image with only a static busybox"
 docker image rm tasked-it-busybox:scratch >/dev/null 2>&1
 rm -rf "$bdir" "$bctx"
+
+# --- the network gate (the init container of container-task pods without network) --------------
+# Without a network every probe fails: the gate passes. With a listener it can reach, it never
+# passes (tests/build/network-gate.t).
+out=$(docker run --rm "${RESTRICT[@]}" --network none --entrypoint /usr/local/bin/tasked-network-gate \
+	"$RUNNER" 10.0.0.1:443 2>&1) && rc=0 || rc=$?
+is "$rc" 0 "tasked-network-gate passes where nothing is reachable ($out)"
+out=$(docker run --rm "${RESTRICT[@]}" --network none --entrypoint /usr/local/bin/tasked-network-gate \
+	"$RUNNER" --timeout-ms 1500 127.0.0.1:1 2>&1) && rc=0 || rc=$?
+is "$rc" 0 "... and where a connection is refused (loopback port 1)"
 
 # --- a real run: API server, controller container, runner container -------------------------------
 

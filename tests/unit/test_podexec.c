@@ -341,10 +341,50 @@ static void test_podspec(void)
 		   strstr(text, "\"sizeLimit\":\"64Mi\"") && strstr(text, "\"mountPath\":\"/tmp\""),
 	   "secret volume by reference, /tmp an emptyDir with a size limit");
 	free(text);
+	ok(!json_object_get(ps, "initContainers"), "no gate image: no network gate");
 	json_decref(pod);
+	o.gate_image = "tasked-runner:1";
+	o.gate_timeout_s = 20;
+	pod = podspec_build(&t, &o, err, sizeof(err));
+	{
+		json_t *ic = json_object_get(json_object_get(pod, "spec"), "initContainers"),
+		       *g = json_array_get(ic, 0), *gsc = json_object_get(g, "securityContext"),
+		       *lim = json_object_get(json_object_get(g, "resources"), "limits"),
+		       *req = json_object_get(json_object_get(g, "resources"), "requests");
+		ok(json_array_size(ic) == 1 &&
+			   strcmp(json_string_value(json_object_get(g, "name")),
+				  PODSPEC_GATE_CONTAINER) == 0 &&
+			   strcmp(json_string_value(json_object_get(g, "image")),
+				  "tasked-runner:1") == 0 &&
+			   strcmp(json_string_value(
+					  json_array_get(json_object_get(g, "command"), 0)),
+				  PODSPEC_GATE_COMMAND) == 0 &&
+			   strcmp(json_string_value(json_array_get(json_object_get(g, "args"), 1)),
+				  "20000") == 0,
+		   "without network: the network gate runs first, bounded by gate_timeout_s");
+		ok(json_is_true(json_object_get(gsc, "readOnlyRootFilesystem")) &&
+			   json_is_false(json_object_get(gsc, "allowPrivilegeEscalation")) &&
+			   json_is_true(json_object_get(gsc, "runAsNonRoot")) &&
+			   strcmp(json_string_value(json_array_get(
+					  json_object_get(json_object_get(gsc, "capabilities"),
+							  "drop"),
+					  0)),
+				  "ALL") == 0 &&
+			   json_equal(lim, req) &&
+			   strcmp(json_string_value(json_object_get(lim, "memory")),
+				  PODSPEC_GATE_MEMORY) == 0 &&
+			   !json_object_get(g, "env") && !json_object_get(g, "volumeMounts"),
+		   "... hardened like the task, tiny requests = limits, no env, no volumes");
+	}
+	json_decref(pod);
+	t.network_disabled = 0;
+	pod = podspec_build(&t, &o, err, sizeof(err));
+	ok(pod && !json_object_get(json_object_get(pod, "spec"), "initContainers"),
+	   "with network: no gate");
+	json_decref(pod);
+	o.gate_image = NULL;
 
 	o.apparmor = "None";
-	t.network_disabled = 0;
 	json_object_set_new(refs, "tok", json_null());
 	json_object_del(refs, "tok");
 	pod = podspec_build(&t, &o, err, sizeof(err));
@@ -467,6 +507,45 @@ static void test_results(void)
 		   "{\"reason\":\"ContainerCreating\"}}}]}}",
 		   0, &running);
 	ok(!r && !running, "ContainerCreating: waits");
+	r = res_of("{\"status\":{\"phase\":\"Pending\",\"initContainerStatuses\":[{\"name\":"
+		   "\"tasked-network-gate\",\"state\":{\"running\":{}}}],\"containerStatuses\":[{"
+		   "\"name\":\"task\",\"state\":{\"waiting\":{\"reason\":\"PodInitializing\"}}}]}}",
+		   0, &running);
+	ok(!r && !running, "the network gate running, the task PodInitializing: waits");
+	r = res_of("{\"status\":{\"phase\":\"Failed\",\"initContainerStatuses\":[{\"name\":"
+		   "\"tasked-network-gate\",\"state\":{\"terminated\":{\"exitCode\":1,\"reason\":"
+		   "\"Error\",\"message\":\"10.0.0.1:443 was still reachable\"}}}],"
+		   "\"containerStatuses\":[{\"name\":\"task\",\"state\":{\"waiting\":{\"reason\":"
+		   "\"PodInitializing\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "phase"), "Failed") == 0 &&
+		   strcmp(S(r, "reason"), "NetworkPolicyNotEnforced") == 0 &&
+		   strstr(S(r, "message"), "still reachable") &&
+		   json_integer_value(json_object_get(r, "exitCode")) == -1 && !running,
+	   "the network gate failed: NetworkPolicyNotEnforced with its message, the task never ran "
+	   "(%s)",
+	   S(r, "message"));
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Pending\",\"initContainerStatuses\":[{\"name\":"
+		   "\"tasked-network-gate\",\"state\":{\"waiting\":{\"reason\":\"ErrImagePull\","
+		   "\"message\":\"no such image\"}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "ImagePullFailed") == 0 &&
+		   strstr(S(r, "message"), "network gate"),
+	   "the gate's image cannot be pulled: ImagePullFailed naming the gate (%s)",
+	   S(r, "message"));
+	json_decref(r);
+	r = res_of("{\"status\":{\"phase\":\"Running\",\"initContainerStatuses\":[{\"name\":"
+		   "\"tasked-network-gate\",\"state\":{\"terminated\":{\"exitCode\":0}}}],"
+		   "\"containerStatuses\":[{\"name\":\"task\",\"state\":{\"running\":{}}}]}}",
+		   0, &running);
+	ok(!r && running, "the gate passed, the task runs");
+	r = res_of("{\"status\":{\"phase\":\"Failed\",\"initContainerStatuses\":[{\"name\":"
+		   "\"other\",\"state\":{\"terminated\":{\"exitCode\":1}}}]}}",
+		   0, &running);
+	ok(r && strcmp(S(r, "reason"), "PodFailed") == 0,
+	   "an init container of another name is not the gate (PodFailed)");
+	json_decref(r);
 	r = res_of("{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\"},\"status\":{"
 		   "\"phase\":\"Pending\","
 		   "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"False\",\"message\":"
