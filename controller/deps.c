@@ -154,10 +154,12 @@ json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt)
 {
 	json_t *md = task_metadata(task);
 	json_t *labels = json_object_get(md, "labels");
-	return json_pack("{so s{ss?ss?sOsI}}", "tasks", tasks, "task", "name",
+	/* "o" takes the reference: an incref'd label map or a new empty one (never leaked). */
+	return json_pack("{so s{ss?ss?sosI}}", "tasks", tasks, "task", "name",
 			 json_string_value(json_object_get(md, "name")), "namespace",
 			 json_string_value(json_object_get(md, "namespace")), "labels",
-			 labels ? labels : json_object(), "attempt", (json_int_t)attempt);
+			 labels ? json_incref(labels) : json_object(), "attempt",
+			 (json_int_t)attempt);
 }
 
 /* Appends s[0..n), doubling every "$" when escape is set: the runner expands $(VAR) in the

@@ -47,11 +47,31 @@ static void child_close_from(unsigned from, unsigned max_fd)
 			(void)close((int)fd);
 }
 
+/* The kernel's struct sigaction, all zeros here (SIG_DFL, no flags, an empty mask) in any
+ * architecture's layout: glibc's sigaction() refuses its own
+ * two internal signals (32 and 33), which a parent that ignores them (make does) passes on
+ * through execve, so every disposition is reset with the system call itself. */
+struct child_ksigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long mask;
+};
+
+void child_signals_default(void)
+{
+	struct child_ksigaction dfl;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+}
+
 /* The task: from the init's fork to execve. */
 static __attribute__((noreturn)) void child_task(const struct child *c, pid_t init, int sfd)
 {
-	struct sigaction dfl;
-
 	/* 1. Die with the init (which outlives the task unless killed itself). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_fail(sfd, STEP_PDEATHSIG, errno);
@@ -77,11 +97,8 @@ static __attribute__((noreturn)) void child_task(const struct child *c, pid_t in
 	child_close_from(c->ll_fd >= 0 ? 5 : 4, c->max_fd);
 	/* 5. Default signal dispositions and an empty mask (ignored signals survive execve). From
 	 *    the spawner they are all default already: 64 system calls saved. */
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG && !c->sigs_dfl; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &dfl, NULL);
+	if (!c->sigs_dfl)
+		child_signals_default();
 	if (sigprocmask(SIG_SETMASK, &c->empty, NULL) < 0)
 		child_fail(sfd, STEP_SIGNALS, errno);
 	/* 6. Never run a task as root. Raw syscalls: only this thread exists in the child. A

@@ -90,6 +90,8 @@ struct child {
 /* The init's steps that do not depend on the task (signals blocked, PDEATHSIG towards parent,
  * setsid, subreaper; with ns the new mount and IPC namespaces); all: a full set. 0, or a negative errno with
  * *step set; exits if the parent is already gone. */
+/* Every signal's disposition to SIG_DFL, glibc's internal ones included (async-signal-safe). */
+void child_signals_default(void);
 int child_init_begin(pid_t parent, int ns, const sigset_t *all, int *step);
 /* The init: sets itself up, clones the task, reports on c->status_w and exits. Never returns. */
 __attribute__((noreturn)) void child_init_run(const struct child *c);

@@ -250,14 +250,7 @@ static __attribute__((noreturn)) void spw_main(int sock, pid_t runner)
 	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 	/* Default dispositions once here (the runner ignores SIGPIPE), so that the tasks need not
 	 * reset them one by one (child.c). */
-	{
-		struct sigaction dfl;
-		memset(&dfl, 0, sizeof(dfl));
-		dfl.sa_handler = SIG_DFL;
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				(void)sigaction(sig, &dfl, NULL);
-	}
+	child_signals_default();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != runner)
 		_exit(0);
 	(void)prctl(PR_SET_NAME, "tasked-spawner", 0, 0, 0);

@@ -687,11 +687,11 @@ static void test_conn(void)
 	pthread_mutex_unlock(&S.lock);
 	base = srv_get(&S.conns);
 	dispatch("t5b", 1, "echo", "refused");
-	ok(wait_int(&S.conns, base + 1, 5000),
+	ok(wait_int(&S.conns, base + 1, 15000),
 	   "reconnects after the controller closed over a result");
 	from = rx_count();
 	srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
-	i = wait_rx(from, "result", "t5b", 1, 5000);
+	i = wait_rx(from, "result", "t5b", 1, 15000);
 	m = i >= 0 ? rx_get(i) : NULL;
 	ok(m && strcmp(str(m, "reason"), "InvalidResult") == 0 &&
 		   strcmp(str(m, "phase"), "Failed") == 0,

@@ -94,12 +94,24 @@ static void test_build(void)
 	   "remote dispatch round-trips (%s)", err);
 	proto_msg_free(&m);
 
+	/* A container task builds (its policy is checked against the queue later, podpolicy.h). */
+	{
+		json_t *t = task("{\"container\":{\"image\":\"x\"}}"),
+		       *msg = taskctl_build_dispatch(t, 1, 0, err, sizeof(err));
+		ok(msg && json_is_object(json_object_get(msg, "container")) &&
+			   strcmp(json_string_value(json_object_get(
+					  json_object_get(msg, "container"), "image")),
+				  "x") == 0,
+		   "a container task's dispatch carries spec.container (%s)", msg ? "built" : err);
+		json_decref(msg);
+		json_decref(t);
+	}
 	/* refused by the controller, as InvalidSpec, before anything reaches a runner */
 	{
 		struct {
 			const char *spec, *why;
 		} bad[] = {
-			{ "{\"container\":{\"image\":\"x\"}}", "container executor" },
+			{ "{\"container\":\"x\"}", "spec.container must be an object" },
 			{ "{\"shell\":{\"command\":[\"a\"]},\"http\":{\"url\":\"http://x/\"}}",
 			  "exactly one" },
 			{ "{\"http\":{}}", "url is required" },
