@@ -286,8 +286,7 @@ static json_t *lg_running_from(json_t *terminal)
 	json_object_del(s, "output");
 	json_object_del(s, "outputTruncated");
 	conds = json_object_get(s, "conditions");
-	json_array_foreach(conds, i, c)
-	{
+	json_array_foreach(conds, i, c) {
 		json_object_set_new(c, "status", json_string("Unknown"));
 		json_object_set_new(c, "reason", json_string("Running"));
 		json_object_set_new(c, "message", json_string(msg));
@@ -407,7 +406,8 @@ static int lg_list(struct lg_run *r)
 			return rc < 0 ? rc : -EIO;
 		}
 		items = json_object_get(resp.body, "items");
-		json_array_foreach(items, i, it) lg_observe(r, it);
+		json_array_foreach(items, i, it)
+			lg_observe(r, it);
 		lg_note_rv(r, resp.body);
 		next = json_string_value(
 			json_object_get(json_object_get(resp.body, "metadata"), "continue"));

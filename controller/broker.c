@@ -345,8 +345,7 @@ static int broker_labels_match(json_t *labels, json_t *selector)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(selector, k, v)
-	{
+	json_object_foreach(selector, k, v) {
 		const char *have = json_string_value(json_object_get(labels, k));
 		if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)) != 0)
 			return 0;
@@ -799,8 +798,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	r->labels = m->labels ? json_deep_copy(m->labels) : json_object();
 	/* What we gave this runner and it still holds stays ours; what it holds that we did not
 	 * give it on this run must be confirmed by the controller's records first. */
-	json_array_foreach(m->running, i, v)
-	{
+	json_array_foreach(m->running, i, v) {
 		broker_inflight_key(json_string_value(json_object_get(v, "taskUid")),
 				    json_integer_value(json_object_get(v, "attempt")), key,
 				    sizeof(key));
@@ -809,8 +807,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 					      "attempt", json_object_get(v, "attempt")));
 	}
 	/* What we had given this runner but it no longer holds is lost. */
-	json_object_foreach(r->inflight, k, v)
-	{
+	json_object_foreach(r->inflight, k, v) {
 		if (!json_object_get(keep, k))
 			json_array_append(lost, v);
 	}
@@ -830,8 +827,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 
 	/* The controller's records answer without our lock held (it takes its own). A pool's
 	 * runner may keep only its pool's tasks. */
-	json_object_foreach(declared, k, v)
-	{
+	json_object_foreach(declared, k, v) {
 		const char *uid = json_string_value(json_object_get(v, "uid"));
 		if (s->pool[0] && (!b->ops.in_pool || b->ops.in_pool(b->ud, uid, s->pool) != 1))
 			continue;
@@ -840,8 +836,7 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 			json_object_set(confirmed, k, v);
 	}
 	pthread_mutex_lock(&b->lock);
-	json_object_foreach(declared, k, v)
-	{
+	json_object_foreach(declared, k, v) {
 		if (json_object_get(confirmed, k)) {
 			json_object_set(r->inflight, k, v);
 			json_object_del(r->unverified, k);
@@ -1167,8 +1162,7 @@ static void broker_sweep(lws_sorted_usec_list_t *sul)
 			pp = &r->next;
 			continue;
 		}
-		json_object_foreach(r->inflight, k, v)
-		{
+		json_object_foreach(r->inflight, k, v) {
 			json_object_set_new(v, "runner", json_string(r->id));
 			json_array_append(lost, v);
 		}

@@ -1372,8 +1372,7 @@ static int equal(struct ectx *c, json_t *a, json_t *b, int depth, int pos)
 			     VALUE_DEPTH);
 			return -1;
 		}
-		json_object_keylen_foreach(a, k, klen, va)
-		{
+		json_object_keylen_foreach(a, k, klen, va) {
 			json_t *vb = json_object_getn(b, k, klen);
 			int r;
 			if (!vb)

@@ -22,9 +22,9 @@ static const char *owner_uid(json_t *obj)
 {
 	json_t *r;
 	size_t i;
-	json_array_foreach(json_object_get(task_metadata(obj), "ownerReferences"), i, r) if (
-		json_is_true(json_object_get(
-			r, "controller"))) return json_string_value(json_object_get(r, "uid"));
+	json_array_foreach(json_object_get(task_metadata(obj), "ownerReferences"), i, r)
+		if (json_is_true(json_object_get(r, "controller")))
+			return json_string_value(json_object_get(r, "uid"));
 	return NULL;
 }
 
@@ -75,8 +75,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		const char *ns = task_namespace(task);
 		json_t *keys = ns ? informer_keys_by_label(inf, ns, flow) : json_array(), *k;
 		size_t prefix = strlen(ns ? ns : "") + 1 + strlen(flow) + 1;
-		json_array_foreach(keys, i, k)
-		{
+		json_array_foreach(keys, i, k) {
 			json_t *obj;
 			if (strlen(json_string_value(k)) <= prefix)
 				continue;
@@ -88,8 +87,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		}
 		json_decref(keys);
 	}
-	json_array_foreach(deps, i, d)
-	{
+	json_array_foreach(deps, i, d) {
 		const char *name = json_string_value(d), *phase;
 		char key[512];
 		json_t *obj;
@@ -134,8 +132,7 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 	/* A failed dependency decides only once nothing else is running: a `when` may still
 	 * want to look at the others. */
 	if (st == DEPS_FAILED) {
-		json_array_foreach(deps, i, d)
-		{
+		json_array_foreach(deps, i, d) {
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
 			if (!f || !task_phase_terminal(phase)) {
@@ -293,8 +290,7 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 	size_t i;
 	int r;
 
-	json_array_foreach(cmd, i, e)
-	{
+	json_array_foreach(cmd, i, e) {
 		char *s;
 		if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
 			continue;
@@ -308,8 +304,7 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 	for (int k = 0; k < 2; k++) {
 		json_t *arr = json_object_get(json_object_get(msg, "container"),
 					      k == 0 ? "command" : "args");
-		json_array_foreach(arr, i, e)
-		{
+		json_array_foreach(arr, i, e) {
 			char *s;
 			if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
 				continue;
@@ -322,16 +317,17 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 	}
 	/* Env values reach the task as they are (the runner does not expand them); everything
 	 * else here is expanded by the runner, so inserted values are escaped. */
-	json_array_foreach(json_object_get(msg, "env"), i,
-			   e) if ((r = resolve_in(e, "value", tasks, 0, err, errsz)) < 0) return r;
+	json_array_foreach(json_object_get(msg, "env"), i, e)
+		if ((r = resolve_in(e, "value", tasks, 0, err, errsz)) < 0)
+			return r;
 	for (int k = 0; k < 2; k++) {
 		http = json_object_get(msg, k == 0 ? "http" : "remote");
 		if ((r = resolve_in(http, "url", tasks, 1, err, errsz)) < 0 ||
 		    (r = resolve_in(http, "body", tasks, 1, err, errsz)) < 0)
 			return r;
-		json_array_foreach(json_object_get(http, "headers"), i,
-				   e) if ((r = resolve_in(e, "value", tasks, 1, err, errsz)) <
-					  0) return r;
+		json_array_foreach(json_object_get(http, "headers"), i, e)
+			if ((r = resolve_in(e, "value", tasks, 1, err, errsz)) < 0)
+				return r;
 	}
 	return 0;
 }
@@ -375,8 +371,7 @@ void deps_index_update(struct deps_index *x, const char *key, json_t *obj)
 	json_object_del(x->fwd, key);
 	if (json_array_size(deps) > 0) {
 		json_t *keys = json_array();
-		json_array_foreach(deps, i, d)
-		{
+		json_array_foreach(deps, i, d) {
 			char dk[512];
 			json_t *set;
 			if (i >= DEPS_MAX || !json_is_string(d) ||
@@ -403,7 +398,8 @@ void deps_index_dependents(struct deps_index *x, const char *key,
 	pthread_mutex_lock(&x->lock);
 	set = json_copy(json_object_get(x->rev, key));
 	pthread_mutex_unlock(&x->lock);
-	json_object_foreach(set, k, v) fn(k, ud);
+	json_object_foreach(set, k, v)
+		fn(k, ud);
 	json_decref(set);
 }
 

@@ -76,14 +76,12 @@ void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void
 	if (uid && ev == INFORMER_UPDATED && json_object_get(md, "deletionTimestamp")) {
 		/* kubectl delete --cascade=orphan: the garbage collector takes the ownerReferences
 		 * off the children before the Flow goes; the user asked to keep them. */
-		json_array_foreach(json_object_get(md, "finalizers"), i,
-				   fin) if (json_is_string(fin) &&
-					    strcmp(json_string_value(fin), "orphan") == 0)
-		{
-			pthread_mutex_lock(&f->lock);
-			json_object_set_new(f->orphaning, uid, json_true());
-			pthread_mutex_unlock(&f->lock);
-		}
+		json_array_foreach(json_object_get(md, "finalizers"), i, fin)
+			if (json_is_string(fin) && strcmp(json_string_value(fin), "orphan") == 0) {
+				pthread_mutex_lock(&f->lock);
+				json_object_set_new(f->orphaning, uid, json_true());
+				pthread_mutex_unlock(&f->lock);
+			}
 	}
 	if (uid && ev == INFORMER_DELETED) {
 		pthread_mutex_lock(&f->lock);
@@ -182,8 +180,7 @@ int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz
 		return fv_fail(reason, "TooManyTasks", msg, msgsz, "a Flow holds at most %d tasks",
 			       FLOW_MAX_TASKS);
 	}
-	json_array_foreach(tasks, i, t)
-	{
+	json_array_foreach(tasks, i, t) {
 		const char *name = json_string_value(json_object_get(t, "name"));
 		if (!name || !*name) {
 			r = fv_fail(reason, "InvalidSpec", msg, msgsz,
@@ -197,10 +194,8 @@ int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz
 		}
 		json_object_set_new(index, name, json_integer((json_int_t)i));
 	}
-	json_array_foreach(tasks, i, t)
-	{
-		json_array_foreach(json_object_get(t, "dependsOn"), j, d)
-		{
+	json_array_foreach(tasks, i, t) {
+		json_array_foreach(json_object_get(t, "dependsOn"), j, d) {
 			if (!json_is_string(d) || !json_object_get(index, json_string_value(d))) {
 				r = fv_fail(reason, "UnknownDependency", msg, msgsz,
 					    "task %s depends on %s, which is not in this Flow",
@@ -228,7 +223,9 @@ static json_t *controller_ref(json_t *task)
 	json_t *r;
 	size_t i;
 	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i,
-			   r) if (json_is_true(json_object_get(r, "controller"))) return r;
+			   r)
+		if (json_is_true(json_object_get(r, "controller")))
+			return r;
 	return NULL;
 }
 
@@ -247,8 +244,7 @@ static json_t *children_of(struct flowctl *f, const char *ns, const char *flow, 
 {
 	json_t *keys = informer_keys_by_label(f->cfg.tasks, ns, flow), *list = json_array(), *k;
 	size_t i;
-	json_array_foreach(keys, i, k)
-	{
+	json_array_foreach(keys, i, k) {
 		json_t *o = informer_get(f->cfg.tasks, json_string_value(k));
 		if (o && flowctl_owned_by(o, uid))
 			json_array_append(list, o);
@@ -295,8 +291,7 @@ static int delete_children(struct flowctl *f, const char *ns, const char *flow, 
 	json_t *kids = children_of(f, ns, flow, uid), *k;
 	size_t i;
 	int r = 0;
-	json_array_foreach(kids, i, k)
-	{
+	json_array_foreach(kids, i, k) {
 		int d = delete_task(f, k);
 		if (d == 0)
 			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow,
@@ -364,8 +359,7 @@ static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fna
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(kids, i, e)
-	{
+	json_array_foreach(kids, i, e) {
 		const char *p = json_string_value(
 			json_object_get(json_object_get(e, "status"), "phase"));
 		const char *name = json_string_value(
@@ -433,9 +427,9 @@ static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
 		return 0;
 	/* A merge patch never removes a key: a phase no child is in any more goes as null, or the
 	 * stale count stays and every later reconcile sees a change and patches again. */
-	json_object_foreach(json_object_get(old, "counts"), k,
-			    v) if (json_is_object(nc) && !json_object_get(nc, k))
-		json_object_set_new(nc, k, json_null());
+	json_object_foreach(json_object_get(old, "counts"), k, v)
+		if (json_is_object(nc) && !json_object_get(nc, k))
+			json_object_set_new(nc, k, json_null());
 	return patch_flow_status(f, flow, status);
 }
 
@@ -497,8 +491,7 @@ static json_t *flow_count(json_t *kids, struct flow_tally *t)
 	json_t *counts = json_object(), *e;
 	size_t i;
 
-	json_array_foreach(kids, i, e)
-	{
+	json_array_foreach(kids, i, e) {
 		json_t *st = json_object_get(e, "status");
 		const char *p = json_string_value(json_object_get(st, "phase"));
 		json_t *c;
@@ -567,8 +560,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		goto out; /* decided for this generation: a terminal phase does not flip back */
 	/* Names first: a Task of a child's name that this Flow does not own is never adopted. One
 	 * owned by an earlier Flow of the same name is that Flow's leftover and is deleted. */
-	json_array_foreach(tasks, i, e)
-	{
+	json_array_foreach(tasks, i, e) {
 		char child[600];
 		json_t *obj, *ref;
 		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname,
@@ -607,8 +599,7 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	if (r < 0)
 		goto out;
 	/* Create what is missing. */
-	json_array_foreach(tasks, i, e)
-	{
+	json_array_foreach(tasks, i, e) {
 		char child[600];
 		json_t *obj;
 		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname,

@@ -411,8 +411,7 @@ static void inf_drop_unseen(struct informer *inf, json_t *seen)
 
 	pthread_mutex_lock(&inf->lock);
 	hmap_foreach(inf->cache, collect_key, keys);
-	json_array_foreach(keys, i, k)
-	{
+	json_array_foreach(keys, i, k) {
 		if (!json_object_get(seen, json_string_value(k))) {
 			json_t *o = ie_unpack(hmap_get(inf->cache, json_string_value(k)));
 			if (o)
@@ -420,7 +419,8 @@ static void inf_drop_unseen(struct informer *inf, json_t *seen)
 		}
 	}
 	pthread_mutex_unlock(&inf->lock);
-	json_array_foreach(gone, i, obj) inf_store(inf, INFORMER_DELETED, obj);
+	json_array_foreach(gone, i, obj)
+		inf_store(inf, INFORMER_DELETED, obj);
 	json_decref(keys);
 	json_decref(gone);
 }
@@ -573,8 +573,7 @@ static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t 
 		size_t i;
 		if (!json_is_array(items) && !json_is_null(items) && items)
 			return -EBADMSG;
-		json_array_foreach(items, i, it)
-		{
+		json_array_foreach(items, i, it) {
 			if (informer_key_of(it, kb, sizeof(kb)) == 0)
 				json_object_set_new(seen, kb, json_true());
 			inf_store(inf, INFORMER_ADDED, it);
@@ -800,8 +799,10 @@ static void inf_resync(struct informer *inf)
 {
 	json_t *keys = informer_keys(inf), *k;
 	size_t i;
-	json_array_foreach(keys, i, k) for (int h = 0; h < inf->nhandlers; h++) inf->handlers[h].fn(
-		INFORMER_RESYNC, json_string_value(k), NULL, inf->handlers[h].ud);
+	json_array_foreach(keys, i, k)
+		for (int h = 0; h < inf->nhandlers; h++)
+			inf->handlers[h].fn(INFORMER_RESYNC, json_string_value(k), NULL,
+					    inf->handlers[h].ud);
 	json_decref(keys);
 }
 

@@ -105,8 +105,7 @@ static void kube_integralize(json_t *j)
 	void *tmp;
 
 	if (json_is_object(j)) {
-		json_object_foreach_safe(j, tmp, k, v)
-		{
+		json_object_foreach_safe(j, tmp, k, v) {
 			if (json_is_real(v)) {
 				double d = json_real_value(v);
 				if (d == (double)(json_int_t)d && d > -9007199254740992.0 &&
@@ -117,8 +116,7 @@ static void kube_integralize(json_t *j)
 			}
 		}
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v)
-		{
+		json_array_foreach(j, i, v) {
 			if (json_is_real(v)) {
 				double d = json_real_value(v);
 				if (d == (double)(json_int_t)d && d > -9007199254740992.0 &&

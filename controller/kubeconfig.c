@@ -57,8 +57,7 @@ static json_t *kc_named(json_t *root, const char *list, const char *name, const 
 {
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(root, list), i, e)
-	{
+	json_array_foreach(json_object_get(root, list), i, e) {
 		const char *n = json_string_value(json_object_get(e, "name"));
 		if (n && strcmp(n, name) == 0)
 			return json_object_get(e, field);

@@ -386,8 +386,7 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 	if (src->inf) {
 		json_t *tags = informer_tag_counts(src->inf), *tv;
 		const char *tk;
-		json_object_foreach(tags, tk, tv)
-		{
+		json_object_foreach(tags, tk, tv) {
 			char tns[256], tq[256], tph[64], kk[600];
 			if (sscanf(tk, "%255[^/]/%255[^|]|%63s", tns, tq, tph) != 3)
 				continue;
@@ -399,8 +398,7 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 	r = mhead(
 		out, "tasked_tasks", "gauge",
 		"Tasks in the controller's cache by namespace, queue and phase (no status yet counts as Pending).");
-	json_object_foreach(t.by_phase, k, v)
-	{
+	json_object_foreach(t.by_phase, k, v) {
 		char ns[256], q[256], ph[64], ens[512], eq[512], eph[128];
 		if (r < 0)
 			break;
@@ -436,8 +434,7 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		r = mhead(
 			out, "tasked_queue_depth", "gauge",
 			"Tasks ready to run and waiting for a runner slot (phase Queued), by namespace and queue.");
-	json_object_foreach(depth, k, v)
-	{
+	json_object_foreach(depth, k, v) {
 		char ns[256], q[256], ens[512], eq[512];
 		if (r < 0)
 			break;
@@ -452,8 +449,7 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		r = mhead(
 			out, "tasked_queue_waiting", "gauge",
 			"Tasks waiting for dependencies or their condition (phase Pending), by namespace and queue.");
-	json_object_foreach(depth, k, v)
-	{
+	json_object_foreach(depth, k, v) {
 		char ns[256], q[256], ens[512], eq[512];
 		if (r < 0)
 			break;
@@ -575,8 +571,7 @@ static int render_kube(const struct metrics_sources *src, const struct metrics_c
 			r = mhead(
 				out, "tasked_kube_responses_total", "counter",
 				"Answers from the Kubernetes API server by verb and HTTP code (0: no answer).");
-		json_object_foreach(kube_codes, k, v)
-		{
+		json_object_foreach(kube_codes, k, v) {
 			char verb[16];
 			long code;
 			if (r < 0)
@@ -676,8 +671,7 @@ static int render_api(const struct metrics_counters *snap, json_t *api_by_code, 
 	if (r == 0)
 		r = mhead(out, "tasked_api_requests_total", "counter",
 			  "Answers of the controller's HTTP API, by status code.");
-	json_object_foreach(api_by_code, k, v)
-	{
+	json_object_foreach(api_by_code, k, v) {
 		if (r < 0)
 			break;
 		r = mput(out, "tasked_api_requests_total{code=\"%s\"} %lld\n", k,

@@ -121,7 +121,8 @@ static void wake_all(struct queues *q, json_t *set)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(set, k, v) wq_add(q->wq, k);
+	json_object_foreach(set, k, v)
+		wq_add(q->wq, k);
 }
 
 void queues_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud)
@@ -184,8 +185,7 @@ static const char *qs_head(struct qstate *s)
 	const char *k, *best = NULL;
 	json_t *v;
 	int64_t bp = 0, bc = 0;
-	json_object_foreach(s->ready, k, v)
-	{
+	json_object_foreach(s->ready, k, v) {
 		int64_t p = json_integer_value(json_array_get(v, 0)),
 			c = json_integer_value(json_array_get(v, 1));
 		if (!best || better(p, c, k, bp, bc, best)) {
@@ -414,8 +414,7 @@ void queues_write_status(struct queues *q)
 	/* Counts come from the task cache's tags ("queue|phase"), kept as events arrive. */
 	tags = informer_tag_counts(q->tinf);
 	informer_foreach(q->qinf, collect_queue, &ql);
-	json_array_foreach(ql.list, i, queue)
-	{
+	json_array_foreach(ql.list, i, queue) {
 		json_t *md = json_object_get(queue, "metadata"), *patch, *sel;
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		const char *name = json_string_value(json_object_get(md, "name"));

@@ -378,7 +378,8 @@ static void cb_capacity(void *ud)
 	json_t *w = take_set(t, &t->waiting), *v;
 	const char *key;
 
-	json_object_foreach(w, key, v) requeue(t, key, 0);
+	json_object_foreach(w, key, v)
+		requeue(t, key, 0);
 	json_decref(w);
 }
 
@@ -767,8 +768,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		return r;
 	}
 	/* Record first, so a result racing the dispatch finds its attempt. */
-	json_array_foreach(json_object_get(msg, "env"), i, e)
-	{
+	json_array_foreach(json_object_get(msg, "env"), i, e) {
 		if (!json_is_true(json_object_get(e, "secret")))
 			continue;
 		if (!secrets)
@@ -978,8 +978,7 @@ static int reconcile_orphans(struct taskctl *t)
 		return 0;
 	}
 	o = take_set(t, &t->orphans);
-	json_object_foreach(o, uid, v)
-	{
+	json_object_foreach(o, uid, v) {
 		char *k = informer_key_by_uid(t->inf, uid);
 		const char *runner = json_string_value(json_object_get(v, "runner"));
 		int64_t attempt = json_integer_value(json_object_get(v, "attempt"));
@@ -1173,7 +1172,8 @@ void taskctl_resume(struct taskctl *t)
 	t->started_ms = util_mono_ms();
 	t->started_wall_ms = now_ms(t);
 	pthread_mutex_unlock(&t->lock);
-	json_object_foreach(w, key, v) requeue(t, key, 0);
+	json_object_foreach(w, key, v)
+		requeue(t, key, 0);
 	json_decref(w);
 }
 

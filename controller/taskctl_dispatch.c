@@ -24,8 +24,7 @@ static int nul_find(json_t *j, char *path, size_t len, size_t pathsz)
 	if (json_is_string(j))
 		return strlen(json_string_value(j)) != json_string_length(j);
 	if (json_is_object(j)) {
-		json_object_foreach(j, k, v)
-		{
+		json_object_foreach(j, k, v) {
 			if (len == 4 && strcmp(k, "input") == 0) /* spec.input: passed on as JSON */
 				continue;
 			snprintf(path + len, pathsz - len, ".%s", k);
@@ -33,8 +32,7 @@ static int nul_find(json_t *j, char *path, size_t len, size_t pathsz)
 				return 1;
 		}
 	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v)
-		{
+		json_array_foreach(j, i, v) {
 			snprintf(path + len, pathsz - len, "[%zu]", i);
 			if (nul_find(v, path, strnlen(path, pathsz), pathsz))
 				return 1;
@@ -76,8 +74,7 @@ static json_t *dispatch_http(json_t *spec, const char *kind, char *err, size_t e
 		return NULL;
 	}
 	exec_obj = json_pack("{ss}", "url", u);
-	json_array_foreach(json_object_get(src, "headers"), i, h)
-	{
+	json_array_foreach(json_object_get(src, "headers"), i, h) {
 		const char *hn = json_string_value(json_object_get(h, "name"));
 		if (!hn) {
 			snprintf(err, errsz, "spec.%s.headers[%zu]: name is required", kind, i);
@@ -122,8 +119,7 @@ static json_t *dispatch_http(json_t *spec, const char *kind, char *err, size_t e
 			json_decref(exec_obj);
 			return NULL;
 		}
-		json_array_foreach(json_object_get(o, "scopes"), i, v)
-		{
+		json_array_foreach(json_object_get(o, "scopes"), i, v) {
 			const unsigned char *sc = (const unsigned char *)json_string_value(v);
 			int bad = !sc || !*sc;
 			for (; sc && *sc; sc++)
@@ -200,8 +196,7 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 	}
 	outenv = json_array();
 	env = json_object_get(spec, "env");
-	json_array_foreach(env, i, e)
-	{
+	json_array_foreach(env, i, e) {
 		const char *name = json_string_value(json_object_get(e, "name"));
 		json_t *val = json_object_get(e, "value");
 		if (!name) {
@@ -245,10 +240,10 @@ static int queue_secret(const struct taskctl_secret_reader *rd, const char *ns, 
 	size_t j;
 	int r;
 
-	json_array_foreach(json_object_get(qspec, "secrets"), j,
-			   d) if (json_is_string(json_object_get(d, "name")) &&
-				  strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
-		decl = d;
+	json_array_foreach(json_object_get(qspec, "secrets"), j, d)
+		if (json_is_string(json_object_get(d, "name")) &&
+		    strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
+			decl = d;
 	if (!decl) {
 		*reason = "SecretNotFound";
 		snprintf(err, errsz, "%s: queue secret %s is not declared by the task's TaskQueue",
@@ -288,10 +283,10 @@ static json_t *secret_decl(json_t *qspec, const char *sname)
 {
 	json_t *d;
 	size_t j;
-	json_array_foreach(json_object_get(qspec, "secrets"), j,
-			   d) if (json_is_string(json_object_get(d, "name")) &&
-				  strcmp(json_string_value(json_object_get(d, "name")), sname) ==
-					  0) return json_object_get(d, "secretKeyRef");
+	json_array_foreach(json_object_get(qspec, "secrets"), j, d)
+		if (json_is_string(json_object_get(d, "name")) &&
+		    strcmp(json_string_value(json_object_get(d, "name")), sname) == 0)
+			return json_object_get(d, "secretKeyRef");
 	return NULL;
 }
 
@@ -337,8 +332,7 @@ static int apply_container(const struct taskctl_secret_reader *rd, json_t *task,
 	podpolicy_release(&p);
 	if (!pod || json_object_set_new(msg, "pod", pod) < 0)
 		return -EAGAIN;
-	json_array_foreach(json_object_get(spec, "env"), i, e)
-	{
+	json_array_foreach(json_object_get(spec, "env"), i, e) {
 		const char *sname = json_string_value(
 			json_object_get(json_object_get(e, "valueFrom"), "queueSecret"));
 		const char *name = json_string_value(json_object_get(e, "name"));
@@ -355,8 +349,7 @@ static int apply_container(const struct taskctl_secret_reader *rd, json_t *task,
 		OPENSSL_cleanse(value, strlen(value));
 		free(value);
 	}
-	json_array_foreach(json_object_get(json_object_get(spec, "container"), "volumes"), i, e)
-	{
+	json_array_foreach(json_object_get(json_object_get(spec, "container"), "volumes"), i, e) {
 		const char *sname = json_string_value(
 			json_object_get(json_object_get(e, "secret"), "queueSecret"));
 		char *value = NULL, what[300];
@@ -423,8 +416,7 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 	}
 	/* Queue secrets: only names the queue declares, read now, marked so the runner masks them
 	 * (and strips them from what a remote executor is sent). */
-	json_array_foreach(env, i, e)
-	{
+	json_array_foreach(env, i, e) {
 		const char *sname = json_string_value(
 			json_object_get(json_object_get(e, "valueFrom"), "queueSecret"));
 		const char *name = json_string_value(json_object_get(e, "name"));
@@ -446,8 +438,7 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 		       *dst = json_object_get(msg, *kind), *h, *o;
 		if (!json_is_object(src) || !json_is_object(dst))
 			continue;
-		json_array_foreach(json_object_get(src, "headers"), i, h)
-		{
+		json_array_foreach(json_object_get(src, "headers"), i, h) {
 			const char *sname = json_string_value(
 				json_object_get(json_object_get(h, "valueFrom"), "queueSecret"));
 			const char *name = json_string_value(json_object_get(h, "name"));

@@ -47,8 +47,10 @@ json_t *taskctl_history_with(json_t *old, json_t *entry)
 	/* Replace an entry for the same attempt; keep the newest TASKCTL_HISTORY_MAX. */
 	if (!h)
 		return NULL;
-	json_array_foreach(old, i, e) if (json_integer_value(json_object_get(e, "attempt")) != at &&
-					  json_array_append(h, e) < 0) goto fail;
+	json_array_foreach(old, i, e)
+		if (json_integer_value(json_object_get(e, "attempt")) != at &&
+		    json_array_append(h, e) < 0)
+			goto fail;
 	if (json_array_append(h, entry) < 0)
 		goto fail;
 	n = json_array_size(h);
@@ -159,7 +161,9 @@ static int taskctl_mask_string(const char *s, json_t *secrets, char **ret)
 	*ret = NULL;
 	if (!v)
 		return -ENOMEM;
-	json_array_foreach(secrets, i, e) if (json_is_string(e)) v[k++] = json_string_value(e);
+	json_array_foreach(secrets, i, e)
+		if (json_is_string(e))
+			v[k++] = json_string_value(e);
 	r = mask_string(s, v, k, ret);
 	if (r == 0) { /* nothing matched: the caller keeps s */
 		free(*ret);
@@ -211,8 +215,7 @@ int taskctl_count_failures(json_t *history)
 	json_t *e;
 	size_t i;
 	int n = 0;
-	json_array_foreach(history, i, e)
-	{
+	json_array_foreach(history, i, e) {
 		const char *reason = json_string_value(json_object_get(e, "reason"));
 		if (!reason ||
 		    (strcmp(reason, "RunnerLost") != 0 && strcmp(reason, "Succeeded") != 0))
@@ -226,8 +229,7 @@ int taskctl_count_lost(json_t *history)
 	json_t *e;
 	size_t i;
 	int n = 0;
-	json_array_foreach(history, i, e)
-	{
+	json_array_foreach(history, i, e) {
 		const char *reason = json_string_value(json_object_get(e, "reason"));
 		if (reason && strcmp(reason, "RunnerLost") == 0)
 			n++;
@@ -283,9 +285,10 @@ int taskctl_should_retry(json_t *spec, json_t *result, int failures)
 		return 0;
 	if (json_array_size(codes) == 0)
 		return 1;
-	json_array_foreach(codes, i,
-			   c) if (json_is_integer(exit_code) &&
-				  json_integer_value(c) == json_integer_value(exit_code)) return 1;
+	json_array_foreach(codes, i, c)
+		if (json_is_integer(exit_code) &&
+		    json_integer_value(c) == json_integer_value(exit_code))
+			return 1;
 	return 0;
 }
 

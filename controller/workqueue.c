@@ -146,8 +146,7 @@ static void wq_rescue_locked(struct wq *q)
 	const char *key;
 	json_t *v;
 	q->stranded = 0;
-	json_object_foreach(q->dirty, key, v)
-	{
+	json_object_foreach(q->dirty, key, v) {
 		if (json_is_true(v) || json_object_get(q->processing, key))
 			continue;
 		if (wq_push_locked(q, key) < 0)

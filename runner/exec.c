@@ -238,13 +238,11 @@ int exec_task_new(const struct proto_msg *m, const struct exec_opts *opts, struc
 	t->env = calloc(t->nenv + 1, sizeof(*t->env));
 	if (!t->task_uid || !t->namespace_ || !t->name || !t->work_root || !t->command || !t->env)
 		goto oom;
-	json_array_foreach(m->command, i, v)
-	{
+	json_array_foreach(m->command, i, v) {
 		if (!(t->command[i] = strdup(json_string_value(v))))
 			goto oom;
 	}
-	json_array_foreach(m->env, i, v)
-	{
+	json_array_foreach(m->env, i, v) {
 		t->env[i].name = strdup(json_string_value(json_object_get(v, "name")));
 		t->env[i].value = strdup(json_string_value(json_object_get(v, "value")));
 		t->env[i].secret = json_is_true(json_object_get(v, "secret"));

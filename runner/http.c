@@ -69,8 +69,7 @@ static int httpx_copy_headers(json_t *a, struct httpx_spec *s)
 	s->headers = calloc(s->nheaders + 1, sizeof(*s->headers));
 	if (!s->headers)
 		return -ENOMEM;
-	json_array_foreach(a, i, v)
-	{
+	json_array_foreach(a, i, v) {
 		s->headers[i].name = strdup(json_string_value(json_object_get(v, "name")));
 		s->headers[i].value = strdup(json_string_value(json_object_get(v, "value")));
 		s->headers[i].secret = json_is_true(json_object_get(v, "secret"));
@@ -87,8 +86,7 @@ static void httpx_policy(const struct proto_msg *m, struct httpx_spec *s, int64_
 	size_t i;
 
 	s->policy->allow_private = json_is_true(json_object_get(h, "allowPrivateNetworks"));
-	json_array_foreach(json_object_get(h, "allowedCIDRs"), i, c)
-	{
+	json_array_foreach(json_object_get(h, "allowedCIDRs"), i, c) {
 		if (ssrf_policy_allow(s->policy, json_string_value(c)) < 0 && !s->spec_error[0])
 			snprintf(s->spec_error, sizeof(s->spec_error),
 				 "policy.http.allowedCIDRs[%zu] is not a CIDR such as 10.0.0.0/8",
@@ -146,8 +144,7 @@ int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
 		if (o) {
 			struct buf scope;
 			buf_init(&scope, 64 * 1024);
-			json_array_foreach(json_object_get(o, "scopes"), i, v)
-			{
+			json_array_foreach(json_object_get(o, "scopes"), i, v) {
 				if (i)
 					(void)buf_append(&scope, " ", 1);
 				(void)buf_append(&scope, json_string_value(v),
@@ -168,10 +165,12 @@ int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
 		 * never an env entry marked secret. */
 		json_t *renv = json_array();
 		env = m->env;
-		json_array_foreach(env, i, v) if (!json_is_true(json_object_get(v, "secret")))
-			json_array_append_new(renv, json_pack("{sOsO}", "name",
-							      json_object_get(v, "name"), "value",
-							      json_object_get(v, "value")));
+		json_array_foreach(env, i, v)
+			if (!json_is_true(json_object_get(v, "secret")))
+				json_array_append_new(renv,
+						      json_pack("{sOsO}", "name",
+								json_object_get(v, "name"), "value",
+								json_object_get(v, "value")));
 		s->task = json_pack("{sssssssIso}", "namespace", m->namespace_, "name", m->name,
 				    "uid", m->task_uid, "attempt", (json_int_t)m->attempt, "env",
 				    renv);
@@ -1100,15 +1099,13 @@ static json_t *httpx_mask_json(json_t *v, const char *const *secrets, size_t n)
 	}
 	case JSON_ARRAY:
 		out = json_array();
-		json_array_foreach(
-			v, i,
-			e) if (!out || json_array_append_new(out, httpx_mask_json(e, secrets, n)) <
-					       0) goto fail;
+		json_array_foreach(v, i, e)
+			if (!out || json_array_append_new(out, httpx_mask_json(e, secrets, n)) < 0)
+				goto fail;
 		return out;
 	case JSON_OBJECT:
 		out = json_object();
-		json_object_foreach(v, k, e)
-		{
+		json_object_foreach(v, k, e) {
 			_cleanup_free_ char *mk = httpx_mask_str(k, secrets, n);
 			if (!out || !mk ||
 			    json_object_set_new(out, mk, httpx_mask_json(e, secrets, n)) < 0)

@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	informer_feed_watch_line(inf, s, size);
 	informer_feed_list_page(inf, s, size);
 	keys = informer_keys(inf);
-	json_array_foreach(keys, i, k) json_decref(informer_get(inf, json_string_value(k)));
+	json_array_foreach(keys, i, k)
+		json_decref(informer_get(inf, json_string_value(k)));
 	json_decref(keys);
 	informer_free(inf);
 

@@ -43,8 +43,7 @@ static void merge(json_t *dst, json_t *patch)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(patch, k, v)
-	{
+	json_object_foreach(patch, k, v) {
 		if (json_is_null(v))
 			json_object_del(dst, k);
 		else if (json_is_object(v) && json_is_object(json_object_get(dst, k)))
@@ -405,11 +404,13 @@ static const char *cond(struct world *w, const char *type, char *buf, size_t n)
 	json_t *t = informer_get(w->inf, "ns/t"), *c;
 	size_t i;
 	snprintf(buf, n, "-");
-	json_array_foreach(task_conditions(t), i,
-			   c) if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
-		snprintf(buf, n, "%s/%s/%lld", json_string_value(json_object_get(c, "status")),
-			 json_string_value(json_object_get(c, "reason")),
-			 (long long)json_integer_value(json_object_get(c, "observedGeneration")));
+	json_array_foreach(task_conditions(t), i, c)
+		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
+			snprintf(buf, n, "%s/%s/%lld",
+				 json_string_value(json_object_get(c, "status")),
+				 json_string_value(json_object_get(c, "reason")),
+				 (long long)json_integer_value(
+					 json_object_get(c, "observedGeneration")));
 	json_decref(t);
 	return buf;
 }
@@ -419,9 +420,10 @@ static const char *cond_ltt(struct world *w, const char *type, char *buf, size_t
 	json_t *t = informer_get(w->inf, "ns/t"), *c;
 	size_t i;
 	snprintf(buf, n, "-");
-	json_array_foreach(task_conditions(t), i,
-			   c) if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
-		snprintf(buf, n, "%s", json_string_value(json_object_get(c, "lastTransitionTime")));
+	json_array_foreach(task_conditions(t), i, c)
+		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
+			snprintf(buf, n, "%s",
+				 json_string_value(json_object_get(c, "lastTransitionTime")));
 	json_decref(t);
 	return buf;
 }

@@ -594,8 +594,7 @@ static void test_conn(void)
 		json_t *run = json_object_get(m, "running"), *v;
 		size_t k;
 		int t1 = 0, t2 = 0, t3 = 0;
-		json_array_foreach(run, k, v)
-		{
+		json_array_foreach(run, k, v) {
 			t1 |= strcmp(str(v, "taskUid"), "t1") == 0;
 			t2 |= strcmp(str(v, "taskUid"), "t2") == 0;
 			t3 |= strcmp(str(v, "taskUid"), "t3") == 0;
