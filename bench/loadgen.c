@@ -69,26 +69,26 @@ struct lg_opts {
 /* One task (or dummy object). Times are CLOCK_REALTIME ns; 0 = not seen. */
 struct lg_rec {
 	int64_t create_ns, created_ns, running_ns, terminal_ns, stamp_ns;
-	long status;                 /* HTTP status of the create */
-	char first[16], terminal[16];/* phase first seen Running-or-terminal; terminal phase */
-	unsigned char queued;        /* seen Queued at some point */
+	long status;                  /* HTTP status of the create */
+	char first[16], terminal[16]; /* phase first seen Running-or-terminal; terminal phase */
+	unsigned char queued;         /* seen Queued at some point */
 };
 
 struct lg_run {
 	struct lg_opts *o;
 	struct kube_client *kc;
 	struct lg_rec *recs;
-	json_t *running_patch, *terminal_status;  /* ceiling, fill */
-	char coll[512];              /* collection path */
-	char selector[256];          /* escaped label selector */
-	char prefix[96];             /* object names: prefix-N */
-	int obj;                     /* LG_OBJ_*: what the tasks mode creates */
+	json_t *running_patch, *terminal_status; /* ceiling, fill */
+	char coll[512];                          /* collection path */
+	char selector[256];                      /* escaped label selector */
+	char prefix[96];                         /* object names: prefix-N */
+	int obj;                                 /* LG_OBJ_*: what the tasks mode creates */
 	atomic_long next;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	long settled;                /* terminal or failed to create */
+	long settled; /* terminal or failed to create */
 	long create_errors, patch_errors, queued, watch_errors, relists;
-	char rv[64];                 /* watch resourceVersion */
+	char rv[64]; /* watch resourceVersion */
 	atomic_int stop;
 	int64_t t0_mono;
 };
@@ -99,13 +99,31 @@ static void lg_usage(FILE *f)
 	      "  --namespace NS --run ID --count N --command PATH --rate R --threads T --timeout S\n"
 	      "  --start I --template FILE --extra-watches W --csv FILE --json FILE\n"
 	      "  --object task|pod|job --image IMAGE --spec JSON\n"
-	      "(see the comment at the top of bench/loadgen.c)\n", f);
+	      "(see the comment at the top of bench/loadgen.c)\n",
+	      f);
 }
 
 static int lg_parse(int argc, char **argv, struct lg_opts *o)
 {
-	enum { O_KC = 256, O_NS, O_RUN, O_COUNT, O_CMD, O_RATE, O_THREADS, O_TIMEOUT, O_START,
-	       O_TPL, O_XW, O_CSV, O_JSON, O_OBJ, O_IMG, O_SPEC, O_HELP };
+	enum {
+		O_KC = 256,
+		O_NS,
+		O_RUN,
+		O_COUNT,
+		O_CMD,
+		O_RATE,
+		O_THREADS,
+		O_TIMEOUT,
+		O_START,
+		O_TPL,
+		O_XW,
+		O_CSV,
+		O_JSON,
+		O_OBJ,
+		O_IMG,
+		O_SPEC,
+		O_HELP
+	};
 	static const struct option lo[] = {
 		{ "kubeconfig", required_argument, NULL, O_KC },
 		{ "namespace", required_argument, NULL, O_NS },
@@ -129,7 +147,11 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 	int c;
 	char *end;
 
-	*o = (struct lg_opts){ .namespace_ = "default", .run = "bench", .count = 100, .threads = 4, .object = "task",
+	*o = (struct lg_opts){ .namespace_ = "default",
+			       .run = "bench",
+			       .count = 100,
+			       .threads = 4,
+			       .object = "task",
 			       .timeout_s = 600 };
 	if (argc < 2) {
 		lg_usage(stderr);
@@ -139,16 +161,36 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case O_KC: o->kubeconfig = optarg; break;
-		case O_NS: o->namespace_ = optarg; break;
-		case O_RUN: o->run = optarg; break;
-		case O_CMD: o->command = optarg; break;
-		case O_TPL: o->template_ = optarg; break;
-		case O_CSV: o->csv = optarg; break;
-		case O_JSON: o->json = optarg; break;
-		case O_OBJ: o->object = optarg; break;
-		case O_IMG: o->image = optarg; break;
-		case O_SPEC: o->spec = optarg; break;
+		case O_KC:
+			o->kubeconfig = optarg;
+			break;
+		case O_NS:
+			o->namespace_ = optarg;
+			break;
+		case O_RUN:
+			o->run = optarg;
+			break;
+		case O_CMD:
+			o->command = optarg;
+			break;
+		case O_TPL:
+			o->template_ = optarg;
+			break;
+		case O_CSV:
+			o->csv = optarg;
+			break;
+		case O_JSON:
+			o->json = optarg;
+			break;
+		case O_OBJ:
+			o->object = optarg;
+			break;
+		case O_IMG:
+			o->image = optarg;
+			break;
+		case O_SPEC:
+			o->spec = optarg;
+			break;
 		case O_COUNT:
 			o->count = strtol(optarg, &end, 10);
 			if (*end || o->count < 1 || o->count > LG_MAX_COUNT)
@@ -179,15 +221,20 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 			if (*end || o->rate < 0 || o->rate > 100000)
 				goto bad;
 			break;
-		case O_HELP: lg_usage(stdout); exit(0);
-		default: lg_usage(stderr); return -EINVAL;
+		case O_HELP:
+			lg_usage(stdout);
+			exit(0);
+		default:
+			lg_usage(stderr);
+			return -EINVAL;
 		}
 	}
 	if (!o->kubeconfig) {
 		fprintf(stderr, "tasked-bench-load: --kubeconfig is required\n");
 		return -EINVAL;
 	}
-	if (strlen(o->run) > 40 || strspn(o->run, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(o->run)) {
+	if (strlen(o->run) > 40 ||
+	    strspn(o->run, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(o->run)) {
 		fprintf(stderr, "tasked-bench-load: --run must be at most 40 of [a-z0-9-]\n");
 		return -EINVAL;
 	}
@@ -230,13 +277,15 @@ static const char *lg_phase(struct lg_run *r, json_t *obj)
 
 static int lg_is_terminal(const char *p)
 {
-	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0);
+	return p && (strcmp(p, "Succeeded") == 0 || strcmp(p, "Failed") == 0 ||
+		     strcmp(p, "Cancelled") == 0);
 }
 
 /* Index of an object named prefix-N, or -1. */
 static long lg_index(struct lg_run *r, json_t *obj)
 {
-	const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+	const char *name = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "name"));
 	size_t pl = strlen(r->prefix);
 	char *end;
 	long i;
@@ -252,19 +301,17 @@ static long lg_index(struct lg_run *r, json_t *obj)
 /* A finished status of the shape taskctl writes (used without --template). */
 static json_t *lg_default_status(void)
 {
-	return json_pack("{ss ss ss sI s[{ss ss ss ss ss sI}] sI s[{sI ss ss ss si ss ss}] ss ss ss si ss}",
-			 "phase", "Succeeded", "reason", "Succeeded", "message", "exited with code 0",
-			 "observedGeneration", (json_int_t)1,
-			 "conditions", "type", "Succeeded", "status", "True", "reason", "Succeeded",
-			 "message", "exited with code 0", "lastTransitionTime", "2025-01-01T00:00:00Z",
-			 "observedGeneration", (json_int_t)1,
-			 "attempts", (json_int_t)1,
-			 "attemptHistory", "attempt", (json_int_t)1, "phase", "Succeeded", "reason", "Succeeded",
-			 "runner", "bench-runner-1", "exitCode", 0, "startTime", "2025-01-01T00:00:00Z",
-			 "completionTime", "2025-01-01T00:00:00Z",
-			 "runner", "bench-runner-1", "startTime", "2025-01-01T00:00:00Z",
-			 "completionTime", "2025-01-01T00:00:00Z", "exitCode", 0,
-			 "logTail", "1735689600000000000\n");
+	return json_pack(
+		"{ss ss ss sI s[{ss ss ss ss ss sI}] sI s[{sI ss ss ss si ss ss}] ss ss ss si ss}",
+		"phase", "Succeeded", "reason", "Succeeded", "message", "exited with code 0",
+		"observedGeneration", (json_int_t)1, "conditions", "type", "Succeeded", "status",
+		"True", "reason", "Succeeded", "message", "exited with code 0",
+		"lastTransitionTime", "2025-01-01T00:00:00Z", "observedGeneration", (json_int_t)1,
+		"attempts", (json_int_t)1, "attemptHistory", "attempt", (json_int_t)1, "phase",
+		"Succeeded", "reason", "Succeeded", "runner", "bench-runner-1", "exitCode", 0,
+		"startTime", "2025-01-01T00:00:00Z", "completionTime", "2025-01-01T00:00:00Z",
+		"runner", "bench-runner-1", "startTime", "2025-01-01T00:00:00Z", "completionTime",
+		"2025-01-01T00:00:00Z", "exitCode", 0, "logTail", "1735689600000000000\n");
 }
 
 /* The Running status the controller writes first, derived from a terminal one. */
@@ -304,7 +351,8 @@ static int lg_load_template(struct lg_run *r)
 	if (r->o->template_) {
 		json_error_t jerr;
 		t = json_load_file(r->o->template_, 0, &jerr);
-		if (!json_is_object(t) || !lg_is_terminal(json_string_value(json_object_get(t, "phase")))) {
+		if (!json_is_object(t) ||
+		    !lg_is_terminal(json_string_value(json_object_get(t, "phase")))) {
 			fprintf(stderr, "tasked-bench-load: %s is not a terminal Task status: %s\n",
 				r->o->template_, t ? "no terminal phase" : jerr.text);
 			json_decref(t);
@@ -322,7 +370,8 @@ static int lg_load_template(struct lg_run *r)
 
 static void lg_note_rv(struct lg_run *r, json_t *obj)
 {
-	const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	const char *rv = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	if (rv && strlen(rv) < sizeof(r->rv))
 		memcpy(r->rv, rv, strlen(rv) + 1);
 }
@@ -349,7 +398,8 @@ static void lg_observe(struct lg_run *r, json_t *obj)
 		snprintf(rec->first, sizeof(rec->first), "%s", phase);
 	}
 	if (!rec->terminal_ns && lg_is_terminal(phase)) {
-		const char *tail = json_string_value(json_object_get(json_object_get(obj, "status"), "logTail"));
+		const char *tail = json_string_value(
+			json_object_get(json_object_get(obj, "status"), "logTail"));
 		rec->terminal_ns = now;
 		snprintf(rec->terminal, sizeof(rec->terminal), "%s", phase);
 		if (tail) {
@@ -396,8 +446,8 @@ static int lg_list(struct lg_run *r)
 		const char *next;
 		size_t i;
 
-		snprintf(path, sizeof(path), "%s?labelSelector=%s&limit=500%s%s", r->coll, r->selector,
-			 cont[0] ? "&continue=" : "", cont);
+		snprintf(path, sizeof(path), "%s?labelSelector=%s&limit=500%s%s", r->coll,
+			 r->selector, cont[0] ? "&continue=" : "", cont);
 		rc = kube_request(r->kc, "GET", path, NULL, NULL, &resp);
 		if (rc < 0 || resp.status != 200) {
 			fprintf(stderr, "tasked-bench-load: list %s: %s\n", r->coll, resp.message);
@@ -408,7 +458,8 @@ static int lg_list(struct lg_run *r)
 		json_array_foreach(items, i, it)
 			lg_observe(r, it);
 		lg_note_rv(r, resp.body);
-		next = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "continue"));
+		next = json_string_value(
+			json_object_get(json_object_get(resp.body, "metadata"), "continue"));
 		cont[0] = '\0';
 		if (next && *next && kube_escape(next, cont, sizeof(cont)) < 0)
 			cont[0] = '\0';
@@ -431,7 +482,8 @@ static void *lg_watch_main(void *p)
 				continue;
 			}
 		}
-		snprintf(path, sizeof(path), "%s?watch=1&allowWatchBookmarks=true&labelSelector=%s&resourceVersion=%s",
+		snprintf(path, sizeof(path),
+			 "%s?watch=1&allowWatchBookmarks=true&labelSelector=%s&resourceVersion=%s",
 			 r->coll, r->selector, r->rv);
 		(void)kube_watch(r->kc, path, lg_on_event, r, &r->stop, &resp);
 		if (resp.status == 410)
@@ -458,7 +510,8 @@ static void *lg_shadow_watch_main(void *p)
 	struct kube_resp resp;
 
 	while (!r->stop) {
-		snprintf(path, sizeof(path), "%s?watch=1&allowWatchBookmarks=true&labelSelector=%s&resourceVersion=%s",
+		snprintf(path, sizeof(path),
+			 "%s?watch=1&allowWatchBookmarks=true&labelSelector=%s&resourceVersion=%s",
 			 r->coll, r->selector, r->rv[0] ? r->rv : "0");
 		(void)kube_watch(r->kc, path, lg_on_event_noop, r, &r->stop, &resp);
 		kube_resp_free(&resp);
@@ -475,16 +528,15 @@ static void *lg_shadow_watch_main(void *p)
  * queue's defaultResources; requests = limits, as the container executor sets them). */
 static json_t *lg_pod_spec(struct lg_run *r)
 {
-	return json_pack("{ss sb sb si s{sb si si s{ss}} s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}",
-			 "restartPolicy", "Never", "automountServiceAccountToken", 0, "enableServiceLinks", 0,
-			 "terminationGracePeriodSeconds", 1,
-			 "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532,
-			 "seccompProfile", "type", "RuntimeDefault",
-			 "containers", "name", "stamp", "image", r->o->image, "imagePullPolicy", "Never",
-			 "command", r->o->command,
-			 "securityContext", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
-			 "capabilities", "drop", "ALL",
-			 "resources", "limits", "cpu", "250m", "memory", "64Mi");
+	return json_pack(
+		"{ss sb sb si s{sb si si s{ss}} s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}",
+		"restartPolicy", "Never", "automountServiceAccountToken", 0, "enableServiceLinks",
+		0, "terminationGracePeriodSeconds", 1, "securityContext", "runAsNonRoot", 1,
+		"runAsUser", 65532, "runAsGroup", 65532, "seccompProfile", "type", "RuntimeDefault",
+		"containers", "name", "stamp", "image", r->o->image, "imagePullPolicy", "Never",
+		"command", r->o->command, "securityContext", "allowPrivilegeEscalation", 0,
+		"readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL", "resources", "limits",
+		"cpu", "250m", "memory", "64Mi");
 }
 
 static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const char *kind)
@@ -494,16 +546,17 @@ static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const
 
 	snprintf(name, sizeof(name), "%s-%ld", r->prefix, idx);
 	if (r->obj == LG_OBJ_POD)
-		return json_pack("{ss ss s{ss s{ss}} so}", "apiVersion", "v1", "kind", "Pod", "metadata", "name",
-				 name, "labels", LG_LABEL, r->o->run, "spec", lg_pod_spec(r));
+		return json_pack("{ss ss s{ss s{ss}} so}", "apiVersion", "v1", "kind", "Pod",
+				 "metadata", "name", name, "labels", LG_LABEL, r->o->run, "spec",
+				 lg_pod_spec(r));
 	if (r->obj == LG_OBJ_JOB)
-		return json_pack("{ss ss s{ss s{ss}} s{si s{s{s{ss}} so}}}", "apiVersion", "batch/v1", "kind", "Job",
-				 "metadata", "name", name, "labels", LG_LABEL, r->o->run, "spec", "backoffLimit", 0,
-				 "template", "metadata", "labels", LG_LABEL, r->o->run, "spec", lg_pod_spec(r));
+		return json_pack("{ss ss s{ss s{ss}} s{si s{s{s{ss}} so}}}", "apiVersion",
+				 "batch/v1", "kind", "Job", "metadata", "name", name, "labels",
+				 LG_LABEL, r->o->run, "spec", "backoffLimit", 0, "template",
+				 "metadata", "labels", LG_LABEL, r->o->run, "spec", lg_pod_spec(r));
 	b = json_pack("{ss ss s{ss s{ss}} s{s{s[s]} si}}", "apiVersion", apiversion, "kind", kind,
-		      "metadata", "name", name, "labels", LG_LABEL, r->o->run,
-		      "spec", "shell", "command", r->o->command ? r->o->command : "/bin/true",
-		      "timeoutSeconds", 60);
+		      "metadata", "name", name, "labels", LG_LABEL, r->o->run, "spec", "shell",
+		      "command", r->o->command ? r->o->command : "/bin/true", "timeoutSeconds", 60);
 	spec = json_object_get(b, "spec");
 	if (b && r->o->spec) {
 		json_t *extra = json_loads(r->o->spec, 0, NULL);
@@ -547,14 +600,18 @@ static void lg_create_failed(struct lg_run *r, long i, struct kube_resp *resp)
 	pthread_mutex_lock(&r->lock);
 	r->create_errors++;
 	if (r->create_errors <= 5)
-		fprintf(stderr, "tasked-bench-load: create %s-%ld: %s\n", r->prefix, i + r->o->start, resp->message);
+		fprintf(stderr, "tasked-bench-load: create %s-%ld: %s\n", r->prefix,
+			i + r->o->start, resp->message);
 	if (++r->settled >= r->o->count)
 		pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 }
 
 enum lg_kind { LG_TASKS, LG_CEILING, LG_FILL };
-struct lg_worker { struct lg_run *r; enum lg_kind kind; };
+struct lg_worker {
+	struct lg_run *r;
+	enum lg_kind kind;
+};
 
 static void *lg_create_main(void *p)
 {
@@ -575,7 +632,8 @@ static void *lg_create_main(void *p)
 			break;
 		rec = &r->recs[i];
 		if (r->o->rate > 0)
-			bench_sleep_until_mono(r->t0_mono + (int64_t)((double)i * 1e9 / r->o->rate));
+			bench_sleep_until_mono(r->t0_mono +
+					       (int64_t)((double)i * 1e9 / r->o->rate));
 		body = lg_body(r, i + r->o->start, apiv, kind);
 		if (!body)
 			break;
@@ -638,7 +696,8 @@ static int64_t lg_pod_stamp(struct lg_run *r, const char *ns, const char *pod)
 
 	if (kube_escape(pod, podesc, sizeof(podesc)) < 0)
 		return 0;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?container=stamp", ns, podesc);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?container=stamp", ns,
+		 podesc);
 	rc = kube_request(r->kc, "GET", path, NULL, NULL, &resp);
 	if (resp.status == 200) {
 		if (json_is_integer(resp.body))
@@ -664,7 +723,8 @@ static void lg_fetch_stamps(struct lg_run *r, const char *ns)
 		const char *next;
 		size_t k;
 
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s&limit=500%s%s", ns,
+		snprintf(path, sizeof(path),
+			 "/api/v1/namespaces/%s/pods?labelSelector=%s&limit=500%s%s", ns,
 			 r->selector, cont[0] ? "&continue=" : "", cont);
 		if (kube_request(r->kc, "GET", path, NULL, NULL, &resp) < 0 || resp.status != 200) {
 			fprintf(stderr, "tasked-bench-load: list pods: %s\n", resp.message);
@@ -680,8 +740,9 @@ static void lg_fetch_stamps(struct lg_run *r, const char *ns)
 				i = lg_index(r, it);
 			} else {
 				/* a Job's pod: its job-name label names the Job */
-				json_t *fake = json_pack("{s{sO}}", "metadata", "name",
-							 json_object_get(json_object_get(md, "labels"), "job-name"));
+				json_t *fake = json_pack(
+					"{s{sO}}", "metadata", "name",
+					json_object_get(json_object_get(md, "labels"), "job-name"));
 				i = fake ? lg_index(r, fake) : -1;
 				json_decref(fake);
 			}
@@ -689,7 +750,8 @@ static void lg_fetch_stamps(struct lg_run *r, const char *ns)
 				continue;
 			r->recs[i].stamp_ns = lg_pod_stamp(r, ns, pod);
 		}
-		next = json_string_value(json_object_get(json_object_get(resp.body, "metadata"), "continue"));
+		next = json_string_value(
+			json_object_get(json_object_get(resp.body, "metadata"), "continue"));
 		cont[0] = '\0';
 		if (next && *next && kube_escape(next, cont, sizeof(cont)) < 0)
 			cont[0] = '\0';
@@ -699,29 +761,31 @@ static void lg_fetch_stamps(struct lg_run *r, const char *ns)
 
 /* --- results ------------------------------------------------------------------------------ */
 
-static double lg_ms(int64_t a, int64_t b)
-{
-	return (double)(b - a) / 1e6;
-}
+static double lg_ms(int64_t a, int64_t b) { return (double)(b - a) / 1e6; }
 
 static int lg_write_csv(struct lg_run *r)
 {
 	FILE *f = fopen(r->o->csv, "we");
 	if (!f)
 		return -errno;
-	fputs("index,create_ns,created_ns,running_seen_ns,first_phase,terminal_seen_ns,terminal_phase,stamp_ns,http_status\n", f);
+	fputs("index,create_ns,created_ns,running_seen_ns,first_phase,terminal_seen_ns,terminal_phase,stamp_ns,http_status\n",
+	      f);
 	for (long i = 0; i < r->o->count; i++) {
 		struct lg_rec *c = &r->recs[i];
-		fprintf(f, "%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%" PRId64 ",%s,%" PRId64 ",%ld\n",
-			i + r->o->start, c->create_ns, c->created_ns, c->running_ns, c->first[0] ? c->first : "-",
-			c->terminal_ns, c->terminal[0] ? c->terminal : "-", c->stamp_ns, c->status);
+		fprintf(f,
+			"%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%" PRId64 ",%s,%" PRId64
+			",%ld\n",
+			i + r->o->start, c->create_ns, c->created_ns, c->running_ns,
+			c->first[0] ? c->first : "-", c->terminal_ns,
+			c->terminal[0] ? c->terminal : "-", c->stamp_ns, c->status);
 	}
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
 static json_t *lg_summary(struct lg_run *r, enum lg_kind kind, double elapsed_s)
 {
-	long n = r->o->count, ok = 0, succeeded = 0, other = 0, unsettled = 0, skipped = 0, running = 0;
+	long n = r->o->count, ok = 0, succeeded = 0, other = 0, unsettled = 0, skipped = 0,
+	     running = 0;
 	long nstart = 0, nrun = 0, ndone = 0, nreq = 0, nsr = 0;
 	double *start = calloc((size_t)n, sizeof(double)), *run = calloc((size_t)n, sizeof(double));
 	double *done = calloc((size_t)n, sizeof(double)), *req = calloc((size_t)n, sizeof(double));
@@ -765,13 +829,16 @@ static json_t *lg_summary(struct lg_run *r, enum lg_kind kind, double elapsed_s)
 				s2r[nsr++] = lg_ms(c->stamp_ns, c->running_ns);
 		}
 	}
-	o = json_pack("{ss ss sI sI sI sI sI sI sI sI sI sf}", "mode",
-		      kind == LG_TASKS ? "tasks" : kind == LG_CEILING ? "ceiling" : "fill",
-		      "run", r->o->run, "count", (json_int_t)n, "created", (json_int_t)ok,
-		      "createErrors", (json_int_t)r->create_errors, "patchErrors", (json_int_t)r->patch_errors,
-		      "succeeded", (json_int_t)succeeded, "otherTerminal", (json_int_t)other,
-		      "unsettled", (json_int_t)unsettled, "threads", (json_int_t)r->o->threads,
-		      "watchRelists", (json_int_t)(r->relists > 0 ? r->relists - 1 : 0), "elapsedSeconds", elapsed_s);
+	o = json_pack(
+		"{ss ss sI sI sI sI sI sI sI sI sI sf}", "mode",
+		kind == LG_TASKS     ? "tasks"
+		: kind == LG_CEILING ? "ceiling"
+				     : "fill",
+		"run", r->o->run, "count", (json_int_t)n, "created", (json_int_t)ok, "createErrors",
+		(json_int_t)r->create_errors, "patchErrors", (json_int_t)r->patch_errors,
+		"succeeded", (json_int_t)succeeded, "otherTerminal", (json_int_t)other, "unsettled",
+		(json_int_t)unsettled, "threads", (json_int_t)r->o->threads, "watchRelists",
+		(json_int_t)(r->relists > 0 ? r->relists - 1 : 0), "elapsedSeconds", elapsed_s);
 	if (!o)
 		goto out;
 	json_object_set_new(o, "createRequestMs", bench_summary_ms(req, (size_t)nreq));
@@ -781,16 +848,20 @@ static json_t *lg_summary(struct lg_run *r, enum lg_kind kind, double elapsed_s)
 		json_object_set_new(o, "queuedSeen", json_integer(r->queued));
 		json_object_set_new(o, "stampMissing", json_integer(ndone - nstart));
 		json_object_set_new(o, "createToStartMs", bench_summary_ms(start, (size_t)nstart));
-		json_object_set_new(o, "createToRunningSeenMs", bench_summary_ms(run, (size_t)nrun));
+		json_object_set_new(o, "createToRunningSeenMs",
+				    bench_summary_ms(run, (size_t)nrun));
 		json_object_set_new(o, "startToRunningSeenMs", bench_summary_ms(s2r, (size_t)nsr));
 	}
 	if (kind != LG_FILL)
-		json_object_set_new(o, "createToTerminalSeenMs", bench_summary_ms(done, (size_t)ndone));
+		json_object_set_new(o, "createToTerminalSeenMs",
+				    bench_summary_ms(done, (size_t)ndone));
 	if (r->o->rate > 0) {
 		json_object_set_new(o, "rateTarget", json_real(r->o->rate));
 		if (last_create > first_create)
-			json_object_set_new(o, "rateAchieved",
-					    json_real((double)(n - 1) / ((double)(last_create - first_create) / 1e9)));
+			json_object_set_new(
+				o, "rateAchieved",
+				json_real((double)(n - 1) /
+					  ((double)(last_create - first_create) / 1e9)));
 	}
 	if (last_done > first_create) {
 		double wall = (double)(last_done - first_create) / 1e9;
@@ -798,7 +869,8 @@ static json_t *lg_summary(struct lg_run *r, enum lg_kind kind, double elapsed_s)
 		json_object_set_new(o, "perSecond", json_real((double)(succeeded + other) / wall));
 	}
 	if (last_create > first_create)
-		json_object_set_new(o, "createSeconds", json_real((double)(last_create - first_create) / 1e9));
+		json_object_set_new(o, "createSeconds",
+				    json_real((double)(last_create - first_create) / 1e9));
 out:
 	free(start);
 	free(run);
@@ -840,7 +912,7 @@ static int lg_run_create(struct lg_opts *o, struct kube_client *kc, enum lg_kind
 	if (kube_escape(o->namespace_, ns, sizeof(ns)) < 0)
 		return 2;
 	snprintf(r.coll, sizeof(r.coll),
-		 kind == LG_CEILING	 ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
+		 kind == LG_CEILING    ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
 		 : r.obj == LG_OBJ_POD ? "/api/v1/namespaces/%s/pods"
 		 : r.obj == LG_OBJ_JOB ? "/apis/batch/v1/namespaces/%s/jobs"
 				       : "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks",
@@ -884,7 +956,8 @@ static int lg_run_create(struct lg_opts *o, struct kube_client *kc, enum lg_kind
 	pthread_mutex_lock(&r.lock);
 	while (r.settled < o->count) {
 		if (pthread_cond_timedwait(&r.cond, &r.lock, &deadline) == ETIMEDOUT) {
-			fprintf(stderr, "tasked-bench-load: timed out after %lds with %ld of %ld settled\n",
+			fprintf(stderr,
+				"tasked-bench-load: timed out after %lds with %ld of %ld settled\n",
 				o->timeout_s, r.settled, o->count);
 			rc = 3;
 			break;
@@ -982,12 +1055,18 @@ static int lg_apimetrics(struct lg_opts *o)
 		hdrs = curl_slist_append(hdrs, auth);
 	}
 	if (cfg.ca_pem) {
-		struct curl_blob cb = { .data = cfg.ca_pem, .len = cfg.ca_len, .flags = CURL_BLOB_COPY };
+		struct curl_blob cb = { .data = cfg.ca_pem,
+					.len = cfg.ca_len,
+					.flags = CURL_BLOB_COPY };
 		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &cb);
 	}
 	if (cfg.cert_pem) {
-		struct curl_blob cb = { .data = cfg.cert_pem, .len = cfg.cert_len, .flags = CURL_BLOB_COPY };
-		struct curl_blob kb = { .data = cfg.key_pem, .len = cfg.key_len, .flags = CURL_BLOB_COPY };
+		struct curl_blob cb = { .data = cfg.cert_pem,
+					.len = cfg.cert_len,
+					.flags = CURL_BLOB_COPY };
+		struct curl_blob kb = { .data = cfg.key_pem,
+					.len = cfg.key_len,
+					.flags = CURL_BLOB_COPY };
 		curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cb);
 		curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &kb);
 	}
@@ -1008,7 +1087,8 @@ static int lg_apimetrics(struct lg_opts *o)
 	explicit_bzero(auth, sizeof(auth));
 	kubeconfig_free(&cfg);
 	if (cc != CURLE_OK || code != 200 || !b.data) {
-		fprintf(stderr, "tasked-bench-load: GET %s: %s (HTTP %ld)\n", url, curl_easy_strerror(cc), code);
+		fprintf(stderr, "tasked-bench-load: GET %s: %s (HTTP %ld)\n", url,
+			curl_easy_strerror(cc), code);
 		buf_free(&b);
 		return 1;
 	}
@@ -1029,10 +1109,11 @@ static int lg_apimetrics(struct lg_opts *o)
 		lg_label(line + sizeof(name) - 2, "group", group, sizeof(group));
 		lg_label(line + sizeof(name) - 2, "resource", res, sizeof(res));
 		lg_label(line + sizeof(name) - 2, "subresource", sub, sizeof(sub));
-		snprintf(key, sizeof(key), "%s %s%s%s%s%s", verb, group[0] ? group : "core", "/", res,
-			 sub[0] ? "/" : "", sub);
+		snprintf(key, sizeof(key), "%s %s%s%s%s%s", verb, group[0] ? group : "core", "/",
+			 res, sub[0] ? "/" : "", sub);
 		json_object_set_new(series, key,
-				    json_integer(json_integer_value(json_object_get(series, key)) + (json_int_t)v));
+				    json_integer(json_integer_value(json_object_get(series, key)) +
+						 (json_int_t)v));
 	}
 	buf_free(&b);
 	out = json_pack("{sIso}", "scrapedAtNs", (json_int_t)bench_now_ns(), "requests", series);

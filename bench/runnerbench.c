@@ -68,9 +68,9 @@ struct rb_opts {
 
 struct rb_conn {
 	int fd;
-	int ws;                 /* 0: HTTP request pending, 1: WebSocket */
-	struct buf in;          /* unparsed bytes */
-	struct buf msg;         /* a fragmented message being assembled */
+	int ws;         /* 0: HTTP request pending, 1: WebSocket */
+	struct buf in;  /* unparsed bytes */
+	struct buf msg; /* a fragmented message being assembled */
 };
 
 struct rb_task {
@@ -85,7 +85,7 @@ enum rb_phase { RB_WAIT_HELLO, RB_IDLE, RB_LATENCY, RB_THROUGHPUT, RB_SCRIPT, RB
 struct rb {
 	struct rb_opts o;
 	struct rb_conn conns[RB_MAX_CONNS];
-	int lfd, ws_fd;         /* listening socket; the runner's WebSocket (-1 = none) */
+	int lfd, ws_fd; /* listening socket; the runner's WebSocket (-1 = none) */
 	char token[512], grant[65];
 	pid_t pid;
 	enum rb_phase phase;
@@ -103,15 +103,29 @@ struct rb {
 
 static volatile sig_atomic_t rb_interrupted;
 
-static void rb_on_signal(int sig)
-{
-	rb_interrupted = 1;
-}
+static void rb_on_signal(int sig) { rb_interrupted = 1; }
 
 static int rb_parse(int argc, char **argv, struct rb_opts *o)
 {
-	enum { O_RUNNER = 256, O_TOKEN, O_CMD, O_CONC, O_LAT, O_THR, O_IDLE, O_GAP, O_WORK, O_LOG,
-	       O_CSV, O_JSON, O_TIMEOUT, O_TASKS, O_PORT, O_FLOOR, O_PIDFILE };
+	enum {
+		O_RUNNER = 256,
+		O_TOKEN,
+		O_CMD,
+		O_CONC,
+		O_LAT,
+		O_THR,
+		O_IDLE,
+		O_GAP,
+		O_WORK,
+		O_LOG,
+		O_CSV,
+		O_JSON,
+		O_TIMEOUT,
+		O_TASKS,
+		O_PORT,
+		O_FLOOR,
+		O_PIDFILE
+	};
 	static const struct option lo[] = {
 		{ "runner", required_argument, NULL, O_RUNNER },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -136,30 +150,87 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 	long lo_v, hi_v;
 	int c;
 
-	*o = (struct rb_opts){ .concurrency = 8, .latency = 1000, .throughput = 2000, .idle_s = 3,
-			       .gap_ms = 2, .timeout_s = 300, .floor = 300, .log = "/dev/null" };
+	*o = (struct rb_opts){ .concurrency = 8,
+			       .latency = 1000,
+			       .throughput = 2000,
+			       .idle_s = 3,
+			       .gap_ms = 2,
+			       .timeout_s = 300,
+			       .floor = 300,
+			       .log = "/dev/null" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *end;
 		switch (c) {
-		case O_RUNNER: o->runner = optarg; continue;
-		case O_TOKEN: o->token_file = optarg; continue;
-		case O_CMD: o->command = optarg; continue;
-		case O_WORK: o->work_dir = optarg; continue;
-		case O_LOG: o->log = optarg; continue;
-		case O_CSV: o->csv = optarg; continue;
-		case O_JSON: o->json = optarg; continue;
-		case O_TASKS: o->tasks = optarg; continue;
-		case O_PIDFILE: o->pid_file = optarg; continue;
-		case O_PORT: target = &o->port; lo_v = 0; hi_v = 65535; break;
-		case O_FLOOR: target = &o->floor; lo_v = 0; hi_v = 100000; break;
-		case O_CONC: target = &o->concurrency; lo_v = 1; hi_v = PROTO_MAX_CAPACITY; break;
-		case O_LAT: target = &o->latency; lo_v = 1; hi_v = 1000000; break;
-		case O_THR: target = &o->throughput; lo_v = 0; hi_v = 1000000; break;
-		case O_IDLE: target = &o->idle_s; lo_v = 0; hi_v = 600; break;
-		case O_GAP: target = &o->gap_ms; lo_v = 0; hi_v = 10000; break;
-		case O_TIMEOUT: target = &o->timeout_s; lo_v = 1; hi_v = 86400; break;
+		case O_RUNNER:
+			o->runner = optarg;
+			continue;
+		case O_TOKEN:
+			o->token_file = optarg;
+			continue;
+		case O_CMD:
+			o->command = optarg;
+			continue;
+		case O_WORK:
+			o->work_dir = optarg;
+			continue;
+		case O_LOG:
+			o->log = optarg;
+			continue;
+		case O_CSV:
+			o->csv = optarg;
+			continue;
+		case O_JSON:
+			o->json = optarg;
+			continue;
+		case O_TASKS:
+			o->tasks = optarg;
+			continue;
+		case O_PIDFILE:
+			o->pid_file = optarg;
+			continue;
+		case O_PORT:
+			target = &o->port;
+			lo_v = 0;
+			hi_v = 65535;
+			break;
+		case O_FLOOR:
+			target = &o->floor;
+			lo_v = 0;
+			hi_v = 100000;
+			break;
+		case O_CONC:
+			target = &o->concurrency;
+			lo_v = 1;
+			hi_v = PROTO_MAX_CAPACITY;
+			break;
+		case O_LAT:
+			target = &o->latency;
+			lo_v = 1;
+			hi_v = 1000000;
+			break;
+		case O_THR:
+			target = &o->throughput;
+			lo_v = 0;
+			hi_v = 1000000;
+			break;
+		case O_IDLE:
+			target = &o->idle_s;
+			lo_v = 0;
+			hi_v = 600;
+			break;
+		case O_GAP:
+			target = &o->gap_ms;
+			lo_v = 0;
+			hi_v = 10000;
+			break;
+		case O_TIMEOUT:
+			target = &o->timeout_s;
+			lo_v = 1;
+			hi_v = 86400;
+			break;
 		default:
-			fprintf(stderr, "usage: see the comment at the top of bench/runnerbench.c\n");
+			fprintf(stderr,
+				"usage: see the comment at the top of bench/runnerbench.c\n");
 			return -EINVAL;
 		}
 		*target = strtol(optarg, &end, 10);
@@ -169,7 +240,8 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o)
 		}
 	}
 	if (!o->runner || !o->token_file || !o->command == !o->tasks) {
-		fprintf(stderr, "tasked-bench-runner: --runner, --token-file and one of --command or --tasks are required\n");
+		fprintf(stderr,
+			"tasked-bench-runner: --runner, --token-file and one of --command or --tasks are required\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -273,10 +345,10 @@ static int rb_dispatch(struct rb *b, const char *kind, long i, int64_t *sent_ns)
 	int r;
 
 	snprintf(uid, sizeof(uid), "rb-%s-%ld", kind, i);
-	m = json_pack("{ss ss si ss ss si s{s[s]} s[] s{si si}}", "type", "dispatch", "taskUid", uid,
-		      "attempt", 1, "namespace", "bench", "name", uid, "deadline", 0,
-		      "shell", "command", b->o.command, "env",
-		      "limits", "maxOutputBytes", 10 * 1024 * 1024, "logTailBytes", 4096);
+	m = json_pack("{ss ss si ss ss si s{s[s]} s[] s{si si}}", "type", "dispatch", "taskUid",
+		      uid, "attempt", 1, "namespace", "bench", "name", uid, "deadline", 0, "shell",
+		      "command", b->o.command, "env", "limits", "maxOutputBytes", 10 * 1024 * 1024,
+		      "logTailBytes", 4096);
 	if (!m)
 		return -ENOMEM;
 	r = rb_send(b, m, sent_ns);
@@ -324,9 +396,11 @@ static int rb_load_script(struct rb *b)
 		t = json_loads(line, 0, &je);
 		if (!json_is_object(t) || !json_is_string(json_object_get(t, "name")) ||
 		    b->script_n >= RB_MAX_SCRIPT) {
-			fprintf(stderr, "tasked-bench-runner: %s: task %ld: %s\n", b->o.tasks, b->script_n + 1,
-				!t ? je.text : b->script_n >= RB_MAX_SCRIPT ? "too many tasks" :
-				"want an object with a name");
+			fprintf(stderr, "tasked-bench-runner: %s: task %ld: %s\n", b->o.tasks,
+				b->script_n + 1,
+				!t                             ? je.text
+				: b->script_n >= RB_MAX_SCRIPT ? "too many tasks"
+							       : "want an object with a name");
 			json_decref(t);
 			fclose(f);
 			return -EINVAL;
@@ -369,9 +443,9 @@ static int rb_dispatch_script(struct rb *b, long i)
 	int r;
 
 	snprintf(uid, sizeof(uid), "rb-task-%ld", i);
-	m = json_pack("{ss ss si ss si s[] s{si si}}", "type", "dispatch", "taskUid", uid, "attempt", 1,
-		      "namespace", "vm", "deadline", 0, "env", "limits", "maxOutputBytes",
-		      1024 * 1024, "logTailBytes", 4096);
+	m = json_pack("{ss ss si ss si s[] s{si si}}", "type", "dispatch", "taskUid", uid,
+		      "attempt", 1, "namespace", "vm", "deadline", 0, "env", "limits",
+		      "maxOutputBytes", 1024 * 1024, "logTailBytes", 4096);
 	if (!m || json_object_update(m, b->script[i]) < 0) {
 		json_decref(m);
 		return -ENOMEM;
@@ -408,12 +482,14 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		break;
 	case PROTO_HELLO: {
 		json_t *w = json_pack("{ss ss si si}", "type", "welcome", "runnerId", m.runner_id,
-				      "heartbeatSeconds", 10, "maxMessageBytes", PROTO_MAX_MESSAGE_DEFAULT);
+				      "heartbeatSeconds", 10, "maxMessageBytes",
+				      PROTO_MAX_MESSAGE_DEFAULT);
 		(void)rb_send(b, w, NULL);
 		json_decref(w);
 		if (b->phase == RB_WAIT_HELLO && b->script_n > 0) {
-			rb_event(json_pack("{ss ss si so}", "event", "hello", "runnerId", m.runner_id,
-					   "runnerPid", (int)b->pid, "runnerLabel", rb_label(b->pid)));
+			rb_event(json_pack("{ss ss si so}", "event", "hello", "runnerId",
+					   m.runner_id, "runnerPid", (int)b->pid, "runnerLabel",
+					   rb_label(b->pid)));
 			rb_next_phase(b, RB_SCRIPT);
 			rb_pump(b);
 		} else if (b->phase == RB_WAIT_HELLO) {
@@ -434,10 +510,13 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		(void)rb_send(b, ack, NULL);
 		json_decref(ack);
 		if (b->phase == RB_SCRIPT) {
-			long i = strncmp(m.task_uid, "rb-task-", 8) == 0 ? strtol(m.task_uid + 8, NULL, 10) : -1;
+			long i = strncmp(m.task_uid, "rb-task-", 8) == 0
+					 ? strtol(m.task_uid + 8, NULL, 10)
+					 : -1;
 			if (i >= 0 && i < b->script_n) {
 				rb_event(json_pack("{ss sO sO}", "event", "result", "name",
-						   json_object_get(b->script[i], "name"), "result", m.root));
+						   json_object_get(b->script[i], "name"), "result",
+						   m.root));
 				b->script_done++;
 				b->inflight--;
 				rb_pump(b);
@@ -456,8 +535,9 @@ static void rb_on_message(struct rb *b, const char *data, size_t len)
 		if (m.phase && strcmp(m.phase, "Succeeded") != 0) {
 			b->errors++;
 			if (b->errors <= 5)
-				fprintf(stderr, "tasked-bench-runner: %s: %s %s: %s\n", m.task_uid, m.phase,
-					m.reason ? m.reason : "", m.message ? m.message : "");
+				fprintf(stderr, "tasked-bench-runner: %s: %s %s: %s\n", m.task_uid,
+					m.phase, m.reason ? m.reason : "",
+					m.message ? m.message : "");
 		}
 		b->inflight--;
 		if (t >= b->lat && t < b->lat + b->o.latency) {
@@ -505,8 +585,9 @@ static void rb_pump(struct rb *b)
 		if (b->script_done == b->script_n && b->pong_target == 0)
 			b->pong_target = b->pongs + 2;
 		if (b->pong_target && b->pongs >= b->pong_target) {
-			rb_event(json_pack("{ss si si si}", "event", "summary", "results", (int)b->script_done,
-					   "pongs", (int)b->pongs, "errors", (int)b->errors));
+			rb_event(json_pack("{ss si si si}", "event", "summary", "results",
+					   (int)b->script_done, "pongs", (int)b->pongs, "errors",
+					   (int)b->errors));
 			rb_next_phase(b, RB_DONE);
 		}
 		break;
@@ -631,7 +712,8 @@ static void rb_http_reply(struct rb *b, struct rb_conn *c, const char *status, c
 	char resp[1024];
 	int n = snprintf(resp, sizeof(resp),
 			 "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\n\r\n%s", status, strlen(body), body);
+			 "Connection: close\r\n\r\n%s",
+			 status, strlen(body), body);
 	if (n > 0 && (size_t)n < sizeof(resp))
 		(void)rb_write_all(c->fd, resp, (size_t)n);
 	rb_close(b, c);
@@ -672,12 +754,15 @@ static void rb_http_input(struct rb *b, struct rb_conn *c)
 		tok = json_string_value(json_object_get(j, "token"));
 		if (!tok || !util_ct_equal(tok, strlen(tok), b->token, strlen(b->token))) {
 			json_decref(j);
-			rb_http_reply(b, c, "403 Forbidden", "{\"error\":\"Forbidden\",\"message\":\"invalid runner token\"}");
+			rb_http_reply(
+				b, c, "403 Forbidden",
+				"{\"error\":\"Forbidden\",\"message\":\"invalid runner token\"}");
 			return;
 		}
 		json_decref(j);
 		util_random_hex(b->grant, 32);
-		snprintf(body, sizeof(body), "{\"grant\":\"%s\",\"expiresInSeconds\":30}", b->grant);
+		snprintf(body, sizeof(body), "{\"grant\":\"%s\",\"expiresInSeconds\":30}",
+			 b->grant);
 		rb_http_reply(b, c, "200 OK", body);
 		return;
 	}
@@ -691,7 +776,8 @@ static void rb_http_input(struct rb *b, struct rb_conn *c)
 		int n;
 		if (rb_header(head, "Sec-WebSocket-Key", key, sizeof(key)) < 0 ||
 		    rb_header(head, "Authorization", auth, sizeof(auth)) < 0 ||
-		    strncmp(auth, "Bearer ", 7) != 0 || !b->grant[0] || strcmp(auth + 7, b->grant) != 0) {
+		    strncmp(auth, "Bearer ", 7) != 0 || !b->grant[0] ||
+		    strcmp(auth + 7, b->grant) != 0) {
 			rb_http_reply(b, c, "403 Forbidden", "{}");
 			return;
 		}
@@ -699,10 +785,13 @@ static void rb_http_input(struct rb *b, struct rb_conn *c)
 		snprintf(cat, sizeof(cat), "%s%s", key, RB_WS_GUID);
 		SHA1((const unsigned char *)cat, strlen(cat), sha);
 		EVP_EncodeBlock((unsigned char *)accept, sha, SHA_DIGEST_LENGTH);
-		n = snprintf(resp, sizeof(resp),
-			     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-			     "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n", accept, PROTO_SUBPROTOCOL);
-		if (n <= 0 || (size_t)n >= sizeof(resp) || rb_write_all(c->fd, resp, (size_t)n) < 0) {
+		n = snprintf(
+			resp, sizeof(resp),
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+			accept, PROTO_SUBPROTOCOL);
+		if (n <= 0 || (size_t)n >= sizeof(resp) ||
+		    rb_write_all(c->fd, resp, (size_t)n) < 0) {
 			rb_close(b, c);
 			return;
 		}
@@ -770,9 +859,11 @@ static pid_t rb_start_runner(struct rb *b, int port)
 	snprintf(conc, sizeof(conc), "%ld", b->o.concurrency);
 	pid = fork();
 	if (pid == 0) {
-		const char *argv[16] = { b->o.runner, "--controller", url, "--token-file", b->o.token_file,
-					 "--concurrency", conc, "--id", "bench-runner", "--labels", "pool=bench",
-					 "--log-level", "warn" };
+		const char *argv[16] = { b->o.runner,    "--controller",  url,
+					 "--token-file", b->o.token_file, "--concurrency",
+					 conc,           "--id",          "bench-runner",
+					 "--labels",     "pool=bench",    "--log-level",
+					 "warn" };
 		int n = 13;
 		if (b->o.work_dir) {
 			argv[n++] = "--work-dir";
@@ -818,7 +909,8 @@ static void rb_stop_runner(struct rb *b)
  * posixSpawnWaitTrueMs, forkToStampMs} summaries, or NULL. */
 static json_t *rb_floor(const char *stamp, long n)
 {
-	double *fe = calloc((size_t)n + 1, sizeof(double)), *ps = calloc((size_t)n + 1, sizeof(double));
+	double *fe = calloc((size_t)n + 1, sizeof(double)),
+	       *ps = calloc((size_t)n + 1, sizeof(double));
 	double *fs = calloc((size_t)n + 1, sizeof(double));
 	char *const targv[] = { (char *)"true", NULL }, *const sargv[] = { (char *)"stamp", NULL };
 	char *const envp[] = { NULL };
@@ -867,8 +959,9 @@ static json_t *rb_floor(const char *stamp, long n)
 			}
 		}
 	}
-	o = json_pack("{sI so so so}", "count", (json_int_t)n, "forkExecWaitTrueMs", bench_summary_ms(fe, nfe),
-		      "posixSpawnWaitTrueMs", bench_summary_ms(ps, nps), "forkToStampMs", bench_summary_ms(fs, nfs));
+	o = json_pack("{sI so so so}", "count", (json_int_t)n, "forkExecWaitTrueMs",
+		      bench_summary_ms(fe, nfe), "posixSpawnWaitTrueMs", bench_summary_ms(ps, nps),
+		      "forkToStampMs", bench_summary_ms(fs, nfs));
 out:
 	free(fe);
 	free(ps);
@@ -881,8 +974,10 @@ out:
 static json_t *rb_report(struct rb *b)
 {
 	long n = b->o.latency, m = b->o.throughput;
-	double *stamp = calloc((size_t)(n + m + 1), sizeof(double)), *started = calloc((size_t)n + 1, sizeof(double));
-	double *result = calloc((size_t)n + 1, sizeof(double)), *ld = calloc((size_t)m + 1, sizeof(double));
+	double *stamp = calloc((size_t)(n + m + 1), sizeof(double)),
+	       *started = calloc((size_t)n + 1, sizeof(double));
+	double *result = calloc((size_t)n + 1, sizeof(double)),
+	       *ld = calloc((size_t)m + 1, sizeof(double));
 	size_t ns = 0, nst = 0, nr = 0, nl = 0;
 	json_t *o = NULL, *lat, *thr;
 
@@ -902,27 +997,31 @@ static json_t *rb_report(struct rb *b)
 		if (t->stamp_ns && t->send_ns)
 			ld[nl++] = (double)(t->stamp_ns - t->send_ns) / 1e6;
 	}
-	lat = json_pack("{sI sI so so so}", "count", (json_int_t)n, "gapMs", (json_int_t)b->o.gap_ms,
-			"dispatchToStampMs", bench_summary_ms(stamp, ns),
+	lat = json_pack("{sI sI so so so}", "count", (json_int_t)n, "gapMs",
+			(json_int_t)b->o.gap_ms, "dispatchToStampMs", bench_summary_ms(stamp, ns),
 			"dispatchToStartedReceivedMs", bench_summary_ms(started, nst),
 			"dispatchToResultReceivedMs", bench_summary_ms(result, nr));
-	thr = json_pack("{sI sI so}", "count", (json_int_t)m, "concurrency", (json_int_t)b->o.concurrency,
-			"dispatchToStampMs", bench_summary_ms(ld, nl));
+	thr = json_pack("{sI sI so}", "count", (json_int_t)m, "concurrency",
+			(json_int_t)b->o.concurrency, "dispatchToStampMs",
+			bench_summary_ms(ld, nl));
 	if (thr && b->thr_last_result > b->thr_first_send && m > 0) {
 		double s = (double)(b->thr_last_result - b->thr_first_send) / 1e9;
 		json_object_set_new(thr, "seconds", json_real(s));
 		json_object_set_new(thr, "perSecond", json_real((double)b->thr_done / s));
-		json_object_set_new(thr, "runnerCpuSeconds", json_real(b->cpu_after_thr - b->cpu_before_thr));
+		json_object_set_new(thr, "runnerCpuSeconds",
+				    json_real(b->cpu_after_thr - b->cpu_before_thr));
 		json_object_set_new(thr, "runnerCpuSecondsPer1000",
-				    json_real((b->cpu_after_thr - b->cpu_before_thr) * 1000.0 / (double)b->thr_done));
+				    json_real((b->cpu_after_thr - b->cpu_before_thr) * 1000.0 /
+					      (double)b->thr_done));
 	}
-	o = json_pack("{s{sI sI sI sI sI sI} so so sI sI sI sI}", "idle", "rssKiB", (json_int_t)b->idle_rss_kib,
-		      "threads", (json_int_t)b->idle_threads, "vmSizeKiB", (json_int_t)b->idle_vmsize_kib,
-		      "rssAnonKiB", (json_int_t)b->idle_anon_kib, "pssKiB", (json_int_t)b->idle_pss_kib,
-		      "privateKiB", (json_int_t)b->idle_private_kib,
-		      "latency", lat, "throughput", thr, "peakRssKiB", (json_int_t)b->hwm_kib,
-		      "rssAfterKiB", (json_int_t)b->rss_after_kib, "errors", (json_int_t)b->errors,
-		      "reconnects", (json_int_t)(b->reconnects > 0 ? b->reconnects - 1 : 0));
+	o = json_pack("{s{sI sI sI sI sI sI} so so sI sI sI sI}", "idle", "rssKiB",
+		      (json_int_t)b->idle_rss_kib, "threads", (json_int_t)b->idle_threads,
+		      "vmSizeKiB", (json_int_t)b->idle_vmsize_kib, "rssAnonKiB",
+		      (json_int_t)b->idle_anon_kib, "pssKiB", (json_int_t)b->idle_pss_kib,
+		      "privateKiB", (json_int_t)b->idle_private_kib, "latency", lat, "throughput",
+		      thr, "peakRssKiB", (json_int_t)b->hwm_kib, "rssAfterKiB",
+		      (json_int_t)b->rss_after_kib, "errors", (json_int_t)b->errors, "reconnects",
+		      (json_int_t)(b->reconnects > 0 ? b->reconnects - 1 : 0));
 out:
 	free(stamp);
 	free(started);
@@ -938,18 +1037,23 @@ static void rb_write_csv(struct rb *b)
 		perror(b->o.csv);
 		return;
 	}
-	fputs("phase,index,send_ns,started_rx_ns,runner_start_ms,result_rx_ns,stamp_ns,result\n", f);
+	fputs("phase,index,send_ns,started_rx_ns,runner_start_ms,result_rx_ns,stamp_ns,result\n",
+	      f);
 	for (long i = 0; i < b->o.latency; i++) {
 		struct rb_task *t = &b->lat[i];
-		fprintf(f, "latency,%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", i,
-			t->send_ns, t->started_rx_ns, t->started_ms, t->result_rx_ns, t->stamp_ns,
-			t->phase[0] ? t->phase : "-");
+		fprintf(f,
+			"latency,%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+			",%s\n",
+			i, t->send_ns, t->started_rx_ns, t->started_ms, t->result_rx_ns,
+			t->stamp_ns, t->phase[0] ? t->phase : "-");
 	}
 	for (long i = 0; i < b->o.throughput; i++) {
 		struct rb_task *t = &b->thr[i];
-		fprintf(f, "throughput,%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", i,
-			t->send_ns, t->started_rx_ns, t->started_ms, t->result_rx_ns, t->stamp_ns,
-			t->phase[0] ? t->phase : "-");
+		fprintf(f,
+			"throughput,%ld,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+			",%s\n",
+			i, t->send_ns, t->started_rx_ns, t->started_ms, t->result_rx_ns,
+			t->stamp_ns, t->phase[0] ? t->phase : "-");
 	}
 	fclose(f);
 }
@@ -957,7 +1061,8 @@ static void rb_write_csv(struct rb *b)
 int main(int argc, char **argv)
 {
 	static struct rb b;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int one = 1;
 	socklen_t sl = sizeof(sa);
 	char *tok = NULL;
@@ -994,8 +1099,8 @@ int main(int argc, char **argv)
 	sa.sin_port = htons((uint16_t)b.o.port);
 	if (b.lfd >= 0)
 		(void)setsockopt(b.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (b.lfd < 0 || bind(b.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(b.lfd, 16) < 0 ||
-	    getsockname(b.lfd, (struct sockaddr *)&sa, &sl) < 0) {
+	if (b.lfd < 0 || bind(b.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(b.lfd, 16) < 0 || getsockname(b.lfd, (struct sockaddr *)&sa, &sl) < 0) {
 		perror("tasked-bench-runner: listen");
 		return 1;
 	}
@@ -1018,12 +1123,15 @@ int main(int argc, char **argv)
 		int64_t now = bench_mono_ns();
 
 		if (now > deadline) {
-			fprintf(stderr, "tasked-bench-runner: timed out in phase %d\n", (int)b.phase);
+			fprintf(stderr, "tasked-bench-runner: timed out in phase %d\n",
+				(int)b.phase);
 			rc = 3;
 			break;
 		}
 		if (waitpid(b.pid, &status, WNOHANG) == b.pid) {
-			fprintf(stderr, "tasked-bench-runner: the runner exited (status %d); see %s\n", status, b.o.log);
+			fprintf(stderr,
+				"tasked-bench-runner: the runner exited (status %d); see %s\n",
+				status, b.o.log);
 			b.pid = 0;
 			rc = 1;
 			break;
@@ -1034,8 +1142,10 @@ int main(int argc, char **argv)
 			b.idle_vmsize_kib = bench_proc_kib(b.pid, "VmSize");
 			b.idle_anon_kib = bench_proc_kib(b.pid, "RssAnon");
 			b.idle_pss_kib = bench_proc_file_kib(b.pid, "smaps_rollup", "Pss");
-			b.idle_private_kib = bench_proc_file_kib(b.pid, "smaps_rollup", "Private_Dirty") +
-					     bench_proc_file_kib(b.pid, "smaps_rollup", "Private_Clean");
+			b.idle_private_kib = bench_proc_file_kib(b.pid, "smaps_rollup",
+								 "Private_Dirty") +
+					     bench_proc_file_kib(b.pid, "smaps_rollup",
+								 "Private_Clean");
 			rb_next_phase(&b, RB_LATENCY);
 			rb_pump(&b);
 		}

@@ -32,7 +32,10 @@ static long stamp_syscall3(long n, long a, long b, long c)
 {
 	long ret;
 #if defined(__x86_64__)
-	__asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
 #else
 	register long x8 __asm__("x8") = n;
 	register long x0 __asm__("x0") = a;
@@ -59,7 +62,8 @@ void stamp_main(void)
 			line[--i] = (char)('0' + v % 10);
 			v /= 10;
 		} while (v && i > 0);
-		if (stamp_syscall3(STAMP_SYS_WRITE, 1, (long)(line + i), (long)sizeof(line) - i) == (long)sizeof(line) - i)
+		if (stamp_syscall3(STAMP_SYS_WRITE, 1, (long)(line + i), (long)sizeof(line) - i) ==
+		    (long)sizeof(line) - i)
 			code = 0;
 	}
 	stamp_syscall3(STAMP_SYS_EXIT_GROUP, code, 0, 0);

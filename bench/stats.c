@@ -52,10 +52,7 @@ double bench_percentile(const double *sorted, size_t n, double p)
 }
 
 /* Rounded to microseconds: more digits than that are noise. */
-static json_t *bench_ms(double v)
-{
-	return json_real(round(v * 1000.0) / 1000.0);
-}
+static json_t *bench_ms(double v) { return json_real(round(v * 1000.0) / 1000.0); }
 
 json_t *bench_summary_ms(double *v, size_t n)
 {

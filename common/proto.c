@@ -84,8 +84,7 @@ static int check_string_array(json_t *a, const char *k, size_t maxn, size_t maxl
 		return proto_fail(err, errsz, "field %s has too many items", k);
 	if (nonempty && json_array_size(a) == 0)
 		return proto_fail(err, errsz, "field %s is empty", k);
-	json_array_foreach(a, i, v)
-	{
+	json_array_foreach(a, i, v) {
 		if (!json_is_string(v) || json_string_length(v) > maxlen ||
 		    strlen(json_string_value(v)) != json_string_length(v))
 			return proto_fail(err, errsz, "field %s[%zu] must be a string without NUL",
@@ -117,8 +116,7 @@ static int decode_hello(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 			return proto_fail(err, errsz,
 					  "field labels must be an object of at most %d strings",
 					  PROTO_MAX_LABELS);
-		json_object_foreach(m->labels, k, v)
-		{
+		json_object_foreach(m->labels, k, v) {
 			if (strlen(k) > 63 || !json_is_string(v) || json_string_length(v) > 63 ||
 			    strlen(json_string_value(v)) != json_string_length(v))
 				return proto_fail(
@@ -134,8 +132,7 @@ static int decode_hello(json_t *o, struct proto_msg *m, char *err, size_t errsz)
 	if (m->running) {
 		if (!json_is_array(m->running) || json_array_size(m->running) > PROTO_MAX_HELD)
 			return proto_fail(err, errsz, "field running must be an array");
-		json_array_foreach(m->running, i, v)
-		{
+		json_array_foreach(m->running, i, v) {
 			struct proto_msg t = { 0 };
 			if (!json_is_object(v) || get_task(v, &t, err, errsz) < 0)
 				return proto_fail(err, errsz,
@@ -221,8 +218,7 @@ static int check_headers(json_t *a, const char *k, char *err, size_t errsz)
 	if (!json_is_array(a) || json_array_size(a) > PROTO_MAX_HEADERS)
 		return proto_fail(err, errsz, "field %s must be an array of at most %d", k,
 				  PROTO_MAX_HEADERS);
-	json_array_foreach(a, i, v)
-	{
+	json_array_foreach(a, i, v) {
 		const char *n, *val;
 		int secret;
 		if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||
@@ -279,14 +275,13 @@ static int decode_http(json_t *h, char *err, size_t errsz)
 			return proto_fail(err, errsz,
 					  "field http.successCodes must be an array of at most %d",
 					  PROTO_MAX_CODES);
-		json_array_foreach(
-			codes, i,
-			v) if (!json_is_integer(v) || json_integer_value(v) < 100 ||
-			       json_integer_value(v) >
-				       599) return proto_fail(err, errsz,
-							      "field http.successCodes[%zu] must "
-							      "be an integer from 100 to 599",
-							      i);
+		json_array_foreach(codes, i, v)
+			if (!json_is_integer(v) || json_integer_value(v) < 100 ||
+			    json_integer_value(v) > 599)
+				return proto_fail(err, errsz,
+						  "field http.successCodes[%zu] must "
+						  "be an integer from 100 to 599",
+						  i);
 	}
 	if (oauth) {
 		json_t *scopes = json_object_get(oauth, "scopes");
@@ -299,8 +294,7 @@ static int decode_http(json_t *h, char *err, size_t errsz)
 						      PROTO_MAX_SCOPES, 256, 0, err, errsz)) < 0)
 			return r;
 		/* RFC 6749 scope-token: printable ASCII without space, '"' or '\\' */
-		json_array_foreach(scopes, i, v)
-		{
+		json_array_foreach(scopes, i, v) {
 			const unsigned char *p = (const unsigned char *)json_string_value(v);
 			if (!*p)
 				return proto_fail(err, errsz,
@@ -389,8 +383,7 @@ static int decode_dispatch(json_t *o, struct proto_msg *m, char *err, size_t err
 		if (!json_is_array(m->env) || json_array_size(m->env) > PROTO_MAX_ENV)
 			return proto_fail(err, errsz, "field env must be an array of at most %d",
 					  PROTO_MAX_ENV);
-		json_array_foreach(m->env, i, v)
-		{
+		json_array_foreach(m->env, i, v) {
 			const char *n, *val;
 			int secret;
 			if (!json_is_object(v) || get_str(v, "name", 1, 256, &n, err, errsz) < 0 ||

@@ -115,7 +115,8 @@ struct api *api_new(const struct api_cfg *cfg)
 	if (a->cfg.api_key_file) {
 		api_refresh_file_key(a);
 		if (!a->file_key) {
-			log_error("API key file is missing, unreadable or empty", "file", a->cfg.api_key_file);
+			log_error("API key file is missing, unreadable or empty", "file",
+				  a->cfg.api_key_file);
 			api_free(a);
 			return NULL;
 		}
@@ -124,9 +125,10 @@ struct api *api_new(const struct api_cfg *cfg)
 						       .max_total = cfg->log_max_total,
 						       .max_tasks = cfg->log_max_tasks,
 						       .dir = cfg->log_dir,
-						       .notify = api_wake, .ud = a });
-	a->events = events_new(&(struct events_cfg){ .max_events = cfg->event_buffer,
-						     .notify = api_wake, .ud = a });
+						       .notify = api_wake,
+						       .ud = a });
+	a->events = events_new(&(struct events_cfg){
+		.max_events = cfg->event_buffer, .notify = api_wake, .ud = a });
 	a->metrics = metrics_new();
 	if (!a->logs || !a->events || !a->metrics) {
 		api_free(a);
@@ -135,8 +137,9 @@ struct api *api_new(const struct api_cfg *cfg)
 	if (cfg->sources)
 		api_set_sources(a, cfg->sources);
 	else
-		metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events, .logs = a->logs });
-	a->cfg.sources = NULL;   /* copied; the caller's may not outlive this call */
+		metrics_set_sources(a->metrics, &(struct metrics_sources){ .events = a->events,
+									   .logs = a->logs });
+	a->cfg.sources = NULL; /* copied; the caller's may not outlive this call */
 	return a;
 }
 
@@ -162,10 +165,7 @@ static void api_set_sources(struct api *a, const struct metrics_sources *src)
 	metrics_set_sources(a->metrics, &s);
 }
 
-struct metrics *api_metrics(struct api *a)
-{
-	return a->metrics;
-}
+struct metrics *api_metrics(struct api *a) { return a->metrics; }
 
 static int api_task_exists(void *ud, const char *uid)
 {
@@ -184,7 +184,8 @@ int api_sweep_logs(struct api *a)
 	if (gone) {
 		char n[32];
 		snprintf(n, sizeof(n), "%zu", gone);
-		log_info("dropped the stored logs of tasks deleted while the controller was away", "logs", n);
+		log_info("dropped the stored logs of tasks deleted while the controller was away",
+			 "logs", n);
 	}
 	return 1;
 }
@@ -215,16 +216,18 @@ void api_on_status(void *ud, json_t *task, json_t *status)
 	const char *uid = json_string_value(json_object_get(md, "uid"));
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	const char *prev = task_phase(task);
-	static const char *const copy[] = { "reason", "message", "attempts", "runner", "exitCode",
-					    "httpStatus", "startTime", "completionTime", "nextRetryTime" };
+	static const char *const copy[] = { "reason",    "message",        "attempts",
+					    "runner",    "exitCode",       "httpStatus",
+					    "startTime", "completionTime", "nextRetryTime" };
 	char when[40], key[512];
 
 	metrics_observe_status(a->metrics, task, status);
 	if (!ns || !name || !uid)
 		return;
 	util_rfc3339_ms(util_now_ms(), when, sizeof(when));
-	ev = json_pack("{ss ss ss ss ss ss* ss* ss}", "type", "status", "namespace", ns, "name", name, "uid", uid,
-		       "queue", task_queue(task), "phase", phase, "previousPhase", prev, "time", when);
+	ev = json_pack("{ss ss ss ss ss ss* ss* ss}", "type", "status", "namespace", ns, "name",
+		       name, "uid", uid, "queue", task_queue(task), "phase", phase, "previousPhase",
+		       prev, "time", when);
 	if (!ev)
 		return;
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(copy); i++)
@@ -258,9 +261,10 @@ void api_on_informer_event(enum informer_event ev, const char *key, json_t *obj,
 	else
 		metrics_task_gone(a->metrics, uid);
 	util_rfc3339_ms(util_now_ms(), when, sizeof(when));
-	e = json_pack("{ss ss ss ss ss ss* ss}", "type", ev == INFORMER_ADDED ? "created" : "deleted",
-		      "namespace", ns, "name", json_string_value(json_object_get(md, "name")) ?: "",
-		      "uid", uid, "queue", task_queue(obj), "phase", phase, "time", when);
+	e = json_pack("{ss ss ss ss ss ss* ss}", "type",
+		      ev == INFORMER_ADDED ? "created" : "deleted", "namespace", ns, "name",
+		      json_string_value(json_object_get(md, "name")) ?: "", "uid", uid, "queue",
+		      task_queue(obj), "phase", phase, "time", when);
 	if (e)
 		events_publish(a->events, "task", ns, task_queue(obj), e);
 	json_decref(e);
@@ -292,7 +296,8 @@ static void sess_reset(struct api_sess *s)
 int api_headers(struct lws *wsi, unsigned code, const char *ctype, lws_filepos_t len,
 		const char *const *extra)
 {
-	unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+	unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start,
+					   *end = hdr + sizeof(hdr) - 1;
 	if (lws_add_http_common_headers(wsi, code, ctype, len, &p, end) ||
 	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
 					(const unsigned char *)"no-store", 8, &p, end) ||
@@ -301,14 +306,15 @@ int api_headers(struct lws *wsi, unsigned code, const char *ctype, lws_filepos_t
 		return -1;
 	for (; extra && extra[0]; extra += 2)
 		if (lws_add_http_header_by_name(wsi, (const unsigned char *)extra[0],
-						(const unsigned char *)extra[1], (int)strlen(extra[1]), &p, end))
+						(const unsigned char *)extra[1],
+						(int)strlen(extra[1]), &p, end))
 			return -1;
 	return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
 }
 
 /* Sends body (taken over) with the given type; the bytes go out in WRITEABLE. */
-int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
-		    const char *ctype, char *body, size_t len, const char *const *extra)
+int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code, const char *ctype,
+	     char *body, size_t len, const char *const *extra)
 {
 	sess_reset(s);
 	s->kind = SK_PLAIN;
@@ -322,8 +328,8 @@ int api_send(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
 	return 0;
 }
 
-int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
-			  json_t *body, const char *const *extra)
+int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code, json_t *body,
+		   const char *const *extra)
 {
 	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
@@ -332,10 +338,11 @@ int api_reply_json(struct api *a, struct lws *wsi, struct api_sess *s, unsigned 
 	return api_send(a, wsi, s, code, "application/json", txt, strlen(txt), extra);
 }
 
-int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code,
-		     const char *err, const char *msg)
+int api_error(struct api *a, struct lws *wsi, struct api_sess *s, unsigned code, const char *err,
+	      const char *msg)
 {
-	return api_reply_json(a, wsi, s, code, json_pack("{ssss}", "error", err, "message", msg), NULL);
+	return api_reply_json(a, wsi, s, code, json_pack("{ssss}", "error", err, "message", msg),
+			      NULL);
 }
 
 /* Writes up to n bytes: at most API_CHUNK (which bounds what lws buffers when the socket
@@ -406,7 +413,8 @@ int api_valid_name(const char *s)
 	if (n == 0 || n > 253)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '.'))
 			return 0;
 	return 1;
 }
@@ -459,7 +467,8 @@ static void list_collect(const char *key, json_t *obj, void *ud)
 
 	if (c->oom)
 		return;
-	if (c->ns[0] && strcmp(c->ns, json_string_value(json_object_get(md, "namespace")) ?: "") != 0)
+	if (c->ns[0] &&
+	    strcmp(c->ns, json_string_value(json_object_get(md, "namespace")) ?: "") != 0)
 		return;
 	if (c->queue[0] && strcmp(c->queue, task_queue(obj)) != 0)
 		return;
@@ -509,9 +518,11 @@ static int api_list_tasks(struct api *a, struct lws *wsi, struct api_sess *s, co
 	if (path_ns)
 		snprintf(ns, sizeof(ns), "%s", path_ns);
 	if (limit_s[0] && util_parse_long(limit_s, 1, API_LIST_MAX, &limit) < 0)
-		return api_error(a, wsi, s, 400, "BadRequest", "limit must be an integer from 1 to 5000");
+		return api_error(a, wsi, s, 400, "BadRequest",
+				 "limit must be an integer from 1 to 5000");
 	if (ns[0] && !api_valid_name(ns))
-		return api_error(a, wsi, s, 400, "BadRequest", "namespace is not a valid Kubernetes name");
+		return api_error(a, wsi, s, 400, "BadRequest",
+				 "namespace is not a valid Kubernetes name");
 	if (!inf)
 		return api_error(a, wsi, s, 503, "NotReady", "the task cache is not running yet");
 	c.ns = ns;
@@ -533,7 +544,8 @@ static int api_list_tasks(struct api *a, struct lws *wsi, struct api_sess *s, co
 	if (out && take < c.n) {
 		json_t *md = json_object_get(out, "metadata");
 		json_object_set_new(md, "continue", json_string(c.items[take - 1].key));
-		json_object_set_new(md, "remainingItemCount", json_integer((json_int_t)(c.n - take)));
+		json_object_set_new(md, "remainingItemCount",
+				    json_integer((json_int_t)(c.n - take)));
 	}
 	r = out ? api_reply_json(a, wsi, s, 200, out, NULL)
 		: api_error(a, wsi, s, 500, "InternalError", "out of memory listing tasks");
@@ -546,7 +558,8 @@ out:
 	return r;
 }
 
-static int api_get_task(struct api *a, struct lws *wsi, struct api_sess *s, const char *ns, const char *name)
+static int api_get_task(struct api *a, struct lws *wsi, struct api_sess *s, const char *ns,
+			const char *name)
 {
 	struct informer *inf = atomic_load(&a->inf);
 	char key[512], msg[600];
@@ -574,7 +587,8 @@ static int api_route(struct api *a, struct lws *wsi, struct api_sess *s, const c
 	if (strncmp(uri, "/api/v1/", 8) != 0 || strlen(uri) >= sizeof(path))
 		return api_error(a, wsi, s, 404, "NotFound", "no such endpoint");
 	snprintf(path, sizeof(path), "%s", uri + 8);
-	for (p = strtok_r(path, "/", &save); p && n < (int)UTIL_ARRAY_SIZE(seg); p = strtok_r(NULL, "/", &save))
+	for (p = strtok_r(path, "/", &save); p && n < (int)UTIL_ARRAY_SIZE(seg);
+	     p = strtok_r(NULL, "/", &save))
 		seg[n++] = p;
 	if (p)
 		return api_error(a, wsi, s, 404, "NotFound", "no such endpoint");
@@ -585,7 +599,8 @@ static int api_route(struct api *a, struct lws *wsi, struct api_sess *s, const c
 	if (n < 3 || strcmp(seg[0], "namespaces") != 0 || strcmp(seg[2], "tasks") != 0)
 		return api_error(a, wsi, s, 404, "NotFound", "no such endpoint");
 	if (!api_valid_name(seg[1]) || (n >= 4 && !api_valid_name(seg[3])))
-		return api_error(a, wsi, s, 400, "BadRequest", "namespace and task name must be valid Kubernetes names");
+		return api_error(a, wsi, s, 400, "BadRequest",
+				 "namespace and task name must be valid Kubernetes names");
 	if (n == 3)
 		return api_list_tasks(a, wsi, s, seg[1]);
 	if (n == 4)
@@ -594,11 +609,13 @@ static int api_route(struct api *a, struct lws *wsi, struct api_sess *s, const c
 		api_arg(wsi, "follow", follow, sizeof(follow));
 		api_arg(wsi, "attempt", attempt_s, sizeof(attempt_s));
 		if (attempt_s[0] && util_parse_long(attempt_s, 1, 1000000, &attempt) < 0)
-			return api_error(a, wsi, s, 400, "BadRequest", "attempt must be a positive integer");
+			return api_error(a, wsi, s, 400, "BadRequest",
+					 "attempt must be a positive integer");
 		if (strcmp(follow, "true") == 0 || strcmp(follow, "1") == 0)
 			return api_follow_logs(a, wsi, s, seg[1], seg[3], attempt);
 		if (follow[0] && strcmp(follow, "false") != 0 && strcmp(follow, "0") != 0)
-			return api_error(a, wsi, s, 400, "BadRequest", "follow must be true or false");
+			return api_error(a, wsi, s, 400, "BadRequest",
+					 "follow must be true or false");
 		return api_get_logs(a, wsi, s, seg[1], seg[3], attempt);
 	}
 	return api_error(a, wsi, s, 404, "NotFound", "no such endpoint");
@@ -619,7 +636,8 @@ static int api_metrics_reply(struct api *a, struct lws *wsi, struct api_sess *s)
 	len = out.len;
 	out.data = NULL;
 	buf_free(&out);
-	return api_send(a, wsi, s, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL);
+	return api_send(a, wsi, s, 200, "text/plain; version=0.0.4; charset=utf-8", body, len,
+			NULL);
 }
 
 /* Requests that need no key. Returns 1 when the request was not one of them. */
@@ -630,7 +648,8 @@ static int api_public(struct api *a, struct lws *wsi, struct api_sess *s, const 
 		*ret = api_reply_json(a, wsi, s, 200, json_pack("{ss}", "status", "ok"), NULL);
 	} else if (strcmp(uri, "/readyz") == 0) {
 		int ok = a->cfg.ready ? a->cfg.ready(a->cfg.ud, why, sizeof(why)) : 1;
-		*ret = ok ? api_reply_json(a, wsi, s, 200, json_pack("{ss}", "status", "ready"), NULL)
+		*ret = ok ? api_reply_json(a, wsi, s, 200, json_pack("{ss}", "status", "ready"),
+					   NULL)
 			  : api_error(a, wsi, s, 503, "NotReady", why);
 	} else if (strcmp(uri, "/metrics") == 0) {
 		*ret = api_metrics_reply(a, wsi, s);
@@ -640,17 +659,16 @@ static int api_public(struct api *a, struct lws *wsi, struct api_sess *s, const 
 	return 0;
 }
 
-static int api_is_get(struct lws *wsi)
-{
-	return lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-}
+static int api_is_get(struct lws *wsi) { return lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0; }
 
 static int api_refuse_method(struct api *a, struct lws *wsi, struct api_sess *s)
 {
 	const char *allow[] = { "allow:", "GET", NULL };
-	s->close_after = 1;   /* do not try to read past a body we ignore */
-	return api_reply_json(a, wsi, s, 405,
-			      json_pack("{ssss}", "error", "MethodNotAllowed", "message", "only GET is served"), allow);
+	s->close_after = 1; /* do not try to read past a body we ignore */
+	return api_reply_json(
+		a, wsi, s, 405,
+		json_pack("{ssss}", "error", "MethodNotAllowed", "message", "only GET is served"),
+		allow);
 }
 
 static void api_capture_ctx(struct api *a, struct lws *wsi)
@@ -687,13 +705,15 @@ static int api_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outle
 {
 	static const unsigned char h1[] = "\x08http/1.1";
 	unsigned char *sel = NULL;
-	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_NOACK;
 	*out = sel;
 	return SSL_TLSEXT_ERR_OK;
 }
 
-static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
 {
 	struct api *a = api_of(wsi);
 	struct api_sess *s = user;
@@ -718,7 +738,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return -1;  /* no WebSockets here */
+		return -1; /* no WebSockets here */
 	case LWS_CALLBACK_HTTP: {
 		const char *uri = in;
 		char key[API_KEY_MAX + 16], peer[64] = "";
@@ -735,15 +755,19 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return ret;
 		api_presented_key(wsi, key, sizeof(key));
 		if (!api_check_key(a, key[0] ? key : NULL)) {
-			const char *hdr[] = { "www-authenticate:", "Bearer realm=\"tasked\"", NULL };
+			const char *hdr[] = { "www-authenticate:", "Bearer realm=\"tasked\"",
+					      NULL };
 			OPENSSL_cleanse(key, sizeof(key));
 			metrics_auth_failure(a->metrics);
 			lws_get_peer_simple(wsi, peer, sizeof(peer));
-			log_warn("API request refused", "reason", "missing or wrong API key", "peer", peer, "path", uri);
-			return api_reply_json(a, wsi, s, 401,
-					      json_pack("{ssss}", "error", "Unauthorized", "message",
-							"a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)"),
-					      hdr);
+			log_warn("API request refused", "reason", "missing or wrong API key",
+				 "peer", peer, "path", uri);
+			return api_reply_json(
+				a, wsi, s, 401,
+				json_pack(
+					"{ssss}", "error", "Unauthorized", "message",
+					"a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)"),
+				hdr);
 		}
 		OPENSSL_cleanse(key, sizeof(key));
 		return api_route(a, wsi, s, uri);
@@ -778,7 +802,8 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 /* The separate metrics listener: /metrics, /healthz and /readyz only. */
-static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+			  size_t len)
 {
 	struct api *a = api_of(wsi);
 	struct api_sess *s = user;
@@ -796,7 +821,8 @@ static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 			return api_refuse_method(a, wsi, s);
 		if (!api_public(a, wsi, s, in, &ret))
 			return ret;
-		return api_error(a, wsi, s, 404, "NotFound", "this listener serves /metrics, /healthz and /readyz");
+		return api_error(a, wsi, s, 404, "NotFound",
+				 "this listener serves /metrics, /healthz and /readyz");
 	}
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return s && s->kind == SK_PLAIN ? api_write_plain(wsi, s) : 0;
@@ -812,8 +838,7 @@ static int api_metrics_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 }
 
 static const struct lws_protocols api_protos[] = {
-	{ "http", api_cb, sizeof(struct api_sess), 0, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+	{ "http", api_cb, sizeof(struct api_sess), 0, 0, NULL, 0 }, { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
 static const struct lws_protocols api_metrics_protos[] = {
@@ -821,21 +846,20 @@ static const struct lws_protocols api_metrics_protos[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
-const struct lws_protocols *api_protocols(void)
-{
-	return api_protos;
-}
+const struct lws_protocols *api_protocols(void) { return api_protos; }
 
 int api_start(struct api *a)
 {
 	int r;
 
-	if (a->cfg.server && a->cfg.listen && (r = server_listen(a->cfg.server, "api", a->cfg.listen, api_protos, a)) < 0)
+	if (a->cfg.server && a->cfg.listen &&
+	    (r = server_listen(a->cfg.server, "api", a->cfg.listen, api_protos, a)) < 0)
 		return r;
 	if (!a->cfg.metrics_listen)
 		return 0;
 	if ((r = server_new(a->cfg.tls_cert, a->cfg.tls_key, &a->msrv)) < 0 ||
-	    (r = server_listen(a->msrv, "metrics", a->cfg.metrics_listen, api_metrics_protos, a)) < 0)
+	    (r = server_listen(a->msrv, "metrics", a->cfg.metrics_listen, api_metrics_protos, a)) <
+		    0)
 		return r;
 	return server_start_thread(a->msrv);
 }

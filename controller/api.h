@@ -19,23 +19,23 @@ struct api;
 struct metrics;
 
 struct api_cfg {
-	const char *api_key;        /* static key (flag or TASKED_API_KEY); may be NULL */
-	const char *api_key_file;   /* re-read when it changes; may be NULL */
-	int (*ready)(void *ud, char *why, size_t whysz);  /* 1 when ready, else 0 and a reason */
+	const char *api_key;      /* static key (flag or TASKED_API_KEY); may be NULL */
+	const char *api_key_file; /* re-read when it changes; may be NULL */
+	int (*ready)(void *ud, char *why, size_t whysz); /* 1 when ready, else 0 and a reason */
 	void *ud;
-	size_t log_max_per_task;    /* log store bounds (logstore.h); 0 = defaults */
+	size_t log_max_per_task; /* log store bounds (logstore.h); 0 = defaults */
 	size_t log_max_total;
 	size_t log_max_tasks;
-	const char *log_dir;        /* --log-dir: the log store's files (NULL = memory only) */
-	size_t event_buffer;        /* events kept for Last-Event-ID resume; 0 = 4096 */
-	int max_sse;                /* concurrent SSE streams (events + log follows); 0 = 100 */
-	int sse_keepalive_s;        /* keep-alive comment interval; 0 = 15 */
-	int sse_stall_s;            /* drop a stream whose pending output made no progress this long; 0 = 60 */
-	size_t sse_max_lag;         /* drop a stream that owes its client more bytes than this; 0 = 1 MiB */
-	struct server *server;      /* serves the API listener; NULL = none (unit tests) */
-	const char *listen;         /* "HOST:PORT" of the API listener */
-	const char *metrics_listen; /* "HOST:PORT" for a separate /metrics listener, or NULL */
-	const char *tls_cert, *tls_key;   /* TLS for the separate metrics listener */
+	const char *log_dir; /* --log-dir: the log store's files (NULL = memory only) */
+	size_t event_buffer; /* events kept for Last-Event-ID resume; 0 = 4096 */
+	int max_sse;         /* concurrent SSE streams (events + log follows); 0 = 100 */
+	int sse_keepalive_s; /* keep-alive comment interval; 0 = 15 */
+	int sse_stall_s; /* drop a stream whose pending output made no progress this long; 0 = 60 */
+	size_t sse_max_lag; /* drop a stream that owes its client more bytes than this; 0 = 1 MiB */
+	struct server *server;          /* serves the API listener; NULL = none (unit tests) */
+	const char *listen;             /* "HOST:PORT" of the API listener */
+	const char *metrics_listen;     /* "HOST:PORT" for a separate /metrics listener, or NULL */
+	const char *tls_cert, *tls_key; /* TLS for the separate metrics listener */
 	/* What the API reads tasks from and the metrics describe (copied; its pointers borrowed);
 	 * NULL = nothing yet (unit tests). */
 	const struct metrics_sources *sources;

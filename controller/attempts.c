@@ -7,7 +7,7 @@
 #include <string.h>
 
 struct att_table {
-	pthread_mutex_t lock;   /* guards list and every record in it; no call out while held */
+	pthread_mutex_t lock; /* guards list and every record in it; no call out while held */
 	struct attempt *list;
 };
 
@@ -105,7 +105,8 @@ int att_snapshot(struct att_table *tb, const char *uid, struct attempt *snap)
 	return a != NULL;
 }
 
-int att_snapshot_settled(struct att_table *tb, const char *uid, int terminal, struct attempt *snap, int *have)
+int att_snapshot_settled(struct att_table *tb, const char *uid, int terminal, struct attempt *snap,
+			 int *have)
 {
 	struct attempt *a;
 	int dropped = 0;
@@ -136,7 +137,7 @@ int att_take_by_key(struct att_table *tb, const char *key, struct attempt *snap)
 			break;
 	if (a) {
 		unlink_rec(tb, a);
-		*snap = *a;   /* the references move with it */
+		*snap = *a; /* the references move with it */
 		free(a);
 	}
 	pthread_mutex_unlock(&tb->lock);
@@ -164,8 +165,8 @@ int att_key(struct att_table *tb, const char *uid, char *key, size_t keysz)
 	return a != NULL;
 }
 
-int att_begin(struct att_table *tb, const char *uid, const char *key, int64_t attempt, json_t *history,
-	      int64_t deadline_ms, json_t *secrets)
+int att_begin(struct att_table *tb, const char *uid, const char *key, int64_t attempt,
+	      json_t *history, int64_t deadline_ms, json_t *secrets)
 {
 	struct attempt *a;
 	pthread_mutex_lock(&tb->lock);
@@ -207,7 +208,10 @@ static void drop_if(struct att_table *tb, const char *uid, int64_t attempt, int 
 }
 
 void att_drop(struct att_table *tb, const char *uid) { drop_if(tb, uid, 0, 1); }
-void att_drop_attempt(struct att_table *tb, const char *uid, int64_t attempt) { drop_if(tb, uid, attempt, 0); }
+void att_drop_attempt(struct att_table *tb, const char *uid, int64_t attempt)
+{
+	drop_if(tb, uid, attempt, 0);
+}
 
 void att_mark_written(struct att_table *tb, const char *uid, int64_t attempt, enum att_written w)
 {
@@ -219,7 +223,8 @@ void att_mark_written(struct att_table *tb, const char *uid, int64_t attempt, en
 	pthread_mutex_unlock(&tb->lock);
 }
 
-int att_started(struct att_table *tb, const char *uid, int64_t attempt, int64_t start_ms, char *key, size_t keysz)
+int att_started(struct att_table *tb, const char *uid, int64_t attempt, int64_t start_ms, char *key,
+		size_t keysz)
 {
 	struct attempt *a;
 	int changed = 0;
@@ -252,8 +257,8 @@ int att_lost(struct att_table *tb, const char *uid, int64_t attempt, char *key, 
 	return changed;
 }
 
-int att_result(struct att_table *tb, const char *uid, int64_t attempt, const char *runner, json_t *msg,
-	       const char *create_key, char *key, size_t keysz)
+int att_result(struct att_table *tb, const char *uid, int64_t attempt, const char *runner,
+	       json_t *msg, const char *create_key, char *key, size_t keysz)
 {
 	struct attempt *a;
 	int r = 0;
@@ -276,8 +281,8 @@ int att_result(struct att_table *tb, const char *uid, int64_t attempt, const cha
 	return r;
 }
 
-int att_held(struct att_table *tb, const char *uid, int64_t attempt, const char *runner, const char *create_key,
-	     int *found)
+int att_held(struct att_table *tb, const char *uid, int64_t attempt, const char *runner,
+	     const char *create_key, int *found)
 {
 	struct attempt *a;
 	int mine = 0;
@@ -332,7 +337,9 @@ int att_holds_slot(struct att_table *tb, const char *uid)
 	int r;
 	pthread_mutex_lock(&tb->lock);
 	a = find(tb, uid);
-	r = !a ? -ENOENT : (a->state == ATT_DISPATCHED || a->state == ATT_STARTED) && a->written != W_TERMINAL;
+	r = !a ? -ENOENT
+	       : (a->state == ATT_DISPATCHED || a->state == ATT_STARTED) &&
+			    a->written != W_TERMINAL;
 	pthread_mutex_unlock(&tb->lock);
 	return r;
 }

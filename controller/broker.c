@@ -25,43 +25,43 @@
 #define BROKER_MAX_AUTH_BODY 4096
 #define BROKER_MAX_OUTBOX 4096
 #define BROKER_HELLO_TIMEOUT_S 10
-#define BROKER_AUTH_BURST 10.0      /* failed attempts allowed at once, per peer */
-#define BROKER_AUTH_REFILL 1.0      /* ... and per second after that */
-#define BROKER_AUTH_PEERS 256       /* peers tracked; the most rested one makes room */
-#define BROKER_DROP_LOG_EVERY 1000  /* after the first, log every this many dropped messages */
-#define BROKER_MAX_POOLS 4096       /* RunnerPool tokens known at once */
-#define BROKER_POOL_KEY 256         /* "namespace/name" of a RunnerPool, NUL included */
+#define BROKER_AUTH_BURST 10.0     /* failed attempts allowed at once, per peer */
+#define BROKER_AUTH_REFILL 1.0     /* ... and per second after that */
+#define BROKER_AUTH_PEERS 256      /* peers tracked; the most rested one makes room */
+#define BROKER_DROP_LOG_EVERY 1000 /* after the first, log every this many dropped messages */
+#define BROKER_MAX_POOLS 4096      /* RunnerPool tokens known at once */
+#define BROKER_POOL_KEY 256        /* "namespace/name" of a RunnerPool, NUL included */
 
 struct outmsg {
 	struct outmsg *next;
 	size_t len;
-	unsigned char data[];   /* LWS_PRE headroom + payload */
+	unsigned char data[]; /* LWS_PRE headroom + payload */
 };
 
 struct runner {
 	struct runner *next;
 	char id[64];
-	struct lws *wsi;        /* NULL while disconnected */
+	struct lws *wsi; /* NULL while disconnected */
 	json_t *labels;
 	int capacity;
-	json_t *inflight;       /* "uid/attempt" -> {uid, attempt}: dispatched here, or confirmed */
-	json_t *unverified;     /* held per its hello, but not ours to accept: results are dropped */
+	json_t *inflight;   /* "uid/attempt" -> {uid, attempt}: dispatched here, or confirmed */
+	json_t *unverified; /* held per its hello, but not ours to accept: results are dropped */
 	struct outmsg *out_head, *out_tail;
 	size_t out_count;
-	int64_t gone_ms;        /* when it disconnected (monotonic), 0 while connected */
-	char pool[BROKER_POOL_KEY];   /* RunnerPool whose token it authenticated with; "" = global */
-	int draining;           /* a pool's scale-down chose it: no new work */
+	int64_t gone_ms;            /* when it disconnected (monotonic), 0 while connected */
+	char pool[BROKER_POOL_KEY]; /* RunnerPool whose token it authenticated with; "" = global */
+	int draining;               /* a pool's scale-down chose it: no new work */
 };
 
-struct rsess {                  /* per WebSocket, zeroed by lws */
+struct rsess { /* per WebSocket, zeroed by lws */
 	struct runner *r;
-	char pool[BROKER_POOL_KEY];   /* from the grant the connection presented */
+	char pool[BROKER_POOL_KEY]; /* from the grant the connection presented */
 	struct buf rx;
 	int rx_init;
 	int64_t last_rx_ms;
 };
 
-struct hsess {                  /* per HTTP request on the broker listener */
+struct hsess { /* per HTTP request on the broker listener */
 	struct buf body;
 	int body_init;
 	char *resp;
@@ -71,7 +71,7 @@ struct hsess {                  /* per HTTP request on the broker listener */
 struct grant {
 	char hex[65];
 	int64_t expires_ms;
-	char pool[BROKER_POOL_KEY];   /* the token's RunnerPool, "" for the global token */
+	char pool[BROKER_POOL_KEY]; /* the token's RunnerPool, "" for the global token */
 };
 
 struct pool_token {
@@ -82,7 +82,7 @@ struct pool_token {
 /* Failed authentications are limited per peer, so one peer's failures never lock out another's
  * valid token. IPv6 peers count per /64 (what one host usually controls). */
 struct auth_peer {
-	unsigned char addr[16];  /* IPv4 as v4-mapped */
+	unsigned char addr[16]; /* IPv4 as v4-mapped */
 	int used;
 	double tokens;
 	int64_t last_ms;
@@ -92,17 +92,17 @@ struct broker {
 	struct broker_cfg cfg;
 	struct broker_ops ops;
 	void *ud;
-	struct lws_context *ctx;   /* the server's */
-	pthread_mutex_t lock;   /* guards runners, grants, token */
+	struct lws_context *ctx; /* the server's */
+	pthread_mutex_t lock;    /* guards runners, grants, token */
 	struct runner *runners;
 	struct grant grants[BROKER_MAX_GRANTS];
 	struct auth_peer peers[BROKER_AUTH_PEERS];
 	char *token;
 	struct timespec token_mtime;
-	struct pool_token *pools;     /* RunnerPool tokens (broker_pool_set) */
+	struct pool_token *pools; /* RunnerPool tokens (broker_pool_set) */
 	size_t npools;
-	atomic_ullong dropped[3];     /* messages refused per type: started, log, result */
-	atomic_ullong auth_limited;   /* authentications refused by the per-peer limit */
+	atomic_ullong dropped[3];   /* messages refused per type: started, log, result */
+	atomic_ullong auth_limited; /* authentications refused by the per-peer limit */
 	int listening;
 	lws_sorted_usec_list_t sweep;
 };
@@ -135,7 +135,8 @@ static double broker_peer_tokens(const struct auth_peer *p, int64_t now)
 
 /* The peer's bucket, refilled; a new peer takes a free slot or the most rested one's (a full
  * bucket is the same as none, so evicting never refuses anyone). Caller holds lock. */
-static struct auth_peer *broker_peer_locked(struct broker *b, const unsigned char addr[16], int64_t now)
+static struct auth_peer *broker_peer_locked(struct broker *b, const unsigned char addr[16],
+					    int64_t now)
 {
 	struct auth_peer *p = NULL, *best = NULL;
 	double best_t = -1;
@@ -174,7 +175,7 @@ static void broker_peer_addr(struct lws *wsi, unsigned char out[16])
 
 	memset(out, 0, 16);
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &l) < 0)
-		return;   /* unknown peers share one bucket */
+		return; /* unknown peers share one bucket */
 	if (ss.ss_family == AF_INET) {
 		out[10] = out[11] = 0xff;
 		memcpy(out + 12, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
@@ -187,7 +188,8 @@ static void broker_peer_addr(struct lws *wsi, unsigned char out[16])
 
 /* Returns 0 and a fresh grant, -EACCES for a wrong token, -EAGAIN when this peer is rate
  * limited (checked before the token, so a limited peer learns nothing). */
-static int broker_auth(struct broker *b, const unsigned char peer[16], const char *token, char *grant_out)
+static int broker_auth(struct broker *b, const unsigned char peer[16], const char *token,
+		       char *grant_out)
 {
 	int64_t now = util_mono_ms();
 	struct auth_peer *p;
@@ -206,7 +208,8 @@ static int broker_auth(struct broker *b, const unsigned char peer[16], const cha
 	     util_ct_equal(token, strlen(token), b->token, strlen(b->token));
 	/* Every pool token is compared (no early exit), so timing says nothing about which. */
 	for (size_t i = 0; token && i < b->npools; i++) {
-		if (util_ct_equal(token, tlen, b->pools[i].token, strlen(b->pools[i].token)) && !ok) {
+		if (util_ct_equal(token, tlen, b->pools[i].token, strlen(b->pools[i].token)) &&
+		    !ok) {
 			ok = 1;
 			pool = i;
 		}
@@ -248,7 +251,8 @@ static int broker_take_grant(struct broker *b, const char *grant, char pool_out[
 	for (int i = 0; i < BROKER_MAX_GRANTS; i++) {
 		struct grant *g = &b->grants[i];
 		/* Compare every live slot in constant time; do not stop early. */
-		if (g->expires_ms > now && util_ct_equal(g->hex, 64, grant, strlen(grant)) && !found) {
+		if (g->expires_ms > now && util_ct_equal(g->hex, 64, grant, strlen(grant)) &&
+		    !found) {
 			found = 1;
 			g->expires_ms = 0;
 			memcpy(pool_out, g->pool, BROKER_POOL_KEY);
@@ -322,7 +326,8 @@ static void broker_inflight_key(const char *uid, int64_t attempt, char *out, siz
 /* Unverified attempts occupy the runner's slots too, until it reports them done. */
 static int broker_free_slots(const struct runner *r)
 {
-	return r->capacity - (int)json_object_size(r->inflight) - (int)json_object_size(r->unverified);
+	return r->capacity - (int)json_object_size(r->inflight) -
+	       (int)json_object_size(r->unverified);
 }
 
 static void broker_runner_free(struct runner *r)
@@ -379,7 +384,9 @@ int broker_dispatch(struct broker *b, const char *uid, int64_t attempt, const ch
 	}
 	r = broker_queue_locked(b, best, msg);
 	if (r == 0) {
-		json_object_set_new(best->inflight, key, json_pack("{sssI}", "uid", uid, "attempt", (json_int_t)attempt));
+		json_object_set_new(
+			best->inflight, key,
+			json_pack("{sssI}", "uid", uid, "attempt", (json_int_t)attempt));
 		snprintf(runner_out, outsz, "%s", best->id);
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -536,10 +543,7 @@ int broker_pool_undrain(struct broker *b, const char *pool, const char *id)
 	return woke;
 }
 
-int broker_listening(struct broker *b)
-{
-	return b->listening;
-}
+int broker_listening(struct broker *b) { return b->listening; }
 
 void broker_stats(struct broker *b, struct broker_stats *ret)
 {
@@ -554,7 +558,8 @@ void broker_stats(struct broker *b, struct broker_stats *ret)
 
 static int broker_http_reply(struct lws *wsi, struct hsess *hs, unsigned int status, json_t *body)
 {
-	unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+	unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
+					   *end = hdr + sizeof(hdr) - 1;
 	char *s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	if (!s)
@@ -595,7 +600,8 @@ static json_t *broker_err(const char *err, const char *msg)
 	return json_pack("{ssss}", "error", err, "message", msg);
 }
 
-static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+			  size_t len)
 {
 	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
 	struct broker *b = vh ? lws_get_vhost_user(vh) : NULL;
@@ -614,23 +620,29 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		}
 		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return -1;   /* WebSocket upgrades must name our subprotocol */
+		return -1; /* WebSocket upgrades must name our subprotocol */
 	case LWS_CALLBACK_HTTP: {
 		const char *uri = in;
-		if (strcmp(uri, "/runners/auth") == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+		if (strcmp(uri, "/runners/auth") == 0 &&
+		    lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
 			buf_init(&hs->body, BROKER_MAX_AUTH_BODY);
 			hs->body_init = 1;
-			return 0;   /* wait for the body */
+			return 0; /* wait for the body */
 		}
 		if (strcmp(uri, "/runners/ws") == 0)
-			return broker_http_reply(wsi, hs, 400, broker_err("BadRequest", "WebSocket upgrade with subprotocol " PROTO_SUBPROTOCOL " required"));
+			return broker_http_reply(
+				wsi, hs, 400,
+				broker_err("BadRequest",
+					   "WebSocket upgrade with subprotocol " PROTO_SUBPROTOCOL
+					   " required"));
 		return broker_http_reply(wsi, hs, 404, broker_err("NotFound", "no such endpoint"));
 	}
 	case LWS_CALLBACK_HTTP_BODY:
 		if (hs->body_init && buf_append(&hs->body, in, len) < 0) {
 			hs->body_init = 0;
 			buf_free(&hs->body);
-			return broker_http_reply(wsi, hs, 413, broker_err("PayloadTooLarge", "auth body too large"));
+			return broker_http_reply(
+				wsi, hs, 413, broker_err("PayloadTooLarge", "auth body too large"));
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
@@ -645,25 +657,34 @@ static int broker_http_cb(struct lws *wsi, enum lws_callback_reasons reason, voi
 		{
 			unsigned char peer[16];
 			broker_peer_addr(wsi, peer);
-			r = broker_auth(b, peer, json_string_value(json_object_get(req, "token")), grant);
+			r = broker_auth(b, peer, json_string_value(json_object_get(req, "token")),
+					grant);
 		}
 		json_decref(req);
 		if (r == -EAGAIN) {
-			broker_log_refusal("runner auth rate limited", "too many failed authentications from this address");
-			return broker_http_reply(wsi, hs, 429, broker_err("TooManyRequests", "too many failed runner authentications; retry later"));
+			broker_log_refusal("runner auth rate limited",
+					   "too many failed authentications from this address");
+			return broker_http_reply(
+				wsi, hs, 429,
+				broker_err("TooManyRequests",
+					   "too many failed runner authentications; retry later"));
 		}
 		if (r < 0) {
 			broker_log_refusal("runner auth refused", "invalid token");
-			return broker_http_reply(wsi, hs, 403, broker_err("Forbidden", "invalid runner token"));
+			return broker_http_reply(wsi, hs, 403,
+						 broker_err("Forbidden", "invalid runner token"));
 		}
-		r = broker_http_reply(wsi, hs, 200, json_pack("{sssi}", "grant", grant, "expiresInSeconds", BROKER_GRANT_TTL_MS / 1000));
+		r = broker_http_reply(wsi, hs, 200,
+				      json_pack("{sssi}", "grant", grant, "expiresInSeconds",
+						BROKER_GRANT_TTL_MS / 1000));
 		OPENSSL_cleanse(grant, sizeof(grant));
 		return r;
 	}
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (!hs->resp)
 			return 0;
-		if (lws_write(wsi, (unsigned char *)hs->resp + LWS_PRE, hs->resp_len, LWS_WRITE_HTTP_FINAL) < 0)
+		if (lws_write(wsi, (unsigned char *)hs->resp + LWS_PRE, hs->resp_len,
+			      LWS_WRITE_HTTP_FINAL) < 0)
 			return -1;
 		free(hs->resp);
 		hs->resp = NULL;
@@ -701,8 +722,8 @@ static int broker_close(struct lws *wsi, int code, const char *why)
 
 /* A message for an attempt this runner may not speak for: counted, and logged the first time
  * and then every BROKER_DROP_LOG_EVERY times (a hostile runner could send many). */
-static void broker_note_drop(struct broker *b, const char *runner, enum proto_type t, const char *uid,
-			     int64_t attempt, const char *why)
+static void broker_note_drop(struct broker *b, const char *runner, enum proto_type t,
+			     const char *uid, int64_t attempt, const char *why)
 {
 	int i = t == PROTO_STARTED ? 0 : t == PROTO_LOG ? 1 : 2;
 	unsigned long long n = atomic_fetch_add(&b->dropped[i], 1) + 1;
@@ -712,8 +733,8 @@ static void broker_note_drop(struct broker *b, const char *runner, enum proto_ty
 		return;
 	snprintf(at, sizeof(at), "%lld", (long long)attempt);
 	snprintf(cnt, sizeof(cnt), "%llu", n);
-	log_warn("runner message dropped", "runner", runner, "type", proto_type_name(t), "taskUid", uid,
-		 "attempt", at, "reason", why, "droppedOfType", cnt);
+	log_warn("runner message dropped", "runner", runner, "type", proto_type_name(t), "taskUid",
+		 uid, "attempt", at, "reason", why, "droppedOfType", cnt);
 }
 
 static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, struct proto_msg *m)
@@ -731,8 +752,10 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 		goto out;
 	}
 	if (b->cfg.admit && !b->cfg.admit(b->cfg.admit_ud)) {
-		log_info("runner sent away: this controller is standing by or not synced yet", "runner", m->runner_id);
-		ret = broker_close(wsi, PROTO_CLOSE_STANDBY, "standby: not the leader or not ready");
+		log_info("runner sent away: this controller is standing by or not synced yet",
+			 "runner", m->runner_id);
+		ret = broker_close(wsi, PROTO_CLOSE_STANDBY,
+				   "standby: not the leader or not ready");
 		goto out;
 	}
 	pthread_mutex_lock(&b->lock);
@@ -747,8 +770,10 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	 * must not inherit what a runner of that id held. */
 	if (r && strcmp(r->pool, s->pool) != 0) {
 		pthread_mutex_unlock(&b->lock);
-		log_warn("runner id belongs to another runner pool", "runner", m->runner_id, "pool", s->pool);
-		ret = broker_close(wsi, PROTO_CLOSE_POLICY, "runner id belongs to another runner pool");
+		log_warn("runner id belongs to another runner pool", "runner", m->runner_id, "pool",
+			 s->pool);
+		ret = broker_close(wsi, PROTO_CLOSE_POLICY,
+				   "runner id belongs to another runner pool");
 		goto out;
 	}
 	if (!r) {
@@ -775,7 +800,8 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	 * give it on this run must be confirmed by the controller's records first. */
 	json_array_foreach(m->running, i, v) {
 		broker_inflight_key(json_string_value(json_object_get(v, "taskUid")),
-				    json_integer_value(json_object_get(v, "attempt")), key, sizeof(key));
+				    json_integer_value(json_object_get(v, "attempt")), key,
+				    sizeof(key));
 		json_object_set_new(json_object_get(r->inflight, key) ? keep : declared, key,
 				    json_pack("{sOsO}", "uid", json_object_get(v, "taskUid"),
 					      "attempt", json_object_get(v, "attempt")));
@@ -791,9 +817,10 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	r->unverified = json_copy(declared);
 	s->r = r;
 	snprintf(id, sizeof(id), "%s", r->id);
-	welcome = json_pack("{sssssisi}", "type", "welcome", "runnerId", r->id, "heartbeatSeconds",
-			    b->cfg.heartbeat_s, "maxMessageBytes",
-			    (int)(b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT));
+	welcome = json_pack(
+		"{sssssisi}", "type", "welcome", "runnerId", r->id, "heartbeatSeconds",
+		b->cfg.heartbeat_s, "maxMessageBytes",
+		(int)(b->cfg.max_message ? b->cfg.max_message : PROTO_MAX_MESSAGE_DEFAULT));
 	broker_queue_locked(b, r, welcome);
 	json_decref(welcome);
 	pthread_mutex_unlock(&b->lock);
@@ -804,7 +831,8 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 		const char *uid = json_string_value(json_object_get(v, "uid"));
 		if (s->pool[0] && (!b->ops.in_pool || b->ops.in_pool(b->ud, uid, s->pool) != 1))
 			continue;
-		if (b->ops.held(b->ud, uid, json_integer_value(json_object_get(v, "attempt")), id) == 1)
+		if (b->ops.held(b->ud, uid, json_integer_value(json_object_get(v, "attempt")),
+				id) == 1)
 			json_object_set(confirmed, k, v);
 	}
 	pthread_mutex_lock(&b->lock);
@@ -815,7 +843,8 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 			continue;
 		}
 		/* Not this runner's to run (or no longer): stop it; its result will be dropped. */
-		json_t *cancel = proto_new_task(PROTO_CANCEL, json_string_value(json_object_get(v, "uid")),
+		json_t *cancel = proto_new_task(PROTO_CANCEL,
+						json_string_value(json_object_get(v, "uid")),
 						json_integer_value(json_object_get(v, "attempt")));
 		if (cancel)
 			broker_queue_locked(b, r, cancel);
@@ -825,8 +854,8 @@ static int broker_on_hello(struct broker *b, struct lws *wsi, struct rsess *s, s
 	pthread_mutex_unlock(&b->lock);
 	if (refused) {
 		snprintf(n, sizeof(n), "%d", refused);
-		log_warn("runner holds attempts the controller did not give it; cancelling them", "runner", id,
-			 "count", n);
+		log_warn("runner holds attempts the controller did not give it; cancelling them",
+			 "runner", id, "count", n);
 	}
 	json_array_foreach(lost, i, v)
 		b->ops.lost(b->ud, json_string_value(json_object_get(v, "uid")),
@@ -845,7 +874,8 @@ out:
 
 /* A result is accepted only for an attempt in the runner's in-flight set. Anything else is
  * dropped, and acknowledged so the runner forgets it instead of resending it. */
-static void broker_on_result(struct broker *b, struct runner *r, const char *uid, int64_t attempt, json_t *msg)
+static void broker_on_result(struct broker *b, struct runner *r, const char *uid, int64_t attempt,
+			     json_t *msg)
 {
 	char key[192];
 	int ours;
@@ -868,7 +898,8 @@ static void broker_on_result(struct broker *b, struct runner *r, const char *uid
 	if (ours)
 		b->ops.result(b->ud, uid, attempt, r->id, msg);
 	else
-		broker_note_drop(b, r->id, PROTO_RESULT, uid, attempt, "attempt not in flight on this runner");
+		broker_note_drop(b, r->id, PROTO_RESULT, uid, attempt,
+				 "attempt not in flight on this runner");
 	b->ops.capacity(b->ud);
 }
 
@@ -906,8 +937,9 @@ static int broker_on_bad_message(struct broker *b, struct rsess *s, const char *
 	log_warn("runner sent a result the controller cannot decode; failing the attempt", "runner",
 		 s->r->id, "taskUid", uid, "attempt", at, "error", err);
 	snprintf(msg, sizeof(msg), "the runner's result could not be decoded: %s", err);
-	fake = json_pack("{sssssIssssss}", "type", "result", "taskUid", uid, "attempt", (json_int_t)attempt,
-			 "phase", "Failed", "reason", "InvalidResult", "message", msg);
+	fake = json_pack("{sssssIssssss}", "type", "result", "taskUid", uid, "attempt",
+			 (json_int_t)attempt, "phase", "Failed", "reason", "InvalidResult",
+			 "message", msg);
 	if (!fake)
 		return 0;
 	broker_on_result(b, s->r, uid, attempt, fake);
@@ -923,14 +955,17 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 	int r = 0;
 
 	r = proto_decode(s->rx.data, s->rx.len, max, PROTO_FROM_RUNNER, &m, err, sizeof(err));
-	if (r == -EBADMSG && broker_on_bad_message(b, s, s->rx.data ? s->rx.data : "", s->rx.len, err)) {
+	if (r == -EBADMSG &&
+	    broker_on_bad_message(b, s, s->rx.data ? s->rx.data : "", s->rx.len, err)) {
 		buf_reset(&s->rx);
 		return 0;
 	}
 	buf_reset(&s->rx);
 	if (r < 0) {
-		log_warn("closing runner connection: malformed message", "runner", s->r ? s->r->id : "", "reason", err);
-		return broker_close(wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
+		log_warn("closing runner connection: malformed message", "runner",
+			 s->r ? s->r->id : "", "reason", err);
+		return broker_close(
+			wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
 	}
 	if (!s->r && m.type != PROTO_HELLO) {
 		proto_msg_free(&m);
@@ -949,14 +984,16 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 		if (broker_in_flight(b, s->r, m.task_uid, m.attempt))
 			b->ops.started(b->ud, m.task_uid, m.attempt, m.start_ms, s->r->id);
 		else
-			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt, "attempt not in flight on this runner");
+			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt,
+					 "attempt not in flight on this runner");
 		break;
 	case PROTO_RESULT:
 		broker_on_result(b, s->r, m.task_uid, m.attempt, m.root);
 		break;
 	case PROTO_LOG:
 		if (!broker_in_flight(b, s->r, m.task_uid, m.attempt))
-			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt, "attempt not in flight on this runner");
+			broker_note_drop(b, s->r->id, m.type, m.task_uid, m.attempt,
+					 "attempt not in flight on this runner");
 		else if (b->ops.log)
 			b->ops.log(b->ud, m.task_uid, m.attempt, m.seq, m.stream, m.data, s->r->id);
 		break;
@@ -970,7 +1007,8 @@ static int broker_on_message(struct broker *b, struct lws *wsi, struct rsess *s)
 	return r;
 }
 
-static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+			size_t len)
 {
 	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
 	struct broker *b = vh ? lws_get_vhost_user(vh) : NULL;
@@ -987,15 +1025,20 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 		/* What was read must end exactly with this request's head (a client may not send
 		 * frames before the 101): else its frames could not be judged from their first byte. */
 		if (wsguard_upgrade(lws_get_socket_fd(wsi)) < 0) {
-			broker_log_refusal("runner WebSocket refused", "data after the upgrade request or an earlier request on the connection");
+			broker_log_refusal(
+				"runner WebSocket refused",
+				"data after the upgrade request or an earlier request on the connection");
 			return -1;
 		}
-		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/runners/ws") != 0)
+		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		    strcmp(uri, "/runners/ws") != 0)
 			return -1;
 		if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
-		    strncmp(auth, "Bearer ", 7) != 0 || !s || broker_take_grant(b, auth + 7, s->pool) < 0) {
+		    strncmp(auth, "Bearer ", 7) != 0 || !s ||
+		    broker_take_grant(b, auth + 7, s->pool) < 0) {
 			OPENSSL_cleanse(auth, sizeof(auth));
-			broker_log_refusal("runner WebSocket refused", "missing, expired or replayed grant");
+			broker_log_refusal("runner WebSocket refused",
+					   "missing, expired or replayed grant");
 			return -1;
 		}
 		OPENSSL_cleanse(auth, sizeof(auth));
@@ -1010,10 +1053,13 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 	case LWS_CALLBACK_RECEIVE:
 		s->last_rx_ms = util_mono_ms();
 		if (lws_frame_is_binary(wsi))
-			return broker_close(wsi, PROTO_CLOSE_MALFORMED, "binary frames are not accepted");
+			return broker_close(wsi, PROTO_CLOSE_MALFORMED,
+					    "binary frames are not accepted");
 		if (buf_append(&s->rx, in, len) < 0) {
-			log_warn("closing runner connection: message too large", "runner", s->r ? s->r->id : "");
-			return broker_close(wsi, PROTO_CLOSE_TOO_BIG, "message exceeds the size cap");
+			log_warn("closing runner connection: message too large", "runner",
+				 s->r ? s->r->id : "");
+			return broker_close(wsi, PROTO_CLOSE_TOO_BIG,
+					    "message exceeds the size cap");
 		}
 		if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
 			return broker_on_message(b, wsi, s);
@@ -1062,7 +1108,8 @@ static int broker_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 	}
 	case LWS_CALLBACK_CLOSED:
 		if (wsguard_forget(lws_get_socket_fd(wsi)))
-			broker_log_refusal("runner connection failed (1002)", "a frame without the client mask (RFC 6455 5.1)");
+			broker_log_refusal("runner connection failed (1002)",
+					   "a frame without the client mask (RFC 6455 5.1)");
 		if (s->rx_init)
 			buf_free(&s->rx);
 		s->rx_init = 0;
@@ -1119,7 +1166,8 @@ static void broker_sweep(lws_sorted_usec_list_t *sul)
 			json_object_set_new(v, "runner", json_string(r->id));
 			json_array_append(lost, v);
 		}
-		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "", r->id);
+		snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%s", ids[0] ? "," : "",
+			 r->id);
 		*pp = r->next;
 		broker_runner_free(r);
 	}
@@ -1154,7 +1202,8 @@ int broker_new(const struct broker_cfg *cfg, struct broker **ret)
 	pthread_mutex_init(&b->lock, NULL);
 	broker_token_refresh(b);
 	if (!b->token || !b->token[0]) {
-		log_error("runner token file is missing or empty", "file", cfg->token_file ? cfg->token_file : "");
+		log_error("runner token file is missing or empty", "file",
+			  cfg->token_file ? cfg->token_file : "");
 		broker_free(b);
 		return -ENOENT;
 	}

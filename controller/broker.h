@@ -11,12 +11,12 @@ struct broker;
 struct server;
 
 struct broker_cfg {
-	struct server *server;        /* listens and runs the loop; must outlive nothing of ours:
+	struct server *server;   /* listens and runs the loop; must outlive nothing of ours:
 				       * server_free comes before broker_free */
-	const char *broker_addr;      /* "127.0.0.1:8081" */
-	const char *token_file;       /* runner token; re-read when it changes */
-	size_t max_message;           /* 0 = PROTO_MAX_MESSAGE_DEFAULT */
-	int heartbeat_s;              /* ping interval; a runner silent 3 intervals is dropped */
+	const char *broker_addr; /* "127.0.0.1:8081" */
+	const char *token_file;  /* runner token; re-read when it changes */
+	size_t max_message;      /* 0 = PROTO_MAX_MESSAGE_DEFAULT */
+	int heartbeat_s;         /* ping interval; a runner silent 3 intervals is dropped */
 	/* Whether runners are accepted now (leader election: a standby sends them away so they
 	 * find the leader; the task cache must have synced so `held` can be answered); NULL =
 	 * always. */
@@ -25,7 +25,8 @@ struct broker_cfg {
 };
 
 struct broker_ops {
-	void (*started)(void *ud, const char *uid, int64_t attempt, int64_t start_ms, const char *runner);
+	void (*started)(void *ud, const char *uid, int64_t attempt, int64_t start_ms,
+			const char *runner);
 	/* msg is the decoded result message (borrowed). */
 	void (*result)(void *ud, const char *uid, int64_t attempt, const char *runner, json_t *msg);
 	/* A (re)connecting runner says it holds this attempt, which the broker did not give it on
@@ -70,10 +71,10 @@ int broker_pool_set(struct broker *b, const char *pool, const char *token);
 /* Forgets a pool's token: no new runner of it is admitted (connected ones stay until they go). */
 void broker_pool_remove(struct broker *b, const char *pool);
 struct broker_pool_counts {
-	int runners;    /* connected, not draining */
-	int slots;      /* their capacity */
-	int busy;       /* attempts on the pool's connected runners (draining ones too) */
-	int draining;   /* connected, chosen for scale-down */
+	int runners;  /* connected, not draining */
+	int slots;    /* their capacity */
+	int busy;     /* attempts on the pool's connected runners (draining ones too) */
+	int draining; /* connected, chosen for scale-down */
 };
 void broker_pool_counts(struct broker *b, const char *pool, struct broker_pool_counts *ret);
 /* Marks up to n of the pool's connected idle runners as draining (no dispatch reaches them
@@ -83,8 +84,9 @@ int broker_pool_drain(struct broker *b, const char *pool, int n, char (*ids)[64]
  * removed another pod). 1 when it was connected and draining. */
 int broker_pool_undrain(struct broker *b, const char *pool, const char *id);
 struct broker_stats {
-	unsigned long long dropped_started, dropped_log, dropped_result; /* not that runner's attempt */
-	unsigned long long auth_limited;   /* authentications refused by the per-peer limit */
-	unsigned long long bad_mask;       /* connections failed for an unmasked client frame */
+	unsigned long long dropped_started, dropped_log,
+		dropped_result;          /* not that runner's attempt */
+	unsigned long long auth_limited; /* authentications refused by the per-peer limit */
+	unsigned long long bad_mask;     /* connections failed for an unmasked client frame */
 };
 void broker_stats(struct broker *b, struct broker_stats *ret);

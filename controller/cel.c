@@ -22,10 +22,10 @@
 #define DEFAULT_LIST 1000
 #define DEFAULT_MAP 1000
 
-#define BYTES_PER_STEP 16    /* string work costs one step per this many bytes */
-#define CHECK_EVERY 64       /* steps between clock reads: cheap, yet timely */
-#define VALUE_DEPTH 64       /* nesting of values compared for equality (input JSON can be deep) */
-#define MSG_MAX 256          /* reasons are short; keys and strings quoted in them are cut */
+#define BYTES_PER_STEP 16 /* string work costs one step per this many bytes */
+#define CHECK_EVERY 64    /* steps between clock reads: cheap, yet timely */
+#define VALUE_DEPTH 64    /* nesting of values compared for equality (input JSON can be deep) */
+#define MSG_MAX 256       /* reasons are short; keys and strings quoted in them are cut */
 #define QUOTE_MAX 64
 
 /* ---- limits ---- */
@@ -112,10 +112,10 @@ static void line_col(const char *src, size_t len, size_t pos, int *line, int *co
 }
 
 /* Writes "L:C: reason" (pos >= 0) or "reason" into out. */
-static void format_err(char *out, size_t outsz, const char *src, size_t len, int pos, const char *fmt,
-		       va_list ap) __attribute__((format(printf, 6, 0)));
-static void format_err(char *out, size_t outsz, const char *src, size_t len, int pos, const char *fmt,
-		       va_list ap)
+static void format_err(char *out, size_t outsz, const char *src, size_t len, int pos,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
+static void format_err(char *out, size_t outsz, const char *src, size_t len, int pos,
+		       const char *fmt, va_list ap)
 {
 	int n = 0;
 	if (!out || outsz == 0)
@@ -130,7 +130,8 @@ static void format_err(char *out, size_t outsz, const char *src, size_t len, int
 	vsnprintf(out + n, outsz - (size_t)n, fmt, ap);
 }
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errsz, const char *fmt, ...)
 {
 	va_list ap;
@@ -144,50 +145,121 @@ static void set_err(char *err, size_t errsz, const char *fmt, ...)
 /* ---- tokens ---- */
 
 enum tok {
-	T_EOF, T_INT, T_DOUBLE, T_STRING, T_IDENT, T_TRUE, T_FALSE, T_NULL, T_IN,
-	T_LPAREN, T_RPAREN, T_LBRACKET, T_RBRACKET, T_LBRACE, T_RBRACE, T_DOT, T_COMMA, T_COLON,
-	T_QUESTION, T_PLUS, T_MINUS, T_STAR, T_SLASH, T_PERCENT, T_NOT,
-	T_EQ, T_NE, T_LT, T_LE, T_GT, T_GE, T_AND, T_OR,
+	T_EOF,
+	T_INT,
+	T_DOUBLE,
+	T_STRING,
+	T_IDENT,
+	T_TRUE,
+	T_FALSE,
+	T_NULL,
+	T_IN,
+	T_LPAREN,
+	T_RPAREN,
+	T_LBRACKET,
+	T_RBRACKET,
+	T_LBRACE,
+	T_RBRACE,
+	T_DOT,
+	T_COMMA,
+	T_COLON,
+	T_QUESTION,
+	T_PLUS,
+	T_MINUS,
+	T_STAR,
+	T_SLASH,
+	T_PERCENT,
+	T_NOT,
+	T_EQ,
+	T_NE,
+	T_LT,
+	T_LE,
+	T_GT,
+	T_GE,
+	T_AND,
+	T_OR,
 };
 
 static const char *const tok_text[] = {
-	[T_EOF] = "end of expression", [T_INT] = "number", [T_DOUBLE] = "number", [T_STRING] = "string",
-	[T_IDENT] = "identifier", [T_TRUE] = "'true'", [T_FALSE] = "'false'", [T_NULL] = "'null'",
-	[T_IN] = "'in'", [T_LPAREN] = "'('", [T_RPAREN] = "')'", [T_LBRACKET] = "'['",
-	[T_RBRACKET] = "']'", [T_LBRACE] = "'{'", [T_RBRACE] = "'}'", [T_DOT] = "'.'", [T_COMMA] = "','",
-	[T_COLON] = "':'", [T_QUESTION] = "'?'", [T_PLUS] = "'+'", [T_MINUS] = "'-'", [T_STAR] = "'*'",
-	[T_SLASH] = "'/'", [T_PERCENT] = "'%'", [T_NOT] = "'!'", [T_EQ] = "'=='", [T_NE] = "'!='",
-	[T_LT] = "'<'", [T_LE] = "'<='", [T_GT] = "'>'", [T_GE] = "'>='", [T_AND] = "'&&'", [T_OR] = "'||'",
+	[T_EOF] = "end of expression",
+	[T_INT] = "number",
+	[T_DOUBLE] = "number",
+	[T_STRING] = "string",
+	[T_IDENT] = "identifier",
+	[T_TRUE] = "'true'",
+	[T_FALSE] = "'false'",
+	[T_NULL] = "'null'",
+	[T_IN] = "'in'",
+	[T_LPAREN] = "'('",
+	[T_RPAREN] = "')'",
+	[T_LBRACKET] = "'['",
+	[T_RBRACKET] = "']'",
+	[T_LBRACE] = "'{'",
+	[T_RBRACE] = "'}'",
+	[T_DOT] = "'.'",
+	[T_COMMA] = "','",
+	[T_COLON] = "':'",
+	[T_QUESTION] = "'?'",
+	[T_PLUS] = "'+'",
+	[T_MINUS] = "'-'",
+	[T_STAR] = "'*'",
+	[T_SLASH] = "'/'",
+	[T_PERCENT] = "'%'",
+	[T_NOT] = "'!'",
+	[T_EQ] = "'=='",
+	[T_NE] = "'!='",
+	[T_LT] = "'<'",
+	[T_LE] = "'<='",
+	[T_GT] = "'>'",
+	[T_GE] = "'>='",
+	[T_AND] = "'&&'",
+	[T_OR] = "'||'",
 };
 
 struct token {
 	enum tok t;
-	int pos, len;       /* bytes in the source */
-	uint64_t u;         /* T_INT magnitude (up to 2^63, for a negated INT64_MIN) */
-	double d;           /* T_DOUBLE */
-	char *s;            /* T_STRING decoded (owned, NUL-terminated), slen bytes */
+	int pos, len; /* bytes in the source */
+	uint64_t u;   /* T_INT magnitude (up to 2^63, for a negated INT64_MIN) */
+	double d;     /* T_DOUBLE */
+	char *s;      /* T_STRING decoded (owned, NUL-terminated), slen bytes */
 	size_t slen;
 };
 
 /* ---- AST ---- */
 
-enum nkind { N_LIT, N_IDENT, N_SELECT, N_INDEX, N_HAS, N_CALL, N_LIST, N_MAP, N_NOT, N_NEG, N_BIN,
-	     N_AND, N_OR, N_COND };
+enum nkind {
+	N_LIT,
+	N_IDENT,
+	N_SELECT,
+	N_INDEX,
+	N_HAS,
+	N_CALL,
+	N_LIST,
+	N_MAP,
+	N_NOT,
+	N_NEG,
+	N_BIN,
+	N_AND,
+	N_OR,
+	N_COND
+};
 enum fn { F_SIZE, F_INT, F_STRING, F_DOUBLE, F_STARTS, F_ENDS, F_CONTAINS };
 enum binop { B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_IN, B_ADD, B_SUB, B_MUL, B_DIV, B_MOD };
 
-static const char *const binop_text[] = { "==", "!=", "<", "<=", ">", ">=", "in", "+", "-", "*", "/", "%" };
-static const char *const fn_text[] = { "size", "int", "string", "double", "startsWith", "endsWith", "contains" };
+static const char *const binop_text[] = { "==", "!=", "<", "<=", ">", ">=",
+					  "in", "+",  "-", "*",  "/", "%" };
+static const char *const fn_text[] = { "size",       "int",      "string",  "double",
+				       "startsWith", "endsWith", "contains" };
 
 struct node {
 	enum nkind k;
-	int pos;          /* byte offset reported in errors */
-	int op;           /* enum binop or enum fn */
-	int a, b, c;      /* children: operand(s), condition/branches; -1 when unused */
-	int *kids;        /* list elements, map keys/values interleaved, call subject+args, &&/|| operands */
+	int pos;     /* byte offset reported in errors */
+	int op;      /* enum binop or enum fn */
+	int a, b, c; /* children: operand(s), condition/branches; -1 when unused */
+	int *kids; /* list elements, map keys/values interleaved, call subject+args, &&/|| operands */
 	int nkids;
-	json_t *lit;      /* N_LIT: the constant (owned) */
-	char *name;       /* N_IDENT, N_SELECT: the name (owned) */
+	json_t *lit; /* N_LIT: the constant (owned) */
+	char *name;  /* N_IDENT, N_SELECT: the name (owned) */
 	int depth;
 };
 
@@ -195,7 +267,7 @@ struct cel_program {
 	struct node *nodes;
 	int n, cap;
 	int root;
-	char *src;        /* a copy, to turn byte offsets into line:column at evaluation */
+	char *src; /* a copy, to turn byte offsets into line:column at evaluation */
 	size_t len;
 };
 
@@ -222,17 +294,18 @@ struct parser {
 	struct token *toks;
 	int ntok, cur;
 	int nest, max_depth;
-	int code;             /* first error, negative errno */
+	int code; /* first error, negative errno */
 	char *err;
 	size_t errsz;
 };
 
-static int perr(struct parser *ps, int code, int pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int perr(struct parser *ps, int code, int pos, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 static int perr(struct parser *ps, int code, int pos, const char *fmt, ...)
 {
 	va_list ap;
 	if (ps->code)
-		return -1;    /* the first error is the one worth reporting */
+		return -1; /* the first error is the one worth reporting */
 	ps->code = code;
 	va_start(ap, fmt);
 	format_err(ps->err, ps->errsz, ps->src, ps->len, pos, fmt, ap);
@@ -256,9 +329,10 @@ static struct token *tok_push(struct parser *ps, enum tok t, size_t pos, size_t 
 	return tk;
 }
 
-static const char *const reserved[] = { "as", "break", "const", "continue", "else", "for", "function",
-					"if", "import", "let", "loop", "package", "namespace", "return",
-					"var", "void", "while" };
+static const char *const reserved[] = { "as",   "break",    "const",     "continue", "else",
+					"for",  "function", "if",        "import",   "let",
+					"loop", "package",  "namespace", "return",   "var",
+					"void", "while" };
 
 static int lex_number(struct parser *ps, size_t *ip)
 {
@@ -366,26 +440,41 @@ static int lex_string(struct parser *ps, size_t *ip)
 			return perr(ps, -EINVAL, (int)i, "unterminated string");
 		}
 		switch (s[j + 1]) {
-		case 'n': r = buf_append(&b, "\n", 1); break;
-		case 't': r = buf_append(&b, "\t", 1); break;
-		case 'r': r = buf_append(&b, "\r", 1); break;
-		case '\\': r = buf_append(&b, "\\", 1); break;
-		case '\'': r = buf_append(&b, "'", 1); break;
-		case '"': r = buf_append(&b, "\"", 1); break;
+		case 'n':
+			r = buf_append(&b, "\n", 1);
+			break;
+		case 't':
+			r = buf_append(&b, "\t", 1);
+			break;
+		case 'r':
+			r = buf_append(&b, "\r", 1);
+			break;
+		case '\\':
+			r = buf_append(&b, "\\", 1);
+			break;
+		case '\'':
+			r = buf_append(&b, "'", 1);
+			break;
+		case '"':
+			r = buf_append(&b, "\"", 1);
+			break;
 		case 'u': {
 			uint32_t cp = 0;
 			for (size_t k = j + 2; k < j + 6; k++) {
 				int h = k < n ? hexval(s[k]) : -1;
 				if (h < 0) {
 					buf_free(&b);
-					return perr(ps, -EINVAL, (int)j, "invalid \\u escape: want 4 hex digits");
+					return perr(ps, -EINVAL, (int)j,
+						    "invalid \\u escape: want 4 hex digits");
 				}
 				cp = cp << 4 | (uint32_t)h;
 			}
 			/* no NUL (strings stay C strings) and no lone surrogates (not valid UTF-8) */
 			if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff)) {
 				buf_free(&b);
-				return perr(ps, -EINVAL, (int)j, "invalid \\u escape: U+%04" PRIX32 " is not allowed", cp);
+				return perr(ps, -EINVAL, (int)j,
+					    "invalid \\u escape: U+%04" PRIX32 " is not allowed",
+					    cp);
 			}
 			r = put_utf8(&b, cp);
 			j += 4;
@@ -394,7 +483,8 @@ static int lex_string(struct parser *ps, size_t *ip)
 		default:
 			buf_free(&b);
 			if ((unsigned char)s[j + 1] >= 0x20 && (unsigned char)s[j + 1] < 0x7f)
-				return perr(ps, -EINVAL, (int)j, "invalid escape sequence '\\%c'", s[j + 1]);
+				return perr(ps, -EINVAL, (int)j, "invalid escape sequence '\\%c'",
+					    s[j + 1]);
 			return perr(ps, -EINVAL, (int)j, "invalid escape sequence");
 		}
 		j += 2;
@@ -435,7 +525,8 @@ static int lex(struct parser *ps)
 			}
 		}
 		if (i >= n)
-			return tok_push(ps, T_EOF, n, 0) ? 0 : perr(ps, -ENOMEM, -1, "out of memory");
+			return tok_push(ps, T_EOF, n, 0) ? 0
+							 : perr(ps, -ENOMEM, -1, "out of memory");
 		c = s[i];
 		if (is_alpha(c)) {
 			size_t j = i;
@@ -466,21 +557,51 @@ static int lex(struct parser *ps)
 			continue;
 		}
 		switch (c) {
-		case '(': t = T_LPAREN; break;
-		case ')': t = T_RPAREN; break;
-		case '[': t = T_LBRACKET; break;
-		case ']': t = T_RBRACKET; break;
-		case '{': t = T_LBRACE; break;
-		case '}': t = T_RBRACE; break;
-		case '.': t = T_DOT; break;
-		case ',': t = T_COMMA; break;
-		case ':': t = T_COLON; break;
-		case '?': t = T_QUESTION; break;
-		case '+': t = T_PLUS; break;
-		case '-': t = T_MINUS; break;
-		case '*': t = T_STAR; break;
-		case '/': t = T_SLASH; break;
-		case '%': t = T_PERCENT; break;
+		case '(':
+			t = T_LPAREN;
+			break;
+		case ')':
+			t = T_RPAREN;
+			break;
+		case '[':
+			t = T_LBRACKET;
+			break;
+		case ']':
+			t = T_RBRACKET;
+			break;
+		case '{':
+			t = T_LBRACE;
+			break;
+		case '}':
+			t = T_RBRACE;
+			break;
+		case '.':
+			t = T_DOT;
+			break;
+		case ',':
+			t = T_COMMA;
+			break;
+		case ':':
+			t = T_COLON;
+			break;
+		case '?':
+			t = T_QUESTION;
+			break;
+		case '+':
+			t = T_PLUS;
+			break;
+		case '-':
+			t = T_MINUS;
+			break;
+		case '*':
+			t = T_STAR;
+			break;
+		case '/':
+			t = T_SLASH;
+			break;
+		case '%':
+			t = T_PERCENT;
+			break;
 		case '!':
 			t = T_NOT;
 			if (i + 1 < n && s[i + 1] == '=')
@@ -488,7 +609,8 @@ static int lex(struct parser *ps)
 			break;
 		case '=':
 			if (i + 1 >= n || s[i + 1] != '=')
-				return perr(ps, -EINVAL, (int)i, "unexpected '=' (use '==' to compare)");
+				return perr(ps, -EINVAL, (int)i,
+					    "unexpected '=' (use '==' to compare)");
 			t = T_EQ, w = 2;
 			break;
 		case '<':
@@ -514,7 +636,8 @@ static int lex(struct parser *ps)
 		default:
 			if ((unsigned char)c > 0x20 && (unsigned char)c < 0x7f)
 				return perr(ps, -EINVAL, (int)i, "unexpected character '%c'", c);
-			return perr(ps, -EINVAL, (int)i, "unexpected character (byte 0x%02x)", (unsigned char)c);
+			return perr(ps, -EINVAL, (int)i, "unexpected character (byte 0x%02x)",
+				    (unsigned char)c);
 		}
 		if (!tok_push(ps, t, i, w))
 			return perr(ps, -ENOMEM, -1, "out of memory");
@@ -538,8 +661,8 @@ static const struct token *next(struct parser *ps)
 static int unexpected(struct parser *ps, const struct token *tk)
 {
 	if (tk->t == T_IDENT)
-		return perr(ps, -EINVAL, tk->pos, "unexpected identifier '%.*s'", tk->len > QUOTE_MAX ? QUOTE_MAX : tk->len,
-			    ps->src + tk->pos);
+		return perr(ps, -EINVAL, tk->pos, "unexpected identifier '%.*s'",
+			    tk->len > QUOTE_MAX ? QUOTE_MAX : tk->len, ps->src + tk->pos);
 	return perr(ps, -EINVAL, tk->pos, "unexpected %s", tok_text[tk->t]);
 }
 
@@ -551,7 +674,8 @@ static int expect(struct parser *ps, enum tok t, const char *what)
 		return 0;
 	}
 	if (tk->t == T_EOF)
-		return perr(ps, -EINVAL, tk->pos, "unexpected end of expression, expected %s", what);
+		return perr(ps, -EINVAL, tk->pos, "unexpected end of expression, expected %s",
+			    what);
 	if (tk->t == T_IDENT)
 		return perr(ps, -EINVAL, tk->pos, "unexpected identifier '%.*s', expected %s",
 			    tk->len > QUOTE_MAX ? QUOTE_MAX : tk->len, ps->src + tk->pos, what);
@@ -635,9 +759,13 @@ static int parse_args(struct parser *ps, int idx, int *cap)
 
 static int lookup_fn(const char *name, size_t len, bool member)
 {
-	static const struct { const char *name; enum fn f; bool member, global; } fns[] = {
-		{ "size", F_SIZE, true, true }, { "int", F_INT, false, true },
-		{ "string", F_STRING, false, true }, { "double", F_DOUBLE, false, true },
+	static const struct {
+		const char *name;
+		enum fn f;
+		bool member, global;
+	} fns[] = {
+		{ "size", F_SIZE, true, true },          { "int", F_INT, false, true },
+		{ "string", F_STRING, false, true },     { "double", F_DOUBLE, false, true },
 		{ "startsWith", F_STARTS, true, false }, { "endsWith", F_ENDS, true, false },
 		{ "contains", F_CONTAINS, true, false },
 	};
@@ -657,7 +785,8 @@ static int parse_call(struct parser *ps, const struct token *tk, int recv)
 
 	f = is_has ? -1 : lookup_fn(name, (size_t)tk->len, recv >= 0);
 	if (!is_has && f < 0)
-		return perr(ps, -EINVAL, tk->pos, "unknown function '%.*s'", tk->len > QUOTE_MAX ? QUOTE_MAX : tk->len, name);
+		return perr(ps, -EINVAL, tk->pos, "unknown function '%.*s'",
+			    tk->len > QUOTE_MAX ? QUOTE_MAX : tk->len, name);
 	idx = node_new(ps, is_has ? N_HAS : N_CALL, tk->pos);
 	if (idx < 0)
 		return -1;
@@ -670,14 +799,16 @@ static int parse_call(struct parser *ps, const struct token *tk, int recv)
 	want = is_has || f == F_INT || f == F_STRING || f == F_DOUBLE || f == F_SIZE ? 1 : 2;
 	if (ps->p->nodes[idx].nkids != want) {
 		int self = recv >= 0 ? 1 : 0;
-		return perr(ps, -EINVAL, tk->pos, "%s() takes %d argument%s, got %d", is_has ? "has" : fn_text[f],
-			    want - self, want - self == 1 ? "" : "s", ps->p->nodes[idx].nkids - self);
+		return perr(ps, -EINVAL, tk->pos, "%s() takes %d argument%s, got %d",
+			    is_has ? "has" : fn_text[f], want - self, want - self == 1 ? "" : "s",
+			    ps->p->nodes[idx].nkids - self);
 	}
 	if (is_has) {
 		/* has() is a macro over a field selection, not a function of a value */
 		struct node *nd = &ps->p->nodes[idx];
 		if (ps->p->nodes[nd->kids[0]].k != N_SELECT)
-			return perr(ps, -EINVAL, tk->pos, "has() argument must be a field selection like a.b");
+			return perr(ps, -EINVAL, tk->pos,
+				    "has() argument must be a field selection like a.b");
 		nd->a = nd->kids[0];
 		nd->nkids = 0;
 	}
@@ -716,13 +847,17 @@ static int parse_primary(struct parser *ps)
 		idx = node_new(ps, N_LIT, tk->pos);
 		if (idx < 0)
 			return -1;
-		ps->p->nodes[idx].lit = tk->t == T_TRUE ? json_true() : tk->t == T_FALSE ? json_false() : json_null();
+		ps->p->nodes[idx].lit = tk->t == T_TRUE    ? json_true()
+					: tk->t == T_FALSE ? json_false()
+							   : json_null();
 		break;
 	case T_IDENT:
 		/* CEL reserves these as names; after a '.' they are ordinary field names (task.namespace) */
 		for (size_t k = 0; k < UTIL_ARRAY_SIZE(reserved); k++)
-			if (strlen(reserved[k]) == (size_t)tk->len && memcmp(reserved[k], ps->src + tk->pos, (size_t)tk->len) == 0)
-				return perr(ps, -EINVAL, tk->pos, "'%s' is a reserved word", reserved[k]);
+			if (strlen(reserved[k]) == (size_t)tk->len &&
+			    memcmp(reserved[k], ps->src + tk->pos, (size_t)tk->len) == 0)
+				return perr(ps, -EINVAL, tk->pos, "'%s' is a reserved word",
+					    reserved[k]);
 		if (peek(ps)->t == T_LPAREN) {
 			next(ps);
 			return parse_call(ps, tk, -1);
@@ -749,7 +884,7 @@ static int parse_primary(struct parser *ps)
 				return -1;
 			if (peek(ps)->t != T_COMMA)
 				break;
-			next(ps);     /* a trailing comma is allowed, as in CEL */
+			next(ps); /* a trailing comma is allowed, as in CEL */
 		}
 		if (expect(ps, T_RBRACKET, "',' or ']'") < 0)
 			return -1;
@@ -760,7 +895,8 @@ static int parse_primary(struct parser *ps)
 			return -1;
 		while (peek(ps)->t != T_RBRACE) {
 			int k = parse_expr(ps), v;
-			if (k < 0 || kid_add(ps, idx, k, &cap) < 0 || expect(ps, T_COLON, "':'") < 0)
+			if (k < 0 || kid_add(ps, idx, k, &cap) < 0 ||
+			    expect(ps, T_COLON, "':'") < 0)
 				return -1;
 			v = parse_expr(ps);
 			if (v < 0 || kid_add(ps, idx, v, &cap) < 0)
@@ -791,8 +927,12 @@ static int parse_member(struct parser *ps)
 			next(ps);
 			id = next(ps);
 			if (id->t != T_IDENT)
-				return id->t == T_EOF ? perr(ps, -EINVAL, id->pos, "unexpected end of expression, expected a field name")
-						      : perr(ps, -EINVAL, id->pos, "unexpected %s, expected a field name", tok_text[id->t]);
+				return id->t == T_EOF
+					       ? perr(ps, -EINVAL, id->pos,
+						      "unexpected end of expression, expected a field name")
+					       : perr(ps, -EINVAL, id->pos,
+						      "unexpected %s, expected a field name",
+						      tok_text[id->t]);
 			if (peek(ps)->t == T_LPAREN) {
 				next(ps);
 				e = parse_call(ps, id, e);
@@ -833,7 +973,8 @@ static int parse_unary(struct parser *ps)
 	while (peek(ps)->t == T_NOT || peek(ps)->t == T_MINUS) {
 		const struct token *tk = next(ps);
 		if (nops > ps->max_depth)
-			return perr(ps, -E2BIG, tk->pos, "expression nesting exceeds %d", ps->max_depth);
+			return perr(ps, -E2BIG, tk->pos, "expression nesting exceeds %d",
+				    ps->max_depth);
 		ops[nops] = tk->t;
 		pos[nops++] = tk->pos;
 	}
@@ -845,7 +986,8 @@ static int parse_unary(struct parser *ps)
 		if (e < 0)
 			return -1;
 		/* tk->u <= 2^63, so the negation is in range */
-		ps->p->nodes[e].lit = json_integer(tk->u > INT64_MAX ? INT64_MIN : -(json_int_t)tk->u);
+		ps->p->nodes[e].lit = json_integer(tk->u > INT64_MAX ? INT64_MIN
+								     : -(json_int_t)tk->u);
 		if (!ps->p->nodes[e].lit)
 			return perr(ps, -ENOMEM, -1, "out of memory");
 		e = node_done(ps, e);
@@ -883,7 +1025,10 @@ static int parse_mul(struct parser *ps)
 	int e = parse_unary(ps);
 	while (e >= 0) {
 		const struct token *tk = peek(ps);
-		int op = tk->t == T_STAR ? B_MUL : tk->t == T_SLASH ? B_DIV : tk->t == T_PERCENT ? B_MOD : -1;
+		int op = tk->t == T_STAR      ? B_MUL
+			 : tk->t == T_SLASH   ? B_DIV
+			 : tk->t == T_PERCENT ? B_MOD
+					      : -1;
 		if (op < 0)
 			break;
 		next(ps);
@@ -913,14 +1058,29 @@ static int parse_rel(struct parser *ps)
 		const struct token *tk = peek(ps);
 		int op;
 		switch (tk->t) {
-		case T_EQ: op = B_EQ; break;
-		case T_NE: op = B_NE; break;
-		case T_LT: op = B_LT; break;
-		case T_LE: op = B_LE; break;
-		case T_GT: op = B_GT; break;
-		case T_GE: op = B_GE; break;
-		case T_IN: op = B_IN; break;
-		default: return e;
+		case T_EQ:
+			op = B_EQ;
+			break;
+		case T_NE:
+			op = B_NE;
+			break;
+		case T_LT:
+			op = B_LT;
+			break;
+		case T_LE:
+			op = B_LE;
+			break;
+		case T_GT:
+			op = B_GT;
+			break;
+		case T_GE:
+			op = B_GE;
+			break;
+		case T_IN:
+			op = B_IN;
+			break;
+		default:
+			return e;
 		}
 		next(ps);
 		e = binary(ps, op, tk->pos, e, parse_add(ps));
@@ -956,7 +1116,8 @@ static int parse_expr(struct parser *ps)
 	const struct token *q;
 
 	if (++ps->nest > ps->max_depth)
-		return perr(ps, -E2BIG, peek(ps)->pos, "expression nesting exceeds %d", ps->max_depth);
+		return perr(ps, -E2BIG, peek(ps)->pos, "expression nesting exceeds %d",
+			    ps->max_depth);
 	c = parse_logic(ps, true);
 	if (c < 0 || peek(ps)->t != T_QUESTION) {
 		ps->nest--;
@@ -1046,8 +1207,8 @@ struct ectx {
 	json_t *vars;
 	struct cel_limits l;
 	int64_t cost, next_check, deadline_ns;
-	int code;             /* pending error: negative errno, 0 when none */
-	bool fatal;           /* a limit or allocation error: never absorbed by && / || */
+	int code;   /* pending error: negative errno, 0 when none */
+	bool fatal; /* a limit or allocation error: never absorbed by && / || */
 	char msg[MSG_MAX];
 };
 
@@ -1058,7 +1219,8 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void *eerr(struct ectx *c, int code, int pos, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void *eerr(struct ectx *c, int code, int pos, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 static void *eerr(struct ectx *c, int code, int pos, const char *fmt, ...)
 {
 	va_list ap;
@@ -1084,7 +1246,8 @@ static int charge(struct ectx *c, int64_t units)
 	if (c->cost >= c->next_check) {
 		c->next_check = c->cost + CHECK_EVERY;
 		if (mono_ns() > c->deadline_ns) {
-			eerr(c, -ETIMEDOUT, -1, "evaluation timed out after %" PRId64 " ms", c->l.timeout_ms);
+			eerr(c, -ETIMEDOUT, -1, "evaluation timed out after %" PRId64 " ms",
+			     c->l.timeout_ms);
 			return -1;
 		}
 	}
@@ -1099,14 +1262,21 @@ static int charge_bytes(struct ectx *c, size_t n)
 static const char *tname(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "map";
-	case JSON_ARRAY: return "list";
-	case JSON_STRING: return "string";
-	case JSON_INTEGER: return "int";
-	case JSON_REAL: return "double";
+	case JSON_OBJECT:
+		return "map";
+	case JSON_ARRAY:
+		return "list";
+	case JSON_STRING:
+		return "string";
+	case JSON_INTEGER:
+		return "int";
+	case JSON_REAL:
+		return "double";
 	case JSON_TRUE:
-	case JSON_FALSE: return "bool";
-	default: return "null";
+	case JSON_FALSE:
+		return "bool";
+	default:
+		return "null";
 	}
 }
 
@@ -1122,7 +1292,7 @@ static int cmp_int_double(int64_t i, double d)
 		return -1;
 	if (d < -9223372036854775808.0)
 		return 1;
-	ti = (int64_t)d;      /* in range now: truncation toward zero is exact, and needs no libm */
+	ti = (int64_t)d; /* in range now: truncation toward zero is exact, and needs no libm */
 	t = (double)ti;
 	if (i != ti)
 		return i < ti ? -1 : 1;
@@ -1174,16 +1344,19 @@ static int equal(struct ectx *c, json_t *a, json_t *b, int depth, int pos)
 			return 0;
 		if (charge_bytes(c, json_string_length(a)) < 0)
 			return -1;
-		return memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+		return memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) ==
+		       0;
 	case JSON_ARRAY:
 		if (json_array_size(a) != json_array_size(b))
 			return 0;
 		if (depth >= VALUE_DEPTH) {
-			eerr(c, -E2BIG, pos, "values nested deeper than %d cannot be compared", VALUE_DEPTH);
+			eerr(c, -E2BIG, pos, "values nested deeper than %d cannot be compared",
+			     VALUE_DEPTH);
 			return -1;
 		}
 		for (size_t i = 0; i < json_array_size(a); i++) {
-			int r = equal(c, json_array_get(a, i), json_array_get(b, i), depth + 1, pos);
+			int r = equal(c, json_array_get(a, i), json_array_get(b, i), depth + 1,
+				      pos);
 			if (r <= 0)
 				return r;
 		}
@@ -1195,11 +1368,11 @@ static int equal(struct ectx *c, json_t *a, json_t *b, int depth, int pos)
 		if (json_object_size(a) != json_object_size(b))
 			return 0;
 		if (depth >= VALUE_DEPTH) {
-			eerr(c, -E2BIG, pos, "values nested deeper than %d cannot be compared", VALUE_DEPTH);
+			eerr(c, -E2BIG, pos, "values nested deeper than %d cannot be compared",
+			     VALUE_DEPTH);
 			return -1;
 		}
-		json_object_keylen_foreach(a, k, klen, va)
-		{
+		json_object_keylen_foreach(a, k, klen, va) {
 			json_t *vb = json_object_getn(b, k, klen);
 			int r;
 			if (!vb)
@@ -1211,7 +1384,7 @@ static int equal(struct ectx *c, json_t *a, json_t *b, int depth, int pos)
 		return 1;
 	}
 	default:
-		return 1;    /* same type among null, true, false */
+		return 1; /* same type among null, true, false */
 	}
 }
 
@@ -1246,7 +1419,8 @@ static json_t *select_field(struct ectx *c, const struct node *n, json_t *base)
 {
 	json_t *v;
 	if (!json_is_object(base))
-		return eerr(c, -EINVAL, n->pos, "cannot select field '%s' from %s", n->name, tname(base));
+		return eerr(c, -EINVAL, n->pos, "cannot select field '%s' from %s", n->name,
+			    tname(base));
 	v = json_object_get(base, n->name);
 	if (!v)
 		return eerr(c, -EINVAL, n->pos, "no such key '%s'", n->name);
@@ -1254,36 +1428,40 @@ static json_t *select_field(struct ectx *c, const struct node *n, json_t *base)
 }
 
 /* base[ix]; with absent != NULL a missing key or index sets *absent instead of failing (has()). */
-static json_t *index_value(struct ectx *c, const struct node *n, json_t *base, json_t *ix, bool *absent)
+static json_t *index_value(struct ectx *c, const struct node *n, json_t *base, json_t *ix,
+			   bool *absent)
 {
 	char q[QUOTE_MAX + 8];
 	json_t *v;
 	if (json_is_array(base)) {
 		json_int_t i;
 		if (!json_is_integer(ix))
-			return eerr(c, -EINVAL, n->pos, "list index must be an int, got %s", tname(ix));
+			return eerr(c, -EINVAL, n->pos, "list index must be an int, got %s",
+				    tname(ix));
 		i = json_integer_value(ix);
 		if (i < 0 || (uint64_t)i >= json_array_size(base)) {
 			if (absent) {
 				*absent = true;
 				return NULL;
 			}
-			return eerr(c, -EINVAL, n->pos, "index %" PRId64 " out of range (size %zu)", (int64_t)i,
-				    json_array_size(base));
+			return eerr(c, -EINVAL, n->pos, "index %" PRId64 " out of range (size %zu)",
+				    (int64_t)i, json_array_size(base));
 		}
 		return json_incref(json_array_get(base, (size_t)i));
 	}
 	if (json_is_object(base)) {
 		if (!json_is_string(ix))
-			return eerr(c, -EINVAL, n->pos, "map key must be a string, got %s", tname(ix));
+			return eerr(c, -EINVAL, n->pos, "map key must be a string, got %s",
+				    tname(ix));
 		v = json_object_getn(base, json_string_value(ix), json_string_length(ix));
 		if (!v) {
 			if (absent) {
 				*absent = true;
 				return NULL;
 			}
-			return eerr(c, -EINVAL, n->pos, "no such key '%s'",
-				    quote(q, sizeof(q), json_string_value(ix), json_string_length(ix)));
+			return eerr(
+				c, -EINVAL, n->pos, "no such key '%s'",
+				quote(q, sizeof(q), json_string_value(ix), json_string_length(ix)));
 		}
 		return json_incref(v);
 	}
@@ -1338,7 +1516,8 @@ static json_t *eval_has(struct ectx *c, const struct node *n)
 		return json_false();
 	}
 	if (!json_is_object(base)) {
-		r = eerr(c, -EINVAL, sel->pos, "has() cannot test field '%s' of %s", sel->name, tname(base));
+		r = eerr(c, -EINVAL, sel->pos, "has() cannot test field '%s' of %s", sel->name,
+			 tname(base));
 	} else {
 		r = json_object_get(base, sel->name) ? json_true() : json_false();
 	}
@@ -1359,8 +1538,9 @@ static json_t *eval_logic(struct ectx *c, const struct node *n)
 		json_t *v = eval(c, n->kids[i]);
 		bool b;
 		if (v && !json_is_boolean(v)) {
-			eerr(c, -EINVAL, c->p->nodes[n->kids[i]].pos, "operand of %s must be a bool, got %s",
-			     is_and ? "&&" : "||", tname(v));
+			eerr(c, -EINVAL, c->p->nodes[n->kids[i]].pos,
+			     "operand of %s must be a bool, got %s", is_and ? "&&" : "||",
+			     tname(v));
 			json_decref(v);
 			v = NULL;
 		}
@@ -1440,7 +1620,8 @@ static json_t *eval_map(struct ectx *c, const struct node *n)
 			json_decref(k);
 			goto fail;
 		}
-		if (json_object_setn_new_nocheck(obj, json_string_value(k), json_string_length(k), v) < 0) {
+		if (json_object_setn_new_nocheck(obj, json_string_value(k), json_string_length(k),
+						 v) < 0) {
 			json_decref(k);
 			enomem(c);
 			goto fail;
@@ -1472,7 +1653,7 @@ static json_t *conv_int(struct ectx *c, const struct node *n, json_t *v)
 		double d = json_real_value(v);
 		if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
 			return eerr(c, -EINVAL, n->pos, "integer overflow converting %g to int", d);
-		return new_int(c, (int64_t)d);   /* truncates toward zero, as CEL does */
+		return new_int(c, (int64_t)d); /* truncates toward zero, as CEL does */
 	}
 	if (json_is_string(v)) {
 		const char *s = json_string_value(v);
@@ -1494,7 +1675,8 @@ static json_t *conv_int(struct ectx *c, const struct node *n, json_t *v)
 			goto bad;
 		return new_int(c, neg ? (u > INT64_MAX ? INT64_MIN : -(int64_t)u) : (int64_t)u);
 bad:
-		return eerr(c, -EINVAL, n->pos, "cannot convert '%s' to int", quote(q, sizeof(q), s, len));
+		return eerr(c, -EINVAL, n->pos, "cannot convert '%s' to int",
+			    quote(q, sizeof(q), s, len));
 	}
 	return eerr(c, -EINVAL, n->pos, "no such overload: int(%s)", tname(v));
 }
@@ -1532,7 +1714,8 @@ static json_t *conv_double(struct ectx *c, const struct node *n, json_t *v)
 			goto bad;
 		return new_real(c, n->pos, d);
 bad:
-		return eerr(c, -EINVAL, n->pos, "cannot convert '%s' to double", quote(q, sizeof(q), s, len));
+		return eerr(c, -EINVAL, n->pos, "cannot convert '%s' to double",
+			    quote(q, sizeof(q), s, len));
 	}
 	return eerr(c, -EINVAL, n->pos, "no such overload: double(%s)", tname(v));
 }
@@ -1551,7 +1734,8 @@ static json_t *conv_string(struct ectx *c, const struct node *n, json_t *v)
 		return new_str(c, n->pos, tmp, strlen(tmp));
 	}
 	if (json_is_boolean(v))
-		return new_str(c, n->pos, json_is_true(v) ? "true" : "false", json_is_true(v) ? 4 : 5);
+		return new_str(c, n->pos, json_is_true(v) ? "true" : "false",
+			       json_is_true(v) ? 4 : 5);
 	return eerr(c, -EINVAL, n->pos, "no such overload: string(%s)", tname(v));
 }
 
@@ -1568,7 +1752,8 @@ static json_t *eval_call(struct ectx *c, const struct node *n)
 	case F_SIZE:
 		if (json_is_string(args[0])) {
 			if (charge_bytes(c, json_string_length(args[0])) == 0)
-				r = new_int(c, (int64_t)u8_count(json_string_value(args[0]), json_string_length(args[0])));
+				r = new_int(c, (int64_t)u8_count(json_string_value(args[0]),
+								 json_string_length(args[0])));
 		} else if (json_is_array(args[0])) {
 			r = new_int(c, (int64_t)json_array_size(args[0]));
 		} else if (json_is_object(args[0])) {
@@ -1593,8 +1778,8 @@ static json_t *eval_call(struct ectx *c, const struct node *n)
 		size_t ls, lp;
 		bool hit;
 		if (!json_is_string(args[0]) || !json_is_string(args[1])) {
-			r = eerr(c, -EINVAL, n->pos, "no such overload: %s.%s(%s)", tname(args[0]), fn_text[n->op],
-				 tname(args[1]));
+			r = eerr(c, -EINVAL, n->pos, "no such overload: %s.%s(%s)", tname(args[0]),
+				 fn_text[n->op], tname(args[1]));
 			break;
 		}
 		s = json_string_value(args[0]), ls = json_string_length(args[0]);
@@ -1638,7 +1823,8 @@ static json_t *arith_int(struct ectx *c, const struct node *n, int64_t x, int64_
 	case B_DIV:
 	case B_MOD:
 		if (y == 0)
-			return eerr(c, -EINVAL, n->pos, n->op == B_DIV ? "division by zero" : "modulus by zero");
+			return eerr(c, -EINVAL, n->pos,
+				    n->op == B_DIV ? "division by zero" : "modulus by zero");
 		if (x == INT64_MIN && y == -1)
 			goto overflow;
 		r = n->op == B_DIV ? x / y : x % y;
@@ -1658,9 +1844,12 @@ static json_t *arith(struct ectx *c, const struct node *n, json_t *l, json_t *r)
 	if (json_is_real(l) && json_is_real(r) && n->op != B_MOD) {
 		double x = json_real_value(l), y = json_real_value(r);
 		switch (n->op) {
-		case B_ADD: return new_real(c, n->pos, x + y);
-		case B_SUB: return new_real(c, n->pos, x - y);
-		case B_MUL: return new_real(c, n->pos, x * y);
+		case B_ADD:
+			return new_real(c, n->pos, x + y);
+		case B_SUB:
+			return new_real(c, n->pos, x - y);
+		case B_MUL:
+			return new_real(c, n->pos, x * y);
 		default:
 			if (y == 0)
 				return eerr(c, -EINVAL, n->pos, "division by zero");
@@ -1698,7 +1887,8 @@ static json_t *arith(struct ectx *c, const struct node *n, json_t *l, json_t *r)
 		}
 		return v;
 	}
-	return eerr(c, -EINVAL, n->pos, "no such overload: %s %s %s", tname(l), binop_text[n->op], tname(r));
+	return eerr(c, -EINVAL, n->pos, "no such overload: %s %s %s", tname(l), binop_text[n->op],
+		    tname(r));
 }
 
 static json_t *eval_in(struct ectx *c, const struct node *n, json_t *l, json_t *r)
@@ -1719,7 +1909,8 @@ static json_t *eval_in(struct ectx *c, const struct node *n, json_t *l, json_t *
 			return json_false();
 		if (charge_bytes(c, json_string_length(l)) < 0)
 			return NULL;
-		return json_boolean(json_object_getn(r, json_string_value(l), json_string_length(l)) != NULL);
+		return json_boolean(
+			json_object_getn(r, json_string_value(l), json_string_length(l)) != NULL);
 	}
 	return eerr(c, -EINVAL, n->pos, "no such overload: %s in %s", tname(l), tname(r));
 }
@@ -1748,14 +1939,16 @@ static json_t *eval_bin(struct ectx *c, const struct node *n)
 		if (json_is_number(l) && json_is_number(r)) {
 			cmp = cmp_num(l, r);
 		} else if (json_is_string(l) && json_is_string(r)) {
-			if (charge_bytes(c, json_string_length(l) < json_string_length(r) ? json_string_length(l)
-											  : json_string_length(r)) < 0)
+			if (charge_bytes(c, json_string_length(l) < json_string_length(r)
+						    ? json_string_length(l)
+						    : json_string_length(r)) < 0)
 				break;
 			cmp = cmp_str(l, r);
 		} else if (json_is_boolean(l) && json_is_boolean(r)) {
 			cmp = json_is_true(l) - json_is_true(r);
 		} else {
-			v = eerr(c, -EINVAL, n->pos, "no such overload: %s %s %s", tname(l), binop_text[n->op], tname(r));
+			v = eerr(c, -EINVAL, n->pos, "no such overload: %s %s %s", tname(l),
+				 binop_text[n->op], tname(r));
 			break;
 		}
 		if (cmp == 2)
@@ -1828,8 +2021,9 @@ static json_t *eval(struct ectx *c, int idx)
 		v = eval(c, n->a);
 		if (!v)
 			return NULL;
-		r = json_is_boolean(v) ? json_boolean(!json_is_true(v))
-				       : eerr(c, -EINVAL, n->pos, "no such overload: !%s", tname(v));
+		r = json_is_boolean(v)
+			    ? json_boolean(!json_is_true(v))
+			    : eerr(c, -EINVAL, n->pos, "no such overload: !%s", tname(v));
 		json_decref(v);
 		return r;
 	case N_NEG:
@@ -1837,8 +2031,9 @@ static json_t *eval(struct ectx *c, int idx)
 		if (!v)
 			return NULL;
 		if (json_is_integer(v))
-			r = json_integer_value(v) == INT64_MIN ? eerr(c, -EINVAL, n->pos, "integer overflow")
-							       : new_int(c, -json_integer_value(v));
+			r = json_integer_value(v) == INT64_MIN
+				    ? eerr(c, -EINVAL, n->pos, "integer overflow")
+				    : new_int(c, -json_integer_value(v));
 		else if (json_is_real(v))
 			r = new_real(c, n->pos, -json_real_value(v));
 		else
@@ -1855,7 +2050,8 @@ static json_t *eval(struct ectx *c, int idx)
 		if (!v)
 			return NULL;
 		if (!json_is_boolean(v)) {
-			eerr(c, -EINVAL, n->pos, "condition of ?: must be a bool, got %s", tname(v));
+			eerr(c, -EINVAL, n->pos, "condition of ?: must be a bool, got %s",
+			     tname(v));
 			json_decref(v);
 			return NULL;
 		}
@@ -1881,7 +2077,9 @@ int cel_eval(const struct cel_program *p, json_t *vars, const struct cel_limits 
 	limits_resolve(lim, &c.l);
 	c.next_check = CHECK_EVERY;
 	/* a timeout beyond any sane value saturates instead of overflowing */
-	c.deadline_ns = mono_ns() + (c.l.timeout_ms > INT64_MAX / 4000000 ? INT64_MAX / 4 : c.l.timeout_ms * 1000000);
+	c.deadline_ns = mono_ns() + (c.l.timeout_ms > INT64_MAX / 4000000
+					     ? INT64_MAX / 4
+					     : c.l.timeout_ms * 1000000);
 	v = eval(&c, p->root);
 	if (!v) {
 		set_err(err, errsz, "%s", c.msg);

@@ -18,16 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CEL_MAX_LEN 4096   /* hard cap on the expression length in bytes */
-#define CEL_MAX_DEPTH 64   /* hard cap on max_depth: it bounds the parser's and evaluator's stack */
+#define CEL_MAX_LEN 4096 /* hard cap on the expression length in bytes */
+#define CEL_MAX_DEPTH 64 /* hard cap on max_depth: it bounds the parser's and evaluator's stack */
 
 /* Per-evaluation sandbox limits. A field that is 0 (or negative) takes its default, so
  * `struct cel_limits l = {0}` and a NULL pointer both mean "all defaults"; max_len and
  * max_depth above their hard caps are clamped to them. */
 struct cel_limits {
-	size_t max_len;     /* expression bytes (4096, at most CEL_MAX_LEN) */
-	int max_depth;      /* AST depth and parser nesting (32, at most CEL_MAX_DEPTH) */
-	int64_t max_cost;   /* evaluation steps: >= 1 per node, +1 per 16 bytes or element handled (10000) */
+	size_t max_len; /* expression bytes (4096, at most CEL_MAX_LEN) */
+	int max_depth;  /* AST depth and parser nesting (32, at most CEL_MAX_DEPTH) */
+	int64_t max_cost; /* evaluation steps: >= 1 per node, +1 per 16 bytes or element handled (10000) */
 	int64_t timeout_ms; /* wall clock per evaluation, checked every 64 steps (10) */
 	size_t max_string;  /* bytes of a string the expression produces (65536) */
 	size_t max_list;    /* elements of a list the expression produces (1000) */

@@ -174,8 +174,7 @@ static int sync_ca_bundle(struct certmgr *m, const char *ca)
 	}
 	m->vwc_missing_logged = 0;
 	hooks = json_object_get(resp.body, "webhooks");
-	json_array_foreach(hooks, i, h)
-	{
+	json_array_foreach(hooks, i, h) {
 		json_t *cc = json_object_get(h, "clientConfig");
 		if (!json_is_object(cc) || json_equal(json_object_get(cc, "caBundle"), want))
 			continue;

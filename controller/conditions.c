@@ -45,12 +45,10 @@ static const char *kept_ltt(json_t *old, const char *type, const char *status)
 	json_t *c;
 	size_t i;
 
-	json_array_foreach(
-		old, i,
-		c) if (is(json_string_value(json_object_get(c, "type")), type) &&
-		       is(json_string_value(json_object_get(c, "status")),
-			  status)) return json_string_value(json_object_get(c,
-									    "lastTransitionTime"));
+	json_array_foreach(old, i, c)
+		if (is(json_string_value(json_object_get(c, "type")), type) &&
+		    is(json_string_value(json_object_get(c, "status")), status))
+			return json_string_value(json_object_get(c, "lastTransitionTime"));
 	return NULL;
 }
 

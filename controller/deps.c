@@ -13,8 +13,8 @@
 
 static const char *flow_of(json_t *task)
 {
-	return json_string_value(json_object_get(json_object_get(task_metadata(task), "labels"),
-						 "tasked.dev/flow"));
+	return json_string_value(
+		json_object_get(json_object_get(task_metadata(task), "labels"), "tasked.dev/flow"));
 }
 
 /* UID of the object's controller ownerReference, or NULL. */
@@ -54,11 +54,14 @@ static json_t *task_facts(json_t *obj)
 		json_object_set(f, "exitCode", json_object_get(st, "exitCode"));
 	else
 		json_object_set_new(f, "exitCode", json_null());
-	json_object_set(f, "output", json_object_get(st, "output") ? json_object_get(st, "output") : json_object());
+	json_object_set(f, "output",
+			json_object_get(st, "output") ? json_object_get(st, "output")
+						      : json_object());
 	return f;
 }
 
-enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz)
+enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why,
+			   size_t whysz)
 {
 	json_t *deps = json_object_get(task_spec(task), "dependsOn"), *d;
 	enum deps_state st = DEPS_READY;
@@ -78,7 +81,8 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 				continue;
 			obj = informer_get(inf, json_string_value(k));
 			if (obj && same_flow(task, obj))
-				json_object_set_new(*vars, json_string_value(k) + prefix, task_facts(obj));
+				json_object_set_new(*vars, json_string_value(k) + prefix,
+						    task_facts(obj));
 			json_decref(obj);
 		}
 		json_decref(keys);
@@ -92,7 +96,9 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		obj = informer_get(inf, key);
 		if (obj && flow && !same_flow(task, obj)) {
 			if (st == DEPS_READY) {
-				snprintf(why, whysz, "waiting for task %s: %s is not a child of this Flow", name, key);
+				snprintf(why, whysz,
+					 "waiting for task %s: %s is not a child of this Flow",
+					 name, key);
 				st = DEPS_WAIT;
 			}
 			json_decref(obj);
@@ -100,7 +106,8 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		}
 		if (!obj) {
 			if (st == DEPS_READY) {
-				snprintf(why, whysz, "waiting for task %s, which does not exist (yet)", name);
+				snprintf(why, whysz,
+					 "waiting for task %s, which does not exist (yet)", name);
 				st = DEPS_WAIT;
 			}
 			continue;
@@ -109,7 +116,8 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 		phase = task_phase(obj);
 		if (phase_terminal(phase) && !phase_ok(phase)) { /* Failed or Cancelled */
 			if (st != DEPS_FAILED)
-				snprintf(why, whysz, "dependency %s %s", name, strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
+				snprintf(why, whysz, "dependency %s %s", name,
+					 strcmp(phase, "Failed") == 0 ? "failed" : "was cancelled");
 			st = DEPS_FAILED;
 		} else if (!phase_ok(phase)) {
 			if (st == DEPS_READY) {
@@ -128,7 +136,9 @@ enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, ch
 			json_t *f = json_object_get(*vars, json_string_value(d));
 			const char *phase = json_string_value(json_object_get(f, "phase"));
 			if (!f || !task_phase_terminal(phase)) {
-				snprintf(why, whysz, f ? "waiting for task %s to finish" : "waiting for task %s, which does not exist (yet)",
+				snprintf(why, whysz,
+					 f ? "waiting for task %s to finish"
+					   : "waiting for task %s, which does not exist (yet)",
 					 json_string_value(d));
 				return DEPS_WAIT;
 			}
@@ -142,10 +152,11 @@ json_t *deps_condition_vars(json_t *task, json_t *tasks, int64_t attempt)
 	json_t *md = task_metadata(task);
 	json_t *labels = json_object_get(md, "labels");
 	/* "o" takes the reference: an incref'd label map or a new empty one (never leaked). */
-	return json_pack("{so s{ss?ss?sosI}}", "tasks", tasks, "task",
-			 "name", json_string_value(json_object_get(md, "name")),
-			 "namespace", json_string_value(json_object_get(md, "namespace")),
-			 "labels", labels ? json_incref(labels) : json_object(), "attempt", (json_int_t)attempt);
+	return json_pack("{so s{ss?ss?sosI}}", "tasks", tasks, "task", "name",
+			 json_string_value(json_object_get(md, "name")), "namespace",
+			 json_string_value(json_object_get(md, "namespace")), "labels",
+			 labels ? json_incref(labels) : json_object(), "attempt",
+			 (json_int_t)attempt);
 }
 
 /* Appends s[0..n), doubling every "$" when escape is set: the runner expands $(VAR) in the
@@ -166,8 +177,8 @@ static int deps_append(struct buf *out, const char *s, size_t n, int escape)
 }
 
 /* Looks up tasks.NAME.FIELD[.PATH] (ref without "tasks." and without the parentheses). */
-static int deps_lookup(const char *ref, size_t len, json_t *tasks, int escape, struct buf *out, char *err,
-		       size_t errsz)
+static int deps_lookup(const char *ref, size_t len, json_t *tasks, int escape, struct buf *out,
+		       char *err, size_t errsz)
 {
 	char path[512], *name, *field, *rest, *save = NULL;
 	json_t *t, *v;
@@ -183,19 +194,26 @@ static int deps_lookup(const char *ref, size_t len, json_t *tasks, int escape, s
 	rest = strtok_r(NULL, "", &save);
 	t = name ? json_object_get(tasks, name) : NULL;
 	if (!t) {
-		snprintf(err, errsz, "$(tasks.%.*s): no task %s among this task's dependencies", (int)len, ref, name ? name : "");
+		snprintf(err, errsz, "$(tasks.%.*s): no task %s among this task's dependencies",
+			 (int)len, ref, name ? name : "");
 		return -EINVAL;
 	}
-	if (!field || (strcmp(field, "output") != 0 && strcmp(field, "exitCode") != 0 && strcmp(field, "phase") != 0) ||
+	if (!field ||
+	    (strcmp(field, "output") != 0 && strcmp(field, "exitCode") != 0 &&
+	     strcmp(field, "phase") != 0) ||
 	    (strcmp(field, "output") != 0 && rest)) {
-		snprintf(err, errsz, "$(tasks.%.*s): only output.PATH, exitCode and phase can be referenced", (int)len, ref);
+		snprintf(err, errsz,
+			 "$(tasks.%.*s): only output.PATH, exitCode and phase can be referenced",
+			 (int)len, ref);
 		return -EINVAL;
 	}
 	v = json_object_get(t, field);
-	for (char *seg = rest ? strtok_r(rest, ".", &save) : NULL; seg; seg = strtok_r(NULL, ".", &save)) {
+	for (char *seg = rest ? strtok_r(rest, ".", &save) : NULL; seg;
+	     seg = strtok_r(NULL, ".", &save)) {
 		char *end;
 		long idx = strtol(seg, &end, 10);
-		v = json_is_array(v) && *end == '\0' ? json_array_get(v, (size_t)idx) : json_object_get(v, seg);
+		v = json_is_array(v) && *end == '\0' ? json_array_get(v, (size_t)idx)
+						     : json_object_get(v, seg);
 		if (!v)
 			break;
 	}
@@ -223,11 +241,14 @@ char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, siz
 
 	buf_init(&b, DEPS_MAX_RESOLVED);
 	while (r == 0 && (k = expand_next(s, &pos, &t)) != EXPAND_END) {
-		if (k == EXPAND_ESCAPE) {        /* keep the escape for the runner */
+		if (k == EXPAND_ESCAPE) { /* keep the escape for the runner */
 			r = buf_append(&b, "$$", 2);
-		} else if (k == EXPAND_REF && t.name_len >= 6 && strncmp(s + t.name, "tasks.", 6) == 0) {
-			r = deps_lookup(s + t.name + 6, t.name_len - 6, tasks, escape, &b, err, errsz);
-		} else if (k == EXPAND_REF) {    /* the runner's to expand; a "$(" inside is still ours */
+		} else if (k == EXPAND_REF && t.name_len >= 6 &&
+			   strncmp(s + t.name, "tasks.", 6) == 0) {
+			r = deps_lookup(s + t.name + 6, t.name_len - 6, tasks, escape, &b, err,
+					errsz);
+		} else if (k ==
+			   EXPAND_REF) { /* the runner's to expand; a "$(" inside is still ours */
 			r = buf_append(&b, "$", 1);
 			pos = t.start + 1;
 		} else {
@@ -239,15 +260,17 @@ char *deps_resolve_refs(const char *s, json_t *tasks, int escape, char *err, siz
 	if (r < 0) {
 		if (r == -ENOBUFS)
 			snprintf(err, errsz, "resolved value exceeds %d bytes", DEPS_MAX_RESOLVED);
-		else if (r != -EINVAL)   /* deps_lookup explains its own -EINVAL */
-			snprintf(err, errsz, "a referenced value could not be inserted (%s)", strerror(-r));
+		else if (r != -EINVAL) /* deps_lookup explains its own -EINVAL */
+			snprintf(err, errsz, "a referenced value could not be inserted (%s)",
+				 strerror(-r));
 		buf_free(&b);
 		return NULL;
 	}
 	return b.data;
 }
 
-static int resolve_in(json_t *parent, const char *key, json_t *tasks, int escape, char *err, size_t errsz)
+static int resolve_in(json_t *parent, const char *key, json_t *tasks, int escape, char *err,
+		      size_t errsz)
 {
 	json_t *v = json_object_get(parent, key);
 	char *s;
@@ -279,7 +302,8 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 	}
 	/* A container's command and args: Kubernetes expands $(VAR) in them like the runner. */
 	for (int k = 0; k < 2; k++) {
-		json_t *arr = json_object_get(json_object_get(msg, "container"), k == 0 ? "command" : "args");
+		json_t *arr = json_object_get(json_object_get(msg, "container"),
+					      k == 0 ? "command" : "args");
 		json_array_foreach(arr, i, e) {
 			char *s;
 			if (!json_is_string(e) || !strstr(json_string_value(e), "$(tasks."))
@@ -310,8 +334,8 @@ int deps_resolve_dispatch(json_t *msg, json_t *tasks, char *err, size_t errsz)
 
 struct deps_index {
 	pthread_mutex_t lock;
-	json_t *rev;    /* dep key -> {dependent key: true} */
-	json_t *fwd;    /* key -> [dep keys] */
+	json_t *rev; /* dep key -> {dependent key: true} */
+	json_t *fwd; /* key -> [dep keys] */
 };
 
 struct deps_index *deps_index_new(void)
@@ -350,7 +374,8 @@ void deps_index_update(struct deps_index *x, const char *key, json_t *obj)
 		json_array_foreach(deps, i, d) {
 			char dk[512];
 			json_t *set;
-			if (i >= DEPS_MAX || !json_is_string(d) || deps_key(obj, json_string_value(d), dk, sizeof(dk)) < 0)
+			if (i >= DEPS_MAX || !json_is_string(d) ||
+			    deps_key(obj, json_string_value(d), dk, sizeof(dk)) < 0)
 				continue;
 			set = json_object_get(x->rev, dk);
 			if (!set) {
@@ -365,7 +390,8 @@ void deps_index_update(struct deps_index *x, const char *key, json_t *obj)
 	pthread_mutex_unlock(&x->lock);
 }
 
-void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(const char *dep, void *ud), void *ud)
+void deps_index_dependents(struct deps_index *x, const char *key,
+			   void (*fn)(const char *dep, void *ud), void *ud)
 {
 	json_t *set, *v;
 	const char *k;
@@ -377,14 +403,17 @@ void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(con
 	json_decref(set);
 }
 
-#define DEPS_CYCLE_MAX_NODES 256   /* bound on the search (each step parses a cached object) */
+#define DEPS_CYCLE_MAX_NODES 256 /* bound on the search (each step parses a cached object) */
 #define DEPS_CYCLE_MAX_DEPTH 64
 
 static int deps_unfinished(json_t *obj) { return !task_terminal(obj); }
 
 int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t pathsz)
 {
-	struct frame { json_t *obj; size_t next; } st[DEPS_CYCLE_MAX_DEPTH];
+	struct frame {
+		json_t *obj;
+		size_t next;
+	} st[DEPS_CYCLE_MAX_DEPTH];
 	char start[512];
 	json_t *seen = json_object();
 	size_t sp = 0, nodes = 0;
@@ -414,7 +443,8 @@ int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t paths
 			found = 1;
 			break;
 		}
-		if (json_object_get(seen, key) || nodes >= DEPS_CYCLE_MAX_NODES || sp >= DEPS_CYCLE_MAX_DEPTH)
+		if (json_object_get(seen, key) || nodes >= DEPS_CYCLE_MAX_NODES ||
+		    sp >= DEPS_CYCLE_MAX_DEPTH)
 			continue;
 		json_object_set_new(seen, key, json_true());
 		nodes++;
@@ -429,8 +459,10 @@ int deps_find_cycle(struct informer *inf, json_t *task, char *path, size_t paths
 		/* The path: the task, each task on the stack, back to the task. */
 		size_t len = 0;
 		for (size_t i = 0; i <= sp && len < pathsz; i++) {
-			const char *n = json_string_value(json_object_get(json_object_get(i < sp ? st[i].obj : task, "metadata"), "name"));
-			int w = snprintf(path + len, pathsz - len, "%s%s", i ? " -> " : "", n ? n : "?");
+			const char *n = json_string_value(json_object_get(
+				json_object_get(i < sp ? st[i].obj : task, "metadata"), "name"));
+			int w = snprintf(path + len, pathsz - len, "%s%s", i ? " -> " : "",
+					 n ? n : "?");
 			if (w < 0)
 				break;
 			len += (size_t)w;

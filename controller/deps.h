@@ -17,7 +17,8 @@ int deps_key(json_t *task, const char *name, char *out, size_t outsz);
  * which); DEPS_FAILED: one Failed or was Cancelled; DEPS_READY: all Succeeded or Skipped.
  * *vars (new reference) is the `tasks` map for conditions: {NAME: {phase, exitCode, output}} for
  * every dependency (and, in a Flow, every sibling) that exists. Secrets never appear in it. */
-enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why, size_t whysz);
+enum deps_state deps_check(struct informer *inf, json_t *task, json_t **vars, char *why,
+			   size_t whysz);
 
 /* Whether task (outside a Flow) waits on itself through dependsOn between unfinished Tasks;
  * path gets "a -> b -> a". The search is bounded (a few hundred tasks). */
@@ -44,4 +45,5 @@ void deps_index_free(struct deps_index *x);
 /* Records task's dependencies (obj NULL = removed). */
 void deps_index_update(struct deps_index *x, const char *key, json_t *obj);
 /* Calls fn for every task that depends on key. */
-void deps_index_dependents(struct deps_index *x, const char *key, void (*fn)(const char *dep, void *ud), void *ud);
+void deps_index_dependents(struct deps_index *x, const char *key,
+			   void (*fn)(const char *dep, void *ud), void *ud);

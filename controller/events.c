@@ -12,8 +12,8 @@
 
 struct ev_slot {
 	uint64_t id;
-	uint64_t cum;       /* bytes of all frames published up to and including this one */
-	char *frame;        /* one allocation: frame, then ns and queue */
+	uint64_t cum; /* bytes of all frames published up to and including this one */
+	char *frame;  /* one allocation: frame, then ns and queue */
 	size_t len;
 	const char *ns, *queue;
 };
@@ -22,7 +22,7 @@ struct events {
 	struct events_cfg cfg;
 	pthread_mutex_t lock;
 	struct ev_slot *ring;
-	size_t head, count;         /* oldest slot, number held */
+	size_t head, count; /* oldest slot, number held */
 	uint64_t next_id, cum, bytes, published;
 };
 
@@ -87,7 +87,8 @@ uint64_t events_publish(struct events *ev, const char *type, const char *ns, con
 		return 0;
 	pthread_mutex_lock(&ev->lock);
 	id = ev->next_id;
-	n = snprintf(frame, cap, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, type, js);
+	n = snprintf(frame, cap, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, type,
+		     js);
 	len = (size_t)n;
 	if (n < 0 || len >= cap || len > ev->cfg.max_bytes) {
 		pthread_mutex_unlock(&ev->lock);
@@ -96,12 +97,17 @@ uint64_t events_publish(struct events *ev, const char *type, const char *ns, con
 	}
 	memcpy(frame + len + 1, ns ? ns : "", nsl + 1);
 	memcpy(frame + len + 2 + nsl, queue ? queue : "", ql + 1);
-	while (ev->count == ev->cfg.max_events || (ev->count && ev->bytes + len > ev->cfg.max_bytes))
+	while (ev->count == ev->cfg.max_events ||
+	       (ev->count && ev->bytes + len > ev->cfg.max_bytes))
 		events_drop_oldest(ev);
 	s = &ev->ring[(ev->head + ev->count) % ev->cfg.max_events];
 	ev->cum += len;
-	*s = (struct ev_slot){ .id = id, .cum = ev->cum, .frame = frame, .len = len,
-			       .ns = frame + len + 1, .queue = frame + len + 2 + nsl };
+	*s = (struct ev_slot){ .id = id,
+			       .cum = ev->cum,
+			       .frame = frame,
+			       .len = len,
+			       .ns = frame + len + 1,
+			       .queue = frame + len + 2 + nsl };
 	ev->count++;
 	ev->bytes += len;
 	ev->next_id++;
@@ -138,8 +144,8 @@ static int events_match(const struct ev_slot *s, const struct events_filter *f)
 	return 1;
 }
 
-int events_read(struct events *ev, uint64_t *cursor, const struct events_filter *f,
-		struct buf *out, size_t max_bytes, struct events_gap *gap)
+int events_read(struct events *ev, uint64_t *cursor, const struct events_filter *f, struct buf *out,
+		size_t max_bytes, struct events_gap *gap)
 {
 	uint64_t oldest, last;
 	int n = 0;
@@ -157,7 +163,8 @@ int events_read(struct events *ev, uint64_t *cursor, const struct events_filter 
 			n++;
 	}
 	while (*cursor < last) {
-		const struct ev_slot *s = &ev->ring[(ev->head + (*cursor + 1 - oldest)) % ev->cfg.max_events];
+		const struct ev_slot *s =
+			&ev->ring[(ev->head + (*cursor + 1 - oldest)) % ev->cfg.max_events];
 		if (events_match(s, f)) {
 			if (n > 0 && out->len + s->len > max_bytes)
 				break;
@@ -183,7 +190,8 @@ uint64_t events_backlog(struct events *ev, uint64_t cursor)
 	} else if (cursor + 1 < oldest) {
 		r = UINT64_MAX;
 	} else {
-		const struct ev_slot *s = &ev->ring[(ev->head + (cursor + 1 - oldest)) % ev->cfg.max_events];
+		const struct ev_slot *s =
+			&ev->ring[(ev->head + (cursor + 1 - oldest)) % ev->cfg.max_events];
 		r = ev->cum - (s->cum - s->len);
 	}
 	pthread_mutex_unlock(&ev->lock);

@@ -16,24 +16,24 @@
 struct events;
 
 struct events_cfg {
-	size_t max_events;          /* 0 = 4096 */
-	size_t max_bytes;           /* 0 = 4 MiB of serialised frames */
-	uint64_t first_id;          /* 0 = now_ms * 1000 (tests pass a fixed value) */
-	void (*notify)(void *ud);   /* called after each publish, outside the lock; may be NULL */
+	size_t max_events;        /* 0 = 4096 */
+	size_t max_bytes;         /* 0 = 4 MiB of serialised frames */
+	uint64_t first_id;        /* 0 = now_ms * 1000 (tests pass a fixed value) */
+	void (*notify)(void *ud); /* called after each publish, outside the lock; may be NULL */
 	void *ud;
 };
 
 struct events_filter {
-	const char *ns;             /* NULL or "" = any */
-	const char *queue;          /* NULL or "" = any */
+	const char *ns;    /* NULL or "" = any */
+	const char *queue; /* NULL or "" = any */
 };
 
 /* What a reader missed: set when its cursor is older than the oldest event held (or newer
  * than the newest, e.g. an id from another process). */
 struct events_gap {
 	int gap;
-	uint64_t last_id;           /* the cursor the reader had */
-	uint64_t oldest_id;         /* first id still held (next id when the ring is empty) */
+	uint64_t last_id;   /* the cursor the reader had */
+	uint64_t oldest_id; /* first id still held (next id when the ring is empty) */
 };
 
 struct events *events_new(const struct events_cfg *cfg);
@@ -54,8 +54,8 @@ uint64_t events_last_id(struct events *ev);
  * it looked at. When the cursor is no longer in the ring, gap is filled in, a gap frame is
  * appended first and reading continues at the oldest event held. Returns the number of frames
  * appended (the gap frame included). */
-int events_read(struct events *ev, uint64_t *cursor, const struct events_filter *f,
-		struct buf *out, size_t max_bytes, struct events_gap *gap);
+int events_read(struct events *ev, uint64_t *cursor, const struct events_filter *f, struct buf *out,
+		size_t max_bytes, struct events_gap *gap);
 
 /* Bytes of frames newer than cursor (all events, unfiltered), or UINT64_MAX when the events
  * after cursor are no longer held: the reader has fallen out of the ring. */
@@ -64,5 +64,7 @@ uint64_t events_backlog(struct events *ev, uint64_t cursor);
 /* Formats the SSE frame that reports a gap into out (a JSON "gap" event without an id). */
 int events_gap_frame(const struct events_gap *gap, struct buf *out);
 
-struct events_stats { uint64_t published, held, bytes, oldest_id, last_id; };
+struct events_stats {
+	uint64_t published, held, bytes, oldest_id, last_id;
+};
 void events_stats_get(struct events *ev, struct events_stats *ret);

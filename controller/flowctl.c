@@ -22,9 +22,9 @@ struct flowctl {
 	struct wq *q;
 	pthread_t thread;
 	int started;
-	pthread_mutex_t lock;   /* guards gone and orphaning */
-	json_t *gone;           /* key -> UID of a deleted Flow whose children are still to delete */
-	json_t *orphaning;      /* UIDs of Flows deleted with propagationPolicy Orphan */
+	pthread_mutex_t lock; /* guards gone and orphaning */
+	json_t *gone;         /* key -> UID of a deleted Flow whose children are still to delete */
+	json_t *orphaning;    /* UIDs of Flows deleted with propagationPolicy Orphan */
 };
 
 struct flowctl *flowctl_new(const struct flowctl_cfg *cfg)
@@ -97,7 +97,8 @@ void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void
 void flowctl_on_task(struct flowctl *f, json_t *task)
 {
 	json_t *md = json_object_get(task, "metadata");
-	const char *flow = json_string_value(json_object_get(json_object_get(md, "labels"), FLOW_LABEL));
+	const char *flow = json_string_value(
+		json_object_get(json_object_get(md, "labels"), FLOW_LABEL));
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	char key[512];
 	if (!f || !flow || !ns)
@@ -108,9 +109,10 @@ void flowctl_on_task(struct flowctl *f, json_t *task)
 
 /* --- validation ------------------------------------------------------------------------------ */
 
-static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt, ...)
+static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt,
+		   ...) __attribute__((format(printf, 5, 6)));
+static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, const char *fmt,
+		   ...)
 {
 	va_list ap;
 	*reason = r;
@@ -124,7 +126,7 @@ static int fv_fail(const char **reason, const char *r, char *msg, size_t msgsz, 
 static int fv_cycle(json_t *tasks, json_t *index, char *on_cycle, size_t sz)
 {
 	size_t n = json_array_size(tasks);
-	int colour[FLOW_MAX_TASKS] = { 0 };     /* 0 white, 1 grey, 2 black */
+	int colour[FLOW_MAX_TASKS] = { 0 }; /* 0 white, 1 grey, 2 black */
 	size_t stack[FLOW_MAX_TASKS], edge[FLOW_MAX_TASKS];
 
 	for (size_t root = 0; root < n; root++) {
@@ -139,8 +141,10 @@ static int fv_cycle(json_t *tasks, json_t *index, char *on_cycle, size_t sz)
 			size_t v = stack[sp - 1];
 			json_t *deps = json_object_get(json_array_get(tasks, v), "dependsOn");
 			if (edge[sp - 1] < json_array_size(deps)) {
-				const char *d = json_string_value(json_array_get(deps, edge[sp - 1]++));
-				size_t w = (size_t)json_integer_value(json_object_get(index, d ? d : ""));
+				const char *d = json_string_value(
+					json_array_get(deps, edge[sp - 1]++));
+				size_t w = (size_t)json_integer_value(
+					json_object_get(index, d ? d : ""));
 				if (colour[w] == 1) {
 					snprintf(on_cycle, sz, "%s", d);
 					return 1;
@@ -173,16 +177,19 @@ int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz
 	}
 	if (json_array_size(tasks) > FLOW_MAX_TASKS) {
 		json_decref(index);
-		return fv_fail(reason, "TooManyTasks", msg, msgsz, "a Flow holds at most %d tasks", FLOW_MAX_TASKS);
+		return fv_fail(reason, "TooManyTasks", msg, msgsz, "a Flow holds at most %d tasks",
+			       FLOW_MAX_TASKS);
 	}
 	json_array_foreach(tasks, i, t) {
 		const char *name = json_string_value(json_object_get(t, "name"));
 		if (!name || !*name) {
-			r = fv_fail(reason, "InvalidSpec", msg, msgsz, "spec.tasks[%zu] has no name", i);
+			r = fv_fail(reason, "InvalidSpec", msg, msgsz,
+				    "spec.tasks[%zu] has no name", i);
 			goto out;
 		}
 		if (json_object_get(index, name)) {
-			r = fv_fail(reason, "DuplicateName", msg, msgsz, "task name %s is used twice", name);
+			r = fv_fail(reason, "DuplicateName", msg, msgsz,
+				    "task name %s is used twice", name);
 			goto out;
 		}
 		json_object_set_new(index, name, json_integer((json_int_t)i));
@@ -190,14 +197,17 @@ int flowctl_validate(json_t *tasks, const char **reason, char *msg, size_t msgsz
 	json_array_foreach(tasks, i, t) {
 		json_array_foreach(json_object_get(t, "dependsOn"), j, d) {
 			if (!json_is_string(d) || !json_object_get(index, json_string_value(d))) {
-				r = fv_fail(reason, "UnknownDependency", msg, msgsz, "task %s depends on %s, which is not in this Flow",
-					    json_string_value(json_object_get(t, "name")), json_is_string(d) ? json_string_value(d) : "?");
+				r = fv_fail(reason, "UnknownDependency", msg, msgsz,
+					    "task %s depends on %s, which is not in this Flow",
+					    json_string_value(json_object_get(t, "name")),
+					    json_is_string(d) ? json_string_value(d) : "?");
 				goto out;
 			}
 		}
 	}
 	if (fv_cycle(tasks, index, cyc, sizeof(cyc))) {
-		r = fv_fail(reason, "Cycle", msg, msgsz, "the dependencies form a cycle through task %s", cyc);
+		r = fv_fail(reason, "Cycle", msg, msgsz,
+			    "the dependencies form a cycle through task %s", cyc);
 		goto out;
 	}
 out:
@@ -212,7 +222,8 @@ static json_t *controller_ref(json_t *task)
 {
 	json_t *r;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i, r)
+	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i,
+			   r)
 		if (json_is_true(json_object_get(r, "controller")))
 			return r;
 	return NULL;
@@ -262,11 +273,14 @@ static int delete_task(struct flowctl *f, json_t *task)
 
 	if (!ns || !name || task_path(ns, name, path, sizeof(path), "tasks") < 0)
 		return -EINVAL;
-	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions", "uid",
-			 json_object_get(md, "uid"), "propagationPolicy", "Background");
+	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1",
+			 "preconditions", "uid", json_object_get(md, "uid"), "propagationPolicy",
+			 "Background");
 	r = kube_request(f->cfg.kc, "DELETE", path, NULL, body, &resp);
 	json_decref(body);
-	r = r == 0 && resp.status < 300 ? 0 : r == 0 && (resp.status == 404 || resp.status == 409) ? -ENOENT : -EAGAIN;
+	r = r == 0 && resp.status < 300                            ? 0
+	    : r == 0 && (resp.status == 404 || resp.status == 409) ? -ENOENT
+								   : -EAGAIN;
 	kube_resp_free(&resp);
 	return r;
 }
@@ -280,8 +294,10 @@ static int delete_children(struct flowctl *f, const char *ns, const char *flow, 
 	json_array_foreach(kids, i, k) {
 		int d = delete_task(f, k);
 		if (d == 0)
-			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow, "task",
-				 json_string_value(json_object_get(json_object_get(k, "metadata"), "name")));
+			log_info("deleted a child of a deleted Flow", "namespace", ns, "flow", flow,
+				 "task",
+				 json_string_value(
+					 json_object_get(json_object_get(k, "metadata"), "name")));
 		else if (d == -EAGAIN)
 			r = -EAGAIN;
 	}
@@ -304,13 +320,16 @@ static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
 	json_object_del(spec, "name");
 	if (json_is_string(fq) && !json_object_get(spec, "queue"))
 		json_object_set(spec, "queue", fq);
-	body = json_pack("{sssss{sss{ssss}s[{sssssssOsbsb}]}so}", "apiVersion", "tasked.dev/v1alpha1", "kind", "Task",
-			 "metadata", "name", name, "labels", FLOW_LABEL, fname, "tasked.dev/flow-task", tname,
-			 "ownerReferences", "apiVersion", "tasked.dev/v1alpha1", "kind", "Flow", "name", fname,
-			 "uid", json_object_get(md, "uid"), "controller", 1, "blockOwnerDeletion", 1,
+	body = json_pack("{sssss{sss{ssss}s[{sssssssOsbsb}]}so}", "apiVersion",
+			 "tasked.dev/v1alpha1", "kind", "Task", "metadata", "name", name, "labels",
+			 FLOW_LABEL, fname, "tasked.dev/flow-task", tname, "ownerReferences",
+			 "apiVersion", "tasked.dev/v1alpha1", "kind", "Flow", "name", fname, "uid",
+			 json_object_get(md, "uid"), "controller", 1, "blockOwnerDeletion", 1,
 			 "spec", spec);
 	/* A child belongs to the Flow's install: without the label another controller would run it. */
-	if (!body || instance_copy_label(md, json_object_get(json_object_get(body, "metadata"), "labels")) < 0 ||
+	if (!body ||
+	    instance_copy_label(md, json_object_get(json_object_get(body, "metadata"), "labels")) <
+		    0 ||
 	    task_path(ns, "", path, sizeof(path), "tasks") < 0) {
 		json_decref(body);
 		return -ENOMEM;
@@ -327,31 +346,38 @@ static int create_child(struct flowctl *f, json_t *flow, json_t *entry)
 		kube_resp_free(&resp);
 		return -EAGAIN;
 	}
-	log_warn("could not create a Flow's task", "namespace", ns, "flow", fname, "task", name, "error", resp.message);
+	log_warn("could not create a Flow's task", "namespace", ns, "flow", fname, "task", name,
+		 "error", resp.message);
 	r = resp.status == 422 || resp.status == 400 ? -EINVAL : -EAGAIN;
 	kube_resp_free(&resp);
 	return r;
 }
 
 /* Sets spec.cancel on every child that has not finished. */
-static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fname, json_t *kids, const char *why)
+static void cancel_unfinished(struct flowctl *f, const char *ns, const char *fname, json_t *kids,
+			      const char *why)
 {
 	json_t *e;
 	size_t i;
 	json_array_foreach(kids, i, e) {
-		const char *p = json_string_value(json_object_get(json_object_get(e, "status"), "phase"));
-		const char *name = json_string_value(json_object_get(json_object_get(e, "metadata"), "name"));
+		const char *p = json_string_value(
+			json_object_get(json_object_get(e, "status"), "phase"));
+		const char *name = json_string_value(
+			json_object_get(json_object_get(e, "metadata"), "name"));
 		char path[1024];
 		struct kube_resp resp;
 		json_t *patch;
-		if (task_phase_terminal(p) || json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
+		if (task_phase_terminal(p) ||
+		    json_is_true(json_object_get(json_object_get(e, "spec"), "cancel")) || !name ||
 		    task_path(ns, name, path, sizeof(path), "tasks") < 0)
 			continue;
 		patch = json_pack("{s{sb}}", "spec", "cancel", 1);
-		(void)kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch, &resp);
+		(void)kube_request(f->cfg.kc, "PATCH", path, "application/merge-patch+json", patch,
+				   &resp);
 		kube_resp_free(&resp);
 		json_decref(patch);
-		log_info("cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name, "why", why);
+		log_info("cancelling a Flow's task", "namespace", ns, "flow", fname, "task", name,
+			 "why", why);
 	}
 }
 
@@ -372,10 +398,11 @@ static int patch_flow_status(struct flowctl *f, json_t *flow, json_t *status)
 }
 
 /* The conditions of a Flow in phase (conditions.h), keeping what did not change. */
-static json_t *flow_conditions(json_t *flow, const char *phase, const char *reason, const char *msg, json_int_t gen)
+static json_t *flow_conditions(json_t *flow, const char *phase, const char *reason, const char *msg,
+			       json_int_t gen)
 {
-	return cond_run_array(json_object_get(json_object_get(flow, "status"), "conditions"), phase, reason, msg, gen,
-			      util_now_ms());
+	return cond_run_array(json_object_get(json_object_get(flow, "status"), "conditions"), phase,
+			      reason, msg, gen, util_now_ms());
 }
 
 /* Writes the status only when it changed in substance (phase, counts, reason, message). */
@@ -384,13 +411,18 @@ static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
 	json_t *old = json_object_get(flow, "status");
 	const char *keys[] = { "phase", "reason", "message" };
 	int same = json_equal(json_object_get(old, "counts"), json_object_get(status, "counts")) &&
-		   json_equal(json_object_get(old, "observedGeneration"), json_object_get(status, "observedGeneration"));
+		   json_equal(json_object_get(old, "observedGeneration"),
+			      json_object_get(status, "observedGeneration"));
 	json_t *nc = json_object_get(status, "counts"), *v;
 	const char *k;
 
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(keys); i++)
-		same = same && json_equal(json_object_get(old, keys[i]) ? json_object_get(old, keys[i]) : json_null(),
-					  json_object_get(status, keys[i]) ? json_object_get(status, keys[i]) : json_null());
+		same = same &&
+		       json_equal(json_object_get(old, keys[i]) ? json_object_get(old, keys[i])
+								: json_null(),
+				  json_object_get(status, keys[i])
+					  ? json_object_get(status, keys[i])
+					  : json_null());
 	if (same)
 		return 0;
 	/* A merge patch never removes a key: a phase no child is in any more goes as null, or the
@@ -402,7 +434,8 @@ static int write_if_changed(struct flowctl *f, json_t *flow, json_t *status)
 }
 
 /* Deletes the children of the deleted Flow recorded for key (unless that is current_uid). */
-static int reap_gone(struct flowctl *f, const char *key, const char *ns, const char *fname, const char *current_uid)
+static int reap_gone(struct flowctl *f, const char *key, const char *ns, const char *fname,
+		     const char *current_uid)
 {
 	char old[256] = "";
 	int r;
@@ -421,10 +454,12 @@ static int reap_gone(struct flowctl *f, const char *key, const char *ns, const c
 	return r;
 }
 
-static void flow_ttl(struct flowctl *f, json_t *flow, const char *key, const char *ns, const char *fname)
+static void flow_ttl(struct flowctl *f, json_t *flow, const char *key, const char *ns,
+		     const char *fname)
 {
 	json_t *ttl = json_object_get(json_object_get(flow, "spec"), "ttlSecondsAfterFinished");
-	const char *ct = json_string_value(json_object_get(json_object_get(flow, "status"), "completionTime"));
+	const char *ct = json_string_value(
+		json_object_get(json_object_get(flow, "status"), "completionTime"));
 	int64_t at, due;
 
 	if (!json_is_integer(ttl))
@@ -446,13 +481,44 @@ static void flow_ttl(struct flowctl *f, json_t *flow, const char *key, const cha
 	}
 }
 
+/* What a Flow's children are at: counts by phase (a new object) and the totals it decides by. */
+struct flow_tally {
+	int done, failed, cancelled, own_failures, started;
+};
+
+static json_t *flow_count(json_t *kids, struct flow_tally *t)
+{
+	json_t *counts = json_object(), *e;
+	size_t i;
+
+	json_array_foreach(kids, i, e) {
+		json_t *st = json_object_get(e, "status");
+		const char *p = json_string_value(json_object_get(st, "phase"));
+		json_t *c;
+		p = p ? p : "Pending";
+		c = json_object_get(counts, p);
+		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
+		t->done += task_phase_terminal(p);
+		t->failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
+		t->cancelled += strcmp(p, "Cancelled") == 0;
+		c = json_object_get(st, "reason");
+		t->own_failures += strcmp(p, "Failed") == 0 &&
+				   !(json_is_string(c) &&
+				     strcmp(json_string_value(c), "DependencyFailed") == 0);
+		t->started += strcmp(p, "Pending") != 0;
+	}
+	return counts;
+}
+
 static int flow_reconcile(struct flowctl *f, const char *key)
 {
-	json_t *flow = informer_get(f->flows, key), *md, *spec, *tasks, *kids = NULL, *counts, *status, *e;
+	json_t *flow = informer_get(f->flows, key), *md, *spec, *tasks, *kids = NULL, *counts,
+	       *status, *e;
 	const char *ns, *fname, *uid, *reason = NULL, *phase;
 	json_int_t gen;
 	char msg[512], ns_buf[256], nm[256], ts[40];
-	int r = 0, total, done = 0, failed = 0, cancelled = 0, own_failures = 0, started = 0, missing = 0;
+	struct flow_tally tl = { 0 };
+	int r = 0, total, missing = 0;
 	size_t i;
 
 	if (!flow) {
@@ -473,8 +539,9 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	if (!ns || !fname || json_object_get(md, "deletionTimestamp"))
 		goto out;
 	if (flowctl_validate(tasks, &reason, msg, sizeof(msg)) < 0) {
-		status = json_pack("{sssssssIso}", "phase", "Failed", "reason", reason, "message", msg,
-				   "observedGeneration", gen, "conditions", flow_conditions(flow, "Failed", reason, msg, gen));
+		status = json_pack("{sssssssIso}", "phase", "Failed", "reason", reason, "message",
+				   msg, "observedGeneration", gen, "conditions",
+				   flow_conditions(flow, "Failed", reason, msg, gen));
 		r = write_if_changed(f, flow, status);
 		json_decref(status);
 		goto out;
@@ -487,15 +554,17 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	kids = children_of(f, ns, fname, uid);
 	status = json_object_get(flow, "status");
 	if (json_is_string(json_object_get(status, "reason")) &&
-	    strcmp(json_string_value(json_object_get(status, "reason")), "ChildNameConflict") == 0 &&
+	    strcmp(json_string_value(json_object_get(status, "reason")), "ChildNameConflict") ==
+		    0 &&
 	    json_integer_value(json_object_get(status, "observedGeneration")) == gen)
-		goto out;   /* decided for this generation: a terminal phase does not flip back */
+		goto out; /* decided for this generation: a terminal phase does not flip back */
 	/* Names first: a Task of a child's name that this Flow does not own is never adopted. One
 	 * owned by an earlier Flow of the same name is that Flow's leftover and is deleted. */
 	json_array_foreach(tasks, i, e) {
 		char child[600];
 		json_t *obj, *ref;
-		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname, json_string_value(json_object_get(e, "name")));
+		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname,
+			 json_string_value(json_object_get(e, "name")));
 		obj = informer_get(f->cfg.tasks, child);
 		ref = obj ? controller_ref(obj) : NULL;
 		if (obj && !flowctl_owned_by(obj, uid)) {
@@ -506,15 +575,20 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 					r = -EAGAIN;
 				missing++;
 			} else {
-				snprintf(msg, sizeof(msg), "task %s-%s already exists and is not owned by this Flow; "
-					 "delete or rename it, then re-create the Flow (or rename the Flow)", fname, json_string_value(json_object_get(e, "name")));
+				snprintf(
+					msg, sizeof(msg),
+					"task %s-%s already exists and is not owned by this Flow; "
+					"delete or rename it, then re-create the Flow (or rename the Flow)",
+					fname, json_string_value(json_object_get(e, "name")));
 				json_decref(obj);
 				cancel_unfinished(f, ns, fname, kids, "a child name is taken");
-				status = json_pack("{sssssssIso}", "phase", "Failed", "reason", "ChildNameConflict", "message", msg,
+				status = json_pack("{sssssssIso}", "phase", "Failed", "reason",
+						   "ChildNameConflict", "message", msg,
 						   "observedGeneration", gen, "conditions",
-						   flow_conditions(flow, "Failed", "ChildNameConflict", msg, gen));
-				log_warn("a Flow's child name is taken by a Task it does not own", "namespace", ns, "flow", fname,
-					 "task", child);
+						   flow_conditions(flow, "Failed",
+								   "ChildNameConflict", msg, gen));
+				log_warn("a Flow's child name is taken by a Task it does not own",
+					 "namespace", ns, "flow", fname, "task", child);
 				r = write_if_changed(f, flow, status);
 				json_decref(status);
 				goto out;
@@ -528,7 +602,8 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 	json_array_foreach(tasks, i, e) {
 		char child[600];
 		json_t *obj;
-		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname, json_string_value(json_object_get(e, "name")));
+		snprintf(child, sizeof(child), "%s/%s-%s", ns, fname,
+			 json_string_value(json_object_get(e, "name")));
 		obj = informer_get(f->cfg.tasks, child);
 		if (!obj) {
 			missing++;
@@ -537,51 +612,39 @@ static int flow_reconcile(struct flowctl *f, const char *key)
 		}
 		json_decref(obj);
 	}
-	counts = json_object();
+	counts = flow_count(kids, &tl);
 	total = (int)json_array_size(tasks);
-	json_array_foreach(kids, i, e) {
-		json_t *st = json_object_get(e, "status");
-		const char *p = json_string_value(json_object_get(st, "phase"));
-		json_t *c;
-		p = p ? p : "Pending";
-		c = json_object_get(counts, p);
-		json_object_set_new(counts, p, json_integer(json_integer_value(c) + 1));
-		done += task_phase_terminal(p);
-		failed += strcmp(p, "Failed") == 0 || strcmp(p, "Cancelled") == 0;
-		cancelled += strcmp(p, "Cancelled") == 0;
-		c = json_object_get(st, "reason");
-		own_failures += strcmp(p, "Failed") == 0 && !(json_is_string(c) &&
-							       strcmp(json_string_value(c), "DependencyFailed") == 0);
-		started += strcmp(p, "Pending") != 0;
-	}
 	/* failFast: the first failure cancels everything not yet finished. */
-	if (failed && json_is_true(json_object_get(spec, "failFast")))
+	if (tl.failed && json_is_true(json_object_get(spec, "failFast")))
 		cancel_unfinished(f, ns, fname, kids, "failFast");
-	if (done == total && missing == 0) {
+	if (tl.done == total && missing == 0) {
 		/* Cancelled when tasks were cancelled and none failed on its own (only dependents
 		 * of the cancelled ones): people stopped the run. A failFast cancel after a failure
 		 * leaves the failure deciding. */
-		int stopped = cancelled > 0 && own_failures == 0;
-		phase = !failed ? "Succeeded" : stopped ? "Cancelled" : "Failed";
-		reason = !failed ? "Succeeded" : stopped ? "TaskCancelled" : "TaskFailed";
-		snprintf(msg, sizeof(msg), "%d of %d tasks failed or were cancelled", failed, total);
+		int stopped = tl.cancelled > 0 && tl.own_failures == 0;
+		phase = !tl.failed ? "Succeeded" : stopped ? "Cancelled" : "Failed";
+		reason = !tl.failed ? "Succeeded" : stopped ? "TaskCancelled" : "TaskFailed";
+		snprintf(msg, sizeof(msg), "%d of %d tasks failed or were cancelled", tl.failed,
+			 total);
 		if (stopped)
-			snprintf(msg, sizeof(msg), "%d of %d tasks were cancelled", cancelled, total);
-		if (!failed)
+			snprintf(msg, sizeof(msg), "%d of %d tasks were cancelled", tl.cancelled,
+				 total);
+		if (!tl.failed)
 			snprintf(msg, sizeof(msg), "all %d tasks finished", total);
 	} else {
-		phase = started ? "Running" : "Pending";
+		phase = tl.started ? "Running" : "Pending";
 		reason = phase;
-		snprintf(msg, sizeof(msg), "%d of %d tasks finished", done, total);
+		snprintf(msg, sizeof(msg), "%d of %d tasks finished", tl.done, total);
 	}
-	status = json_pack("{sssssssOsI}", "phase", phase, "reason", reason, "message", msg, "counts", counts,
-			   "observedGeneration", gen);
+	status = json_pack("{sssssssOsI}", "phase", phase, "reason", reason, "message", msg,
+			   "counts", counts, "observedGeneration", gen);
 	json_decref(counts);
 	json_object_set_new(status, "conditions", flow_conditions(flow, phase, reason, msg, gen));
 	util_rfc3339(util_now_ms(), ts, sizeof(ts));
 	if (!json_object_get(json_object_get(flow, "status"), "startTime"))
 		json_object_set_new(status, "startTime", json_string(ts));
-	if (task_phase_terminal(phase) && !json_object_get(json_object_get(flow, "status"), "completionTime"))
+	if (task_phase_terminal(phase) &&
+	    !json_object_get(json_object_get(flow, "status"), "completionTime"))
 		json_object_set_new(status, "completionTime", json_string(ts));
 	r = write_if_changed(f, flow, status);
 	json_decref(status);

@@ -17,9 +17,9 @@ struct flowctl;
 
 struct flowctl_cfg {
 	struct kube_client *kc;
-	struct informer *tasks;       /* the Task cache */
-	struct informer *flows;       /* the Flow cache */
-	int (*may_act)(void *ud);     /* leader election; NULL = always */
+	struct informer *tasks;   /* the Task cache */
+	struct informer *flows;   /* the Flow cache */
+	int (*may_act)(void *ud); /* leader election; NULL = always */
 	void *may_act_ud;
 };
 
@@ -31,7 +31,7 @@ void flowctl_on_event(enum informer_event ev, const char *key, json_t *obj, void
 void flowctl_on_task(struct flowctl *f, json_t *task);
 /* The same as a Task informer handler (ud is the struct flowctl *). */
 void flowctl_on_task_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
-int flowctl_start(struct flowctl *f);   /* worker thread */
+int flowctl_start(struct flowctl *f); /* worker thread */
 void flowctl_stop(struct flowctl *f);
 /* Re-queues every Flow (after becoming leader). */
 void flowctl_resume(struct flowctl *f);

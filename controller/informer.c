@@ -17,8 +17,8 @@
 #define INF_PAGE 500
 #define INF_BACKOFF_MIN_MS 800
 #define INF_BACKOFF_MAX_MS 30000
-#define INF_BAD_MAX 65536             /* undecodable objects remembered (to report each once) */
-#define INF_STALL_GRACE_MS 60000      /* beyond the watch timeout before /readyz objects */
+#define INF_BAD_MAX 65536        /* undecodable objects remembered (to report each once) */
+#define INF_STALL_GRACE_MS 60000 /* beyond the watch timeout before /readyz objects */
 #define INF_CONTINUE_MAX 4096
 #define INF_SELECTOR_MAX 256
 
@@ -28,37 +28,41 @@ struct ientry {
 	unsigned char *blob;
 	uint32_t blen, rawlen;
 	long long rv;
-	char *tag;              /* from the tagger, counted in tag_counts */
-	char *idx;              /* "namespace/labelvalue" in the label index, or NULL */
+	char *tag; /* from the tagger, counted in tag_counts */
+	char *idx; /* "namespace/labelvalue" in the label index, or NULL */
 };
 
 struct informer {
 	struct kube_client *kc;
 	char *path;
-	char selector_q[INF_SELECTOR_MAX * 3 + 32]; /* "&labelSelector=..." escaped, or ""; set before start */
+	char selector_q[INF_SELECTOR_MAX * 3 +
+			32]; /* "&labelSelector=..." escaped, or ""; set before start */
 	int64_t resync_ms;
-	struct { informer_handler_fn fn; void *ud; } handlers[INFORMER_MAX_HANDLERS];
-	int nhandlers;          /* fixed before informer_start: read without the lock */
+	struct {
+		informer_handler_fn fn;
+		void *ud;
+	} handlers[INFORMER_MAX_HANDLERS];
+	int nhandlers; /* fixed before informer_start: read without the lock */
 	pthread_t thread;
 	int started;
 	atomic_int stop;
-	pthread_mutex_t lock;   /* guards everything below */
-	struct hmap *cache;     /* key -> struct ientry */
-	struct hmap *uids;      /* uid -> struct ientry */
-	z_stream zs;            /* deflate state, reused under lock */
+	pthread_mutex_t lock; /* guards everything below */
+	struct hmap *cache;   /* key -> struct ientry */
+	struct hmap *uids;    /* uid -> struct ientry */
+	z_stream zs;          /* deflate state, reused under lock */
 	int zs_ok;
 	int (*tagger)(json_t *obj, char *out, size_t outsz);
-	json_t *tag_counts;     /* tag -> count */
+	json_t *tag_counts; /* tag -> count */
 	char *label;
-	json_t *label_index;    /* "ns/value" -> {key: true} */
+	json_t *label_index; /* "ns/value" -> {key: true} */
 	int synced;
 	char rv[64];
 	int64_t backoff_ms;
 	struct informer_stats stats;
 	void (*bad_fn)(const struct informer_bad *b, void *ud);
 	void *bad_ud;
-	struct hmap *bad;       /* uid -> (void *)1: undecodable objects already reported */
-	int64_t progress_ms;    /* monotonic: the last time the list or watch delivered */
+	struct hmap *bad;    /* uid -> (void *)1: undecodable objects already reported */
+	int64_t progress_ms; /* monotonic: the last time the list or watch delivered */
 	int64_t watch_timeout_ms;
 };
 
@@ -205,12 +209,12 @@ struct informer *informer_new(struct kube_client *kc, const char *path, int64_t 
 }
 
 /* A path may carry a query of its own (e.g. "?labelSelector=..."); list and watch add to it. */
-static const char *inf_sep(const struct informer *inf) { return strchr(inf->path, '?') ? "&" : "?"; }
-
-static void ie_free_cb(const char *key, void *value, void *ud)
+static const char *inf_sep(const struct informer *inf)
 {
-	ie_free(value);
+	return strchr(inf->path, '?') ? "&" : "?";
 }
+
+static void ie_free_cb(const char *key, void *value, void *ud) { ie_free(value); }
 
 void informer_free(struct informer *inf)
 {
@@ -248,7 +252,8 @@ static void inf_trim(json_t *obj)
 {
 	json_t *md = json_object_get(obj, "metadata");
 	json_object_del(md, "managedFields");
-	json_object_del(json_object_get(md, "annotations"), "kubectl.kubernetes.io/last-applied-configuration");
+	json_object_del(json_object_get(md, "annotations"),
+			"kubectl.kubernetes.io/last-applied-configuration");
 	if (json_object_size(json_object_get(md, "annotations")) == 0)
 		json_object_del(md, "annotations");
 }
@@ -261,7 +266,8 @@ static const char *inf_uid(json_t *obj)
 /* resourceVersion as an integer, or -1 when absent or not numeric. */
 static long long inf_rv(json_t *obj)
 {
-	const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	const char *rv = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	char *end;
 	long long v;
 	if (!rv || !*rv)
@@ -298,13 +304,17 @@ static void ie_account(struct informer *inf, struct ientry *e, json_t *obj)
 		e->tag = strdup(tag);
 		if (e->tag)
 			json_object_set_new(inf->tag_counts, tag,
-					    json_integer(json_integer_value(json_object_get(inf->tag_counts, tag)) + 1));
+					    json_integer(json_integer_value(json_object_get(
+								 inf->tag_counts, tag)) +
+							 1));
 	}
 	if (inf->label) {
-		const char *v = json_string_value(json_object_get(json_object_get(md, "labels"), inf->label));
+		const char *v = json_string_value(
+			json_object_get(json_object_get(md, "labels"), inf->label));
 		const char *ns = json_string_value(json_object_get(md, "namespace"));
 		char ik[512];
-		if (v && ns && snprintf(ik, sizeof(ik), "%s/%s", ns, v) < (int)sizeof(ik) && (e->idx = strdup(ik))) {
+		if (v && ns && snprintf(ik, sizeof(ik), "%s/%s", ns, v) < (int)sizeof(ik) &&
+		    (e->idx = strdup(ik))) {
 			json_t *set = json_object_get(inf->label_index, ik);
 			if (!set) {
 				set = json_object();
@@ -322,7 +332,8 @@ static int ie_replace(struct informer *inf, const char *key, json_t *obj)
 {
 	struct ientry *e = calloc(1, sizeof(*e)), *old;
 	const char *uid = inf_uid(obj);
-	if (!e || !(e->key = strdup(key)) || (uid && !(e->uid = strdup(uid))) || ie_pack(inf, obj, e) < 0) {
+	if (!e || !(e->key = strdup(key)) || (uid && !(e->uid = strdup(uid))) ||
+	    ie_pack(inf, obj, e) < 0) {
 		ie_free(e);
 		return -ENOMEM;
 	}
@@ -355,8 +366,8 @@ static void inf_store(struct informer *inf, enum informer_event ev, json_t *obj)
 	old = hmap_get(inf->cache, key);
 	/* A watch event older than what the controller itself wrote (informer_mutate) must not
 	 * roll the cache back. */
-	if (ev == INFORMER_UPDATED && old && old->rv >= 0 && inf_rv(obj) >= 0 && inf_rv(obj) < old->rv &&
-	    uid && old->uid && strcmp(uid, old->uid) == 0) {
+	if (ev == INFORMER_UPDATED && old && old->rv >= 0 && inf_rv(obj) >= 0 &&
+	    inf_rv(obj) < old->rv && uid && old->uid && strcmp(uid, old->uid) == 0) {
 		pthread_mutex_unlock(&inf->lock);
 		return;
 	}
@@ -443,12 +454,13 @@ struct inf_ident {
 static void inf_ident(const char *buf, size_t vs, size_t ve, struct inf_ident *id)
 {
 	static const char *const paths[][3] = {
-		{ "metadata", "namespace", NULL }, { "metadata", "name", NULL }, { "metadata", "uid", NULL },
-		{ "metadata", "resourceVersion", NULL }, { "status", "phase", NULL }, { "status", "reason", NULL },
+		{ "metadata", "namespace", NULL }, { "metadata", "name", NULL },
+		{ "metadata", "uid", NULL },       { "metadata", "resourceVersion", NULL },
+		{ "status", "phase", NULL },       { "status", "reason", NULL },
 	};
 	char *outs[] = { id->ns, id->name, id->uid, id->rv, id->phase, id->reason };
-	size_t sizes[] = { sizeof(id->ns), sizeof(id->name), sizeof(id->uid), sizeof(id->rv),
-			   sizeof(id->phase), sizeof(id->reason) };
+	size_t sizes[] = { sizeof(id->ns), sizeof(id->name),  sizeof(id->uid),
+			   sizeof(id->rv), sizeof(id->phase), sizeof(id->reason) };
 	static const char *const p_gen[] = { "metadata", "generation", NULL };
 	size_t s, e;
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(outs); i++) {
@@ -458,14 +470,15 @@ static void inf_ident(const char *buf, size_t vs, size_t ve, struct inf_ident *i
 	}
 	id->generation = 0;
 	if (jscan_path(buf, ve, vs, p_gen, &s, &e) == 0 && e - s < 19)
-		for (; s < e && buf[s] >= '0' && buf[s] <= '9'; s++)   /* the span may end the buffer */
+		for (; s < e && buf[s] >= '0' && buf[s] <= '9';
+		     s++) /* the span may end the buffer */
 			id->generation = id->generation * 10 + (buf[s] - '0');
 }
 
 /* An object that does not decode: skipped, any older copy dropped, reported once per UID (log,
  * counter, the owner's callback). type is the watch event's type, NULL for a list item. */
-static void inf_undecodable(struct informer *inf, const char *type, const char *buf, size_t vs, size_t ve,
-			    const char *error)
+static void inf_undecodable(struct informer *inf, const char *type, const char *buf, size_t vs,
+			    size_t ve, const char *error)
 {
 	struct inf_ident id;
 	char key[520];
@@ -481,7 +494,8 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 			hmap_del(inf->bad, id.uid);
 		} else if (!deleted && !known) {
 			fresh = 1;
-			oom = hmap_size(inf->bad) < INF_BAD_MAX && hmap_put(inf->bad, id.uid, (void *)1) == (void *)-1;
+			oom = hmap_size(inf->bad) < INF_BAD_MAX &&
+			      hmap_put(inf->bad, id.uid, (void *)1) == (void *)-1;
 		}
 	} else {
 		fresh = !deleted;
@@ -492,16 +506,22 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 	if (oom)
 		log_warn("out of memory remembering an undecodable object", "uid", id.uid);
 	if (fresh)
-		log_warn("skipping an object that cannot be decoded", "path", inf->path, "namespace", id.ns,
-			 "name", id.name, "uid", id.uid, "error", error ? error : "");
+		log_warn("skipping an object that cannot be decoded", "path", inf->path,
+			 "namespace", id.ns, "name", id.name, "uid", id.uid, "error",
+			 error ? error : "");
 	else if (deleted && known)
-		log_info("an undecodable object was deleted", "path", inf->path, "namespace", id.ns, "name", id.name,
-			 "uid", id.uid);
-	if (id.name[0] && snprintf(key, sizeof(key), id.ns[0] ? "%s/%s" : "%s%s", id.ns, id.name) < (int)sizeof(key))
+		log_info("an undecodable object was deleted", "path", inf->path, "namespace", id.ns,
+			 "name", id.name, "uid", id.uid);
+	if (id.name[0] && snprintf(key, sizeof(key), id.ns[0] ? "%s/%s" : "%s%s", id.ns, id.name) <
+				  (int)sizeof(key))
 		inf_drop_key(inf, key);
 	if (fresh && inf->bad_fn) {
-		struct informer_bad b = { .namespace_ = id.ns, .name = id.name, .uid = id.uid, .phase = id.phase,
-					  .reason = id.reason, .error = error ? error : "",
+		struct informer_bad b = { .namespace_ = id.ns,
+					  .name = id.name,
+					  .uid = id.uid,
+					  .phase = id.phase,
+					  .reason = id.reason,
+					  .error = error ? error : "",
 					  .generation = id.generation };
 		inf->bad_fn(&b, inf->bad_ud);
 	}
@@ -509,8 +529,8 @@ static void inf_undecodable(struct informer *inf, const char *type, const char *
 
 /* A string member by path into out; -ENOENT when absent, another negative errno when it is
  * there but unusable (so a page is never read as shorter than it is). */
-static int inf_page_string(json_t *body, const char *raw, size_t rawlen, const char *const *path, char *out,
-			   size_t outsz)
+static int inf_page_string(json_t *body, const char *raw, size_t rawlen, const char *const *path,
+			   char *out, size_t outsz)
 {
 	size_t s, e;
 	int r;
@@ -536,8 +556,8 @@ static int inf_page_string(json_t *body, const char *raw, size_t rawlen, const c
  * the page did not decode (jansson refuses the whole text when one item nests too deep): then
  * the scanner splits the items and each is decoded on its own, so one object never fails a
  * list. Returns 0 or -EBADMSG. */
-static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t rawlen, json_t *seen,
-		    char *rv, size_t rvsz, char *cont, size_t contsz)
+static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t rawlen,
+		    json_t *seen, char *rv, size_t rvsz, char *cont, size_t contsz)
 {
 	static const char *const p_rv[] = { "metadata", "resourceVersion", NULL };
 	static const char *const p_cont[] = { "metadata", "continue", NULL };
@@ -583,10 +603,7 @@ static int inf_page(struct informer *inf, json_t *body, const char *raw, size_t 
 	}
 }
 
-static const char *inf_sel(const struct informer *inf)
-{
-	return inf->selector_q;
-}
+static const char *inf_sel(const struct informer *inf) { return inf->selector_q; }
 
 int informer_set_selector(struct informer *inf, const char *selector)
 {
@@ -606,7 +623,8 @@ int informer_set_selector(struct informer *inf, const char *selector)
 static int inf_list(struct informer *inf, int consistent)
 {
 	json_t *seen = json_object();
-	char path[INF_CONTINUE_MAX * 3 + 1024], cont[INF_CONTINUE_MAX] = "", esc[INF_CONTINUE_MAX * 3];
+	char path[INF_CONTINUE_MAX * 3 + 1024], cont[INF_CONTINUE_MAX] = "",
+						esc[INF_CONTINUE_MAX * 3];
 	char rv[sizeof(inf->rv)];
 	int r = 0;
 
@@ -618,26 +636,33 @@ static int inf_list(struct informer *inf, int consistent)
 				r = -ENAMETOOLONG;
 				break;
 			}
-			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s%s", inf->path, inf_sep(inf), INF_PAGE, esc, inf_sel(inf));
+			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s%s", inf->path,
+				 inf_sep(inf), INF_PAGE, esc, inf_sel(inf));
 		} else if (!consistent && inf->rv[0]) {
-			snprintf(path, sizeof(path), "%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
-				 inf->path, inf_sep(inf), INF_PAGE, inf->rv, inf_sel(inf));
+			snprintf(
+				path, sizeof(path),
+				"%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
+				inf->path, inf_sep(inf), INF_PAGE, inf->rv, inf_sel(inf));
 		} else {
-			snprintf(path, sizeof(path), "%s%slimit=%d%s", inf->path, inf_sep(inf), INF_PAGE, inf_sel(inf));
+			snprintf(path, sizeof(path), "%s%slimit=%d%s", inf->path, inf_sep(inf),
+				 INF_PAGE, inf_sel(inf));
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
 		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
 			/* Store each page as it arrives and free it before the next: holding a
 			 * whole large list as parsed trees costs ~8 KiB per object at peak. */
-			r = inf_page(inf, NULL, resp.raw, resp.raw_len, seen, rv, sizeof(rv), cont, sizeof(cont));
+			r = inf_page(inf, NULL, resp.raw, resp.raw_len, seen, rv, sizeof(rv), cont,
+				     sizeof(cont));
 		} else if (r < 0 || resp.status != 200) {
-			log_warn("list failed", "path", inf->path, "reason", resp.reason, "error", resp.message);
+			log_warn("list failed", "path", inf->path, "reason", resp.reason, "error",
+				 resp.message);
 			if (r == 0)
 				r = resp.status == 410 ? -ESTALE : -EIO;
 			kube_resp_free(&resp);
 			break;
 		} else {
-			r = inf_page(inf, resp.body, NULL, 0, seen, rv, sizeof(rv), cont, sizeof(cont));
+			r = inf_page(inf, resp.body, NULL, 0, seen, rv, sizeof(rv), cont,
+				     sizeof(cont));
 		}
 		kube_resp_free(&resp);
 		if (r < 0) {
@@ -682,12 +707,14 @@ static int inf_bad_line(struct inf_watch *w, const char *raw, size_t rawlen, con
 	json_t *obj, *ev;
 	int r;
 
-	if (jscan_path(raw, rawlen, 0, p_type, &s, &e) < 0 || jscan_string(raw, s, e, type, sizeof(type)) < 0 ||
+	if (jscan_path(raw, rawlen, 0, p_type, &s, &e) < 0 ||
+	    jscan_string(raw, s, e, type, sizeof(type)) < 0 ||
 	    jscan_path(raw, rawlen, 0, p_obj, &s, &e) < 0) {
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.undecodable++;
 		pthread_mutex_unlock(&inf->lock);
-		log_warn("skipping a watch line that is not an event", "path", inf->path, "error", error);
+		log_warn("skipping a watch line that is not an event", "path", inf->path, "error",
+			 error);
 		return 0;
 	}
 	w->events++;
@@ -699,14 +726,16 @@ static int inf_bad_line(struct inf_watch *w, const char *raw, size_t rawlen, con
 		return r;
 	}
 	json_decref(obj);
-	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 || strcmp(type, "DELETED") == 0) {
+	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
+	    strcmp(type, "DELETED") == 0) {
 		inf_undecodable(inf, type, raw, s, e, error);
 		inf->backoff_ms = 0;
 		return 0;
 	}
 	/* An ERROR or BOOKMARK is a small object of the server's own: one that does not decode
 	 * means the stream is not what it should be. */
-	log_warn("watch sent an undecodable event", "path", inf->path, "type", type, "error", error);
+	log_warn("watch sent an undecodable event", "path", inf->path, "type", type, "error",
+		 error);
 	return 1;
 }
 
@@ -723,7 +752,8 @@ static int inf_on_event(json_t *ev, const char *raw, size_t rawlen, const char *
 		return inf_bad_line(w, raw, rawlen, error);
 	type = json_string_value(json_object_get(ev, "type"));
 	obj = json_object_get(ev, "object");
-	rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	rv = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	if (!type || !json_is_object(obj))
 		return 1;
 	if (strcmp(type, "ERROR") == 0) {
@@ -762,7 +792,7 @@ static void inf_backoff(struct informer *inf)
 		d = INF_BACKOFF_MAX_MS;
 	inf->backoff_ms = d;
 	util_random(&j, 1);
-	inf_sleep(inf, d + d * j / 255);   /* jitter 1.0 */
+	inf_sleep(inf, d + d * j / 255); /* jitter 1.0 */
 }
 
 static void inf_resync(struct informer *inf)
@@ -771,7 +801,8 @@ static void inf_resync(struct informer *inf)
 	size_t i;
 	json_array_foreach(keys, i, k)
 		for (int h = 0; h < inf->nhandlers; h++)
-			inf->handlers[h].fn(INFORMER_RESYNC, json_string_value(k), NULL, inf->handlers[h].ud);
+			inf->handlers[h].fn(INFORMER_RESYNC, json_string_value(k), NULL,
+					    inf->handlers[h].ud);
 	json_decref(keys);
 }
 
@@ -812,8 +843,10 @@ static void *inf_run(void *arg)
 			last_resync = util_mono_ms();
 		}
 		util_random(&rnd, 1);
-		snprintf(path, sizeof(path), "%s%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s",
-			 inf->path, inf_sep(inf), inf->rv, 300 + rnd * 300 / 255, inf_sel(inf));
+		snprintf(
+			path, sizeof(path),
+			"%s%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s",
+			inf->path, inf_sep(inf), inf->rv, 300 + rnd * 300 / 255, inf_sel(inf));
 		started = util_mono_ms();
 		pthread_mutex_lock(&inf->lock);
 		inf->stats.watches++;
@@ -842,14 +875,15 @@ static void *inf_run(void *arg)
 			pthread_mutex_lock(&inf->lock);
 			inf->stats.watch_errors++;
 			pthread_mutex_unlock(&inf->lock);
-			log_warn("watch ended with an error", "path", inf->path, "error", resp.message);
+			log_warn("watch ended with an error", "path", inf->path, "error",
+				 resp.message);
 			if (resp.status >= 400 && resp.status != 429 && resp.status != 401)
 				need_list = 1;
 			inf_backoff(inf);
 		} else if (w.events == 0 && util_mono_ms() - started < 1000) {
-			inf_backoff(inf);   /* a very short empty watch is an error (client-go) */
+			inf_backoff(inf); /* a very short empty watch is an error (client-go) */
 		} else {
-			inf_progress(inf);  /* the server ended a healthy watch at its timeout */
+			inf_progress(inf); /* the server ended a healthy watch at its timeout */
 		}
 		kube_resp_free(&resp);
 		/* The resync timer also needs a chance while events flow; the watch returns at
@@ -920,7 +954,8 @@ static void foreach_one(const char *key, void *value, void *ud)
 	json_decref(o);
 }
 
-void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud), void *ud)
+void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud),
+		      void *ud)
 {
 	struct foreach_ctx c = { .fn = fn, .ud = ud };
 	pthread_mutex_lock(&inf->lock);
@@ -991,8 +1026,8 @@ void informer_stats_get(struct informer *inf, struct informer_stats *ret)
 	pthread_mutex_unlock(&inf->lock);
 }
 
-void informer_set_undecodable(struct informer *inf, void (*fn)(const struct informer_bad *b, void *ud),
-			      void *ud)
+void informer_set_undecodable(struct informer *inf,
+			      void (*fn)(const struct informer_bad *b, void *ud), void *ud)
 {
 	inf->bad_fn = fn;
 	inf->bad_ud = ud;
@@ -1031,7 +1066,8 @@ void informer_feed_list_page(struct informer *inf, const char *body, size_t len)
 
 	b = kube_json_loadb(body, len, &jerr);
 	if (seen)
-		(void)inf_page(inf, b, b ? NULL : body, len, seen, rv, sizeof(rv), cont, sizeof(cont));
+		(void)inf_page(inf, b, b ? NULL : body, len, seen, rv, sizeof(rv), cont,
+			       sizeof(cont));
 	json_decref(b);
 	json_decref(seen);
 }

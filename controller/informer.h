@@ -27,13 +27,15 @@ enum informer_event { INFORMER_ADDED, INFORMER_UPDATED, INFORMER_DELETED, INFORM
 typedef void (*informer_handler_fn)(enum informer_event ev, const char *key, json_t *obj, void *ud);
 
 /* undecodable: distinct objects skipped because they do not decode (see kube_json_loadb). */
-struct informer_stats { uint64_t lists, relists_expired, watches, watch_errors, events, undecodable; };
+struct informer_stats {
+	uint64_t lists, relists_expired, watches, watch_errors, events, undecodable;
+};
 
 /* An object the informer could not decode, named by a bounded scan of its text (fields "" when
  * they could not be found). phase and reason are its status.phase and status.reason. */
 struct informer_bad {
 	const char *namespace_, *name, *uid, *phase, *reason, *error;
-	int64_t generation;     /* metadata.generation, 0 when not found */
+	int64_t generation; /* metadata.generation, 0 when not found */
 };
 
 #define INFORMER_MAX_HANDLERS 4
@@ -60,7 +62,8 @@ json_t *informer_get(struct informer *inf, const char *key);
 char *informer_key_by_uid(struct informer *inf, const char *uid);
 /* Calls fn for every cached object (parsed for the call, borrowed; under the cache lock: do not
  * call back in). Costs a parse per object: not for hot paths. */
-void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud), void *ud);
+void informer_foreach(struct informer *inf, void (*fn)(const char *key, json_t *obj, void *ud),
+		      void *ud);
 /* Returns a new array of every key (cheap: nothing is parsed). */
 json_t *informer_keys(struct informer *inf);
 /* Tags: a short string the tagger derives from each object (e.g. "queue|phase"); the informer
@@ -76,8 +79,8 @@ size_t informer_count(struct informer *inf);
 /* Called on the informer thread, once per object (by UID) that does not decode, after it was
  * skipped (and any older copy dropped from the cache, delivered as INFORMER_DELETED). Set before
  * start. The object is also logged once and counted in informer_stats.undecodable. */
-void informer_set_undecodable(struct informer *inf, void (*fn)(const struct informer_bad *b, void *ud),
-			      void *ud);
+void informer_set_undecodable(struct informer *inf,
+			      void (*fn)(const struct informer_bad *b, void *ud), void *ud);
 /* 0 while the cache is fresh; otherwise the milliseconds since the watch last delivered
  * anything (an event, a bookmark, a clean end, a completed list), once that is longer than the
  * current watch's timeout: the watch is stuck and the cache may be stale (for /readyz). */

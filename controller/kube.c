@@ -14,7 +14,7 @@
 
 struct kube_client {
 	struct kube_config cfg;
-	pthread_mutex_t lock;   /* guards cfg.token, token_read_ms and stats */
+	pthread_mutex_t lock; /* guards cfg.token, token_read_ms and stats */
 	int64_t token_read_ms;
 	pthread_key_t handle_key;
 	struct kube_stats stats;
@@ -22,8 +22,10 @@ struct kube_client {
 	void *observe_ud;
 };
 
-void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, const char *verb, long code,
-								      double seconds), void *ud)
+void kube_client_set_observer(struct kube_client *c,
+			      void (*observe)(void *ud, const char *verb, long code,
+					      double seconds),
+			      void *ud)
 {
 	c->observe = observe;
 	c->observe_ud = ud;
@@ -33,7 +35,9 @@ void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, c
 static const char *kube_verb(const char *method, const char *path)
 {
 	if (strcmp(method, "GET") == 0)
-		return strstr(path, "watch=1") ? "watch" : strchr(path, '?') || path[strlen(path) - 1] == 's' ? "list" : "get";
+		return strstr(path, "watch=1")                              ? "watch"
+		       : strchr(path, '?') || path[strlen(path) - 1] == 's' ? "list"
+									    : "get";
 	if (strcmp(method, "POST") == 0)
 		return "create";
 	if (strcmp(method, "PUT") == 0)
@@ -45,16 +49,15 @@ static const char *kube_verb(const char *method, const char *path)
 	return "unknown";
 }
 
-static void kube_observe(struct kube_client *c, const char *method, const char *path, long code, int64_t start_ms)
+static void kube_observe(struct kube_client *c, const char *method, const char *path, long code,
+			 int64_t start_ms)
 {
 	if (c->observe)
-		c->observe(c->observe_ud, kube_verb(method, path), code, (double)(util_mono_ms() - start_ms) / 1000.0);
+		c->observe(c->observe_ud, kube_verb(method, path), code,
+			   (double)(util_mono_ms() - start_ms) / 1000.0);
 }
 
-static void kube_handle_free(void *h)
-{
-	curl_easy_cleanup(h);
-}
+static void kube_handle_free(void *h) { curl_easy_cleanup(h); }
 
 struct kube_client *kube_client_new(struct kube_config *cfg)
 {
@@ -105,7 +108,8 @@ static void kube_integralize(json_t *j)
 		json_object_foreach_safe(j, tmp, k, v) {
 			if (json_is_real(v)) {
 				double d = json_real_value(v);
-				if (d == (double)(json_int_t)d && d > -9007199254740992.0 && d < 9007199254740992.0)
+				if (d == (double)(json_int_t)d && d > -9007199254740992.0 &&
+				    d < 9007199254740992.0)
 					json_object_set_new(j, k, json_integer((json_int_t)d));
 			} else {
 				kube_integralize(v);
@@ -115,7 +119,8 @@ static void kube_integralize(json_t *j)
 		json_array_foreach(j, i, v) {
 			if (json_is_real(v)) {
 				double d = json_real_value(v);
-				if (d == (double)(json_int_t)d && d > -9007199254740992.0 && d < 9007199254740992.0)
+				if (d == (double)(json_int_t)d && d > -9007199254740992.0 &&
+				    d < 9007199254740992.0)
 					json_array_set_new(j, i, json_integer((json_int_t)d));
 			} else {
 				kube_integralize(v);
@@ -155,7 +160,8 @@ int kube_escape(const char *s, char *out, size_t outsz)
 		return -EINVAL;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
+			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+			    *p == '~';
 		if (o + (plain ? 1 : 3) >= outsz) {
 			out[0] = '\0';
 			return -ENOBUFS;
@@ -206,7 +212,8 @@ static void kube_auth_header(struct kube_client *c, int force, char *out, size_t
 {
 	out[0] = '\0';
 	pthread_mutex_lock(&c->lock);
-	if (c->cfg.token_file && (force || util_mono_ms() - c->token_read_ms > KUBE_TOKEN_REREAD_MS)) {
+	if (c->cfg.token_file &&
+	    (force || util_mono_ms() - c->token_read_ms > KUBE_TOKEN_REREAD_MS)) {
 		char *t = NULL;
 		if (util_read_file(c->cfg.token_file, 64 * 1024, &t, NULL) == 0) {
 			util_rstrip(t);
@@ -223,12 +230,18 @@ static void kube_auth_header(struct kube_client *c, int force, char *out, size_t
 static void kube_setup_tls(struct kube_client *c, CURL *h)
 {
 	if (c->cfg.ca_pem) {
-		struct curl_blob b = { .data = c->cfg.ca_pem, .len = c->cfg.ca_len, .flags = CURL_BLOB_COPY };
+		struct curl_blob b = { .data = c->cfg.ca_pem,
+				       .len = c->cfg.ca_len,
+				       .flags = CURL_BLOB_COPY };
 		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
 	}
 	if (c->cfg.cert_pem) {
-		struct curl_blob cb = { .data = c->cfg.cert_pem, .len = c->cfg.cert_len, .flags = CURL_BLOB_COPY };
-		struct curl_blob kb = { .data = c->cfg.key_pem, .len = c->cfg.key_len, .flags = CURL_BLOB_COPY };
+		struct curl_blob cb = { .data = c->cfg.cert_pem,
+					.len = c->cfg.cert_len,
+					.flags = CURL_BLOB_COPY };
+		struct curl_blob kb = { .data = c->cfg.key_pem,
+					.len = c->cfg.key_len,
+					.flags = CURL_BLOB_COPY };
 		curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cb);
 		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
 		curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &kb);
@@ -298,7 +311,8 @@ static int kube_perform(struct kube_client *c, CURL *h, const char *method, cons
 	OPENSSL_cleanse(auth, sizeof(auth));
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (body) {
-		snprintf(ctype, sizeof(ctype), "Content-Type: %s", content_type ? content_type : "application/json");
+		snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+			 content_type ? content_type : "application/json");
 		hdrs = curl_slist_append(hdrs, ctype);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
@@ -318,7 +332,8 @@ static int kube_perform(struct kube_client *c, CURL *h, const char *method, cons
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
 	kube_observe(c, method, path, cc == CURLE_OK ? ret->status : 0, start_ms);
 	if (cc != CURLE_OK) {
-		snprintf(ret->message, sizeof(ret->message), "%s %s: %s", method, path, curl_easy_strerror(cc));
+		snprintf(ret->message, sizeof(ret->message), "%s %s: %s", method, path,
+			 curl_easy_strerror(cc));
 		return cc == CURLE_WRITE_ERROR ? -EFBIG : -ECONNREFUSED;
 	}
 	return 0;
@@ -353,8 +368,8 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 		ret->body = kube_json_loadb(out.data, out.len, &jerr);
 		kube_parse_status(ret);
 		if (!ret->body && ret->status < 300) {
-			snprintf(ret->message, sizeof(ret->message), "%s %s: undecodable JSON: %s", method, path,
-				 jerr.text);
+			snprintf(ret->message, sizeof(ret->message), "%s %s: undecodable JSON: %s",
+				 method, path, jerr.text);
 			r = -EBADMSG;
 			/* Hand the text over (no copy) for a caller that can salvage parts of it. */
 			ret->raw = out.data;
@@ -363,7 +378,8 @@ int kube_request(struct kube_client *c, const char *method, const char *path,
 		}
 	}
 	if (r == 0 && ret->status >= 300 && !ret->message[0])
-		snprintf(ret->message, sizeof(ret->message), "%s %s: HTTP %ld", method, path, ret->status);
+		snprintf(ret->message, sizeof(ret->message), "%s %s: HTTP %ld", method, path,
+			 ret->status);
 	return r;
 }
 
@@ -388,7 +404,7 @@ struct kube_watch_ctx {
 	void *userdata;
 	const atomic_int *stop;
 	int stopped;
-	int overlong;           /* the current line passed the cap: drop the rest of it */
+	int overlong; /* the current line passed the cap: drop the rest of it */
 	long status;
 	CURL *h;
 	struct buf errbody;
@@ -406,7 +422,8 @@ static int kube_watch_line(struct kube_watch_ctx *w, const char *error)
 	 * from the same resourceVersion would get the same line forever. The callback names it
 	 * and skips it. */
 	if (!ev)
-		stop = w->fn(NULL, w->line.data, w->line.len, error ? error : jerr.text, w->userdata);
+		stop = w->fn(NULL, w->line.data, w->line.len, error ? error : jerr.text,
+			     w->userdata);
 	else
 		stop = w->fn(ev, NULL, 0, NULL, w->userdata);
 	json_decref(ev);
@@ -421,7 +438,7 @@ static size_t kube_watch_write(char *p, size_t sz, size_t n, void *ud)
 
 	if (!w->status)
 		curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->status);
-	if (w->status != 200)   /* an error Status body: keep it for the caller */
+	if (w->status != 200) /* an error Status body: keep it for the caller */
 		return buf_append(&w->errbody, p, len) < 0 ? 0 : len;
 	while (off < len) {
 		char *nl = memchr(p + off, '\n', len - off);
@@ -431,12 +448,14 @@ static size_t kube_watch_write(char *p, size_t sz, size_t n, void *ud)
 		if (!w->overlong) {
 			size_t room = w->line.max > w->line.len ? w->line.max - w->line.len : 0;
 			/* A failed append keeps nothing (buf_append): fill up to the cap instead. */
-			if (buf_append(&w->line, p + off, room < chunk ? room : chunk) < 0 || chunk > room)
+			if (buf_append(&w->line, p + off, room < chunk ? room : chunk) < 0 ||
+			    chunk > room)
 				w->overlong = 1;
 		}
 		off += chunk;
 		if (nl) {
-			const char *error = w->overlong ? "watch event exceeds the 16 MiB line cap" : NULL;
+			const char *error = w->overlong ? "watch event exceeds the 16 MiB line cap"
+							: NULL;
 			off++;
 			w->overlong = 0;
 			if (w->line.len == 0) {
@@ -514,7 +533,9 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 		r = 0;
 	} else if (cc != CURLE_OK) {
 		snprintf(ret->message, sizeof(ret->message), "watch: %s", curl_easy_strerror(cc));
-		r = ret->status >= 300 ? 0 : cc == CURLE_OPERATION_TIMEDOUT && ret->status == 200 ? -ETIMEDOUT : -ECONNRESET;
+		r = ret->status >= 300                                     ? 0
+		    : cc == CURLE_OPERATION_TIMEDOUT && ret->status == 200 ? -ETIMEDOUT
+									   : -ECONNRESET;
 	}
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(w.h);
@@ -536,9 +557,9 @@ int kube_path(char *buf, size_t size, const char *gv, const char *resource, cons
 	if ((ns && *ns && kube_escape(ns, ens, sizeof(ens)) < 0) ||
 	    (name && *name && kube_escape(name, ename, sizeof(ename)) < 0))
 		return -ENAMETOOLONG;
-	n = snprintf(buf, size, "%s%s%s%s%s%s%s%s%s%s", strcmp(gv, "v1") == 0 ? "/api/" : "/apis/", gv,
-		     ens[0] ? "/namespaces/" : "", ens, "/", resource, ename[0] ? "/" : "", ename,
-		     ename[0] && subresource && *subresource ? "/" : "",
+	n = snprintf(buf, size, "%s%s%s%s%s%s%s%s%s%s", strcmp(gv, "v1") == 0 ? "/api/" : "/apis/",
+		     gv, ens[0] ? "/namespaces/" : "", ens, "/", resource, ename[0] ? "/" : "",
+		     ename, ename[0] && subresource && *subresource ? "/" : "",
 		     ename[0] && subresource ? subresource : "");
 	if (n < 0 || (size_t)n >= size) {
 		if (size)
@@ -560,10 +581,11 @@ int kube_patch_status(struct kube_client *c, const char *gv, const char *resourc
 	memset(resp, 0, sizeof(*resp));
 	if (!name || !*name || kube_path(path, sizeof(path), gv, resource, ns, name, "status") < 0)
 		return -EINVAL;
-	json_object_set_new(patch, "metadata", json_pack("{sO}", "uid", json_object_get(md, "uid")));
+	json_object_set_new(patch, "metadata",
+			    json_pack("{sO}", "uid", json_object_get(md, "uid")));
 	r = kube_request(c, "PATCH", path, "application/merge-patch+json", patch, resp);
 	if (r == -EBADMSG && resp->status >= 200 && resp->status < 300)
-		return 0;   /* written; only the answer (too deep for the parser) did not decode */
+		return 0; /* written; only the answer (too deep for the parser) did not decode */
 	if (r < 0) {
 		log_warn("status write failed", "resource", resource, "namespace", ns, "name", name,
 			 "error", resp->message);
@@ -572,8 +594,8 @@ int kube_patch_status(struct kube_client *c, const char *gv, const char *resourc
 	if (resp->status == 404 || (resp->status == 409 && strstr(resp->message, "UID")))
 		return -ENOENT;
 	if (resp->status >= 300) {
-		log_warn("status write refused", "resource", resource, "namespace", ns, "name", name,
-			 "reason", resp->reason, "error", resp->message);
+		log_warn("status write refused", "resource", resource, "namespace", ns, "name",
+			 name, "reason", resp->reason, "error", resp->message);
 		return resp->status == 422 || resp->status == 400 ? -EINVAL : -EAGAIN;
 	}
 	return 0;

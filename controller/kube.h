@@ -14,13 +14,13 @@
 struct kube_client;
 
 struct kube_resp {
-	long status;            /* HTTP status; 0 when the request never got an answer */
-	json_t *body;           /* parsed JSON body (new reference) or NULL */
-	char *raw;              /* a 2xx body that did not decode (kube_request returned -EBADMSG),
+	long status;  /* HTTP status; 0 when the request never got an answer */
+	json_t *body; /* parsed JSON body (new reference) or NULL */
+	char *raw;    /* a 2xx body that did not decode (kube_request returned -EBADMSG),
 				 * kept so a caller can salvage what it can (jscan.h); else NULL */
 	size_t raw_len;
-	char reason[64];        /* Status.reason for errors, e.g. "Conflict", "Expired" */
-	char message[512];      /* Status.message, or the transport error */
+	char reason[64];   /* Status.reason for errors, e.g. "Conflict", "Expired" */
+	char message[512]; /* Status.message, or the transport error */
 };
 
 /* Takes ownership of cfg's contents. */
@@ -65,11 +65,15 @@ json_t *kube_json_loadb(const char *data, size_t len, json_error_t *err);
 
 /* Called once per request (and per watch) with the verb (get, list, watch, create, update,
  * patch, delete), the HTTP status (0 when no answer arrived) and the duration. */
-void kube_client_set_observer(struct kube_client *c, void (*observe)(void *ud, const char *verb, long code,
-								      double seconds), void *ud);
+void kube_client_set_observer(struct kube_client *c,
+			      void (*observe)(void *ud, const char *verb, long code,
+					      double seconds),
+			      void *ud);
 
 /* Count of requests by verb, for metrics and the API-writes benchmark. */
-struct kube_stats { uint64_t get, list, watch, create, update, patch, delete_; };
+struct kube_stats {
+	uint64_t get, list, watch, create, update, patch, delete_;
+};
 void kube_stats_get(struct kube_client *c, struct kube_stats *ret);
 
 /* --- Kubernetes vocabulary ------------------------------------------------------------------ */

@@ -23,7 +23,8 @@ static int kc_fail(char *err, size_t errsz, int r, const char *fmt, ...)
 
 static int kc_path(const char *dir, const char *p, char *out, size_t outsz)
 {
-	int n = p[0] == '/' || !dir ? snprintf(out, outsz, "%s", p) : snprintf(out, outsz, "%s/%s", dir, p);
+	int n = p[0] == '/' || !dir ? snprintf(out, outsz, "%s", p)
+				    : snprintf(out, outsz, "%s/%s", dir, p);
 	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
 }
 
@@ -46,7 +47,8 @@ static int kc_blob(json_t *obj, const char *key, const char *dir, char **ret, si
 		return 0;
 	if ((r = kc_path(dir, v, path, sizeof(path))) < 0 ||
 	    (r = util_read_file(path, KUBECONFIG_MAX_BYTES, ret, ret_len)) < 0)
-		return kc_fail(err, errsz, r, "kubeconfig: cannot read %s %s: %s", key, v, strerror(-r));
+		return kc_fail(err, errsz, r, "kubeconfig: cannot read %s %s: %s", key, v,
+			       strerror(-r));
 	return 0;
 }
 
@@ -63,10 +65,7 @@ static json_t *kc_named(json_t *root, const char *list, const char *name, const 
 	return NULL;
 }
 
-static char *kc_strdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
+static char *kc_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
 int kubeconfig_parse(const char *data, size_t len, const char *dir, struct kube_config *ret,
 		     char *err, size_t errsz)
@@ -105,7 +104,8 @@ int kubeconfig_parse(const char *data, size_t len, const char *dir, struct kube_
 	}
 	user = uname ? kc_named(root, "users", uname, "user") : NULL;
 	server = json_string_value(json_object_get(cluster, "server"));
-	if (!server || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
+	if (!server ||
+	    (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
 		kc_fail(err, errsz, r, "kubeconfig: cluster %s has no http(s) server", cname);
 		goto out;
 	}
@@ -119,14 +119,18 @@ int kubeconfig_parse(const char *data, size_t len, const char *dir, struct kube_
 	v = json_string_value(json_object_get(cluster, "insecure-skip-tls-verify"));
 	c.insecure = v && strcmp(v, "true") == 0;
 	c.namespace_ = kc_strdup(json_string_value(json_object_get(ctx, "namespace")));
-	if ((r = kc_blob(cluster, "certificate-authority", dir, &c.ca_pem, &c.ca_len, err, errsz)) < 0)
+	if ((r = kc_blob(cluster, "certificate-authority", dir, &c.ca_pem, &c.ca_len, err, errsz)) <
+	    0)
 		goto out;
 	if (json_is_object(user)) {
-		if ((r = kc_blob(user, "client-certificate", dir, &c.cert_pem, &c.cert_len, err, errsz)) < 0 ||
+		if ((r = kc_blob(user, "client-certificate", dir, &c.cert_pem, &c.cert_len, err,
+				 errsz)) < 0 ||
 		    (r = kc_blob(user, "client-key", dir, &c.key_pem, &c.key_len, err, errsz)) < 0)
 			goto out;
 		if (!c.cert_pem != !c.key_pem) {
-			r = kc_fail(err, errsz, -EINVAL, "kubeconfig: user %s needs both client certificate and key", uname);
+			r = kc_fail(err, errsz, -EINVAL,
+				    "kubeconfig: user %s needs both client certificate and key",
+				    uname);
 			goto out;
 		}
 		c.token = kc_strdup(json_string_value(json_object_get(user, "token")));
@@ -137,13 +141,17 @@ int kubeconfig_parse(const char *data, size_t len, const char *dir, struct kube_
 			c.token_file = strdup(path);
 			r = util_read_file(path, 64 * 1024, &c.token, NULL);
 			if (r < 0) {
-				kc_fail(err, errsz, r, "kubeconfig: cannot read tokenFile %s: %s", v, strerror(-r));
+				kc_fail(err, errsz, r, "kubeconfig: cannot read tokenFile %s: %s",
+					v, strerror(-r));
 				goto out;
 			}
 			util_rstrip(c.token);
 		}
 		if (json_object_get(user, "exec") || json_object_get(user, "auth-provider")) {
-			r = kc_fail(err, errsz, -ENOTSUP, "kubeconfig: user %s uses exec/auth-provider plugins, which are not supported; use a token or client certificate", uname);
+			r = kc_fail(
+				err, errsz, -ENOTSUP,
+				"kubeconfig: user %s uses exec/auth-provider plugins, which are not supported; use a token or client certificate",
+				uname);
 			goto out;
 		}
 	}
@@ -171,7 +179,8 @@ int kubeconfig_load(const char *path, struct kube_config *ret, char *err, size_t
 			*slash = '\0';
 	} else if (!path) {
 		if (!home)
-			return kc_fail(err, errsz, -ENOENT, "no kubeconfig: set --kubeconfig or KUBECONFIG");
+			return kc_fail(err, errsz, -ENOENT,
+				       "no kubeconfig: set --kubeconfig or KUBECONFIG");
 		snprintf(buf, sizeof(buf), "%s/.kube/config", home);
 	} else {
 		snprintf(buf, sizeof(buf), "%s", path);
@@ -189,7 +198,8 @@ int kubeconfig_load(const char *path, struct kube_config *ret, char *err, size_t
 
 int kubeconfig_incluster(const char *sa_dir, struct kube_config *ret, char *err, size_t errsz)
 {
-	const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+	const char *host = getenv("KUBERNETES_SERVICE_HOST"),
+		   *port = getenv("KUBERNETES_SERVICE_PORT");
 	struct kube_config c = { 0 };
 	char path[PATH_MAX], url[512];
 	int r;
@@ -198,8 +208,11 @@ int kubeconfig_incluster(const char *sa_dir, struct kube_config *ret, char *err,
 	if (!sa_dir)
 		sa_dir = KUBE_SA_DIR;
 	if (!host || !*host || !port || !*port)
-		return kc_fail(err, errsz, -ENOENT, "not in a cluster: KUBERNETES_SERVICE_HOST/PORT unset; use --kubeconfig");
-	snprintf(url, sizeof(url), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host, port);
+		return kc_fail(
+			err, errsz, -ENOENT,
+			"not in a cluster: KUBERNETES_SERVICE_HOST/PORT unset; use --kubeconfig");
+	snprintf(url, sizeof(url), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+		 port);
 	c.server = strdup(url);
 	snprintf(path, sizeof(path), "%s/token", sa_dir);
 	c.token_file = strdup(path);
@@ -210,14 +223,16 @@ int kubeconfig_incluster(const char *sa_dir, struct kube_config *ret, char *err,
 	r = util_read_file(path, 64 * 1024, &c.token, NULL);
 	if (r < 0) {
 		kubeconfig_free(&c);
-		return kc_fail(err, errsz, r, "cannot read service account token %s: %s", path, strerror(-r));
+		return kc_fail(err, errsz, r, "cannot read service account token %s: %s", path,
+			       strerror(-r));
 	}
 	util_rstrip(c.token);
 	snprintf(path, sizeof(path), "%s/ca.crt", sa_dir);
 	r = util_read_file(path, KUBECONFIG_MAX_BYTES, &c.ca_pem, &c.ca_len);
 	if (r < 0) {
 		kubeconfig_free(&c);
-		return kc_fail(err, errsz, r, "cannot read service account CA %s: %s", path, strerror(-r));
+		return kc_fail(err, errsz, r, "cannot read service account CA %s: %s", path,
+			       strerror(-r));
 	}
 	snprintf(path, sizeof(path), "%s/namespace", sa_dir);
 	if (util_read_file(path, 256, &c.namespace_, NULL) == 0)

@@ -7,15 +7,15 @@
 #define KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 struct kube_config {
-	char *server;          /* https://host:port, no trailing slash */
-	char *ca_pem;          /* NULL = system trust store */
+	char *server; /* https://host:port, no trailing slash */
+	char *ca_pem; /* NULL = system trust store */
 	size_t ca_len;
 	char *cert_pem, *key_pem;
 	size_t cert_len, key_len;
-	char *token;           /* static bearer token, or the last one read from token_file */
-	char *token_file;      /* re-read periodically and after a 401 */
-	char *namespace_;      /* context namespace or the service account's; may be NULL */
-	int insecure;          /* insecure-skip-tls-verify */
+	char *token;      /* static bearer token, or the last one read from token_file */
+	char *token_file; /* re-read periodically and after a 401 */
+	char *namespace_; /* context namespace or the service account's; may be NULL */
+	int insecure;     /* insecure-skip-tls-verify */
 };
 
 /* Loads path (or $KUBECONFIG, or ~/.kube/config when path is NULL). Relative file references

@@ -17,17 +17,18 @@ struct lease {
 	pthread_mutex_t lock;
 	atomic_int stop;
 	int leading;
-	int64_t last_renew_ms;      /* monotonic time of our last successful renew */
-	char observed[512];         /* holder + renewTime last seen, to detect change */
-	int64_t observed_ms;        /* monotonic time that record was first seen */
-	json_t *current;            /* last Lease object read or written */
+	int64_t last_renew_ms; /* monotonic time of our last successful renew */
+	char observed[512];    /* holder + renewTime last seen, to detect change */
+	int64_t observed_ms;   /* monotonic time that record was first seen */
+	json_t *current;       /* last Lease object read or written */
 };
 
 static const char *lease_path(struct lease *l, char *out, size_t outsz, int item)
 {
 	/* Names were checked at start (lease_new); a failure leaves a path the server refuses. */
 	if (!l->ns[0] || !l->name[0] ||
-	    kube_path(out, outsz, "coordination.k8s.io/v1", "leases", l->ns, item ? l->name : NULL, NULL) < 0)
+	    kube_path(out, outsz, "coordination.k8s.io/v1", "leases", l->ns, item ? l->name : NULL,
+		      NULL) < 0)
 		snprintf(out, outsz, "/invalid-lease-name");
 	return out;
 }
@@ -36,9 +37,10 @@ static json_t *lease_spec(struct lease *l, const char *acquire, int transitions)
 {
 	char now[40];
 	util_rfc3339_us(util_now_ms(), now, sizeof(now));
-	return json_pack("{sssIsssssi}", "holderIdentity", l->identity,
-			 "leaseDurationSeconds", (json_int_t)(l->cfg.duration_ms / 1000),
-			 "acquireTime", acquire ? acquire : now, "renewTime", now, "leaseTransitions", transitions);
+	return json_pack("{sssIsssssi}", "holderIdentity", l->identity, "leaseDurationSeconds",
+			 (json_int_t)(l->cfg.duration_ms / 1000), "acquireTime",
+			 acquire ? acquire : now, "renewTime", now, "leaseTransitions",
+			 transitions);
 }
 
 /* lease_is_leader reads it on other threads. */
@@ -66,11 +68,13 @@ int lease_try(struct lease *l)
 	}
 	if (resp.status == 404) {
 		kube_resp_free(&resp);
-		obj = json_pack("{sssss{ssss}so}", "apiVersion", "coordination.k8s.io/v1", "kind", "Lease",
-				"metadata", "name", l->name, "namespace", l->ns, "spec", lease_spec(l, NULL, 0));
+		obj = json_pack("{sssss{ssss}so}", "apiVersion", "coordination.k8s.io/v1", "kind",
+				"Lease", "metadata", "name", l->name, "namespace", l->ns, "spec",
+				lease_spec(l, NULL, 0));
 		if (!obj)
 			return -ENOMEM;
-		r = kube_request(l->cfg.kc, "POST", lease_path(l, path, sizeof(path), 0), NULL, obj, &resp);
+		r = kube_request(l->cfg.kc, "POST", lease_path(l, path, sizeof(path), 0), NULL, obj,
+				 &resp);
 		json_decref(obj);
 		ours = r == 0 && resp.status == 201;
 		kube_resp_free(&resp);
@@ -100,9 +104,11 @@ int lease_try(struct lease *l)
 	}
 	if (!ours && holder && *holder && l->observed_ms + l->cfg.duration_ms > now) {
 		json_decref(obj);
-		return 0;   /* someone else holds a lease that has not expired by our clock */
+		return 0; /* someone else holds a lease that has not expired by our clock */
 	}
-	json_object_set_new(obj, "spec", lease_spec(l, ours ? acquire : NULL, ours ? transitions : transitions + 1));
+	json_object_set_new(
+		obj, "spec",
+		lease_spec(l, ours ? acquire : NULL, ours ? transitions : transitions + 1));
 	/* The object carries its resourceVersion: a concurrent writer makes this a 409. */
 	r = kube_request(l->cfg.kc, "PUT", lease_path(l, path, sizeof(path), 1), NULL, obj, &resp);
 	json_decref(obj);
@@ -132,7 +138,8 @@ static void *lease_run(void *arg)
 		was = l->leading;
 		if (r == 1) {
 			l->leading = 1;
-		} else if (l->leading && util_mono_ms() - l->last_renew_ms > l->cfg.renew_deadline_ms) {
+		} else if (l->leading &&
+			   util_mono_ms() - l->last_renew_ms > l->cfg.renew_deadline_ms) {
 			l->leading = 0;
 			lost = 1;
 		}
@@ -143,13 +150,16 @@ static void *lease_run(void *arg)
 				l->cfg.on_started(l->cfg.ud);
 		}
 		if (lost) {
-			log_error("leadership lost: could not renew the lease within the renew deadline", "lease", l->name);
+			log_error(
+				"leadership lost: could not renew the lease within the renew deadline",
+				"lease", l->name);
 			if (l->cfg.on_lost)
 				l->cfg.on_lost(l->cfg.ud);
 		}
 		util_random(&j, 1);
 		/* Jitter 1.2 while waiting to acquire, as client-go does. */
-		lease_sleep(l, r == 1 ? l->cfg.retry_ms : l->cfg.retry_ms + l->cfg.retry_ms * j / 255 / 5);
+		lease_sleep(l, r == 1 ? l->cfg.retry_ms
+				      : l->cfg.retry_ms + l->cfg.retry_ms * j / 255 / 5);
 	}
 	return NULL;
 }
@@ -194,20 +204,25 @@ int lease_is_leader(struct lease *l)
 void lease_stop(struct lease *l)
 {
 	char path[1024];
-	struct kube_resp resp = { 0 };   /* freed below also when never asked (a standby) */
+	struct kube_resp resp = { 0 }; /* freed below also when never asked (a standby) */
 	if (!l)
 		return;
 	l->stop = 1;
 	pthread_join(l->thread, NULL);
-	if (l->leading && kube_request(l->cfg.kc, "GET", lease_path(l, path, sizeof(path), 1), NULL, NULL, &resp) == 0 &&
+	if (l->leading &&
+	    kube_request(l->cfg.kc, "GET", lease_path(l, path, sizeof(path), 1), NULL, NULL,
+			 &resp) == 0 &&
 	    resp.status == 200) {
 		/* Release: an empty holder lets a standby take over without waiting for expiry. */
 		json_t *obj = resp.body;
-		const char *holder = json_string_value(json_object_get(json_object_get(obj, "spec"), "holderIdentity"));
+		const char *holder = json_string_value(
+			json_object_get(json_object_get(obj, "spec"), "holderIdentity"));
 		if (holder && strcmp(holder, l->identity) == 0) {
 			struct kube_resp r2;
-			json_object_set_new(json_object_get(obj, "spec"), "holderIdentity", json_string(""));
-			json_object_set_new(json_object_get(obj, "spec"), "leaseDurationSeconds", json_integer(1));
+			json_object_set_new(json_object_get(obj, "spec"), "holderIdentity",
+					    json_string(""));
+			json_object_set_new(json_object_get(obj, "spec"), "leaseDurationSeconds",
+					    json_integer(1));
 			kube_request(l->cfg.kc, "PUT", path, NULL, obj, &r2);
 			kube_resp_free(&r2);
 			log_info("released leadership", "lease", l->name);

@@ -13,8 +13,8 @@ struct lease_cfg {
 	struct kube_client *kc;
 	const char *namespace_, *name, *identity;
 	int64_t duration_ms, renew_deadline_ms, retry_ms;
-	void (*on_started)(void *ud);   /* became leader */
-	void (*on_lost)(void *ud);      /* could not renew in time */
+	void (*on_started)(void *ud); /* became leader */
+	void (*on_lost)(void *ud);    /* could not renew in time */
 	void *ud;
 };
 

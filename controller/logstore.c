@@ -16,7 +16,7 @@
 
 #define LS_BUCKETS 1024
 #define LS_UID_MAX 63
-#define LS_EVICT_SCAN 64             /* how far from the LRU end eviction looks for a finished task */
+#define LS_EVICT_SCAN 64 /* how far from the LRU end eviction looks for a finished task */
 
 struct ls_chunk {
 	struct ls_chunk *next;
@@ -31,16 +31,16 @@ struct ls_chunk {
 #define LS_CHUNK_COST(len) (sizeof(struct ls_chunk) + (len))
 
 struct ls_entry {
-	struct ls_entry *hnext;             /* hash chain */
+	struct ls_entry *hnext;               /* hash chain */
 	struct ls_entry *lru_prev, *lru_next; /* lru_prev towards the least recently written */
 	char uid[LS_UID_MAX + 1];
 	char *key;
 	struct ls_chunk *head, *tail;
-	size_t bytes;                       /* sum of LS_CHUNK_COST */
+	size_t bytes; /* sum of LS_CHUNK_COST */
 	uint64_t first, end;
 	int64_t attempt, last_seq;
 	int finished;
-	uint64_t disk;                      /* bytes in its file; 0 = no file */
+	uint64_t disk; /* bytes in its file; 0 = no file */
 };
 
 struct logstore {
@@ -50,14 +50,14 @@ struct logstore {
 	struct ls_entry *lru_old, *lru_new;
 	size_t count, total;
 	uint64_t chunks, evicted, dropped;
-	int dirfd, lockfd;                  /* -1 without --log-dir */
-	int closing;                        /* logstore_free: keep the files */
+	int dirfd, lockfd; /* -1 without --log-dir */
+	int closing;       /* logstore_free: keep the files */
 	uint64_t disk_total, disk_errors;
 };
 
 static unsigned ls_hash(const char *s)
 {
-	uint32_t h = 2166136261u;   /* FNV-1a */
+	uint32_t h = 2166136261u; /* FNV-1a */
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
 	return h % LS_BUCKETS;
@@ -93,7 +93,7 @@ struct logstore *logstore_new(const struct logstore_cfg *cfg)
 		if (ls->dirfd >= 0)
 			ls_load(ls);
 	}
-	ls->cfg.dir = NULL;   /* the caller's string need not outlive this call */
+	ls->cfg.dir = NULL; /* the caller's string need not outlive this call */
 	return ls;
 }
 
@@ -271,8 +271,9 @@ static size_t ls_skip_continuation(const char *p, size_t len)
 /* Stores a chunk whose first byte has offset base (the caller checked attempt and seq); a chunk
  * larger than the per-task bound keeps its end. Drops the task's oldest chunks beyond that
  * bound. Returns the chunk as stored, or NULL without memory. */
-static struct ls_chunk *ls_store(struct logstore *ls, struct ls_entry *e, uint64_t base, int64_t attempt,
-				 int64_t seq, const char *stream, const char *data, size_t len)
+static struct ls_chunk *ls_store(struct logstore *ls, struct ls_entry *e, uint64_t base,
+				 int64_t attempt, int64_t seq, const char *stream, const char *data,
+				 size_t len)
 {
 	struct ls_chunk *c;
 	size_t keep = len, skip = 0, room = ls->cfg.max_per_task - sizeof(struct ls_chunk);
@@ -295,7 +296,8 @@ static struct ls_chunk *ls_store(struct logstore *ls, struct ls_entry *e, uint64
 	c->off = base + skip;
 	c->attempt = attempt;
 	c->seq = seq;
-	snprintf(c->stream, sizeof(c->stream), "%s", stream && strcmp(stream, "stderr") == 0 ? "stderr" : "stdout");
+	snprintf(c->stream, sizeof(c->stream), "%s",
+		 stream && strcmp(stream, "stderr") == 0 ? "stderr" : "stdout");
 	c->len = keep;
 	memcpy(c->data, data + skip, keep);
 	if (e->tail)
@@ -317,7 +319,8 @@ static struct ls_chunk *ls_store(struct logstore *ls, struct ls_entry *e, uint64
  * first; then e becomes the most recently written. */
 static void ls_enforce_total(struct logstore *ls, struct ls_entry *e)
 {
-	while ((ls->total > ls->cfg.max_total || ls->disk_total > ls->cfg.max_total) && ls_evict_one(ls, e))
+	while ((ls->total > ls->cfg.max_total || ls->disk_total > ls->cfg.max_total) &&
+	       ls_evict_one(ls, e))
 		;
 	ls_lru_unlink(ls, e);
 	ls_lru_push_new(ls, e);
@@ -421,7 +424,7 @@ void logstore_read(struct logstore *ls, const char *uid, const char *key, int64_
 	pos->first = e->first;
 	pos->end = e->end;
 	pos->last_attempt = e->attempt;
-	if (from > e->end)          /* an offset from an evicted, re-created entry: start over */
+	if (from > e->end) /* an offset from an evicted, re-created entry: start over */
 		from = 0;
 	if (from < e->first) {
 		pos->dropped = e->first - from;
@@ -441,8 +444,12 @@ void logstore_read(struct logstore *ls, const char *uid, const char *key, int64_
 		skip += ls_skip_continuation(c->data + skip, c->len - skip);
 		if (n > 0 && passed + (c->len - skip) > max_bytes)
 			break;
-		lc = (struct logstore_chunk){ .off = c->off + skip, .attempt = c->attempt, .seq = c->seq,
-					      .stream = c->stream, .data = c->data + skip, .len = c->len - skip };
+		lc = (struct logstore_chunk){ .off = c->off + skip,
+					      .attempt = c->attempt,
+					      .seq = c->seq,
+					      .stream = c->stream,
+					      .data = c->data + skip,
+					      .len = c->len - skip };
 		if (fn && fn(ud, &lc))
 			break;
 		passed += lc.len;
@@ -453,7 +460,8 @@ out:
 	pthread_mutex_unlock(&ls->lock);
 }
 
-void logstore_bounds(struct logstore *ls, const char *uid, const char *key, struct logstore_pos *pos)
+void logstore_bounds(struct logstore *ls, const char *uid, const char *key,
+		     struct logstore_pos *pos)
 {
 	struct ls_entry *e;
 	memset(pos, 0, sizeof(*pos));
@@ -555,8 +563,12 @@ static int ls_write_rec(int fd, const struct logfile_rec *r, uint64_t *written)
 
 static struct logfile_rec ls_chunk_rec(const struct ls_chunk *c)
 {
-	return (struct logfile_rec){ .type = LOGFILE_CHUNK, .stderr_ = strcmp(c->stream, "stderr") == 0,
-				     .off = c->off, .attempt = c->attempt, .seq = c->seq, .data = c->data,
+	return (struct logfile_rec){ .type = LOGFILE_CHUNK,
+				     .stderr_ = strcmp(c->stream, "stderr") == 0,
+				     .off = c->off,
+				     .attempt = c->attempt,
+				     .seq = c->seq,
+				     .data = c->data,
 				     .len = c->len };
 }
 
@@ -566,7 +578,8 @@ static int ls_disk_rewrite(struct logstore *ls, struct ls_entry *e)
 	char tmp[LS_NAME_MAX], name[LS_NAME_MAX];
 	uint64_t written = LOGFILE_MAGIC_LEN;
 	int fd, r = 0, had = e->disk > 0;
-	struct iovec iov = { .iov_base = (void *)(uintptr_t)LOGFILE_MAGIC, .iov_len = LOGFILE_MAGIC_LEN };
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)LOGFILE_MAGIC,
+			     .iov_len = LOGFILE_MAGIC_LEN };
 
 	ls_file_name(e->uid, ".tmp", tmp);
 	ls_file_name(e->uid, ".log", name);
@@ -575,7 +588,10 @@ static int ls_disk_rewrite(struct logstore *ls, struct ls_entry *e)
 		return -errno;
 	r = ls_write_all(fd, &iov, 1);
 	if (r == 0 && e->key && strlen(e->key) <= LOGFILE_KEY_MAX)
-		r = ls_write_rec(fd, &(struct logfile_rec){ .type = LOGFILE_KEY, .data = e->key, .len = strlen(e->key) },
+		r = ls_write_rec(fd,
+				 &(struct logfile_rec){ .type = LOGFILE_KEY,
+							.data = e->key,
+							.len = strlen(e->key) },
 				 &written);
 	for (struct ls_chunk *c = e->head; r == 0 && c; c = c->next) {
 		struct logfile_rec rec = ls_chunk_rec(c);
@@ -597,7 +613,8 @@ static int ls_disk_rewrite(struct logstore *ls, struct ls_entry *e)
 	return 0;
 }
 
-static int ls_disk_append_rec(struct logstore *ls, struct ls_entry *e, const struct logfile_rec *rec)
+static int ls_disk_append_rec(struct logstore *ls, struct ls_entry *e,
+			      const struct logfile_rec *rec)
 {
 	char name[LS_NAME_MAX];
 	uint64_t written = 0;
@@ -626,7 +643,8 @@ static void ls_disk_append(struct logstore *ls, struct ls_entry *e, const struct
 	if (ls->dirfd < 0 || !logfile_uid_ok(e->uid))
 		return;
 	rec = ls_chunk_rec(c);
-	if (e->disk && e->disk + LOGFILE_HDR + c->len <= ls->cfg.max_per_task + ls->cfg.max_per_task / 2) {
+	if (e->disk &&
+	    e->disk + LOGFILE_HDR + c->len <= ls->cfg.max_per_task + ls->cfg.max_per_task / 2) {
 		r = ls_disk_append_rec(ls, e, &rec);
 		if (r == 0)
 			return;
@@ -637,8 +655,8 @@ static void ls_disk_append(struct logstore *ls, struct ls_entry *e, const struct
 	if (r < 0) {
 		ls->disk_errors++;
 		if (ls->disk_errors == 1 || ls->disk_errors % 1000 == 0)
-			log_warn("could not write a task's log file; its log stays in memory", "uid", e->uid,
-				 "error", strerror(-r));
+			log_warn("could not write a task's log file; its log stays in memory",
+				 "uid", e->uid, "error", strerror(-r));
 		ls_disk_drop(ls, e);
 	}
 }
@@ -665,8 +683,9 @@ static int ls_open_dir(struct logstore *ls, const char *dir)
 	 * off the records the first is writing. It keeps its logs in memory. */
 	ls->lockfd = openat(ls->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (ls->lockfd < 0 || flock(ls->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		log_warn("the log directory is in use by another process or not writable; keeping logs in memory only",
-			 "dir", dir, "error", strerror(errno));
+		log_warn(
+			"the log directory is in use by another process or not writable; keeping logs in memory only",
+			"dir", dir, "error", strerror(errno));
 		if (ls->lockfd >= 0)
 			close(ls->lockfd);
 		close(ls->dirfd);
@@ -705,9 +724,11 @@ static int ls_load_rec(void *ud, const struct logfile_rec *r)
 		e->finished = 1;
 		break;
 	case LOGFILE_CHUNK:
-		if (r->attempt < e->attempt || (r->attempt == e->attempt && r->seq <= e->last_seq) || r->off < e->end)
+		if (r->attempt < e->attempt ||
+		    (r->attempt == e->attempt && r->seq <= e->last_seq) || r->off < e->end)
 			break;
-		if (ls_store(x->ls, e, r->off, r->attempt, r->seq, r->stderr_ ? "stderr" : "stdout", r->data, r->len))
+		if (ls_store(x->ls, e, r->off, r->attempt, r->seq, r->stderr_ ? "stderr" : "stdout",
+			     r->data, r->len))
 			ls_enforce_total(x->ls, e);
 		break;
 	}
@@ -726,12 +747,14 @@ static void ls_load_file(struct logstore *ls, const char *name, const char *uid)
 
 	if (fd < 0) {
 		/* ELOOP: a symlink. Removing it removes the link, never what it points to. */
-		log_warn("removing what cannot be opened as a log file", "file", name, "error", strerror(errno));
+		log_warn("removing what cannot be opened as a log file", "file", name, "error",
+			 strerror(errno));
 		unlinkat(ls->dirfd, name, 0);
 		return;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-		log_warn("removing a log file that is not a regular file or is too large", "file", name);
+		log_warn("removing a log file that is not a regular file or is too large", "file",
+			 name);
 		close(fd);
 		if (S_ISREG(st.st_mode))
 			unlinkat(ls->dirfd, name, 0);
@@ -744,12 +767,14 @@ static void ls_load_file(struct logstore *ls, const char *name, const char *uid)
 			break;
 		n += (size_t)rd;
 	}
-	valid = buf ? logfile_parse(buf, n, ls->cfg.max_per_task + LOGFILE_KEY_MAX, ls_load_rec, &x) : 0;
+	valid = buf ? logfile_parse(buf, n, ls->cfg.max_per_task + LOGFILE_KEY_MAX, ls_load_rec, &x)
+		    : 0;
 	free(buf);
 	if (valid < n && valid > 0) {
 		char cut[32];
 		snprintf(cut, sizeof(cut), "%zu", n - valid);
-		log_warn("a log file ends in a damaged or partial record; cut it off", "file", name, "bytes", cut);
+		log_warn("a log file ends in a damaged or partial record; cut it off", "file", name,
+			 "bytes", cut);
 		if (ftruncate(fd, (off_t)valid) < 0)
 			valid = 0;
 	}
@@ -785,7 +810,8 @@ static void ls_load(struct logstore *ls)
 			continue;
 		}
 		if (!logfile_name_uid(de->d_name, uid)) {
-			log_warn("ignoring a file in the log directory that no task's log can be", "file", de->d_name);
+			log_warn("ignoring a file in the log directory that no task's log can be",
+				 "file", de->d_name);
 			continue;
 		}
 		ls_load_file(ls, de->d_name, uid);
@@ -802,7 +828,7 @@ static void ls_load(struct logstore *ls)
 
 size_t logstore_sweep(struct logstore *ls, int (*exists)(void *ud, const char *uid), void *ud)
 {
-	char (*uids)[LS_UID_MAX + 1];
+	char(*uids)[LS_UID_MAX + 1];
 	size_t n = 0, gone = 0;
 
 	pthread_mutex_lock(&ls->lock);

@@ -20,32 +20,32 @@
 struct logstore;
 
 struct logstore_cfg {
-	size_t max_per_task;        /* 0 = 1 MiB */
-	size_t max_total;           /* 0 = 64 MiB */
-	size_t max_tasks;           /* 0 = 10000 */
-	const char *dir;            /* NULL/"" = memory only; else files here (reloaded now) */
-	void (*notify)(void *ud);   /* called after appends and finishes, outside the lock */
+	size_t max_per_task;      /* 0 = 1 MiB */
+	size_t max_total;         /* 0 = 64 MiB */
+	size_t max_tasks;         /* 0 = 10000 */
+	const char *dir;          /* NULL/"" = memory only; else files here (reloaded now) */
+	void (*notify)(void *ud); /* called after appends and finishes, outside the lock */
 	void *ud;
 };
 
 /* A chunk as handed to readers (all borrowed, valid during the callback only). */
 struct logstore_chunk {
-	uint64_t off;               /* offset of data[0] */
+	uint64_t off; /* offset of data[0] */
 	int64_t attempt, seq;
-	const char *stream;         /* "stdout" / "stderr" */
-	const char *data;           /* UTF-8, not NUL-terminated */
+	const char *stream; /* "stdout" / "stderr" */
+	const char *data;   /* UTF-8, not NUL-terminated */
 	size_t len;
 };
 
 /* Where a read ended. */
 struct logstore_pos {
-	int found;                  /* the store knows the task */
-	int finished;               /* its output is complete (the task reached a final phase) */
-	uint64_t first;             /* offset of the oldest byte still held */
-	uint64_t end;               /* offset after the newest byte */
-	uint64_t next;              /* where the next read should start */
-	uint64_t dropped;           /* bytes skipped because they were evicted before this read */
-	int64_t last_attempt;       /* the newest attempt seen */
+	int found;            /* the store knows the task */
+	int finished;         /* its output is complete (the task reached a final phase) */
+	uint64_t first;       /* offset of the oldest byte still held */
+	uint64_t end;         /* offset after the newest byte */
+	uint64_t next;        /* where the next read should start */
+	uint64_t dropped;     /* bytes skipped because they were evicted before this read */
+	int64_t last_attempt; /* the newest attempt seen */
 };
 
 /* NULL when out of memory or when cfg->dir cannot be opened (logged). A directory another
@@ -74,12 +74,15 @@ void logstore_read(struct logstore *ls, const char *uid, const char *key, int64_
 		   struct logstore_pos *pos);
 
 /* Just the positions (found, finished, first, end, last_attempt), without walking the chunks. */
-void logstore_bounds(struct logstore *ls, const char *uid, const char *key, struct logstore_pos *pos);
+void logstore_bounds(struct logstore *ls, const char *uid, const char *key,
+		     struct logstore_pos *pos);
 
 /* Forgets every log whose task exists() says is gone (called once the Task cache has synced,
  * for logs reloaded from disk whose task was deleted while the controller was away). exists is
  * called without the store's lock. Returns how many went. */
 size_t logstore_sweep(struct logstore *ls, int (*exists)(void *ud, const char *uid), void *ud);
 
-struct logstore_stats { uint64_t tasks, bytes, chunks, evicted_tasks, dropped_bytes, disk_bytes, disk_errors; };
+struct logstore_stats {
+	uint64_t tasks, bytes, chunks, evicted_tasks, dropped_bytes, disk_bytes, disk_errors;
+};
 void logstore_stats_get(struct logstore *ls, struct logstore_stats *ret);

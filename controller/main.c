@@ -45,22 +45,25 @@ static void on_signal(int sig)
 
 static enum log_level parse_level(const char *s)
 {
-	if (strcmp(s, "debug") == 0) return LOG_LVL_DEBUG;
-	if (strcmp(s, "warn") == 0) return LOG_LVL_WARN;
-	if (strcmp(s, "error") == 0) return LOG_LVL_ERROR;
+	if (strcmp(s, "debug") == 0)
+		return LOG_LVL_DEBUG;
+	if (strcmp(s, "warn") == 0)
+		return LOG_LVL_WARN;
+	if (strcmp(s, "error") == 0)
+		return LOG_LVL_ERROR;
 	return LOG_LVL_INFO;
 }
 
 struct app {
 	struct informer *inf, *queues_inf, *flows_inf, *pools_inf;
 	struct pools *pools;
-	struct server *server;  /* the main loop: broker and API listeners */
+	struct server *server; /* the main loop: broker and API listeners */
 	struct broker *broker;
 	struct api *api;
-	_Atomic(struct lease *) lease;  /* set after the workers started */
-	int electing;                   /* --leader-elect: no lease yet means not leading */
+	_Atomic(struct lease *) lease; /* set after the workers started */
+	int electing;                  /* --leader-elect: no lease yet means not leading */
 	struct taskctl *tc;
-	struct podexec *pods;   /* the container executor */
+	struct podexec *pods; /* the container executor */
 	struct flowctl *flows;
 	struct queues *queues;
 	struct deps_index *deps;
@@ -86,7 +89,7 @@ static void *app_status_loop(void *ud)
 	for (unsigned n = 1; !a->stop; n++) {
 		for (int i = 0; i < 20 && !a->stop; i++)
 			usleep(100000);
-		if (!swept)   /* logs reloaded from --log-dir whose task is gone */
+		if (!swept) /* logs reloaded from --log-dir whose task is gone */
 			swept = api_sweep_logs(a->api);
 		if (!a->stop && app_leading(a)) {
 			queues_write_status(a->queues);
@@ -141,8 +144,13 @@ static int app_ready(void *ud, char *why, size_t whysz)
 		struct informer *inf = i == 0 ? a->inf : i == 1 ? a->queues_inf : a->flows_inf;
 		int64_t stalled = informer_stalled_ms(inf);
 		if (stalled) {
-			snprintf(why, whysz, "the %s watch has delivered nothing for %lld s, longer than its timeout",
-				 i == 0 ? "Task" : i == 1 ? "TaskQueue" : "Flow", (long long)(stalled / 1000));
+			snprintf(
+				why, whysz,
+				"the %s watch has delivered nothing for %lld s, longer than its timeout",
+				i == 0   ? "Task"
+				: i == 1 ? "TaskQueue"
+					 : "Flow",
+				(long long)(stalled / 1000));
 			return 0;
 		}
 	}
@@ -174,7 +182,8 @@ static void app_webhook_cert(const char *crt, const char *key, void *ud)
 
 /* --webhook-listen: the TLS listener, and the loop that keeps its certificate in the Secret
  * (every replica runs both). */
-static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_client *kc, const char *sa_ns)
+static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_client *kc,
+		       const char *sa_ns)
 {
 	char list[1024], *save = NULL, *names[CERTS_MAX_NAMES + 1];
 	size_t n = 0;
@@ -183,23 +192,33 @@ static int app_webhook(struct app *a, const struct ctl_config *o, struct kube_cl
 	if (!o->webhook_listen)
 		return 0;
 	snprintf(list, sizeof(list), "%s", o->webhook_names);
-	for (char *t = strtok_r(list, ",", &save); t && n <= CERTS_MAX_NAMES; t = strtok_r(NULL, ",", &save))
+	for (char *t = strtok_r(list, ",", &save); t && n <= CERTS_MAX_NAMES;
+	     t = strtok_r(NULL, ",", &save))
 		if (*t)
 			names[n++] = t;
 	if (certs_check_names((const char *const *)names, n) < 0) {
-		log_error("--webhook-cert-names takes 1 to 16 DNS names or IP addresses", "value", o->webhook_names);
+		log_error("--webhook-cert-names takes 1 to 16 DNS names or IP addresses", "value",
+			  o->webhook_names);
 		return -EINVAL;
 	}
-	if ((r = webhook_srv_new(&(struct webhook_srv_cfg){ .listen = o->webhook_listen, .queue = app_webhook_queue,
-							   .queue_ud = a }, &a->webhook)) < 0)
+	if ((r = webhook_srv_new(&(struct webhook_srv_cfg){ .listen = o->webhook_listen,
+							    .queue = app_webhook_queue,
+							    .queue_ud = a },
+				 &a->webhook)) < 0)
 		return r;
 	r = certmgr_new(&(struct certmgr_cfg){ .kc = kc,
-					       .namespace_ = o->webhook_secret_ns ? o->webhook_secret_ns
-						       : *sa_ns ? sa_ns : "default",
-					       .secret = o->webhook_secret, .webhook_config = o->webhook_config,
-					       .names = (const char *const *)names, .n_names = n,
-					       .validity_s = o->webhook_validity_s, .on_cert = app_webhook_cert,
-					       .ud = a }, &a->certs);
+					       .namespace_ = o->webhook_secret_ns
+								     ? o->webhook_secret_ns
+							     : *sa_ns ? sa_ns
+								      : "default",
+					       .secret = o->webhook_secret,
+					       .webhook_config = o->webhook_config,
+					       .names = (const char *const *)names,
+					       .n_names = n,
+					       .validity_s = o->webhook_validity_s,
+					       .on_cert = app_webhook_cert,
+					       .ud = a },
+			&a->certs);
 	if (r < 0)
 		return r;
 	/* The first pass before serving, so the listener rarely starts without a certificate. */
@@ -257,15 +276,19 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	int r;
 
 	a->deps = deps_index_new();
-	if (!a->deps || kube_path(path, pathsz, KUBE_GV_TASKED, "tasks", o->namespace_, NULL, NULL) < 0)
+	if (!a->deps ||
+	    kube_path(path, pathsz, KUBE_GV_TASKED, "tasks", o->namespace_, NULL, NULL) < 0)
 		return -ENOMEM;
 	/* The caches first (their consumers subscribe below), then each object after what it uses.
 	 * The TaskQueue and Flow watches have the Task watch's scope. */
 	{
 		char qpath[512], fpath[512], ppath[512];
-		if (kube_path(qpath, sizeof(qpath), KUBE_GV_TASKED, "taskqueues", o->namespace_, NULL, NULL) < 0 ||
-		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL, NULL) < 0 ||
-		    kube_path(ppath, sizeof(ppath), KUBE_GV_TASKED, "runnerpools", o->namespace_, NULL, NULL) < 0)
+		if (kube_path(qpath, sizeof(qpath), KUBE_GV_TASKED, "taskqueues", o->namespace_,
+			      NULL, NULL) < 0 ||
+		    kube_path(fpath, sizeof(fpath), KUBE_GV_TASKED, "flows", o->namespace_, NULL,
+			      NULL) < 0 ||
+		    kube_path(ppath, sizeof(ppath), KUBE_GV_TASKED, "runnerpools", o->namespace_,
+			      NULL, NULL) < 0)
 			return -ENOMEM;
 		a->pools_inf = informer_new(kc, ppath, 0, NULL, NULL);
 		if (!a->pools_inf)
@@ -281,60 +304,90 @@ static int app_wire(struct app *a, const struct ctl_config *o, struct kube_clien
 	informer_set_tagger(a->inf, queues_task_tag);
 	informer_index_label(a->inf, "tasked.dev/flow");
 	if ((r = server_new(o->tls_cert, o->tls_key, &a->server)) < 0 ||
-	    (r = broker_new(&(struct broker_cfg){ .server = a->server, .broker_addr = o->broker_listen,
-						  .token_file = o->token_file, .heartbeat_s = (int)o->heartbeat_s,
-						  .admit = app_admits, .admit_ud = a }, &a->broker)) < 0)
+	    (r = broker_new(&(struct broker_cfg){ .server = a->server,
+						  .broker_addr = o->broker_listen,
+						  .token_file = o->token_file,
+						  .heartbeat_s = (int)o->heartbeat_s,
+						  .admit = app_admits,
+						  .admit_ud = a },
+			    &a->broker)) < 0)
 		return r;
-	a->api = api = api_new(&(struct api_cfg){ .api_key = o->api_key, .api_key_file = o->api_key_file,
-					 .ready = app_ready, .ud = a, .max_sse = (int)o->max_sse,
-					 .log_max_per_task = (size_t)o->log_max_task_kib * 1024,
-					 .log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
-					 .log_dir = o->log_dir,
-					 .event_buffer = (size_t)o->event_buffer,
-					 .sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
-					 .server = a->server, .listen = o->listen,
-					 .metrics_listen = o->metrics_listen,
-					 .tls_cert = o->tls_cert, .tls_key = o->tls_key,
-					 .sources = &(struct metrics_sources){ .inf = a->inf, .queues_inf = a->queues_inf,
-									       .flows_inf = a->flows_inf, .broker = a->broker,
-									       .kc = kc, .queue = q,
-									       .instance = o->instance_id } });
+	a->api = api = api_new(&(struct api_cfg){
+		.api_key = o->api_key,
+		.api_key_file = o->api_key_file,
+		.ready = app_ready,
+		.ud = a,
+		.max_sse = (int)o->max_sse,
+		.log_max_per_task = (size_t)o->log_max_task_kib * 1024,
+		.log_max_total = (size_t)o->log_max_total_mib * 1024 * 1024,
+		.log_dir = o->log_dir,
+		.event_buffer = (size_t)o->event_buffer,
+		.sse_max_lag = (size_t)o->sse_max_lag_kib * 1024,
+		.server = a->server,
+		.listen = o->listen,
+		.metrics_listen = o->metrics_listen,
+		.tls_cert = o->tls_cert,
+		.tls_key = o->tls_key,
+		.sources = &(struct metrics_sources){ .inf = a->inf,
+						      .queues_inf = a->queues_inf,
+						      .flows_inf = a->flows_inf,
+						      .broker = a->broker,
+						      .kc = kc,
+						      .queue = q,
+						      .instance = o->instance_id } });
 	if (!api)
 		return -ENOMEM;
 	a->queues = queues_new(kc, q, a->queues_inf, a->inf, a->broker);
 	if (!a->queues)
 		return -ENOMEM;
-	a->pods = podexec_new(&(struct podexec_cfg){ .kc = kc, .namespace_ = o->namespace_, .apparmor = o->pod_apparmor,
-						  .gate_image = o->pod_gate_image, .gate_timeout_s = o->pod_gate_s,
-						  .keep_pods = (int)o->keep_task_pods,
-						  .start_timeout_ms = o->pod_start_timeout_s * 1000,
-						  .may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a });
+	a->pods = podexec_new(
+		&(struct podexec_cfg){ .kc = kc,
+				       .namespace_ = o->namespace_,
+				       .apparmor = o->pod_apparmor,
+				       .gate_image = o->pod_gate_image,
+				       .gate_timeout_s = o->pod_gate_s,
+				       .keep_pods = (int)o->keep_task_pods,
+				       .start_timeout_ms = o->pod_start_timeout_s * 1000,
+				       .may_act = o->leader_elect ? app_leads : NULL,
+				       .may_act_ud = a });
 	if (!a->pods)
 		return -ENOMEM;
-	a->pools = pools_new(&(struct pools_cfg){ .kc = kc, .pools_inf = a->pools_inf, .tasks_inf = a->inf,
-						 .queues = a->queues, .broker = a->broker, .tasks_queue = q,
-						 .token_file = o->token_file,
-						 .env = { .runner_image = o->pool_runner_image,
-							  .broker_url = o->pool_broker_url,
-							  .apparmor = o->pool_apparmor,
-							  .pull_policy = o->pool_pull_policy } });
+	a->pools = pools_new(&(struct pools_cfg){ .kc = kc,
+						  .pools_inf = a->pools_inf,
+						  .tasks_inf = a->inf,
+						  .queues = a->queues,
+						  .broker = a->broker,
+						  .tasks_queue = q,
+						  .token_file = o->token_file,
+						  .env = { .runner_image = o->pool_runner_image,
+							   .broker_url = o->pool_broker_url,
+							   .apparmor = o->pool_apparmor,
+							   .pull_policy = o->pool_pull_policy } });
 	if (!a->pools)
 		return -ENOMEM;
-	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc, .inf = a->inf, .broker = a->broker, .queue = q,
-						.pods = a->pods,
-						.pools = a->pools,
-						.recorder = recorder,
-						.queues = a->queues, .deps = a->deps,
-						.lost_grace_ms = o->lost_grace_s * 1000,
-						.startup_hold_ms = o->lost_grace_s * 1000,
-						.may_act = o->leader_elect ? app_leads : NULL, .may_act_ud = a,
-						.on_status = api_on_status, .on_log = api_on_log,
-						.observer_ud = api });
+	a->tc = taskctl_new(&(struct taskctl_cfg){ .kc = kc,
+						   .inf = a->inf,
+						   .broker = a->broker,
+						   .queue = q,
+						   .pods = a->pods,
+						   .pools = a->pools,
+						   .recorder = recorder,
+						   .queues = a->queues,
+						   .deps = a->deps,
+						   .lost_grace_ms = o->lost_grace_s * 1000,
+						   .startup_hold_ms = o->lost_grace_s * 1000,
+						   .may_act = o->leader_elect ? app_leads : NULL,
+						   .may_act_ud = a,
+						   .on_status = api_on_status,
+						   .on_log = api_on_log,
+						   .observer_ud = api });
 	if (!a->tc)
 		return -ENOMEM;
-	a->flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc, .tasks = a->inf, .flows = a->flows_inf,
-						       .may_act = o->leader_elect ? app_leads : NULL,
-						       .may_act_ud = a });
+	a->flows = flowctl_new(&(struct flowctl_cfg){ .kc = kc,
+						      .tasks = a->inf,
+						      .flows = a->flows_inf,
+						      .may_act = o->leader_elect ? app_leads : NULL,
+						      .may_act_ud = a });
 	if (!a->flows)
 		return -ENOMEM;
 	/* Task events: the reconciler, then the Flow a child belongs to, then the API's feed. */
@@ -388,15 +441,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	server_parse_addr(o.listen, host, sizeof(host), &port);
-	if (!util_host_is_loopback(host) && !o.insecure_no_auth &&
-	    !(o.api_key && *o.api_key) && !o.api_key_file) {
-		fprintf(stderr, "tasked-controller: refusing to serve the API on %s without an API key; "
-				"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n", o.listen);
+	if (!util_host_is_loopback(host) && !o.insecure_no_auth && !(o.api_key && *o.api_key) &&
+	    !o.api_key_file) {
+		fprintf(stderr,
+			"tasked-controller: refusing to serve the API on %s without an API key; "
+			"set --api-key, TASKED_API_KEY or --api-key-file (or --insecure-no-auth)\n",
+			o.listen);
 		return 2;
 	}
 	if (o.instance_id && !instance_id_valid(o.instance_id)) {
-		fprintf(stderr, "tasked-controller: --instance-id takes a DNS label: 1-63 of a-z, 0-9 and '-', "
-				"starting and ending with a letter or digit\n");
+		fprintf(stderr,
+			"tasked-controller: --instance-id takes a DNS label: 1-63 of a-z, 0-9 and '-', "
+			"starting and ending with a letter or digit\n");
 		return 2;
 	}
 	if (!!o.tls_cert != !!o.tls_key) {
@@ -444,31 +500,37 @@ int main(int argc, char **argv)
 	log_info("starting", "version", TASKED_VERSION, "watch", path, "instance",
 		 o.instance_id ? o.instance_id : "(none: objects without tasked.dev/instance)");
 	if (informer_start(app.queues_inf) < 0 || informer_start(app.flows_inf) < 0 ||
-	    informer_start(app.pools_inf) < 0 ||
-	    informer_start(app.inf) < 0 || flowctl_start(app.flows) < 0 || podexec_start(app.pods) < 0)
+	    informer_start(app.pools_inf) < 0 || informer_start(app.inf) < 0 ||
+	    flowctl_start(app.flows) < 0 || podexec_start(app.pods) < 0)
 		goto out;
 	if (app_webhook(&app, &o, kc, lease_ns) < 0)
 		goto out;
 	if (pthread_create(&app.status_thread, NULL, app_status_loop, &app) == 0)
 		app.status_started = 1;
 	if (o.leader_elect) {
-		const char *ns = o.le_namespace ? o.le_namespace : lease_ns[0] ? lease_ns : "default";
+		const char *ns = o.le_namespace ? o.le_namespace
+				 : lease_ns[0]  ? lease_ns
+						: "default";
 		if (instance_lease_name(o.le_name, o.instance_id, lname, sizeof(lname)) < 0) {
 			log_error("--leader-elect-name is too long");
 			goto out;
 		}
-		r = lease_start(&(struct lease_cfg){ .kc = kc, .namespace_ = ns, .name = lname,
+		r = lease_start(&(struct lease_cfg){ .kc = kc,
+						     .namespace_ = ns,
+						     .name = lname,
 						     .identity = identity,
 						     .duration_ms = o.le_duration_s * 1000,
 						     .renew_deadline_ms = o.le_renew_s * 1000,
 						     .retry_ms = o.le_retry_s * 1000,
-						     .on_started = app_lease_started, .on_lost = app_lease_lost,
+						     .on_started = app_lease_started,
+						     .on_lost = app_lease_lost,
 						     .ud = &app },
 				&lease);
 		atomic_store(&app.lease, lease);
 		if (r < 0)
 			goto out;
-		log_info("leader election on", "lease", lname, "namespace", ns, "identity", identity);
+		log_info("leader election on", "lease", lname, "namespace", ns, "identity",
+			 identity);
 	}
 	for (nworkers = 0; nworkers < o.workers; nworkers++)
 		if (pthread_create(&workers[nworkers], NULL, taskctl_worker, tc) != 0)

@@ -17,18 +17,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define METRICS_MAX_RUNNING 100000   /* tasks whose Running time is remembered for run time */
-#define METRICS_MAX_CODES 256        /* distinct (verb, code) pairs from the kube hook */
+#define METRICS_MAX_RUNNING 100000 /* tasks whose Running time is remembered for run time */
+#define METRICS_MAX_CODES 256      /* distinct (verb, code) pairs from the kube hook */
 
-static const double latency_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-					 10, 30, 60, 300 };
-static const double runtime_bounds[] = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900,
-					 1800, 3600, 7200, 21600 };
-static const double kube_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-				      1, 2.5, 5, 10, 30, 60 };
+static const double latency_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+					 1,     2.5,  5,     10,   30,  60,   300 };
+static const double runtime_bounds[] = { 0.01, 0.05, 0.1, 0.5,  1,    5,    10,   30,
+					 60,   300,  900, 1800, 3600, 7200, 21600 };
+static const double kube_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+				      0.5,   1,      2.5,   5,    10,    30,   60 };
 
-static const char *const kube_verbs[] = { "get", "list", "watch", "create", "update", "patch",
-					  "delete", "other" };
+static const char *const kube_verbs[] = { "get",    "list",  "watch",  "create",
+					  "update", "patch", "delete", "other" };
 #define KUBE_VERBS ((int)UTIL_ARRAY_SIZE(kube_verbs))
 
 static const char *const sse_kinds[METRICS_SSE_KINDS] = { "events", "logs" };
@@ -37,7 +37,7 @@ static const char *const sse_ends[METRICS_SSE_ENDS] = { "client", "slow", "done"
 /* Everything the observers update, copied whole for a consistent scrape. */
 struct metrics_counters {
 	struct metrics_hist dispatch, runtime;
-	uint64_t finished[4];            /* Succeeded, Failed, Skipped, Cancelled */
+	uint64_t finished[4]; /* Succeeded, Failed, Skipped, Cancelled */
 	uint64_t retries;
 	uint64_t auth_failures;
 	int64_t sse_open[METRICS_SSE_KINDS];
@@ -51,10 +51,10 @@ struct metrics {
 	pthread_mutex_t lock;
 	struct metrics_sources src;
 	int64_t start_ms;
-	json_t *running;                 /* uid -> ms when Running was written */
-	json_t *seen;                    /* uid -> ms when the informer first delivered it */
-	json_t *api_by_code;             /* "code" -> count */
-	json_t *kube_codes;              /* "verb code" -> count */
+	json_t *running;     /* uid -> ms when Running was written */
+	json_t *seen;        /* uid -> ms when the informer first delivered it */
+	json_t *api_by_code; /* "code" -> count */
+	json_t *kube_codes;  /* "verb code" -> count */
 	struct metrics_counters c;
 };
 
@@ -68,10 +68,14 @@ struct metrics *metrics_new(void)
 		return NULL;
 	pthread_mutex_init(&m->lock, NULL);
 	m->start_ms = util_now_ms();
-	m->c.dispatch = (struct metrics_hist){ .bounds = latency_bounds, .nbounds = (int)UTIL_ARRAY_SIZE(latency_bounds) };
-	m->c.runtime = (struct metrics_hist){ .bounds = runtime_bounds, .nbounds = (int)UTIL_ARRAY_SIZE(runtime_bounds) };
+	m->c.dispatch = (struct metrics_hist){ .bounds = latency_bounds,
+					       .nbounds = (int)UTIL_ARRAY_SIZE(latency_bounds) };
+	m->c.runtime = (struct metrics_hist){ .bounds = runtime_bounds,
+					      .nbounds = (int)UTIL_ARRAY_SIZE(runtime_bounds) };
 	for (int i = 0; i < KUBE_VERBS; i++)
-		m->c.kube_latency[i] = (struct metrics_hist){ .bounds = kube_bounds, .nbounds = (int)UTIL_ARRAY_SIZE(kube_bounds) };
+		m->c.kube_latency[i] = (struct metrics_hist){
+			.bounds = kube_bounds, .nbounds = (int)UTIL_ARRAY_SIZE(kube_bounds)
+		};
 	m->running = json_object();
 	m->seen = json_object();
 	m->api_by_code = json_object();
@@ -135,10 +139,12 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 {
 	json_t *md = json_object_get(task, "metadata");
 	const char *uid = json_string_value(json_object_get(md, "uid"));
-	const char *prev = json_string_value(json_object_get(json_object_get(task, "status"), "phase"));
+	const char *prev = json_string_value(
+		json_object_get(json_object_get(task, "status"), "phase"));
 	const char *phase = json_string_value(json_object_get(status, "phase"));
 	const char *reason = json_string_value(json_object_get(status, "reason"));
-	int64_t now = util_now_ms(), created = ts_ms(json_object_get(md, "creationTimestamp")), seen;
+	int64_t now = util_now_ms(), created = ts_ms(json_object_get(md, "creationTimestamp")),
+		seen;
 	json_int_t attempts = json_integer_value(json_object_get(status, "attempts"));
 	int fi = final_index(phase), was_final = final_index(prev) >= 0;
 	int was_running = prev && strcmp(prev, "Running") == 0;
@@ -168,7 +174,8 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 			metrics_hist_observe(&m->c.dispatch, (double)(at - created) / 1000.0);
 		}
 		if (since)
-			metrics_hist_observe(&m->c.runtime, (double)(now - json_integer_value(since)) / 1000.0);
+			metrics_hist_observe(&m->c.runtime,
+					     (double)(now - json_integer_value(since)) / 1000.0);
 		else if (start > 0 && end >= start)
 			metrics_hist_observe(&m->c.runtime, (double)(end - start) / 1000.0);
 		json_object_del(m->running, uid);
@@ -176,7 +183,9 @@ void metrics_observe_status(struct metrics *m, json_t *task, json_t *status)
 	} else if (strcmp(phase, "Queued") == 0 && reason && strcmp(reason, "Retrying") == 0 &&
 		   !(prev && strcmp(prev, "Queued") == 0 &&
 		     json_string_value(json_object_get(json_object_get(task, "status"), "reason")) &&
-		     strcmp(json_string_value(json_object_get(json_object_get(task, "status"), "reason")), "Retrying") == 0)) {
+		     strcmp(json_string_value(
+				    json_object_get(json_object_get(task, "status"), "reason")),
+			    "Retrying") == 0)) {
 		m->c.retries++;
 		json_object_del(m->running, uid);
 	}
@@ -323,10 +332,7 @@ int metrics_escape_label(const char *v, char *out, size_t outsz)
 }
 
 /* Prometheus floats: integers print without a fraction, others with enough digits. */
-static void fmt_float(double v, char *out, size_t outsz)
-{
-	snprintf(out, outsz, "%.15g", v);
-}
+static void fmt_float(double v, char *out, size_t outsz) { snprintf(out, outsz, "%.15g", v); }
 
 int metrics_hist_render(const struct metrics_hist *h, const char *name, const char *labels,
 			struct buf *out)
@@ -339,8 +345,8 @@ int metrics_hist_render(const struct metrics_hist *h, const char *name, const ch
 	for (int i = 0; r == 0 && i < h->nbounds; i++) {
 		cum += h->counts[i];
 		fmt_float(h->bounds[i], le, sizeof(le));
-		r = mput(out, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels ? labels : "", sep, le,
-			 (unsigned long long)cum);
+		r = mput(out, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels ? labels : "", sep,
+			 le, (unsigned long long)cum);
 	}
 	cum += h->counts[h->nbounds];
 	fmt_float(h->sum, sum, sizeof(sum));
@@ -352,14 +358,15 @@ int metrics_hist_render(const struct metrics_hist *h, const char *name, const ch
 			 labels ? labels : "", labels && labels[0] ? "}" : "", sum);
 	if (r == 0)
 		r = mput(out, "%s_count%s%s%s %llu\n", name, labels && labels[0] ? "{" : "",
-			 labels ? labels : "", labels && labels[0] ? "}" : "", (unsigned long long)h->count);
+			 labels ? labels : "", labels && labels[0] ? "}" : "",
+			 (unsigned long long)h->count);
 	return r;
 }
 
 /* Counting tasks runs under the informer's cache lock: only tally here. */
 struct task_tally {
-	json_t *by_phase;   /* "ns\037queue\037phase" -> count */
-	json_t *keys;       /* array of keys, for the workqueue requeue gauge */
+	json_t *by_phase; /* "ns\037queue\037phase" -> count */
+	json_t *keys;     /* array of keys, for the workqueue requeue gauge */
 };
 
 static int render_tasks(struct metrics *m, const struct metrics_sources *src, struct buf *out)
@@ -388,58 +395,67 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		}
 		json_decref(tags);
 	}
-	r = mhead(out, "tasked_tasks", "gauge",
-		  "Tasks in the controller's cache by namespace, queue and phase (no status yet counts as Pending).");
+	r = mhead(
+		out, "tasked_tasks", "gauge",
+		"Tasks in the controller's cache by namespace, queue and phase (no status yet counts as Pending).");
 	json_object_foreach(t.by_phase, k, v) {
 		char ns[256], q[256], ph[64], ens[512], eq[512], eph[128];
 		if (r < 0)
 			break;
 		if (sscanf(k, "%255[^\037]\037%255[^\037]\037%63s", ns, q, ph) != 3)
 			continue;
-		if (metrics_escape_label(ns, ens, sizeof(ens)) < 0 || metrics_escape_label(q, eq, sizeof(eq)) < 0 ||
+		if (metrics_escape_label(ns, ens, sizeof(ens)) < 0 ||
+		    metrics_escape_label(q, eq, sizeof(eq)) < 0 ||
 		    metrics_escape_label(ph, eph, sizeof(eph)) < 0)
 			continue;
-		r = mput(out, "tasked_tasks{namespace=\"%s\",queue=\"%s\",phase=\"%s\"} %lld\n", ens, eq, eph,
-			 (long long)json_integer_value(v));
+		r = mput(out, "tasked_tasks{namespace=\"%s\",queue=\"%s\",phase=\"%s\"} %lld\n",
+			 ens, eq, eph, (long long)json_integer_value(v));
 		/* Every queue that has tasks gets a depth, zero included. */
 		{
 			char dk[600];
 			snprintf(dk, sizeof(dk), "%s\037%s", ns, q);
 			if (!json_object_get(depth, dk))
-				json_object_set_new(depth, dk, json_pack("[II]", (json_int_t)0, (json_int_t)0));
+				json_object_set_new(
+					depth, dk, json_pack("[II]", (json_int_t)0, (json_int_t)0));
 		}
 		if (strcmp(ph, "Queued") == 0 || strcmp(ph, "Pending") == 0) {
 			char dk[600];
 			json_t *d;
 			snprintf(dk, sizeof(dk), "%s\037%s", ns, q);
 			d = json_object_get(depth, dk);
-			json_array_set_new(d, strcmp(ph, "Queued") == 0 ? 0 : 1,
-					   json_integer(json_integer_value(json_array_get(d, strcmp(ph, "Queued") == 0 ? 0 : 1)) +
-							json_integer_value(v)));
+			json_array_set_new(
+				d, strcmp(ph, "Queued") == 0 ? 0 : 1,
+				json_integer(json_integer_value(json_array_get(
+						     d, strcmp(ph, "Queued") == 0 ? 0 : 1)) +
+					     json_integer_value(v)));
 		}
 	}
 	if (r == 0)
-		r = mhead(out, "tasked_queue_depth", "gauge",
-			  "Tasks ready to run and waiting for a runner slot (phase Queued), by namespace and queue.");
+		r = mhead(
+			out, "tasked_queue_depth", "gauge",
+			"Tasks ready to run and waiting for a runner slot (phase Queued), by namespace and queue.");
 	json_object_foreach(depth, k, v) {
 		char ns[256], q[256], ens[512], eq[512];
 		if (r < 0)
 			break;
 		if (sscanf(k, "%255[^\037]\037%255s", ns, q) != 2 ||
-		    metrics_escape_label(ns, ens, sizeof(ens)) < 0 || metrics_escape_label(q, eq, sizeof(eq)) < 0)
+		    metrics_escape_label(ns, ens, sizeof(ens)) < 0 ||
+		    metrics_escape_label(q, eq, sizeof(eq)) < 0)
 			continue;
 		r = mput(out, "tasked_queue_depth{namespace=\"%s\",queue=\"%s\"} %lld\n", ens, eq,
 			 (long long)json_integer_value(json_array_get(v, 0)));
 	}
 	if (r == 0)
-		r = mhead(out, "tasked_queue_waiting", "gauge",
-			  "Tasks waiting for dependencies or their condition (phase Pending), by namespace and queue.");
+		r = mhead(
+			out, "tasked_queue_waiting", "gauge",
+			"Tasks waiting for dependencies or their condition (phase Pending), by namespace and queue.");
 	json_object_foreach(depth, k, v) {
 		char ns[256], q[256], ens[512], eq[512];
 		if (r < 0)
 			break;
 		if (sscanf(k, "%255[^\037]\037%255s", ns, q) != 2 ||
-		    metrics_escape_label(ns, ens, sizeof(ens)) < 0 || metrics_escape_label(q, eq, sizeof(eq)) < 0)
+		    metrics_escape_label(ns, ens, sizeof(ens)) < 0 ||
+		    metrics_escape_label(q, eq, sizeof(eq)) < 0)
 			continue;
 		r = mput(out, "tasked_queue_waiting{namespace=\"%s\",queue=\"%s\"} %lld\n", ens, eq,
 			 (long long)json_integer_value(json_array_get(v, 1)));
@@ -451,8 +467,9 @@ static int render_tasks(struct metrics *m, const struct metrics_sources *src, st
 		requeues = (long long)wq_retries_total(src->queue);
 	}
 	if (r == 0)
-		r = mhead(out, "tasked_workqueue_delayed_keys", "gauge",
-			  "Task keys waiting in the workqueue for a delay (backoff after an error, or a timer).");
+		r = mhead(
+			out, "tasked_workqueue_delayed_keys", "gauge",
+			"Task keys waiting in the workqueue for a delay (backoff after an error, or a timer).");
 	if (r == 0)
 		r = mput(out, "tasked_workqueue_delayed_keys %lld\n", retrying);
 	if (r == 0)
@@ -479,7 +496,7 @@ static int count_fds(void)
 		if (e->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n - 1;   /* the directory's own fd */
+	return n - 1; /* the directory's own fd */
 }
 
 static long rss_bytes(void)
@@ -504,29 +521,34 @@ static int render_process(struct metrics *m, struct buf *out)
 
 	getrusage(RUSAGE_SELF, &ru);
 	fmt_float((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-		  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6, v, sizeof(v));
-	r = mhead(out, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+			  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+		  v, sizeof(v));
+	r = mhead(out, "process_cpu_seconds_total", "counter",
+		  "Total user and system CPU time spent in seconds.");
 	if (r == 0)
 		r = mput(out, "process_cpu_seconds_total %s\n", v);
 	if (r == 0 && rss >= 0)
-		r = mhead(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.") ?:
-		    mput(out, "process_resident_memory_bytes %ld\n", rss);
+		r = mhead(out, "process_resident_memory_bytes", "gauge",
+			  "Resident memory size in bytes.")
+			    ?: mput(out, "process_resident_memory_bytes %ld\n", rss);
 	if (r == 0 && fds >= 0)
-		r = mhead(out, "process_open_fds", "gauge", "Number of open file descriptors.") ?:
-		    mput(out, "process_open_fds %d\n", fds);
+		r = mhead(out, "process_open_fds", "gauge", "Number of open file descriptors.")
+			    ?: mput(out, "process_open_fds %d\n", fds);
 	if (r == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		r = mhead(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.") ?:
-		    mput(out, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+		r = mhead(out, "process_max_fds", "gauge",
+			  "Maximum number of open file descriptors.")
+			    ?: mput(out, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
 	fmt_float((double)m->start_ms / 1000.0, v, sizeof(v));
 	if (r == 0)
 		r = mhead(out, "process_start_time_seconds", "gauge",
-			  "Start time of the process since unix epoch in seconds.") ?:
-		    mput(out, "process_start_time_seconds %s\n", v);
+			  "Start time of the process since unix epoch in seconds.")
+			    ?: mput(out, "process_start_time_seconds %s\n", v);
 	return r;
 }
 
 /* Part of metrics_render; r is the result so far (rendering stops at the first error). */
-static int render_kube(const struct metrics_sources *src, const struct metrics_counters *snap, json_t *kube_codes, struct buf *out, int r)
+static int render_kube(const struct metrics_sources *src, const struct metrics_counters *snap,
+		       json_t *kube_codes, struct buf *out, int r)
 {
 	const char *k;
 	json_t *v;
@@ -538,23 +560,27 @@ static int render_kube(const struct metrics_sources *src, const struct metrics_c
 		by[0] = ks.get, by[1] = ks.list, by[2] = ks.watch, by[3] = ks.create;
 		by[4] = ks.update, by[5] = ks.patch, by[6] = ks.delete_;
 		if (r == 0)
-			r = mhead(out, "tasked_kube_requests_total", "counter", "Requests to the Kubernetes API server, by verb.");
+			r = mhead(out, "tasked_kube_requests_total", "counter",
+				  "Requests to the Kubernetes API server, by verb.");
 		for (int i = 0; r == 0 && i < KUBE_VERBS - 1; i++)
-			r = mput(out, "tasked_kube_requests_total{verb=\"%s\"} %llu\n", kube_verbs[i],
-				 (unsigned long long)by[i]);
+			r = mput(out, "tasked_kube_requests_total{verb=\"%s\"} %llu\n",
+				 kube_verbs[i], (unsigned long long)by[i]);
 	}
 	if (snap->kube_hooked) {
 		if (r == 0)
-			r = mhead(out, "tasked_kube_responses_total", "counter",
-				  "Answers from the Kubernetes API server by verb and HTTP code (0: no answer).");
+			r = mhead(
+				out, "tasked_kube_responses_total", "counter",
+				"Answers from the Kubernetes API server by verb and HTTP code (0: no answer).");
 		json_object_foreach(kube_codes, k, v) {
 			char verb[16];
 			long code;
 			if (r < 0)
 				break;
 			if (sscanf(k, "%15s %ld", verb, &code) == 2)
-				r = mput(out, "tasked_kube_responses_total{verb=\"%s\",code=\"%ld\"} %lld\n", verb, code,
-					 (long long)json_integer_value(v));
+				r = mput(
+					out,
+					"tasked_kube_responses_total{verb=\"%s\",code=\"%ld\"} %lld\n",
+					verb, code, (long long)json_integer_value(v));
 		}
 		if (r == 0)
 			r = mhead(out, "tasked_kube_request_duration_seconds", "histogram",
@@ -562,7 +588,8 @@ static int render_kube(const struct metrics_sources *src, const struct metrics_c
 		for (int i = 0; r == 0 && i < KUBE_VERBS; i++) {
 			char lb[32];
 			snprintf(lb, sizeof(lb), "verb=\"%s\"", kube_verbs[i]);
-			r = metrics_hist_render(&snap->kube_latency[i], "tasked_kube_request_duration_seconds", lb, out);
+			r = metrics_hist_render(&snap->kube_latency[i],
+						"tasked_kube_request_duration_seconds", lb, out);
 		}
 	}
 
@@ -576,43 +603,58 @@ static int render_informers(const struct metrics_sources *src, struct buf *out, 
 		struct informer_stats is;
 		informer_stats_get(src->inf, &is);
 		if (r == 0)
-			r = mhead(out, "tasked_informer_synced", "gauge", "1 once the task cache has completed its first list.") ?:
-			    mput(out, "tasked_informer_synced %d\n", informer_synced(src->inf) ? 1 : 0);
+			r = mhead(out, "tasked_informer_synced", "gauge",
+				  "1 once the task cache has completed its first list.")
+				    ?: mput(out, "tasked_informer_synced %d\n",
+					    informer_synced(src->inf) ? 1 : 0);
 		if (r == 0)
-			r = mhead(out, "tasked_informer_lists_total", "counter", "Full lists of tasks (the first and every relist).") ?:
-			    mput(out, "tasked_informer_lists_total %llu\n", (unsigned long long)is.lists);
+			r = mhead(out, "tasked_informer_lists_total", "counter",
+				  "Full lists of tasks (the first and every relist).")
+				    ?: mput(out, "tasked_informer_lists_total %llu\n",
+					    (unsigned long long)is.lists);
 		if (r == 0)
 			r = mhead(out, "tasked_informer_relists_total", "counter",
-				  "Relists forced by an expired resourceVersion (410 Gone).") ?:
-			    mput(out, "tasked_informer_relists_total %llu\n", (unsigned long long)is.relists_expired);
+				  "Relists forced by an expired resourceVersion (410 Gone).")
+				    ?: mput(out, "tasked_informer_relists_total %llu\n",
+					    (unsigned long long)is.relists_expired);
 		if (r == 0)
 			r = mhead(out, "tasked_informer_watches_total", "counter",
-				  "Watches started (the first and every restart).") ?:
-			    mput(out, "tasked_informer_watches_total %llu\n", (unsigned long long)is.watches);
+				  "Watches started (the first and every restart).")
+				    ?: mput(out, "tasked_informer_watches_total %llu\n",
+					    (unsigned long long)is.watches);
 		if (r == 0)
 			r = mhead(out, "tasked_informer_watch_restarts_total", "counter",
-				  "Watches started after the first, i.e. restarts after an end, error or relist.") ?:
-			    mput(out, "tasked_informer_watch_restarts_total %llu\n",
-				 (unsigned long long)(is.watches > 0 ? is.watches - 1 : 0));
+				  "Watches started after the first, i.e. restarts after an end, error or relist.")
+				    ?: mput(out, "tasked_informer_watch_restarts_total %llu\n",
+					    (unsigned long long)(is.watches > 0 ? is.watches - 1
+										: 0));
 		if (r == 0)
-			r = mhead(out, "tasked_informer_watch_errors_total", "counter", "Watches that ended with an error.") ?:
-			    mput(out, "tasked_informer_watch_errors_total %llu\n", (unsigned long long)is.watch_errors);
+			r = mhead(out, "tasked_informer_watch_errors_total", "counter",
+				  "Watches that ended with an error.")
+				    ?: mput(out, "tasked_informer_watch_errors_total %llu\n",
+					    (unsigned long long)is.watch_errors);
 		if (r == 0)
-			r = mhead(out, "tasked_informer_events_total", "counter", "Watch events applied to the cache.") ?:
-			    mput(out, "tasked_informer_events_total %llu\n", (unsigned long long)is.events);
+			r = mhead(out, "tasked_informer_events_total", "counter",
+				  "Watch events applied to the cache.")
+				    ?: mput(out, "tasked_informer_events_total %llu\n",
+					    (unsigned long long)is.events);
 		if (r == 0)
 			r = mhead(out, "tasked_informer_undecodable_objects_total", "counter",
 				  "Objects skipped because they do not decode (e.g. nested deeper than 2048 levels), "
-				  "counted once per object, by resource.") ?:
-			    mput(out, "tasked_informer_undecodable_objects_total{resource=\"tasks\"} %llu\n",
-				 (unsigned long long)is.undecodable);
+				  "counted once per object, by resource.")
+				    ?: mput(out,
+					    "tasked_informer_undecodable_objects_total{resource=\"tasks\"} %llu\n",
+					    (unsigned long long)is.undecodable);
 		for (int i = 0; i < 2 && r == 0; i++) {
 			struct informer *o = i == 0 ? src->queues_inf : src->flows_inf;
 			if (!o)
 				continue;
 			informer_stats_get(o, &is);
-			r = mput(out, "tasked_informer_undecodable_objects_total{resource=\"%s\"} %llu\n",
-				 i == 0 ? "taskqueues" : "flows", (unsigned long long)is.undecodable);
+			r = mput(
+				out,
+				"tasked_informer_undecodable_objects_total{resource=\"%s\"} %llu\n",
+				i == 0 ? "taskqueues" : "flows",
+				(unsigned long long)is.undecodable);
 		}
 	}
 
@@ -620,43 +662,54 @@ static int render_informers(const struct metrics_sources *src, struct buf *out, 
 }
 
 /* Part of metrics_render; r is the result so far (rendering stops at the first error). */
-static int render_api(const struct metrics_counters *snap, json_t *api_by_code, struct buf *out, int r)
+static int render_api(const struct metrics_counters *snap, json_t *api_by_code, struct buf *out,
+		      int r)
 {
 	const char *k;
 	json_t *v;
 
 	if (r == 0)
-		r = mhead(out, "tasked_api_requests_total", "counter", "Answers of the controller's HTTP API, by status code.");
+		r = mhead(out, "tasked_api_requests_total", "counter",
+			  "Answers of the controller's HTTP API, by status code.");
 	json_object_foreach(api_by_code, k, v) {
 		if (r < 0)
 			break;
-		r = mput(out, "tasked_api_requests_total{code=\"%s\"} %lld\n", k, (long long)json_integer_value(v));
+		r = mput(out, "tasked_api_requests_total{code=\"%s\"} %lld\n", k,
+			 (long long)json_integer_value(v));
 	}
 	if (r == 0)
 		r = mhead(out, "tasked_api_auth_failures_total", "counter",
-			  "API requests refused for a missing or wrong API key.") ?:
-		    mput(out, "tasked_api_auth_failures_total %llu\n", (unsigned long long)snap->auth_failures);
+			  "API requests refused for a missing or wrong API key.")
+			    ?: mput(out, "tasked_api_auth_failures_total %llu\n",
+				    (unsigned long long)snap->auth_failures);
 	if (r == 0)
 		r = mhead(out, "tasked_sse_connections", "gauge", "Open SSE streams, by kind.");
 	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
-		r = mput(out, "tasked_sse_connections{kind=\"%s\"} %lld\n", sse_kinds[i], (long long)snap->sse_open[i]);
+		r = mput(out, "tasked_sse_connections{kind=\"%s\"} %lld\n", sse_kinds[i],
+			 (long long)snap->sse_open[i]);
 	if (r == 0)
-		r = mhead(out, "tasked_sse_connections_opened_total", "counter", "SSE streams accepted, by kind.");
+		r = mhead(out, "tasked_sse_connections_opened_total", "counter",
+			  "SSE streams accepted, by kind.");
 	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
-		r = mput(out, "tasked_sse_connections_opened_total{kind=\"%s\"} %llu\n", sse_kinds[i],
-			 (unsigned long long)snap->sse_opened[i]);
+		r = mput(out, "tasked_sse_connections_opened_total{kind=\"%s\"} %llu\n",
+			 sse_kinds[i], (unsigned long long)snap->sse_opened[i]);
 	if (r == 0)
 		r = mhead(out, "tasked_sse_rejected_total", "counter",
-			  "SSE streams refused with 503 because --max-sse-connections were open.") ?:
-		    mput(out, "tasked_sse_rejected_total %llu\n", (unsigned long long)snap->sse_rejected);
+			  "SSE streams refused with 503 because --max-sse-connections were open.")
+			    ?: mput(out, "tasked_sse_rejected_total %llu\n",
+				    (unsigned long long)snap->sse_rejected);
 	if (r == 0)
-		r = mhead(out, "tasked_sse_connections_closed_total", "counter",
-			  "SSE streams closed, by kind and reason (client: the client left; slow: dropped for "
-			  "falling behind; done: the stream ended).");
+		r = mhead(
+			out, "tasked_sse_connections_closed_total", "counter",
+			"SSE streams closed, by kind and reason (client: the client left; slow: dropped for "
+			"falling behind; done: the stream ended).");
 	for (int i = 0; r == 0 && i < METRICS_SSE_KINDS; i++)
 		for (int j = 0; r == 0 && j < METRICS_SSE_ENDS; j++)
-			r = mput(out, "tasked_sse_connections_closed_total{kind=\"%s\",reason=\"%s\"} %llu\n",
-				 sse_kinds[i], sse_ends[j], (unsigned long long)snap->sse_closed[i][j]);
+			r = mput(
+				out,
+				"tasked_sse_connections_closed_total{kind=\"%s\",reason=\"%s\"} %llu\n",
+				sse_kinds[i], sse_ends[j],
+				(unsigned long long)snap->sse_closed[i][j]);
 
 	return r;
 }
@@ -668,40 +721,54 @@ static int render_stores(const struct metrics_sources *src, struct buf *out, int
 		struct events_stats es;
 		events_stats_get(src->events, &es);
 		if (r == 0)
-			r = mhead(out, "tasked_events_published_total", "counter", "Task events published to the SSE ring.") ?:
-			    mput(out, "tasked_events_published_total %llu\n", (unsigned long long)es.published);
+			r = mhead(out, "tasked_events_published_total", "counter",
+				  "Task events published to the SSE ring.")
+				    ?: mput(out, "tasked_events_published_total %llu\n",
+					    (unsigned long long)es.published);
 		if (r == 0)
-			r = mhead(out, "tasked_events_buffered", "gauge", "Events held in the ring for Last-Event-ID resume.") ?:
-			    mput(out, "tasked_events_buffered %llu\n", (unsigned long long)es.held);
+			r = mhead(out, "tasked_events_buffered", "gauge",
+				  "Events held in the ring for Last-Event-ID resume.")
+				    ?: mput(out, "tasked_events_buffered %llu\n",
+					    (unsigned long long)es.held);
 		if (r == 0)
-			r = mhead(out, "tasked_events_buffered_bytes", "gauge", "Bytes of events held in the ring.") ?:
-			    mput(out, "tasked_events_buffered_bytes %llu\n", (unsigned long long)es.bytes);
+			r = mhead(out, "tasked_events_buffered_bytes", "gauge",
+				  "Bytes of events held in the ring.")
+				    ?: mput(out, "tasked_events_buffered_bytes %llu\n",
+					    (unsigned long long)es.bytes);
 	}
 	if (src->logs) {
 		struct logstore_stats ls;
 		logstore_stats_get(src->logs, &ls);
 		if (r == 0)
-			r = mhead(out, "tasked_logstore_tasks", "gauge", "Tasks whose output the log store holds.") ?:
-			    mput(out, "tasked_logstore_tasks %llu\n", (unsigned long long)ls.tasks);
+			r = mhead(out, "tasked_logstore_tasks", "gauge",
+				  "Tasks whose output the log store holds.")
+				    ?: mput(out, "tasked_logstore_tasks %llu\n",
+					    (unsigned long long)ls.tasks);
 		if (r == 0)
-			r = mhead(out, "tasked_logstore_bytes", "gauge", "Bytes the log store uses, overhead included.") ?:
-			    mput(out, "tasked_logstore_bytes %llu\n", (unsigned long long)ls.bytes);
+			r = mhead(out, "tasked_logstore_bytes", "gauge",
+				  "Bytes the log store uses, overhead included.")
+				    ?: mput(out, "tasked_logstore_bytes %llu\n",
+					    (unsigned long long)ls.bytes);
 		if (r == 0)
 			r = mhead(out, "tasked_logstore_disk_bytes", "gauge",
-				  "Bytes of the log store's files in --log-dir (0 without).") ?:
-			    mput(out, "tasked_logstore_disk_bytes %llu\n", (unsigned long long)ls.disk_bytes);
+				  "Bytes of the log store's files in --log-dir (0 without).")
+				    ?: mput(out, "tasked_logstore_disk_bytes %llu\n",
+					    (unsigned long long)ls.disk_bytes);
 		if (r == 0)
 			r = mhead(out, "tasked_logstore_disk_errors_total", "counter",
-				  "Log file writes that failed (that log stayed in memory only).") ?:
-			    mput(out, "tasked_logstore_disk_errors_total %llu\n", (unsigned long long)ls.disk_errors);
+				  "Log file writes that failed (that log stayed in memory only).")
+				    ?: mput(out, "tasked_logstore_disk_errors_total %llu\n",
+					    (unsigned long long)ls.disk_errors);
 		if (r == 0)
 			r = mhead(out, "tasked_logstore_evicted_tasks_total", "counter",
-				  "Whole task logs evicted to stay within the total or task-count bound.") ?:
-			    mput(out, "tasked_logstore_evicted_tasks_total %llu\n", (unsigned long long)ls.evicted_tasks);
+				  "Whole task logs evicted to stay within the total or task-count bound.")
+				    ?: mput(out, "tasked_logstore_evicted_tasks_total %llu\n",
+					    (unsigned long long)ls.evicted_tasks);
 		if (r == 0)
 			r = mhead(out, "tasked_logstore_dropped_bytes_total", "counter",
-				  "Bytes of task output dropped by the log store's bounds.") ?:
-			    mput(out, "tasked_logstore_dropped_bytes_total %llu\n", (unsigned long long)ls.dropped_bytes);
+				  "Bytes of task output dropped by the log store's bounds.")
+				    ?: mput(out, "tasked_logstore_dropped_bytes_total %llu\n",
+					    (unsigned long long)ls.dropped_bytes);
 	}
 	return r;
 }
@@ -717,9 +784,9 @@ int metrics_render(struct metrics *m, struct buf *out)
 	src = m->src;
 	pthread_mutex_unlock(&m->lock);
 
-	r = mhead(out, "tasked_build_info", "gauge", "Build information; the value is always 1.") ?:
-	    mput(out, "tasked_build_info{version=\"%s\",instance=\"%s\"} 1\n", TASKED_VERSION,
-		 src.instance ? src.instance : "");
+	r = mhead(out, "tasked_build_info", "gauge", "Build information; the value is always 1.")
+		    ?: mput(out, "tasked_build_info{version=\"%s\",instance=\"%s\"} 1\n",
+			    TASKED_VERSION, src.instance ? src.instance : "");
 	if (r == 0)
 		r = render_tasks(m, &src, out);
 
@@ -732,12 +799,14 @@ int metrics_render(struct metrics *m, struct buf *out)
 
 	if (r == 0)
 		r = mhead(out, "tasked_task_dispatch_latency_seconds", "histogram",
-			  "Time from a task's creation (as first seen by the controller) to its first attempt running.") ?:
-		    metrics_hist_render(&snap.dispatch, "tasked_task_dispatch_latency_seconds", "", out);
+			  "Time from a task's creation (as first seen by the controller) to its first attempt running.")
+			    ?: metrics_hist_render(&snap.dispatch,
+						   "tasked_task_dispatch_latency_seconds", "", out);
 	if (r == 0)
 		r = mhead(out, "tasked_task_run_duration_seconds", "histogram",
-			  "Time from Running to a final phase, per task.") ?:
-		    metrics_hist_render(&snap.runtime, "tasked_task_run_duration_seconds", "", out);
+			  "Time from Running to a final phase, per task.")
+			    ?: metrics_hist_render(&snap.runtime,
+						   "tasked_task_run_duration_seconds", "", out);
 	if (r == 0)
 		r = mhead(out, "tasked_tasks_finished_total", "counter",
 			  "Tasks this controller moved to a final phase, by phase.");
@@ -745,45 +814,54 @@ int metrics_render(struct metrics *m, struct buf *out)
 		r = mput(out, "tasked_tasks_finished_total{phase=\"%s\"} %llu\n", final_phases[i],
 			 (unsigned long long)snap.finished[i]);
 	if (r == 0)
-		r = mhead(out, "tasked_task_retries_total", "counter", "Attempts that failed and were queued again.") ?:
-		    mput(out, "tasked_task_retries_total %llu\n", (unsigned long long)snap.retries);
+		r = mhead(out, "tasked_task_retries_total", "counter",
+			  "Attempts that failed and were queued again.")
+			    ?: mput(out, "tasked_task_retries_total %llu\n",
+				    (unsigned long long)snap.retries);
 
 	if (src.broker)
 		broker_counts(src.broker, &runners, &free_slots);
 	if (r == 0)
-		r = mhead(out, "tasked_runners_connected", "gauge", "Runners connected to the broker.") ?:
-		    mput(out, "tasked_runners_connected %d\n", runners);
+		r = mhead(out, "tasked_runners_connected", "gauge",
+			  "Runners connected to the broker.")
+			    ?: mput(out, "tasked_runners_connected %d\n", runners);
 	if (r == 0)
-		r = mhead(out, "tasked_runner_slots_free", "gauge", "Free task slots across connected runners.") ?:
-		    mput(out, "tasked_runner_slots_free %d\n", free_slots);
+		r = mhead(out, "tasked_runner_slots_free", "gauge",
+			  "Free task slots across connected runners.")
+			    ?: mput(out, "tasked_runner_slots_free %d\n", free_slots);
 	if (src.broker) {
 		struct broker_stats bs;
 		broker_stats(src.broker, &bs);
 		if (r == 0)
 			r = mhead(out, "tasked_broker_messages_dropped_total", "counter",
-				  "Runner messages dropped, by type: for an attempt not in flight on that runner, or undecodable started and log messages.") ?:
-			    mput(out, "tasked_broker_messages_dropped_total{type=\"started\"} %llu\n"
-				      "tasked_broker_messages_dropped_total{type=\"log\"} %llu\n"
-				      "tasked_broker_messages_dropped_total{type=\"result\"} %llu\n",
-				 bs.dropped_started, bs.dropped_log, bs.dropped_result);
+				  "Runner messages dropped, by type: for an attempt not in flight on that runner, or undecodable started and log messages.")
+				    ?: mput(out,
+					    "tasked_broker_messages_dropped_total{type=\"started\"} %llu\n"
+					    "tasked_broker_messages_dropped_total{type=\"log\"} %llu\n"
+					    "tasked_broker_messages_dropped_total{type=\"result\"} %llu\n",
+					    bs.dropped_started, bs.dropped_log, bs.dropped_result);
 		if (r == 0)
 			r = mhead(out, "tasked_runner_auth_limited_total", "counter",
-				  "Runner authentications refused because their peer address failed too often.") ?:
-			    mput(out, "tasked_runner_auth_limited_total %llu\n", bs.auth_limited);
+				  "Runner authentications refused because their peer address failed too often.")
+				    ?: mput(out, "tasked_runner_auth_limited_total %llu\n",
+					    bs.auth_limited);
 		if (r == 0)
 			r = mhead(out, "tasked_broker_unmasked_frames_total", "counter",
-				  "Runner connections failed with 1002 for a frame without the client mask (RFC 6455 5.1).") ?:
-			    mput(out, "tasked_broker_unmasked_frames_total %llu\n", bs.bad_mask);
+				  "Runner connections failed with 1002 for a frame without the client mask (RFC 6455 5.1).")
+				    ?: mput(out, "tasked_broker_unmasked_frames_total %llu\n",
+					    bs.bad_mask);
 	}
 
 	if (src.queue)
 		wq_len(src.queue, &ready, &delayed);
 	if (r == 0)
-		r = mhead(out, "tasked_workqueue_depth", "gauge", "Keys ready for a reconcile worker.") ?:
-		    mput(out, "tasked_workqueue_depth %d\n", ready);
+		r = mhead(out, "tasked_workqueue_depth", "gauge",
+			  "Keys ready for a reconcile worker.")
+			    ?: mput(out, "tasked_workqueue_depth %d\n", ready);
 	if (r == 0)
-		r = mhead(out, "tasked_workqueue_delayed", "gauge", "Keys waiting for a delay or a backoff to pass.") ?:
-		    mput(out, "tasked_workqueue_delayed %d\n", delayed);
+		r = mhead(out, "tasked_workqueue_delayed", "gauge",
+			  "Keys waiting for a delay or a backoff to pass.")
+			    ?: mput(out, "tasked_workqueue_delayed %d\n", delayed);
 
 	r = render_kube(&src, &snap, kube_codes, out, r);
 	r = render_informers(&src, out, r);

@@ -21,13 +21,13 @@ struct logstore;
 /* Everything is optional and borrowed; set what exists once it exists. */
 struct metrics_sources {
 	struct informer *inf;
-	struct informer *queues_inf, *flows_inf;   /* TaskQueue and Flow caches */
+	struct informer *queues_inf, *flows_inf; /* TaskQueue and Flow caches */
 	struct broker *broker;
 	struct kube_client *kc;
 	struct wq *queue;
 	struct events *events;
 	struct logstore *logs;
-	const char *instance;   /* --instance-id (NULL: none); outlives the metrics */
+	const char *instance; /* --instance-id (NULL: none); outlives the metrics */
 };
 
 enum metrics_sse_kind { METRICS_SSE_EVENTS, METRICS_SSE_LOGS, METRICS_SSE_KINDS };
@@ -63,9 +63,9 @@ int metrics_render(struct metrics *m, struct buf *out);
 /* Exposed for unit tests: a fixed-bucket histogram. */
 #define METRICS_MAX_BUCKETS 20
 struct metrics_hist {
-	const double *bounds;   /* upper bounds, ascending, without +Inf */
+	const double *bounds; /* upper bounds, ascending, without +Inf */
 	int nbounds;
-	uint64_t counts[METRICS_MAX_BUCKETS + 1];   /* per bucket, last is +Inf; not cumulative */
+	uint64_t counts[METRICS_MAX_BUCKETS + 1]; /* per bucket, last is +Inf; not cumulative */
 	uint64_t count;
 	double sum;
 };

@@ -138,8 +138,7 @@ static json_t *rec_take_by_key(struct podexec *px, const char *key, char *uid, s
 	const char *u;
 	json_t *v, *found = NULL;
 	pthread_mutex_lock(&px->lock);
-	json_object_foreach(px->recs, u, v)
-	{
+	json_object_foreach(px->recs, u, v) {
 		const char *k = json_string_value(json_object_get(v, "key"));
 		if (k && strcmp(k, key) == 0) {
 			found = json_incref(v);
@@ -180,8 +179,7 @@ static json_t *task_status_of(json_t *pod)
 	json_t *cs;
 	size_t i;
 	json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i,
-			   cs)
-	{
+			   cs) {
 		const char *n = json_string_value(json_object_get(cs, "name"));
 		if (n && strcmp(n, PODSPEC_CONTAINER) == 0)
 			return cs;
@@ -271,8 +269,7 @@ static json_t *gate_result(json_t *pod)
 	size_t i;
 
 	json_array_foreach(json_object_get(json_object_get(pod, "status"), "initContainerStatuses"),
-			   i, cs)
-	{
+			   i, cs) {
 		const char *n = json_string_value(json_object_get(cs, "name"));
 		if (!n || strcmp(n, PODSPEC_GATE_CONTAINER) != 0)
 			continue;
@@ -358,12 +355,11 @@ json_t *podexec_pod_result(json_t *pod, int64_t now_ms, int64_t start_timeout_ms
 		size_t i;
 		const char *why =
 			"no node has started it (is there a node and a scheduler in this cluster?)";
-		json_array_foreach(
-			json_object_get(st, "conditions"), i,
-			c) if (json_is_string(json_object_get(c, "message")) &&
-			       strcmp(json_string_value(json_object_get(c, "status")) ?: "",
-				      "False") == 0)
-			why = json_string_value(json_object_get(c, "message"));
+		json_array_foreach(json_object_get(st, "conditions"), i, c)
+			if (json_is_string(json_object_get(c, "message")) &&
+			    strcmp(json_string_value(json_object_get(c, "status")) ?: "",
+				   "False") == 0)
+				why = json_string_value(json_object_get(c, "message"));
 		return result("Failed", "PodNotStarted", -1,
 			      "the pod did not start within %lld s: %.400s",
 			      (long long)(start_timeout_ms / 1000), why);
@@ -569,8 +565,7 @@ static json_t *rec_from_cache(struct podexec *px, const char *runner, const char
 	const char *name = runner + strlen(PODEXEC_RUNNER_PREFIX);
 	size_t i, nl = strlen(name);
 
-	json_array_foreach(keys, i, k)
-	{
+	json_array_foreach(keys, i, k) {
 		const char *s = json_string_value(k);
 		size_t sl = s ? strlen(s) : 0;
 		json_t *pod;
@@ -646,18 +641,17 @@ static json_t *px_secret_values(struct podexec *px, json_t *pod)
 		json_object_get(json_object_get(pod, "metadata"), "namespace"));
 	size_t i, j;
 
-	json_array_foreach(json_object_get(c, "env"), i,
-			   e) if ((v = json_object_get(json_object_get(e, "valueFrom"),
-						       "secretKeyRef"))) json_array_append(refs, v);
-	json_array_foreach(json_object_get(json_object_get(pod, "spec"), "volumes"), i, e)
-	{
+	json_array_foreach(json_object_get(c, "env"), i, e)
+		if ((v = json_object_get(json_object_get(e, "valueFrom"), "secretKeyRef")))
+			json_array_append(refs, v);
+	json_array_foreach(json_object_get(json_object_get(pod, "spec"), "volumes"), i, e) {
 		json_t *s = json_object_get(e, "secret"), *it;
-		json_array_foreach(json_object_get(s, "items"), j, it) json_array_append_new(
-			refs, json_pack("{sOsO}", "name", json_object_get(s, "secretName"), "key",
-					json_object_get(it, "key")));
+		json_array_foreach(json_object_get(s, "items"), j, it)
+			json_array_append_new(refs, json_pack("{sOsO}", "name",
+							      json_object_get(s, "secretName"),
+							      "key", json_object_get(it, "key")));
 	}
-	json_array_foreach(refs, i, e)
-	{
+	json_array_foreach(refs, i, e) {
 		char path[600];
 		struct kube_resp resp;
 		const char *b64, *label;
@@ -699,7 +693,9 @@ static void px_logs(struct podexec *px, json_t *pod, json_t *res, const char *ui
 	char path[700], *masked = NULL;
 	int r;
 
-	json_array_foreach(secrets, i, s) if (nsec < 64) secv[nsec++] = json_string_value(s);
+	json_array_foreach(secrets, i, s)
+		if (nsec < 64)
+			secv[nsec++] = json_string_value(s);
 	buf_init(&b, (size_t)max + 2);
 	if (kube_path(path, sizeof(path) - 64, "v1", "pods",
 		      json_string_value(json_object_get(md, "namespace")),

@@ -206,8 +206,7 @@ static int parse_volumes(json_t *vl, struct podpolicy *p, char *err, size_t errs
 		return 0;
 	if (!json_is_array(vl))
 		goto bad;
-	json_array_foreach(vl, i, e)
-	{
+	json_array_foreach(vl, i, e) {
 		json_t *pvc = json_object_get(e, "persistentVolumeClaim"),
 		       *cm = json_object_get(e, "configMap");
 		const char *mp = json_string_value(json_object_get(e, "mountPath"));
@@ -249,8 +248,7 @@ int podpolicy_parse(json_t *pol, struct podpolicy *out, char *err, size_t errsz)
 		snprintf(err, errsz, "policy.container.imageAllowlist must be a list");
 		return -EINVAL;
 	}
-	json_array_foreach(imgs, i, e)
-	{
+	json_array_foreach(imgs, i, e) {
 		if (!json_is_string(e) ||
 		    !podpolicy_pattern_valid(json_string_value(e), json_string_length(e))) {
 			snprintf(err, errsz,
@@ -302,10 +300,10 @@ static int image_allowed(const struct podpolicy *p, const char *img, size_t len)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(p->images, i,
-			   e) if (json_is_string(e) &&
-				  podpolicy_image_match(json_string_value(e), json_string_length(e),
-							img, len)) return 1;
+	json_array_foreach(p->images, i, e)
+		if (json_is_string(e) &&
+		    podpolicy_image_match(json_string_value(e), json_string_length(e), img, len))
+			return 1;
 	return 0;
 }
 
@@ -349,8 +347,7 @@ static int volume_allowed(const struct podpolicy *p, const char *kind, const cha
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(p->volumes, i, e)
-	{
+	json_array_foreach(p->volumes, i, e) {
 		const char *n = json_string_value(json_object_get(e, kind));
 		const char *m = json_string_value(json_object_get(e, "mountPath"));
 		if (n && m && strcmp(n, name) == 0 && strcmp(m, mp) == 0)
@@ -438,10 +435,11 @@ static int check_resources(const struct podpolicy *p, json_t *rs, const char *q,
 
 	for (int pass = 0; pass < 2; pass++) {
 		o = pass ? req : lim;
-		json_object_foreach(o, k, v) if (strcmp(k, "cpu") != 0 && strcmp(k, "memory") != 0)
-			INVALID("spec.container.resources: only cpu and memory can be set (not "
-				"%.64s)",
-				k);
+		json_object_foreach(o, k, v)
+			if (strcmp(k, "cpu") != 0 && strcmp(k, "memory") != 0)
+				INVALID("spec.container.resources: only cpu and memory can be set (not "
+					"%.64s)",
+					k);
 	}
 	if (res_pair(req, &mem, &cpu, "spec.container.resources.requests", err, errsz) < 0 ||
 	    res_pair(lim, &mem, &cpu, "spec.container.resources.limits", err, errsz) < 0) {
@@ -495,8 +493,9 @@ int podpolicy_check(const struct podpolicy *p, json_t *c, const char *qname, str
 			PODPOLICY_MAX_VOLUMES);
 	names = json_object();
 	paths = json_object();
-	json_array_foreach(vols, i, v) if ((r = check_volume(p, v, i, names, paths, q, reason, err,
-							     errsz)) < 0) break;
+	json_array_foreach(vols, i, v)
+		if ((r = check_volume(p, v, i, names, paths, q, reason, err, errsz)) < 0)
+			break;
 	json_decref(names);
 	json_decref(paths);
 	if (r < 0)
@@ -533,8 +532,7 @@ static int check_pool_volume(const struct podpolicy *p, json_t *v, const char *p
 	}
 	if (sec) {
 		/* A Secret reaches a queue's tasks only when the queue declares it. */
-		json_array_foreach(qsecrets, i, d)
-		{
+		json_array_foreach(qsecrets, i, d) {
 			const char *s = json_string_value(
 				json_object_get(json_object_get(d, "secretKeyRef"), "name"));
 			if (s && strcmp(s, sec) == 0)
@@ -586,9 +584,9 @@ int podpolicy_check_pool(const struct podpolicy *p, json_t *spec, const char *po
 		     "(create one with policy.container.imageAllowlist)",
 		     pool, json_string_value(img));
 	}
-	json_array_foreach(json_object_get(spec, "volumes"), i,
-			   v) if ((r = check_pool_volume(p, v, pool, q, qsecrets, reason, err,
-							 errsz)) < 0) return r;
+	json_array_foreach(json_object_get(spec, "volumes"), i, v)
+		if ((r = check_pool_volume(p, v, pool, q, qsecrets, reason, err, errsz)) < 0)
+			return r;
 	/* Limits, else requests, as for a container task; other resources are the pool's. */
 	for (int pass = 0; pass < 2; pass++) {
 		json_t *o = json_object_get(rs, pass ? "limits" : "requests");

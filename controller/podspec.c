@@ -130,8 +130,7 @@ static json_t *build_env(const struct podspec_task *t)
 	char at[24];
 	size_t i;
 
-	json_array_foreach(t->env, i, e)
-	{
+	json_array_foreach(t->env, i, e) {
 		const char *n = json_string_value(json_object_get(e, "name"));
 		json_t *ref = json_object_get(e, "secretKeyRef"), *v = json_object_get(e, "value");
 		if (!n)
@@ -177,8 +176,7 @@ static int build_volumes(const struct podspec_task *t, json_t *vols, json_t *mou
 					      "metadata.annotations['" PODSPEC_ANN_INPUT "']"));
 	json_array_append_new(mounts, json_pack("{sssssb}", "name", "tasked-input", "mountPath",
 						PODSPEC_INPUT_DIR, "readOnly", 1));
-	json_array_foreach(json_object_get(t->container, "volumes"), i, v)
-	{
+	json_array_foreach(json_object_get(t->container, "volumes"), i, v) {
 		const char *name = json_string_value(json_object_get(v, "name"));
 		const char *mp = json_string_value(json_object_get(v, "mountPath"));
 		json_t *pvc = json_object_get(v, "persistentVolumeClaim"),
@@ -355,8 +353,7 @@ int podspec_is_ours(json_t *pod, const char *uid, int64_t attempt)
 	if (!lu || !la || !le || strcmp(lu, uid) != 0 || strcmp(la, at) != 0 ||
 	    strcmp(le, "container") != 0)
 		return 0;
-	json_array_foreach(json_object_get(md, "ownerReferences"), i, ref)
-	{
+	json_array_foreach(json_object_get(md, "ownerReferences"), i, ref) {
 		const char *u = json_string_value(json_object_get(ref, "uid"));
 		const char *k = json_string_value(json_object_get(ref, "kind"));
 		owned |= u && k && strcmp(u, uid) == 0 && strcmp(k, "Task") == 0 &&

@@ -119,8 +119,7 @@ int pools_route(struct pools *p, json_t *task, json_t *selector, char *out, size
 	n = snprintf(prefix, sizeof(prefix), "%s/", ns);
 	/* Several pools may match: the first by name, so the choice does not depend on order. */
 	pthread_mutex_lock(&p->lock);
-	json_object_foreach(p->labels, k, v)
-	{
+	json_object_foreach(p->labels, k, v) {
 		if (strncmp(k, prefix, (size_t)n) != 0 ||
 		    !pools_labels_match(json_object_get(v, "labels"), selector))
 			continue;
@@ -172,8 +171,7 @@ int pools_queue_runners(void *ud, const char *ns, json_t *selector, char *msg, s
 		return -ENOENT;
 	name = strchr(key, '/') + 1;
 	pool = informer_get(p->cfg.pools_inf, key);
-	json_array_foreach(json_object_get(json_object_get(pool, "status"), "conditions"), i, c)
-	{
+	json_array_foreach(json_object_get(json_object_get(pool, "status"), "conditions"), i, c) {
 		const char *t = json_string_value(json_object_get(c, "type"));
 		const char *s = json_string_value(json_object_get(c, "status"));
 		if (t && s && strcmp(t, "Stalled") == 0 && strcmp(s, "True") == 0) {
@@ -253,8 +251,7 @@ static json_t *pools_count_queued(struct pools *p)
 	if (!counts || !p->cfg.tasks_inf)
 		return counts;
 	tags = informer_tag_counts(p->cfg.tasks_inf);
-	json_object_foreach(tags, tag, v)
-	{
+	json_object_foreach(tags, tag, v) {
 		const char *bar = strrchr(tag, '|');
 		if (bar && strcmp(bar + 1, "Queued") == 0)
 			queued += (size_t)json_integer_value(v);
@@ -263,8 +260,7 @@ static json_t *pools_count_queued(struct pools *p)
 	if (queued == 0)
 		return counts; /* the usual case: nothing to parse */
 	keys = informer_keys(p->cfg.tasks_inf);
-	json_array_foreach(keys, i, v)
-	{
+	json_array_foreach(keys, i, v) {
 		json_t *task = informer_get(p->cfg.tasks_inf, json_string_value(v)), *sel;
 		const char *phase = json_string_value(
 			json_object_get(json_object_get(task, "status"), "phase"));
@@ -347,8 +343,7 @@ static int pools_owned(json_t *obj, const char *uid)
 	json_t *o;
 	size_t i;
 	json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i,
-			   o)
-	{
+			   o) {
 		const char *u = json_string_value(json_object_get(o, "uid"));
 		if (u && strcmp(u, uid) == 0)
 			return 1;
@@ -506,7 +501,8 @@ static void pools_undrain_all(struct pools *p, const char *key, json_t *ids)
 {
 	json_t *v;
 	size_t i;
-	json_array_foreach(ids, i, v) broker_pool_undrain(p->cfg.broker, key, json_string_value(v));
+	json_array_foreach(ids, i, v)
+		broker_pool_undrain(p->cfg.broker, key, json_string_value(v));
 }
 
 /* Runners drained for a scale-down that already happened but still connected a minute later:
@@ -755,8 +751,7 @@ void pools_reconcile_all(struct pools *p)
 		return;
 	}
 	counts = pools_count_queued(p);
-	json_array_foreach(keys, i, v)
-	{
+	json_array_foreach(keys, i, v) {
 		const char *key = json_string_value(v);
 		json_t *pool = informer_get(p->cfg.pools_inf, key);
 		if (!pool)

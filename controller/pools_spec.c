@@ -100,8 +100,7 @@ int pools_labels_match(json_t *labels, json_t *selector)
 
 	if (!json_is_object(selector) || json_object_size(selector) == 0 || !json_is_object(labels))
 		return 0;
-	json_object_foreach(selector, k, v)
-	{
+	json_object_foreach(selector, k, v) {
 		const char *have = json_string_value(json_object_get(labels, k));
 		if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)) != 0)
 			return 0;
@@ -138,8 +137,7 @@ static int pools_labels_arg(json_t *labels, char *out, size_t outsz, char *err, 
 
 	w = snprintf(out, outsz, "--labels=");
 	n = (size_t)w;
-	json_object_foreach(labels, k, v)
-	{
+	json_object_foreach(labels, k, v) {
 		const char *s = json_string_value(v);
 		if (!s || !*k || strpbrk(k, ",=") || strpbrk(s, ",=")) {
 			snprintf(err, errsz,
@@ -199,8 +197,7 @@ static int pools_user_volumes(json_t *spec, json_t *volumes, json_t *mounts, cha
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(spec, "volumes"), i, v)
-	{
+	json_array_foreach(json_object_get(spec, "volumes"), i, v) {
 		const char *name = json_string_value(json_object_get(v, "name"));
 		const char *path = json_string_value(json_object_get(v, "mountPath"));
 		const char *kinds[] = { "configMap", "secret", "emptyDir",
@@ -245,8 +242,7 @@ static json_t *pools_env_list(json_t *spec)
 		return NULL;
 	json_object_set_new(json_array_get(env, 1), "value",
 			    json_string(POOLS_BUNDLE_DIR "/ca-certificates.crt"));
-	json_array_foreach(json_object_get(spec, "env"), i, e)
-	{
+	json_array_foreach(json_object_get(spec, "env"), i, e) {
 		const char *n = json_string_value(json_object_get(e, "name"));
 		if (!n || strcmp(n, "TASKED_POD_NAME") == 0 || strcmp(n, "SSL_CERT_FILE") == 0 ||
 		    strncmp(n, "LD_", 3) == 0)

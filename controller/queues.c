@@ -15,12 +15,12 @@
 struct qstate {
 	struct qstate *next;
 	char key[512];
-	json_t *ready;       /* task key -> [priority, created_ms] */
-	json_t *holders;     /* task key -> true */
-	json_t *waiting;     /* task keys waiting for the queue object to exist */
+	json_t *ready;   /* task key -> [priority, created_ms] */
+	json_t *holders; /* task key -> true */
+	json_t *waiting; /* task keys waiting for the queue object to exist */
 	double tokens;
 	int64_t tokens_ms;
-	int primed;          /* token bucket initialised */
+	int primed; /* token bucket initialised */
 	char last_status[512];
 };
 
@@ -31,7 +31,7 @@ struct queues {
 	struct broker *broker;
 	pthread_mutex_t lock;
 	struct qstate *all;
-	json_t *holder_of;   /* task key -> queue key it holds a slot in */
+	json_t *holder_of;      /* task key -> queue key it holds a slot in */
 	queues_pool_fn pool_fn; /* a runnerSelector that reaches a RunnerPool (may be NULL) */
 	void *pool_ud;
 };
@@ -42,8 +42,9 @@ void queues_set_pools(struct queues *q, queues_pool_fn fn, void *ud)
 	q->pool_ud = ud;
 }
 
-struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
-			  struct informer *tasks_inf, struct broker *broker)
+struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue,
+			  struct informer *queues_inf, struct informer *tasks_inf,
+			  struct broker *broker)
 {
 	struct queues *q = calloc(1, sizeof(*q));
 	if (!q)
@@ -74,7 +75,6 @@ void queues_free(struct queues *q)
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
-
 
 /* Caller holds lock. */
 static struct qstate *qs_get(struct queues *q, const char *qkey)
@@ -158,7 +158,9 @@ static int64_t q_int(json_t *queue, const char *a, const char *b, int64_t dflt)
 	v = json_object_get(v, a);
 	if (b)
 		v = json_object_get(v, b);
-	return json_is_integer(v) ? json_integer_value(v) : json_is_real(v) ? (int64_t)json_real_value(v) : dflt;
+	return json_is_integer(v) ? json_integer_value(v)
+	       : json_is_real(v)  ? (int64_t)json_real_value(v)
+				  : dflt;
 }
 
 static double q_num(json_t *queue, const char *a, const char *b, double dflt)
@@ -184,7 +186,8 @@ static const char *qs_head(struct qstate *s)
 	json_t *v;
 	int64_t bp = 0, bc = 0;
 	json_object_foreach(s->ready, k, v) {
-		int64_t p = json_integer_value(json_array_get(v, 0)), c = json_integer_value(json_array_get(v, 1));
+		int64_t p = json_integer_value(json_array_get(v, 0)),
+			c = json_integer_value(json_array_get(v, 1));
 		if (!best || better(p, c, k, bp, bc, best)) {
 			best = k;
 			bp = p;
@@ -194,11 +197,13 @@ static const char *qs_head(struct qstate *s)
 	return best;
 }
 
-enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue, const char *task_key,
-			      int64_t priority, int64_t created_ms, int64_t *retry_ms)
+enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
+			      const char *task_key, int64_t priority, int64_t created_ms,
+			      int64_t *retry_ms)
 {
 	int64_t conc = q_int(queue, "concurrency", NULL, 0);
-	double rate = q_num(queue, "rateLimit", "perSecond", 0), burst = q_num(queue, "rateLimit", "burst", 0);
+	double rate = q_num(queue, "rateLimit", "perSecond", 0),
+	       burst = q_num(queue, "rateLimit", "burst", 0);
 	enum queue_admit res = QUEUE_ADMITTED;
 	char wake[512] = "";
 	struct qstate *s;
@@ -206,7 +211,7 @@ enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
 	int64_t now = util_mono_ms();
 
 	*retry_ms = 0;
-	if (!queue)   /* built-in defaults: no queue limits; runner slots still apply */
+	if (!queue) /* built-in defaults: no queue limits; runner slots still apply */
 		return QUEUE_ADMITTED;
 	pthread_mutex_lock(&q->lock);
 	s = qs_get(q, qkey);
@@ -214,9 +219,10 @@ enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
 		pthread_mutex_unlock(&q->lock);
 		return QUEUE_NO_SLOT;
 	}
-	json_object_set_new(s->ready, task_key, json_pack("[II]", (json_int_t)priority, (json_int_t)created_ms));
+	json_object_set_new(s->ready, task_key,
+			    json_pack("[II]", (json_int_t)priority, (json_int_t)created_ms));
 	if (json_object_get(s->holders, task_key))
-		goto admitted;   /* already holds its slot (e.g. re-dispatch after no runner slot) */
+		goto admitted; /* already holds its slot (e.g. re-dispatch after no runner slot) */
 	if (conc > 0 && (int64_t)json_object_size(s->holders) >= conc) {
 		res = QUEUE_NO_SLOT;
 		goto out;
@@ -243,7 +249,9 @@ enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
 		if (s->tokens < 1.0) {
 			/* A tiny perSecond would overflow the conversion: wait at most a day, then look
 			 * again (the bucket keeps filling meanwhile). */
-			*retry_ms = sat_ms_of_seconds((1.0 - s->tokens) / rate, INT64_C(86400) * 1000) + 1;
+			*retry_ms = sat_ms_of_seconds((1.0 - s->tokens) / rate,
+						      INT64_C(86400) * 1000) +
+				    1;
 			res = QUEUE_RATE_LIMITED;
 			goto out;
 		}
@@ -342,7 +350,8 @@ static int queue_config_valid(json_t *queue, char *why, size_t whysz)
 {
 	json_t *spec = json_object_get(queue, "spec"), *empty = json_object();
 	json_t *ex = json_object_get(json_object_get(spec, "policy"), "executors");
-	const char *name = json_string_value(json_object_get(json_object_get(queue, "metadata"), "name"));
+	const char *name = json_string_value(
+		json_object_get(json_object_get(queue, "metadata"), "name"));
 	const char *reason = NULL;
 	struct res_limits lim;
 	int r = empty ? res_decide(empty, spec, name, 0, &lim, &reason, why, whysz) : 0;
@@ -351,7 +360,8 @@ static int queue_config_valid(json_t *queue, char *why, size_t whysz)
 	if (r < 0)
 		return 0;
 	if (json_is_array(ex) && json_array_size(ex) == 0) {
-		snprintf(why, whysz, "spec.policy.executors is empty: no task of this queue can run");
+		snprintf(why, whysz,
+			 "spec.policy.executors is empty: no task of this queue can run");
 		return 0;
 	}
 	snprintf(why, whysz, "the configuration is valid");
@@ -360,21 +370,25 @@ static int queue_config_valid(json_t *queue, char *why, size_t whysz)
 
 /* RunnersAvailable first (what it always said), then Ready, Reconciling and Stalled: a queue is
  * configuration, Ready when its tasks can run as configured, Stalled (kstatus: Failed) when not. */
-static json_t *queue_conditions(json_t *queue, int matched, const char *pool_msg, int valid, const char *why)
+static json_t *queue_conditions(json_t *queue, int matched, const char *pool_msg, int valid,
+				const char *why)
 {
 	json_t *md = json_object_get(queue, "metadata");
 	/* A selector that reaches a RunnerPool is answered by the pool (pool_msg set). */
 	struct cond cs[] = {
 		{ "RunnersAvailable", matched ? "True" : "False",
-		  pool_msg ? (matched ? "RunnerPool" : "RunnerPoolStalled") : matched ? "RunnersMatch" : "NoMatchingRunner",
-		  pool_msg ? pool_msg
+		  pool_msg  ? (matched ? "RunnerPool" : "RunnerPoolStalled")
+		  : matched ? "RunnersMatch"
+			    : "NoMatchingRunner",
+		  pool_msg  ? pool_msg
 		  : matched ? "at least one connected runner matches runnerSelector"
 			    : "no connected runner matches runnerSelector; tasks will wait" },
 		{ "Ready", valid ? "True" : "False", valid ? "Valid" : "InvalidSpec", why },
 		{ "Reconciling", "False", "Observed", "the controller has seen this generation" },
 		{ "Stalled", valid ? "False" : "True", valid ? "Valid" : "InvalidSpec", why },
 	};
-	return cond_build(json_object_get(json_object_get(queue, "status"), "conditions"), cs, UTIL_ARRAY_SIZE(cs),
+	return cond_build(json_object_get(json_object_get(queue, "status"), "conditions"), cs,
+			  UTIL_ARRAY_SIZE(cs),
 			  json_integer_value(json_object_get(md, "generation")), util_now_ms());
 }
 
@@ -424,8 +438,9 @@ void queues_write_status(struct queues *q)
 			pr = q->pool_fn(q->pool_ud, ns, sel, pmsg, sizeof(pmsg));
 		matched = pr >= 0 ? pr : q->broker ? broker_has_runner(q->broker, sel) : 1;
 		valid = queue_config_valid(queue, why, sizeof(why));
-		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%d/%lld/%s", (long long)pending, (long long)queued, running,
-			 matched, valid, (long long)json_integer_value(json_object_get(md, "generation")), pmsg);
+		snprintf(sig, sizeof(sig), "%lld/%lld/%d/%d/%d/%lld/%s", (long long)pending,
+			 (long long)queued, running, matched, valid,
+			 (long long)json_integer_value(json_object_get(md, "generation")), pmsg);
 		pthread_mutex_lock(&q->lock);
 		s = qs_get(q, qk);
 		if (s && strcmp(s->last_status, sig) == 0) {
@@ -433,13 +448,17 @@ void queues_write_status(struct queues *q)
 			continue;
 		}
 		pthread_mutex_unlock(&q->lock);
-		patch = json_pack("{s{sIsIsisIso}}", "status", "pending", pending, "queued", queued, "running", running,
-				  "observedGeneration", (json_int_t)json_integer_value(json_object_get(md, "generation")),
-				  "conditions", queue_conditions(queue, matched, pr >= 0 ? pmsg : NULL, valid, why));
+		patch = json_pack(
+			"{s{sIsIsisIso}}", "status", "pending", pending, "queued", queued,
+			"running", running, "observedGeneration",
+			(json_int_t)json_integer_value(json_object_get(md, "generation")),
+			"conditions",
+			queue_conditions(queue, matched, pr >= 0 ? pmsg : NULL, valid, why));
 		if (!patch)
 			continue;
 		/* The UID precondition: a queue re-created under the same name gets its own counts. */
-		if (kube_patch_status(q->kc, KUBE_GV_TASKED, "taskqueues", queue, patch, &resp) == 0) {
+		if (kube_patch_status(q->kc, KUBE_GV_TASKED, "taskqueues", queue, patch, &resp) ==
+		    0) {
 			pthread_mutex_lock(&q->lock);
 			s = qs_get(q, qk);
 			if (s)

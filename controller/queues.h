@@ -20,8 +20,9 @@ struct queues;
 enum queue_admit { QUEUE_ADMITTED, QUEUE_NO_SLOT, QUEUE_RATE_LIMITED };
 
 /* queues_inf, tasks_inf: the TaskQueue and Task caches (NULL in unit tests: no status writes). */
-struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue, struct informer *queues_inf,
-			  struct informer *tasks_inf, struct broker *broker);
+struct queues *queues_new(struct kube_client *kc, struct wq *tasks_queue,
+			  struct informer *queues_inf, struct informer *tasks_inf,
+			  struct broker *broker);
 void queues_free(struct queues *q);
 /* TaskQueue informer handler: wakes the tasks that wait for the queue or sit in it. */
 void queues_on_event(enum informer_event ev, const char *key, json_t *obj, void *ud);
@@ -36,8 +37,9 @@ void queues_wait_for(struct queues *q, const char *qkey, const char *task_key);
 /* Tries to take a slot and a rate token for task_key in qkey (queue may be NULL: no limits).
  * QUEUE_RATE_LIMITED sets *retry_ms. A task that is not admitted waits in the queue's ready set
  * and is woken (queued again) when it is its turn. */
-enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue, const char *task_key,
-			      int64_t priority, int64_t created_ms, int64_t *retry_ms);
+enum queue_admit queues_admit(struct queues *q, const char *qkey, json_t *queue,
+			      const char *task_key, int64_t priority, int64_t created_ms,
+			      int64_t *retry_ms);
 /* Declares whether task_key currently holds a slot in qkey; freeing one wakes the next task. */
 void queues_set_holder(struct queues *q, const char *qkey, const char *task_key, int holds);
 /* The task is gone or finished: drop it from every set. */

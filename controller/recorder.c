@@ -17,7 +17,7 @@ struct recorder {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	json_t *queue;           /* array of {namespace, body} */
+	json_t *queue; /* array of {namespace, body} */
 	int stop;
 	unsigned long created, dropped;
 };
@@ -43,10 +43,13 @@ static void *recorder_run(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		memset(&resp, 0, sizeof(resp));
 		ens = json_string_value(json_object_get(item, "namespace"));
-		if (!ens || !*ens || kube_path(path, sizeof(path), "events.k8s.io/v1", "events", ens, NULL, NULL) < 0) {
+		if (!ens || !*ens ||
+		    kube_path(path, sizeof(path), "events.k8s.io/v1", "events", ens, NULL, NULL) <
+			    0) {
 			rc = -EINVAL;
 		} else {
-			rc = kube_request(r->kc, "POST", path, NULL, json_object_get(item, "body"), &resp);
+			rc = kube_request(r->kc, "POST", path, NULL, json_object_get(item, "body"),
+					  &resp);
 		}
 		if (rc < 0 || resp.status >= 300)
 			log_debug("event not recorded", "error", resp.message);
@@ -114,13 +117,12 @@ void recorder_emit(struct recorder *r, json_t *task, const char *type, const cha
 		 (unsigned long long)now.tv_sec * 1000000000ULL + (unsigned long long)now.tv_nsec);
 	util_rfc3339_us((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ts, sizeof(ts));
 	snprintf(shortnote, sizeof(shortnote), "%s", note ? note : "");
-	body = json_pack("{ss ss s{ssss} ss ss ss ss ss ss ss s{ssssssssss}}",
-			 "apiVersion", "events.k8s.io/v1", "kind", "Event",
-			 "metadata", "name", evname, "namespace", ns,
-			 "eventTime", ts, "reportingController", "tasked.dev/controller",
-			 "reportingInstance", r->instance, "action", action, "reason", reason,
-			 "type", type, "note", shortnote,
-			 "regarding", "apiVersion", "tasked.dev/v1alpha1", "kind", "Task", "name", name,
+	body = json_pack("{ss ss s{ssss} ss ss ss ss ss ss ss s{ssssssssss}}", "apiVersion",
+			 "events.k8s.io/v1", "kind", "Event", "metadata", "name", evname,
+			 "namespace", ns, "eventTime", ts, "reportingController",
+			 "tasked.dev/controller", "reportingInstance", r->instance, "action",
+			 action, "reason", reason, "type", type, "note", shortnote, "regarding",
+			 "apiVersion", "tasked.dev/v1alpha1", "kind", "Task", "name", name,
 			 "namespace", ns, "uid", uid);
 	if (!body)
 		return;

@@ -29,18 +29,21 @@ static int res_value(json_t *v, int scale, int64_t max, int64_t *ret)
 }
 
 struct res_field {
-	const char *name;       /* "memory", "cpu" */
+	const char *name; /* "memory", "cpu" */
 	int scale;
 	int64_t min, builtin, hard_max;
-	int milli;              /* format as CPU */
+	int milli; /* format as CPU */
 };
 
-static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const char *qname, int64_t *val,
-		   enum res_source *from, int *lowered, const char **reason, char *err, size_t errsz)
+static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const char *qname,
+		   int64_t *val, enum res_source *from, int *lowered, const char **reason,
+		   char *err, size_t errsz)
 {
 	json_t *tv = json_object_get(json_object_get(spec, "resources"), f->name);
-	json_t *dv = json_object_get(json_object_get(json_object_get(qspec, "defaults"), "resources"), f->name);
-	json_t *mv = json_object_get(json_object_get(json_object_get(qspec, "policy"), "maxResources"), f->name);
+	json_t *dv = json_object_get(
+		json_object_get(json_object_get(qspec, "defaults"), "resources"), f->name);
+	json_t *mv = json_object_get(
+		json_object_get(json_object_get(qspec, "policy"), "maxResources"), f->name);
 	int64_t max = f->hard_max;
 	char a[32], b[32];
 	int r;
@@ -48,8 +51,9 @@ static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const
 	*lowered = 0;
 	if ((r = res_value(mv, f->scale, f->hard_max, &max)) < 0) {
 		*reason = "InvalidSpec";
-		snprintf(err, errsz, "TaskQueue %s: spec.policy.maxResources.%s is not a resource quantity", qname,
-			 f->name);
+		snprintf(err, errsz,
+			 "TaskQueue %s: spec.policy.maxResources.%s is not a resource quantity",
+			 qname, f->name);
 		return -EINVAL;
 	}
 	if (max < f->min)
@@ -57,8 +61,8 @@ static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const
 	/* Parsed with headroom, so a value over the maximum is told apart from one at it. */
 	if ((r = res_value(tv, f->scale, f->hard_max + 1, val)) < 0) {
 		*reason = "InvalidSpec";
-		snprintf(err, errsz, "spec.resources.%s is not a resource quantity (e.g. %s)", f->name,
-			 f->milli ? "500m or 2" : "256Mi or 1Gi");
+		snprintf(err, errsz, "spec.resources.%s is not a resource quantity (e.g. %s)",
+			 f->name, f->milli ? "500m or 2" : "256Mi or 1Gi");
 		return -EINVAL;
 	}
 	if (r == 1 && *val < f->min) {
@@ -74,11 +78,15 @@ static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const
 			qty_format(max, f->milli, b, sizeof(b));
 			*reason = "PolicyDenied";
 			if (mv)
-				snprintf(err, errsz, "spec.resources.%s %s%s exceeds the maximum %s of TaskQueue %s "
-					 "(policy.maxResources.%s)", f->name, *val > f->hard_max ? "over " : "", a, b,
-					 qname, f->name);
+				snprintf(
+					err, errsz,
+					"spec.resources.%s %s%s exceeds the maximum %s of TaskQueue %s "
+					"(policy.maxResources.%s)",
+					f->name, *val > f->hard_max ? "over " : "", a, b, qname,
+					f->name);
 			else
-				snprintf(err, errsz, "spec.resources.%s exceeds the maximum %s a task may have",
+				snprintf(err, errsz,
+					 "spec.resources.%s exceeds the maximum %s a task may have",
 					 f->name, b);
 			return -EINVAL;
 		}
@@ -86,8 +94,9 @@ static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const
 	}
 	if ((r = res_value(dv, f->scale, f->hard_max, val)) < 0) {
 		*reason = "InvalidSpec";
-		snprintf(err, errsz, "TaskQueue %s: spec.defaults.resources.%s is not a resource quantity", qname,
-			 f->name);
+		snprintf(err, errsz,
+			 "TaskQueue %s: spec.defaults.resources.%s is not a resource quantity",
+			 qname, f->name);
 		return -EINVAL;
 	}
 	*from = r == 1 ? RES_FROM_QUEUE : RES_FROM_BUILTIN;
@@ -102,20 +111,22 @@ static int res_one(const struct res_field *f, json_t *spec, json_t *qspec, const
 	return 0;
 }
 
-int res_decide(json_t *spec, json_t *qspec, const char *qname, int64_t timeout_s, struct res_limits *out,
-	       const char **reason, char *err, size_t errsz)
+int res_decide(json_t *spec, json_t *qspec, const char *qname, int64_t timeout_s,
+	       struct res_limits *out, const char **reason, char *err, size_t errsz)
 {
-	static const struct res_field mem = { "memory", 0, RES_MIN_MEMORY, RES_DEFAULT_MEMORY, RES_MAX_MEMORY, 0 };
-	static const struct res_field cpu = { "cpu", 3, 1, RES_DEFAULT_CPU_MILLI, RES_MAX_CPU_MILLI, 1 };
+	static const struct res_field mem = { "memory",       0, RES_MIN_MEMORY, RES_DEFAULT_MEMORY,
+					      RES_MAX_MEMORY, 0 };
+	static const struct res_field cpu = { "cpu", 3, 1, RES_DEFAULT_CPU_MILLI, RES_MAX_CPU_MILLI,
+					      1 };
 	int r;
 
 	memset(out, 0, sizeof(*out));
 	if (!qname || !*qname)
 		qname = "default";
-	if ((r = res_one(&mem, spec, qspec, qname, &out->memory_bytes, &out->memory_from, &out->memory_lowered,
-			 reason, err, errsz)) < 0 ||
-	    (r = res_one(&cpu, spec, qspec, qname, &out->cpu_milli, &out->cpu_from, &out->cpu_lowered, reason,
-			 err, errsz)) < 0)
+	if ((r = res_one(&mem, spec, qspec, qname, &out->memory_bytes, &out->memory_from,
+			 &out->memory_lowered, reason, err, errsz)) < 0 ||
+	    (r = res_one(&cpu, spec, qspec, qname, &out->cpu_milli, &out->cpu_from,
+			 &out->cpu_lowered, reason, err, errsz)) < 0)
 		return r;
 	/* CPU seconds for RLIMIT_CPU: the cores the task may use on average over its timeout,
 	 * rounded up, at least one second; none without a timeout. */

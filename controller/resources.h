@@ -14,11 +14,11 @@
  * cannot take a node's memory or every core. */
 #define RES_DEFAULT_MEMORY (INT64_C(1) << 30) /* 1Gi */
 #define RES_DEFAULT_CPU_MILLI 1000            /* "1" */
-#define RES_MIN_MEMORY (INT64_C(1) << 20)    /* 1Mi: less cannot even load a program */
+#define RES_MIN_MEMORY (INT64_C(1) << 20)     /* 1Mi: less cannot even load a program */
 /* The CRDs bound both; the controller caps again for objects written before that. */
-#define RES_MAX_MEMORY (INT64_C(1) << 40)     /* 1Ti */
+#define RES_MAX_MEMORY (INT64_C(1) << 40)        /* 1Ti */
 #define RES_MAX_CPU_MILLI (INT64_C(1000) * 1000) /* 1000 cores */
-#define RES_MAX_CPU_SECONDS INT32_MAX          /* what the protocol carries */
+#define RES_MAX_CPU_SECONDS INT32_MAX            /* what the protocol carries */
 
 enum res_source { RES_FROM_TASK, RES_FROM_QUEUE, RES_FROM_BUILTIN };
 
@@ -32,8 +32,8 @@ struct res_limits {
  * qname: the queue's name, for messages; timeout_s: the attempt's timeout, 0 for none).
  * Returns 0, or -EINVAL with *reason ("InvalidSpec" or "PolicyDenied") and a message naming the
  * field and the limit in err. */
-int res_decide(json_t *spec, json_t *qspec, const char *qname, int64_t timeout_s, struct res_limits *out,
-	       const char **reason, char *err, size_t errsz);
+int res_decide(json_t *spec, json_t *qspec, const char *qname, int64_t timeout_s,
+	       struct res_limits *out, const char **reason, char *err, size_t errsz);
 
 /* Sets memoryBytes, cpuMillis and cpuSeconds in a dispatch's limits object. */
 int res_to_limits(const struct res_limits *l, json_t *limits);

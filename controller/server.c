@@ -15,7 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#define SERVER_MAX_FDS 8192        /* lws fd tables: runners, API and SSE clients, kube sockets */
+#define SERVER_MAX_FDS 8192 /* lws fd tables: runners, API and SSE clients, kube sockets */
 
 struct server {
 	struct lws_context *ctx;
@@ -98,7 +98,8 @@ static int server_listen_fds(int *out, int max)
 	return n;
 }
 
-static int bind_prepare(const char *addr, struct server_bind *bb, const char **iface, uint64_t *options)
+static int bind_prepare(const char *addr, struct server_bind *bb, const char **iface,
+			uint64_t *options)
 {
 	memset(bb, 0, sizeof(*bb));
 	if (server_parse_addr(addr, bb->host, sizeof(bb->host), &bb->port) < 0)
@@ -115,7 +116,8 @@ static int bind_prepare(const char *addr, struct server_bind *bb, const char **i
 
 static int bind_verify(const struct server_bind *bb)
 {
-	int fds[UTIL_ARRAY_SIZE(bb->before) + 8], n = server_listen_fds(fds, (int)UTIL_ARRAY_SIZE(fds)), found = 0;
+	int fds[UTIL_ARRAY_SIZE(bb->before) + 8],
+		n = server_listen_fds(fds, (int)UTIL_ARRAY_SIZE(fds)), found = 0;
 	unsigned char want[16];
 
 	if (n < 0)
@@ -132,19 +134,23 @@ static int bind_verify(const struct server_bind *bb)
 			continue;
 		if (ss.ss_family == AF_INET) {
 			const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-			ok = !bb->v6 && ntohs(a->sin_port) == bb->port && memcmp(&a->sin_addr, want, 4) == 0;
+			ok = !bb->v6 && ntohs(a->sin_port) == bb->port &&
+			     memcmp(&a->sin_addr, want, 4) == 0;
 		} else if (ss.ss_family == AF_INET6) {
 			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-			ok = bb->v6 && ntohs(a->sin6_port) == bb->port && memcmp(&a->sin6_addr, want, 16) == 0;
+			ok = bb->v6 && ntohs(a->sin6_port) == bb->port &&
+			     memcmp(&a->sin6_addr, want, 16) == 0;
 		} else {
 			continue;
 		}
 		if (!ok) {
 			char got[INET6_ADDRSTRLEN] = "?";
 			if (ss.ss_family == AF_INET)
-				inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr, got, sizeof(got));
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr,
+					  got, sizeof(got));
 			else
-				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss)->sin6_addr, got, sizeof(got));
+				inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss)->sin6_addr,
+					  got, sizeof(got));
 			log_error("listener bound to another address than asked; refusing to start",
 				  "asked", bb->host, "bound", got);
 			return -EADDRNOTAVAIL;
@@ -158,8 +164,9 @@ static int bind_verify(const struct server_bind *bb)
 	return 0;
 }
 
-static int listen_vhost(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-			void *user, const char *cert_pem, const char *key_pem)
+static int listen_vhost(struct server *s, const char *name, const char *addr,
+			const struct lws_protocols *protos, void *user, const char *cert_pem,
+			const char *key_pem)
 {
 	struct lws_context_creation_info vi;
 	struct server_bind bb;
@@ -202,14 +209,15 @@ static int listen_vhost(struct server *s, const char *name, const char *addr, co
 	return 0;
 }
 
-int server_listen(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-		  void *user)
+int server_listen(struct server *s, const char *name, const char *addr,
+		  const struct lws_protocols *protos, void *user)
 {
 	return listen_vhost(s, name, addr, protos, user, NULL, NULL);
 }
 
-int server_listen_tls(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-		      void *user, const char *cert_pem, const char *key_pem)
+int server_listen_tls(struct server *s, const char *name, const char *addr,
+		      const struct lws_protocols *protos, void *user, const char *cert_pem,
+		      const char *key_pem)
 {
 	if (!cert_pem || !key_pem)
 		return -EINVAL;
@@ -224,7 +232,8 @@ int server_new(const char *tls_cert, const char *tls_key, struct server **ret)
 	*ret = NULL;
 	if (!s)
 		return -ENOMEM;
-	if ((tls_cert && !(s->tls_cert = strdup(tls_cert))) || (tls_key && !(s->tls_key = strdup(tls_key)))) {
+	if ((tls_cert && !(s->tls_cert = strdup(tls_cert))) ||
+	    (tls_key && !(s->tls_key = strdup(tls_key)))) {
 		server_free(s);
 		return -ENOMEM;
 	}
@@ -240,7 +249,8 @@ int server_new(const char *tls_cert, const char *tls_key, struct server **ret)
 	{
 		struct rlimit rl;
 		unsigned int lim = SERVER_MAX_FDS;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    rl.rlim_cur < lim)
 			lim = (unsigned int)rl.rlim_cur;
 		info.fd_limit_per_thread = lim;
 	}

@@ -17,14 +17,15 @@ int server_new(const char *tls_cert, const char *tls_key, struct server **ret);
 /* Adds a listener named name (for logs) on addr ("HOST:PORT", "[V6]:PORT") with protos; user
  * becomes the vhost user. Before server_run. 0, -EINVAL (address), -EADDRINUSE (cannot listen),
  * -EADDRNOTAVAIL (bound elsewhere than asked). */
-int server_listen(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-		  void *user);
+int server_listen(struct server *s, const char *name, const char *addr,
+		  const struct lws_protocols *protos, void *user);
 /* server_listen over TLS with a certificate and key given as PEM text (copied), whatever the
  * server's own files: the webhook's listener. Its protocol may take the vhost's SSL_CTX at
  * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS (user) to pick the certificate per
  * handshake. -EINVAL without both. */
-int server_listen_tls(struct server *s, const char *name, const char *addr, const struct lws_protocols *protos,
-		      void *user, const char *cert_pem, const char *key_pem);
+int server_listen_tls(struct server *s, const char *name, const char *addr,
+		      const struct lws_protocols *protos, void *user, const char *cert_pem,
+		      const char *key_pem);
 /* Number of listeners open. */
 int server_listening(struct server *s);
 struct lws_context *server_context(struct server *s);

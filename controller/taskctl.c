@@ -16,22 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TASKCTL_DEADLINE_GRACE_MS 10000  /* runner's own timeout gets this long to report */
-#define TASKCTL_CANCEL_GRACE_MS 5000     /* a cancel waits this long for the runner's result */
-#define TASKCTL_MAX_LOST 5               /* re-dispatches after runner loss before giving up */
-#define TASKCTL_ORPHANS_KEY "!orphans"   /* not a valid namespace/name, so never a task key */
-#define TASKCTL_MAX_TIMER_MS (INT64_C(3600) * 1000)     /* far timers re-check hourly */
+#define TASKCTL_DEADLINE_GRACE_MS 10000 /* runner's own timeout gets this long to report */
+#define TASKCTL_CANCEL_GRACE_MS 5000    /* a cancel waits this long for the runner's result */
+#define TASKCTL_MAX_LOST 5              /* re-dispatches after runner loss before giving up */
+#define TASKCTL_ORPHANS_KEY "!orphans"  /* not a valid namespace/name, so never a task key */
+#define TASKCTL_MAX_TIMER_MS (INT64_C(3600) * 1000) /* far timers re-check hourly */
 
 struct taskctl {
 	struct taskctl_cfg cfg;
 	struct taskctl_effects fx;
 	struct informer *inf;
 	struct broker *broker;
-	struct att_table *att;  /* its own lock */
-	pthread_mutex_t lock;   /* guards the three key sets below and the start times */
-	json_t *waiting;        /* keys queued for a free runner slot */
-	json_t *standby;        /* keys seen while not leading */
-	json_t *orphans;        /* uid -> {attempt, runner} held by runners, task not (yet) known */
+	struct att_table *att; /* its own lock */
+	pthread_mutex_t lock;  /* guards the three key sets below and the start times */
+	json_t *waiting;       /* keys queued for a free runner slot */
+	json_t *standby;       /* keys seen while not leading */
+	json_t *orphans;       /* uid -> {attempt, runner} held by runners, task not (yet) known */
 	int64_t started_ms, started_wall_ms;
 };
 
@@ -48,13 +48,14 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 		informer_mutate(t->inf, resp.body);
 	kube_resp_free(&resp);
 	/* A write of observedGeneration alone (reconcile_observed) is no news for watchers. */
-	if (r == 0 && t->cfg.on_status && json_object_get(json_object_get(patch, "status"), "phase"))
+	if (r == 0 && t->cfg.on_status &&
+	    json_object_get(json_object_get(patch, "status"), "phase"))
 		t->cfg.on_status(t->cfg.observer_ud, task, json_object_get(patch, "status"));
 	return r;
 }
 
-static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector,
-		       json_t *msg, char *runner, size_t runnersz)
+static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool,
+		       json_t *selector, json_t *msg, char *runner, size_t runnersz)
 {
 	struct taskctl *t = ud;
 	if (json_object_get(msg, "container")) {
@@ -64,7 +65,7 @@ static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *p
 			return -EPROTO;
 		}
 		r = podexec_dispatch(t->cfg.pods, msg, runner, runnersz);
-		return r == -EAGAIN ? -EIO : r;   /* -EAGAIN means "wait for a runner slot" */
+		return r == -EAGAIN ? -EIO : r; /* -EAGAIN means "wait for a runner slot" */
 	}
 	return broker_dispatch(t->broker, uid, attempt, pool, selector, msg, runner, runnersz);
 }
@@ -115,16 +116,18 @@ static int fx_delete_task(void *ud, json_t *task)
 	json_t *body;
 	int r;
 
-	if (kube_path(path, sizeof(path), KUBE_GV_TASKED, "tasks", task_namespace(task), task_name(task), NULL) < 0)
+	if (kube_path(path, sizeof(path), KUBE_GV_TASKED, "tasks", task_namespace(task),
+		      task_name(task), NULL) < 0)
 		return 0;
-	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1", "preconditions",
-			 "uid", json_object_get(task_metadata(task), "uid"), "propagationPolicy", "Background");
+	body = json_pack("{sssss{sO}ss}", "kind", "DeleteOptions", "apiVersion", "v1",
+			 "preconditions", "uid", json_object_get(task_metadata(task), "uid"),
+			 "propagationPolicy", "Background");
 	r = kube_request(t->cfg.kc, "DELETE", path, NULL, body, &resp);
 	json_decref(body);
 	r = r == 0 && (resp.status < 300 || resp.status == 404 || resp.status == 409) ? 0 : -EAGAIN;
 	if (r < 0)
-		log_warn("ttl delete failed", "namespace", task_namespace(task), "task", task_name(task),
-			 "error", resp.message);
+		log_warn("ttl delete failed", "namespace", task_namespace(task), "task",
+			 task_name(task), "error", resp.message);
 	kube_resp_free(&resp);
 	return r;
 }
@@ -140,15 +143,17 @@ static int fx_read_secret(void *ud, const char *ns, const char *name, const char
 	const char *b64, *label;
 	int r;
 
-	if (!ns || !*ns || !name || !*name || kube_path(path, sizeof(path), "v1", "secrets", ns, name, NULL) < 0)
+	if (!ns || !*ns || !name || !*name ||
+	    kube_path(path, sizeof(path), "v1", "secrets", ns, name, NULL) < 0)
 		return -ENOENT;
 	r = kube_request(t->cfg.kc, "GET", path, NULL, NULL, &resp);
 	if (r < 0 || resp.status != 200) {
 		kube_resp_free(&resp);
 		return r < 0 ? -EAGAIN : -ENOENT;
 	}
-	label = json_string_value(json_object_get(json_object_get(json_object_get(resp.body, "metadata"), "labels"),
-						  TASKCTL_QUEUE_SECRET_LABEL));
+	label = json_string_value(
+		json_object_get(json_object_get(json_object_get(resp.body, "metadata"), "labels"),
+				TASKCTL_QUEUE_SECRET_LABEL));
 	if (!label || strcmp(label, "true") != 0) {
 		kube_resp_free(&resp);
 		return -EPERM;
@@ -162,8 +167,12 @@ static int fx_read_secret(void *ud, const char *ns, const char *name, const char
 static int64_t fx_now_ms(void *ud) { return util_now_ms(); }
 
 static int64_t now_ms(struct taskctl *t) { return t->fx.now_ms(t->fx.ud); }
-static void requeue(struct taskctl *t, const char *key, int64_t after_ms) { t->fx.requeue(t->fx.ud, key, after_ms); }
-static void emit(struct taskctl *t, json_t *task, const char *type, const char *reason, const char *note)
+static void requeue(struct taskctl *t, const char *key, int64_t after_ms)
+{
+	t->fx.requeue(t->fx.ud, key, after_ms);
+}
+static void emit(struct taskctl *t, json_t *task, const char *type, const char *reason,
+		 const char *note)
 {
 	t->fx.emit(t->fx.ud, task, type, reason, note);
 }
@@ -181,9 +190,16 @@ struct taskctl *taskctl_new(const struct taskctl_cfg *cfg)
 		if (!t->fx.now_ms)
 			t->fx.now_ms = fx_now_ms;
 	} else {
-		t->fx = (struct taskctl_effects){ .write_status = fx_write_status, .dispatch = fx_dispatch,
-			.cancel = fx_cancel, .ack = fx_ack, .emit = fx_emit, .requeue = fx_requeue,
-			.delete_task = fx_delete_task, .read_secret = fx_read_secret, .now_ms = fx_now_ms, .ud = t };
+		t->fx = (struct taskctl_effects){ .write_status = fx_write_status,
+						  .dispatch = fx_dispatch,
+						  .cancel = fx_cancel,
+						  .ack = fx_ack,
+						  .emit = fx_emit,
+						  .requeue = fx_requeue,
+						  .delete_task = fx_delete_task,
+						  .read_secret = fx_read_secret,
+						  .now_ms = fx_now_ms,
+						  .ud = t };
 	}
 	t->inf = cfg->inf;
 	t->broker = cfg->broker;
@@ -212,7 +228,6 @@ void taskctl_free(struct taskctl *t)
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
-
 
 static void set_key(struct taskctl *t, json_t **set, const char *key, int add)
 {
@@ -271,7 +286,8 @@ static char *taskctl_key_for(struct taskctl *t, const char *uid)
 	return t->inf ? informer_key_by_uid(t->inf, uid) : NULL;
 }
 
-static void cb_started(void *ud, const char *uid, int64_t attempt, int64_t start_ms, const char *runner)
+static void cb_started(void *ud, const char *uid, int64_t attempt, int64_t start_ms,
+		       const char *runner)
 {
 	struct taskctl *t = ud;
 	char key[512];
@@ -326,7 +342,8 @@ static int cb_held(void *ud, const char *uid, int64_t attempt, const char *runne
 	char *k = taskctl_key_for(t, uid);
 	json_t *task = k ? informer_get(t->inf, k) : NULL;
 	const char *shown_on = task_runner(task);
-	int shown = shown_on && strcmp(shown_on, runner) == 0 && task_attempts(task) == attempt, found, mine;
+	int shown = shown_on && strcmp(shown_on, runner) == 0 && task_attempts(task) == attempt,
+	    found, mine;
 
 	json_decref(task);
 	mine = att_held(t->att, uid, attempt, runner, k && shown ? k : NULL, &found);
@@ -334,7 +351,9 @@ static int cb_held(void *ud, const char *uid, int64_t attempt, const char *runne
 		/* No such task in the cache: deleted while no controller was watching, or the
 		 * cache is not synced yet. Decided in reconcile_orphans. */
 		pthread_mutex_lock(&t->lock);
-		json_object_set_new(t->orphans, uid, json_pack("{sIss}", "attempt", (json_int_t)attempt, "runner", runner));
+		json_object_set_new(
+			t->orphans, uid,
+			json_pack("{sIss}", "attempt", (json_int_t)attempt, "runner", runner));
 		pthread_mutex_unlock(&t->lock);
 	}
 	requeue(t, k ? k : TASKCTL_ORPHANS_KEY, 0);
@@ -397,13 +416,15 @@ const struct broker_ops taskctl_broker_ops = {
 /* One status write of phase, reason and message with the conditions that follow from them
  * (conditions.h); cond_status is what the Succeeded condition says, kept for the callers'
  * readability: the phase decides. */
-static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *phase, const char *reason,
-				const char *message, const char *cond_status, json_t *extra)
+static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *phase,
+				const char *reason, const char *message, const char *cond_status,
+				json_t *extra)
 {
 	int64_t now = now_ms(t);
-	json_t *status = json_pack("{ssssss sI so}", "phase", phase, "reason", reason, "message", message,
-				   "observedGeneration", (json_int_t)task_generation(task),
-				   "conditions", taskctl_conditions(task, phase, reason, message, now));
+	json_t *status = json_pack("{ssssss sI so}", "phase", phase, "reason", reason, "message",
+				   message, "observedGeneration", (json_int_t)task_generation(task),
+				   "conditions",
+				   taskctl_conditions(task, phase, reason, message, now));
 	json_t *patch;
 	int r;
 
@@ -427,7 +448,8 @@ static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *pha
 
 static void log_task(const char *msg, json_t *task, const char *k1, const char *v1)
 {
-	log_info(msg, "namespace", task_namespace(task), "task", task_name(task), "uid", task_uid(task), k1, v1);
+	log_info(msg, "namespace", task_namespace(task), "task", task_name(task), "uid",
+		 task_uid(task), k1, v1);
 }
 
 static int64_t json_int_at(json_t *o, const char *k1, const char *k2)
@@ -445,8 +467,8 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 	int failures, r;
 	int64_t limit = json_int_at(spec, "retries", "limit");
 
-	patch = taskctl_terminal_status(task, snap->result, snap->attempt, snap->runner, snap->history,
-					now_ms(t), t->cfg.log_tail_max);
+	patch = taskctl_terminal_status(task, snap->result, snap->attempt, snap->runner,
+					snap->history, now_ms(t), t->cfg.log_tail_max);
 	if (!patch)
 		return -ENOMEM;
 	st = json_object_get(patch, "status");
@@ -457,11 +479,14 @@ static int reconcile_finished(struct taskctl *t, json_t *task, const char *key, 
 		int64_t delay;
 		util_random(&rnd, sizeof(rnd));
 		delay = taskctl_retry_delay_ms(json_object_get(spec, "retries"), failures, rnd);
-		taskctl_status_retrying(task, st, snap->attempt, failures, limit, sat_add(now_ms(t), delay), now_ms(t));
+		taskctl_status_retrying(task, st, snap->attempt, failures, limit,
+					sat_add(now_ms(t), delay), now_ms(t));
 		r = t->fx.write_status(t->fx.ud, task, patch);
 		if (r == 0) {
-			log_task("attempt failed; retrying", task, "at", json_string_value(json_object_get(st, "nextRetryTime")));
-			emit(t, task, "Warning", "Retrying", json_string_value(json_object_get(st, "message")));
+			log_task("attempt failed; retrying", task, "at",
+				 json_string_value(json_object_get(st, "nextRetryTime")));
+			emit(t, task, "Warning", "Retrying",
+			     json_string_value(json_object_get(st, "message")));
 			/* The attempt is settled; the next pass (after the delay) starts a new one
 			 * from the status just written. */
 			att_drop_attempt(t->att, uid, snap->attempt);
@@ -494,24 +519,29 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 	int r;
 
 	if (snap->state == ATT_DONE)
-		return snap->written == W_TERMINAL ? 0 : reconcile_finished(t, task, key, uid, snap);
+		return snap->written == W_TERMINAL ? 0
+						   : reconcile_finished(t, task, key, uid, snap);
 	/* Backstop for the runner's own timeout: if no result arrives well after the deadline,
 	 * stop the attempt and fail it here. */
 	if (snap->deadline_ms && now > sat_add(snap->deadline_ms, TASKCTL_DEADLINE_GRACE_MS)) {
-		json_t *res = json_pack("{sssssssi}", "phase", "Failed", "reason", "TimedOut", "message",
-					"exceeded timeoutSeconds and the runner did not report in time", "exitCode", -1);
+		json_t *res = json_pack(
+			"{sssssssi}", "phase", "Failed", "reason", "TimedOut", "message",
+			"exceeded timeoutSeconds and the runner did not report in time", "exitCode",
+			-1);
 		if (snap->runner[0])
 			t->fx.cancel(t->fx.ud, snap->runner, uid, snap->attempt);
 		(void)att_fail(t->att, uid, snap->attempt, res);
 		snap->state = ATT_DONE;
 		json_decref(snap->result);
 		snap->result = res;
-		log_task("attempt timed out without a result from its runner", task, "runner", snap->runner);
+		log_task("attempt timed out without a result from its runner", task, "runner",
+			 snap->runner);
 		return reconcile_finished(t, task, key, uid, snap);
 	}
 	if (snap->deadline_ms)
 		requeue(t, key,
-			     sat_delay(sat_add(snap->deadline_ms, TASKCTL_DEADLINE_GRACE_MS + 10), now, TASKCTL_MAX_TIMER_MS));
+			sat_delay(sat_add(snap->deadline_ms, TASKCTL_DEADLINE_GRACE_MS + 10), now,
+				  TASKCTL_MAX_TIMER_MS));
 	if (snap->state == ATT_STARTED && snap->written == W_NONE &&
 	    !(phase && strcmp(phase, "Running") == 0 &&
 	      json_integer_value(json_object_get(status, "attempts")) == snap->attempt)) {
@@ -519,8 +549,8 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 		json_t *extra;
 		util_rfc3339(snap->start_ms ? snap->start_ms : now, ts, sizeof(ts));
 		snprintf(msg, sizeof(msg), "running on %s", snap->runner);
-		extra = json_pack("{sssssIsn}", "startTime", ts, "runner", snap->runner,
-				  "attempts", (json_int_t)snap->attempt, "nextRetryTime");
+		extra = json_pack("{sssssIsn}", "startTime", ts, "runner", snap->runner, "attempts",
+				  (json_int_t)snap->attempt, "nextRetryTime");
 		if (snap->history)
 			json_object_set(extra, "attemptHistory", snap->history);
 		r = taskctl_write_simple(t, task, "Running", "Running", msg, "Unknown", extra);
@@ -538,7 +568,8 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 
 /* Writes a waiting phase (Pending or Queued) once; later passes with the same reason and message
  * cost nothing. */
-static int write_waiting(struct taskctl *t, json_t *task, const char *phase, const char *reason, const char *msg)
+static int write_waiting(struct taskctl *t, json_t *task, const char *phase, const char *reason,
+			 const char *msg)
 {
 	json_t *st = task_status(task);
 	const char *p = json_string_value(json_object_get(st, "phase"));
@@ -555,7 +586,8 @@ static int write_waiting(struct taskctl *t, json_t *task, const char *phase, con
 
 static void cel_limits_of(json_t *queue, struct cel_limits *l)
 {
-	json_t *c = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"), "conditions");
+	json_t *c = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
+				    "conditions");
 	cel_limits_default(l);
 	if (json_is_integer(json_object_get(c, "timeoutMilliseconds")))
 		l->timeout_ms = json_integer_value(json_object_get(c, "timeoutMilliseconds"));
@@ -573,7 +605,8 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 			  json_t **ret_queue, json_t **ret_vars)
 {
 	json_t *spec = task_spec(task), *queue = NULL, *vars = NULL, *allowed, *e;
-	const char *exec = task_executor(task), *when = json_string_value(json_object_get(spec, "when"));
+	const char *exec = task_executor(task),
+		   *when = json_string_value(json_object_get(spec, "when"));
 	char qkey[512], why[512], msg[768];
 	enum deps_state ds;
 	int64_t retry_ms, created = 0;
@@ -586,13 +619,15 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		queue = queues_get(t->cfg.queues, qkey);
 		if (!queue && strcmp(strchr(qkey, '/') + 1, "default") != 0) {
 			queues_wait_for(t->cfg.queues, qkey, key);
-			snprintf(msg, sizeof(msg), "TaskQueue %s does not exist; the task starts when it is created",
+			snprintf(msg, sizeof(msg),
+				 "TaskQueue %s does not exist; the task starts when it is created",
 				 strchr(qkey, '/') + 1);
 			return write_waiting(t, task, "Pending", "QueueNotFound", msg);
 		}
 	}
 	/* Executors: the queue's allow-list, else shell and http. */
-	allowed = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"), "executors");
+	allowed = json_object_get(json_object_get(json_object_get(queue, "spec"), "policy"),
+				  "executors");
 	ok = 0;
 	if (json_is_array(allowed)) {
 		json_array_foreach(allowed, i, e)
@@ -601,8 +636,9 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		ok = strcmp(exec, "shell") == 0 || strcmp(exec, "http") == 0;
 	}
 	if (!ok) {
-		snprintf(msg, sizeof(msg), "the %s executor is not allowed by TaskQueue %s (policy.executors)",
-			 exec, strchr(qkey, '/') + 1);
+		snprintf(msg, sizeof(msg),
+			 "the %s executor is not allowed by TaskQueue %s (policy.executors)", exec,
+			 strchr(qkey, '/') + 1);
 		r = taskctl_write_simple(t, task, "Failed", "PolicyDenied", msg, "False", NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", msg);
@@ -614,8 +650,10 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		 * without a word. */
 		char cycle[400];
 		if (deps_find_cycle(t->inf, task, cycle, sizeof(cycle))) {
-			snprintf(msg, sizeof(msg), "dependency cycle: %s; these tasks wait for each other and never "
-				 "start (change a dependsOn to break it)", cycle);
+			snprintf(msg, sizeof(msg),
+				 "dependency cycle: %s; these tasks wait for each other and never "
+				 "start (change a dependsOn to break it)",
+				 cycle);
 			r = write_waiting(t, task, "Pending", "DependencyCycle", msg);
 			goto out;
 		}
@@ -637,13 +675,15 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		json_decref(cvars);
 		if (r < 0) {
 			snprintf(msg, sizeof(msg), "when: %s", err);
-			r = taskctl_write_simple(t, task, "Failed", "ConditionError", msg, "False", NULL);
+			r = taskctl_write_simple(t, task, "Failed", "ConditionError", msg, "False",
+						 NULL);
 			if (r == 0)
 				emit(t, task, "Warning", "Failed", msg);
 			goto out;
 		}
 		if (!val) {
-			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse", "when evaluated to false", "True", NULL);
+			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse",
+						 "when evaluated to false", "True", NULL);
 			if (r == 0)
 				emit(t, task, "Normal", "Skipped", "when evaluated to false");
 			goto out;
@@ -659,16 +699,19 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		if (ct)
 			util_parse_rfc3339(ct, &created);
 		switch (queues_admit(t->cfg.queues, qkey, queue, key,
-				     json_integer_value(json_object_get(spec, "priority")), created, &retry_ms)) {
+				     json_integer_value(json_object_get(spec, "priority")), created,
+				     &retry_ms)) {
 		case QUEUE_ADMITTED:
 			break;
 		case QUEUE_RATE_LIMITED:
 			requeue(t, key, retry_ms);
-			snprintf(msg, sizeof(msg), "waiting for TaskQueue %s's rate limit", strchr(qkey, '/') + 1);
+			snprintf(msg, sizeof(msg), "waiting for TaskQueue %s's rate limit",
+				 strchr(qkey, '/') + 1);
 			r = write_waiting(t, task, "Queued", "RateLimited", msg);
 			goto out;
 		case QUEUE_NO_SLOT:
-			snprintf(msg, sizeof(msg), "waiting for a slot in TaskQueue %s", strchr(qkey, '/') + 1);
+			snprintf(msg, sizeof(msg), "waiting for a slot in TaskQueue %s",
+				 strchr(qkey, '/') + 1);
 			r = write_waiting(t, task, "Queued", "Queued", msg);
 			goto out;
 		}
@@ -699,18 +742,21 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	if (!json_is_object(selector) || json_object_size(selector) == 0)
 		selector = json_object_get(json_object_get(queue, "spec"), "runnerSelector");
 	/* A pool's tasks go to its runners (matched by the pool, not by their labels). */
-	routed = pools_route(t->cfg.pools, task, selector, pool, sizeof(pool), pool_why, sizeof(pool_why));
+	routed = pools_route(t->cfg.pools, task, selector, pool, sizeof(pool), pool_why,
+			     sizeof(pool_why));
 	if (routed == 1)
 		selector = NULL;
 	msg = taskctl_build_dispatch(task, attempt, now_ms(t), err, sizeof(err));
-	if (msg && (r = taskctl_apply_queue(&rd, task, msg, queue, vars, now_ms(t), &reason, err, sizeof(err))) < 0) {
+	if (msg && (r = taskctl_apply_queue(&rd, task, msg, queue, vars, now_ms(t), &reason, err,
+					    sizeof(err))) < 0) {
 		json_decref(msg);
 		if (r == -EAGAIN)
 			return r;
 		msg = NULL;
 	}
 	/* The queue's container policy applies to the pool its tasks run in. */
-	if (msg && routed == 1 && !pools_policy_allows(t->cfg.pools, pool, queue, &reason, err, sizeof(err))) {
+	if (msg && routed == 1 &&
+	    !pools_policy_allows(t->cfg.pools, pool, queue, &reason, err, sizeof(err))) {
 		json_decref(msg);
 		msg = NULL;
 	}
@@ -736,14 +782,18 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		json_decref(msg);
 		return r;
 	}
-	r = routed < 0 ? -ENODEV : t->fx.dispatch(t->fx.ud, uid, attempt, pool, selector, msg, runner, sizeof(runner));
+	r = routed < 0 ? -ENODEV
+		       : t->fx.dispatch(t->fx.ud, uid, attempt, pool, selector, msg, runner,
+					sizeof(runner));
 	if (r == 0) {
 		att_set_runner(t->att, uid, runner);
 		log_task("task dispatched", task, "runner", runner);
 		if (json_integer_value(json_object_get(msg, "deadline")))
 			requeue(t, key,
-				     sat_delay(sat_add(json_integer_value(json_object_get(msg, "deadline")),
-						       TASKCTL_DEADLINE_GRACE_MS + 10), now_ms(t), TASKCTL_MAX_TIMER_MS));
+				sat_delay(sat_add(json_integer_value(
+							  json_object_get(msg, "deadline")),
+						  TASKCTL_DEADLINE_GRACE_MS + 10),
+					  now_ms(t), TASKCTL_MAX_TIMER_MS));
 		json_decref(msg);
 		return 0;
 	}
@@ -765,8 +815,10 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		free(text);
 		json_decref(msg);
 		att_drop(t->att, uid);
-		snprintf(err, sizeof(err), "the task's dispatch message is %zu bytes, over the %d-byte limit of the "
-			 "runner protocol (command, env, input and headers together)", n, PROTO_MAX_MESSAGE_DEFAULT);
+		snprintf(err, sizeof(err),
+			 "the task's dispatch message is %zu bytes, over the %d-byte limit of the "
+			 "runner protocol (command, env, input and headers together)",
+			 n, PROTO_MAX_MESSAGE_DEFAULT);
 		log_task("task refused", task, "reason", err);
 		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
 		if (r == 0)
@@ -791,15 +843,19 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		if (routed < 0)
 			why = pool_why;
 		else if (routed == 1 && r == -ENODEV)
-			why = (snprintf(msgbuf, sizeof(msgbuf), "RunnerPool %s is starting: waiting for its first runner",
-					strchr(pool, '/') + 1), msgbuf);
+			why = (snprintf(msgbuf, sizeof(msgbuf),
+					"RunnerPool %s is starting: waiting for its first runner",
+					strchr(pool, '/') + 1),
+			       msgbuf);
 		else if (r == -ENODEV && json_object_size(selector))
 			why = "no RunnerPool in the namespace has labels matching runnerSelector and no connected "
 			      "runner matches it: waiting for a runner that matches runnerSelector";
-		if (phase && strcmp(phase, "Queued") == 0 && !(sreason && strcmp(sreason, "Retrying") == 0) &&
-		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 && smsg &&
-		    strcmp(smsg, why) == 0 &&
-		    json_integer_value(json_object_get(status, "observedGeneration")) == task_generation(task))
+		if (phase && strcmp(phase, "Queued") == 0 &&
+		    !(sreason && strcmp(sreason, "Retrying") == 0) &&
+		    json_integer_value(json_object_get(status, "attempts")) == attempt - 1 &&
+		    smsg && strcmp(smsg, why) == 0 &&
+		    json_integer_value(json_object_get(status, "observedGeneration")) ==
+			    task_generation(task))
 			return 0;
 		extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
@@ -816,13 +872,14 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 static void reconcile_deleted(struct taskctl *t, const char *key)
 {
 	struct attempt snap;
-	int act = 0;   /* 1 cancel, 2 ack */
+	int act = 0; /* 1 cancel, 2 ack */
 
 	if (att_take_by_key(t->att, key, &snap))
 		act = snap.state != ATT_DONE && snap.runner[0] ? 1 : snap.state == ATT_DONE ? 2 : 0;
 	set_key(t, &t->waiting, key, 0);
 	if (act == 1) {
-		log_info("task deleted; cancelling its attempt", "task", key, "runner", snap.runner);
+		log_info("task deleted; cancelling its attempt", "task", key, "runner",
+			 snap.runner);
 		t->fx.cancel(t->fx.ud, snap.runner, snap.uid, snap.attempt);
 	} else if (act == 2) {
 		t->fx.ack(t->fx.ud, snap.runner, snap.uid, snap.attempt);
@@ -841,8 +898,10 @@ static int reconcile_observed(struct taskctl *t, json_t *task)
 
 	if (gen <= 0 || json_integer_value(json_object_get(st, "observedGeneration")) == gen)
 		return 0;
-	patch = json_pack("{s{sIso}}", "status", "observedGeneration", (json_int_t)gen, "conditions",
-			  taskctl_conditions(task, task_phase(task), task_reason(task), task_message(task), now_ms(t)));
+	patch = json_pack("{s{sIso}}", "status", "observedGeneration", (json_int_t)gen,
+			  "conditions",
+			  taskctl_conditions(task, task_phase(task), task_reason(task),
+					     task_message(task), now_ms(t)));
 	if (!patch)
 		return -ENOMEM;
 	r = t->fx.write_status(t->fx.ud, task, patch);
@@ -858,7 +917,8 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 	int64_t done_ms, due, now = now_ms(t);
 	int r;
 
-	if (!json_is_integer(ttl) || !done || util_parse_rfc3339(done, &done_ms) < 0 || task_deleting(task))
+	if (!json_is_integer(ttl) || !done || util_parse_rfc3339(done, &done_ms) < 0 ||
+	    task_deleting(task))
 		return 0;
 	due = sat_add(done_ms, sat_mul(json_integer_value(ttl), 1000));
 	if (now < due) {
@@ -871,7 +931,8 @@ static int reconcile_ttl(struct taskctl *t, json_t *task, const char *key)
 	return r;
 }
 
-static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, struct attempt *snap, int have)
+static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, struct attempt *snap,
+			    int have)
 {
 	if (have && (snap->state == ATT_DISPATCHED || snap->state == ATT_STARTED)) {
 		int64_t now = util_mono_ms(), sent;
@@ -887,9 +948,13 @@ static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, st
 		 * ourselves; a late result is acknowledged and ignored. */
 	}
 	{
-		json_t *extra = json_pack("{sI}", "attempts", (json_int_t)(have ? snap->attempt : json_int_at(task_status(task), "attempts", NULL)));
+		json_t *extra = json_pack(
+			"{sI}", "attempts",
+			(json_int_t)(have ? snap->attempt
+					  : json_int_at(task_status(task), "attempts", NULL)));
 		int r = taskctl_write_simple(t, task, "Cancelled", "Cancelled",
-					     have ? "cancelled; the runner did not confirm" : "cancelled before it started",
+					     have ? "cancelled; the runner did not confirm"
+						  : "cancelled before it started",
 					     "False", extra);
 		json_decref(extra);
 		if (r == 0) {
@@ -920,7 +985,8 @@ static int reconcile_orphans(struct taskctl *t)
 		if (k) {
 			(void)cb_held(t, uid, attempt, runner);
 		} else {
-			log_info("runner holds an attempt of a deleted task; cancelling it", "uid", uid, "runner", runner);
+			log_info("runner holds an attempt of a deleted task; cancelling it", "uid",
+				 uid, "runner", runner);
 			t->fx.cancel(t->fx.ud, runner, uid, attempt);
 		}
 		free(k);
@@ -945,15 +1011,16 @@ static void sync_holder(struct taskctl *t, json_t *task, const char *key, const 
 
 /* No attempt in flight (or it was lost): wait for a retry or restart hold, else record a lost
  * attempt and start the next one through the gate. */
-static int reconcile_next(struct taskctl *t, json_t *task, const char *key, const char *uid, struct attempt *snap,
-			  int have)
+static int reconcile_next(struct taskctl *t, json_t *task, const char *key, const char *uid,
+			  struct attempt *snap, int have)
 {
 	const char *phase = task_phase(task), *reason = task_reason(task);
 	json_t *base, *queue = NULL, *vars = NULL;
 	int64_t next = task_attempts(task);
 	int r;
 
-	if (!have && phase && strcmp(phase, "Queued") == 0 && reason && strcmp(reason, "Retrying") == 0) {
+	if (!have && phase && strcmp(phase, "Queued") == 0 && reason &&
+	    strcmp(reason, "Retrying") == 0) {
 		int64_t at;
 		const char *nrt = task_next_retry_time(task);
 		if (nrt && util_parse_rfc3339(nrt, &at) == 0 && at > now_ms(t)) {
@@ -966,7 +1033,8 @@ static int reconcile_next(struct taskctl *t, json_t *task, const char *key, cons
 		 * previous instance: give runners time to reconnect and report what they hold. */
 		int64_t left = t->cfg.startup_hold_ms - (util_mono_ms() - t->started_ms), created;
 		const char *ct = task_creation_timestamp(task);
-		if (left > 0 && ct && util_parse_rfc3339(ct, &created) == 0 && created <= t->started_wall_ms) {
+		if (left > 0 && ct && util_parse_rfc3339(ct, &created) == 0 &&
+		    created <= t->started_wall_ms) {
 			requeue(t, key, left);
 			return 0;
 		}
@@ -979,24 +1047,30 @@ static int reconcile_next(struct taskctl *t, json_t *task, const char *key, cons
 		 * bounded on their own. */
 		const char *rn = have ? snap->runner : task_runner(task);
 		int pod = podexec_is_runner(rn);
-		json_t *lost = json_pack("{sIssssss}", "attempt", (json_int_t)next, "runner", rn ? rn : "",
-					 "reason", "RunnerLost", "message", pod ? "the attempt's pod was deleted before it finished"
-									       : "the runner holding this attempt went away");
+		json_t *lost = json_pack("{sIssssss}", "attempt", (json_int_t)next, "runner",
+					 rn ? rn : "", "reason", "RunnerLost", "message",
+					 pod ? "the attempt's pod was deleted before it finished"
+					     : "the runner holding this attempt went away");
 		json_t *nb = taskctl_history_with(base, lost);
 		json_decref(base);
 		json_decref(lost);
 		base = nb;
 		log_task("attempt lost with its runner", task, "runner", rn ? rn : "");
-		emit(t, task, "Warning", "RunnerLost", pod ? "the attempt's pod was deleted before it finished; starting a new attempt"
-							   : "the runner holding this attempt went away; starting a new attempt");
+		emit(t, task, "Warning", "RunnerLost",
+		     pod ? "the attempt's pod was deleted before it finished; starting a new attempt"
+			 : "the runner holding this attempt went away; starting a new attempt");
 		if (taskctl_count_lost(base) > TASKCTL_MAX_LOST) {
-			json_t *extra = json_pack("{sIsO}", "attempts", (json_int_t)next, "attemptHistory", base);
-			r = taskctl_write_simple(t, task, "Failed", "RunnerLost",
-						 "runners were lost too many times while running this task", "False", extra);
+			json_t *extra = json_pack("{sIsO}", "attempts", (json_int_t)next,
+						  "attemptHistory", base);
+			r = taskctl_write_simple(
+				t, task, "Failed", "RunnerLost",
+				"runners were lost too many times while running this task", "False",
+				extra);
 			json_decref(extra);
 			json_decref(base);
 			if (r == 0)
-				emit(t, task, "Warning", "Failed", "runners were lost too many times");
+				emit(t, task, "Warning", "Failed",
+				     "runners were lost too many times");
 			return r;
 		}
 	}
@@ -1111,21 +1185,24 @@ void taskctl_on_undecodable(const struct informer_bad *b, void *ud)
 	int r;
 
 	if (!b->uid[0] || !b->name[0] || !b->namespace_[0] || task_phase_terminal(b->phase) ||
-	    strcmp(b->reason, "Undecodable") == 0 || (t->cfg.may_act && !t->cfg.may_act(t->cfg.may_act_ud)))
+	    strcmp(b->reason, "Undecodable") == 0 ||
+	    (t->cfg.may_act && !t->cfg.may_act(t->cfg.may_act_ud)))
 		return;
 	/* The write needs only the name and the UID (its precondition): the status subresource
 	 * takes a merge patch without the rest of the object. */
-	task = json_pack("{s{sssssssI}}", "metadata", "namespace", b->namespace_, "name", b->name, "uid", b->uid,
-			 "generation", (json_int_t)b->generation);
+	task = json_pack("{s{sssssssI}}", "metadata", "namespace", b->namespace_, "name", b->name,
+			 "uid", b->uid, "generation", (json_int_t)b->generation);
 	if (!task)
 		return;
-	snprintf(msg, sizeof(msg), "the controller cannot decode this Task (%.200s): objects nested deeper than "
-		 "2048 levels or with a NUL byte in a member name are skipped", b->error);
+	snprintf(msg, sizeof(msg),
+		 "the controller cannot decode this Task (%.200s): objects nested deeper than "
+		 "2048 levels or with a NUL byte in a member name are skipped",
+		 b->error);
 	r = taskctl_write_simple(t, task, "Failed", "Undecodable", msg, "False", NULL);
 	if (r == 0)
 		emit(t, task, "Warning", "Undecodable", msg);
 	else
-		log_warn("could not mark an undecodable task Failed", "namespace", b->namespace_, "task", b->name,
-			 "uid", b->uid);
+		log_warn("could not mark an undecodable task Failed", "namespace", b->namespace_,
+			 "task", b->name, "uid", b->uid);
 	json_decref(task);
 }

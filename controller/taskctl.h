@@ -25,12 +25,13 @@ struct taskctl_effects {
 	/* Sends an attempt to a runner of pool ("" = the global runners) matching selector; the
 	 * runner's name into runner.
 	 * 0, -EAGAIN (no free slot), -ENODEV (no matching runner), -EMSGSIZE (too big). */
-	int (*dispatch)(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector,
-			json_t *msg, char *runner, size_t runnersz);
+	int (*dispatch)(void *ud, const char *uid, int64_t attempt, const char *pool,
+			json_t *selector, json_t *msg, char *runner, size_t runnersz);
 	void (*cancel)(void *ud, const char *runner, const char *uid, int64_t attempt);
 	/* Tells the runner the controller has recorded the attempt's result. */
 	void (*ack)(void *ud, const char *runner, const char *uid, int64_t attempt);
-	void (*emit)(void *ud, json_t *task, const char *type, const char *reason, const char *note);
+	void (*emit)(void *ud, json_t *task, const char *type, const char *reason,
+		     const char *note);
 	/* Reconcile key again after after_ms (0: now). */
 	void (*requeue)(void *ud, const char *key, int64_t after_ms);
 	/* Deletes the Task (ttlSecondsAfterFinished) under a UID precondition: 0 or -EAGAIN. */
@@ -44,12 +45,12 @@ struct taskctl_effects {
 
 struct taskctl_cfg {
 	struct kube_client *kc;
-	struct informer *inf;      /* the Task cache */
-	struct broker *broker;     /* runners; this reconciler subscribes to it (taskctl_broker_ops) */
-	struct podexec *pods;      /* the container executor (same ops); NULL: container tasks fail */
+	struct informer *inf;  /* the Task cache */
+	struct broker *broker; /* runners; this reconciler subscribes to it (taskctl_broker_ops) */
+	struct podexec *pods;  /* the container executor (same ops); NULL: container tasks fail */
 	struct wq *queue;
-	int64_t lost_grace_ms;     /* after a restart, how long Running tasks wait for their runner */
-	int64_t startup_hold_ms;   /* after a restart, how long older unstarted tasks wait likewise */
+	int64_t lost_grace_ms;   /* after a restart, how long Running tasks wait for their runner */
+	int64_t startup_hold_ms; /* after a restart, how long older unstarted tasks wait likewise */
 	struct recorder *recorder; /* Events; may be NULL */
 	struct queues *queues;     /* TaskQueues; NULL = built-in defaults only */
 	struct deps_index *deps;   /* who depends on whom; may be NULL */
@@ -57,7 +58,7 @@ struct taskctl_cfg {
 	/* Leader election: workers act only while this returns nonzero (NULL = always). */
 	int (*may_act)(void *ud);
 	void *may_act_ud;
-	int log_tail_max;          /* bytes of logTail kept in status (≤ 4096) */
+	int log_tail_max; /* bytes of logTail kept in status (≤ 4096) */
 	/* Observers (optional; called on worker or broker threads, must not block):
 	 * on_status after every successful status write, with the task as cached before the write
 	 * (borrowed) and the status that was written (borrowed); on_log for each output chunk,
@@ -66,7 +67,7 @@ struct taskctl_cfg {
 	void (*on_log)(void *ud, const char *key, const char *uid, int64_t attempt, int64_t seq,
 		       const char *stream, const char *data);
 	void *observer_ud;
-	const struct taskctl_effects *effects;   /* NULL: the real ones; copied */
+	const struct taskctl_effects *effects; /* NULL: the real ones; copied */
 };
 
 struct taskctl *taskctl_new(const struct taskctl_cfg *cfg);

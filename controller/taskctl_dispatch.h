@@ -23,9 +23,11 @@ struct taskctl_secret_reader {
  * runner, so the task would run something other than what its spec says. */
 int taskctl_check_nul(json_t *spec, char *err, size_t errsz);
 /* Builds the dispatch message for an attempt, or returns NULL with a reason in err (InvalidSpec). */
-json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err, size_t errsz);
+json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, char *err,
+			       size_t errsz);
 /* Applies the queue (defaults, policy, selector) and queue secrets to a dispatch msg, and
  * resolves $(tasks.…) references (vars: the dependencies' facts). On a task error writes the
  * reason into reason/err and returns -EINVAL; -EAGAIN when a secret could not be read now. */
-int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, json_t *msg, json_t *queue,
-			json_t *vars, int64_t now_ms, const char **reason, char *err, size_t errsz);
+int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, json_t *msg,
+			json_t *queue, json_t *vars, int64_t now_ms, const char **reason, char *err,
+			size_t errsz);

@@ -122,8 +122,9 @@ static int check_executor(json_t *spec, json_t *queue, const char *field, char *
 
 	if (!queue || !exec || !json_is_array(allowed))
 		return 0; /* no queue (yet): its defaults are checked when the task runs */
-	json_array_foreach(allowed, i, e) if (json_is_string(e) &&
-					      strcmp(json_string_value(e), exec) == 0) return 0;
+	json_array_foreach(allowed, i, e)
+		if (json_is_string(e) && strcmp(json_string_value(e), exec) == 0)
+			return 0;
 	return deny(msg, msgsz,
 		    "%s.%s: the %s executor is not allowed by TaskQueue %s (policy.executors)",
 		    field, exec, exec, cstr(json_object_get(queue, "metadata"), "name") ?: "?");
@@ -133,8 +134,7 @@ static int secret_declared(json_t *queue, const char *name)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(json_object_get(json_object_get(queue, "spec"), "secrets"), i, e)
-	{
+	json_array_foreach(json_object_get(json_object_get(queue, "spec"), "secrets"), i, e) {
 		const char *n = cstr(e, "name");
 		if (n && strcmp(n, name) == 0)
 			return 1;
@@ -148,8 +148,7 @@ static int check_secret_list(json_t *list, json_t *queue, const char *field, cha
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(list, i, e)
-	{
+	json_array_foreach(list, i, e) {
 		json_t *v = json_object_get(json_object_get(e, "valueFrom"), "queueSecret");
 		const char *n = json_string_value(v);
 		if (!v)
@@ -207,8 +206,7 @@ static json_t *known_tasks(json_t *spec, json_t *flow_tasks)
 
 	if (!names)
 		return NULL;
-	json_array_foreach(src, i, e)
-	{
+	json_array_foreach(src, i, e) {
 		const char *n = flow_tasks ? cstr(e, "name") : json_string_value(e);
 		if (n && *n &&
 		    (!flow_tasks || strlen(n) == json_string_length(json_object_get(e, "name"))))
@@ -257,12 +255,12 @@ static int check_when(json_t *spec, json_t *names, json_t *queue, const char *fi
 	if (r < 0)
 		return deny(msg, msgsz, "%s.when: %s", field, err);
 	tasks = json_object();
-	json_object_foreach(
-		names, name,
-		n) if (!tasks ||
-		       json_object_set_new(tasks, name,
-					   json_pack("{sssiso}", "phase", "Succeeded", "exitCode",
-						     0, "output", json_object())) < 0) break;
+	json_object_foreach(names, name, n)
+		if (!tasks ||
+		    json_object_set_new(tasks, name,
+					json_pack("{sssiso}", "phase", "Succeeded", "exitCode", 0,
+						  "output", json_object())) < 0)
+			break;
 	vars = json_pack("{sos{sssss{}si}}", "tasks", tasks, "task", "name", "", "namespace", "",
 			 "labels", "attempt", 1);
 	r = vars && json_object_size(tasks) == json_object_size(names)
@@ -344,14 +342,12 @@ static int check_refs(json_t *spec, json_t *names, int in_flow, const char *fiel
 	size_t i;
 	int r;
 
-	json_array_foreach(json_object_get(json_object_get(spec, "shell"), "command"), i, e)
-	{
+	json_array_foreach(json_object_get(json_object_get(spec, "shell"), "command"), i, e) {
 		snprintf(f, sizeof(f), "%s.shell.command[%zu]", field, i);
 		if ((r = check_refs_in(e, names, in_flow, f, msg, msgsz)) < 0)
 			return r;
 	}
-	json_array_foreach(json_object_get(spec, "env"), i, e)
-	{
+	json_array_foreach(json_object_get(spec, "env"), i, e) {
 		snprintf(f, sizeof(f), "%s.env[%zu].value", field, i);
 		if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg,
 				       msgsz)) < 0)
@@ -366,8 +362,7 @@ static int check_refs(json_t *spec, json_t *names, int in_flow, const char *fiel
 					       in_flow, f, msg, msgsz)) < 0)
 				return r;
 		}
-		json_array_foreach(json_object_get(h, "headers"), i, e)
-		{
+		json_array_foreach(json_object_get(h, "headers"), i, e) {
 			snprintf(f, sizeof(f), "%s.%s.headers[%zu].value", field, ex, i);
 			if ((r = check_refs_in(json_object_get(e, "value"), names, in_flow, f, msg,
 					       msgsz)) < 0)
@@ -425,12 +420,12 @@ int webhook_check_flow(json_t *flow, webhook_queue_fn queue, void *ud, const cha
 
 	if (!json_is_array(tasks))
 		return deny(msg, msgsz, "spec.tasks: must be a list of tasks");
-	json_array_foreach(tasks, i, e) if (!json_is_object(e) || !cstr(e, "name")) return deny(
-		msg, msgsz, "spec.tasks[%zu].name: must be a string", i);
+	json_array_foreach(tasks, i, e)
+		if (!json_is_object(e) || !cstr(e, "name"))
+			return deny(msg, msgsz, "spec.tasks[%zu].name: must be a string", i);
 	if (flowctl_validate(tasks, &reason, m, sizeof(m)) < 0)
 		return deny(msg, msgsz, "spec.tasks: %s", m);
-	json_array_foreach(tasks, i, e)
-	{
+	json_array_foreach(tasks, i, e) {
 		json_t *q = queue && ns ? queue(ns, queue_name(e, spec), ud) : NULL;
 		snprintf(field, sizeof(field), "spec.tasks[%zu]", i);
 		r = webhook_check_task(e, tasks, q, field, msg, msgsz);
@@ -447,8 +442,7 @@ static int flow_child(json_t *task)
 	json_t *e;
 	size_t i;
 	json_array_foreach(json_object_get(json_object_get(task, "metadata"), "ownerReferences"), i,
-			   e)
-	{
+			   e) {
 		const char *k = cstr(e, "kind");
 		if (json_is_true(json_object_get(e, "controller")) && k && strcmp(k, "Flow") == 0)
 			return 1;

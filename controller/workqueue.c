@@ -23,22 +23,22 @@ struct wq_delayed {
 struct wq {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct wq_item *head, *tail;  /* FIFO of ready keys */
+	struct wq_item *head, *tail; /* FIFO of ready keys */
 	int ready;
-	json_t *dirty;       /* keys waiting to be processed */
-	json_t *processing;  /* keys handed to a worker */
-	json_t *failures;    /* key -> failure count */
-	json_t *waiting_at;  /* key -> earliest ready time of its delayed entry */
+	json_t *dirty;      /* keys waiting to be processed */
+	json_t *processing; /* keys handed to a worker */
+	json_t *failures;   /* key -> failure count */
+	json_t *waiting_at; /* key -> earliest ready time of its delayed entry */
 	struct wq_delayed *heap;
 	size_t nheap, capheap;
-	double tokens;       /* global bucket */
+	double tokens; /* global bucket */
 	int64_t bucket_ms;
 	int shutdown;
 	uint64_t retries;
 	/* Keys marked dirty whose FIFO entry could not be allocated: wq_get re-pushes them (from
 	 * the dirty set, which still holds them) instead of losing them. */
 	int stranded;
-	int fail_allocs;     /* unit tests: fail this many allocations */
+	int fail_allocs; /* unit tests: fail this many allocations */
 };
 
 #define WQ_BUCKET_QPS 10.0
@@ -135,7 +135,7 @@ static void wq_add_locked(struct wq *q, const char *key)
 		return;
 	}
 	if (json_object_get(q->processing, key))
-		return;   /* wq_done re-queues it */
+		return; /* wq_done re-queues it */
 	if (wq_push_locked(q, key) == 0)
 		json_object_set_new(q->dirty, key, json_true());
 }
@@ -150,7 +150,7 @@ static void wq_rescue_locked(struct wq *q)
 		if (json_is_true(v) || json_object_get(q->processing, key))
 			continue;
 		if (wq_push_locked(q, key) < 0)
-			return;   /* still stranded; try again on the next wakeup */
+			return; /* still stranded; try again on the next wakeup */
 		json_object_set_new(q->dirty, key, json_true());
 	}
 }
@@ -174,7 +174,8 @@ static int wq_heap_push(struct wq *q, const char *key, int64_t at)
 	size_t i;
 	if (q->nheap == q->capheap) {
 		size_t ncap = q->capheap ? q->capheap * 2 : 64;
-		struct wq_delayed *nh = wq_alloc_fails(q) ? NULL : realloc(q->heap, ncap * sizeof(*nh));
+		struct wq_delayed *nh = wq_alloc_fails(q) ? NULL
+							  : realloc(q->heap, ncap * sizeof(*nh));
 		if (!nh)
 			return -ENOMEM;
 		q->heap = nh;
@@ -184,7 +185,8 @@ static int wq_heap_push(struct wq *q, const char *key, int64_t at)
 	if (!q->heap[q->nheap].key)
 		return -ENOMEM;
 	q->heap[q->nheap].at_ms = at;
-	for (i = q->nheap++; i > 0 && q->heap[(i - 1) / 2].at_ms > q->heap[i].at_ms; i = (i - 1) / 2)
+	for (i = q->nheap++; i > 0 && q->heap[(i - 1) / 2].at_ms > q->heap[i].at_ms;
+	     i = (i - 1) / 2)
 		wq_heap_swap(q, i, (i - 1) / 2);
 	return 0;
 }
@@ -228,7 +230,7 @@ static void wq_add_after_locked(struct wq *q, const char *key, int64_t delay_ms)
 		return;
 	}
 	if (json_object_set_new(q->waiting_at, key, json_integer(at)) < 0) {
-		wq_add_locked(q, key);   /* the heap entry alone would be taken for a stale one */
+		wq_add_locked(q, key); /* the heap entry alone would be taken for a stale one */
 		return;
 	}
 	pthread_cond_broadcast(&q->cond);

@@ -27,7 +27,7 @@ static int copy_one(int sdir, int ddir, const char *name)
 		return -errno;
 	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(in);
-		return 1;   /* not a regular file: skipped */
+		return 1; /* not a regular file: skipped */
 	}
 	out = openat(ddir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0555);
 	if (out < 0) {
@@ -76,8 +76,8 @@ int main(int argc, char **argv)
 	sdir = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ddir = open(argv[2], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sdir < 0 || ddir < 0) {
-		fprintf(stderr, "tasked-install: cannot open %s: %s\n", sdir < 0 ? argv[1] : argv[2],
-			strerror(errno));
+		fprintf(stderr, "tasked-install: cannot open %s: %s\n",
+			sdir < 0 ? argv[1] : argv[2], strerror(errno));
 		return 1;
 	}
 	d = fdopendir(dup(sdir));
@@ -90,7 +90,8 @@ int main(int argc, char **argv)
 		if (e->d_name[0] == '.')
 			continue;
 		if (++count > MAX_FILES) {
-			fprintf(stderr, "tasked-install: more than %d files in %s\n", MAX_FILES, argv[1]);
+			fprintf(stderr, "tasked-install: more than %d files in %s\n", MAX_FILES,
+				argv[1]);
 			return 1;
 		}
 		r = copy_one(sdir, ddir, e->d_name);

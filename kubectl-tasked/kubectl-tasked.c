@@ -773,7 +773,8 @@ static int cmd_get(struct client *c, const char *name)
 			 q, ph[0] ? "&phase=" : "", ph, cont[0] ? "&continue=" : "", ce);
 		list = get_json(c, path);
 		items = json_object_get(list, "items");
-		json_array_foreach(items, i, v) json_array_append(all, v);
+		json_array_foreach(items, i, v)
+			json_array_append(all, v);
 		snprintf(cont, sizeof(cont), "%s", sget(list, "metadata", "continue"));
 		json_decref(list);
 	} while (cont[0]);
@@ -793,7 +794,8 @@ static int cmd_get(struct client *c, const char *name)
 	} else if (names) {
 		size_t i;
 		json_t *v;
-		json_array_foreach(all, i, v) printf("task/%s\n", sget(v, "metadata", "name"));
+		json_array_foreach(all, i, v)
+			printf("task/%s\n", sget(v, "metadata", "name"));
 	} else {
 		size_t i;
 		json_t *v;
@@ -801,7 +803,8 @@ static int cmd_get(struct client *c, const char *name)
 			printf("%-20s ", "NAMESPACE");
 		printf("%-30s %-10s %-5s %-8s %-20s %-6s%s\n", "NAME", "PHASE", "EXIT", "ATTEMPTS",
 		       "RUNNER", "AGE", wide ? " QUEUE        REASON           MESSAGE" : "");
-		json_array_foreach(all, i, v) print_row(v, o->all_ns, wide);
+		json_array_foreach(all, i, v)
+			print_row(v, o->all_ns, wide);
 	}
 	json_decref(all);
 	return 0;

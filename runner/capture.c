@@ -16,11 +16,10 @@ int capture_utf8_sanitize(const char *in, size_t len, struct buf *out)
 
 /* ---- output capture -------------------------------------------------------------------- */
 
-
 static const char *const capture_stream_names[2] = { "stdout", "stderr" };
 
-int capture_init(struct capture *c, const struct exec_hooks *hooks, int64_t max_output, int64_t tail_max,
-	     const char *const *secrets, size_t nsecrets)
+int capture_init(struct capture *c, const struct exec_hooks *hooks, int64_t max_output,
+		 int64_t tail_max, const char *const *secrets, size_t nsecrets)
 {
 	memset(c, 0, sizeof(*c));
 	c->secrets = secrets;
@@ -58,7 +57,8 @@ void capture_flush(struct capture *c, int s, int final, int64_t now_ms)
 	int r;
 
 	if (!final && c->nsecrets && cut > 0) {
-		size_t hold = mask_pending(p->data, cut, c->secrets, c->nsecrets, CAPTURE_MASK_HOLD);
+		size_t hold = mask_pending(p->data, cut, c->secrets, c->nsecrets,
+					   CAPTURE_MASK_HOLD);
 		cut = u8_complete(p->data, cut - hold);
 	}
 	if (!c->hooks || cut == 0)
@@ -112,7 +112,8 @@ void capture_add(struct capture *c, int s, const char *data, size_t n, int64_t n
 		if (space == 0) {
 			capture_flush(c, s, 0, now_ms);
 			space = p->max - p->len;
-			if (space == 0) /* cannot happen: a flush leaves at most 3 + CAPTURE_MASK_HOLD bytes */
+			if (space ==
+			    0) /* cannot happen: a flush leaves at most 3 + CAPTURE_MASK_HOLD bytes */
 				break;
 		}
 		m = keep < space ? keep : space;
@@ -163,7 +164,8 @@ char *capture_tail(const struct capture *c)
 		for (size_t i = 0; i < c->nsecrets && out.data; i++) {
 			size_t sl = strlen(c->secrets[i]);
 			for (size_t k = sl > 1 ? sl - 1 : 0; sl >= CAPTURE_MASK_MIN && k >= 3; k--)
-				if (k <= out.len && memcmp(out.data, c->secrets[i] + sl - k, k) == 0) {
+				if (k <= out.len &&
+				    memcmp(out.data, c->secrets[i] + sl - k, k) == 0) {
 					memcpy(out.data, "***", 3);
 					memmove(out.data + 3, out.data + k, out.len - k + 1);
 					out.len -= k - 3;

@@ -12,18 +12,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAPTURE_MASK_MIN 1     /* every non-empty secret is masked (common/mask.h) */
-#define CAPTURE_MASK_HOLD 4096 /* bytes held back so a secret split between two chunks is still
+#define CAPTURE_MASK_MIN 1 /* every non-empty secret is masked (common/mask.h) */
+#define CAPTURE_MASK_HOLD \
+	4096 /* bytes held back so a secret split between two chunks is still
 			    * masked */
 
 struct capture {
 	uint64_t total, max_output;
 	int truncated;
-	char *ring;              /* the last ring_cap bytes of the combined stream */
+	char *ring; /* the last ring_cap bytes of the combined stream */
 	size_t ring_cap, ring_len, ring_head;
 	const struct exec_hooks *hooks;
-	struct buf pend[2];      /* raw bytes not yet sent as log messages, per stream */
-	int64_t pend_since[2];   /* monotonic ms of the oldest pending byte, 0 when none */
+	struct buf pend[2];    /* raw bytes not yet sent as log messages, per stream */
+	int64_t pend_since[2]; /* monotonic ms of the oldest pending byte, 0 when none */
 	int64_t seq;
 	struct buf scratch;
 	const char *const *secrets; /* values to mask as "***" (borrowed) */
@@ -31,8 +32,8 @@ struct capture {
 };
 
 /* secrets (borrowed, must outlive c) are masked in log messages and the tail. -ENOMEM or 0. */
-int capture_init(struct capture *c, const struct exec_hooks *hooks, int64_t max_output, int64_t tail_max,
-	     const char *const *secrets, size_t nsecrets);
+int capture_init(struct capture *c, const struct exec_hooks *hooks, int64_t max_output,
+		 int64_t tail_max, const char *const *secrets, size_t nsecrets);
 void capture_free(struct capture *c);
 /* Takes n bytes of stream s (0 stdout, 1 stderr); sends full chunks through hooks->log. */
 void capture_add(struct capture *c, int s, const char *data, size_t n, int64_t now_ms);

@@ -51,8 +51,10 @@ static int cg_own_dir(int k, char *out, size_t outsz)
 
 	if (r < 0)
 		return r;
-	for (char *line = strtok_r(data, "\n", &save); line && found < 0; line = strtok_r(NULL, "\n", &save)) {
-		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *ctl, *save2 = NULL;
+	for (char *line = strtok_r(data, "\n", &save); line && found < 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *ctl,
+		     *save2 = NULL;
 		if (!c2)
 			continue;
 		*c2 = '\0';
@@ -61,8 +63,10 @@ static int cg_own_dir(int k, char *out, size_t outsz)
 				break;
 		if (!ctl)
 			continue;
-		found = (size_t)snprintf(out, outsz, "%s%s", cg_ctl[k].mount, strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1) <
-				outsz ? 0 : -ENAMETOOLONG;
+		found = (size_t)snprintf(out, outsz, "%s%s", cg_ctl[k].mount,
+					 strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1) < outsz
+				? 0
+				: -ENAMETOOLONG;
 	}
 	free(data);
 	return found;
@@ -79,15 +83,18 @@ static void cg_remove_stale(const char *own)
 		long pid;
 		DIR *k;
 		struct dirent *ke;
-		if (strncmp(e->d_name, "tasked-runner-", 14) != 0 || util_parse_long(e->d_name + 14, 1, INT32_MAX, &pid) < 0 ||
+		if (strncmp(e->d_name, "tasked-runner-", 14) != 0 ||
+		    util_parse_long(e->d_name + 14, 1, INT32_MAX, &pid) < 0 ||
 		    kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
-		    (size_t)snprintf(sub, sizeof(sub), "%s/%s", own, e->d_name) >= sizeof(sub) - NAME_MAX - 2)
+		    (size_t)snprintf(sub, sizeof(sub), "%s/%s", own, e->d_name) >=
+			    sizeof(sub) - NAME_MAX - 2)
 			continue;
 		k = opendir(sub);
 		while (k && (ke = readdir(k))) {
 			char task[PATH_MAX];
 			if (ke->d_type == DT_DIR && ke->d_name[0] != '.' &&
-			    (size_t)snprintf(task, sizeof(task), "%s/%s", sub, ke->d_name) < sizeof(task))
+			    (size_t)snprintf(task, sizeof(task), "%s/%s", sub, ke->d_name) <
+				    sizeof(task))
 				(void)rmdir(task);
 		}
 		if (k)
@@ -104,11 +111,13 @@ static int cg_init_one(int k)
 	struct stat st;
 
 	if (cg_own_dir(k, own, sizeof(own)) < 0 ||
-	    (size_t)snprintf(probe, sizeof(probe), "%s/%s", own, cg_ctl[k].probe) >= sizeof(probe) || stat(probe, &st) < 0)
+	    (size_t)snprintf(probe, sizeof(probe), "%s/%s", own, cg_ctl[k].probe) >=
+		    sizeof(probe) ||
+	    stat(probe, &st) < 0)
 		return 0;
 	cg_remove_stale(own);
-	if ((size_t)snprintf(cg_root[k], sizeof(cg_root[k]), "%s/tasked-runner-%d", own, (int)getpid()) >=
-		    sizeof(cg_root[k]) ||
+	if ((size_t)snprintf(cg_root[k], sizeof(cg_root[k]), "%s/tasked-runner-%d", own,
+			     (int)getpid()) >= sizeof(cg_root[k]) ||
 	    (mkdir(cg_root[k], 0755) < 0 && errno != EEXIST)) {
 		cg_root[k][0] = '\0';
 		return 0;
@@ -127,24 +136,20 @@ int cg_init(void)
 	if (mem)
 		log_info("each task gets a memory cgroup", "cgroup", cg_root[CG_MEM]);
 	else
-		log_info("no writable memory cgroup: task memory limits are per-process rlimits (RLIMIT_DATA)");
+		log_info(
+			"no writable memory cgroup: task memory limits are per-process rlimits (RLIMIT_DATA)");
 	if (cpu)
-		log_info("each task gets a cpuacct cgroup: its CPU seconds count all its processes", "cgroup",
-			 cg_root[CG_CPU]);
+		log_info("each task gets a cpuacct cgroup: its CPU seconds count all its processes",
+			 "cgroup", cg_root[CG_CPU]);
 	else
-		log_info("no writable cpuacct cgroup: task CPU seconds are per-process rlimits (RLIMIT_CPU)");
+		log_info(
+			"no writable cpuacct cgroup: task CPU seconds are per-process rlimits (RLIMIT_CPU)");
 	return mem || cpu;
 }
 
-int cg_available(void)
-{
-	return cg_root[CG_MEM][0] != '\0';
-}
+int cg_available(void) { return cg_root[CG_MEM][0] != '\0'; }
 
-int cg_cpu_available(void)
-{
-	return cg_root[CG_CPU][0] != '\0';
-}
+int cg_cpu_available(void) { return cg_root[CG_CPU][0] != '\0'; }
 
 void cg_cleanup(void)
 {
@@ -202,15 +207,16 @@ int cg_task_create(struct cg_task *c, const char *name, int64_t memory_bytes, in
 		} else if ((e = cg_write(c->mem_dir, "memory.limit_in_bytes", val)) < 0 ||
 			   /* memory first: memsw may never be below it; no swap accounting: nothing
 			    * to extend the limit with */
-			   ((e = cg_write(c->mem_dir, "memory.memsw.limit_in_bytes", val)) < 0 && e != -ENOENT)) {
+			   ((e = cg_write(c->mem_dir, "memory.memsw.limit_in_bytes", val)) < 0 &&
+			    e != -ENOENT)) {
 			cg_unmake(c->mem_dir, &c->mem_fd);
 			r = e;
 		} else {
 			c->limit = memory_bytes;
 		}
 	}
-	if (cpu && cg_root[CG_CPU][0] && (e = cg_make(CG_CPU, name, c->cpu_dir, sizeof(c->cpu_dir), &c->cpu_fd)) < 0 &&
-	    r == 0)
+	if (cpu && cg_root[CG_CPU][0] &&
+	    (e = cg_make(CG_CPU, name, c->cpu_dir, sizeof(c->cpu_dir), &c->cpu_fd)) < 0 && r == 0)
 		r = e;
 	return r;
 }

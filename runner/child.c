@@ -72,7 +72,6 @@ void child_signals_default(void)
 /* The task: from the init's fork to execve. */
 static __attribute__((noreturn)) void child_task(const struct child *c, pid_t init, int sfd)
 {
-
 	/* 1. Die with the init (which outlives the task unless killed itself). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_fail(sfd, STEP_PDEATHSIG, errno);
@@ -302,7 +301,8 @@ static pid_t child_vfork(int (*fn)(void *), void *arg)
 {
 	/* All signals are blocked in the init (step 1), so no handler can run on the shared
 	 * stack before the task resets its dispositions. */
-	return (pid_t)clone(fn, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+	return (pid_t)clone(fn, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
+			    arg);
 }
 
 /* The init's steps that do not depend on the task: 1-4 and, with namespaces, the new mount and
@@ -329,7 +329,8 @@ int child_init_begin(pid_t parent, int ns, const sigset_t *all, int *step)
 		return -errno;
 	/* 4a. Private mount and IPC namespaces (isolate.h); their mounts come with the task. */
 	*step = STEP_ISOLATE;
-	if (ns && (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
+	if (ns && (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 ||
+		   mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
 		return -errno;
 	return 0;
 }
@@ -337,12 +338,15 @@ int child_init_begin(pid_t parent, int ns, const sigset_t *all, int *step)
 /* The per-task init: from the runner's fork (or the spawner's clone) to _exit. */
 void child_init_run(const struct child *c)
 {
-	int sfd = c->status_w, sigfd, tp[2], killreq = 0, texited = 0, tstatus = (128 + SIGKILL) << 8;
+	int sfd = c->status_w, sigfd, tp[2], killreq = 0, texited = 0,
+	    tstatus = (128 + SIGKILL) << 8;
 	pid_t self, task;
 
 	/* 1-4a, unless a warm init of the spawner did them ahead (then c->begin_err says how). */
 	{
-		int step = c->begin_step, e = c->begun ? -c->begin_err : child_init_begin(c->parent, c->iso->ns, &c->all, &step);
+		int step = c->begin_step,
+		    e = c->begun ? -c->begin_err
+				 : child_init_begin(c->parent, c->iso->ns, &c->all, &step);
 		if (e < 0) {
 			child_put_msg(sfd, INIT_FAILED, 0, step, -e);
 			_exit(127);
@@ -402,7 +406,8 @@ void child_init_run(const struct child *c)
 
 	/* 7. Wait: for the exec status, then for the task's exit or a SIGTERM. */
 	for (int tst = tp[0];;) {
-		struct pollfd p[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = tst, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = sigfd, .events = POLLIN },
+				       { .fd = tst, .events = POLLIN } };
 		struct signalfd_siginfo si;
 
 		if (poll(p, tst >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
@@ -420,7 +425,8 @@ void child_init_run(const struct child *c)
 		for (;;) {
 			siginfo_t wi;
 			memset(&wi, 0, sizeof(wi));
-			if (waitid(P_ALL, 0, &wi, WEXITED | WNOHANG | WNOWAIT) < 0 || wi.si_pid == 0)
+			if (waitid(P_ALL, 0, &wi, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+			    wi.si_pid == 0)
 				break;
 			if (wi.si_pid == task) {
 				texited = 1;
@@ -480,14 +486,14 @@ int iso_enter(const struct iso_task *it)
 		close(wfd);
 	}
 	/* A system without /dev/shm has nothing to share there. */
-	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, it->shm_opts) < 0 && errno != ENOENT)
+	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, it->shm_opts) < 0 &&
+	    errno != ENOENT)
 		return -errno;
 	return 0;
-fail:
-	{
-		int e = errno;
-		if (wfd >= 0)
-			close(wfd);
-		return -e;
-	}
+fail : {
+	int e = errno;
+	if (wfd >= 0)
+		close(wfd);
+	return -e;
+}
 }

@@ -34,8 +34,21 @@ struct cg_task;
 struct sock_fprog;
 
 enum child_step {
-	STEP_PDEATHSIG, STEP_SETSID, STEP_RLIMIT, STEP_STDIO, STEP_FDS, STEP_SIGNALS, STEP_UID,
-	STEP_NNP, STEP_CHDIR, STEP_EXEC, STEP_INIT, STEP_PGID, STEP_SECCOMP, STEP_LANDLOCK, STEP_ISOLATE,
+	STEP_PDEATHSIG,
+	STEP_SETSID,
+	STEP_RLIMIT,
+	STEP_STDIO,
+	STEP_FDS,
+	STEP_SIGNALS,
+	STEP_UID,
+	STEP_NNP,
+	STEP_CHDIR,
+	STEP_EXEC,
+	STEP_INIT,
+	STEP_PGID,
+	STEP_SECCOMP,
+	STEP_LANDLOCK,
+	STEP_ISOLATE,
 	STEP_CGROUP,
 };
 
@@ -56,13 +69,14 @@ struct child {
 	char **argv, **envp;
 	const char *cwd;
 	int null_r, out_w, err_w, status_w;
-	int ll_fd;                      /* the task's Landlock ruleset (landlock.h), or -1 */
-	const struct iso_task *iso;     /* namespaces and mounts the init sets up (isolate.h) */
-	const struct cg_task *cg;       /* the memory cgroup the init joins (cgroup.h) */
+	int ll_fd;                  /* the task's Landlock ruleset (landlock.h), or -1 */
+	const struct iso_task *iso; /* namespaces and mounts the init sets up (isolate.h) */
+	const struct cg_task *cg;   /* the memory cgroup the init joins (cgroup.h) */
 	pid_t parent;
 	int drop_uid;
-	int sigs_dfl;                   /* every disposition is SIG_DFL already (the spawner's) */
-	int begun, begin_step, begin_err; /* child_init_begin ran ahead: its step and errno if it failed */
+	int sigs_dfl; /* every disposition is SIG_DFL already (the spawner's) */
+	int begun, begin_step,
+		begin_err; /* child_init_begin ran ahead: its step and errno if it failed */
 	unsigned max_fd;
 	size_t nrl;
 	struct {

@@ -22,17 +22,17 @@
 
 #define CONN_BACKOFF_BASE_MS 250
 #define CONN_BACKOFF_MAX_MS 10000
-#define CONN_STABLE_MS 30000       /* a connection that lived this long resets the backoff */
+#define CONN_STABLE_MS 30000 /* a connection that lived this long resets the backoff */
 #define CONN_TICK_US (200 * 1000)
 #define CONN_AUTH_TIMEOUT_MS 10000
 #define CONN_AUTH_CONNECT_MS 5000
 #define CONN_AUTH_BODY_MAX (64 * 1024)
 #define CONN_LOG_BUDGET (4 * 1024 * 1024) /* log messages queued at most */
-#define CONN_FLUSH_MS 5000         /* on exit, wait this long for acks of the last results */
-#define CONN_FDS_BASE 256          /* lws's fd tables: the runner's own fds, then per slot */
-#define CONN_FDS_PER_SLOT 16       /* pipes, pidfd, cgroup and work dirs, an http task's sockets */
-#define CONN_FORCE_EXIT_MS 10000   /* after killing, give workers this long to report */
-#define CONN_RX_KEEP (64 * 1024)   /* reassembly memory kept between messages */
+#define CONN_FLUSH_MS 5000                /* on exit, wait this long for acks of the last results */
+#define CONN_FDS_BASE 256                 /* lws's fd tables: the runner's own fds, then per slot */
+#define CONN_FDS_PER_SLOT 16     /* pipes, pidfd, cgroup and work dirs, an http task's sockets */
+#define CONN_FORCE_EXIT_MS 10000 /* after killing, give workers this long to report */
+#define CONN_RX_KEEP (64 * 1024) /* reassembly memory kept between messages */
 #define CONN_MAX_MESSAGE_CEILING (16 * 1024 * 1024)
 #define CONN_WELCOME_TIMEOUT_MS 30000
 
@@ -60,9 +60,9 @@ struct conn {
 	int draining, killed, done;
 	int64_t grace_deadline, kill_time, flush_deadline;
 	atomic_int workers;
-	int64_t health_at;              /* when --health-file was last written (monotonic ms) */
-	int health_err;                 /* the last write error, logged once */
-	char proxy[300];                /* --broker-proxy as host:port for libwebsockets, or "" */
+	int64_t health_at; /* when --health-file was last written (monotonic ms) */
+	int health_err;    /* the last write error, logged once */
+	char proxy[300];   /* --broker-proxy as host:port for libwebsockets, or "" */
 	/* The last result written on this connection: if the controller closes the connection
 	 * over it (4400/1009), it is replaced instead of being resent forever. */
 	char last_uid[PROTO_MAX_ID + 1];
@@ -114,8 +114,9 @@ int conn_parse_url(const char *url, struct conn_url *ret)
 	memcpy(ret->host, p, hlen);
 	ret->host[hlen] = '\0';
 	for (const char *h = ret->host; *h; h++)
-		if (!(((*h | 0x20) >= 'a' && (*h | 0x20) <= 'z') || (*h >= '0' && *h <= '9') || *h == '-' ||
-		      *h == '.' || *h == '_' || (ret->ipv6 && (*h == ':' || *h == '%'))))
+		if (!(((*h | 0x20) >= 'a' && (*h | 0x20) <= 'z') || (*h >= '0' && *h <= '9') ||
+		      *h == '-' || *h == '.' || *h == '_' ||
+		      (ret->ipv6 && (*h == ':' || *h == '%'))))
 			return -EINVAL;
 	ret->port = ret->tls ? 443 : 80;
 	if (port) {
@@ -177,10 +178,7 @@ static void conn_wake(void *userdata)
 		lws_cancel_service(c->ctx);
 }
 
-static size_t conn_max_message(struct conn *c)
-{
-	return atomic_load(&c->max_message);
-}
+static size_t conn_max_message(struct conn *c) { return atomic_load(&c->max_message); }
 
 /* Encodes and queues msg (borrowed). */
 static int conn_push(struct conn *c, enum reg_kind kind, json_t *msg)
@@ -227,13 +225,15 @@ static void conn_replace_invalid(struct conn *c, const char *uid, int64_t attemp
 
 	if (!o)
 		return;
-	snprintf(msg, sizeof(msg), "the controller could not accept this attempt's result: %s", why);
+	snprintf(msg, sizeof(msg), "the controller could not accept this attempt's result: %s",
+		 why);
 	json_object_set_new(o, "phase", json_string("Failed"));
 	json_object_set_new(o, "reason", json_string("InvalidResult"));
 	json_object_set_new(o, "message", json_string(msg));
 	json_object_set_new(o, "completionTime", json_integer(util_now_ms()));
 	snprintf(at, sizeof(at), "%" PRId64, attempt);
-	log_warn("replacing a result the controller refused", "taskUid", uid, "attempt", at, "reason", why);
+	log_warn("replacing a result the controller refused", "taskUid", uid, "attempt", at,
+		 "reason", why);
 	if (proto_encode(o, conn_max_message(c), &text, &len) == 0)
 		(void)reg_replace(c->reg, uid, attempt, text, len);
 	json_decref(o);
@@ -299,15 +299,18 @@ static void *conn_worker_main(void *p)
 		/* Never keep (and resend) what our own decoder, which the controller shares, refuses. */
 		struct proto_msg m;
 		char err[160];
-		if (proto_decode(text, len, conn_max_message(c), PROTO_FROM_RUNNER, &m, err, sizeof(err)) == 0) {
+		if (proto_decode(text, len, conn_max_message(c), PROTO_FROM_RUNNER, &m, err,
+				 sizeof(err)) == 0) {
 			proto_msg_free(&m);
 		} else {
 			char msg[256];
 			free(text);
 			text = NULL;
 			r = -EBADMSG;
-			snprintf(msg, sizeof(msg), "the result could not be encoded as a valid message: %s", err);
-			log_warn("result refused by the protocol decoder", "taskUid", w->uid, "error", err);
+			snprintf(msg, sizeof(msg),
+				 "the result could not be encoded as a valid message: %s", err);
+			log_warn("result refused by the protocol decoder", "taskUid", w->uid,
+				 "error", err);
 			conn_refuse(c, w->uid, w->attempt, "Failed", "InvalidResult", msg);
 		}
 	}
@@ -345,7 +348,8 @@ static void conn_on_dispatch(struct conn *c, const struct proto_msg *m)
 
 	snprintf(attempt, sizeof(attempt), "%" PRId64, m->attempt);
 	if (exec_task_new(m, &opts, &t) < 0) {
-		conn_refuse(c, m->task_uid, m->attempt, "Failed", "Internal", "runner out of memory");
+		conn_refuse(c, m->task_uid, m->attempt, "Failed", "Internal",
+			    "runner out of memory");
 		return;
 	}
 	r = reg_begin(c->reg, m->task_uid, m->attempt, t);
@@ -356,9 +360,12 @@ static void conn_on_dispatch(struct conn *c, const struct proto_msg *m)
 	}
 	if (r < 0) {
 		exec_task_free(t);
-		snprintf(msg, sizeof(msg), r == -ESHUTDOWN ? "runner is draining" :
-			 "runner has no free slot (capacity %d)", c->cfg.capacity);
-		log_info("dispatch refused", "taskUid", m->task_uid, "attempt", attempt, "reason", msg);
+		snprintf(msg, sizeof(msg),
+			 r == -ESHUTDOWN ? "runner is draining"
+					 : "runner has no free slot (capacity %d)",
+			 c->cfg.capacity);
+		log_info("dispatch refused", "taskUid", m->task_uid, "attempt", attempt, "reason",
+			 msg);
 		conn_refuse(c, m->task_uid, m->attempt, "Failed",
 			    r == -ESHUTDOWN ? "RunnerDraining" : "RunnerFull", msg);
 		return;
@@ -381,10 +388,12 @@ static void conn_on_dispatch(struct conn *c, const struct proto_msg *m)
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
 		atomic_fetch_sub(&c->workers, 1);
-		log_error("could not start worker thread", "taskUid", m->task_uid, "error", conn_strerror(r));
+		log_error("could not start worker thread", "taskUid", m->task_uid, "error",
+			  conn_strerror(r));
 		free(w);
 		/* reg_finish frees the slot first, so the exec task is no longer referenced. */
-		conn_refuse(c, m->task_uid, m->attempt, "Failed", "Internal", "runner could not start a thread");
+		conn_refuse(c, m->task_uid, m->attempt, "Failed", "Internal",
+			    "runner could not start a thread");
 		exec_task_free(t);
 	}
 }
@@ -406,25 +415,28 @@ static int conn_close(struct conn *c, struct lws *wsi, int code, const char *rea
  * handled. */
 static int conn_refuse_bad_dispatch(struct conn *c, const char *data, size_t len, const char *err)
 {
-	json_t *o = c->state == CONN_ONLINE ? json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *o = c->state == CONN_ONLINE ? json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL)
+					    : NULL;
 	json_t *uid = json_object_get(o, "taskUid"), *at = json_object_get(o, "attempt");
 	char msg[256], attempt[24];
 	int r, handled = 0;
 
 	if (json_is_string(json_object_get(o, "type")) &&
-	    strcmp(json_string_value(json_object_get(o, "type")), "dispatch") == 0 && json_is_string(uid) &&
-	    json_string_length(uid) > 0 && json_string_length(uid) <= PROTO_MAX_ID &&
+	    strcmp(json_string_value(json_object_get(o, "type")), "dispatch") == 0 &&
+	    json_is_string(uid) && json_string_length(uid) > 0 &&
+	    json_string_length(uid) <= PROTO_MAX_ID &&
 	    strlen(json_string_value(uid)) == json_string_length(uid) && json_is_integer(at) &&
 	    json_integer_value(at) >= 1 && json_integer_value(at) <= 1000000) {
 		handled = 1;
 		snprintf(attempt, sizeof(attempt), "%" PRId64, (int64_t)json_integer_value(at));
-		log_warn("invalid dispatch refused", "taskUid", json_string_value(uid), "attempt", attempt,
-			 "error", err);
+		log_warn("invalid dispatch refused", "taskUid", json_string_value(uid), "attempt",
+			 attempt, "error", err);
 		/* Claim-and-finish like any refusal; an attempt already held here is left alone. */
 		r = reg_begin(c->reg, json_string_value(uid), json_integer_value(at), NULL);
 		if (r != -EEXIST) {
 			snprintf(msg, sizeof(msg), "the runner refused the dispatch: %s", err);
-			conn_refuse(c, json_string_value(uid), json_integer_value(at), "Failed", "InvalidSpec", msg);
+			conn_refuse(c, json_string_value(uid), json_integer_value(at), "Failed",
+				    "InvalidSpec", msg);
 		}
 	}
 	json_decref(o);
@@ -437,14 +449,16 @@ static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t
 	char err[160], attempt[24];
 	int r;
 
-	r = proto_decode(data, len, conn_max_message(c), PROTO_FROM_CONTROLLER, &m, err, sizeof(err));
+	r = proto_decode(data, len, conn_max_message(c), PROTO_FROM_CONTROLLER, &m, err,
+			 sizeof(err));
 	if (r == -EBADMSG && conn_refuse_bad_dispatch(c, data, len, err)) {
 		c->last_rx = util_mono_ms();
 		return 0;
 	}
 	if (r < 0) {
 		log_warn("protocol error from controller; closing", "error", err);
-		return conn_close(c, wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
+		return conn_close(
+			c, wsi, r == -EMSGSIZE ? PROTO_CLOSE_TOO_BIG : PROTO_CLOSE_MALFORMED, err);
 	}
 	c->last_rx = util_mono_ms();
 	if (c->state != CONN_ONLINE && m.type != PROTO_WELCOME) {
@@ -461,12 +475,13 @@ static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t
 			return conn_close(c, wsi, PROTO_CLOSE_MALFORMED, "duplicate welcome");
 		}
 		c->state = CONN_ONLINE;
-		c->health_at = 0;   /* ready now: say so at the next tick */
+		c->health_at = 0; /* ready now: say so at the next tick */
 		c->online_since = util_mono_ms();
 		c->heartbeat_ms = m.heartbeat_s * 1000;
 		/* Our own ceiling on what the controller may ask us to buffer. */
-		atomic_store(&c->max_message, (size_t)(m.max_message > CONN_MAX_MESSAGE_CEILING ?
-							       CONN_MAX_MESSAGE_CEILING : m.max_message));
+		atomic_store(&c->max_message, (size_t)(m.max_message > CONN_MAX_MESSAGE_CEILING
+							       ? CONN_MAX_MESSAGE_CEILING
+							       : m.max_message));
 		c->rx.max = conn_max_message(c);
 		log_info("connected to controller", "runnerId", m.runner_id);
 		reg_online(c->reg);
@@ -488,14 +503,17 @@ static int conn_handle(struct conn *c, struct lws *wsi, const char *data, size_t
 	case PROTO_CANCEL:
 		r = reg_kill(c->reg, m.task_uid, m.attempt, EXEC_KILL_CANCEL);
 		log_info("cancel", "taskUid", m.task_uid, "attempt", attempt, "state",
-			 r == 0 ? "running" : r == -EALREADY ? "finished" : "unknown");
+			 r == 0           ? "running"
+			 : r == -EALREADY ? "finished"
+					  : "unknown");
 		if (r == -ENOENT)
 			conn_refuse(c, m.task_uid, m.attempt, "Cancelled", "Cancelled",
 				    "cancelled: the attempt was not running on this runner");
 		break;
 	case PROTO_ACK:
 		if (reg_ack(c->reg, m.task_uid, m.attempt) < 0)
-			log_debug("ack for an attempt not held", "taskUid", m.task_uid, "attempt", attempt);
+			log_debug("ack for an attempt not held", "taskUid", m.task_uid, "attempt",
+				  attempt);
 		break;
 	case PROTO_DRAIN:
 		log_info("controller asked to drain: taking no new work");
@@ -543,7 +561,8 @@ static int conn_writable(struct conn *c, struct lws *wsi)
 	int r;
 
 	if (c->hello_pending) {
-		json_t *o = proto_new(PROTO_HELLO), *exe = json_pack("[sss]", "shell", "http", "remote");
+		json_t *o = proto_new(PROTO_HELLO),
+		       *exe = json_pack("[sss]", "shell", "http", "remote");
 		c->hello_pending = 0;
 		if (!o || !exe) {
 			json_decref(o);
@@ -572,11 +591,14 @@ static int conn_writable(struct conn *c, struct lws *wsi)
 		enum proto_type t;
 		char uid[PROTO_MAX_ID + 1];
 		int64_t at;
-		int is_result = proto_envelope(msg, len, &t, uid, sizeof(uid), &at) == 0 && t == PROTO_RESULT;
+		int is_result = proto_envelope(msg, len, &t, uid, sizeof(uid), &at) == 0 &&
+				t == PROTO_RESULT;
 		if (len > conn_max_message(c)) {
 			log_error("dropping a message over the controller's size cap");
 			if (is_result)
-				conn_replace_invalid(c, uid, at, "it is larger than the controller's message cap");
+				conn_replace_invalid(
+					c, uid, at,
+					"it is larger than the controller's message cap");
 			r = 0;
 		} else {
 			r = conn_write(c, wsi, msg, len);
@@ -662,7 +684,8 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 		if (lws_is_first_fragment(wsi))
 			buf_reset(&c->rx);
 		if (lws_frame_is_binary(wsi)) {
-			log_warn("protocol error from controller; closing", "error", "binary message");
+			log_warn("protocol error from controller; closing", "error",
+				 "binary message");
 			return conn_close(c, wsi, PROTO_CLOSE_MALFORMED, "binary message");
 		}
 		if (buf_append(&c->rx, in, len) < 0) {
@@ -700,7 +723,8 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 			why[n] = '\0';
 			log_warn("controller closed the connection", "code", code, "reason", why);
 			/* An older controller closes over a result it cannot decode: do not resend it. */
-			if ((b[0] << 8 | b[1]) == PROTO_CLOSE_MALFORMED || (b[0] << 8 | b[1]) == PROTO_CLOSE_TOO_BIG) {
+			if ((b[0] << 8 | b[1]) == PROTO_CLOSE_MALFORMED ||
+			    (b[0] << 8 | b[1]) == PROTO_CLOSE_TOO_BIG) {
 				if (c->last_uid[0])
 					conn_replace_invalid(c, c->last_uid, c->last_attempt, why);
 				c->last_uid[0] = '\0';
@@ -768,7 +792,8 @@ static int conn_auth(struct conn *c)
 
 	r = util_read_file(c->cfg.token_file, CONN_TOKEN_MAX, &token, &tlen);
 	if (r < 0) {
-		log_error("cannot read the token file", "path", c->cfg.token_file, "error", conn_strerror(-r));
+		log_error("cannot read the token file", "path", c->cfg.token_file, "error",
+			  conn_strerror(-r));
 		return -EAGAIN;
 	}
 	util_rstrip(token);
@@ -780,7 +805,8 @@ static int conn_auth(struct conn *c)
 	if (!body)
 		return -ENOMEM;
 	snprintf(url, sizeof(url), "%s://%s%s%s:%d%s", c->url.tls ? "https" : "http",
-		 c->url.ipv6 ? "[" : "", c->url.host, c->url.ipv6 ? "]" : "", c->url.port, CONN_AUTH_PATH);
+		 c->url.ipv6 ? "[" : "", c->url.host, c->url.ipv6 ? "]" : "", c->url.port,
+		 CONN_AUTH_PATH);
 	buf_init(&resp, CONN_AUTH_BODY_MAX);
 	if (!c->url.tls && !c->cfg.broker_proxy) {
 		/* ws://: plain HTTP without libcurl, so no TLS library is set up (plainhttp.h) */
@@ -844,7 +870,8 @@ answered:
 	{
 		const char *g = json_string_value(json_object_get(j, "grant"));
 		size_t gl = g ? strlen(g) : 0;
-		if (!g || gl == 0 || gl > CONN_GRANT_MAX || strspn(g, "0123456789abcdefABCDEF") != gl) {
+		if (!g || gl == 0 || gl > CONN_GRANT_MAX ||
+		    strspn(g, "0123456789abcdefABCDEF") != gl) {
 			log_warn("runner auth: response has no valid grant", "url", url);
 			r = -EPROTO;
 			goto out;
@@ -1016,10 +1043,13 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		return -EINVAL;
 	}
 	if (!c->url.tls && !util_host_is_loopback(c->url.host))
-		log_warn("ws:// to a non-loopback address: the token, grant and task data travel in "
-			 "clear text; use wss://", "host", c->url.host);
+		log_warn(
+			"ws:// to a non-loopback address: the token, grant and task data travel in "
+			"clear text; use wss://",
+			"host", c->url.host);
 
-	if (cfg->broker_proxy && conn_parse_proxy(cfg->broker_proxy, c->proxy, sizeof(c->proxy)) < 0) {
+	if (cfg->broker_proxy &&
+	    conn_parse_proxy(cfg->broker_proxy, c->proxy, sizeof(c->proxy)) < 0) {
 		free(c);
 		return -EINVAL;
 	}
@@ -1027,8 +1057,8 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 		/* libwebsockets takes http_proxy from the environment for the WebSocket (and the
 		 * grant would go to the proxy); tasks never see the runner's environment. This runs
 		 * before any other thread exists. */
-		static const char *const vars[] = { "http_proxy", "HTTP_PROXY", "https_proxy",
-						    "HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
+		static const char *const vars[] = { "http_proxy",  "HTTP_PROXY", "https_proxy",
+						    "HTTPS_PROXY", "all_proxy",  "ALL_PROXY" };
 		for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 			unsetenv(vars[i]);
 	}
@@ -1044,7 +1074,8 @@ int conn_new(const struct conn_config *cfg, struct reg *reg, struct conn **ret)
 	{
 		struct rlimit rl;
 		unsigned int need = CONN_FDS_BASE + CONN_FDS_PER_SLOT * (unsigned int)cfg->capacity;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    rl.rlim_cur < need)
 			need = (unsigned int)rl.rlim_cur;
 		info.fd_limit_per_thread = need;
 	}

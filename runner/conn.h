@@ -17,10 +17,10 @@
 #define CONN_GRANT_MAX 128
 
 struct conn_url {
-	int tls;            /* wss:// */
-	char host[256];     /* without brackets */
+	int tls;        /* wss:// */
+	char host[256]; /* without brackets */
 	int port;
-	int ipv6;           /* host is an IPv6 literal (brackets needed in URLs) */
+	int ipv6; /* host is an IPv6 literal (brackets needed in URLs) */
 };
 
 /* Parses ws://host[:port] or wss://host[:port] (path empty or "/"); -EINVAL otherwise. */
@@ -34,9 +34,9 @@ int64_t conn_backoff_ms(int failures, int64_t base_ms, int64_t max_ms);
 struct conn_config {
 	const char *url;
 	const char *token_file;
-	const char *ca_file;     /* NULL: system trust store */
+	const char *ca_file; /* NULL: system trust store */
 	const char *runner_id;
-	const json_t *labels;    /* object of strings (borrowed) */
+	const json_t *labels; /* object of strings (borrowed) */
 	int capacity;
 	int grace_seconds;
 	const char *work_dir;

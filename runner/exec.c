@@ -40,17 +40,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXEC_ARG_MAX (128 * 1024 - 1)      /* the kernel's MAX_ARG_STRLEN, less the NUL */
+#define EXEC_ARG_MAX (128 * 1024 - 1) /* the kernel's MAX_ARG_STRLEN, less the NUL */
 #define EXEC_MAX_ENV (PROTO_MAX_ENV + 8)
-#define EXEC_FSIZE_MIN (INT64_C(1) << 30)  /* RLIMIT_FSIZE: 1 GiB or maxOutputBytes if larger */
+#define EXEC_FSIZE_MIN (INT64_C(1) << 30) /* RLIMIT_FSIZE: 1 GiB or maxOutputBytes if larger */
 #define EXEC_NOFILE 1024
 #define EXEC_NPROC 512
-#define EXEC_LOG_FLUSH_MS 50               /* pending output older than this is sent */
-#define EXEC_DRAIN_MS 1000                 /* after exit, wait this long for pipe EOF */
-#define EXEC_REAP_MS 2000                  /* and this long for the process group to be reaped */
+#define EXEC_LOG_FLUSH_MS 50 /* pending output older than this is sent */
+#define EXEC_DRAIN_MS 1000   /* after exit, wait this long for pipe EOF */
+#define EXEC_REAP_MS 2000    /* and this long for the process group to be reaped */
 #define EXEC_MAX_LIVE 2048
-#define EXEC_CPU_CHECK_MS 200              /* how often a task's cpuacct cgroup is read */
-#define EXEC_INIT_GRACE_MS 10000           /* after a kill request, SIGKILL an init still there */
+#define EXEC_CPU_CHECK_MS 200    /* how often a task's cpuacct cgroup is read */
+#define EXEC_INIT_GRACE_MS 10000 /* after a kill request, SIGKILL an init still there */
 
 /* ---- process-wide state ---------------------------------------------------------------- */
 
@@ -166,22 +166,22 @@ struct exec_env {
 struct exec_task {
 	char *task_uid, *namespace_, *name;
 	int64_t attempt, deadline_ms, max_output, tail_max;
-	char **command;        /* raw, unexpanded; NULL-terminated */
+	char **command; /* raw, unexpanded; NULL-terminated */
 	size_t ncommand;
-	struct exec_env *env;  /* from the dispatch */
+	struct exec_env *env; /* from the dispatch */
 	size_t nenv;
-	char *working_dir;     /* may be NULL */
-	char *input;           /* serialized JSON */
-	char cmd_label[160];   /* raw command[0] for messages: never an expanded value */
-	char spec_error[256];  /* non-empty: InvalidSpec */
+	char *working_dir;    /* may be NULL */
+	char *input;          /* serialized JSON */
+	char cmd_label[160];  /* raw command[0] for messages: never an expanded value */
+	char spec_error[256]; /* non-empty: InvalidSpec */
 	char *work_root;
 	int drop_uid;
-	int killfd;            /* eventfd: exec_task_kill() wakes the poll loop */
+	int killfd; /* eventfd: exec_task_kill() wakes the poll loop */
 	atomic_int kill_why;
 	enum proto_executor kind;
-	struct httpx_spec *http;  /* http and remote executors */
+	struct httpx_spec *http; /* http and remote executors */
 	int64_t memory_bytes, cpu_seconds;
-	const char **secrets;  /* env values and spec values marked secret (borrowed) */
+	const char **secrets; /* env values and spec values marked secret (borrowed) */
 	size_t nsecrets;
 };
 
@@ -420,7 +420,7 @@ static const char *exec_env_lookup(const char *name, size_t len, void *userdata)
 struct exec_argv_ctx {
 	struct exec_envset *env;
 	const struct exec_task *t;
-	const char *secret;             /* the first secret variable referenced, or NULL */
+	const char *secret; /* the first secret variable referenced, or NULL */
 };
 
 static const char *exec_argv_lookup(const char *name, size_t len, void *userdata)
@@ -483,7 +483,6 @@ static int exec_resolve(const char *cmd, char *out, size_t outsz)
 	return saw_eacces ? -EACCES : -ENOENT;
 }
 
-
 static void exec_rlimit(struct child *c, int res, uint64_t soft, uint64_t hard)
 {
 	struct rlimit cur;
@@ -502,9 +501,22 @@ static void exec_rlimit(struct child *c, int res, uint64_t soft, uint64_t hard)
 
 /* The step names of child.h, for messages. */
 static const char *const exec_step_names[] = {
-	"prctl(PR_SET_PDEATHSIG)", "setsid", "setrlimit", "dup2", "close fds", "signals",
-	"drop privileges", "prctl(PR_SET_NO_NEW_PRIVS)", "chdir", "exec", "task init", "setpgid",
-	"seccomp", "landlock_restrict_self", "private /tmp, /dev/shm and IPC namespaces", "join the task's memory cgroup",
+	"prctl(PR_SET_PDEATHSIG)",
+	"setsid",
+	"setrlimit",
+	"dup2",
+	"close fds",
+	"signals",
+	"drop privileges",
+	"prctl(PR_SET_NO_NEW_PRIVS)",
+	"chdir",
+	"exec",
+	"task init",
+	"setpgid",
+	"seccomp",
+	"landlock_restrict_self",
+	"private /tmp, /dev/shm and IPC namespaces",
+	"join the task's memory cgroup",
 };
 
 /* ---- running ----------------------------------------------------------------------------- */
@@ -562,12 +574,12 @@ struct exec_run {
 	char **argv, **envp;
 	char path[PATH_MAX];
 	int out_r, err_r, status_r, pidfd;
-	pid_t pid;           /* the init */
-	pid_t task_pid;      /* the task's main process (and its pgid) */
-	int status;          /* wait status of the task's main process */
-	int64_t kill_sent;   /* monotonic ms of the first kill request; 0 = none */
+	pid_t pid;         /* the init */
+	pid_t task_pid;    /* the task's main process (and its pgid) */
+	int status;        /* wait status of the task's main process */
+	int64_t kill_sent; /* monotonic ms of the first kill request; 0 = none */
 	enum { KILLED_NONE, KILLED_CANCEL, KILLED_SHUTDOWN, KILLED_TIMEOUT, KILLED_CPU } killed;
-	int64_t cpu_check;   /* monotonic ms of the next look at the task's cpuacct cgroup; 0 = none */
+	int64_t cpu_check; /* monotonic ms of the next look at the task's cpuacct cgroup; 0 = none */
 };
 
 /* Asks the init to kill the task tree (it answers with EXIT). */
@@ -589,7 +601,8 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	c.ll_fd = -1;
 	c.filter = sbx_filter();
 	if (!c.filter) {
-		exec_set(res, "Failed", "Internal", -1, "spawn: the seccomp filter is not available");
+		exec_set(res, "Failed", "Internal", -1,
+			 "spawn: the seccomp filter is not available");
 		return -ENOSYS;
 	}
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(stp, O_CLOEXEC) < 0 ||
@@ -603,7 +616,8 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 		/* Landlock is in use: never run a task without its domain. */
 		r = c.ll_fd;
 		c.ll_fd = -1;
-		exec_set(res, "Failed", "Internal", -1, "spawn: landlock ruleset: %s", exec_strerror(-r));
+		exec_set(res, "Failed", "Internal", -1, "spawn: landlock ruleset: %s",
+			 exec_strerror(-r));
 		goto out;
 	}
 	if (c.ll_fd < 0)
@@ -621,7 +635,9 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	c.parent = getpid();
 	c.drop_uid = t->drop_uid;
 	c.max_fd = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY &&
-			   nofile.rlim_max < (1U << 20) ? (unsigned)nofile.rlim_max : (1U << 20);
+				   nofile.rlim_max < (1U << 20)
+			   ? (unsigned)nofile.rlim_max
+			   : (1U << 20);
 	sigemptyset(&c.empty);
 	sigfillset(&c.all);
 	sigemptyset(&c.initsigs);
@@ -630,7 +646,8 @@ static int exec_spawn(struct exec_run *x, struct exec_result *res)
 	exec_rlimit(&c, RLIMIT_CORE, 0, 0);
 	exec_rlimit(&c, RLIMIT_NOFILE, EXEC_NOFILE, EXEC_NOFILE);
 	{
-		uint64_t fsz = (uint64_t)(t->max_output > EXEC_FSIZE_MIN ? t->max_output : EXEC_FSIZE_MIN);
+		uint64_t fsz = (uint64_t)(t->max_output > EXEC_FSIZE_MIN ? t->max_output
+									 : EXEC_FSIZE_MIN);
 		exec_rlimit(&c, RLIMIT_FSIZE, fsz, fsz);
 	}
 	if (t->drop_uid)
@@ -716,7 +733,8 @@ static void exec_on_exit(struct exec_run *x)
 	while (waitpid(x->pid, &st, 0) < 0 && errno == EINTR)
 		;
 	exec_live_del(x->pid);
-	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) && im.kind == INIT_EXIT) {
+	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) &&
+	    im.kind == INIT_EXIT) {
 		x->status = im.val;
 		return;
 	}
@@ -755,7 +773,9 @@ static void exec_loop(struct exec_run *x)
 				x->killed = KILLED_TIMEOUT;
 				exec_kill_group(x);
 			} else {
-				timeout = (int)(t->deadline_ms - wall > 60000 ? 60000 : t->deadline_ms - wall);
+				timeout = (int)(t->deadline_ms - wall > 60000
+							? 60000
+							: t->deadline_ms - wall);
 			}
 		}
 		/* With a cpuacct cgroup the CPU seconds count every process of the task together
@@ -810,15 +830,17 @@ static void exec_loop(struct exec_run *x)
 		if (poll(p, (nfds_t)np, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
-			log_error("poll failed", "taskUid", t->task_uid, "error", exec_strerror(errno));
+			log_error("poll failed", "taskUid", t->task_uid, "error",
+				  exec_strerror(errno));
 			exec_sleep_ms(10);
 		}
 		if (p[ip_kill].revents & POLLIN) {
 			uint64_t v;
 			(void)!read(t->killfd, &v, sizeof(v));
 			if (!exited && !x->killed) {
-				x->killed = atomic_load(&t->kill_why) == EXEC_KILL_SHUTDOWN ? KILLED_SHUTDOWN :
-											   KILLED_CANCEL;
+				x->killed = atomic_load(&t->kill_why) == EXEC_KILL_SHUTDOWN
+						    ? KILLED_SHUTDOWN
+						    : KILLED_CANCEL;
 				exec_kill_group(x);
 			}
 		}
@@ -862,37 +884,49 @@ static void exec_finish(struct exec_run *x, struct exec_result *res)
 			 "runner shutting down: process group killed after the grace period");
 		break;
 	case KILLED_TIMEOUT:
-		exec_set(res, "Failed", "TimedOut", code, "deadline exceeded: process group killed");
+		exec_set(res, "Failed", "TimedOut", code,
+			 "deadline exceeded: process group killed");
 		break;
 	case KILLED_CPU:
-		exec_set(res, "Failed", "CPULimitExceeded", code,
-			 "CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) used by "
-			 "the task's processes together; process group killed", (long long)x->t->cpu_seconds);
+		exec_set(
+			res, "Failed", "CPULimitExceeded", code,
+			"CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) used by "
+			"the task's processes together; process group killed",
+			(long long)x->t->cpu_seconds);
 		break;
 	case KILLED_NONE:
 		/* The OOM killer acted in the task's cgroup and the task did not succeed. */
 		if (!(WIFEXITED(st) && code == 0) && (oom = cg_task_oom_kills(&x->cg, NULL)) > 0) {
 			char lim[32];
 			qty_format(x->cg.limit, 0, lim, sizeof(lim));
-			exec_set(res, "Failed", "OOMKilled", code,
-				 "memory limit %s (resources.memory) reached: the kernel's OOM killer stopped %lld "
-				 "process%s of the task%s", lim, (long long)oom, oom == 1 ? "" : "es",
-				 WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "" : " (its main process then exited)");
+			exec_set(
+				res, "Failed", "OOMKilled", code,
+				"memory limit %s (resources.memory) reached: the kernel's OOM killer stopped %lld "
+				"process%s of the task%s",
+				lim, (long long)oom, oom == 1 ? "" : "es",
+				WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL
+					? ""
+					: " (its main process then exited)");
 		} else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU && x->t->cpu_seconds > 0)
-			exec_set(res, "Failed", "CPULimitExceeded", code,
-				 "CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) "
-				 "used by one process; killed by SIGXCPU", (long long)x->t->cpu_seconds);
+			exec_set(
+				res, "Failed", "CPULimitExceeded", code,
+				"CPU time limit reached: %lld CPU seconds (resources.cpu × the attempt's timeout) "
+				"used by one process; killed by SIGXCPU",
+				(long long)x->t->cpu_seconds);
 		else if (WIFEXITED(st) && code == 0)
 			exec_set(res, "Succeeded", "Succeeded", 0, "exited with code 0");
 		else if (WIFSIGNALED(st))
 			exec_set(res, "Failed", "ExitCode", code, "killed by signal %d (SIG%s)",
-				 WTERMSIG(st), sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
+				 WTERMSIG(st),
+				 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
 		else
 			exec_set(res, "Failed", "ExitCode", code, "exited with code %d", code);
 		break;
 	}
-	if (wd_read_output(&x->w, x->t->drop_uid, &res->output, outmsg, sizeof(outmsg)) && strcmp(res->phase, "Succeeded") == 0) {
-		exec_set(res, "Failed", "OutputTooDeep", code, "exited with code 0, but %s", outmsg);
+	if (wd_read_output(&x->w, x->t->drop_uid, &res->output, outmsg, sizeof(outmsg)) &&
+	    strcmp(res->phase, "Succeeded") == 0) {
+		exec_set(res, "Failed", "OutputTooDeep", code, "exited with code 0, but %s",
+			 outmsg);
 		return;
 	}
 	ml = strlen(res->message);
@@ -975,14 +1009,20 @@ static void exec_http_out(void *ud, int stream, const char *data, size_t len)
 	(void)capture_flush_due(c->cap, now, EXEC_LOG_FLUSH_MS);
 }
 
-static void exec_run_http(struct exec_task *t, const struct exec_hooks *hooks,
-			  struct capture *cap, struct exec_result *res)
+static void exec_run_http(struct exec_task *t, const struct exec_hooks *hooks, struct capture *cap,
+			  struct exec_result *res)
 {
 	struct exec_http_ctx c = { .t = t, .hooks = hooks, .cap = cap, .res = res };
 	struct httpx_io io = {
-		.killfd = t->killfd, .kill_why = exec_http_kill_why, .started = exec_http_started,
-		.out = exec_http_out, .lookup = exec_env_lookup, .lookup_ud = &c.env,
-		.secrets = (const char *const *)t->secrets, .nsecrets = t->nsecrets, .ud = &c,
+		.killfd = t->killfd,
+		.kill_why = exec_http_kill_why,
+		.started = exec_http_started,
+		.out = exec_http_out,
+		.lookup = exec_env_lookup,
+		.lookup_ud = &c.env,
+		.secrets = (const char *const *)t->secrets,
+		.nsecrets = t->nsecrets,
+		.ud = &c,
 		.deadline_ms = t->deadline_ms,
 	};
 
@@ -1034,11 +1074,12 @@ static int exec_shell_prepare(struct exec_run *x, struct exec_envset *env, struc
 		/* Arguments are public: /proc/PID/cmdline is readable by every process on the
 		 * node, and audit and process monitors record them. A secret stays in the env. */
 		if (ac.secret) {
-			exec_set(res, "Failed", "InvalidSpec", -1,
-				 "shell.command[%zu] uses the secret $(%s): arguments are visible to every "
-				 "process on the node (/proc/PID/cmdline); read %s from the environment "
-				 "instead (e.g. sh -c '... \"$%s\"' or in the program)",
-				 i, ac.secret, ac.secret, ac.secret);
+			exec_set(
+				res, "Failed", "InvalidSpec", -1,
+				"shell.command[%zu] uses the secret $(%s): arguments are visible to every "
+				"process on the node (/proc/PID/cmdline); read %s from the environment "
+				"instead (e.g. sh -c '... \"$%s\"' or in the program)",
+				i, ac.secret, ac.secret, ac.secret);
 			return -1;
 		}
 	}
@@ -1058,7 +1099,8 @@ static int exec_await_start(struct exec_run *x, struct exec_result *res)
 	struct child_msg im = { 0 };
 	int ok;
 
-	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) && im.kind == INIT_STARTED) {
+	if (exec_read_full(x->status_r, &im, sizeof(im)) == (int)sizeof(im) &&
+	    im.kind == INIT_STARTED) {
 		x->task_pid = im.pid;
 		return 0;
 	}
@@ -1071,10 +1113,13 @@ static int exec_await_start(struct exec_run *x, struct exec_result *res)
 			 exec_strerror(im.val));
 	else if (ok)
 		exec_set(res, "Failed", "ExecFailed", 127, "task setup failed at %s: %s",
-			 (size_t)im.step < UTIL_ARRAY_SIZE(exec_step_names) ? exec_step_names[im.step] : "?",
+			 (size_t)im.step < UTIL_ARRAY_SIZE(exec_step_names)
+				 ? exec_step_names[im.step]
+				 : "?",
 			 exec_strerror(im.val));
 	else
-		exec_set(res, "Failed", "Internal", -1, "the task's init exited before the task started");
+		exec_set(res, "Failed", "Internal", -1,
+			 "the task's init exited before the task started");
 	res->pid = ok ? im.pid : 0;
 	return -1;
 }
@@ -1084,8 +1129,11 @@ static void exec_run_shell(struct exec_task *t, const struct exec_hooks *hooks, 
 {
 	struct exec_run x;
 	struct exec_envset env = { .n = 0 };
-	struct wd_spec ws = { .root = t->work_root, .working_dir = t->working_dir, .input = t->input,
-			      .drop_uid = t->drop_uid, .memory_bytes = t->memory_bytes };
+	struct wd_spec ws = { .root = t->work_root,
+			      .working_dir = t->working_dir,
+			      .input = t->input,
+			      .drop_uid = t->drop_uid,
+			      .memory_bytes = t->memory_bytes };
 	char err[256];
 	int r, iso_begun = 0;
 
@@ -1101,7 +1149,8 @@ static void exec_run_shell(struct exec_task *t, const struct exec_hooks *hooks, 
 	}
 	if (exec_shell_prepare(&x, &env, res) < 0)
 		goto done;
-	if (((t->memory_bytes > 0 && cg_available()) || (t->cpu_seconds > 0 && cg_cpu_available())) &&
+	if (((t->memory_bytes > 0 && cg_available()) ||
+	     (t->cpu_seconds > 0 && cg_cpu_available())) &&
 	    (r = cg_task_create(&x.cg, x.w.name, t->memory_bytes, t->cpu_seconds > 0)) < 0)
 		log_warn("no cgroup for the task; rlimits instead", "taskUid", t->task_uid, "error",
 			 exec_strerror(-r));
@@ -1139,10 +1188,7 @@ void exec_task_after(const struct exec_task *t)
 		wd_spare_add(t->work_root);
 }
 
-void exec_cleanup(void)
-{
-	wd_spare_clear();
-}
+void exec_cleanup(void) { wd_spare_clear(); }
 
 /* ---- the executor table ------------------------------------------------------------------ */
 
@@ -1179,7 +1225,9 @@ static int exec_may_start(const struct exec_task *t, struct exec_result *res)
 
 int exec_task_run(struct exec_task *t, const struct exec_hooks *hooks, struct exec_result *res)
 {
-	const struct exec_ops *ops = (size_t)t->kind < UTIL_ARRAY_SIZE(exec_table) ? &exec_table[t->kind] : NULL;
+	const struct exec_ops *ops = (size_t)t->kind < UTIL_ARRAY_SIZE(exec_table)
+					     ? &exec_table[t->kind]
+					     : NULL;
 	struct capture cap;
 
 	memset(res, 0, sizeof(*res));

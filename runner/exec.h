@@ -19,18 +19,15 @@
 
 #define EXEC_TASK_UID 65532
 #define EXEC_TASK_GID 65532
-#define EXEC_OUTPUT_MAX (32 * 1024)        /* bytes of $TASKED_OUTPUT read */
+#define EXEC_OUTPUT_MAX (32 * 1024) /* bytes of $TASKED_OUTPUT read */
 #define EXEC_TASK_PATH "/usr/local/bin:/usr/bin:/bin"
 #define EXEC_INPUT_NAME "input.json"
 #define EXEC_OUTPUT_NAME "output.json"
-
 
 struct exec_opts {
 	const char *work_root; /* parent of the per-attempt work dirs (borrowed) */
 	int drop_uid;          /* run as EXEC_TASK_UID/GID (the runner is root) */
 };
-
-
 
 struct exec_task;
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define EXEC_LOG_CHUNK_MAX (32 * 1024)     /* raw bytes per log message */
+#define EXEC_LOG_CHUNK_MAX (32 * 1024) /* raw bytes per log message */
 
 enum exec_kill {
 	EXEC_KILL_NONE,
@@ -27,22 +27,22 @@ struct exec_hooks {
 };
 
 struct exec_result {
-	const char *phase;   /* "Succeeded", "Failed", "Cancelled" (static) */
-	const char *reason;  /* "Succeeded", "ExitCode", "TimedOut", "Cancelled", "ExecFailed",
+	const char *phase;  /* "Succeeded", "Failed", "Cancelled" (static) */
+	const char *reason; /* "Succeeded", "ExitCode", "TimedOut", "Cancelled", "ExecFailed",
 			      * "InvalidSpec", "RunnerShutdown", "Internal", "OOMKilled" (the task's memory
 			      * cgroup's OOM killer acted), "CPULimitExceeded" (SIGXCPU); http and remote add
 			      * "HTTPStatus", "SSRFBlocked", "ResponseTooLarge", "TooManyRedirects",
 			      * "RequestFailed", "OAuth2Failed", "RemoteFailed", "InvalidResponse"
 			      * (static) */
-	char message[1024];  /* never contains env values or expanded arguments */
-	int exit_code;       /* -1 when the process never ran (and for http and remote tasks) */
-	int http_status;     /* http and remote: the final response's status code, 0 when none */
-	int retryable;       /* remote: the service's verdict; -1 when it gave none */
-	json_t *output;      /* new reference or NULL */
-	char *log_tail;      /* valid UTF-8 without NUL, at most logTailBytes; owned */
-	int truncated;       /* output past maxOutputBytes was discarded, or log chunks dropped */
+	char message[1024]; /* never contains env values or expanded arguments */
+	int exit_code;      /* -1 when the process never ran (and for http and remote tasks) */
+	int http_status;    /* http and remote: the final response's status code, 0 when none */
+	int retryable;      /* remote: the service's verdict; -1 when it gave none */
+	json_t *output;     /* new reference or NULL */
+	char *log_tail;     /* valid UTF-8 without NUL, at most logTailBytes; owned */
+	int truncated;      /* output past maxOutputBytes was discarded, or log chunks dropped */
 	int64_t start_ms, end_ms; /* start 0 when never started */
-	pid_t pid;           /* the task's main process (and its process group id); 0 when not
+	pid_t pid;                /* the task's main process (and its process group id); 0 when not
 			      * forked */
 };
 

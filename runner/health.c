@@ -24,17 +24,21 @@ int health_judge(const char *content, time_t mtime, time_t now, int want_ready, 
 	int bad = 0;
 
 	if (!json_is_boolean(conn)) {
-		snprintf(why, whysz, "the health file is not the runner's {\"connected\":bool,\"time\":ms}");
+		snprintf(why, whysz,
+			 "the health file is not the runner's {\"connected\":bool,\"time\":ms}");
 		bad = 1;
 	} else if (now - mtime > max_age_s) {
-		snprintf(why, whysz, "the runner has not updated its health file for %lld s (more than %d s): "
-			 "its event loop is stuck", (long long)(now - mtime), max_age_s);
+		snprintf(why, whysz,
+			 "the runner has not updated its health file for %lld s (more than %d s): "
+			 "its event loop is stuck",
+			 (long long)(now - mtime), max_age_s);
 		bad = 1;
 	} else if (want_ready && !json_is_true(conn)) {
 		snprintf(why, whysz, "the runner is not connected to the controller");
 		bad = 1;
 	} else {
-		snprintf(why, whysz, "%s, updated %lld s ago", json_is_true(conn) ? "connected" : "live, not connected",
+		snprintf(why, whysz, "%s, updated %lld s ago",
+			 json_is_true(conn) ? "connected" : "live, not connected",
 			 (long long)(now - mtime));
 	}
 	json_decref(o);

@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <time.h>
 
-#define HEALTH_EVERY_MS 5000        /* how often the runner rewrites the file */
-#define HEALTH_MAX_AGE_S 30         /* default: older than this is a hung runner */
-#define HEALTH_MAX 256              /* bytes of the file */
+#define HEALTH_EVERY_MS 5000 /* how often the runner rewrites the file */
+#define HEALTH_MAX_AGE_S 30  /* default: older than this is a hung runner */
+#define HEALTH_MAX 256       /* bytes of the file */
 
 /* Atomically replaces path (write to a temporary, rename) with
  * {"connected":bool,"time":<unix ms>}. 0 or a negative errno. */

@@ -25,11 +25,11 @@
 
 #define HTTPX_CONNECT_TIMEOUT_MS 10000
 #define HTTPX_TOKEN_TIMEOUT_MS 30000
-#define HTTPX_TOKEN_SKEW_S 30        /* a cached token is dropped this long before it expires */
+#define HTTPX_TOKEN_SKEW_S 30 /* a cached token is dropped this long before it expires */
 #define HTTPX_TOKEN_CACHE 64
 #define HTTPX_TOKEN_LEN_MAX 8192
 #define HTTPX_EXPANDED_MAX (1024 * 1024)
-#define HTTPX_SHOWN_URL 256          /* bytes of a (redacted) URL quoted in notes and messages */
+#define HTTPX_SHOWN_URL 256 /* bytes of a (redacted) URL quoted in notes and messages */
 
 struct httpx_header {
 	char *name, *value;
@@ -38,18 +38,18 @@ struct httpx_header {
 
 struct httpx_spec {
 	enum proto_executor kind;
-	char *method;                   /* NULL: POST with a body, else GET */
+	char *method; /* NULL: POST with a body, else GET */
 	char *url;
 	struct httpx_header *headers;
 	size_t nheaders;
-	char *body;                     /* explicit body or NULL */
-	json_t *input;                  /* the task's input or NULL */
+	char *body;    /* explicit body or NULL */
+	json_t *input; /* the task's input or NULL */
 	int codes[PROTO_MAX_CODES];
 	size_t ncodes;
 	int follow, max_redirects;
 	int64_t max_response, timeout_ms;
 	char *token_url, *client_id, *client_secret, *scope; /* oauth2 when token_url */
-	json_t *task;                   /* remote: {namespace, name, uid, attempt, env (non-secret)} */
+	json_t *task; /* remote: {namespace, name, uid, attempt, env (non-secret)} */
 	struct ssrf_policy *policy;
 	const char **secrets;
 	size_t nsecrets;
@@ -58,10 +58,7 @@ struct httpx_spec {
 
 /* ---- spec ---------------------------------------------------------------------------------- */
 
-static char *httpx_strdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
+static char *httpx_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
 static int httpx_copy_headers(json_t *a, struct httpx_spec *s)
 {
@@ -92,11 +89,13 @@ static void httpx_policy(const struct proto_msg *m, struct httpx_spec *s, int64_
 	json_array_foreach(json_object_get(h, "allowedCIDRs"), i, c) {
 		if (ssrf_policy_allow(s->policy, json_string_value(c)) < 0 && !s->spec_error[0])
 			snprintf(s->spec_error, sizeof(s->spec_error),
-				 "policy.http.allowedCIDRs[%zu] is not a CIDR such as 10.0.0.0/8", i);
+				 "policy.http.allowedCIDRs[%zu] is not a CIDR such as 10.0.0.0/8",
+				 i);
 	}
 	*max_resp = json_integer_value(json_object_get(h, "maxResponseBytes"));
-	*max_redir = json_is_integer(json_object_get(h, "maxRedirects")) ?
-			     json_integer_value(json_object_get(h, "maxRedirects")) : -1;
+	*max_redir = json_is_integer(json_object_get(h, "maxRedirects"))
+			     ? json_integer_value(json_object_get(h, "maxRedirects"))
+			     : -1;
 }
 
 int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
@@ -131,9 +130,10 @@ int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
 	if (pol_redir >= 0 && pol_redir < s->max_redirects)
 		s->max_redirects = (int)pol_redir;
 	s->follow = !json_is_false(json_object_get(h, "followRedirects"));
-	s->timeout_ms = (json_is_integer(json_object_get(h, "timeoutSeconds")) ?
-				 json_integer_value(json_object_get(h, "timeoutSeconds")) :
-				 HTTPX_DEFAULT_TIMEOUT_S) * 1000;
+	s->timeout_ms = (json_is_integer(json_object_get(h, "timeoutSeconds"))
+				 ? json_integer_value(json_object_get(h, "timeoutSeconds"))
+				 : HTTPX_DEFAULT_TIMEOUT_S) *
+			1000;
 
 	if (m->executor == PROTO_EXEC_HTTP) {
 		json_t *o = json_object_get(h, "oauth2");
@@ -147,13 +147,16 @@ int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
 			json_array_foreach(json_object_get(o, "scopes"), i, v) {
 				if (i)
 					(void)buf_append(&scope, " ", 1);
-				(void)buf_append(&scope, json_string_value(v), json_string_length(v));
+				(void)buf_append(&scope, json_string_value(v),
+						 json_string_length(v));
 			}
 			(void)buf_append(&scope, "", 0);
 			s->scope = scope.data ? scope.data : strdup("");
 			s->token_url = strdup(json_string_value(json_object_get(o, "tokenURL")));
-			s->client_id = httpx_strdup(json_string_value(json_object_get(o, "clientID")));
-			s->client_secret = httpx_strdup(json_string_value(json_object_get(o, "clientSecret")));
+			s->client_id = httpx_strdup(
+				json_string_value(json_object_get(o, "clientID")));
+			s->client_secret = httpx_strdup(
+				json_string_value(json_object_get(o, "clientSecret")));
 			if (!s->scope || !s->token_url)
 				goto oom;
 		}
@@ -164,10 +167,13 @@ int httpx_spec_new(const struct proto_msg *m, struct httpx_spec **ret)
 		env = m->env;
 		json_array_foreach(env, i, v)
 			if (!json_is_true(json_object_get(v, "secret")))
-				json_array_append_new(renv, json_pack("{sOsO}", "name", json_object_get(v, "name"),
-								      "value", json_object_get(v, "value")));
-		s->task = json_pack("{sssssssIso}", "namespace", m->namespace_, "name", m->name, "uid",
-				    m->task_uid, "attempt", (json_int_t)m->attempt, "env", renv);
+				json_array_append_new(renv,
+						      json_pack("{sOsO}", "name",
+								json_object_get(v, "name"), "value",
+								json_object_get(v, "value")));
+		s->task = json_pack("{sssssssIso}", "namespace", m->namespace_, "name", m->name,
+				    "uid", m->task_uid, "attempt", (json_int_t)m->attempt, "env",
+				    renv);
 		if (!s->task)
 			goto oom;
 	}
@@ -234,20 +240,21 @@ struct httpx_run {
 	struct exec_result *res;
 	CURL *h;
 	CURLM *m;
-	int64_t end_ms;           /* wall clock end of the attempt's HTTP work */
-	int end_is_deadline;      /* end_ms is the task's deadline (else http.timeoutSeconds) */
+	int64_t end_ms;      /* wall clock end of the attempt's HTTP work */
+	int end_is_deadline; /* end_ms is the task's deadline (else http.timeoutSeconds) */
 	int started;
 	/* the current transfer */
-	char blocked[256];        /* why the SSRF policy refused a connection */
+	char blocked[256]; /* why the SSRF policy refused a connection */
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t received, cap;
 	int too_big, log_body, skip_redirect_body;
-	struct buf keep;          /* the beginning of the body, for JSON output */
+	struct buf keep; /* the beginning of the body, for JSON output */
 };
 
 static void httpx_set(struct exec_result *r, const char *phase, const char *reason, const char *fmt,
 		      ...) __attribute__((format(printf, 4, 5)));
-static void httpx_set(struct exec_result *r, const char *phase, const char *reason, const char *fmt, ...)
+static void httpx_set(struct exec_result *r, const char *phase, const char *reason, const char *fmt,
+		      ...)
 {
 	va_list ap;
 	r->phase = phase;
@@ -257,7 +264,8 @@ static void httpx_set(struct exec_result *r, const char *phase, const char *reas
 	va_end(ap);
 }
 
-static void httpx_note(struct httpx_run *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void httpx_note(struct httpx_run *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void httpx_note(struct httpx_run *x, const char *fmt, ...)
 {
 	char line[1024];
@@ -283,8 +291,8 @@ static void httpx_shown(CURLU *u, char *out, size_t outsz)
 	(void)curl_url_get(u, CURLUPART_HOST, &host, 0);
 	(void)curl_url_get(u, CURLUPART_PORT, &port, 0);
 	(void)curl_url_get(u, CURLUPART_PATH, &path, 0);
-	snprintf(out, outsz, "%s://%s%s%s%.*s", scheme ? scheme : "?", host ? host : "?", port ? ":" : "",
-		 port ? port : "", HTTPX_SHOWN_URL, path ? path : "");
+	snprintf(out, outsz, "%s://%s%s%s%.*s", scheme ? scheme : "?", host ? host : "?",
+		 port ? ":" : "", port ? port : "", HTTPX_SHOWN_URL, path ? path : "");
 	curl_free(scheme);
 	curl_free(host);
 	curl_free(port);
@@ -301,7 +309,8 @@ static void httpx_set_killed(struct httpx_run *x)
 {
 	int why = x->io->kill_why ? x->io->kill_why(x->io->ud) : EXEC_KILL_CANCEL;
 	if (why == EXEC_KILL_SHUTDOWN)
-		httpx_set(x->res, "Failed", "RunnerShutdown", "runner shutting down: request aborted");
+		httpx_set(x->res, "Failed", "RunnerShutdown",
+			  "runner shutting down: request aborted");
 	else
 		httpx_set(x->res, "Cancelled", "Cancelled", "cancelled: request aborted");
 }
@@ -328,14 +337,16 @@ static curl_socket_t httpx_opensocket(void *ud, curlsocktype purpose, struct cur
 }
 
 /* Second look, on the address the connection actually has, right before the request is sent. */
-static int httpx_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+static int httpx_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
+			int local_port)
 {
 	struct httpx_run *x = ud;
 	struct ssrf_addr a;
 	char why[sizeof(x->blocked) - 64];
 
 	if (ssrf_parse_ip(primary_ip, &a) < 0) {
-		snprintf(x->blocked, sizeof(x->blocked), "connected address %.64s not understood", primary_ip);
+		snprintf(x->blocked, sizeof(x->blocked), "connected address %.64s not understood",
+			 primary_ip);
 		return CURL_PREREQFUNC_ABORT;
 	}
 	if (ssrf_check(x->s->policy, &a, why, sizeof(why)) < 0) {
@@ -358,14 +369,15 @@ static size_t httpx_write(char *p, size_t sz, size_t n, void *ud)
 	}
 	x->received += (int64_t)len;
 	if (x->keep.len < x->keep.max)
-		(void)buf_append(&x->keep, p, len < x->keep.max - x->keep.len ? len : x->keep.max - x->keep.len);
+		(void)buf_append(&x->keep, p,
+				 len < x->keep.max - x->keep.len ? len : x->keep.max - x->keep.len);
 	if (x->log_body && x->io->out) {
 		long code = 0;
 		/* The body of a redirect we follow is noise, not the task's output. */
 		if (x->skip_redirect_body)
 			curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
-		if (!(x->skip_redirect_body && (code == 301 || code == 302 || code == 303 || code == 307 ||
-						code == 308)))
+		if (!(x->skip_redirect_body &&
+		      (code == 301 || code == 302 || code == 303 || code == 307 || code == 308)))
 			x->io->out(x->io->ud, 0, p, len);
 	}
 	return len;
@@ -381,12 +393,15 @@ static int httpx_precheck(struct httpx_run *x, CURLU *u, const char *what)
 
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)) {
-		httpx_set(x->res, "Failed", "SSRFBlocked", "%s: scheme %.32s is not allowed (only http and https)",
-			  what, scheme ? scheme : "?");
+		httpx_set(x->res, "Failed", "SSRFBlocked",
+			  "%s: scheme %.32s is not allowed (only http and https)", what,
+			  scheme ? scheme : "?");
 		r = -EACCES;
-	} else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && ssrf_parse_ip(host, &a) == 0 &&
+	} else if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		   ssrf_parse_ip(host, &a) == 0 &&
 		   ssrf_check(x->s->policy, &a, why, sizeof(why)) < 0) {
-		httpx_set(x->res, "Failed", "SSRFBlocked", "%s: blocked by the SSRF policy: %s", what, why);
+		httpx_set(x->res, "Failed", "SSRFBlocked", "%s: blocked by the SSRF policy: %s",
+			  what, why);
 		r = -EACCES;
 	}
 	curl_free(scheme);
@@ -407,7 +422,8 @@ static CURLU *httpx_parse(struct httpx_run *x, const char *url, const char *what
 	}
 	uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
 	if (uc != CURLUE_OK) {
-		httpx_set(x->res, "Failed", "InvalidSpec", "%s is not a valid URL: %s", what, curl_url_strerror(uc));
+		httpx_set(x->res, "Failed", "InvalidSpec", "%s is not a valid URL: %s", what,
+			  curl_url_strerror(uc));
 		curl_url_cleanup(u);
 		return NULL;
 	}
@@ -421,8 +437,8 @@ static CURLU *httpx_parse(struct httpx_run *x, const char *url, const char *what
 /* One request. Returns 0 with *code (and *location for a redirect, new string) set, or a
  * negative errno with the result set. */
 static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, const char *body,
-			  struct curl_slist *hdrs, int64_t cap, size_t keep_max, int log_body, long *code,
-			  char **location, const char *what)
+			  struct curl_slist *hdrs, int64_t cap, size_t keep_max, int log_body,
+			  long *code, char **location, const char *what)
 {
 	CURLcode rc = CURLE_OK;
 	CURLMsg *msg;
@@ -434,8 +450,9 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 	if (location)
 		*location = NULL;
 	if (remain <= 0) {
-		httpx_set(x->res, "Failed", "TimedOut", x->end_is_deadline ? "deadline exceeded before the request" :
-			  "http.timeoutSeconds exceeded before the request");
+		httpx_set(x->res, "Failed", "TimedOut",
+			  x->end_is_deadline ? "deadline exceeded before the request"
+					     : "http.timeoutSeconds exceeded before the request");
 		return -ETIMEDOUT;
 	}
 	if (!x->started) {
@@ -457,8 +474,8 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 	curl_easy_setopt(x->h, CURLOPT_CURLU, u);
 	curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(x->h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L);     /* we follow, re-checking each hop */
-	curl_easy_setopt(x->h, CURLOPT_PROXY, "");               /* never the runner's *_proxy env */
+	curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L); /* we follow, re-checking each hop */
+	curl_easy_setopt(x->h, CURLOPT_PROXY, "");          /* never the runner's *_proxy env */
 	curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(x->h, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -473,8 +490,9 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 	curl_easy_setopt(x->h, CURLOPT_USERAGENT, "tasked-runner/" TASKED_VERSION);
 	curl_easy_setopt(x->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cap);
 	curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, (long)remain);
-	curl_easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)(remain < HTTPX_CONNECT_TIMEOUT_MS ? remain : HTTPX_CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(
+		x->h, CURLOPT_CONNECTTIMEOUT_MS,
+		(long)(remain < HTTPX_CONNECT_TIMEOUT_MS ? remain : HTTPX_CONNECT_TIMEOUT_MS));
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
 	} else {
@@ -483,7 +501,8 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 			      strcmp(method, "PATCH") == 0))
 			body = "";
 		if (body) {
-			curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+			curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE,
+					 (curl_off_t)strlen(body));
 			curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, body);
 		}
 		if (strcmp(method, "POST") != 0 && !(strcmp(method, "GET") == 0 && !body))
@@ -498,7 +517,8 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 			break;
 		/* The kill eventfd wakes the poll: a cancel does not wait for the network. */
 		struct curl_waitfd w = { .fd = x->io->killfd, .events = CURL_WAIT_POLLIN };
-		(void)curl_multi_poll(x->m, x->io->killfd >= 0 ? &w : NULL, x->io->killfd >= 0 ? 1 : 0, 1000, NULL);
+		(void)curl_multi_poll(x->m, x->io->killfd >= 0 ? &w : NULL,
+				      x->io->killfd >= 0 ? 1 : 0, 1000, NULL);
 		if (httpx_killed(x)) {
 			curl_multi_remove_handle(x->m, x->h);
 			httpx_set_killed(x);
@@ -515,15 +535,17 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 	 * refused a blocked address and used an allowed one). */
 	if (rc != CURLE_OK && x->blocked[0]) {
 		httpx_note(x, "! connection refused by the SSRF policy: %s\n", x->blocked);
-		httpx_set(x->res, "Failed", "SSRFBlocked", "%s: connection to %s refused by the SSRF policy: %s",
-			  what, shown, x->blocked);
+		httpx_set(x->res, "Failed", "SSRFBlocked",
+			  "%s: connection to %s refused by the SSRF policy: %s", what, shown,
+			  x->blocked);
 		return -EACCES;
 	}
 	if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		httpx_note(x, "! response body exceeds %lld bytes: aborted\n", (long long)cap);
-		httpx_set(x->res, "Failed", "ResponseTooLarge", "%s: response body exceeds the %lld byte cap%s",
-			  what, (long long)cap, x->too_big ? " (stopped while streaming)" :
-			  " (Content-Length checked before reading)");
+		httpx_set(x->res, "Failed", "ResponseTooLarge",
+			  "%s: response body exceeds the %lld byte cap%s", what, (long long)cap,
+			  x->too_big ? " (stopped while streaming)"
+				     : " (Content-Length checked before reading)");
 		x->res->http_status = (int)*code;
 		return -EFBIG;
 	}
@@ -534,8 +556,8 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 		return -ETIMEDOUT;
 	}
 	if (rc != CURLE_OK) {
-		httpx_set(x->res, "Failed", "RequestFailed", "%s: %s: %s", what, curl_easy_strerror(rc),
-			  x->errbuf[0] ? x->errbuf : "no details");
+		httpx_set(x->res, "Failed", "RequestFailed", "%s: %s: %s", what,
+			  curl_easy_strerror(rc), x->errbuf[0] ? x->errbuf : "no details");
 		return -EIO;
 	}
 	if (location && *code >= 300 && *code < 400) {
@@ -551,8 +573,8 @@ static int httpx_transfer(struct httpx_run *x, CURLU *u, const char *method, con
 
 static int httpx_sensitive(const char *name)
 {
-	return strcasecmp(name, "authorization") == 0 || strcasecmp(name, "proxy-authorization") == 0 ||
-	       strcasecmp(name, "cookie") == 0;
+	return strcasecmp(name, "authorization") == 0 ||
+	       strcasecmp(name, "proxy-authorization") == 0 || strcasecmp(name, "cookie") == 0;
 }
 
 /* The request headers for one hop. Credentials (Authorization, Cookie, headers marked secret,
@@ -633,8 +655,8 @@ static int httpx_same_origin(CURLU *a, CURLU *b)
 struct httpx_token {
 	unsigned char key[SHA256_DIGEST_LENGTH];
 	char *token;
-	int64_t expires_ms;  /* monotonic; the token is not used past this */
-	int64_t stamp;       /* for eviction */
+	int64_t expires_ms; /* monotonic; the token is not used past this */
+	int64_t stamp;      /* for eviction */
 };
 
 static pthread_mutex_t httpx_token_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -642,10 +664,7 @@ static pthread_mutex_t httpx_token_lock = PTHREAD_MUTEX_INITIALIZER;
 /* A runner on ws:// sets libcurl (and with it OpenSSL) up only for its first HTTP task. */
 static pthread_once_t httpx_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode httpx_curl_rc;
-static void httpx_curl_init(void)
-{
-	httpx_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
+static void httpx_curl_init(void) { httpx_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 static struct httpx_token httpx_tokens[HTTPX_TOKEN_CACHE];
 static int64_t httpx_token_clock;
 
@@ -653,7 +672,8 @@ static void httpx_token_key(const struct httpx_spec *s, unsigned char *key)
 {
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	const char *parts[] = { s->token_url, s->client_id ? s->client_id : "",
-				s->client_secret ? s->client_secret : "", s->scope ? s->scope : "" };
+				s->client_secret ? s->client_secret : "",
+				s->scope ? s->scope : "" };
 	unsigned int n = 0;
 
 	memset(key, 0, SHA256_DIGEST_LENGTH);
@@ -707,7 +727,8 @@ static void httpx_token_put(const unsigned char *key, const char *token, int64_t
 	pthread_mutex_lock(&httpx_token_lock);
 	/* the same client's entry, else a free one, else the least recently stored */
 	for (size_t i = 0; i < HTTPX_TOKEN_CACHE && !slot; i++)
-		if (httpx_tokens[i].token && CRYPTO_memcmp(httpx_tokens[i].key, key, SHA256_DIGEST_LENGTH) == 0)
+		if (httpx_tokens[i].token &&
+		    CRYPTO_memcmp(httpx_tokens[i].key, key, SHA256_DIGEST_LENGTH) == 0)
 			slot = &httpx_tokens[i];
 	for (size_t i = 0; i < HTTPX_TOKEN_CACHE && !slot; i++)
 		if (!httpx_tokens[i].token)
@@ -732,7 +753,8 @@ static void httpx_token_forget(const unsigned char *key)
 {
 	pthread_mutex_lock(&httpx_token_lock);
 	for (size_t i = 0; i < HTTPX_TOKEN_CACHE; i++)
-		if (httpx_tokens[i].token && CRYPTO_memcmp(httpx_tokens[i].key, key, SHA256_DIGEST_LENGTH) == 0)
+		if (httpx_tokens[i].token &&
+		    CRYPTO_memcmp(httpx_tokens[i].key, key, SHA256_DIGEST_LENGTH) == 0)
 			httpx_token_drop_locked(&httpx_tokens[i]);
 	pthread_mutex_unlock(&httpx_token_lock);
 }
@@ -740,7 +762,8 @@ static void httpx_token_forget(const unsigned char *key)
 /* Basic credentials per RFC 6749 2.3.1: both parts form-encoded, then base64. */
 static char *httpx_basic(CURL *h, const char *id, const char *secret)
 {
-	char *eid = curl_easy_escape(h, id, 0), *esec = curl_easy_escape(h, secret, 0), *raw = NULL, *out = NULL;
+	char *eid = curl_easy_escape(h, id, 0), *esec = curl_easy_escape(h, secret, 0), *raw = NULL,
+	     *out = NULL;
 	size_t n;
 
 	if (eid && esec && asprintf(&raw, "%s:%s", eid, esec) >= 0) {
@@ -748,7 +771,8 @@ static char *httpx_basic(CURL *h, const char *id, const char *secret)
 		out = malloc(4 * ((n + 2) / 3) + 32);
 		if (out) {
 			memcpy(out, "Authorization: Basic ", 21);
-			EVP_EncodeBlock((unsigned char *)out + 21, (const unsigned char *)raw, (int)n);
+			EVP_EncodeBlock((unsigned char *)out + 21, (const unsigned char *)raw,
+					(int)n);
 		}
 	}
 	if (esec)
@@ -786,14 +810,16 @@ static int httpx_oauth_token(struct httpx_run *x, const unsigned char *key, char
 	if (!(u = httpx_parse(x, s->token_url, "oauth2.tokenURL")))
 		return -EINVAL;
 	escope = curl_easy_escape(x->h, s->scope ? s->scope : "", 0);
-	if (!escope || asprintf(&body, "grant_type=client_credentials%s%s", s->scope && s->scope[0] ? "&scope=" : "",
+	if (!escope || asprintf(&body, "grant_type=client_credentials%s%s",
+				s->scope && s->scope[0] ? "&scope=" : "",
 				s->scope && s->scope[0] ? escope : "") < 0) {
 		body = NULL;
 		r = -ENOMEM;
 		httpx_set(x->res, "Failed", "Internal", "out of memory");
 		goto out;
 	}
-	if (s->client_id && !(basic = httpx_basic(x->h, s->client_id, s->client_secret ? s->client_secret : ""))) {
+	if (s->client_id &&
+	    !(basic = httpx_basic(x->h, s->client_id, s->client_secret ? s->client_secret : ""))) {
 		r = -ENOMEM;
 		httpx_set(x->res, "Failed", "Internal", "out of memory");
 		goto out;
@@ -808,29 +834,35 @@ static int httpx_oauth_token(struct httpx_run *x, const unsigned char *key, char
 	if (x->end_ms - util_now_ms() > HTTPX_TOKEN_TIMEOUT_MS)
 		x->end_ms = util_now_ms() + HTTPX_TOKEN_TIMEOUT_MS;
 	/* The token response is a credential: never streamed to the logs. */
-	r = httpx_transfer(x, u, "POST", body, hdrs, HTTPX_TOKEN_MAX, HTTPX_TOKEN_MAX, 0, &code, NULL,
-			   "oauth2 token request");
+	r = httpx_transfer(x, u, "POST", body, hdrs, HTTPX_TOKEN_MAX, HTTPX_TOKEN_MAX, 0, &code,
+			   NULL, "oauth2 token request");
 	x->end_ms = saved_end;
 	if (r < 0) {
-		if (strcmp(x->res->reason, "RequestFailed") == 0 || strcmp(x->res->reason, "ResponseTooLarge") == 0)
+		if (strcmp(x->res->reason, "RequestFailed") == 0 ||
+		    strcmp(x->res->reason, "ResponseTooLarge") == 0)
 			x->res->reason = "OAuth2Failed";
 		goto out;
 	}
 	if (code != 200) {
 		r = -EACCES;
-		httpx_set(x->res, "Failed", "OAuth2Failed", "oauth2 token endpoint answered HTTP %ld%s", code,
-			  code >= 300 && code < 400 ? " (redirects are not followed for token requests)" : "");
+		httpx_set(x->res, "Failed", "OAuth2Failed",
+			  "oauth2 token endpoint answered HTTP %ld%s", code,
+			  code >= 300 && code < 400
+				  ? " (redirects are not followed for token requests)"
+				  : "");
 		goto out;
 	}
 	j = json_loadb(x->keep.data ? x->keep.data : "", x->keep.len, 0, &jerr);
 	at = json_object_get(j, "access_token");
 	tt = json_object_get(j, "token_type");
 	ei = json_object_get(j, "expires_in");
-	if (!json_is_string(at) || json_string_length(at) == 0 || json_string_length(at) > HTTPX_TOKEN_LEN_MAX ||
+	if (!json_is_string(at) || json_string_length(at) == 0 ||
+	    json_string_length(at) > HTTPX_TOKEN_LEN_MAX ||
 	    strlen(json_string_value(at)) != json_string_length(at) ||
 	    strpbrk(json_string_value(at), "\r\n")) {
 		r = -EBADMSG;
-		httpx_set(x->res, "Failed", "OAuth2Failed", "oauth2 token response has no usable access_token");
+		httpx_set(x->res, "Failed", "OAuth2Failed",
+			  "oauth2 token response has no usable access_token");
 		goto out;
 	}
 	if (tt && (!json_is_string(tt) || strcasecmp(json_string_value(tt), "bearer") != 0)) {
@@ -849,7 +881,8 @@ static int httpx_oauth_token(struct httpx_run *x, const unsigned char *key, char
 	}
 	/* Cached until shortly before it expires; a token without expires_in is used once. */
 	if (expires_in > 0) {
-		int64_t skew = expires_in / 2 < HTTPX_TOKEN_SKEW_S ? expires_in / 2 : HTTPX_TOKEN_SKEW_S;
+		int64_t skew = expires_in / 2 < HTTPX_TOKEN_SKEW_S ? expires_in / 2
+								   : HTTPX_TOKEN_SKEW_S;
 		if (expires_in - skew > 0)
 			httpx_token_put(key, *ret, util_mono_ms() + (expires_in - skew) * 1000);
 	}
@@ -858,7 +891,8 @@ out:
 	if (j) {
 		/* scrub the token from the parsed copy and the receive buffer */
 		if (json_is_string(json_object_get(j, "access_token")))
-			OPENSSL_cleanse((char *)(uintptr_t)json_string_value(json_object_get(j, "access_token")),
+			OPENSSL_cleanse((char *)(uintptr_t)json_string_value(
+						json_object_get(j, "access_token")),
 					json_string_length(json_object_get(j, "access_token")));
 		json_decref(j);
 	}
@@ -908,12 +942,15 @@ static void httpx_output(struct httpx_run *x)
 	}
 	x->res->output = proto_load_output(x->keep.data, x->keep.len, &deep, &jerr);
 	if (deep && strcmp(x->res->phase, "Succeeded") == 0) {
-		httpx_set(x->res, "Failed", "OutputTooDeep", "HTTP %d, but the JSON response nests deeper than %d levels",
+		httpx_set(x->res, "Failed", "OutputTooDeep",
+			  "HTTP %d, but the JSON response nests deeper than %d levels",
 			  x->res->http_status, PROTO_MAX_OUTPUT_DEPTH);
 	} else if (deep) {
 		ml = strlen(x->res->message);
-		snprintf(x->res->message + ml, sizeof(x->res->message) - ml,
-			 "; the JSON response nests deeper than %d levels and is not kept as output", PROTO_MAX_OUTPUT_DEPTH);
+		snprintf(
+			x->res->message + ml, sizeof(x->res->message) - ml,
+			"; the JSON response nests deeper than %d levels and is not kept as output",
+			PROTO_MAX_OUTPUT_DEPTH);
 	}
 }
 
@@ -939,7 +976,8 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 		httpx_token_key(s, key);
 	for (;;) {
 		int same = httpx_same_origin(origin, u);
-		if (s->token_url && same && !token && (r = httpx_oauth_token(x, key, &token, &cached)) < 0)
+		if (s->token_url && same && !token &&
+		    (r = httpx_oauth_token(x, key, &token, &cached)) < 0)
 			break;
 		curl_slist_free_all(hdrs);
 		hdrs = httpx_headers(x, hvals, same, same ? token : NULL, json_body && body, &err);
@@ -949,8 +987,8 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 			break;
 		}
 		x->skip_redirect_body = s->follow;
-		r = httpx_transfer(x, u, method, body, hdrs, s->max_response, HTTPX_OUTPUT_MAX + 1, 1,
-				   &code, &loc, hops ? "redirect" : "http.url");
+		r = httpx_transfer(x, u, method, body, hdrs, s->max_response, HTTPX_OUTPUT_MAX + 1,
+				   1, &code, &loc, hops ? "redirect" : "http.url");
 		x->skip_redirect_body = 0;
 		if (r < 0)
 			break;
@@ -968,7 +1006,8 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 			char shown[HTTPX_SHOWN_URL + 128];
 			if (hops >= s->max_redirects) {
 				r = -ELOOP;
-				httpx_set(x->res, "Failed", "TooManyRedirects", "more than %d redirects", s->max_redirects);
+				httpx_set(x->res, "Failed", "TooManyRedirects",
+					  "more than %d redirects", s->max_redirects);
 				x->res->http_status = (int)code;
 				break;
 			}
@@ -985,10 +1024,13 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 			 * dependency's output), and the server picks where it goes next: like the
 			 * credentials, it stays with that origin. Dropping it would send a different
 			 * request than the one asked for, so the redirect is refused instead. */
-			if ((code == 307 || code == 308) && body && !httpx_same_origin(origin, next)) {
-				httpx_set(x->res, "Failed", "RedirectRefused",
-					  "HTTP %ld to another origin (%s) would resend the request body there; not "
-					  "followed (use the final URL, or followRedirects: false)", code, shown);
+			if ((code == 307 || code == 308) && body &&
+			    !httpx_same_origin(origin, next)) {
+				httpx_set(
+					x->res, "Failed", "RedirectRefused",
+					"HTTP %ld to another origin (%s) would resend the request body there; not "
+					"followed (use the final URL, or followRedirects: false)",
+					code, shown);
 				x->res->http_status = (int)code;
 				curl_url_cleanup(next);
 				r = 0;
@@ -1012,8 +1054,11 @@ static int httpx_run_http(struct httpx_run *x, char *url, char **hvals, const ch
 		if (httpx_code_ok(s, code))
 			httpx_set(x->res, "Succeeded", "Succeeded", "HTTP %ld", code);
 		else
-			httpx_set(x->res, "Failed", "HTTPStatus", "HTTP %ld is not a success code%s", code,
-				  httpx_is_redirect(code) && s->follow && !loc ? " (redirect without Location)" : "");
+			httpx_set(x->res, "Failed", "HTTPStatus",
+				  "HTTP %ld is not a success code%s", code,
+				  httpx_is_redirect(code) && s->follow && !loc
+					  ? " (redirect without Location)"
+					  : "");
 		if (strcmp(method, "HEAD") != 0)
 			httpx_output(x);
 		r = 0;
@@ -1062,7 +1107,8 @@ static json_t *httpx_mask_json(json_t *v, const char *const *secrets, size_t n)
 		out = json_object();
 		json_object_foreach(v, k, e) {
 			_cleanup_free_ char *mk = httpx_mask_str(k, secrets, n);
-			if (!out || !mk || json_object_set_new(out, mk, httpx_mask_json(e, secrets, n)) < 0)
+			if (!out || !mk ||
+			    json_object_set_new(out, mk, httpx_mask_json(e, secrets, n)) < 0)
 				goto fail;
 		}
 		return out;
@@ -1101,10 +1147,11 @@ static int httpx_run_remote(struct httpx_run *x, char *url, char **hvals)
 
 	if (!(u = httpx_parse(x, url, "remote.url")))
 		return -EINVAL;
-	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && strcasecmp(scheme, "http") == 0 &&
-	    !httpx_loopback_host(u))
-		log_warn("remote executor endpoint uses plain http:// to a non-loopback host: the task's "
-			 "input and result travel unencrypted; use https://");
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    strcasecmp(scheme, "http") == 0 && !httpx_loopback_host(u))
+		log_warn(
+			"remote executor endpoint uses plain http:// to a non-loopback host: the task's "
+			"input and result travel unencrypted; use https://");
 	curl_free(scheme);
 
 	req = json_pack("{sOsO}", "task", s->task, "input", s->input ? s->input : json_null());
@@ -1120,38 +1167,47 @@ static int httpx_run_remote(struct httpx_run *x, char *url, char **hvals)
 		goto out;
 	}
 	hdrs = n;
-	r = httpx_transfer(x, u, "POST", body, hdrs, cap, (size_t)cap, 1, &code, NULL, "remote.url");
+	r = httpx_transfer(x, u, "POST", body, hdrs, cap, (size_t)cap, 1, &code, NULL,
+			   "remote.url");
 	if (r < 0)
 		goto out;
 	x->res->http_status = (int)code;
-	resp = json_loadb(x->keep.data ? x->keep.data : "", x->keep.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	resp = json_loadb(x->keep.data ? x->keep.data : "", x->keep.len,
+			  JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	er = json_object_get(resp, "error");
 	if (code < 200 || code > 299) {
-		httpx_set(x->res, "Failed", "HTTPStatus", "remote executor answered HTTP %ld%s%.512s", code,
-			  json_is_string(er) ? ": " : "", json_is_string(er) ? json_string_value(er) : "");
+		httpx_set(x->res, "Failed", "HTTPStatus",
+			  "remote executor answered HTTP %ld%s%.512s", code,
+			  json_is_string(er) ? ": " : "",
+			  json_is_string(er) ? json_string_value(er) : "");
 		if (httpx_is_redirect(code))
-			strncat(x->res->message, " (redirects are not followed for remote executors)",
+			strncat(x->res->message,
+				" (redirects are not followed for remote executors)",
 				sizeof(x->res->message) - strlen(x->res->message) - 1);
 		r = 0;
 		goto out;
 	}
 	st = json_object_get(resp, "status");
 	rt = json_object_get(resp, "retryable");
-	if (!json_is_object(resp) || !json_is_string(st) || (er && !json_is_string(er) && !json_is_null(er)) ||
-	    (rt && !json_is_boolean(rt))) {
-		httpx_set(x->res, "Failed", "InvalidResponse",
-			  "remote executor response is not {status, output, error, retryable} JSON");
+	if (!json_is_object(resp) || !json_is_string(st) ||
+	    (er && !json_is_string(er) && !json_is_null(er)) || (rt && !json_is_boolean(rt))) {
+		httpx_set(
+			x->res, "Failed", "InvalidResponse",
+			"remote executor response is not {status, output, error, retryable} JSON");
 		r = 0;
 		goto out;
 	}
 	if (rt)
 		x->res->retryable = json_is_true(rt);
 	if (json_object_get(resp, "output") && !json_is_null(json_object_get(resp, "output"))) {
-		char *o = json_dumps(json_object_get(resp, "output"), JSON_COMPACT | JSON_ENCODE_ANY);
-		if (o && jscan_depth(o, strlen(o), PROTO_MAX_OUTPUT_DEPTH) > PROTO_MAX_OUTPUT_DEPTH) {
+		char *o = json_dumps(json_object_get(resp, "output"),
+				     JSON_COMPACT | JSON_ENCODE_ANY);
+		if (o &&
+		    jscan_depth(o, strlen(o), PROTO_MAX_OUTPUT_DEPTH) > PROTO_MAX_OUTPUT_DEPTH) {
 			free(o);
 			httpx_set(x->res, "Failed", "OutputTooDeep",
-				  "the remote executor's output nests deeper than %d levels", PROTO_MAX_OUTPUT_DEPTH);
+				  "the remote executor's output nests deeper than %d levels",
+				  PROTO_MAX_OUTPUT_DEPTH);
 			r = 0;
 			goto out;
 		}
@@ -1163,9 +1219,11 @@ static int httpx_run_remote(struct httpx_run *x, char *url, char **hvals)
 		httpx_set(x->res, "Succeeded", "Succeeded", "remote executor succeeded");
 	} else if (strcasecmp(json_string_value(st), "Failed") == 0) {
 		httpx_set(x->res, "Failed", "RemoteFailed", "remote executor failed%s%.900s",
-			  json_is_string(er) ? ": " : "", json_is_string(er) ? json_string_value(er) : "");
+			  json_is_string(er) ? ": " : "",
+			  json_is_string(er) ? json_string_value(er) : "");
 	} else {
-		httpx_set(x->res, "Failed", "InvalidResponse", "remote executor status must be Succeeded or Failed");
+		httpx_set(x->res, "Failed", "InvalidResponse",
+			  "remote executor status must be Succeeded or Failed");
 		json_decref(x->res->output);
 		x->res->output = NULL;
 	}
@@ -1182,10 +1240,12 @@ out:
 
 static int httpx_expand(struct httpx_run *x, const char *in, const char *what, char **ret)
 {
-	int r = x->io->lookup ? expand_vars(in, x->io->lookup, x->io->lookup_ud, HTTPX_EXPANDED_MAX, ret) :
-				((*ret = strdup(in)) ? 0 : -ENOMEM);
+	int r = x->io->lookup
+			? expand_vars(in, x->io->lookup, x->io->lookup_ud, HTTPX_EXPANDED_MAX, ret)
+			: ((*ret = strdup(in)) ? 0 : -ENOMEM);
 	if (r == -E2BIG)
-		httpx_set(x->res, "Failed", "InvalidSpec", "%s expands past %d bytes", what, HTTPX_EXPANDED_MAX);
+		httpx_set(x->res, "Failed", "InvalidSpec", "%s expands past %d bytes", what,
+			  HTTPX_EXPANDED_MAX);
 	else if (r < 0)
 		httpx_set(x->res, "Failed", "Internal", "out of memory");
 	return r;
@@ -1225,14 +1285,16 @@ int httpx_run(struct httpx_spec *s, const struct httpx_io *io, struct exec_resul
 		if (httpx_expand(&x, s->headers[i].value, "a header value", &hvals[i]) < 0)
 			goto out;
 		if (strpbrk(hvals[i], "\r\n")) {
-			httpx_set(res, "Failed", "InvalidSpec", "header %.64s: value contains CR or LF after $(VAR) expansion",
+			httpx_set(res, "Failed", "InvalidSpec",
+				  "header %.64s: value contains CR or LF after $(VAR) expansion",
 				  s->headers[i].name);
 			goto out;
 		}
 	}
 	if (s->kind == PROTO_EXEC_HTTP) {
 		const char *m = s->method;
-		int may_body = !m || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+		int may_body = !m || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+			       strcmp(m, "PATCH") == 0;
 		if (s->body) {
 			if (httpx_expand(&x, s->body, "http.body", &body) < 0)
 				goto out;

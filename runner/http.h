@@ -20,18 +20,18 @@
 #define HTTPX_DEFAULT_MAX_RESPONSE (16 * 1024 * 1024)
 #define HTTPX_DEFAULT_MAX_REDIRECTS 5
 #define HTTPX_DEFAULT_TIMEOUT_S 30
-#define HTTPX_OUTPUT_MAX (32 * 1024)      /* a JSON body larger than this is not kept as output */
-#define HTTPX_TOKEN_MAX (64 * 1024)       /* OAuth2 token response cap */
-#define HTTPX_REMOTE_MAX (1024 * 1024)    /* remote executor response cap */
+#define HTTPX_OUTPUT_MAX (32 * 1024)   /* a JSON body larger than this is not kept as output */
+#define HTTPX_TOKEN_MAX (64 * 1024)    /* OAuth2 token response cap */
+#define HTTPX_REMOTE_MAX (1024 * 1024) /* remote executor response cap */
 
 struct httpx_spec;
 struct exec_result;
 
 /* What the executing thread gives the executor. */
 struct httpx_io {
-	int killfd;                      /* readable once the attempt must stop */
-	int (*kill_why)(void *ud);       /* enum exec_kill once killfd is readable */
-	void (*started)(void *ud);       /* the first request is about to be sent */
+	int killfd;                /* readable once the attempt must stop */
+	int (*kill_why)(void *ud); /* enum exec_kill once killfd is readable */
+	void (*started)(void *ud); /* the first request is about to be sent */
 	/* Output: stream 0 is the response body, stream 1 the executor's notes (request lines,
 	 * redirects). Masking and caps are the caller's. */
 	void (*out)(void *ud, int stream, const char *data, size_t len);
@@ -43,7 +43,7 @@ struct httpx_io {
 	const char *const *secrets;
 	size_t nsecrets;
 	void *ud;
-	int64_t deadline_ms;             /* wall clock; 0 = none */
+	int64_t deadline_ms; /* wall clock; 0 = none */
 };
 
 /* Copies what the executor needs from a decoded http or remote dispatch (borrowed). A spec

@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ISO_TASK_UID 65532      /* the dedicated task uid (exec.h's EXEC_TASK_UID) */
-#define ISO_PROC_MAX (1 << 20)  /* bytes of a /proc/sysvipc file read */
+#define ISO_TASK_UID 65532     /* the dedicated task uid (exec.h's EXEC_TASK_UID) */
+#define ISO_PROC_MAX (1 << 20) /* bytes of a /proc/sysvipc file read */
 #define ISO_MAX_PROTECT 4
 
 enum { ISO_SHM, ISO_SEM, ISO_MSG, ISO_NIPC };
@@ -53,7 +53,8 @@ static size_t iso_nprotected;
 /* The child of the probe: everything a task's init will do, on throwaway namespaces. */
 static __attribute__((noreturn)) void iso_probe_child(void)
 {
-	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("/tmp", "/tmp", NULL, MS_BIND, NULL) < 0 ||
 	    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=4k") < 0)
 		_exit(1);
@@ -80,21 +81,17 @@ int iso_init(uid_t task_uid)
 	if (iso_ns)
 		log_info("each task gets private /tmp, /dev/shm and IPC namespaces");
 	else
-		log_info("no mount/IPC namespaces for tasks: they get TMPDIR in their work dir, and what they "
-			 "leave in /tmp, /dev/shm and System V IPC is removed whenever the runner is idle",
-			 "cleanup", task_uid == ISO_TASK_UID ? "on" : "off (tasks do not run as 65532)");
+		log_info(
+			"no mount/IPC namespaces for tasks: they get TMPDIR in their work dir, and what they "
+			"leave in /tmp, /dev/shm and System V IPC is removed whenever the runner is idle",
+			"cleanup",
+			task_uid == ISO_TASK_UID ? "on" : "off (tasks do not run as 65532)");
 	return iso_ns;
 }
 
-int iso_namespaces(void)
-{
-	return iso_ns > 0;
-}
+int iso_namespaces(void) { return iso_ns > 0; }
 
-void iso_force_namespaces(int on)
-{
-	iso_ns = on ? 1 : 0;
-}
+void iso_force_namespaces(int on) { iso_ns = on ? 1 : 0; }
 
 void iso_protect(const char *path)
 {
@@ -113,7 +110,8 @@ void iso_set_shm(struct iso_task *it, int64_t shm_bytes)
 			 (long long)(shm_bytes > 0 ? shm_bytes : ISO_SHM_DEFAULT));
 }
 
-int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err, size_t errsz)
+int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err,
+		size_t errsz)
 {
 	char tmp_real[PATH_MAX];
 	size_t tl;
@@ -126,7 +124,8 @@ int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t s
 		return r;
 	}
 	if (!realpath(work_path, it->work) ||
-	    (size_t)snprintf(it->tmp, sizeof(it->tmp), "%s/%s", it->work, ISO_TMP_NAME) >= sizeof(it->tmp)) {
+	    (size_t)snprintf(it->tmp, sizeof(it->tmp), "%s/%s", it->work, ISO_TMP_NAME) >=
+		    sizeof(it->tmp)) {
 		r = errno ? -errno : -ENAMETOOLONG;
 		snprintf(err, errsz, "work dir: %s", strerrordesc_np(-r));
 		return r;
@@ -190,7 +189,8 @@ static size_t iso_fields(char *line, char **f, size_t n)
 }
 
 /* Calls fn(id, owner, creator) for every object listed in a /proc/sysvipc file. */
-static int iso_ipc_each(int kind, void (*fn)(int kind, long id, long uid, long cuid, void *ud), void *ud)
+static int iso_ipc_each(int kind, void (*fn)(int kind, long id, long uid, long cuid, void *ud),
+			void *ud)
 {
 	char *data = NULL, *save = NULL;
 	size_t len = 0;
@@ -259,7 +259,8 @@ static void iso_snapshot_take(struct iso_snapshot *s)
 		while (dir && (de = readdir(dir))) {
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 				continue;
-			if (s->nnames[d] == ISO_MAX_SNAPSHOT || !(s->names[d][s->nnames[d]] = strdup(de->d_name))) {
+			if (s->nnames[d] == ISO_MAX_SNAPSHOT ||
+			    !(s->names[d][s->nnames[d]] = strdup(de->d_name))) {
 				s->full = 1;
 				break;
 			}
@@ -280,8 +281,9 @@ static void iso_clean_ipc(int kind, long id, long uid, long cuid, void *ud)
 	for (size_t i = 0; i < s->nids[kind]; i++)
 		if (s->ids[kind][i] == (int)id)
 			return;
-	r = kind == ISO_SHM ? shmctl((int)id, IPC_RMID, NULL) :
-	    kind == ISO_SEM ? semctl((int)id, 0, IPC_RMID) : msgctl((int)id, IPC_RMID, NULL);
+	r = kind == ISO_SHM   ? shmctl((int)id, IPC_RMID, NULL)
+	    : kind == ISO_SEM ? semctl((int)id, 0, IPC_RMID)
+			      : msgctl((int)id, IPC_RMID, NULL);
 	if (r == 0) {
 		if (kind == ISO_SHM)
 			iso_last.shm++;
@@ -311,7 +313,7 @@ static void iso_clean_dir(struct iso_snapshot *s, int d)
 	int dfd = open(iso_dirs[d], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
 	struct dirent *de;
-	char (*victims)[NAME_MAX + 1] = NULL;
+	char(*victims)[NAME_MAX + 1] = NULL;
 	size_t nv = 0;
 
 	if (!dir) {
@@ -322,7 +324,8 @@ static void iso_clean_dir(struct iso_snapshot *s, int d)
 	victims = calloc(ISO_MAX_SNAPSHOT, sizeof(*victims));
 	while (victims && nv < ISO_MAX_SNAPSHOT && (de = readdir(dir))) {
 		struct stat st;
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 || iso_kept(s, d, de->d_name) ||
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    iso_kept(s, d, de->d_name) ||
 		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid != iso_uid)
 			continue;
 		memcpy(victims[nv++], de->d_name, strlen(de->d_name) + 1);
@@ -370,7 +373,9 @@ void iso_end(void)
 				(void)iso_ipc_each(k, iso_clean_ipc, &iso_snap);
 			iso_clean_dir(&iso_snap, 0);
 			iso_clean_dir(&iso_snap, 1);
-			cleaned = iso_last.shm + iso_last.sem + iso_last.msg + iso_last.devshm + iso_last.tmp > 0;
+			cleaned = iso_last.shm + iso_last.sem + iso_last.msg + iso_last.devshm +
+					  iso_last.tmp >
+				  0;
 		} else {
 			full = 1;
 		}
@@ -380,8 +385,9 @@ void iso_end(void)
 	if (cleaned)
 		log_info("removed what tasks left behind", "where", "System V IPC, /dev/shm, /tmp");
 	if (full)
-		log_warn("too many entries in /tmp, /dev/shm or System V IPC to tell what tasks left: no cleanup "
-			 "this time");
+		log_warn(
+			"too many entries in /tmp, /dev/shm or System V IPC to tell what tasks left: no cleanup "
+			"this time");
 }
 
 void iso_stats(struct iso_stats *out)

@@ -23,16 +23,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define ISO_TMP_NAME ".tmp"    /* the task's private /tmp, inside its work dir */
+#define ISO_TMP_NAME ".tmp"                 /* the task's private /tmp, inside its work dir */
 #define ISO_SHM_DEFAULT (INT64_C(64) << 20) /* /dev/shm size when the task has no memory limit */
-#define ISO_MAX_SNAPSHOT 4096  /* entries remembered per kind; more: no cleanup for that busy period */
+#define ISO_MAX_SNAPSHOT \
+	4096 /* entries remembered per kind; more: no cleanup for that busy period */
 
 struct iso_task {
-	int ns;                 /* the init enters new mount and IPC namespaces */
-	int rebind;             /* W lies below /tmp: bind it again at its path inside the new /tmp */
-	char tmp[PATH_MAX];     /* W/.tmp (real path) */
-	char work[PATH_MAX];    /* W (real path) */
-	char shm_opts[64];      /* tmpfs options for /dev/shm */
+	int ns;              /* the init enters new mount and IPC namespaces */
+	int rebind;          /* W lies below /tmp: bind it again at its path inside the new /tmp */
+	char tmp[PATH_MAX];  /* W/.tmp (real path) */
+	char work[PATH_MAX]; /* W (real path) */
+	char shm_opts[64];   /* tmpfs options for /dev/shm */
 };
 
 /* Once at start, single-threaded: probes whether tasks can get namespaces (forks a child that
@@ -47,7 +48,8 @@ void iso_protect(const char *path);
 
 /* Before the fork: creates W/.tmp (mode 01777) and, with namespaces and W below /tmp, the
  * mount point for W inside it. dirfd: W, open. shm_bytes: /dev/shm's size (0: the default). */
-int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err, size_t errsz);
+int iso_prepare(struct iso_task *it, int dirfd, const char *work_path, int64_t shm_bytes, char *err,
+		size_t errsz);
 /* Sizes the private /dev/shm (shm_bytes ≤ 0: the default); wd_make calls it for a spare dir. */
 void iso_set_shm(struct iso_task *it, int64_t shm_bytes);
 /* In the task's init, after fork: enters the namespaces and mounts. Async-signal-safe; 0 or

@@ -31,20 +31,11 @@ static size_t ll_nfds;
 static int ll_hide;
 static int ll_hide_err;
 
-int ll_abi(void)
-{
-	return ll_abi_v;
-}
+int ll_abi(void) { return ll_abi_v; }
 
-int ll_hides_file(void)
-{
-	return ll_hide;
-}
+int ll_hides_file(void) { return ll_hide; }
 
-int ll_hide_error(void)
-{
-	return ll_hide_err;
-}
+int ll_hide_error(void) { return ll_hide_err; }
 
 void ll_free(void)
 {
@@ -97,11 +88,12 @@ static int ll_grant_siblings(int dfd, const char *skip)
 	while (r == 0 && (errno = 0, e = readdir(d))) {
 		struct stat st;
 		int fd;
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, skip) == 0)
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    strcmp(e->d_name, skip) == 0)
 			continue;
 		fd = openat(dfd, e->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
-			continue;   /* gone meanwhile, or not ours to see: nothing to grant */
+			continue; /* gone meanwhile, or not ours to see: nothing to grant */
 		if (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode)) {
 			close(fd);
 			continue;
@@ -136,7 +128,8 @@ static int ll_prepare_hide(const char *file)
 	for (size_t i = 0; i < n && r == 0; i++) {
 		r = ll_grant_siblings(dfd, comp[i]);
 		if (r == 0 && i + 1 < n) {
-			int next = openat(dfd, comp[i], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int next = openat(dfd, comp[i],
+					  O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (next < 0)
 				r = -errno;
 			close(dfd);
@@ -197,13 +190,16 @@ int ll_ruleset(const char *work_dir, const char *tmp_dir)
 	if (rs < 0)
 		return -errno;
 	for (size_t i = 0; i < ll_nfds + 2 && r == 0; i++) {
-		struct landlock_path_beneath_attr pb = { .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE };
+		struct landlock_path_beneath_attr pb = {
+			.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE
+		};
 		int own = -1;
 		if (i < ll_nfds) {
 			pb.parent_fd = ll_fds[i];
 		} else if ((i == ll_nfds ? work_dir : tmp_dir) && ll_hide) {
 			/* the private /tmp too: bound on /tmp, the path to it no longer passes W */
-			own = open(i == ll_nfds ? work_dir : tmp_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			own = open(i == ll_nfds ? work_dir : tmp_dir,
+				   O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (own < 0) {
 				r = -errno;
 				break;

@@ -79,8 +79,9 @@ static int runner_label_ok(const char *s, size_t n, int key)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_' || ch == '.' || (key && ch == '/')))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' ||
+		      (key && ch == '/')))
 			return 0;
 	}
 	return 1;
@@ -98,12 +99,14 @@ static json_t *runner_parse_labels(const char *s, char *err, size_t errsz)
 		char k[64], v[64];
 
 		if (!eq) {
-			snprintf(err, errsz, "label \"%.*s\" is not KEY=VALUE", (int)(n > 64 ? 64 : n), p);
+			snprintf(err, errsz, "label \"%.*s\" is not KEY=VALUE",
+				 (int)(n > 64 ? 64 : n), p);
 			goto fail;
 		}
 		kl = (size_t)(eq - p);
 		if (!runner_label_ok(p, kl, 1) || !runner_label_ok(eq + 1, n - kl - 1, 0)) {
-			snprintf(err, errsz, "label \"%.*s\": keys and values are at most 63 of [A-Za-z0-9._-]",
+			snprintf(err, errsz,
+				 "label \"%.*s\": keys and values are at most 63 of [A-Za-z0-9._-]",
 				 (int)(n > 64 ? 64 : n), p);
 			goto fail;
 		}
@@ -136,8 +139,8 @@ static int runner_id_ok(const char *s)
 	if (n == 0 || n > RUNNER_ID_MAX)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      *s == '-' || *s == '.' || *s == '_'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_'))
 			return 0;
 	return 1;
 }
@@ -152,8 +155,8 @@ static void runner_default_id(char *out, size_t outsz)
 		snprintf(host, sizeof(host), "runner");
 	host[sizeof(host) - 1] = '\0';
 	for (char *p = host; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '.' || *p == '_'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
 			*p = '-';
 	n = strlen(host);
 	if (n > RUNNER_ID_MAX - 7)
@@ -167,8 +170,24 @@ static void runner_default_id(char *out, size_t outsz)
 
 static void runner_parse(int argc, char **argv, struct runner_flags *f)
 {
-	enum { F_CONTROLLER = 256, F_TOKEN, F_CA, F_CONC, F_LABELS, F_WORK, F_ID, F_GRACE, F_LEVEL,
-	       F_VERSION, F_HELP, F_HEALTH, F_CHECK, F_READY, F_MAXAGE, F_PROXY };
+	enum {
+		F_CONTROLLER = 256,
+		F_TOKEN,
+		F_CA,
+		F_CONC,
+		F_LABELS,
+		F_WORK,
+		F_ID,
+		F_GRACE,
+		F_LEVEL,
+		F_VERSION,
+		F_HELP,
+		F_HEALTH,
+		F_CHECK,
+		F_READY,
+		F_MAXAGE,
+		F_PROXY
+	};
 	static const struct option opts[] = {
 		{ "controller", required_argument, NULL, F_CONTROLLER },
 		{ "token-file", required_argument, NULL, F_TOKEN },
@@ -193,35 +212,58 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (o) {
-		case F_CONTROLLER: f->controller = optarg; break;
-		case F_TOKEN: f->token_file = optarg; break;
-		case F_CA: f->ca_file = optarg; break;
-		case F_LABELS: f->labels = optarg; break;
-		case F_WORK: f->work_dir = optarg; break;
-		case F_ID: f->id = optarg; break;
-		case F_HEALTH: f->health_file = optarg; break;
-		case F_CHECK: f->check_health = optarg; break;
-		case F_READY: f->ready = 1; break;
+		case F_CONTROLLER:
+			f->controller = optarg;
+			break;
+		case F_TOKEN:
+			f->token_file = optarg;
+			break;
+		case F_CA:
+			f->ca_file = optarg;
+			break;
+		case F_LABELS:
+			f->labels = optarg;
+			break;
+		case F_WORK:
+			f->work_dir = optarg;
+			break;
+		case F_ID:
+			f->id = optarg;
+			break;
+		case F_HEALTH:
+			f->health_file = optarg;
+			break;
+		case F_CHECK:
+			f->check_health = optarg;
+			break;
+		case F_READY:
+			f->ready = 1;
+			break;
 		case F_PROXY: {
 			char hp[300];
 			if (conn_parse_proxy(optarg, hp, sizeof(hp)) < 0)
-				runner_bad_flag("--broker-proxy: want http://HOST:PORT, got \"%s\"", optarg);
+				runner_bad_flag("--broker-proxy: want http://HOST:PORT, got \"%s\"",
+						optarg);
 			f->broker_proxy = optarg;
 			break;
 		}
 		case F_MAXAGE:
 			if (util_parse_long(optarg, 1, 86400, &f->max_age) < 0)
-				runner_bad_flag("--max-age-seconds: want an integer from 1 to 86400, got \"%s\"", optarg);
+				runner_bad_flag(
+					"--max-age-seconds: want an integer from 1 to 86400, got \"%s\"",
+					optarg);
 			break;
 		case F_CONC:
 			if (util_parse_long(optarg, 1, PROTO_MAX_CAPACITY, &f->concurrency) < 0)
-				runner_bad_flag("--concurrency: want an integer from 1 to %d, got \"%s\"",
-						PROTO_MAX_CAPACITY, optarg);
+				runner_bad_flag(
+					"--concurrency: want an integer from 1 to %d, got \"%s\"",
+					PROTO_MAX_CAPACITY, optarg);
 			break;
 		case F_GRACE:
 			if (util_parse_long(optarg, 0, 86400, &f->grace_seconds) < 0)
-				runner_bad_flag("--grace-seconds: want an integer from 0 to 86400, got \"%s\"",
-						optarg);
+				runner_bad_flag(
+					"--grace-seconds: want an integer from 0 to 86400, got \"%s\"",
+					optarg);
 			break;
 		case F_LEVEL:
 			if (strcmp(optarg, "debug") == 0)
@@ -233,7 +275,9 @@ static void runner_parse(int argc, char **argv, struct runner_flags *f)
 			else if (strcmp(optarg, "error") == 0)
 				f->level = LOG_LVL_ERROR;
 			else
-				runner_bad_flag("--log-level: want debug, info, warn or error, got \"%s\"", optarg);
+				runner_bad_flag(
+					"--log-level: want debug, info, warn or error, got \"%s\"",
+					optarg);
 			break;
 		case F_VERSION:
 			printf("tasked-runner %s\n", TASKED_VERSION);
@@ -276,7 +320,8 @@ static void *runner_signal_thread(void *p)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		count++;
-		log_info(count == 1 ? "signal received: draining" : "second signal: killing attempts now",
+		log_info(count == 1 ? "signal received: draining"
+				    : "second signal: killing attempts now",
 			 "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		conn_stop(c, count >= 2 ? 2 : 1);
 	}
@@ -290,11 +335,67 @@ static void runner_cleanup(void)
 	exec_cleanup();
 }
 
+/* The runner's own directory in --work-dir (work dirs of runners that are gone are removed). */
+static int runner_run_dir(const char *work_dir, const char **out)
+{
+	static char run_dir[PATH_MAX];
+	int removed = 0;
+	char n[16];
+	int r = wr_open(work_dir, run_dir, sizeof(run_dir), &removed);
+	if (r < 0) {
+		log_error("cannot make the runner's directory in --work-dir", "path", work_dir,
+			  "error", strerror(-r));
+		return r;
+	}
+	if (removed > 0) {
+		snprintf(n, sizeof(n), "%d", removed);
+		log_info("removed work dirs of runners that are gone", "count", n, "workDir",
+			 work_dir);
+	}
+	*out = run_dir;
+	return 0;
+}
+
+/* Landlock for the tasks, called after the runner's directory exists so the rules cover it.
+ * Tasks share a uid: Landlock keeps them out of each other's (and the runner's) /proc and, when
+ * they could read it, out of the token file. */
+static int runner_landlock(const char *token_file)
+{
+	uid_t tu = geteuid() == 0 ? (uid_t)EXEC_TASK_UID : geteuid();
+	gid_t tg = geteuid() == 0 ? (gid_t)EXEC_TASK_GID : getegid();
+	char abi[16];
+	int r = ll_init(token_file, tu, tg);
+	if (r < 0) {
+		log_error("Landlock setup failed", "error", strerror(-r));
+		return r;
+	}
+	snprintf(abi, sizeof(abi), "%d", r);
+	if (r == 0)
+		log_warn(
+			"the kernel has no Landlock: tasks of this runner can read each other's "
+			"/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
+			"can read the token file if their uid can");
+	else if (ll_hide_error() < 0)
+		log_warn(
+			"tasks run in Landlock domains, but the token file cannot be hidden from them",
+			"abi", abi, "path", token_file, "error", strerror(-ll_hide_error()));
+	else
+		log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
+			 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",
+			 "signalScoped", r >= 6 ? "true" : "false");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct runner_flags f = {
-		.controller = "ws://127.0.0.1:8081", .work_dir = "/tmp", .labels = "pool=default",
-		.concurrency = 4, .grace_seconds = 30, .max_age = HEALTH_MAX_AGE_S, .level = LOG_LVL_INFO,
+		.controller = "ws://127.0.0.1:8081",
+		.work_dir = "/tmp",
+		.labels = "pool=default",
+		.concurrency = 4,
+		.grace_seconds = 30,
+		.max_age = HEALTH_MAX_AGE_S,
+		.level = LOG_LVL_INFO,
 	};
 	struct conn_config cfg;
 	struct conn_url url;
@@ -313,13 +414,15 @@ int main(int argc, char **argv)
 	runner_parse(argc, argv, &f);
 	log_init("runner", f.level);
 	if (conn_parse_url(f.controller, &url) < 0)
-		runner_bad_flag("--controller: want ws://HOST[:PORT] or wss://HOST[:PORT], got \"%s\"",
-				f.controller);
+		runner_bad_flag(
+			"--controller: want ws://HOST[:PORT] or wss://HOST[:PORT], got \"%s\"",
+			f.controller);
 	labels = runner_parse_labels(f.labels, err, sizeof(err));
 	if (!labels)
 		runner_bad_flag("--labels: %s", err);
 	if (f.id && !runner_id_ok(f.id))
-		runner_bad_flag("--id: at most %d of [A-Za-z0-9._-], got \"%s\"", RUNNER_ID_MAX, f.id);
+		runner_bad_flag("--id: at most %d of [A-Za-z0-9._-], got \"%s\"", RUNNER_ID_MAX,
+				f.id);
 	if (f.id)
 		snprintf(id, sizeof(id), "%s", f.id);
 	else
@@ -327,12 +430,14 @@ int main(int argc, char **argv)
 	if (stat(f.work_dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		runner_bad_flag("--work-dir: \"%s\" is not a directory", f.work_dir);
 	if (access(f.token_file, R_OK) < 0)
-		runner_bad_flag("--token-file: cannot read \"%s\": %s", f.token_file, strerror(errno));
+		runner_bad_flag("--token-file: cannot read \"%s\": %s", f.token_file,
+				strerror(errno));
 	if (f.ca_file && access(f.ca_file, R_OK) < 0)
 		runner_bad_flag("--ca-file: cannot read \"%s\": %s", f.ca_file, strerror(errno));
 	if (geteuid() == 0 && !(st.st_mode & S_IXOTH))
-		log_warn("--work-dir is not searchable by others: tasks run as 65532 cannot enter it",
-			 "path", f.work_dir);
+		log_warn(
+			"--work-dir is not searchable by others: tasks run as 65532 cannot enter it",
+			"path", f.work_dir);
 
 	/* Block the stop signals before any thread exists (libcurl's resolver, workers, lws), so
 	 * only the sigwait thread sees them; children unblock everything before execve. */
@@ -364,47 +469,12 @@ int main(int argc, char **argv)
 	cfg.labels = labels;
 	cfg.capacity = (int)f.concurrency;
 	cfg.grace_seconds = (int)f.grace_seconds;
-	{
-		static char run_dir[PATH_MAX];
-		int removed = 0;
-		char n[16];
-		r = wr_open(f.work_dir, run_dir, sizeof(run_dir), &removed);
-		if (r < 0) {
-			log_error("cannot make the runner's directory in --work-dir", "path", f.work_dir,
-				  "error", strerror(-r));
-			return 1;
-		}
-		if (removed > 0) {
-			snprintf(n, sizeof(n), "%d", removed);
-			log_info("removed work dirs of runners that are gone", "count", n, "workDir", f.work_dir);
-		}
-		cfg.work_dir = run_dir;
-	}
-	{
-		/* After the runner's directory exists, so the rules cover it. Tasks share a uid:
-		 * Landlock keeps them out of each other's (and the runner's)
-		 * /proc and, when they could read it, out of the token file. */
-		uid_t tu = geteuid() == 0 ? (uid_t)EXEC_TASK_UID : geteuid();
-		gid_t tg = geteuid() == 0 ? (gid_t)EXEC_TASK_GID : getegid();
-		char abi[16];
-		r = ll_init(f.token_file, tu, tg);
-		if (r < 0) {
-			log_error("Landlock setup failed", "error", strerror(-r));
-			wr_close();
-			return 1;
-		}
-		snprintf(abi, sizeof(abi), "%d", r);
-		if (r == 0)
-			log_warn("the kernel has no Landlock: tasks of this runner can read each other's "
-				 "/proc/PID/environ unless an LSM profile (the AppArmor one) denies it, and "
-				 "can read the token file if their uid can");
-		else if (ll_hide_error() < 0)
-			log_warn("tasks run in Landlock domains, but the token file cannot be hidden from them",
-				 "abi", abi, "path", f.token_file, "error", strerror(-ll_hide_error()));
-		else
-			log_info("tasks run in Landlock domains", "abi", abi, "tokenHidden",
-				 ll_hides_file() ? "true" : "false (the tasks' uid cannot read it)",
-				 "signalScoped", r >= 6 ? "true" : "false");
+	r = runner_run_dir(f.work_dir, &cfg.work_dir);
+	if (r < 0)
+		return 1;
+	if (runner_landlock(f.token_file) < 0) {
+		wr_close();
+		return 1;
 	}
 	cfg.drop_uid = geteuid() == 0;
 	cfg.health_file = f.health_file;

@@ -28,7 +28,7 @@ struct reg {
 	pthread_mutex_t lock;
 	struct reg_attempt *attempts;
 	int capacity, running, unacked, draining, online;
-	int nattempts;           /* entries, at most PROTO_MAX_HELD */
+	int nattempts; /* entries, at most PROTO_MAX_HELD */
 	struct reg_msg *head, *tail;
 	size_t log_bytes, log_budget;
 	void (*wake)(void *);
@@ -300,14 +300,14 @@ void reg_set_draining(struct reg *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-#define REG_GETTER(name, field)                    \
-	int reg_##name(struct reg *r)              \
-	{                                          \
-		int v;                             \
-		pthread_mutex_lock(&r->lock);      \
-		v = r->field;                      \
-		pthread_mutex_unlock(&r->lock);    \
-		return v;                          \
+#define REG_GETTER(name, field)                 \
+	int reg_##name(struct reg *r)           \
+	{                                       \
+		int v;                          \
+		pthread_mutex_lock(&r->lock);   \
+		v = r->field;                   \
+		pthread_mutex_unlock(&r->lock); \
+		return v;                       \
 	}
 REG_GETTER(draining, draining)
 REG_GETTER(running, running)

@@ -35,7 +35,7 @@ int reg_ack(struct reg *r, const char *task_uid, int64_t attempt);
 /* Kills a running attempt (exec_task_kill). -ENOENT when not running here; -EALREADY when it
  * has finished and its result is waiting for an ack. */
 int reg_kill(struct reg *r, const char *task_uid, int64_t attempt, int why);
-int reg_kill_all(struct reg *r, int why);   /* returns how many were signalled */
+int reg_kill_all(struct reg *r, int why); /* returns how many were signalled */
 
 void reg_set_draining(struct reg *r);
 int reg_draining(struct reg *r);

@@ -16,21 +16,55 @@
 
 const char *const sbx_denied[] = {
 	/* other processes' memory: the runner's environ and secrets, other tasks */
-	"ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+	"ptrace",
+	"process_vm_readv",
+	"process_vm_writev",
+	"kcmp",
+	"pidfd_getfd",
 	/* file system namespaces and mounts */
-	"mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
-	"fsmount", "fspick", "mount_setattr",
+	"mount",
+	"umount2",
+	"pivot_root",
+	"chroot",
+	"move_mount",
+	"open_tree",
+	"fsopen",
+	"fsconfig",
+	"fsmount",
+	"fspick",
+	"mount_setattr",
 	/* namespaces: user namespaces open kernel code paths meant for root */
-	"unshare", "setns",
+	"unshare",
+	"setns",
 	/* the kernel keyring is not namespaced */
-	"keyctl", "add_key", "request_key",
+	"keyctl",
+	"add_key",
+	"request_key",
 	/* large kernel attack surfaces */
-	"bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+	"bpf",
+	"perf_event_open",
+	"userfaultfd",
+	"io_uring_setup",
+	"io_uring_enter",
 	"io_uring_register",
 	/* the host itself */
-	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-	"swapon", "swapoff", "acct", "quotactl", "open_by_handle_at", "iopl", "ioperm", "syslog",
-	"vhangup", "lookup_dcookie", "uselib",
+	"kexec_load",
+	"kexec_file_load",
+	"init_module",
+	"finit_module",
+	"delete_module",
+	"reboot",
+	"swapon",
+	"swapoff",
+	"acct",
+	"quotactl",
+	"open_by_handle_at",
+	"iopl",
+	"ioperm",
+	"syslog",
+	"vhangup",
+	"lookup_dcookie",
+	"uselib",
 	NULL,
 };
 
@@ -47,8 +81,8 @@ static int sbx_deny(scmp_filter_ctx ctx, const char *name, int err)
 static int sbx_build(scmp_filter_ctx ctx)
 {
 	static const unsigned long ns_flags[] = {
-		CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC,
-		CLONE_NEWCGROUP,
+		CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET,
+		CLONE_NEWUTS,  CLONE_NEWIPC, CLONE_NEWCGROUP,
 	};
 	int r;
 
@@ -58,7 +92,8 @@ static int sbx_build(scmp_filter_ctx ctx)
 	/* clone(2) with any namespace flag, the way unshare(2) would. */
 	for (size_t i = 0; i < sizeof(ns_flags) / sizeof(ns_flags[0]); i++)
 		if ((r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-					  SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]))) < 0)
+					  SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]))) <
+		    0)
 			return r;
 	/* clone3 passes its flags in memory the filter cannot read: ENOSYS makes glibc and musl
 	 * fall back to clone. */
@@ -137,7 +172,4 @@ out:
 	return r;
 }
 
-const struct sock_fprog *sbx_filter(void)
-{
-	return sbx_prog.filter ? &sbx_prog : NULL;
-}
+const struct sock_fprog *sbx_filter(void) { return sbx_prog.filter ? &sbx_prog : NULL; }

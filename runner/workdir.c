@@ -45,8 +45,9 @@ static int wd_make_dir(struct wd *w, const char *root, char *err, size_t errsz)
 	slash = strrchr(w->path, '/');
 	snprintf(w->name, sizeof(w->name), "%s", slash + 1);
 	w->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	w->dirfd = w->rootfd < 0 ? -1 :
-		openat(w->rootfd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	w->dirfd = w->rootfd < 0 ? -1
+				 : openat(w->rootfd, w->name,
+					  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (w->dirfd < 0 || fchmod(w->dirfd, 0700) < 0) {
 		r = -errno;
 		snprintf(err, errsz, "work dir: %s", wd_strerror(-r));
@@ -98,14 +99,18 @@ static int wd_spare_take(struct wd *w, const char *root)
 	memset(&w->iso, 0, sizeof(w->iso));
 	snprintf(w->name, sizeof(w->name), "%s", s.name);
 	found = s.ns == iso_namespaces() &&
-		(size_t)snprintf(w->path, sizeof(w->path), "%s/%s", root, s.name) < sizeof(w->path) - 64 &&
-		(size_t)snprintf(w->iso.work, sizeof(w->iso.work), "%s", s.work) < sizeof(w->iso.work) &&
-		(size_t)snprintf(w->iso.tmp, sizeof(w->iso.tmp), "%s/%s", s.work, ISO_TMP_NAME) < sizeof(w->iso.tmp);
+		(size_t)snprintf(w->path, sizeof(w->path), "%s/%s", root, s.name) <
+			sizeof(w->path) - 64 &&
+		(size_t)snprintf(w->iso.work, sizeof(w->iso.work), "%s", s.work) <
+			sizeof(w->iso.work) &&
+		(size_t)snprintf(w->iso.tmp, sizeof(w->iso.tmp), "%s/%s", s.work, ISO_TMP_NAME) <
+			sizeof(w->iso.tmp);
 	w->iso.ns = s.ns;
 	w->iso.rebind = s.rebind;
 	w->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	w->dirfd = w->rootfd < 0 ? -1 :
-		openat(w->rootfd, w->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	w->dirfd = w->rootfd < 0 ? -1
+				 : openat(w->rootfd, w->name,
+					  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	wd_spare_free(&s);
 	if (!found || w->dirfd < 0) {
 		/* stale (namespaces switched, or gone): make a fresh one */
@@ -165,8 +170,10 @@ void wd_spare_clear(void)
 			snprintf(w.name, sizeof(w.name), "%s", s->name);
 			snprintf(w.path, sizeof(w.path), "%s/%s", s->root, s->name);
 			w.rootfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			w.dirfd = w.rootfd < 0 ? -1 :
-				openat(w.rootfd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			w.dirfd = w.rootfd < 0
+					  ? -1
+					  : openat(w.rootfd, s->name,
+						   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			wd_spare_free(s);
 		}
 		pthread_mutex_unlock(&wd_spare_lock);
@@ -189,8 +196,8 @@ int wd_make(struct wd *w, const struct wd_spec *t, char *err, size_t errsz)
 	snprintf(w->output, sizeof(w->output), "%s/%s", w->path, EXEC_OUTPUT_NAME);
 
 	/* $TASKED_INPUT, written before the task exists, owned by the task's uid. */
-	fd = openat(w->dirfd, EXEC_INPUT_NAME,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(w->dirfd, EXEC_INPUT_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
 	if (fd < 0)
 		goto fail;
 	for (size_t off = 0, len = strlen(t->input); off < len;) {
@@ -237,8 +244,8 @@ int wd_make(struct wd *w, const struct wd_spec *t, char *err, size_t errsz)
 			if (len == 0)
 				continue;
 			if (mkdirat(cur, comp, 0700) == 0) {
-				if (t->drop_uid &&
-				    fchownat(cur, comp, EXEC_TASK_UID, EXEC_TASK_GID, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (t->drop_uid && fchownat(cur, comp, EXEC_TASK_UID, EXEC_TASK_GID,
+							    AT_SYMLINK_NOFOLLOW) < 0) {
 					close(cur);
 					goto fail;
 				}
@@ -278,8 +285,8 @@ void wd_remove(struct wd *w, const char *task_uid)
 		w->rootfd = -1;
 	}
 	if (r < 0)
-		log_warn("could not remove work dir", "taskUid", task_uid, "path", w->path,
-			 "error", wd_strerror(-r));
+		log_warn("could not remove work dir", "taskUid", task_uid, "path", w->path, "error",
+			 wd_strerror(-r));
 }
 
 /* Reads $TASKED_OUTPUT through the work dir fd: no symlink, a regular file the task owns,

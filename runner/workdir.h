@@ -13,11 +13,11 @@
 
 struct wd {
 	int rootfd, dirfd;
-	char name[32];           /* "tasked-XXXXXX" below the root */
-	char path[PATH_MAX];     /* absolute */
-	char cwd[PATH_MAX];      /* path + workingDir */
+	char name[32];       /* "tasked-XXXXXX" below the root */
+	char path[PATH_MAX]; /* absolute */
+	char cwd[PATH_MAX];  /* path + workingDir */
 	char input[PATH_MAX + 32], output[PATH_MAX + 32];
-	struct iso_task iso;     /* the task's private /tmp (isolate.h) */
+	struct iso_task iso; /* the task's private /tmp (isolate.h) */
 };
 
 struct wd_spec {

@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #define WR_PREFIX "tasked-runner-"
-#define WR_HIDDEN ".tasked-runner-"     /* being set up: not yet locked */
+#define WR_HIDDEN ".tasked-runner-" /* being set up: not yet locked */
 #define WR_LOCK "lock"
-#define WR_HIDDEN_STALE_S 60            /* a hidden one this old was left by a crash in set-up */
-#define WR_MAX_SCAN 4096                /* entries looked at in --work-dir */
+#define WR_HIDDEN_STALE_S 60 /* a hidden one this old was left by a crash in set-up */
+#define WR_MAX_SCAN 4096     /* entries looked at in --work-dir */
 
 static int wr_lock_fd = -1;
 static char wr_path[PATH_MAX];
@@ -35,12 +35,12 @@ static int wr_reap(int rootfd, const char *name)
 	lfd = openat(dfd, WR_LOCK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (lfd < 0 && errno != ENOENT) {
 		close(dfd);
-		return 0;   /* another uid's: its runner (or one of its uid) cleans it */
+		return 0; /* another uid's: its runner (or one of its uid) cleans it */
 	}
 	if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) < 0) {
 		close(lfd);
 		close(dfd);
-		return 0;   /* held: that runner is alive */
+		return 0; /* held: that runner is alive */
 	}
 	/* Free, or never locked (a hidden one old enough): its runner is gone. Keep holding the
 	 * lock while removing, so two starting runners do not both work on it. */
@@ -71,8 +71,8 @@ static int wr_sweep(int rootfd, int *removed)
 		struct stat st;
 		int r;
 		if (strncmp(e->d_name, WR_HIDDEN, strlen(WR_HIDDEN)) == 0) {
-			if (fstatat(rootfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
-			    now - st.st_mtime < WR_HIDDEN_STALE_S)
+			if (fstatat(rootfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(st.st_mode) || now - st.st_mtime < WR_HIDDEN_STALE_S)
 				continue;
 		} else if (strncmp(e->d_name, WR_PREFIX, strlen(WR_PREFIX)) != 0) {
 			continue;

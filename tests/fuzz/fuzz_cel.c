@@ -18,17 +18,18 @@ static void init_vars(void)
 	char big[1025];
 	json_t *list;
 
-	vars = json_loads("{\"tasks\": {"
-			  "  \"build\": {\"phase\": \"Succeeded\", \"exitCode\": 0, \"output\": {\"ok\": true,"
-			  "             \"changed\": false, \"count\": 3, \"ratio\": 0.5, \"items\": [\"a\", \"b\"],"
-			  "             \"nested\": {\"k\": \"v\", \"deep\": [[[[1]]]]}, \"version\": \"1.2.3\"}},"
-			  "  \"test\": {\"phase\": \"Failed\", \"exitCode\": 1, \"output\": {}},"
-			  "  \"a\": {\"phase\": \"Succeeded\", \"exitCode\": 0, \"output\": {\"changed\": true}},"
-			  "  \"b\": {\"phase\": \"Skipped\", \"exitCode\": null, \"output\": null}},"
-			  " \"task\": {\"name\": \"t1\", \"namespace\": \"default\","
-			  "          \"labels\": {\"env\": \"prod\", \"tier\": \"web\"}, \"attempt\": 2},"
-			  " \"big\": 9223372036854775807, \"small\": -9223372036854775808, \"u\": \"h\\u00e9llo \\u20ac\"}",
-			  0, NULL);
+	vars = json_loads(
+		"{\"tasks\": {"
+		"  \"build\": {\"phase\": \"Succeeded\", \"exitCode\": 0, \"output\": {\"ok\": true,"
+		"             \"changed\": false, \"count\": 3, \"ratio\": 0.5, \"items\": [\"a\", \"b\"],"
+		"             \"nested\": {\"k\": \"v\", \"deep\": [[[[1]]]]}, \"version\": \"1.2.3\"}},"
+		"  \"test\": {\"phase\": \"Failed\", \"exitCode\": 1, \"output\": {}},"
+		"  \"a\": {\"phase\": \"Succeeded\", \"exitCode\": 0, \"output\": {\"changed\": true}},"
+		"  \"b\": {\"phase\": \"Skipped\", \"exitCode\": null, \"output\": null}},"
+		" \"task\": {\"name\": \"t1\", \"namespace\": \"default\","
+		"          \"labels\": {\"env\": \"prod\", \"tier\": \"web\"}, \"attempt\": 2},"
+		" \"big\": 9223372036854775807, \"small\": -9223372036854775808, \"u\": \"h\\u00e9llo \\u20ac\"}",
+		0, NULL);
 	if (!vars)
 		abort();
 	memset(big, 'x', sizeof(big) - 1);
@@ -47,7 +48,8 @@ static void check(const struct cel_program *p, const struct cel_limits *l)
 	int b, r = cel_eval(p, vars, l, &v, err, sizeof(err));
 
 	if (r < 0) {
-		if (err[0] == '\0' || (r != -EINVAL && r != -E2BIG && r != -ETIMEDOUT && r != -ENOMEM))
+		if (err[0] == '\0' ||
+		    (r != -EINVAL && r != -E2BIG && r != -ETIMEDOUT && r != -ENOMEM))
 			abort();
 		return;
 	}

@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct exec_task *t = NULL;
 	char err[256];
 
-	if (proto_decode((const char *)data, size, 256 * 1024, PROTO_FROM_CONTROLLER, &m, err, sizeof(err)) < 0)
+	if (proto_decode((const char *)data, size, 256 * 1024, PROTO_FROM_CONTROLLER, &m, err,
+			 sizeof(err)) < 0)
 		return 0;
 	if (m.type == PROTO_DISPATCH && exec_task_new(&m, &opts, &t) == 0)
 		exec_task_free(t);

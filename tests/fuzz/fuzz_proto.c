@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct proto_msg m;
 		char err[160], *out;
 		size_t n;
-		if (proto_decode((const char *)data, size, 64 * 1024, (enum proto_dir)dir, &m, err, sizeof(err)) == 0) {
+		if (proto_decode((const char *)data, size, 64 * 1024, (enum proto_dir)dir, &m, err,
+				 sizeof(err)) == 0) {
 			if (proto_encode(m.root, 1 << 20, &out, &n) == 0)
 				free(out);
 			proto_msg_free(&m);

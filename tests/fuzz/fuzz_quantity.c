@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* validity does not depend on the scale */
 	if (r0 < 0)
 		return 0;
-	if (v0 < 0 || v0 > cap || v3 < 0 || v3 > cap || (r0 == 1 && v0 != cap) || (r3 == 1 && v3 != cap))
+	if (v0 < 0 || v0 > cap || v3 < 0 || v3 > cap || (r0 == 1 && v0 != cap) ||
+	    (r3 == 1 && v3 != cap))
 		abort();
 	if (r0 == 0 && r3 == 0 && (v3 + 999) / 1000 != v0)
 		abort();

@@ -40,12 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			  json_stringn_nocheck(s, vlen));
 	out = deps_resolve_refs(tmpl, tasks, 1, err, sizeof(err));
 	if (!out && !err[0])
-		abort();   /* a failure must say why */
+		abort(); /* a failure must say why */
 	free(out);
 	out = deps_resolve_refs("<$(tasks.a.output.v)>", tasks, 1, err, sizeof(err));
 	if (out && expand_vars(out, lookup, NULL, 1 << 20, &x) == 0) {
-		if (strlen(x) != vlen + 2 || x[0] != '<' || memcmp(x + 1, s, vlen) != 0 || x[vlen + 1] != '>')
-			abort();   /* the value was changed by the runner's expansion */
+		if (strlen(x) != vlen + 2 || x[0] != '<' || memcmp(x + 1, s, vlen) != 0 ||
+		    x[vlen + 1] != '>')
+			abort(); /* the value was changed by the runner's expansion */
 		free(x);
 	}
 	free(out);

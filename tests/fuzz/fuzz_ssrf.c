@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (nl)
 		*nl++ = '\0';
 	ssrf_policy_init(&p);
-	for (line = nl ? strtok_r(nl, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+	for (line = nl ? strtok_r(nl, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
 		if (strcmp(line, "private") == 0)
 			p.allow_private = 1;
 		else
@@ -36,10 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)ssrf_check(&p, &a, why, sizeof(why));
 		ssrf_format(&a, fmt, sizeof(fmt));
 		/* what we print parses back to the same address */
-		if (ssrf_parse_ip(fmt, &emb) != 0 || emb.family != a.family || memcmp(emb.a, a.a, 16) != 0)
+		if (ssrf_parse_ip(fmt, &emb) != 0 || emb.family != a.family ||
+		    memcmp(emb.a, a.a, 16) != 0)
 			abort();
 	}
-	if (ssrf_parse_cidr(s, &c) == 0 && ssrf_parse_ip(s, &a) == 0 && !strchr(s, '/') && !ssrf_cidr_contains(&c, &a))
+	if (ssrf_parse_cidr(s, &c) == 0 && ssrf_parse_ip(s, &a) == 0 && !strchr(s, '/') &&
+	    !ssrf_cidr_contains(&c, &a))
 		abort(); /* a bare address is its own /32 or /128 */
 	free(s);
 	return 0;

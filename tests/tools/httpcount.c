@@ -47,7 +47,7 @@ static int log_fd = -1;
 
 struct req {
 	char method[16], path[8192], addr[64];
-	char *head;           /* raw header block */
+	char *head; /* raw header block */
 	char *body;
 	size_t body_len;
 };
@@ -111,7 +111,8 @@ static size_t headers_json(char *out, size_t pos, size_t cap, const char *head)
 		if (colon && (nl = (size_t)(colon - line)) < sizeof(name)) {
 			const char *v = colon + 1;
 			for (size_t i = 0; i < nl; i++)
-				name[i] = (char)((line[i] >= 'A' && line[i] <= 'Z') ? line[i] + 32 : line[i]);
+				name[i] = (char)((line[i] >= 'A' && line[i] <= 'Z') ? line[i] + 32
+										    : line[i]);
 			while (v < eol && *v == ' ')
 				v++;
 			pos = put(out, pos, cap, first ? "\"" : ",\"");
@@ -134,12 +135,14 @@ static char *header(const char *head, const char *name)
 		const char *line = p + 2, *eol = strstr(line, "\r\n");
 		if (!eol || eol == line)
 			break;
-		if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+		if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 &&
+		    line[nl] == ':') {
 			const char *v = line + nl + 1;
 			size_t n;
 			while (*v == ' ')
 				v++;
-			n = (size_t)(eol - v) < sizeof(val) - 1 ? (size_t)(eol - v) : sizeof(val) - 1;
+			n = (size_t)(eol - v) < sizeof(val) - 1 ? (size_t)(eol - v)
+								: sizeof(val) - 1;
 			memcpy(val, v, n);
 			val[n] = '\0';
 			return val;
@@ -161,7 +164,8 @@ static void log_req(const struct req *r)
 	pos = put(line, pos, cap, "\",\"headers\":");
 	pos = headers_json(line, pos, cap, r->head);
 	pos = put(line, pos, cap, ",\"body\":\"");
-	pos = jesc(line, pos, cap, r->body ? r->body : "", r->body_len > 65536 ? 65536 : r->body_len);
+	pos = jesc(line, pos, cap, r->body ? r->body : "",
+		   r->body_len > 65536 ? 65536 : r->body_len);
 	pos = put(line, pos, cap, "\"}");
 	line[pos++] = '\n';
 	if (write(log_fd, line, pos) < 0)
@@ -185,8 +189,8 @@ static void respond(int fd, int code, const char *extra_headers, const char *bod
 {
 	char head[16384];
 	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n", code,
-			 strlen(body), extra_headers ? extra_headers : "");
+			 "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+			 code, strlen(body), extra_headers ? extra_headers : "");
 	write_all(fd, head, (size_t)n);
 	write_all(fd, body, strlen(body));
 }
@@ -239,7 +243,8 @@ static void serve(int fd, const char *addr)
 		buf[len] = '\0';
 		if (!end && (end = strstr(buf, "\r\n\r\n"))) {
 			cl = strcasestr(buf, "\r\ncontent-length:");
-			need = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+			need = (size_t)(end + 4 - buf) +
+			       (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
 		}
 		if (end && len >= need)
 			break;
@@ -258,7 +263,8 @@ static void serve(int fd, const char *addr)
 		char h[8300];
 		const char *to = query(r.path, "to"), *code;
 		snprintf(h, sizeof(h), "Location: %s\r\n", to ? to : "/");
-		code = query(r.path, "code");   /* after `to` is used: query() returns one static buffer */
+		code = query(r.path,
+			     "code"); /* after `to` is used: query() returns one static buffer */
 		respond(fd, code ? (int)strtol(code, NULL, 10) : 302, h, "moved\n");
 	} else if (strncmp(r.path, "/big", 4) == 0 || strncmp(r.path, "/chunked", 8) == 0) {
 		const char *nq = query(r.path, "n");
@@ -267,9 +273,14 @@ static void serve(int fd, const char *addr)
 		int chunked = r.path[1] == 'c';
 		memset(chunk, 'x', sizeof(chunk));
 		if (chunked)
-			snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+			snprintf(
+				head, sizeof(head),
+				"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
 		else
-			snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\nConnection: close\r\n\r\n", n);
+			snprintf(
+				head, sizeof(head),
+				"HTTP/1.1 200 OK\r\nContent-Length: %llu\r\nConnection: close\r\n\r\n",
+				n);
 		write_all(fd, head, strlen(head));
 		while (n > 0) {
 			size_t k = n < sizeof(chunk) ? (size_t)n : sizeof(chunk);
@@ -311,8 +322,10 @@ static void serve(int fd, const char *addr)
 			respond(fd, 401, NULL, "{\"error\":\"invalid_client\"}");
 			return;
 		}
-		snprintf(body, sizeof(body), "{\"access_token\":\"tok-%ld%09ld\",\"token_type\":\"Bearer\",\"expires_in\":%s}",
-			 (long)ts.tv_sec, ts.tv_nsec, exp ? exp : "3600");
+		snprintf(
+			body, sizeof(body),
+			"{\"access_token\":\"tok-%ld%09ld\",\"token_type\":\"Bearer\",\"expires_in\":%s}",
+			(long)ts.tv_sec, ts.tv_nsec, exp ? exp : "3600");
 		respond(fd, 200, "Content-Type: application/json\r\n", body);
 	} else if (strcmp(r.path, "/api") == 0) {
 		const char *auth = header(r.head, "authorization");
@@ -337,7 +350,8 @@ static void serve(int fd, const char *addr)
 		respond(fd, 200, "Content-Type: application/json\r\n", body);
 	} else if (strcmp(r.path, "/remote") == 0) {
 		static char body[REQ_MAX + 128];
-		snprintf(body, sizeof(body), "{\"status\":\"Succeeded\",\"output\":{\"got\":%.*s},\"error\":null}",
+		snprintf(body, sizeof(body),
+			 "{\"status\":\"Succeeded\",\"output\":{\"got\":%.*s},\"error\":null}",
 			 (int)r.body_len, r.body_len ? r.body : "null");
 		respond(fd, 200, "Content-Type: application/json\r\n", body);
 	} else if (strcmp(r.path, "/remote-fail") == 0) {
@@ -411,13 +425,15 @@ int main(int argc, char **argv)
 		setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (v6)
 			setsockopt(fds[i], IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&ss, sl) < 0 || listen(fds[i], 64) < 0)
+		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&ss, sl) < 0 ||
+		    listen(fds[i], 64) < 0)
 			die("cannot listen on %s port %d: %s", addrs[i], port, strerror(errno));
 		if (port == 0) {
 			sl = sizeof(ss);
 			getsockname(fds[i], (struct sockaddr *)&ss, &sl);
-			port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-								((struct sockaddr_in *)&ss)->sin_port);
+			port = ntohs(ss.ss_family == AF_INET6
+					     ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					     : ((struct sockaddr_in *)&ss)->sin_port);
 		}
 		p[i].fd = fds[i];
 		p[i].events = POLLIN;

@@ -36,15 +36,24 @@ extern char **environ;
 static const char *errname(int e)
 {
 	switch (e) {
-	case 0: return "ok";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	case EROFS: return "EROFS";
-	case ENOENT: return "ENOENT";
-	case ESRCH: return "ESRCH";
-	case EINVAL: return "EINVAL";
-	case ENOSPC: return "ENOSPC";
-	case EIO: return "EIO";
+	case 0:
+		return "ok";
+	case EACCES:
+		return "EACCES";
+	case EPERM:
+		return "EPERM";
+	case EROFS:
+		return "EROFS";
+	case ENOENT:
+		return "ENOENT";
+	case ESRCH:
+		return "ESRCH";
+	case EINVAL:
+		return "EINVAL";
+	case ENOSPC:
+		return "ENOSPC";
+	case EIO:
+		return "EIO";
 	default: {
 		static char buf[32];
 		snprintf(buf, sizeof(buf), "errno%d", e);
@@ -147,7 +156,8 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "--canary") == 0 && i + 1 < argc)
 			canary = argv[++i];
 
-	printf("uid=%u\ngid=%u\neuid=%u\n", (unsigned)getuid(), (unsigned)getgid(), (unsigned)geteuid());
+	printf("uid=%u\ngid=%u\neuid=%u\n", (unsigned)getuid(), (unsigned)getgid(),
+	       (unsigned)geteuid());
 	n = slurp("/proc/self/status", buf, sizeof(buf) - 1);
 	buf[n > 0 ? n : 0] = '\0';
 	status_field(buf, "CapEff:", "capeff");

@@ -87,8 +87,8 @@ static void fact(const char *key, const char *fmt, ...)
 	printf("{\"fact\":\"%s\",\"value\":%s}\n", key, val);
 	fflush(stdout);
 	if (rlen < sizeof(report))
-		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "%s\"%s\":%s", first ? "{" : ",",
-					 key, val);
+		rlen += (size_t)snprintf(report + rlen, sizeof(report) - rlen, "%s\"%s\":%s",
+					 first ? "{" : ",", key, val);
 	first = 0;
 }
 
@@ -155,11 +155,11 @@ static void status_fields(void)
 		if (!e)
 			continue;
 		if (i < 2)
-			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":%.*s", ol > 1 ? "," : "",
-					       want[i], (int)(e - p), p);
+			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":%.*s",
+					       ol > 1 ? "," : "", want[i], (int)(e - p), p);
 		else
-			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":\"%.*s\"", ol > 1 ? "," : "",
-					       want[i], (int)(e - p), p);
+			ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":\"%.*s\"",
+					       ol > 1 ? "," : "", want[i], (int)(e - p), p);
 	}
 	snprintf(out + ol, sizeof(out) - ol, "}");
 	fact("status", "%s", out);
@@ -167,9 +167,13 @@ static void status_fields(void)
 
 static void rlimits(void)
 {
-	static const struct { const char *name; int res; } rl[] = {
-		{ "core", RLIMIT_CORE }, { "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC },
-		{ "fsize", RLIMIT_FSIZE }, { "as", RLIMIT_AS }, { "cpu", RLIMIT_CPU }, { "data", RLIMIT_DATA },
+	static const struct {
+		const char *name;
+		int res;
+	} rl[] = {
+		{ "core", RLIMIT_CORE },   { "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC },
+		{ "fsize", RLIMIT_FSIZE }, { "as", RLIMIT_AS },         { "cpu", RLIMIT_CPU },
+		{ "data", RLIMIT_DATA },
 	};
 	char out[1024] = "{";
 	size_t ol = 1;
@@ -177,8 +181,9 @@ static void rlimits(void)
 		struct rlimit r;
 		if (getrlimit(rl[i].res, &r) < 0)
 			continue;
-		ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":[%lld,%lld]", ol > 1 ? "," : "",
-				       rl[i].name, r.rlim_cur == RLIM_INFINITY ? -1LL : (long long)r.rlim_cur,
+		ol += (size_t)snprintf(out + ol, sizeof(out) - ol, "%s\"%s\":[%lld,%lld]",
+				       ol > 1 ? "," : "", rl[i].name,
+				       r.rlim_cur == RLIM_INFINITY ? -1LL : (long long)r.rlim_cur,
 				       r.rlim_max == RLIM_INFINITY ? -1LL : (long long)r.rlim_max);
 	}
 	snprintf(out + ol, sizeof(out) - ol, "}");
@@ -223,7 +228,8 @@ static void try_open(const char *key, pid_t pid, const char *file)
 		return;
 	}
 	/* Opening is not enough for mem: reading at an address proves it. */
-	r = strcmp(file, "mem") == 0 ? pread(fd, buf, sizeof(buf), 0x400000) : read(fd, buf, sizeof(buf));
+	r = strcmp(file, "mem") == 0 ? pread(fd, buf, sizeof(buf), 0x400000)
+				     : read(fd, buf, sizeof(buf));
 	if (r < 0)
 		err = errno;
 	close(fd);
@@ -283,8 +289,12 @@ static void isolated(const char *key, int which)
 		long r = -1;
 		close(p[0]);
 		switch (which) {
-		case A_UNSHARE_USER_MOUNT: r = unshare(CLONE_NEWUSER | CLONE_NEWNS); break;
-		case A_UNSHARE_USER: r = unshare(CLONE_NEWUSER); break;
+		case A_UNSHARE_USER_MOUNT:
+			r = unshare(CLONE_NEWUSER | CLONE_NEWNS);
+			break;
+		case A_UNSHARE_USER:
+			r = unshare(CLONE_NEWUSER);
+			break;
 		case A_MOUNT:
 			/* Harmless even for root outside any sandbox: a private mount namespace
 			 * when it can have one, and a target that does not exist (the kernel
@@ -293,8 +303,12 @@ static void isolated(const char *key, int which)
 			(void)unshare(CLONE_NEWNS);
 			r = mount("none", "/nonexistent/tasked-probe", "tmpfs", 0, NULL);
 			break;
-		case A_CHROOT: r = chroot("/"); break;
-		case A_SETUID0: r = setuid(0); break;
+		case A_CHROOT:
+			r = chroot("/");
+			break;
+		case A_SETUID0:
+			r = setuid(0);
+			break;
 		}
 		res[0] = r;
 		res[1] = errno;
@@ -333,7 +347,8 @@ static int expand(const char *in, pid_t runner, char *out, size_t outsz)
 	for (const char *p = in; *p; p++) {
 		int n;
 		if (p[0] == '%' && (p[1] == 'r' || p[1] == 's')) {
-			n = snprintf(out + o, outsz - o, "%d", (int)(p[1] == 'r' ? runner : getpid()));
+			n = snprintf(out + o, outsz - o, "%d",
+				     (int)(p[1] == 'r' ? runner : getpid()));
 			p++;
 		} else {
 			n = snprintf(out + o, outsz - o, "%c", *p);
@@ -415,7 +430,10 @@ static long try_exec(const char *path, int *err)
 
 static long try_socket(const char *kind, int *err)
 {
-	static const struct { const char *name; int family, type, proto; } k[] = {
+	static const struct {
+		const char *name;
+		int family, type, proto;
+	} k[] = {
 		{ "inet-raw", AF_INET, SOCK_RAW, IPPROTO_ICMP },
 		{ "inet6-raw", AF_INET6, SOCK_RAW, IPPROTO_ICMPV6 },
 		{ "packet", AF_PACKET, SOCK_RAW, 0 },
@@ -487,7 +505,9 @@ static void try_action(const char *spec, pid_t runner)
 	/* The spec is the report's key: nothing a JSON string would need to escape. */
 	for (const char *c = spec; *c; c++)
 		if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) {
-			fprintf(stderr, "probe: --try %s: no quotes, backslashes or control characters\n", spec);
+			fprintf(stderr,
+				"probe: --try %s: no quotes, backslashes or control characters\n",
+				spec);
 			return;
 		}
 	arg = arg ? arg + 1 : "";
@@ -517,7 +537,8 @@ static void try_action(const char *spec, pid_t runner)
 		/* The copy must work (the directory is writable): only running it may fail. */
 		int c = copy_self(path);
 		if (c < 0) {
-			fact(spec, "{\"ok\":false,\"copied\":false,\"errno\":%d,\"error\":\"%s\"}", -c, errname(-c));
+			fact(spec, "{\"ok\":false,\"copied\":false,\"errno\":%d,\"error\":\"%s\"}",
+			     -c, errname(-c));
 			return;
 		}
 		if (spec[4] == 'e') {
@@ -605,7 +626,8 @@ static int mode_alloc(long mib)
 		char *p = malloc(1 << 20);
 		if (!p) {
 			int e = errno;
-			snprintf(js, sizeof(js), "{\"allocatedMiB\":%ld,\"error\":\"%s\"}", i, strerror(e));
+			snprintf(js, sizeof(js), "{\"allocatedMiB\":%ld,\"error\":\"%s\"}", i,
+				 strerror(e));
 			fprintf(stderr, "allocation failed after %ld MiB: %s\n", i, strerror(e));
 			out_json(js);
 			return 3;
@@ -646,8 +668,10 @@ static int mode_look(const char *name)
 	snprintf(path[1], sizeof(path[1]), "/tmp/tasked-probe-%s", name);
 	f[3] = access(path[0], F_OK) == 0, e[3] = errno;
 	f[4] = access(path[1], F_OK) == 0, e[4] = errno;
-	snprintf(js, sizeof(js), "{\"shm\":\"%s\",\"sem\":\"%s\",\"msg\":\"%s\",\"devshm\":\"%s\",\"tmp\":\"%s\"}",
-		 errstr(f[0], e[0]), errstr(f[1], e[1]), errstr(f[2], e[2]), errstr(f[3], e[3]), errstr(f[4], e[4]));
+	snprintf(js, sizeof(js),
+		 "{\"shm\":\"%s\",\"sem\":\"%s\",\"msg\":\"%s\",\"devshm\":\"%s\",\"tmp\":\"%s\"}",
+		 errstr(f[0], e[0]), errstr(f[1], e[1]), errstr(f[2], e[2]), errstr(f[3], e[3]),
+		 errstr(f[4], e[4]));
 	out_json(js);
 	return 0;
 }
@@ -668,8 +692,8 @@ static int mode_leave(const char *name, long secs)
 	made += fd >= 0;
 	if (fd >= 0)
 		close(fd);
-	snprintf(js, sizeof(js), "{\"shmid\":%d,\"semid\":%d,\"msgid\":%d,\"files\":%d,\"key\":%d}", shm, sem,
-		 msg, made, (int)k);
+	snprintf(js, sizeof(js), "{\"shmid\":%d,\"semid\":%d,\"msgid\":%d,\"files\":%d,\"key\":%d}",
+		 shm, sem, msg, made, (int)k);
 	out_json(js);
 	if (secs > 0)
 		sleep((unsigned)secs);
@@ -717,10 +741,15 @@ static int mode_limits(void)
 {
 	char js[512];
 	struct statvfs sv;
-	long long shm = statvfs("/dev/shm", &sv) == 0 ? (long long)sv.f_blocks * (long long)sv.f_frsize : -1;
-	snprintf(js, sizeof(js), "{\"cpuSeconds\":%lld,\"dataBytes\":%lld,\"asBytes\":%lld,\"cgroupMemoryBytes\":%lld,"
-		 "\"devShmBytes\":%lld,\"tmpdir\":\"%s\"}", rl_soft(RLIMIT_CPU), rl_soft(RLIMIT_DATA),
-		 rl_soft(RLIMIT_AS), cgroup_limit(), shm, getenv("TMPDIR") ? getenv("TMPDIR") : "");
+	long long shm = statvfs("/dev/shm", &sv) == 0
+				? (long long)sv.f_blocks * (long long)sv.f_frsize
+				: -1;
+	snprintf(
+		js, sizeof(js),
+		"{\"cpuSeconds\":%lld,\"dataBytes\":%lld,\"asBytes\":%lld,\"cgroupMemoryBytes\":%lld,"
+		"\"devShmBytes\":%lld,\"tmpdir\":\"%s\"}",
+		rl_soft(RLIMIT_CPU), rl_soft(RLIMIT_DATA), rl_soft(RLIMIT_AS), cgroup_limit(), shm,
+		getenv("TMPDIR") ? getenv("TMPDIR") : "");
 	out_json(js);
 	return 0;
 }
@@ -757,23 +786,27 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--try") == 0 && i + 1 < argc && ntries < 64)
 			tries[ntries++] = argv[++i];
 		else {
-			fprintf(stderr, "usage: probe [--runner-pid PID] [--read-file PATH] [--out FILE] [--try ACTION ...]\n");
+			fprintf(stderr,
+				"usage: probe [--runner-pid PID] [--read-file PATH] [--out FILE] [--try ACTION ...]\n");
 			return 2;
 		}
 	}
 	if (runner <= 0)
 		runner = parent_of(parent);
 
-	fact("pids", "{\"self\":%d,\"parent\":%d,\"runner\":%d}", (int)getpid(), (int)parent, (int)runner);
+	fact("pids", "{\"self\":%d,\"parent\":%d,\"runner\":%d}", (int)getpid(), (int)parent,
+	     (int)runner);
 	ng = getgroups(64, groups);
 	{
 		char g[512] = "[";
 		size_t gl = 1;
 		for (int i = 0; i < ng; i++)
-			gl += (size_t)snprintf(g + gl, sizeof(g) - gl, "%s%u", i ? "," : "", (unsigned)groups[i]);
+			gl += (size_t)snprintf(g + gl, sizeof(g) - gl, "%s%u", i ? "," : "",
+					       (unsigned)groups[i]);
 		snprintf(g + gl, sizeof(g) - gl, "]");
-		fact("ids", "{\"uid\":%u,\"euid\":%u,\"gid\":%u,\"egid\":%u,\"groups\":%s}", (unsigned)getuid(),
-		     (unsigned)geteuid(), (unsigned)getgid(), (unsigned)getegid(), g);
+		fact("ids", "{\"uid\":%u,\"euid\":%u,\"gid\":%u,\"egid\":%u,\"groups\":%s}",
+		     (unsigned)getuid(), (unsigned)geteuid(), (unsigned)getgid(),
+		     (unsigned)getegid(), g);
 	}
 	fact("dumpable", "%d", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	status_fields();

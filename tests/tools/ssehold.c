@@ -115,7 +115,8 @@ int main(int argc, char **argv)
 	long long bytes = 0;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: ssehold HOST PORT PATH [--key-file F] [--count N] [--hold-ms MS] [--rcvbuf B] [--no-read] [--drain-ms MS]\n");
+		fprintf(stderr,
+			"usage: ssehold HOST PORT PATH [--key-file F] [--count N] [--hold-ms MS] [--rcvbuf B] [--no-read] [--drain-ms MS]\n");
 		return 2;
 	}
 	host = argv[1];
@@ -130,8 +131,7 @@ int main(int argc, char **argv)
 			}
 			fclose(f);
 			key[strcspn(key, "\r\n")] = '\0';
-		}
-		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
+		} else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
 			count = (int)num(argv[++i]);
 		else if (strcmp(argv[i], "--hold-ms") == 0 && i + 1 < argc)
 			hold_ms = num(argv[++i]);
@@ -155,8 +155,9 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_sig);
 	signal(SIGINT, on_sig);
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n%s%s%s\r\n",
-		 path, host, port, key[0] ? "X-API-Key: " : "", key, key[0] ? "\r\n" : "");
+	snprintf(req, sizeof(req),
+		 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n%s%s%s\r\n", path,
+		 host, port, key[0] ? "X-API-Key: " : "", key, key[0] ? "\r\n" : "");
 	/* Open them all first, then read the answers: the server sees them at once. */
 	for (int i = 0; i < count; i++) {
 		fds[i] = dial(host, port, rcvbuf);
@@ -228,12 +229,12 @@ int main(int argc, char **argv)
 					break;
 				r = read(fds[i], buf, sizeof(buf));
 				if (r <= 0) {
-					done = 1;   /* EOF or reset: the server closed it */
+					done = 1; /* EOF or reset: the server closed it */
 					break;
 				}
 				bytes += r;
 			}
-			if (done || gone[i])   /* gone: seen closed while holding */
+			if (done || gone[i]) /* gone: seen closed while holding */
 				closed++;
 			else
 				open_++;

@@ -41,8 +41,9 @@ static int dial(const char *host, int port)
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct sockaddr_in src = { .sin_family = AF_INET };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && source && (inet_pton(AF_INET, source, &src.sin_addr) != 1 ||
-				  bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)) {
+	if (fd >= 0 && source &&
+	    (inet_pton(AF_INET, source, &src.sin_addr) != 1 ||
+	     bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)) {
 		perror("bind");
 		exit(1);
 	}
@@ -103,8 +104,10 @@ static int get_grant(const char *host, int port, const char *token, char *grant,
 	char req[2048], resp[8192], body[1024], *g;
 	int fd = dial(host, port), code = 0;
 	snprintf(body, sizeof(body), "{\"token\":\"%s\"}", token);
-	snprintf(req, sizeof(req), "POST /runners/auth HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", host, strlen(body), body);
+	snprintf(req, sizeof(req),
+		 "POST /runners/auth HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		 host, strlen(body), body);
 	write_all(fd, req, strlen(req));
 	read_http(fd, resp, sizeof(resp), 1);
 	close(fd);
@@ -129,7 +132,7 @@ static unsigned char *build_frame(const char *data, size_t n, int masked, size_t
 		perror("malloc");
 		exit(1);
 	}
-	hdr[h++] = 0x81;   /* FIN + text */
+	hdr[h++] = 0x81; /* FIN + text */
 	if (n < 126) {
 		hdr[h++] = (unsigned char)(mbit | n);
 	} else if (n < 65536) {
@@ -206,11 +209,13 @@ static int read_frames(int fd, int wait_ms, int quiet_timeout)
 				break;
 			if (op == 1) {
 				printf("recv %.*s\n", (int)plen, buf + off);
-				if (expect_text && memmem(buf + off, plen, expect_text, strlen(expect_text)))
+				if (expect_text &&
+				    memmem(buf + off, plen, expect_text, strlen(expect_text)))
 					expect_seen++;
 			} else if (op == 8) {
 				int code = plen >= 2 ? buf[off] << 8 | buf[off + 1] : 0;
-				printf("close %d %.*s\n", code, plen > 2 ? (int)(plen - 2) : 0, buf + off + 2);
+				printf("close %d %.*s\n", code, plen > 2 ? (int)(plen - 2) : 0,
+				       buf + off + 2);
 				fflush(stdout);
 				return 1;
 			}
@@ -225,12 +230,14 @@ static int read_frames(int fd, int wait_ms, int quiet_timeout)
 
 int main(int argc, char **argv)
 {
-	const char *host, *proto = "tasked.runner.v1", *grant_arg = NULL, *token = NULL, *early = NULL;
+	const char *host, *proto = "tasked.runner.v1", *grant_arg = NULL, *token = NULL,
+			  *early = NULL;
 	char grant[256] = "", req[4096], resp[8192];
 	int port, fd, code = 0, wait_ms = 2000, print_grant = 0, auth_only = 0, closed = 0, i;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: wsprobe HOST PORT [--token T|--grant G] [--send TEXT|--send-size N]...\n");
+		fprintf(stderr,
+			"usage: wsprobe HOST PORT [--token T|--grant G] [--send TEXT|--send-size N]...\n");
 		return 2;
 	}
 	host = argv[1];
@@ -254,8 +261,9 @@ int main(int argc, char **argv)
 			unmasked = 1;
 		else if (strcmp(argv[i], "--early") == 0 && i + 1 < argc)
 			early = argv[++i];
-		else if (strcmp(argv[i], "--send") == 0 || strcmp(argv[i], "--send-unmasked") == 0 || strcmp(argv[i], "--send-size") == 0 ||
-			 strcmp(argv[i], "--pause-ms") == 0)
+		else if (strcmp(argv[i], "--send") == 0 ||
+			 strcmp(argv[i], "--send-unmasked") == 0 ||
+			 strcmp(argv[i], "--send-size") == 0 || strcmp(argv[i], "--pause-ms") == 0)
 			i++;
 		else if (strcmp(argv[i], "--expect") == 0 && i + 2 < argc)
 			i += 2;
@@ -271,12 +279,14 @@ int main(int argc, char **argv)
 	if (print_grant)
 		printf("grant %s\n", grant);
 	fd = dial(host, port);
-	snprintf(req, sizeof(req),
-		 "GET /runners/ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-		 "%s%s%s%s%s%s\r\n", host, port,
-		 proto[0] ? "Sec-WebSocket-Protocol: " : "", proto, proto[0] ? "\r\n" : "",
-		 grant[0] ? "Authorization: Bearer " : "", grant, grant[0] ? "\r\n" : "");
+	snprintf(
+		req, sizeof(req),
+		"GET /runners/ws HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+		"%s%s%s%s%s%s\r\n",
+		host, port, proto[0] ? "Sec-WebSocket-Protocol: " : "", proto,
+		proto[0] ? "\r\n" : "", grant[0] ? "Authorization: Bearer " : "", grant,
+		grant[0] ? "\r\n" : "");
 	if (early) {
 		size_t flen, rlen = strlen(req);
 		unsigned char *f = build_frame(early, strlen(early), 1, &flen);

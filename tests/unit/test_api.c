@@ -32,7 +32,8 @@ static void test_sse_lag(void)
 	uint64_t allow;
 
 	ok(api_sse_backlog(&pos, 4000) == 1000, "backlog: from the cursor to the end");
-	ok(api_sse_backlog(&pos, 0) == 4000, "backlog: a cursor before the oldest byte counts from it");
+	ok(api_sse_backlog(&pos, 0) == 4000,
+	   "backlog: a cursor before the oldest byte counts from it");
 	ok(api_sse_backlog(&pos, 6000) == 0, "backlog: a cursor past the end owes nothing");
 	pos.found = 0;
 	ok(api_sse_backlog(&pos, 0) == 0, "backlog: an unknown task owes nothing");
@@ -43,10 +44,14 @@ static void test_sse_lag(void)
 
 	/* A follow that joined with 4000 stored bytes replays them at its own pace. */
 	allow = 4000;
-	ok(api_sse_lag(&allow, 4000, 0) == 0, "the replay allowance covers output stored before the follow");
-	ok(api_sse_lag(&allow, 3000, 500) == 500 && allow == 3000, "reading the replay shrinks the allowance");
-	ok(api_sse_lag(&allow, 10, 0) == 0 && allow == 10, "caught up: the allowance is what is left");
-	ok(api_sse_lag(&allow, 5000, 100) == 5090, "... and it does not grow back when the client stalls");
+	ok(api_sse_lag(&allow, 4000, 0) == 0,
+	   "the replay allowance covers output stored before the follow");
+	ok(api_sse_lag(&allow, 3000, 500) == 500 && allow == 3000,
+	   "reading the replay shrinks the allowance");
+	ok(api_sse_lag(&allow, 10, 0) == 0 && allow == 10,
+	   "caught up: the allowance is what is left");
+	ok(api_sse_lag(&allow, 5000, 100) == 5090,
+	   "... and it does not grow back when the client stalls");
 
 	/* A client that never reads while the task keeps printing. */
 	allow = 2000;
@@ -62,7 +67,7 @@ static double metric(struct api *a, const char *prefix)
 	double v = -1;
 	buf_init(&out, 1 << 20);
 	metrics_render(api_metrics(a), &out);
-	snprintf(nl, sizeof(nl), "\n%s", prefix);   /* a sample line, not the HELP line */
+	snprintf(nl, sizeof(nl), "\n%s", prefix); /* a sample line, not the HELP line */
 	p = strstr(out.data, nl);
 	if (p)
 		v = strtod(p + strlen(nl), NULL);
@@ -106,26 +111,33 @@ int main(void)
 	ok(api_check_key(a, "first-key"), "the file's key (trailing newline stripped) is accepted");
 	ok(!api_check_key(a, "static"), "the file's key wins over the static one");
 	write_key(path, "second-key\n");
-	ok(api_check_key(a, "second-key") && !api_check_key(a, "first-key"), "a rotated file is re-read");
+	ok(api_check_key(a, "second-key") && !api_check_key(a, "first-key"),
+	   "a rotated file is re-read");
 	write_key(path, "");
 	ok(api_check_key(a, "second-key"), "a file emptied while rotating keeps the last key");
 	unlink(path);
-	ok(api_check_key(a, "second-key") && !api_check_key(a, NULL), "a removed file keeps the last key");
+	ok(api_check_key(a, "second-key") && !api_check_key(a, NULL),
+	   "a removed file keeps the last key");
 	write_key(path, "third-key");
 	ok(api_check_key(a, "third-key"), "a recreated file is read again");
 
 	/* Observers: a status write becomes an event and finishes the task's log. */
 	{
-		json_t *task = json_pack("{s{ssssssss}s{ss}s{ss}}", "metadata", "namespace", "ns", "name", "t1",
-					 "uid", "uid-1", "creationTimestamp", "2026-01-01T00:00:00Z",
-					 "spec", "queue", "q1", "status", "phase", "Running");
-		json_t *st = json_pack("{sssssi}", "phase", "Succeeded", "reason", "Succeeded", "exitCode", 0);
+		json_t *task = json_pack("{s{ssssssss}s{ss}s{ss}}", "metadata", "namespace", "ns",
+					 "name", "t1", "uid", "uid-1", "creationTimestamp",
+					 "2026-01-01T00:00:00Z", "spec", "queue", "q1", "status",
+					 "phase", "Running");
+		json_t *st = json_pack("{sssssi}", "phase", "Succeeded", "reason", "Succeeded",
+				       "exitCode", 0);
 		api_on_log(a, "ns/t1", "uid-1", 1, 0, "stdout", "hello\n");
 		api_on_log(a, "ns/t1", "uid-1", 1, 0, "stdout", "hello\n");
 		api_on_status(a, task, st);
-		ok(metric(a, "tasked_events_published_total ") == 1, "a status write publishes one event");
-		ok(metric(a, "tasked_logstore_tasks ") == 1, "streamed output lands in the log store");
-		ok(metric(a, "tasked_tasks_finished_total{phase=\"Succeeded\"} ") == 1, "and feeds the metrics");
+		ok(metric(a, "tasked_events_published_total ") == 1,
+		   "a status write publishes one event");
+		ok(metric(a, "tasked_logstore_tasks ") == 1,
+		   "streamed output lands in the log store");
+		ok(metric(a, "tasked_tasks_finished_total{phase=\"Succeeded\"} ") == 1,
+		   "and feeds the metrics");
 		json_decref(task);
 		json_decref(st);
 	}

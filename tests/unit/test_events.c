@@ -8,10 +8,7 @@
 #include <string.h>
 
 static int notified;
-static void on_notify(void *ud)
-{
-	notified++;
-}
+static void on_notify(void *ud) { notified++; }
 
 static uint64_t pub(struct events *ev, const char *ns, const char *queue, int n)
 {
@@ -31,8 +28,8 @@ static int count(const char *s, const char *needle)
 
 int main(void)
 {
-	struct events *ev = events_new(&(struct events_cfg){ .max_events = 8, .first_id = 1000,
-							     .notify = on_notify });
+	struct events *ev = events_new(
+		&(struct events_cfg){ .max_events = 8, .first_id = 1000, .notify = on_notify });
 	struct events_gap gap;
 	struct events_stats st;
 	struct buf out;
@@ -66,7 +63,8 @@ int main(void)
 	ok(n == 2 && cur == id3, "namespace filter (cursor still advances past others)");
 	buf_reset(&out);
 	cur = 999;
-	n = events_read(ev, &cur, &(struct events_filter){ .ns = "a", .queue = "q2" }, &out, 1 << 20, &gap);
+	n = events_read(ev, &cur, &(struct events_filter){ .ns = "a", .queue = "q2" }, &out,
+			1 << 20, &gap);
 	ok(n == 1 && strstr(out.data, "id: 1002\n"), "namespace and queue filter");
 
 	buf_reset(&out);
@@ -80,17 +78,20 @@ int main(void)
 	for (int i = 0; i < 10; i++)
 		pub(ev, "a", "q1", 10 + i);
 	events_stats_get(ev, &st);
-	ok(st.held == 8 && st.published == 13, "the ring keeps at most max_events (held %llu)", (unsigned long long)st.held);
-	ok(events_backlog(ev, id1) == UINT64_MAX, "a reader behind the ring has an unbounded backlog");
+	ok(st.held == 8 && st.published == 13, "the ring keeps at most max_events (held %llu)",
+	   (unsigned long long)st.held);
+	ok(events_backlog(ev, id1) == UINT64_MAX,
+	   "a reader behind the ring has an unbounded backlog");
 	buf_reset(&out);
 	cur = id1;
 	n = events_read(ev, &cur, NULL, &out, 1 << 20, &gap);
-	ok(gap.gap && gap.last_id == id1 && gap.oldest_id == st.oldest_id, "a gap is reported with the ids");
+	ok(gap.gap && gap.last_id == id1 && gap.oldest_id == st.oldest_id,
+	   "a gap is reported with the ids");
 	ok(strncmp(out.data, "event: gap\ndata: {", 18) == 0, "the gap frame comes first");
 	is_int(n, 9, "then every held event (8 + the gap frame)");
 
 	buf_reset(&out);
-	cur = 5;   /* an id from an earlier process */
+	cur = 5; /* an id from an earlier process */
 	events_read(ev, &cur, NULL, &out, 1 << 20, &gap);
 	ok(gap.gap, "an id older than this process is a gap");
 	buf_reset(&out);
@@ -102,15 +103,18 @@ int main(void)
 	buf_reset(&out);
 	cur = st.oldest_id - 1;
 	n = events_read(ev, &cur, NULL, &out, 10, &gap);
-	ok(n == 1 && cur == st.oldest_id, "a small budget still yields one frame and resumes after it");
+	ok(n == 1 && cur == st.oldest_id,
+	   "a small budget still yields one frame and resumes after it");
 	events_free(ev);
 
 	/* Byte bound. */
-	ev = events_new(&(struct events_cfg){ .max_events = 1000, .max_bytes = 1024, .first_id = 1 });
+	ev = events_new(
+		&(struct events_cfg){ .max_events = 1000, .max_bytes = 1024, .first_id = 1 });
 	for (int i = 0; i < 100; i++)
 		pub(ev, "ns", "q", i);
 	events_stats_get(ev, &st);
-	ok(st.bytes <= 1024 && st.held < 100, "the ring keeps at most max_bytes (%llu bytes, %llu events)",
+	ok(st.bytes <= 1024 && st.held < 100,
+	   "the ring keeps at most max_bytes (%llu bytes, %llu events)",
 	   (unsigned long long)st.bytes, (unsigned long long)st.held);
 	{
 		char big[2048];
@@ -118,7 +122,8 @@ int main(void)
 		memset(big, 'x', sizeof(big) - 1);
 		big[sizeof(big) - 1] = '\0';
 		d = json_pack("{ss}", "big", big);
-		is_int((long long)events_publish(ev, "task", "ns", "q", d), 0, "an event larger than the ring is refused");
+		is_int((long long)events_publish(ev, "task", "ns", "q", d), 0,
+		       "an event larger than the ring is refused");
 		json_decref(d);
 	}
 	events_free(ev);

@@ -9,8 +9,8 @@
 static const char *lookup(const char *name, size_t len, void *userdata)
 {
 	static const char *const vars[][2] = {
-		{ "NAME", "world" }, { "EMPTY", "" }, { "A", "$(B)" }, { "B", "no" }, { "X_1", "x1" },
-		{ "SEMI", "a; rm -rf /" },
+		{ "NAME", "world" }, { "EMPTY", "" }, { "A", "$(B)" },
+		{ "B", "no" },       { "X_1", "x1" }, { "SEMI", "a; rm -rf /" },
 	};
 	int *calls = userdata;
 	if (calls)

@@ -28,9 +28,12 @@ static char *deep(size_t n, const char *pre, const char *post)
 static char *task_text(const char *name, const char *uid, const char *input)
 {
 	char *s = NULL;
-	if (asprintf(&s, "{\"apiVersion\":\"tasked.dev/v1alpha1\",\"kind\":\"Task\",\"metadata\":{\"name\":\"%s\","
-		     "\"namespace\":\"ns\",\"uid\":\"%s\",\"resourceVersion\":\"7\"},\"spec\":{\"shell\":{\"command\":"
-		     "[\"true\"]},\"input\":%s}}", name, uid, input) < 0)
+	if (asprintf(
+		    &s,
+		    "{\"apiVersion\":\"tasked.dev/v1alpha1\",\"kind\":\"Task\",\"metadata\":{\"name\":\"%s\","
+		    "\"namespace\":\"ns\",\"uid\":\"%s\",\"resourceVersion\":\"7\"},\"spec\":{\"shell\":{\"command\":"
+		    "[\"true\"]},\"input\":%s}}",
+		    name, uid, input) < 0)
 		abort();
 	return s;
 }
@@ -62,17 +65,20 @@ static void on_bad(const struct informer_bad *b, void *ud)
 
 static void test_jscan(void)
 {
-	const char *doc = "{ \"a\" : {\"b\\u0022\":1, \"b\": \"x\\u00e9\\ud83d\\ude00\\n\"}, \"arr\": [1, {\"q\":[]}, \"s]\"] }";
+	const char *doc =
+		"{ \"a\" : {\"b\\u0022\":1, \"b\": \"x\\u00e9\\ud83d\\ude00\\n\"}, \"arr\": [1, {\"q\":[]}, \"s]\"] }";
 	static const char *const p_ab[] = { "a", "b", NULL }, *const p_arr[] = { "arr", NULL };
 	static const char *const p_missing[] = { "a", "c", NULL };
 	size_t vs, ve, pos;
 	char out[64];
 	int n = 0;
 
-	ok(jscan_path(doc, strlen(doc), 0, p_ab, &vs, &ve) == 0, "scanner finds a.b (past a key with an escaped quote)");
+	ok(jscan_path(doc, strlen(doc), 0, p_ab, &vs, &ve) == 0,
+	   "scanner finds a.b (past a key with an escaped quote)");
 	is_int(jscan_string(doc, vs, ve, out, sizeof(out)), 0, "and decodes it");
 	is_str(out, "x\xc3\xa9\xf0\x9f\x98\x80\n", "escapes and a surrogate pair become UTF-8");
-	is_int(jscan_path(doc, strlen(doc), 0, p_missing, &vs, &ve), -ENOENT, "a missing member is -ENOENT");
+	is_int(jscan_path(doc, strlen(doc), 0, p_missing, &vs, &ve), -ENOENT,
+	       "a missing member is -ENOENT");
 	ok(jscan_path(doc, strlen(doc), 0, p_arr, &vs, &ve) == 0, "finds the array");
 	{
 		size_t end = ve, es, ee;
@@ -81,20 +87,26 @@ static void test_jscan(void)
 			n++;
 	}
 	is_int(n, 3, "iterates its three elements (a bracket inside a string is not one)");
-	is_int(jscan_string("\"a\\u0000b\"", 0, 10, out, sizeof(out)), -EILSEQ, "a NUL never reaches a C string");
+	is_int(jscan_string("\"a\\u0000b\"", 0, 10, out, sizeof(out)), -EILSEQ,
+	       "a NUL never reaches a C string");
 	is_str(out, "", "and the output is empty");
 	is_int(jscan_string("\"abcdef\"", 0, 8, out, 4), -ENOBUFS, "too long for the buffer");
-	is_int(jscan_string("\"\\ud800x\"", 0, 9, out, sizeof(out)), -EBADMSG, "a lone surrogate is refused");
+	is_int(jscan_string("\"\\ud800x\"", 0, 9, out, sizeof(out)), -EBADMSG,
+	       "a lone surrogate is refused");
 	{
 		char *d = deep(100000, "{\"x\":", ",\"metadata\":{\"name\":\"n\"}}");
 		static const char *const p_name[] = { "metadata", "name", NULL };
-		ok(jscan_path(d, strlen(d), 0, p_name, &vs, &ve) == 0 && jscan_string(d, vs, ve, out, sizeof(out)) == 0 &&
-			   strcmp(out, "n") == 0, "a name after a 100000-deep member is found (no recursion)");
-		is_int((long long)jscan_depth(d, strlen(d), 64), 65, "depth counting stops past the limit");
-		is_int((long long)jscan_depth(d, strlen(d), 1000000), 100001, "and counts exactly below it");
+		ok(jscan_path(d, strlen(d), 0, p_name, &vs, &ve) == 0 &&
+			   jscan_string(d, vs, ve, out, sizeof(out)) == 0 && strcmp(out, "n") == 0,
+		   "a name after a 100000-deep member is found (no recursion)");
+		is_int((long long)jscan_depth(d, strlen(d), 64), 65,
+		       "depth counting stops past the limit");
+		is_int((long long)jscan_depth(d, strlen(d), 1000000), 100001,
+		       "and counts exactly below it");
 		free(d);
 	}
-	is_int((long long)jscan_depth("[\"[[[[\"]", 8, 64), 1, "brackets inside strings are not nesting");
+	is_int((long long)jscan_depth("[\"[[[[\"]", 8, 64), 1,
+	       "brackets inside strings are not nesting");
 	pos = 0;
 	is_int(jscan_skip("[[[", 3, &pos), -EBADMSG, "a truncated value is refused");
 	pos = 0;
@@ -109,10 +121,13 @@ static void test_loadb(void)
 	json_t *j = kube_json_loadb(txt, strlen(txt), &e);
 	char *d;
 
-	ok(j != NULL, "NUL in a string and an integer past 64 bits decode (the API server accepts both)");
-	is_int((long long)json_string_length(json_object_get(j, "s")), 3, "the NUL string keeps its length");
+	ok(j != NULL,
+	   "NUL in a string and an integer past 64 bits decode (the API server accepts both)");
+	is_int((long long)json_string_length(json_object_get(j, "s")), 3,
+	       "the NUL string keeps its length");
 	ok(json_is_real(json_object_get(j, "big")), "the huge integer is a real");
-	ok(json_is_integer(json_object_get(j, "g")) && json_integer_value(json_object_get(j, "g")) == 3,
+	ok(json_is_integer(json_object_get(j, "g")) &&
+		   json_integer_value(json_object_get(j, "g")) == 3,
 	   "a small integer in the same object stays an integer");
 	json_decref(j);
 	d = deep(2048, "", "");
@@ -122,7 +137,8 @@ static void test_loadb(void)
 	free(d);
 	d = deep(3000, "", "");
 	j = kube_json_loadb(d, strlen(d), &e);
-	ok(j == NULL && json_error_code(&e) == json_error_stack_overflow, "3000 levels do not (jansson's limit)");
+	ok(j == NULL && json_error_code(&e) == json_error_stack_overflow,
+	   "3000 levels do not (jansson's limit)");
 	free(d);
 }
 
@@ -142,19 +158,24 @@ static void test_escape(void)
 static void test_informer(void)
 {
 	struct seen s = { 0 };
-	struct informer *inf = informer_new(NULL, "/apis/tasked.dev/v1alpha1/tasks", 0, on_event, &s);
+	struct informer *inf = informer_new(NULL, "/apis/tasked.dev/v1alpha1/tasks", 0, on_event,
+					    &s);
 	struct informer_stats st;
 	char *ok1 = task_text("ok1", "u-ok1", "{}"), *ok2 = task_text("ok2", "u-ok2", "{}");
-	char *d3000 = deep(3000, "{\"x\":", "}"), *bad = task_text("bad", "u-bad", d3000), *page, *line;
+	char *d3000 = deep(3000, "{\"x\":", "}"), *bad = task_text("bad", "u-bad", d3000), *page,
+	     *line;
 	char *nul = task_text("nul", "u-nul", "{\"k\":\"a\\u0000b\"}");
 	json_t *o;
 
 	informer_set_undecodable(inf, on_bad, &s);
-	if (asprintf(&page, "{\"kind\":\"TaskList\",\"metadata\":{\"resourceVersion\":\"9\"},\"items\":[%s,%s,%s,%s]}", ok1,
-		     bad, ok2, nul) < 0)
+	if (asprintf(
+		    &page,
+		    "{\"kind\":\"TaskList\",\"metadata\":{\"resourceVersion\":\"9\"},\"items\":[%s,%s,%s,%s]}",
+		    ok1, bad, ok2, nul) < 0)
 		abort();
 	informer_feed_list_page(inf, page, strlen(page));
-	is_int((long long)informer_count(inf), 3, "a list page with one 3000-deep item caches the other three");
+	is_int((long long)informer_count(inf), 3,
+	       "a list page with one 3000-deep item caches the other three");
 	is_int(s.bad, 1, "the deep item is reported once");
 	is_str(s.bad_name, "bad", "by name");
 	is_str(s.bad_uid, "u-bad", "and uid");
@@ -162,7 +183,8 @@ static void test_informer(void)
 	informer_stats_get(inf, &st);
 	is_int((long long)st.undecodable, 1, "and counted");
 	o = informer_get(inf, "ns/nul");
-	ok(o && json_string_length(json_object_get(json_object_get(json_object_get(o, "spec"), "input"), "k")) == 3,
+	ok(o && json_string_length(json_object_get(
+			json_object_get(json_object_get(o, "spec"), "input"), "k")) == 3,
 	   "a NUL string survives the cache (deflate, inflate, parse)");
 	json_decref(o);
 
@@ -182,7 +204,8 @@ static void test_informer(void)
 	s.deleted = 0;
 	informer_feed_watch_line(inf, line, strlen(line));
 	free(line);
-	ok(informer_get(inf, "ns/ok1") == NULL, "a cached object that no longer decodes is dropped");
+	ok(informer_get(inf, "ns/ok1") == NULL,
+	   "a cached object that no longer decodes is dropped");
 	is_int(s.deleted, 1, "and delivered as deleted");
 	is_int(s.bad, 2, "and reported");
 
@@ -203,7 +226,8 @@ static void test_informer(void)
 	informer_feed_watch_line(inf, line, strlen(line));
 	free(line);
 	o = informer_get(inf, "ns/d2047");
-	ok(o != NULL, "an object exactly at the parser's limit is cached although its event is past it");
+	ok(o != NULL,
+	   "an object exactly at the parser's limit is cached although its event is past it");
 	json_decref(o);
 
 	informer_free(inf);
@@ -214,17 +238,23 @@ static void test_informer(void)
 	free(page);
 	free(d3000);
 
-	is_int(informer_stall_rule(0, 600000 + 60000, 600000), 0, "a watch within its timeout and grace is not stalled");
-	ok(informer_stall_rule(0, 600000 + 60001, 600000) > 0, "one that delivered nothing for longer is");
+	is_int(informer_stall_rule(0, 600000 + 60000, 600000), 0,
+	       "a watch within its timeout and grace is not stalled");
+	ok(informer_stall_rule(0, 600000 + 60001, 600000) > 0,
+	   "one that delivered nothing for longer is");
 }
 
 static void test_nul_spec(void)
 {
 	json_error_t e;
-	json_t *task = json_loads("{\"metadata\":{\"name\":\"t\",\"namespace\":\"n\",\"uid\":\"u\"},\"spec\":{\"shell\":"
-				  "{\"command\":[\"echo\",\"a\\u0000b\"]}}}", JSON_ALLOW_NUL, &e);
-	json_t *task2 = json_loads("{\"metadata\":{\"name\":\"t\",\"namespace\":\"n\",\"uid\":\"u\"},\"spec\":{\"shell\":"
-				   "{\"command\":[\"cat\"]},\"input\":{\"k\":\"a\\u0000b\"}}}", JSON_ALLOW_NUL, &e);
+	json_t *task = json_loads(
+		"{\"metadata\":{\"name\":\"t\",\"namespace\":\"n\",\"uid\":\"u\"},\"spec\":{\"shell\":"
+		"{\"command\":[\"echo\",\"a\\u0000b\"]}}}",
+		JSON_ALLOW_NUL, &e);
+	json_t *task2 = json_loads(
+		"{\"metadata\":{\"name\":\"t\",\"namespace\":\"n\",\"uid\":\"u\"},\"spec\":{\"shell\":"
+		"{\"command\":[\"cat\"]},\"input\":{\"k\":\"a\\u0000b\"}}}",
+		JSON_ALLOW_NUL, &e);
 	char err[256];
 	json_t *msg = taskctl_build_dispatch(task, 1, 0, err, sizeof(err));
 
@@ -232,7 +262,8 @@ static void test_nul_spec(void)
 	ok(strstr(err, "spec.shell.command[1]") != NULL, "naming the field: %s", err);
 	msg = taskctl_build_dispatch(task2, 1, 0, err, sizeof(err));
 	ok(msg != NULL, "a NUL inside spec.input is passed on");
-	ok(msg && json_string_length(json_object_get(json_object_get(msg, "input"), "k")) == 3, "faithfully");
+	ok(msg && json_string_length(json_object_get(json_object_get(msg, "input"), "k")) == 3,
+	   "faithfully");
 	json_decref(msg);
 	json_decref(task);
 	json_decref(task2);
@@ -265,11 +296,13 @@ static void test_output_depth(void)
 static void test_event_id(void)
 {
 	uint64_t id = 7;
-	is_int(api_parse_event_id("-5", &id), -EINVAL, "lastEventId=-5 is refused (strtoull would wrap it)");
+	is_int(api_parse_event_id("-5", &id), -EINVAL,
+	       "lastEventId=-5 is refused (strtoull would wrap it)");
 	is_int(api_parse_event_id("18446744073709551616", &id), -EINVAL, "2^64 overflows");
 	is_int(api_parse_event_id(" 1", &id), -EINVAL, "leading space");
 	is_int(api_parse_event_id("", &id), -EINVAL, "empty");
-	ok(api_parse_event_id("18446744073709551615", &id) == 0 && id == UINT64_MAX, "2^64-1 is the largest");
+	ok(api_parse_event_id("18446744073709551615", &id) == 0 && id == UINT64_MAX,
+	   "2^64-1 is the largest");
 	ok(api_parse_event_id("42", &id) == 0 && id == 42, "42");
 }
 
@@ -303,7 +336,8 @@ static void test_log(void)
 	big[20000] = '\0';
 	line = log_capture(big);
 	n = strlen(line);
-	ok(n > 0 && n <= 8192 && line[n - 1] == '\n', "a record over the cap is one line, at most 8 KiB, with its newline");
+	ok(n > 0 && n <= 8192 && line[n - 1] == '\n',
+	   "a record over the cap is one line, at most 8 KiB, with its newline");
 	j = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL);
 	ok(j != NULL, "and valid JSON");
 	ok(json_is_true(json_object_get(j, "truncated")), "marked truncated");
@@ -317,7 +351,8 @@ static void test_log(void)
 	for (int shift = 0; shift < 2; shift++) {
 		line = log_capture(big + shift * 2);
 		j = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL);
-		ok(j != NULL && json_is_true(json_object_get(j, "truncated")), "multi-byte text cut at the cap is still valid JSON (%d)", shift);
+		ok(j != NULL && json_is_true(json_object_get(j, "truncated")),
+		   "multi-byte text cut at the cap is still valid JSON (%d)", shift);
 		json_decref(j);
 	}
 	memset(big, '"', 20000);
@@ -327,7 +362,8 @@ static void test_log(void)
 	json_decref(j);
 	line = log_capture("short");
 	j = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL);
-	ok(j && !json_object_get(j, "truncated") && strcmp(json_string_value(json_object_get(j, "after")), "x") == 0,
+	ok(j && !json_object_get(j, "truncated") &&
+		   strcmp(json_string_value(json_object_get(j, "after")), "x") == 0,
 	   "a short record is whole and unmarked");
 	json_decref(j);
 	free(big);

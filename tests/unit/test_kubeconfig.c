@@ -28,10 +28,12 @@ int main(void)
 
 	r = kubeconfig_parse(kc_token, strlen(kc_token), NULL, &c, err, sizeof(err));
 	is_int(r, 0, "token kubeconfig parses");
-	is_str(c.server, "https://127.0.0.1:6443", "server of the current context, trailing slash dropped");
+	is_str(c.server, "https://127.0.0.1:6443",
+	       "server of the current context, trailing slash dropped");
 	is_str(c.token, "s3cret", "token of the current context's user");
 	is_str(c.namespace_, "team", "context namespace");
-	ok(c.ca_pem && c.ca_len == 8 && memcmp(c.ca_pem, "hello ca", 8) == 0, "certificate-authority-data decoded");
+	ok(c.ca_pem && c.ca_len == 8 && memcmp(c.ca_pem, "hello ca", 8) == 0,
+	   "certificate-authority-data decoded");
 	ok(!c.insecure, "TLS verification on by default");
 	kubeconfig_free(&c);
 
@@ -52,7 +54,8 @@ int main(void)
 	r = kubeconfig_parse(doc, strlen(doc), dir, &c, err, sizeof(err));
 	is_int(r, 0, "file-referencing kubeconfig parses");
 	ok(c.ca_pem && strcmp(c.ca_pem, "CA-PEM") == 0, "CA read from a relative file");
-	ok(c.cert_pem && strcmp(c.cert_pem, "CERT") == 0 && c.key_pem && strcmp(c.key_pem, "KEY") == 0,
+	ok(c.cert_pem && strcmp(c.cert_pem, "CERT") == 0 && c.key_pem &&
+		   strcmp(c.key_pem, "KEY") == 0,
 	   "client certificate and key read");
 	is_str(c.token, "from-file", "tokenFile read, newline stripped");
 	ok(c.token_file != NULL, "tokenFile remembered for re-reading");
@@ -70,7 +73,8 @@ int main(void)
 	/* Errors say what is wrong. */
 	doc = "current-context: missing\ncontexts: []\n";
 	r = kubeconfig_parse(doc, strlen(doc), NULL, &c, err, sizeof(err));
-	ok(r < 0 && strstr(err, "context missing not found"), "unknown context is reported: %s", err);
+	ok(r < 0 && strstr(err, "context missing not found"), "unknown context is reported: %s",
+	   err);
 	doc = "contexts: []\n";
 	r = kubeconfig_parse(doc, strlen(doc), NULL, &c, err, sizeof(err));
 	ok(r < 0 && strstr(err, "current-context"), "missing current-context is reported: %s", err);
@@ -104,7 +108,9 @@ int main(void)
 	r = kubeconfig_incluster(dir, &c, err, sizeof(err));
 	ok(r < 0 && strstr(err, "KUBERNETES_SERVICE_HOST"), "outside a cluster the error says so");
 
-	const char *files[] = { "ca.crt", "client.crt", "client.key", "token", "config", "namespace" };
+	const char *files[] = {
+		"ca.crt", "client.crt", "client.key", "token", "config", "namespace"
+	};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		unlink(path);

@@ -22,7 +22,8 @@ int main(void)
 				suppressed = s;
 		}
 	}
-	ok(passed >= 20 && passed <= 22, "125000 lines at once: the burst of 20 passes (%d)", passed);
+	ok(passed >= 20 && passed <= 22, "125000 lines at once: the burst of 20 passes (%d)",
+	   passed);
 	is_int((long long)suppressed, 0, "the first line reports nothing suppressed");
 	usleep(1100 * 1000);
 	suppressed = 0;

@@ -19,10 +19,7 @@ static int count_chunks(void *ud, const struct logstore_chunk *c)
 }
 
 static int notified;
-static void on_notify(void *ud)
-{
-	notified++;
-}
+static void on_notify(void *ud) { notified++; }
 
 /* Everything the store holds for uid, as text. */
 static char *text_of(struct logstore *ls, const char *uid, const char *key, int64_t attempt,
@@ -39,17 +36,21 @@ static char *text_of(struct logstore *ls, const char *uid, const char *key, int6
 
 int main(void)
 {
-	struct logstore *ls = logstore_new(&(struct logstore_cfg){ .max_per_task = 4096, .max_total = 16384,
-								   .max_tasks = 3, .notify = on_notify });
+	struct logstore *ls = logstore_new(&(struct logstore_cfg){
+		.max_per_task = 4096, .max_total = 16384, .max_tasks = 3, .notify = on_notify });
 	struct logstore_pos pos;
 	struct logstore_stats st;
 	char *t, big[10000];
 	int n;
 
-	is_int(logstore_append(ls, "u1", "ns/a", 1, 0, "stdout", "hello ", 6), 1, "a chunk is stored");
-	is_int(logstore_append(ls, "u1", "ns/a", 1, 1, "stderr", "world\n", 6), 1, "a second chunk is stored");
-	is_int(logstore_append(ls, "u1", "ns/a", 1, 1, "stderr", "world\n", 6), 0, "a repeated seq is ignored");
-	is_int(logstore_append(ls, "u1", "ns/a", 1, 0, "stdout", "hello ", 6), 0, "an older seq is ignored");
+	is_int(logstore_append(ls, "u1", "ns/a", 1, 0, "stdout", "hello ", 6), 1,
+	       "a chunk is stored");
+	is_int(logstore_append(ls, "u1", "ns/a", 1, 1, "stderr", "world\n", 6), 1,
+	       "a second chunk is stored");
+	is_int(logstore_append(ls, "u1", "ns/a", 1, 1, "stderr", "world\n", 6), 0,
+	       "a repeated seq is ignored");
+	is_int(logstore_append(ls, "u1", "ns/a", 1, 0, "stdout", "hello ", 6), 0,
+	       "an older seq is ignored");
 	ok(notified == 2, "stored chunks notify (%d)", notified);
 	t = text_of(ls, "u1", NULL, 0, 0, &pos);
 	is_str(t, "hello world\n", "the log reads back in order");
@@ -64,8 +65,10 @@ int main(void)
 	free(t);
 
 	/* A new attempt appends; an attempt filter picks one. */
-	is_int(logstore_append(ls, "u1", "ns/a", 2, 0, "stdout", "second\n", 7), 1, "a new attempt restarts seq");
-	is_int(logstore_append(ls, "u1", "ns/a", 1, 5, "stdout", "late\n", 5), 0, "output of an older attempt is ignored");
+	is_int(logstore_append(ls, "u1", "ns/a", 2, 0, "stdout", "second\n", 7), 1,
+	       "a new attempt restarts seq");
+	is_int(logstore_append(ls, "u1", "ns/a", 1, 5, "stdout", "late\n", 5), 0,
+	       "output of an older attempt is ignored");
 	t = text_of(ls, "u1", NULL, 2, 0, &pos);
 	is_str(t, "second\n", "attempt filter");
 	free(t);
@@ -76,7 +79,8 @@ int main(void)
 	ok(pos.finished, "finish marks the log complete");
 	logstore_finish(ls, "u2", "ns/b");
 	logstore_read(ls, "u2", NULL, 0, 0, SIZE_MAX, NULL, NULL, &pos);
-	ok(pos.found && pos.finished && pos.end == 0, "finishing a task without output creates a complete, empty log");
+	ok(pos.found && pos.finished && pos.end == 0,
+	   "finishing a task without output creates a complete, empty log");
 	logstore_read(ls, "nope", "ns/nope", 0, 0, SIZE_MAX, NULL, NULL, &pos);
 	ok(!pos.found, "an unknown task is not found");
 
@@ -106,11 +110,12 @@ int main(void)
 	{
 		char u[6000];
 		for (size_t i = 0; i < sizeof(u); i += 3)
-			memcpy(u + i, "\xe2\x82\xac", 3);   /* the euro sign */
+			memcpy(u + i, "\xe2\x82\xac", 3); /* the euro sign */
 		logstore_append(ls, "u3", "ns/c", 1, 100, "stdout", u, sizeof(u));
 		t = text_of(ls, "u3", NULL, 0, 0, &pos);
 		ok(strlen(t) < 4096 && strlen(t) % 3 == 0 && (unsigned char)t[0] == 0xe2,
-		   "an oversized chunk keeps its end, starting on a character (%zu bytes)", strlen(t));
+		   "an oversized chunk keeps its end, starting on a character (%zu bytes)",
+		   strlen(t));
 		free(t);
 		ok(pos.end == 12000 + 6000, "offsets still count the cut bytes");
 	}
@@ -133,12 +138,14 @@ int main(void)
 		logstore_append(ls, uid, NULL, 1, 0, "stdout", big, 3000);
 	}
 	logstore_stats_get(ls, &st);
-	ok(st.bytes <= 16384, "the total stays within its bound (%llu)", (unsigned long long)st.bytes);
+	ok(st.bytes <= 16384, "the total stays within its bound (%llu)",
+	   (unsigned long long)st.bytes);
 
 	logstore_forget(ls, "t49");
 	logstore_read(ls, "t49", NULL, 0, 0, SIZE_MAX, NULL, NULL, &pos);
 	ok(!pos.found, "forget removes a log");
-	is_int(logstore_append(ls, "", NULL, 1, 0, "stdout", "x", 1), -22, "an empty uid is refused");
+	is_int(logstore_append(ls, "", NULL, 1, 0, "stdout", "x", 1), -22,
+	       "an empty uid is refused");
 	logstore_free(ls);
 	return done_testing();
 }

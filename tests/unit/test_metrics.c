@@ -45,23 +45,28 @@ int main(void)
 	metrics_hist_observe(&h, 100);
 	buf_init(&out, 1 << 20);
 	ok(metrics_hist_render(&h, "x_seconds", "", &out) == 0, "a histogram renders");
-	ok(strstr(out.data, "x_seconds_bucket{le=\"0.1\"} 2\n") != NULL, "le is inclusive and buckets are cumulative");
+	ok(strstr(out.data, "x_seconds_bucket{le=\"0.1\"} 2\n") != NULL,
+	   "le is inclusive and buckets are cumulative");
 	ok(strstr(out.data, "x_seconds_bucket{le=\"10\"} 3\n") != NULL, "the 10 s bucket has 3");
-	ok(strstr(out.data, "x_seconds_bucket{le=\"+Inf\"} 4\n") != NULL, "+Inf holds every observation");
-	ok(strstr(out.data, "x_seconds_count 4\n") && strstr(out.data, "x_seconds_sum 105.15\n"), "sum and count");
+	ok(strstr(out.data, "x_seconds_bucket{le=\"+Inf\"} 4\n") != NULL,
+	   "+Inf holds every observation");
+	ok(strstr(out.data, "x_seconds_count 4\n") && strstr(out.data, "x_seconds_sum 105.15\n"),
+	   "sum and count");
 	buf_reset(&out);
 	metrics_hist_render(&h, "y", "verb=\"get\"", &out);
-	ok(strstr(out.data, "y_bucket{verb=\"get\",le=\"1\"} 2\n") && strstr(out.data, "y_count{verb=\"get\"} 4\n"),
+	ok(strstr(out.data, "y_bucket{verb=\"get\",le=\"1\"} 2\n") &&
+		   strstr(out.data, "y_count{verb=\"get\"} 4\n"),
 	   "extra labels come before le");
 
-	ok(metrics_escape_label("a\"b\\c\nd", esc, sizeof(esc)) == 0 && strcmp(esc, "a\\\"b\\\\c\\nd") == 0,
+	ok(metrics_escape_label("a\"b\\c\nd", esc, sizeof(esc)) == 0 &&
+		   strcmp(esc, "a\\\"b\\\\c\\nd") == 0,
 	   "label values escape quote, backslash and newline");
 	ok(metrics_escape_label("0123456789", esc, 5) < 0, "escaping reports a short buffer");
 
 	/* A task through Running to Succeeded. */
 	util_rfc3339(now - 2000, created, sizeof(created));
-	task = json_pack("{s{ssssss}s{}}", "metadata", "uid", "u1", "namespace", "ns", "creationTimestamp", created,
-			 "spec");
+	task = json_pack("{s{ssssss}s{}}", "metadata", "uid", "u1", "namespace", "ns",
+			 "creationTimestamp", created, "spec");
 	status = json_pack("{sssI}", "phase", "Running", "attempts", (json_int_t)1);
 	metrics_observe_status(m, task, status);
 	json_object_set_new(task, "status", json_pack("{ss}", "phase", "Running"));
@@ -83,15 +88,22 @@ int main(void)
 
 	buf_reset(&out);
 	ok(metrics_render(m, &out) == 0, "the exposition renders without sources");
-	ok(value_of(out.data, "tasked_task_dispatch_latency_seconds_count ") == 1, "one dispatch latency observed");
+	ok(value_of(out.data, "tasked_task_dispatch_latency_seconds_count ") == 1,
+	   "one dispatch latency observed");
 	ok(value_of(out.data, "tasked_task_dispatch_latency_seconds_sum ") >= 1.0 &&
-	   value_of(out.data, "tasked_task_dispatch_latency_seconds_sum ") < 10.0, "its value is about 2 s");
-	ok(value_of(out.data, "tasked_task_run_duration_seconds_count ") == 1, "one run time observed");
-	ok(value_of(out.data, "tasked_tasks_finished_total{phase=\"Succeeded\"} ") == 1, "one task succeeded");
+		   value_of(out.data, "tasked_task_dispatch_latency_seconds_sum ") < 10.0,
+	   "its value is about 2 s");
+	ok(value_of(out.data, "tasked_task_run_duration_seconds_count ") == 1,
+	   "one run time observed");
+	ok(value_of(out.data, "tasked_tasks_finished_total{phase=\"Succeeded\"} ") == 1,
+	   "one task succeeded");
 	ok(value_of(out.data, "tasked_api_auth_failures_total ") == 2, "auth failures are counted");
-	ok(value_of(out.data, "tasked_api_requests_total{code=\"401\"} ") == 1, "API answers by code");
-	ok(value_of(out.data, "tasked_sse_connections{kind=\"events\"} ") == 1, "SSE gauge: opened minus closed");
-	ok(value_of(out.data, "tasked_sse_connections_closed_total{kind=\"events\",reason=\"slow\"} ") == 1,
+	ok(value_of(out.data, "tasked_api_requests_total{code=\"401\"} ") == 1,
+	   "API answers by code");
+	ok(value_of(out.data, "tasked_sse_connections{kind=\"events\"} ") == 1,
+	   "SSE gauge: opened minus closed");
+	ok(value_of(out.data,
+		    "tasked_sse_connections_closed_total{kind=\"events\",reason=\"slow\"} ") == 1,
 	   "slow drops are counted");
 	ok(value_of(out.data, "tasked_sse_rejected_total ") == 1, "503s at the cap are counted");
 	ok(value_of(out.data, "tasked_kube_responses_total{verb=\"patch\",code=\"409\"} ") == 1,
@@ -120,7 +132,8 @@ int main(void)
 				if (!json_object_get(types, fam)) {
 					/* histogram samples: strip the suffix */
 					char *suf = strrchr(fam, '_');
-					if (suf && (!strcmp(suf, "_bucket") || !strcmp(suf, "_sum") || !strcmp(suf, "_count")))
+					if (suf && (!strcmp(suf, "_bucket") ||
+						    !strcmp(suf, "_sum") || !strcmp(suf, "_count")))
 						*suf = '\0';
 					if (!json_object_get(types, fam)) {
 						bad++;

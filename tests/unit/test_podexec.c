@@ -214,9 +214,9 @@ static json_t *find_env(json_t *c, const char *name)
 {
 	json_t *e;
 	size_t i;
-	json_array_foreach(json_object_get(c, "env"), i,
-			   e) if (strcmp(json_string_value(json_object_get(e, "name")), name) ==
-				  0) return e;
+	json_array_foreach(json_object_get(c, "env"), i, e)
+		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
+			return e;
 	return NULL;
 }
 
@@ -637,8 +637,9 @@ static void test_dispatch(void)
 			  json_object_get(json_object_get(pod, "secretRefs"), "tok"), "name")),
 		  "creds") == 0,
 	   "a secret volume resolves to the Secret the queue declares");
-	json_array_foreach(json_object_get(msg, "env"), i,
-			   e) if (json_is_true(json_object_get(e, "secret"))) secret_env = e;
+	json_array_foreach(json_object_get(msg, "env"), i, e)
+		if (json_is_true(json_object_get(e, "secret")))
+			secret_env = e;
 	ok(secret_env && strcmp(json_string_value(json_object_get(
 					json_object_get(secret_env, "secretKeyRef"), "key")),
 				"token") == 0,

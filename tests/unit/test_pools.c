@@ -69,8 +69,9 @@ static int has_str(json_t *arr, const char *s)
 {
 	json_t *v;
 	size_t i;
-	json_array_foreach(arr, i, v) if (json_string_value(v) &&
-					  strcmp(json_string_value(v), s) == 0) return 1;
+	json_array_foreach(arr, i, v)
+		if (json_string_value(v) && strcmp(json_string_value(v), s) == 0)
+			return 1;
 	return 0;
 }
 
@@ -138,8 +139,7 @@ static void test_deployment(void)
 		json_t *e;
 		size_t i;
 		int preload = 0, a = 0;
-		json_array_foreach(jp(c, "env"), i, e)
-		{
+		json_array_foreach(jp(c, "env"), i, e) {
 			preload |= strcmp(json_string_value(json_object_get(e, "name")),
 					  "LD_PRELOAD") == 0;
 			a |= strcmp(json_string_value(json_object_get(e, "name")), "A") == 0;
@@ -326,13 +326,12 @@ static const char *cnd(json_t *conds, const char *type, char *buf, size_t n)
 {
 	json_t *c;
 	size_t i;
-	json_array_foreach(conds, i,
-			   c) if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
-	{
-		snprintf(buf, n, "%s/%s", json_string_value(json_object_get(c, "status")),
-			 json_string_value(json_object_get(c, "reason")));
-		return buf;
-	}
+	json_array_foreach(conds, i, c)
+		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0) {
+			snprintf(buf, n, "%s/%s", json_string_value(json_object_get(c, "status")),
+				 json_string_value(json_object_get(c, "reason")));
+			return buf;
+		}
 	return "";
 }
 

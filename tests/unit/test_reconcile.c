@@ -13,12 +13,12 @@ struct world {
 	struct taskctl *tc;
 	int64_t now;
 	int rv;
-	int dispatch_rc;        /* what the next dispatch returns */
+	int dispatch_rc; /* what the next dispatch returns */
 	int writes, dispatches, cancels, acks;
-	int64_t last_attempt;   /* of the last dispatch */
-	int64_t last_requeue;   /* after_ms of the last requeue of the task key; -1 none */
+	int64_t last_attempt; /* of the last dispatch */
+	int64_t last_requeue; /* after_ms of the last requeue of the task key; -1 none */
 	char last_event[64];
-	json_t *last_msg;       /* the last dispatch message */
+	json_t *last_msg; /* the last dispatch message */
 };
 
 static void on_event(enum informer_event ev, const char *key, json_t *obj, void *ud) {}
@@ -70,8 +70,8 @@ static int fx_write_status(void *ud, json_t *task, json_t *patch)
 	return 0;
 }
 
-static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool, json_t *selector, json_t *msg, char *runner,
-		       size_t runnersz)
+static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *pool,
+		       json_t *selector, json_t *msg, char *runner, size_t runnersz)
 {
 	struct world *w = ud;
 	if (w->dispatch_rc)
@@ -84,8 +84,14 @@ static int fx_dispatch(void *ud, const char *uid, int64_t attempt, const char *p
 	return 0;
 }
 
-static void fx_cancel(void *ud, const char *runner, const char *uid, int64_t attempt) { ((struct world *)ud)->cancels++; }
-static void fx_ack(void *ud, const char *runner, const char *uid, int64_t attempt) { ((struct world *)ud)->acks++; }
+static void fx_cancel(void *ud, const char *runner, const char *uid, int64_t attempt)
+{
+	((struct world *)ud)->cancels++;
+}
+static void fx_ack(void *ud, const char *runner, const char *uid, int64_t attempt)
+{
+	((struct world *)ud)->acks++;
+}
 
 static void fx_emit(void *ud, json_t *task, const char *type, const char *reason, const char *note)
 {
@@ -101,12 +107,21 @@ static void fx_requeue(void *ud, const char *key, int64_t after_ms)
 }
 
 static int fx_delete_task(void *ud, json_t *task) { return 0; }
-static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret) { return -ENOENT; }
+static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret)
+{
+	return -ENOENT;
+}
 static int64_t fx_now(void *ud) { return ((struct world *)ud)->now; }
 
 static const struct taskctl_effects effects = {
-	.write_status = fx_write_status, .dispatch = fx_dispatch, .cancel = fx_cancel, .ack = fx_ack,
-	.emit = fx_emit, .requeue = fx_requeue, .delete_task = fx_delete_task, .read_secret = fx_read_secret,
+	.write_status = fx_write_status,
+	.dispatch = fx_dispatch,
+	.cancel = fx_cancel,
+	.ack = fx_ack,
+	.emit = fx_emit,
+	.requeue = fx_requeue,
+	.delete_task = fx_delete_task,
+	.read_secret = fx_read_secret,
 	.now_ms = fx_now,
 };
 
@@ -125,8 +140,9 @@ static void world_init(struct world *w, const char *spec)
 	task = json_loads(spec, 0, &e);
 	if (!task)
 		diag("bad test JSON: %s", e.text);
-	json_object_set_new(task, "metadata", json_pack("{sssssssI}", "namespace", "ns", "name", "t", "uid", "u1",
-							"generation", (json_int_t)1));
+	json_object_set_new(task, "metadata",
+			    json_pack("{sssssssI}", "namespace", "ns", "name", "t", "uid", "u1",
+				      "generation", (json_int_t)1));
 	json_object_set_new(task, "apiVersion", json_string("tasked.dev/v1alpha1"));
 	json_object_set_new(task, "kind", json_string("Task"));
 	feed(w, "ADDED", task);
@@ -145,7 +161,8 @@ static int reconcile(struct world *w) { return taskctl_reconcile(w->tc, "ns/t");
 static const char *phase(struct world *w, char *buf, size_t n)
 {
 	json_t *t = informer_get(w->inf, "ns/t");
-	snprintf(buf, n, "%s/%s", task_phase(t) ? task_phase(t) : "-", task_reason(t) ? task_reason(t) : "-");
+	snprintf(buf, n, "%s/%s", task_phase(t) ? task_phase(t) : "-",
+		 task_reason(t) ? task_reason(t) : "-");
 	json_decref(t);
 	return buf;
 }
@@ -205,39 +222,47 @@ static void test_failure_retry(void)
 	char b[64];
 	json_t *t;
 
-	world_init(&w, "{\"spec\": {" SHELL ", \"retries\": {\"limit\": 1, \"backoff\": {\"initialDelaySeconds\": 10,"
+	world_init(&w, "{\"spec\": {" SHELL
+		       ", \"retries\": {\"limit\": 1, \"backoff\": {\"initialDelaySeconds\": 10,"
 		       " \"jitter\": false}}}}");
 	reconcile(&w);
 	result(&w, 1, "{\"phase\": \"Failed\", \"exitCode\": 3}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Queued/Retrying", "a failure with retries left -> Queued, Retrying");
+	is_str(phase(&w, b, sizeof(b)), "Queued/Retrying",
+	       "a failure with retries left -> Queued, Retrying");
 	is_int(w.last_requeue, 10000, "requeued after the backoff (10 s, no jitter)");
 	t = informer_get(w.inf, "ns/t");
-	ok(json_is_string(json_object_get(task_status(t), "nextRetryTime")), "nextRetryTime is set");
-	is_int((long long)json_array_size(task_history(t)), 1, "the failed attempt is in the history");
+	ok(json_is_string(json_object_get(task_status(t), "nextRetryTime")),
+	   "nextRetryTime is set");
+	is_int((long long)json_array_size(task_history(t)), 1,
+	       "the failed attempt is in the history");
 	json_decref(t);
 	is_int(w.acks, 1, "the failed attempt is acknowledged");
 	w.last_requeue = -1;
 	w.now += 5000;
 	reconcile(&w);
 	is_int(w.dispatches, 1, "before the retry time: no new attempt");
-	ok(w.last_requeue > 0 && w.last_requeue <= 5000, "but a timer for the rest (%lld ms)", (long long)w.last_requeue);
+	ok(w.last_requeue > 0 && w.last_requeue <= 5000, "but a timer for the rest (%lld ms)",
+	   (long long)w.last_requeue);
 	w.now += 5001;
 	reconcile(&w);
 	is_int(w.dispatches, 2, "after it: a new dispatch");
 	is_int(w.last_attempt, 2, "as attempt 2");
 	result(&w, 2, "{\"phase\": \"Failed\", \"exitCode\": 3}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Failed/RetriesExhausted", "the last retry failing -> Failed, RetriesExhausted");
+	is_str(phase(&w, b, sizeof(b)), "Failed/RetriesExhausted",
+	       "the last retry failing -> Failed, RetriesExhausted");
 	world_free(&w);
 
 	world_init(&w, "{\"spec\": {" SHELL "}}");
 	reconcile(&w);
 	result(&w, 1, "{\"phase\": \"Failed\", \"exitCode\": 1}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Failed/Failed", "result failure without retries -> Failed");
+	is_str(phase(&w, b, sizeof(b)), "Failed/Failed",
+	       "result failure without retries -> Failed");
 	t = informer_get(w.inf, "ns/t");
-	is_int(json_integer_value(json_object_get(task_status(t), "exitCode")), 1, "with the exit code");
+	is_int(json_integer_value(json_object_get(task_status(t), "exitCode")), 1,
+	       "with the exit code");
 	json_decref(t);
 	world_free(&w);
 }
@@ -250,7 +275,8 @@ static void test_cancel(void)
 
 	world_init(&w, "{\"spec\": {" SHELL ", \"cancel\": true}}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Cancelled/Cancelled", "cancel before any attempt -> Cancelled");
+	is_str(phase(&w, b, sizeof(b)), "Cancelled/Cancelled",
+	       "cancel before any attempt -> Cancelled");
 	is_int(w.dispatches + w.cancels, 0, "nothing dispatched or cancelled");
 	world_free(&w);
 
@@ -271,7 +297,8 @@ static void test_cancel(void)
 	is_int(w.cancels, 1, "the cancel goes out once");
 	result(&w, 1, "{\"phase\": \"Cancelled\", \"reason\": \"Cancelled\", \"exitCode\": -1}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Cancelled/Cancelled", "the runner's confirmation -> Cancelled");
+	is_str(phase(&w, b, sizeof(b)), "Cancelled/Cancelled",
+	       "the runner's confirmation -> Cancelled");
 	world_free(&w);
 }
 
@@ -282,7 +309,8 @@ static void test_timeout(void)
 
 	world_init(&w, "{\"spec\": {" SHELL ", \"timeoutSeconds\": 1}}");
 	reconcile(&w);
-	ok(json_integer_value(json_object_get(w.last_msg, "deadline")) == w.now + 1000, "the dispatch carries the deadline");
+	ok(json_integer_value(json_object_get(w.last_msg, "deadline")) == w.now + 1000,
+	   "the dispatch carries the deadline");
 	ok(w.last_requeue > 1000, "and a timer past it (%lld ms)", (long long)w.last_requeue);
 	taskctl_broker_ops.started(w.tc, "u1", 1, w.now, "r1");
 	reconcile(&w);
@@ -316,11 +344,13 @@ static void test_runner_lost(void)
 	is_str(phase(&w, b, sizeof(b)), "Running/Running", "which runs");
 	t = informer_get(w.inf, "ns/t");
 	h = json_array_get(task_history(t), 0);
-	is_str(json_string_value(json_object_get(h, "reason")), "RunnerLost", "the history records the loss");
+	is_str(json_string_value(json_object_get(h, "reason")), "RunnerLost",
+	       "the history records the loss");
 	json_decref(t);
 	result(&w, 2, "{\"phase\": \"Succeeded\", \"exitCode\": 0}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Succeeded/Succeeded", "and a loss does not count as a failure");
+	is_str(phase(&w, b, sizeof(b)), "Succeeded/Succeeded",
+	       "and a loss does not count as a failure");
 	world_free(&w);
 }
 
@@ -345,7 +375,8 @@ static void test_waiting_and_refused(void)
 
 	world_init(&w, "{\"spec\": {\"shell\": {\"command\": []}}}");
 	reconcile(&w);
-	is_str(phase(&w, b, sizeof(b)), "Failed/InvalidSpec", "an invalid spec -> Failed, InvalidSpec");
+	is_str(phase(&w, b, sizeof(b)), "Failed/InvalidSpec",
+	       "an invalid spec -> Failed, InvalidSpec");
 	is_int(w.dispatches, 0, "never dispatched");
 	world_free(&w);
 }
@@ -375,9 +406,11 @@ static const char *cond(struct world *w, const char *type, char *buf, size_t n)
 	snprintf(buf, n, "-");
 	json_array_foreach(task_conditions(t), i, c)
 		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
-			snprintf(buf, n, "%s/%s/%lld", json_string_value(json_object_get(c, "status")),
+			snprintf(buf, n, "%s/%s/%lld",
+				 json_string_value(json_object_get(c, "status")),
 				 json_string_value(json_object_get(c, "reason")),
-				 (long long)json_integer_value(json_object_get(c, "observedGeneration")));
+				 (long long)json_integer_value(
+					 json_object_get(c, "observedGeneration")));
 	json_decref(t);
 	return buf;
 }
@@ -389,7 +422,8 @@ static const char *cond_ltt(struct world *w, const char *type, char *buf, size_t
 	snprintf(buf, n, "-");
 	json_array_foreach(task_conditions(t), i, c)
 		if (strcmp(json_string_value(json_object_get(c, "type")), type) == 0)
-			snprintf(buf, n, "%s", json_string_value(json_object_get(c, "lastTransitionTime")));
+			snprintf(buf, n, "%s",
+				 json_string_value(json_object_get(c, "lastTransitionTime")));
 	json_decref(t);
 	return buf;
 }
@@ -402,38 +436,47 @@ static void test_conditions(void)
 	world_init(&w, "{\"spec\": {" SHELL "}}");
 	w.dispatch_rc = -ENODEV;
 	reconcile(&w);
-	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Queued/1", "Queued: Reconciling True, reason Queued");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Queued/1",
+	       "Queued: Reconciling True, reason Queued");
 	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Queued/1", "Queued: Ready False");
 	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Queued/1", "Queued: Stalled False");
 	is_str(cond(&w, "Completed", b, sizeof(b)), "False/Queued/1", "Queued: Completed False");
-	is_str(cond(&w, "Succeeded", b, sizeof(b)), "Unknown/Queued/1", "Queued: Succeeded Unknown");
+	is_str(cond(&w, "Succeeded", b, sizeof(b)), "Unknown/Queued/1",
+	       "Queued: Succeeded Unknown");
 	cond_ltt(&w, "Completed", ltt, sizeof(ltt));
 	w.dispatch_rc = 0;
 	w.now += 60000;
 	reconcile(&w);
 	taskctl_broker_ops.started(w.tc, "u1", 1, w.now, "r1");
 	reconcile(&w);
-	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Running/1", "Running: Reconciling True, reason Running");
-	is_str(cond_ltt(&w, "Completed", b, sizeof(b)), ltt, "a condition that stays False keeps its lastTransitionTime");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "True/Running/1",
+	       "Running: Reconciling True, reason Running");
+	is_str(cond_ltt(&w, "Completed", b, sizeof(b)), ltt,
+	       "a condition that stays False keeps its lastTransitionTime");
 	w.writes = 0;
 	w.now += 60000;
 	result(&w, 1, "{\"phase\": \"Succeeded\", \"exitCode\": 0}");
 	reconcile(&w);
 	is_int(w.writes, 1, "Succeeded: the conditions come with the one terminal write");
 	is_str(cond(&w, "Ready", b, sizeof(b)), "True/Succeeded/1", "Succeeded: Ready True");
-	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Succeeded/1", "Succeeded: Reconciling False");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Succeeded/1",
+	       "Succeeded: Reconciling False");
 	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Succeeded/1", "Succeeded: Stalled False");
-	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Succeeded/1", "Succeeded: Completed True");
-	ok(strcmp(cond_ltt(&w, "Completed", b, sizeof(b)), ltt) != 0, "Completed turning True moves its lastTransitionTime");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Succeeded/1",
+	       "Succeeded: Completed True");
+	ok(strcmp(cond_ltt(&w, "Completed", b, sizeof(b)), ltt) != 0,
+	   "Completed turning True moves its lastTransitionTime");
 	world_free(&w);
 
 	world_init(&w, "{\"spec\": {" SHELL "}}");
 	reconcile(&w);
 	result(&w, 1, "{\"phase\": \"Failed\", \"exitCode\": 2}");
 	reconcile(&w);
-	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Failed/1", "Failed: Ready False with the reason");
+	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Failed/1",
+	       "Failed: Ready False with the reason");
 	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Failed/1", "Failed: Stalled True");
-	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Failed/1", "Failed: Reconciling False");
+	is_str(cond(&w, "Reconciling", b, sizeof(b)), "False/Failed/1",
+	       "Failed: Reconciling False");
 	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Failed/1", "Failed: Completed True");
 	is_str(cond(&w, "Succeeded", b, sizeof(b)), "False/Failed/1", "Failed: Succeeded False");
 	world_free(&w);
@@ -442,14 +485,16 @@ static void test_conditions(void)
 	reconcile(&w);
 	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Cancelled/1", "Cancelled: Stalled True");
 	is_str(cond(&w, "Ready", b, sizeof(b)), "False/Cancelled/1", "Cancelled: Ready False");
-	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Cancelled/1", "Cancelled: Completed True");
+	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Cancelled/1",
+	       "Cancelled: Completed True");
 	world_free(&w);
 
 	/* Skipped did what was asked: everything that waits for success is satisfied. */
 	world_init(&w, "{\"spec\": {" SHELL ", \"when\": \"1 > 2\"}}");
 	reconcile(&w);
 	is_str(phase(&w, b, sizeof(b)), "Skipped/ConditionFalse", "a false when -> Skipped");
-	is_str(cond(&w, "Succeeded", b, sizeof(b)), "True/ConditionFalse/1", "Skipped: Succeeded True (kubectl wait ends)");
+	is_str(cond(&w, "Succeeded", b, sizeof(b)), "True/ConditionFalse/1",
+	       "Skipped: Succeeded True (kubectl wait ends)");
 	is_str(cond(&w, "Ready", b, sizeof(b)), "True/ConditionFalse/1", "Skipped: Ready True");
 	is_str(cond(&w, "Stalled", b, sizeof(b)), "False/Skipped/1", "Skipped: Stalled False");
 	is_str(cond(&w, "Completed", b, sizeof(b)), "True/Skipped/1", "Skipped: Completed True");
@@ -479,9 +524,11 @@ static void test_observed_generation(void)
 	reconcile(&w);
 	is_int(w.writes, 1, "a finished task's new generation: one write");
 	t = informer_get(w.inf, "ns/t");
-	is_int(json_integer_value(json_object_get(task_status(t), "observedGeneration")), 2, "status.observedGeneration 2");
+	is_int(json_integer_value(json_object_get(task_status(t), "observedGeneration")), 2,
+	       "status.observedGeneration 2");
 	json_decref(t);
-	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Failed/2", "the conditions say generation 2, statuses unchanged");
+	is_str(cond(&w, "Stalled", b, sizeof(b)), "True/Failed/2",
+	       "the conditions say generation 2, statuses unchanged");
 	is_str(phase(&w, b, sizeof(b)), "Failed/Failed", "the phase stays");
 	reconcile(&w);
 	is_int(w.writes, 1, "and no more writes after it");
@@ -498,13 +545,15 @@ static void test_waiting_message(void)
 	w.dispatch_rc = -ENODEV;
 	reconcile(&w);
 	t = informer_get(w.inf, "ns/t");
-	is_str(task_message(t), "waiting for a runner that matches runnerSelector", "no matching runner: says so");
+	is_str(task_message(t), "waiting for a runner that matches runnerSelector",
+	       "no matching runner: says so");
 	json_decref(t);
 	w.dispatch_rc = -EAGAIN;
 	w.writes = 0;
 	reconcile(&w);
 	t = informer_get(w.inf, "ns/t");
-	is_str(task_message(t), "waiting for a free runner slot", "a matching runner, busy: the message follows");
+	is_str(task_message(t), "waiting for a free runner slot",
+	       "a matching runner, busy: the message follows");
 	json_decref(t);
 	is_int(w.writes, 1, "with one write");
 	reconcile(&w);

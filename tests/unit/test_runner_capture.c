@@ -37,10 +37,7 @@ static int rec_log(void *ud, const char *stream, int64_t seq, const char *data, 
 static struct sent S;
 static const struct exec_hooks H = { NULL, rec_log, &S };
 
-static void reset(void)
-{
-	memset(&S, 0, sizeof(S));
-}
+static void reset(void) { memset(&S, 0, sizeof(S)); }
 
 int main(void)
 {
@@ -56,9 +53,12 @@ int main(void)
 	capture_add(&c, 1, "oops\n", 5, 1001);
 	capture_add(&c, 0, "world\n", 6, 1002);
 	ok(S.chunks == 0, "nothing sent before the flush is due");
-	ok(capture_flush_due(&c, 1010, 50) == 40, "the first flush is due 50 ms after the oldest byte");
-	ok(capture_flush_due(&c, 1050, 50) == 1 && S.chunks == 1, "at 50 ms stdout is sent; stderr is due in 1 ms");
-	ok(capture_flush_due(&c, 1051, 50) == -1 && S.chunks == 2, "then stderr; nothing is pending");
+	ok(capture_flush_due(&c, 1010, 50) == 40,
+	   "the first flush is due 50 ms after the oldest byte");
+	ok(capture_flush_due(&c, 1050, 50) == 1 && S.chunks == 1,
+	   "at 50 ms stdout is sent; stderr is due in 1 ms");
+	ok(capture_flush_due(&c, 1051, 50) == -1 && S.chunks == 2,
+	   "then stderr; nothing is pending");
 	is_str(S.all[0], "hello world\n", "stdout in order");
 	is_str(S.all[1], "oops\n", "stderr apart");
 	tail = capture_tail(&c);
@@ -75,7 +75,8 @@ int main(void)
 	is_str(S.all[0], "caf", "an incomplete character waits for its end");
 	capture_add(&c, 0, "\xa9 \xff\x00!", 5, 1);
 	capture_flush(&c, 0, 1, 1);
-	is_str(S.all[0], "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd!", "completed; 0xff and NUL replaced");
+	is_str(S.all[0], "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd!",
+	       "completed; 0xff and NUL replaced");
 	ok(S.bad == 0, "sequence numbers in order, no NUL, no oversized chunk");
 	capture_free(&c);
 
@@ -104,10 +105,11 @@ int main(void)
 	capture_flush(&c, 0, 1, 0);
 	ok(S.len[0] == 70 * 1024, "exactly maxOutputBytes sent (%zu)", S.len[0]);
 	ok(c.truncated, "truncated");
-	ok(S.max_chunk <= EXEC_LOG_CHUNK_MAX && S.chunks >= 3, "in chunks of at most %d (%d chunks)",
-	   EXEC_LOG_CHUNK_MAX, S.chunks);
+	ok(S.max_chunk <= EXEC_LOG_CHUNK_MAX && S.chunks >= 3,
+	   "in chunks of at most %d (%d chunks)", EXEC_LOG_CHUNK_MAX, S.chunks);
 	tail = capture_tail(&c);
-	ok(tail && strlen(tail) == 16 && strcmp(tail + 12, "END\n") == 0, "the tail ends the stream");
+	ok(tail && strlen(tail) == 16 && strcmp(tail + 12, "END\n") == 0,
+	   "the tail ends the stream");
 	free(tail);
 	capture_free(&c);
 
@@ -148,7 +150,10 @@ int main(void)
 		capture_mask(secrets, 2, &b);
 		is_str(b.data, "a *** b ***", "capture_mask replaces every occurrence");
 		buf_reset(&b);
-		ok(capture_utf8_sanitize("\xed\xa0\x80" "ok", 5, &b) == 0 && b.len == 3 * 3 + 2,
+		ok(capture_utf8_sanitize("\xed\xa0\x80"
+					 "ok",
+					 5, &b) == 0 &&
+			   b.len == 3 * 3 + 2,
 		   "a surrogate is three replacement characters");
 		buf_free(&b);
 	}

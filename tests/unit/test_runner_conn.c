@@ -44,9 +44,9 @@ static struct srv {
 	int port;
 	int auths, bad_tokens, upgrades, bad_bearer, conns, closes;
 	int peer_close_code;
-	json_t *rx;              /* every message the runner sent, in order */
+	json_t *rx; /* every message the runner sent, in order */
 	struct frame *q, *qtail;
-	int kick;                /* close the current connection */
+	int kick;                    /* close the current connection */
 	const char *close_on_result; /* close with 4400 when a result for this task arrives */
 	atomic_int stop;
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -65,7 +65,8 @@ static int srv_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		if (strcmp(in, "/runners/auth") == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+		if (strcmp(in, "/runners/auth") == 0 &&
+		    lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
 			hs->len = 0;
 			return 0;
 		}
@@ -78,12 +79,14 @@ static int srv_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-		unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+		unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+						  *end = hdr + sizeof(hdr) - 1;
 		json_t *req = json_loadb(hs->body, hs->len, 0, NULL);
 		const char *tok = json_string_value(json_object_get(req, "token"));
 		int good = tok && strcmp(tok, TOKEN) == 0;
-		const char *body = good ? "{\"grant\":\"" GRANT "\",\"expiresInSeconds\":30}" :
-					  "{\"error\":\"Forbidden\",\"message\":\"invalid runner token\"}";
+		const char *body =
+			good ? "{\"grant\":\"" GRANT "\",\"expiresInSeconds\":30}"
+			     : "{\"error\":\"Forbidden\",\"message\":\"invalid runner token\"}";
 		pthread_mutex_lock(&S.lock);
 		S.auths++;
 		S.bad_tokens += !good;
@@ -91,7 +94,8 @@ static int srv_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 		json_decref(req);
 		hs->resp_len = strlen(body);
 		memcpy(hs->resp + LWS_PRE, body, hs->resp_len);
-		if (lws_add_http_common_headers(wsi, good ? 200 : 403, "application/json", hs->resp_len, &p, end) ||
+		if (lws_add_http_common_headers(wsi, good ? 200 : 403, "application/json",
+						hs->resp_len, &p, end) ||
 		    lws_finalize_write_http_header(wsi, start, &p, end))
 			return -1;
 		lws_callback_on_writable(wsi);
@@ -148,8 +152,10 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			pthread_mutex_lock(&S.lock);
 			/* only that task's result: others may be resent unacknowledged results */
 			refuse = S.close_on_result && j &&
-				 strcmp(json_string_value(json_object_get(j, "type")) ?: "", "result") == 0 &&
-				 strcmp(json_string_value(json_object_get(j, "taskUid")) ?: "", S.close_on_result) == 0;
+				 strcmp(json_string_value(json_object_get(j, "type")) ?: "",
+					"result") == 0 &&
+				 strcmp(json_string_value(json_object_get(j, "taskUid")) ?: "",
+					S.close_on_result) == 0;
 			if (refuse)
 				S.close_on_result = NULL;
 			json_array_append_new(S.rx, j ? j : json_string("<invalid>"));
@@ -157,7 +163,8 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			buf_reset(&rx);
 			if (refuse) {
 				/* what an older controller did with a result it could not decode */
-				lws_close_reason(wsi, (enum lws_close_status)PROTO_CLOSE_MALFORMED, (unsigned char *)"bad result", 10);
+				lws_close_reason(wsi, (enum lws_close_status)PROTO_CLOSE_MALFORMED,
+						 (unsigned char *)"bad result", 10);
 				return -1;
 			}
 		}
@@ -177,15 +184,18 @@ static int srv_ws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		}
 		pthread_mutex_unlock(&S.lock);
 		if (kick) {
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"bye", 3);
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"bye",
+					 3);
 			return -1;
 		}
 		if (!f)
 			break;
 		if (f->flags == SRV_RAW)
-			(void)!send(lws_get_socket_fd(wsi), f->data + LWS_PRE, f->len, MSG_NOSIGNAL);
+			(void)!send(lws_get_socket_fd(wsi), f->data + LWS_PRE, f->len,
+				    MSG_NOSIGNAL);
 		else
-			lws_write(wsi, f->data + LWS_PRE, f->len, (enum lws_write_protocol)f->flags);
+			lws_write(wsi, f->data + LWS_PRE, f->len,
+				  (enum lws_write_protocol)f->flags);
 		free(f->data);
 		free(f);
 		pthread_mutex_lock(&S.lock);
@@ -259,10 +269,7 @@ static void srv_send_frame(const char *data, size_t len, int flags)
 	lws_cancel_service(S.ctx);
 }
 
-static void srv_send(const char *text)
-{
-	srv_send_frame(text, strlen(text), LWS_WRITE_TEXT);
-}
+static void srv_send(const char *text) { srv_send_frame(text, strlen(text), LWS_WRITE_TEXT); }
 
 /* Sends text in fragments of at most n bytes. */
 static void srv_send_fragmented(const char *text, size_t total, size_t n)
@@ -294,8 +301,9 @@ static int rx_find(int from, const char *type, const char *uid, int64_t attempt)
 		json_t *m = json_array_get(S.rx, i);
 		if (strcmp(json_string_value(json_object_get(m, "type")) ?: "", type) != 0)
 			continue;
-		if (uid && (strcmp(json_string_value(json_object_get(m, "taskUid")) ?: "", uid) != 0 ||
-			    json_integer_value(json_object_get(m, "attempt")) != attempt))
+		if (uid &&
+		    (strcmp(json_string_value(json_object_get(m, "taskUid")) ?: "", uid) != 0 ||
+		     json_integer_value(json_object_get(m, "attempt")) != attempt))
 			continue;
 		found = (int)i;
 		break;
@@ -377,20 +385,26 @@ static void test_helpers(void)
 {
 	struct conn_url u;
 
-	ok(conn_parse_url("ws://127.0.0.1:8081", &u) == 0 && !u.tls && strcmp(u.host, "127.0.0.1") == 0 &&
-	   u.port == 8081, "ws://127.0.0.1:8081");
+	ok(conn_parse_url("ws://127.0.0.1:8081", &u) == 0 && !u.tls &&
+		   strcmp(u.host, "127.0.0.1") == 0 && u.port == 8081,
+	   "ws://127.0.0.1:8081");
 	ok(conn_parse_url("wss://broker.example.com", &u) == 0 && u.tls && u.port == 443 &&
-	   strcmp(u.host, "broker.example.com") == 0, "wss:// defaults to 443");
+		   strcmp(u.host, "broker.example.com") == 0,
+	   "wss:// defaults to 443");
 	ok(conn_parse_url("ws://[::1]:9000/", &u) == 0 && u.ipv6 && strcmp(u.host, "::1") == 0 &&
-	   u.port == 9000, "IPv6 literal in brackets");
+		   u.port == 9000,
+	   "IPv6 literal in brackets");
 	ok(conn_parse_url("http://x:1", &u) < 0, "http:// refused");
-	ok(conn_parse_url("ws://x:0", &u) < 0 && conn_parse_url("ws://x:70000", &u) < 0, "bad ports refused");
+	ok(conn_parse_url("ws://x:0", &u) < 0 && conn_parse_url("ws://x:70000", &u) < 0,
+	   "bad ports refused");
 	ok(conn_parse_url("ws://x:1/path", &u) < 0, "a path is refused");
 	ok(conn_parse_url("ws://us er@x:1", &u) < 0 && conn_parse_url("ws://:1", &u) < 0,
 	   "userinfo and empty host refused");
-	ok(util_host_is_loopback("127.0.0.1") && util_host_is_loopback("127.9.9.9") && util_host_is_loopback("::1") &&
-	   util_host_is_loopback("localhost"), "loopback addresses");
-	ok(!util_host_is_loopback("10.0.0.1") && !util_host_is_loopback("example.com") && !util_host_is_loopback("128.0.0.1"),
+	ok(util_host_is_loopback("127.0.0.1") && util_host_is_loopback("127.9.9.9") &&
+		   util_host_is_loopback("::1") && util_host_is_loopback("localhost"),
+	   "loopback addresses");
+	ok(!util_host_is_loopback("10.0.0.1") && !util_host_is_loopback("example.com") &&
+		   !util_host_is_loopback("128.0.0.1"),
 	   "non-loopback addresses");
 	{
 		int good = 1;
@@ -418,12 +432,14 @@ static void test_registry(void)
 	is_int(reg_begin(r, "a", 1, NULL), -EEXIST, "reg: duplicate refused");
 	is_int(reg_begin(r, "b", 1, NULL), 0, "reg: begin b/1");
 	is_int(reg_begin(r, "c", 1, NULL), -EBUSY, "reg: full at capacity");
-	is_int(reg_push(r, REG_MSG_CONTROL, strdup("x"), 1), -ENOTCONN, "reg: offline refuses messages");
+	is_int(reg_push(r, REG_MSG_CONTROL, strdup("x"), 1), -ENOTCONN,
+	       "reg: offline refuses messages");
 	reg_finish(r, "a", 1, strdup("result-a"), 8);
 	is_int(reg_running(r), 1, "reg: finish frees the slot");
 	is_int(reg_unacked(r), 1, "reg: result held until ack");
 	reg_online(r);
-	ok(reg_pop(r, &m, &n) == 1 && strcmp(m, "result-a") == 0, "reg: welcome resends unacked results");
+	ok(reg_pop(r, &m, &n) == 1 && strcmp(m, "result-a") == 0,
+	   "reg: welcome resends unacked results");
 	free(m);
 	is_int(reg_push(r, REG_MSG_LOG, strdup("0123456789"), 10), 0, "reg: log within budget");
 	is_int(reg_push(r, REG_MSG_LOG, malloc(95), 95), -ENOBUFS, "reg: log over budget dropped");
@@ -507,7 +523,8 @@ static void test_conn(void)
 	ok(json_integer_value(json_object_get(m, "capacity")) == 1, "hello.capacity");
 	{
 		json_t *want = json_pack("[sss]", "shell", "http", "remote");
-		ok(json_equal(json_object_get(m, "executors"), want), "hello.executors [shell, http, remote]");
+		ok(json_equal(json_object_get(m, "executors"), want),
+		   "hello.executors [shell, http, remote]");
 		json_decref(want);
 	}
 	is_str(str(json_object_get(m, "labels"), "pool"), "test", "hello.labels");
@@ -522,11 +539,13 @@ static void test_conn(void)
 	dispatch("t1", 1, "echo", "hi");
 	i = wait_rx(0, "result", "t1", 1, 5000);
 	ok(i >= 0, "result for t1");
-	ok(rx_find(0, "started", "t1", 1) >= 0 && rx_find(0, "started", "t1", 1) < i, "started before result");
+	ok(rx_find(0, "started", "t1", 1) >= 0 && rx_find(0, "started", "t1", 1) < i,
+	   "started before result");
 	{
 		int l = rx_find(0, "log", "t1", 1);
 		json_t *lm = l >= 0 ? rx_get(l) : NULL;
-		ok(lm && strcmp(str(lm, "data"), "hi\n") == 0 && strcmp(str(lm, "stream"), "stdout") == 0,
+		ok(lm && strcmp(str(lm, "data"), "hi\n") == 0 &&
+			   strcmp(str(lm, "stream"), "stdout") == 0,
 		   "log message carries the output");
 		json_decref(lm);
 	}
@@ -548,7 +567,8 @@ static void test_conn(void)
 	dispatch("t3", 1, "echo", "x");
 	i = wait_rx(0, "result", "t3", 1, 3000);
 	m = i >= 0 ? rx_get(i) : NULL;
-	ok(m && strcmp(str(m, "phase"), "Failed") == 0 && strcmp(str(m, "reason"), "RunnerFull") == 0,
+	ok(m && strcmp(str(m, "phase"), "Failed") == 0 &&
+		   strcmp(str(m, "reason"), "RunnerFull") == 0,
 	   "no slot: Failed/RunnerFull");
 	json_decref(m);
 
@@ -556,7 +576,8 @@ static void test_conn(void)
 	srv_send("{\"type\":\"cancel\",\"taskUid\":\"t2\",\"attempt\":1}");
 	i = wait_rx(0, "result", "t2", 1, 5000);
 	m = i >= 0 ? rx_get(i) : NULL;
-	ok(m && strcmp(str(m, "phase"), "Cancelled") == 0 && strcmp(str(m, "reason"), "Cancelled") == 0,
+	ok(m && strcmp(str(m, "phase"), "Cancelled") == 0 &&
+		   strcmp(str(m, "reason"), "Cancelled") == 0,
 	   "cancel: Cancelled result");
 	json_decref(m);
 
@@ -578,24 +599,28 @@ static void test_conn(void)
 			t2 |= strcmp(str(v, "taskUid"), "t2") == 0;
 			t3 |= strcmp(str(v, "taskUid"), "t3") == 0;
 		}
-		ok(t1 && t2 && !t3, "hello.running lists unacknowledged attempts, not acknowledged ones");
+		ok(t1 && t2 && !t3,
+		   "hello.running lists unacknowledged attempts, not acknowledged ones");
 	}
 	json_decref(m);
 	ok(srv_get(&S.auths) >= 2, "a fresh grant for every connection");
 	srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
-	ok(wait_rx(from, "result", "t1", 1, 3000) >= 0 && wait_rx(from, "result", "t2", 1, 3000) >= 0,
+	ok(wait_rx(from, "result", "t1", 1, 3000) >= 0 &&
+		   wait_rx(from, "result", "t2", 1, 3000) >= 0,
 	   "unacknowledged results resent after welcome");
 	ack("t1", 1);
 	ack("t2", 1);
 
 	/* a dispatch in fragments is reassembled */
 	{
-		const char *d = "{\"type\":\"dispatch\",\"taskUid\":\"t4\",\"attempt\":1,\"namespace\":\"ns\","
-				"\"name\":\"t4\",\"shell\":{\"command\":[\"echo\",\"fragments\"]}}";
+		const char *d =
+			"{\"type\":\"dispatch\",\"taskUid\":\"t4\",\"attempt\":1,\"namespace\":\"ns\","
+			"\"name\":\"t4\",\"shell\":{\"command\":[\"echo\",\"fragments\"]}}";
 		srv_send_fragmented(d, strlen(d), 7);
 		i = wait_rx(0, "result", "t4", 1, 5000);
 		m = i >= 0 ? rx_get(i) : NULL;
-		ok(m && strcmp(str(m, "logTail"), "fragments\n") == 0, "fragmented dispatch reassembled");
+		ok(m && strcmp(str(m, "logTail"), "fragments\n") == 0,
+		   "fragmented dispatch reassembled");
 		json_decref(m);
 		ack("t4", 1);
 	}
@@ -603,11 +628,13 @@ static void test_conn(void)
 	/* a dispatch with a sound envelope but invalid task fields: InvalidSpec, no reconnect */
 	{
 		int conns = srv_get(&S.conns);
-		srv_send("{\"type\":\"dispatch\",\"taskUid\":\"t4b\",\"attempt\":1,\"namespace\":\"ns\","
-			 "\"name\":\"t4b\",\"http\":{\"url\":\"http://example.com/\",\"method\":\"BREW\"}}");
+		srv_send(
+			"{\"type\":\"dispatch\",\"taskUid\":\"t4b\",\"attempt\":1,\"namespace\":\"ns\","
+			"\"name\":\"t4b\",\"http\":{\"url\":\"http://example.com/\",\"method\":\"BREW\"}}");
 		i = wait_rx(0, "result", "t4b", 1, 5000);
 		m = i >= 0 ? rx_get(i) : NULL;
-		ok(m && strcmp(str(m, "reason"), "InvalidSpec") == 0 && strstr(str(m, "message"), "http.method"),
+		ok(m && strcmp(str(m, "reason"), "InvalidSpec") == 0 &&
+			   strstr(str(m, "message"), "http.method"),
 		   "invalid dispatch fields: Failed/InvalidSpec naming the field");
 		json_decref(m);
 		usleep(200 * 1000);
@@ -630,7 +657,8 @@ static void test_conn(void)
 	pthread_mutex_unlock(&S.lock);
 	base = srv_get(&S.conns);
 	srv_send("{\"type\":\"hello\",\"runnerId\":\"x\",\"version\":\"1\",\"capacity\":1}");
-	ok(wait_int(&S.conns, base + 1, 5000) && srv_get(&S.peer_close_code) == PROTO_CLOSE_MALFORMED,
+	ok(wait_int(&S.conns, base + 1, 5000) &&
+		   srv_get(&S.peer_close_code) == PROTO_CLOSE_MALFORMED,
 	   "runner-direction message: close 4400");
 	srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
 	usleep(100 * 1000);
@@ -646,7 +674,8 @@ static void test_conn(void)
 		srv_send_fragmented(blob, big, 64 * 1024);
 		free(blob);
 		ok(wait_int(&S.conns, base + 1, 5000), "reconnects after an oversized message");
-		is_int(srv_get(&S.peer_close_code), PROTO_CLOSE_TOO_BIG, "oversized message: close 1009");
+		is_int(srv_get(&S.peer_close_code), PROTO_CLOSE_TOO_BIG,
+		       "oversized message: close 1009");
 		srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
 	}
 
@@ -657,12 +686,14 @@ static void test_conn(void)
 	pthread_mutex_unlock(&S.lock);
 	base = srv_get(&S.conns);
 	dispatch("t5b", 1, "echo", "refused");
-	ok(wait_int(&S.conns, base + 1, 15000), "reconnects after the controller closed over a result");
+	ok(wait_int(&S.conns, base + 1, 15000),
+	   "reconnects after the controller closed over a result");
 	from = rx_count();
 	srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
 	i = wait_rx(from, "result", "t5b", 1, 15000);
 	m = i >= 0 ? rx_get(i) : NULL;
-	ok(m && strcmp(str(m, "reason"), "InvalidResult") == 0 && strcmp(str(m, "phase"), "Failed") == 0,
+	ok(m && strcmp(str(m, "reason"), "InvalidResult") == 0 &&
+		   strcmp(str(m, "phase"), "Failed") == 0,
 	   "the refused result comes back as Failed/InvalidResult");
 	json_decref(m);
 	ack("t5b", 1);
@@ -676,8 +707,9 @@ static void test_conn(void)
 	/* RFC 6455 5.1: a masked frame from the server fails the connection (lws 4.1 would take
 	 * it; common/wsguard.c refuses it), and its dispatch is never run */
 	{
-		static const char d[] = "{\"type\":\"dispatch\",\"taskUid\":\"tmask\",\"attempt\":1,"
-					"\"namespace\":\"ns\",\"name\":\"tmask\",\"shell\":{\"command\":[\"echo\",\"x\"]}}";
+		static const char d[] =
+			"{\"type\":\"dispatch\",\"taskUid\":\"tmask\",\"attempt\":1,"
+			"\"namespace\":\"ns\",\"name\":\"tmask\",\"shell\":{\"command\":[\"echo\",\"x\"]}}";
 		unsigned char f[sizeof(d) + 8];
 		size_t n = sizeof(d) - 1;
 		f[0] = 0x81;
@@ -694,9 +726,11 @@ static void test_conn(void)
 		from = rx_count();
 		srv_send_frame((const char *)f, n + 8, SRV_RAW);
 		/* lws' client fails it without a close status ("illegal opcode") */
-		ok(wait_int(&S.conns, base + 1, 15000), "a masked frame from the server: the runner drops the connection and reconnects (after its backoff)");
+		ok(wait_int(&S.conns, base + 1, 15000),
+		   "a masked frame from the server: the runner drops the connection and reconnects (after its backoff)");
 		srv_send("{\"type\":\"welcome\",\"runnerId\":\"unit-runner\"}");
-		is_int(wait_rx(from, "started", "tmask", 1, 1500), -1, "... and the masked dispatch never ran");
+		is_int(wait_rx(from, "started", "tmask", 1, 1500), -1,
+		       "... and the masked dispatch never ran");
 	}
 
 	/* drain: stop taking work */
@@ -728,7 +762,8 @@ static void test_conn(void)
 
 int main(void)
 {
-	log_init("test", getenv("TASKED_TEST_LOG") ? LOG_LVL_DEBUG : (enum log_level)(LOG_LVL_ERROR + 1));
+	log_init("test",
+		 getenv("TASKED_TEST_LOG") ? LOG_LVL_DEBUG : (enum log_level)(LOG_LVL_ERROR + 1));
 	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(LLL_ERR, NULL);
 	curl_global_init(CURL_GLOBAL_DEFAULT);

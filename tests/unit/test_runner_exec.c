@@ -81,7 +81,8 @@ static int on_log(void *ud, const char *stream, int64_t seq, const char *data, s
 
 /* Builds a dispatch from the command (NULL-terminated) and optional extras, runs it. */
 static void run_full(const char *const *argv, json_t *env, json_t *limits, int64_t deadline_ms,
-		     const char *working_dir, json_t *input, struct seen *seen, struct exec_result *res)
+		     const char *working_dir, json_t *input, struct seen *seen,
+		     struct exec_result *res)
 {
 	json_t *cmd = json_array(), *shell, *d;
 	struct proto_msg m;
@@ -138,10 +139,7 @@ static int tail_has(const struct exec_result *r, const char *needle)
 	return r->log_tail && strstr(r->log_tail, needle) != NULL;
 }
 
-static int group_gone(pid_t pgid)
-{
-	return pgid > 0 && kill(-pgid, 0) < 0 && errno == ESRCH;
-}
+static int group_gone(pid_t pgid) { return pgid > 0 && kill(-pgid, 0) < 0 && errno == ESRCH; }
 
 static int dir_is_empty(const char *path)
 {
@@ -166,7 +164,8 @@ static void test_basics(void)
 	is_int(r.exit_code, 0, "echo hello: exit code 0");
 	is_str(r.log_tail, "hello\n", "echo hello: logTail is \"hello\\n\"");
 	ok(!r.truncated, "echo hello: not truncated");
-	ok(s.started == 1 && r.start_ms > 0 && r.start_ms <= r.end_ms, "started hook once, times ordered");
+	ok(s.started == 1 && r.start_ms > 0 && r.start_ms <= r.end_ms,
+	   "started hook once, times ordered");
 	ok(s.logs >= 1 && s.bad_utf8 == 0, "log chunk streamed (%d)", s.logs);
 	ok(r.output == NULL, "no output when $TASKED_OUTPUT was not written");
 	ok(group_gone(r.pid), "process group gone after success");
@@ -176,7 +175,8 @@ static void test_basics(void)
 		size_t n = 0;
 		struct proto_msg m;
 		ok(j && proto_encode(j, PROTO_MAX_MESSAGE_DEFAULT, &txt, &n) == 0 &&
-		   proto_decode(txt, n, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_RUNNER, &m, err, sizeof(err)) == 0,
+			   proto_decode(txt, n, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_RUNNER, &m,
+					err, sizeof(err)) == 0,
 		   "result message round-trips through proto_decode");
 		if (j && txt && m.root) {
 			is_str(m.phase, "Succeeded", "decoded result phase");
@@ -195,9 +195,12 @@ static void test_basics(void)
 	ok(tail_has(&r, "out\n") && tail_has(&r, "err\n"), "stdout and stderr both in logTail");
 	exec_result_free(&r);
 
-	run((const char *[]){ "/bin/sh", "-c", "kill -15 $$$$" /* $$ is our escape for one $ */, NULL }, &s, &r);
+	run((const char *[]){ "/bin/sh", "-c", "kill -15 $$$$" /* $$ is our escape for one $ */,
+			      NULL },
+	    &s, &r);
 	is_int(r.exit_code, 128 + SIGTERM, "killed by signal: exitCode 128+15");
-	ok(strstr(r.message, "killed by signal 15") != NULL, "killed by signal: message (%s)", r.message);
+	ok(strstr(r.message, "killed by signal 15") != NULL, "killed by signal: message (%s)",
+	   r.message);
 	exec_result_free(&r);
 }
 
@@ -206,21 +209,25 @@ static void test_argv_literal(void)
 	struct exec_result r;
 	struct seen s = { 0 };
 
-	run((const char *[]){ "printf", "%s|", "a;b", "`id`", "$(ls)", "&& rm -rf /", "*", NULL }, &s, &r);
+	run((const char *[]){ "printf", "%s|", "a;b", "`id`", "$(ls)", "&& rm -rf /", "*", NULL },
+	    &s, &r);
 	is_str(r.phase, "Succeeded", "metacharacters: printf succeeded");
-	is_str(r.log_tail, "a;b|`id`|$(ls)|&& rm -rf /|*|", "; ` $(ls) && * reach the program literally");
+	is_str(r.log_tail, "a;b|`id`|$(ls)|&& rm -rf /|*|",
+	       "; ` $(ls) && * reach the program literally");
 	exec_result_free(&r);
 
 	run_full((const char *[]){ "/bin/echo", "hello $(NAME)", "$$(NAME)", "$(UNKNOWN)", "$(NAME",
 				   "$(TASKED_TASK_NAME)", NULL },
-		 json_pack("[{ssss}]", "name", "NAME", "value", "world; `x`"), NULL, 0, NULL, NULL, &s, &r);
+		 json_pack("[{ssss}]", "name", "NAME", "value", "world; `x`"), NULL, 0, NULL, NULL,
+		 &s, &r);
 	is_str(r.log_tail, "hello world; `x` $(NAME) $(UNKNOWN) $(NAME t1\n",
 	       "$(NAME) expands from env, $$(NAME) is literal, unknown stays");
 	exec_result_free(&r);
 
 	/* The value of an env entry is not re-expanded or interpreted. */
 	run_full((const char *[]){ "/bin/echo", "$(A)", NULL },
-		 json_pack("[{ssss},{ssss}]", "name", "A", "value", "$(B)", "name", "B", "value", "no"),
+		 json_pack("[{ssss},{ssss}]", "name", "A", "value", "$(B)", "name", "B", "value",
+			   "no"),
 		 NULL, 0, NULL, NULL, &s, &r);
 	is_str(r.log_tail, "$(B)\n", "expansion is single-pass");
 	exec_result_free(&r);
@@ -235,7 +242,8 @@ static void test_exec_failures(void)
 	is_str(r.phase, "Failed", "missing command: Failed");
 	is_str(r.reason, "ExecFailed", "missing command: reason ExecFailed");
 	is_int(r.exit_code, 127, "missing command: exitCode 127");
-	is_str(r.message, "exec \"nosuchcmd\": No such file or directory", "missing command: message");
+	is_str(r.message, "exec \"nosuchcmd\": No such file or directory",
+	       "missing command: message");
 	ok(s.started == 0, "missing command: no started");
 	exec_result_free(&r);
 
@@ -268,41 +276,49 @@ static void test_output_cap(void)
 {
 	struct exec_result r;
 	struct seen s = { 0 };
-	const char *const cmd[] = { "/bin/sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' x; echo END",
-				    NULL };
+	const char *const cmd[] = { "/bin/sh", "-c",
+				    "head -c 5000000 /dev/zero | tr '\\0' x; echo END", NULL };
 
-	run_full(cmd, NULL, json_pack("{sIsI}", "maxOutputBytes", (json_int_t)1000000, "logTailBytes",
-				      (json_int_t)4096), 0, NULL, NULL, &s, &r);
+	run_full(cmd, NULL,
+		 json_pack("{sIsI}", "maxOutputBytes", (json_int_t)1000000, "logTailBytes",
+			   (json_int_t)4096),
+		 0, NULL, NULL, &s, &r);
 	is_str(r.phase, "Succeeded", "5 MB of output: Succeeded");
 	ok(r.truncated, "5 MB with maxOutputBytes 1 MB: truncated");
 	ok(r.log_tail && strlen(r.log_tail) <= 4096, "logTail bounded (%zu bytes)",
 	   r.log_tail ? strlen(r.log_tail) : 0);
 	ok(tail_has(&r, "xxxEND\n"), "logTail holds the end of the stream");
-	ok(s.log_bytes <= 1000000 && s.log_bytes >= 990000, "streamed log bytes capped at 1 MB (%zu)",
-	   s.log_bytes);
+	ok(s.log_bytes <= 1000000 && s.log_bytes >= 990000,
+	   "streamed log bytes capped at 1 MB (%zu)", s.log_bytes);
 	ok(s.max_chunk <= EXEC_LOG_CHUNK_MAX, "log chunks at most 32 KiB (%zu)", s.max_chunk);
 	exec_result_free(&r);
 
 	/* Binary output: logTail and chunks stay valid UTF-8 without NUL. */
-	run_full((const char *[]){ "/bin/sh", "-c", "printf 'a\\000b\\377c\\342\\202'", NULL }, NULL,
-		 json_pack("{sI}", "logTailBytes", (json_int_t)64), 0, NULL, NULL, &s, &r);
-	is_str(r.log_tail, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd",
+	run_full((const char *[]){ "/bin/sh", "-c", "printf 'a\\000b\\377c\\342\\202'", NULL },
+		 NULL, json_pack("{sI}", "logTailBytes", (json_int_t)64), 0, NULL, NULL, &s, &r);
+	is_str(r.log_tail,
+	       "a\xef\xbf\xbd"
+	       "b\xef\xbf\xbd"
+	       "c\xef\xbf\xbd\xef\xbf\xbd",
 	       "NUL and invalid bytes become U+FFFD");
 	ok(s.bad_utf8 == 0, "log chunks are valid UTF-8");
 	exec_result_free(&r);
 
 	/* 40000 invalid bytes become 120000 bytes of U+FFFD: still sent in chunks of <= 32 KiB. */
-	run((const char *[]){ "/bin/sh", "-c", "head -c 40000 /dev/zero | tr '\\0' '\\377'", NULL }, &s, &r);
+	run((const char *[]){ "/bin/sh", "-c", "head -c 40000 /dev/zero | tr '\\0' '\\377'", NULL },
+	    &s, &r);
 	ok(s.max_chunk <= EXEC_LOG_CHUNK_MAX && s.log_bytes == 120000 && s.bad_utf8 == 0,
 	   "replacement characters split into valid chunks of <= 32 KiB (max %zu, total %zu)",
 	   s.max_chunk, s.log_bytes);
-	ok(r.log_tail && strlen(r.log_tail) <= 4096, "logTail stays within logTailBytes after replacement");
+	ok(r.log_tail && strlen(r.log_tail) <= 4096,
+	   "logTail stays within logTailBytes after replacement");
 	exec_result_free(&r);
 
 	/* A log sink that drops marks the result truncated. */
 	s.drop_logs = 1;
 	run((const char *[]){ "echo", "dropped", NULL }, &s, &r);
-	ok(r.truncated && tail_has(&r, "dropped\n"), "dropped log chunk: truncated, logTail intact");
+	ok(r.truncated && tail_has(&r, "dropped\n"),
+	   "dropped log chunk: truncated, logTail intact");
 	exec_result_free(&r);
 }
 
@@ -311,25 +327,32 @@ static void test_output_file(void)
 	struct exec_result r;
 	struct seen s = { 0 };
 
-	run_full((const char *[]){ "/bin/sh", "-c", "cat \"$TASKED_INPUT\" > \"$TASKED_OUTPUT.tmp\" && "
-				   "printf '{\"ok\":true,\"in\":%s}' \"$(cat $TASKED_INPUT)\" > \"$TASKED_OUTPUT\"",
-				   NULL },
-		 NULL, NULL, 0, NULL, json_pack("{si}", "n", 7), &s, &r);
+	run_full(
+		(const char *[]){
+			"/bin/sh", "-c",
+			"cat \"$TASKED_INPUT\" > \"$TASKED_OUTPUT.tmp\" && "
+			"printf '{\"ok\":true,\"in\":%s}' \"$(cat $TASKED_INPUT)\" > \"$TASKED_OUTPUT\"",
+			NULL },
+		NULL, NULL, 0, NULL, json_pack("{si}", "n", 7), &s, &r);
 	is_str(r.phase, "Succeeded", "output task succeeded");
-	ok(r.output && json_is_true(json_object_get(r.output, "ok")), "$TASKED_OUTPUT JSON lands in output");
-	ok(r.output && json_integer_value(json_object_get(json_object_get(r.output, "in"), "n")) == 7,
+	ok(r.output && json_is_true(json_object_get(r.output, "ok")),
+	   "$TASKED_OUTPUT JSON lands in output");
+	ok(r.output &&
+		   json_integer_value(json_object_get(json_object_get(r.output, "in"), "n")) == 7,
 	   "input JSON was readable at $TASKED_INPUT");
 	exec_result_free(&r);
 
-	run((const char *[]){ "/bin/sh", "-c", "printf '{\"ok\": tru' > \"$TASKED_OUTPUT\"", NULL }, &s, &r);
+	run((const char *[]){ "/bin/sh", "-c", "printf '{\"ok\": tru' > \"$TASKED_OUTPUT\"", NULL },
+	    &s, &r);
 	is_str(r.phase, "Succeeded", "invalid output JSON keeps the phase from the exit code");
 	ok(r.output == NULL, "invalid output JSON: no output");
 	ok(strstr(r.message, "output: invalid JSON at line 1 column") != NULL,
 	   "invalid output JSON: clear message (%s)", r.message);
 	exec_result_free(&r);
 
-	run((const char *[]){ "/bin/sh", "-c", "head -c 40000 /dev/zero | tr '\\0' 1 > \"$TASKED_OUTPUT\"",
-			      NULL }, &s, &r);
+	run((const char *[]){ "/bin/sh", "-c",
+			      "head -c 40000 /dev/zero | tr '\\0' 1 > \"$TASKED_OUTPUT\"", NULL },
+	    &s, &r);
 	ok(r.output == NULL && strstr(r.message, "output exceeds 32768 bytes") != NULL,
 	   "output over 32 KiB: omitted with message (%s)", r.message);
 	exec_result_free(&r);
@@ -347,14 +370,16 @@ static void test_env_and_identity(void)
 
 	setenv("TASKED_TEST_CANARY", "leaked-canary-value", 1);
 	run_full((const char *[]){ "/usr/bin/env", NULL },
-		 json_pack("[{ssss}]", "name", "MINE", "value", "mine-value"), NULL, 0, NULL, NULL, &s, &r);
+		 json_pack("[{ssss}]", "name", "MINE", "value", "mine-value"), NULL, 0, NULL, NULL,
+		 &s, &r);
 	is_str(r.phase, "Succeeded", "env ran");
 	ok(!tail_has(&r, "TASKED_TEST_CANARY") && !tail_has(&r, "leaked-canary-value"),
 	   "the runner's environment does not leak");
 	ok(tail_has(&r, "MINE=mine-value\n"), "dispatch env entry present");
 	ok(tail_has(&r, "PATH=/usr/local/bin:/usr/bin:/bin\n"), "PATH is the fixed task PATH");
-	ok(tail_has(&r, "TASKED_TASK_NAME=t1\n") && tail_has(&r, "TASKED_TASK_NAMESPACE=default\n") &&
-	   tail_has(&r, "TASKED_TASK_UID=uid-1\n") && tail_has(&r, "TASKED_ATTEMPT=1\n"),
+	ok(tail_has(&r, "TASKED_TASK_NAME=t1\n") &&
+		   tail_has(&r, "TASKED_TASK_NAMESPACE=default\n") &&
+		   tail_has(&r, "TASKED_TASK_UID=uid-1\n") && tail_has(&r, "TASKED_ATTEMPT=1\n"),
 	   "TASKED_TASK_* and TASKED_ATTEMPT set");
 	ok(tail_has(&r, "HOME=") && tail_has(&r, "TASKED_INPUT=") && tail_has(&r, "TASKED_OUTPUT="),
 	   "HOME, TASKED_INPUT, TASKED_OUTPUT set");
@@ -364,27 +389,31 @@ static void test_env_and_identity(void)
 	/* A secret reaches the task through its environment, never through argv (public in
 	 * /proc/PID/cmdline); $(NAME) of a plain variable still expands. */
 	run_full((const char *[]){ "/bin/echo", "plain=$(PLAIN)", "token=$(TOKEN)", NULL },
-		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name", "TOKEN",
-			   "value", "s3cr3t-in-argv", "secret", 1),
+		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name",
+			   "TOKEN", "value", "s3cr3t-in-argv", "secret", 1),
 		 NULL, 0, NULL, NULL, &s, &r);
 	is_str(r.phase, "Failed", "$(SECRET) in a command argument: Failed");
 	is_str(r.reason, "InvalidSpec", "... InvalidSpec");
 	ok(strstr(r.message, "command[2]") && strstr(r.message, "$(TOKEN)") &&
-	   !strstr(r.message, "s3cr3t-in-argv"), "... naming the argument and the variable, not the value (%s)",
-	   r.message);
+		   !strstr(r.message, "s3cr3t-in-argv"),
+	   "... naming the argument and the variable, not the value (%s)", r.message);
 	ok(s.started == 0, "... and nothing ran");
 	exec_result_free(&r);
 	run_full((const char *[]){ "/bin/sh", "-c", "echo \"plain=$(PLAIN) len=${#TOKEN}\"", NULL },
-		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name", "TOKEN",
-			   "value", "s3cr3t-in-env", "secret", 1),
+		 json_pack("[{ssss}{sssssb}]", "name", "PLAIN", "value", "plain-value", "name",
+			   "TOKEN", "value", "s3cr3t-in-env", "secret", 1),
 		 NULL, 0, NULL, NULL, &s, &r);
 	is_str(r.phase, "Succeeded", "the secret in the environment, a plain $(VAR) in argv: runs");
-	ok(tail_has(&r, "plain=plain-value len=13"), "... the plain value expanded, the secret read from env");
+	ok(tail_has(&r, "plain=plain-value len=13"),
+	   "... the plain value expanded, the secret read from env");
 	exec_result_free(&r);
 
-	run((const char *[]){ "/bin/sh", "-c", "id -u; id -g; ulimit -c; ulimit -n; "
+	run((const char *[]){ "/bin/sh", "-c",
+			      "id -u; id -g; ulimit -c; ulimit -n; "
 			      "grep NoNewPrivs /proc/self/status; ls /proc/self/fd | wc -l; "
-			      "stat -c %a \"$HOME\"", NULL }, &s, &r);
+			      "stat -c %a \"$HOME\"",
+			      NULL },
+	    &s, &r);
 	if (geteuid() == 0)
 		ok(tail_has(&r, "65532\n65532\n"), "as root: the task runs as 65532:65532");
 	else
@@ -410,7 +439,8 @@ static void test_timeout_and_cancel(void)
 	struct seen s = { 0 };
 	int64_t t0 = util_mono_ms();
 
-	run_full((const char *[]){ "sleep", "30", NULL }, NULL, NULL, util_now_ms() + 300, NULL, NULL, &s, &r);
+	run_full((const char *[]){ "sleep", "30", NULL }, NULL, NULL, util_now_ms() + 300, NULL,
+		 NULL, &s, &r);
 	is_str(r.phase, "Failed", "timeout: Failed");
 	is_str(r.reason, "TimedOut", "timeout: reason TimedOut");
 	ok(util_mono_ms() - t0 < 5000, "timeout kills sleep 30 quickly (%lld ms)",
@@ -419,10 +449,12 @@ static void test_timeout_and_cancel(void)
 	exec_result_free(&r);
 
 	t0 = util_mono_ms();
-	run_full((const char *[]){ "/bin/sh", "-c", "sleep 30 & sleep 30 & echo started; wait", NULL },
+	run_full((const char *[]){ "/bin/sh", "-c", "sleep 30 & sleep 30 & echo started; wait",
+				   NULL },
 		 NULL, NULL, util_now_ms() + 500, NULL, NULL, &s, &r);
 	is_str(r.reason, "TimedOut", "grandchildren: TimedOut");
-	ok(util_mono_ms() - t0 < 5000, "grandchildren: quick (%lld ms)", (long long)(util_mono_ms() - t0));
+	ok(util_mono_ms() - t0 < 5000, "grandchildren: quick (%lld ms)",
+	   (long long)(util_mono_ms() - t0));
 	ok(tail_has(&r, "started\n"), "grandchildren: output before the kill kept");
 	ok(group_gone(r.pid), "no process of the group survives (kill(-pgid, 0) -> ESRCH)");
 	exec_result_free(&r);
@@ -450,11 +482,13 @@ static void test_timeout_and_cancel(void)
 
 		for (const char **a = cmd; *a; a++)
 			json_array_append_new(arr, json_string(*a));
-		d = json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", "uid-c", "attempt",
-			      (json_int_t)2, "namespace", "ns", "name", "c", "shell", "command", arr);
+		d = json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", "uid-c",
+			      "attempt", (json_int_t)2, "namespace", "ns", "name", "c", "shell",
+			      "command", arr);
 		proto_encode(d, PROTO_MAX_MESSAGE_DEFAULT, &txt, &n);
 		json_decref(d);
-		if (proto_decode(txt, n, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err, sizeof(err)) < 0 ||
+		if (proto_decode(txt, n, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err,
+				 sizeof(err)) < 0 ||
 		    exec_task_new(&m, &opts, &t) < 0)
 			abort();
 		free(txt);
@@ -503,7 +537,8 @@ static void test_spawner(void)
 	/* The warm init it left may take one more; then the runner forks. */
 	for (int i = 0; i < 2; i++) {
 		run(echo, &s, &r);
-		ok(r.phase && strcmp(r.phase, "Succeeded") == 0, "spawner gone: the task succeeds (%d)", i + 1);
+		ok(r.phase && strcmp(r.phase, "Succeeded") == 0,
+		   "spawner gone: the task succeeds (%d)", i + 1);
 		ok(tail_has(&r, "after the spawner"), "spawner gone: output captured (%d)", i + 1);
 		exec_result_free(&r);
 	}
@@ -533,16 +568,19 @@ static int only_entry(char *name, size_t namesz)
 /* A spare work dir, made after an attempt, is the runner's until the next attempt takes it. */
 static void test_spare_workdir(void)
 {
-	const char *argv[] = { "/bin/sh", "-c",
-			       "echo \"home=$HOME\"; touch \"$TMPDIR/x\" && echo tmp-ok; echo hi >\"$HOME/f\" && echo home-ok",
-			       NULL };
+	const char *argv[] = {
+		"/bin/sh", "-c",
+		"echo \"home=$HOME\"; touch \"$TMPDIR/x\" && echo tmp-ok; echo hi >\"$HOME/f\" && echo home-ok",
+		NULL
+	};
 	char name[256] = "", want[PATH_MAX], path[PATH_MAX];
 	struct exec_result r;
 	struct seen s = { 0 };
 	struct stat st;
 
 	wd_spare_add(work_root);
-	ok(only_entry(name, sizeof(name)) && strncmp(name, "tasked-", 7) == 0, "a spare work dir is made (%s)", name);
+	ok(only_entry(name, sizeof(name)) && strncmp(name, "tasked-", 7) == 0,
+	   "a spare work dir is made (%s)", name);
 	snprintf(path, sizeof(path), "%s/%s", work_root, name);
 	ok(stat(path, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700,
 	   "the spare is the runner's, mode 0700, until taken");
@@ -550,7 +588,8 @@ static void test_spare_workdir(void)
 	is_str(r.phase, "Succeeded", "the next attempt succeeds in it");
 	snprintf(want, sizeof(want), "home=%s/%s", work_root, name);
 	ok(tail_has(&r, want), "the next attempt's HOME is the spare");
-	ok(tail_has(&r, "tmp-ok") && tail_has(&r, "home-ok"), "its /tmp and its work dir are writable by the task");
+	ok(tail_has(&r, "tmp-ok") && tail_has(&r, "home-ok"),
+	   "its /tmp and its work dir are writable by the task");
 	exec_result_free(&r);
 	ok(dir_is_empty(work_root), "the spare is removed with the attempt");
 	wd_spare_add(work_root);

@@ -18,17 +18,25 @@ int main(void)
 	struct timespec ts[2];
 	FILE *f;
 
-	ok(health_judge("{\"connected\":true,\"time\":1}", now - 3, now, 1, 30, why, sizeof(why)) == 0,
+	ok(health_judge("{\"connected\":true,\"time\":1}", now - 3, now, 1, 30, why, sizeof(why)) ==
+		   0,
 	   "fresh and connected: live and ready (%s)", why);
-	ok(health_judge("{\"connected\":false,\"time\":1}", now - 3, now, 0, 30, why, sizeof(why)) == 0,
+	ok(health_judge("{\"connected\":false,\"time\":1}", now - 3, now, 0, 30, why,
+			sizeof(why)) == 0,
 	   "fresh, not connected: live (%s)", why);
-	ok(health_judge("{\"connected\":false,\"time\":1}", now - 3, now, 1, 30, why, sizeof(why)) == 1 &&
-	   strstr(why, "not connected"), "... but not ready (%s)", why);
-	ok(health_judge("{\"connected\":true,\"time\":1}", now - 31, now, 0, 30, why, sizeof(why)) == 1 &&
-	   strstr(why, "stuck"), "older than the bound: a stuck loop, not live (%s)", why);
-	ok(health_judge("{\"connected\":true,\"time\":1}", now - 31, now, 1, 30, why, sizeof(why)) == 1,
+	ok(health_judge("{\"connected\":false,\"time\":1}", now - 3, now, 1, 30, why,
+			sizeof(why)) == 1 &&
+		   strstr(why, "not connected"),
+	   "... but not ready (%s)", why);
+	ok(health_judge("{\"connected\":true,\"time\":1}", now - 31, now, 0, 30, why,
+			sizeof(why)) == 1 &&
+		   strstr(why, "stuck"),
+	   "older than the bound: a stuck loop, not live (%s)", why);
+	ok(health_judge("{\"connected\":true,\"time\":1}", now - 31, now, 1, 30, why,
+			sizeof(why)) == 1,
 	   "... and not ready either");
-	ok(health_judge("garbage", now, now, 0, 30, why, sizeof(why)) == 1, "not JSON: unhealthy (%s)", why);
+	ok(health_judge("garbage", now, now, 0, 30, why, sizeof(why)) == 1,
+	   "not JSON: unhealthy (%s)", why);
 	ok(health_judge("{\"connected\":\"yes\"}", now, now, 0, 30, why, sizeof(why)) == 1,
 	   "connected must be a bool");
 	ok(health_judge(NULL, now, now, 0, 30, why, sizeof(why)) == 1, "no content: unhealthy");
@@ -43,7 +51,8 @@ int main(void)
 	if (f)
 		fclose(f);
 	ok(p && strcmp(why, "{\"connected\":true,\"time\":1234}\n") == 0, "as {connected, time}");
-	ok(health_check(path, 1, 30, why, sizeof(why)) == 0, "just written: live and ready (%s)", why);
+	ok(health_check(path, 1, 30, why, sizeof(why)) == 0, "just written: live and ready (%s)",
+	   why);
 	ok(health_write(path, 0, 1235) == 0 && health_check(path, 1, 30, why, sizeof(why)) == 1,
 	   "rewritten as disconnected: not ready");
 	clock_gettime(CLOCK_REALTIME, &ts[0]);
@@ -60,7 +69,8 @@ int main(void)
 			n += e->d_name[0] != '.';
 		if (d)
 			closedir(d);
-		ok(access(path, F_OK) == 0 && unlink(path) == 0, "the file is replaced in place (no temporary left)");
+		ok(access(path, F_OK) == 0 && unlink(path) == 0,
+		   "the file is replaced in place (no temporary left)");
 		ok(n == 1, "... no temporary beside it (%d entries)", n);
 	}
 	rmdir(dir);

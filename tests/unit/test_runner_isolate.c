@@ -38,7 +38,8 @@ static int run_dispatch(json_t *d, struct exec_result *res)
 	json_decref(d);
 	if (r < 0)
 		return r;
-	r = proto_decode(text, len, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err, sizeof(err));
+	r = proto_decode(text, len, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err,
+			 sizeof(err));
 	free(text);
 	if (r < 0) {
 		diag("decode: %s", err);
@@ -55,8 +56,9 @@ static int run_dispatch(json_t *d, struct exec_result *res)
 
 static json_t *dispatch(const char *uid, json_t *command, json_t *limits)
 {
-	json_t *d = json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", uid, "attempt", (json_int_t)1,
-			      "namespace", "default", "name", "probe", "shell", "command", command);
+	json_t *d = json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", uid, "attempt",
+			      (json_int_t)1, "namespace", "default", "name", "probe", "shell",
+			      "command", command);
 	if (limits)
 		json_object_set_new(d, "limits", limits);
 	return d;
@@ -117,35 +119,43 @@ static void test_memory(void)
 	struct exec_result r;
 	json_t *out = run("mem-1", json_pack("[sss]", probe, "alloc", "256"),
 			  json_pack("{sI}", "memoryBytes", (json_int_t)64 << 20), &r);
-	ok(strcmp(r.phase, "Failed") == 0, "allocating 256 MiB under a 64Mi limit fails (%s: %s)", r.reason, r.message);
+	ok(strcmp(r.phase, "Failed") == 0, "allocating 256 MiB under a 64Mi limit fails (%s: %s)",
+	   r.reason, r.message);
 	if (cg_available()) {
 		ok(strcmp(r.reason, "OOMKilled") == 0 && strstr(r.message, "memory limit 64Mi") &&
-		   r.exit_code == 128 + 9, "with a cgroup: OOMKilled, the message names the limit (%s)", r.message);
+			   r.exit_code == 128 + 9,
+		   "with a cgroup: OOMKilled, the message names the limit (%s)", r.message);
 	} else {
 		ok(strcmp(r.reason, "ExitCode") == 0 && r.exit_code == 3 && out &&
-		   json_integer_value(json_object_get(out, "allocatedMiB")) < 64 &&
-		   strstr(r.log_tail, "Cannot allocate memory"),
+			   json_integer_value(json_object_get(out, "allocatedMiB")) < 64 &&
+			   strstr(r.log_tail, "Cannot allocate memory"),
 		   "without a cgroup: RLIMIT_DATA makes the allocation fail (ENOMEM) below 64 MiB");
 	}
 	exec_result_free(&r);
-	out = run("mem-2", json_pack("[sss]", probe, "alloc", "16"), json_pack("{sI}", "memoryBytes", (json_int_t)64 << 20), &r);
-	ok(strcmp(r.phase, "Succeeded") == 0 && json_integer_value(json_object_get(out, "allocatedMiB")) == 16,
+	out = run("mem-2", json_pack("[sss]", probe, "alloc", "16"),
+		  json_pack("{sI}", "memoryBytes", (json_int_t)64 << 20), &r);
+	ok(strcmp(r.phase, "Succeeded") == 0 &&
+		   json_integer_value(json_object_get(out, "allocatedMiB")) == 16,
 	   "16 MiB under the same limit succeed (%s)", r.message);
 	exec_result_free(&r);
 	out = run("mem-3", json_pack("[ss]", probe, "limits"),
-		  json_pack("{sIsI}", "memoryBytes", (json_int_t)96 << 20, "cpuSeconds", (json_int_t)7), &r);
-	ok(out && json_integer_value(json_object_get(out, "cpuSeconds")) == 7, "the task sees RLIMIT_CPU 7");
+		  json_pack("{sIsI}", "memoryBytes", (json_int_t)96 << 20, "cpuSeconds",
+			    (json_int_t)7),
+		  &r);
+	ok(out && json_integer_value(json_object_get(out, "cpuSeconds")) == 7,
+	   "the task sees RLIMIT_CPU 7");
 	if (cg_available())
 		ok(json_integer_value(json_object_get(out, "cgroupMemoryBytes")) == 96 << 20 &&
-		   json_integer_value(json_object_get(out, "dataBytes")) == -1,
+			   json_integer_value(json_object_get(out, "dataBytes")) == -1,
 		   "its memory cgroup's limit is 96Mi and RLIMIT_DATA is not set (%lld)",
 		   (long long)json_integer_value(json_object_get(out, "cgroupMemoryBytes")));
 	else
-		ok(json_integer_value(json_object_get(out, "dataBytes")) == 96 << 20, "RLIMIT_DATA is 96Mi");
+		ok(json_integer_value(json_object_get(out, "dataBytes")) == 96 << 20,
+		   "RLIMIT_DATA is 96Mi");
 	ok(json_integer_value(json_object_get(out, "asBytes")) == -1, "RLIMIT_AS is left alone");
 	if (iso_namespaces())
 		ok(json_integer_value(json_object_get(out, "devShmBytes")) == 96 << 20 &&
-		   strcmp(json_string_value(json_object_get(out, "tmpdir")), "/tmp") == 0,
+			   strcmp(json_string_value(json_object_get(out, "tmpdir")), "/tmp") == 0,
 		   "its /dev/shm is a tmpfs of the memory limit's size, TMPDIR is /tmp");
 	exec_result_free(&r);
 }
@@ -153,18 +163,21 @@ static void test_memory(void)
 static void test_cpu(void)
 {
 	struct exec_result r;
-	run("cpu-1", json_pack("[ss]", probe, "burn"), json_pack("{sI}", "cpuSeconds", (json_int_t)1), &r);
+	run("cpu-1", json_pack("[ss]", probe, "burn"),
+	    json_pack("{sI}", "cpuSeconds", (json_int_t)1), &r);
 	ok(strcmp(r.phase, "Failed") == 0 && strcmp(r.reason, "CPULimitExceeded") == 0 &&
-	   r.exit_code == 128 + SIGXCPU && strstr(r.message, "1 CPU seconds"),
+		   r.exit_code == 128 + SIGXCPU && strstr(r.message, "1 CPU seconds"),
 	   "a CPU-burning task is killed at 1 CPU second: %s %s", r.reason, r.message);
 	exec_result_free(&r);
 	if (!cg_cpu_available())
 		return;
 	/* three processes, 2 CPU seconds: none reaches its RLIMIT_CPU before the three together do */
-	run("cpu-2", json_pack("[sss]", probe, "burn", "3"), json_pack("{sI}", "cpuSeconds", (json_int_t)2), &r);
+	run("cpu-2", json_pack("[sss]", probe, "burn", "3"),
+	    json_pack("{sI}", "cpuSeconds", (json_int_t)2), &r);
 	ok(strcmp(r.phase, "Failed") == 0 && strcmp(r.reason, "CPULimitExceeded") == 0 &&
-	   strstr(r.message, "2 CPU seconds") && strstr(r.message, "together"),
-	   "with a cpuacct cgroup the CPU seconds count the whole tree: %s %s", r.reason, r.message);
+		   strstr(r.message, "2 CPU seconds") && strstr(r.message, "together"),
+	   "with a cpuacct cgroup the CPU seconds count the whole tree: %s %s", r.reason,
+	   r.message);
 	exec_result_free(&r);
 }
 
@@ -197,24 +210,26 @@ static void test_namespaces(void)
 	usleep(1000 * 1000);
 	out = run("look-1", json_pack("[sss]", probe, "look", "ns1"), NULL, &r);
 	ok(out && strcmp(json_string_value(json_object_get(out, "shm")), "ENOENT") == 0 &&
-	   strcmp(json_string_value(json_object_get(out, "sem")), "ENOENT") == 0 &&
-	   strcmp(json_string_value(json_object_get(out, "msg")), "ENOENT") == 0 &&
-	   strcmp(json_string_value(json_object_get(out, "devshm")), "ENOENT") == 0 &&
-	   strcmp(json_string_value(json_object_get(out, "tmp")), "ENOENT") == 0,
+		   strcmp(json_string_value(json_object_get(out, "sem")), "ENOENT") == 0 &&
+		   strcmp(json_string_value(json_object_get(out, "msg")), "ENOENT") == 0 &&
+		   strcmp(json_string_value(json_object_get(out, "devshm")), "ENOENT") == 0 &&
+		   strcmp(json_string_value(json_object_get(out, "tmp")), "ENOENT") == 0,
 	   "a concurrent task sees none of the other's SysV objects, /dev/shm or /tmp files (%s)",
 	   r.log_tail ? r.log_tail : "");
 	exec_result_free(&r);
 	seen = visible("ns1");
 	ok(seen == 0, "the runner's own view has none of them either (mask %d)", seen);
 	pthread_join(b.th, NULL);
-	ok(strcmp(b.r.phase, "Succeeded") == 0 && json_integer_value(json_object_get(b.r.output, "files")) == 2 &&
-	   json_integer_value(json_object_get(b.r.output, "shmid")) >= 0, "the leaving task made all five (%s)",
-	   b.r.message);
+	ok(strcmp(b.r.phase, "Succeeded") == 0 &&
+		   json_integer_value(json_object_get(b.r.output, "files")) == 2 &&
+		   json_integer_value(json_object_get(b.r.output, "shmid")) >= 0,
+	   "the leaving task made all five (%s)", b.r.message);
 	exec_result_free(&b.r);
 	ok(visible("ns1") == 0, "nothing of it is left after it ended");
 	out = run("look-2", json_pack("[sss]", probe, "look", "ns1"), NULL, &r);
 	ok(out && strcmp(json_string_value(json_object_get(out, "shm")), "ENOENT") == 0 &&
-	   strcmp(json_string_value(json_object_get(out, "tmp")), "ENOENT") == 0, "nor for the next task");
+		   strcmp(json_string_value(json_object_get(out, "tmp")), "ENOENT") == 0,
+	   "nor for the next task");
 	exec_result_free(&r);
 	remove_leftovers("ns1");
 }
@@ -235,8 +250,10 @@ static void test_work_outside_tmp(void)
 	}
 	remove_leftovers("ns2");
 	out = run("outside-1", json_pack("[sss]", probe, "leave", "ns2"), NULL, &r);
-	ok(strcmp(r.phase, "Succeeded") == 0 && json_integer_value(json_object_get(out, "files")) == 2,
-	   "with the work dir in /var/tmp the task has its private /tmp and /dev/shm too (%s)", r.message);
+	ok(strcmp(r.phase, "Succeeded") == 0 &&
+		   json_integer_value(json_object_get(out, "files")) == 2,
+	   "with the work dir in /var/tmp the task has its private /tmp and /dev/shm too (%s)",
+	   r.message);
 	exec_result_free(&r);
 	ok(visible("ns2") == 0, "and nothing of it is left");
 	remove_leftovers("ns2");
@@ -266,10 +283,12 @@ static void test_fallback(void)
 	   json_string_value(json_object_get(out, "tmpdir")));
 	exec_result_free(&r);
 	run("fb-2", json_pack("[sss]", probe, "leave", "fb1"), NULL, &r);
-	ok(strcmp(r.phase, "Succeeded") == 0, "the task left its objects in the shared namespaces (%s)", r.message);
+	ok(strcmp(r.phase, "Succeeded") == 0,
+	   "the task left its objects in the shared namespaces (%s)", r.message);
 	exec_result_free(&r);
 	iso_stats(&st);
-	ok(visible("fb1") == 0 && st.shm >= 1 && st.sem >= 1 && st.msg >= 1 && st.devshm >= 1 && st.tmp >= 1,
+	ok(visible("fb1") == 0 && st.shm >= 1 && st.sem >= 1 && st.msg >= 1 && st.devshm >= 1 &&
+		   st.tmp >= 1,
 	   "cleanup at idle removed them all (mask %d; shm %lu sem %lu msg %lu /dev/shm %lu /tmp %lu)",
 	   visible("fb1"), st.shm, st.sem, st.msg, st.devshm, st.tmp);
 	ok(keep >= 0 && shmget(k, 0, 0) == keep, "an object of uid 65532 from before is kept");
@@ -283,7 +302,8 @@ int main(void)
 {
 	log_init("test", LOG_LVL_WARN);
 	snprintf(work_root, sizeof(work_root), "/tmp/tasked-iso-XXXXXX");
-	if (!realpath(PROBE, probe) || !mkdtemp(work_root) || chmod(work_root, 0711) < 0 || exec_init() < 0) {
+	if (!realpath(PROBE, probe) || !mkdtemp(work_root) || chmod(work_root, 0711) < 0 ||
+	    exec_init() < 0) {
 		perror("setup");
 		return 1;
 	}

@@ -21,9 +21,14 @@ static char dir[64];
 
 enum { R_TOKEN, R_OTHER, R_SUBDIR, R_WORK_NEW, R_LATER, R_ETC, R_PARENT_ENV, R_PARENT_SIG, R_N };
 static const char *const what[R_N] = {
-	"the hidden token", "a file beside it", "a file in a directory beside it",
-	"a file the task creates in its work dir", "a file created beside the token after set-up",
-	"/etc/passwd", "the parent's /proc/PID/environ", "signal 0 to the parent",
+	"the hidden token",
+	"a file beside it",
+	"a file in a directory beside it",
+	"a file the task creates in its work dir",
+	"a file created beside the token after set-up",
+	"/etc/passwd",
+	"the parent's /proc/PID/environ",
+	"signal 0 to the parent",
 };
 
 static int try_open(const char *path)
@@ -54,7 +59,7 @@ static int run_child(const char *work_dir, int res[R_N])
 		/* Tasks hold no capabilities; a root test run drops its own like a task has (with
 		 * them, the kernel lets it read a process's environ past Landlock's scope). */
 		{
-			cap_t c = cap_init();   /* all clear */
+			cap_t c = cap_init(); /* all clear */
 			if (!c || cap_set_proc(c) < 0)
 				_exit(5);
 			cap_free(c);
@@ -126,17 +131,21 @@ int main(void)
 	ok(abi > 0, "the kernel has Landlock (ABI %d)", abi);
 	ok(!ll_hides_file(), "without a file to hide, nothing is hidden");
 	ok(run_child(work, res) == 0, "a child enters a domain with nothing hidden");
-	ok(res[R_TOKEN] == 0 && res[R_OTHER] == 0 && res[R_ETC] == 0, "... and reads files as before");
+	ok(res[R_TOKEN] == 0 && res[R_OTHER] == 0 && res[R_ETC] == 0,
+	   "... and reads files as before");
 	ok(res[R_PARENT_ENV] == EACCES || res[R_PARENT_ENV] == EPERM,
-	   "... but not the /proc/PID/environ of a same-uid process outside its domain (%s)", strerror(res[R_PARENT_ENV]));
+	   "... but not the /proc/PID/environ of a same-uid process outside its domain (%s)",
+	   strerror(res[R_PARENT_ENV]));
 	if (abi >= 6)
 		ok(res[R_PARENT_SIG] == EPERM, "... nor signal it (ABI %d scopes signals)", abi);
 	else
-		ok(res[R_PARENT_SIG] == 0, "... signals still reach it (ABI %d has no signal scope)", abi);
+		ok(res[R_PARENT_SIG] == 0,
+		   "... signals still reach it (ABI %d has no signal scope)", abi);
 
 	/* The token is readable by our uid: it is hidden. */
-	ok(ll_init(token, geteuid(), getegid()) == abi && ll_hides_file(), "a token the tasks can read is hidden");
-	touch("later", 0600);   /* after set-up: not covered by any rule */
+	ok(ll_init(token, geteuid(), getegid()) == abi && ll_hides_file(),
+	   "a token the tasks can read is hidden");
+	touch("later", 0600); /* after set-up: not covered by any rule */
 	ok(run_child(work, res) == 0, "a child enters the domain");
 	for (int i = 0; i < R_N; i++) {
 		int want = i == R_TOKEN || i == R_LATER ? EACCES : 0;
@@ -149,7 +158,8 @@ int main(void)
 	ok(ll_init(token, 65534, 65534) == abi && !ll_hides_file(),
 	   "a 0600 token of another uid is not hidden (the tasks' uid cannot read it)");
 	chmod(token, 0644);
-	ok(ll_init(token, 65534, 65534) == abi && ll_hides_file(), "a 0644 token is hidden from another uid");
+	ok(ll_init(token, 65534, 65534) == abi && ll_hides_file(),
+	   "a 0644 token is hidden from another uid");
 	{
 		int fd = ll_ruleset(NULL, NULL);
 		ok(fd >= 10, "rulesets are numbered 10 or more (%d)", fd);
@@ -164,7 +174,8 @@ int main(void)
 		touch(name, 0600);
 	}
 	chmod(token, 0600);
-	ok(ll_init(token, geteuid(), getegid()) == abi && !ll_hides_file() && ll_hide_error() == -E2BIG,
+	ok(ll_init(token, geteuid(), getegid()) == abi && !ll_hides_file() &&
+		   ll_hide_error() == -E2BIG,
 	   "too many entries beside the token: not hidden, and ll_hide_error says why");
 	{
 		int fd = ll_ruleset(work, NULL);

@@ -39,7 +39,8 @@ static int run_dispatch(json_t *d, struct exec_result *res)
 	json_decref(d);
 	if (r < 0)
 		return r;
-	r = proto_decode(text, len, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err, sizeof(err));
+	r = proto_decode(text, len, PROTO_MAX_MESSAGE_DEFAULT, PROTO_FROM_CONTROLLER, &m, err,
+			 sizeof(err));
 	free(text);
 	if (r < 0) {
 		diag("decode: %s", err);
@@ -56,8 +57,9 @@ static int run_dispatch(json_t *d, struct exec_result *res)
 
 static json_t *dispatch(const char *uid, json_t *command)
 {
-	return json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", uid, "attempt", (json_int_t)1,
-			 "namespace", "default", "name", "probe", "shell", "command", command);
+	return json_pack("{sssssIsssss{so}}", "type", "dispatch", "taskUid", uid, "attempt",
+			 (json_int_t)1, "namespace", "default", "name", "probe", "shell", "command",
+			 command);
 }
 
 static const char *errname_of(json_t *report, const char *key)
@@ -67,8 +69,9 @@ static const char *errname_of(json_t *report, const char *key)
 		return "missing";
 	if (json_is_true(json_object_get(a, "ok")))
 		return "ok";
-	return json_string_value(json_object_get(a, "error")) ? json_string_value(json_object_get(a, "error"))
-							       : "?";
+	return json_string_value(json_object_get(a, "error"))
+		       ? json_string_value(json_object_get(a, "error"))
+		       : "?";
 }
 
 static void expect_err(json_t *rep, const char *key, const char *want)
@@ -96,9 +99,11 @@ static void test_probe(void)
 	}
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	d = dispatch("uid-probe", json_pack("[s]", abs));
-	json_object_set_new(d, "env", json_pack("[{ssss}]", "name", "TASKED_PROBE_RUNNER_PID", "value", pid));
-	json_object_set_new(d, "limits", json_pack("{sIsI}", "memoryBytes", (json_int_t)512 * 1024 * 1024,
-						  "cpuSeconds", (json_int_t)30));
+	json_object_set_new(d, "env",
+			    json_pack("[{ssss}]", "name", "TASKED_PROBE_RUNNER_PID", "value", pid));
+	json_object_set_new(d, "limits",
+			    json_pack("{sIsI}", "memoryBytes", (json_int_t)512 * 1024 * 1024,
+				      "cpuSeconds", (json_int_t)30));
 	if (run_dispatch(d, &r) < 0) {
 		ok(0, "probe dispatch runs");
 		return;
@@ -113,42 +118,53 @@ static void test_probe(void)
 	}
 	st = json_object_get(rep, "status");
 	if (root)
-		ok(json_integer_value(json_object_get(json_object_get(rep, "ids"), "uid")) == 65532 &&
-		   json_integer_value(json_object_get(json_object_get(rep, "ids"), "gid")) == 65532 &&
-		   json_array_size(json_object_get(json_object_get(rep, "ids"), "groups")) == 0,
+		ok(json_integer_value(json_object_get(json_object_get(rep, "ids"), "uid")) ==
+				   65532 &&
+			   json_integer_value(
+				   json_object_get(json_object_get(rep, "ids"), "gid")) == 65532 &&
+			   json_array_size(
+				   json_object_get(json_object_get(rep, "ids"), "groups")) == 0,
 		   "as root: the task runs as 65532:65532 without supplementary groups");
 	else
-		ok(json_integer_value(json_object_get(json_object_get(rep, "ids"), "uid")) == (json_int_t)getuid(),
+		ok(json_integer_value(json_object_get(json_object_get(rep, "ids"), "uid")) ==
+			   (json_int_t)getuid(),
 		   "not root: the task runs as the runner's uid");
 	is_int(json_integer_value(json_object_get(st, "NoNewPrivs")), 1, "NoNewPrivs: 1");
 	is_int(json_integer_value(json_object_get(st, "Seccomp")), 2, "Seccomp: 2 (filter mode)");
-	is_str(json_string_value(json_object_get(st, "CapEff")), "0000000000000000", "no effective capabilities");
+	is_str(json_string_value(json_object_get(st, "CapEff")), "0000000000000000",
+	       "no effective capabilities");
 	ok(rl(rep, "core", 0) == 0 && rl(rep, "core", 1) == 0, "RLIMIT_CORE 0/0");
 	ok(rl(rep, "nofile", 0) == 1024 && rl(rep, "nofile", 1) == 1024, "RLIMIT_NOFILE 1024/1024");
 	if (root)
-		ok(rl(rep, "nproc", 0) == 512 && rl(rep, "nproc", 1) == 512, "RLIMIT_NPROC 512/512");
-	ok(rl(rep, "fsize", 0) == INT64_C(1) << 30, "RLIMIT_FSIZE 1 GiB (%lld)", (long long)rl(rep, "fsize", 0));
+		ok(rl(rep, "nproc", 0) == 512 && rl(rep, "nproc", 1) == 512,
+		   "RLIMIT_NPROC 512/512");
+	ok(rl(rep, "fsize", 0) == INT64_C(1) << 30, "RLIMIT_FSIZE 1 GiB (%lld)",
+	   (long long)rl(rep, "fsize", 0));
 	if (cg_available())
 		ok(rl(rep, "data", 0) == -1 && rl(rep, "as", 0) == -1,
 		   "limits.memoryBytes with a memory cgroup: no RLIMIT_DATA or RLIMIT_AS (test_runner_isolate.c)");
 	else
-		ok(rl(rep, "data", 0) == 512 * 1024 * 1024 && rl(rep, "data", 1) == 512 * 1024 * 1024 &&
-		   rl(rep, "as", 0) == -1, "limits.memoryBytes -> RLIMIT_DATA 512 MiB, RLIMIT_AS unlimited");
-	ok(rl(rep, "cpu", 0) == 30 && rl(rep, "cpu", 1) == 31, "limits.cpuSeconds -> RLIMIT_CPU 30 (hard 31)");
+		ok(rl(rep, "data", 0) == 512 * 1024 * 1024 &&
+			   rl(rep, "data", 1) == 512 * 1024 * 1024 && rl(rep, "as", 0) == -1,
+		   "limits.memoryBytes -> RLIMIT_DATA 512 MiB, RLIMIT_AS unlimited");
+	ok(rl(rep, "cpu", 0) == 30 && rl(rep, "cpu", 1) == 31,
+	   "limits.cpuSeconds -> RLIMIT_CPU 30 (hard 31)");
 	fds = json_object_get(rep, "fds");
 	ok(json_array_size(fds) == 3 && json_integer_value(json_array_get(fds, 0)) == 0 &&
-	   json_integer_value(json_array_get(fds, 2)) == 2, "only fds 0, 1 and 2 are open");
-	is_int(json_integer_value(json_object_get(json_object_get(rep, "pids"), "runner")), getpid(),
-	       "the probe aimed at the runner's pid");
+		   json_integer_value(json_array_get(fds, 2)) == 2,
+	   "only fds 0, 1 and 2 are open");
+	is_int(json_integer_value(json_object_get(json_object_get(rep, "pids"), "runner")),
+	       getpid(), "the probe aimed at the runner's pid");
 
 	/* the runner (this test process, non-dumpable like tasked-runner) and the task's init */
-	ok(strcmp(errname_of(rep, "runnerEnviron"), "ok") != 0, "cannot read the runner's environ (%s)",
-	   errname_of(rep, "runnerEnviron"));
+	ok(strcmp(errname_of(rep, "runnerEnviron"), "ok") != 0,
+	   "cannot read the runner's environ (%s)", errname_of(rep, "runnerEnviron"));
 	ok(strcmp(errname_of(rep, "runnerMem"), "ok") != 0, "cannot read the runner's mem (%s)",
 	   errname_of(rep, "runnerMem"));
 	expect_err(rep, "runnerPtrace", "EPERM");
 	expect_err(rep, "runnerVmRead", "EPERM");
-	ok(strcmp(errname_of(rep, "parentEnviron"), "ok") != 0 && strcmp(errname_of(rep, "parentMem"), "ok") != 0,
+	ok(strcmp(errname_of(rep, "parentEnviron"), "ok") != 0 &&
+		   strcmp(errname_of(rep, "parentMem"), "ok") != 0,
 	   "cannot read the init's environ or mem either");
 	expect_err(rep, "parentPtrace", "EPERM");
 	/* the filter: EPERM where the kernel alone would say something else */
@@ -184,7 +200,8 @@ static void test_probe_baseline(void)
 	json_error_t e;
 	int rc;
 
-	snprintf(cmd, sizeof(cmd), "%s --runner-pid 1 --out %s/baseline.json >/dev/null 2>&1", PROBE, work_root);
+	snprintf(cmd, sizeof(cmd), "%s --runner-pid 1 --out %s/baseline.json >/dev/null 2>&1",
+		 PROBE, work_root);
 	rc = system(cmd);
 	snprintf(cmd, sizeof(cmd), "%s/baseline.json", work_root);
 	rep = json_load_file(cmd, 0, &e);
@@ -194,11 +211,12 @@ static void test_probe_baseline(void)
 		return;
 	}
 	ok(strcmp(errname_of(rep, "bpfInvalidCmd"), "EPERM") != 0 &&
-	   strcmp(errname_of(rep, "keyctlInvalidCmd"), "EPERM") != 0 &&
-	   strcmp(errname_of(rep, "ioctlTiocsti"), "EPERM") != 0 && strcmp(errname_of(rep, "mount"), "EPERM") != 0,
+		   strcmp(errname_of(rep, "keyctlInvalidCmd"), "EPERM") != 0 &&
+		   strcmp(errname_of(rep, "ioctlTiocsti"), "EPERM") != 0 &&
+		   strcmp(errname_of(rep, "mount"), "EPERM") != 0,
 	   "baseline without the filter: bpf %s, keyctl %s, TIOCSTI %s, mount %s (not EPERM)",
-	   errname_of(rep, "bpfInvalidCmd"), errname_of(rep, "keyctlInvalidCmd"), errname_of(rep, "ioctlTiocsti"),
-	   errname_of(rep, "mount"));
+	   errname_of(rep, "bpfInvalidCmd"), errname_of(rep, "keyctlInvalidCmd"),
+	   errname_of(rep, "ioctlTiocsti"), errname_of(rep, "mount"));
 	json_decref(rep);
 }
 
@@ -250,7 +268,8 @@ static void *watch_escapees(void *p)
 {
 	(void)p;
 	while (!atomic_load(&watch_stop)) {
-		int n = count_sleep("4431") + count_sleep("4432") + count_sleep("4433") + count_sleep("4434");
+		int n = count_sleep("4431") + count_sleep("4432") + count_sleep("4433") +
+			count_sleep("4434");
 		if (n > atomic_load(&seen_escapees))
 			atomic_store(&seen_escapees, n);
 		usleep(10 * 1000);
@@ -265,19 +284,25 @@ static void test_escapes(void)
 	json_t *d;
 
 	/* Processes that leave the task's group (setsid, setpgid) are still the init's to kill. */
-	d = dispatch("uid-escape", json_pack("[sss]", "/bin/sh", "-c",
-					     "setsid sleep 4431 & perl -e 'setpgrp(0,0); exec qw(sleep 4432)' 2>/dev/null & "
-					     "setsid sh -c 'setsid sleep 4433 & sleep 4434' & sleep 0.3; echo started"));
+	d = dispatch(
+		"uid-escape",
+		json_pack(
+			"[sss]", "/bin/sh", "-c",
+			"setsid sleep 4431 & perl -e 'setpgrp(0,0); exec qw(sleep 4432)' 2>/dev/null & "
+			"setsid sh -c 'setsid sleep 4433 & sleep 4434' & sleep 0.3; echo started"));
 	pthread_create(&th, NULL, watch_escapees, NULL);
 	r.phase = NULL;
 	if (run_dispatch(d, &r) == 0) {
 		atomic_store(&watch_stop, 1);
 		pthread_join(th, NULL);
-		is_int(atomic_load(&seen_escapees), 4, "all four escapees were running before the task ended");
+		is_int(atomic_load(&seen_escapees), 4,
+		       "all four escapees were running before the task ended");
 		is_str(r.phase, "Succeeded", "escape attempts: the main process exits 0");
-		is_int(wait_count("4431", 0, 2000) + wait_count("4433", 0, 2000) + wait_count("4434", 0, 2000), 0,
-		       "no setsid'd process survives the task's end");
-		is_int(wait_count("4432", 0, 2000), 0, "no setpgid'd process survives the task's end");
+		is_int(wait_count("4431", 0, 2000) + wait_count("4433", 0, 2000) +
+			       wait_count("4434", 0, 2000),
+		       0, "no setsid'd process survives the task's end");
+		is_int(wait_count("4432", 0, 2000), 0,
+		       "no setpgid'd process survives the task's end");
 		exec_result_free(&r);
 	}
 }
@@ -302,7 +327,9 @@ static void test_runner_killed(int with_spawner)
 			_exit(1);
 		sp = spw_process();
 		(void)!write(pp[1], &sp, sizeof(sp));
-		run_dispatch(dispatch("uid-killed", json_pack("[sss]", "/bin/sh", "-c", "sleep 4401 & sleep 4402")), &r);
+		run_dispatch(dispatch("uid-killed", json_pack("[sss]", "/bin/sh", "-c",
+							      "sleep 4401 & sleep 4402")),
+			     &r);
 		_exit(0);
 	}
 	close(pp[1]);
@@ -311,7 +338,8 @@ static void test_runner_killed(int with_spawner)
 	close(pp[0]);
 	ok(with_spawner ? sp > 0 : sp == 0, "%s: the stand-in runner has %s", how,
 	   with_spawner ? "its own spawner" : "none");
-	ok(wait_count("4401", 1, 5000) == 1 && wait_count("4402", 1, 5000) == 1, "%s: the task's sleeps are running", how);
+	ok(wait_count("4401", 1, 5000) == 1 && wait_count("4402", 1, 5000) == 1,
+	   "%s: the task's sleeps are running", how);
 	kill(runner, SIGKILL);
 	waitpid(runner, &st, 0);
 	ok(wait_count("4401", 0, 3000) + wait_count("4402", 0, 3000) == 0,
@@ -320,7 +348,8 @@ static void test_runner_killed(int with_spawner)
 		/* it came back to us (subreaper): reaped once it is gone */
 		int gone = 0;
 		for (int i = 0; i < 300 && !gone; i++) {
-			gone = waitpid(sp, NULL, WNOHANG) == sp || (kill(sp, 0) < 0 && errno == ESRCH);
+			gone = waitpid(sp, NULL, WNOHANG) == sp ||
+			       (kill(sp, 0) < 0 && errno == ESRCH);
 			if (!gone)
 				usleep(10000);
 		}

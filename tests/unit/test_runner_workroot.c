@@ -72,7 +72,7 @@ int main(void)
 	{
 		char q[256];
 		snprintf(q, sizeof(q), "%s/tasked-runner-dead01/tasked-abc123/deep", root);
-		chmod(q, 0);   /* a task made it unreadable */
+		chmod(q, 0); /* a task made it unreadable */
 	}
 	/* A live runner: another process holds its lock. */
 	mk("tasked-runner-live01");
@@ -103,16 +103,19 @@ int main(void)
 	mk("tasked-abcdef");
 	mk("other");
 
-	ok(wr_open(root, path, sizeof(path), &removed) == 0, "wr_open makes the runner's directory");
+	ok(wr_open(root, path, sizeof(path), &removed) == 0,
+	   "wr_open makes the runner's directory");
 	ok(removed == 2, "two stale directories were removed (%d)", removed);
-	ok(!exists("tasked-runner-dead01"), "a dead runner's directory is gone, unreadable subdirs and all");
+	ok(!exists("tasked-runner-dead01"),
+	   "a dead runner's directory is gone, unreadable subdirs and all");
 	ok(exists("tasked-runner-live01/tasked-def456"), "a live runner's directory is kept");
 	ok(exists(".tasked-runner-fresh1"), "a runner still setting up is left alone");
 	ok(!exists(".tasked-runner-old001"), "a set-up interrupted long ago is removed");
 	ok(exists("tasked-abcdef") && exists("other"), "other entries are not touched");
 	ok(strncmp(path, root, strlen(root)) == 0 && strstr(path, "/tasked-runner-") != NULL,
 	   "the directory is WORK/tasked-runner-XXXXXX (%s)", path);
-	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0711, "mode 0711 (tasks reach their own dirs, list nothing)");
+	ok(stat(path, &st) == 0 && (st.st_mode & 07777) == 0711,
+	   "mode 0711 (tasks reach their own dirs, list nothing)");
 	snprintf(lock, sizeof(lock), "%s/lock", path);
 	fd = open(lock, O_RDONLY | O_CLOEXEC);
 	ok(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK, "its lock is held");
@@ -131,7 +134,8 @@ int main(void)
 			_exit(wr_open(root, p2, sizeof(p2), &rm) == 0 && rm == 0 ? 0 : 1);
 		}
 		waitpid(second, &st2, 0);
-		ok(WIFEXITED(st2) && WEXITSTATUS(st2) == 0, "a second runner removes nothing that is in use");
+		ok(WIFEXITED(st2) && WEXITSTATUS(st2) == 0,
+		   "a second runner removes nothing that is in use");
 	}
 	ok(stat(path, &st) == 0, "... and the first runner's directory is still there");
 

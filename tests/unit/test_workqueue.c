@@ -19,7 +19,7 @@ int main(void)
 	is_int(ready, 2, "a key added twice is queued once");
 	k = wq_get(q);
 	is_str(k, "ns/a", "FIFO order");
-	wq_add(q, "ns/a");   /* while processing: must not be handed out again yet */
+	wq_add(q, "ns/a"); /* while processing: must not be handed out again yet */
 	k2 = wq_get(q);
 	is_str(k2, "ns/b", "the key being processed is not handed to a second worker");
 	wq_len(q, &ready, &delayed);
@@ -36,12 +36,12 @@ int main(void)
 
 	t0 = util_mono_ms();
 	wq_add_after(q, "ns/late", 200);
-	wq_add_after(q, "ns/late", 5000);  /* a later time does not push it back */
+	wq_add_after(q, "ns/late", 5000); /* a later time does not push it back */
 	wq_len(q, &ready, &delayed);
 	ok(ready == 0 && delayed == 1, "delayed key is not ready yet");
 	k = wq_get(q);
-	ok(util_mono_ms() - t0 >= 190 && util_mono_ms() - t0 < 2000, "delayed key arrives after ~200 ms (%lld)",
-	   (long long)(util_mono_ms() - t0));
+	ok(util_mono_ms() - t0 >= 190 && util_mono_ms() - t0 < 2000,
+	   "delayed key arrives after ~200 ms (%lld)", (long long)(util_mono_ms() - t0));
 	is_str(k, "ns/late", "delayed key");
 	wq_done(q, k);
 	free(k);
@@ -65,25 +65,27 @@ int main(void)
 		is_int(ready, 0, "a failed FIFO allocation leaves nothing queued ...");
 		g = wq_get(f);
 		is_str(g, "ns/stranded", "... but the key is handed out all the same");
-		wq_add(f, "ns/stranded");   /* while processing */
+		wq_add(f, "ns/stranded"); /* while processing */
 		wq_debug_fail_allocs(f, 1);
-		wq_done(f, g);              /* its re-queue fails */
+		wq_done(f, g); /* its re-queue fails */
 		free(g);
 		g = wq_get(f);
 		is_str(g, "ns/stranded", "a re-queue that failed in done is retried");
 		wq_done(f, g);
 		free(g);
-		wq_debug_fail_allocs(f, 2);  /* the heap array and the key copy */
+		wq_debug_fail_allocs(f, 2); /* the heap array and the key copy */
 		t0 = util_mono_ms();
 		wq_add_after(f, "ns/delayed", 60000);
 		g = wq_get(f);
 		ok(g && strcmp(g, "ns/delayed") == 0 && util_mono_ms() - t0 < 30000,
-		   "a delay that could not be stored: the key comes now instead of never (%s)", g ? g : "NULL");
+		   "a delay that could not be stored: the key comes now instead of never (%s)",
+		   g ? g : "NULL");
 		wq_done(f, g);
 		free(g);
-		wq_add_after(f, "ns/far", INT64_MAX);   /* must not wrap into the past */
+		wq_add_after(f, "ns/far", INT64_MAX); /* must not wrap into the past */
 		wq_len(f, &ready, &delayed);
-		ok(ready == 0 && delayed == 1, "a delay of INT64_MAX ms saturates instead of firing at once");
+		ok(ready == 0 && delayed == 1,
+		   "a delay of INT64_MAX ms saturates instead of firing at once");
 		wq_shutdown(f);
 		wq_free(f);
 	}
