@@ -55,6 +55,10 @@ EOF2
 ok "the queue secret's RBAC lets the controller read Secrets here" "$HELM" upgrade "$RELEASE" \
 	"$IT_ROOT/charts/tasked" --namespace "$NAMESPACE" --reuse-values --wait --timeout 3m \
 	--set "rbac.secretNamespaces={$TEST_NS}" --set "controller.extraArgs={--pod-network-gate-seconds=20}"
+# The new flag rolls the controller out: wait until the old pod is gone (object and all), so its
+# deletion is not counted as a write of the first container task below.
+ok "the controller's rollout is complete (one pod left)" wait_for 120 sh -c \
+	"[ \$(kubectl --kubeconfig $KUBECONFIG -n $NAMESPACE get pods -l app.kubernetes.io/component=controller -o name | grep -c .) = 1 ]"
 
 ctask() { # NAME QUEUE SCRIPT [EXTRA_SPEC_YAML]
 	k apply -f - >/dev/null <<EOF2
