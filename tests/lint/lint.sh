@@ -10,9 +10,9 @@ status=0
 tests/lint/format.sh || status=1
 
 # Shipped code and the test tools; the unit tests may shell out (rm -rf, the probe).
-mapfile -t src < <(git ls-files -- 'common/*.[ch]' 'controller/*.[ch]' 'runner/*.[ch]' \
+mapfile -t src < <(git ls-files -- 'common/*.[ch]' 'controller/*.[ch]' 'runner/*.[ch]' 'images/*.c' \
 	'kubectl-tasked/*.[ch]' 'bench/*.[ch]' 'tests/tools/*.c' 'tests/fuzz/*.c' 2>/dev/null ||
-	ls common/*.[ch] controller/*.[ch] runner/*.[ch] kubectl-tasked/*.c bench/*.[ch] tests/tools/*.c tests/fuzz/*.c)
+	ls common/*.[ch] controller/*.[ch] runner/*.[ch] images/*.c kubectl-tasked/*.c bench/*.[ch] tests/tools/*.c tests/fuzz/*.c)
 if perl tests/lint/banned.pl "${src[@]}"; then
 	echo "lint: banned calls: ${#src[@]} files ok"
 else
