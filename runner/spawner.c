@@ -410,6 +410,10 @@ pid_t spw_spawn(const struct child *c)
 		}
 	m.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
 	cm = CMSG_FIRSTHDR(&m);
+	if (!cm) { /* cannot happen (the buffer fits SPW_NFD fds); nothing was sent: fork */
+		r = -ENOTCONN;
+		goto out;
+	}
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
