@@ -697,21 +697,6 @@ static struct api *api_of(struct lws *wsi)
 	return vh ? lws_get_vhost_user(vh) : NULL;
 }
 
-/* ALPN for the API: HTTP/1.1 only. lws 4.1 passes no custom headers (X-API-Key) through
- * HTTP/2 and its h2 flow control would need more care for long SSE streams, so a client that
- * offers h2 is answered in HTTP/1.1, as when no ALPN is offered. */
-static int api_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		       const unsigned char *in, unsigned int inlen, void *arg)
-{
-	static const unsigned char h1[] = "\x08http/1.1";
-	unsigned char *sel = NULL;
-	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;
-	*out = sel;
-	return SSL_TLSEXT_ERR_OK;
-}
-
 static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		  size_t len)
 {
@@ -727,8 +712,7 @@ static int api_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_PROTOCOL_INIT:
 		if (a) {
 			api_capture_ctx(a, wsi);
-			if (a->ssl_ctx)
-				SSL_CTX_set_alpn_select_cb(a->ssl_ctx, api_alpn_h1, NULL);
+			server_tls_http1_only(a->ssl_ctx);
 		}
 		return 0;
 	case LWS_CALLBACK_PROTOCOL_DESTROY:

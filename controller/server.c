@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,24 @@ int server_new(const char *tls_cert, const char *tls_key, struct server **ret)
 	}
 	*ret = s;
 	return 0;
+}
+
+static int server_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+			  const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h1[] = "\x08http/1.1";
+	unsigned char *sel = NULL;
+	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+void server_tls_http1_only(void *ssl_ctx)
+{
+	if (ssl_ctx)
+		SSL_CTX_set_alpn_select_cb(ssl_ctx, server_alpn_h1, NULL);
 }
 
 int server_listening(struct server *s) { return s ? s->listeners : 0; }

@@ -26,6 +26,11 @@ int server_listen(struct server *s, const char *name, const char *addr,
 int server_listen_tls(struct server *s, const char *name, const char *addr,
 		      const struct lws_protocols *protos, void *user, const char *cert_pem,
 		      const char *key_pem);
+/* Makes a TLS listener's SSL_CTX (the vhost's, taken at LOAD_EXTRA_SERVER_VERIFY_CERTS) answer
+ * HTTP/1.1 only: lws 4.1 passes no custom headers (X-API-Key) through HTTP/2 and its h2 flow
+ * control would need more care for long streams, so a client offering h2 gets HTTP/1.1, as when
+ * it offers no ALPN. Call at LWS_CALLBACK_PROTOCOL_INIT: lws installs its own choice before. */
+void server_tls_http1_only(void *ssl_ctx);
 /* Number of listeners open. */
 int server_listening(struct server *s);
 struct lws_context *server_context(struct server *s);

@@ -97,19 +97,6 @@ int webhook_srv_set_cert(struct webhook_srv *w, const char *crt, const char *key
 
 /* --- HTTP -------------------------------------------------------------------------------------- */
 
-/* HTTP/1.1 only, as the other listeners (lws 4.1's h2 needs more care). */
-static int wh_alpn_h1(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		      const unsigned char *in, unsigned int inlen, void *arg)
-{
-	static const unsigned char h1[] = "\x08http/1.1";
-	unsigned char *sel = NULL;
-	if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;
-	*out = sel;
-	return SSL_TLSEXT_ERR_OK;
-}
-
 static struct webhook_srv *wh_of(struct lws *wsi)
 {
 	struct lws_vhost *vh = wsi ? lws_get_vhost(wsi) : NULL;
@@ -226,8 +213,8 @@ static int wh_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		return 0;
 	case LWS_CALLBACK_PROTOCOL_INIT:
 		/* lws sets its own ALPN choice after LOAD_EXTRA_SERVER_VERIFY_CERTS. */
-		if (w && w->ssl_ctx)
-			SSL_CTX_set_alpn_select_cb(w->ssl_ctx, wh_alpn_h1, NULL);
+		if (w)
+			server_tls_http1_only(w->ssl_ctx);
 		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return -1; /* no WebSockets */
