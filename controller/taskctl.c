@@ -414,11 +414,9 @@ const struct broker_ops taskctl_broker_ops = {
 /* --- status writes ---------------------------------------------------------------------- */
 
 /* One status write of phase, reason and message with the conditions that follow from them
- * (conditions.h); cond_status is what the Succeeded condition says, kept for the callers'
- * readability: the phase decides. */
+ * (conditions.h). */
 static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *phase,
-				const char *reason, const char *message, const char *cond_status,
-				json_t *extra)
+				const char *reason, const char *message, json_t *extra)
 {
 	int64_t now = now_ms(t);
 	json_t *status = json_pack("{ssssss sI so}", "phase", phase, "reason", reason, "message",
@@ -428,7 +426,6 @@ static int taskctl_write_simple(struct taskctl *t, json_t *task, const char *pha
 	json_t *patch;
 	int r;
 
-	(void)cond_status;
 	if (!status)
 		return -ENOMEM;
 	if (extra)
@@ -553,7 +550,7 @@ static int reconcile_attempt(struct taskctl *t, json_t *task, const char *key, c
 				  (json_int_t)snap->attempt, "nextRetryTime");
 		if (snap->history)
 			json_object_set(extra, "attemptHistory", snap->history);
-		r = taskctl_write_simple(t, task, "Running", "Running", msg, "Unknown", extra);
+		r = taskctl_write_simple(t, task, "Running", "Running", msg, extra);
 		json_decref(extra);
 		if (r == 0) {
 			att_mark_written(t->att, uid, snap->attempt, W_RUNNING);
@@ -578,7 +575,7 @@ static int write_waiting(struct taskctl *t, json_t *task, const char *phase, con
 	if (p && strcmp(p, phase) == 0 && m && strcmp(m, msg) == 0 &&
 	    json_integer_value(json_object_get(st, "observedGeneration")) == task_generation(task))
 		return 0;
-	r = taskctl_write_simple(t, task, phase, reason, msg, "Unknown", NULL);
+	r = taskctl_write_simple(t, task, phase, reason, msg, NULL);
 	if (r == 0 && strcmp(phase, "Queued") == 0)
 		emit(t, task, "Normal", "Queued", msg);
 	return r;
@@ -639,7 +636,7 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		snprintf(msg, sizeof(msg),
 			 "the %s executor is not allowed by TaskQueue %s (policy.executors)", exec,
 			 strchr(qkey, '/') + 1);
-		r = taskctl_write_simple(t, task, "Failed", "PolicyDenied", msg, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", "PolicyDenied", msg, NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", msg);
 		goto out;
@@ -675,21 +672,20 @@ static int reconcile_gate(struct taskctl *t, json_t *task, const char *key, int6
 		json_decref(cvars);
 		if (r < 0) {
 			snprintf(msg, sizeof(msg), "when: %s", err);
-			r = taskctl_write_simple(t, task, "Failed", "ConditionError", msg, "False",
-						 NULL);
+			r = taskctl_write_simple(t, task, "Failed", "ConditionError", msg, NULL);
 			if (r == 0)
 				emit(t, task, "Warning", "Failed", msg);
 			goto out;
 		}
 		if (!val) {
 			r = taskctl_write_simple(t, task, "Skipped", "ConditionFalse",
-						 "when evaluated to false", "True", NULL);
+						 "when evaluated to false", NULL);
 			if (r == 0)
 				emit(t, task, "Normal", "Skipped", "when evaluated to false");
 			goto out;
 		}
 	} else if (ds == DEPS_FAILED) {
-		r = taskctl_write_simple(t, task, "Failed", "DependencyFailed", why, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", "DependencyFailed", why, NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", why);
 		goto out;
@@ -762,7 +758,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 	}
 	if (!msg) {
 		log_task("task refused", task, "reason", err);
-		r = taskctl_write_simple(t, task, "Failed", reason, err, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", reason, err, NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", err);
 		return r;
@@ -802,7 +798,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		json_decref(msg);
 		att_drop(t->att, uid);
 		log_task("task refused", task, "reason", runner);
-		r = taskctl_write_simple(t, task, "Failed", "PodRefused", runner, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", "PodRefused", runner, NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", runner);
 		return r;
@@ -820,7 +816,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 			 "runner protocol (command, env, input and headers together)",
 			 n, PROTO_MAX_MESSAGE_DEFAULT);
 		log_task("task refused", task, "reason", err);
-		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, "False", NULL);
+		r = taskctl_write_simple(t, task, "Failed", "InvalidSpec", err, NULL);
 		if (r == 0)
 			emit(t, task, "Warning", "Failed", err);
 		return r;
@@ -860,7 +856,7 @@ static int reconcile_dispatch(struct taskctl *t, json_t *task, const char *key, 
 		extra = json_pack("{sIsn}", "attempts", (json_int_t)(attempt - 1), "nextRetryTime");
 		if (json_array_size(history) > 0)
 			json_object_set(extra, "attemptHistory", history);
-		r = taskctl_write_simple(t, task, "Queued", "Queued", why, "Unknown", extra);
+		r = taskctl_write_simple(t, task, "Queued", "Queued", why, extra);
 		json_decref(extra);
 		if (r == 0)
 			emit(t, task, "Normal", "Queued", why);
@@ -955,7 +951,7 @@ static int reconcile_cancel(struct taskctl *t, json_t *task, const char *uid, st
 		int r = taskctl_write_simple(t, task, "Cancelled", "Cancelled",
 					     have ? "cancelled; the runner did not confirm"
 						  : "cancelled before it started",
-					     "False", extra);
+					     extra);
 		json_decref(extra);
 		if (r == 0) {
 			emit(t, task, "Normal", "Cancelled", "cancelled by spec.cancel");
@@ -1064,8 +1060,7 @@ static int reconcile_next(struct taskctl *t, json_t *task, const char *key, cons
 						  "attemptHistory", base);
 			r = taskctl_write_simple(
 				t, task, "Failed", "RunnerLost",
-				"runners were lost too many times while running this task", "False",
-				extra);
+				"runners were lost too many times while running this task", extra);
 			json_decref(extra);
 			json_decref(base);
 			if (r == 0)
@@ -1198,7 +1193,7 @@ void taskctl_on_undecodable(const struct informer_bad *b, void *ud)
 		 "the controller cannot decode this Task (%.200s): objects nested deeper than "
 		 "2048 levels or with a NUL byte in a member name are skipped",
 		 b->error);
-	r = taskctl_write_simple(t, task, "Failed", "Undecodable", msg, "False", NULL);
+	r = taskctl_write_simple(t, task, "Failed", "Undecodable", msg, NULL);
 	if (r == 0)
 		emit(t, task, "Warning", "Undecodable", msg);
 	else

@@ -25,18 +25,6 @@ json_t *taskctl_conditions(json_t *task, const char *phase, const char *reason, 
 			      now_ms);
 }
 
-/* The Succeeded status says the phase, but for the reasons that have a phase of their own. */
-json_t *taskctl_condition(json_t *task, const char *status, const char *reason, const char *message,
-			  int64_t now_ms)
-{
-	const char *phase = strcmp(status, "True") == 0                       ? "Succeeded"
-			    : strcmp(status, "Unknown") == 0                  ? "Running"
-			    : reason && strcmp(reason, "Cancelled") == 0      ? "Cancelled"
-			    : reason && strcmp(reason, "ConditionFalse") == 0 ? "Skipped"
-									      : "Failed";
-	return taskctl_conditions(task, phase, reason, message, now_ms);
-}
-
 /* Returns a new history: old (may be NULL) with entry added or replacing the same attempt. */
 json_t *taskctl_history_with(json_t *old, json_t *entry)
 {

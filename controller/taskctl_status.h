@@ -13,11 +13,6 @@ json_t *taskctl_terminal_status(json_t *task, json_t *result, int64_t attempt, c
  * conditions.h), keeping lastTransitionTime where a status did not change. New reference. */
 json_t *taskctl_conditions(json_t *task, const char *phase, const char *reason, const char *message,
 			   int64_t now_ms);
-/* The same from the Succeeded condition's status ("True", "False", "Unknown") and reason, for
- * callers that know no phase: Unknown reads as Running, False as Failed (Cancelled, or Skipped
- * for ConditionFalse, by the reason). */
-json_t *taskctl_condition(json_t *task, const char *status, const char *reason, const char *message,
-			  int64_t now_ms);
 /* A new history: old (may be NULL) with entry added or replacing the same attempt, newest ten. */
 json_t *taskctl_history_with(json_t *old, json_t *entry);
 /* Failures that count against retries.limit (every entry but runner losses and successes), and
