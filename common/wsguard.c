@@ -23,7 +23,9 @@ struct wsguard_conn {
 
 static pthread_mutex_t wsguard_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wsguard_conn *wsguard_tab[WSGUARD_MAX_FD];
-static atomic_int wsguard_watched;
+/* wsguard_tab[fd] is set: read without the lock, so every other socket's recv() (libcurl's, the
+ * API's) passes without taking it. */
+static atomic_uchar wsguard_on[WSGUARD_MAX_FD];
 static atomic_ullong wsguard_refused;
 
 int wsguard_watch(int fd, int mask)
@@ -43,11 +45,9 @@ int wsguard_watch(int fd, int mask)
 	wsframe_http_init(&c->http);
 	wsframe_init(&c->frame, mask);
 	pthread_mutex_lock(&wsguard_lock);
-	if (wsguard_tab[fd])
-		free(wsguard_tab[fd]);
-	else
-		atomic_fetch_add(&wsguard_watched, 1);
+	free(wsguard_tab[fd]);
 	wsguard_tab[fd] = c;
+	atomic_store(&wsguard_on[fd], 1);
 	pthread_mutex_unlock(&wsguard_lock);
 	return 0;
 }
@@ -78,8 +78,7 @@ int wsguard_forget(int fd)
 	pthread_mutex_lock(&wsguard_lock);
 	c = wsguard_tab[fd];
 	wsguard_tab[fd] = NULL;
-	if (c)
-		atomic_fetch_sub(&wsguard_watched, 1);
+	atomic_store(&wsguard_on[fd], 0);
 	pthread_mutex_unlock(&wsguard_lock);
 	bad = c && c->bad;
 	free(c);
@@ -95,7 +94,7 @@ static ssize_t wsguard_judge(int fd, unsigned char *buf, ssize_t n)
 	struct stat st;
 	long first = -1;
 
-	if (fd < 0 || fd >= WSGUARD_MAX_FD || atomic_load(&wsguard_watched) == 0)
+	if (fd < 0 || fd >= WSGUARD_MAX_FD || !atomic_load(&wsguard_on[fd]))
 		return n;
 	pthread_mutex_lock(&wsguard_lock);
 	c = wsguard_tab[fd];
@@ -105,7 +104,7 @@ static ssize_t wsguard_judge(int fd, unsigned char *buf, ssize_t n)
 		c = NULL;
 	} else if (c && (st.st_dev != c->dev || st.st_ino != c->ino)) {
 		wsguard_tab[fd] = NULL;
-		atomic_fetch_sub(&wsguard_watched, 1);
+		atomic_store(&wsguard_on[fd], 0);
 		free(c);
 		c = NULL;
 	}
