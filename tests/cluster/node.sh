@@ -576,6 +576,33 @@ pids_with() {
 	done
 }
 
+# shim_sockets: our shims' sockets. containerd 1.6 names each one
+# /run/containerd/s/sha256(<containerd address>/<namespace>/<id>) and writes it into the bundle's
+# address file; the live shims' command lines cover a bundle already gone.
+shim_sockets() {
+	local f pid ns id
+	for f in "$CTRD"/state/io.containerd.runtime.v2.task/*/*/address; do
+		[ -s "$f" ] && sed -n 's|^unix://\(/run/containerd/s/[0-9a-f]\{64\}\)$|\1|p' "$f"
+	done
+	for pid in $(pids_with containerd-shim-runc-v2 "$SOCK"); do
+		ns=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | sed -n '/^-namespace$/{n;p;q}')
+		id=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | sed -n '/^-id$/{n;p;q}')
+		[ -n "$ns" ] && [ -n "$id" ] || continue
+		printf '/run/containerd/s/%s\n' "$(printf '%s' "$SOCK/$ns/$id" | sha256sum | cut -d' ' -f1)"
+	done
+}
+
+# remove_dead_sockets PATH...: the sockets among PATHs that nothing listens on any more.
+remove_dead_sockets() {
+	local live s
+	[ $# -gt 0 ] || return 0
+	live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
+	for s in "$@"; do
+		[ -S "$s" ] || continue
+		printf '%s\n' "$live" | grep -qxF -- "$s" || rm -f -- "$s"
+	done
+}
+
 stop_node() {
 	local b=${BIN:-} started_ctrd=0 m
 	[ -n "$b" ] || b=$("$here/build-kube.sh" 2>/dev/null || true)
@@ -597,9 +624,14 @@ stop_node() {
 	fi
 	stop_pidfile "$N/containerd.pid" /usr/bin/containerd containerd 10 "$CTRD/"
 	: "$started_ctrd"
-	# Shims outlive containerd by design; ours name our socket.
+	# Shims outlive containerd by design; ours name our socket. A killed shim leaves its socket
+	# in the host-wide /run/containerd/s, so ours are named before and removed after.
+	local socks
+	socks=$(shim_sockets | sort -u)
 	# shellcheck disable=SC2046
 	kill_ours $(pids_with containerd-shim-runc-v2 "$SOCK")
+	# shellcheck disable=SC2086
+	remove_dead_sockets $socks
 	# Mounts under our state (kubelet volumes, its self bind mount, overlay rootfs), deepest first.
 	while read -r m; do
 		umount -l "$m" 2>/dev/null || true

@@ -22,18 +22,21 @@ host_changes() { # prints every host-global change of the node that is still the
 	awk -v n="$STATE/node/" 'index($5, n) == 1 { print "mount " $5 }' /proc/self/mountinfo
 	ls -d "/run/$NODE_TAG" /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/cni/results/"$NODE_TAG"-* \
 		2>/dev/null | sed 's/^/path /'
-	# Shim sockets: every containerd's shims use /run/containerd/s (Docker's too), and none of
-	# our processes is left (checked before), so a socket something listens on is not ours.
-	local live s
-	live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
-	for s in /run/containerd/s/*; do
-		[ -e "$s" ] || continue
-		printf '%s\n' "$live" | grep -qxF -- "$s" || echo "path $s"
+	# Shim sockets: /run/containerd/s is every containerd's (Docker's too); ours are the ones
+	# named after our containerd's ids (see shim_socket).
+	local id
+	for id in $ctrd_ids; do
+		[ -e "$(shim_socket "$id")" ] && echo "path $(shim_socket "$id") (the shim socket of $id)"
 	done
 	ls /run/netns/cni-* 2>/dev/null | sed 's/^/netns /'
 	find /var/log/containers -maxdepth 1 -lname "$STATE/node/*" 2>/dev/null | sed 's/^/log link /'
 	[ -s "$STATE/node/created-paths" ] && sed 's/^/created path still recorded /' "$STATE/node/created-paths"
 	true
+}
+# shim_socket ID: containerd 1.6 names a shim's socket sha256(<its address>/<namespace>/<id>).
+shim_socket() {
+	printf '/run/containerd/s/%s\n' \
+		"$(printf '%s' "$STATE/node/containerd/containerd.sock/k8s.io/$1" | sha256sum | cut -d' ' -f1)"
 }
 api_ready() {
 	printf 'X-API-Key: %s\n' "$(cat "$STATE/api-key")" |
@@ -50,6 +53,15 @@ run_task() { # NAME: a Task in default that must succeed in a sidecar
 	wait_for 120 sh -c "[ \"\$(kubectl get task $1 -o jsonpath='{.status.phase}')\" = Succeeded ]"
 }
 
+# Every sandbox and container id our containerd ever named; one of them is a live shim's socket,
+# or the socket check below could not find ours.
+ctrd_ids=$(grep -ohE '\b[0-9a-f]{64}\b' "$STATE/node/containerd.log" 2>/dev/null | sort -u)
+live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
+named=0
+for id in $ctrd_ids; do
+	printf '%s\n' "$live" | grep -qxF -- "$(shim_socket "$id")" && named=$((named + 1))
+done
+ok "our shims' sockets are named as the check below expects ($named live)" test "$named" -gt 0
 saved=$(cat "$STATE/node/sysctl.saved" 2>/dev/null)
 ok "the sysctls the kubelet changes were recorded before it started" test -n "$saved"
 ok "make down" "$IT_ROOT/tests/cluster/down.sh"
