@@ -40,6 +40,11 @@ node_complete() {
 		[ -x "$out/$b" ] || return 1
 	done
 }
+# One build at a time per cache: concurrent callers (parallel make targets, several checkouts)
+# wait here and then find the cache complete instead of compiling it again into the same files.
+mkdir -p "$cache"
+exec 9>>"$cache/build-kube.lock"
+flock 9
 if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kube-controller-manager" ] &&
    { command -v kubectl >/dev/null || [ -x "$out/kubectl" ]; } &&
    { [ "$WANT_NODE" = 0 ] || node_complete; }; then
