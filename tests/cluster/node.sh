@@ -587,7 +587,7 @@ shim_sockets() {
 	for pid in $(pids_with containerd-shim-runc-v2 "$SOCK"); do
 		ns=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | sed -n '/^-namespace$/{n;p;q}')
 		id=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | sed -n '/^-id$/{n;p;q}')
-		[ -n "$ns" ] && [ -n "$id" ] || continue
+		if [ -z "$ns" ] || [ -z "$id" ]; then continue; fi
 		printf '/run/containerd/s/%s\n' "$(printf '%s' "$SOCK/$ns/$id" | sha256sum | cut -d' ' -f1)"
 	done
 }
