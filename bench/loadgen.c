@@ -573,15 +573,16 @@ static json_t *lg_pod_spec(struct lg_run *r)
 static json_t *lg_taskrun_body(struct lg_run *r, const char *name)
 {
 	return json_pack(
-		"{ss ss s{ss s{ss}} s{ss s{sb sb s{sb si si s{ss}}} s{s[{ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}}}",
+		"{ss ss s{ss s{ss}} s{ss s{sb sb s{sb si si s{ss}}} s{s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}}}",
 		"apiVersion", "tekton.dev/v1", "kind", "TaskRun", "metadata", "name", name,
 		"labels", LG_LABEL, r->o->run, "spec", "timeout", "60s", "podTemplate",
 		"automountServiceAccountToken", 0, "enableServiceLinks", 0, "securityContext",
 		"runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "seccompProfile",
 		"type", "RuntimeDefault", "taskSpec", "steps", "name", "stamp", "image",
-		r->o->image, "command", r->o->command, "securityContext",
-		"allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1, "capabilities", "drop",
-		"ALL", "computeResources", "limits", "cpu", "250m", "memory", "64Mi");
+		r->o->image, "imagePullPolicy", "Never", "command", r->o->command,
+		"securityContext", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
+		"capabilities", "drop", "ALL", "computeResources", "limits", "cpu", "250m",
+		"memory", "64Mi");
 }
 
 static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const char *kind)
