@@ -73,7 +73,9 @@ tekton_manifest() {
 		"$c"/controller.yaml "$c"/webhook.yaml; do
 		[ -f "$f" ] || continue
 		printf -- '---\n'
-		sed -e "s#ko://github.com/tektoncd/pipeline/cmd/\\([a-z]*\\)#tekton-\\1:v$TEKTON_VERSION#g" "$f"
+		# (and the version labels the release process sets in place of "devel")
+		sed -e "s#ko://github.com/tektoncd/pipeline/cmd/\\([a-z]*\\)#tekton-\\1:v$TEKTON_VERSION#g" \
+			-e "s#: \"devel\"\$#: \"v$TEKTON_VERSION\"#" "$f"
 	done
 }
 
@@ -138,7 +140,9 @@ tekton_row() {
 		{ skip tekton "importing the Tekton images failed (tekton-install.log)"; return 0; }
 	tekton_manifest "$dir" >"$OUT/tekton-manifest.yaml"
 	t0=$(now_ms)
-	kubectl apply -f "$OUT/tekton-manifest.yaml" >>"$OUT/tekton-install.log" 2>&1 ||
+	# Server-side: the CRDs (up to 450 kB of schema) are too large for client-side apply's
+	# last-applied annotation.
+	kubectl apply --server-side -f "$OUT/tekton-manifest.yaml" >>"$OUT/tekton-install.log" 2>&1 ||
 		{ tail -n 20 "$OUT/tekton-install.log" >&2; tekton_uninstall; skip tekton "kubectl apply of Tekton's manifests failed"; return 0; }
 	kubectl -n "$TEKTON_NS" patch configmap feature-flags --type merge -p '{"data": {
 		"set-security-context": "true", "set-security-context-read-only-root-filesystem": "true",
