@@ -569,13 +569,14 @@ static json_t *lg_pod_spec(struct lg_run *r)
 
 /* A TaskRun of one step with the pod spec's image, command, security context and resources;
  * the pod-level part goes in its podTemplate. Tekton names the step's container step-stamp
- * and copies the TaskRun's labels to its pod. */
+ * and copies the TaskRun's labels to its pod. Tekton's default timeout (an hour), as the Pods
+ * and Jobs have none: a backlog's tail waits on the node for over a minute. */
 static json_t *lg_taskrun_body(struct lg_run *r, const char *name)
 {
 	return json_pack(
-		"{ss ss s{ss s{ss}} s{ss s{sb sb s{sb si si s{ss}}} s{s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}}}",
+		"{ss ss s{ss s{ss}} s{s{sb sb s{sb si si s{ss}}} s{s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}}}",
 		"apiVersion", "tekton.dev/v1", "kind", "TaskRun", "metadata", "name", name,
-		"labels", LG_LABEL, r->o->run, "spec", "timeout", "60s", "podTemplate",
+		"labels", LG_LABEL, r->o->run, "spec", "podTemplate",
 		"automountServiceAccountToken", 0, "enableServiceLinks", 0, "securityContext",
 		"runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "seccompProfile",
 		"type", "RuntimeDefault", "taskSpec", "steps", "name", "stamp", "image",
