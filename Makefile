@@ -33,6 +33,7 @@ san = $(patsubst %.c,build/san/%.o,$(1))
 
 .SECONDARY:
 .PHONY: all deps test unit fuzz-replay fuzz integration up down demo clean kube format-check bench bench-node \
+        bench-tekton \
         lint format tsan
 all: bin/tasked-controller bin/tasked-runner
 
@@ -286,4 +287,9 @@ endif
 bench-node: deps images helm
 	$(MAKE) all kube $(BENCH_BIN)
 	@bench/node.sh
+# make bench-tekton: bench/tekton.sh, a Tekton Pipelines TaskRun row (built from the Go module
+# proxy by tests/cluster/build-tekton.sh) beside the sidecar row, in one node run.
+bench-tekton: deps images helm
+	$(MAKE) all kube $(BENCH_BIN)
+	@bench/tekton.sh
 # --- end benchmarks ----------------------------------------------------------------------------

@@ -14,6 +14,10 @@
  *       the restricted security context the node suites use); "Running" is the Pod's phase or a
  *       Job's first ready pod, terminal a Pod's Succeeded/Failed or a Job's Complete/Failed
  *       condition, and the stamp is read from the pod's log once every object is terminal.
+ *       --object taskrun runs it as a Tekton TaskRun (tekton.dev/v1) of one step with an
+ *       inline taskSpec, the same image, security context and resources; its phase is read from
+ *       the Succeeded condition (Unknown/Running is Running) and its stamp from the log of the
+ *       pod's step-stamp container (bench/tekton.sh).
  *       --spec JSON is merged into each Task's spec (a runnerSelector, a container, ...).
  *
  *   tasked-bench-load ceiling    --kubeconfig K --namespace NS --run ID --count N
@@ -98,7 +102,7 @@ static void lg_usage(FILE *f)
 	fputs("usage: tasked-bench-load tasks|ceiling|fill|apimetrics --kubeconfig FILE [options]\n"
 	      "  --namespace NS --run ID --count N --command PATH --rate R --threads T --timeout S\n"
 	      "  --start I --template FILE --extra-watches W --csv FILE --json FILE\n"
-	      "  --object task|pod|job --image IMAGE --spec JSON\n"
+	      "  --object task|pod|job|taskrun --image IMAGE --spec JSON\n"
 	      "(see the comment at the top of bench/loadgen.c)\n",
 	      f);
 }
@@ -246,7 +250,7 @@ bad:
 
 /* --- objects ---------------------------------------------------------------------------- */
 
-enum { LG_OBJ_TASK, LG_OBJ_POD, LG_OBJ_JOB };
+enum { LG_OBJ_TASK, LG_OBJ_POD, LG_OBJ_JOB, LG_OBJ_TASKRUN };
 
 /* A Job's phase in Task terms: its Complete/Failed condition, else Running once a pod is
  * ready, else Pending. */
@@ -268,10 +272,34 @@ static const char *lg_job_phase(json_t *obj)
 	return json_integer_value(json_object_get(st, "ready")) > 0 ? "Running" : "Pending";
 }
 
+/* A TaskRun's phase in Task terms, from its Succeeded condition: True or False is terminal
+ * (a cancelled or timed-out run is False too), Unknown with reason Running is Running. */
+static const char *lg_taskrun_phase(json_t *obj)
+{
+	json_t *c;
+	size_t i;
+
+	json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *v = json_string_value(json_object_get(c, "status"));
+		const char *why = json_string_value(json_object_get(c, "reason"));
+		if (!t || !v || strcmp(t, "Succeeded") != 0)
+			continue;
+		if (strcmp(v, "True") == 0)
+			return "Succeeded";
+		if (strcmp(v, "False") == 0)
+			return "Failed";
+		return why && strcmp(why, "Running") == 0 ? "Running" : "Pending";
+	}
+	return "Pending";
+}
+
 static const char *lg_phase(struct lg_run *r, json_t *obj)
 {
 	if (r->obj == LG_OBJ_JOB)
 		return lg_job_phase(obj);
+	if (r->obj == LG_OBJ_TASKRUN)
+		return lg_taskrun_phase(obj);
 	return json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
 }
 
@@ -539,6 +567,25 @@ static json_t *lg_pod_spec(struct lg_run *r)
 		"cpu", "250m", "memory", "64Mi");
 }
 
+/* A TaskRun of one step with the pod spec's image, command, security context and resources;
+ * the pod-level part goes in its podTemplate. Tekton names the step's container step-stamp
+ * and copies the TaskRun's labels to its pod. Tekton's default timeout (an hour), as the Pods
+ * and Jobs have none: a backlog's tail waits on the node for over a minute. */
+static json_t *lg_taskrun_body(struct lg_run *r, const char *name)
+{
+	return json_pack(
+		"{ss ss s{ss s{ss}} s{s{sb sb s{sb si si s{ss}}} s{s[{ss ss ss s[s] s{sb sb s{s[s]}} s{s{ssss}}}]}}}",
+		"apiVersion", "tekton.dev/v1", "kind", "TaskRun", "metadata", "name", name,
+		"labels", LG_LABEL, r->o->run, "spec", "podTemplate",
+		"automountServiceAccountToken", 0, "enableServiceLinks", 0, "securityContext",
+		"runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "seccompProfile",
+		"type", "RuntimeDefault", "taskSpec", "steps", "name", "stamp", "image",
+		r->o->image, "imagePullPolicy", "Never", "command", r->o->command,
+		"securityContext", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
+		"capabilities", "drop", "ALL", "computeResources", "limits", "cpu", "250m",
+		"memory", "64Mi");
+}
+
 static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const char *kind)
 {
 	char name[160];
@@ -549,6 +596,8 @@ static json_t *lg_body(struct lg_run *r, long idx, const char *apiversion, const
 		return json_pack("{ss ss s{ss s{ss}} so}", "apiVersion", "v1", "kind", "Pod",
 				 "metadata", "name", name, "labels", LG_LABEL, r->o->run, "spec",
 				 lg_pod_spec(r));
+	if (r->obj == LG_OBJ_TASKRUN)
+		return lg_taskrun_body(r, name);
 	if (r->obj == LG_OBJ_JOB)
 		return json_pack("{ss ss s{ss s{ss}} s{si s{s{s{ss}} so}}}", "apiVersion",
 				 "batch/v1", "kind", "Job", "metadata", "name", name, "labels",
@@ -696,16 +745,23 @@ static int64_t lg_pod_stamp(struct lg_run *r, const char *ns, const char *pod)
 
 	if (kube_escape(pod, podesc, sizeof(podesc)) < 0)
 		return 0;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?container=stamp", ns,
-		 podesc);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?container=%s", ns, podesc,
+		 r->obj == LG_OBJ_TASKRUN ? "step-stamp" : "stamp");
 	rc = kube_request(r->kc, "GET", path, NULL, NULL, &resp);
 	if (resp.status == 200) {
 		if (json_is_integer(resp.body))
 			v = json_integer_value(resp.body);
 		else if (json_is_real(resp.body))
 			v = (long long)json_real_value(resp.body);
-		else if (resp.raw)
-			v = strtoll(resp.raw, NULL, 10);
+		else if (resp.raw) {
+			/* more than one line: the first that is a stamp (a wrapper such as Tekton's
+			 * entrypoint may write lines of its own) */
+			for (const char *l = resp.raw; l && v <= 1000000000000000000LL;) {
+				v = strtoll(l, NULL, 10);
+				l = memchr(l, '\n', resp.raw_len - (size_t)(l - resp.raw));
+				l = l ? l + 1 : NULL;
+			}
+		}
 	}
 	(void)rc;
 	kube_resp_free(&resp);
@@ -738,6 +794,14 @@ static void lg_fetch_stamps(struct lg_run *r, const char *ns)
 
 			if (r->obj == LG_OBJ_POD) {
 				i = lg_index(r, it);
+			} else if (r->obj == LG_OBJ_TASKRUN) {
+				/* a TaskRun's pod: its tekton.dev/taskRun label names the TaskRun */
+				json_t *fake = json_pack(
+					"{s{sO}}", "metadata", "name",
+					json_object_get(json_object_get(md, "labels"),
+							"tekton.dev/taskRun"));
+				i = fake ? lg_index(r, fake) : -1;
+				json_decref(fake);
 			} else {
 				/* a Job's pod: its job-name label names the Job */
 				json_t *fake = json_pack(
@@ -901,21 +965,25 @@ static int lg_run_create(struct lg_opts *o, struct kube_client *kc, enum lg_kind
 		r.obj = LG_OBJ_POD;
 	else if (strcmp(o->object, "job") == 0)
 		r.obj = LG_OBJ_JOB;
+	else if (strcmp(o->object, "taskrun") == 0)
+		r.obj = LG_OBJ_TASKRUN;
 	else if (strcmp(o->object, "task") != 0) {
-		fprintf(stderr, "tasked-bench-load: --object is task, pod or job\n");
+		fprintf(stderr, "tasked-bench-load: --object is task, pod, job or taskrun\n");
 		return 2;
 	}
 	if (r.obj != LG_OBJ_TASK && (kind != LG_TASKS || !o->image)) {
-		fprintf(stderr, "tasked-bench-load: --object pod|job is for tasks, with --image\n");
+		fprintf(stderr,
+			"tasked-bench-load: --object pod|job|taskrun is for tasks, with --image\n");
 		return 2;
 	}
 	if (kube_escape(o->namespace_, ns, sizeof(ns)) < 0)
 		return 2;
 	snprintf(r.coll, sizeof(r.coll),
-		 kind == LG_CEILING    ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
-		 : r.obj == LG_OBJ_POD ? "/api/v1/namespaces/%s/pods"
-		 : r.obj == LG_OBJ_JOB ? "/apis/batch/v1/namespaces/%s/jobs"
-				       : "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks",
+		 kind == LG_CEILING        ? "/apis/bench.tasked.dev/v1/namespaces/%s/benchdummies"
+		 : r.obj == LG_OBJ_POD     ? "/api/v1/namespaces/%s/pods"
+		 : r.obj == LG_OBJ_JOB     ? "/apis/batch/v1/namespaces/%s/jobs"
+		 : r.obj == LG_OBJ_TASKRUN ? "/apis/tekton.dev/v1/namespaces/%s/taskruns"
+					   : "/apis/tasked.dev/v1alpha1/namespaces/%s/tasks",
 		 ns);
 	snprintf(sel, sizeof(sel), "%s=%s", LG_LABEL, o->run);
 	if (kube_escape(sel, r.selector, sizeof(r.selector)) < 0)

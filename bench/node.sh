@@ -379,6 +379,11 @@ pool_cold() {
 
 SKIPPED='{}'
 skip() { SKIPPED=$(jq -c --arg r "$1" --arg w "$2" '. + {($r): $w}' <<<"$SKIPPED"); note "$1: $2"; }
+# TASKED_BENCH_TEKTON=1 (bench/tekton.sh): a Tekton TaskRun row, on this file's helpers.
+if [ "${TASKED_BENCH_TEKTON:-0}" = 1 ]; then
+	# shellcheck source=bench/tekton.sh
+	. "$here/tekton.sh"
+fi
 for r in $ROWS; do
 	case "$r" in
 	sidecar)
@@ -430,6 +435,7 @@ for r in $ROWS; do
 		row job "$POD_RATE" "$POD_BACKLOG" --object job --image "$STAMP_IMAGE" --command /stamp ;;
 	pod)
 		row pod "$POD_RATE" "$POD_BACKLOG" --object pod --image "$STAMP_IMAGE" --command /stamp ;;
+	tekton) tekton_row ;; # bench/tekton.sh (TASKED_BENCH_TEKTON=1)
 	*) die "unknown row $r (BENCH_NODE_ROWS)" ;;
 	esac
 done

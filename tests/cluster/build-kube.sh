@@ -9,6 +9,8 @@
 #                          CoreDNS with only the plugins the cluster DNS uses, and
 #                          kube-router's NetworkPolicy controller alone (see below)
 set -euo pipefail
+# shellcheck source=tests/cluster/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 WANT_NODE=0
 case "${1:-}" in
@@ -31,7 +33,7 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver"
 	exit 0
 fi
 
-cache=${TASKED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasked}
+cache=$(tasked_cache)
 out="$cache/kube-$KV-etcd-$EV"
 node_complete() {
 	local b

@@ -16,6 +16,10 @@ die() {
 
 note() { echo "$(basename "$0"): $*" >&2; }
 
+# tasked_cache: the cache of built binaries outside the repository (build-kube.sh,
+# build-tekton.sh); shared by every checkout on the machine.
+tasked_cache() { printf '%s\n' "${TASKED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasked}"; }
+
 # now_ms: milliseconds since the epoch.
 now_ms() { date +%s%3N; }
 
