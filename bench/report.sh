@@ -378,8 +378,8 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		\`BENCH_QUICK=1\` runs every step with a few dozen tasks (a check of the script, not a
 		measurement). Every process the bench starts is recorded by pid and start time
 		(\`build/bench/out/pids.txt\`); after the teardown any still running is named, stopped, and
-		fails the run. With a node (the default; `TASKED_NODE=0` skips it) `make bench` then runs
-		`make bench-node`: the side-by-side section below, from its own run.
+		fails the run. With a node (the default; \`TASKED_NODE=0\` skips it) \`make bench\` then runs
+		\`make bench-node\`: the side-by-side section below, from its own run.
 	EOF
 	if [ -n "$node_section" ]; then
 		echo

@@ -90,6 +90,7 @@ pid_of() { cat "$STATE/$1.pid"; }
 # Each process started is recorded by pid and start time (field 22 of /proc/PID/stat, so a reused
 # pid is not taken for ours) in $OUT/pids.txt; the end check reads that list, not process names.
 EXTRA_RUNNERS=()
+rb_pid=
 PIDS=$OUT/pids.txt
 start_time() { # PID -> its start time in clock ticks since boot, or nothing
 	awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null || true
@@ -116,14 +117,36 @@ leftovers() {
 	while read -r pid st name; do
 		[ "$(start_time "$pid")" = "$st" ] || continue
 		[ "$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] || continue
-		printf '%s %s: %s\n' "$pid" "$name" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160)"
+		printf '%s %s: %s\n' "$pid" "$name" "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-160)"
 	done <"$PIDS"
+	in_state
+}
+# in_state: processes not in the list whose command line names the state directory (children the
+# recorded ones made, e.g. a runner's spawner and warm init, or one started and not yet recorded),
+# "PID state: COMMAND" each. The state directory is this run's own, so they are ours.
+in_state() {
+	local d pid cmd
+	for d in /proc/[0-9]*; do
+		pid=${d#/proc/}
+		case "$pid" in "$$" | "$BASHPID") continue ;; esac
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
+		case "$cmd" in *"$STATE/"*) ;; *) continue ;; esac
+		[ "$(awk '{ sub(/.*\) /, ""); print $1 }' "$d/stat" 2>/dev/null)" != Z ] || continue
+		grep -q "^$pid " "$PIDS" 2>/dev/null && continue
+		printf '%s state: %s\n' "$pid" "$(cut -c1-160 <<<"$cmd")"
+	done
 }
 cleanup() {
 	local rc=$? i left pid
 	set +e
 	trap - EXIT INT TERM
 	remember_state
+	# Interrupted in step 5: the bench broker (its runner dies with it) and its runner.
+	if [ -n "$rb_pid" ] && kill -0 "$rb_pid" 2>/dev/null; then
+		kill -TERM "$rb_pid" 2>/dev/null
+		wait "$rb_pid" 2>/dev/null
+	fi
+	stop_pidfile "$STATE/runnerbench-runner.pid" "$RUNNER" runnerbench-runner 10 "$STATE/" >/dev/null
 	for i in "${EXTRA_RUNNERS[@]}"; do
 		stop_pidfile "$STATE/runner-$i.pid" "$RUNNER" "tasked-runner $i" 10 "$STATE/" >/dev/null
 	done
@@ -246,6 +269,7 @@ for ((i = 0; i < 50; i++)); do
 done
 [ -s "$STATE/runnerbench-runner.pid" ] && remember "$(cat "$STATE/runnerbench-runner.pid")" runnerbench-runner
 wait "$rb_pid"
+rb_pid=
 rm -f "$STATE/runnerbench-runner.pid"
 jq -c '{idleRssKiB: .idle.rssKiB, p50: .latency.dispatchToStampMs.p50, p99: .latency.dispatchToStampMs.p99,
 	perSecond: .throughput.perSecond, hostForkExecWaitP50: .floor.forkExecWaitTrueMs.p50,

@@ -27,6 +27,7 @@
 #define SPW_MAX_STRV 65536u      /* argv or envp entries */
 #define SPW_IO_TIMEOUT_S 10      /* the runner never waits longer for the spawner */
 #define SPW_MIN_LL_FD 10         /* child.c: the Landlock fd survives the init's dup2 calls */
+#define SPW_REFILL_MS 1 /* the next warm init waits this long for the last one's task to start */
 
 enum {
 	SPW_FD_NULL,
@@ -204,7 +205,8 @@ static __attribute__((noreturn)) void spw_warm(int sock, int go, pid_t runner)
 	child_init_run(&h->c);
 }
 
-/* Keeps one warm init waiting; returns when the runner is gone. */
+/* Keeps one warm init waiting; returns when the runner is gone. After a warm init has taken a
+ * request, the next is cloned once the next request arrives or SPW_REFILL_MS have passed. */
 static void spw_serve(int sock, pid_t runner)
 {
 	for (;;) {
@@ -228,7 +230,13 @@ static void spw_serve(int sock, pid_t runner)
 			n = pid < 0 ? 0 : read(go[0], &b, 1);
 		while (n < 0 && errno == EINTR);
 		close(go[0]);
-		if (n != 1) {
+		if (n == 1) {
+			/* The init that took the request now starts its task; the next warm init's
+			 * clone and namespaces would compete with it for the CPUs. Wait until the
+			 * task has most likely exec'd, unless the next request is already there. */
+			struct pollfd pf = { .fd = sock, .events = POLLIN };
+			(void)poll(&pf, 1, SPW_REFILL_MS);
+		} else {
 			/* It left without a request: the runner is gone (EOF), or it was killed. */
 			struct pollfd pf = { .fd = sock, .events = POLLRDHUP };
 			struct timespec pause = { 0, 100 * 1000000L };

@@ -266,7 +266,7 @@ start_apiserver() {
 	fi
 	if pidfile_alive "$DIR/kube-apiserver.pid" "$bin" "$DIR/"; then
 		echo "kube-apiserver already running (pid $(cat "$DIR/kube-apiserver.pid"))"
-		tr '\0' '\n' <"/proc/$(cat "$DIR/kube-apiserver.pid")/cmdline" | grep -x -- "--bind-address=$ADDR" >/dev/null ||
+		tr '\0' '\n' <"/proc/$(cat "$DIR/kube-apiserver.pid")/cmdline" 2>/dev/null | grep -x -- "--bind-address=$ADDR" >/dev/null ||
 			die "the kube-apiserver of $DIR listens on another address than $ADDR (started with" \
 				"or without a node): stop the cluster first ('make down')"
 	else

@@ -63,11 +63,12 @@ proc_matches() {
 	kill -0 "$pid" 2>/dev/null || return 1
 	[ -r "/proc/$pid/cmdline" ] || return 1
 	# The process may exit between the checks: reading its cmdline then fails with ESRCH, which
-	# only means "not ours any more" (stderr is dropped so no "tr: read error" is printed).
-	argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+	# only means "not ours any more" (stderr is dropped first, so neither "tr: read error" nor
+	# the shell's own "No such file" for a process already gone is printed).
+	argv0=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 1)
 	[ "$argv0" = "$bin" ] || return 1
 	if [ -n "$needle" ]; then
-		cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")
 		case "$cmdline" in *"$needle"*) ;; *) return 1 ;; esac
 	fi
 	# A zombie still answers kill -0.
@@ -83,7 +84,7 @@ recorded_bin() {
 	pid=$(cat "$1")
 	case "$pid" in '' | *[!0-9]*) return 0 ;; esac
 	[ -r "/proc/$pid/cmdline" ] || return 0
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1
+	tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 1
 }
 
 # pidfile_alive PIDFILE BINARY [NEEDLE]: the pid in PIDFILE is a live BINARY process.
