@@ -16,6 +16,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 # shellcheck source=tests/cluster/lib.sh
 . "$root/tests/cluster/lib.sh"
+# Host processes only: without this, up.sh's default (TASKED_NODE=1) would start a node.
+export TASKED_NODE=0
 a=$(cd "$1" && pwd) b=$(cd "$2" && pwd) rounds=${3:-3}
 state=$root/build/bench/memstate
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tasked-memidle.XXXXXX")

@@ -273,6 +273,16 @@ static CURL *kube_handle(struct kube_client *c)
 	return h;
 }
 
+/* Gives a handle taken out of the thread's slot back, unless a callback made the thread a new
+ * one meanwhile. */
+static void kube_handle_put(struct kube_client *c, CURL *h)
+{
+	if (pthread_getspecific(c->handle_key))
+		curl_easy_cleanup(h);
+	else
+		pthread_setspecific(c->handle_key, h);
+}
+
 static size_t kube_write_buf(char *p, size_t sz, size_t n, void *ud)
 {
 	struct buf *b = ud;
@@ -490,24 +500,25 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 	n = snprintf(url, sizeof(url), "%s%s", c->cfg.server, path);
 	if (n < 0 || (size_t)n >= sizeof(url))
 		return -ENAMETOOLONG;
-	w.h = curl_easy_init();
+	/* The watch runs on the thread's own handle, so it reuses the connection the list (or
+	 * the previous watch) left open instead of holding a second TLS connection (its own
+	 * SSL_CTX, certificate store and buffers) idle beside it. The handle is taken out of the
+	 * thread's slot meanwhile: a request made from an event callback gets a handle of its
+	 * own rather than re-entering this one. */
+	w.h = kube_handle(c);
 	if (!w.h)
 		return -ENOMEM;
+	pthread_setspecific(c->handle_key, NULL);
 	buf_init(&w.line, KUBE_MAX_WATCH_LINE);
 	buf_init(&w.errbody, 64 * 1024);
-	kube_setup_tls(c, w.h);
 	kube_auth_header(c, 0, auth, sizeof(auth));
 	if (auth[0])
 		hdrs = curl_slist_append(hdrs, auth);
 	OPENSSL_cleanse(auth, sizeof(auth));
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	curl_easy_setopt(w.h, CURLOPT_URL, url);
+	curl_easy_setopt(w.h, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(w.h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(w.h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w.h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(w.h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(w.h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(w.h, CURLOPT_USERAGENT, "tasked-controller/" TASKED_VERSION);
 	curl_easy_setopt(w.h, CURLOPT_WRITEFUNCTION, kube_watch_write);
 	curl_easy_setopt(w.h, CURLOPT_WRITEDATA, &w);
 	curl_easy_setopt(w.h, CURLOPT_NOPROGRESS, 0L);
@@ -537,8 +548,9 @@ int kube_watch(struct kube_client *c, const char *path, kube_event_fn fn, void *
 		    : cc == CURLE_OPERATION_TIMEDOUT && ret->status == 200 ? -ETIMEDOUT
 									   : -ECONNRESET;
 	}
+	curl_easy_reset(w.h); /* drops the pointers to hdrs and w; keeps the connection */
 	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(w.h);
+	kube_handle_put(c, w.h);
 	buf_free(&w.line);
 	buf_free(&w.errbody);
 	return r;
