@@ -20,7 +20,7 @@ cleanup() {
 	_cleanup_namespace
 }
 trap cleanup EXIT
-ok "the controller restarts with --pod-start-timeout-seconds=10" restart_controller "--pod-start-timeout-seconds=10"
+ok "the controller restarts with --pod-start-timeout-seconds=20" restart_controller "--pod-start-timeout-seconds=20"
 
 k apply -f - >/dev/null <<'EOF2'
 apiVersion: tasked.dev/v1alpha1
@@ -76,25 +76,23 @@ ok_phase digest Failed 30
 is "$(task_field digest .status.reason)" PolicyDenied "a REPO:* pattern does not allow a digest"
 ok_phase otherpath Failed 30
 like "$(task_field otherpath .status.message)" "volumeAllowlist" "an allowlisted ConfigMap at another path: PolicyDenied, naming the rule"
-is "$(k get pods -o name | wc -l)" 1 "only the allowed task got a pod"
-pod=$(k get pods -o jsonpath='{.items[0].metadata.name}')
+# One snapshot: the pod lives only until the start timeout, however slow the kubectl calls are.
+pods=$(k get pods -o json)
+is "$(jq '.items | length' <<<"$pods")" 1 "only the allowed task got a pod"
+pod=$(jq -r '.items[0].metadata.name' <<<"$pods")
 like "$pod" '^allowed-1-[0-9a-f]{5}$' "the pod is named after the task, attempt and uid ($pod)"
-is "$(k get pod "$pod" -o jsonpath='{.spec.initContainers[0].name} {.spec.initContainers[0].image} {.spec.initContainers[0].securityContext.readOnlyRootFilesystem}')" \
+is "$(jq -r '.items[0].spec.initContainers[0] | "\(.name) \(.image) \(.securityContext.readOnlyRootFilesystem)"' <<<"$pods")" \
 	"tasked-network-gate tasked-runner:host-process true" "without network the pod runs the network gate first, as the API server accepted it"
 ok_phase allowed Failed 60
 is "$(task_field allowed .status.reason)" PodNotStarted "a pod no node starts fails the task: PodNotStarted"
-like "$(task_field allowed .status.message)" "did not start within 10 s" "... saying why"
+like "$(task_field allowed .status.message)" "did not start within 20 s" "... saying why"
 ok "its pod is deleted" wait_for 30 sh -c "[ -z \"\$(kubectl --kubeconfig $KUBECONFIG -n $TEST_NS get pods -o name)\" ]"
 ok "the namespace has the deny-all NetworkPolicy" k get networkpolicy tasked-deny-all
 
-# A pod squatting on the deterministic name of an attempt is never adopted: squat waits for gate
-# (a short shell task) while the squatter is put in place, then its create finds the name taken.
+# A pod squatting on the deterministic name of an attempt is never adopted: squat waits for a
+# task gate that does not exist yet, the squatter is put in place, and only then is gate created,
+# so squat's create finds the name taken however slow this machine is.
 k apply -f - >/dev/null <<'EOF2'
-apiVersion: tasked.dev/v1alpha1
-kind: Task
-metadata: {name: gate}
-spec: {shell: {command: [sleep, "4"]}}
----
 apiVersion: tasked.dev/v1alpha1
 kind: Task
 metadata: {name: squat}
@@ -110,6 +108,12 @@ apiVersion: v1
 kind: Pod
 metadata: {name: $sname, labels: {tasked.dev/executor: container, tasked.dev/task-uid: "$suid", tasked.dev/attempt: "1"}}
 spec: {containers: [{name: task, image: "example.test/app:1"}]}
+EOF2
+k apply -f - >/dev/null <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: gate}
+spec: {shell: {command: ["true"]}}
 EOF2
 ok_phase squat Failed 60
 is "$(task_field squat .status.reason)" PodRefused "a foreign pod holding the attempt's name: PodRefused"
