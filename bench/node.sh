@@ -360,8 +360,8 @@ row() {
 		if [ "$n" -gt 0 ]; then
 			writes_delta "$OUT/$name-lat-before-api.json" "$OUT/$name-lat-after-api.json" "$n" >"$OUT/$name-writes.json"
 			cpu_delta "$OUT/$name-lat-before-cpu.txt" "$OUT/$name-lat-after-cpu.txt" "$n" >"$OUT/$name-cpu-seq.json"
-			jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, elapsedSeconds, unsettled, otherTerminal, stampMissing}' "$OUT/$name-latency.json"
-			jq -c '{total, withoutLeases}' "$OUT/$name-writes.json"
+			jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, elapsedSeconds, unsettled, otherTerminal, stampMissing}' "$OUT/$name-latency.json" || true
+			jq -c '{total, withoutLeases}' "$OUT/$name-writes.json" || true
 		fi
 		clean_ns
 	fi
@@ -370,7 +370,7 @@ row() {
 		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-l" --count "$nsteady" \
 			--rate "$rate" --threads 4 --timeout "$(lg_timeout 1800)" --csv "$OUT/$name-steady.csv" \
 			--json "$OUT/$name-steady.json" "$@" >/dev/null || note "$name: the steady-rate run reported errors"
-		jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, unsettled, otherTerminal, stampMissing}' "$OUT/$name-steady.json"
+		jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, unsettled, otherTerminal, stampMissing}' "$OUT/$name-steady.json" || true
 		clean_ns
 	fi
 	if [ "$nback" != - ] && may_run "$name" backlog "$nback"; then
@@ -392,10 +392,12 @@ backlog() {
 	clean_ns
 	cpu_snapshot "$OUT/$name-thr-after-cpu.txt"
 	cpu_delta "$OUT/$name-thr-before-cpu.txt" "$OUT/$name-thr-after-cpu.txt" "$n" >"$OUT/$name-cpu.json"
-	jq --argjson d "$(($(now_ms) - t0))" '. + {deleteSeconds: ($d / 1000)}' "$OUT/$name-throughput.json" >"$OUT/$name-throughput.json.tmp"
-	mv "$OUT/$name-throughput.json.tmp" "$OUT/$name-throughput.json"
-	jq -c '{count, perSecond, wallSeconds, deleteSeconds, unsettled, otherTerminal}' "$OUT/$name-throughput.json"
-	jq -c . "$OUT/$name-cpu.json"
+	if [ -s "$OUT/$name-throughput.json" ]; then
+		jq --argjson d "$(($(now_ms) - t0))" '. + {deleteSeconds: ($d / 1000)}' "$OUT/$name-throughput.json" >"$OUT/$name-throughput.json.tmp"
+		mv "$OUT/$name-throughput.json.tmp" "$OUT/$name-throughput.json"
+	fi
+	jq -c '{count, perSecond, wallSeconds, deleteSeconds, unsettled, otherTerminal}' "$OUT/$name-throughput.json" || true
+	jq -c . "$OUT/$name-cpu.json" || true
 }
 
 step "idle baseline: CPU of every component for 20 s"
@@ -404,7 +406,7 @@ sleep 20
 cpu_snapshot "$OUT/idle-after-cpu.txt"
 # per 1,000 "tasks" of 20 ms each = CPU seconds per 20 s; as CPU seconds per second instead:
 cpu_delta "$OUT/idle-before-cpu.txt" "$OUT/idle-after-cpu.txt" 20000 >"$OUT/idle-cpu.json"
-jq -c . "$OUT/idle-cpu.json"
+jq -c . "$OUT/idle-cpu.json" || true
 
 # pool_cold: single Tasks on a pool at minRunners 0 (scaleDownDelaySeconds 0), each once the
 # pool has scaled itself back to 0 replicas and its runner pod is gone: create → started
