@@ -24,7 +24,8 @@ label() {
 	esac
 }
 
-# dist CSV -> {start, running, terminal}: {n, p50, p95, p99, max} in ms, from a loadgen CSV
+# dist CSV -> {start, running, terminal}: {n, p50, p95, p99, max} in ms, from a loadgen CSV, and
+# notSucceeded: how many of them ended otherwise (or were never seen to end)
 dist() {
 	[ -s "$1" ] || { echo null; return 0; }
 	awk -F, 'NR > 1 && $9 < 300 {
@@ -34,7 +35,8 @@ dist() {
 		jq -R -s 'split("\n") | map(select(length > 0) | split(" ") | {k: .[0], v: (.[1] | tonumber)})
 			| group_by(.k) | map({key: .[0].k, value: (map(.v) | sort | length as $n
 				| def p(q): .[([(q * $n | ceil) - 1, 0] | max)] * 1000 | round / 1000;
-				{n: $n, p50: p(0.5), p95: p(0.95), p99: p(0.99), max: (.[-1] * 1000 | round / 1000)})}) | from_entries'
+				{n: $n, p50: p(0.5), p95: p(0.95), p99: p(0.99), max: (.[-1] * 1000 | round / 1000)})}) | from_entries
+			+ {notSucceeded: '"$(awk -F, 'NR > 1 && $9 < 300 && $7 != "Succeeded"' "$1" | wc -l)"'}'
 }
 
 rows=()
@@ -205,10 +207,10 @@ sec=$(mktemp)
 		backlog of 1,000; \`make bench-node\`'s defaults are those numbers, and this run was given
 		$envs):
 
-		| runs | sequential | steady rate | backlog |
-		|---|---|---|---|
+		| runs | sequential | steady rate | backlog | not Succeeded (all three) |
+		|---|---|---|---|---|
 	EOF
-	q '.rows[] | "| \(.label) | \(.latency.terminal.n // "—") | \(.latencySteady.terminal.n // "—") | \(.throughput.count // "—") |"'
+	q '.rows[] | "| \(.label) | \(.latency.terminal.n // "—") | \(.latencySteady.terminal.n // "—") | \(.throughput.count // "—") | \([.latency.notSucceeded, .latencySteady.notSucceeded, .throughput.otherTerminal, .throughput.unsettled] | map(. // 0) | add) |"'
 	if [ "$(q '.leftOut // [] | length')" -gt 0 ]; then
 		echo
 		echo "Left out of this run:"
