@@ -12,9 +12,10 @@
 #                back to no runner and its pod was gone (last: it takes what time is left)
 #
 # The program is bench/stamp (static, no libc): it prints the CLOCK_REALTIME at which it began.
-# Pods and Jobs run it from tasked-bench-stamp:bench (FROM scratch, /stamp only); the chart's
-# runners from tasked-bench-runner:bench (the runner image plus /usr/local/bin/stamp). Both are
-# built here and imported into the node's containerd; nothing is pulled.
+# Pods and Jobs run it from tasked-bench-stamp:bench-PID (FROM scratch, /stamp only); the chart's
+# runners from tasked-bench-runner:bench-PID (the runner image plus /usr/local/bin/stamp). Both
+# are built here, tagged for this run only, and imported into the node's containerd; nothing is
+# pulled.
 #
 # Per row: a sequential run (each run created once the previous one was seen terminal:
 # create → process started, → Running seen, → terminal seen), the API server's own
@@ -449,7 +450,7 @@ pool_cold() {
 		t1=$(now_ms)
 		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "poolcold-$i" --count 1 \
 			--threads 1 --timeout 300 --csv "$OUT/poolcold-$i.csv" --json "$OUT/poolcold-$i.json" \
-			--command /stamp --spec '{"runnerPool": "cold"}' >/dev/null || note "poolcold: run $i reported errors"
+			--command /stamp --spec '{"runnerPool": "cold", "queue": "pools"}' >/dev/null || note "poolcold: run $i reported errors"
 		t2=$(now_ms)
 		n=$((n + 1))
 		# run, seconds waiting for 0 runners, seconds of the run (loadgen's start and stop included)
@@ -496,6 +497,14 @@ for r in $ROWS; do
 			skip "$r" "no RunnerPool CRD in this tree (RunnerPools were not merged yet)"
 			continue
 		fi
+		# A Task may use a RunnerPool only as far as its TaskQueue's container policy allows the
+		# pool's image (docs/pools.md): a queue "pools" for both pool rows.
+		kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+			apiVersion: tasked.dev/v1alpha1
+			kind: TaskQueue
+			metadata: {name: pools}
+			spec: {policy: {container: {imageAllowlist: ["$STAMP_IMAGE"]}}}
+		EOF
 		if [ "$r" = pool ]; then
 			kubectl -n "$NS" apply -f - >/dev/null <<-EOF
 				apiVersion: tasked.dev/v1alpha1
@@ -509,7 +518,7 @@ for r in $ROWS; do
 				sleep 1
 			done
 			sleep 2
-			row pool "$RATE" "$BACKLOG" --command /stamp --spec '{"runnerPool": "stamp"}'
+			row pool "$RATE" "$BACKLOG" --command /stamp --spec '{"runnerPool": "stamp", "queue": "pools"}'
 			kubectl -n "$NS" delete runnerpool stamp --wait=true >/dev/null || true
 		else
 			pool_cold

@@ -36,7 +36,7 @@ dist() {
 			| group_by(.k) | map({key: .[0].k, value: (map(.v) | sort | length as $n
 				| def p(q): .[([(q * $n | ceil) - 1, 0] | max)] * 1000 | round / 1000;
 				{n: $n, p50: p(0.5), p95: p(0.95), p99: p(0.99), max: (.[-1] * 1000 | round / 1000)})}) | from_entries
-			+ {notSucceeded: '"$(awk -F, 'NR > 1 && $9 < 300 && $7 != "Succeeded"' "$1" | wc -l)"'}'
+			+ {notSucceeded: '"$(awk -F, 'NR > 1 && $2 > 0 && $9 < 300 && $7 != "Succeeded"' "$1" | wc -l)"'}'
 }
 
 rows=()
