@@ -2,9 +2,11 @@
  * client (controller/kube.c, kubeconfig.c). Never part of `make test`.
  *
  *   tasked-bench-load tasks      --kubeconfig K --namespace NS --run ID --count N --command PATH
- *                                [--rate R] [--threads T] [--timeout S] [--csv F] [--json F]
+ *                                [--rate R | --sequential] [--threads T] [--timeout S]
+ *                                [--csv F] [--json F]
  *       Creates N Tasks named ID-0 … ID-(N-1), labelled bench.tasked.dev/run=ID, running
- *       PATH (bench/stamp). With --rate, task i is sent at t0 + i/R (a steady rate); without,
+ *       PATH (bench/stamp). With --rate, task i is sent at t0 + i/R (a steady rate); with
+ *       --sequential, once task i-1 was seen terminal (one at a time, no overlap); otherwise
  *       as fast as T threads can. A watch on the label records, per task, when it was first
  *       seen Running (or already terminal: the controller skips the Running write when the
  *       result comes first) and when it was first seen terminal; the stamp in status.logTail
@@ -68,6 +70,7 @@ struct lg_opts {
 	const char *object, *image, *spec;
 	long count, threads, start, timeout_s, extra_watches;
 	double rate;
+	int sequential;
 };
 
 /* One task (or dummy object). Times are CLOCK_REALTIME ns; 0 = not seen. */
@@ -102,7 +105,7 @@ static void lg_usage(FILE *f)
 	fputs("usage: tasked-bench-load tasks|ceiling|fill|apimetrics --kubeconfig FILE [options]\n"
 	      "  --namespace NS --run ID --count N --command PATH --rate R --threads T --timeout S\n"
 	      "  --start I --template FILE --extra-watches W --csv FILE --json FILE\n"
-	      "  --object task|pod|job|taskrun --image IMAGE --spec JSON\n"
+	      "  --object task|pod|job|taskrun --image IMAGE --spec JSON --sequential\n"
 	      "(see the comment at the top of bench/loadgen.c)\n",
 	      f);
 }
@@ -126,6 +129,7 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 		O_OBJ,
 		O_IMG,
 		O_SPEC,
+		O_SEQ,
 		O_HELP
 	};
 	static const struct option lo[] = {
@@ -145,6 +149,7 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 		{ "object", required_argument, NULL, O_OBJ },
 		{ "image", required_argument, NULL, O_IMG },
 		{ "spec", required_argument, NULL, O_SPEC },
+		{ "sequential", no_argument, NULL, O_SEQ },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -194,6 +199,9 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
 			break;
 		case O_SPEC:
 			o->spec = optarg;
+			break;
+		case O_SEQ:
+			o->sequential = 1;
 			break;
 		case O_COUNT:
 			o->count = strtol(optarg, &end, 10);
@@ -435,8 +443,10 @@ static void lg_observe(struct lg_run *r, json_t *obj)
 			long long v = strtoll(tail, NULL, 10);
 			rec->stamp_ns = v > 1000000000000000000LL ? (int64_t)v : 0;
 		}
-		if (rec->status < 300 && ++r->settled >= r->o->count)
-			pthread_cond_broadcast(&r->cond);
+		if (rec->status < 300) {
+			r->settled++;
+			pthread_cond_broadcast(&r->cond); /* --sequential waits for each */
+		}
 	}
 	pthread_mutex_unlock(&r->lock);
 }
@@ -651,9 +661,31 @@ static void lg_create_failed(struct lg_run *r, long i, struct kube_resp *resp)
 	if (r->create_errors <= 5)
 		fprintf(stderr, "tasked-bench-load: create %s-%ld: %s\n", r->prefix,
 			i + r->o->start, resp->message);
-	if (++r->settled >= r->o->count)
-		pthread_cond_broadcast(&r->cond);
+	r->settled++;
+	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+}
+
+/* --sequential: until the first n are settled (terminal seen, or their create failed), or
+ * the run is stopped (-ECANCELED). */
+static int lg_wait_settled(struct lg_run *r, long n)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (r->settled < n) {
+		struct timespec ts;
+
+		if (r->stop) {
+			rc = -ECANCELED;
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 enum lg_kind { LG_TASKS, LG_CEILING, LG_FILL };
@@ -680,6 +712,8 @@ static void *lg_create_main(void *p)
 		if (i >= r->o->count || r->stop)
 			break;
 		rec = &r->recs[i];
+		if (r->o->sequential && lg_wait_settled(r, i) < 0)
+			break;
 		if (r->o->rate > 0)
 			bench_sleep_until_mono(r->t0_mono +
 					       (int64_t)((double)i * 1e9 / r->o->rate));
@@ -919,6 +953,8 @@ static json_t *lg_summary(struct lg_run *r, enum lg_kind kind, double elapsed_s)
 	if (kind != LG_FILL)
 		json_object_set_new(o, "createToTerminalSeenMs",
 				    bench_summary_ms(done, (size_t)ndone));
+	if (r->o->sequential)
+		json_object_set_new(o, "sequential", json_true());
 	if (r->o->rate > 0) {
 		json_object_set_new(o, "rateTarget", json_real(r->o->rate));
 		if (last_create > first_create)

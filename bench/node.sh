@@ -1,32 +1,45 @@
 #!/usr/bin/env bash
 # `make bench-node`: the same trivial program, side by side on the real node, in one run.
 #
-#   sidecar   a Task on the chart's sidecar runners (in the controller's pod)
-#   pool      a Task on a RunnerPool in a FROM-scratch user image, warm (minRunners 1)
-#   poolcold  the same from minRunners 0 (a few runs: each waits for the pool to drain to 0)
-#   container a Task with the container executor (a pod per task, made by the controller)
-#   job       a Kubernetes Job: same image, command and restricted security context
-#   pod       a bare Pod: the floor for anything pod-based
+#   sidecar      a Task on the chart's sidecar runners (in the controller's pod)
+#   pool         a Task on a RunnerPool in a FROM-scratch user image, warm (minRunners 1)
+#   container    a Task with the container executor (a pod per task, made by the controller),
+#                as users get it: network disabled, so the network gate runs first
+#   containernet the same with networkDisabled: false in its queue (no gate)
+#   job          a Kubernetes Job: same image, command and restricted security context
+#   pod          a bare Pod: the floor for anything pod-based
+#   poolcold     a Task on a RunnerPool at minRunners 0, each run after the pool scaled itself
+#                back to no runner and its pod was gone (last: it takes what time is left)
 #
 # The program is bench/stamp (static, no libc): it prints the CLOCK_REALTIME at which it began.
-# Pods and Jobs run it from tasked-bench-stamp:bench (FROM scratch, /stamp only); the chart's
-# runners from tasked-bench-runner:bench (the runner image plus /usr/local/bin/stamp). Both are
-# built here and imported into the node's containerd; nothing is pulled.
+# Pods and Jobs run it from tasked-bench-stamp:bench-PID (FROM scratch, /stamp only); the chart's
+# runners from tasked-bench-runner:bench-PID (the runner image plus /usr/local/bin/stamp). Both
+# are built here, tagged for this run only, and imported into the node's containerd; nothing is
+# pulled.
 #
-# Per row: a steady-rate run (create → process started, → Running seen, → terminal seen), the API
-# server's own apiserver_request_total around it (writes by verb and resource), then a backlog
+# Per row: a sequential run (each run created once the previous one was seen terminal:
+# create → process started, → Running seen, → terminal seen), the API server's own
+# apiserver_request_total and the CPU of every component around it (writes by verb and
+# resource); a steady-rate run (runs overlap as they would under a steady load); then a backlog
 # run (throughput) with the CPU seconds of every component around it. The node is brought up
 # with tests/cluster/up-node.sh (Helm, hardened defaults) and always torn down (trap).
 #
-# Environment (defaults in brackets):
+# Environment (defaults in brackets; the defaults are the issue's numbers):
+#   BENCH_NODE_SEQ [200]          runs per sequential run
 #   BENCH_NODE_COUNT [200]        runs per steady-rate run
 #   BENCH_NODE_RATE [2]           per second, for the rows on runners (sidecar, pool)
 #   BENCH_NODE_POD_RATE [1]       per second, for the rows that make a pod per run (container,
 #                                 job, pod): below what the node sustains, so the latency is not
 #                                 a queue's
-#   BENCH_NODE_BACKLOG [1000]     Tasks in the backlog run (sidecar, pool)
-#   BENCH_NODE_POD_BACKLOG [200]  Pods/Jobs/container tasks in theirs (a pod each: slower)
-#   BENCH_NODE_COLD [5]           cold RunnerPool starts         BENCH_NODE_ROWS [all rows]
+#   BENCH_NODE_BACKLOG [1000]     runs in the backlog run
+#   BENCH_NODE_POD_BACKLOG [BENCH_NODE_BACKLOG]  the same for the rows that make a pod per run
+#   BENCH_NODE_{SEQ,COUNT,BACKLOG}_<ROW>  per row (ROW in capitals: BENCH_NODE_BACKLOG_JOB=300);
+#                                 0 leaves that run out
+#   BENCH_NODE_COLD [200]         cold RunnerPool starts (about 10 s each: see pool_cold)
+#   BENCH_NODE_STOP_AT [none]     epoch seconds: no run starts after it and the cold starts stop
+#                                 there, so the whole run fits a time slot; what was left out is
+#                                 said in the report
+#   BENCH_NODE_ROWS [sidecar pool container containernet job pod poolcold]
 #   BENCH_NO_DOCS=1               report to build/bench/node-out only
 #   BENCH_QUICK=1                 a few tasks per run, report to build/bench/node-out only
 # Needs root (the node), Docker, and the images of `make images` (make bench-node builds them).
@@ -38,23 +51,25 @@ root=$(cd "$here/.." && pwd)
 . "$root/tests/cluster/lib.sh"
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-	: "${BENCH_NODE_COUNT:=10}" "${BENCH_NODE_RATE:=2}" "${BENCH_NODE_POD_RATE:=2}" "${BENCH_NODE_BACKLOG:=40}"
-	: "${BENCH_NODE_POD_BACKLOG:=10}" "${BENCH_NODE_COLD:=1}" "${BENCH_NO_DOCS:=1}"
+	: "${BENCH_NODE_SEQ:=3}" "${BENCH_NODE_COUNT:=3}" "${BENCH_NODE_RATE:=2}" "${BENCH_NODE_POD_RATE:=2}"
+	: "${BENCH_NODE_BACKLOG:=10}" "${BENCH_NODE_COLD:=2}" "${BENCH_NO_DOCS:=1}"
 fi
+SEQ=${BENCH_NODE_SEQ:-200}
 COUNT=${BENCH_NODE_COUNT:-200}
 RATE=${BENCH_NODE_RATE:-2}
 POD_RATE=${BENCH_NODE_POD_RATE:-1}
 BACKLOG=${BENCH_NODE_BACKLOG:-1000}
-POD_BACKLOG=${BENCH_NODE_POD_BACKLOG:-200}
-NCOLD=${BENCH_NODE_COLD:-5}
-ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod}
+POD_BACKLOG=${BENCH_NODE_POD_BACKLOG:-$BACKLOG}
+NCOLD=${BENCH_NODE_COLD:-200}
+STOP_AT=${BENCH_NODE_STOP_AT:-0}
+ROWS=${BENCH_NODE_ROWS:-sidecar pool container containernet job pod poolcold}
 STATE=${BENCH_NODE_STATE_DIR:-$root/build/bench/node-state}
 OUT=${BENCH_NODE_OUT_DIR:-$root/build/bench/node-out}
 LOAD=$root/build/bench/tasked-bench-load
 STAMP=$root/build/bench/stamp
 TAG=$(cat "$root/VERSION" 2>/dev/null || echo 0.0.0)
-STAMP_IMAGE=tasked-bench-stamp:bench
-RUNNER_IMAGE=tasked-bench-runner:bench
+STAMP_IMAGE=tasked-bench-stamp:bench-$$
+RUNNER_IMAGE=tasked-bench-runner:bench-$$
 NS=bench
 HZ=$(getconf CLK_TCK)
 T_START=$(date +%s)
@@ -283,7 +298,7 @@ settle_writes() { # until no write for 2 s (Events are asynchronous), at most 20
 }
 clean_ns() { # delete what a row made and wait until it is gone (a RunnerPool's runners stay)
 	local i
-	kubectl -n "$NS" delete tasks,jobs,taskqueues --all --cascade=background --wait=false >/dev/null 2>&1 || true
+	kubectl -n "$NS" delete tasks,jobs --all --cascade=background --wait=false >/dev/null 2>&1 || true
 	kubectl -n "$NS" delete pods -l bench.tasked.dev/run --wait=false >/dev/null 2>&1 || true
 	for ((i = 0; i < 300; i++)); do
 		[ -z "$(kubectl -n "$NS" get tasks,jobs -o name 2>/dev/null | head -n 1)" ] &&
@@ -293,26 +308,75 @@ clean_ns() { # delete what a row made and wait until it is gone (a RunnerPool's 
 	note "objects of the previous row are still being deleted"
 }
 
-# row NAME LOADGEN-ARGS...: the steady-rate run and the backlog run of one row.
-row() { # NAME RATE BACKLOG LOADGEN-ARGS...
-	local name=$1 rate=$2 backlog=$3
+# count_for KIND ROW DEFAULT: BENCH_NODE_<KIND>_<ROW> when set, else DEFAULT.
+count_for() {
+	local v="BENCH_NODE_${1}_${2^^}"
+	printf '%s\n' "${!v:-$3}"
+}
+# time_left: seconds until BENCH_NODE_STOP_AT (a day without one).
+time_left() {
+	if [ "$STOP_AT" -gt 0 ]; then echo $((STOP_AT - $(date +%s))); else echo 86400; fi
+}
+# lg_timeout DEFAULT: DEFAULT seconds, or fewer when BENCH_NODE_STOP_AT comes sooner.
+lg_timeout() {
+	local t
+	t=$(time_left)
+	if [ "$t" -lt "$1" ]; then echo "$((t > 1 ? t : 1))"; else echo "$1"; fi
+}
+LEFT_OUT='[]'
+left_out() { # ROW RUN WHY
+	LEFT_OUT=$(jq -c --arg r "$1" --arg p "$2" --arg w "$3" '. + [{row: $r, run: $p, why: $w}]' <<<"$LEFT_OUT")
+	note "$1: $2 left out: $3"
+}
+# may_run ROW RUN N: whether to start a run of N (N > 0 and a minute left before STOP_AT).
+may_run() {
+	if [ "$3" -le 0 ]; then
+		left_out "$1" "$2" "its count was set to 0"
+		return 1
+	fi
+	[ "$(time_left)" -ge 60 ] && return 0
+	left_out "$1" "$2 of $3" "no time left before BENCH_NODE_STOP_AT"
+	return 1
+}
+
+# row NAME RATE BACKLOG LOADGEN-ARGS...: the sequential, steady-rate and backlog runs of a row
+# (BACKLOG "-": the caller runs the backlog).
+row() {
+	local name=$1 rate=$2 nseq nsteady nback=- n
+	nseq=$(count_for SEQ "$name" "$SEQ")
+	nsteady=$(count_for COUNT "$name" "$COUNT")
+	[ "$3" = - ] || nback=$(count_for BACKLOG "$name" "$3")
 	shift 3
-	step "$name: $COUNT at $rate/s"
-	apimetrics "$OUT/$name-lat-before-api.json"
-	cpu_snapshot "$OUT/$name-lat-before-cpu.txt"
-	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-l" --count "$COUNT" \
-		--rate "$rate" --threads 4 --timeout 900 --csv "$OUT/$name-latency.csv" \
-		--json "$OUT/$name-latency.json" "$@" >/dev/null || note "$name: the steady-rate run reported errors"
-	settle_writes
-	apimetrics "$OUT/$name-lat-after-api.json"
-	cpu_snapshot "$OUT/$name-lat-after-cpu.txt"
-	writes_delta "$OUT/$name-lat-before-api.json" "$OUT/$name-lat-after-api.json" "$COUNT" >"$OUT/$name-writes.json"
-	cpu_delta "$OUT/$name-lat-before-cpu.txt" "$OUT/$name-lat-after-cpu.txt" "$COUNT" >"$OUT/$name-cpu-steady.json"
-	jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, unsettled, otherTerminal, stampMissing}' "$OUT/$name-latency.json"
-	jq -c '{total, withoutLeases}' "$OUT/$name-writes.json"
-	clean_ns
-	[ "$backlog" -gt 0 ] || return 0
-	backlog "$name" "$backlog" "$@"
+	if may_run "$name" sequential "$nseq"; then
+		step "$name: $nseq sequential (each once the previous one was seen terminal)"
+		apimetrics "$OUT/$name-lat-before-api.json"
+		cpu_snapshot "$OUT/$name-lat-before-cpu.txt"
+		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-s" --count "$nseq" \
+			--sequential --threads 1 --timeout "$(lg_timeout 3600)" --csv "$OUT/$name-latency.csv" \
+			--json "$OUT/$name-latency.json" "$@" >/dev/null || note "$name: the sequential run reported errors"
+		settle_writes
+		apimetrics "$OUT/$name-lat-after-api.json"
+		cpu_snapshot "$OUT/$name-lat-after-cpu.txt"
+		n=$(jq '.created // 0' "$OUT/$name-latency.json" 2>/dev/null || echo 0)
+		if [ "$n" -gt 0 ]; then
+			writes_delta "$OUT/$name-lat-before-api.json" "$OUT/$name-lat-after-api.json" "$n" >"$OUT/$name-writes.json"
+			cpu_delta "$OUT/$name-lat-before-cpu.txt" "$OUT/$name-lat-after-cpu.txt" "$n" >"$OUT/$name-cpu-seq.json"
+			jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, elapsedSeconds, unsettled, otherTerminal, stampMissing}' "$OUT/$name-latency.json" || true
+			jq -c '{total, withoutLeases}' "$OUT/$name-writes.json" || true
+		fi
+		clean_ns
+	fi
+	if may_run "$name" steady-rate "$nsteady"; then
+		step "$name: $nsteady at $rate/s"
+		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-l" --count "$nsteady" \
+			--rate "$rate" --threads 4 --timeout "$(lg_timeout 1800)" --csv "$OUT/$name-steady.csv" \
+			--json "$OUT/$name-steady.json" "$@" >/dev/null || note "$name: the steady-rate run reported errors"
+		jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50, unsettled, otherTerminal, stampMissing}' "$OUT/$name-steady.json" || true
+		clean_ns
+	fi
+	if [ "$nback" != - ] && may_run "$name" backlog "$nback"; then
+		backlog "$name" "$nback" "$@"
+	fi
 }
 # backlog NAME N LOADGEN-ARGS...: N created as fast as 8 connections can; the CPU window holds
 # the run and the deletion of what it made (Tasks; Jobs and their pods; Pods), as a user's
@@ -323,16 +387,18 @@ backlog() {
 	step "$name: backlog of $n (and deleting them)"
 	cpu_snapshot "$OUT/$name-thr-before-cpu.txt"
 	"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "$name-t" --count "$n" \
-		--threads 8 --timeout 1200 --csv "$OUT/$name-throughput.csv" \
+		--threads 8 --timeout "$(lg_timeout 3600)" --csv "$OUT/$name-throughput.csv" \
 		--json "$OUT/$name-throughput.json" "$@" >/dev/null || note "$name: the backlog run reported errors"
 	t0=$(now_ms)
 	clean_ns
 	cpu_snapshot "$OUT/$name-thr-after-cpu.txt"
 	cpu_delta "$OUT/$name-thr-before-cpu.txt" "$OUT/$name-thr-after-cpu.txt" "$n" >"$OUT/$name-cpu.json"
-	jq --argjson d "$(($(now_ms) - t0))" '. + {deleteSeconds: ($d / 1000)}' "$OUT/$name-throughput.json" >"$OUT/$name-throughput.json.tmp"
-	mv "$OUT/$name-throughput.json.tmp" "$OUT/$name-throughput.json"
-	jq -c '{perSecond, wallSeconds, deleteSeconds, unsettled, otherTerminal}' "$OUT/$name-throughput.json"
-	jq -c . "$OUT/$name-cpu.json"
+	if [ -s "$OUT/$name-throughput.json" ]; then
+		jq --argjson d "$(($(now_ms) - t0))" '. + {deleteSeconds: ($d / 1000)}' "$OUT/$name-throughput.json" >"$OUT/$name-throughput.json.tmp"
+		mv "$OUT/$name-throughput.json.tmp" "$OUT/$name-throughput.json"
+	fi
+	jq -c '{count, perSecond, wallSeconds, deleteSeconds, unsettled, otherTerminal}' "$OUT/$name-throughput.json" || true
+	jq -c . "$OUT/$name-cpu.json" || true
 }
 
 step "idle baseline: CPU of every component for 20 s"
@@ -341,39 +407,67 @@ sleep 20
 cpu_snapshot "$OUT/idle-after-cpu.txt"
 # per 1,000 "tasks" of 20 ms each = CPU seconds per 20 s; as CPU seconds per second instead:
 cpu_delta "$OUT/idle-before-cpu.txt" "$OUT/idle-after-cpu.txt" 20000 >"$OUT/idle-cpu.json"
-jq -c . "$OUT/idle-cpu.json"
+jq -c . "$OUT/idle-cpu.json" || true
 
-# pool_cold: NCOLD single Tasks on a pool at minRunners 0, each after the pool drained to no
-# runner (scaleDownDelaySeconds 0): create → started includes scheduling, the pod, the runner's
-# injection and its connection. Few runs: each waits for a scale-down.
+# pool_cold: single Tasks on a pool at minRunners 0 (scaleDownDelaySeconds 0), each once the
+# pool has scaled itself back to 0 replicas and its runner pod is gone: create → started
+# includes the scale-up, scheduling, the pod, the runner's injection and its connection. The
+# pool is left to scale down as a user's would (the controller's 2 s reconcile, a drain, the
+# Deployment lowered, the pod's runner stopping): each cycle's wait and run times are kept in
+# poolcold-cycles.txt. As many as fit before BENCH_NODE_STOP_AT.
 pool_cold() {
-	local i j
-	kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+	local i n=0 t0 t1 t2 pods ncold
+	ncold=$(count_for SEQ poolcold "$NCOLD")
+	may_run poolcold "cold starts" "$ncold" || return 0
+	kubectl -n "$NS" apply -f - >/dev/null <<-EOF || { skip poolcold "the RunnerPool was refused"; return 0; }
 		apiVersion: tasked.dev/v1alpha1
 		kind: RunnerPool
 		metadata: {name: cold}
 		spec: {image: $STAMP_IMAGE, labels: {pool: cold}, slotsPerRunner: 1, minRunners: 0, maxRunners: 1, scaleDownDelaySeconds: 0}
 	EOF
+	# A pool at 0 has its Deployment (at 0 replicas): the first start must not also create it.
+	for ((i = 0; i < 60; i++)); do
+		kubectl -n "$NS" get deploy cold-pool >/dev/null 2>&1 && break
+		sleep 1
+	done
+	: >"$OUT/poolcold-cycles.txt"
 	apimetrics "$OUT/poolcold-lat-before-api.json"
 	cpu_snapshot "$OUT/poolcold-lat-before-cpu.txt"
-	for ((i = 0; i < NCOLD; i++)); do
-		step "poolcold: start $((i + 1)) of $NCOLD from no runner"
-		for ((j = 0; j < 180; j++)); do
-			[ -z "$(kubectl -n "$NS" get pods -l tasked.dev/runner-pool=cold -o name 2>/dev/null)" ] && break
-			sleep 1
-		done
+	for ((i = 0; i < ncold; i++)); do
+		if [ "$(time_left)" -lt 30 ]; then
+			left_out poolcold "cold starts $((i + 1))–$ncold" "no time left before BENCH_NODE_STOP_AT"
+			break
+		fi
+		t0=$(now_ms)
+		kubectl -n "$NS" wait --for=jsonpath='{.spec.replicas}'=0 deploy/cold-pool --timeout=180s >/dev/null 2>&1 ||
+			note "poolcold: the pool did not scale to 0 in 180 s"
+		pods=$(kubectl -n "$NS" get pods -l tasked.dev/runner-pool=cold -o name 2>/dev/null || true)
+		if [ -n "$pods" ]; then
+			# shellcheck disable=SC2086 # one name a line
+			kubectl -n "$NS" wait --for=delete $pods --timeout=180s >/dev/null 2>&1 ||
+				note "poolcold: the runner pod was not gone in 180 s"
+		fi
+		t1=$(now_ms)
 		"$LOAD" tasks --kubeconfig "$KUBECONFIG" --namespace "$NS" --run "poolcold-$i" --count 1 \
 			--threads 1 --timeout 300 --csv "$OUT/poolcold-$i.csv" --json "$OUT/poolcold-$i.json" \
-			--command /stamp --spec '{"runnerPool": "cold"}' >/dev/null || note "poolcold: run $i reported errors"
-		jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50}' "$OUT/poolcold-$i.json"
+			--command /stamp --spec '{"runnerPool": "cold", "queue": "pools"}' >/dev/null || note "poolcold: run $i reported errors"
+		t2=$(now_ms)
+		n=$((n + 1))
+		# run, seconds waiting for 0 runners, seconds of the run (loadgen's start and stop included)
+		printf '%d %.3f %.3f\n' "$i" "$((t1 - t0))e-3" "$((t2 - t1))e-3" >>"$OUT/poolcold-cycles.txt"
+		step "poolcold: $n of $ncold: $(jq -c '{start: .createToStartMs.p50, terminal: .createToTerminalSeenMs.p50}' "$OUT/poolcold-$i.json") after $(((t1 - t0) / 1000)) s waiting for 0 runners"
 	done
+	settle_writes
 	apimetrics "$OUT/poolcold-lat-after-api.json"
 	cpu_snapshot "$OUT/poolcold-lat-after-cpu.txt"
-	writes_delta "$OUT/poolcold-lat-before-api.json" "$OUT/poolcold-lat-after-api.json" "$NCOLD" >"$OUT/poolcold-writes.json"
-	cpu_delta "$OUT/poolcold-lat-before-cpu.txt" "$OUT/poolcold-lat-after-cpu.txt" "$NCOLD" >"$OUT/poolcold-cpu-steady.json"
-	# one CSV as the other rows have (header once)
-	awk 'FNR > 1 || NR == 1' "$OUT"/poolcold-[0-9]*.csv >"$OUT/poolcold-latency.csv"
-	kubectl -n "$NS" delete runnerpool cold --wait=true >/dev/null
+	if [ "$n" -gt 0 ]; then
+		writes_delta "$OUT/poolcold-lat-before-api.json" "$OUT/poolcold-lat-after-api.json" "$n" >"$OUT/poolcold-writes.json"
+		cpu_delta "$OUT/poolcold-lat-before-cpu.txt" "$OUT/poolcold-lat-after-cpu.txt" "$n" >"$OUT/poolcold-cpu-seq.json"
+		# one CSV as the other rows have (header once)
+		awk 'FNR > 1 || NR == 1' "$OUT"/poolcold-[0-9]*.csv >"$OUT/poolcold-latency.csv"
+		rm -f "$OUT"/poolcold-[0-9]*.csv "$OUT"/poolcold-[0-9]*.json
+	fi
+	kubectl -n "$NS" delete runnerpool cold --wait=true >/dev/null || true
 	clean_ns
 }
 
@@ -384,6 +478,21 @@ if [ "${TASKED_BENCH_TEKTON:-0}" = 1 ]; then
 	# shellcheck source=bench/tekton.sh
 	. "$here/tekton.sh"
 fi
+# ctr_queue NAME NETWORK-DISABLED: a queue for container tasks of the stamp image.
+ctr_queue() {
+	kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+		apiVersion: tasked.dev/v1alpha1
+		kind: TaskQueue
+		metadata: {name: $1}
+		spec: {policy: {executors: [container], container: {imageAllowlist: ["$STAMP_IMAGE"], networkDisabled: $2, defaultResources: {cpu: 250m, memory: 64Mi}}}}
+	EOF
+}
+# A container task's spec; the backlog's tail waits on the node for minutes (a pod each, 250m
+# of 2 cores), longer than the bench's usual timeoutSeconds (the pod's activeDeadlineSeconds).
+ctr_spec() { # QUEUE TIMEOUT-SECONDS
+	printf '{"queue": "%s", "timeoutSeconds": %d, "container": {"image": "%s", "command": ["/stamp"]}}' "$1" "$2" "$STAMP_IMAGE"
+}
+ctr_rows=$(tr ' ' '\n' <<<"$ROWS" | grep -c '^container' || true)
 for r in $ROWS; do
 	case "$r" in
 	sidecar)
@@ -393,6 +502,14 @@ for r in $ROWS; do
 			skip "$r" "no RunnerPool CRD in this tree (RunnerPools were not merged yet)"
 			continue
 		fi
+		# A Task may use a RunnerPool only as far as its TaskQueue's container policy allows the
+		# pool's image (docs/pools.md): a queue "pools" for both pool rows.
+		kubectl -n "$NS" apply -f - >/dev/null <<-EOF
+			apiVersion: tasked.dev/v1alpha1
+			kind: TaskQueue
+			metadata: {name: pools}
+			spec: {policy: {container: {imageAllowlist: ["$STAMP_IMAGE"]}}}
+		EOF
 		if [ "$r" = pool ]; then
 			kubectl -n "$NS" apply -f - >/dev/null <<-EOF
 				apiVersion: tasked.dev/v1alpha1
@@ -406,31 +523,29 @@ for r in $ROWS; do
 				sleep 1
 			done
 			sleep 2
-			row pool "$RATE" "$BACKLOG" --command /stamp --spec '{"runnerPool": "stamp"}'
-			kubectl -n "$NS" delete runnerpool stamp --wait=true >/dev/null
+			row pool "$RATE" "$BACKLOG" --command /stamp --spec '{"runnerPool": "stamp", "queue": "pools"}'
+			kubectl -n "$NS" delete runnerpool stamp --wait=true >/dev/null || true
 		else
 			pool_cold
 		fi ;;
-	container)
+	container | containernet)
 		if ! has_container; then
-			skip container "no spec.container in the Task CRD (the container executor was not merged yet)"
+			skip "$r" "no spec.container in the Task CRD (the container executor was not merged yet)"
 			continue
 		fi
-		ctr_queue() {
-			kubectl -n "$NS" apply -f - >/dev/null <<-EOF
-				apiVersion: tasked.dev/v1alpha1
-				kind: TaskQueue
-				metadata: {name: stamp}
-				spec: {policy: {executors: [container], container: {imageAllowlist: ["$STAMP_IMAGE"], defaultResources: {cpu: 250m, memory: 64Mi}}}}
-			EOF
-		}
-		ctr_queue
-		row container "$POD_RATE" 0 --command /stamp \
-			--spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}"
-		ctr_queue # clean_ns deleted it
-		backlog container "$POD_BACKLOG" --command /stamp \
-			--spec "{\"queue\": \"stamp\", \"container\": {\"image\": \"$STAMP_IMAGE\", \"command\": [\"/stamp\"]}}"
-		kubectl -n "$NS" delete networkpolicy --all >/dev/null 2>&1 || true ;;
+		if [ "$r" = container ]; then q=stamp nd=true; else q=stampnet nd=false; fi
+		ctr_queue "$q" "$nd"
+		# The backlog's Tasks are those of the other runs with a longer timeout (see ctr_spec).
+		row "$r" "$POD_RATE" - --command /stamp --spec "$(ctr_spec "$q" 60)"
+		nback=$(count_for BACKLOG "$r" "$POD_BACKLOG")
+		if may_run "$r" backlog "$nback"; then
+			backlog "$r" "$nback" --command /stamp --spec "$(ctr_spec "$q" 3600)"
+		fi
+		kubectl -n "$NS" delete taskqueue "$q" >/dev/null 2>&1 || true
+		# After the last container row, the deny-all NetworkPolicy the controller made (it
+		# would not make it again), so that the rows after run without it.
+		ctr_rows=$((ctr_rows - 1))
+		[ "$ctr_rows" -gt 0 ] || kubectl -n "$NS" delete networkpolicy --all >/dev/null 2>&1 || true ;;
 	job)
 		row job "$POD_RATE" "$POD_BACKLOG" --object job --image "$STAMP_IMAGE" --command /stamp ;;
 	pod)
@@ -440,14 +555,18 @@ for r in $ROWS; do
 	esac
 done
 printf '%s\n' "$SKIPPED" >"$OUT/skipped.json"
+printf '%s\n' "$LEFT_OUT" >"$OUT/left-out.json"
 
 # --- report ------------------------------------------------------------------------------------
 step "report"
-jq -n --argjson s "$(($(date +%s) - T_START))" --arg count "$COUNT" --arg rate "$RATE" --arg prate "$POD_RATE" \
-	--arg backlog "$BACKLOG" --arg pb "$POD_BACKLOG" --arg cold "$NCOLD" \
+# The defaults (the issue's numbers), and every BENCH_NODE_* setting this run was given.
+jq -n --argjson s "$(($(date +%s) - T_START))" --argjson seq "$SEQ" --argjson count "$COUNT" --argjson rate "$RATE" \
+	--argjson prate "$POD_RATE" --argjson backlog "$BACKLOG" --argjson pb "$POD_BACKLOG" --argjson cold "$NCOLD" \
 	--arg loadend "$(cut -d' ' -f1-3 /proc/loadavg)" \
-	'{elapsedSeconds: $s, count: ($count | tonumber), rate: ($rate | tonumber), podRate: ($prate | tonumber), backlog: ($backlog | tonumber),
-	  podBacklog: ($pb | tonumber), cold: ($cold | tonumber), loadAverageAtEnd: $loadend}' >"$OUT/params.json"
+	--argjson env "$(env | grep '^BENCH_NODE_' | jq -R -s 'split("\n") | map(select(length > 0) | split("=")
+		| {key: .[0], value: (.[1:] | join("="))}) | from_entries')" \
+	'{elapsedSeconds: $s, sequential: $seq, count: $count, rate: $rate, podRate: $prate, backlog: $backlog,
+	  podBacklog: $pb, cold: $cold, loadAverageAtEnd: $loadend, environment: $env}' >"$OUT/params.json"
 if [ "${BENCH_NO_DOCS:-0}" = 1 ]; then
 	"$here/report-node.sh" "$OUT" "$OUT"
 else
