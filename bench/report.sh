@@ -244,7 +244,7 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		"seen Running" counts the first of either. In the throughput run, with a backlog,
 		$(q '.throughput.tasks | (.runningSkipped * 1000 / .created | round) / 10')% did.
 	EOF
-	if printf '%s\n' "${plots[@]:-}" | grep -qx bench-latency.png; then
+	if grep -qx bench-latency.png <<<"$(printf '%s\n' "${plots[@]:-}")"; then
 		printf '\n![start latency CDF](bench-latency.png)\n'
 	fi
 	cat <<-EOF
@@ -289,7 +289,7 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		CPU seconds over the throughput run, per 1,000 tasks: $(q '.throughput.cpuSecondsPer1000Tasks // {} | to_entries | map("\(.key) \(.value)") | join(", ")')
 		— on $(q '.machine.nproc') cores, the API server's share is what bounds throughput here.
 	EOF
-	if printf '%s\n' "${plots[@]:-}" | grep -qx bench-throughput.png; then
+	if grep -qx bench-throughput.png <<<"$(printf '%s\n' "${plots[@]:-}")"; then
 		printf '\n![throughput timeline](bench-throughput.png)\n'
 	fi
 	cat <<-EOF
@@ -340,7 +340,7 @@ fmt_row='.targets[] | "| \(.what) | \(if .value == null then "—" else "\(.valu
 		  per 1,000 tasks in the runner (its children not counted), peak RSS $(q '.runner.peakRssKiB / 1024 | . * 10 | round / 10') MiB.
 		- the host's own process start, measured by the same program in the same run ($(q '.runner.floor.count // 0') rounds, from a small single-threaded process): fork + exec + wait of \`/bin/true\` p50 $(q '.runner.floor.forkExecWaitTrueMs.p50 // "n/a"') ms (posix_spawn: $(q '.runner.floor.posixSpawnWaitTrueMs.p50 // "n/a"') ms), fork → the stamp's first instruction p50 $(q '.runner.floor.forkToStampMs.p50 // "n/a"') ms. Dispatch → exec above minus fork + exec + wait: $(q 'if .runner.floor.forkExecWaitTrueMs.p50 then (.runner.latency.dispatchToStampMs.p50 - .runner.floor.forkExecWaitTrueMs.p50) * 1000 | round / 1000 else "n/a" end') ms at p50. The spawn options compared side by side: \`bench/runner-spawn.sh\` (see "Spawn cost" below).
 	EOF
-	if printf '%s\n' "${plots[@]:-}" | grep -qx bench-runner.png; then
+	if grep -qx bench-runner.png <<<"$(printf '%s\n' "${plots[@]:-}")"; then
 		printf '\n![runner dispatch latency CDF](bench-runner.png)\n'
 	fi
 	# The spawn options side by side (bench/runner-spawn.sh, a separate run): kept by hand.

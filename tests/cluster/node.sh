@@ -599,7 +599,7 @@ remove_dead_sockets() {
 	live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
 	for s in "$@"; do
 		[ -S "$s" ] || continue
-		printf '%s\n' "$live" | grep -qxF -- "$s" || rm -f -- "$s"
+		grep -qxF -- "$s" <<<"$live" || rm -f -- "$s"
 	done
 }
 

@@ -88,7 +88,7 @@ EOF2
 ok_phase envonly Succeeded
 envout=$(task_field envonly .status.logTail)
 like "$envout" "ONLY=mine" "the task's env is set"
-if printf '%s' "$envout" | grep -Eq '^(KUBECONFIG|TASKED_STATE_DIR|USER|SHELL)='; then
+if grep -Eq '^(KUBECONFIG|TASKED_STATE_DIR|USER|SHELL)=' <<<"$envout"; then
 	fail "the runner's environment leaked into the task"
 	diag "$envout"
 else

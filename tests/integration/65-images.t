@@ -64,7 +64,7 @@ for name in runner controller; do
 	is "$unexpected" "" "$image holds only the binary, its libraries, the loader, the CA bundle, passwd and group"
 	like "$files" "^usr/local/bin/tasked-$name\$" "... including usr/local/bin/tasked-$name"
 	for bad in bin/sh usr/bin/sh bin/busybox usr/bin/apt usr/bin/dpkg; do
-		if printf '%s\n' "$files" | grep -qx "$bad"; then fail "$image contains $bad"; else pass "$image has no $bad"; fi
+		if grep -qx -- "$bad" <<<"$files"; then fail "$image contains $bad"; else pass "$image has no $bad"; fi
 	done
 	cid=$(docker create "$image")
 	passwd=$(docker cp "$cid:/etc/passwd" - | tar -xO)

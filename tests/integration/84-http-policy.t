@@ -27,7 +27,7 @@ HC_PID=$!
 disown "$HC_PID" 2>/dev/null
 for _ in $(seq 1 100); do [ -s "$TMPD/port" ] && break; sleep 0.05; done
 P=$(cat "$TMPD/port")
-lacks() { ! printf '%s' "$1" | grep -qF -- "$2"; }
+lacks() { ! grep -qF -- "$2" <<<"$1"; }
 reqs() { grep -c "\"addr\":\"$1\"${2:+.*\"path\":\"$2}" "$TMPD/requests.log"; }
 
 k create secret generic api >/dev/null --from-literal=token="$SECRET"

@@ -29,7 +29,7 @@ for _ in $(seq 1 100); do [ -s "$TMPD/port" ] && break; sleep 0.05; done
 P=$(cat "$TMPD/port")
 
 apply() { k apply -f - >/dev/null; }
-lacks() { ! printf '%s' "$1" | grep -qF -- "$2"; }
+lacks() { ! grep -qF -- "$2" <<<"$1"; }
 flow_field() { k get flow "$1" -o "jsonpath={$2}" 2>/dev/null; }
 wait_flow() { # NAME PHASE TIMEOUT
 	local end=$(($(date +%s) + $3))

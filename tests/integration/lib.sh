@@ -76,9 +76,11 @@ is() {
 	fi
 }
 
-# like GOT ERE DESC: GOT matches the extended regular expression ERE.
+# like GOT ERE DESC: GOT matches the extended regular expression ERE. A here-string, not a
+# pipe: bash writes a line at a time, and under pipefail grep -q leaving at the first match
+# would fail the check with the writer's SIGPIPE.
 like() {
-	if printf '%s' "$1" | grep -Eq -- "$2"; then
+	if grep -Eq -- "$2" <<<"$1"; then
 		_tap_result 0 "$3"
 	else
 		_tap_result 1 "$3"

@@ -59,7 +59,7 @@ ctrd_ids=$(grep -ohE '\b[0-9a-f]{64}\b' "$STATE/node/containerd.log" 2>/dev/null
 live=$(ss -xlnH 2>/dev/null | awk '{print $5}')
 named=0
 for id in $ctrd_ids; do
-	printf '%s\n' "$live" | grep -qxF -- "$(shim_socket "$id")" && named=$((named + 1))
+	grep -qxF -- "$(shim_socket "$id")" <<<"$live" && named=$((named + 1))
 done
 ok "our shims' sockets are named as the check below expects ($named live)" test "$named" -gt 0
 saved=$(cat "$STATE/node/sysctl.saved" 2>/dev/null)
