@@ -603,6 +603,20 @@ remove_dead_sockets() {
 	done
 }
 
+# remove_netns PATH...: network namespace files of our pods the CRI left behind, unmounted
+# (a mount can be stacked) and removed.
+remove_netns() {
+	local m i
+	for m in "$@"; do
+		[ -e "$m" ] || continue
+		for ((i = 0; i < 4; i++)); do
+			mountpoint -q "$m" || break
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || break
+		done
+		rm -f -- "$m" 2>/dev/null || note "$m could not be removed"
+	done
+}
+
 stop_node() {
 	local b=${BIN:-} started_ctrd=0 m
 	[ -n "$b" ] || b=$("$here/build-kube.sh" 2>/dev/null || true)
@@ -636,7 +650,10 @@ stop_node() {
 	while read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done < <(awk -v n="$N/" 'index($5, n) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-	# The CRI removed its pods' network namespaces (/run/netns/cni-*) with the pods.
+	# The CRI removed its pods' network namespaces (/run/netns/cni-*) with the pods, except
+	# those it failed to unlink (EBUSY); its log names them.
+	# shellcheck disable=SC2046
+	remove_netns $(grep -o '/run/netns/cni-[0-9a-f-]\{36\}' "$N/containerd.log" 2>/dev/null | sort -u)
 	proxy_cleanup "$b"
 	# kube-router's ipsets (after the rules that used them are gone).
 	if command -v ipset >/dev/null; then
