@@ -28,7 +28,9 @@ host_changes() { # prints every host-global change of the node that is still the
 	for id in $ctrd_ids; do
 		[ -e "$(shim_socket "$id")" ] && echo "path $(shim_socket "$id") (the shim socket of $id)"
 	done
-	ls /run/netns/cni-* 2>/dev/null | sed 's/^/netns /'
+	# Network namespaces made since this node started: what an earlier node on this machine
+	# may have left is not this one's.
+	find /run/netns -maxdepth 1 -name 'cni-*' -newer "$node_start" 2>/dev/null | sed 's/^/netns /'
 	find /var/log/containers -maxdepth 1 -lname "$STATE/node/*" 2>/dev/null | sed 's/^/log link /'
 	[ -s "$STATE/node/created-paths" ] && sed 's/^/created path still recorded /' "$STATE/node/created-paths"
 	true
@@ -64,6 +66,10 @@ done
 ok "our shims' sockets are named as the check below expects ($named live)" test "$named" -gt 0
 saved=$(cat "$STATE/node/sysctl.saved" 2>/dev/null)
 ok "the sysctls the kubelet changes were recorded before it started" test -n "$saved"
+# The node's start: sysctl.saved is written then (and removed by make down).
+node_start=$(mktemp)
+trap 'rm -f "$node_start"' EXIT
+ok "the node's start time is known" touch -r "$STATE/node/sysctl.saved" "$node_start"
 ok "make down" "$IT_ROOT/tests/cluster/down.sh"
 now=$(printf '%s\n' "$saved" | while read -r t _; do printf '%s %s\n' "$t" "$(cat "/proc/sys/$t")"; done)
 is "$now" "$saved" "make down put the kernel sysctls back (overcommit, panic, panic_on_oops, keys)"
