@@ -296,12 +296,14 @@ settle_writes() { # until no write for 2 s (Events are asynchronous), at most 20
 		prev=$cur
 	done
 }
+# The kinds a row makes and clean_ns deletes (bench/tekton.sh adds taskruns for its row).
+CLEAN_KINDS=tasks,jobs
 clean_ns() { # delete what a row made and wait until it is gone (a RunnerPool's runners stay)
 	local i
-	kubectl -n "$NS" delete tasks,jobs --all --cascade=background --wait=false >/dev/null 2>&1 || true
+	kubectl -n "$NS" delete "$CLEAN_KINDS" --all --cascade=background --wait=false >/dev/null 2>&1 || true
 	kubectl -n "$NS" delete pods -l bench.tasked.dev/run --wait=false >/dev/null 2>&1 || true
 	for ((i = 0; i < 300; i++)); do
-		[ -z "$(kubectl -n "$NS" get tasks,jobs -o name 2>/dev/null | head -n 1)" ] &&
+		[ -z "$(kubectl -n "$NS" get "$CLEAN_KINDS" -o name 2>/dev/null | head -n 1)" ] &&
 			[ -z "$(kubectl -n "$NS" get pods -l '!tasked.dev/runner-pool' -o name 2>/dev/null | head -n 1)" ] && return 0
 		sleep 1
 	done

@@ -110,20 +110,6 @@ tekton_uninstall() {
 	tekton_gone 2>"$OUT/tekton-left.txt" || note "tekton: left behind after uninstall: $(tr '\n' ' ' <"$OUT/tekton-left.txt")"
 }
 
-# clean_ns, with the TaskRuns deleted too (their pods go with them): the steady-rate run's
-# TaskRuns are not left for the backlog, and the backlog's deletion is timed as the others'.
-tekton_clean_ns() {
-	local i
-	kubectl -n "$NS" delete taskruns --all --wait=false >/dev/null 2>&1 || true
-	node_clean_ns
-	for ((i = 0; i < 300; i++)); do
-		[ -z "$(kubectl -n "$NS" get taskruns -o name 2>/dev/null | head -n 1)" ] &&
-			[ -z "$(kubectl -n "$NS" get pods -l tekton.dev/taskRun -o name 2>/dev/null | head -n 1)" ] && return 0
-		sleep 1
-	done
-	note "tekton: TaskRuns of the previous run are still being deleted"
-}
-
 tekton_row() {
 	local dir i ok=0 tr t0
 	local -a imgs
@@ -171,11 +157,12 @@ tekton_row() {
 		skip tekton "Tekton's webhook never admitted a TaskRun (tekton-install.log, tekton-webhook.log)"
 		return 0
 	fi
-	eval "$(declare -f clean_ns | sed '1s/^clean_ns/node_clean_ns/')"
-	# shellcheck disable=SC2317 # called by row
-	clean_ns() { tekton_clean_ns; }
+	# The TaskRuns go between runs too (their pods, labelled as the bench's, go with them).
+	# shellcheck disable=SC2034 # read by node.sh's clean_ns
+	CLEAN_KINDS=tasks,jobs,taskruns
 	row tekton "$POD_RATE" "$POD_BACKLOG" --object taskrun --image "$STAMP_IMAGE" --command /stamp
-	eval "$(declare -f node_clean_ns | sed '1s/^node_clean_ns/clean_ns/')"
+	# shellcheck disable=SC2034
+	CLEAN_KINDS=tasks,jobs
 	kubectl -n "$TEKTON_NS" logs deploy/tekton-pipelines-controller --tail=200 >"$OUT/tekton-controller.log" 2>&1 || true
 	step "tekton: uninstall"
 	tekton_uninstall
