@@ -9,7 +9,8 @@
 #   runner:     tasked-bench-runner starts it, connected over ws:// on loopback and welcomed,
 #               3 s idle, VmRSS (the bench's step 5);
 #   controller: started by tests/cluster/up.sh on a control plane of its own (kept across
-#               rounds), 0 Tasks, 3 s after /readyz, VmRSS (the bench's step 4); then stopped.
+#               rounds), 0 Tasks, 3 s after /readyz, VmRSS (the bench's step 4); again after
+#               LATE seconds (default 30: what stays resident while idle); then stopped.
 # Needs `make all kube build/bench/tasked-bench-runner build/bench/stamp`.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,13 +37,15 @@ runner_idle() { # DIR -> "rss anon threads"
 		--json "$tmp/out.json" --timeout 60 >/dev/null
 	jq -r '.idle | "\(.rssKiB) \(.rssAnonKiB) \(.threads)"' "$tmp/out.json"
 }
-controller_idle() { # DIR -> "rss anon threads"
-	local pid
+controller_idle() { # DIR -> "rss anon threads rss-late"
+	local pid first
 	TASKED_STATE_DIR=$state TASKED_BIN_DIR=$1 "$root/tests/cluster/up.sh" >>"$tmp/up.log" 2>&1 ||
 		{ tail -n 20 "$tmp/up.log" >&2; die "the cluster did not start"; }
 	sleep 3
 	pid=$(cat "$state/controller.pid")
-	echo "$(kib "$pid" VmRSS) $(kib "$pid" RssAnon) $(kib "$pid" Threads)"
+	first="$(kib "$pid" VmRSS) $(kib "$pid" RssAnon) $(kib "$pid" Threads)"
+	sleep $((${LATE:-30} - 3))
+	echo "$first $(kib "$pid" VmRSS)"
 	stop_pidfile "$state/runner.pid" "$1/tasked-runner" tasked-runner 10 "$state/" >/dev/null
 	stop_pidfile "$state/controller.pid" "$1/tasked-controller" tasked-controller 10 "$state/" >/dev/null
 }
@@ -53,10 +56,15 @@ for ((i = 1; i <= rounds; i++)); do
 		echo "runner $v $(runner_idle "$d")"
 		echo "controller $v $(controller_idle "$d")"
 	done
-done | tee "$tmp/all" | awk '{ printf "%-10s %s rss %5d KiB  anon %5d KiB  threads %d\n", $1, $2, $3, $4, $5 }'
+done | tee "$tmp/all" | awk '{ printf "%-10s %s rss %5d KiB  anon %5d KiB  threads %d%s\n", $1, $2, $3, $4, $5,
+	$6 == "" ? "" : sprintf("  rss later %5d KiB", $6) }'
 for p in runner controller; do
 	for v in A B; do
 		awk -v p="$p" -v v="$v" '$1 == p && $2 == v { print $3 }' "$tmp/all" | sort -n |
 			awk -v p="$p" -v v="$v" '{ x[NR] = $1 } END { printf "%s %s median RSS %.2f MiB (%d runs)\n", p, v, x[int((NR + 1) / 2)] / 1024, NR }'
 	done
+done
+for v in A B; do
+	awk -v v="$v" '$1 == "controller" && $2 == v { print $6 }' "$tmp/all" | sort -n |
+		awk -v v="$v" -v late="${LATE:-30}" '{ x[NR] = $1 } END { printf "controller %s median RSS %.2f MiB %d s after ready (%d runs)\n", v, x[int((NR + 1) / 2)] / 1024, late, NR }'
 done
