@@ -15,7 +15,6 @@
 #include "queues.h"
 #include "log.h"
 #include "metrics.h"
-#include "pageout.h"
 #include "pools.h"
 #include "recorder.h"
 #include "taskctl.h"
@@ -82,28 +81,14 @@ static int app_leading(struct app *a)
 	return l ? lease_is_leader(l) : !a->electing;
 }
 
-static int app_ready(void *ud, char *why, size_t whysz);
-
 /* TaskQueue status (pending/queued/running, runner availability) every 2 s, when leading. */
 static void *app_status_loop(void *ud)
 {
 	struct app *a = ud;
-	int swept = 0, paged = 0;
-	char why[256], kib[32];
+	int swept = 0;
 	for (unsigned n = 1; !a->stop; n++) {
 		for (int i = 0; i < 20 && !a->stop; i++)
 			usleep(100000);
-		/* Start-up is over once ready: its code and read-only data (TLS and provider set-up,
-		 * configuration, first lists) go back to the kernel; what is still used faults back
-		 * in (common/pageout.h). */
-		if (!paged && app_ready(a, why, sizeof(why))) {
-			long r = pageout_startup();
-			paged = 1;
-			snprintf(kib, sizeof(kib), "%ld", r < 0 ? r : r / 1024);
-			log_debug(r < 0 ? "start-up pages kept: MADV_PAGEOUT failed"
-					: "start-up pages handed back",
-				  r < 0 ? "errno" : "kib", kib);
-		}
 		if (!swept) /* logs reloaded from --log-dir whose task is gone */
 			swept = api_sweep_logs(a->api);
 		if (!a->stop && app_leading(a)) {
