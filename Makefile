@@ -286,12 +286,15 @@ ifneq ($(TASKED_NODE),0)
 	$(MAKE) bench-node
 endif
 # make bench-node: bench/node.sh, the same trivial program as a Task (sidecar runners, RunnerPool
-# warm and cold, container executor), a Job and a bare Pod on the real node (tests/cluster/
-# up-node.sh), side by side; writes the side-by-side section of docs/benchmarks.md and
-# docs/bench-node-*.png. Needs root; the node is always torn down.
+# warm and cold, container executor), a Job, a bare Pod and a Tekton TaskRun (Tekton built from
+# the Go module proxy by tests/cluster/build-tekton.sh, cached) on the real node (tests/cluster/
+# up-node.sh), side by side in one run; writes the side-by-side section of docs/benchmarks.md
+# and docs/bench-node-*.png. Needs root; the node is always torn down. TASKED_BENCH_TEKTON=0
+# leaves the Tekton row out.
 bench-node: deps images helm
 	$(MAKE) all kube $(BENCH_BIN)
-	@bench/node.sh
+	@if [ "$${TASKED_BENCH_TEKTON:-1}" = 1 ]; then tests/cluster/build-tekton.sh images >/dev/null; fi
+	@TASKED_BENCH_TEKTON=$${TASKED_BENCH_TEKTON:-1} bench/node.sh
 # make bench-tekton: bench/tekton.sh, a Tekton Pipelines TaskRun row (built from the Go module
 # proxy by tests/cluster/build-tekton.sh) beside the sidecar row, in one node run.
 bench-tekton: deps images helm

@@ -9,7 +9,10 @@
 #   job          a Kubernetes Job: same image, command and restricted security context
 #   pod          a bare Pod: the floor for anything pod-based
 #   poolcold     a Task on a RunnerPool at minRunners 0, each run after the pool scaled itself
-#                back to no runner and its pod was gone (last: it takes what time is left)
+#                back to no runner and its pod was gone (as many as fit before
+#                BENCH_NODE_STOP_AT)
+#   tekton       a Tekton Pipelines TaskRun (bench/tekton.sh; with TASKED_BENCH_TEKTON=1, which
+#                `make bench-node` sets once tests/cluster/build-tekton.sh has built Tekton)
 #
 # The program is bench/stamp (static, no libc): it prints the CLOCK_REALTIME at which it began.
 # Pods and Jobs run it from tasked-bench-stamp:bench-PID (FROM scratch, /stamp only); the chart's
@@ -39,7 +42,8 @@
 #   BENCH_NODE_STOP_AT [none]     epoch seconds: no run starts after it and the cold starts stop
 #                                 there, so the whole run fits a time slot; what was left out is
 #                                 said in the report
-#   BENCH_NODE_ROWS [sidecar pool container containernet job pod poolcold]
+#   BENCH_NODE_ROWS [sidecar pool poolcold container job pod tekton containernet]
+#                                 (tekton only with TASKED_BENCH_TEKTON=1)
 #   BENCH_NO_DOCS=1               report to build/bench/node-out only
 #   BENCH_QUICK=1                 a few tasks per run, report to build/bench/node-out only
 # Needs root (the node), Docker, and the images of `make images` (make bench-node builds them).
@@ -62,7 +66,11 @@ BACKLOG=${BENCH_NODE_BACKLOG:-1000}
 POD_BACKLOG=${BENCH_NODE_POD_BACKLOG:-$BACKLOG}
 NCOLD=${BENCH_NODE_COLD:-200}
 STOP_AT=${BENCH_NODE_STOP_AT:-0}
-ROWS=${BENCH_NODE_ROWS:-sidecar pool container containernet job pod poolcold}
+if [ "${TASKED_BENCH_TEKTON:-0}" = 1 ]; then
+	ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod tekton containernet}
+else
+	ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod containernet}
+fi
 STATE=${BENCH_NODE_STATE_DIR:-$root/build/bench/node-state}
 OUT=${BENCH_NODE_OUT_DIR:-$root/build/bench/node-out}
 LOAD=$root/build/bench/tasked-bench-load
