@@ -188,11 +188,10 @@ sec=$(mktemp)
 		\`RuntimeDefault\`), \`imagePullPolicy: Never\`. The sidecar runner runs it from its own
 		image (the runner image plus \`/usr/local/bin/stamp\`).
 
-		**The machine was shared while this ran**: $(q .machine.nproc) cores ($(q .machine.cpu)), other
-		builds and test runs on it; 1-minute load average at the start $(q .machine.loadAverageAtStart | cut -d' ' -f1),
+		**Load on the machine**: $(q .machine.nproc) cores ($(q .machine.cpu)); 1-minute load average at the start $(q .machine.loadAverageAtStart | cut -d' ' -f1),
 		during the run $(q '.loadAverage1m | "\(.min)–\(.max), mean \(.mean)"') (sampled every 10 s), at the end
-		$(q '.parameters.loadAverageAtEnd // "—" | split(" ")[0]'). Treat the figures as what this node does under that load, not as a
-		quiet machine's.
+		$(q '.parameters.loadAverageAtEnd // "—" | split(" ")[0]'). The run's own work counts in it (a backlog of pods keeps
+		both cores busy); whether anything else ran beside it is said in the reading below.
 
 		Each row has three runs. **Sequential**: each run created once the previous one was seen
 		finished, so no two overlap (the latency table, the API writes and the plots). **Steady
