@@ -37,7 +37,7 @@ runner_idle() { # DIR -> "rss anon threads"
 		--json "$tmp/out.json" --timeout 60 >/dev/null
 	jq -r '.idle | "\(.rssKiB) \(.rssAnonKiB) \(.threads)"' "$tmp/out.json"
 }
-controller_idle() { # DIR -> "rss anon threads rss-late"
+controller_idle() { # DIR -> "rss anon threads rss-late anon-late file-late"
 	local pid first
 	TASKED_STATE_DIR=$state TASKED_BIN_DIR=$1 "$root/tests/cluster/up.sh" >>"$tmp/up.log" 2>&1 ||
 		{ tail -n 20 "$tmp/up.log" >&2; die "the cluster did not start"; }
@@ -45,7 +45,7 @@ controller_idle() { # DIR -> "rss anon threads rss-late"
 	pid=$(cat "$state/controller.pid")
 	first="$(kib "$pid" VmRSS) $(kib "$pid" RssAnon) $(kib "$pid" Threads)"
 	sleep $((${LATE:-30} - 3))
-	echo "$first $(kib "$pid" VmRSS)"
+	echo "$first $(kib "$pid" VmRSS) $(kib "$pid" RssAnon) $(kib "$pid" RssFile)"
 	stop_pidfile "$state/runner.pid" "$1/tasked-runner" tasked-runner 10 "$state/" >/dev/null
 	stop_pidfile "$state/controller.pid" "$1/tasked-controller" tasked-controller 10 "$state/" >/dev/null
 }
@@ -57,7 +57,7 @@ for ((i = 1; i <= rounds; i++)); do
 		echo "controller $v $(controller_idle "$d")"
 	done
 done | tee "$tmp/all" | awk '{ printf "%-10s %s rss %5d KiB  anon %5d KiB  threads %d%s\n", $1, $2, $3, $4, $5,
-	$6 == "" ? "" : sprintf("  rss later %5d KiB", $6) }'
+	$6 == "" ? "" : sprintf("  later: rss %5d KiB  anon %5d KiB  file %5d KiB", $6, $7, $8) }'
 for p in runner controller; do
 	for v in A B; do
 		awk -v p="$p" -v v="$v" '$1 == p && $2 == v { print $3 }' "$tmp/all" | sort -n |
