@@ -58,13 +58,12 @@ for ((i = 1; i <= rounds; i++)); do
 	done
 done | tee "$tmp/all" | awk '{ printf "%-10s %s rss %5d KiB  anon %5d KiB  threads %d%s\n", $1, $2, $3, $4, $5,
 	$6 == "" ? "" : sprintf("  later: rss %5d KiB  anon %5d KiB  file %5d KiB", $6, $7, $8) }'
+# median P V COL LABEL: the median of column COL over the lines of process P, build V.
+median() {
+	awk -v p="$1" -v v="$2" -v c="$3" '$1 == p && $2 == v { print $c }' "$tmp/all" | sort -n |
+		awk -v l="$1 $2 median RSS" -v w="$4" '{ x[NR] = $1 } END { printf "%s %.2f MiB%s (%d runs)\n", l, x[int((NR + 1) / 2)] / 1024, w, NR }'
+}
 for p in runner controller; do
-	for v in A B; do
-		awk -v p="$p" -v v="$v" '$1 == p && $2 == v { print $3 }' "$tmp/all" | sort -n |
-			awk -v p="$p" -v v="$v" '{ x[NR] = $1 } END { printf "%s %s median RSS %.2f MiB (%d runs)\n", p, v, x[int((NR + 1) / 2)] / 1024, NR }'
-	done
+	for v in A B; do median "$p" "$v" 3 ""; done
 done
-for v in A B; do
-	awk -v v="$v" '$1 == "controller" && $2 == v { print $6 }' "$tmp/all" | sort -n |
-		awk -v v="$v" -v late="${LATE:-30}" '{ x[NR] = $1 } END { printf "controller %s median RSS %.2f MiB %d s after ready (%d runs)\n", v, x[int((NR + 1) / 2)] / 1024, late, NR }'
-done
+for v in A B; do median controller "$v" 6 " ${LATE:-30} s after ready"; done

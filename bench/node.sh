@@ -66,11 +66,9 @@ BACKLOG=${BENCH_NODE_BACKLOG:-1000}
 POD_BACKLOG=${BENCH_NODE_POD_BACKLOG:-$BACKLOG}
 NCOLD=${BENCH_NODE_COLD:-200}
 STOP_AT=${BENCH_NODE_STOP_AT:-0}
-if [ "${TASKED_BENCH_TEKTON:-0}" = 1 ]; then
-	ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod tekton containernet}
-else
-	ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod containernet}
-fi
+tekton=
+[ "${TASKED_BENCH_TEKTON:-0}" != 1 ] || tekton="tekton "
+ROWS=${BENCH_NODE_ROWS:-sidecar pool poolcold container job pod ${tekton}containernet}
 STATE=${BENCH_NODE_STATE_DIR:-$root/build/bench/node-state}
 OUT=${BENCH_NODE_OUT_DIR:-$root/build/bench/node-out}
 LOAD=$root/build/bench/tasked-bench-load

@@ -168,6 +168,10 @@ fi
 # --- the section ------------------------------------------------------------------------------
 q() { jq -r "$1" "$J"; }
 f() { jq -r "$1 | if . == null then \"—\" elif type == \"number\" then (. * 100 | round / 100 | tostring) else . end" "$J"; }
+# lat_row(L; MID; RS; RT): a latency table's row of distribution L ({start, terminal}), MID
+# after the run count, and the ratios to the sidecar's RS / RT.
+# shellcheck disable=SC2016 # jq, not shell
+LAT_ROW='def lat_row($l; $mid; $rs; $rt): "| \(.label) | \($l.terminal.n // "—") | \($mid)\($l.start.p50 // "—") | \($l.start.p95 // "—") | \($l.start.p99 // "—") | \($l.start.max // "—") | \($l.terminal.p50 // "—") | \($l.terminal.p95 // "—") | \($l.terminal.p99 // "—") | \($l.terminal.max // "—") | \(if $rs then "\($rs * 10 | round / 10) / \($rt * 10 | round / 10)" else "—" end) |";'
 # shellcheck disable=SC2016 # backquotes for Markdown
 envs=$(q '.parameters.environment // {} | if length == 0 then "no other settings" else to_entries | map("`\(.key)=\(.value)`") | join(", ") end')
 sec=$(mktemp)
@@ -224,7 +228,7 @@ sec=$(mktemp)
 		| sequential (ms) | runs | started p50 | p95 | p99 | max | terminal p50 | p95 | p99 | max | × sidecar (started p50 / terminal p50) |
 		|---|---|---|---|---|---|---|---|---|---|---|
 	EOF
-	q '.rows[] | select(.latency) | "| \(.label) | \(.latency.terminal.n // "—") | \(.latency.start.p50 // "—") | \(.latency.start.p95 // "—") | \(.latency.start.p99 // "—") | \(.latency.start.max // "—") | \(.latency.terminal.p50 // "—") | \(.latency.terminal.p95 // "—") | \(.latency.terminal.p99 // "—") | \(.latency.terminal.max // "—") | \(if .ratio.startP50 then "\(.ratio.startP50 * 10 | round / 10) / \(.ratio.terminalP50 * 10 | round / 10)" else "—" end) |"'
+	q "$LAT_ROW"' .rows[] | select(.latency) | lat_row(.latency; ""; .ratio.startP50; .ratio.terminalP50)'
 	if [ "$(q '[.rows[] | select(.coldCycles)] | length')" -gt 0 ]; then
 		echo
 		q '.rows[] | select(.coldCycles) | .coldCycles | "Each cold start took \(.cycleP50) s of wall time (median over \(.n); \(.totalSeconds) s in all): \(.waitP50) s (at most \(.waitMax) s) waiting for the pool to scale itself to 0 replicas and its runner pod to be gone, then \(.runP50) s for the run itself (the load generator'"'"'s list and watch set-up included)."'
@@ -240,7 +244,7 @@ sec=$(mktemp)
 		| steady rate (ms) | runs | per second | started p50 | p95 | p99 | max | terminal p50 | p95 | p99 | max | × sidecar (started p50 / terminal p50) |
 		|---|---|---|---|---|---|---|---|---|---|---|---|
 	EOF
-	q '.rows[] | select(.latencySteady) | "| \(.label) | \(.latencySteady.terminal.n // "—") | \(.steady.rateTarget // "—") | \(.latencySteady.start.p50 // "—") | \(.latencySteady.start.p95 // "—") | \(.latencySteady.start.p99 // "—") | \(.latencySteady.start.max // "—") | \(.latencySteady.terminal.p50 // "—") | \(.latencySteady.terminal.p95 // "—") | \(.latencySteady.terminal.p99 // "—") | \(.latencySteady.terminal.max // "—") | \(if .ratio.steadyStartP50 then "\(.ratio.steadyStartP50 * 10 | round / 10) / \(.ratio.steadyTerminalP50 * 10 | round / 10)" else "—" end) |"'
+	q "$LAT_ROW"' .rows[] | select(.latencySteady) | lat_row(.latencySteady; "\(.steady.rateTarget // "—") | "; .ratio.steadyStartP50; .ratio.steadyTerminalP50)'
 	cat <<-EOF
 
 		**API-server writes per run**, from the API server's own \`apiserver_request_total\`

@@ -158,11 +158,10 @@ tekton_row() {
 		return 0
 	fi
 	# The TaskRuns go between runs too (their pods, labelled as the bench's, go with them).
-	# shellcheck disable=SC2034 # read by node.sh's clean_ns
-	CLEAN_KINDS=tasks,jobs,taskruns
+	local kinds=$CLEAN_KINDS
+	CLEAN_KINDS=$kinds,taskruns
 	row tekton "$POD_RATE" "$POD_BACKLOG" --object taskrun --image "$STAMP_IMAGE" --command /stamp
-	# shellcheck disable=SC2034
-	CLEAN_KINDS=tasks,jobs
+	CLEAN_KINDS=$kinds
 	kubectl -n "$TEKTON_NS" logs deploy/tekton-pipelines-controller --tail=200 >"$OUT/tekton-controller.log" 2>&1 || true
 	step "tekton: uninstall"
 	tekton_uninstall

@@ -45,7 +45,7 @@ if [ ! -s "$tarball" ]; then
 		die "debootstrap failed (log: $cache/debootstrap.log)"
 	}
 	# Nothing the image does not need: apt's lists and caches.
-	rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*
+	(cd "$work/root" && rm -rf var/cache/apt/archives/*.deb var/lib/apt/lists/*)
 	tar -C "$work/root" --numeric-owner -cf "$tarball.tmp" .
 	mv "$tarball.tmp" "$tarball"
 fi
