@@ -86,7 +86,8 @@ static const struct cfg_flag cfg_flags[] = {
 	F("keep-task-pods", keep_task_pods,
 	  "keep container tasks' pods after the result (debugging)"),
 	L("pod-start-timeout-seconds", pod_start_timeout_s, 300, 10, 86400,
-	  "a container task's pod not running after this long fails (PodNotStarted)"),
+	  "a container task's pod not running this long after its creation, or after its "
+	  "binding once bound, fails (PodNotStarted); one waiting for room on full nodes waits"),
 	S("pod-apparmor", pod_apparmor, "PROFILE", "RuntimeDefault",
 	  "AppArmor of container task pods: RuntimeDefault, Localhost/NAME or None"),
 	S("pod-network-gate-image", pod_gate_image, "IMAGE", NULL,

@@ -308,6 +308,32 @@ static int waiting_fatal(const char *why)
 	return 0;
 }
 
+/* When the start timeout's clock started, or 0 while it is stopped. A pod the scheduler keeps
+ * pending only because the nodes are full ("0/1 nodes are available: 1 Insufficient cpu",
+ * "Too many pods") waits its turn, as a Job's pods do: only the Task's timeoutSeconds bounds it.
+ * Once bound to a node the clock restarts, so a pod that waited long for room still gets the
+ * whole start timeout to pull and start. Otherwise (no node, no scheduler, nothing that could
+ * ever fit) it runs from creation. */
+static int64_t start_clock(json_t *st, int64_t created)
+{
+	json_t *c;
+	size_t i;
+	json_array_foreach(json_object_get(st, "conditions"), i, c) {
+		const char *type = json_string_value(json_object_get(c, "type")) ?: "";
+		const char *status = json_string_value(json_object_get(c, "status")) ?: "";
+		const char *msg = json_string_value(json_object_get(c, "message")) ?: "";
+		if (strcmp(type, "PodScheduled") != 0)
+			continue;
+		if (strcmp(status, "True") == 0) {
+			int64_t bound = ts_ms(json_object_get(c, "lastTransitionTime"));
+			return bound > created ? bound : created;
+		}
+		if (strstr(msg, "Insufficient ") || strstr(msg, "Too many pods"))
+			return 0;
+	}
+	return created;
+}
+
 json_t *podexec_pod_result(json_t *pod, int64_t now_ms, int64_t start_timeout_ms, int *running,
 			   int64_t *started_ms)
 {
@@ -350,7 +376,8 @@ json_t *podexec_pod_result(json_t *pod, int64_t now_ms, int64_t start_timeout_ms
 			      preason ?: "",
 			      json_string_value(json_object_get(st, "message")) ?: "");
 	}
-	if (start_timeout_ms > 0 && created > 0 && now_ms - created > start_timeout_ms) {
+	int64_t since = start_clock(st, created);
+	if (start_timeout_ms > 0 && since > 0 && now_ms - since > start_timeout_ms) {
 		json_t *c;
 		size_t i;
 		const char *why =

@@ -556,6 +556,34 @@ static void test_results(void)
 	   "a pod that never starts fails after the start timeout, saying why (%s)",
 	   S(r, "message"));
 	json_decref(r);
+	/* A full node is a queue, not a failure: the Task's own timeout bounds the wait. */
+	r = res_of("{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\"},\"status\":{"
+		   "\"phase\":\"Pending\","
+		   "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"False\",\"reason\":"
+		   "\"Unschedulable\",\"message\":\"0/1 nodes are available: 1 Insufficient cpu. "
+		   "preemption: 0/1 nodes are available: 1 No preemption victims found.\"}]}}",
+		   INT64_C(1767225600000) + 3600000, &running);
+	ok(!r && !running,
+	   "a pod waiting for room on a full node keeps waiting past the start timeout");
+	json_decref(r);
+	r = res_of("{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\"},\"status\":{"
+		   "\"phase\":\"Pending\",\"conditions\":[{\"type\":\"PodScheduled\",\"status\":"
+		   "\"False\",\"message\":\"0/1 nodes are available: 1 Too many pods.\"}]}}",
+		   INT64_C(1767225600000) + 3600000, &running);
+	ok(!r, "... and so does one waiting for the node's pod limit");
+	json_decref(r);
+	/* Bound 100 s after its creation: the start timeout (60 s) runs from the binding. */
+	static const char bound[] =
+		"{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\"},\"status\":{"
+		"\"phase\":\"Pending\",\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\","
+		"\"lastTransitionTime\":\"2026-01-01T00:01:40Z\"}]}}";
+	r = res_of(bound, INT64_C(1767225600000) + 130000, &running);
+	ok(!r, "a pod bound late gets the whole start timeout from its binding");
+	json_decref(r);
+	r = res_of(bound, INT64_C(1767225600000) + 161000, &running);
+	ok(r && strcmp(S(r, "reason"), "PodNotStarted") == 0,
+	   "... and fails PodNotStarted once it has run out (%s)", S(r, "message"));
+	json_decref(r);
 	r = res_of("{\"status\":{\"containerStatuses\":[{\"name\":\"task\",\"state\":{"
 		   "\"terminated\":{\"exitCode\":0,"
 		   "\"message\":\"not json\"}}}]}}",
