@@ -216,9 +216,11 @@ integration: promtool
 # Their tests are tests/integration/6*.t (65-images.t builds the images itself).
 .PHONY: images helm chart-lint chart-sync deploy-manifests
 # The images link a static, HTTP(S)-only libcurl built from Debian's curl source (same version
-# and patches), so they carry none of Debian libcurl's GnuTLS/Kerberos/LDAP chain, and link
-# every other library statically too (Debian's -dev packages ship the .a files): only glibc
-# stays shared. Only the code used is mapped, which saves 1-2 MiB of resident memory.
+# and patches), so they carry none of Debian libcurl's GnuTLS/Kerberos/LDAP chain, and static
+# libssl and libcrypto built from Debian's openssl source (images/build-openssl.sh); both have a
+# section per function. Every other library is linked statically too (Debian's -dev packages
+# ship the .a files): only glibc stays shared. Only the code used is mapped, which saves 1-2 MiB
+# of resident memory.
 # --wrap=SSL_read: common/wsguard.c judges what libwebsockets reads over TLS; statically linked,
 # libssl's SSL_read is the real one and the references go through __wrap_SSL_read.
 IMAGE_LIBS = -Wl,--wrap=SSL_read -Wl,--gc-sections -Wl,-Bstatic $(filter-out -lcurl,$(PKG_LIBS)) -Wl,-Bdynamic
@@ -231,7 +233,7 @@ build/image-bin/tasked-%: FORCE_CURL
 	$(MAKE) --no-print-directory bin/tasked-$*
 	$(CC) $(LDHARDEN) -o $@ $(call obj,$(COMMON_SRC)) \
 	  $(call obj,$(if $(filter runner,$*),$(RUNNER_SRC),$(CONTROLLER_SRC))) \
-	  "$$(images/build-curl.sh)/lib/libcurl.a" $(IMAGE_LIBS) -lpthread \
+	  "$$(images/build-curl.sh)/lib/libcurl.a" -L"$$(images/build-openssl.sh)/lib" $(IMAGE_LIBS) -lpthread \
 	  $(if $(filter controller,$*),$(CONTROLLER_HOT))
 .PHONY: FORCE_CURL
 images: all build/image-bin/tasked-runner build/image-bin/tasked-controller

@@ -619,40 +619,50 @@ int informer_set_selector(struct informer *inf, const char *selector)
 	return 0;
 }
 
+/* A list's request path and continue token. On the heap: on the stack, stack-clash probing
+ * touched all 30 KiB of it in every informer's thread at the first list, resident for good. */
+struct inf_list_buf {
+	char path[INF_CONTINUE_MAX * 3 + 1024], cont[INF_CONTINUE_MAX], esc[INF_CONTINUE_MAX * 3];
+};
+
 /* Paged list. Returns 0, -ESTALE on 410, or another negative errno. */
 static int inf_list(struct informer *inf, int consistent)
 {
+	_cleanup_free_ struct inf_list_buf *b = malloc(sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	char *path = b->path, *cont = b->cont, *esc = b->esc;
+	const size_t path_sz = sizeof(b->path), cont_sz = sizeof(b->cont), esc_sz = sizeof(b->esc);
 	json_t *seen = json_object();
-	char path[INF_CONTINUE_MAX * 3 + 1024], cont[INF_CONTINUE_MAX] = "",
-						esc[INF_CONTINUE_MAX * 3];
 	char rv[sizeof(inf->rv)];
 	int r = 0;
 
+	cont[0] = 0;
 	inf->stats.lists++;
 	for (;;) {
 		struct kube_resp resp;
 		if (cont[0]) {
-			if (kube_escape(cont, esc, sizeof(esc)) < 0) {
+			if (kube_escape(cont, esc, esc_sz) < 0) {
 				r = -ENAMETOOLONG;
 				break;
 			}
-			snprintf(path, sizeof(path), "%s%slimit=%d&continue=%s%s", inf->path,
+			snprintf(path, path_sz, "%s%slimit=%d&continue=%s%s", inf->path,
 				 inf_sep(inf), INF_PAGE, esc, inf_sel(inf));
 		} else if (!consistent && inf->rv[0]) {
 			snprintf(
-				path, sizeof(path),
+				path, path_sz,
 				"%s%slimit=%d&resourceVersion=%s&resourceVersionMatch=NotOlderThan%s",
 				inf->path, inf_sep(inf), INF_PAGE, inf->rv, inf_sel(inf));
 		} else {
-			snprintf(path, sizeof(path), "%s%slimit=%d%s", inf->path, inf_sep(inf),
-				 INF_PAGE, inf_sel(inf));
+			snprintf(path, path_sz, "%s%slimit=%d%s", inf->path, inf_sep(inf), INF_PAGE,
+				 inf_sel(inf));
 		}
 		r = kube_request(inf->kc, "GET", path, NULL, NULL, &resp);
 		if (r == -EBADMSG && resp.status == 200 && resp.raw) {
 			/* Store each page as it arrives and free it before the next: holding a
 			 * whole large list as parsed trees costs ~8 KiB per object at peak. */
 			r = inf_page(inf, NULL, resp.raw, resp.raw_len, seen, rv, sizeof(rv), cont,
-				     sizeof(cont));
+				     cont_sz);
 		} else if (r < 0 || resp.status != 200) {
 			log_warn("list failed", "path", inf->path, "reason", resp.reason, "error",
 				 resp.message);
@@ -661,8 +671,7 @@ static int inf_list(struct informer *inf, int consistent)
 			kube_resp_free(&resp);
 			break;
 		} else {
-			r = inf_page(inf, resp.body, NULL, 0, seen, rv, sizeof(rv), cont,
-				     sizeof(cont));
+			r = inf_page(inf, resp.body, NULL, 0, seen, rv, sizeof(rv), cont, cont_sz);
 		}
 		kube_resp_free(&resp);
 		if (r < 0) {

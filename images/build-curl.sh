@@ -2,13 +2,19 @@
 # Builds a static libcurl for HTTP(S) only from Debian's own curl source package (the same
 # version and security patches as the system's libcurl), into the cache. The images link it so
 # they do not carry Debian libcurl's dependency chain (GnuTLS, Kerberos, LDAP, SSH, RTMP, IDN,
-# zstd, brotli), which alone would double the runner image. Prints the install prefix.
+# zstd, brotli), which alone would double the runner image. Each function gets a section of its
+# own, so the controller's link places only the ones it runs first (bench/hot-text.sh) and
+# --gc-sections drops the rest. Prints the install prefix.
 set -euo pipefail
 
 cache=${TASKED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasked}
 ver=$(dpkg-query -W -f='${Version}' libcurl4-openssl-dev 2>/dev/null || true)
 [ -n "$ver" ] || { echo "build-curl: libcurl4-openssl-dev is not installed" >&2; exit 1; }
-out=$cache/curl-min-$ver
+out=$cache/curl-fs-$ver
+mkdir -p "$cache"
+# One build at a time; a second caller waits and then finds it in the cache.
+exec 9>"$cache/build-curl.lock"
+flock 9
 if [ -s "$out/lib/libcurl.a" ]; then
 	echo "$out"
 	exit 0
@@ -36,7 +42,7 @@ apt-get "${aptopts[@]}" update -qq >&2 || true
 (cd "$work" && apt-get "${aptopts[@]}" source --download-only "curl=$ver" >&2)
 (cd "$work" && dpkg-source -x ./*.dsc src >&2)
 cd "$work/src"
-./configure --prefix="$out" --disable-shared --enable-static --with-openssl --with-zlib \
+CFLAGS="-O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection -fcf-protection -ffunction-sections -fdata-sections" ./configure --prefix="$out" --disable-shared --enable-static --with-openssl --with-zlib \
 	--without-libidn2 --without-nghttp2 --without-brotli --without-zstd --without-libpsl \
 	--without-librtmp --without-libssh2 --without-gssapi --without-libgsasl \
 	--disable-ldap --disable-ldaps --disable-rtsp --disable-dict --disable-telnet --disable-tftp \
