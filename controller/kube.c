@@ -270,6 +270,9 @@ static CURL *kube_handle(struct kube_client *c)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "tasked-controller/" TASKED_VERSION);
+	/* The smallest libcurl takes (default 64 KiB): each thread's handle that has sent a body
+	 * keeps this buffer for good, and a larger body is sent in more pieces. */
+	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	return h;
 }
 
