@@ -195,22 +195,26 @@ has_container() { [ -f "$root/controller/podexec.c" ]; }
 # the ticks moved, for this node's shims only); cpu_delta takes each shim's last sample in the
 # window, so an exited shim loses at most its last half second.
 shim_sampler() {
-	local t
+	local t k pid start cmd
 	set +e +o pipefail # a process that ends while it is read is no reason to stop
 	while [ ! -e "$OUT/samplers.stop" ]; do
 		t=$(date +%s.%N)
-		cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$t" -v sock="$SOCK" -v seen="$OUT/shims.seen" '
+		# A shim seen for the first time is printed as "new PID START"; whether it is ours is
+		# read here, not in awk (mawk reports a process gone mid-read on stderr).
+		cat /proc/[0-9]*/stat 2>/dev/null | awk -v t="$t" -v seen="$OUT/shims.seen" '
 			BEGIN { while ((getline l < seen) > 0) { split(l, a, " "); ours[a[1] " " a[2]] = a[3] } close(seen) }
 			$2 == "(containerd-shim)" {
 				k = $1 " " $22
-				if (!(k in ours)) {
-					c = ""; f = "/proc/" $1 "/cmdline"
-					getline c < f; close(f)
-					ours[k] = index(c, sock) > 0
-					print k, ours[k] >> seen
-				}
-				if (ours[k]) print t, $1, $22, $14 + $15 + $16 + $17
-			}'
+				if (!(k in ours)) print "new", k
+				else if (ours[k]) print t, $1, $22, $14 + $15 + $16 + $17
+			}' | while read -r k pid start; do
+			if [ "$k" = new ]; then
+				cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || cmd=
+				case "$cmd" in *"$SOCK"*) echo "$pid $start 1" ;; *) echo "$pid $start 0" ;; esac >>"$OUT/shims.seen"
+			else
+				echo "$k $pid $start"
+			fi
+		done
 		sleep 0.5
 	done | awk '{ k = $2 " " $3; if (last[k] != $4) { print; fflush() } last[k] = $4 }' >>"$OUT/shims.log"
 }
