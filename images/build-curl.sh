@@ -25,20 +25,9 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/tasked-curl.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "build-curl: building a minimal static libcurl $ver (first time only)" >&2
-# A private sources list with deb-src, so the machine's apt configuration is left alone.
-mkdir -p "$work/apt/lists/partial"
-. /etc/os-release
-cat >"$work/apt/src.sources" <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian http://deb.debian.org/debian-security
-Suites: $VERSION_CODENAME $VERSION_CODENAME-updates $VERSION_CODENAME-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-# deb.debian.org serves the security suite under debian-security only; apt skips what it lacks.
-aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt"
-	-o "Dir::State::Lists=$work/apt/lists" -o APT::Sandbox::User=root)
-apt-get "${aptopts[@]}" update -qq >&2 || true
+# shellcheck source=images/debsrc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debsrc.sh"
+debsrc_init "$work"
 (cd "$work" && apt-get "${aptopts[@]}" source --download-only "curl=$ver" >&2)
 (cd "$work" && dpkg-source -x ./*.dsc src >&2)
 cd "$work/src"

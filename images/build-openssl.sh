@@ -27,25 +27,9 @@ for t in dpkg-source make cc perl; do
 done
 work=$(mktemp -d "${TMPDIR:-/tmp}/tasked-openssl.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# A private sources list with deb-src, so the machine's apt configuration is left alone.
-mkdir -p "$work/apt/lists/partial"
-. /etc/os-release
-cat >"$work/apt/src.sources" <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: $VERSION_CODENAME $VERSION_CODENAME-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: $VERSION_CODENAME-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-aptopts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt"
-	-o "Dir::State::Lists=$work/apt/lists" -o APT::Sandbox::User=root)
-apt-get "${aptopts[@]}" update -qq >&2 || true
+# shellcheck source=images/debsrc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debsrc.sh"
+debsrc_init "$work"
 # Newest first; a version a suite lists may not be downloadable (seen: the security suite's).
 dsc=
 for v in $(apt-cache "${aptopts[@]}" showsrc openssl 2>/dev/null | sed -n 's/^Version: //p' | sort -rV -u); do
