@@ -477,7 +477,7 @@ static void test_eval_bool(void)
 
 static void test_limits(void)
 {
-	struct cel_limits l, d;
+	struct cel_limits l, d, dc;
 	char err[ERRSZ], *s;
 	json_t *got;
 	int r;
@@ -571,17 +571,20 @@ static void test_limits(void)
 	ok(r == -E2BIG && strcmp(err, "1:5: expression nesting exceeds 4") == 0,
 	   "max_depth 4: [[[[1]]]] refused (%s)", err);
 
-	/* cost: big strings from variables, doubled three times */
+	/* cost: big strings from variables, doubled three times. The default limits but a long
+	 * timeout: under ASan on a saturated machine 10 ms of wall clock can run out first. */
+	dc = d;
+	dc.timeout_ms = 60000;
 	{
 		json_t *saved = vars;
 		char *big = repeat("", "x", 32768, "");
 		vars = json_deep_copy(saved);
 		json_object_set_new(vars, "s", json_string(big));
 		free(big);
-		r = run("size(s + s) + size(s + s) + size(s + s) > 0", NULL, &got, err);
+		r = run("size(s + s) + size(s + s) + size(s + s) > 0", &dc, &got, err);
 		ok(r == -E2BIG && strcmp(err, "cost limit 10000 exceeded") == 0,
 		   "repeated concatenation hits the cost limit (%s)", err);
-		l = d;
+		l = dc;
 		l.max_cost = 100000;
 		r = run("size(s + s) + size(s + s) + size(s + s) > 0", &l, &got, err);
 		ok(r == 0 && json_is_true(got), "the same fits a higher max_cost (%s)", err);
@@ -594,7 +597,7 @@ static void test_limits(void)
 		ok(r == -E2BIG && strstr(err, "string exceeds"),
 		   "a limit error is not absorbed by || (%s)", err);
 		r = run("s.contains('y') || s.contains('y') || s.contains('y') || s.contains('y') || s.contains('y')",
-			NULL, &got, err);
+			&dc, &got, err);
 		ok(r == -E2BIG && strstr(err, "cost limit"),
 		   "substring search costs by length (%s)", err);
 
@@ -603,20 +606,20 @@ static void test_limits(void)
 		for (int i = 0; i < 1000; i++)
 			json_array_append_new(list, json_integer(i));
 		json_object_set_new(vars, "L", list);
-		l = d;
+		l = dc;
 		l.max_list = 100000;
 		r = run("size(L + L + L + L + L) > 0", &l, &got, err);
 		ok(r == -E2BIG && strcmp(err, "cost limit 10000 exceeded") == 0,
 		   "list expansion hits the cost limit (%s)", err);
-		r = run("L + L", NULL, &got, err);
+		r = run("L + L", &dc, &got, err);
 		ok(r == -E2BIG && strcmp(err, "1:3: list exceeds 1000 elements") == 0,
 		   "default max_list 1000 (%s)", err);
-		r = run("999 in L && !(1000 in L)", NULL, &got, err);
+		r = run("999 in L && !(1000 in L)", &dc, &got, err);
 		ok(r == 0 && json_is_true(got),
 		   "in over a 1000-element list fits the default cost (%s)", err);
 		json_decref(got);
 		s = repeat("L == L", " && L == L", 11, "");
-		r = run(s, NULL, &got, err);
+		r = run(s, &dc, &got, err);
 		free(s);
 		ok(r == -E2BIG && strstr(err, "cost limit"), "list equality costs per element (%s)",
 		   err);
