@@ -696,7 +696,9 @@ static json_t *px_secret_values(struct podexec *px, json_t *pod)
 						json_string_value(json_object_get(e, "key"))));
 			if (label && strcmp(label, "true") == 0 && b64 &&
 			    util_base64_decode(b64, &val, NULL) == 0) {
-				json_array_append_new(vals, json_string(val));
+				/* masked as C strings, never dumped: bytes that are not
+				 * UTF-8 (a binary volume secret) are masked too */
+				json_array_append_new(vals, json_stringn_nocheck(val, strlen(val)));
 				OPENSSL_cleanse(val, strlen(val));
 				free(val);
 			}

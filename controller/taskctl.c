@@ -135,7 +135,8 @@ static int fx_delete_task(void *ud, json_t *task)
 /* Reads one key of a Kubernetes Secret. Never logs the value. -EPERM when the Secret was not
  * opted in for TaskQueues: the controller reads with its own rights, so without the label any
  * Task author could have any Secret of the namespace read for them. */
-static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret)
+static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret,
+			  size_t *len)
 {
 	struct taskctl *t = ud;
 	char path[1024];
@@ -159,7 +160,7 @@ static int fx_read_secret(void *ud, const char *ns, const char *name, const char
 		return -EPERM;
 	}
 	b64 = json_string_value(json_object_get(json_object_get(resp.body, "data"), k));
-	r = b64 ? util_base64_decode(b64, ret, NULL) : -ENOENT;
+	r = b64 ? util_base64_decode(b64, ret, len) : -ENOENT;
 	kube_resp_free(&resp);
 	return r;
 }

@@ -37,7 +37,8 @@ struct taskctl_effects {
 	/* Deletes the Task (ttlSecondsAfterFinished) under a UID precondition: 0 or -EAGAIN. */
 	int (*delete_task)(void *ud, json_t *task);
 	/* See struct taskctl_secret_reader. */
-	int (*read_secret)(void *ud, const char *ns, const char *name, const char *key, char **ret);
+	int (*read_secret)(void *ud, const char *ns, const char *name, const char *key, char **ret,
+			   size_t *len);
 	/* Wall clock in ms (NULL: util_now_ms). */
 	int64_t (*now_ms)(void *ud);
 	void *ud;

@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,13 +232,28 @@ json_t *taskctl_build_dispatch(json_t *task, int64_t attempt, int64_t now_ms, ch
 	return msg;
 }
 
-/* Resolves one queue secret by name for what (named in errors, never the value). */
+/* Whether a secret's n bytes can travel as an environment variable or a header: JSON strings
+ * (the dispatch) are UTF-8, and a NUL would end the value early as a C string on the runner. */
+static bool secret_is_text(const char *v, size_t n)
+{
+	json_t *j;
+
+	if (memchr(v, '\0', n))
+		return false;
+	j = json_stringn(v, n);
+	json_decref(j);
+	return j != NULL;
+}
+
+/* Resolves one queue secret by name for what (named in errors, never the value). text: the value
+ * becomes an environment variable or header, so it must be text; otherwise (a volume) any bytes
+ * do and *ret is only a presence check. */
 static int queue_secret(const struct taskctl_secret_reader *rd, const char *ns, json_t *qspec,
-			const char *sname, const char *what, char **ret, const char **reason,
-			char *err, size_t errsz)
+			const char *sname, const char *what, bool text, char **ret,
+			const char **reason, char *err, size_t errsz)
 {
 	json_t *decl = NULL, *d;
-	size_t j;
+	size_t j, n = 0;
 	int r;
 
 	json_array_foreach(json_object_get(qspec, "secrets"), j, d)
@@ -254,7 +270,24 @@ static int queue_secret(const struct taskctl_secret_reader *rd, const char *ns, 
 		rd->ud, ns,
 		json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "name")),
 		json_string_value(json_object_get(json_object_get(decl, "secretKeyRef"), "key")),
-		ret);
+		ret, &n);
+	if (r == 0 && text && !secret_is_text(*ret, n)) {
+		OPENSSL_cleanse(*ret, n);
+		free(*ret);
+		*ret = NULL;
+		*reason = "InvalidSpec";
+		snprintf(err, errsz,
+			 "%s: queue secret %s holds a NUL byte or bytes that are not UTF-8, and an "
+			 "environment variable or header carries text only (mount it as a volume "
+			 "instead)",
+			 what, sname);
+		return -EINVAL;
+	}
+	if (r == 0 && !text) {
+		OPENSSL_cleanse(*ret, n);
+		free(*ret);
+		*ret = NULL;
+	}
 	if (r == -EAGAIN)
 		return r;
 	if (r == -EPERM) {
@@ -340,14 +373,17 @@ static int apply_container(const struct taskctl_secret_reader *rd, json_t *task,
 		if (!sname || !name)
 			continue;
 		snprintf(what, sizeof(what), "env %s", name);
-		if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+		if ((r = queue_secret(rd, ns, qspec, sname, what, true, &value, reason, err,
+				      errsz)) < 0)
 			return r;
-		json_array_append_new(json_object_get(msg, "env"),
-				      json_pack("{sssssbsO}", "name", name, "value", value,
-						"secret", 1, "secretKeyRef",
-						secret_decl(qspec, sname)));
+		r = json_array_append_new(json_object_get(msg, "env"),
+					  json_pack("{sssssbsO}", "name", name, "value", value,
+						    "secret", 1, "secretKeyRef",
+						    secret_decl(qspec, sname)));
 		OPENSSL_cleanse(value, strlen(value));
 		free(value);
+		if (r < 0) /* out of memory: never a task without its secret */
+			return -EAGAIN;
 	}
 	json_array_foreach(json_object_get(json_object_get(spec, "container"), "volumes"), i, e) {
 		const char *sname = json_string_value(
@@ -356,10 +392,9 @@ static int apply_container(const struct taskctl_secret_reader *rd, json_t *task,
 		if (!sname)
 			continue;
 		snprintf(what, sizeof(what), "spec.container.volumes[%zu]", i);
-		if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+		if ((r = queue_secret(rd, ns, qspec, sname, what, false, &value, reason, err,
+				      errsz)) < 0)
 			return r;
-		OPENSSL_cleanse(value, strlen(value));
-		free(value);
 		json_object_set(refs, sname, secret_decl(qspec, sname));
 	}
 	if (deps_resolve_dispatch(msg, vars, err, errsz) < 0) {
@@ -424,13 +459,16 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 		if (!sname)
 			continue;
 		snprintf(what, sizeof(what), "env %s", name);
-		if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err, errsz)) < 0)
+		if ((r = queue_secret(rd, ns, qspec, sname, what, true, &value, reason, err,
+				      errsz)) < 0)
 			return r;
-		json_array_append_new(
+		r = json_array_append_new(
 			json_object_get(msg, "env"),
 			json_pack("{sssssb}", "name", name, "value", value, "secret", 1));
 		OPENSSL_cleanse(value, strlen(value));
 		free(value);
+		if (r < 0) /* out of memory: never a task without its secret */
+			return -EAGAIN;
 	}
 	for (const char *const *kind = (const char *const[]){ "http", "remote", NULL }; *kind;
 	     kind++) {
@@ -446,16 +484,18 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 			if (!sname || !name)
 				continue;
 			snprintf(what, sizeof(what), "spec.%s.headers %s", *kind, name);
-			if ((r = queue_secret(rd, ns, qspec, sname, what, &value, reason, err,
+			if ((r = queue_secret(rd, ns, qspec, sname, what, true, &value, reason, err,
 					      errsz)) < 0)
 				return r;
 			if (!json_is_array(json_object_get(dst, "headers")))
 				json_object_set_new(dst, "headers", json_array());
-			json_array_append_new(
+			r = json_array_append_new(
 				json_object_get(dst, "headers"),
 				json_pack("{sssssb}", "name", name, "value", value, "secret", 1));
 			OPENSSL_cleanse(value, strlen(value));
 			free(value);
+			if (r < 0)
+				return -EAGAIN;
 		}
 		o = json_object_get(src, "oauth2");
 		if (strcmp(*kind, "http") == 0 &&
@@ -465,7 +505,7 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 			char *value = NULL;
 			if (!sname ||
 			    (r = queue_secret(rd, ns, qspec, sname, "spec.http.oauth2.clientSecret",
-					      &value, reason, err, errsz)) < 0) {
+					      true, &value, reason, err, errsz)) < 0) {
 				if (!sname) {
 					*reason = "InvalidSpec";
 					snprintf(err, errsz,
@@ -474,10 +514,12 @@ int taskctl_apply_queue(const struct taskctl_secret_reader *rd, json_t *task, js
 				}
 				return r;
 			}
-			json_object_set_new(json_object_get(dst, "oauth2"), "clientSecret",
-					    json_string(value));
+			r = json_object_set_new(json_object_get(dst, "oauth2"), "clientSecret",
+						json_string(value));
 			OPENSSL_cleanse(value, strlen(value));
 			free(value);
+			if (r < 0)
+				return -EAGAIN;
 		}
 	}
 	if (deps_resolve_dispatch(msg, vars, err, errsz) < 0) {

@@ -10,11 +10,12 @@
 /* Secrets a TaskQueue may name must carry this label set to "true". */
 #define TASKCTL_QUEUE_SECRET_LABEL "tasked.dev/queue-secret"
 
-/* Reads one key of a Secret: 0 with *ret (new string), -EAGAIN when the API server could not be
- * asked, -EPERM when the Secret lacks TASKCTL_QUEUE_SECRET_LABEL, another negative errno when the
- * Secret or key does not exist. */
+/* Reads one key of a Secret: 0 with *ret (new buffer, NUL-terminated) and *len (its bytes, which
+ * may hold a NUL), -EAGAIN when the API server could not be asked, -EPERM when the Secret lacks
+ * TASKCTL_QUEUE_SECRET_LABEL, another negative errno when the Secret or key does not exist. */
 struct taskctl_secret_reader {
-	int (*read)(void *ud, const char *ns, const char *name, const char *key, char **ret);
+	int (*read)(void *ud, const char *ns, const char *name, const char *key, char **ret,
+		    size_t *len);
 	void *ud;
 };
 

@@ -101,6 +101,11 @@ like "$NOK_OUTPUT" 'workingDir must be a relative path' "... with a readable mes
 nok "timeoutSeconds: 0 is refused" apply_task zero-timeout "$(printf 'shell: {command: [echo]}\ntimeoutSeconds: 0')"
 like "$NOK_OUTPUT" 'timeoutSeconds' "... naming timeoutSeconds"
 
+long_wd=$(head -c 1025 /dev/zero | tr '\0' 'x')
+nok "a workingDir longer than the runner's 1024 bytes is refused" apply_task long-wd \
+	"shell: {command: [pwd], workingDir: $long_wd}"
+like "$NOK_OUTPUT" 'workingDir: Too long' "... with 'workingDir: Too long'"
+
 long_when=$(head -c 4097 /dev/zero | tr '\0' 'x')
 nok "a when longer than 4096 characters is refused" apply_task long-when \
 	"$(printf 'shell: {command: [echo]}\nwhen: "%s"' "$long_when")"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hostile Task, TaskQueue and Flow authors against the controller: each section performs an
 # attack and checks that it holds.
-#  - a TaskQueue naming a Secret nobody opted in (no tasked.dev/queue-secret label);
+#  - a TaskQueue naming a Secret nobody opted in (no tasked.dev/queue-secret label), or one
+#    whose value an environment variable cannot carry;
 #  - a dependency whose output holds $(TOKEN), inserted where the runner expands variables;
 #  - durations at and past the CRD maxima (timeouts, TTL, backoff), which used to overflow;
 #  - a Task too big for the runner protocol, and field lengths past the CRD caps;
@@ -77,6 +78,46 @@ spec:
 EOF2
 ok_phase opted-in Succeeded 30
 is "$(task_field opted-in .status.logTail | tr -d ' ')" "${#canary}" "once labelled by someone who may write Secrets, it is usable"
+
+# A labelled Secret whose value an environment variable cannot carry: a NUL byte (it would end the
+# value early) or bytes that are not UTF-8 (a JSON string cannot hold them).
+printf 'pre-%s\0post' "$canary" >"$TMPD/nul.bin"
+printf '\377\376%s' "$canary" >"$TMPD/bin.bin"
+k create secret generic odd --from-file=nul="$TMPD/nul.bin" --from-file=bin="$TMPD/bin.bin" >/dev/null
+k label secret odd tasked.dev/queue-secret=true >/dev/null
+apply <<'EOF2'
+apiVersion: tasked.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: odd}
+spec:
+  secrets:
+    - {name: nul, secretKeyRef: {name: odd, key: nul}}
+    - {name: bin, secretKeyRef: {name: odd, key: bin}}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: odd-nul}
+spec:
+  queue: odd
+  env: [{name: PW, valueFrom: {queueSecret: nul}}]
+  shell: {command: ["sh", "-c", "printf %s \"$PW\""]}
+---
+apiVersion: tasked.dev/v1alpha1
+kind: Task
+metadata: {name: odd-bin}
+spec:
+  queue: odd
+  env: [{name: PW, valueFrom: {queueSecret: bin}}]
+  shell: {command: ["sh", "-c", "printf %s \"$PW\""]}
+EOF2
+for t in odd-nul odd-bin; do
+	ok_phase $t Failed 30
+	is "$(task_field $t .status.reason)" "InvalidSpec" "$t: a queue secret with a NUL or non-UTF-8 byte as an env var: InvalidSpec"
+	like "$(task_field $t .status.message)" 'env PW: queue secret .* holds a NUL byte or bytes that are not UTF-8' "... the message names the variable and the queue secret"
+	is "$(task_field $t .status.attempts)" "" "... and nothing ran with the value cut short or left out"
+done
+ok "the canary is nowhere in the namespace's Tasks" lacks "$(k get tasks -o yaml)" "$canary"
+ok "... nor in the controller's log" lacks "$(cat "$STATE/controller.log")" "$canary"
 
 # --- 2. second-order expansion: a dependency's output holding $(TOKEN) --------------------------------
 token="tok-$(openssl rand -hex 12)"

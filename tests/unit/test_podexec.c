@@ -613,15 +613,29 @@ static void test_results(void)
 	json_decref(r);
 }
 
-/* Secret reader: "creds" is opted in, "plain" is not. */
-static int rd_read(void *ud, const char *ns, const char *name, const char *key, char **ret)
+/* Secret reader: "creds" is opted in, "plain" is not; "nul" holds a NUL byte, "bin" bytes that
+ * are not UTF-8. */
+static int rd_read(void *ud, const char *ns, const char *name, const char *key, char **ret,
+		   size_t *len)
 {
+	static const struct {
+		const char *name, *v;
+		size_t n;
+	} secrets[] = { { "creds", "s3cret", 6 },
+			{ "nul", "QzX\0Yw", 6 },
+			{ "bin", "\xff\xfe", 2 } };
+
 	if (strcmp(name, "plain") == 0)
 		return -EPERM;
-	if (strcmp(name, "creds") != 0)
-		return -ENOENT;
-	*ret = strdup("s3cret");
-	return *ret ? 0 : -ENOMEM;
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		if (strcmp(name, secrets[i].name) == 0) {
+			if (!(*ret = malloc(secrets[i].n + 1)))
+				return -ENOMEM;
+			memcpy(*ret, secrets[i].v, secrets[i].n + 1);
+			*len = secrets[i].n;
+			return 0;
+		}
+	return -ENOENT;
 }
 
 static void test_dispatch(void)
@@ -637,7 +651,10 @@ static void test_dispatch(void)
 			 "\"mountPath\":\"/k\"}]}}}");
 	json_t *queue = J("{\"metadata\":{\"name\":\"q\"},\"spec\":{\"secrets\":[{\"name\":\"tok\","
 			  "\"secretKeyRef\":"
-			  "{\"name\":\"creds\",\"key\":\"token\"}},{\"name\":\"bad\","
+			  "{\"name\":\"creds\",\"key\":\"token\"}},"
+			  "{\"name\":\"nul\",\"secretKeyRef\":{\"name\":\"nul\",\"key\":\"k\"}},"
+			  "{\"name\":\"bin\",\"secretKeyRef\":{\"name\":\"bin\",\"key\":\"k\"}},"
+			  "{\"name\":\"bad\","
 			  "\"secretKeyRef\":{\"name\":\"plain\",\"key\":\"k\"}}],"
 			  "\"policy\":{\"container\":{\"imageAllowlist\":[\"reg.io/"
 			  "app:*\"],\"maxOutputBytes\":5000}}}}");
@@ -716,6 +733,45 @@ static void test_dispatch(void)
 	ok(r == -EINVAL && strcmp(reason, "SecretNotFound") == 0 &&
 		   strstr(err, "tasked.dev/queue-secret"),
 	   "a Secret without the opt-in label is refused as for shell tasks (%s)", err);
+	json_decref(msg);
+	/* values an environment variable cannot carry: a clear error, never a cut or dropped one */
+	for (const char *const *sn = (const char *const[]){ "nul", "bin", NULL }; *sn; sn++) {
+		json_object_set_new(
+			json_object_get(
+				json_array_get(
+					json_object_get(json_object_get(task, "spec"), "env"), 1),
+				"valueFrom"),
+			"queueSecret", json_string(*sn));
+		msg = taskctl_build_dispatch(task, 1, 1000, err, sizeof(err));
+		r = taskctl_apply_queue(&rd, task, msg, queue, vars, 1000, &reason, err,
+					sizeof(err));
+		ok(r == -EINVAL && strcmp(reason, "InvalidSpec") == 0 &&
+			   strstr(err, "env TOKEN: queue secret") && strstr(err, "not UTF-8") &&
+			   !strstr(err, "QzX") && !strstr(err, "\xff"),
+		   "a queue secret with %s bytes as an env var: InvalidSpec, value not in the "
+		   "message (%s)",
+		   strcmp(*sn, "nul") == 0 ? "a NUL among its" : "non-UTF-8", err);
+		json_decref(msg);
+	}
+	/* the same bytes as a volume are fine: the kubelet writes them to a file */
+	json_array_remove(json_object_get(json_object_get(task, "spec"), "env"), 1);
+	json_object_set_new(
+		json_object_get(
+			json_array_get(json_object_get(json_object_get(json_object_get(task, "spec"),
+								       "container"),
+						       "volumes"),
+				       0),
+			"secret"),
+		"queueSecret", json_string("bin"));
+	msg = taskctl_build_dispatch(task, 1, 1000, err, sizeof(err));
+	r = taskctl_apply_queue(&rd, task, msg, queue, vars, 1000, &reason, err, sizeof(err));
+	ok(r == 0 && strcmp(json_string_value(json_object_get(
+				    json_object_get(json_object_get(json_object_get(msg, "pod"),
+								    "secretRefs"),
+						    "bin"),
+				    "name")),
+			    "bin") == 0,
+	   "a queue secret of binary bytes as a volume is admitted (%s %s)", reason, err);
 	json_decref(msg);
 	json_decref(task);
 	json_decref(queue);

@@ -107,7 +107,8 @@ static void fx_requeue(void *ud, const char *key, int64_t after_ms)
 }
 
 static int fx_delete_task(void *ud, json_t *task) { return 0; }
-static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret)
+static int fx_read_secret(void *ud, const char *ns, const char *name, const char *k, char **ret,
+			  size_t *len)
 {
 	return -ENOENT;
 }
